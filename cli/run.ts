@@ -1,0 +1,125 @@
+/**
+ * `start` (every server of the herd in this process, plus the dashboard) and `server NAME` (one
+ * server per process): flags → config → places → herd → logs → signals → graceful stop.
+ *
+ * @module
+ */
+
+import { ConfigError, loadConfig } from "../servers/config.ts";
+import { generateSecret } from "../servers/auth.ts";
+import { Herd } from "../servers/herd.ts";
+import { openLogs } from "../servers/log.ts";
+import { openKvPersistence } from "../servers/persist.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createPlacesProvider, describeProvider, type PlacesOptions } from "../servers/places/select.ts";
+import { type HerdFlags, UsageError } from "./flags.ts";
+
+/** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
+const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
+
+/** What a run needs besides flags: hooks for the dashboard, kept out of the herd. */
+export interface RunHooks {
+  /** Called once the herd is up; returns a closer. */
+  onStarted?(herd: Herd, flags: HerdFlags): Promise<(() => Promise<void>) | undefined>;
+}
+
+/**
+ * Runs a herd until SIGINT or SIGTERM; returns the exit status.
+ *
+ * @example
+ * ```ts
+ * Deno.exit(await runHerd("start", parseHerdFlags(Deno.args)));
+ * ```
+ */
+export async function runHerd(
+  mode: "start" | "server",
+  flags: HerdFlags,
+  hooks: RunHooks = {},
+): Promise<number> {
+  const config = await loadConfig(flags.config);
+  let only: string[] | undefined;
+  if (mode === "server") {
+    if (flags.positionals.length !== 1) {
+      throw new UsageError("server needs exactly one server NAME, e.g. deno task server Hill");
+    }
+    const name = flags.positionals[0];
+    if (!config.servers.some((s) => s.name === name)) {
+      const names = config.servers.map((s) => s.name).join(", ");
+      throw new ConfigError(`no server named ${name} in the config (servers: ${names})`);
+    }
+    only = [name];
+  } else if (flags.positionals.length > 0) {
+    throw new UsageError(`start takes no arguments, got ${JSON.stringify(flags.positionals[0])}`);
+  }
+
+  let secret = Deno.env.get("HERD_SECRET") || config.secret;
+  if (!secret) {
+    if (mode === "start") {
+      secret = generateSecret();
+    } else {
+      console.error(
+        "WARNING: no herd secret (set HERD_SECRET or \"secret\" in the config). Using a built-in " +
+          "default that is public: anyone who can reach these ports can join the herd.",
+      );
+      secret = INSECURE_SECRET;
+    }
+  }
+
+  const placesOpts: PlacesOptions = {
+    places: flags.places,
+    apiKey: Deno.env.get("GOOGLE_PLACES_API_KEY"),
+    baseUrl: flags.placesUrl,
+    timeoutMs: flags.placesTimeoutMs,
+    concurrency: flags.placesConcurrency,
+    cacheTtlSeconds: flags.placesCacheTtl,
+  };
+  let places;
+  let placesLine;
+  try {
+    places = createPlacesProvider(placesOpts);
+    placesLine = describeProvider(placesOpts);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    partialLineMs: flags.partialLineMs,
+    idleTimeoutMs: flags.idleTimeoutMs,
+    maxConnections: flags.maxConnections,
+    maxPendingReplies: flags.maxPendingReplies,
+    whatsatGraceMs: flags.whatsatGraceMs,
+    places,
+    secret,
+    only,
+    openPersistence: flags.dataDir === ""
+      ? undefined
+      : (name) => openKvPersistence(flags.dataDir, name),
+  });
+  const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()]);
+  try {
+    await herd.start();
+  } catch (err) {
+    await logs.close();
+    console.error((err as Error).message);
+    return 1;
+  }
+  for (const s of herd.servers.values()) {
+    console.log(`${s.name} listening on ${s.host}:${s.port} (neighbours: ${s.links.map((l) => l.peer).join(", ") || "none"})`);
+  }
+  console.log(`Places: ${placesLine}`);
+  console.log(`Logs: ${flags.logDir}/  Records: ${flags.dataDir === "" ? "in memory only" : `${flags.dataDir}/`}`);
+  const closeDashboard = await hooks.onStarted?.(herd, flags);
+
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+  await stopped;
+  console.log("Stopping...");
+  await closeDashboard?.();
+  await herd.stop();
+  await logs.close();
+  return 0;
+}

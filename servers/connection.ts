@@ -1,0 +1,296 @@
+/**
+ * One client connection: reads bytes, splits lines, hands each line to the server, and writes
+ * the replies back in command order, even when a later command (an IAMAT) finishes before an
+ * earlier one (a WHATSAT waiting on Places).
+ *
+ * Framing rules from PROTOCOL.md live here: half-close (answer everything, then close), the
+ * partial-line timer, whole replies per write, the line limit, and backpressure (a client that
+ * pipelines without reading stops being read once too many replies are pending).
+ *
+ * @module
+ */
+
+import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { formatInvalid } from "./protocol.ts";
+
+/** Tunables for client connections. */
+export interface ConnectionOptions {
+  /** Longest line in bytes; longer ones get `? <prefix>`. */
+  lineLimit: number;
+  /** A partial line unchanged this long is taken as a command; 0 turns it off. */
+  partialLineMs: number;
+  /** Close a connection with no input and nothing pending for this long; 0 turns it off. */
+  idleTimeoutMs: number;
+  /** Stop reading while this many replies (or 1 MiB of output) wait to be written. */
+  maxPendingReplies: number;
+}
+
+/** What a connection needs from its server. */
+export interface LineHandler {
+  /** The reply to one line (a binary string), or null for no reply (blank line). */
+  handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null;
+  /**
+   * Called with the first line when it starts with `HERD1 `: a peer or observer handshake.
+   * Resolves true when the handler took the socket over (this connection then stops).
+   */
+  handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean>;
+  /** Called after each chunk's lines were handled, before replies are written. */
+  afterBatch(): void;
+}
+
+interface Slot {
+  text: string | undefined;
+}
+
+const MAX_PENDING_BYTES = 1024 * 1024;
+const READ_SIZE = 16 * 1024;
+
+/**
+ * A client connection. `run()` resolves when the connection has ended.
+ *
+ * @example
+ * ```ts
+ * const conn = await listener.accept();
+ * const client = new ClientConnection(conn, 1, handler, options);
+ * await client.run();
+ * ```
+ */
+export class ClientConnection {
+  readonly conn: Deno.Conn;
+  readonly id: number;
+  readonly remote: string;
+  readonly splitter: LineSplitter;
+  #handler: LineHandler;
+  #opts: ConnectionOptions;
+  #slots: Slot[] = [];
+  #out: string[] = [];
+  #outBytes = 0;
+  #writing = false;
+  #closed = false;
+  #handedOver = false;
+  #partialTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #onDrain: (() => void) | undefined;
+  #onSettled: (() => void) | undefined;
+  #firstLine = true;
+  /** Why the connection ended, for the disconnect event. */
+  reason = "closed by client";
+
+  constructor(conn: Deno.Conn, id: number, handler: LineHandler, opts: ConnectionOptions) {
+    this.conn = conn;
+    this.id = id;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = `${addr.hostname}:${addr.port}`;
+    this.#handler = handler;
+    this.#opts = opts;
+    this.splitter = new LineSplitter(opts.lineLimit);
+  }
+
+  /** True once the socket was handed to a peer link or an observer. */
+  get handedOver(): boolean {
+    return this.#handedOver;
+  }
+
+  /** Reads until EOF or close; answers everything pending before closing. */
+  async run(): Promise<void> {
+    const buf = new Uint8Array(READ_SIZE);
+    this.#armIdle();
+    try {
+      while (!this.#closed) {
+        if (this.#backlogged()) {
+          await new Promise<void>((resolve) => (this.#onDrain = resolve));
+          if (this.#closed) break;
+        }
+        let n: number | null;
+        try {
+          n = await this.conn.read(buf);
+        } catch (err) {
+          if (!this.#closed) this.reason = `read error: ${(err as Error).name}`;
+          break;
+        }
+        if (n === null) {
+          // Half-close: a final unterminated line is still a command.
+          this.#clearPartial();
+          const last = this.splitter.flush();
+          if (last !== undefined) this.#handle([last]);
+          this.#handler.afterBatch();
+          this.#flush();
+          await new Promise<void>((resolve) => {
+            this.#onSettled = resolve;
+            this.#wake();
+          });
+          break;
+        }
+        this.#armIdle();
+        const lines = this.splitter.push(buf.subarray(0, n));
+        if (this.#firstLine && lines.length > 0) {
+          this.#firstLine = false;
+          const first = lines[0];
+          if (!first.overlong && first.text.startsWith("HERD1 ")) {
+            this.#clearPartial();
+            if (await this.#handler.handshake(first.text, this, lines.slice(1))) {
+              this.#handedOver = true;
+              return;
+            }
+          }
+        }
+        if (lines.length > 0) {
+          this.#handle(lines);
+          this.#handler.afterBatch();
+          this.#flush();
+        }
+        this.#armPartial();
+      }
+    } finally {
+      this.#clearPartial();
+      if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+      if (!this.#handedOver) this.close();
+    }
+  }
+
+  /** Closes the socket; pending replies are dropped. */
+  close(reason?: string): void {
+    if (reason !== undefined && !this.#closed) this.reason = reason;
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake();
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Writes raw text (a binary string) now, outside the reply order (refusals only). */
+  async writeRaw(text: string): Promise<void> {
+    await writeAll(this.conn, binaryToBytes(text));
+  }
+
+  #handle(lines: SplitLine[]): void {
+    for (const line of lines) {
+      if (this.#closed) return;
+      let reply: string | Promise<string> | null;
+      try {
+        reply = this.#handler.handleLine(line, this);
+      } catch (err) {
+        // A bug must not kill the connection or lose the reply slot.
+        console.error(`handler failed: ${err}`);
+        reply = formatInvalid(line.text);
+      }
+      if (reply === null) continue;
+      if (typeof reply === "string" && this.#slots.length === 0) {
+        this.#push(reply);
+        continue;
+      }
+      const slot: Slot = { text: undefined };
+      this.#slots.push(slot);
+      if (typeof reply === "string") slot.text = reply;
+      else {
+        reply.then(
+          (text) => (slot.text = text),
+          (err) => {
+            console.error(`handler failed: ${err}`);
+            slot.text = formatInvalid(line.text);
+          },
+        ).then(() => {
+          this.#releaseSlots();
+          this.#flush();
+        });
+      }
+    }
+  }
+
+  #push(text: string): void {
+    this.#out.push(text);
+    this.#outBytes += text.length;
+  }
+
+  #releaseSlots(): void {
+    while (this.#slots.length > 0 && this.#slots[0].text !== undefined) {
+      this.#push(this.#slots.shift()!.text!);
+    }
+  }
+
+  #backlogged(): boolean {
+    return this.#slots.length + this.#out.length >= this.#opts.maxPendingReplies ||
+      this.#outBytes >= MAX_PENDING_BYTES;
+  }
+
+  /** Starts writing the ready replies, whole and in order; one write in flight at a time. */
+  #flush(): void {
+    if (this.#writing || this.#out.length === 0 || this.#closed) return;
+    const text = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
+    this.#out = [];
+    this.#outBytes = 0;
+    this.#writing = true;
+    writeAll(this.conn, binaryToBytes(text)).then(
+      () => {
+        this.#writing = false;
+        if (this.#out.length > 0) this.#flush();
+        else this.#wake();
+      },
+      () => {
+        this.#writing = false;
+        this.close("write failed");
+      },
+    );
+  }
+
+  /** Wakes the read loop (backpressure lifted) or the EOF path (everything written). */
+  #wake(): void {
+    if (this.#onDrain !== undefined && (this.#closed || !this.#backlogged())) {
+      const resolve = this.#onDrain;
+      this.#onDrain = undefined;
+      resolve();
+    }
+    const idle = this.#slots.length === 0 && !this.#writing && this.#out.length === 0;
+    if (this.#onSettled !== undefined && (this.#closed || idle)) {
+      const resolve = this.#onSettled;
+      this.#onSettled = undefined;
+      resolve();
+    }
+  }
+
+  #armPartial(): void {
+    this.#clearPartial();
+    const ms = this.#opts.partialLineMs;
+    if (ms <= 0 || (this.splitter.pending === 0 && !this.splitter.discarding)) return;
+    this.#partialTimer = setTimeout(() => {
+      this.#partialTimer = undefined;
+      const line = this.splitter.flush();
+      if (line === undefined || this.#closed) return;
+      this.#handle([line]);
+      this.#handler.afterBatch();
+      this.#flush();
+    }, ms);
+  }
+
+  #clearPartial(): void {
+    if (this.#partialTimer !== undefined) clearTimeout(this.#partialTimer);
+    this.#partialTimer = undefined;
+  }
+
+  #armIdle(): void {
+    const ms = this.#opts.idleTimeoutMs;
+    if (ms <= 0) return;
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#slots.length > 0 || this.#writing) this.#armIdle();
+      else this.close("idle timeout");
+    }, ms);
+  }
+}
+
+/**
+ * Writes all bytes (a socket may accept fewer than offered per call).
+ *
+ * @example
+ * ```ts
+ * await writeAll(conn, new TextEncoder().encode("AT ...\n"));
+ * ```
+ */
+export async function writeAll(w: Deno.Conn | Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await w.write(bytes.subarray(off));
+}

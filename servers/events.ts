@@ -1,0 +1,233 @@
+/**
+ * The herd's typed event bus. Everything observable about a server goes through here: logs,
+ * metrics and the dashboard subscribe; no server code knows who listens.
+ *
+ * Dispatch is synchronous and cheap (a loop over subscribers), so emitting on the hot path costs
+ * one object allocation. Subscribers must not throw or block; a subscriber that does heavy work
+ * buffers and does it later (see `servers/log.ts`).
+ *
+ * Text fields that came off the wire (`line`, `reply`, `client`, ...) are "binary strings": one
+ * char per byte (latin1), so they stay byte-exact. Use {@linkcode displayText} to show them.
+ *
+ * @module
+ */
+
+/** The fields of an AT line: what a location record is, on the wire and in the store. */
+export interface AtFields {
+  /** The server that received the client's IAMAT. */
+  origin: string;
+  /** Receive time minus client time, e.g. `+0.263873386`. */
+  diff: string;
+  client: string;
+  /** ISO 6709 text exactly as the client sent it, e.g. `+34.068930-118.445127`. */
+  location: string;
+  /** Client time exactly as sent, e.g. `1621464827.959498503`. */
+  time: string;
+}
+
+interface Base {
+  /** Wall-clock time of the event, ms since the epoch. */
+  t: number;
+  /** The server the event happened at. */
+  server: string;
+}
+
+/** A server started listening. */
+export interface ServerUpEvent extends Base {
+  kind: "server.up";
+  host: string;
+  port: number;
+}
+/** A server stopped (listener and connections closed). */
+export interface ServerDownEvent extends Base {
+  kind: "server.down";
+}
+/** A client (or a not-yet-authenticated peer) connected. */
+export interface ClientConnectEvent extends Base {
+  kind: "client.connect";
+  conn: number;
+  remote: string;
+}
+/** A client connection ended. */
+export interface ClientDisconnectEvent extends Base {
+  kind: "client.disconnect";
+  conn: number;
+  remote: string;
+  reason: string;
+}
+/** A client connection was refused (e.g. too many connections). */
+export interface ClientRefusedEvent extends Base {
+  kind: "client.refused";
+  remote: string;
+  reason: string;
+}
+/** A command line arrived from a client (binary string, without its LF). */
+export interface LineInEvent extends Base {
+  kind: "line.in";
+  conn: number;
+  line: string;
+}
+/** A reply went out to a client (binary string, as written). */
+export interface ReplyOutEvent extends Base {
+  kind: "reply.out";
+  conn: number;
+  reply: string;
+}
+/** A new location record was stored. `from` is the peer it came from, or null for a client. */
+export interface LocationAcceptedEvent extends Base {
+  kind: "location.accepted";
+  record: AtFields;
+  from: string | null;
+  lat: number;
+  lng: number;
+}
+/** A record was not stored because the server already had it or something newer. */
+export interface LocationDroppedEvent extends Base {
+  kind: "location.dropped";
+  record: AtFields;
+  from: string | null;
+  reason: "stale" | "duplicate";
+}
+/** Records written to a peer link in one batch. */
+export interface PropagationSentEvent extends Base {
+  kind: "propagation.sent";
+  to: string;
+  records: readonly AtFields[];
+}
+/** Records read from a peer link in one batch (before the store decides on them). */
+export interface PropagationReceivedEvent extends Base {
+  kind: "propagation.received";
+  from: string;
+  records: readonly AtFields[];
+}
+/** A link to a neighbour came up (authenticated both ways). */
+export interface LinkUpEvent extends Base {
+  kind: "link.up";
+  peer: string;
+  /** "out" when this server dialled, "in" when the neighbour did. */
+  direction: "in" | "out";
+}
+/** A link to a neighbour went down (or a dial failed after having been up). */
+export interface LinkDownEvent extends Base {
+  kind: "link.down";
+  peer: string;
+  reason: string;
+}
+/** Catch-up with a neighbour finished: how many records went each way. */
+export interface SyncDoneEvent extends Base {
+  kind: "sync.done";
+  peer: string;
+  sent: number;
+  received: number;
+  ms: number;
+}
+/** A peer connection was refused (bad secret, garbage, wrong name). */
+export interface PeerRejectedEvent extends Base {
+  kind: "peer.rejected";
+  remote: string;
+  reason: string;
+}
+/** A WHATSAT was answered from a Places provider. */
+export interface WhatsatEvent extends Base {
+  kind: "whatsat";
+  client: string;
+  radiusKm: number;
+  bound: number;
+  provider: string;
+  status: string;
+  count: number;
+  latencyMs: number;
+  coalesced: boolean;
+  error?: string;
+}
+/** Something went wrong that is worth a log line (never contains a secret). */
+export interface ErrorEvent extends Base {
+  kind: "error";
+  message: string;
+}
+
+/** Every event the herd emits. Switch on `kind`. */
+export type HerdEvent =
+  | ServerUpEvent
+  | ServerDownEvent
+  | ClientConnectEvent
+  | ClientDisconnectEvent
+  | ClientRefusedEvent
+  | LineInEvent
+  | ReplyOutEvent
+  | LocationAcceptedEvent
+  | LocationDroppedEvent
+  | PropagationSentEvent
+  | PropagationReceivedEvent
+  | LinkUpEvent
+  | LinkDownEvent
+  | SyncDoneEvent
+  | PeerRejectedEvent
+  | WhatsatEvent
+  | ErrorEvent;
+
+/** The `kind` of every event. */
+export type HerdEventKind = HerdEvent["kind"];
+
+/** A function that receives events. */
+export type Subscriber = (event: HerdEvent) => void;
+
+/**
+ * A synchronous publish/subscribe bus.
+ *
+ * @example
+ * ```ts
+ * const bus = new EventBus();
+ * const off = bus.subscribe((e) => console.log(e.kind));
+ * bus.emit({ kind: "server.down", server: "Hill", t: Date.now() });
+ * off();
+ * ```
+ */
+export class EventBus {
+  #subscribers: Subscriber[] = [];
+
+  /** Adds a subscriber; returns the function that removes it. */
+  subscribe(fn: Subscriber): () => void {
+    this.#subscribers = [...this.#subscribers, fn];
+    return () => {
+      this.#subscribers = this.#subscribers.filter((s) => s !== fn);
+    };
+  }
+
+  /** True when anyone listens (lets hot paths skip building events nobody reads). */
+  get active(): boolean {
+    return this.#subscribers.length > 0;
+  }
+
+  /** Delivers the event to every subscriber; a throwing subscriber does not stop the others. */
+  emit(event: HerdEvent): void {
+    // Copy-on-write array: subscribing during dispatch is safe without copying here.
+    const subs = this.#subscribers;
+    for (let i = 0; i < subs.length; i++) {
+      try {
+        subs[i](event);
+      } catch (err) {
+        console.error(`event subscriber failed on ${event.kind}: ${err}`);
+      }
+    }
+  }
+}
+
+const utf8 = new TextDecoder("utf-8");
+
+/**
+ * Turns a binary string (one char per byte) into readable text: UTF-8 where the bytes are UTF-8,
+ * U+FFFD where they are not. For display only; the wire keeps the bytes.
+ *
+ * @example
+ * ```ts
+ * displayText("caf\xc3\xa9"); // "café"
+ * ```
+ */
+export function displayText(binary: string): string {
+  // Pure ASCII is the common case and needs no work.
+  if (!/[^\x00-\x7f]/.test(binary)) return binary;
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return utf8.decode(bytes);
+}

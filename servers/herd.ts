@@ -1,0 +1,155 @@
+/**
+ * A herd in one process: the servers of a config that run here (all of them for `start`, one for
+ * `server NAME`), sharing one event bus and one Places provider. Servers still talk to each
+ * other over TCP, never in memory, so one process behaves like five.
+ *
+ * @module
+ */
+
+import { EventBus } from "./events.ts";
+import { HerdAuth } from "./auth.ts";
+import type { HerdConfig } from "./config.ts";
+import { HerdServer, type ServerOptions, type ServerState } from "./server.ts";
+import type { Persistence } from "./persist.ts";
+import { parseLocation } from "./protocol.ts";
+import { compareRecords } from "./protocol.ts";
+import type { StoredRecord } from "./store.ts";
+
+/** Options for a herd. */
+export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
+  secret: string;
+  /** Names of the servers to run here; default all. */
+  only?: readonly string[];
+  /** Opens durable storage for a server; absent runs in memory. */
+  openPersistence?: (server: string) => Promise<Persistence>;
+}
+
+/** A herd's state for the dashboard: servers, newest records, and the Places provider. */
+export interface HerdSnapshot {
+  servers: ServerState[];
+  records: {
+    client: string;
+    origin: string;
+    diff: string;
+    location: string;
+    time: string;
+    lat: number;
+    lng: number;
+  }[];
+  places: string;
+}
+
+/** Records a snapshot carries at most. */
+export const SNAPSHOT_RECORDS = 2000;
+
+/**
+ * The servers of a herd that run in this process.
+ *
+ * @example
+ * ```ts
+ * const herd = new Herd(await loadConfig(), { ...DEFAULT_SERVER_OPTIONS, places, secret });
+ * await herd.start();
+ * await herd.stopServer("Hill"); // its links go down; the rest keep serving
+ * await herd.startServer("Hill"); // it catches up from its neighbours
+ * await herd.stop();
+ * ```
+ */
+export class Herd {
+  readonly bus: EventBus = new EventBus();
+  readonly config: HerdConfig;
+  readonly servers: Map<string, HerdServer> = new Map();
+  #opts: HerdOptions;
+  #persistence = new Map<string, Persistence>();
+
+  constructor(config: HerdConfig, opts: HerdOptions) {
+    this.config = config;
+    this.#opts = opts;
+    const auth = new HerdAuth(opts.secret);
+    const names = new Set(config.servers.map((s) => s.name));
+    for (const name of opts.only ?? []) {
+      if (!names.has(name)) throw new Error(`no server named ${name} in the config`);
+    }
+    for (const s of config.servers) {
+      if (opts.only !== undefined && !opts.only.includes(s.name)) continue;
+      this.servers.set(s.name, new HerdServer(s, config.servers, this.bus, auth, opts));
+    }
+  }
+
+  /** Starts every local server; on failure stops those already started and rethrows. */
+  async start(): Promise<void> {
+    try {
+      for (const name of this.servers.keys()) await this.startServer(name);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Stops every local server and closes durable stores. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.servers.keys()].map((n) => this.stopServer(n)));
+    await Promise.all([...this.#persistence.values()].map((p) => p.close()));
+    this.#persistence.clear();
+    this.#opts.places.close?.();
+  }
+
+  /** Starts one local server (its durable store is opened once and kept). */
+  async startServer(name: string): Promise<void> {
+    const server = this.#server(name);
+    if (this.#opts.openPersistence !== undefined && !this.#persistence.has(name)) {
+      this.#persistence.set(name, await this.#opts.openPersistence(name));
+    }
+    server.setPersistence(this.#persistence.get(name));
+    await server.start();
+  }
+
+  /** Stops one local server: listener, connections and links close. */
+  async stopServer(name: string): Promise<void> {
+    await this.#server(name).stop();
+  }
+
+  #server(name: string): HerdServer {
+    const server = this.servers.get(name);
+    if (server === undefined) throw new Error(`no local server named ${name}`);
+    return server;
+  }
+
+  /** Servers, newest records (one per client, the herd's newest), and the provider. */
+  snapshot(limit = SNAPSHOT_RECORDS): HerdSnapshot {
+    const newest = new Map<string, StoredRecord>();
+    for (const s of this.servers.values()) {
+      for (const r of s.recentRecords(limit)) {
+        const seen = newest.get(r.client);
+        if (seen === undefined || compareRecords(r, seen) > 0) newest.set(r.client, r);
+      }
+    }
+    const records = [...newest.values()].slice(0, limit).map((r) => {
+      const { lat, lng } = parseLocation(r.location)!;
+      return {
+        client: r.client,
+        origin: r.origin,
+        diff: r.diff,
+        location: r.location,
+        time: r.time,
+        lat,
+        lng,
+      };
+    });
+    return {
+      servers: this.config.servers.map((c) =>
+        this.servers.get(c.name)?.state() ?? {
+          name: c.name,
+          host: c.host,
+          port: c.port,
+          running: false,
+          connections: 0,
+          records: 0,
+          neighbors: c.neighbors,
+          links: c.neighbors.map((peer) => ({ peer, up: false })),
+        }
+      ),
+      records,
+      places: this.#opts.places.name,
+    };
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Bytes to lines: splits a TCP byte stream on LF without ever buffering more than the line limit.
+ * A line over the limit is discarded as it streams; only a prefix is kept, for the `?` reply.
+ *
+ * Lines come out as binary strings (one char per byte) so the protocol can echo them exactly.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+
+/** Default longest line, in bytes, LF excluded. */
+export const DEFAULT_LINE_LIMIT = 64 * 1024;
+
+/** How much of an overlong line is kept for the `?` reply. */
+export const OVERLONG_PREFIX = 1024;
+
+/** One line out of the splitter. */
+export interface SplitLine {
+  /** The line without its LF, or the kept prefix of an overlong line. */
+  text: string;
+  /** True when the line was longer than the limit and only its prefix is in `text`. */
+  overlong: boolean;
+}
+
+/**
+ * Decodes bytes as a binary string (byte i becomes char code i).
+ *
+ * @example
+ * ```ts
+ * bytesToBinary(new Uint8Array([0x41, 0xff])); // "A\xff"
+ * ```
+ */
+export function bytesToBinary(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+}
+
+/**
+ * Encodes a binary string back to its bytes (the inverse of {@linkcode bytesToBinary}).
+ *
+ * @example
+ * ```ts
+ * binaryToBytes("A\xff"); // Uint8Array [0x41, 0xff]
+ * ```
+ */
+export function binaryToBytes(text: string): Uint8Array {
+  const buf = Buffer.from(text, "latin1");
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/**
+ * Incremental LF splitter with a line limit.
+ *
+ * @example
+ * ```ts
+ * const s = new LineSplitter(16);
+ * s.push(new TextEncoder().encode("IAMAT a\nWHAT")); // [{ text: "IAMAT a", overlong: false }]
+ * s.pending; // 4 (bytes of "WHAT" waiting for their LF)
+ * s.flush(); // { text: "WHAT", overlong: false }
+ * ```
+ */
+export class LineSplitter {
+  #limit: number;
+  #parts: Uint8Array[] = [];
+  #size = 0;
+  /** Set while discarding an overlong line: its kept prefix. */
+  #overlongPrefix: string | undefined;
+
+  constructor(limit = DEFAULT_LINE_LIMIT) {
+    this.#limit = limit;
+  }
+
+  /** Bytes of the current unterminated line held (0 while discarding an overlong one). */
+  get pending(): number {
+    return this.#size;
+  }
+
+  /** True while an overlong line is being discarded (its LF not yet seen). */
+  get discarding(): boolean {
+    return this.#overlongPrefix !== undefined;
+  }
+
+  /** Feeds bytes; returns the lines they complete. The chunk may be reused by the caller after. */
+  push(chunk: Uint8Array): SplitLine[] {
+    const out: SplitLine[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const lf = chunk.indexOf(10, start);
+      const end = lf === -1 ? chunk.length : lf;
+      if (
+        lf !== -1 && this.#size === 0 && this.#overlongPrefix === undefined &&
+        end - start <= this.#limit
+      ) {
+        // Fast path: a whole line inside this chunk needs no copy.
+        out.push({ text: bytesToBinary(chunk.subarray(start, end)), overlong: false });
+        start = lf + 1;
+        continue;
+      }
+      this.#take(chunk.subarray(start, end));
+      if (lf === -1) break;
+      out.push(this.#finish());
+      start = lf + 1;
+    }
+    return out;
+  }
+
+  /** Ends the current partial line (EOF or the partial-line timer); undefined when none. */
+  flush(): SplitLine | undefined {
+    if (this.#size === 0 && this.#overlongPrefix === undefined) return undefined;
+    return this.#finish();
+  }
+
+  #take(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    if (this.#overlongPrefix !== undefined) return; // discarding as it streams
+    if (this.#size + bytes.length > this.#limit) {
+      const kept = this.#concat();
+      const room = Math.max(0, OVERLONG_PREFIX - kept.length);
+      this.#overlongPrefix = bytesToBinary(kept.subarray(0, OVERLONG_PREFIX)) +
+        bytesToBinary(bytes.subarray(0, room));
+      this.#parts = [];
+      this.#size = 0;
+      return;
+    }
+    // Copy: the caller reuses its read buffer.
+    this.#parts.push(bytes.slice());
+    this.#size += bytes.length;
+  }
+
+  #concat(): Uint8Array {
+    if (this.#parts.length === 1) return this.#parts[0];
+    const all = new Uint8Array(this.#size);
+    let at = 0;
+    for (const p of this.#parts) {
+      all.set(p, at);
+      at += p.length;
+    }
+    return all;
+  }
+
+  #finish(): SplitLine {
+    if (this.#overlongPrefix !== undefined) {
+      const text = this.#overlongPrefix;
+      this.#overlongPrefix = undefined;
+      return { text, overlong: true };
+    }
+    const text = this.#size === 0 ? "" : bytesToBinary(this.#concat());
+    this.#parts = [];
+    this.#size = 0;
+    return { text, overlong: false };
+  }
+}
+
+const utf8Encoder = new TextEncoder();
+
+/**
+ * Encodes real (Unicode) text as the binary string of its UTF-8 bytes, so it can join wire text.
+ *
+ * @example
+ * ```ts
+ * utf8ToBinary("é"); // "\xc3\xa9"
+ * ```
+ */
+export function utf8ToBinary(text: string): string {
+  // ASCII needs no work, and is what almost every reply is.
+  if (!/[^\x00-\x7f]/.test(text)) return text;
+  return bytesToBinary(utf8Encoder.encode(text));
+}

@@ -1,0 +1,186 @@
+/**
+ * Per-server log files (`<dir>/<Server>.log`), fed by the event bus.
+ *
+ * Formatting is cheap string work on the hot path; the file writes are not: lines are buffered
+ * and written in batches (every 50 ms, or sooner when 256 KiB pile up), so logging never waits
+ * on the disk per event. `close()` flushes everything.
+ *
+ * Line format: `<ISO time> <KIND> <details>`, one event per line. Wire text (commands, replies,
+ * client IDs) is written byte for byte; a reply's newlines are shown as `\n`.
+ *
+ * @module
+ */
+
+import type { AtFields, EventBus, HerdEvent } from "./events.ts";
+import { formatAt } from "./protocol.ts";
+import { binaryToBytes } from "./lines.ts";
+
+const FLUSH_MS = 50;
+const FLUSH_BYTES = 256 * 1024;
+
+function escapeNewlines(text: string): string {
+  return text.replace(/\n/g, "\\n");
+}
+
+/** One line per record of a batch: each propagated record can be traced in the log. */
+function perRecord(t: number, head: string, records: readonly AtFields[]): string {
+  const stamp = new Date(t).toISOString();
+  return records.map((r) => `${stamp} ${head} ${formatAt(r)}`).join("\n");
+}
+
+/**
+ * The log line(s) for an event (without a final LF; a batch gives one line per record), or undefined for events that are not logged.
+ *
+ * @example
+ * ```ts
+ * formatLogLine({ kind: "server.up", server: "Hill", host: "127.0.0.1", port: 12000, t: 0 });
+ * // "1970-01-01T00:00:00.000Z UP listening on 127.0.0.1:12000"
+ * ```
+ */
+export function formatLogLine(e: HerdEvent): string | undefined {
+  let text: string;
+  switch (e.kind) {
+    case "server.up":
+      text = `UP listening on ${e.host}:${e.port}`;
+      break;
+    case "server.down":
+      text = "DOWN stopped";
+      break;
+    case "client.connect":
+      text = `CONNECT #${e.conn} from ${e.remote}`;
+      break;
+    case "client.disconnect":
+      text = `DISCONNECT #${e.conn} ${e.remote} (${e.reason})`;
+      break;
+    case "client.refused":
+      text = `REFUSED ${e.remote} (${e.reason})`;
+      break;
+    case "line.in":
+      text = `IN #${e.conn} ${escapeNewlines(e.line)}`;
+      break;
+    case "reply.out":
+      text = `OUT #${e.conn} ${escapeNewlines(e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply)}`;
+      break;
+    case "location.accepted":
+      text = `ACCEPT ${e.from === null ? "client" : `from ${e.from}`} ${formatAt(e.record)}`;
+      break;
+    case "location.dropped":
+      text = `DROP ${e.reason} ${e.from === null ? "client" : `from ${e.from}`} ${formatAt(e.record)}`;
+      break;
+    case "propagation.sent":
+      return perRecord(e.t, `SEND to ${e.to}`, e.records);
+    case "propagation.received":
+      return perRecord(e.t, `RECV from ${e.from}`, e.records);
+    case "link.up":
+      text = `LINK UP ${e.peer} (${e.direction === "out" ? "dialled" : "accepted"})`;
+      break;
+    case "link.down":
+      text = `LINK DOWN ${e.peer} (${e.reason})`;
+      break;
+    case "sync.done":
+      text = `SYNC ${e.peer} sent ${e.sent} received ${e.received} in ${e.ms} ms`;
+      break;
+    case "peer.rejected":
+      text = `PEER REJECTED ${e.remote} (${e.reason})`;
+      break;
+    case "whatsat":
+      text = `PLACES ${e.provider} status=${e.status} results=${e.count} latency=${
+        e.latencyMs.toFixed(1)
+      }ms coalesced=${e.coalesced} client=${e.client} radius=${e.radiusKm}km bound=${e.bound}${
+        e.error ? ` error=${JSON.stringify(e.error)}` : ""
+      }`;
+      break;
+    case "error":
+      text = `ERROR ${e.message}`;
+      break;
+    default:
+      return undefined;
+  }
+  return `${new Date(e.t).toISOString()} ${text}`;
+}
+
+/** An open log file with its pending lines. */
+class LogFile {
+  #file: Promise<Deno.FsFile>;
+  #pending: string[] = [];
+  #bytes = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(path: string) {
+    this.#file = Deno.open(path, { create: true, append: true });
+    // An unopenable log must not crash the herd: report once, then drop lines.
+    this.#file.catch((err) => console.error(`cannot open log ${path}: ${err.message}`));
+  }
+
+  add(line: string): void {
+    this.#pending.push(line);
+    this.#bytes += line.length + 1;
+    if (this.#bytes >= FLUSH_BYTES) this.flush();
+    else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  flush(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length === 0) return this.#writing;
+    const bytes = binaryToBytes(this.#pending.join("\n") + "\n");
+    this.#pending = [];
+    this.#bytes = 0;
+    // Chain writes so batches land in order.
+    this.#writing = this.#writing.then(async () => {
+      try {
+        const file = await this.#file;
+        let off = 0;
+        while (off < bytes.length) off += await file.write(bytes.subarray(off));
+      } catch {
+        // Already reported at open; a failing disk must not take the herd down.
+      }
+    });
+    return this.#writing;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    try {
+      (await this.#file).close();
+    } catch {
+      // never opened
+    }
+  }
+}
+
+/**
+ * Writes each server's events to `<dir>/<Server>.log` until closed.
+ *
+ * @example
+ * ```ts
+ * const logs = await openLogs(bus, "./logs", ["Hill", "Jaquez"]);
+ * // ... later, on shutdown:
+ * await logs.close();
+ * ```
+ */
+export async function openLogs(
+  bus: EventBus,
+  dir: string,
+  servers: readonly string[],
+): Promise<{ close(): Promise<void>; flush(): Promise<void> }> {
+  await Deno.mkdir(dir, { recursive: true });
+  const files = new Map<string, LogFile>();
+  for (const name of servers) files.set(name, new LogFile(`${dir}/${name}.log`));
+  const off = bus.subscribe((e) => {
+    const file = files.get(e.server);
+    if (file === undefined) return;
+    const line = formatLogLine(e);
+    if (line !== undefined) file.add(line);
+  });
+  return {
+    async flush() {
+      await Promise.all([...files.values()].map((f) => f.flush()));
+    },
+    async close() {
+      off();
+      await Promise.all([...files.values()].map((f) => f.close()));
+    },
+  };
+}

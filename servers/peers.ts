@@ -1,0 +1,480 @@
+/**
+ * Links to neighbours: one long-lived TCP connection per link, authenticated both ways with the
+ * herd secret, carrying records in batches, kept alive with heartbeats, redialled with capped
+ * exponential backoff and jitter, and reconciled (catch-up) every time it comes up.
+ *
+ * Each link is a cursor into the server's change log (`store.ts`). Flooding a new record and
+ * catching up after a partition are the same loop: send every record after the cursor that did
+ * not come from this peer. The peer remembers the last sequence number it got from us (its
+ * "mark") and tells us at link-up, so only what it missed is sent. The wire format is in
+ * docs/protocol.md.
+ *
+ * Who dials: the server whose name sorts first. So each link has exactly one connection.
+ *
+ * @module
+ */
+
+import type { AtFields, EventBus } from "./events.ts";
+import { type HerdAuth, newNonce } from "./auth.ts";
+import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { formatAt, splitFields, validateRecord } from "./protocol.ts";
+import type { RecordStore, StoredRecord } from "./store.ts";
+import { writeAll } from "./connection.ts";
+
+/** Tunables for links. */
+export interface LinkOptions {
+  /** Send a heartbeat after this long without writing; a link silent 3× this long is dead. */
+  heartbeatMs: number;
+  /** First redial delay. */
+  backoffMinMs: number;
+  /** Redial delay cap. */
+  backoffMaxMs: number;
+  /** Records per batch written to the socket. */
+  batchRecords: number;
+}
+
+/** Default link tunables. */
+export const DEFAULT_LINK_OPTIONS: LinkOptions = {
+  heartbeatMs: 1000,
+  backoffMinMs: 100,
+  backoffMaxMs: 2000,
+  batchRecords: 2048,
+};
+
+/** What a link needs from the server that owns it. */
+export interface LinkHost {
+  readonly name: string;
+  readonly store: RecordStore;
+  readonly bus: EventBus;
+  readonly auth: HerdAuth;
+  /** Applies records that arrived on a link (store, events, flood onwards). */
+  receive(records: AtFields[], link: Link): void;
+  /** Called when a link's mark (what it has received) advances, for persistence. */
+  markAdvanced?(link: Link): void;
+}
+
+/** The persistent part of a link: what we last got from the peer. */
+export interface LinkMark {
+  /** The peer's store epoch the mark refers to. */
+  epoch: string;
+  /** The peer's last sequence number we received. */
+  seq: number;
+}
+
+const HANDSHAKE_TIMEOUT_MS = 3000;
+
+/**
+ * One link from this server to a neighbour.
+ *
+ * @example
+ * ```ts
+ * const link = new Link(server, 0, { name: "Jaquez", host: "127.0.0.1", port: 12001 }, opts);
+ * link.start(); // dials if this side dials; otherwise waits for the neighbour
+ * link.notify(); // something new in the store: send it
+ * ```
+ */
+export class Link {
+  readonly peer: string;
+  readonly index: number;
+  readonly host: string;
+  readonly port: number;
+  /** True when this server dials the link (its name sorts first). */
+  readonly dialer: boolean;
+  /** Records written to this link since start. */
+  recordsSent = 0;
+  /** Records read from this link since start. */
+  recordsReceived = 0;
+  /** What we last received from the peer (kept across reconnects; persisted by the server). */
+  mark: LinkMark = { epoch: "-", seq: 0 };
+
+  #server: LinkHost;
+  #opts: LinkOptions;
+  #conn: Deno.Conn | undefined;
+  #running = false;
+  #cursor = -1; // -1 until the peer's SYNC says where to start
+  #pumping = false;
+  #lastWrite = 0;
+  #lastRead = 0;
+  #heartbeat: ReturnType<typeof setTimeout> | undefined;
+  #wakeDialer: (() => void) | undefined;
+  #dialTimer: ReturnType<typeof setTimeout> | undefined;
+  #closedSignal: (() => void) | undefined;
+  #syncStart = 0;
+  #syncSent = 0;
+  #syncReceived = 0;
+  #catchingUp = false;
+
+  constructor(
+    server: LinkHost,
+    index: number,
+    peer: { name: string; host: string; port: number },
+    opts: LinkOptions,
+  ) {
+    this.#server = server;
+    this.index = index;
+    this.peer = peer.name;
+    this.host = peer.host;
+    this.port = peer.port;
+    this.dialer = server.name < peer.name;
+    this.#opts = opts;
+  }
+
+  /** True while the link is connected and authenticated. */
+  get up(): boolean {
+    return this.#conn !== undefined;
+  }
+
+  /** Starts the link: the dialing side begins dialling. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    if (this.dialer) this.#dialLoop();
+  }
+
+  /** Stops the link and closes its connection. */
+  stop(): void {
+    this.#running = false;
+    if (this.#dialTimer !== undefined) clearTimeout(this.#dialTimer);
+    this.#wakeDialer?.();
+    this.#drop("server stopping");
+  }
+
+  /** New records are in the store: send them (now if idle, else in the next batch). */
+  notify(): void {
+    if (this.#conn === undefined || this.#pumping || this.#cursor < 0) return;
+    this.#pump();
+  }
+
+  /**
+   * Accepts an authenticated connection from the neighbour (the acceptor side), replacing any
+   * older one (a neighbour that restarted may leave a half-open connection behind).
+   */
+  adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
+    if (!this.#running) {
+      conn.close();
+      return;
+    }
+    this.#drop("replaced by a new connection");
+    this.#attach(conn, splitter, rest, "in");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #attach(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], dir: "in" | "out"): void {
+    this.#conn = conn;
+    this.#cursor = -1;
+    this.#lastRead = this.#lastWrite = performance.now();
+    this.#syncStart = performance.now();
+    this.#syncSent = this.#syncReceived = 0;
+    this.#catchingUp = true;
+    const s = this.#server;
+    s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
+    this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
+    this.#send(conn, `SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`);
+    this.#readLoop(conn, splitter, rest);
+  }
+
+  /** Closes the current connection (if any) and reports the link down. */
+  #drop(reason: string): void {
+    const conn = this.#conn;
+    if (conn === undefined) return;
+    this.#conn = undefined;
+    this.#cursor = -1;
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+    const s = this.#server;
+    s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
+    this.#closedSignal?.();
+  }
+
+  #beat(conn: Deno.Conn): void {
+    if (this.#conn !== conn) return;
+    const now = performance.now();
+    if (now - this.#lastRead > 3 * this.#opts.heartbeatMs) {
+      this.#drop("heartbeat timeout");
+      return;
+    }
+    if (now - this.#lastWrite >= this.#opts.heartbeatMs && !this.#pumping) {
+      this.#send(conn, "PING\n");
+    }
+  }
+
+  /** Writes a control line; link errors surface in the read loop, which drops the link. */
+  #send(conn: Deno.Conn, text: string): Promise<void> {
+    this.#lastWrite = performance.now();
+    return writeAll(conn, binaryToBytes(text)).catch(() => {
+      if (this.#conn === conn) this.#drop("write failed");
+    });
+  }
+
+  async #pump(): Promise<void> {
+    const conn = this.#conn!;
+    this.#pumping = true;
+    const s = this.#server;
+    try {
+      while (this.#conn === conn && this.#cursor >= 0) {
+        const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, this.index);
+        if (slice.lastSeq === this.#cursor) break;
+        let text = "";
+        for (const r of slice.records) {
+          text += `R ${r.seq} ${formatAt(r).slice(3)}\n`;
+        }
+        const lastRecordSeq = slice.records.length > 0
+          ? slice.records[slice.records.length - 1].seq
+          : -1;
+        if (lastRecordSeq !== slice.lastSeq) text += `S ${slice.lastSeq}\n`;
+        this.#cursor = slice.lastSeq;
+        if (slice.records.length > 0) {
+          this.recordsSent += slice.records.length;
+          if (this.#catchingUp) this.#syncSent += slice.records.length;
+          s.bus.emit({
+            kind: "propagation.sent",
+            t: Date.now(),
+            server: s.name,
+            to: this.peer,
+            records: slice.records,
+          });
+        }
+        await this.#send(conn, text);
+      }
+      if (this.#catchingUp && this.#conn === conn) {
+        this.#catchingUp = false;
+        this.#send(conn, `CAUGHTUP ${this.#syncSent}\n`);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    // Records may have arrived while the last write was in flight.
+    if (this.#conn === conn && this.#cursor < s.store.headSeq) this.notify();
+  }
+
+  async #readLoop(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    let reason = "closed by peer";
+    try {
+      if (rest.length > 0 && !this.#handle(conn, rest)) return;
+      while (this.#conn === conn) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        this.#lastRead = performance.now();
+        if (!this.#handle(conn, splitter.push(buf.subarray(0, n)))) return;
+      }
+    } catch (err) {
+      reason = `read error: ${(err as Error).name}`;
+    }
+    if (this.#conn === conn) this.#drop(reason);
+  }
+
+  /** Handles lines from the peer; false (after dropping the link) when the peer misbehaved. */
+  #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
+    const s = this.#server;
+    let batch: AtFields[] | undefined;
+    let bad: string | undefined;
+    for (const line of lines) {
+      if (line.overlong) {
+        bad = "overlong line";
+        break;
+      }
+      const f = splitFields(line.text);
+      if (f[0] === "R" && f.length === 7) {
+        const seq = Number(f[1]);
+        const rec = { origin: f[2], diff: f[3], client: f[4], location: f[5], time: f[6] };
+        if (!Number.isSafeInteger(seq) || seq <= this.mark.seq || !validateRecord(rec)) {
+          bad = `bad record ${JSON.stringify(line.text.slice(0, 80))}`;
+          break;
+        }
+        this.mark.seq = seq;
+        (batch ??= []).push(rec);
+      } else if (f[0] === "S" && f.length === 2 && /^\d+$/.test(f[1])) {
+        const seq = Number(f[1]);
+        if (seq > this.mark.seq) this.mark.seq = seq;
+      } else if (f[0] === "PING" && f.length === 1) {
+        // liveness only
+      } else if (f[0] === "SYNC" && f.length === 5 && /^\d+$/.test(f[2]) && /^\d+$/.test(f[4])) {
+        // The peer's SYNC tells where our stream to it starts: from its mark when the mark is
+        // in our current epoch, else from the beginning. A peer whose head is behind our mark
+        // lost its newest changes (a crash before they reached disk): it will reuse those
+        // sequence numbers, so our mark goes back to its head.
+        const [, theirEpoch, theirHead, ourEpochAsKnown, theirMark] = f;
+        if (theirEpoch !== this.mark.epoch) this.mark = { epoch: theirEpoch, seq: 0 };
+        if (Number(theirHead) < this.mark.seq) this.mark.seq = Number(theirHead);
+        const from = ourEpochAsKnown === s.store.epoch ? Number(theirMark) : 0;
+        this.#cursor = Math.min(from, s.store.headSeq);
+        this.notify();
+      } else if (f[0] === "CAUGHTUP" && f.length === 2) {
+        s.bus.emit({
+          kind: "sync.done",
+          t: Date.now(),
+          server: s.name,
+          peer: this.peer,
+          sent: this.#syncSent,
+          received: this.#syncReceived,
+          ms: Math.round(performance.now() - this.#syncStart),
+        });
+      } else if (line.text !== "") {
+        bad = `unexpected ${JSON.stringify(line.text.slice(0, 80))}`;
+        break;
+      }
+    }
+    if (batch !== undefined) {
+      this.recordsReceived += batch.length;
+      this.#syncReceived += batch.length;
+      s.receive(batch, this);
+      s.markAdvanced?.(this);
+    }
+    if (bad !== undefined) {
+      s.bus.emit({
+        kind: "peer.rejected",
+        t: Date.now(),
+        server: s.name,
+        remote: this.peer,
+        reason: bad,
+      });
+      if (this.#conn === conn) this.#drop(`peer sent garbage: ${bad}`);
+      return false;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The dialing side.
+
+  async #dialLoop(): Promise<void> {
+    let delay = this.#opts.backoffMinMs;
+    while (this.#running) {
+      const outcome = await this.#dialOnce();
+      if (!this.#running) break;
+      if (outcome === "up") {
+        // Wait for the link to go down, then redial quickly.
+        await new Promise<void>((resolve) => (this.#closedSignal = resolve));
+        this.#closedSignal = undefined;
+        delay = this.#opts.backoffMinMs;
+        if (!this.#running) break;
+      }
+      // Jitter (±25%) keeps a herd that restarts together from redialling in lockstep.
+      const wait = delay * (0.75 + Math.random() * 0.5);
+      await new Promise<void>((resolve) => {
+        this.#wakeDialer = resolve;
+        this.#dialTimer = setTimeout(resolve, wait);
+      });
+      this.#wakeDialer = undefined;
+      if (outcome !== "up") delay = Math.min(delay * 2, this.#opts.backoffMaxMs);
+    }
+  }
+
+  /** One dial and handshake; "up" when the link was established. */
+  async #dialOnce(): Promise<"up" | "failed"> {
+    const s = this.#server;
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: this.host, port: this.port });
+    } catch {
+      return "failed";
+    }
+    const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
+    try {
+      conn.setNoDelay(true);
+      const ms = Date.now();
+      const nonce = newNonce();
+      const mac = await s.auth.sign(`HELLO|${s.name}|${this.peer}|${ms}|${nonce}`);
+      await writeAll(conn, binaryToBytes(`HERD1 HELLO ${s.name} ${this.peer} ${ms} ${nonce} ${mac}\n`));
+      const splitter = new LineSplitter();
+      const { line, rest } = await readFirstLine(conn, splitter);
+      const f = splitFields(line ?? "");
+      const ok = f.length === 5 && f[0] === "HERD1" && f[1] === "WELCOME" &&
+        f[2] === this.peer && f[3] === s.name &&
+        await s.auth.verify(`WELCOME|${this.peer}|${s.name}|${nonce}`, f[4]);
+      clearTimeout(timer);
+      if (!ok || !this.#running) {
+        const reason = line === undefined
+          ? "no answer to handshake"
+          : line.startsWith("?")
+          ? "neighbour refused our handshake (herd secret mismatch?)"
+          : "neighbour's answer failed authentication";
+        s.bus.emit({ kind: "peer.rejected", t: Date.now(), server: s.name, remote: this.peer, reason });
+        conn.close();
+        return "failed";
+      }
+      this.#attach(conn, splitter, rest, "out");
+      return "up";
+    } catch {
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch {
+        // already closed by the timeout
+      }
+      return "failed";
+    }
+  }
+}
+
+/**
+ * Reads until the first complete line; returns it and any further lines already read.
+ *
+ * @example
+ * ```ts
+ * const { line, rest } = await readFirstLine(conn, new LineSplitter());
+ * ```
+ */
+export async function readFirstLine(
+  conn: Deno.Conn,
+  splitter: LineSplitter,
+): Promise<{ line: string | undefined; rest: SplitLine[] }> {
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) return { line: undefined, rest: [] };
+    const lines = splitter.push(buf.subarray(0, n));
+    if (lines.length > 0) return { line: lines[0].text, rest: lines.slice(1) };
+  }
+}
+
+/**
+ * Checks a `HERD1 HELLO` line from a would-be neighbour. Returns the neighbour's name and the
+ * WELCOME line to send back, or a reason for refusing.
+ *
+ * @example
+ * ```ts
+ * const v = await verifyHello(auth, "Jaquez", line, (name) => name === "Hill");
+ * if (v.ok) conn.write(v.welcome);
+ * ```
+ */
+export async function verifyHello(
+  auth: HerdAuth,
+  me: string,
+  line: string,
+  isNeighbor: (name: string) => boolean,
+): Promise<{ ok: true; from: string; welcome: string } | { ok: false; reason: string }> {
+  const f = splitFields(line);
+  if (f.length !== 7 || f[0] !== "HERD1" || f[1] !== "HELLO") {
+    return { ok: false, reason: "malformed handshake" };
+  }
+  const [, , from, to, ms, nonce, mac] = f;
+  if (to !== me) return { ok: false, reason: `handshake for ${to}, not ${me}` };
+  if (!isNeighbor(from)) return { ok: false, reason: `${from} is not a neighbour` };
+  if (!(await auth.verify(`HELLO|${from}|${to}|${ms}|${nonce}`, mac))) {
+    return { ok: false, reason: `bad herd secret from ${from}` };
+  }
+  if (!/^\d+$/.test(ms) || !auth.fresh(Number(ms), nonce)) {
+    return { ok: false, reason: `stale or replayed handshake from ${from}` };
+  }
+  const welcomeMac = await auth.sign(`WELCOME|${me}|${from}|${nonce}`);
+  return { ok: true, from, welcome: `HERD1 WELCOME ${me} ${from} ${welcomeMac}\n` };
+}
+
+/** Records of a store slice as AT fields (for tests and tools). */
+export function toAtFields(records: StoredRecord[]): AtFields[] {
+  return records.map((r) => ({
+    origin: r.origin,
+    diff: r.diff,
+    client: r.client,
+    location: r.location,
+    time: r.time,
+  }));
+}

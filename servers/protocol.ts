@@ -1,0 +1,294 @@
+/**
+ * The herd protocol's pure core: parse and validate client commands, format replies, and the
+ * exact time arithmetic. No I/O here; `connection.ts` and `server.ts` wrap it.
+ *
+ * All text is handled as "binary strings" (one char per byte, latin1) so that every field the
+ * protocol echoes comes back byte for byte, whatever the client sent.
+ *
+ * @module
+ */
+
+import type { AtFields } from "./events.ts";
+
+/** The protocol's whitespace: space, tab, CR, LF, form feed, vertical tab (not NBSP, not `\s`). */
+const WS_RUN = /[ \t\r\n\f\v]+/;
+const WS_TRIM = /^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g;
+const WS_ONLY = /^[ \t\r\n\f\v]*$/;
+
+/** Longest client ID accepted, in bytes. */
+export const MAX_CLIENT_ID = 256;
+
+const LOCATION = /^([+-])(\d+)(?:\.(\d+))?([+-])(\d+)(?:\.(\d+))?$/;
+const TIME = /^(\d+)(?:\.(\d+))?$/;
+const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
+const INTEGER = /^\d+$/;
+
+/** A valid IAMAT command. */
+export interface IamatCommand {
+  verb: "IAMAT";
+  client: string;
+  location: string;
+  time: string;
+  lat: number;
+  lng: number;
+}
+
+/** A valid WHATSAT command. */
+export interface WhatsatCommand {
+  verb: "WHATSAT";
+  client: string;
+  radiusKm: number;
+  bound: number;
+}
+
+/** The result of parsing one client line. */
+export type Command =
+  | IamatCommand
+  | WhatsatCommand
+  | { verb: "BLANK" }
+  | { verb: "INVALID"; line: string };
+
+/**
+ * Splits a line into fields on runs of protocol whitespace.
+ *
+ * @example
+ * ```ts
+ * splitFields("  IAMAT kiwi\t+1+2 3\r"); // ["IAMAT", "kiwi", "+1+2", "3"]
+ * ```
+ */
+export function splitFields(line: string): string[] {
+  const trimmed = line.replace(WS_TRIM, "");
+  return trimmed === "" ? [] : trimmed.split(WS_RUN);
+}
+
+/**
+ * Trims protocol whitespace from both ends, leaving inner bytes unchanged.
+ *
+ * @example
+ * ```ts
+ * trimLine(" WHATSAT  x 1- 5 \r"); // "WHATSAT  x 1- 5"
+ * ```
+ */
+export function trimLine(line: string): string {
+  return line.replace(WS_TRIM, "");
+}
+
+/**
+ * True when an unsigned decimal `int[.frac]` is at most `limit` (an integer), exactly: no float
+ * rounding, so `90.0000000000000000001` is over 90 although it parses to 90.
+ */
+function decimalAtMost(intPart: string, frac: string | undefined, limit: number): boolean {
+  const digits = intPart.replace(/^0+(?=\d)/, "");
+  const limitText = String(limit);
+  if (digits.length !== limitText.length) return digits.length < limitText.length;
+  if (digits !== limitText) return digits < limitText;
+  return frac === undefined || /^0*$/.test(frac);
+}
+
+/** True when every digit of an unsigned decimal is zero. */
+function decimalIsZero(intPart: string, frac: string | undefined): boolean {
+  return /^0+$/.test(intPart) && (frac === undefined || /^0+$/.test(frac));
+}
+
+/**
+ * Parses ISO 6709 `±lat±lng` in decimal degrees, checking the ranges exactly.
+ * Returns undefined when the text is not a valid location.
+ *
+ * @example
+ * ```ts
+ * parseLocation("+34.068930-118.445127"); // { lat: 34.06893, lng: -118.445127 }
+ * parseLocation("+91+0"); // undefined
+ * ```
+ */
+export function parseLocation(text: string): { lat: number; lng: number } | undefined {
+  const m = LOCATION.exec(text);
+  if (!m) return undefined;
+  const [, latSign, latInt, latFrac, lngSign, lngInt, lngFrac] = m;
+  if (!decimalAtMost(latInt, latFrac, 90) || !decimalAtMost(lngInt, lngFrac, 180)) {
+    return undefined;
+  }
+  const lat = Number(`${latSign}${latInt}${latFrac === undefined ? "" : "." + latFrac}`);
+  const lng = Number(`${lngSign}${lngInt}${lngFrac === undefined ? "" : "." + lngFrac}`);
+  return { lat, lng };
+}
+
+/**
+ * Parses one client line (a binary string without its LF).
+ *
+ * @example
+ * ```ts
+ * parseCommand("IAMAT kiwi +34.06-118.44 1700000000.5").verb; // "IAMAT"
+ * parseCommand("iamat kiwi +34.06-118.44 1").verb; // "INVALID"
+ * parseCommand(" \t").verb; // "BLANK"
+ * ```
+ */
+export function parseCommand(line: string): Command {
+  if (WS_ONLY.test(line)) return { verb: "BLANK" };
+  const fields = splitFields(line);
+  const invalid = { verb: "INVALID", line } as const;
+  if (fields.length !== 4) return invalid;
+  const [verb, client, a, b] = fields;
+  if (client.length > MAX_CLIENT_ID) return invalid;
+  if (verb === "IAMAT") {
+    if (!TIME.test(b)) return invalid;
+    const loc = parseLocation(a);
+    if (!loc) return invalid;
+    return { verb, client, location: a, time: b, lat: loc.lat, lng: loc.lng };
+  }
+  if (verb === "WHATSAT") {
+    const r = DECIMAL.exec(a);
+    if (!r || decimalIsZero(r[1], r[2]) || !decimalAtMost(r[1], r[2], 50)) return invalid;
+    if (!INTEGER.test(b) || !decimalAtMost(b, undefined, 20)) return invalid;
+    return { verb, client, radiusKm: Number(a), bound: Number(b) };
+  }
+  return invalid;
+}
+
+/**
+ * The reply to an invalid command: `? ` plus the trimmed line, then LF.
+ *
+ * @example
+ * ```ts
+ * formatInvalid("  WHATSAT kiwi 1- 5\r"); // "? WHATSAT kiwi 1- 5\n"
+ * ```
+ */
+export function formatInvalid(line: string): string {
+  return `? ${trimLine(line)}\n`;
+}
+
+/**
+ * The AT line for a record, without LF.
+ *
+ * @example
+ * ```ts
+ * formatAt({ origin: "Hill", diff: "+0.5", client: "k", location: "+1+2", time: "3" });
+ * // "AT Hill +0.5 k +1+2 3"
+ * ```
+ */
+export function formatAt(r: AtFields): string {
+  return `AT ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`;
+}
+
+/**
+ * The full WHATSAT reply: the stored AT line, LF, the JSON (no blank line inside, no trailing
+ * newline), then two LFs.
+ *
+ * @example
+ * ```ts
+ * formatWhatsatReply("AT Hill +0.5 k +1+2 3", '{\n   "status" : "OK"\n}');
+ * // 'AT Hill +0.5 k +1+2 3\n{\n   "status" : "OK"\n}\n\n'
+ * ```
+ */
+export function formatWhatsatReply(atLine: string, json: string): string {
+  return `${atLine}\n${json}\n\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact time arithmetic.
+
+/** A non-negative decimal as an integer numerator over 10^scale. */
+interface Fixed {
+  units: bigint;
+  scale: number;
+}
+
+function parseTime(time: string): Fixed {
+  const m = TIME.exec(time);
+  if (!m) throw new RangeError(`not a protocol time: ${time}`);
+  const frac = m[2] ?? "";
+  return { units: BigInt(m[1] + frac), scale: frac.length };
+}
+
+/**
+ * Formats `receive − client` with an explicit sign and exactly 9 fractional digits, computed
+ * exactly from integer nanoseconds and the client's decimal text (fractions longer than 9 digits
+ * are rounded half to even, like printf on an exact decimal).
+ *
+ * @example
+ * ```ts
+ * formatTimeDiff(1621464828223372889n, "1621464827.959498503"); // "+0.263874386"
+ * formatTimeDiff(1000000000n, "1"); // "+0.000000000"
+ * ```
+ */
+export function formatTimeDiff(receiveNs: bigint, clientTime: string): string {
+  const c = parseTime(clientTime);
+  const scale = Math.max(9, c.scale);
+  const cUnits = c.units * 10n ** BigInt(scale - c.scale);
+  const rUnits = receiveNs * 10n ** BigInt(scale - 9);
+  let diff = rUnits - cUnits;
+  const negative = diff < 0n;
+  if (negative) diff = -diff;
+  // Round the magnitude to nanoseconds, half to even.
+  const divisor = 10n ** BigInt(scale - 9);
+  let ns = diff / divisor;
+  const rem = diff % divisor;
+  const twice = rem * 2n;
+  if (twice > divisor || (twice === divisor && ns % 2n === 1n)) ns += 1n;
+  const sign = negative && ns !== 0n ? "-" : "+";
+  const whole = ns / 1_000_000_000n;
+  const frac = (ns % 1_000_000_000n).toString().padStart(9, "0");
+  return `${sign}${whole}.${frac}`;
+}
+
+/**
+ * Compares two protocol times exactly as decimals: negative, zero or positive.
+ *
+ * @example
+ * ```ts
+ * compareTimes("1.50", "1.5"); // 0
+ * compareTimes("10", "9.999"); // 1
+ * ```
+ */
+export function compareTimes(a: string, b: string): number {
+  const [ai, af = ""] = a.split(".");
+  const [bi, bf = ""] = b.split(".");
+  const aInt = ai.replace(/^0+/, "");
+  const bInt = bi.replace(/^0+/, "");
+  if (aInt.length !== bInt.length) return aInt.length - bInt.length;
+  if (aInt !== bInt) return aInt < bInt ? -1 : 1;
+  const aFrac = af.replace(/0+$/, "");
+  const bFrac = bf.replace(/0+$/, "");
+  return aFrac === bFrac ? 0 : aFrac < bFrac ? -1 : 1;
+}
+
+function compareText(a: string, b: string): number {
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+/**
+ * Orders two records of the same client: positive when `a` should replace `b`. The newer client
+ * time wins; equal times are broken by the raw time text, then location, origin and diff, compared
+ * bytewise, so every server picks the same winner and the herd converges. Zero means the same
+ * record (a duplicate).
+ *
+ * @example
+ * ```ts
+ * const r = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
+ * compareRecords({ ...r, time: "6" }, r) > 0; // true: newer
+ * compareRecords(r, r); // 0: duplicate
+ * ```
+ */
+export function compareRecords(a: AtFields, b: AtFields): number {
+  return compareTimes(a.time, b.time) ||
+    compareText(a.time, b.time) ||
+    compareText(a.location, b.location) ||
+    compareText(a.origin, b.origin) ||
+    compareText(a.diff, b.diff);
+}
+
+/**
+ * Validates the fields of an AT record received from a peer (never trust a peer's bytes).
+ * Returns the parsed coordinates, or undefined when any field is invalid.
+ *
+ * @example
+ * ```ts
+ * validateRecord({ origin: "Hill", diff: "-0.5", client: "k", location: "+1+2", time: "3" });
+ * // { lat: 1, lng: 2 }
+ * ```
+ */
+export function validateRecord(r: AtFields): { lat: number; lng: number } | undefined {
+  if (!/^[^ \t\r\n\f\v]+$/.test(r.origin) || !/^[+-]\d+\.\d{9}$/.test(r.diff)) return undefined;
+  if (!/^[^ \t\r\n\f\v]+$/.test(r.client) || r.client.length > MAX_CLIENT_ID) return undefined;
+  if (!TIME.test(r.time)) return undefined;
+  return parseLocation(r.location);
+}

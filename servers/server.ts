@@ -1,0 +1,380 @@
+/**
+ * One herd server: listens with `Deno.listen`, answers clients (IAMAT, WHATSAT), owns its
+ * records and its links to neighbours, and reports everything as events.
+ *
+ * @module
+ */
+
+import type { AtFields, EventBus } from "./events.ts";
+import type { HerdAuth } from "./auth.ts";
+import type { ServerConfig } from "./config.ts";
+import { ClientConnection, type ConnectionOptions, type LineHandler, writeAll } from "./connection.ts";
+import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
+import { Link, type LinkOptions, verifyHello } from "./peers.ts";
+import {
+  formatAt,
+  formatInvalid,
+  formatTimeDiff,
+  formatWhatsatReply,
+  parseCommand,
+  parseLocation,
+  type WhatsatCommand,
+} from "./protocol.ts";
+import { RecordStore, type StoredRecord } from "./store.ts";
+import { nowNs } from "./clock.ts";
+import type { PlacesProvider } from "./places/provider.ts";
+import { formatLegacyJson } from "./places/legacy_json.ts";
+import { startObserver, verifyObserve } from "./observe.ts";
+import type { Persistence } from "./persist.ts";
+
+/** Everything a server needs besides its config. */
+export interface ServerOptions extends ConnectionOptions {
+  places: PlacesProvider;
+  /** How long a WHATSAT for an unknown client waits for the record to arrive by flooding. */
+  whatsatGraceMs: number;
+  /** Client connections beyond this are refused. */
+  maxConnections: number;
+  link: LinkOptions;
+}
+
+/** A snapshot of one server, for the dashboard and tools. */
+export interface ServerState {
+  name: string;
+  host: string;
+  port: number;
+  running: boolean;
+  connections: number;
+  records: number;
+  neighbors: string[];
+  links: { peer: string; up: boolean }[];
+}
+
+/**
+ * A herd server.
+ *
+ * @example
+ * ```ts
+ * const server = new HerdServer(config.servers[0], config, bus, auth, options);
+ * await server.start(); // listening; links dialling
+ * await server.stop();
+ * ```
+ */
+export class HerdServer implements LineHandler {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly bus: EventBus;
+  readonly auth: HerdAuth;
+  readonly links: Link[];
+  store: RecordStore = new RecordStore();
+  #config: ServerConfig;
+  #opts: ServerOptions;
+  #listener: Deno.Listener | undefined;
+  #accepting: Promise<void> | undefined;
+  #conns = new Set<ClientConnection>();
+  #observers = new Set<{ close(): void }>();
+  #nextConn = 1;
+  #persistence: Persistence | undefined;
+
+  constructor(
+    config: ServerConfig,
+    peers: readonly ServerConfig[],
+    bus: EventBus,
+    auth: HerdAuth,
+    opts: ServerOptions,
+  ) {
+    this.name = config.name;
+    this.host = config.host;
+    this.port = config.port;
+    this.bus = bus;
+    this.auth = auth;
+    this.#config = config;
+    this.#opts = opts;
+    const byName = new Map(peers.map((p) => [p.name, p]));
+    this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
+  }
+
+  /** True while listening. */
+  get running(): boolean {
+    return this.#listener !== undefined;
+  }
+
+  /** Open client connections. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Listens, loads stored records, and starts the links. Throws a clear error when the port is taken. */
+  async start(): Promise<void> {
+    if (this.#listener !== undefined) return;
+    try {
+      this.#listener = Deno.listen({ hostname: this.host, port: this.port });
+    } catch (err) {
+      if (err instanceof Deno.errors.AddrInUse) {
+        throw new Error(`${this.name}: port ${this.port} on ${this.host} is already in use`);
+      }
+      throw new Error(`${this.name}: cannot listen on ${this.host}:${this.port}: ${(err as Error).message}`);
+    }
+    // A restarted server starts from its durable store, or empty (and catches up from peers).
+    this.store = new RecordStore();
+    // Marks describe what this store holds, so they go (or come back from disk) with it.
+    for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
+    if (this.#persistence !== undefined) {
+      await this.#persistence.load(this.store, this.links);
+    }
+    this.bus.emit({ kind: "server.up", t: Date.now(), server: this.name, host: this.host, port: this.port });
+    this.#accepting = this.#acceptLoop(this.#listener);
+    for (const link of this.links) link.start();
+  }
+
+  /** Closes the listener, every connection and every link. */
+  async stop(): Promise<void> {
+    const listener = this.#listener;
+    if (listener === undefined) return;
+    this.#listener = undefined;
+    try {
+      listener.close();
+    } catch {
+      // already closed
+    }
+    for (const link of this.links) link.stop();
+    for (const c of this.#conns) c.close("server stopping");
+    for (const o of this.#observers) o.close();
+    await this.#accepting;
+    await this.#persistence?.flush();
+    this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
+  }
+
+  /** Sets (or clears) the durable store used from the next start on. */
+  setPersistence(persistence: Persistence | undefined): void {
+    this.#persistence = persistence;
+  }
+
+  /** This server's state for snapshots. */
+  state(): ServerState {
+    return {
+      name: this.name,
+      host: this.host,
+      port: this.port,
+      running: this.running,
+      connections: this.#conns.size,
+      records: this.store.size,
+      neighbors: this.#config.neighbors,
+      links: this.links.map((l) => ({ peer: l.peer, up: l.up })),
+    };
+  }
+
+  /** Up to `limit` records, most recently changed first. */
+  recentRecords(limit: number): StoredRecord[] {
+    return this.store.recent(limit);
+  }
+
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+    const pending = new Set<Promise<void>>();
+    try {
+      for await (const conn of listener) {
+        const p = this.#serve(conn);
+        pending.add(p);
+        p.finally(() => pending.delete(p));
+      }
+    } catch {
+      // listener closed
+    }
+    await Promise.allSettled([...pending]);
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    const remote = `${addr.hostname}:${addr.port}`;
+    if (this.#conns.size >= this.#opts.maxConnections) {
+      this.bus.emit({ kind: "client.refused", t: Date.now(), server: this.name, remote, reason: "too many connections" });
+      try {
+        await writeAll(conn, binaryToBytes("? server busy: too many connections\n"));
+      } catch {
+        // the refusal is best effort
+      }
+      conn.close();
+      return;
+    }
+    try {
+      (conn as Deno.TcpConn).setNoDelay(true);
+    } catch {
+      // not a TCP socket
+    }
+    const client = new ClientConnection(conn, this.#nextConn++, this, this.#opts);
+    this.#conns.add(client);
+    this.bus.emit({ kind: "client.connect", t: Date.now(), server: this.name, conn: client.id, remote });
+    await client.run();
+    this.#conns.delete(client);
+    if (!client.handedOver) {
+      this.bus.emit({
+        kind: "client.disconnect",
+        t: Date.now(),
+        server: this.name,
+        conn: client.id,
+        remote,
+        reason: client.reason,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // LineHandler: the client protocol.
+
+  handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null {
+    const bus = this.bus;
+    const log = bus.active;
+    if (log) bus.emit({ kind: "line.in", t: Date.now(), server: this.name, conn: conn.id, line: line.text });
+    const cmd = line.overlong ? { verb: "INVALID" as const, line: line.text } : parseCommand(line.text);
+    let reply: string | Promise<string>;
+    switch (cmd.verb) {
+      case "BLANK":
+        return null;
+      case "IAMAT": {
+        const fields: AtFields = {
+          origin: this.name,
+          diff: formatTimeDiff(nowNs(), cmd.time),
+          client: cmd.client,
+          location: cmd.location,
+          time: cmd.time,
+        };
+        this.#accept(fields, null, cmd.lat, cmd.lng);
+        reply = formatAt(fields) + "\n";
+        break;
+      }
+      case "WHATSAT":
+        reply = this.#whatsat(cmd, line.text);
+        break;
+      default:
+        reply = formatInvalid(line.text);
+    }
+    if (log) {
+      if (typeof reply === "string") this.#emitReply(conn.id, reply);
+      else reply.then((r) => this.#emitReply(conn.id, r));
+    }
+    return reply;
+  }
+
+  #emitReply(conn: number, reply: string): void {
+    this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply });
+  }
+
+  afterBatch(): void {
+    // Links are notified at accept time; nothing is batched here yet.
+  }
+
+  async handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
+    const remote = conn.remote;
+    const reject = (reason: string) => {
+      this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
+      return false;
+    };
+    if (line.startsWith("HERD1 HELLO ")) {
+      const v = await verifyHello(this.auth, this.name, line, (n) => this.#config.neighbors.includes(n));
+      if (!v.ok) return reject(v.reason);
+      const link = this.links.find((l) => l.peer === v.from)!;
+      if (!this.running) return false;
+      try {
+        await writeAll(conn.conn, binaryToBytes(v.welcome));
+      } catch {
+        return reject("connection lost during handshake");
+      }
+      this.#conns.delete(conn);
+      link.adopt(conn.conn, conn.splitter, rest);
+      return true;
+    }
+    if (line.startsWith("HERD1 OBSERVE ")) {
+      const v = await verifyObserve(this.auth, this.name, line);
+      if (!v.ok) return reject(v.reason);
+      this.#conns.delete(conn);
+      const observer = startObserver(this, conn.conn, v.observer, () => this.#observers.delete(observer));
+      this.#observers.add(observer);
+      return true;
+    }
+    return false;
+  }
+
+  /** Stores a record if newer, reports it, and floods it; returns whether it was new. */
+  #accept(fields: AtFields, from: Link | null, lat?: number, lng?: number): boolean {
+    const { result, record } = this.store.offer(fields, from === null ? -1 : from.index);
+    const bus = this.bus;
+    if (result !== "new") {
+      if (bus.active) {
+        bus.emit({
+          kind: "location.dropped",
+          t: Date.now(),
+          server: this.name,
+          record: fields,
+          from: from?.peer ?? null,
+          reason: result,
+        });
+      }
+      return false;
+    }
+    // Flood first: the instant a record is accepted, its propagation starts.
+    for (const link of this.links) if (link !== from) link.notify();
+    this.#persistence?.saved(record!);
+    if (bus.active) {
+      if (lat === undefined || lng === undefined) ({ lat, lng } = parseLocation(fields.location)!);
+      bus.emit({
+        kind: "location.accepted",
+        t: Date.now(),
+        server: this.name,
+        record: record!,
+        from: from?.peer ?? null,
+        lat,
+        lng,
+      });
+    }
+    return true;
+  }
+
+  /** Records that arrived on a link: store the newer ones and flood them onwards. */
+  receive(records: AtFields[], link: Link): void {
+    if (this.bus.active) {
+      this.bus.emit({ kind: "propagation.received", t: Date.now(), server: this.name, from: link.peer, records });
+    }
+    for (const r of records) this.#accept(r, link);
+  }
+
+  /** A link's mark moved: persist it with the records it covers. */
+  markAdvanced(link: Link): void {
+    this.#persistence?.markMoved(link);
+  }
+
+  #whatsat(cmd: WhatsatCommand, line: string): string | Promise<string> {
+    const known = this.store.get(cmd.client);
+    if (known !== undefined) return this.#places(known, cmd);
+    // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly.
+    if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) return formatInvalid(line);
+    return this.store.whenKnown(cmd.client, this.#opts.whatsatGraceMs).then((r) =>
+      r === undefined ? formatInvalid(line) : this.#places(r, cmd)
+    );
+  }
+
+  async #places(record: StoredRecord, cmd: WhatsatCommand): Promise<string> {
+    const atLine = formatAt(record);
+    const { lat, lng } = parseLocation(record.location)!;
+    const started = performance.now();
+    const provider = this.#opts.places;
+    const answer = await provider.search({ lat, lng, radiusKm: cmd.radiusKm, bound: cmd.bound });
+    const body = answer.body;
+    if (this.bus.active) {
+      this.bus.emit({
+        kind: "whatsat",
+        t: Date.now(),
+        server: this.name,
+        client: cmd.client,
+        radiusKm: cmd.radiusKm,
+        bound: cmd.bound,
+        provider: provider.name,
+        status: body.status,
+        count: body.results.length,
+        latencyMs: answer.latencyMs ?? performance.now() - started,
+        coalesced: answer.coalesced ?? false,
+        error: body.error_message,
+      });
+    }
+    return formatWhatsatReply(atLine, utf8ToBinary(formatLegacyJson(body)));
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * One server's location records, and its change log.
+ *
+ * The newer-wins and tie rule live here, in one place ({@linkcode compareRecords}). Every accepted
+ * record gets the next sequence number and is appended to the change log; peer links are cursors
+ * into that log (like a replica's offset into Tile38's AOF), so live flooding and catch-up after a
+ * partition are the same loop: "send what is after my cursor".
+ *
+ * @module
+ */
+
+import type { AtFields } from "./events.ts";
+import { compareRecords } from "./protocol.ts";
+
+/** A stored record: the AT fields plus where it sits in this server's change log. */
+export interface StoredRecord extends AtFields {
+  /** This server's sequence number for the change that stored it. */
+  seq: number;
+  /** Index of the peer link it arrived on, or -1 when a client sent it here. */
+  via: number;
+}
+
+/** What the store decided about an offered record. */
+export type OfferResult = "new" | "stale" | "duplicate";
+
+/** A slice of the change log, from {@linkcode RecordStore.readAfter}. */
+export interface LogSlice {
+  records: StoredRecord[];
+  /** The sequence number the reader has now seen up to (its next cursor). */
+  lastSeq: number;
+}
+
+/**
+ * Records by client ID with a change log.
+ *
+ * @example
+ * ```ts
+ * const store = new RecordStore();
+ * const rec = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
+ * store.offer(rec, -1).result; // "new"
+ * store.offer(rec, -1).result; // "duplicate"
+ * store.readAfter(0, 10).records.length; // 1
+ * ```
+ */
+export class RecordStore {
+  #map = new Map<string, StoredRecord>();
+  #log: StoredRecord[] = [];
+  #seq = 0;
+  #waiters = new Map<string, Array<(r: StoredRecord) => void>>();
+  /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
+  epoch: string = crypto.randomUUID().slice(0, 8);
+
+  /** How many clients are known. */
+  get size(): number {
+    return this.#map.size;
+  }
+
+  /** The sequence number of the newest change. */
+  get headSeq(): number {
+    return this.#seq;
+  }
+
+  /** The record for a client, if known. */
+  get(client: string): StoredRecord | undefined {
+    return this.#map.get(client);
+  }
+
+  /** All current records (in no particular order). */
+  values(): IterableIterator<StoredRecord> {
+    return this.#map.values();
+  }
+
+  /**
+   * Offers a record: stored when strictly newer by {@linkcode compareRecords}. `via` is the link
+   * index it came on (-1 for a client).
+   */
+  offer(fields: AtFields, via: number): { result: OfferResult; record?: StoredRecord } {
+    const old = this.#map.get(fields.client);
+    if (old !== undefined) {
+      const order = compareRecords(fields, old);
+      if (order === 0) return { result: "duplicate" };
+      if (order < 0) return { result: "stale" };
+    }
+    const record: StoredRecord = {
+      origin: fields.origin,
+      diff: fields.diff,
+      client: fields.client,
+      location: fields.location,
+      time: fields.time,
+      seq: ++this.#seq,
+      via,
+    };
+    this.#map.set(record.client, record);
+    this.#log.push(record);
+    if (this.#log.length > 2 * this.#map.size + 1024) this.#compact();
+    const waiting = this.#waiters.get(record.client);
+    if (waiting !== undefined) {
+      this.#waiters.delete(record.client);
+      for (const wake of waiting) wake(record);
+    }
+    return { result: "new", record };
+  }
+
+  /**
+   * Restores a record loaded from disk with its sequence number (records must come in ascending
+   * `seq` order). Advances the head past it.
+   */
+  restore(record: StoredRecord): void {
+    this.#map.set(record.client, record);
+    this.#log.push(record);
+    if (record.seq > this.#seq) this.#seq = record.seq;
+  }
+
+  /**
+   * Up to `max` current records changed after `afterSeq`, in sequence order, skipping those that
+   * arrived over link `skipVia` (the peer already has them).
+   */
+  readAfter(afterSeq: number, max: number, skipVia = -2): LogSlice {
+    const log = this.#log;
+    // Binary search for the first entry with seq > afterSeq.
+    let lo = 0;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (log[mid].seq <= afterSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    const records: StoredRecord[] = [];
+    let lastSeq = afterSeq;
+    for (let i = lo; i < log.length && records.length < max; i++) {
+      const r = log[i];
+      lastSeq = r.seq;
+      if (r.via === skipVia || this.#map.get(r.client) !== r) continue;
+      records.push(r);
+    }
+    return { records, lastSeq };
+  }
+
+  /** Up to `limit` current records, most recently changed first. */
+  recent(limit: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    for (let i = this.#log.length - 1; i >= 0 && out.length < limit; i--) {
+      const r = this.#log[i];
+      if (this.#map.get(r.client) === r) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Resolves with the client's record as soon as one is stored, or undefined after `ms`.
+   * Lets a WHATSAT that races the flood of a just-accepted IAMAT wait for it briefly.
+   */
+  whenKnown(client: string, ms: number): Promise<StoredRecord | undefined> {
+    const known = this.#map.get(client);
+    if (known !== undefined || ms <= 0) return Promise.resolve(known);
+    return new Promise((resolve) => {
+      const wake = (r: StoredRecord | undefined) => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+      const timer = setTimeout(() => {
+        const list = this.#waiters.get(client);
+        if (list !== undefined) {
+          const rest = list.filter((w) => w !== wake);
+          if (rest.length === 0) this.#waiters.delete(client);
+          else this.#waiters.set(client, rest);
+        }
+        resolve(undefined);
+      }, ms);
+      const list = this.#waiters.get(client);
+      if (list === undefined) this.#waiters.set(client, [wake]);
+      else list.push(wake);
+    });
+  }
+
+  /** Drops superseded log entries, keeping sequence order. */
+  #compact(): void {
+    this.#log = this.#log.filter((r) => this.#map.get(r.client) === r);
+  }
+}
