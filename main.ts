@@ -52,7 +52,9 @@ async function main(args: string[]): Promise<number> {
       console.log(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)} (start, server, client, dashboard)`);
+      throw new UsageError(
+        `unknown command ${JSON.stringify(command)} (start, server, client, dashboard)`,
+      );
   }
 }
 

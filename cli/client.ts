@@ -24,7 +24,9 @@ export async function resolveTarget(
   configPath?: string,
 ): Promise<{ hostname: string; port: number }> {
   const m = /^(.+):(\d{1,5})$/.exec(target);
-  if (m && Number(m[2]) <= 65535) return { hostname: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+  if (m && Number(m[2]) <= 65535) {
+    return { hostname: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+  }
   const config = await loadConfig(configPath);
   const s = config.servers.find((x) => x.name === target);
   if (s === undefined) {
@@ -59,13 +61,17 @@ export async function runClient(args: string[]): Promise<number> {
     return 0;
   }
   const [target, ...rest] = parsed.positionals;
-  if (target === undefined) throw new UsageError("client needs a TARGET (a server name or HOST:PORT)");
+  if (target === undefined) {
+    throw new UsageError("client needs a TARGET (a server name or HOST:PORT)");
+  }
   const addr = await resolveTarget(target, parsed.values.config);
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect(addr);
   } catch (err) {
-    console.error(`cannot connect to ${target} at ${addr.hostname}:${addr.port}: ${(err as Error).message}`);
+    console.error(
+      `cannot connect to ${target} at ${addr.hostname}:${addr.port}: ${(err as Error).message}`,
+    );
     return 1;
   }
   const send = (async () => {

@@ -57,10 +57,18 @@ export const FLAGS_HELP = `Options:
   --help                    show this help
 Environment: HERD_SECRET (herd secret), GOOGLE_PLACES_API_KEY, HERD_DASHBOARD_TOKEN.`;
 
-function intFlag(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+function intFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
+    );
   }
   return Number(value);
 }

@@ -11,7 +11,11 @@ import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { openKvPersistence } from "../servers/persist.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
-import { createPlacesProvider, describeProvider, type PlacesOptions } from "../servers/places/select.ts";
+import {
+  createPlacesProvider,
+  describeProvider,
+  type PlacesOptions,
+} from "../servers/places/select.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
@@ -58,7 +62,7 @@ export async function runHerd(
       secret = generateSecret();
     } else {
       console.error(
-        "WARNING: no herd secret (set HERD_SECRET or \"secret\" in the config). Using a built-in " +
+        'WARNING: no herd secret (set HERD_SECRET or "secret" in the config). Using a built-in ' +
           "default that is public: anyone who can reach these ports can join the herd.",
       );
       secret = INSECURE_SECRET;
@@ -105,10 +109,18 @@ export async function runHerd(
     return 1;
   }
   for (const s of herd.servers.values()) {
-    console.log(`${s.name} listening on ${s.host}:${s.port} (neighbours: ${s.links.map((l) => l.peer).join(", ") || "none"})`);
+    console.log(
+      `${s.name} listening on ${s.host}:${s.port} (neighbours: ${
+        s.links.map((l) => l.peer).join(", ") || "none"
+      })`,
+    );
   }
   console.log(`Places: ${placesLine}`);
-  console.log(`Logs: ${flags.logDir}/  Records: ${flags.dataDir === "" ? "in memory only" : `${flags.dataDir}/`}`);
+  console.log(
+    `Logs: ${flags.logDir}/  Records: ${
+      flags.dataDir === "" ? "in memory only" : `${flags.dataDir}/`
+    }`,
+  );
   const closeDashboard = await hooks.onStarted?.(herd, flags);
 
   const stopped = new Promise<void>((resolve) => {

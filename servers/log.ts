@@ -59,13 +59,17 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       text = `IN #${e.conn} ${escapeNewlines(e.line)}`;
       break;
     case "reply.out":
-      text = `OUT #${e.conn} ${escapeNewlines(e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply)}`;
+      text = `OUT #${e.conn} ${
+        escapeNewlines(e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply)
+      }`;
       break;
     case "location.accepted":
       text = `ACCEPT ${e.from === null ? "client" : `from ${e.from}`} ${formatAt(e.record)}`;
       break;
     case "location.dropped":
-      text = `DROP ${e.reason} ${e.from === null ? "client" : `from ${e.from}`} ${formatAt(e.record)}`;
+      text = `DROP ${e.reason} ${e.from === null ? "client" : `from ${e.from}`} ${
+        formatAt(e.record)
+      }`;
       break;
     case "propagation.sent":
       return perRecord(e.t, `SEND to ${e.to}`, e.records);

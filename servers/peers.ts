@@ -170,7 +170,10 @@ export class Link {
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
-    this.#send(conn, `SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`);
+    this.#send(
+      conn,
+      `SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
+    );
     this.#readLoop(conn, splitter, rest);
   }
 
@@ -382,7 +385,10 @@ export class Link {
       const ms = Date.now();
       const nonce = newNonce();
       const mac = await s.auth.sign(`HELLO|${s.name}|${this.peer}|${ms}|${nonce}`);
-      await writeAll(conn, binaryToBytes(`HERD1 HELLO ${s.name} ${this.peer} ${ms} ${nonce} ${mac}\n`));
+      await writeAll(
+        conn,
+        binaryToBytes(`HERD1 HELLO ${s.name} ${this.peer} ${ms} ${nonce} ${mac}\n`),
+      );
       const splitter = new LineSplitter();
       const { line, rest } = await readFirstLine(conn, splitter);
       const f = splitFields(line ?? "");
@@ -396,7 +402,13 @@ export class Link {
           : line.startsWith("?")
           ? "neighbour refused our handshake (herd secret mismatch?)"
           : "neighbour's answer failed authentication";
-        s.bus.emit({ kind: "peer.rejected", t: Date.now(), server: s.name, remote: this.peer, reason });
+        s.bus.emit({
+          kind: "peer.rejected",
+          t: Date.now(),
+          server: s.name,
+          remote: this.peer,
+          reason,
+        });
         conn.close();
         return "failed";
       }

@@ -8,7 +8,12 @@
 import type { AtFields, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
-import { ClientConnection, type ConnectionOptions, type LineHandler, writeAll } from "./connection.ts";
+import {
+  ClientConnection,
+  type ConnectionOptions,
+  type LineHandler,
+  writeAll,
+} from "./connection.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, verifyHello } from "./peers.ts";
 import {
@@ -113,7 +118,9 @@ export class HerdServer implements LineHandler {
       if (err instanceof Deno.errors.AddrInUse) {
         throw new Error(`${this.name}: port ${this.port} on ${this.host} is already in use`);
       }
-      throw new Error(`${this.name}: cannot listen on ${this.host}:${this.port}: ${(err as Error).message}`);
+      throw new Error(
+        `${this.name}: cannot listen on ${this.host}:${this.port}: ${(err as Error).message}`,
+      );
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
     this.store = new RecordStore();
@@ -122,7 +129,13 @@ export class HerdServer implements LineHandler {
     if (this.#persistence !== undefined) {
       await this.#persistence.load(this.store, this.links);
     }
-    this.bus.emit({ kind: "server.up", t: Date.now(), server: this.name, host: this.host, port: this.port });
+    this.bus.emit({
+      kind: "server.up",
+      t: Date.now(),
+      server: this.name,
+      host: this.host,
+      port: this.port,
+    });
     this.#accepting = this.#acceptLoop(this.#listener);
     for (const link of this.links) link.start();
   }
@@ -187,7 +200,13 @@ export class HerdServer implements LineHandler {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
     if (this.#conns.size >= this.#opts.maxConnections) {
-      this.bus.emit({ kind: "client.refused", t: Date.now(), server: this.name, remote, reason: "too many connections" });
+      this.bus.emit({
+        kind: "client.refused",
+        t: Date.now(),
+        server: this.name,
+        remote,
+        reason: "too many connections",
+      });
       try {
         await writeAll(conn, binaryToBytes("? server busy: too many connections\n"));
       } catch {
@@ -203,7 +222,13 @@ export class HerdServer implements LineHandler {
     }
     const client = new ClientConnection(conn, this.#nextConn++, this, this.#opts);
     this.#conns.add(client);
-    this.bus.emit({ kind: "client.connect", t: Date.now(), server: this.name, conn: client.id, remote });
+    this.bus.emit({
+      kind: "client.connect",
+      t: Date.now(),
+      server: this.name,
+      conn: client.id,
+      remote,
+    });
     await client.run();
     this.#conns.delete(client);
     if (!client.handedOver) {
@@ -224,8 +249,18 @@ export class HerdServer implements LineHandler {
   handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null {
     const bus = this.bus;
     const log = bus.active;
-    if (log) bus.emit({ kind: "line.in", t: Date.now(), server: this.name, conn: conn.id, line: line.text });
-    const cmd = line.overlong ? { verb: "INVALID" as const, line: line.text } : parseCommand(line.text);
+    if (log) {
+      bus.emit({
+        kind: "line.in",
+        t: Date.now(),
+        server: this.name,
+        conn: conn.id,
+        line: line.text,
+      });
+    }
+    const cmd = line.overlong
+      ? { verb: "INVALID" as const, line: line.text }
+      : parseCommand(line.text);
     let reply: string | Promise<string>;
     switch (cmd.verb) {
       case "BLANK":
@@ -270,7 +305,12 @@ export class HerdServer implements LineHandler {
       return false;
     };
     if (line.startsWith("HERD1 HELLO ")) {
-      const v = await verifyHello(this.auth, this.name, line, (n) => this.#config.neighbors.includes(n));
+      const v = await verifyHello(
+        this.auth,
+        this.name,
+        line,
+        (n) => this.#config.neighbors.includes(n),
+      );
       if (!v.ok) return reject(v.reason);
       const link = this.links.find((l) => l.peer === v.from)!;
       if (!this.running) return false;
@@ -287,7 +327,12 @@ export class HerdServer implements LineHandler {
       const v = await verifyObserve(this.auth, this.name, line);
       if (!v.ok) return reject(v.reason);
       this.#conns.delete(conn);
-      const observer = startObserver(this, conn.conn, v.observer, () => this.#observers.delete(observer));
+      const observer = startObserver(
+        this,
+        conn.conn,
+        v.observer,
+        () => this.#observers.delete(observer),
+      );
       this.#observers.add(observer);
       return true;
     }
@@ -332,7 +377,13 @@ export class HerdServer implements LineHandler {
   /** Records that arrived on a link: store the newer ones and flood them onwards. */
   receive(records: AtFields[], link: Link): void {
     if (this.bus.active) {
-      this.bus.emit({ kind: "propagation.received", t: Date.now(), server: this.name, from: link.peer, records });
+      this.bus.emit({
+        kind: "propagation.received",
+        t: Date.now(),
+        server: this.name,
+        from: link.peer,
+        records,
+      });
     }
     for (const r of records) this.#accept(r, link);
   }

@@ -1,0 +1,223 @@
+/**
+ * Test helpers for talking to servers over real TCP on loopback, and for starting herds on free
+ * ports. Every wait here is bounded.
+ *
+ * @module
+ */
+
+import { type HerdConfig, parseConfig } from "../../servers/config.ts";
+import { Herd, type HerdOptions } from "../../servers/herd.ts";
+import { SERVER_DEFAULTS } from "../../servers/options.ts";
+import { createOfflineProvider } from "../../servers/places/offline.ts";
+import { binaryToBytes, bytesToBinary } from "../../servers/lines.ts";
+
+/** Ports that were free a moment ago (bound to port 0, then released). */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+/** The seed's topology on the given ports (Hill, Jaquez, Smith, Campbell, Singleton). */
+export function seedConfig(ports: number[], secret?: string): HerdConfig {
+  const [hill, jaquez, smith, campbell, singleton] = ports;
+  return parseConfig({
+    servers: {
+      Hill: { port: hill, neighbors: ["Jaquez", "Smith"] },
+      Jaquez: { port: jaquez, neighbors: ["Singleton"] },
+      Smith: { port: smith, neighbors: ["Singleton", "Campbell"] },
+      Campbell: { port: campbell, neighbors: ["Singleton"] },
+      Singleton: { port: singleton },
+    },
+    secret,
+  });
+}
+
+/** A running in-process herd for a test. */
+export interface TestHerd {
+  herd: Herd;
+  config: HerdConfig;
+  port(name: string): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the seed herd on free ports, in this process, with the offline Places index, and
+ * waits until every link is up.
+ */
+export async function startSeedHerd(overrides: Partial<HerdOptions> = {}): Promise<TestHerd> {
+  const config = seedConfig(freePorts(5));
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: "test-secret-0123456789",
+    ...overrides,
+  });
+  await herd.start();
+  await waitFor(
+    () => herd.snapshot().servers.every((s) => s.links.every((l) => l.up)),
+    5000,
+    "links up",
+  );
+  return {
+    herd,
+    config,
+    port: (name) => config.servers.find((s) => s.name === name)!.port,
+    close: () => herd.stop(),
+  };
+}
+
+/** Polls `check` every 10 ms until true; throws after `ms`. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * A raw TCP client that reads into a buffer, so tests can wait for exact byte counts or
+ * terminators with a deadline.
+ */
+export class TcpClient {
+  conn: Deno.TcpConn;
+  #buf = "";
+  #eof = false;
+  #reading: Promise<void>;
+  #wake: (() => void) | undefined;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.#reading = this.#readLoop();
+  }
+
+  /** Connects to 127.0.0.1:port. */
+  static async connect(port: number): Promise<TcpClient> {
+    return new TcpClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async #readLoop(): Promise<void> {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        this.#buf += bytesToBinary(buf.subarray(0, n));
+        this.#wake?.();
+      }
+    } catch {
+      // reset
+    }
+    this.#eof = true;
+    this.#wake?.();
+  }
+
+  /** Sends a binary string (or bytes) as is. */
+  async send(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? binaryToBytes(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+  }
+
+  /** Everything received so far (binary string). */
+  get received(): string {
+    return this.#buf;
+  }
+
+  /** True once the server closed its side. */
+  get eof(): boolean {
+    return this.#eof;
+  }
+
+  /** Waits until `pred(received)` holds, the server closes, or `ms` pass (then throws). */
+  async waitUntil(pred: (received: string) => boolean, ms = 3000): Promise<string> {
+    const deadline = performance.now() + ms;
+    while (!pred(this.#buf)) {
+      if (this.#eof) {
+        throw new Error(`connection closed; received ${JSON.stringify(this.#buf.slice(-300))}`);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new Error(`timed out; received ${JSON.stringify(this.#buf.slice(-300))}`);
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+    return this.#buf;
+  }
+
+  /** Waits for `n` complete replies, where a reply ends at LF, or at LF LF after a WHATSAT's JSON. */
+  async replies(n: number, ms = 3000): Promise<string[]> {
+    let out: string[] = [];
+    await this.waitUntil((text) => {
+      out = splitReplies(text);
+      return out.length >= n;
+    }, ms);
+    return out.slice(0, n);
+  }
+
+  /** Waits for the server to close the connection. */
+  async waitEof(ms = 3000): Promise<string> {
+    await this.waitUntil(() => this.#eof, ms).catch((err) => {
+      if (!this.#eof) throw err;
+    });
+    return this.#buf;
+  }
+
+  /** Closes our side. */
+  async close(): Promise<void> {
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+    await this.#reading;
+  }
+}
+
+/** Splits a stream of replies: AT/? lines end at LF; an AT line followed by `{` runs to `}\n\n`. */
+export function splitReplies(text: string): string[] {
+  const out: string[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const lf = text.indexOf("\n", at);
+    if (lf === -1) break;
+    if (text[lf + 1] === "{") {
+      const end = text.indexOf("}\n\n", lf);
+      if (end === -1) break;
+      out.push(text.slice(at, end + 3));
+      at = end + 3;
+    } else {
+      out.push(text.slice(at, lf + 1));
+      at = lf + 1;
+    }
+  }
+  return out;
+}
+
+/** Sends one command on a fresh connection, half-closes, and returns everything until EOF. */
+export async function exchange(port: number, data: string, ms = 3000): Promise<string> {
+  const c = await TcpClient.connect(port);
+  await c.send(data);
+  await c.conn.closeWrite();
+  const text = await c.waitEof(ms);
+  await c.close();
+  return text;
+}

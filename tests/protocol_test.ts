@@ -1,0 +1,201 @@
+import { assert, assertEquals } from "./_helpers/assert.ts";
+import {
+  compareRecords,
+  compareTimes,
+  formatAt,
+  formatInvalid,
+  formatTimeDiff,
+  formatWhatsatReply,
+  parseCommand,
+  parseLocation,
+  splitFields,
+  validateRecord,
+} from "../servers/protocol.ts";
+import { RecordStore } from "../servers/store.ts";
+
+Deno.test("fields split on the protocol's six whitespace bytes only", () => {
+  assertEquals(splitFields(" IAMAT\tk\r+1+2\f3\v"), ["IAMAT", "k", "+1+2", "3"]);
+  // NBSP (0xA0) is not whitespace: it stays inside the field.
+  assertEquals(splitFields("IAMAT k\xa0x +1+2 3"), ["IAMAT", "k\xa0x", "+1+2", "3"]);
+  assertEquals(splitFields("   "), []);
+});
+
+Deno.test("IAMAT: valid forms parse with exact fields", () => {
+  const c = parseCommand("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503");
+  assertEquals(c, {
+    verb: "IAMAT",
+    client: "kiwi.cs.ucla.edu",
+    location: "+34.068930-118.445127",
+    time: "1621464827.959498503",
+    lat: 34.06893,
+    lng: -118.445127,
+  });
+  assertEquals(parseCommand("IAMAT k +35-120 1").verb, "IAMAT");
+  assertEquals(parseCommand("IAMAT k +27.5916+086.5640 1.0").verb, "IAMAT");
+  assertEquals(parseCommand("\t IAMAT  k  +90-180  0 \r").verb, "IAMAT");
+  assertEquals(parseCommand("IAMAT k -90.000+180.0000 0").verb, "IAMAT");
+  assertEquals(parseCommand(`IAMAT ${"x".repeat(256)} +1+1 1`).verb, "IAMAT");
+});
+
+Deno.test("IAMAT: every malformed field is invalid", () => {
+  const bad = [
+    "iamat k +1+1 1", // verbs are case-sensitive
+    "IAMAT k +1+1", // too few fields
+    "IAMAT k +1+1 1 extra",
+    "IAMAT k 1+1 1", // latitude needs a sign
+    "IAMAT k +1 1",
+    "IAMAT k +1.+1 1", // trailing dot
+    "IAMAT k +.5+1 1",
+    "IAMAT k +1+1 1.", // time: no trailing dot
+    "IAMAT k +1+1 -1", // no sign
+    "IAMAT k +1+1 1e9", // no exponent
+    "IAMAT k +1+1 +1",
+    "IAMAT k +91+0 1", // out of range
+    "IAMAT k -90.0000001+0 1",
+    "IAMAT k +0+180.5 1",
+    "IAMAT k +90.00000000000000000001+0 1", // over 90 exactly, though a float would say 90
+    "IAMAT k ++1+1 1",
+    `IAMAT ${"x".repeat(257)} +1+1 1`, // client ID over 256 bytes
+    "IAMAT k +1+1 １", // non-ASCII digits
+  ];
+  for (const line of bad) assertEquals(parseCommand(line).verb, "INVALID", line);
+});
+
+Deno.test("WHATSAT: radius 0 < r ≤ 50 with fractions, bound integer 0..20", () => {
+  assertEquals(parseCommand("WHATSAT k 10 5"), {
+    verb: "WHATSAT",
+    client: "k",
+    radiusKm: 10,
+    bound: 5,
+  });
+  assertEquals(parseCommand("WHATSAT k 0.5 0").verb, "WHATSAT");
+  assertEquals(parseCommand("WHATSAT k 50 20").verb, "WHATSAT");
+  assertEquals(parseCommand("WHATSAT k 50.000 020").verb, "WHATSAT");
+  for (
+    const line of [
+      "WHATSAT k 0 5",
+      "WHATSAT k 0.000 5",
+      "WHATSAT k 50.001 5",
+      "WHATSAT k 51 5",
+      "WHATSAT k -1 5",
+      "WHATSAT k 1- 5",
+      "WHATSAT k 1. 5",
+      "WHATSAT k 10 21",
+      "WHATSAT k 10 -1",
+      "WHATSAT k 10 2.5",
+      "WHATSAT k 10",
+      "whatsat k 10 5",
+    ]
+  ) assertEquals(parseCommand(line).verb, "INVALID", line);
+});
+
+Deno.test("blank lines are BLANK; a client-sent AT is invalid", () => {
+  assertEquals(parseCommand("").verb, "BLANK");
+  assertEquals(parseCommand(" \t\r\f\v").verb, "BLANK");
+  assertEquals(
+    parseCommand("AT Clark +0.263873386 kiwi +34.06-118.44 1520023934.9").verb,
+    "INVALID",
+  );
+});
+
+Deno.test("? replies trim outer whitespace and keep inner bytes", () => {
+  assertEquals(
+    formatInvalid("  WHATSAT kiwi.cs.ucla.edu 1- 5 \r"),
+    "? WHATSAT kiwi.cs.ucla.edu 1- 5\n",
+  );
+  assertEquals(formatInvalid("a \t b\xff"), "? a \t b\xff\n");
+});
+
+Deno.test("time difference: exact, signed, nine digits, from integer nanoseconds", () => {
+  assertEquals(formatTimeDiff(1621464828223372889n, "1621464827.959498503"), "+0.263874386");
+  assertEquals(formatTimeDiff(1621464823000000000n, "1621464827.998127001"), "-4.998127001");
+  assertEquals(formatTimeDiff(5_000_000_000n, "5"), "+0.000000000");
+  assertEquals(formatTimeDiff(5_000_000_000n, "5.0000000000001"), "+0.000000000"); // no "-0"
+  assertEquals(formatTimeDiff(0n, "1700000000.5"), "-1700000000.500000000");
+  // Longer fractions round half to even at the ninth digit.
+  assertEquals(formatTimeDiff(1_000_000_000n, "0.0000000005"), "+1.000000000"); // 0.9999999995 → even
+  assertEquals(formatTimeDiff(1_000_000_000n, "0.0000000015"), "+0.999999998");
+  assertEquals(formatTimeDiff(1_000_000_000n, "0.00000000151"), "+0.999999998");
+  // 19-digit timestamps stay exact (a float would lose the last digits).
+  assertEquals(formatTimeDiff(1621464827959498504n, "1621464827.959498503"), "+0.000000001");
+  assertEquals(formatTimeDiff(99999999999999999999n, "0"), "+99999999999.999999999");
+});
+
+Deno.test("AT and WHATSAT layouts", () => {
+  const r = {
+    origin: "Hill",
+    diff: "+0.263873386",
+    client: "kiwi",
+    location: "+34.06-118.44",
+    time: "1.5",
+  };
+  assertEquals(formatAt(r), "AT Hill +0.263873386 kiwi +34.06-118.44 1.5");
+  assertEquals(formatWhatsatReply("AT x", '{\n   "a" : 1\n}'), 'AT x\n{\n   "a" : 1\n}\n\n');
+});
+
+Deno.test("times compare exactly as decimals", () => {
+  assertEquals(compareTimes("1.50", "1.5"), 0);
+  assertEquals(compareTimes("01", "1.0"), 0);
+  assert(compareTimes("10", "9.999999999999") > 0);
+  assert(compareTimes("1621464827.959498503", "1621464827.959498504") < 0);
+  assert(compareTimes("1621464827.9594985031", "1621464827.959498503") > 0);
+});
+
+Deno.test("store: newer wins, stale and duplicates stop, ties break the same everywhere", () => {
+  const base = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
+  const a = new RecordStore();
+  assertEquals(a.offer(base, -1).result, "new");
+  assertEquals(a.offer(base, -1).result, "duplicate");
+  assertEquals(a.offer({ ...base, time: "9.99" }, -1).result, "stale");
+  assertEquals(a.offer({ ...base, time: "10.0", location: "+2+2" }, -1).result, "new"); // tie: "10.0" > "10"
+  assertEquals(a.offer(base, -1).result, "stale");
+  assertEquals(a.offer({ ...base, time: "11" }, -1).result, "new");
+  assertEquals(a.get("k")!.time, "11");
+
+  // Two servers that see the same tied records in opposite orders end with the same one.
+  const x = { ...base, origin: "Hill", location: "+5+5" };
+  const y = { ...base, origin: "Smith", location: "+5+5" };
+  const s1 = new RecordStore();
+  const s2 = new RecordStore();
+  s1.offer(x, -1);
+  s1.offer(y, -1);
+  s2.offer(y, -1);
+  s2.offer(x, -1);
+  assertEquals(formatAt(s1.get("k")!), formatAt(s2.get("k")!));
+  assert(compareRecords(x, y) !== 0);
+});
+
+Deno.test("store: change log reads after a cursor, skipping superseded and the source link", () => {
+  const s = new RecordStore();
+  const rec = (client: string, time: string) => ({
+    origin: "Hill",
+    diff: "+0.1",
+    client,
+    location: "+1+1",
+    time,
+  });
+  s.offer(rec("a", "1"), -1); // seq 1
+  s.offer(rec("b", "1"), 0); // seq 2, came on link 0
+  s.offer(rec("a", "2"), -1); // seq 3 supersedes seq 1
+  assertEquals(s.readAfter(0, 10).records.map((r) => r.seq), [2, 3]);
+  assertEquals(s.readAfter(0, 10, 0).records.map((r) => r.seq), [3]);
+  assertEquals(s.readAfter(2, 10).records.map((r) => r.seq), [3]);
+  assertEquals(s.readAfter(3, 10), { records: [], lastSeq: 3 });
+  assertEquals(s.readAfter(0, 1).lastSeq, 2);
+});
+
+Deno.test("location parse is exact at the range edges", () => {
+  assertEquals(parseLocation("+90.000-180.000"), { lat: 90, lng: -180 });
+  assertEquals(parseLocation("+90.0001-180"), undefined);
+  assertEquals(parseLocation("+0900+0"), undefined);
+  assertEquals(parseLocation("+0090+0"), { lat: 90, lng: 0 });
+});
+
+Deno.test("peer records are validated field by field", () => {
+  const ok = { origin: "Hill", diff: "-0.500000000", client: "k", location: "+1+2", time: "3" };
+  assert(validateRecord(ok));
+  assertEquals(validateRecord({ ...ok, diff: "0.5" }), undefined);
+  assertEquals(validateRecord({ ...ok, location: "+100+2" }), undefined);
+  assertEquals(validateRecord({ ...ok, time: "3." }), undefined);
+  assertEquals(validateRecord({ ...ok, client: "a b" }), undefined);
+});
