@@ -16,6 +16,7 @@ import {
   describeProvider,
   type PlacesOptions,
 } from "../servers/places/select.ts";
+import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
@@ -100,6 +101,8 @@ export async function runHerd(
       ? undefined
       : (name) => openKvPersistence(flags.dataDir, name),
   });
+  // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
+  if (places.name === "offline") await warmOfflineIndex();
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()]);
   try {
     await herd.start();

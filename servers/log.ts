@@ -22,10 +22,22 @@ function escapeNewlines(text: string): string {
   return text.replace(/\n/g, "\\n");
 }
 
+let stampMs = -1;
+let stampText = "";
+
+/** ISO time of `t`, cached per millisecond: many events share one. */
+function stamp(t: number): string {
+  if (t !== stampMs) {
+    stampMs = t;
+    stampText = new Date(t).toISOString();
+  }
+  return stampText;
+}
+
 /** One line per record of a batch: each propagated record can be traced in the log. */
 function perRecord(t: number, head: string, records: readonly AtFields[]): string {
-  const stamp = new Date(t).toISOString();
-  return records.map((r) => `${stamp} ${head} ${formatAt(r)}`).join("\n");
+  const time = stamp(t);
+  return records.map((r) => `${time} ${head} ${formatAt(r)}`).join("\n");
 }
 
 /**
@@ -100,7 +112,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     default:
       return undefined;
   }
-  return `${new Date(e.t).toISOString()} ${text}`;
+  return `${stamp(e.t)} ${text}`;
 }
 
 /** An open log file with its pending lines. */

