@@ -1,17 +1,91 @@
 /**
- * Wires the dashboard to the command line (temporary: filled in when web/app.ts lands).
+ * Wires the dashboard to the command line: beside an in-process herd (`start`), or as its own
+ * process watching a herd of `server` processes (`dashboard --config FILE`).
  *
  * @module
  */
 
 import type { RunHooks } from "./run.ts";
 import type { HerdFlags } from "./flags.ts";
+import { loadConfig } from "../servers/config.ts";
+import { RemoteHerd } from "../servers/remote_herd.ts";
+import { serveDashboard } from "../web/app.ts";
+import { UsageError } from "./flags.ts";
 
-/** Hooks that serve the dashboard beside an in-process herd. */
-export const dashboardHooks: RunHooks = {};
+async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlags) {
+  try {
+    return await serveDashboard(herd, {
+      host: flags.dashboardHost,
+      port: flags.dashboardPort,
+      quiet: true,
+    });
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `dashboard: port ${flags.dashboardPort} on ${flags.dashboardHost} is already in use`,
+      );
+    }
+    throw err;
+  }
+}
 
-/** Runs the dashboard for a herd of separate server processes. */
-export function runRemoteDashboard(_flags: HerdFlags): Promise<number> {
-  console.error("dashboard: not available yet");
-  return Promise.resolve(1);
+/**
+ * Hooks that serve the dashboard beside an in-process herd (unless `--no-dashboard`).
+ *
+ * @example
+ * ```ts
+ * await runHerd("start", flags, dashboardHooks);
+ * ```
+ */
+export const dashboardHooks: RunHooks = {
+  async onStarted(herd, flags) {
+    if (!flags.dashboard) return undefined;
+    const dash = await serve(herd, flags);
+    console.log(`Dashboard: ${dash.openUrl}`);
+    return () => dash.close();
+  },
+};
+
+/**
+ * Runs the dashboard for a herd of separate `server` processes until SIGINT/SIGTERM.
+ *
+ * @example
+ * ```ts
+ * Deno.exit(await runRemoteDashboard(parseHerdFlags(["--config", "herd.json"])));
+ * ```
+ */
+export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
+  if (flags.positionals.length > 0) {
+    throw new UsageError(
+      `dashboard takes no arguments, got ${JSON.stringify(flags.positionals[0])}`,
+    );
+  }
+  const config = await loadConfig(flags.config);
+  const secret = Deno.env.get("HERD_SECRET") || config.secret;
+  if (!secret) {
+    throw new UsageError(
+      'dashboard needs the herd secret (HERD_SECRET or "secret" in the config) to observe servers',
+    );
+  }
+  const herd = new RemoteHerd(config, { secret });
+  herd.start();
+  let dash;
+  try {
+    dash = await serve(herd, flags);
+  } catch (err) {
+    await herd.stop();
+    console.error((err as Error).message);
+    return 1;
+  }
+  console.log(
+    `Watching ${config.servers.map((s) => `${s.name} (${s.host}:${s.port})`).join(", ")}`,
+  );
+  console.log(`Dashboard: ${dash.openUrl}`);
+  await new Promise<void>((resolve) => {
+    Deno.addSignalListener("SIGINT", () => resolve());
+    Deno.addSignalListener("SIGTERM", () => resolve());
+  });
+  await dash.close();
+  await herd.stop();
+  return 0;
 }

@@ -111,6 +111,15 @@ export async function runHerd(
     console.error((err as Error).message);
     return 1;
   }
+  // In one process every neighbour is local: report ready once the links are up (bounded).
+  const deadline = Date.now() + 3000;
+  const local = (peer: string) => herd.servers.has(peer);
+  while (
+    Date.now() < deadline &&
+    [...herd.servers.values()].some((s) => s.links.some((l) => local(l.peer) && !l.up))
+  ) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
   for (const s of herd.servers.values()) {
     console.log(
       `${s.name} listening on ${s.host}:${s.port} (neighbours: ${
@@ -124,7 +133,15 @@ export async function runHerd(
       flags.dataDir === "" ? "in memory only" : `${flags.dataDir}/`
     }`,
   );
-  const closeDashboard = await hooks.onStarted?.(herd, flags);
+  let closeDashboard: (() => Promise<void>) | undefined;
+  try {
+    closeDashboard = await hooks.onStarted?.(herd, flags);
+  } catch (err) {
+    console.error((err as Error).message);
+    await herd.stop();
+    await logs.close();
+    return 1;
+  }
 
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();

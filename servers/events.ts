@@ -231,3 +231,20 @@ export function displayText(binary: string): string {
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return utf8.decode(bytes);
 }
+
+/**
+ * JSON with every non-ASCII char escaped (`\u00e9`), so the text survives any byte channel
+ * unchanged: binary strings stay binary strings, Unicode stays Unicode, on the other side of
+ * `JSON.parse`.
+ *
+ * @example
+ * ```ts
+ * asciiJson({ client: "k\xff", message: "café" }); // '{"client":"k\\u00ff","message":"caf\\u00e9"}'
+ * ```
+ */
+export function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\u0080-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

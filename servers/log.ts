@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { AtFields, EventBus, HerdEvent } from "./events.ts";
+import { asciiJson, type AtFields, type EventBus, type HerdEvent } from "./events.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryToBytes } from "./lines.ts";
 
@@ -103,7 +103,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       text = `PLACES ${e.provider} status=${e.status} results=${e.count} latency=${
         e.latencyMs.toFixed(1)
       }ms coalesced=${e.coalesced} client=${e.client} radius=${e.radiusKm}km bound=${e.bound}${
-        e.error ? ` error=${JSON.stringify(e.error)}` : ""
+        e.error ? ` error=${asciiJson(e.error)}` : ""
       }`;
       break;
     case "error":

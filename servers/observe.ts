@@ -6,14 +6,15 @@
  * `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>` with
  * mac = hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`).
  * The server answers `HERD1 WATCHING <server>`, then `STATE <json>` (its part of the snapshot),
- * then one `EVENT <json>` line per event. Text fields stay binary strings (JSON-escaped).
+ * then one `EVENT <json>` line per event. The JSON is pure ASCII (`\u00XX` escapes), and its
+ * text fields are binary strings, as on the wire.
  * A slow observer is cut loose once 4 MiB wait for it; it reconnects and gets a fresh STATE.
  *
  * @module
  */
 
 import type { HerdAuth } from "./auth.ts";
-import type { EventBus, HerdEvent } from "./events.ts";
+import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
 import type { ServerState } from "./server.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
@@ -29,6 +30,8 @@ export interface Observable {
   readonly name: string;
   readonly bus: EventBus;
   readonly auth: HerdAuth;
+  /** The Places provider's name ("offline", "new", "legacy"). */
+  readonly places: string;
   state(): ServerState;
   recentRecords(limit: number): StoredRecord[];
 }
@@ -122,7 +125,7 @@ export function startObserver(
 
   const off = server.bus.subscribe((e: HerdEvent) => {
     if (e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out") return;
-    send(`EVENT ${JSON.stringify(e)}\n`);
+    send(`EVENT ${asciiJson(e)}\n`);
   });
 
   const records = server.recentRecords(STATE_RECORDS).map((r) => ({
@@ -133,7 +136,9 @@ export function startObserver(
     time: r.time,
   }));
   send(`HERD1 WATCHING ${server.name}\n`);
-  send(`STATE ${JSON.stringify({ server: server.state(), records, observer })}\n`);
+  send(
+    `STATE ${asciiJson({ server: server.state(), records, observer, places: server.places })}\n`,
+  );
 
   // Anything the observer sends (or its EOF) ends the stream.
   (async () => {

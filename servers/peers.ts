@@ -92,7 +92,8 @@ export class Link {
   #conn: Deno.Conn | undefined;
   #running = false;
   #cursor = -1; // -1 until the peer's SYNC says where to start
-  #pumping = false;
+  /** The connection a pump is running (or scheduled) for; a new connection gets its own. */
+  #pumpingFor: Deno.Conn | undefined;
   #lastWrite = 0;
   #lastRead = 0;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
@@ -103,6 +104,8 @@ export class Link {
   #syncSent = 0;
   #syncReceived = 0;
   #catchingUp = false;
+  /** While the cursor is below this, records that came from the peer are sent back too. */
+  #resendUpTo = 0;
 
   constructor(
     server: LinkHost,
@@ -145,9 +148,10 @@ export class Link {
    * share one write (measured: 2x IAMAT throughput at 32 connections over writing at once).
    */
   notify(): void {
-    if (this.#conn === undefined || this.#pumping || this.#cursor < 0) return;
-    this.#pumping = true;
-    queueMicrotask(() => this.#pump());
+    const conn = this.#conn;
+    if (conn === undefined || this.#pumpingFor === conn || this.#cursor < 0) return;
+    this.#pumpingFor = conn;
+    queueMicrotask(() => this.#pump(conn));
   }
 
   /**
@@ -207,7 +211,7 @@ export class Link {
       this.#drop("heartbeat timeout");
       return;
     }
-    if (now - this.#lastWrite >= this.#opts.heartbeatMs && !this.#pumping) {
+    if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
       this.#send(conn, "PING\n");
     }
   }
@@ -220,16 +224,12 @@ export class Link {
     });
   }
 
-  async #pump(): Promise<void> {
-    const conn = this.#conn;
-    if (conn === undefined) {
-      this.#pumping = false;
-      return;
-    }
+  async #pump(conn: Deno.Conn): Promise<void> {
     const s = this.#server;
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
-        const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, this.index);
+        const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
+        const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
         if (slice.lastSeq === this.#cursor) break;
         let text = "";
         for (const r of slice.records) {
@@ -258,7 +258,7 @@ export class Link {
         this.#send(conn, `CAUGHTUP ${this.#syncSent}\n`);
       }
     } finally {
-      this.#pumping = false;
+      if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
     }
     // Records may have arrived while the last write was in flight.
     if (this.#conn === conn && this.#cursor < s.store.headSeq) this.notify();
@@ -295,11 +295,12 @@ export class Link {
       if (f[0] === "R" && f.length === 7) {
         const seq = Number(f[1]);
         const rec = { origin: f[2], diff: f[3], client: f[4], location: f[5], time: f[6] };
-        if (!Number.isSafeInteger(seq) || seq <= this.mark.seq || !validateRecord(rec)) {
+        if (!/^\d+$/.test(f[1]) || !Number.isSafeInteger(seq) || !validateRecord(rec)) {
           bad = `bad record ${JSON.stringify(line.text.slice(0, 80))}`;
           break;
         }
-        this.mark.seq = seq;
+        // At or below the mark: a resend of the whole log (we lost records, see SYNC).
+        if (seq > this.mark.seq) this.mark.seq = seq;
         (batch ??= []).push(rec);
       } else if (f[0] === "S" && f.length === 2 && /^\d+$/.test(f[1])) {
         const seq = Number(f[1]);
@@ -311,11 +312,19 @@ export class Link {
         // in our current epoch, else from the beginning. A peer whose head is behind our mark
         // lost its newest changes (a crash before they reached disk): it will reuse those
         // sequence numbers, so our mark goes back to its head.
+        //
+        // A peer that lost records it had sent us (it came back with another store, e.g. after
+        // --memory, or behind our mark) needs them back, but our log marks them as having come
+        // from it and the stream skips those: so send it the whole log, skipping nothing, up
+        // to our current head.
         const [, theirEpoch, theirHead, ourEpochAsKnown, theirMark] = f;
+        const lost = (this.mark.epoch !== "-" && theirEpoch !== this.mark.epoch) ||
+          Number(theirHead) < this.mark.seq;
         if (theirEpoch !== this.mark.epoch) this.mark = { epoch: theirEpoch, seq: 0 };
         if (Number(theirHead) < this.mark.seq) this.mark.seq = Number(theirHead);
-        const from = ourEpochAsKnown === s.store.epoch ? Number(theirMark) : 0;
+        const from = ourEpochAsKnown === s.store.epoch && !lost ? Number(theirMark) : 0;
         this.#cursor = Math.min(from, s.store.headSeq);
+        this.#resendUpTo = lost ? s.store.headSeq : 0;
         this.notify();
       } else if (f[0] === "CAUGHTUP" && f.length === 2) {
         s.bus.emit({
@@ -361,8 +370,10 @@ export class Link {
       const outcome = await this.#dialOnce();
       if (!this.#running) break;
       if (outcome === "up") {
-        // Wait for the link to go down, then redial quickly.
-        await new Promise<void>((resolve) => (this.#closedSignal = resolve));
+        // Wait for the link to go down (unless it already did), then redial quickly.
+        if (this.#conn !== undefined) {
+          await new Promise<void>((resolve) => (this.#closedSignal = resolve));
+        }
         this.#closedSignal = undefined;
         delay = this.#opts.backoffMinMs;
         if (!this.#running) break;

@@ -27,6 +27,7 @@
 import { HerdAuth, newNonce } from "./auth.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
+import { bytesToBinary } from "./lines.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 
 /** One server's part of a snapshot (the shape `ServerState` has in servers/server.ts). */
@@ -94,7 +95,6 @@ interface Watch {
   lastError?: string;
 }
 
-const latin1 = new TextDecoder("latin1");
 const MAX_LINE = 16 * 1024 * 1024;
 
 /** The merged view of a herd of separate server processes; see the module doc. */
@@ -288,7 +288,7 @@ export class RemoteHerd {
       outer: while (true) {
         const n = await conn.read(buf);
         if (n === null) break;
-        pending += latin1.decode(buf.subarray(0, n));
+        pending += bytesToBinary(buf.subarray(0, n));
         let nl: number;
         while ((nl = pending.indexOf("\n")) >= 0) {
           const line = pending.slice(0, nl).replace(/\r$/, "");
@@ -338,8 +338,10 @@ export class RemoteHerd {
     st: {
       server: ServerView;
       records?: { client: string; origin: string; diff: string; location: string; time: string }[];
+      places?: string;
     },
   ): void {
+    if (typeof st.places === "string") this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
     const s = st.server;
     w.state = {

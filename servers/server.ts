@@ -104,6 +104,11 @@ export class HerdServer implements LineHandler {
     return this.#listener !== undefined;
   }
 
+  /** The Places provider's name. */
+  get places(): string {
+    return this.#opts.places.name;
+  }
+
   /** Open client connections. */
   get connections(): number {
     return this.#conns.size;

@@ -1,0 +1,126 @@
+/**
+ * The herd graph: servers on a circle (ordered so links cross as little as possible), links
+ * coloured by state (up on both ends, up on one end only, down), a pulse travelling along a link
+ * for every propagation batch sent, and per-server clients, connections and updates per second.
+ */
+
+import { useEffect, useState } from "preact/hooks";
+import { IS_BROWSER, onEvents, rates, useSnapshot } from "./_live.ts";
+import { circleOrder, graphLinks, layoutNodes } from "./_model.ts";
+
+const W = 560;
+const H = 420;
+const PULSE_MS = 700;
+const MAX_PULSES = 48;
+
+interface Pulse {
+  id: number;
+  from: string;
+  to: string;
+  count: number;
+}
+
+let pulseSeq = 0;
+
+export default function HerdGraph() {
+  const snap = useSnapshot();
+  const [pulses, setPulses] = useState<Pulse[]>([]);
+  const [arrivals, setArrivals] = useState<Record<string, number>>({});
+  const rate = IS_BROWSER ? rates.value : {};
+
+  useEffect(() => {
+    return onEvents((events) => {
+      const fresh: Pulse[] = [];
+      const got: Record<string, number> = {};
+      for (const e of events) {
+        if (e.kind === "propagation.sent" && fresh.length < MAX_PULSES) {
+          fresh.push({ id: ++pulseSeq, from: e.server, to: e.to, count: e.count });
+        } else if (e.kind === "propagation.received") {
+          got[e.server] = ++pulseSeq;
+        }
+      }
+      if (fresh.length > 0) {
+        setPulses((p) => p.concat(fresh).slice(-MAX_PULSES));
+        const ids = new Set(fresh.map((f) => f.id));
+        setTimeout(() => setPulses((p) => p.filter((x) => !ids.has(x.id))), PULSE_MS + 50);
+      }
+      if (Object.keys(got).length > 0) setArrivals((a) => ({ ...a, ...got }));
+    });
+  }, []);
+
+  const links = graphLinks(snap);
+  const names = circleOrder(snap.servers.map((s) => s.name), links);
+  const pos = layoutNodes(names, W, H, 68);
+
+  return (
+    <svg class="graph" viewBox={`0 0 ${W} ${H}`} role="img" aria-label="Herd graph">
+      <g class="links">
+        {links.map((l) => {
+          const a = pos.get(l.a)!;
+          const b = pos.get(l.b)!;
+          return (
+            <line
+              key={`${l.a}-${l.b}`}
+              class={`link link-${l.state}`}
+              data-link={`${l.a}-${l.b}`}
+              data-state={l.state}
+              x1={a.x}
+              y1={a.y}
+              x2={b.x}
+              y2={b.y}
+            >
+              <title>{`${l.a} – ${l.b}: ${l.state}`}</title>
+            </line>
+          );
+        })}
+      </g>
+      <g class="pulses">
+        {pulses.map((p) => {
+          const a = pos.get(p.from);
+          const b = pos.get(p.to);
+          if (!a || !b) return null;
+          return (
+            <circle
+              key={p.id}
+              class="pulse"
+              data-from={p.from}
+              data-to={p.to}
+              cx={a.x}
+              cy={a.y}
+              r={p.count > 1 ? 6 : 4.5}
+              style={{ "--dx": `${b.x - a.x}px`, "--dy": `${b.y - a.y}px` }}
+            />
+          );
+        })}
+      </g>
+      <g class="nodes">
+        {snap.servers.map((s) => {
+          const p = pos.get(s.name)!;
+          const r = rate[s.name] ?? 0;
+          return (
+            <g
+              key={s.name}
+              class={`node ${s.running ? "node-up" : "node-down"}`}
+              data-server={s.name}
+              transform={`translate(${p.x} ${p.y})`}
+            >
+              <circle
+                key={arrivals[s.name] ?? 0}
+                class={arrivals[s.name] ? "node-ring flash" : "node-ring"}
+                r="44"
+              />
+              <circle class="node-core" r="39" />
+              <text class="node-name" y="-3" text-anchor="middle">{s.name}</text>
+              <text class="node-sub" y="13" text-anchor="middle">
+                {s.running ? `${s.records} client${s.records === 1 ? "" : "s"}` : "stopped"}
+              </text>
+              <text class="node-rate" y="57" text-anchor="middle" data-testid={`rate-${s.name}`}>
+                {s.running ? `${r} upd/s · ${s.connections} conn` : ""}
+              </text>
+            </g>
+          );
+        })}
+      </g>
+    </svg>
+  );
+}

@@ -1,0 +1,293 @@
+/**
+ * Pure state logic shared by the islands (and unit-tested in Deno): applying streamed events to
+ * a snapshot, ordering client times, laying out the herd graph, describing events in words.
+ *
+ * @module
+ */
+
+import type { DashEvent, HerdSnapshot, RecordSnapshot, ServerSnapshot } from "../web/types.ts";
+
+/**
+ * Compares two decimal time strings (`D+(.D+)?`) exactly: negative when a < b. Falls back to
+ * numeric comparison for anything else.
+ */
+export function compareTime(a: string, b: string): number {
+  const re = /^(\d+)(?:\.(\d+))?$/;
+  const ma = re.exec(a);
+  const mb = re.exec(b);
+  if (!ma || !mb) return Number(a) - Number(b);
+  const ia = ma[1].replace(/^0+(?=\d)/, "");
+  const ib = mb[1].replace(/^0+(?=\d)/, "");
+  if (ia.length !== ib.length) return ia.length - ib.length;
+  if (ia !== ib) return ia < ib ? -1 : 1;
+  const fa = (ma[2] ?? "").replace(/0+$/, "");
+  const fb = (mb[2] ?? "").replace(/0+$/, "");
+  const n = Math.max(fa.length, fb.length);
+  const pa = fa.padEnd(n, "0");
+  const pb = fb.padEnd(n, "0");
+  return pa === pb ? 0 : pa < pb ? -1 : 1;
+}
+
+/** Most records the browser keeps for the map. */
+export const MAX_RECORDS = 5_000;
+
+/** Merges a record into a by-client map when it is newer. Returns true when it changed. */
+export function mergeRecord(byClient: Map<string, RecordSnapshot>, r: RecordSnapshot): boolean {
+  const old = byClient.get(r.client);
+  if (old && compareTime(r.time, old.time) <= 0) return false;
+  byClient.set(r.client, r);
+  return true;
+}
+
+function withServer(
+  snap: HerdSnapshot,
+  name: string,
+  fn: (s: ServerSnapshot) => ServerSnapshot,
+): HerdSnapshot {
+  const i = snap.servers.findIndex((s) => s.name === name);
+  if (i < 0) return snap;
+  const servers = snap.servers.slice();
+  servers[i] = fn(servers[i]);
+  return { ...snap, servers };
+}
+
+function setLink(s: ServerSnapshot, peer: string, up: boolean): ServerSnapshot {
+  const links = s.links.some((l) => l.peer === peer)
+    ? s.links.map((l) => (l.peer === peer ? { peer, up } : l))
+    : [...s.links, { peer, up }];
+  return { ...s, links };
+}
+
+/**
+ * Applies streamed events to a snapshot (returns a new one; the input is not changed). Records
+ * are merged newest-wins by client; counts that events cannot tell exactly (records per server)
+ * are left to the next `/api/state` refresh.
+ */
+export function applyEvents(snap: HerdSnapshot, events: readonly DashEvent[]): HerdSnapshot {
+  let out = snap;
+  let byClient: Map<string, RecordSnapshot> | undefined;
+  for (const e of events) {
+    switch (e.kind) {
+      case "server.up":
+        out = withServer(
+          out,
+          e.server,
+          (s) => ({ ...s, running: true, host: e.host, port: e.port }),
+        );
+        break;
+      case "server.down":
+        out = withServer(out, e.server, (s) => ({
+          ...s,
+          running: false,
+          connections: 0,
+          links: s.links.map((l) => ({ peer: l.peer, up: false })),
+        }));
+        break;
+      case "client.connect":
+        out = withServer(out, e.server, (s) => ({ ...s, connections: s.connections + 1 }));
+        break;
+      case "client.disconnect":
+        out = withServer(out, e.server, (s) => ({
+          ...s,
+          connections: Math.max(0, s.connections - 1),
+        }));
+        break;
+      case "link.up":
+        out = withServer(out, e.server, (s) => setLink(s, e.peer, true));
+        break;
+      case "link.down":
+        out = withServer(out, e.server, (s) => setLink(s, e.peer, false));
+        break;
+      case "location.accepted": {
+        byClient ??= new Map(out.records.map((r) => [r.client, r]));
+        mergeRecord(byClient, { ...e.record, lat: e.lat, lng: e.lng });
+        break;
+      }
+    }
+  }
+  if (byClient) {
+    let records = [...byClient.values()];
+    if (records.length > MAX_RECORDS) {
+      records = records.sort((a, b) => compareTime(b.time, a.time)).slice(0, MAX_RECORDS);
+    }
+    out = { ...out, records };
+  }
+  return out;
+}
+
+/** State of an undirected link as both ends report it ("half": only one end says up). */
+export type LinkState = "up" | "half" | "down";
+
+/** One undirected link of the herd graph. */
+export interface GraphLink {
+  a: string;
+  b: string;
+  state: LinkState;
+}
+
+/** The undirected links of a snapshot (a link listed on either side is a link). */
+export function graphLinks(snap: HerdSnapshot): GraphLink[] {
+  const byName = new Map(snap.servers.map((s) => [s.name, s]));
+  const seen = new Set<string>();
+  const out: GraphLink[] = [];
+  for (const s of snap.servers) {
+    const peers = new Set([...s.neighbors, ...s.links.map((l) => l.peer)]);
+    for (const p of peers) {
+      const [a, b] = s.name < p ? [s.name, p] : [p, s.name];
+      const key = `${a}\0${b}`;
+      if (seen.has(key) || !byName.has(p)) continue;
+      seen.add(key);
+      const sa = byName.get(a)!;
+      const sb = byName.get(b)!;
+      const upA = sa.links.some((l) => l.peer === b && l.up);
+      const upB = sb.links.some((l) => l.peer === a && l.up);
+      const state: LinkState = !sa.running || !sb.running
+        ? "down"
+        : upA && upB
+        ? "up"
+        : upA || upB
+        ? "half"
+        : "down";
+      out.push({ a, b, state });
+    }
+  }
+  return out;
+}
+
+/**
+ * Orders servers around a circle so that as few links as possible cross (exhaustive for up to
+ * 8 servers, the given order beyond). The first name stays first; ties keep the given order.
+ */
+export function circleOrder(names: readonly string[], links: readonly GraphLink[]): string[] {
+  if (names.length <= 3 || names.length > 8) return [...names];
+  const edges = links.map((l) => [names.indexOf(l.a), names.indexOf(l.b)]).filter(([a, b]) =>
+    a >= 0 && b >= 0
+  );
+  const crossings = (order: number[]): number => {
+    const pos = new Array<number>(names.length);
+    order.forEach((n, i) => (pos[n] = i));
+    let count = 0;
+    for (let i = 0; i < edges.length; i++) {
+      const [a, b] = [pos[edges[i][0]], pos[edges[i][1]]].sort((x, y) => x - y);
+      for (let j = i + 1; j < edges.length; j++) {
+        const c = pos[edges[j][0]];
+        const d = pos[edges[j][1]];
+        if (c === a || c === b || d === a || d === b) continue;
+        if ((c > a && c < b) !== (d > a && d < b)) count++;
+      }
+    }
+    return count;
+  };
+  let best = names.map((_, i) => i);
+  let bestScore = crossings(best);
+  const rest = best.slice(1);
+  const permute = (prefix: number[], left: number[]): void => {
+    if (bestScore === 0) return;
+    if (left.length === 0) {
+      const order = [0, ...prefix];
+      const score = crossings(order);
+      if (score < bestScore) {
+        best = order;
+        bestScore = score;
+      }
+      return;
+    }
+    for (let i = 0; i < left.length; i++) {
+      permute([...prefix, left[i]], [...left.slice(0, i), ...left.slice(i + 1)]);
+    }
+  };
+  permute([], rest);
+  return best.map((i) => names[i]);
+}
+
+/** Node positions for the herd graph: the servers on a circle, first one at the top. */
+export function layoutNodes(
+  names: readonly string[],
+  width: number,
+  height: number,
+  margin = 60,
+): Map<string, { x: number; y: number }> {
+  const cx = width / 2;
+  const cy = height / 2;
+  const r = Math.max(10, Math.min(width, height) / 2 - margin);
+  const out = new Map<string, { x: number; y: number }>();
+  names.forEach((name, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(1, names.length);
+    out.set(name, {
+      x: Math.round((cx + r * Math.cos(a)) * 10) / 10,
+      y: Math.round((cy + r * Math.sin(a)) * 10) / 10,
+    });
+  });
+  return out;
+}
+
+/** Event groups for the feed filter. */
+export const KIND_GROUPS: Record<string, readonly string[]> = {
+  locations: ["location.accepted", "location.dropped"],
+  propagation: ["propagation.sent", "propagation.received", "sync.done"],
+  links: ["link.up", "link.down", "peer.rejected"],
+  clients: ["client.connect", "client.disconnect", "client.refused"],
+  servers: ["server.up", "server.down"],
+  whatsat: ["whatsat"],
+  errors: ["error", "peer.rejected", "client.refused"],
+};
+
+/** One line of text for an event (the feed shows it beside time, server and kind). */
+export function describe(e: DashEvent): string {
+  switch (e.kind) {
+    case "server.up":
+      return `listening on ${e.host}:${e.port}`;
+    case "server.down":
+      return "stopped";
+    case "client.connect":
+      return `#${e.conn} from ${e.remote}`;
+    case "client.disconnect":
+      return `#${e.conn} ${e.remote} (${e.reason})`;
+    case "client.refused":
+      return `${e.remote}: ${e.reason}`;
+    case "location.accepted":
+      return `${e.record.client} at ${e.record.location} ${
+        e.from ? `from ${e.from}` : "from client"
+      } (origin ${e.record.origin})`;
+    case "location.dropped":
+      return `${e.record.client} ${e.reason}${e.from ? ` from ${e.from}` : ""}`;
+    case "propagation.sent":
+      return `→ ${e.to}: ${e.count} record${e.count === 1 ? "" : "s"}${listed(e.clients, e.count)}`;
+    case "propagation.received":
+      return `← ${e.from}: ${e.count} record${e.count === 1 ? "" : "s"}${
+        listed(e.clients, e.count)
+      }`;
+    case "link.up":
+      return `link to ${e.peer} up (${e.direction === "out" ? "dialled" : "accepted"})`;
+    case "link.down":
+      return `link to ${e.peer} down: ${e.reason}`;
+    case "sync.done":
+      return `synced with ${e.peer}: sent ${e.sent}, received ${e.received} in ${e.ms} ms`;
+    case "peer.rejected":
+      return `${e.remote}: ${e.reason}`;
+    case "whatsat":
+      return `${e.client} r=${e.radiusKm}km ≤${e.bound}: ${e.provider} ${e.status}, ${e.count} result${
+        e.count === 1 ? "" : "s"
+      } in ${e.latencyMs} ms${e.coalesced ? " (shared)" : ""}${e.error ? ` — ${e.error}` : ""}`;
+    case "error":
+      return e.message;
+    case "line.in":
+      return e.line;
+    case "reply.out":
+      return e.reply;
+  }
+}
+
+function listed(clients: string[], count: number): string {
+  if (clients.length === 0) return "";
+  return ` (${clients.join(", ")}${count > clients.length ? ", …" : ""})`;
+}
+
+/** Time of day with milliseconds, local time: `14:03:07.123`. */
+export function clock(t: number): string {
+  const d = new Date(t);
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${
+    p(d.getMilliseconds(), 3)
+  }`;
+}

@@ -1,0 +1,25 @@
+/**
+ * `GET /api/events`: the herd's events as Server-Sent Events (see `web/hub.ts`). Frames carry a
+ * JSON array of events and the id of the last one; `Last-Event-ID` (or `?after=<id>`) resumes
+ * after that event; comment lines are heartbeats; `event: gap` says events were lost to a slow
+ * reader; `event: hello` opens every stream.
+ *
+ * The stream is a plain ReadableStream rather than `hono/streaming`'s `streamSSE`: the hub needs
+ * the stream's backpressure (`desiredSize`) to leave slow readers behind, and to error the
+ * response to cut a stalled one loose, which streamSSE's writer hides.
+ */
+
+import type { RouteModule } from "../../web/context.ts";
+import { parseEventId, sseBody } from "../../web/hub.ts";
+
+export const handler: RouteModule["handler"] = {
+  GET(c, d) {
+    const resume = parseEventId(c.req.header("last-event-id")) ??
+      parseEventId(c.req.query("after"));
+    return c.body(sseBody(d.hub, resume), 200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    });
+  },
+};

@@ -1,0 +1,13 @@
+/** `GET /api/state`: the herd's snapshot as JSON (`?records=0` leaves out the records). */
+
+import type { RouteModule } from "../../web/context.ts";
+import { displaySnapshot } from "../../web/display.ts";
+
+export const handler: RouteModule["handler"] = {
+  GET(c, d) {
+    const withRecords = c.req.query("records") !== "0";
+    return c.json(displaySnapshot(d.herd.snapshot(), withRecords), 200, {
+      "cache-control": "no-store",
+    });
+  },
+};

@@ -1,0 +1,748 @@
+/**
+ * The dashboard over real HTTP on 127.0.0.1:0: the event stream's framing (ids, resume,
+ * coalescing, heartbeats, gaps), /api/state, /metrics, the page, static files, and the control
+ * endpoints with their Origin and token checks. The herd is a fake on a real EventBus (and, for
+ * the console, the demo herd's toy TCP servers).
+ */
+
+import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
+import { EventBus, type HerdEvent } from "../servers/events.ts";
+import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../web/app.ts";
+import { DemoHerd } from "../web/demo_herd.ts";
+import type { HerdSnapshot, HerdView } from "../web/types.ts";
+
+/** A herd that is only a bus and a fixed snapshot (plus optional control). */
+class FakeHerd implements HerdView {
+  readonly bus = new EventBus();
+  snap: HerdSnapshot = {
+    servers: [
+      {
+        name: "Hill",
+        host: "127.0.0.1",
+        port: 1,
+        running: true,
+        connections: 2,
+        records: 1,
+        neighbors: ["Jaquez"],
+        links: [{ peer: "Jaquez", up: true }],
+      },
+      {
+        name: "Jaquez",
+        host: "127.0.0.1",
+        port: 2,
+        running: true,
+        connections: 0,
+        records: 1,
+        neighbors: ["Hill"],
+        links: [{ peer: "Hill", up: false }],
+      },
+    ],
+    records: [{
+      client: "caf\xc3\xa9</script><b>",
+      origin: "Hill",
+      diff: "+0.100000000",
+      location: "+34.068930-118.445127",
+      time: "1621464827.959498503",
+      lat: 34.06893,
+      lng: -118.445127,
+    }],
+    places: "offline",
+  };
+  snapshot(): HerdSnapshot {
+    return this.snap;
+  }
+}
+
+function accepted(server: string, client: string, t = Date.now()): HerdEvent {
+  return {
+    kind: "location.accepted",
+    t,
+    server,
+    record: { origin: server, diff: "+0.000000000", client, location: "+1-2", time: "1.5" },
+    from: null,
+    lat: 1,
+    lng: -2,
+  };
+}
+
+async function serve(
+  herd: HerdView,
+  opts: Partial<DashboardOptions> = {},
+): Promise<ServedDashboard> {
+  return await serveDashboard(herd, {
+    host: "127.0.0.1",
+    port: 0,
+    quiet: true,
+    assets: { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
+    ...opts,
+  });
+}
+
+interface SseMessage {
+  event?: string;
+  id?: string;
+  data?: string;
+  comment?: string;
+  retry?: string;
+  /** ms since the reader started. */
+  at: number;
+}
+
+/** A minimal SSE reader (what EventSource does, minus reconnection). */
+class SseReader {
+  readonly messages: SseMessage[] = [];
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  #buf = "";
+  #started = performance.now();
+  #done: Promise<void>;
+  ended = false;
+  constructor(readonly res: Response) {
+    this.#reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    this.#done = this.#pump();
+  }
+  async #pump(): Promise<void> {
+    try {
+      while (true) {
+        const { value, done } = await this.#reader.read();
+        if (done) break;
+        this.#buf += value;
+        let i: number;
+        while ((i = this.#buf.indexOf("\n\n")) >= 0) {
+          const block = this.#buf.slice(0, i);
+          this.#buf = this.#buf.slice(i + 2);
+          const m: SseMessage = { at: performance.now() - this.#started };
+          const data: string[] = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) m.comment = line.slice(1).trim();
+            else {
+              const c = line.indexOf(":");
+              const k = line.slice(0, c);
+              const v = line.slice(c + 1).replace(/^ /, "");
+              if (k === "data") data.push(v);
+              else if (k === "event" || k === "id" || k === "retry") m[k] = v;
+            }
+          }
+          if (data.length) m.data = data.join("\n");
+          this.messages.push(m);
+        }
+      }
+    } catch { /* cancelled */ }
+    this.ended = true;
+  }
+  /** Event objects from all data frames so far, in order. */
+  events(): { id: number; kind: string; server: string; [k: string]: unknown }[] {
+    return this.messages.filter((m) => !m.event && m.data).flatMap((m) => JSON.parse(m.data!));
+  }
+  frames(): SseMessage[] {
+    return this.messages.filter((m) => !m.event && m.data);
+  }
+  async waitFor(cond: (r: SseReader) => boolean, ms = 3000, what = "condition"): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond(this)) {
+      if (Date.now() > end) throw new Error(`SSE: timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  async close(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+    await this.#done;
+  }
+}
+
+async function openEvents(
+  base: string,
+  headers: Record<string, string> = {},
+  query = "",
+): Promise<SseReader> {
+  const res = await fetch(`${base}/api/events${query}`, { headers });
+  assertEquals(res.status, 200);
+  assertMatch(res.headers.get("content-type") ?? "", /^text\/event-stream/);
+  const r = new SseReader(res);
+  await r.waitFor((x) => x.messages.some((m) => m.event === "hello"), 3000, "hello");
+  return r;
+}
+
+const sse = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test("GET /api/state returns the snapshot with display text", async () => {
+  const herd = new FakeHerd();
+  const d = await serve(herd);
+  try {
+    const res = await fetch(`${d.url}/api/state`);
+    assertEquals(res.status, 200);
+    const s = await res.json();
+    assertEquals(s.places, "offline");
+    assertEquals(s.servers.map((x: { name: string }) => x.name), ["Hill", "Jaquez"]);
+    assertEquals(s.records[0].client, "café</script><b>");
+    assertEquals(s.servers[0].links, [{ peer: "Jaquez", up: true }]);
+    const slim = await (await fetch(`${d.url}/api/state?records=0`)).json();
+    assertEquals(slim.records, []);
+    assertEquals(slim.servers.length, 2);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test({
+  name: "GET /api/events: hello, then coalesced frames with ids; chatty kinds left out",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    try {
+      const r = await openEvents(d.url);
+      const hello = JSON.parse(r.messages.find((m) => m.event === "hello")!.data!);
+      assertEquals(hello.resumeFrom, null);
+      assertEquals(r.messages[0].retry, "1000");
+      // A burst of 500 events (plus chatty ones) arrives as one frame, not 500.
+      for (let i = 0; i < 500; i++) {
+        herd.bus.emit(accepted("Hill", `c${i}`));
+        herd.bus.emit({ kind: "line.in", t: Date.now(), server: "Hill", conn: 1, line: "IAMAT x" });
+        herd.bus.emit({
+          kind: "reply.out",
+          t: Date.now(),
+          server: "Hill",
+          conn: 1,
+          reply: "AT x\n",
+        });
+      }
+      await r.waitFor((x) => x.events().length >= 500, 3000, "500 events");
+      const evs = r.events();
+      assertEquals(evs.length, 500);
+      assert(r.frames().length <= 2, `expected 1-2 frames, got ${r.frames().length}`);
+      assertEquals(evs.map((e) => e.id), Array.from({ length: 500 }, (_, i) => i + 1));
+      assert(evs.every((e) => e.kind === "location.accepted"));
+      const last = r.frames().at(-1)!;
+      assertEquals(last.id, "500");
+      // Display text: the client field of the record is converted.
+      herd.bus.emit(accepted("Hill", "caf\xc3\xa9"));
+      await r.waitFor((x) => x.events().length === 501, 3000, "event 501");
+      assertEquals((r.events()[500].record as { client: string }).client, "café");
+      await r.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: a steady high rate gives at most ~10 frames a second",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    try {
+      const r = await openEvents(d.url);
+      const start = Date.now();
+      let n = 0;
+      while (Date.now() - start < 1000) {
+        for (let i = 0; i < 20; i++) herd.bus.emit(accepted("Hill", `c${n++}`));
+        await new Promise((res) => setTimeout(res, 2));
+      }
+      await r.waitFor((x) => x.events().length === n, 3000, `all ${n} events`);
+      const frames = r.frames();
+      assert(frames.length <= 13, `${frames.length} frames for ~1 s of events`);
+      assert(frames.length >= 5, `only ${frames.length} frames: not flushing every 100 ms?`);
+      // Each frame holds an array and carries the id of its last event.
+      for (const f of frames) {
+        const arr = JSON.parse(f.data!);
+        assertEquals(String(arr.at(-1).id), f.id);
+      }
+      await r.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: Last-Event-ID resumes without loss or duplicates; ?after= too",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    try {
+      const r1 = await openEvents(d.url);
+      for (let i = 0; i < 30; i++) herd.bus.emit(accepted("Hill", `a${i}`));
+      await r1.waitFor((x) => x.events().length === 30, 3000, "30 events");
+      const lastId = r1.frames().at(-1)!.id!;
+      await r1.close();
+      // While disconnected the herd goes on.
+      for (let i = 0; i < 20; i++) herd.bus.emit(accepted("Jaquez", `b${i}`));
+      const r2 = await openEvents(d.url, { "Last-Event-ID": lastId });
+      const hello = JSON.parse(r2.messages.find((m) => m.event === "hello")!.data!);
+      assertEquals(hello.resumeFrom, 30);
+      for (let i = 0; i < 5; i++) herd.bus.emit(accepted("Hill", `c${i}`));
+      await r2.waitFor((x) => x.events().length === 25, 3000, "25 events");
+      assertEquals(r2.events().map((e) => e.id), Array.from({ length: 25 }, (_, i) => 31 + i));
+      await r2.close();
+      // ?after= (what the page uses on its first connect); the header wins over it.
+      const r3 = await openEvents(d.url, {}, "?after=50");
+      for (let i = 0; i < 2; i++) herd.bus.emit(accepted("Hill", `d${i}`));
+      await r3.waitFor((x) => x.events().length >= 7, 3000, "7 events");
+      assertEquals(r3.events()[0].id, 51);
+      await r3.close();
+      const r4 = await openEvents(d.url, { "Last-Event-ID": "55" }, "?after=1");
+      herd.bus.emit(accepted("Hill", "e"));
+      await r4.waitFor((x) => x.events().length >= 2, 3000, "2 events");
+      assertEquals(r4.events().map((e) => e.id), [56, 57]);
+      await r4.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: a resume older than the ring gets a gap notice, then the rest",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd, { hub: { capacity: 50 } });
+    try {
+      for (let i = 0; i < 200; i++) herd.bus.emit(accepted("Hill", `c${i}`));
+      const r = await openEvents(d.url, { "Last-Event-ID": "10" });
+      await r.waitFor((x) => x.events().length === 50, 3000, "the 50 kept events");
+      const gap = r.messages.find((m) => m.event === "gap")!;
+      assertEquals(JSON.parse(gap.data!), { from: 11, to: 150 });
+      assertEquals(gap.id, "150");
+      assertEquals(r.events()[0].id, 151);
+      assertEquals(r.events().at(-1)!.id, 200);
+      await r.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: heartbeat comments when idle",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd, { hub: { heartbeatMs: 150 } });
+    try {
+      const r = await openEvents(d.url);
+      await r.waitFor(
+        (x) => x.messages.filter((m) => m.comment?.startsWith("heartbeat")).length >= 2,
+        3000,
+        "2 heartbeats",
+      );
+      await r.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: default heartbeat period is 15 s",
+  async fn() {
+    const src = await Deno.readTextFile(new URL("../web/hub.ts", import.meta.url));
+    assertIncludes(src, "opts.heartbeatMs ?? 15_000");
+  },
+});
+
+Deno.test({
+  name: "GET /metrics: Prometheus text format with counters, gauges and histograms",
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    try {
+      const t = Date.now();
+      herd.bus.emit(accepted("Hill", "a"));
+      herd.bus.emit({ ...accepted("Jaquez", "a"), from: "Hill" } as HerdEvent);
+      herd.bus.emit({
+        kind: "location.dropped",
+        t,
+        server: "Jaquez",
+        record: { origin: "Hill", diff: "+0", client: "a", location: "+1-2", time: "1" },
+        from: "Hill",
+        reason: "duplicate",
+      });
+      herd.bus.emit({
+        kind: "propagation.sent",
+        t,
+        server: "Hill",
+        to: "Jaquez",
+        records: [{ origin: "Hill", diff: "+0", client: "a", location: "+1-2", time: "1" }, {
+          origin: "Hill",
+          diff: "+0",
+          client: "b",
+          location: "+1-2",
+          time: "1",
+        }],
+      });
+      herd.bus.emit({ kind: "client.connect", t, server: "Hill", conn: 7, remote: "127.0.0.1:5" });
+      herd.bus.emit({ kind: "line.in", t, server: "Hill", conn: 7, line: "WHATSAT a 10 5" });
+      herd.bus.emit({
+        kind: "whatsat",
+        t: t + 20,
+        server: "Hill",
+        client: "a",
+        radiusKm: 10,
+        bound: 5,
+        provider: "offline",
+        status: "OK",
+        count: 3,
+        latencyMs: 20,
+        coalesced: false,
+      });
+      herd.bus.emit({
+        kind: "reply.out",
+        t: t + 30,
+        server: "Hill",
+        conn: 7,
+        reply: "AT ...\n{}\n\n",
+      });
+      herd.bus.emit({ kind: "line.in", t, server: "Hill", conn: 7, line: "IAMAT a +1-2 1" });
+      herd.bus.emit({ kind: "reply.out", t: t + 1, server: "Hill", conn: 7, reply: "AT ...\n" });
+      const res = await fetch(`${d.url}/metrics`);
+      assertEquals(res.status, 200);
+      assertMatch(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      assert(text.endsWith("\n"));
+      // Every sample line parses; every family has HELP and TYPE before its samples.
+      const typed = new Map<string, string>();
+      for (const line of text.trimEnd().split("\n")) {
+        const ty = /^# TYPE (\w+) (counter|gauge|histogram)$/.exec(line);
+        if (ty) {
+          typed.set(ty[1], ty[2]);
+          continue;
+        }
+        if (line.startsWith("# HELP ")) continue;
+        const m =
+          /^([a-zA-Z_:][\w:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[\d.e+-]+|\+Inf|NaN)$/
+            .exec(line);
+        assert(m, `bad sample line: ${line}`);
+        const base = m[1].replace(/_(bucket|sum|count)$/, "");
+        assert(typed.has(m[1]) || typed.get(base) === "histogram", `sample before TYPE: ${line}`);
+      }
+      assertIncludes(text, 'herd_updates_accepted_total{server="Hill",from="client"} 1');
+      assertIncludes(text, 'herd_updates_accepted_total{server="Jaquez",from="Hill"} 1');
+      assertIncludes(
+        text,
+        'herd_updates_dropped_total{server="Jaquez",from="Hill",reason="duplicate"} 1',
+      );
+      assertIncludes(text, 'herd_updates_propagated_total{server="Hill",peer="Jaquez"} 2');
+      assertIncludes(text, 'herd_connections{server="Hill"} 2');
+      assertIncludes(text, 'herd_link_up{server="Hill",peer="Jaquez"} 1');
+      assertIncludes(text, 'herd_link_up{server="Jaquez",peer="Hill"} 0');
+      assertIncludes(
+        text,
+        'herd_places_requests_total{server="Hill",provider="offline",status="OK"} 1',
+      );
+      // WHATSAT took 30 ms: in the 0.05 bucket, not the 0.025 one; one IAMAT is not timed.
+      assertIncludes(
+        text,
+        'herd_whatsat_duration_seconds_bucket{server="Hill",le="0.025"} 0',
+      );
+      assertIncludes(text, 'herd_whatsat_duration_seconds_bucket{server="Hill",le="0.05"} 1');
+      assertIncludes(text, 'herd_whatsat_duration_seconds_bucket{server="Hill",le="+Inf"} 1');
+      assertIncludes(text, 'herd_whatsat_duration_seconds_count{server="Hill"} 1');
+      assertIncludes(
+        text,
+        'herd_places_duration_seconds_sum{server="Hill",provider="offline"} 0.02',
+      );
+      assertIncludes(text, "herd_dashboard_subscribers 0");
+      // Buckets are cumulative.
+      const buckets = [...text.matchAll(/herd_places_duration_seconds_bucket\{[^}]*\} (\d+)/g)].map(
+        (m) => Number(m[1]),
+      );
+      for (let i = 1; i < buckets.length; i++) assert(buckets[i] >= buckets[i - 1]);
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test("GET /: the first HTML shows the current state, initial JSON escaped", async () => {
+  const herd = new FakeHerd();
+  const d = await serve(herd);
+  herd.bus.emit({
+    kind: "whatsat",
+    t: Date.now(),
+    server: "Hill",
+    client: "caf\xc3\xa9</script><b>",
+    radiusKm: 10,
+    bound: 5,
+    provider: "offline",
+    status: "OK",
+    count: 3,
+    latencyMs: 4,
+    coalesced: false,
+  });
+  try {
+    const res = await fetch(`${d.url}/`);
+    assertEquals(res.status, 200);
+    assertMatch(res.headers.get("content-type")!, /^text\/html/);
+    assertMatch(res.headers.get("content-security-policy")!, /script-src 'self'/);
+    const html = await res.text();
+    assert(html.startsWith("<!DOCTYPE html>"));
+    // Server-rendered state: servers, their links, the client on the map, the Places row.
+    assertIncludes(html, 'data-server-row="Hill"');
+    assertIncludes(html, 'data-link="Hill-Jaquez"');
+    assertIncludes(html, 'data-state="half"');
+    assertIncludes(html, 'data-client="café&lt;/script>&lt;b>"');
+    assertIncludes(html, 'data-places-row="café&lt;/script>&lt;b>"');
+    // The embedded JSON cannot close its script element.
+    const m = /<script id="herd-initial" type="application\/json">(.*?)<\/script>/s.exec(html);
+    assert(m, "initial data script");
+    assert(!m[1].includes("<"), "raw < in the initial JSON");
+    const init = JSON.parse(m[1]);
+    assertEquals(init.snapshot.records[0].client, "café</script><b>");
+    assertEquals(init.canControl, false);
+    assertEquals(init.tokenRequired, false);
+    // Unbuilt islands: the page says so.
+    assertIncludes(html, "deno task build");
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("GET /: the token never reaches the page", async () => {
+  const herd = new FakeHerd();
+  const d = await serve(herd, { token: "s3cr3t-token-value" });
+  try {
+    const html = await (await fetch(`${d.url}/`)).text();
+    assert(!html.includes("s3cr3t-token-value"));
+    const state = await (await fetch(`${d.url}/api/state`)).text();
+    assert(!state.includes("s3cr3t-token-value"));
+    const init = JSON.parse(
+      /<script id="herd-initial" type="application\/json">(.*?)<\/script>/s.exec(html)![1],
+    );
+    assertEquals(init.tokenRequired, true);
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("GET /api/world and /static: the offline map data and files, no traversal", async () => {
+  const d = await serve(new FakeHerd());
+  try {
+    const world = await (await fetch(`${d.url}/api/world`)).json();
+    assertEquals(world.type, "Topology");
+    assert(world.objects.countries);
+    const css = await fetch(`${d.url}/static/style.css`);
+    assertEquals(css.status, 200);
+    assertMatch(css.headers.get("content-type")!, /^text\/css/);
+    assertIncludes(await css.text(), "prefers-color-scheme: dark");
+    for (
+      const p of [
+        "/static/../deno.json",
+        "/static/%2e%2e/deno.json",
+        "/static/build/../../deno.json",
+        "/static/",
+      ]
+    ) {
+      const r = await fetch(`${d.url}${p}`);
+      assert(r.status === 404, `${p}: ${r.status}`);
+      await r.body?.cancel();
+    }
+    const nf = await fetch(`${d.url}/api/nope`);
+    assertEquals(nf.status, 404);
+    assertMatch((await nf.json()).error, /no route/);
+  } finally {
+    await d.close();
+  }
+});
+
+async function post(
+  base: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+) {
+  const res = await fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", origin: base, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text);
+  } catch { /* not JSON */ }
+  return { status: res.status, json, text };
+}
+
+Deno.test("control: Origin must be the dashboard's own; errors are JSON", async () => {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serve(herd);
+  try {
+    const port = new URL(d.url).port;
+    const noOrigin = await fetch(`${d.url}/api/servers/Hill/stop`, { method: "POST" });
+    assertEquals(noOrigin.status, 403);
+    assertMatch((await noOrigin.json()).error, /Origin/);
+    for (
+      const origin of [
+        "http://evil.example",
+        `http://127.0.0.1:${Number(port) + 1}`,
+        "null",
+        `https://127.0.0.1:${port}`,
+      ]
+    ) {
+      const r = await post(d.url, "/api/servers/Hill/stop", {}, { origin });
+      assertEquals(r.status, 403, origin);
+      assert(typeof r.json.error === "string");
+    }
+    assertEquals(herd.snapshot().servers[0].running, true);
+    // Every loopback spelling of our own origin is ours.
+    const ok = await post(d.url, "/api/servers/Hill/stop", {}, {
+      origin: `http://localhost:${port}`,
+    });
+    assertEquals(ok.status, 200, ok.text);
+    assertEquals(herd.snapshot().servers[0].running, false);
+    const ok2 = await post(d.url, "/api/servers/Hill/start", {});
+    assertEquals(ok2.status, 200, ok2.text);
+    assertEquals((ok2.json.server as { running: boolean }).running, true);
+    // GETs are not control requests.
+    assertEquals(
+      await fetch(`${d.url}/api/state`, { headers: { origin: "http://evil.example" } }).then(
+        (r) => {
+          r.body?.cancel();
+          return r.status;
+        },
+      ),
+      200,
+    );
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+});
+
+Deno.test("control: a token, when in force, is required and checked", async () => {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serve(herd, { token: "tok-123" });
+  try {
+    assertEquals(d.token, "tok-123");
+    assertIncludes(d.openUrl, "?token=tok-123");
+    const none = await post(d.url, "/api/servers/Hill/stop", {});
+    assertEquals(none.status, 401);
+    const bad = await post(d.url, "/api/servers/Hill/stop", {}, { authorization: "Bearer nope" });
+    assertEquals(bad.status, 401);
+    assertEquals(bad.json.error, "bad token");
+    // The token does not excuse a foreign origin.
+    const foreign = await post(d.url, "/api/servers/Hill/stop", {}, {
+      authorization: "Bearer tok-123",
+      origin: "http://evil.example",
+    });
+    assertEquals(foreign.status, 403);
+    const good = await post(d.url, "/api/servers/Hill/stop", {}, {
+      authorization: "Bearer tok-123",
+    });
+    assertEquals(good.status, 200, good.text);
+    const alt = await post(d.url, "/api/servers/Hill/start", {}, { "x-herd-token": "tok-123" });
+    assertEquals(alt.status, 200, alt.text);
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+});
+
+Deno.test("control: stop/start 404 and 409 cases", async () => {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serve(herd);
+  const remote = new FakeHerd();
+  const d2 = await serve(remote);
+  try {
+    assertEquals((await post(d.url, "/api/servers/Nobody/stop", {})).status, 404);
+    assertEquals((await post(d.url, "/api/servers/Hill/explode", {})).status, 404);
+    assertEquals((await post(d.url, "/api/servers/Hill/start", {})).status, 409);
+    assertEquals((await post(d.url, "/api/servers/Hill/stop", {})).status, 200);
+    const again = await post(d.url, "/api/servers/Hill/stop", {});
+    assertEquals(again.status, 409);
+    assertMatch(String(again.json.error), /already stopped/);
+    // A remote herd has no stop/start.
+    const r = await post(d2.url, "/api/servers/Hill/stop", {});
+    assertEquals(r.status, 409);
+    assertMatch(String(r.json.error), /remote/);
+  } finally {
+    await d.close();
+    await d2.close();
+    await herd.stop();
+  }
+});
+
+Deno.test("POST /api/command: one command over real TCP, the raw reply", async () => {
+  const herd = new DemoHerd({ tcp: true });
+  await herd.start();
+  const d = await serve(herd, { commandTimeoutMs: 3000 });
+  try {
+    const at = await post(d.url, "/api/command", {
+      server: "Smith",
+      line: "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503",
+    });
+    assertEquals(at.status, 200, at.text);
+    assertEquals(
+      at.json.reply,
+      "AT Smith +0.000000000 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503\n",
+    );
+    assert(typeof at.json.ms === "number");
+    const ws = await post(d.url, "/api/command", {
+      server: "Smith",
+      line: "WHATSAT kiwi.cs.ucla.edu 10 5",
+    });
+    assertEquals(ws.status, 200, ws.text);
+    const reply = String(ws.json.reply);
+    assert(reply.startsWith("AT Smith "), reply);
+    assert(reply.endsWith("}\n\n"), JSON.stringify(reply));
+    const bad = await post(d.url, "/api/command", {
+      server: "Smith",
+      line: "WHATSAT kiwi.cs.ucla.edu 1- 5",
+    });
+    assertEquals(bad.json.reply, "? WHATSAT kiwi.cs.ucla.edu 1- 5\n");
+    // Bad requests.
+    assertEquals((await post(d.url, "/api/command", { server: "Nobody", line: "X" })).status, 404);
+    assertEquals((await post(d.url, "/api/command", { server: "Smith", line: "   " })).status, 400);
+    assertEquals(
+      (await post(d.url, "/api/command", { server: "Smith", line: "A\nB" })).status,
+      400,
+    );
+    assertEquals((await post(d.url, "/api/command", "{not json")).status, 400);
+    assertEquals((await post(d.url, "/api/command", { server: 1, line: "X" })).status, 400);
+    await herd.stopServer("Smith");
+    const stopped = await post(d.url, "/api/command", { server: "Smith", line: "IAMAT a +1+2 3" });
+    assertEquals(stopped.status, 409);
+    // Origin is checked here too.
+    assertEquals(
+      (await post(d.url, "/api/command", { server: "Hill", line: "X" }, {
+        origin: "http://evil.example",
+      })).status,
+      403,
+    );
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+});
+
+Deno.test("POST /api/command: a server that never answers is bounded by the timeout", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const c of listener) held.push(c);
+  })().catch(() => {});
+  const herd = new FakeHerd();
+  herd.snap.servers[0].port = (listener.addr as Deno.NetAddr).port;
+  const d = await serve(herd, { commandTimeoutMs: 300 });
+  try {
+    const t0 = Date.now();
+    const r = await post(d.url, "/api/command", { server: "Hill", line: "IAMAT a +1+2 3" });
+    assert(Date.now() - t0 < 2000);
+    assertEquals(r.status, 502);
+    assertMatch(String(r.json.error), /timed out/);
+    herd.snap.servers[1].port = 1; // nothing listens on port 1
+    const refused = await post(d.url, "/api/command", { server: "Jaquez", line: "IAMAT a +1+2 3" });
+    assertEquals(refused.status, 502);
+    assertMatch(String(refused.json.error), /connect failed/);
+  } finally {
+    await d.close();
+    listener.close();
+    for (const c of held) c.close();
+  }
+});

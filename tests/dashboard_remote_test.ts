@@ -1,0 +1,163 @@
+/**
+ * RemoteHerd (servers/remote_herd.ts) against a real herd: the observer handshake, the merged
+ * snapshot and event stream, a server going away and coming back (redial with backoff), a wrong
+ * secret, and the dashboard refusing stop/start for a remote herd.
+ */
+
+import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import { exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
+import type { HerdEvent } from "../servers/events.ts";
+import { RemoteHerd } from "../servers/remote_herd.ts";
+import { serveDashboard } from "../web/app.ts";
+
+const SECRET = "test-secret-0123456789";
+
+function nowTime(): string {
+  const ms = Date.now();
+  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
+}
+
+Deno.test("RemoteHerd watches every server: merged snapshot, events, down and back up", async () => {
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(
+      () => Object.values(remote.status()).every((s) => s.status === "watching"),
+      5000,
+      "all watching",
+    );
+    const snap = remote.snapshot();
+    assertEquals(snap.servers.map((s) => s.name), t.herd.snapshot().servers.map((s) => s.name));
+    assert(
+      snap.servers.every((s) => s.running && s.links.every((l) => l.up)),
+      JSON.stringify(snap.servers),
+    );
+
+    // An IAMAT at Hill floods (exchange sends a binary string: one byte per char) to all five; the observer sees each accept it.
+    const client = "caf\xc3\xa9.remote";
+    const at = await exchange(
+      t.port("Hill"),
+      `IAMAT ${client} +34.068930-118.445127 ${nowTime()}\n`,
+    );
+    assertMatch(at, /^AT Hill /);
+    await waitFor(
+      () =>
+        new Set(
+          seen.filter((e) => e.kind === "location.accepted" && e.record.client === client).map((
+            e,
+          ) => e.server),
+        ).size === 5,
+      3000,
+      "accepted at all five",
+    ).catch((err) => {
+      console.error(
+        seen.map((e) =>
+          `${e.server} ${e.kind} ${JSON.stringify((e as { record?: unknown }).record ?? "")}`
+        ).join("\n"),
+      );
+      throw err;
+    });
+    assert(seen.some((e) => e.kind === "propagation.sent" && e.server === "Hill"));
+    const rec = remote.snapshot().records.find((r) => r.client === client);
+    assert(rec, "the record is in the merged snapshot (as a binary string)");
+    assertEquals(rec.origin, "Hill");
+    assert(Math.abs(rec.lat - 34.06893) < 1e-9);
+    await waitFor(
+      () => remote.snapshot().servers.every((s) => s.records >= 1),
+      2000,
+      "record counts",
+    );
+
+    // Hill stops: the remote view shows it stopped, with its neighbours' links to it down.
+    seen.length = 0;
+    await t.herd.stopServer("Hill");
+    await waitFor(
+      () => remote.snapshot().servers.find((s) => s.name === "Hill")!.running === false,
+      3000,
+      "Hill down",
+    );
+    await waitFor(
+      () =>
+        remote.snapshot().servers.find((s) => s.name === "Jaquez")!.links.find((l) =>
+          l.peer === "Hill"
+        )!.up === false,
+      5000,
+      "Jaquez–Hill down",
+    );
+    assert(seen.some((e) => e.kind === "server.down" && e.server === "Hill"));
+    // Back up: the observer redials and the links recover.
+    await t.herd.startServer("Hill");
+    await waitFor(() => remote.status().Hill.status === "watching", 5000, "Hill watched again");
+    await waitFor(
+      () => remote.snapshot().servers.every((s) => s.running && s.links.every((l) => l.up)),
+      8000,
+      "links recovered",
+    );
+    assert(seen.some((e) => e.kind === "server.up" && e.server === "Hill"));
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd with a wrong secret never watches and says why", async () => {
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: "wrong",
+    minBackoffMs: 50,
+    maxBackoffMs: 100,
+    handshakeTimeoutMs: 1000,
+  });
+  try {
+    remote.start();
+    await waitFor(
+      () => Object.values(remote.status()).every((s) => s.error !== undefined),
+      4000,
+      "errors",
+    );
+    const st = remote.status();
+    assert(Object.values(st).every((s) => s.status !== "watching"), JSON.stringify(st));
+    assert(remote.snapshot().servers.every((s) => !s.running));
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: unreachable servers show stopped; the dashboard refuses stop/start (409)", async () => {
+  const t = await startSeedHerd();
+  const config = t.config;
+  await t.close(); // nothing listens any more
+  const remote = new RemoteHerd(config, { secret: SECRET, minBackoffMs: 50, maxBackoffMs: 100 });
+  remote.start();
+  const d = await serveDashboard(remote, { host: "127.0.0.1", port: 0, quiet: true });
+  try {
+    await waitFor(
+      () =>
+        Object.values(remote.status()).every((s) =>
+          s.status === "backoff" || s.status === "connecting"
+        ),
+      2000,
+      "backoff",
+    );
+    const state = await (await fetch(`${d.url}/api/state`)).json();
+    assert(state.servers.every((s: { running: boolean }) => !s.running));
+    const res = await fetch(`${d.url}/api/servers/Hill/start`, {
+      method: "POST",
+      headers: { origin: d.url },
+    });
+    assertEquals(res.status, 409);
+    assertMatch((await res.json()).error, /remote/);
+  } finally {
+    await d.close();
+    await remote.stop();
+  }
+});

@@ -1,0 +1,208 @@
+/**
+ * The dashboard's HTTP app: routes from `routes/` (see `web/manifest.ts`), static files, the SSE
+ * hub and the metrics subscriber, all on one herd's event bus.
+ *
+ * ```ts
+ * const dash = await serveDashboard(herd, { host: "127.0.0.1", port: 8080 });
+ * console.log(dash.url);
+ * await dash.close();
+ * ```
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { type Assets, loadAssets, serveStatic, STATIC_DIR } from "./assets.ts";
+import type { Dashboard } from "./context.ts";
+import { EventHub, type HubOptions } from "./hub.ts";
+import { routePattern, ROUTES } from "./manifest.ts";
+import { HerdMetrics } from "./metrics.ts";
+import {
+  authority,
+  checkControl,
+  generateToken,
+  type GuardOptions,
+  isLoopbackHost,
+  isWildcardHost,
+} from "./security.ts";
+import type { HerdView } from "./types.ts";
+
+/** How a dashboard is set up. */
+export interface DashboardOptions {
+  /** Listen address (and the origin the control checks expect). */
+  host: string;
+  /** Listen port; 0 picks a free one (serveDashboard reports the real one). */
+  port: number;
+  /**
+   * Control token. Default: none on loopback; beyond loopback, `HERD_DASHBOARD_TOKEN` when the
+   * caller passes it here, else a generated one (serveDashboard prints where to use it).
+   */
+  token?: string;
+  /** Extra origins accepted on control requests (behind a proxy). */
+  allowedOrigins?: string[];
+  /** SSE hub tuning (tests shorten the heartbeat). */
+  hub?: HubOptions;
+  /** Bound on a console command's reply. Default 10 s. */
+  commandTimeoutMs?: number;
+  /** Where static files are. Default: this repository's static/. */
+  staticDir?: URL;
+  /** Built assets (default: read from staticDir). */
+  assets?: Assets;
+}
+
+/** A dashboard app, not yet listening. */
+export interface DashboardApp {
+  app: Hono;
+  /** The control token in force (undefined when none is required). */
+  token: string | undefined;
+  /** The shared state the routes use. */
+  dashboard: Dashboard;
+  /** Tells the control checks where the dashboard really listens (after binding port 0). */
+  setListenAddress(host: string, port: number): void;
+  /** Ends every event stream and leaves the bus. */
+  close(): void;
+}
+
+/** `HERD_DASHBOARD_TOKEN` when set (and readable), else undefined. */
+export function envToken(): string | undefined {
+  try {
+    return Deno.env.get("HERD_DASHBOARD_TOKEN") || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/** The token a dashboard on `host` needs: the given one, none on loopback, else a fresh one. */
+export function resolveToken(host: string, token?: string): string | undefined {
+  if (token) return token;
+  return isLoopbackHost(host) ? undefined : generateToken();
+}
+
+/** Builds the dashboard app for a herd (assets are read synchronously-once via `opts.assets`). */
+export function createDashboard(
+  herd: HerdView,
+  opts: DashboardOptions & { assets: Assets },
+): DashboardApp;
+export function createDashboard(herd: HerdView, opts: DashboardOptions): DashboardApp;
+export function createDashboard(herd: HerdView, opts: DashboardOptions): DashboardApp {
+  const token = resolveToken(opts.host, opts.token);
+  const guard: GuardOptions = {
+    host: opts.host,
+    port: opts.port,
+    token,
+    allowedOrigins: opts.allowedOrigins,
+  };
+  const staticDir = opts.staticDir ?? STATIC_DIR;
+  const hub = new EventHub(herd.bus, opts.hub);
+  const metrics = new HerdMetrics(herd.bus);
+  const dashboard: Dashboard = {
+    herd,
+    hub,
+    metrics,
+    guard,
+    assets: opts.assets ?? { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
+    commandTimeoutMs: opts.commandTimeoutMs ?? 10_000,
+  };
+  let assetsLoaded = opts.assets !== undefined;
+
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    console.error(`dashboard: ${c.req.method} ${c.req.path}: ${err}`);
+    return c.json({ error: "internal error" }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  // Every request that changes something is a control request: same origin, and the token.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.method !== "OPTIONS") {
+      const refusal = checkControl(c.req.raw, guard);
+      if (refusal) return c.json({ error: refusal.error }, refusal.status);
+    }
+    if (!assetsLoaded) {
+      dashboard.assets = await loadAssets(staticDir);
+      assetsLoaded = true;
+    }
+    await next();
+  });
+
+  app.get("/static/*", (c) => serveStatic(c, staticDir));
+
+  for (const [file, mod] of Object.entries(ROUTES)) {
+    const pattern = routePattern(file);
+    for (const [method, fn] of Object.entries(mod.handler)) {
+      if (fn) app.on(method, pattern, (c) => fn(c, dashboard));
+    }
+  }
+
+  return {
+    app,
+    token,
+    dashboard,
+    setListenAddress(host, port) {
+      guard.host = host;
+      guard.port = port;
+    },
+    close() {
+      hub.close();
+      metrics.close();
+    },
+  };
+}
+
+/** A listening dashboard. */
+export interface ServedDashboard extends DashboardApp {
+  /** `http://host:port` (a loopback name when listening on a wildcard address). */
+  url: string;
+  /** The URL to open: with `?token=` when a token is required. */
+  openUrl: string;
+  /** Stops the event streams and the HTTP server. */
+  close(): Promise<void>;
+  /** Resolves when the HTTP server has stopped. */
+  finished: Promise<void>;
+}
+
+/**
+ * Serves the dashboard with `Deno.serve`. The token is `opts.token`, else `HERD_DASHBOARD_TOKEN`,
+ * else (beyond loopback only) a generated one. When a token is in force it prints the URL that
+ * carries it (to stderr, unless `quiet`): the token is never sent in a page.
+ */
+export async function serveDashboard(
+  herd: HerdView,
+  opts: DashboardOptions & { quiet?: boolean; signal?: AbortSignal },
+): Promise<ServedDashboard> {
+  const assets = opts.assets ?? await loadAssets(opts.staticDir ?? STATIC_DIR);
+  const dash = createDashboard(herd, { ...opts, token: opts.token ?? envToken(), assets });
+  const server = Deno.serve({
+    hostname: opts.host,
+    port: opts.port,
+    signal: opts.signal,
+    onListen: () => {},
+  }, dash.app.fetch);
+  const addr = server.addr as Deno.NetAddr;
+  dash.setListenAddress(opts.host, addr.port);
+  const shownHost = isWildcardHost(opts.host) ? "127.0.0.1" : opts.host;
+  const url = `http://${authority(shownHost, addr.port)}`;
+  const openUrl = dash.token ? `${url}/?token=${dash.token}` : `${url}/`;
+  if (!opts.quiet) {
+    console.error(`dashboard: ${openUrl}`);
+    if (dash.token) {
+      console.error(
+        `dashboard: listening beyond loopback on ${opts.host}: control requests need the token above`,
+      );
+    }
+  }
+  let closed = false;
+  return {
+    ...dash,
+    url,
+    openUrl,
+    finished: server.finished,
+    async close() {
+      if (closed) return server.finished;
+      closed = true;
+      dash.close();
+      await server.shutdown();
+    },
+  };
+}

@@ -1,0 +1,391 @@
+/**
+ * A simulated herd for the dashboard's own tests and demos: it has the `HerdView` shape, emits
+ * the real event types on a real `EventBus`, floods records along its links with small delays,
+ * and (optionally) listens on TCP with a toy line protocol (IAMAT / WHATSAT / `?`) so the console
+ * has something to talk to. It is not the herd (servers/herd.ts is): no store, no peers, no
+ * Places. Run it: `deno run -A web/demo_herd.ts` serves a dashboard on it.
+ *
+ * @module
+ */
+
+import { type AtFields, EventBus } from "../servers/events.ts";
+import type { HerdSnapshot, HerdView, RecordSnapshot } from "./types.ts";
+
+/** The default herd's links (from the protocol). */
+export const DEFAULT_LINKS: [string, string][] = [
+  ["Hill", "Jaquez"],
+  ["Hill", "Smith"],
+  ["Singleton", "Jaquez"],
+  ["Singleton", "Smith"],
+  ["Singleton", "Campbell"],
+  ["Smith", "Campbell"],
+];
+
+/** The default herd's names, in the protocol's order. */
+export const DEFAULT_NAMES = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+
+interface DemoServer {
+  name: string;
+  host: string;
+  port: number;
+  running: boolean;
+  connections: number;
+  neighbors: string[];
+  records: Map<string, RecordSnapshot>;
+  listener?: Deno.TcpListener;
+  conns: Set<Deno.TcpConn>;
+}
+
+/** Options for {@linkcode DemoHerd}. */
+export interface DemoHerdOptions {
+  names?: string[];
+  links?: [string, string][];
+  /** Listen on TCP (port 0 each) with the toy protocol. Default false. */
+  tcp?: boolean;
+  /** Delay of one propagation hop, ms. Default 15. */
+  hopMs?: number;
+  places?: string;
+}
+
+const LOCATION = /^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)$/;
+
+/** Parses ISO 6709 `+34.06-118.44` into degrees, or null. */
+export function parseLocation(loc: string): { lat: number; lng: number } | null {
+  const m = LOCATION.exec(loc);
+  if (!m) return null;
+  const lat = Number(m[1]);
+  const lng = Number(m[2]);
+  if (Math.abs(lat) > 90 || Math.abs(lng) > 180) return null;
+  return { lat, lng };
+}
+
+/** Formats degrees as ISO 6709 text. */
+export function formatLocation(lat: number, lng: number): string {
+  const f = (v: number) => (v >= 0 ? "+" : "-") + Math.abs(v).toFixed(6);
+  return f(lat) + f(lng);
+}
+
+/** A simulated herd; see the module doc. */
+export class DemoHerd implements HerdView {
+  readonly bus = new EventBus();
+  readonly #servers = new Map<string, DemoServer>();
+  readonly #links: [string, string][];
+  readonly #tcp: boolean;
+  readonly #hopMs: number;
+  readonly #places: string;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  #conn = 0;
+  #sim: ReturnType<typeof setInterval> | undefined;
+
+  constructor(opts: DemoHerdOptions = {}) {
+    const names = opts.names ?? DEFAULT_NAMES;
+    this.#links = opts.links ?? DEFAULT_LINKS;
+    this.#tcp = opts.tcp ?? false;
+    this.#hopMs = opts.hopMs ?? 15;
+    this.#places = opts.places ?? "offline";
+    names.forEach((name, i) => {
+      const neighbors = this.#links.flatMap(([a, b]) => (a === name ? [b] : b === name ? [a] : []));
+      this.#servers.set(name, {
+        name,
+        host: "127.0.0.1",
+        port: 12000 + i,
+        running: false,
+        connections: 0,
+        neighbors,
+        records: new Map(),
+        conns: new Set(),
+      });
+    });
+  }
+
+  /** Starts every server. */
+  async start(): Promise<void> {
+    for (const name of this.#servers.keys()) await this.startServer(name);
+  }
+
+  /** Stops every server and the simulation. */
+  async stop(): Promise<void> {
+    this.stopSimulation();
+    for (const name of this.#servers.keys()) await this.stopServer(name);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+
+  #emitLink(a: string, b: string, up: boolean): void {
+    const t = Date.now();
+    for (const [x, y] of [[a, b], [b, a]]) {
+      this.bus.emit(
+        up
+          ? { kind: "link.up", t, server: x, peer: y, direction: x < y ? "out" : "in" }
+          : { kind: "link.down", t, server: x, peer: y, reason: "peer stopped" },
+      );
+    }
+  }
+
+  async startServer(name: string): Promise<void> {
+    const s = this.#get(name);
+    if (s.running) return;
+    if (this.#tcp) {
+      s.listener = Deno.listen({ hostname: s.host, port: 0 });
+      s.port = (s.listener.addr as Deno.NetAddr).port;
+      this.#serve(s, s.listener);
+    }
+    s.running = true;
+    this.bus.emit({ kind: "server.up", t: Date.now(), server: name, host: s.host, port: s.port });
+    for (const n of s.neighbors) {
+      if (this.#servers.get(n)?.running) this.#emitLink(name, n, true);
+    }
+    await Promise.resolve();
+  }
+
+  async stopServer(name: string): Promise<void> {
+    const s = this.#get(name);
+    if (!s.running) return;
+    s.running = false;
+    try {
+      s.listener?.close();
+    } catch { /* closed */ }
+    s.listener = undefined;
+    for (const c of s.conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    s.conns.clear();
+    s.connections = 0;
+    for (const n of s.neighbors) {
+      if (this.#servers.get(n)?.running) this.#emitLink(name, n, false);
+    }
+    this.bus.emit({ kind: "server.down", t: Date.now(), server: name });
+    await Promise.resolve();
+  }
+
+  #get(name: string): DemoServer {
+    const s = this.#servers.get(name);
+    if (!s) throw new Error(`no server named ${name}`);
+    return s;
+  }
+
+  #linkUp(a: string, b: string): boolean {
+    return Boolean(this.#servers.get(a)?.running && this.#servers.get(b)?.running);
+  }
+
+  snapshot(): HerdSnapshot {
+    const newest = new Map<string, RecordSnapshot>();
+    for (const s of this.#servers.values()) {
+      for (const r of s.records.values()) {
+        const o = newest.get(r.client);
+        if (!o || Number(r.time) > Number(o.time)) newest.set(r.client, r);
+      }
+    }
+    return {
+      servers: [...this.#servers.values()].map((s) => ({
+        name: s.name,
+        host: s.host,
+        port: s.port,
+        running: s.running,
+        connections: s.connections,
+        records: s.records.size,
+        neighbors: [...s.neighbors],
+        links: s.neighbors.map((peer) => ({ peer, up: s.running && this.#linkUp(s.name, peer) })),
+      })),
+      records: [...newest.values()].slice(-5000),
+      places: this.#places,
+    };
+  }
+
+  #later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      fn();
+    }, ms);
+    this.#timers.add(t);
+  }
+
+  /** Stores and floods a record as if `server` had it from a client (null) or a peer. */
+  #accept(s: DemoServer, rec: AtFields, from: string | null, lat: number, lng: number): void {
+    const old = s.records.get(rec.client);
+    if (old && Number(old.time) >= Number(rec.time)) {
+      this.bus.emit({
+        kind: "location.dropped",
+        t: Date.now(),
+        server: s.name,
+        record: rec,
+        from,
+        reason: old.time === rec.time ? "duplicate" : "stale",
+      });
+      return;
+    }
+    s.records.set(rec.client, { ...rec, lat: lat, lng: lng });
+    this.bus.emit({
+      kind: "location.accepted",
+      t: Date.now(),
+      server: s.name,
+      record: rec,
+      from,
+      lat: lat,
+      lng: lng,
+    });
+    for (const n of s.neighbors) {
+      if (n === from || !this.#linkUp(s.name, n)) continue;
+      this.bus.emit({
+        kind: "propagation.sent",
+        t: Date.now(),
+        server: s.name,
+        to: n,
+        records: [rec],
+      });
+      this.#later(this.#hopMs, () => {
+        const peer = this.#servers.get(n);
+        if (!peer?.running) return;
+        this.bus.emit({
+          kind: "propagation.received",
+          t: Date.now(),
+          server: n,
+          from: s.name,
+          records: [rec],
+        });
+        this.#accept(peer, rec, s.name, lat, lng);
+      });
+    }
+  }
+
+  /** Simulates an IAMAT from `client` at `server`. */
+  report(server: string, client: string, lat: number, lng: number, time?: string): AtFields {
+    const s = this.#get(server);
+    const rec: AtFields = {
+      origin: server,
+      diff: "+0.000000000",
+      client,
+      location: formatLocation(lat, lng),
+      time: time ?? (Date.now() / 1000).toFixed(9),
+    };
+    if (s.running) this.#accept(s, rec, null, lat, lng);
+    return rec;
+  }
+
+  /** Simulates an answered WHATSAT. */
+  whatsat(server: string, client: string, radiusKm = 10, bound = 5): void {
+    this.bus.emit({
+      kind: "whatsat",
+      t: Date.now(),
+      server,
+      client,
+      radiusKm,
+      bound,
+      provider: this.#places,
+      status: "OK",
+      count: Math.min(bound, 3),
+      latencyMs: 2 + Math.round(Math.random() * 30),
+      coalesced: false,
+    });
+  }
+
+  /** Random clients wandering around the world, `perSecond` reports a second. */
+  simulate(perSecond = 4, clients = 40): void {
+    this.stopSimulation();
+    const names = [...this.#servers.keys()];
+    const pos = Array.from({ length: clients }, () => ({
+      lat: Math.random() * 120 - 55,
+      lng: Math.random() * 340 - 170,
+    }));
+    let n = 0;
+    this.#sim = setInterval(() => {
+      const i = Math.floor(Math.random() * clients);
+      const p = pos[i];
+      p.lat = Math.max(-80, Math.min(80, p.lat + (Math.random() - 0.5) * 6));
+      p.lng = ((p.lng + (Math.random() - 0.5) * 10 + 540) % 360) - 180;
+      const server = names[Math.floor(Math.random() * names.length)];
+      this.report(server, `client-${i}.example`, p.lat, p.lng);
+      if (++n % 7 === 0) this.whatsat(server, `client-${i}.example`, 10, 5);
+    }, 1000 / perSecond);
+  }
+
+  stopSimulation(): void {
+    if (this.#sim !== undefined) clearInterval(this.#sim);
+    this.#sim = undefined;
+  }
+
+  async #serve(s: DemoServer, listener: Deno.TcpListener): Promise<void> {
+    try {
+      for await (const conn of listener) this.#client(s, conn);
+    } catch { /* listener closed */ }
+  }
+
+  async #client(s: DemoServer, conn: Deno.TcpConn): Promise<void> {
+    const id = ++this.#conn;
+    const remote = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
+      (conn.remoteAddr as Deno.NetAddr).port
+    }`;
+    s.conns.add(conn);
+    s.connections++;
+    this.bus.emit({ kind: "client.connect", t: Date.now(), server: s.name, conn: id, remote });
+    const buf = new Uint8Array(4096);
+    let pending = "";
+    try {
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        for (let i = 0; i < n; i++) pending += String.fromCharCode(buf[i]);
+        let nl: number;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          const line = pending.slice(0, nl).replace(/\r$/, "");
+          pending = pending.slice(nl + 1);
+          if (!line.trim()) continue;
+          this.bus.emit({ kind: "line.in", t: Date.now(), server: s.name, conn: id, line });
+          const reply = this.#answer(s, line);
+          this.bus.emit({ kind: "reply.out", t: Date.now(), server: s.name, conn: id, reply });
+          const bytes = Uint8Array.from(reply, (ch) => ch.charCodeAt(0) & 0xff);
+          await conn.write(bytes);
+        }
+      }
+    } catch { /* closed */ }
+    if (s.conns.delete(conn)) {
+      s.connections = Math.max(0, s.connections - 1);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    this.bus.emit({
+      kind: "client.disconnect",
+      t: Date.now(),
+      server: s.name,
+      conn: id,
+      remote,
+      reason: "eof",
+    });
+  }
+
+  #answer(s: DemoServer, line: string): string {
+    const f = line.trim().split(/\s+/);
+    if (f[0] === "IAMAT" && f.length === 4) {
+      const loc = parseLocation(f[2]);
+      if (loc && /^\d+(\.\d+)?$/.test(f[3])) {
+        const rec = this.report(s.name, f[1], loc.lat, loc.lng, f[3]);
+        return `AT ${rec.origin} ${rec.diff} ${rec.client} ${rec.location} ${rec.time}\n`;
+      }
+    }
+    if (f[0] === "WHATSAT" && f.length === 4 && /^\d+(\.\d+)?$/.test(f[2]) && /^\d+$/.test(f[3])) {
+      const r = s.records.get(f[1]);
+      if (r) {
+        this.whatsat(s.name, f[1], Number(f[2]), Number(f[3]));
+        const body = JSON.stringify(
+          { html_attributions: [], results: [], status: "ZERO_RESULTS" },
+          null,
+          2,
+        );
+        return `AT ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}\n${body}\n\n`;
+      }
+    }
+    return `? ${line.trim()}\n`;
+  }
+}
+
+if (import.meta.main) {
+  const { serveDashboard } = await import("./app.ts");
+  const herd = new DemoHerd({ tcp: true });
+  await herd.start();
+  herd.simulate(Number(Deno.env.get("DEMO_RATE") ?? 4));
+  const port = Number(Deno.args[0] ?? 8080);
+  await serveDashboard(herd, { host: "127.0.0.1", port });
+}

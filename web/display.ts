@@ -1,0 +1,61 @@
+/**
+ * Converting what the herd holds (binary strings: one char per byte) into what a page shows.
+ *
+ * @module
+ */
+
+import { displayText } from "../servers/events.ts";
+import type { HerdSnapshot, InitialData } from "./types.ts";
+import type { Dashboard } from "./context.ts";
+
+/** The snapshot with every wire text field as display text; `records: false` leaves them out. */
+export function displaySnapshot(s: HerdSnapshot, records = true): HerdSnapshot {
+  return {
+    servers: s.servers.map((x) => ({
+      name: x.name,
+      host: x.host,
+      port: x.port,
+      running: x.running,
+      connections: x.connections,
+      records: x.records,
+      neighbors: [...x.neighbors],
+      links: x.links.map((l) => ({ peer: l.peer, up: l.up })),
+    })),
+    records: records
+      ? s.records.map((r) => ({
+        client: displayText(r.client),
+        origin: displayText(r.origin),
+        diff: r.diff,
+        location: displayText(r.location),
+        time: displayText(r.time),
+        lat: r.lat,
+        lng: r.lng,
+      }))
+      : [],
+    places: s.places,
+  };
+}
+
+/** Everything the page embeds for its islands, taken at one instant. */
+export function initialData(d: Dashboard): InitialData {
+  const snapshot = displaySnapshot(d.herd.snapshot());
+  return {
+    snapshot,
+    events: d.hub.recent(200),
+    whatsats: d.hub.recentWhatsats(100),
+    lastId: d.hub.lastId,
+    boot: d.hub.boot,
+    canControl: typeof d.herd.stopServer === "function" && typeof d.herd.startServer === "function",
+    tokenRequired: Boolean(d.guard.token),
+  };
+}
+
+/** JSON safe inside `<script type="application/json">`: no `<`, no line separators. */
+export function jsonForScript(value: unknown): string {
+  return JSON.stringify(value)
+    .replace(/</g, "\\u003c")
+    .replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026")
+    .replace(/\u2028/g, "\\u2028")
+    .replace(/\u2029/g, "\\u2029");
+}

@@ -1,0 +1,402 @@
+/**
+ * The SSE hub: one bus subscriber that numbers the herd's events, keeps the newest in a bounded
+ * ring, and feeds any number of event-stream subscribers from it.
+ *
+ * Each subscriber is only a cursor into the ring (the id of the last event it was sent), so a
+ * subscriber costs no memory per event: at every flush tick (100 ms) the hub writes one frame
+ * holding every event after the cursor (at most `maxFrame`). A subscriber whose cursor has fallen
+ * out of the ring is told about the gap (`event: gap`) and continues from the oldest event kept.
+ * A subscriber whose stream accepts nothing for `stallMs` is cut loose (its stream errored); its
+ * browser reconnects with `Last-Event-ID` and gets the events, or a gap notice. The herd never
+ * waits for a subscriber.
+ *
+ * @module
+ */
+
+import { displayText, type EventBus, type HerdEvent } from "../servers/events.ts";
+import {
+  type DashEvent,
+  type GapNotice,
+  type HelloNotice,
+  STREAM_KINDS,
+  SUMMARY_CLIENTS,
+} from "./types.ts";
+
+/** Tuning knobs; the defaults suit a browser dashboard. */
+export interface HubOptions {
+  /** Events kept for resume (ring size). Default 10 000. */
+  capacity?: number;
+  /** Flush period per subscriber: at most 1000/flushMs frames a second. Default 100. */
+  flushMs?: number;
+  /** A comment line is sent after this long without any write. Default 15 000. */
+  heartbeatMs?: number;
+  /** Most events in one frame. Default 2 000. */
+  maxFrame?: number;
+  /** A subscriber that accepts nothing for this long is cut loose. Default 30 000. */
+  stallMs?: number;
+  /** WHATSAT events kept for the Places log. Default 200. */
+  whatsatCapacity?: number;
+  /** Milliseconds clock (tests). */
+  now?: () => number;
+}
+
+/** Where a subscriber's frames go (an HTTP response body, or a test double). */
+export interface SubscriberSink {
+  /** True when the sink can take another frame now (no backpressure). */
+  ready(): boolean;
+  /** Queues text; called only when `ready()` was true. */
+  write(text: string): void;
+  /** Ends the stream; `abort` means "cut loose" (error the response rather than finish it). */
+  close(abort: boolean): void;
+}
+
+/** A live subscription; `close()` removes it. */
+export interface Subscription {
+  readonly cursor: number;
+  close(): void;
+}
+
+/** Counters for /metrics. */
+export interface HubStats {
+  subscribers: number;
+  frames: number;
+  eventsSent: number;
+  gaps: number;
+  cut: number;
+  eventsIn: number;
+}
+
+interface Entry {
+  id: number;
+  /** The bus event, converted on first use (propagation batches are summarised at once). */
+  raw?: HerdEvent;
+  ev?: DashEvent;
+  json?: string;
+}
+
+interface Sub {
+  sink: SubscriberSink;
+  cursor: number;
+  lastWrite: number;
+  blockedSince: number;
+  closed: boolean;
+}
+
+const STREAMED = new Set<string>(STREAM_KINDS);
+
+/** True for events the stream carries (everything but line.in / reply.out). */
+export function isStreamed(e: HerdEvent): boolean {
+  return STREAMED.has(e.kind);
+}
+
+/** Converts a bus event to its display form: display text, summarised batches, an id. */
+export function toDashEvent(e: HerdEvent, id: number): DashEvent {
+  switch (e.kind) {
+    case "propagation.sent":
+    case "propagation.received": {
+      const { records, ...rest } = e;
+      const clients: string[] = [];
+      for (let i = 0; i < records.length && i < SUMMARY_CLIENTS; i++) {
+        clients.push(displayText(records[i].client));
+      }
+      return { ...rest, count: records.length, clients, id } as DashEvent;
+    }
+    case "location.accepted":
+    case "location.dropped": {
+      const r = e.record;
+      return {
+        ...e,
+        record: {
+          origin: displayText(r.origin),
+          diff: r.diff,
+          client: displayText(r.client),
+          location: displayText(r.location),
+          time: displayText(r.time),
+        },
+        id,
+      };
+    }
+    case "whatsat":
+      return { ...e, client: displayText(e.client), id };
+    case "line.in":
+      return { ...e, line: displayText(e.line), id };
+    case "reply.out":
+      return { ...e, reply: displayText(e.reply), id };
+    default:
+      return { ...e, id };
+  }
+}
+
+/** The SSE wire text of one message. `data` must not contain newlines (JSON never does). */
+export function sseMessage(data: string, event?: string, id?: number): string {
+  let s = "";
+  if (event) s += `event: ${event}\n`;
+  if (id !== undefined) s += `id: ${id}\n`;
+  return s + `data: ${data}\n\n`;
+}
+
+/** Numbers, keeps and streams the herd's events. See the module doc. */
+export class EventHub {
+  /** Changes on every start: lets a browser tell a restarted dashboard from a resumed one. */
+  readonly boot: string = crypto.randomUUID().slice(0, 8);
+  readonly #cap: number;
+  readonly #ring: (Entry | undefined)[];
+  readonly #whatsats: DashEvent[] = [];
+  readonly #whatsatCap: number;
+  readonly #flushMs: number;
+  readonly #heartbeatMs: number;
+  readonly #maxFrame: number;
+  readonly #stallMs: number;
+  readonly #now: () => number;
+  readonly #subs = new Set<Sub>();
+  readonly #off: () => void;
+  #next = 1;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stats = { frames: 0, eventsSent: 0, gaps: 0, cut: 0, eventsIn: 0 };
+
+  constructor(bus: EventBus, opts: HubOptions = {}) {
+    this.#cap = Math.max(1, opts.capacity ?? 10_000);
+    this.#ring = new Array(this.#cap);
+    this.#whatsatCap = opts.whatsatCapacity ?? 200;
+    this.#flushMs = opts.flushMs ?? 100;
+    this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
+    this.#maxFrame = opts.maxFrame ?? 2_000;
+    this.#stallMs = opts.stallMs ?? 30_000;
+    this.#now = opts.now ?? Date.now;
+    this.#off = bus.subscribe((e) => this.#onEvent(e));
+  }
+
+  /** Id of the newest event (0 before any). */
+  get lastId(): number {
+    return this.#next - 1;
+  }
+
+  /** Id of the oldest event still kept (lastId + 1 when none). */
+  get firstId(): number {
+    return Math.max(1, this.#next - this.#cap);
+  }
+
+  /** Counters for /metrics. */
+  stats(): HubStats {
+    return { subscribers: this.#subs.size, ...this.#stats };
+  }
+
+  #onEvent(e: HerdEvent): void {
+    if (!STREAMED.has(e.kind)) return;
+    const id = this.#next++;
+    // Conversion is deferred to the first reader, except for batches: holding their record
+    // arrays in the ring would make its memory depend on batch sizes.
+    const batch = e.kind === "propagation.sent" || e.kind === "propagation.received";
+    const entry: Entry = batch ? { id, ev: toDashEvent(e, id) } : { id, raw: e };
+    this.#ring[id % this.#cap] = entry;
+    this.#stats.eventsIn++;
+    if (e.kind === "whatsat") {
+      this.#whatsats.push(this.#dash(entry));
+      if (this.#whatsats.length > this.#whatsatCap) this.#whatsats.shift();
+    }
+  }
+
+  #dash(e: Entry): DashEvent {
+    if (!e.ev) {
+      e.ev = toDashEvent(e.raw!, e.id);
+      e.raw = undefined;
+    }
+    return e.ev;
+  }
+
+  #entry(id: number): Entry | undefined {
+    const e = this.#ring[id % this.#cap];
+    return e && e.id === id ? e : undefined;
+  }
+
+  /** Up to `n` newest events, oldest first (optionally only those `filter` keeps). */
+  recent(n: number, filter?: (e: DashEvent) => boolean): DashEvent[] {
+    const out: DashEvent[] = [];
+    for (let id = this.lastId; id >= this.firstId && out.length < n; id--) {
+      const e = this.#entry(id);
+      if (!e) continue;
+      const ev = this.#dash(e);
+      if (!filter || filter(ev)) out.push(ev);
+    }
+    return out.reverse();
+  }
+
+  /** Newest WHATSAT events, oldest first (kept apart so busy herds do not push them out). */
+  recentWhatsats(n = this.#whatsatCap): DashEvent[] {
+    return this.#whatsats.slice(-n);
+  }
+
+  /**
+   * Starts streaming to `sink`. `resumeFrom` is the id of the last event the subscriber has
+   * (Last-Event-ID); null streams only events after now. An id newer than anything here (a
+   * restarted dashboard) is treated as null; the hello notice carries the boot id so the browser
+   * can tell.
+   */
+  subscribe(sink: SubscriberSink, resumeFrom: number | null = null): Subscription {
+    const valid = resumeFrom !== null && Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 &&
+      resumeFrom <= this.lastId;
+    const now = this.#now();
+    const sub: Sub = {
+      sink,
+      cursor: valid ? resumeFrom : this.lastId,
+      lastWrite: now,
+      blockedSince: 0,
+      closed: false,
+    };
+    const hello: HelloNotice = {
+      boot: this.boot,
+      lastId: this.lastId,
+      resumeFrom: valid ? resumeFrom : null,
+    };
+    // `retry` tells EventSource how soon to reconnect after a drop.
+    sink.write(`retry: 1000\n${sseMessage(JSON.stringify(hello), "hello")}`);
+    this.#subs.add(sub);
+    this.#ensureTimer();
+    // Send a resume backlog at once rather than at the next tick.
+    if (sub.cursor < this.lastId) this.#flushOne(sub, now);
+    return {
+      get cursor() {
+        return sub.cursor;
+      },
+      close: () => this.#drop(sub, false),
+    };
+  }
+
+  #drop(sub: Sub, abort: boolean): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    this.#subs.delete(sub);
+    if (abort) this.#stats.cut++;
+    try {
+      sub.sink.close(abort);
+    } catch { /* already gone */ }
+    if (this.#subs.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #ensureTimer(): void {
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.flush(), this.#flushMs);
+      // The dashboard's own lifetime is bound to its HTTP server, not to this timer.
+      Deno.unrefTimer(this.#timer!);
+    }
+  }
+
+  /** One flush tick for every subscriber (the timer calls it; tests may too). */
+  flush(): void {
+    const now = this.#now();
+    for (const sub of this.#subs) this.#flushOne(sub, now);
+  }
+
+  #flushOne(sub: Sub, now: number): void {
+    if (sub.closed) return;
+    let ready: boolean;
+    try {
+      ready = sub.sink.ready();
+    } catch {
+      this.#drop(sub, false);
+      return;
+    }
+    if (!ready) {
+      if (sub.blockedSince === 0) sub.blockedSince = now;
+      else if (now - sub.blockedSince >= this.#stallMs) this.#drop(sub, true);
+      return;
+    }
+    sub.blockedSince = 0;
+    let text = "";
+    const last = this.lastId;
+    if (sub.cursor < last) {
+      const first = this.firstId;
+      if (sub.cursor < first - 1) {
+        const gap: GapNotice = { from: sub.cursor + 1, to: first - 1 };
+        text += sseMessage(JSON.stringify(gap), "gap", gap.to);
+        sub.cursor = gap.to;
+        this.#stats.gaps++;
+      }
+      const end = Math.min(last, sub.cursor + this.#maxFrame);
+      const parts: string[] = [];
+      for (let id = sub.cursor + 1; id <= end; id++) {
+        const e = this.#entry(id);
+        if (!e) continue;
+        e.json ??= JSON.stringify(this.#dash(e));
+        parts.push(e.json);
+      }
+      if (parts.length > 0) {
+        text += sseMessage(`[${parts.join(",")}]`, undefined, end);
+        this.#stats.frames++;
+        this.#stats.eventsSent += parts.length;
+      }
+      sub.cursor = end;
+    } else if (now - sub.lastWrite >= this.#heartbeatMs) {
+      text = `: heartbeat ${now}\n\n`;
+    }
+    if (text === "") return;
+    try {
+      sub.sink.write(text);
+      sub.lastWrite = now;
+    } catch {
+      this.#drop(sub, false);
+    }
+  }
+
+  /**
+   * Ends every open stream normally (browsers reconnect with Last-Event-ID and lose nothing).
+   * For tests and for shedding connections; the hub keeps running.
+   */
+  disconnectAll(): void {
+    for (const sub of [...this.#subs]) this.#drop(sub, false);
+  }
+
+  /** Ends every subscription and leaves the bus. */
+  close(): void {
+    this.#off();
+    for (const sub of [...this.#subs]) this.#drop(sub, false);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * An SSE response body for one subscriber: a byte stream with a bounded queue (`highWater`
+ * bytes). `ready()` is false while the client is not reading; cutting loose errors the stream,
+ * which makes Deno drop the connection.
+ */
+export function sseBody(
+  hub: EventHub,
+  resumeFrom: number | null,
+  highWater = 256 * 1024,
+): ReadableStream<Uint8Array> {
+  let sub: Subscription | undefined;
+  let ctrl!: ReadableStreamDefaultController<Uint8Array>;
+  let done = false;
+  const sink: SubscriberSink = {
+    ready: () => !done && (ctrl.desiredSize ?? 0) > 0,
+    write: (text) => {
+      if (!done) ctrl.enqueue(encoder.encode(text));
+    },
+    close: (abort) => {
+      if (done) return;
+      done = true;
+      if (abort) ctrl.error(new Error("event stream subscriber too slow"));
+      else ctrl.close();
+    },
+  };
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      ctrl = c;
+      sub = hub.subscribe(sink, resumeFrom);
+    },
+    cancel() {
+      done = true;
+      sub?.close();
+    },
+  }, { highWaterMark: highWater, size: (chunk) => chunk.byteLength });
+}
+
+/** Parses a Last-Event-ID header / `after` parameter: a non-negative integer, else null. */
+export function parseEventId(v: string | null | undefined): number | null {
+  if (v == null || !/^\d{1,15}$/.test(v.trim())) return null;
+  return Number(v.trim());
+}
