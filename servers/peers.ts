@@ -48,9 +48,15 @@ export interface LinkHost {
   readonly bus: EventBus;
   readonly auth: HerdAuth;
   /** Applies records that arrived on a link (store, events, flood onwards). */
-  receive(records: AtFields[], link: Link): void;
+  receive(records: PeerRecord[], link: Link): void;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
+}
+
+/** A record read from a link, with the coordinates its validation already parsed. */
+export interface PeerRecord extends AtFields {
+  lat: number;
+  lng: number;
 }
 
 /** The persistent part of a link: what we last got from the peer. */
@@ -284,7 +290,7 @@ export class Link {
   /** Handles lines from the peer; false (after dropping the link) when the peer misbehaved. */
   #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
     const s = this.#server;
-    let batch: AtFields[] | undefined;
+    let batch: PeerRecord[] | undefined;
     let bad: string | undefined;
     for (const line of lines) {
       if (line.overlong) {
@@ -294,13 +300,24 @@ export class Link {
       const f = splitFields(line.text);
       if (f[0] === "R" && f.length === 7) {
         const seq = Number(f[1]);
-        const rec = { origin: f[2], diff: f[3], client: f[4], location: f[5], time: f[6] };
-        if (!/^\d+$/.test(f[1]) || !Number.isSafeInteger(seq) || !validateRecord(rec)) {
+        const rec = {
+          origin: f[2],
+          diff: f[3],
+          client: f[4],
+          location: f[5],
+          time: f[6],
+          lat: 0,
+          lng: 0,
+        };
+        const at = validateRecord(rec);
+        if (!/^\d+$/.test(f[1]) || !Number.isSafeInteger(seq) || at === undefined) {
           bad = `bad record ${JSON.stringify(line.text.slice(0, 80))}`;
           break;
         }
         // At or below the mark: a resend of the whole log (we lost records, see SYNC).
         if (seq > this.mark.seq) this.mark.seq = seq;
+        rec.lat = at.lat;
+        rec.lng = at.lng;
         (batch ??= []).push(rec);
       } else if (f[0] === "S" && f.length === 2 && /^\d+$/.test(f[1])) {
         const seq = Number(f[1]);

@@ -240,6 +240,7 @@ export function formatTimeDiff(receiveNs: bigint, clientTime: string): string {
  * ```
  */
 export function compareTimes(a: string, b: string): number {
+  if (a === b) return 0;
   const [ai, af = ""] = a.split(".");
   const [bi, bf = ""] = b.split(".");
   const aInt = ai.replace(/^0+/, "");
@@ -269,6 +270,12 @@ function compareText(a: string, b: string): number {
  * ```
  */
 export function compareRecords(a: AtFields, b: AtFields): number {
+  // The common case on a link is the same record arriving again: settle it without parsing.
+  if (
+    a.time === b.time && a.location === b.location && a.origin === b.origin && a.diff === b.diff
+  ) {
+    return 0;
+  }
   return compareTimes(a.time, b.time) ||
     compareText(a.time, b.time) ||
     compareText(a.location, b.location) ||

@@ -15,7 +15,7 @@ import {
   writeAll,
 } from "./connection.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
-import { Link, type LinkOptions, verifyHello } from "./peers.ts";
+import { Link, type LinkOptions, type PeerRecord, verifyHello } from "./peers.ts";
 import {
   formatAt,
   formatInvalid,
@@ -380,7 +380,7 @@ export class HerdServer implements LineHandler {
   }
 
   /** Records that arrived on a link: store the newer ones and flood them onwards. */
-  receive(records: AtFields[], link: Link): void {
+  receive(records: PeerRecord[], link: Link): void {
     if (this.bus.active) {
       this.bus.emit({
         kind: "propagation.received",
@@ -390,7 +390,7 @@ export class HerdServer implements LineHandler {
         records,
       });
     }
-    for (const r of records) this.#accept(r, link);
+    for (const r of records) this.#accept(r, link, r.lat, r.lng);
   }
 
   /** A link's mark moved: persist it with the records it covers. */
