@@ -241,15 +241,29 @@ export function formatTimeDiff(receiveNs: bigint, clientTime: string): string {
  */
 export function compareTimes(a: string, b: string): number {
   if (a === b) return 0;
-  const [ai, af = ""] = a.split(".");
-  const [bi, bf = ""] = b.split(".");
-  const aInt = ai.replace(/^0+/, "");
-  const bInt = bi.replace(/^0+/, "");
-  if (aInt.length !== bInt.length) return aInt.length - bInt.length;
-  if (aInt !== bInt) return aInt < bInt ? -1 : 1;
-  const aFrac = af.replace(/0+$/, "");
-  const bFrac = bf.replace(/0+$/, "");
-  return aFrac === bFrac ? 0 : aFrac < bFrac ? -1 : 1;
+  // Char by char, no allocation: this runs for every record a server offers to its store.
+  let ad = a.indexOf(".");
+  if (ad < 0) ad = a.length;
+  let bd = b.indexOf(".");
+  if (bd < 0) bd = b.length;
+  let ai = 0;
+  while (ai < ad && a.charCodeAt(ai) === 48) ai++;
+  let bi = 0;
+  while (bi < bd && b.charCodeAt(bi) === 48) bi++;
+  if (ad - ai !== bd - bi) return ad - ai - (bd - bi);
+  for (; ai < ad; ai++, bi++) {
+    const d = a.charCodeAt(ai) - b.charCodeAt(bi);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  // Fractions: a missing digit is a zero.
+  const an = a.length - ad - 1;
+  const bn = b.length - bd - 1;
+  for (let i = 0; i < Math.max(an, bn); i++) {
+    const x = i < an ? a.charCodeAt(ad + 1 + i) : 48;
+    const y = i < bn ? b.charCodeAt(bd + 1 + i) : 48;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 function compareText(a: string, b: string): number {

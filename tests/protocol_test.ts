@@ -199,3 +199,26 @@ Deno.test("peer records are validated field by field", () => {
   assertEquals(validateRecord({ ...ok, time: "3." }), undefined);
   assertEquals(validateRecord({ ...ok, client: "a b" }), undefined);
 });
+
+Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals", () => {
+  let seed = 42;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const digits = (n: number) => Array.from({ length: n }, () => String(rand(10))).join("");
+  const make = () => {
+    const int = "0".repeat(rand(3)) + digits(1 + rand(4));
+    return rand(3) === 0 ? int : `${int}.${digits(1 + rand(6))}`;
+  };
+  const exact = (t: string) => {
+    const [i, f = ""] = t.split(".");
+    return BigInt(i + f.padEnd(12, "0"));
+  };
+  for (let k = 0; k < 5000; k++) {
+    const a = make();
+    const b = rand(4) === 0 ? a + (a.includes(".") ? "0" : ".0") : make();
+    const want = exact(a) === exact(b) ? 0 : exact(a) < exact(b) ? -1 : 1;
+    assertEquals(Math.sign(compareTimes(a, b)), want, `${a} vs ${b}`);
+  }
+});
