@@ -24,18 +24,23 @@ export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
   openPersistence?: (server: string) => Promise<Persistence>;
 }
 
+/** One stored location record as a snapshot shows it (text fields are binary strings). */
+export interface RecordSnapshot {
+  client: string;
+  origin: string;
+  diff: string;
+  location: string;
+  time: string;
+  lat: number;
+  lng: number;
+}
+
 /** A herd's state for the dashboard: servers, newest records, and the Places provider. */
 export interface HerdSnapshot {
   servers: ServerState[];
-  records: {
-    client: string;
-    origin: string;
-    diff: string;
-    location: string;
-    time: string;
-    lat: number;
-    lng: number;
-  }[];
+  /** Newest records across the herd (at most a few thousand), for the map. */
+  records: RecordSnapshot[];
+  /** Places provider in use: "offline" | "new" | "legacy". */
   places: string;
 }
 

@@ -28,37 +28,15 @@ import { HerdAuth, newNonce } from "./auth.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
 import { bytesToBinary } from "./lines.ts";
+import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
+import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 
-/** One server's part of a snapshot (the shape `ServerState` has in servers/server.ts). */
-interface ServerView {
-  name: string;
-  host: string;
-  port: number;
-  running: boolean;
-  connections: number;
-  records: number;
-  neighbors: string[];
-  links: { peer: string; up: boolean }[];
-}
+type ServerView = ServerState;
+type RecordView = RecordSnapshot;
 
-/** A record as the dashboard's map needs it. */
-interface RecordView {
-  client: string;
-  origin: string;
-  diff: string;
-  location: string;
-  time: string;
-  lat: number;
-  lng: number;
-}
-
-/** The merged snapshot (the dashboard's `HerdSnapshot`). */
-export interface RemoteSnapshot {
-  servers: ServerView[];
-  records: RecordView[];
-  places: string;
-}
+/** The merged snapshot (the same shape as an in-process herd's). */
+export type RemoteSnapshot = HerdSnapshot;
 
 /** Options for {@linkcode RemoteHerd}. */
 export interface RemoteHerdOptions {

@@ -2,8 +2,8 @@
  * Types shared by the dashboard's server side (web/, routes/) and its browser side (islands/).
  * Nothing here touches Deno or the DOM, so islands can import it (types only).
  *
- * `HerdView` and `HerdSnapshot` mirror the contract in `servers/herd.ts`: anything with this
- * shape (the in-process `Herd`, `RemoteHerd`, a test fake) can drive the dashboard.
+ * `HerdSnapshot` is the core's (`servers/herd.ts`); anything with the `HerdView` shape (the
+ * in-process `Herd`, `RemoteHerd`, a test fake) can drive the dashboard.
  *
  * @module
  */
@@ -15,37 +15,11 @@ import type {
   PropagationSentEvent,
 } from "../servers/events.ts";
 
-/** One server as the dashboard sees it. */
-export interface ServerSnapshot {
-  name: string;
-  host: string;
-  port: number;
-  running: boolean;
-  connections: number;
-  records: number;
-  neighbors: string[];
-  links: { peer: string; up: boolean }[];
-}
-
-/** One stored location record, for the map. Text fields are binary strings in a `HerdView`. */
-export interface RecordSnapshot {
-  client: string;
-  origin: string;
-  diff: string;
-  location: string;
-  time: string;
-  lat: number;
-  lng: number;
-}
-
-/** What the dashboard reads from a herd at any moment. */
-export interface HerdSnapshot {
-  servers: ServerSnapshot[];
-  /** Newest records across the herd (at most a few thousand), for the map. */
-  records: RecordSnapshot[];
-  /** Places provider in use: "offline" | "new" | "legacy". */
-  places: string;
-}
+/** One server as the dashboard sees it (the core's `ServerState`). */
+export type { ServerState as ServerSnapshot } from "../servers/server.ts";
+/** Records and snapshots: the core's own shapes, so the two can never drift apart. */
+export type { HerdSnapshot, RecordSnapshot } from "../servers/herd.ts";
+import type { HerdSnapshot } from "../servers/herd.ts";
 
 /** What the dashboard needs from a herd: events, a snapshot, and (in-process only) control. */
 export interface HerdView {
