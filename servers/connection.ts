@@ -43,6 +43,13 @@ interface Slot {
 }
 
 const MAX_PENDING_BYTES = 1024 * 1024;
+/**
+ * Asynchronous commands (WHATSATs) started ahead per connection. Replies go out in order anyway,
+ * so starting more gains nothing; the cap keeps one pipelining client from monopolising the
+ * event loop (each offline search runs to completion) and bounds the WHATSAT replies that can
+ * be ready at once (each up to a few KiB) under the output cap.
+ */
+const MAX_IN_FLIGHT = 32;
 const READ_SIZE = 16 * 1024;
 
 /**
@@ -63,6 +70,7 @@ export class ClientConnection {
   #handler: LineHandler;
   #opts: ConnectionOptions;
   #slots: Slot[] = [];
+  #inFlight = 0;
   #out: string[] = [];
   #outBytes = 0;
   #writing = false;
@@ -112,7 +120,7 @@ export class ClientConnection {
           // Half-close: a final unterminated line is still a command.
           this.#clearPartial();
           const last = this.splitter.flush();
-          if (last !== undefined) this.#handle([last]);
+          if (last !== undefined) this.#handle([last], 0, true);
           this.#handler.afterBatch();
           this.#flush();
           await new Promise<void>((resolve) => {
@@ -134,10 +142,13 @@ export class ClientConnection {
             }
           }
         }
-        if (lines.length > 0) {
-          this.#handle(lines);
+        // Backpressure holds per line, not per read: one read can carry a thousand commands,
+        // and their replies (kilobytes each for WHATSAT) must not all pile up at once.
+        for (let done = 0; done < lines.length && !this.#closed;) {
+          done = this.#handle(lines, done);
           this.#handler.afterBatch();
           this.#flush();
+          if (done < lines.length) await new Promise<void>((resolve) => (this.#onDrain = resolve));
         }
         this.#armPartial();
       }
@@ -166,9 +177,15 @@ export class ClientConnection {
     await writeAll(this.conn, binaryToBytes(text));
   }
 
-  #handle(lines: SplitLine[]): void {
-    for (const line of lines) {
-      if (this.#closed) return;
+  /**
+   * Handles lines from `from` on; stops early (returning where) while backlogged, unless
+   * `force` (a single final or timed-out line). Returns the index of the first line not handled.
+   */
+  #handle(lines: SplitLine[], from = 0, force = false): number {
+    for (let i = from; i < lines.length; i++) {
+      if (this.#closed) return lines.length;
+      if (!force && this.#backlogged()) return i;
+      const line = lines[i];
       let reply: string | Promise<string> | null;
       try {
         reply = this.#handler.handleLine(line, this);
@@ -186,6 +203,7 @@ export class ClientConnection {
       this.#slots.push(slot);
       if (typeof reply === "string") slot.text = reply;
       else {
+        this.#inFlight++;
         reply.then(
           (text) => (slot.text = text),
           (err) => {
@@ -193,11 +211,14 @@ export class ClientConnection {
             slot.text = formatInvalid(line.text);
           },
         ).then(() => {
+          this.#inFlight--;
           this.#releaseSlots();
           this.#flush();
+          this.#wake();
         });
       }
     }
+    return lines.length;
   }
 
   #push(text: string): void {
@@ -213,7 +234,7 @@ export class ClientConnection {
 
   #backlogged(): boolean {
     return this.#slots.length + this.#out.length >= this.#opts.maxPendingReplies ||
-      this.#outBytes >= MAX_PENDING_BYTES;
+      this.#outBytes >= MAX_PENDING_BYTES || this.#inFlight >= MAX_IN_FLIGHT;
   }
 
   /** Starts writing the ready replies, whole and in order; one write in flight at a time. */
@@ -259,7 +280,7 @@ export class ClientConnection {
       this.#partialTimer = undefined;
       const line = this.splitter.flush();
       if (line === undefined || this.#closed) return;
-      this.#handle([line]);
+      this.#handle([line], 0, true);
       this.#handler.afterBatch();
       this.#flush();
     }, ms);

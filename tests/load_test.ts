@@ -1,0 +1,324 @@
+/**
+ * Load (issue 5), against one `main.ts server` process so its memory can be read from
+ * /proc/PID/status: about two thousand connections at once on loopback, of which
+ *
+ * - 1,900 idle ones (kept alive with blank lines, then left idle until the server closes them);
+ * - 10 slow readers that pipeline without reading (2 send WHATSATs, 1 IAMATs, 7 send 60 KB
+ *   invalid lines whose replies are as long), each offered 16 MiB: the server must stop
+ *   reading them;
+ * - one pipeliner that sends 5,000 WHATSATs unread, then reads: every reply, in order;
+ * - one normal client doing IAMAT + WHATSAT round trips all along, timed;
+ * - connections beyond --max-connections, which get `? server busy: too many connections`.
+ *
+ * Checks: the slow readers' writes stall (the server stopped reading them) and the server's RSS
+ * stops growing while they keep pushing; a full server refuses clearly; idle connections close
+ * after --idle-timeout-ms, and then there is room again; the normal client is served throughout
+ * with reasonable latency.
+ */
+
+import assert from "node:assert/strict";
+import { ProcessHerd } from "./_helpers/procs.ts";
+import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+
+const IDLE = 1900;
+const SLOW = 10;
+const MAX_CONNECTIONS = IDLE + SLOW + 2; // + the pipeliner and the normal client
+/** Long enough that a server stalled for seconds by this test's own load closes no live one. */
+const IDLE_TIMEOUT_MS = 5000;
+const WARM_UP = 50; // connections before the load
+const OFFERED = 16 * 1024 * 1024; // per slow reader
+const PIPELINED = 5000;
+/**
+ * Searching WHATSATs (`WHATSAT c 10 3` in Paris: ~1 KB replies) among the pipelined ones.
+ * Default none: each search is synchronous work, and a thousand of them pipelined by one client
+ * hold up every other client of that server for 0.25-2 s (see docs/reliability.md);
+ * LOAD_SEARCHING=1 shows it.
+ */
+const SEARCHING = Deno.env.get("LOAD_SEARCHING") === "1";
+
+const encoder = new TextEncoder();
+const MB = 1024 * 1024;
+
+/** A connection that only watches for data and EOF. */
+interface Watched {
+  conn: Deno.TcpConn;
+  received: number;
+  closedAt: number | undefined;
+  done: Promise<void>;
+}
+
+function watch(conn: Deno.TcpConn): Watched {
+  const w: Watched = { conn, received: 0, closedAt: undefined, done: Promise.resolve() };
+  w.done = (async () => {
+    const buf = new Uint8Array(256);
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        w.received += n;
+      }
+    } catch {
+      // reset, or closed by us
+    }
+    w.closedAt = performance.now();
+  })();
+  return w;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** Writes until all of `bytes` is sent or the socket takes nothing for `stallMs`; returns the bytes sent. */
+async function pushUntilStalled(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  stallMs: number,
+): Promise<number> {
+  let off = 0;
+  while (off < bytes.length) {
+    const write = conn.write(bytes.subarray(off, off + 64 * 1024));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<"stalled">((
+      r,
+    ) => (timer = setTimeout(() => r("stalled"), stallMs)));
+    const n = await Promise.race([write, stalled]);
+    clearTimeout(timer);
+    if (n === "stalled") {
+      write.catch(() => {}); // fails when we close
+      return off;
+    }
+    off += n;
+  }
+  return off;
+}
+
+/** Fills `size` bytes with copies of `line`. */
+function repeatTo(line: string, size: number): Uint8Array {
+  return encoder.encode(line.repeat(Math.ceil(size / line.length))).subarray(0, size);
+}
+
+Deno.test("load: 2,000 connections, slow readers, idle ones, a full server; memory bounded, latency kept", async () => {
+  const herd = await ProcessHerd.create({
+    topology: { Solo: [] },
+    places: "offline",
+    args: () => [
+      "--memory",
+      "--max-connections",
+      String(MAX_CONNECTIONS),
+      "--idle-timeout-ms",
+      String(IDLE_TIMEOUT_MS),
+    ],
+  });
+  const idle: Watched[] = [];
+  const slow: Deno.TcpConn[] = [];
+  let normal: TcpClient | undefined;
+  let pipeliner: TcpClient | undefined;
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+  const latencies: number[] = [];
+  let stopNormal = false;
+  let normalLoop: Promise<void> = Promise.resolve();
+  let normalError: unknown;
+  try {
+    const proc = await herd.start("Solo");
+    const port = herd.port("Solo");
+    const rss = async () => (await proc.rss())!;
+
+    // Warm up: a record in Paris (WHATSAT 10 km, 3 results: ~1 KB replies).
+    await exchange(port, "IAMAT load.paris +48.8566+2.3522 1700000000\n");
+    for (let i = 1; i < WARM_UP; i++) await exchange(port, "WHATSAT load.paris 10 3\n");
+    const rss0 = await rss();
+
+    // What the slow readers pipeline, built now (building it under load would stall this
+    // process, and the server would rightly find its clients idle).
+    const payloads = [
+      repeatTo(SEARCHING ? "WHATSAT load.paris 10 3\n" : "WHATSAT load.paris 10 0\n", OFFERED),
+      repeatTo("IAMAT load.slow +1+1 1700000000\n", OFFERED),
+      repeatTo(`BOGUS ${"x".repeat(60_000)}\n`, OFFERED),
+    ];
+    const payloadFor = (i: number) => payloads[i < 2 ? 0 : i < 3 ? 1 : 2];
+
+    // The normal client: one round trip (IAMAT + WHATSAT) every 20 ms, all along.
+    normal = await TcpClient.connect(port);
+    const client = normal;
+    normalLoop = (async () => {
+      let answered = 0;
+      for (let k = 0; !stopNormal; k++) {
+        const t0 = performance.now();
+        await client.send(
+          `IAMAT load.normal +34.06-118.44 1700000000.${k}\nWHATSAT load.paris 10 3\n`,
+        );
+        const replies = await client.replies(answered + 2, 10_000);
+        answered += 2;
+        latencies.push(performance.now() - t0);
+        assert.match(
+          replies[answered - 2],
+          new RegExp(`^AT Solo \\S+ load\\.normal \\S+ 1700000000\\.${k}\\n$`),
+        );
+        assert.match(replies[answered - 1], /^AT Solo \S+ load\.paris [^\n]*\n\{[^]*\}\n\n$/);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })().catch((err) => (normalError = err));
+
+    // 1,900 idle connections, opened 100 at a time, kept alive with blank lines (no reply).
+    let lastKeepAlive = 0;
+    keepAlive = setInterval(() => {
+      for (const w of idle) {
+        if (w.closedAt === undefined) w.conn.write(encoder.encode("\n")).catch(() => {});
+      }
+      lastKeepAlive = performance.now();
+    }, 500);
+    const t0 = performance.now();
+    for (let i = 0; i < IDLE; i += 100) {
+      const batch = await Promise.all(
+        Array.from(
+          { length: Math.min(100, IDLE - i) },
+          () => Deno.connect({ hostname: "127.0.0.1", port }),
+        ),
+      );
+      for (const conn of batch) idle.push(watch(conn));
+    }
+    const openMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 500));
+    const rssIdle = await rss();
+
+    // The pipeliner: 5,000 WHATSATs sent, nothing read yet.
+    pipeliner = await TcpClient.connect(port);
+    await pipeliner.send("WHATSAT load.paris 10 0\n".repeat(PIPELINED));
+
+    // Slow readers: push up to 16 MiB each without reading. The server must stop reading them:
+    // each write stalls well before its 16 MiB are taken.
+    for (let i = 0; i < SLOW; i++) slow.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    const pushed = await Promise.all(
+      slow.map((conn, i) => pushUntilStalled(conn, payloadFor(i), 1500)),
+    );
+    for (const [i, n] of pushed.entries()) {
+      assert.ok(n < OFFERED, `slow reader ${i}: the server read all ${n} bytes of it`);
+    }
+
+    // The server is full: more connections get a clear refusal. (Connections the kernel
+    // completed may still wait in the accept queue: wait until the server took them all.)
+    await waitFor(
+      async () => {
+        const log = await herd.log("Solo");
+        return (log.match(/ CONNECT #/g) ?? []).length >= WARM_UP + MAX_CONNECTIONS;
+      },
+      20_000,
+      "the server to accept every connection",
+    );
+    for (let i = 0; i < 5; i++) {
+      assert.equal(
+        await exchange(port, "IAMAT refused +1+1 1\n"),
+        "? server busy: too many connections\n",
+      );
+    }
+    assert.ok(
+      idle.every((w) => w.closedAt === undefined && w.received === 0),
+      "idle connections untouched",
+    );
+
+    // Memory: once the server has worked through what it did read (its RSS settles), and again
+    // 2 s later, while the slow readers keep pushing.
+    let rss1 = await rss();
+    for (let calm = 0, tries = 0; calm < 2 && tries < 40; tries++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = await rss();
+      calm = Math.abs(now - rss1) < 4 * MB ? calm + 1 : 0;
+      rss1 = now;
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const rss2 = await rss();
+    const log = await herd.log("Solo");
+    assert.equal((log.match(/ REFUSED \S+ \(too many connections\)/g) ?? []).length, 5);
+    const ids = new Map<number, string>();
+    for (const m of log.matchAll(/ CONNECT #(\d+) from 127\.0\.0\.1:(\d+)/g)) {
+      ids.set(Number(m[2]), m[1]);
+    }
+    const taken = slow.map((conn) => {
+      const id = ids.get((conn.localAddr as Deno.NetAddr).port)!;
+      return (log.match(new RegExp(` IN #${id} `, "g")) ?? []).length;
+    });
+
+    // The pipeliner reads at last: all 5,000 replies, in order.
+    const replies = await pipeliner.replies(PIPELINED, 20_000);
+    for (const r of replies) {
+      assert.match(r, /^AT Solo \S+ load\.paris \S+ 1700000000\n\{[^]*"ZERO_RESULTS"[^]*\}\n\n$/);
+    }
+
+    // Idle connections: stop the keep-alives; the server closes them after the idle timeout.
+    clearInterval(keepAlive);
+    keepAlive = undefined;
+    const idleFrom = lastKeepAlive;
+    await Promise.race([
+      Promise.all(idle.map((w) => w.done)),
+      new Promise((r) => setTimeout(r, IDLE_TIMEOUT_MS + 10_000)),
+    ]);
+    const open = idle.filter((w) => w.closedAt === undefined).length;
+    assert.equal(
+      open,
+      0,
+      `${open} idle connections still open ${IDLE_TIMEOUT_MS + 10_000} ms after going idle`,
+    );
+    const closedAfter = idle.map((w) => w.closedAt! - idleFrom).sort((a, b) => a - b);
+    assert.ok(
+      closedAfter[0] >= IDLE_TIMEOUT_MS - 250,
+      `closed too early: ${closedAfter[0].toFixed(0)} ms`,
+    );
+    // Room again: a new client is served.
+    assert.match(await exchange(port, "IAMAT after.idle +1+1 1700000000\n"), /^AT Solo /);
+
+    stopNormal = true;
+    await normalLoop;
+    if (normalError !== undefined) throw normalError;
+    const sorted = [...latencies].sort((a, b) => a - b);
+    const p50 = sorted[Math.floor(sorted.length / 2)];
+    const p99 = sorted[Math.floor(sorted.length * 0.99)];
+    const max = sorted[sorted.length - 1];
+    console.log(
+      `  ${IDLE} idle connections opened in ${openMs.toFixed(0)} ms, closed ` +
+        `${closedAfter[0].toFixed(0)}-${
+          closedAfter[closedAfter.length - 1].toFixed(0)
+        } ms after going idle`,
+    );
+    console.log(
+      `  slow readers pushed ${pushed.map((n) => (n / MB).toFixed(1)).join(", ")} MiB of 16; ` +
+        `the server took ${taken.join(", ")} commands`,
+    );
+    console.log(
+      `  server RSS: ${(rss0 / MB).toFixed(0)} MiB warm, ${(rss1 / MB).toFixed(0)} MiB loaded, ` +
+        `${(rss2 / MB).toFixed(0)} MiB 2 s later (${
+          (rssIdle / MB).toFixed(0)
+        } MiB with the idle connections alone)`,
+    );
+    console.log(
+      `  normal client: ${latencies.length} round trips, p50 ${p50.toFixed(1)} ms, p99 ${
+        p99.toFixed(1)
+      } ms, ` +
+        `max ${max.toFixed(1)} ms`,
+    );
+    // Bounded: ~2,000 connections and 10 saturated slow readers cost well under 600 MiB, and
+    // pushing on for 2 more seconds adds (almost) nothing.
+    assert.ok(rss1 - rss0 < 600 * MB, `RSS grew ${((rss1 - rss0) / MB).toFixed(0)} MiB under load`);
+    assert.ok(
+      rss2 - rss1 < 32 * MB,
+      `RSS still grew ${((rss2 - rss1) / MB).toFixed(0)} MiB while stalled`,
+    );
+    assert.ok(latencies.length >= 20, `only ${latencies.length} round trips`);
+    assert.ok(p50 < 100, `normal client p50 ${p50.toFixed(1)} ms`);
+    assert.ok(max < 3000, `normal client max ${max.toFixed(1)} ms`);
+  } finally {
+    stopNormal = true;
+    if (keepAlive !== undefined) clearInterval(keepAlive);
+    for (const w of idle) closeQuietly(w.conn);
+    for (const c of slow) closeQuietly(c);
+    await Promise.all(idle.map((w) => w.done));
+    await normalLoop;
+    await normal?.close();
+    await pipeliner?.close();
+    await herd.close();
+  }
+});
