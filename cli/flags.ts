@@ -18,6 +18,7 @@ export interface HerdFlags {
   logDir: string;
   /** Empty when persistence is off. */
   dataDir: string;
+  syncAck: boolean;
   dashboardPort: number;
   dashboardHost: string;
   dashboard: boolean;
@@ -41,6 +42,7 @@ export const FLAGS_HELP = `Options:
   --log-dir DIR             one log file per server (default ./logs)
   --data-dir DIR            durable records, one store per server (default ./data; '' = off)
   --memory                  keep records in memory only (same as --data-dir '')
+  --sync-ack                reply to an IAMAT only once its record is on disk (slower, stricter)
   --dashboard-port N        dashboard HTTP port (default 8000)
   --dashboard-host HOST     dashboard address (default 127.0.0.1)
   --no-dashboard            do not serve the dashboard
@@ -93,6 +95,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
         "log-dir": { type: "string" },
         "data-dir": { type: "string" },
         memory: { type: "boolean" },
+        "sync-ack": { type: "boolean" },
         "dashboard-port": { type: "string" },
         "dashboard-host": { type: "string" },
         "no-dashboard": { type: "boolean" },
@@ -122,6 +125,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
     config: v.config,
     logDir: v["log-dir"] ?? "./logs",
     dataDir: v.memory ? "" : v["data-dir"] ?? "./data",
+    syncAck: v["sync-ack"] ?? false,
     dashboardPort: intFlag("dashboard-port", v["dashboard-port"], 8000, 0, 65535),
     dashboardHost: v["dashboard-host"] ?? "127.0.0.1",
     dashboard: !v["no-dashboard"],

@@ -94,6 +94,7 @@ export async function runHerd(
     maxConnections: flags.maxConnections,
     maxPendingReplies: flags.maxPendingReplies,
     whatsatGraceMs: flags.whatsatGraceMs,
+    syncAck: flags.syncAck,
     places,
     secret,
     only,

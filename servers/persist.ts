@@ -18,6 +18,8 @@ export interface Persistence {
   load(store: RecordStore, links: readonly Link[]): Promise<void>;
   /** Queues a newly stored record for the next commit. */
   saved(record: StoredRecord): void;
+  /** Resolves when everything queued so far is on disk (the next group commit). */
+  committed(): Promise<void>;
   /** Queues a link's mark for the next commit. */
   markMoved(link: Link): void;
   /** Resolves when everything queued so far is on disk. */
@@ -54,6 +56,8 @@ export async function openKvPersistence(
   let timer: ReturnType<typeof setTimeout> | undefined;
   let committing: Promise<void> = Promise.resolve();
   let closed = false;
+  /** Callers of `committed()` waiting for the next commit. */
+  let waiters: (() => void)[] = [];
 
   const schedule = () => {
     if (timer === undefined && !closed) timer = setTimeout(commit, commitMs);
@@ -62,7 +66,15 @@ export async function openKvPersistence(
   const commit = (): Promise<void> => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    if (records.size === 0 && marks.size === 0) return committing;
+    const batchWaiters = waiters;
+    waiters = [];
+    const wake = () => {
+      for (const w of batchWaiters) w();
+    };
+    if (records.size === 0 && marks.size === 0) {
+      committing = committing.then(wake);
+      return committing;
+    }
     const batchRecords = [...records.values()];
     const batchMarks = [...marks];
     records = new Map();
@@ -83,7 +95,7 @@ export async function openKvPersistence(
           console.error(`${server}: cannot write records to disk: ${(err as Error).message}`);
         }
       }
-    });
+    }).then(wake);
     return committing;
   };
 
@@ -111,6 +123,13 @@ export async function openKvPersistence(
       records.set(record.client, record);
       if (records.size >= BATCH * 4) commit();
       else schedule();
+    },
+    committed() {
+      if (closed) return Promise.resolve();
+      return new Promise((resolve) => {
+        waiters.push(resolve);
+        schedule();
+      });
     },
     markMoved(link) {
       marks.set(link.peer, { ...link.mark });

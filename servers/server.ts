@@ -39,6 +39,8 @@ export interface ServerOptions extends ConnectionOptions {
   whatsatGraceMs: number;
   /** Client connections beyond this are refused. */
   maxConnections: number;
+  /** Reply to an IAMAT only once its record is on disk (with persistence). */
+  syncAck?: boolean;
   link: LinkOptions;
 }
 
@@ -278,8 +280,13 @@ export class HerdServer implements LineHandler {
           location: cmd.location,
           time: cmd.time,
         };
-        this.#accept(fields, null, cmd.lat, cmd.lng);
+        const fresh = this.#accept(fields, null, cmd.lat, cmd.lng);
         reply = formatAt(fields) + "\n";
+        // --sync-ack: the AT reply waits until the new record is on this server's disk.
+        if (fresh && this.#opts.syncAck && this.#persistence !== undefined) {
+          const text = reply;
+          reply = this.#persistence.committed().then(() => text);
+        }
         break;
       }
       case "WHATSAT":
