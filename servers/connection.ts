@@ -34,8 +34,6 @@ export interface LineHandler {
    * Resolves true when the handler took the socket over (this connection then stops).
    */
   handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean>;
-  /** Called after each chunk's lines were handled, before replies are written. */
-  afterBatch(): void;
 }
 
 interface Slot {
@@ -121,7 +119,6 @@ export class ClientConnection {
           this.#clearPartial();
           const last = this.splitter.flush();
           if (last !== undefined) this.#handle([last], 0, true);
-          this.#handler.afterBatch();
           this.#flush();
           await new Promise<void>((resolve) => {
             this.#onSettled = resolve;
@@ -146,7 +143,6 @@ export class ClientConnection {
         // and their replies (kilobytes each for WHATSAT) must not all pile up at once.
         for (let done = 0; done < lines.length && !this.#closed;) {
           done = this.#handle(lines, done);
-          this.#handler.afterBatch();
           this.#flush();
           if (done < lines.length) await new Promise<void>((resolve) => (this.#onDrain = resolve));
         }
@@ -170,11 +166,6 @@ export class ClientConnection {
     } catch {
       // already closed
     }
-  }
-
-  /** Writes raw text (a binary string) now, outside the reply order (refusals only). */
-  async writeRaw(text: string): Promise<void> {
-    await writeAll(this.conn, binaryToBytes(text));
   }
 
   /**
@@ -281,7 +272,6 @@ export class ClientConnection {
       const line = this.splitter.flush();
       if (line === undefined || this.#closed) return;
       this.#handle([line], 0, true);
-      this.#handler.afterBatch();
       this.#flush();
     }, ms);
   }

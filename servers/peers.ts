@@ -18,7 +18,7 @@ import type { AtFields, EventBus } from "./events.ts";
 import { type HerdAuth, newNonce } from "./auth.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatAt, splitFields, validateRecord } from "./protocol.ts";
-import type { RecordStore, StoredRecord } from "./store.ts";
+import type { RecordStore } from "./store.ts";
 import { writeAll } from "./connection.ts";
 
 /** Tunables for links. */
@@ -514,15 +514,4 @@ export async function verifyHello(
   }
   const welcomeMac = await auth.sign(`WELCOME|${me}|${from}|${nonce}`);
   return { ok: true, from, welcome: `HERD1 WELCOME ${me} ${from} ${welcomeMac}\n` };
-}
-
-/** Records of a store slice as AT fields (for tests and tools). */
-export function toAtFields(records: StoredRecord[]): AtFields[] {
-  return records.map((r) => ({
-    origin: r.origin,
-    diff: r.diff,
-    client: r.client,
-    location: r.location,
-    time: r.time,
-  }));
 }

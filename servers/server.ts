@@ -306,10 +306,6 @@ export class HerdServer implements LineHandler {
     this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply });
   }
 
-  afterBatch(): void {
-    // Links are notified at accept time; nothing is batched here yet.
-  }
-
   async handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
     const remote = conn.remote;
     const reject = (reason: string) => {
