@@ -34,7 +34,8 @@ async function main(args: string[]): Promise<number> {
         console.log(USAGE);
         return 0;
       }
-      return await runHerd(command, flags, dashboardHooks);
+      // One dashboard per herd: `start` serves it; `server` processes are watched by `dashboard`.
+      return await runHerd(command, flags, command === "start" ? dashboardHooks : {});
     }
     case "dashboard": {
       const flags = parseHerdFlags(rest);

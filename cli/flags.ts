@@ -43,7 +43,7 @@ export const FLAGS_HELP = `Options:
   --data-dir DIR            durable records, one store per server (default ./data; '' = off)
   --memory                  keep records in memory only (same as --data-dir '')
   --sync-ack                reply to an IAMAT only once its record is on disk (slower, stricter)
-  --dashboard-port N        dashboard HTTP port (default 8000)
+  --dashboard-port N        dashboard HTTP port (default 8000; start and dashboard only)
   --dashboard-host HOST     dashboard address (default 127.0.0.1)
   --no-dashboard            do not serve the dashboard
   --partial-line-ms N       answer an unterminated line after N ms of silence (default 500; 0 off)

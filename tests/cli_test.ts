@@ -213,3 +213,63 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
     await Deno.remove(config);
   }
 });
+
+Deno.test("server processes need no dashboard flag; `dashboard --config` watches them", async () => {
+  const [a, b, web] = freePorts(3);
+  const config = await writeConfig({
+    servers: { Alpha: { port: a, neighbors: ["Beta"] }, Beta: { port: b } },
+    secret: "cli-remote-dashboard-secret",
+  });
+  const dir = await Deno.makeTempDir();
+  const spawn = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", MAIN, ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  // Both servers with default flags: neither may try to take a dashboard port.
+  const children = [
+    spawn(["server", "Alpha", "--config", config, "--memory", "--log-dir", dir]),
+    spawn(["server", "Beta", "--config", config, "--memory", "--log-dir", dir]),
+    spawn(["dashboard", "--config", config, "--dashboard-port", String(web)]),
+  ];
+  try {
+    await waitFor(
+      async () => {
+        try {
+          return (await exchange(b, "IAMAT remote +1+1 1\n")).startsWith("AT Beta");
+        } catch {
+          return false;
+        }
+      },
+      20000,
+      "both servers up",
+    );
+    await waitFor(
+      async () => {
+        try {
+          const state = await (await fetch(`http://127.0.0.1:${web}/api/state`)).json();
+          return state.servers.every((s: { running: boolean; records: number }) =>
+            s.running && s.records === 1
+          );
+        } catch {
+          return false;
+        }
+      },
+      20000,
+      "the dashboard sees both servers and the record",
+    );
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await c.status;
+    }
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
