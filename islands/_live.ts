@@ -177,6 +177,8 @@ function receive(events: DashEvent[]): void {
 }
 
 /** Refetches the snapshot (servers only unless `withRecords`). */
+let gapRefresh: ReturnType<typeof setTimeout> | undefined;
+
 export async function refresh(withRecords = false): Promise<void> {
   try {
     const res = await fetch(`/api/state${withRecords ? "" : "?records=0"}`);
@@ -205,7 +207,14 @@ function connect(after: number): void {
   es.addEventListener("gap", (m) => {
     const gap: GapNotice = JSON.parse((m as MessageEvent).data);
     gapCount.value += gap.to - gap.from + 1;
-    refresh(true);
+    // A busy herd sends a gap every tick: refetch the state at most every 2 s.
+    if (!gapRefresh) {
+      gapRefresh = setTimeout(() => {
+        gapRefresh = undefined;
+        refresh(true);
+      }, 2_000);
+      refresh(true);
+    }
   });
   es.onmessage = (m) => {
     try {

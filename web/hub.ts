@@ -4,7 +4,9 @@
  *
  * Each subscriber is only a cursor into the ring (the id of the last event it was sent), so a
  * subscriber costs no memory per event: at every flush tick (100 ms) the hub writes one frame
- * holding every event after the cursor (at most `maxFrame`). A subscriber whose cursor has fallen
+ * holding every event after the cursor (at most `maxFrame`: a subscriber further behind skips
+ * ahead and gets a gap notice, so a herd faster than a browser can follow costs each browser at
+ * most `maxFrame` events a tick). A subscriber whose cursor has fallen
  * out of the ring is told about the gap (`event: gap`) and continues from the oldest event kept.
  * A subscriber whose stream accepts nothing for `stallMs` is cut loose (its stream errored); its
  * browser reconnects with `Last-Event-ID` and gets the events, or a gap notice. The herd never
@@ -30,7 +32,7 @@ export interface HubOptions {
   flushMs?: number;
   /** A comment line is sent after this long without any write. Default 15 000. */
   heartbeatMs?: number;
-  /** Most events in one frame. Default 2 000. */
+  /** Most events in one frame; a subscriber further behind skips ahead (gap). Default 1 000. */
   maxFrame?: number;
   /** A subscriber that accepts nothing for this long is cut loose. Default 30 000. */
   stallMs?: number;
@@ -153,6 +155,8 @@ export class EventHub {
   #next = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stats = { frames: 0, eventsSent: 0, gaps: 0, cut: 0, eventsIn: 0 };
+  /** Frames built in the current flush tick, by event range. */
+  readonly #frames = new Map<string, string>();
 
   constructor(bus: EventBus, opts: HubOptions = {}) {
     this.#cap = Math.max(1, opts.capacity ?? 10_000);
@@ -160,7 +164,7 @@ export class EventHub {
     this.#whatsatCap = opts.whatsatCapacity ?? 200;
     this.#flushMs = opts.flushMs ?? 100;
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
-    this.#maxFrame = opts.maxFrame ?? 2_000;
+    this.#maxFrame = opts.maxFrame ?? 1_000;
     this.#stallMs = opts.stallMs ?? 30_000;
     this.#now = opts.now ?? Date.now;
     this.#off = bus.subscribe((e) => this.#onEvent(e));
@@ -287,7 +291,9 @@ export class EventHub {
   /** One flush tick for every subscriber (the timer calls it; tests may too). */
   flush(): void {
     const now = this.#now();
+    this.#frames.clear();
     for (const sub of this.#subs) this.#flushOne(sub, now);
+    this.#frames.clear();
   }
 
   #flushOne(sub: Sub, now: number): void {
@@ -308,27 +314,17 @@ export class EventHub {
     let text = "";
     const last = this.lastId;
     if (sub.cursor < last) {
-      const first = this.firstId;
-      if (sub.cursor < first - 1) {
-        const gap: GapNotice = { from: sub.cursor + 1, to: first - 1 };
+      // More than a frame behind (out of the ring, or a herd faster than a browser can use):
+      // skip to the newest frame's worth and say what was skipped. The page refetches the state.
+      const keep = Math.max(this.firstId - 1, last - this.#maxFrame);
+      if (sub.cursor < keep) {
+        const gap: GapNotice = { from: sub.cursor + 1, to: keep };
         text += sseMessage(JSON.stringify(gap), "gap", gap.to);
         sub.cursor = gap.to;
         this.#stats.gaps++;
       }
-      const end = Math.min(last, sub.cursor + this.#maxFrame);
-      const parts: string[] = [];
-      for (let id = sub.cursor + 1; id <= end; id++) {
-        const e = this.#entry(id);
-        if (!e) continue;
-        e.json ??= JSON.stringify(this.#dash(e));
-        parts.push(e.json);
-      }
-      if (parts.length > 0) {
-        text += sseMessage(`[${parts.join(",")}]`, undefined, end);
-        this.#stats.frames++;
-        this.#stats.eventsSent += parts.length;
-      }
-      sub.cursor = end;
+      text += this.#frame(sub.cursor, last);
+      sub.cursor = last;
     } else if (now - sub.lastWrite >= this.#heartbeatMs) {
       text = `: heartbeat ${now}\n\n`;
     }
@@ -339,6 +335,29 @@ export class EventHub {
     } catch {
       this.#drop(sub, false);
     }
+  }
+
+  /**
+   * The data message for events after `from` through `to`. Subscribers that are level share
+   * one string per flush tick (and `sseBody` one encoding of it), so a hundred browsers cost
+   * about what one does, plus the socket writes.
+   */
+  #frame(from: number, to: number): string {
+    const key = `${from}:${to}`;
+    const cached = this.#frames.get(key);
+    if (cached !== undefined) return cached;
+    const parts: string[] = [];
+    for (let id = from + 1; id <= to; id++) {
+      const e = this.#entry(id);
+      if (!e) continue;
+      e.json ??= JSON.stringify(this.#dash(e));
+      parts.push(e.json);
+    }
+    const text = parts.length > 0 ? sseMessage(`[${parts.join(",")}]`, undefined, to) : "";
+    if (parts.length > 0) this.#stats.frames++;
+    this.#stats.eventsSent += parts.length;
+    this.#frames.set(key, text);
+    return text;
   }
 
   /**
@@ -357,6 +376,8 @@ export class EventHub {
 }
 
 const encoder = new TextEncoder();
+let lastText = "";
+let lastBytes = new Uint8Array(0);
 
 /**
  * An SSE response body for one subscriber: a byte stream with a bounded queue (`highWater`
@@ -374,7 +395,13 @@ export function sseBody(
   const sink: SubscriberSink = {
     ready: () => !done && (ctrl.desiredSize ?? 0) > 0,
     write: (text) => {
-      if (!done) ctrl.enqueue(encoder.encode(text));
+      if (done) return;
+      // Level subscribers get the same frame string in one tick: encode it once.
+      if (text !== lastText) {
+        lastText = text;
+        lastBytes = encoder.encode(text);
+      }
+      ctrl.enqueue(lastBytes);
     },
     close: (abort) => {
       if (done) return;
