@@ -10,7 +10,7 @@
  * @module
  */
 
-import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 
 /** Tunables for client connections. */
@@ -49,6 +49,7 @@ const MAX_PENDING_BYTES = 1024 * 1024;
  */
 const MAX_IN_FLIGHT = 32;
 const READ_SIZE = 16 * 1024;
+const MAX_WRITE_BUF = 64 * 1024;
 
 /**
  * A client connection. `run()` resolves when the connection has ended.
@@ -68,6 +69,7 @@ export class ClientConnection {
   #handler: LineHandler;
   #opts: ConnectionOptions;
   #slots: Slot[] = [];
+  #writeBuf = new Uint8Array(256);
   #inFlight = 0;
   #out: string[] = [];
   #outBytes = 0;
@@ -235,7 +237,14 @@ export class ClientConnection {
     this.#out = [];
     this.#outBytes = 0;
     this.#writing = true;
-    writeAll(this.conn, binaryToBytes(text)).then(
+    // One write in flight at a time, so one buffer per connection serves every reply; it grows
+    // to the largest reply seen, up to 64 KiB (beyond that a one-off buffer is used).
+    let buf = this.#writeBuf;
+    if (buf.length < text.length) {
+      buf = new Uint8Array(text.length);
+      if (text.length <= MAX_WRITE_BUF) this.#writeBuf = buf;
+    }
+    writeAll(this.conn, binaryInto(text, buf)).then(
       () => {
         this.#writing = false;
         if (this.#out.length > 0) this.#flush();

@@ -44,21 +44,37 @@ export function bytesToBinary(bytes: Uint8Array): string {
  * ```
  */
 export function binaryToBytes(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  binaryInto(text, out);
+  return out;
+}
+
+/**
+ * Writes a binary string's bytes into `out` (which must hold `text.length` bytes); returns the
+ * filled view. Lets a connection reuse one buffer for every reply instead of allocating one each.
+ *
+ * @example
+ * ```ts
+ * const buf = new Uint8Array(64);
+ * binaryInto("AT ...\n", buf); // buf.subarray(0, 7)
+ * ```
+ */
+export function binaryInto(text: string, out: Uint8Array): Uint8Array {
   const n = text.length;
-  const out = new Uint8Array(n);
   // Long text (log batches, peer batches) goes through the native encoder in one pass: it stops
   // early when a char needs two bytes, and only then do we fall back to the loop. Short replies
   // are cheaper with the plain loop than with any encoder call (Buffer.from(text, "latin1") is a
   // JS loop in Deno's node compat, 3x slower than this).
   let from = 0;
   if (n >= 512) {
-    const { read, written } = asciiEncoder.encodeInto(text, out);
-    if (read === n && written === n) return out;
+    const view = out.subarray(0, n);
+    const { read, written } = asciiEncoder.encodeInto(text, view);
+    if (read === n && written === n) return view;
     // Some char took two bytes: everything before the first non-ASCII char is right.
     from = text.search(NON_ASCII);
   }
   for (let i = from; i < n; i++) out[i] = text.charCodeAt(i);
-  return out;
+  return out.subarray(0, n);
 }
 
 const asciiEncoder = new TextEncoder();
