@@ -102,6 +102,9 @@ export class Link {
   #pumpingFor: Deno.Conn | undefined;
   #lastWrite = 0;
   #lastRead = 0;
+  #lastBeat = 0;
+  /** When the pump's write in flight started (0 when none): a slow reader is not a dead one. */
+  #writeSince = 0;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   #wakeDialer: (() => void) | undefined;
   #dialTimer: ReturnType<typeof setTimeout> | undefined;
@@ -178,7 +181,8 @@ export class Link {
   #attach(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], dir: "in" | "out"): void {
     this.#conn = conn;
     this.#cursor = -1;
-    this.#lastRead = this.#lastWrite = performance.now();
+    this.#lastRead = this.#lastWrite = this.#lastBeat = performance.now();
+    this.#writeSince = 0;
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
@@ -213,7 +217,16 @@ export class Link {
   #beat(conn: Deno.Conn): void {
     if (this.#conn !== conn) return;
     const now = performance.now();
-    if (now - this.#lastRead > 3 * this.#opts.heartbeatMs) {
+    const hb = this.#opts.heartbeatMs;
+    // A beat that fires late means our own event loop was busy (a big catch-up, a long GC):
+    // bytes the peer sent meanwhile may be waiting unread, so the stall is not its silence.
+    const lag = now - this.#lastBeat - Math.max(50, hb / 2);
+    this.#lastBeat = now;
+    if (lag > hb / 2) this.#lastRead += lag;
+    // A peer busy digesting what we stream may not answer for a while: while our write is
+    // still being accepted it is alive; a write stuck for 10 beats is a dead peer too.
+    const writing = this.#writeSince > 0 && now - this.#writeSince < 10 * hb;
+    if (now - this.#lastRead > 3 * hb && !writing) {
       this.#drop("heartbeat timeout");
       return;
     }
@@ -257,7 +270,9 @@ export class Link {
             records: slice.records,
           });
         }
+        this.#writeSince = performance.now();
         await this.#send(conn, text);
+        this.#writeSince = 0;
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;
