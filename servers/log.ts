@@ -2,8 +2,9 @@
  * Per-server log files (`<dir>/<Server>.log`), fed by the event bus.
  *
  * Formatting is cheap string work on the hot path; the file writes are not: lines are buffered
- * and written in batches (every 50 ms, or sooner when 256 KiB pile up), so logging never waits
- * on the disk per event. `close()` flushes everything.
+ * and written in batches (every 50 ms, or sooner when 256 KiB pile up), one synchronous write
+ * into the page cache per batch, so logging never waits on the disk per event and never queues
+ * memory behind a slow write thread. `close()` flushes everything.
  *
  * Line format: `<ISO time> <KIND> <details>`, one event per line. Wire text (commands, replies,
  * client IDs) is written byte for byte; a reply's newlines are shown as `\n`.
@@ -13,7 +14,7 @@
 
 import { asciiJson, type AtFields, type EventBus, type HerdEvent } from "./events.ts";
 import { formatAt } from "./protocol.ts";
-import { binaryToBytes } from "./lines.ts";
+import { binaryInto } from "./lines.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -117,16 +118,19 @@ export function formatLogLine(e: HerdEvent): string | undefined {
 
 /** An open log file with its pending lines. */
 class LogFile {
-  #file: Promise<Deno.FsFile>;
+  #file: Deno.FsFile | undefined;
   #pending: string[] = [];
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #writing: Promise<void> = Promise.resolve();
+  #buf = new Uint8Array(FLUSH_BYTES * 2);
 
   constructor(path: string) {
-    this.#file = Deno.open(path, { create: true, append: true });
-    // An unopenable log must not crash the herd: report once, then drop lines.
-    this.#file.catch((err) => console.error(`cannot open log ${path}: ${err.message}`));
+    try {
+      this.#file = Deno.openSync(path, { create: true, append: true });
+    } catch (err) {
+      // An unopenable log must not stop the herd: report once, then drop lines.
+      console.error(`cannot open log ${path}: ${(err as Error).message}`);
+    }
   }
 
   add(line: string): void {
@@ -136,33 +140,36 @@ class LogFile {
     else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);
   }
 
-  flush(): Promise<void> {
+  /**
+   * Writes the batch with one synchronous write into the page cache (~0.1 ms for 256 KiB).
+   * Asynchronous writes queue their buffers when the herd logs faster than the write thread
+   * drains them, and that queue (and the memory it leaves behind) grows with the load.
+   */
+  flush(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#pending.length === 0) return this.#writing;
-    const bytes = binaryToBytes(this.#pending.join("\n") + "\n");
+    if (this.#pending.length === 0) return;
+    const text = this.#pending.join("\n") + "\n";
     this.#pending = [];
     this.#bytes = 0;
-    // Chain writes so batches land in order.
-    this.#writing = this.#writing.then(async () => {
-      try {
-        const file = await this.#file;
-        let off = 0;
-        while (off < bytes.length) off += await file.write(bytes.subarray(off));
-      } catch {
-        // Already reported at open; a failing disk must not take the herd down.
-      }
-    });
-    return this.#writing;
+    if (this.#file === undefined) return;
+    if (this.#buf.length < text.length) this.#buf = new Uint8Array(text.length);
+    const bytes = binaryInto(text, this.#buf);
+    try {
+      let off = 0;
+      while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
+    } catch (err) {
+      // A failing disk must not take the herd down; say so once.
+      console.error(`cannot write log: ${(err as Error).message}`);
+      this.#file.close();
+      this.#file = undefined;
+    }
   }
 
-  async close(): Promise<void> {
-    await this.flush();
-    try {
-      (await this.#file).close();
-    } catch {
-      // never opened
-    }
+  close(): void {
+    this.flush();
+    this.#file?.close();
+    this.#file = undefined;
   }
 }
 
@@ -191,12 +198,14 @@ export async function openLogs(
     if (line !== undefined) file.add(line);
   });
   return {
-    async flush() {
-      await Promise.all([...files.values()].map((f) => f.flush()));
+    flush() {
+      for (const f of files.values()) f.flush();
+      return Promise.resolve();
     },
-    async close() {
+    close() {
       off();
-      await Promise.all([...files.values()].map((f) => f.close()));
+      for (const f of files.values()) f.close();
+      return Promise.resolve();
     },
   };
 }
