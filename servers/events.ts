@@ -80,6 +80,8 @@ export interface LocationAcceptedEvent extends Base {
   from: string | null;
   lat: number;
   lng: number;
+  /** Arrived in a catch-up stream after a link came up. */
+  catchUp?: boolean;
 }
 /** A record was not stored because the server already had it or something newer. */
 export interface LocationDroppedEvent extends Base {
@@ -87,18 +89,24 @@ export interface LocationDroppedEvent extends Base {
   record: AtFields;
   from: string | null;
   reason: "stale" | "duplicate";
+  /** Arrived in a catch-up stream after a link came up. */
+  catchUp?: boolean;
 }
 /** Records written to a peer link in one batch. */
 export interface PropagationSentEvent extends Base {
   kind: "propagation.sent";
   to: string;
   records: readonly AtFields[];
+  /** Part of a catch-up stream after a link came up (not live flooding). */
+  catchUp?: boolean;
 }
 /** Records read from a peer link in one batch (before the store decides on them). */
 export interface PropagationReceivedEvent extends Base {
   kind: "propagation.received";
   from: string;
   records: readonly AtFields[];
+  /** Part of a catch-up stream after a link came up (not live flooding). */
+  catchUp?: boolean;
 }
 /** A link to a neighbour came up (authenticated both ways). */
 export interface LinkUpEvent extends Base {

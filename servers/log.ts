@@ -77,16 +77,27 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       }`;
       break;
     case "location.accepted":
+      // A catch-up moves whole stores: its batches get one summary line each (below).
+      if (e.catchUp) return undefined;
       text = `ACCEPT ${e.from === null ? "client" : `from ${e.from}`} ${formatAt(e.record)}`;
       break;
     case "location.dropped":
+      if (e.catchUp) return undefined;
       text = `DROP ${e.reason} ${e.from === null ? "client" : `from ${e.from}`} ${
         formatAt(e.record)
       }`;
       break;
     case "propagation.sent":
+      if (e.catchUp) {
+        text = `SEND to ${e.to} ${e.records.length} record(s) (catch-up batch)`;
+        break;
+      }
       return perRecord(e.t, `SEND to ${e.to}`, e.records);
     case "propagation.received":
+      if (e.catchUp) {
+        text = `RECV from ${e.from} ${e.records.length} record(s) (catch-up batch)`;
+        break;
+      }
       return perRecord(e.t, `RECV from ${e.from}`, e.records);
     case "link.up":
       text = `LINK UP ${e.peer} (${e.direction === "out" ? "dialled" : "accepted"})`;

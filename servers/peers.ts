@@ -113,6 +113,7 @@ export class Link {
   #syncSent = 0;
   #syncReceived = 0;
   #catchingUp = false;
+  #peerCaughtUp = false;
   /** While the cursor is below this, records that came from the peer are sent back too. */
   #resendUpTo = 0;
 
@@ -129,6 +130,11 @@ export class Link {
     this.port = peer.port;
     this.dialer = server.name < peer.name;
     this.#opts = opts;
+  }
+
+  /** True while the peer is still streaming what we missed (before its CAUGHTUP). */
+  get receivingCatchUp(): boolean {
+    return !this.#peerCaughtUp;
   }
 
   /** True while the link is connected and authenticated. */
@@ -186,6 +192,7 @@ export class Link {
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
+    this.#peerCaughtUp = false;
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
@@ -268,6 +275,7 @@ export class Link {
             server: s.name,
             to: this.peer,
             records: slice.records,
+            catchUp: this.#catchingUp,
           });
         }
         this.#writeSince = performance.now();
@@ -359,6 +367,7 @@ export class Link {
         this.#resendUpTo = lost ? s.store.headSeq : 0;
         this.notify();
       } else if (f[0] === "CAUGHTUP" && f.length === 2) {
+        this.#peerCaughtUp = true;
         s.bus.emit({
           kind: "sync.done",
           t: Date.now(),

@@ -348,7 +348,13 @@ export class HerdServer implements LineHandler {
   }
 
   /** Stores a record if newer, reports it, and floods it; returns whether it was new. */
-  #accept(fields: AtFields, from: Link | null, lat?: number, lng?: number): boolean {
+  #accept(
+    fields: AtFields,
+    from: Link | null,
+    lat?: number,
+    lng?: number,
+    catchUp = false,
+  ): boolean {
     const { result, record } = this.store.offer(fields, from === null ? -1 : from.index);
     const bus = this.bus;
     if (result !== "new") {
@@ -360,6 +366,7 @@ export class HerdServer implements LineHandler {
           record: fields,
           from: from?.peer ?? null,
           reason: result,
+          catchUp,
         });
       }
       return false;
@@ -377,6 +384,7 @@ export class HerdServer implements LineHandler {
         from: from?.peer ?? null,
         lat,
         lng,
+        catchUp,
       });
     }
     return true;
@@ -384,6 +392,7 @@ export class HerdServer implements LineHandler {
 
   /** Records that arrived on a link: store the newer ones and flood them onwards. */
   receive(records: PeerRecord[], link: Link): void {
+    const catchUp = link.receivingCatchUp;
     if (this.bus.active) {
       this.bus.emit({
         kind: "propagation.received",
@@ -391,9 +400,10 @@ export class HerdServer implements LineHandler {
         server: this.name,
         from: link.peer,
         records,
+        catchUp,
       });
     }
-    for (const r of records) this.#accept(r, link, r.lat, r.lng);
+    for (const r of records) this.#accept(r, link, r.lat, r.lng, catchUp);
   }
 
   /** A link's mark moved: persist it with the records it covers. */
