@@ -106,8 +106,12 @@ export class ClientConnection {
     try {
       while (!this.#closed) {
         if (this.#backlogged()) {
+          // Not reading: the client's next bytes may be waiting unread, so a partial line is
+          // not "silent"; its timer starts again once we read.
+          this.#clearPartial();
           await new Promise<void>((resolve) => (this.#onDrain = resolve));
           if (this.#closed) break;
+          this.#armPartial();
         }
         let n: number | null;
         try {
@@ -146,7 +150,10 @@ export class ClientConnection {
         for (let done = 0; done < lines.length && !this.#closed;) {
           done = this.#handle(lines, done);
           this.#flush();
-          if (done < lines.length) await new Promise<void>((resolve) => (this.#onDrain = resolve));
+          if (done < lines.length) {
+            this.#clearPartial();
+            await new Promise<void>((resolve) => (this.#onDrain = resolve));
+          }
         }
         this.#armPartial();
       }
@@ -276,8 +283,15 @@ export class ClientConnection {
     this.#clearPartial();
     const ms = this.#opts.partialLineMs;
     if (ms <= 0 || (this.splitter.pending === 0 && !this.splitter.discarding)) return;
+    const armedAt = performance.now();
     this.#partialTimer = setTimeout(() => {
       this.#partialTimer = undefined;
+      // Fired late: our event loop was busy, and the rest of the line may be sitting unread in
+      // the socket. Give the reads a chance before calling the line complete.
+      if (performance.now() - armedAt - ms > Math.max(100, ms / 2)) {
+        this.#armPartial();
+        return;
+      }
       const line = this.splitter.flush();
       if (line === undefined || this.#closed) return;
       this.#handle([line], 0, true);

@@ -311,30 +311,44 @@ export class EventHub {
       return;
     }
     sub.blockedSince = 0;
-    let text = "";
+    // Separate writes for the gap notice and the frame: each is the same string for every level
+    // subscriber in this tick, so sseBody encodes it once.
+    const out: string[] = [];
     const last = this.lastId;
     if (sub.cursor < last) {
       // More than a frame behind (out of the ring, or a herd faster than a browser can use):
       // skip to the newest frame's worth and say what was skipped. The page refetches the state.
       const keep = Math.max(this.firstId - 1, last - this.#maxFrame);
       if (sub.cursor < keep) {
-        const gap: GapNotice = { from: sub.cursor + 1, to: keep };
-        text += sseMessage(JSON.stringify(gap), "gap", gap.to);
-        sub.cursor = gap.to;
+        out.push(this.#gap(sub.cursor + 1, keep));
+        sub.cursor = keep;
         this.#stats.gaps++;
       }
-      text += this.#frame(sub.cursor, last);
+      const frame = this.#frame(sub.cursor, last);
+      if (frame !== "") out.push(frame);
       sub.cursor = last;
     } else if (now - sub.lastWrite >= this.#heartbeatMs) {
-      text = `: heartbeat ${now}\n\n`;
+      out.push(`: heartbeat ${now}\n\n`);
     }
-    if (text === "") return;
+    if (out.length === 0) return;
     try {
-      sub.sink.write(text);
+      for (const text of out) sub.sink.write(text);
       sub.lastWrite = now;
     } catch {
       this.#drop(sub, false);
     }
+  }
+
+  /** The gap notice for skipped ids `from..to`, shared within a tick like frames. */
+  #gap(from: number, to: number): string {
+    const key = `gap:${from}:${to}`;
+    let text = this.#frames.get(key);
+    if (text === undefined) {
+      const gap: GapNotice = { from, to };
+      text = sseMessage(JSON.stringify(gap), "gap", to);
+      this.#frames.set(key, text);
+    }
+    return text;
   }
 
   /**
