@@ -44,6 +44,33 @@ export function herdConfig(base: number): {
 
 export const children = new Set<Deno.ChildProcess>();
 
+/**
+ * Runs a Deno child (`args` after the executable, from the repository root), tracked in
+ * `children` so a watchdog can kill it, and parses the last line of its stdout as JSON.
+ */
+export async function runJsonChild<T>(args: string[], what: string): Promise<T> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  children.add(child);
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const line = dec.decode(out.stdout).trim().split("\n").pop() ?? "";
+    try {
+      return JSON.parse(line) as T;
+    } catch {
+      throw new Error(`${what} gave no result: ${dec.decode(out.stderr).slice(-500)}`);
+    }
+  } finally {
+    children.delete(child);
+  }
+}
+
 /** A started server process. */
 export interface Proc {
   child: Deno.ChildProcess;
@@ -330,25 +357,7 @@ export async function measure(
     ];
     if (rate > 0) args.push("--rate", String((rate * conns) / connections));
     args.push(...(opts.extraArgs ?? []));
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    children.add(child);
-    try {
-      const out = await child.output();
-      const line = decoder.decode(out.stdout).trim().split("\n").pop() ?? "";
-      try {
-        return JSON.parse(line) as LoadResult;
-      } catch {
-        throw new Error(`load.ts gave no result: ${decoder.decode(out.stderr).slice(-500)}`);
-      }
-    } finally {
-      children.delete(child);
-    }
+    return await runJsonChild<LoadResult>(args, "load.ts");
   });
   const results = await Promise.all(runs);
   const hist = new Histogram();

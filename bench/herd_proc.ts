@@ -11,11 +11,10 @@
 
 import type { BulkResult } from "./bulk.ts";
 import {
-  children,
   HERD_NAMES,
   herdConfig,
   type Proc,
-  ROOT,
+  runJsonChild,
   sleep,
   stablePortBase,
   startProcess,
@@ -203,26 +202,6 @@ export async function waitForRecords(
 }
 
 /** Runs bench/bulk.ts as a child and returns its result line. */
-export async function runBulk(args: string[]): Promise<BulkResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "bench/bulk.ts", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  children.add(child);
-  try {
-    const out = await child.output();
-    const text = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new Error(
-        `bulk.ts gave no result: ${new TextDecoder().decode(out.stderr).slice(-500)}`,
-      );
-    }
-  } finally {
-    children.delete(child);
-  }
+export function runBulk(args: string[]): Promise<BulkResult> {
+  return runJsonChild<BulkResult>(["run", "-A", "bench/bulk.ts", ...args], "bulk.ts");
 }
