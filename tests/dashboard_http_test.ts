@@ -188,7 +188,8 @@ Deno.test({
   ...sse,
   async fn() {
     const herd = new FakeHerd();
-    const d = await serve(herd);
+    // Frames big enough for the burst: this checks coalescing; the default cap is tested below.
+    const d = await serve(herd, { hub: { maxFrame: 1000 } });
     try {
       const r = await openEvents(d.url);
       const hello = JSON.parse(r.messages.find((m) => m.event === "hello")!.data!);
@@ -226,11 +227,33 @@ Deno.test({
 });
 
 Deno.test({
-  name: "GET /api/events: a steady high rate gives at most ~10 frames a second",
+  name: "GET /api/events: a burst beyond the default frame cap skips ahead with a gap notice",
   ...sse,
   async fn() {
     const herd = new FakeHerd();
     const d = await serve(herd);
+    try {
+      const r = await openEvents(d.url);
+      for (let i = 0; i < 500; i++) herd.bus.emit(accepted("Hill", `b${i}`));
+      await r.waitFor((x) => x.events().some((e) => e.id === 500), 3000, "event 500");
+      const gap = r.messages.find((m) => m.event === "gap");
+      assert(gap !== undefined, "a gap notice");
+      assertEquals(JSON.parse(gap.data!), { from: 1, to: 200 });
+      assertEquals(r.events().map((e) => e.id), Array.from({ length: 300 }, (_, i) => i + 201));
+      await r.close();
+    } finally {
+      await d.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /api/events: a steady high rate gives at most ~10 frames a second",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    // Frames big enough for this rate (~600 events a tick): this checks coalescing, not the cap.
+    const d = await serve(herd, { hub: { maxFrame: 2000 } });
     try {
       const r = await openEvents(d.url);
       const start = Date.now();

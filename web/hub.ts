@@ -32,7 +32,11 @@ export interface HubOptions {
   flushMs?: number;
   /** A comment line is sent after this long without any write. Default 15 000. */
   heartbeatMs?: number;
-  /** Most events in one frame; a subscriber further behind skips ahead (gap). Default 1 000. */
+  /**
+   * Most events in one frame; a subscriber further behind skips ahead (gap). Default 300, so a
+   * browser gets at most 3,000 events a second (more than a person can follow; the page refetches
+   * the state on gaps), and a hundred browsers cost the herd little.
+   */
   maxFrame?: number;
   /** A subscriber that accepts nothing for this long is cut loose. Default 30 000. */
   stallMs?: number;
@@ -164,7 +168,7 @@ export class EventHub {
     this.#whatsatCap = opts.whatsatCapacity ?? 200;
     this.#flushMs = opts.flushMs ?? 100;
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
-    this.#maxFrame = opts.maxFrame ?? 1_000;
+    this.#maxFrame = opts.maxFrame ?? 300;
     this.#stallMs = opts.stallMs ?? 30_000;
     this.#now = opts.now ?? Date.now;
     this.#off = bus.subscribe((e) => this.#onEvent(e));
