@@ -1,7 +1,7 @@
 /** The Places query log: every WHATSAT answered, newest first. */
 
 import { useWhatsats } from "./_live.ts";
-import { clock } from "./_model.ts";
+import { clock, millis } from "./_model.ts";
 
 const SHOWN = 100;
 
@@ -60,7 +60,7 @@ export default function PlacesLog() {
                       </span>
                     </td>
                     <td class="num">{e.count}</td>
-                    <td class="num">{e.latencyMs}</td>
+                    <td class="num">{millis(e.latencyMs)}</td>
                   </tr>
                 )
               )}

@@ -232,6 +232,18 @@ export const KIND_GROUPS: Record<string, readonly string[]> = {
   errors: ["error", "peer.rejected", "client.refused"],
 };
 
+/**
+ * A latency for people: two decimals under 10 ms, whole milliseconds above.
+ *
+ * @example
+ * ```ts
+ * millis(0.18565099999977974); // "0.19"
+ * ```
+ */
+export function millis(ms: number): string {
+  return ms < 10 ? ms.toFixed(2) : ms.toFixed(0);
+}
+
 /** One line of text for an event (the feed shows it beside time, server and kind). */
 export function describe(e: DashEvent): string {
   switch (e.kind) {
@@ -268,7 +280,9 @@ export function describe(e: DashEvent): string {
     case "whatsat":
       return `${e.client} r=${e.radiusKm}km ≤${e.bound}: ${e.provider} ${e.status}, ${e.count} result${
         e.count === 1 ? "" : "s"
-      } in ${e.latencyMs} ms${e.coalesced ? " (shared)" : ""}${e.error ? ` — ${e.error}` : ""}`;
+      } in ${millis(e.latencyMs)} ms${e.coalesced ? " (shared)" : ""}${
+        e.error ? ` — ${e.error}` : ""
+      }`;
     case "error":
       return e.message;
     case "line.in":
