@@ -58,6 +58,21 @@ export class HerdAuth {
   }
 
   /**
+   * Checks a signed handshake: the MAC over `text` first (so an unauthenticated sender cannot
+   * fill the nonce cache), then the time window and the nonce.
+   */
+  async checkHandshake(
+    text: string,
+    unixMs: string,
+    nonce: string,
+    mac: string,
+  ): Promise<"ok" | "bad secret" | "stale or replayed"> {
+    if (!(await this.verify(text, mac))) return "bad secret";
+    if (!/^\d+$/.test(unixMs) || !this.fresh(Number(unixMs), nonce)) return "stale or replayed";
+    return "ok";
+  }
+
+  /**
    * True when a handshake's time is within the window and its nonce is new; remembers the nonce
    * for the window so the same handshake cannot be replayed.
    */

@@ -11,8 +11,7 @@ import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions, type ServerState } from "./server.ts";
 import type { Persistence } from "./persist.ts";
-import { parseLocation } from "./protocol.ts";
-import { compareRecords } from "./protocol.ts";
+import { compareRecords, parseLocation } from "./protocol.ts";
 import type { StoredRecord } from "./store.ts";
 
 /** Options for a herd. */

@@ -55,10 +55,16 @@ export async function verifyObserve(
     return { ok: false, reason: "malformed observer handshake" };
   }
   const [, , observer, ms, nonce, mac] = f;
-  if (!(await auth.verify(`OBSERVE|${observer}|${me}|${ms}|${nonce}`, mac))) {
+  const check = await auth.checkHandshake(
+    `OBSERVE|${observer}|${me}|${ms}|${nonce}`,
+    ms,
+    nonce,
+    mac,
+  );
+  if (check === "bad secret") {
     return { ok: false, reason: `bad herd secret from observer ${observer}` };
   }
-  if (!/^\d+$/.test(ms) || !auth.fresh(Number(ms), nonce)) {
+  if (check !== "ok") {
     return { ok: false, reason: `stale or replayed observer handshake from ${observer}` };
   }
   return { ok: true, observer };

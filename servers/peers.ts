@@ -530,12 +530,9 @@ export async function verifyHello(
   const [, , from, to, ms, nonce, mac] = f;
   if (to !== me) return { ok: false, reason: `handshake for ${to}, not ${me}` };
   if (!isNeighbor(from)) return { ok: false, reason: `${from} is not a neighbour` };
-  if (!(await auth.verify(`HELLO|${from}|${to}|${ms}|${nonce}`, mac))) {
-    return { ok: false, reason: `bad herd secret from ${from}` };
-  }
-  if (!/^\d+$/.test(ms) || !auth.fresh(Number(ms), nonce)) {
-    return { ok: false, reason: `stale or replayed handshake from ${from}` };
-  }
+  const check = await auth.checkHandshake(`HELLO|${from}|${to}|${ms}|${nonce}`, ms, nonce, mac);
+  if (check === "bad secret") return { ok: false, reason: `bad herd secret from ${from}` };
+  if (check !== "ok") return { ok: false, reason: `stale or replayed handshake from ${from}` };
   const welcomeMac = await auth.sign(`WELCOME|${me}|${from}|${nonce}`);
   return { ok: true, from, welcome: `HERD1 WELCOME ${me} ${from} ${welcomeMac}\n` };
 }
