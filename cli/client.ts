@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { loadConfig } from "../servers/config.ts";
-import { UsageError } from "./flags.ts";
+import { UsageError, usageFromParseError } from "./flags.ts";
 
 /** Help for the client. */
 export const CLIENT_HELP = `Usage: deno task client [--config FILE] TARGET [COMMAND]
@@ -54,7 +54,7 @@ export async function runClient(args: string[]): Promise<number> {
       options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
     });
   } catch (err) {
-    throw new UsageError(String((err as Error).message).split(". ")[0]);
+    throw usageFromParseError(err);
   }
   if (parsed.values.help) {
     console.log(CLIENT_HELP);

@@ -12,6 +12,19 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/**
+ * A parseArgs failure as a one-line {@linkcode UsageError} (its messages run to several
+ * sentences; the first says what is wrong).
+ *
+ * @example
+ * ```ts
+ * try { parseArgs({ args: ["--nope"], options: {} }); } catch (e) { throw usageFromParseError(e); }
+ * ```
+ */
+export function usageFromParseError(err: unknown): UsageError {
+  return new UsageError(String((err as Error).message).split(". ")[0].replace(/\.$/, ""));
+}
+
 /** Parsed herd flags. */
 export interface HerdFlags {
   config?: string;
@@ -113,8 +126,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
       },
     });
   } catch (err) {
-    // parseArgs' messages are long; keep the first sentence.
-    throw new UsageError(String((err as Error).message).split(". ")[0].replace(/\.$/, ""));
+    throw usageFromParseError(err);
   }
   const v = parsed.values;
   const places = v.places;
