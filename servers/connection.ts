@@ -50,6 +50,8 @@ const MAX_PENDING_BYTES = 1024 * 1024;
 const MAX_IN_FLIGHT = 32;
 const READ_SIZE = 16 * 1024;
 const MAX_WRITE_BUF = 64 * 1024;
+/** A timer this late (ms) means our event loop was stalled: input may be waiting unread. */
+const LATE_TIMER_MS = 100;
 
 /**
  * A client connection. `run()` resolves when the connection has ended.
@@ -288,7 +290,7 @@ export class ClientConnection {
       this.#partialTimer = undefined;
       // Fired late: our event loop was busy, and the rest of the line may be sitting unread in
       // the socket. Give the reads a chance before calling the line complete.
-      if (performance.now() - armedAt - ms > Math.max(100, ms / 2)) {
+      if (performance.now() - armedAt - ms > Math.max(LATE_TIMER_MS, ms / 2)) {
         this.#armPartial();
         return;
       }
@@ -308,9 +310,13 @@ export class ClientConnection {
     const ms = this.#opts.idleTimeoutMs;
     if (ms <= 0) return;
     if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    const armedAt = performance.now();
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#slots.length > 0 || this.#writing) this.#armIdle();
+      // Busy with replies, or fired late: a stalled event loop runs due timers before it reads
+      // the bytes (keep-alives included) that arrived meanwhile, so silence is not yet proven.
+      const late = performance.now() - armedAt - ms > LATE_TIMER_MS;
+      if (late || this.#slots.length > 0 || this.#writing) this.#armIdle();
       else this.close("idle timeout");
     }, ms);
   }

@@ -162,6 +162,36 @@ Deno.test("partial-line timer can be turned off", async () => {
   }
 });
 
+Deno.test("idle timeout: silence closes; bytes that arrived during our own stall keep it open", async () => {
+  const t = await startSeedHerd({ idleTimeoutMs: 400 });
+  try {
+    // Plain silence: closed after the timeout, not before.
+    const quiet = await TcpClient.connect(t.port("Hill"));
+    const opened = performance.now();
+    await quiet.waitEof(3000);
+    const after = performance.now() - opened;
+    assert(after >= 380 && after < 2000, `idle connection closed after ${after.toFixed(0)} ms`);
+
+    // A keep-alive sent just before this process (and so the server) stalls past the deadline:
+    // the late timer must not close a client whose bytes are waiting unread.
+    const c = await TcpClient.connect(t.port("Hill"));
+    await new Promise((r) => setTimeout(r, 100));
+    await c.send("\n");
+    const stallEnd = performance.now() + 700;
+    while (performance.now() < stallEnd) {
+      // busy: the event loop is blocked, as under a burst of synchronous work
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    assert(!c.eof, "closed by a timer that fired late, with a keep-alive unread");
+    await c.waitEof(3000);
+    assertEquals(c.received, "");
+    await c.close();
+    await quiet.close();
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("blank lines get no reply; CRLF is whitespace; fields echo byte for byte", async () => {
   const t = await startSeedHerd();
   try {
