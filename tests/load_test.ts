@@ -170,6 +170,9 @@ Deno.test("load: 2,000 connections, slow readers, idle ones, a full server; memo
       for (const w of idle) {
         if (w.closedAt === undefined) w.conn.write(encoder.encode("\n")).catch(() => {});
       }
+      // The pipeliner too: once the kernel holds all its replies, the server rightly finds it
+      // idle, and a slow run would see it closed (and its slot free) before it reads.
+      pipeliner?.send("\n").catch(() => {});
       lastKeepAlive = performance.now();
     }, 500);
     const t0 = performance.now();
