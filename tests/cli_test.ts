@@ -110,8 +110,11 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       const log = await Deno.readTextFile(`${dir}/logs/Alpha.log`);
       assertIncludes(log, "IN #1 IAMAT cli +1+1 1");
       assertMatch(log, /OUT #1 AT Alpha \S+ cli \+1\+1 1/);
-      assertIncludes(log, "SEND to Beta AT Alpha");
-      assertIncludes(await Deno.readTextFile(`${dir}/logs/Beta.log`), "ACCEPT from Alpha");
+      assertMatch(log, /ACCEPT client AT Alpha \S+ cli \+1\+1 1\n/);
+      assertMatch(log, /SEND to Beta 1 record\(s\): cli\n/);
+      const beta = await Deno.readTextFile(`${dir}/logs/Beta.log`);
+      assertMatch(beta, /RECV from Alpha 1 record\(s\)\n/);
+      assertMatch(beta, /ACCEPT from Alpha AT Alpha \S+ cli \+1\+1 1\n/);
     } finally {
       try {
         child.kill("SIGKILL");
