@@ -13,15 +13,22 @@ import type { AtFields } from "./events.ts";
 /** The protocol's whitespace: space, tab, CR, LF, form feed, vertical tab (not NBSP, not `\s`). */
 const WS_RUN = /[ \t\r\n\f\v]+/;
 const WS_TRIM = /^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g;
+const OTHER_WS = /[\t\r\n\f\v]/;
 const WS_ONLY = /^[ \t\r\n\f\v]*$/;
 
 /** Longest client ID accepted, in bytes. */
 export const MAX_CLIENT_ID = 256;
 
-const LOCATION = /^([+-])(\d+)(?:\.(\d+))?([+-])(\d+)(?:\.(\d+))?$/;
 const TIME = /^(\d+)(?:\.(\d+))?$/;
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 const INTEGER = /^\d+$/;
+const LEADING_ZEROS = /^0+(?=\d)/;
+const ZEROS = /^0+$/;
+const ZEROS_OR_EMPTY = /^0*$/;
+/** One field: no protocol whitespace. */
+const FIELD = /^[^ \t\r\n\f\v]+$/;
+/** A time difference as the herd formats it. */
+const DIFF = /^[+-]\d+\.\d{9}$/;
 
 /** A valid IAMAT command. */
 export interface IamatCommand {
@@ -57,6 +64,15 @@ export type Command =
  * ```
  */
 export function splitFields(line: string): string[] {
+  // Nearly every line is fields joined by single spaces: split on " " (no regex, no trimmed
+  // copy), and take the general path only for other whitespace, runs or ends.
+  const n = line.length;
+  if (
+    n > 0 && line.charCodeAt(0) !== 32 && line.charCodeAt(n - 1) !== 32 &&
+    !OTHER_WS.test(line) && !line.includes("  ")
+  ) {
+    return line.split(" ");
+  }
   const trimmed = line.replace(WS_TRIM, "");
   return trimmed === "" ? [] : trimmed.split(WS_RUN);
 }
@@ -78,16 +94,16 @@ export function trimLine(line: string): string {
  * rounding, so `90.0000000000000000001` is over 90 although it parses to 90.
  */
 function decimalAtMost(intPart: string, frac: string | undefined, limit: number): boolean {
-  const digits = intPart.replace(/^0+(?=\d)/, "");
+  const digits = intPart.replace(LEADING_ZEROS, "");
   const limitText = String(limit);
   if (digits.length !== limitText.length) return digits.length < limitText.length;
   if (digits !== limitText) return digits < limitText;
-  return frac === undefined || /^0*$/.test(frac);
+  return frac === undefined || ZEROS_OR_EMPTY.test(frac);
 }
 
 /** True when every digit of an unsigned decimal is zero. */
 function decimalIsZero(intPart: string, frac: string | undefined): boolean {
-  return /^0+$/.test(intPart) && (frac === undefined || /^0+$/.test(frac));
+  return ZEROS.test(intPart) && (frac === undefined || ZEROS.test(frac));
 }
 
 /**
@@ -101,15 +117,47 @@ function decimalIsZero(intPart: string, frac: string | undefined): boolean {
  * ```
  */
 export function parseLocation(text: string): { lat: number; lng: number } | undefined {
-  const m = LOCATION.exec(text);
-  if (!m) return undefined;
-  const [, latSign, latInt, latFrac, lngSign, lngInt, lngFrac] = m;
-  if (!decimalAtMost(latInt, latFrac, 90) || !decimalAtMost(lngInt, lngFrac, 180)) {
-    return undefined;
+  // A scanner, not a regular expression: this runs for every IAMAT and every new record a peer
+  // sends, and a match with six captures allocates an array and six strings each time.
+  const mid = scanCoordinate(text, 0, 90);
+  if (mid < 0) return undefined;
+  if (scanCoordinate(text, mid, 180) !== text.length) return undefined;
+  return { lat: Number(text.slice(0, mid)), lng: Number(text.slice(mid)) };
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+/**
+ * Scans one coordinate, `[+-]int[.frac]`, at `start`, and checks exactly that its magnitude is
+ * at most `limit` (an integer below 1000). Returns the index after it, or -1.
+ */
+function scanCoordinate(text: string, start: number, limit: number): number {
+  const n = text.length;
+  const sign = text.charCodeAt(start);
+  if (sign !== 43 && sign !== 45) return -1;
+  let i = start + 1;
+  const intStart = i;
+  while (i < n && isDigit(text.charCodeAt(i))) i++;
+  const intEnd = i;
+  if (intEnd === intStart) return -1;
+  let fracStart = i;
+  if (i < n && text.charCodeAt(i) === 46) {
+    fracStart = ++i;
+    while (i < n && isDigit(text.charCodeAt(i))) i++;
+    if (i === fracStart) return -1;
   }
-  const lat = Number(`${latSign}${latInt}${latFrac === undefined ? "" : "." + latFrac}`);
-  const lng = Number(`${lngSign}${lngInt}${lngFrac === undefined ? "" : "." + lngFrac}`);
-  return { lat, lng };
+  let first = intStart;
+  while (first < intEnd - 1 && text.charCodeAt(first) === 48) first++;
+  if (intEnd - first > 3) return -1; // 1000 or more
+  let value = 0;
+  for (let k = first; k < intEnd; k++) value = value * 10 + text.charCodeAt(k) - 48;
+  if (value > limit) return -1;
+  if (value === limit) {
+    for (let k = fracStart; k < i; k++) if (text.charCodeAt(k) !== 48) return -1;
+  }
+  return i;
 }
 
 /**
@@ -308,8 +356,8 @@ export function compareRecords(a: AtFields, b: AtFields): number {
  * ```
  */
 export function validateRecord(r: AtFields): { lat: number; lng: number } | undefined {
-  if (!/^[^ \t\r\n\f\v]+$/.test(r.origin) || !/^[+-]\d+\.\d{9}$/.test(r.diff)) return undefined;
-  if (!/^[^ \t\r\n\f\v]+$/.test(r.client) || r.client.length > MAX_CLIENT_ID) return undefined;
+  if (!FIELD.test(r.origin) || !DIFF.test(r.diff)) return undefined;
+  if (!FIELD.test(r.client) || r.client.length > MAX_CLIENT_ID) return undefined;
   if (!TIME.test(r.time)) return undefined;
   return parseLocation(r.location);
 }

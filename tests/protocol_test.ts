@@ -18,6 +18,21 @@ Deno.test("fields split on the protocol's six whitespace bytes only", () => {
   // NBSP (0xA0) is not whitespace: it stays inside the field.
   assertEquals(splitFields("IAMAT k\xa0x +1+2 3"), ["IAMAT", "k\xa0x", "+1+2", "3"]);
   assertEquals(splitFields("   "), []);
+  assertEquals(splitFields(""), []);
+});
+
+Deno.test("field splitting: the single-space fast path agrees with the general rule", () => {
+  // The rule written plainly: every maximal run of non-whitespace bytes is a field.
+  const reference = (line: string) => line.match(/[^ \t\r\n\f\v]+/g) ?? [];
+  const alphabet = ["a", "b", " ", " ", " ", "\t", "\r", "\n", "\f", "\v", "\xa0", "\x00"];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 20_000; i++) {
+    let line = "";
+    const len = Math.floor(next() * 12);
+    for (let j = 0; j < len; j++) line += alphabet[Math.floor(next() * alphabet.length)];
+    assertEquals(splitFields(line), reference(line), JSON.stringify(line));
+  }
 });
 
 Deno.test("IAMAT: valid forms parse with exact fields", () => {
@@ -189,6 +204,47 @@ Deno.test("location parse is exact at the range edges", () => {
   assertEquals(parseLocation("+90.0001-180"), undefined);
   assertEquals(parseLocation("+0900+0"), undefined);
   assertEquals(parseLocation("+0090+0"), { lat: 90, lng: 0 });
+  assertEquals(parseLocation("+00.5-0180.0000"), { lat: 0.5, lng: -180 });
+  assertEquals(parseLocation("+1+2 "), undefined);
+  assertEquals(parseLocation("+1.+2"), undefined);
+  assertEquals(parseLocation("+1-"), undefined);
+});
+
+Deno.test("location parse agrees with the rule written as a regular expression", () => {
+  // The grammar and exact range rule, spelled out with big decimals instead of a scanner.
+  const grammar = /^([+-])(\d+)(?:\.(\d+))?([+-])(\d+)(?:\.(\d+))?$/;
+  const within = (int: string, frac = "", limit: number) => {
+    const scale = 10n ** BigInt(frac.length);
+    return BigInt(int) * scale + BigInt(frac || "0") <= BigInt(limit) * scale;
+  };
+  const reference = (text: string) => {
+    const m = grammar.exec(text);
+    if (!m || !within(m[2], m[3], 90) || !within(m[5], m[6], 180)) return undefined;
+    return {
+      lat: Number(`${m[1]}${m[2]}${m[3] ? "." + m[3] : ""}`),
+      lng: Number(`${m[4]}${m[5]}${m[6] ? "." + m[6] : ""}`),
+    };
+  };
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = (items: string[]) => items[Math.floor(next() * items.length)];
+  const int = () =>
+    pick(["0", "00", "1", "9", "09", "18", "89", "90", "090", "91", "179", "180", "181"]);
+  const frac = () => pick(["", "", ".0", ".000", ".5", ".0001", ".", ".9"]);
+  const noise = ["+", "-", ".", "0", "1", "x", " ", "\xa0", ""];
+  let valid = 0;
+  for (let i = 0; i < 50_000; i++) {
+    let text = pick(["+", "-"]) + int() + frac() + pick(["+", "-"]) + int() + frac();
+    if (next() < 0.3) {
+      // A character replaced, dropped or added somewhere.
+      const at = Math.floor(next() * (text.length + 1));
+      text = text.slice(0, at) + pick(noise) + text.slice(at + (next() < 0.5 ? 1 : 0));
+    }
+    const want = reference(text);
+    if (want) valid++;
+    assertEquals(parseLocation(text), want, JSON.stringify(text));
+  }
+  assert(valid > 10_000, `only ${valid} valid locations generated`);
 });
 
 Deno.test("peer records are validated field by field", () => {
