@@ -80,6 +80,7 @@ export class ClientConnection {
   #handedOver = false;
   #partialTimer: ReturnType<typeof setTimeout> | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastRead = performance.now();
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
   #firstLine = true;
@@ -134,7 +135,7 @@ export class ClientConnection {
           });
           break;
         }
-        this.#armIdle();
+        this.#lastRead = performance.now();
         const lines = this.splitter.push(buf.subarray(0, n));
         if (this.#firstLine && lines.length > 0) {
           this.#firstLine = false;
@@ -306,19 +307,31 @@ export class ClientConnection {
     this.#partialTimer = undefined;
   }
 
+  /**
+   * Starts the idle timer if it is not running. Reads only stamp `#lastRead`: one timer per
+   * connection, re-armed for the remaining time when it fires, instead of a new timer per read.
+   */
   #armIdle(): void {
     const ms = this.#opts.idleTimeoutMs;
-    if (ms <= 0) return;
-    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    if (ms <= 0 || this.#idleTimer !== undefined || this.#closed) return;
+    this.#idleFor(ms);
+  }
+
+  #idleFor(wait: number): void {
+    const ms = this.#opts.idleTimeoutMs;
     const armedAt = performance.now();
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      // Busy with replies, or fired late: a stalled event loop runs due timers before it reads
-      // the bytes (keep-alives included) that arrived meanwhile, so silence is not yet proven.
-      const late = performance.now() - armedAt - ms > LATE_TIMER_MS;
-      if (late || this.#slots.length > 0 || this.#writing) this.#armIdle();
+      if (this.#closed) return;
+      const now = performance.now();
+      // Fired late: a stalled event loop runs due timers before it reads the bytes
+      // (keep-alives included) that arrived meanwhile, so silence is not yet proven.
+      const late = now - armedAt - wait > LATE_TIMER_MS;
+      const quiet = now - this.#lastRead;
+      if (late || this.#slots.length > 0 || this.#writing) this.#idleFor(ms);
+      else if (quiet < ms) this.#idleFor(ms - quiet);
       else this.close("idle timeout");
-    }, ms);
+    }, wait);
   }
 }
 
