@@ -14,7 +14,7 @@
 
 import { asciiJson, type AtFields, type EventBus, type HerdEvent } from "./events.ts";
 import { formatAt } from "./protocol.ts";
-import { binaryInto } from "./lines.ts";
+import { binaryInto, binaryToBytes } from "./lines.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -130,13 +130,13 @@ export function formatLogLine(e: HerdEvent): string | undefined {
   return `${stamp(e.t)} ${text}`;
 }
 
-/** An open log file with its pending lines. */
+/** An open log file with its pending bytes. */
 class LogFile {
   #file: Deno.FsFile | undefined;
-  #pending: string[] = [];
-  #bytes = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Lines are encoded as they come, so no log string outlives its event (GC copies survivors). */
   #buf = new Uint8Array(FLUSH_BYTES * 2);
+  #len = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(path: string) {
     try {
@@ -148,9 +148,17 @@ class LogFile {
   }
 
   add(line: string): void {
-    this.#pending.push(line);
-    this.#bytes += line.length + 1;
-    if (this.#bytes >= FLUSH_BYTES) this.flush();
+    if (this.#file === undefined) return;
+    if (this.#len + line.length + 1 > this.#buf.length) {
+      this.flush();
+      if (line.length + 1 > this.#buf.length) {
+        this.#write(binaryToBytes(line + "\n"));
+        return;
+      }
+    }
+    this.#len += binaryInto(line, this.#buf.subarray(this.#len)).length;
+    this.#buf[this.#len++] = 10;
+    if (this.#len >= FLUSH_BYTES) this.flush();
     else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);
   }
 
@@ -162,13 +170,14 @@ class LogFile {
   flush(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#pending.length === 0) return;
-    const text = this.#pending.join("\n") + "\n";
-    this.#pending = [];
-    this.#bytes = 0;
+    if (this.#len === 0) return;
+    const bytes = this.#buf.subarray(0, this.#len);
+    this.#len = 0;
+    this.#write(bytes);
+  }
+
+  #write(bytes: Uint8Array): void {
     if (this.#file === undefined) return;
-    if (this.#buf.length < text.length) this.#buf = new Uint8Array(text.length);
-    const bytes = binaryInto(text, this.#buf);
     try {
       let off = 0;
       while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
