@@ -403,7 +403,11 @@ async function checkConvergence(
 }
 
 /** The common herd benchmark: propagation on an idle herd, IAMAT load points, half-peak. */
-async function benchHerd(plan: Plan, h: HerdHandle): Promise<HerdReport> {
+async function benchHerd(
+  plan: Plan,
+  h: HerdHandle,
+  interleave?: () => Promise<Interleaved>,
+): Promise<HerdReport> {
   const loadavgStart = loadavg();
   await waitForLinks(h);
   progress(`[${h.label}] propagation, ${plan.propagationSamples} samples`);
@@ -418,7 +422,16 @@ async function benchHerd(plan: Plan, h: HerdHandle): Promise<HerdReport> {
     p.flood = floodStats(h, before, await settledCounters(h, plan.settleMs));
     points.push(p);
   }
-  const halfPeak = await measureHalfPeak(plan, h.label, h.ports[h.entry], "iamat", points);
+  // More 32-connection points (alternated with the echo floor) also steady the peak that the
+  // half-peak rate is half of: one lucky point made "half of peak" 60% of the usual capacity.
+  const interleaved = interleave ? await interleave() : null;
+  const halfPeak = await measureHalfPeak(
+    plan,
+    h.label,
+    h.ports[h.entry],
+    "iamat",
+    interleaved ? [...points, ...interleaved.herd] : points,
+  );
   let propagationUnderLoad: Propagation | null = null;
   let halfPeakWithMarkers: Point | null = null;
   if (halfPeak) {
@@ -432,6 +445,7 @@ async function benchHerd(plan: Plan, h: HerdHandle): Promise<HerdReport> {
   return {
     entry: h.entry,
     points,
+    interleaved,
     halfPeak,
     propagation,
     propagationUnderLoad,
@@ -442,12 +456,15 @@ async function benchHerd(plan: Plan, h: HerdHandle): Promise<HerdReport> {
 }
 
 /**
- * The closed-loop throughput "peak" that half-peak runs take half of: the point at the half-peak
- * connection count (32), as the issue defines it; the best point when that one is missing.
+ * The closed-loop throughput "peak" that half-peak runs take half of: at the half-peak
+ * connection count (32), as the issue defines it, the median of the closed-loop points there
+ * (one, or several with the interleaved rounds); the best point when there is none.
  */
 function peakOf(plan: Plan, points: Point[]): number {
-  const at = points.find((p) => p.connections === plan.halfPeakConnections);
-  return at ? at.throughput : Math.max(0, ...points.map((p) => p.throughput));
+  const at = points.filter((p) => p.connections === plan.halfPeakConnections && p.rate === 0)
+    .map((p) => p.throughput).sort((a, b) => a - b);
+  if (at.length === 0) return Math.max(0, ...points.map((p) => p.throughput));
+  return at[Math.floor((at.length - 1) / 2)];
 }
 
 /**
@@ -1426,9 +1443,11 @@ async function main(): Promise<void> {
         const h = await startOurHerd(logDir);
         if (!h) return null;
         try {
-          const report = await benchHerd(plan, h);
-          report.interleaved = await measureInterleaved(plan, logDir, h, plan.quick ? 2 : 3);
-          return report;
+          return await benchHerd(
+            plan,
+            h,
+            () => measureInterleaved(plan, logDir, h, plan.quick ? 2 : 3),
+          );
         } finally {
           await h.stop();
         }
