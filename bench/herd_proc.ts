@@ -44,7 +44,11 @@ export async function makeHerdDir(portFrom: number): Promise<HerdDir> {
     config,
     ports: Object.fromEntries(HERD_NAMES.map((n, i) => [n, base + i])),
     secret: randomHex(32),
-    remove: () => Deno.remove(work, { recursive: true }).catch(() => {}),
+    // BENCH_KEEP_DIRS=1 keeps them, logs included, to look into a run afterwards.
+    remove: () =>
+      Deno.env.get("BENCH_KEEP_DIRS") === "1"
+        ? Promise.resolve()
+        : Deno.remove(work, { recursive: true }).catch(() => {}),
   };
 }
 

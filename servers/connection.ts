@@ -10,6 +10,7 @@
  * @module
  */
 
+import { FairShare } from "./fair.ts";
 import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 
@@ -81,6 +82,7 @@ export class ClientConnection {
   #partialTimer: ReturnType<typeof setTimeout> | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #lastRead = performance.now();
+  #fair = new FairShare();
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
   #firstLine = true;
@@ -159,6 +161,9 @@ export class ClientConnection {
           }
         }
         this.#armPartial();
+        // A client that pipelines without pause must not hold the event loop for the others.
+        const turn = this.#fair.turn();
+        if (turn !== undefined) await turn;
       }
     } finally {
       this.#clearPartial();

@@ -20,6 +20,7 @@ import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
 import { writeAll } from "./connection.ts";
+import { FairShare } from "./fair.ts";
 
 const INTEGER = /^\d+$/;
 
@@ -297,6 +298,7 @@ export class Link {
 
   async #readLoop(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
+    const fair = new FairShare();
     let reason = "closed by peer";
     try {
       if (rest.length > 0 && !this.#handle(conn, rest)) return;
@@ -305,6 +307,9 @@ export class Link {
         if (n === null) break;
         this.#lastRead = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n)))) return;
+        // A catch-up stream always has data: let the other links and the timers have a turn.
+        const turn = fair.turn();
+        if (turn !== undefined) await turn;
       }
     } catch (err) {
       reason = `read error: ${(err as Error).name}`;
