@@ -17,12 +17,10 @@
 import type { AtFields, EventBus } from "./events.ts";
 import { type HerdAuth, newNonce } from "./auth.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
-import { splitFields, validateRecord } from "./protocol.ts";
+import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
 import { writeAll } from "./connection.ts";
 import { FairShare } from "./fair.ts";
-
-const INTEGER = /^\d+$/;
 
 /** Tunables for links. */
 export interface LinkOptions {

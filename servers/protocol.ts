@@ -21,7 +21,8 @@ export const MAX_CLIENT_ID = 256;
 
 const TIME = /^(\d+)(?:\.(\d+))?$/;
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
-const INTEGER = /^\d+$/;
+/** Unsigned decimal digits, nothing else (sequence numbers, bounds). */
+export const INTEGER = /^\d+$/;
 const LEADING_ZEROS = /^0+(?=\d)/;
 const ZEROS = /^0+$/;
 const ZEROS_OR_EMPTY = /^0*$/;
