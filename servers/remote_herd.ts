@@ -27,7 +27,7 @@
 import { HerdAuth, newNonce } from "./auth.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
-import { bytesToBinary } from "./lines.ts";
+import { LineSplitter } from "./lines.ts";
 import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
 import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
@@ -253,7 +253,7 @@ export class RemoteHerd {
   async #read(w: Watch, conn: Deno.TcpConn): Promise<void> {
     const name = w.config.name;
     const buf = new Uint8Array(64 * 1024);
-    let pending = "";
+    const splitter = new LineSplitter(MAX_LINE);
     let phase: "hello" | "state" | "events" = "hello";
     let error = "closed by the server";
     const handshakeTimer = setTimeout(() => {
@@ -266,11 +266,12 @@ export class RemoteHerd {
       outer: while (true) {
         const n = await conn.read(buf);
         if (n === null) break;
-        pending += bytesToBinary(buf.subarray(0, n));
-        let nl: number;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, nl).replace(/\r$/, "");
-          pending = pending.slice(nl + 1);
+        for (const split of splitter.push(buf.subarray(0, n))) {
+          if (split.overlong) {
+            error = "line too long";
+            break outer;
+          }
+          const line = split.text.replace(/\r$/, "");
           if (phase === "hello") {
             if (line !== `HERD1 WATCHING ${name}`) {
               error = line.startsWith("? ")
@@ -297,7 +298,7 @@ export class RemoteHerd {
             this.#onEvent(w, e);
           }
         }
-        if (pending.length > MAX_LINE) {
+        if (splitter.discarding) {
           error = "line too long";
           break;
         }
