@@ -118,6 +118,7 @@ Deno.test("load: 2,000 connections, slow readers, idle ones, a full server; memo
   const slow: Deno.TcpConn[] = [];
   let normal: TcpClient | undefined;
   let pipeliner: TcpClient | undefined;
+  let pipelinerSent = false;
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const latencies: number[] = [];
   let stopNormal = false;
@@ -172,7 +173,9 @@ Deno.test("load: 2,000 connections, slow readers, idle ones, a full server; memo
       }
       // The pipeliner too: once the kernel holds all its replies, the server rightly finds it
       // idle, and a slow run would see it closed (and its slot free) before it reads.
-      pipeliner?.send("\n").catch(() => {});
+      // Only once its commands are all written: a keep-alive between two partial writes would
+      // cut a command in two.
+      if (pipelinerSent) pipeliner?.send("\n").catch(() => {});
       lastKeepAlive = performance.now();
     }, 500);
     const t0 = performance.now();
@@ -192,6 +195,7 @@ Deno.test("load: 2,000 connections, slow readers, idle ones, a full server; memo
     // The pipeliner: 5,000 WHATSATs sent, nothing read yet.
     pipeliner = await TcpClient.connect(port);
     await pipeliner.send("WHATSAT load.paris 10 0\n".repeat(PIPELINED));
+    pipelinerSent = true;
 
     // Slow readers: push up to 16 MiB each without reading. The server must stop reading them:
     // each write stalls well before its 16 MiB are taken.
