@@ -168,9 +168,10 @@ Deno.test("idle timeout: silence closes; bytes that arrived during our own stall
     // Plain silence: closed after the timeout, not before.
     const quiet = await TcpClient.connect(t.port("Hill"));
     const opened = performance.now();
-    await quiet.waitEof(3000);
+    await quiet.waitEof(5000);
     const after = performance.now() - opened;
-    assert(after >= 380 && after < 2000, `idle connection closed after ${after.toFixed(0)} ms`);
+    // Late timers (a loaded machine) each wait one more period, hence the loose upper bound.
+    assert(after >= 380 && after < 4000, `idle connection closed after ${after.toFixed(0)} ms`);
 
     // A keep-alive sent just before this process (and so the server) stalls past the deadline:
     // the late timer must not close a client whose bytes are waiting unread.
