@@ -184,7 +184,7 @@ Deno.test("idle timeout: silence closes; bytes that arrived during our own stall
     }
     await new Promise((r) => setTimeout(r, 150));
     assert(!c.eof, "closed by a timer that fired late, with a keep-alive unread");
-    await c.waitEof(3000);
+    await c.waitEof(5000);
     assertEquals(c.received, "");
     await c.close();
     await quiet.close();
