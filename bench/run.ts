@@ -461,10 +461,16 @@ async function benchHerd(
  * (one, or several with the interleaved rounds); the best point when there is none.
  */
 function peakOf(plan: Plan, points: Point[]): number {
-  const at = points.filter((p) => p.connections === plan.halfPeakConnections && p.rate === 0)
-    .map((p) => p.throughput).sort((a, b) => a - b);
+  const at = points.filter((p) => p.connections === plan.halfPeakConnections && p.rate === 0);
   if (at.length === 0) return Math.max(0, ...points.map((p) => p.throughput));
-  return at[Math.floor((at.length - 1) / 2)];
+  return median(at.map((p) => p.throughput));
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /**
@@ -505,14 +511,8 @@ async function measureInterleaved(
   h: HerdHandle,
   rounds: number,
 ): Promise<Interleaved> {
-  const proc = await startProcess(
-    Deno.execPath(),
-    ["run", "-A", "bench/echo_server.ts", "--port", "0"],
-    `${logDir}/echo-interleaved.log`,
-    { ready: /^READY \d+/ },
-  );
+  const { proc, port } = await startEcho(`${logDir}/echo-interleaved.log`);
   try {
-    const port = Number(proc.readyLine.split(" ")[1]);
     const c = plan.halfPeakConnections;
     const echo: Point[] = [];
     const herd: Point[] = [];
@@ -525,11 +525,7 @@ async function measureInterleaved(
     const ratios = herd.map((p, i) =>
       p.throughput / ((echo[i].throughput + echo[i + 1].throughput) / 2)
     );
-    const sorted = [...ratios].sort((a, b) => a - b);
-    const median = sorted.length % 2 === 1
-      ? sorted[(sorted.length - 1) / 2]
-      : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-    return { connections: c, echo, herd, ratios, median };
+    return { connections: c, echo, herd, ratios, median: median(ratios) };
   } finally {
     await proc.stop();
   }
@@ -538,16 +534,21 @@ async function measureInterleaved(
 // ---------------------------------------------------------------------------------------------
 // Echo baseline.
 
-/** The echo floor at a given open-loop rate over the half-peak connections. */
-async function echoAtRate(plan: Plan, logDir: string, rate: number): Promise<Point> {
+/** Starts bench/echo_server.ts on a free port, logging to `log`. */
+async function startEcho(log: string): Promise<{ proc: Proc; port: number }> {
   const proc = await startProcess(
     Deno.execPath(),
     ["run", "-A", "bench/echo_server.ts", "--port", "0"],
-    `${logDir}/echo-at-rate.log`,
+    log,
     { ready: /^READY \d+/ },
   );
+  return { proc, port: Number(proc.readyLine.split(" ")[1]) };
+}
+
+/** The echo floor at a given open-loop rate over the half-peak connections. */
+async function echoAtRate(plan: Plan, logDir: string, rate: number): Promise<Point> {
+  const { proc, port } = await startEcho(`${logDir}/echo-at-rate.log`);
   try {
-    const port = Number(proc.readyLine.split(" ")[1]);
     progress(`[echo baseline] at our herd's half-peak rate: ${Math.round(rate)} req/s open loop`);
     return (await measure(plan, "echo baseline", port, "echo", plan.halfPeakConnections, rate))[0];
   } finally {
@@ -556,14 +557,8 @@ async function echoAtRate(plan: Plan, logDir: string, rate: number): Promise<Poi
 }
 
 async function benchEcho(plan: Plan, logDir: string): Promise<HerdReport> {
-  const proc = await startProcess(
-    Deno.execPath(),
-    ["run", "-A", "bench/echo_server.ts", "--port", "0"],
-    `${logDir}/echo.log`,
-    { ready: /^READY \d+/ },
-  );
+  const { proc, port } = await startEcho(`${logDir}/echo.log`);
   try {
-    const port = Number(proc.readyLine.split(" ")[1]);
     const points: Point[] = [];
     for (const c of plan.connections) {
       progress(`[echo baseline] echo x ${c} connections`);
