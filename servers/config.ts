@@ -5,6 +5,8 @@
  * @module
  */
 
+import { MAX_SERVER_NAME } from "./limits.ts";
+
 /** One server of the herd. */
 export interface ServerConfig {
   name: string;
@@ -38,7 +40,8 @@ export const DEFAULT_CONFIG_JSON = {
   },
 };
 
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Server names: their length bound is part of the peer line limit (limits.ts). */
+const NAME = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_SERVER_NAME}}$`);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -65,7 +68,9 @@ export function parseConfig(json: unknown): HerdConfig {
   for (const name of names) {
     if (!NAME.test(name)) {
       throw new ConfigError(
-        `server name ${JSON.stringify(name)} must be 1-64 letters, digits, '_', '.' or '-'`,
+        `server name ${
+          JSON.stringify(name)
+        } must be 1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-'`,
       );
     }
     const s = json.servers[name];

@@ -8,9 +8,10 @@
  */
 
 import { Buffer } from "node:buffer";
+import { MAX_CLIENT_LINE } from "./limits.ts";
 
-/** Default longest line, in bytes, LF excluded. */
-export const DEFAULT_LINE_LIMIT = 64 * 1024;
+/** Default longest line, in bytes, LF excluded: the client line limit (see limits.ts). */
+export const DEFAULT_LINE_LIMIT = MAX_CLIENT_LINE;
 
 /** How much of an overlong line is kept for the `?` reply. */
 export const OVERLONG_PREFIX = 1024;
@@ -100,6 +101,11 @@ export class LineSplitter {
 
   constructor(limit = DEFAULT_LINE_LIMIT) {
     this.#limit = limit;
+  }
+
+  /** Raises the line limit (a client connection that became a peer link reads longer lines). */
+  raiseLimit(limit: number): void {
+    if (limit > this.#limit) this.#limit = limit;
   }
 
   /** Bytes of the current unterminated line held (0 while discarding an overlong one). */

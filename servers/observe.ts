@@ -6,8 +6,9 @@
  * `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>` with
  * mac = hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`).
  * The server answers `HERD1 WATCHING <server>`, then `STATE <json>` (its part of the snapshot),
- * then one `EVENT <json>` line per event. The JSON is pure ASCII (`\u00XX` escapes), and its
- * text fields are binary strings, as on the wire.
+ * then `RECORDS <json>` lines (the snapshot's records, in chunks), then one `EVENT <json>` line
+ * per event. The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary strings,
+ * as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
  * A slow observer is cut loose once 4 MiB wait for it; it reconnects and gets a fresh STATE.
  *
  * @module
@@ -20,9 +21,10 @@ import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
 import { splitFields } from "./protocol.ts";
 import { writeAll } from "./connection.ts";
+import { OBSERVER_CHUNK } from "./limits.ts";
 
 const MAX_BUFFERED = 4 * 1024 * 1024;
-/** Records sent in the STATE line, newest first. */
+/** Records sent in the snapshot (the most recently changed). */
 export const STATE_RECORDS = 2000;
 
 /** What an observer stream needs from its server. */
@@ -71,7 +73,31 @@ export async function verifyObserve(
 }
 
 /**
+ * The observer form of an event: a batch (propagation sent or received) carries its size and
+ * the client IDs of its first few records only, so every EVENT line stays within
+ * `MAX_OBSERVER_LINE` whatever the batch holds (a catch-up batch can hold 2,048 records of
+ * 64 KiB). `remote_herd.ts` restores the record count.
+ */
+function observedEvent(e: HerdEvent): string {
+  if (e.kind !== "propagation.sent" && e.kind !== "propagation.received") return asciiJson(e);
+  const { records, ...rest } = e;
+  const named = records.slice(0, BATCH_CLIENTS).map((r) => ({ client: r.client }));
+  return asciiJson({ ...rest, records: named, count: records.length });
+}
+
+/** Client IDs an observed batch event names (the dashboard shows five). */
+const BATCH_CLIENTS = 8;
+
+/**
  * Streams a server's events to an authenticated observer until either side closes.
+ *
+ * The snapshot is streamed, not built whole: `STATE` (without records, but with how many
+ * follow), then `RECORDS <json array>` lines of about `OBSERVER_CHUNK` bytes each, oldest change
+ * first, each built only when the previous one has been written; then `EVENT` lines. Events
+ * that happen meanwhile wait in the bounded buffer.
+ *
+ * `onClose` is never called before this function has returned (the caller may still be
+ * registering the stream), and only once.
  *
  * @example
  * ```ts
@@ -89,8 +115,11 @@ export function startObserver(
   let bytes = 0;
   let writing = false;
   let closed = false;
+  // Taken now, so the snapshot is of this moment; records are shared, not copied.
+  let snapshot: StoredRecord[] | undefined = server.recentRecords(STATE_RECORDS).reverse();
+  let next = 0;
 
-  const close = () => {
+  const close = (why?: string) => {
     if (closed) return;
     closed = true;
     off();
@@ -99,17 +128,66 @@ export function startObserver(
     } catch {
       // already closed
     }
-    onClose();
+    if (why !== undefined) {
+      server.bus.emit({
+        kind: "error",
+        t: Date.now(),
+        server: server.name,
+        message: `observer ${observer}: ${why}`,
+      });
+    }
+    queueMicrotask(onClose);
   };
 
+  /** The next snapshot chunk, or undefined when the snapshot is done. */
+  const chunk = (): string | undefined => {
+    if (snapshot === undefined || next >= snapshot.length) {
+      snapshot = undefined;
+      return undefined;
+    }
+    const parts: string[] = [];
+    let size = 0;
+    while (next < snapshot.length && size < OBSERVER_CHUNK) {
+      const r = snapshot[next++];
+      const json = asciiJson({
+        client: r.client,
+        origin: r.origin,
+        diff: r.diff,
+        location: r.location,
+        time: r.time,
+      });
+      parts.push(json);
+      size += json.length + 1;
+    }
+    return `RECORDS [${parts.join(",")}]\n`;
+  };
+
+  // Written first, by the first pump; then the snapshot chunks, then the buffered events.
+  let header: string | undefined = `HERD1 WATCHING ${server.name}\n` +
+    `STATE ${
+      asciiJson({
+        server: server.state(),
+        records: [],
+        snapshot: snapshot.length,
+        observer,
+        places: server.places,
+      })
+    }\n`;
+
   const pump = async () => {
-    if (writing) return;
+    if (writing || closed) return;
     writing = true;
     try {
-      while (pending.length > 0 && !closed) {
-        const text = pending.join("");
-        pending = [];
-        bytes = 0;
+      for (;;) {
+        if (closed) break;
+        let text = header ?? chunk();
+        header = undefined;
+        if (text === undefined) {
+          if (pending.length === 0) break;
+          text = pending.join("");
+          pending = [];
+          bytes = 0;
+        }
         await writeAll(conn, binaryToBytes(text));
       }
     } catch {
@@ -123,7 +201,7 @@ export function startObserver(
     pending.push(line);
     bytes += line.length;
     if (bytes > MAX_BUFFERED) {
-      close();
+      close(`cut loose: over ${MAX_BUFFERED} bytes waiting`);
       return;
     }
     if (!writing) queueMicrotask(pump);
@@ -131,20 +209,10 @@ export function startObserver(
 
   const off = server.bus.subscribe((e: HerdEvent) => {
     if (e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out") return;
-    send(`EVENT ${asciiJson(e)}\n`);
+    send(`EVENT ${observedEvent(e)}\n`);
   });
-
-  const records = server.recentRecords(STATE_RECORDS).map((r) => ({
-    client: r.client,
-    origin: r.origin,
-    diff: r.diff,
-    location: r.location,
-    time: r.time,
-  }));
-  send(`HERD1 WATCHING ${server.name}\n`);
-  send(
-    `STATE ${asciiJson({ server: server.state(), records, observer, places: server.places })}\n`,
-  );
+  // Not now: the caller has not registered this stream yet.
+  queueMicrotask(pump);
 
   // Anything the observer sends (or its EOF) ends the stream.
   (async () => {
@@ -159,5 +227,5 @@ export function startObserver(
     close();
   })();
 
-  return { close };
+  return { close: () => close() };
 }

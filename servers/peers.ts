@@ -21,6 +21,7 @@ import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
 import { writeAll } from "./connection.ts";
 import { FairShare } from "./fair.ts";
+import { MAX_PEER_LINE } from "./limits.ts";
 
 /** Tunables for links. */
 export interface LinkOptions {
@@ -180,6 +181,8 @@ export class Link {
       return;
     }
     this.#drop("replaced by a new connection");
+    // It was a client connection until now: a link reads the longer peer lines.
+    splitter.raiseLimit(MAX_PEER_LINE);
     this.#attach(conn, splitter, rest, "in");
   }
 
@@ -287,6 +290,15 @@ export class Link {
         this.#catchingUp = false;
         this.#send(conn, `CAUGHTUP ${this.#syncSent}\n`);
       }
+    } catch (err) {
+      // A bug here must cost this connection (it redials and catches up), never the process.
+      s.bus.emit({
+        kind: "error",
+        t: Date.now(),
+        server: s.name,
+        message: `link to ${this.peer}: ${err}`,
+      });
+      if (this.#conn === conn) this.#drop("send failed");
     } finally {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
     }
@@ -315,15 +327,20 @@ export class Link {
     if (this.#conn === conn) this.#drop(reason);
   }
 
-  /** Handles lines from the peer; false (after dropping the link) when the peer misbehaved. */
+  /**
+   * Handles lines from the peer; false (after dropping the link) when the peer misbehaved. An
+   * invalid record (or a line over the peer limit, which no valid record reaches) is skipped
+   * with an `error` event: one bad record must never stop the good ones behind it, and a link
+   * that dropped on it would meet it again at every reconnect.
+   */
   #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
     const s = this.#server;
     let batch: PeerRecord[] | undefined;
     let bad: string | undefined;
     for (const line of lines) {
       if (line.overlong) {
-        bad = "overlong line";
-        break;
+        this.#skipped(`overlong line ${JSON.stringify(line.text.slice(0, 80))}`);
+        continue;
       }
       const f = splitFields(line.text);
       if (f[0] === "R" && f.length === 7) {
@@ -337,6 +354,10 @@ export class Link {
           lat: 0,
           lng: 0,
         };
+        const seqOk = INTEGER.test(f[1]) && Number.isSafeInteger(seq);
+        // At or below the mark: a resend of the whole log (we lost records, see SYNC). An
+        // invalid record's sequence number still counts: resending it would not mend it.
+        if (seqOk && seq > this.mark.seq) this.mark.seq = seq;
         // Half of what a link carries is a record this server already holds, byte for byte
         // (it came the other way round the herd): it was validated when stored, so skip that.
         const known = s.store.get(rec.client);
@@ -344,12 +365,10 @@ export class Link {
           known.location === rec.location && known.origin === rec.origin &&
           known.diff === rec.diff;
         const at = duplicate ? rec : validateRecord(rec);
-        if (!INTEGER.test(f[1]) || !Number.isSafeInteger(seq) || at === undefined) {
-          bad = `bad record ${JSON.stringify(line.text.slice(0, 80))}`;
-          break;
+        if (!seqOk || at === undefined) {
+          this.#skipped(`bad record ${JSON.stringify(line.text.slice(0, 80))}`);
+          continue;
         }
-        // At or below the mark: a resend of the whole log (we lost records, see SYNC).
-        if (seq > this.mark.seq) this.mark.seq = seq;
         rec.lat = at.lat;
         rec.lng = at.lng;
         (batch ??= []).push(rec);
@@ -413,6 +432,17 @@ export class Link {
     return true;
   }
 
+  /** Reports a peer line that was skipped (an invalid record); the link stays up. */
+  #skipped(what: string): void {
+    const s = this.#server;
+    s.bus.emit({
+      kind: "error",
+      t: Date.now(),
+      server: s.name,
+      message: `skipped from ${this.peer}: ${what}`,
+    });
+  }
+
   // ---------------------------------------------------------------------------------------------
   // The dialing side.
 
@@ -460,7 +490,7 @@ export class Link {
         conn,
         binaryToBytes(`HERD1 HELLO ${s.name} ${this.peer} ${ms} ${nonce} ${mac}\n`),
       );
-      const splitter = new LineSplitter();
+      const splitter = new LineSplitter(MAX_PEER_LINE);
       const { line, rest } = await readFirstLine(conn, splitter);
       const f = splitFields(line ?? "");
       const ok = f.length === 5 && f[0] === "HERD1" && f[1] === "WELCOME" &&

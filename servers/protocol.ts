@@ -9,6 +9,14 @@
  */
 
 import type { AtFields } from "./events.ts";
+import {
+  MAX_CLIENT_ID,
+  MAX_DIFF,
+  MAX_LOCATION,
+  MAX_RECORD_FIELDS,
+  MAX_SERVER_NAME,
+  MAX_TIME,
+} from "./limits.ts";
 
 /** The protocol's whitespace: space, tab, CR, LF, form feed, vertical tab (not NBSP, not `\s`). */
 const WS_RUN = /[ \t\r\n\f\v]+/;
@@ -16,8 +24,8 @@ const WS_TRIM = /^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g;
 const OTHER_WS = /[\t\r\n\f\v]/;
 const WS_ONLY = /^[ \t\r\n\f\v]*$/;
 
-/** Longest client ID accepted, in bytes. */
-export const MAX_CLIENT_ID = 256;
+/** Longest client ID accepted, in bytes (defined in limits.ts with every other limit). */
+export { MAX_CLIENT_ID };
 
 const TIME = /^(\d+)(?:\.(\d+))?$/;
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
@@ -179,7 +187,8 @@ export function parseCommand(line: string): Command {
   const [verb, client, a, b] = fields;
   if (client.length > MAX_CLIENT_ID) return invalid;
   if (verb === "IAMAT") {
-    if (!TIME.test(b)) return invalid;
+    // The caps hold whatever line limit a server runs with, so every record fits a peer line.
+    if (!recordFieldsFit(client, a, b) || !TIME.test(b)) return invalid;
     const loc = parseLocation(a);
     if (!loc) return invalid;
     return { verb, client, location: a, time: b, lat: loc.lat, lng: loc.lng };
@@ -357,8 +366,25 @@ export function compareRecords(a: AtFields, b: AtFields): number {
  * ```
  */
 export function validateRecord(r: AtFields): { lat: number; lng: number } | undefined {
+  if (r.origin.length > MAX_SERVER_NAME || r.diff.length > MAX_DIFF) return undefined;
+  if (!recordFieldsFit(r.client, r.location, r.time)) return undefined;
   if (!FIELD.test(r.origin) || !DIFF.test(r.diff)) return undefined;
-  if (!FIELD.test(r.client) || r.client.length > MAX_CLIENT_ID) return undefined;
+  if (!FIELD.test(r.client)) return undefined;
   if (!TIME.test(r.time)) return undefined;
   return parseLocation(r.location);
+}
+
+/**
+ * True when a record's client fields are within the caps of limits.ts: each field alone, and
+ * the three together (what one client line can carry).
+ *
+ * @example
+ * ```ts
+ * recordFieldsFit("kiwi", "+1+2", "3"); // true
+ * recordFieldsFit("k".repeat(257), "+1+2", "3"); // false
+ * ```
+ */
+export function recordFieldsFit(client: string, location: string, time: string): boolean {
+  return client.length <= MAX_CLIENT_ID && location.length <= MAX_LOCATION &&
+    time.length <= MAX_TIME && client.length + location.length + time.length <= MAX_RECORD_FIELDS;
 }

@@ -31,8 +31,21 @@ import { LineSplitter } from "./lines.ts";
 import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
 import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
+import { MAX_OBSERVER_LINE } from "./limits.ts";
 
 type ServerView = ServerState;
+
+/** A record as the observer stream carries it. */
+interface WireRecord {
+  client: string;
+  origin: string;
+  diff: string;
+  location: string;
+  time: string;
+}
+
+/** Stands for the records of an observed batch that the stream did not name. */
+const UNNAMED: WireRecord = { client: "", origin: "", diff: "", location: "", time: "" };
 type RecordView = RecordSnapshot;
 
 /** The merged snapshot (the same shape as an in-process herd's). */
@@ -67,13 +80,13 @@ interface Watch {
   /** Clients this server is known to hold (for its record count), and whether that is all. */
   known: Set<string>;
   knownComplete: boolean;
+  /** Snapshot records still to come in RECORDS lines after STATE. */
+  snapshotLeft: number;
   conn?: Deno.TcpConn;
   attempt: number;
   timer?: ReturnType<typeof setTimeout>;
   lastError?: string;
 }
-
-const MAX_LINE = 16 * 1024 * 1024;
 
 /** The merged view of a herd of separate server processes; see the module doc. */
 export class RemoteHerd {
@@ -107,6 +120,7 @@ export class RemoteHerd {
         state: null,
         known: new Set(),
         knownComplete: false,
+        snapshotLeft: 0,
         attempt: 0,
       });
     }
@@ -253,7 +267,7 @@ export class RemoteHerd {
   async #read(w: Watch, conn: Deno.TcpConn): Promise<void> {
     const name = w.config.name;
     const buf = new Uint8Array(64 * 1024);
-    const splitter = new LineSplitter(MAX_LINE);
+    const splitter = new LineSplitter(MAX_OBSERVER_LINE);
     let phase: "hello" | "state" | "events" = "hello";
     let error = "closed by the server";
     const handshakeTimer = setTimeout(() => {
@@ -288,6 +302,14 @@ export class RemoteHerd {
             this.#onState(w, JSON.parse(line.slice(6)));
             phase = "events";
             clearTimeout(handshakeTimer);
+          } else if (line.startsWith("RECORDS ")) {
+            let recs: WireRecord[];
+            try {
+              recs = JSON.parse(line.slice(8));
+            } catch {
+              continue;
+            }
+            this.#onRecords(w, Array.isArray(recs) ? recs : []);
           } else if (line.startsWith("EVENT ")) {
             let e: HerdEvent;
             try {
@@ -316,7 +338,9 @@ export class RemoteHerd {
     w: Watch,
     st: {
       server: ServerView;
-      records?: { client: string; origin: string; diff: string; location: string; time: string }[];
+      records?: WireRecord[];
+      /** How many records follow in RECORDS lines (servers that stream their snapshot). */
+      snapshot?: number;
       places?: string;
     },
   ): void {
@@ -343,7 +367,8 @@ export class RemoteHerd {
       w.known.add(recs[i].client);
       this.#merge(recs[i]);
     }
-    w.knownComplete = recs.length >= w.state.records;
+    w.snapshotLeft = typeof st.snapshot === "number" ? st.snapshot : 0;
+    w.knownComplete = w.snapshotLeft === 0 && recs.length >= w.state.records;
     if (!wasUp) {
       const t = Date.now();
       this.bus.emit({
@@ -367,9 +392,18 @@ export class RemoteHerd {
     }
   }
 
-  #merge(
-    r: { client: string; origin: string; diff: string; location: string; time: string },
-  ): void {
+  /** One chunk of a streamed snapshot, oldest change first. */
+  #onRecords(w: Watch, recs: WireRecord[]): void {
+    for (const r of recs) {
+      if (typeof r?.client !== "string") continue;
+      w.known.add(r.client);
+      this.#merge(r);
+    }
+    w.snapshotLeft -= recs.length;
+    if (w.snapshotLeft <= 0 && w.state) w.knownComplete = w.known.size >= w.state.records;
+  }
+
+  #merge(r: WireRecord): void {
     const old = this.#records.get(r.client);
     if (old && compareRecords(r, old) <= 0) return;
     const pos = parseLocation(r.location);
@@ -390,6 +424,15 @@ export class RemoteHerd {
   }
 
   #onEvent(w: Watch, e: HerdEvent): void {
+    if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
+      // Observers get a batch's size and its first client IDs only (observe.ts): restore the
+      // count, so metrics and the feed count every record.
+      const count = (e as { count?: unknown }).count;
+      if (typeof count === "number" && count > e.records.length) {
+        const named = e.records;
+        e = { ...e, records: Array.from({ length: count }, (_, i) => named[i] ?? UNNAMED) };
+      }
+    }
     const s = w.state;
     if (s) {
       switch (e.kind) {

@@ -17,6 +17,7 @@ import {
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord, verifyHello } from "./peers.ts";
 import {
+  type Command,
   formatAt,
   formatInvalid,
   formatTimeDiff,
@@ -27,7 +28,8 @@ import {
 } from "./protocol.ts";
 import { RecordStore, type StoredRecord } from "./store.ts";
 import { nowNs } from "./clock.ts";
-import type { PlacesProvider } from "./places/provider.ts";
+import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
+import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
 import { startObserver, verifyObserve } from "./observe.ts";
 import type { Persistence } from "./persist.ts";
@@ -268,7 +270,25 @@ export class HerdServer implements LineHandler {
     const cmd = line.overlong
       ? { verb: "INVALID" as const, line: line.text }
       : parseCommand(line.text);
-    let reply: string | Promise<string>;
+    let reply: string | Promise<string> | null;
+    // A bug or a bad stored record must cost one `?` reply and an `error` event, never the
+    // process: nothing reachable from a client line may throw or reject past this point.
+    try {
+      reply = this.#reply(cmd, line.text);
+    } catch (err) {
+      reply = this.#failed(line.text, err);
+    }
+    if (reply === null) return null;
+    if (typeof reply !== "string") reply = reply.catch((err) => this.#failed(line.text, err));
+    if (log) {
+      if (typeof reply === "string") this.#emitReply(conn.id, reply);
+      else reply.then((r) => this.#emitReply(conn.id, r));
+    }
+    return reply;
+  }
+
+  /** The reply to one parsed command (null for a blank line). */
+  #reply(cmd: Command, line: string): string | Promise<string> | null {
     switch (cmd.verb) {
       case "BLANK":
         return null;
@@ -281,25 +301,29 @@ export class HerdServer implements LineHandler {
           time: cmd.time,
         };
         const fresh = this.#accept(fields, null, cmd.lat, cmd.lng);
-        reply = formatAt(fields) + "\n";
+        const text = formatAt(fields) + "\n";
         // --sync-ack: the AT reply waits until the new record is on this server's disk.
         if (fresh && this.#opts.syncAck && this.#persistence !== undefined) {
-          const text = reply;
-          reply = this.#persistence.committed().then(() => text);
+          return this.#persistence.committed().then(() => text);
         }
-        break;
+        return text;
       }
       case "WHATSAT":
-        reply = this.#whatsat(cmd, line.text);
-        break;
+        return this.#whatsat(cmd, line);
       default:
-        reply = formatInvalid(line.text);
+        return formatInvalid(line);
     }
-    if (log) {
-      if (typeof reply === "string") this.#emitReply(conn.id, reply);
-      else reply.then((r) => this.#emitReply(conn.id, r));
-    }
-    return reply;
+  }
+
+  /** A command that failed (a bug, a corrupt record): `? <line>`, and an `error` event. */
+  #failed(line: string, err: unknown): string {
+    this.bus.emit({
+      kind: "error",
+      t: Date.now(),
+      server: this.name,
+      message: `command failed: ${errorText(err)}`,
+    });
+    return formatInvalid(line);
   }
 
   #emitReply(conn: number, reply: string): void {
@@ -307,6 +331,22 @@ export class HerdServer implements LineHandler {
   }
 
   async handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
+    try {
+      return await this.#handshake(line, conn, rest);
+    } catch (err) {
+      // A failure here costs this one connection, never the process.
+      this.bus.emit({
+        kind: "error",
+        t: Date.now(),
+        server: this.name,
+        message: `handshake from ${conn.remote} failed: ${errorText(err)}`,
+      });
+      conn.close("handshake failed");
+      return false;
+    }
+  }
+
+  async #handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
     const remote = conn.remote;
     const reject = (reason: string) => {
       this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
@@ -335,6 +375,7 @@ export class HerdServer implements LineHandler {
       const v = await verifyObserve(this.auth, this.name, line);
       if (!v.ok) return reject(v.reason);
       this.#conns.delete(conn);
+      // startObserver never calls back before it returns, so `observer` is set by then.
       const observer = startObserver(
         this,
         conn.conn,
@@ -444,6 +485,22 @@ export class HerdServer implements LineHandler {
         error: body.error_message,
       });
     }
-    return formatWhatsatReply(atLine, utf8ToBinary(formatLegacyJson(body)));
+    return formatWhatsatReply(atLine, utf8ToBinary(this.#placesJson(body)));
   }
+
+  /** The reply's JSON; a body the formatter refuses (too deep) becomes an error body. */
+  #placesJson(body: LegacyNearbyResponse): string {
+    try {
+      return formatLegacyJson(body);
+    } catch (err) {
+      const message = `Places answer could not be formatted: ${errorText(err)}`;
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message });
+      return formatLegacyJson(errorAnswer("UNKNOWN_ERROR", message).body);
+    }
+  }
+}
+
+/** An error's text for an `error` event: its name and message, no stack. */
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }

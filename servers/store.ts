@@ -39,6 +39,12 @@ export interface LogSlice {
  */
 const LOG_SLACK = 64;
 
+/** WHATSATs that may wait for one unknown client at a time; more are answered `?` at once. */
+export const MAX_WAITERS_PER_CLIENT = 256;
+
+/** WHATSATs that may wait for unknown clients in all, per server. */
+export const MAX_WAITERS = 4096;
+
 /**
  * Records by client ID with a change log.
  *
@@ -55,7 +61,9 @@ export class RecordStore {
   #map = new Map<string, StoredRecord>();
   #log: StoredRecord[] = [];
   #seq = 0;
-  #waiters = new Map<string, Array<(r: StoredRecord) => void>>();
+  /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
+  #waiters = new Map<string, Set<(r: StoredRecord) => void>>();
+  #waiting = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
   epoch: string = crypto.randomUUID().slice(0, 8);
 
@@ -105,6 +113,7 @@ export class RecordStore {
     const waiting = this.#waiters.get(record.client);
     if (waiting !== undefined) {
       this.#waiters.delete(record.client);
+      this.#waiting -= waiting.size;
       for (const wake of waiting) wake(record);
     }
     return { result: "new", record };
@@ -157,29 +166,41 @@ export class RecordStore {
 
   /**
    * Resolves with the client's record as soon as one is stored, or undefined after `ms`.
-   * Lets a WHATSAT that races the flood of a just-accepted IAMAT wait for it briefly.
+   * Lets a WHATSAT that races the flood of a just-accepted IAMAT wait for it briefly. Waiters
+   * are bounded (`MAX_WAITERS_PER_CLIENT`, `MAX_WAITERS`): beyond either, it resolves undefined
+   * at once, so asking for a ghost client in bulk costs nothing but the answers.
    */
   whenKnown(client: string, ms: number): Promise<StoredRecord | undefined> {
     const known = this.#map.get(client);
     if (known !== undefined || ms <= 0) return Promise.resolve(known);
+    let set = this.#waiters.get(client);
+    if (this.#waiting >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT) {
+      return Promise.resolve(undefined);
+    }
+    if (set === undefined) this.#waiters.set(client, set = new Set());
+    const waiters = set;
+    this.#waiting++;
     return new Promise((resolve) => {
       const wake = (r: StoredRecord | undefined) => {
         clearTimeout(timer);
         resolve(r);
       };
       const timer = setTimeout(() => {
-        const list = this.#waiters.get(client);
-        if (list !== undefined) {
-          const rest = list.filter((w) => w !== wake);
-          if (rest.length === 0) this.#waiters.delete(client);
-          else this.#waiters.set(client, rest);
+        if (waiters.delete(wake)) {
+          this.#waiting--;
+          if (waiters.size === 0 && this.#waiters.get(client) === waiters) {
+            this.#waiters.delete(client);
+          }
         }
         resolve(undefined);
       }, ms);
-      const list = this.#waiters.get(client);
-      if (list === undefined) this.#waiters.set(client, [wake]);
-      else list.push(wake);
+      waiters.add(wake);
     });
+  }
+
+  /** WHATSATs waiting for an unknown client, across all clients (for tests and metrics). */
+  get waiting(): number {
+    return this.#waiting;
   }
 
   /** Drops superseded log entries, keeping sequence order. */

@@ -189,11 +189,7 @@ Deno.test("peer auth: an authenticated peer that sends garbage is dropped and lo
   try {
     const garbage: [string, string | Uint8Array, RegExp][] = [
       ["unknown line", "BLAH BLAH\n", /unexpected "BLAH BLAH"/],
-      ["invalid location", "R 1 F +0.000000000 g.loc +91+0 1700000000\n", /bad record/],
-      ["bad diff", "R 1 F 0.5 g.diff +1+1 1700000000\n", /bad record/],
-      ["bad seq", "R x F +0.000000000 g.seq +1+1 1700000000\n", /bad record/],
       ["client line", "IAMAT g.client +1+1 1700000000\n", /unexpected "IAMAT/],
-      ["overlong line", "R " + "9".repeat(70 * 1024) + "\n", /overlong line/],
       ["random bytes", new Uint8Array([0xff, 0x00, 0x13, 0x80, 0x0a]), /unexpected/],
     ];
     for (const [k, [what, bytes, reason]] of garbage.entries()) {
@@ -227,6 +223,46 @@ Deno.test("peer auth: an authenticated peer that sends garbage is dropped and lo
       await exchange(s.port, "WHATSAT good.0 10 0\n"),
       /^AT F \+0\.100000000 good\.0 \+10\+20 1700000000\n/,
     );
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("peer auth: an invalid record is skipped with an error event; the link and the records behind it go on", async () => {
+  const s = await startM();
+  const errors: string[] = [];
+  const off = s.herd.bus.subscribe((e) => {
+    if (e.kind === "error") errors.push(e.message);
+  });
+  try {
+    const c = await connectAsF(s);
+    const bad: [string, string][] = [
+      ["invalid location", "R 1 F +0.000000000 g.loc +91+0 1700000000"],
+      ["bad diff", "R 2 F 0.5 g.diff +1+1 1700000000"],
+      ["bad seq", "R x F +0.000000000 g.seq +1+1 1700000000"],
+      ["client ID over 256 bytes", `R 3 F +0.000000000 ${"c".repeat(257)} +1+1 1700000000`],
+      ["origin over 64 bytes", `R 4 ${"F".repeat(65)} +0.000000000 g.origin +1+1 1700000000`],
+      // Longer than any valid record's peer line: discarded as it streams, then skipped.
+      ["overlong line", "R " + "9".repeat(300 * 1024)],
+    ];
+    const downs = s.events.filter((e) => e.kind === "link.down").length;
+    let text = "";
+    for (const [k, [, line]] of bad.entries()) {
+      text += `${line}\n` + `R ${100 + k} F +0.100000000 after.${k} +10+20 1700000000\n`;
+    }
+    await c.send(text);
+    const store = s.herd.servers.get("M")!.store;
+    await waitFor(() => store.get(`after.${bad.length - 1}`) !== undefined, 5000, "records after");
+    for (let k = 0; k < bad.length; k++) assert.ok(store.get(`after.${k}`), `after.${k}`);
+    assert.equal(store.size, bad.length, "none of the invalid records was stored");
+    assert.equal(linkUp(s, "F"), true, "the link stays up");
+    assert.equal(s.events.filter((e) => e.kind === "link.down").length, downs, "never dropped");
+    assert.equal(errors.length, bad.length, errors.join("\n"));
+    for (const m of errors) assert.match(m, /^skipped from F: (bad record|overlong line)/);
+    const log = await s.log();
+    assert.match(log, /ERROR skipped from F: bad record/);
+    off();
+    await c.close();
   } finally {
     await s.close();
   }

@@ -8,6 +8,42 @@
 
 import type { LegacyNearbyResponse, PlacesAnswer, PlacesQuery } from "./provider.ts";
 
+/**
+ * Deepest nesting of arrays and objects accepted in a Places body. Google's answers nest about
+ * six deep; every walk over a body (redaction, translation, the legacy formatter) recurses, so a
+ * hostile or broken upstream must not choose the depth.
+ */
+export const MAX_BODY_DEPTH = 32;
+
+/** Largest Places body read; a 20-result Nearby Search answer is a few tens of KB. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/**
+ * True when JSON text nests arrays or objects deeper than `max`. A scan of the text, without
+ * recursion, so it runs before `JSON.parse` and before any walk over the parsed value.
+ *
+ * @example
+ * ```ts
+ * jsonTooDeep("[[1]]", 1); // true
+ * jsonTooDeep('{"a": "[[["}', 1); // false: brackets in strings do not count
+ * ```
+ */
+export function jsonTooDeep(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped char
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return true;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return false;
+}
+
 /** What every redacted secret is replaced with. */
 export const REDACTED = "REDACTED";
 

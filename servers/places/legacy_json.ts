@@ -15,6 +15,12 @@
 /** jsoncpp's `StyledWriter::rightMargin_`: single-line arrays must stay under this width. */
 const RIGHT_MARGIN = 74;
 const INDENT = "   ";
+/**
+ * Deepest nesting formatted; deeper throws a RangeError (the caller answers an error body).
+ * Upstream bodies are checked against a smaller depth before parsing (bodies.ts); this guards
+ * every other caller, so the recursion can never overflow the stack.
+ */
+const MAX_DEPTH = 64;
 
 const encoder = new TextEncoder();
 
@@ -61,6 +67,9 @@ function escapeChar(ch: string): string {
 
 function write(value: unknown, indent: string): string {
   if (value === null || value === undefined) return "null";
+  if (indent.length > MAX_DEPTH * INDENT.length) {
+    throw new RangeError(`JSON nested deeper than ${MAX_DEPTH}`);
+  }
   switch (typeof value) {
     case "string":
       return quoteLegacyString(value);

@@ -7,10 +7,7 @@
  * @module
  */
 
-import { shortMessage } from "./bodies.ts";
-
-/** Largest body read from upstream; a 20-result Nearby Search answer is a few tens of KB. */
-const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+import { jsonTooDeep, MAX_BODY_BYTES, MAX_BODY_DEPTH, shortMessage } from "./bodies.ts";
 
 /** How the exchange ended. */
 export type UpstreamOutcome =
@@ -39,7 +36,7 @@ export interface UpstreamOptions {
   signal?: AbortSignal;
   /** Strings that must never appear in a message (the API key). */
   secrets: readonly string[];
-  /** Body size cap in bytes (default 4 MiB). */
+  /** Body size cap in bytes (default `MAX_BODY_BYTES`, 1 MiB). */
   maxBytes?: number;
 }
 
@@ -74,9 +71,13 @@ export async function fetchUpstream(
   const host = hostOf(url);
   try {
     const res = await fetch(url, { ...init, signal: controller.signal });
-    const text = await readCapped(res, opts.maxBytes ?? DEFAULT_MAX_BYTES);
+    const text = await readCapped(res, opts.maxBytes ?? MAX_BODY_BYTES);
     if (text === null) {
       return failure("network", `Places response from ${host} is too large`, opts.secrets);
+    }
+    // Bounded before parsing: everything after walks the body recursively.
+    if (jsonTooDeep(text, MAX_BODY_DEPTH)) {
+      return failure("network", `Places response from ${host} is nested too deep`, opts.secrets);
     }
     try {
       return { kind: "response", httpStatus: res.status, json: JSON.parse(text), parsed: true };

@@ -1,0 +1,108 @@
+/**
+ * Limits from one place (issue 10, finding 2): every record a server accepts from a client fits
+ * every line it later travels in. A maximal (64 KiB) IAMAT used to make a 65,562-byte peer line,
+ * over the peer limit: links flapped forever and nothing behind it flowed.
+ */
+
+import { assert, assertEquals } from "./_helpers/assert.ts";
+import { exchange, startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
+import { Herd } from "../servers/herd.ts";
+import { parseConfig } from "../servers/config.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { freePorts } from "./_helpers/net.ts";
+import type { HerdEvent } from "../servers/events.ts";
+
+const LINE = 64 * 1024;
+
+/** An IAMAT line of exactly `LINE` bytes (LF excluded): 256-byte client ID, a long time. */
+function maximalIamat(): { line: string; client: string } {
+  const client = "m".repeat(255) + "x";
+  const location = "+34.068930-118.445127";
+  const head = `IAMAT ${client} ${location} `;
+  // A time in the past with a long fraction fills the rest.
+  const time = "1700000000." + "1".repeat(LINE - head.length - "1700000000.".length);
+  const line = head + time;
+  assertEquals(line.length, LINE);
+  return { line, client };
+}
+
+Deno.test("limits: a 64 KiB IAMAT, then 1,000 normal ones, reach every server of the herd", async () => {
+  const t = await startSeedHerd({ whatsatGraceMs: 0 });
+  const downs: HerdEvent[] = [];
+  const off = t.herd.bus.subscribe((e) => {
+    if (e.kind === "link.down") downs.push(e);
+  });
+  const c = await TcpClient.connect(t.port("Hill"));
+  try {
+    const { line, client } = maximalIamat();
+    await c.send(line + "\n");
+    await c.waitUntil((r) => r.endsWith("\n"), 10_000);
+    assert(c.received.startsWith(`AT Hill `), c.received.slice(0, 80));
+    const now = Math.floor(Date.now() / 1000);
+    let batch = "";
+    for (let i = 0; i < 1000; i++) batch += `IAMAT n.${i} +10.${i}-20.5 ${now}.${i}\n`;
+    await c.send(batch);
+    await c.waitUntil((r) => r.split("\n").length > 1001, 20_000);
+    const names = t.config.servers.map((s) => s.name);
+    await waitFor(
+      () =>
+        names.every((n) => {
+          const store = t.herd.servers.get(n)!.store;
+          return store.get(client) !== undefined && store.get("n.999") !== undefined &&
+            store.size === 1001;
+        }),
+      30_000,
+      "the maximal record and 1,000 more at all five servers",
+    ).catch((err) => {
+      const sizes = names.map((n) => `${n}=${t.herd.servers.get(n)!.store.size}`).join(" ");
+      throw new Error(`${err.message}: ${sizes}; link downs: ${downs.length}`);
+    });
+    // Replicated byte for byte.
+    const stored = t.herd.servers.get("Singleton")!.store.get(client)!;
+    assert(`IAMAT ${stored.client} ${stored.location} ${stored.time}` === line, "byte for byte");
+    assertEquals(downs.length, 0, `no link went down: ${JSON.stringify(downs.slice(0, 3))}`);
+  } finally {
+    off();
+    await c.close();
+    await t.close();
+  }
+});
+
+Deno.test("limits: over-limit client ID and fields get `?`, whatever the line limit", async () => {
+  // A server run with a longer line limit still caps the fields, so its records fit peer lines.
+  const [port, other] = freePorts(2);
+  const config = parseConfig({
+    servers: { A: { port, neighbors: ["B"] }, B: { port: other } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    lineLimit: 256 * 1024,
+    places: createOfflineProvider(),
+    secret: "limits-test-secret-0123456789",
+    only: ["A"],
+    whatsatGraceMs: 0,
+  });
+  await herd.start();
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const cases = [
+      `IAMAT ${"c".repeat(257)} +1+2 ${now}`,
+      `IAMAT big.loc +1.${"5".repeat(70 * 1024)}+2 ${now}`,
+      `IAMAT big.time +1+2 ${now}.${"5".repeat(70 * 1024)}`,
+      // Each field within its own cap, but together more than one 64 KiB line can carry.
+      `IAMAT big.both +1.${"5".repeat(40 * 1024)}+2 ${now}.${"5".repeat(40 * 1024)}`,
+    ];
+    for (const line of cases) {
+      const reply = await exchange(port, line + "\n", 10_000);
+      // Compared as a boolean: a mismatch would print 70 KiB twice.
+      assert(reply === `? ${line}\n`, `${line.slice(0, 40)}: got ${reply.slice(0, 60)}`);
+    }
+    // The largest accepted: 256 bytes of client ID.
+    const ok = await exchange(port, `IAMAT ${"c".repeat(256)} +1+2 ${now}\n`);
+    assert(ok.startsWith("AT A "), ok.slice(0, 40));
+    assertEquals(herd.servers.get("A")!.store.size, 1);
+  } finally {
+    await herd.stop();
+  }
+});
