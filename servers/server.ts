@@ -469,6 +469,9 @@ export class HerdServer implements LineHandler {
     const provider = this.#opts.places;
     const answer = await provider.search({ lat, lng, radiusKm: cmd.radiusKm, bound: cmd.bound });
     const body = answer.body;
+    if (answer.rejected !== undefined) {
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message: answer.rejected });
+    }
     if (this.bus.active) {
       this.bus.emit({
         kind: "whatsat",

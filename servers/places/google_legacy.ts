@@ -111,7 +111,10 @@ export function translateLegacyResponse(
   bound: number,
   secrets: readonly string[],
 ): PlacesAnswer {
-  if (out.kind === "failure") return errorAnswer("UNKNOWN_ERROR", out.message, secrets);
+  if (out.kind === "failure") {
+    const answer = errorAnswer("UNKNOWN_ERROR", out.message, secrets);
+    return out.reason === "rejected" ? { ...answer, rejected: answer.body.error_message } : answer;
+  }
   const ok = out.httpStatus >= 200 && out.httpStatus <= 299;
   if (!out.parsed) {
     const message = ok

@@ -186,7 +186,10 @@ export function translateNewResponse(
   bound: number,
   secrets: readonly string[],
 ): PlacesAnswer {
-  if (out.kind === "failure") return errorAnswer("UNKNOWN_ERROR", out.message, secrets);
+  if (out.kind === "failure") {
+    const answer = errorAnswer("UNKNOWN_ERROR", out.message, secrets);
+    return out.reason === "rejected" ? { ...answer, rejected: answer.body.error_message } : answer;
+  }
   if (out.httpStatus < 200 || out.httpStatus > 299) {
     const google = out.parsed ? googleErrorMessage(out.json, secrets) : undefined;
     const message = google ?? `Places API (New) answered HTTP ${out.httpStatus}`;

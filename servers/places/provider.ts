@@ -48,6 +48,8 @@ export interface PlacesAnswer {
   cached?: boolean;
   /** Time this query spent inside the provider (queue wait included), ms, where measured. */
   latencyMs?: number;
+  /** Set when the upstream's body was refused (over the size or nesting bound): why. */
+  rejected?: string;
 }
 
 /**

@@ -22,8 +22,11 @@ export type UpstreamOutcome =
   }
   | {
     kind: "failure";
-    /** "timeout" (deadline or caller's signal) or "network" (refused, DNS, reset, too large). */
-    reason: "timeout" | "network";
+    /**
+     * "timeout" (deadline or caller's signal), "network" (refused, DNS, reset) or "rejected"
+     * (a body over the size or nesting bound: the upstream's fault, reported as an error).
+     */
+    reason: "timeout" | "network" | "rejected";
     /** Short, secret-free text for `error_message`. */
     message: string;
   };
@@ -73,11 +76,11 @@ export async function fetchUpstream(
     const res = await fetch(url, { ...init, signal: controller.signal });
     const text = await readCapped(res, opts.maxBytes ?? MAX_BODY_BYTES);
     if (text === null) {
-      return failure("network", `Places response from ${host} is too large`, opts.secrets);
+      return failure("rejected", `Places response from ${host} is too large`, opts.secrets);
     }
     // Bounded before parsing: everything after walks the body recursively.
     if (jsonTooDeep(text, MAX_BODY_DEPTH)) {
-      return failure("network", `Places response from ${host} is nested too deep`, opts.secrets);
+      return failure("rejected", `Places response from ${host} is nested too deep`, opts.secrets);
     }
     try {
       return { kind: "response", httpStatus: res.status, json: JSON.parse(text), parsed: true };
@@ -96,7 +99,7 @@ export async function fetchUpstream(
 }
 
 function failure(
-  reason: "timeout" | "network",
+  reason: "timeout" | "network" | "rejected",
   message: string,
   secrets: readonly string[],
 ): UpstreamOutcome {

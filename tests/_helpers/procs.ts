@@ -50,6 +50,17 @@ export function stablePorts(n: number): number[] {
   return ports;
 }
 
+/** The herd secret of a {@linkcode ProcessHerd} unless its options give another. */
+export const PROCS_SECRET = "procs-test-secret-0123456789";
+
+function assertNoUncaught(procs: readonly ServerProcess[]): void {
+  for (const p of procs) {
+    if (p.stderr.includes("Uncaught")) {
+      throw new Error(`${p.name} printed an uncaught error: ${p.stderr.trim().slice(-2000)}`);
+    }
+  }
+}
+
 /** One running server process. */
 export class ServerProcess {
   readonly name: string;
@@ -170,6 +181,8 @@ export class ProcessHerd {
   readonly names: string[];
   readonly ports: Map<string, number>;
   readonly procs: Map<string, ServerProcess> = new Map();
+  /** Every process started, restarted ones included (their stderr is checked at close). */
+  #started: ServerProcess[] = [];
   #opts: ProcessHerdOptions;
 
   private constructor(dir: string, opts: ProcessHerdOptions) {
@@ -250,8 +263,7 @@ export class ProcessHerd {
       ...(this.#opts.args?.(name) ?? []),
       ...extraArgs,
     ];
-    const secret = this.#opts.secretFor?.(name) ?? this.#opts.secret ??
-      "procs-test-secret-0123456789";
+    const secret = this.#opts.secretFor?.(name) ?? this.#opts.secret ?? PROCS_SECRET;
     const child = new Deno.Command(Deno.execPath(), {
       args,
       cwd: new URL("../..", import.meta.url).pathname,
@@ -262,6 +274,7 @@ export class ProcessHerd {
     }).spawn();
     const proc = new ServerProcess(name, child);
     this.procs.set(name, proc);
+    this.#started.push(proc);
     try {
       await proc.waitListening();
     } catch (err) {
@@ -340,10 +353,25 @@ export class ProcessHerd {
     }
   }
 
-  /** Kills every process and removes the temp dir. */
+  /**
+   * Throws unless every server started is still running and none has printed an uncaught
+   * error (an unhandled rejection ends a Deno process, so a dead server is the symptom).
+   */
+  assertHealthy(): void {
+    for (const [name, proc] of this.procs) {
+      if (proc.exited) throw new Error(`${name} exited: ${proc.stderr.trim().slice(-2000)}`);
+    }
+    assertNoUncaught(this.#started);
+  }
+
+  /**
+   * Kills every process and removes the temp dir; throws when any process this herd ever ran
+   * printed an uncaught error, so no process test can pass over a crash it did not look for.
+   */
   async close(): Promise<void> {
     await Promise.all([...this.procs.values()].map((p) => p.kill()));
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    assertNoUncaught(this.#started);
   }
 }
 

@@ -1,0 +1,169 @@
+/**
+ * Nothing unhandled (issue 10, findings 5 and 10): a WHATSAT whose handling fails (a corrupt
+ * stored record, a hostile Places body) answers in protocol layout and emits an `error` event;
+ * the server stays up. Deno's test runner fails a test that leaves an unhandled rejection, so a
+ * crash path here fails the test even where the reply looks right.
+ */
+
+import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import { exchange, freePorts, TcpClient } from "./_helpers/net.ts";
+import { Herd } from "../servers/herd.ts";
+import { parseConfig } from "../servers/config.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { createGoogleLegacyProvider } from "../servers/places/google_legacy.ts";
+import type { PlacesProvider } from "../servers/places/provider.ts";
+
+const KEY = "unhandled-test-key-0123456789";
+
+/** One server "A" (its neighbour B is never started) with the given Places provider. */
+async function startA(places: PlacesProvider) {
+  const [port, other] = freePorts(2);
+  const config = parseConfig({ servers: { A: { port, neighbors: ["B"] }, B: { port: other } } });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places,
+    secret: "unhandled-test-secret-0123456789",
+    only: ["A"],
+    whatsatGraceMs: 0,
+  });
+  const errors: string[] = [];
+  // A subscriber makes the bus active, so every reply is also reported as an event.
+  herd.bus.subscribe((e) => {
+    if (e.kind === "error") errors.push(e.message);
+  });
+  await herd.start();
+  return { herd, port, errors, server: herd.servers.get("A")! };
+}
+
+Deno.test("unhandled: a corrupt stored record answers `?` with an error event; the server stays up", async () => {
+  const a = await startA(createOfflineProvider());
+  try {
+    // As if one digit of the location had been corrupted on disk.
+    a.server.store.restore({
+      origin: "A",
+      diff: "+0.100000000",
+      client: "corrupt",
+      location: "+34.06x930-118.445127",
+      time: "1700000000",
+      seq: 1,
+      via: -1,
+    });
+    assertEquals(await exchange(a.port, "WHATSAT corrupt 10 5\n"), "? WHATSAT corrupt 10 5\n");
+    assertEquals(a.errors.length, 1, a.errors.join("; "));
+    assertMatch(a.errors[0], /^command failed: /);
+    const at = await exchange(a.port, `IAMAT fine +1+1 ${Math.floor(Date.now() / 1000)}\n`);
+    assert(at.startsWith("AT A "), at);
+  } finally {
+    await a.herd.stop();
+  }
+});
+
+/** A hostile Places upstream: the body for each request is whatever `body()` gives. */
+function hostileUpstream(body: () => BodyInit, headers: Record<string, string> = {}) {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(body(), { headers: { "content-type": "application/json", ...headers } }),
+  );
+  return { origin: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+/** A legacy body whose `results` nests `depth` arrays deep. */
+function nested(depth: number): string {
+  return `{"html_attributions":[],"results":[${"[".repeat(depth)}${"]".repeat(depth)}],` +
+    `"status":"OK"}`;
+}
+
+/** A stream of `total` bytes of one JSON string, with no Content-Length. */
+function hugeStream(total: number): ReadableStream<Uint8Array> {
+  const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+  let sent = 0;
+  return new ReadableStream({
+    start(c) {
+      c.enqueue(new TextEncoder().encode('{"status":"OK","results":[{"name":"'));
+    },
+    pull(c) {
+      if (sent >= total) {
+        c.enqueue(new TextEncoder().encode('"}],"html_attributions":[]}'));
+        c.close();
+        return;
+      }
+      c.enqueue(chunk);
+      sent += chunk.length;
+    },
+  });
+}
+
+const HOSTILE: [string, () => BodyInit, RegExp][] = [
+  ["nested 100,000 deep", () => nested(100_000), /nested too deep/],
+  ["nested 2,000 deep", () => nested(2_000), /nested too deep/],
+  ["16 MiB, no Content-Length", () => hugeStream(16 * 1024 * 1024), /too large/],
+  [
+    "2 MiB with its Content-Length",
+    () => `{"status":"OK","x":"${"y".repeat(2 << 20)}"}`,
+    /too large/,
+  ],
+];
+
+for (const [what, body, message] of HOSTILE) {
+  Deno.test(`unhandled: a Places body ${what} is answered in the error layout`, async () => {
+    const upstream = hostileUpstream(body);
+    const a = await startA(
+      createGoogleLegacyProvider({ apiKey: KEY, baseUrl: upstream.origin, timeoutMs: 20_000 }),
+    );
+    const c = await TcpClient.connect(a.port);
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      await c.send(`IAMAT kiwi +34.068930-118.445127 ${now}\n`);
+      await c.waitUntil((r) => r.endsWith("\n"));
+      const atLine = c.received.slice(0, -1);
+      const before = c.received.length;
+      await c.send("WHATSAT kiwi 10 5\n");
+      const text = (await c.waitUntil((r) => r.endsWith("}\n\n"), 30_000)).slice(before);
+      assert(text.startsWith(atLine + "\n{\n"), text.slice(0, 200));
+      assert(text.length < 1000, `a short reply, got ${text.length} bytes`);
+      const json = JSON.parse(text.slice(atLine.length + 1));
+      assertEquals(json.status, "UNKNOWN_ERROR");
+      assertEquals(json.results, []);
+      assertMatch(json.error_message, message);
+      assert(!text.includes(KEY), "no key in the reply");
+      assertEquals(a.errors.length, 1, a.errors.join("; "));
+      assertMatch(a.errors[0], message);
+      // Still serving, on the same connection.
+      await c.send(`IAMAT kiwi2 +1+1 ${now}\n`);
+      await c.waitUntil((r) => r.slice(before).includes("AT A "), 5000);
+    } finally {
+      await c.close();
+      await a.herd.stop();
+      await upstream.close();
+    }
+  });
+}
+
+Deno.test("unhandled: a provider's body too deep to format is answered in the error layout", async () => {
+  // Built iteratively: a body from any provider, not only from upstream text.
+  let deep: unknown = [];
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  const provider: PlacesProvider = {
+    name: "stub",
+    search: () =>
+      Promise.resolve({
+        body: { html_attributions: [], results: [{ name: "deep", deep }], status: "OK" },
+      }),
+  };
+  const a = await startA(provider);
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const text = await exchange(a.port, `IAMAT kiwi +1+1 ${now}\nWHATSAT kiwi 10 5\n`);
+    const lines = text.split("\n");
+    assertMatch(lines[0], /^AT A /);
+    assertMatch(lines[1], /^AT A /);
+    assert(text.endsWith("}\n\n"), text.slice(-50));
+    const json = JSON.parse(lines.slice(2).join("\n"));
+    assertEquals(json.status, "UNKNOWN_ERROR");
+    assertMatch(json.error_message, /could not be formatted/);
+    assertEquals(a.errors.length, 1, a.errors.join("; "));
+  } finally {
+    await a.herd.stop();
+  }
+});
