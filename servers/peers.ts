@@ -292,12 +292,7 @@ export class Link {
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
-      s.bus.emit({
-        kind: "error",
-        t: Date.now(),
-        server: s.name,
-        message: `link to ${this.peer}: ${err}`,
-      });
+      this.#error(`link to ${this.peer}: ${err}`);
       if (this.#conn === conn) this.#drop("send failed");
     } finally {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
@@ -323,6 +318,11 @@ export class Link {
       }
     } catch (err) {
       reason = `read error: ${(err as Error).name}`;
+      // A socket error is the network's doing; anything else is a bug handling the peer's
+      // lines: it costs this connection (the link redials), and is reported.
+      if (!Object.values(Deno.errors).some((E) => err instanceof E)) {
+        this.#error(`link to ${this.peer}: ${err}`);
+      }
     }
     if (this.#conn === conn) this.#drop(reason);
   }
@@ -434,13 +434,13 @@ export class Link {
 
   /** Reports a peer line that was skipped (an invalid record); the link stays up. */
   #skipped(what: string): void {
+    this.#error(`skipped from ${this.peer}: ${what}`);
+  }
+
+  /** Emits an `error` event (bounded: a message may quote the peer's bytes). */
+  #error(message: string): void {
     const s = this.#server;
-    s.bus.emit({
-      kind: "error",
-      t: Date.now(),
-      server: s.name,
-      message: `skipped from ${this.peer}: ${what}`,
-    });
+    s.bus.emit({ kind: "error", t: Date.now(), server: s.name, message: message.slice(0, 500) });
   }
 
   // ---------------------------------------------------------------------------------------------

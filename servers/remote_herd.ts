@@ -5,8 +5,8 @@
  * For each server of the config it dials the server's client port and authenticates as an
  * observer (see `servers/observe.ts`): `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>`, mac =
  * hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`). The server answers
- * `HERD1 WATCHING <server>`, a `STATE <json>` line with its part of the snapshot, then one
- * `EVENT <json>` line per event. The bytes are latin1 (one char per byte), so the JSON's text
+ * `HERD1 WATCHING <server>`, a `STATE <json>` line with its state, its snapshot's records in
+ * `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The bytes are latin1 (one char per byte), so the JSON's text
  * fields come out as the herd's binary strings.
  *
  * The five streams merge into one `EventBus` and one snapshot. A dropped stream is redialled

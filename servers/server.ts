@@ -505,5 +505,6 @@ export class HerdServer implements LineHandler {
 
 /** An error's text for an `error` event: its name and message, no stack. */
 function errorText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  // Bounded: an error's message may quote the data that caused it.
+  return (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, 500);
 }

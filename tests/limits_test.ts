@@ -11,7 +11,17 @@ import { parseConfig } from "../servers/config.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { freePorts } from "./_helpers/net.ts";
-import type { HerdEvent } from "../servers/events.ts";
+import { asciiJson, type HerdEvent } from "../servers/events.ts";
+import {
+  MAX_CLIENT_ID,
+  MAX_CLIENT_LINE,
+  MAX_LOCATION,
+  MAX_PEER_LINE,
+  MAX_RECORD_FIELDS,
+  MAX_RECORD_JSON,
+  MAX_TIME,
+} from "../servers/limits.ts";
+import { formatTimeDiff, parseCommand, validateRecord } from "../servers/protocol.ts";
 
 const LINE = 64 * 1024;
 
@@ -104,5 +114,33 @@ Deno.test("limits: over-limit client ID and fields get `?`, whatever the line li
     assertEquals(herd.servers.get("A")!.store.size, 1);
   } finally {
     await herd.stop();
+  }
+});
+
+Deno.test("limits: the largest records fit a peer line and an observer line", () => {
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const worst = [
+    // The longest time (its diff is as long), the longest location, the longest client ID
+    // (bytes the observer's JSON escapes six-fold), each with the others at their shortest.
+    { client: "x", location: "+0+0", time: "9".repeat(MAX_TIME) },
+    { client: "x", location: `+0.${"1".repeat(MAX_LOCATION - 5)}+0`, time: "0" },
+    {
+      client: "\xff".repeat(MAX_CLIENT_ID),
+      location: "+0+0",
+      time: `1.${"5".repeat(MAX_RECORD_FIELDS - MAX_CLIENT_ID - 4 - 2)}`,
+    },
+  ];
+  for (const r of worst) {
+    const line = `IAMAT ${r.client} ${r.location} ${r.time}`;
+    assert(line.length <= MAX_CLIENT_LINE, `${line.length}`);
+    const cmd = parseCommand(line);
+    assertEquals(cmd.verb, "IAMAT", line.slice(0, 40));
+    const record = { origin: "O".repeat(64), diff: formatTimeDiff(now, r.time), ...r };
+    assert(validateRecord(record) !== undefined, "a peer accepts it");
+    const peerLine = `R ${Number.MAX_SAFE_INTEGER} ${record.origin} ${record.diff} ` +
+      `${record.client} ${record.location} ${record.time}`;
+    assert(peerLine.length <= MAX_PEER_LINE, `peer line ${peerLine.length} > ${MAX_PEER_LINE}`);
+    const json = asciiJson(record);
+    assert(json.length <= MAX_RECORD_JSON, `record JSON ${json.length} > ${MAX_RECORD_JSON}`);
   }
 });
