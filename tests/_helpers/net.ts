@@ -131,9 +131,9 @@ export class TcpClient {
     this.#reading = this.#readLoop();
   }
 
-  /** Connects to 127.0.0.1:port. */
-  static async connect(port: number): Promise<TcpClient> {
-    return new TcpClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  /** Connects to hostname:port (default loopback). */
+  static async connect(port: number, hostname = "127.0.0.1"): Promise<TcpClient> {
+    return new TcpClient(await Deno.connect({ hostname, port }));
   }
 
   async #readLoop(): Promise<void> {
@@ -242,11 +242,19 @@ export function splitReplies(text: string): string[] {
 }
 
 /** Sends one command on a fresh connection, half-closes, and returns everything until EOF. */
-export async function exchange(port: number, data: string, ms = 3000): Promise<string> {
-  const c = await TcpClient.connect(port);
-  await c.send(data);
-  await c.conn.closeWrite();
-  const text = await c.waitEof(ms);
-  await c.close();
-  return text;
+export async function exchange(
+  port: number,
+  data: string,
+  ms = 3000,
+  hostname = "127.0.0.1",
+): Promise<string> {
+  const c = await TcpClient.connect(port, hostname);
+  try {
+    await c.send(data);
+    await c.conn.closeWrite();
+    return await c.waitEof(ms);
+  } finally {
+    // Also when the server died mid-exchange, so no socket outlives the call.
+    await c.close();
+  }
 }

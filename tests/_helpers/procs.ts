@@ -155,6 +155,10 @@ export interface ProcessHerdOptions {
    * default provider.
    */
   places?: "stub" | "offline";
+  /** The address a server listens on and is dialled at (default 127.0.0.1). */
+  host?: (name: string) => string;
+  /** A command that runs the server process, e.g. `["ip", "netns", "exec", NS]` (default none). */
+  wrap?: (name: string) => string[];
 }
 
 /**
@@ -201,9 +205,13 @@ export class ProcessHerd {
   static async create(opts: ProcessHerdOptions = {}): Promise<ProcessHerd> {
     const dir = await Deno.makeTempDir({ prefix: "herd-procs-" });
     const herd = new ProcessHerd(dir, opts);
-    const servers: Record<string, { port: number; neighbors: string[] }> = {};
+    const servers: Record<string, { port: number; host: string; neighbors: string[] }> = {};
     for (const name of herd.names) {
-      servers[name] = { port: herd.ports.get(name)!, neighbors: herd.topology[name] };
+      servers[name] = {
+        port: herd.ports.get(name)!,
+        host: herd.host(name),
+        neighbors: herd.topology[name],
+      };
     }
     await Deno.writeTextFile(herd.configPath, JSON.stringify({ servers }, null, 2));
     return herd;
@@ -214,6 +222,11 @@ export class ProcessHerd {
     const port = this.ports.get(name);
     if (port === undefined) throw new Error(`no server ${name}`);
     return port;
+  }
+
+  /** A server's address. */
+  host(name: string): string {
+    return this.#opts.host?.(name) ?? "127.0.0.1";
   }
 
   /** True while the server's process runs. */
@@ -227,8 +240,8 @@ export class ProcessHerd {
    * that must not reach each other); returns its path.
    */
   async writeIsolatedConfig(): Promise<string> {
-    const servers: Record<string, { port: number }> = {};
-    for (const name of this.names) servers[name] = { port: this.port(name) };
+    const servers: Record<string, { port: number; host: string }> = {};
+    for (const name of this.names) servers[name] = { port: this.port(name), host: this.host(name) };
     const path = `${this.dir}/isolated.json`;
     await Deno.writeTextFile(path, JSON.stringify({ servers }, null, 2));
     return path;
@@ -264,8 +277,9 @@ export class ProcessHerd {
       ...extraArgs,
     ];
     const secret = this.#opts.secretFor?.(name) ?? this.#opts.secret ?? PROCS_SECRET;
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
+    const [cmd, ...prefix] = [...(this.#opts.wrap?.(name) ?? []), Deno.execPath()];
+    const child = new Deno.Command(cmd, {
+      args: [...prefix, ...args],
       cwd: new URL("../..", import.meta.url).pathname,
       env: { HERD_SECRET: secret, GOOGLE_PLACES_API_KEY: "procs-test-key" },
       stdin: "null",
@@ -401,8 +415,9 @@ export async function iamat(
   client: string,
   location: string,
   time: string,
+  hostname?: string,
 ): Promise<string> {
-  const reply = await exchange(port, `IAMAT ${client} ${location} ${time}\n`);
+  const reply = await exchange(port, `IAMAT ${client} ${location} ${time}\n`, 3000, hostname);
   if (!reply.startsWith("AT ") || !reply.endsWith("\n")) {
     throw new Error(`IAMAT got ${JSON.stringify(reply)}`);
   }
@@ -417,8 +432,14 @@ export async function whatsatMany(
   port: number,
   clients: readonly string[],
   ms = 10_000,
+  hostname?: string,
 ): Promise<Map<string, string | undefined>> {
-  const text = await exchange(port, clients.map((c) => `WHATSAT ${c} 10 0\n`).join(""), ms);
+  const text = await exchange(
+    port,
+    clients.map((c) => `WHATSAT ${c} 10 0\n`).join(""),
+    ms,
+    hostname,
+  );
   const out = new Map<string, string | undefined>();
   let at = 0;
   for (const client of clients) {
@@ -470,7 +491,7 @@ export async function waitKnown(
   for (;;) {
     missing = [];
     await Promise.all(servers.map(async (s) => {
-      const got = await whatsatMany(herd.port(s), clients);
+      const got = await whatsatMany(herd.port(s), clients, 10_000, herd.host(s));
       for (const c of clients) {
         if (got.get(c) !== expected.get(c)) missing.push(`${s}:${c}=${got.get(c) ?? "?"}`);
       }
