@@ -98,6 +98,31 @@ function LOSS(addr: string, percent: number): string[] {
   ];
 }
 
+/**
+ * Removes what earlier runs left when they were killed before their `finally` (their PID is
+ * gone): the processes still inside their namespaces, then the namespaces (and with them their
+ * veths, the uplinks included).
+ */
+async function sweepStale(): Promise<void> {
+  const list = (await run("ip", ["netns", "list"])).out;
+  for (const m of list.matchAll(/^(hn(\d+)-\S+)/gm)) {
+    const [, ns, pid] = m;
+    if (Number(pid) === Deno.pid || await Deno.stat(`/proc/${pid}`).then(() => true, () => false)) {
+      continue;
+    }
+    for (const p of (await run("ip", ["netns", "pids", ns])).out.split(/\s+/)) {
+      if (/^\d+$/.test(p)) {
+        try {
+          Deno.kill(Number(p), "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    await run("ip", ["netns", "del", ns]);
+  }
+}
+
 /** User chains in each server namespace, jumped to from INPUT and OUTPUT. */
 const PART = "herd-part";
 const LOSSY = "herd-loss";
@@ -152,6 +177,7 @@ export class TestNet {
   /** Makes the network (hub with bridge, one namespace per name, the uplink to the test). */
   static async create(names: readonly string[]): Promise<TestNet> {
     if (names.length > 250) throw new Error("at most 250 hosts");
+    await sweepStale();
     // A /24 no interface of this machine already routes (another run's, or the host's).
     const routes = await must("ip", ["-4", "route", "show"]);
     let subnet = 0;
