@@ -23,7 +23,10 @@ const PACE_MS = 20;
 const MAX_PER_WORKER = 2000;
 /** How long the herd may take, once healed and the load has stopped, to agree on everything. */
 const CONVERGE_MS = 20_000;
-/** Links across a DROP partition die by heartbeat (3-3.5 s); a loaded machine may add some. */
+/**
+ * A cut link is seen down by heartbeat at one end at least (3-4 s; the end streaming records into
+ * it can take ~11 s, see docs/reliability.md "Known limits"); a loaded machine may add some.
+ */
 const LINK_DOWN_MS = 10_000;
 /** Every link is back within this after healing (measured: 1-7 s; see below). */
 const RELINK_MS = 30_000;
