@@ -63,6 +63,11 @@ class Ledger {
     this.unanswered.set(client, set);
   }
 
+  /** The newest acknowledged record of each client whose newest acknowledgement came from these. */
+  ackedBy(servers: readonly string[]): Map<string, { line: string; time: number }> {
+    return new Map([...this.acked].filter(([, r]) => servers.includes(r.line.split(" ")[1])));
+  }
+
   /** How many acknowledgements these servers gave so far. */
   ackedAt(servers: readonly string[]): number {
     return servers.reduce((n, s) => n + (this.#byOrigin.get(s) ?? 0), 0);
@@ -185,6 +190,37 @@ async function probeCut(
   }
 }
 
+/**
+ * Polls the servers until each holds, for every client of `records`, that record or a newer one
+ * (the load goes on meanwhile); returns how long that took.
+ */
+async function waitAtLeast(
+  herd: ProcessHerd,
+  servers: readonly string[],
+  records: ReadonlyMap<string, { line: string; time: number }>,
+  ms: number,
+): Promise<number> {
+  const t0 = performance.now();
+  const clients = [...records.keys()];
+  for (;;) {
+    const missing: string[] = [];
+    for (const s of servers) {
+      const got = await whatsatMany(herd.port(s), clients, 10_000, herd.host(s));
+      for (const [c, r] of records) {
+        const line = got.get(c);
+        if (line !== r.line && !(line && Number(line.split(" ")[5]) > r.time)) {
+          missing.push(`${s}:${c}=${line ?? "?"} (acknowledged ${r.line})`);
+        }
+      }
+    }
+    if (missing.length === 0) return performance.now() - t0;
+    if (performance.now() - t0 > ms) {
+      throw new Error(`after ${ms} ms, ${missing.length} lost: ${missing.slice(0, 5).join("; ")}`);
+    }
+    await sleep(250);
+  }
+}
+
 /** Polls every server until all hold an acceptable, identical answer for every client. */
 async function waitConverged(herd: ProcessHerd, ledger: Ledger, ms: number): Promise<number> {
   const t0 = performance.now();
@@ -262,8 +298,8 @@ Deno.test({
       const up1 = await upNow(h, cut1);
       const since1 = Date.now();
       await net.partition([one, four]);
-      const down1 = await waitLinks(h, cut1, "down", LINK_DOWN_MS);
-      mark(`1|4: links down after ${down1.toFixed(0)} ms`);
+      await waitLinks(h, cut1, "down", LINK_DOWN_MS);
+      mark(`1|4: links down ${Date.now() - since1} ms after the cut began`);
       await probeCut(h, ledger, "Hill", four, "probe.1of4");
       await probeCut(h, ledger, "Campbell", one, "probe.4of1");
 
@@ -277,17 +313,24 @@ Deno.test({
       const before = ledger.ackedAt(two);
       await net.partition([two, three]);
       await net.degrade("Campbell", LOSSY_LINK);
-      const down2 = await waitLinks(h, cut2, "down", LINK_DOWN_MS);
-      mark(`2|3: links down after ${down2.toFixed(0)} ms`);
+      await waitLinks(h, cut2, "down", LINK_DOWN_MS);
+      mark(`2|3: links down ${Date.now() - since2} ms after the cut began`);
       await probeCut(h, ledger, "Hill", three, "probe.2of3");
       await probeCut(h, ledger, "Smith", two, "probe.3of2");
       await h.killAll(two);
       const onlyOnDisk = ledger.ackedAt(two) - before;
+      const atKill = ledger.ackedBy(two);
       mark(`killed ${two.join(", ")}`);
       await sleep(1000);
       await h.startAll(two);
-      mark("restarted them, still partitioned");
-      await sleep(1000);
+      // Still cut off from the three: what they acknowledged can only come from their disks.
+      const back = await waitAtLeast(h, two, atKill, 10_000);
+      mark(
+        `restarted them, still partitioned: their ${atKill.size} clients' records back in ${
+          back.toFixed(0)
+        } ms`,
+      );
+      await sleep(500);
 
       // Heal; the load stops a moment later, then everyone must agree.
       const faults = await net.counters();

@@ -27,9 +27,20 @@ interface RunResult {
 }
 
 /** Runs a command to completion; never throws (a missing binary is `ok: false`). */
-async function run(cmd: string, args: string[]): Promise<RunResult> {
+async function run(cmd: string, args: string[], stdin?: string): Promise<RunResult> {
   try {
-    const r = await new Deno.Command(cmd, { args, stdin: "null" }).output();
+    const child = new Deno.Command(cmd, {
+      args,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+    }
+    const r = await child.output();
     const d = new TextDecoder();
     return { ok: r.success, out: (d.decode(r.stdout) + d.decode(r.stderr)).trim() };
   } catch (err) {
@@ -65,12 +76,14 @@ export async function netnsUnavailable(): Promise<string | undefined> {
       ["ip", ["-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]],
       ["ip", ["-n", ns, "link", "set", "v0", "up"]],
       ["ip", ["netns", "exec", ns, "tc", "qdisc", "add", "dev", "v0", "root", ...tbf(1000)]],
-      ["ip", ["netns", "exec", ns, "iptables", "-A", "INPUT", ...LOSS("10.213.0.1", 5)]],
     ];
     for (const [cmd, args] of steps) {
       const r = await run(cmd, args);
       if (!r.ok) return `\`${cmd} ${args.join(" ")}\` failed: ${r.out}`;
     }
+    const rules = restoreInput([":p - [0:0]", "-A INPUT -j p", `-A p ${LOSS("10.213.0.1", 5)}`]);
+    const r = await run("ip", ["netns", "exec", ns, "iptables-restore", "--noflush"], rules);
+    if (!r.ok) return `iptables-restore (with the statistic match) failed: ${r.out}`;
     return undefined;
   } finally {
     await run("ip", ["netns", "del", ns]);
@@ -83,19 +96,13 @@ function tbf(kbit: number): string[] {
 }
 
 /** An iptables rule body that drops `percent` % of the packets from `addr`. */
-function LOSS(addr: string, percent: number): string[] {
-  return [
-    "-s",
-    addr,
-    "-m",
-    "statistic",
-    "--mode",
-    "random",
-    "--probability",
-    String(percent / 100),
-    "-j",
-    "DROP",
-  ];
+function LOSS(addr: string, percent: number): string {
+  return `-s ${addr} -m statistic --mode random --probability ${percent / 100} -j DROP`;
+}
+
+/** `iptables-restore --noflush` input: these lines applied to the filter table at once. */
+function restoreInput(lines: string[]): string {
+  return ["*filter", ...lines, "COMMIT", ""].join("\n");
 }
 
 /**
@@ -240,10 +247,10 @@ export class TestNet {
       await must("ip", ["-n", ns, "link", "set", "eth0", "up"]);
       await must("ip", ["-n", ns, "link", "set", "lo", "up"]);
       await this.#iptables(name, [
-        ["-N", PART],
-        ["-N", LOSSY],
-        ["-A", "INPUT", "-j", PART],
-        ["-A", "INPUT", "-j", LOSSY],
+        `:${PART} - [0:0]`,
+        `:${LOSSY} - [0:0]`,
+        `-A INPUT -j ${PART}`,
+        `-A INPUT -j ${LOSSY}`,
       ]);
     }));
   }
@@ -260,9 +267,18 @@ export class TestNet {
     return r.out;
   }
 
-  /** Runs iptables commands in a host's namespace, in order. */
-  async #iptables(name: string, rules: string[][]): Promise<void> {
-    for (const rule of rules) await this.#in(this.ns(name), ["iptables", "-w", ...rule]);
+  /**
+   * Applies iptables-restore lines in a host's namespace as one transaction, so replacing a
+   * partition never opens a gap (and it takes one process, not one per rule).
+   */
+  async #iptables(name: string, lines: string[]): Promise<void> {
+    const ns = this.ns(name);
+    const r = await run(
+      "ip",
+      ["netns", "exec", ns, "iptables-restore", "--noflush"],
+      restoreInput(lines),
+    );
+    if (!r.ok) throw new Error(`iptables-restore in ${ns}: ${r.out}\n${lines.join("\n")}`);
   }
 
   /**
@@ -280,8 +296,8 @@ export class TestNet {
     await Promise.all(this.names.map((name) => {
       const others = this.names.filter((o) => groupOf.get(o) !== groupOf.get(name));
       return this.#iptables(name, [
-        ["-F", PART],
-        ...others.map((o) => ["-A", PART, "-s", this.address(o), "-j", "DROP"]),
+        `-F ${PART}`,
+        ...others.map((o) => `-A ${PART} -s ${this.address(o)} -j DROP`),
       ]);
     }));
   }
@@ -299,9 +315,9 @@ export class TestNet {
     const lossPercent = opts.lossPercent;
     const others = this.names.filter((o) => o !== name);
     await Promise.all([
-      this.#iptables(name, others.map((o) => ["-A", LOSSY, ...LOSS(this.address(o), lossPercent)])),
+      this.#iptables(name, others.map((o) => `-A ${LOSSY} ${LOSS(this.address(o), lossPercent)}`)),
       ...others.map((o) =>
-        this.#iptables(o, [["-A", LOSSY, ...LOSS(this.address(name), lossPercent)]])
+        this.#iptables(o, [`-A ${LOSSY} ${LOSS(this.address(name), lossPercent)}`])
       ),
     ]);
   }
@@ -338,7 +354,7 @@ export class TestNet {
   /** Removes every partition, loss and rate limit. */
   async heal(): Promise<void> {
     await Promise.all(this.names.map(async (name, i) => {
-      await this.#iptables(name, [["-F", PART], ["-F", LOSSY]]);
+      await this.#iptables(name, [`-F ${PART}`, `-F ${LOSSY}`]);
       // "del" fails when there is no qdisc of ours: that is fine.
       await this.#in(this.ns(name), ["tc", "qdisc", "del", "dev", "eth0", "root"], false);
       await this.#in(this.hub, ["tc", "qdisc", "del", "dev", `p${i}`, "root"], false);
