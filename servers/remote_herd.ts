@@ -3,10 +3,10 @@
  * processes (`deno task dashboard --config FILE`).
  *
  * For each server of the config it dials the server's client port and authenticates as an
- * observer (see `servers/observe.ts`): `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>`, mac =
- * hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`). The server answers
- * `HERD1 WATCHING <server>`, a `STATE <json>` line with its state, its snapshot's records in
- * `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The bytes are latin1 (one char per byte), so the JSON's text
+ * observer (the challenge-response of `servers/handshake.ts`, role `observer`). The server ends
+ * it with `HERD2 WATCHING <server>`, then sends a `STATE <json>` line with its state, its
+ * snapshot's records in `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The
+ * bytes are latin1 (one char per byte), so the JSON's text
  * fields come out as the herd's binary strings.
  *
  * The five streams merge into one `EventBus` and one snapshot. A dropped stream is redialled
@@ -24,10 +24,11 @@
  * @module
  */
 
-import { HerdAuth, newNonce } from "./auth.ts";
+import { HerdAuth } from "./auth.ts";
+import { dialHandshake } from "./handshake.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
-import { LineSplitter } from "./lines.ts";
+import { LineSplitter, type SplitLine } from "./lines.ts";
 import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
 import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
@@ -242,20 +243,24 @@ export class RemoteHerd {
       return;
     }
     w.conn = conn;
-    try {
-      const ms = Date.now();
-      const nonce = newNonce();
-      const mac = await this.#auth.sign(`OBSERVE|${this.#observer}|${name}|${ms}|${nonce}`);
-      await writeAll(
-        conn,
-        new TextEncoder().encode(`HERD1 OBSERVE ${this.#observer} ${ms} ${nonce} ${mac}\n`),
-      );
-    } catch (err) {
+    const splitter = new LineSplitter(MAX_OBSERVER_LINE);
+    const started = performance.now();
+    const r = await dialHandshake(
+      this.#auth,
+      conn,
+      splitter,
+      "observer",
+      this.#observer,
+      name,
+      this.#handshakeTimeout,
+    );
+    if (!r.ok) {
       this.#close(conn);
-      this.#backoff(w, `handshake: ${errText(err)}`);
+      this.#backoff(w, `handshake: ${r.reason}`);
       return;
     }
-    await this.#read(w, conn);
+    const left = this.#handshakeTimeout - (performance.now() - started);
+    await this.#read(w, conn, splitter, r.rest, Math.max(1, left));
   }
 
   #close(conn: Deno.TcpConn): void {
@@ -264,37 +269,32 @@ export class RemoteHerd {
     } catch { /* closed */ }
   }
 
-  async #read(w: Watch, conn: Deno.TcpConn): Promise<void> {
-    const name = w.config.name;
+  async #read(
+    w: Watch,
+    conn: Deno.TcpConn,
+    splitter: LineSplitter,
+    rest: SplitLine[],
+    stateTimeoutMs: number,
+  ): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
-    const splitter = new LineSplitter(MAX_OBSERVER_LINE);
-    let phase: "hello" | "state" | "events" = "hello";
+    let phase: "state" | "events" = "state";
     let error = "closed by the server";
     const handshakeTimer = setTimeout(() => {
       if (phase !== "events") {
-        error = "no answer to the observer handshake";
+        error = "no STATE after the observer handshake";
         this.#close(conn);
       }
-    }, this.#handshakeTimeout);
+    }, stateTimeoutMs);
     try {
+      let lines = rest;
       outer: while (true) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        for (const split of splitter.push(buf.subarray(0, n))) {
+        for (const split of lines) {
           if (split.overlong) {
             error = "line too long";
             break outer;
           }
           const line = split.text.replace(/\r$/, "");
-          if (phase === "hello") {
-            if (line !== `HERD1 WATCHING ${name}`) {
-              error = line.startsWith("? ")
-                ? "refused (wrong herd secret, or not an observer-capable server)"
-                : `unexpected answer ${JSON.stringify(line.slice(0, 80))}`;
-              break outer;
-            }
-            phase = "state";
-          } else if (phase === "state") {
+          if (phase === "state") {
             if (!line.startsWith("STATE ")) {
               error = `expected STATE, got ${JSON.stringify(line.slice(0, 80))}`;
               break outer;
@@ -324,6 +324,9 @@ export class RemoteHerd {
           error = "line too long";
           break;
         }
+        const n = await conn.read(buf);
+        if (n === null) break;
+        lines = splitter.push(buf.subarray(0, n));
       }
     } catch (err) {
       if (error === "closed by the server") error = errText(err);
@@ -468,11 +471,6 @@ export class RemoteHerd {
     if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
     this.bus.emit(e);
   }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -15,7 +15,8 @@ import {
   writeAll,
 } from "./connection.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
-import { Link, type LinkOptions, type PeerRecord, verifyHello } from "./peers.ts";
+import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
+import { acceptHandshake, BUSY_LINE, parseHello, welcomeLine } from "./handshake.ts";
 import {
   type Command,
   formatAt,
@@ -31,7 +32,7 @@ import { nowNs } from "./clock.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
-import { startObserver, verifyObserve } from "./observe.ts";
+import { startObserver } from "./observe.ts";
 import type { Persistence } from "./persist.ts";
 
 /** Everything a server needs besides its config. */
@@ -77,6 +78,8 @@ export class HerdServer implements LineHandler {
   readonly links: Link[];
   store: RecordStore = new RecordStore();
   #config: ServerConfig;
+  /** Every server of the herd's config, to tell an unknown server from a non-neighbour. */
+  #herdNames: Set<string>;
   #opts: ServerOptions;
   #listener: Deno.Listener | undefined;
   #accepting: Promise<void> | undefined;
@@ -100,6 +103,7 @@ export class HerdServer implements LineHandler {
     this.#config = config;
     this.#opts = opts;
     const byName = new Map(peers.map((p) => [p.name, p]));
+    this.#herdNames = new Set(byName.keys());
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
   }
 
@@ -330,6 +334,11 @@ export class HerdServer implements LineHandler {
     this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply });
   }
 
+  /**
+   * A `HERD2 HELLO` first line: a neighbour or an observer dialling. Refusals of the HELLO itself
+   * (returns false) leave a plain client connection, which answers the line with `? ...`; once
+   * the challenge is sent, a failure closes the connection (returns true).
+   */
   async handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
     try {
       return await this.#handshake(line, conn, rest);
@@ -350,42 +359,56 @@ export class HerdServer implements LineHandler {
     const remote = conn.remote;
     const reject = (reason: string) => {
       this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
-      return false;
     };
-    if (line.startsWith("HERD1 HELLO ")) {
-      const v = await verifyHello(
-        this.auth,
-        this.name,
-        line,
-        (n) => this.#config.neighbors.includes(n),
-      );
-      if (!v.ok) return reject(v.reason);
-      const link = this.links.find((l) => l.peer === v.from)!;
-      if (!this.running) return false;
+    const hello = parseHello(line);
+    let refusal: string | undefined;
+    if (hello === undefined) refusal = "malformed handshake";
+    else if (hello.to !== this.name) refusal = `handshake for ${hello.to}, not ${this.name}`;
+    else if (hello.role === "peer" && !this.#herdNames.has(hello.from)) {
+      refusal = `unknown server ${hello.from}`;
+    } else if (hello.role === "peer" && !this.#config.neighbors.includes(hello.from)) {
+      refusal = `${hello.from} is not a neighbour`;
+    }
+    if (hello === undefined || refusal !== undefined) {
+      reject(refusal!);
+      return false;
+    }
+    const link = hello.role === "peer" ? this.links.find((l) => l.peer === hello.from)! : undefined;
+    const close = (text?: string) => {
+      (text === undefined ? Promise.resolve() : writeAll(conn.conn, binaryToBytes(text)))
+        .catch(() => {}).finally(() => conn.close());
+      return true;
+    };
+    // One connection per link: checked before the challenge and again after the proof, since
+    // our own dial may have started meanwhile.
+    if (link?.refusesInbound) return close(BUSY_LINE);
+    const r = await acceptHandshake(this.auth, conn.conn, conn.splitter, hello, rest);
+    if (!r.ok) {
+      reject(r.reason);
+      return close();
+    }
+    if (!this.running) return close();
+    if (link?.refusesInbound) return close(BUSY_LINE);
+    this.#conns.delete(conn);
+    if (link !== undefined) {
       try {
-        await writeAll(conn.conn, binaryToBytes(v.welcome));
+        await writeAll(conn.conn, binaryToBytes(welcomeLine("peer", this.name, hello.from)));
       } catch {
-        return reject("connection lost during handshake");
+        reject("connection lost during handshake");
+        return close();
       }
-      this.#conns.delete(conn);
-      link.adopt(conn.conn, conn.splitter, rest);
+      link.adopt(conn.conn, conn.splitter, r.rest);
       return true;
     }
-    if (line.startsWith("HERD1 OBSERVE ")) {
-      const v = await verifyObserve(this.auth, this.name, line);
-      if (!v.ok) return reject(v.reason);
-      this.#conns.delete(conn);
-      // startObserver never calls back before it returns, so `observer` is set by then.
-      const observer = startObserver(
-        this,
-        conn.conn,
-        v.observer,
-        () => this.#observers.delete(observer),
-      );
-      this.#observers.add(observer);
-      return true;
-    }
-    return false;
+    // startObserver writes the WATCHING line first, and never calls back before it returns.
+    const observer = startObserver(
+      this,
+      conn.conn,
+      hello.from,
+      () => this.#observers.delete(observer),
+    );
+    this.#observers.add(observer);
+    return true;
   }
 
   /** Stores a record if newer, reports it, and floods it; returns whether it was new. */
