@@ -188,9 +188,11 @@ export class Link {
 
   /**
    * Accepts an authenticated connection from the neighbour (the acceptor side), replacing any
-   * older one (a neighbour that restarted may leave a half-open connection behind).
+   * older one (a neighbour that restarted may leave a half-open connection behind). `welcome`
+   * (the handshake's last line) goes out in the same write as our SYNC, and the link is up at
+   * once: nothing can slip in between the decision to accept and the link being up.
    */
-  adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
+  adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], welcome = ""): void {
     if (!this.#running) {
       conn.close();
       return;
@@ -198,7 +200,7 @@ export class Link {
     this.#drop("replaced by a new connection");
     // It was a client connection until now: a link reads the longer peer lines.
     splitter.raiseLimit(MAX_PEER_LINE);
-    this.#attach(conn, splitter, rest, "in");
+    this.#attach(conn, splitter, rest, "in", welcome);
   }
 
   /** A whole handshake, dialled by us, completed: the neighbour chose this connection. */
@@ -209,7 +211,13 @@ export class Link {
 
   // ---------------------------------------------------------------------------------------------
 
-  #attach(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], dir: "in" | "out"): void {
+  #attach(
+    conn: Deno.Conn,
+    splitter: LineSplitter,
+    rest: SplitLine[],
+    dir: "in" | "out",
+    welcome = "",
+  ): void {
     this.#conn = conn;
     this.#connOurs = dir === "out";
     this.#cursor = -1;
@@ -224,7 +232,7 @@ export class Link {
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
     this.#send(
       conn,
-      `SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
+      `${welcome}SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
     );
     this.#readLoop(conn, splitter, rest);
   }

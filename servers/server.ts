@@ -388,16 +388,10 @@ export class HerdServer implements LineHandler {
       return close();
     }
     if (!this.running) return close();
-    if (link?.refusesInbound) return close(BUSY_LINE);
     this.#conns.delete(conn);
     if (link !== undefined) {
-      try {
-        await writeAll(conn.conn, binaryToBytes(welcomeLine("peer", this.name, hello.from)));
-      } catch {
-        reject("connection lost during handshake");
-        return close();
-      }
-      link.adopt(conn.conn, conn.splitter, r.rest);
+      if (link.refusesInbound) return close(BUSY_LINE);
+      link.adopt(conn.conn, conn.splitter, r.rest, welcomeLine("peer", this.name, hello.from));
       return true;
     }
     // startObserver writes the WATCHING line first, and never calls back before it returns.
