@@ -21,6 +21,7 @@
 import type { AtFields, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
+import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
@@ -58,6 +59,8 @@ export interface LinkHost {
   receive(records: PeerRecord[], link: Link): void;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
+  /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
+  connectPeer?(peer: string): Promise<Deno.Conn>;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -509,12 +512,26 @@ export class Link {
   async #dialOnce(): Promise<"up" | "busy" | "failed"> {
     const s = this.#server;
     this.#dialing = true;
-    let conn: Deno.TcpConn | undefined;
+    let conn: Deno.Conn | undefined;
     try {
       try {
-        conn = await Deno.connect({ hostname: this.host, port: this.port });
-        conn.setNoDelay(true);
-      } catch {
+        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer);
+        else {
+          const tcp = await Deno.connect({ hostname: this.host, port: this.port });
+          tcp.setNoDelay(true);
+          conn = tcp;
+        }
+      } catch (err) {
+        // A neighbour that is away is no news; a refused certificate is.
+        if (err instanceof LinkTlsError) {
+          s.bus.emit({
+            kind: "peer.rejected",
+            t: Date.now(),
+            server: s.name,
+            remote: this.peer,
+            reason: err.message,
+          });
+        }
         return "failed";
       }
       const splitter = new LineSplitter(MAX_PEER_LINE);

@@ -26,6 +26,7 @@
 
 import { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
+import { dialTls, loadTlsCa } from "./tls.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
 import { LineSplitter, type SplitLine } from "./lines.ts";
@@ -83,7 +84,7 @@ interface Watch {
   knownComplete: boolean;
   /** Snapshot records still to come in RECORDS lines after STATE. */
   snapshotLeft: number;
-  conn?: Deno.TcpConn;
+  conn?: Deno.Conn;
   attempt: number;
   timer?: ReturnType<typeof setTimeout>;
   lastError?: string;
@@ -93,6 +94,8 @@ interface Watch {
 export class RemoteHerd {
   readonly bus: EventBus = new EventBus();
   readonly #auth: HerdAuth;
+  /** The herd's CA when its links and observers use TLS. */
+  readonly #tlsCa: string | undefined;
   readonly #observer: string;
   readonly #watches = new Map<string, Watch>();
   readonly #records = new Map<string, RecordView>();
@@ -105,6 +108,7 @@ export class RemoteHerd {
 
   constructor(readonly config: HerdConfig, opts: RemoteHerdOptions) {
     this.#auth = new HerdAuth(opts.secret);
+    this.#tlsCa = config.tls === undefined ? undefined : loadTlsCa(config.tls);
     this.#observer = opts.observer ?? `dashboard-${Deno.pid}`;
     this.#minBackoff = opts.minBackoffMs ?? 250;
     this.#maxBackoff = opts.maxBackoffMs ?? 5_000;
@@ -231,11 +235,16 @@ export class RemoteHerd {
     w.status = "connecting";
     const { name, host, port } = w.config;
     const dialHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
-      conn = await withTimeout(Deno.connect({ hostname: dialHost, port }), this.#handshakeTimeout);
+      // With TLS: the server's link port, its certificate checked against the herd's CA.
+      const dial = this.#tlsCa === undefined
+        ? Deno.connect({ hostname: dialHost, port })
+        : dialTls(w.config, this.#tlsCa);
+      conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout);
     } catch (err) {
-      this.#backoff(w, `connect ${dialHost}:${port}: ${errText(err)}`);
+      const at = this.#tlsCa === undefined ? port : w.config.linkPort;
+      this.#backoff(w, `connect ${dialHost}:${at}: ${errText(err)}`);
       return;
     }
     if (!this.#running) {
@@ -263,7 +272,7 @@ export class RemoteHerd {
     await this.#read(w, conn, splitter, r.rest, Math.max(1, left));
   }
 
-  #close(conn: Deno.TcpConn): void {
+  #close(conn: Deno.Conn): void {
     try {
       conn.close();
     } catch { /* closed */ }
@@ -271,7 +280,7 @@ export class RemoteHerd {
 
   async #read(
     w: Watch,
-    conn: Deno.TcpConn,
+    conn: Deno.Conn,
     splitter: LineSplitter,
     rest: SplitLine[],
     stateTimeoutMs: number,

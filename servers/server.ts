@@ -7,7 +7,8 @@
 
 import type { AtFields, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
-import type { ServerConfig } from "./config.ts";
+import type { ServerConfig, TlsConfig } from "./config.ts";
+import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import {
   ClientConnection,
   type ConnectionOptions,
@@ -45,6 +46,8 @@ export interface ServerOptions extends ConnectionOptions {
   /** Reply to an IAMAT only once its record is on disk (with persistence). */
   syncAck?: boolean;
   link: LinkOptions;
+  /** TLS for links and observers (the herd config's `tls`). */
+  tls?: TlsConfig;
 }
 
 /** A snapshot of one server, for the dashboard and tools. */
@@ -83,6 +86,12 @@ export class HerdServer implements LineHandler {
   #opts: ServerOptions;
   #listener: Deno.Listener | undefined;
   #accepting: Promise<void> | undefined;
+  /** With TLS: the link port's listener, the PEMs, and the connections that came through it. */
+  #tlsListener: Deno.TlsListener | undefined;
+  #acceptingTls: Promise<void> | undefined;
+  #tlsFiles: TlsFiles | undefined;
+  #secure = new WeakSet<ClientConnection>();
+  #peerConfigs: Map<string, ServerConfig>;
   #conns = new Set<ClientConnection>();
   #observers = new Set<{ close(): void }>();
   #nextConn = 1;
@@ -104,6 +113,7 @@ export class HerdServer implements LineHandler {
     this.#opts = opts;
     const byName = new Map(peers.map((p) => [p.name, p]));
     this.#herdNames = new Set(byName.keys());
+    this.#peerConfigs = byName;
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
   }
 
@@ -125,15 +135,23 @@ export class HerdServer implements LineHandler {
   /** Listens, loads stored records, and starts the links. Throws a clear error when the port is taken. */
   async start(): Promise<void> {
     if (this.#listener !== undefined) return;
-    try {
-      this.#listener = Deno.listen({ hostname: this.host, port: this.port });
-    } catch (err) {
-      if (err instanceof Deno.errors.AddrInUse) {
-        throw new Error(`${this.name}: port ${this.port} on ${this.host} is already in use`);
+    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
+    this.#listener = this.#listen(
+      this.port,
+      () => Deno.listen({ hostname: this.host, port: this.port }),
+    );
+    if (this.#tlsFiles !== undefined) {
+      const files = this.#tlsFiles;
+      try {
+        this.#tlsListener = this.#listen(
+          this.#config.linkPort!,
+          () => listenLinks(this.#config, files),
+        );
+      } catch (err) {
+        this.#listener.close();
+        this.#listener = undefined;
+        throw err;
       }
-      throw new Error(
-        `${this.name}: cannot listen on ${this.host}:${this.port}: ${(err as Error).message}`,
-      );
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
     this.store = new RecordStore();
@@ -149,8 +167,35 @@ export class HerdServer implements LineHandler {
       host: this.host,
       port: this.port,
     });
-    this.#accepting = this.#acceptLoop(this.#listener);
+    this.#accepting = this.#acceptLoop(this.#listener, false);
+    if (this.#tlsListener !== undefined) {
+      this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
+    }
     for (const link of this.links) link.start();
+  }
+
+  /** Listens with a clear error when the port is taken. */
+  #listen<L>(port: number, listen: () => L): L {
+    try {
+      return listen();
+    } catch (err) {
+      if (err instanceof Deno.errors.AddrInUse) {
+        throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+      }
+      throw new Error(
+        `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /** Opens a link to a neighbour: TLS to its link port when the herd uses TLS. */
+  connectPeer(peer: string): Promise<Deno.Conn> {
+    const config = this.#peerConfigs.get(peer)!;
+    if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca);
+    return Deno.connect({ hostname: config.host, port: config.port }).then((tcp) => {
+      tcp.setNoDelay(true);
+      return tcp;
+    });
   }
 
   /** Closes the listener, every connection and every link. */
@@ -158,15 +203,19 @@ export class HerdServer implements LineHandler {
     const listener = this.#listener;
     if (listener === undefined) return;
     this.#listener = undefined;
-    try {
-      listener.close();
-    } catch {
-      // already closed
+    for (const l of [listener, this.#tlsListener]) {
+      try {
+        l?.close();
+      } catch {
+        // already closed
+      }
     }
+    this.#tlsListener = undefined;
     for (const link of this.links) link.stop();
     for (const c of this.#conns) c.close("server stopping");
     for (const o of this.#observers) o.close();
     await this.#accepting;
+    await this.#acceptingTls;
     await this.#persistence?.flush();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
   }
@@ -195,11 +244,11 @@ export class HerdServer implements LineHandler {
     return this.store.recent(limit);
   }
 
-  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener | Deno.TlsListener, secure: boolean): Promise<void> {
     const pending = new Set<Promise<void>>();
     try {
       for await (const conn of listener) {
-        const p = this.#serve(conn);
+        const p = this.#serve(conn, secure);
         pending.add(p);
         p.finally(() => pending.delete(p));
       }
@@ -209,7 +258,7 @@ export class HerdServer implements LineHandler {
     await Promise.allSettled([...pending]);
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
     if (this.#conns.size >= this.#opts.maxConnections) {
@@ -234,6 +283,7 @@ export class HerdServer implements LineHandler {
       // not a TCP socket
     }
     const client = new ClientConnection(conn, this.#nextConn++, this, this.#opts);
+    if (secure) this.#secure.add(client);
     this.#conns.add(client);
     this.bus.emit({
       kind: "client.connect",
@@ -362,7 +412,9 @@ export class HerdServer implements LineHandler {
     };
     const hello = parseHello(line);
     let refusal: string | undefined;
-    if (hello === undefined) refusal = "malformed handshake";
+    if (this.#tlsFiles !== undefined && !this.#secure.has(conn)) {
+      refusal = `handshake on the plain port: links use TLS on port ${this.#config.linkPort}`;
+    } else if (hello === undefined) refusal = "malformed handshake";
     else if (hello.to !== this.name) refusal = `handshake for ${hello.to}, not ${this.name}`;
     else if (hello.role === "peer" && !this.#herdNames.has(hello.from)) {
       refusal = `unknown server ${hello.from}`;
