@@ -108,6 +108,22 @@ function lineReader(conn: Deno.Conn): () => Promise<string> {
   };
 }
 
+/** M alone (neighbours F and Z), and a listener on Z's port where the test plays Z. */
+function withFakeZ(): { m: number; listener: Deno.Listener; herd: Herd } {
+  const [m, f, z] = freePorts(3);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
+  const config = parseConfig({
+    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M"],
+  });
+  return { m, listener, herd };
+}
+
 /** A HELLO line from `from` to `to`. */
 function hello(from: string, to: string, nonce = newNonce()): string {
   return `HERD2 HELLO peer ${from} ${to} ${nonce}`;
@@ -373,17 +389,7 @@ Deno.test("peer auth: a half-open peer is detected by heartbeats (accepting side
 
 Deno.test("peer auth: a half-open peer is detected by heartbeats (dialling side)", async () => {
   // Play Z: M dials us; we answer the handshake properly, then go silent.
-  const [m, f, z] = freePorts(3);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-  });
+  const { listener, herd } = withFakeZ();
   const auth = new HerdAuth(SECRET);
   const downs: string[] = [];
   herd.bus.subscribe((e) => {
@@ -483,17 +489,7 @@ Deno.test("peer auth: servers with different secrets never link, and both say wh
 Deno.test("peer auth: a dialler refuses an acceptor whose proof is wrong or replayed, and says why", async () => {
   // Play Z, whom M dials: first a correct CHALLENGE (recorded), then a wrong one, then the
   // recorded one again (a replay: it proves the secret over the old dial's nonce).
-  const [m, f, z] = freePorts(3);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-  });
+  const { m, listener, herd } = withFakeZ();
   const dir = await Deno.makeTempDir({ prefix: "peer-auth-" });
   const logs = await openLogs(herd.bus, dir, ["M"]);
   const auth = new HerdAuth(SECRET);

@@ -57,29 +57,12 @@ async function openssl(dir: string, ...args: string[]): Promise<void> {
   }
 }
 
-/** A CA (`<ca>.pem`) in `dir`, and certificates `<file>.pem`/`.key` naming `name`, signed by it. */
-async function makeCa(dir: string, ca: string): Promise<void> {
-  await openssl(
-    dir,
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    `${ca}.key`,
+/** A new P-256 key `<file>.key` and, per `kind`, a self-signed CA `<file>.pem` or a CSR. */
+async function newKey(dir: string, kind: "ca" | "csr", file: string, cn: string): Promise<void> {
+  const out = kind === "ca" ? ["-x509", "-days", "2", "-out", `${file}.pem`] : [
     "-out",
-    `${ca}.pem`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${ca}`,
-  );
-}
-
-async function makeCert(dir: string, ca: string, file: string, name: string): Promise<void> {
+    `${file}.csr`,
+  ];
   await openssl(
     dir,
     "req",
@@ -90,11 +73,15 @@ async function makeCert(dir: string, ca: string, file: string, name: string): Pr
     "-nodes",
     "-keyout",
     `${file}.key`,
-    "-out",
-    `${file}.csr`,
     "-subj",
-    `/CN=${name}`,
+    `/CN=${cn}`,
+    ...out,
   );
+}
+
+/** A certificate `<file>.pem` (key `<file>.key`) naming `name`, signed by the CA `ca`. */
+async function makeCert(dir: string, ca: string, file: string, name: string): Promise<void> {
+  await newKey(dir, "csr", file, name);
   await Deno.writeTextFile(`${dir}/${file}.ext`, `subjectAltName=DNS:${name}\n`);
   await openssl(
     dir,
@@ -119,8 +106,8 @@ async function makeCert(dir: string, ca: string, file: string, name: string): Pr
 /** CA "ca" with certificates A, B, C, Mallory (all signed by it) and B by the CA "rogue". */
 async function makePki(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "tls-links-" });
-  await makeCa(dir, "ca");
-  await makeCa(dir, "rogue");
+  await newKey(dir, "ca", "ca", "herd CA");
+  await newKey(dir, "ca", "rogue", "rogue CA");
   for (const n of ["A", "B", "C", "Mallory"]) await makeCert(dir, "ca", n, n);
   await makeCert(dir, "rogue", "B-rogue", "B");
   return dir;
