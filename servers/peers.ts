@@ -109,6 +109,8 @@ export class Link {
   /** True from our dial's connect until its handshake ends. */
   #dialing = false;
   #running = false;
+  /** Bumped by each start(): a dial loop from before a stop/start ends instead of doubling up. */
+  #generation = 0;
   #cursor = -1; // -1 until the peer's SYNC says where to start
   /** The connection a pump is running (or scheduled) for; a new connection gets its own. */
   #pumpingFor: Deno.Conn | undefined;
@@ -158,7 +160,7 @@ export class Link {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#dialLoop();
+    this.#dialLoop(++this.#generation);
   }
 
   /**
@@ -479,10 +481,10 @@ export class Link {
   // ---------------------------------------------------------------------------------------------
   // The dialing side.
 
-  async #dialLoop(): Promise<void> {
+  async #dialLoop(generation: number): Promise<void> {
     let delay = this.#opts.backoffMinMs;
     let wait = 0; // a server that starts dials at once
-    while (this.#running) {
+    while (this.#running && generation === this.#generation) {
       if (this.#conn !== undefined) {
         // Up (dialled by either end): wait for it to go down, then redial quickly.
         await new Promise<void>((resolve) => (this.#closedSignal = resolve));
@@ -498,7 +500,9 @@ export class Link {
           this.#dialTimer = setTimeout(resolve, wait * (0.75 + Math.random() * 0.5));
         });
         this.#wakeDialer = undefined;
-        if (!this.#running || this.#conn !== undefined) continue;
+        if (!this.#running || generation !== this.#generation || this.#conn !== undefined) {
+          continue;
+        }
       }
       const outcome = await this.#dialOnce();
       // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.

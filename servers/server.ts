@@ -91,6 +91,8 @@ export class HerdServer implements LineHandler {
   #acceptingTls: Promise<void> | undefined;
   #tlsFiles: TlsFiles | undefined;
   #secure = new WeakSet<ClientConnection>();
+  /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
+  #closedInHandshake = new WeakMap<ClientConnection, string>();
   #peerConfigs: Map<string, ServerConfig>;
   #conns = new Set<ClientConnection>();
   #observers = new Set<{ close(): void }>();
@@ -294,14 +296,15 @@ export class HerdServer implements LineHandler {
     });
     await client.run();
     this.#conns.delete(client);
-    if (!client.handedOver) {
+    const closedWhy = this.#closedInHandshake.get(client);
+    if (!client.handedOver || closedWhy !== undefined) {
       this.bus.emit({
         kind: "client.disconnect",
         t: Date.now(),
         server: this.name,
         conn: client.id,
         remote,
-        reason: client.reason,
+        reason: closedWhy ?? client.reason,
       });
     }
   }
@@ -427,6 +430,7 @@ export class HerdServer implements LineHandler {
     }
     const link = hello.role === "peer" ? this.links.find((l) => l.peer === hello.from)! : undefined;
     const close = (text?: string) => {
+      this.#closedInHandshake.set(conn, text === BUSY_LINE ? "link busy" : "handshake failed");
       (text === undefined ? Promise.resolve() : writeAll(conn.conn, binaryToBytes(text)))
         .catch(() => {}).finally(() => conn.close());
       return true;
