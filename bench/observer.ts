@@ -8,13 +8,15 @@
  *   STATE line of a short-lived observer, for "has every server got every record yet?". It costs
  *   the server one STATE line (its state and its 2,000 newest records); no events are parsed.
  *
- * The handshake is `HERD1 OBSERVE <observer> <unixMs> <nonce> <hex HMAC-SHA256(secret,
- * "OBSERVE|<observer>|<server>|<unixMs>|<nonce>")>`, answered `HERD1 WATCHING <server>`.
+ * The handshake is the herd's own (servers/handshake.ts, role `observer`).
  *
  * @module
  */
 
-const encoder = new TextEncoder();
+import { HerdAuth } from "../servers/auth.ts";
+import { dialHandshake } from "../servers/handshake.ts";
+import { LineSplitter } from "../servers/lines.ts";
+
 const decoder = new TextDecoder("latin1");
 
 /** Sees one server's new records. */
@@ -24,36 +26,27 @@ export interface Watcher {
   close(): void;
 }
 
-/** Random hex of `bytes` bytes. */
-export function randomHex(bytes: number): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(bytes)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-}
+export { randomHex } from "../servers/auth.ts";
 
-/** hex(HMAC-SHA256(secret, text)). */
-export async function hmacHex(secret: string, text: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(text)));
-  return Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Opens a connection and sends the OBSERVE handshake (the answer is for the caller to read). */
-async function dialObserver(port: number, server: string, secret: string): Promise<Deno.TcpConn> {
+/**
+ * Opens a connection and runs the observer handshake; returns it with what the server sent after
+ * `HERD2 WATCHING` in the same reads (the start of the STATE line, maybe more).
+ */
+async function dialObserver(
+  port: number,
+  server: string,
+  secret: string,
+): Promise<{ conn: Deno.TcpConn; head: string }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   conn.setNoDelay(true);
-  const ms = Date.now();
-  const nonce = randomHex(8);
-  const mac = await hmacHex(secret, `OBSERVE|bench|${server}|${ms}|${nonce}`);
-  await conn.write(encoder.encode(`HERD1 OBSERVE bench ${ms} ${nonce} ${mac}\n`));
-  return conn;
+  const splitter = new LineSplitter(64 * 1024 * 1024);
+  const r = await dialHandshake(new HerdAuth(secret), conn, splitter, "observer", "bench", server);
+  if (!r.ok) {
+    conn.close();
+    throw new Error(`observer handshake: ${r.reason}`);
+  }
+  const head = r.rest.map((l) => l.text + "\n").join("") + (splitter.flush()?.text ?? "");
+  return { conn, head };
 }
 
 /**
@@ -69,23 +62,18 @@ export async function observerWatcher(
   secret: string,
   only?: string,
 ): Promise<Watcher> {
-  const conn = await dialObserver(port, server, secret);
+  const { conn, head } = await dialObserver(port, server, secret);
   const seen = new Map<string, number>();
   const waiters = new Map<string, (t: number) => void>();
-  let watching: (ok: boolean) => void = () => {};
-  const handshake = new Promise<boolean>((r) => watching = r);
   (async () => {
     const buf = new Uint8Array(256 * 1024);
     let tail = "";
     try {
-      while (true) {
-        const n = await conn.read(buf);
-        if (n === null) break;
+      for (let text = head; true;) {
         const now = performance.now(); // arrival = when the bytes came in, before any parsing
-        const lines = (tail + decoder.decode(buf.subarray(0, n))).split("\n");
+        const lines = (tail + text).split("\n");
         tail = lines.pop()!;
         for (const line of lines) {
-          if (line.startsWith("HERD1 WATCHING ")) watching(true);
           if (!line.startsWith("EVENT ") || !line.includes('"location.accepted"')) continue;
           if (only !== undefined && !line.includes(only)) continue;
           const e = JSON.parse(line.slice(6));
@@ -94,27 +82,19 @@ export async function observerWatcher(
           if (waiter) waiter(now);
           else seen.set(key, now);
         }
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text = decoder.decode(buf.subarray(0, n));
       }
     } catch {
       // closed by close() or by the server
     }
-    watching(false);
   })();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const ok = await Promise.race([
-    handshake,
-    new Promise<boolean>((r) => timer = setTimeout(() => r(false), 3000)),
-  ]);
-  clearTimeout(timer);
   const close = () => {
     try {
       conn.close();
     } catch { /* already closed */ }
   };
-  if (!ok) {
-    close();
-    throw new Error("no HERD1 WATCHING");
-  }
   return {
     arrival(client, time, deadline) {
       const key = `${client} ${time}`;
@@ -159,8 +139,9 @@ export async function serverState(
   timeoutMs = 3000,
 ): Promise<ObservedState | null> {
   let conn: Deno.TcpConn;
+  let text: string;
   try {
-    conn = await dialObserver(port, server, secret);
+    ({ conn, head: text } = await dialObserver(port, server, secret));
   } catch {
     return null;
   }
@@ -171,16 +152,13 @@ export async function serverState(
   }, timeoutMs);
   try {
     const buf = new Uint8Array(256 * 1024);
-    let text = "";
     while (true) {
+      const at = text.indexOf("STATE ");
+      const end = at < 0 ? -1 : text.indexOf("\n", at);
+      if (end >= 0) return JSON.parse(text.slice(at + 6, end)).server as ObservedState;
       const n = await conn.read(buf);
       if (n === null) return null;
       text += decoder.decode(buf.subarray(0, n));
-      const at = text.indexOf("STATE ");
-      if (at < 0) continue;
-      const end = text.indexOf("\n", at);
-      if (end < 0) continue;
-      return JSON.parse(text.slice(at + 6, end)).server as ObservedState;
     }
   } catch {
     return null;

@@ -691,7 +691,7 @@ async function startOurHerd(logDir: string): Promise<HerdHandle | null> {
     // Both servers two hops from Hill: the observer stream is cheap enough to watch both.
     observe: ["Singleton", "Campbell"],
     counters: () => logs.read(),
-    watchMethod: "observer event stream (HERD1 OBSERVE)",
+    watchMethod: "observer event stream (HERD2 observer handshake)",
     watch: async (server, only) => {
       try {
         return await observerWatcher(ports[server], server, secret, only);

@@ -1,14 +1,11 @@
 /**
- * Herd membership proofs: HMAC-SHA256 over a handshake line with the shared herd secret.
- * The secret itself never crosses the wire; a timestamp window and a nonce cache stop replays.
+ * Herd membership proofs: HMAC-SHA256 with the shared herd secret. The secret itself never
+ * crosses the wire; what the MACs cover (fresh nonces, so no replay) is in `handshake.ts`.
  *
  * @module
  */
 
 const encoder = new TextEncoder();
-
-/** How far a handshake's clock may be from ours. */
-export const HANDSHAKE_WINDOW_MS = 60_000;
 
 function toHex(bytes: ArrayBuffer): string {
   return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -27,13 +24,12 @@ function fromHex(hex: string): Uint8Array<ArrayBuffer> | undefined {
  * @example
  * ```ts
  * const auth = new HerdAuth("correct horse battery staple");
- * const mac = await auth.sign("HELLO|Hill|Jaquez|1700000000000|abc");
- * await auth.verify("HELLO|Hill|Jaquez|1700000000000|abc", mac); // true
+ * const mac = await auth.sign("some text");
+ * await auth.verify("some text", mac); // true
  * ```
  */
 export class HerdAuth {
   #key: Promise<CryptoKey>;
-  #seen = new Map<string, number>();
 
   constructor(secret: string) {
     this.#key = crypto.subtle.importKey(
@@ -56,47 +52,6 @@ export class HerdAuth {
     if (bytes === undefined) return false;
     return await crypto.subtle.verify("HMAC", await this.#key, bytes, encoder.encode(text));
   }
-
-  /**
-   * Checks a signed handshake: the MAC over `text` first (so an unauthenticated sender cannot
-   * fill the nonce cache), then the time window and the nonce.
-   */
-  async checkHandshake(
-    text: string,
-    unixMs: string,
-    nonce: string,
-    mac: string,
-  ): Promise<"ok" | "bad secret" | "stale or replayed"> {
-    if (!(await this.verify(text, mac))) return "bad secret";
-    if (!/^\d+$/.test(unixMs) || !this.fresh(Number(unixMs), nonce)) return "stale or replayed";
-    return "ok";
-  }
-
-  /**
-   * True when a handshake's time is within the window and its nonce is new; remembers the nonce
-   * for the window so the same handshake cannot be replayed.
-   */
-  fresh(unixMs: number, nonce: string, now = Date.now()): boolean {
-    if (!Number.isFinite(unixMs) || Math.abs(now - unixMs) > HANDSHAKE_WINDOW_MS) return false;
-    if (this.#seen.has(nonce)) return false;
-    if (this.#seen.size > 10_000) {
-      for (const [n, t] of this.#seen) if (now - t > HANDSHAKE_WINDOW_MS) this.#seen.delete(n);
-    }
-    this.#seen.set(nonce, now);
-    return true;
-  }
-}
-
-/**
- * A random nonce for a handshake.
- *
- * @example
- * ```ts
- * newNonce(); // e.g. "9f1c2a7e4b5d6c8a"
- * ```
- */
-export function newNonce(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(8)).buffer);
 }
 
 /**
@@ -108,5 +63,17 @@ export function newNonce(): string {
  * ```
  */
 export function generateSecret(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(32)).buffer);
+  return randomHex(32);
+}
+
+/**
+ * `bytes` random bytes as hex (for secrets and handshake nonces).
+ *
+ * @example
+ * ```ts
+ * randomHex(16).length; // 32
+ * ```
+ */
+export function randomHex(bytes: number): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(bytes)).buffer);
 }

@@ -8,6 +8,9 @@
  */
 
 let originNs = anchor();
+/** Test-only skew (env HERD_CLOCK_OFFSET_MS): shows that links never depend on clocks agreeing. */
+const offsetMs = Math.trunc(Number(Deno.env.get("HERD_CLOCK_OFFSET_MS") ?? 0));
+const offsetNs = BigInt(Number.isSafeInteger(offsetMs) ? offsetMs : 0) * 1_000_000n;
 let lastCheck = performance.now();
 
 function anchor(): bigint {
@@ -30,5 +33,5 @@ export function nowNs(): bigint {
     const drift = fresh > originNs ? fresh - originNs : originNs - fresh;
     if (drift > 2_000_000n) originNs = fresh;
   }
-  return originNs + BigInt(Math.round(perf * 1e6));
+  return originNs + BigInt(Math.round(perf * 1e6)) + offsetNs;
 }

@@ -14,6 +14,19 @@ export interface ServerConfig {
   port: number;
   /** Neighbours, sorted, from both sides' lists (undirected). */
   neighbors: string[];
+  /** With `tls`: the TLS port for links and observers (the client port stays plain TCP). */
+  linkPort?: number;
+}
+
+/**
+ * TLS for links and observers: PEM file paths; `{name}` in `cert`/`key` stands for the
+ * server's name. Relative paths are relative to the config file.
+ */
+export interface TlsConfig {
+  /** The herd's own CA: a peer's certificate must chain to it and name the peer. */
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 /** A validated herd. */
@@ -22,6 +35,8 @@ export interface HerdConfig {
   servers: ServerConfig[];
   /** The herd secret, when the config file gives one. */
   secret?: string;
+  /** When set, every link and observer stream is TLS (see `tls.ts`). */
+  tls?: TlsConfig;
 }
 
 /** A config problem; the message is one clear line for the command line. */
@@ -56,7 +71,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * herd.servers[1].neighbors; // ["A"]
  * ```
  */
-export function parseConfig(json: unknown): HerdConfig {
+export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
   if (!isRecord(json) || !isRecord(json.servers)) {
     throw new ConfigError('config must be an object with a "servers" object');
   }
@@ -100,7 +115,24 @@ export function parseConfig(json: unknown): HerdConfig {
       links.get(name)!.add(n);
       links.get(n)!.add(name);
     }
-    servers.push({ name, host, port, neighbors: [] });
+    let linkPort: number | undefined;
+    if (s.linkPort !== undefined || json.tls !== undefined) {
+      linkPort = s.linkPort as number;
+      if (!Number.isInteger(linkPort) || linkPort < 1 || linkPort > 65535) {
+        throw new ConfigError(
+          `server ${name}: with "tls", "linkPort" must be a port (1-65535), got ${
+            JSON.stringify(s.linkPort)
+          }`,
+        );
+      }
+      const clash = ports.get(`${host}:${linkPort}`) ?? ports.get(String(linkPort));
+      if (clash !== undefined) {
+        throw new ConfigError(`server ${name}: link port ${linkPort} is already used by ${clash}`);
+      }
+      ports.set(`${host}:${linkPort}`, name);
+      ports.set(String(linkPort), name);
+    }
+    servers.push({ name, host, port, neighbors: [], ...(linkPort ? { linkPort } : {}) });
   }
   for (const s of servers) s.neighbors = [...links.get(s.name)!].sort();
   let secret: string | undefined;
@@ -110,7 +142,20 @@ export function parseConfig(json: unknown): HerdConfig {
     }
     secret = json.secret;
   }
-  return { servers, secret };
+  return {
+    servers,
+    secret,
+    ...(json.tls === undefined ? {} : { tls: parseTls(json.tls, baseDir) }),
+  };
+}
+
+function parseTls(tls: unknown, baseDir: string | undefined): TlsConfig {
+  const ok = isRecord(tls) &&
+    ["ca", "cert", "key"].every((k) => typeof tls[k] === "string" && tls[k] !== "");
+  if (!ok) throw new ConfigError('"tls" must be {"ca": path, "cert": path, "key": path}');
+  const t = tls as unknown as TlsConfig;
+  const at = (p: string) => (baseDir === undefined || p.startsWith("/") ? p : `${baseDir}/${p}`);
+  return { ca: at(t.ca), cert: at(t.cert), key: at(t.key) };
 }
 
 /**
@@ -138,7 +183,8 @@ export async function loadConfig(path?: string): Promise<HerdConfig> {
     throw new ConfigError(`config ${path} is not valid JSON: ${(err as Error).message}`);
   }
   try {
-    return parseConfig(json);
+    const slash = path.lastIndexOf("/");
+    return parseConfig(json, slash === -1 ? "." : path.slice(0, slash) || "/");
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`config ${path}: ${err.message}`);
     throw err;

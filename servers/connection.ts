@@ -13,6 +13,7 @@
 import { FairShare } from "./fair.ts";
 import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
+import { HANDSHAKE_PREFIX } from "./handshake.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -31,7 +32,7 @@ export interface LineHandler {
   /** The reply to one line (a binary string), or null for no reply (blank line). */
   handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null;
   /**
-   * Called with the first line when it starts with `HERD1 `: a peer or observer handshake.
+   * Called with the first line when it starts with `HERD2 `: a peer or observer handshake.
    * Resolves true when the handler took the socket over (this connection then stops).
    */
   handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean>;
@@ -142,7 +143,7 @@ export class ClientConnection {
         if (this.#firstLine && lines.length > 0) {
           this.#firstLine = false;
           const first = lines[0];
-          if (!first.overlong && first.text.startsWith("HERD1 ")) {
+          if (!first.overlong && first.text.startsWith(HANDSHAKE_PREFIX)) {
             this.#clearPartial();
             if (await this.#handler.handshake(first.text, this, lines.slice(1))) {
               this.#handedOver = true;

@@ -75,7 +75,10 @@ export class Herd {
     }
     for (const s of config.servers) {
       if (opts.only !== undefined && !opts.only.includes(s.name)) continue;
-      this.servers.set(s.name, new HerdServer(s, config.servers, this.bus, auth, opts));
+      this.servers.set(
+        s.name,
+        new HerdServer(s, config.servers, this.bus, auth, { ...opts, tls: config.tls }),
+      );
     }
   }
 

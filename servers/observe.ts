@@ -2,10 +2,9 @@
  * Observers: an authenticated read-only stream of one server's events, so a dashboard can watch
  * a herd of separate `deno task server` processes (`deno task dashboard --config FILE`).
  *
- * Handshake (first line on the server's client port):
- * `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>` with
- * mac = hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`).
- * The server answers `HERD1 WATCHING <server>`, then `STATE <json>` (its part of the snapshot),
+ * Handshake (on the server's client port, or its TLS link port): the link handshake of
+ * `handshake.ts` with the role `observer`, ending in `HERD2 WATCHING <server>`; then
+ * `STATE <json>` (its part of the snapshot),
  * then `RECORDS <json>` lines (the snapshot's records, in chunks), then one `EVENT <json>` line
  * per event. The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary strings,
  * as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
@@ -14,12 +13,11 @@
  * @module
  */
 
-import type { HerdAuth } from "./auth.ts";
 import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
 import type { ServerState } from "./server.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
-import { splitFields } from "./protocol.ts";
+import { welcomeLine } from "./handshake.ts";
 import { writeAll } from "./connection.ts";
 import { OBSERVER_CHUNK } from "./limits.ts";
 
@@ -31,45 +29,10 @@ export const STATE_RECORDS = 2000;
 export interface Observable {
   readonly name: string;
   readonly bus: EventBus;
-  readonly auth: HerdAuth;
   /** The Places provider's name ("offline", "new", "legacy"). */
   readonly places: string;
   state(): ServerState;
   recentRecords(limit: number): StoredRecord[];
-}
-
-/**
- * Checks an OBSERVE handshake line.
- *
- * @example
- * ```ts
- * const v = await verifyObserve(auth, "Hill", line);
- * if (v.ok) console.log(`${v.observer} is watching`);
- * ```
- */
-export async function verifyObserve(
-  auth: HerdAuth,
-  me: string,
-  line: string,
-): Promise<{ ok: true; observer: string } | { ok: false; reason: string }> {
-  const f = splitFields(line);
-  if (f.length !== 6 || f[0] !== "HERD1" || f[1] !== "OBSERVE") {
-    return { ok: false, reason: "malformed observer handshake" };
-  }
-  const [, , observer, ms, nonce, mac] = f;
-  const check = await auth.checkHandshake(
-    `OBSERVE|${observer}|${me}|${ms}|${nonce}`,
-    ms,
-    nonce,
-    mac,
-  );
-  if (check === "bad secret") {
-    return { ok: false, reason: `bad herd secret from observer ${observer}` };
-  }
-  if (check !== "ok") {
-    return { ok: false, reason: `stale or replayed observer handshake from ${observer}` };
-  }
-  return { ok: true, observer };
 }
 
 /**
@@ -163,7 +126,8 @@ export function startObserver(
   };
 
   // Written first, by the first pump; then the snapshot chunks, then the buffered events.
-  let header: string | undefined = `HERD1 WATCHING ${server.name}\n` +
+  // The handshake's last line (`HERD2 WATCHING`) leads, so it and STATE share a write.
+  let header: string | undefined = welcomeLine("observer", server.name, observer) +
     `STATE ${
       asciiJson({
         server: server.state(),

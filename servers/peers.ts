@@ -9,13 +9,19 @@
  * "mark") and tells us at link-up, so only what it missed is sent. The wire format is in
  * docs/protocol.md.
  *
- * Who dials: the server whose name sorts first. So each link has exactly one connection.
+ * Who dials: both ends, whenever the link is down, so a server that comes back is linked as
+ * soon as it listens, whoever sorts first. One connection per link, chosen the same at both
+ * ends: the server whose name sorts first refuses (`HERD2 BUSY`) a neighbour's dial while its
+ * own dial is in flight or while its own connection is up; every completed handshake replaces
+ * the link's older connection (the other end just chose it too).
  *
  * @module
  */
 
 import type { AtFields, EventBus } from "./events.ts";
-import { type HerdAuth, newNonce } from "./auth.ts";
+import type { HerdAuth } from "./auth.ts";
+import { dialHandshake } from "./handshake.ts";
+import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
@@ -27,7 +33,7 @@ import { MAX_PEER_LINE } from "./limits.ts";
 export interface LinkOptions {
   /** Send a heartbeat after this long without writing; a link silent 3× this long is dead. */
   heartbeatMs: number;
-  /** First redial delay. */
+  /** First redial delay (jittered ±25%); doubles while the neighbour stays away. */
   backoffMinMs: number;
   /** Redial delay cap. */
   backoffMaxMs: number;
@@ -38,8 +44,8 @@ export interface LinkOptions {
 /** Default link tunables. */
 export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   heartbeatMs: 1000,
-  backoffMinMs: 100,
-  backoffMaxMs: 2000,
+  backoffMinMs: 25,
+  backoffMaxMs: 1000,
   batchRecords: 2048,
 };
 
@@ -53,6 +59,8 @@ export interface LinkHost {
   receive(records: PeerRecord[], link: Link): void;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
+  /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
+  connectPeer?(peer: string): Promise<Deno.Conn>;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -69,15 +77,13 @@ export interface LinkMark {
   seq: number;
 }
 
-const HANDSHAKE_TIMEOUT_MS = 3000;
-
 /**
  * One link from this server to a neighbour.
  *
  * @example
  * ```ts
  * const link = new Link(server, 0, { name: "Jaquez", host: "127.0.0.1", port: 12001 }, opts);
- * link.start(); // dials if this side dials; otherwise waits for the neighbour
+ * link.start(); // dials at once, and again whenever the link is down
  * link.notify(); // something new in the store: send it
  * ```
  */
@@ -86,8 +92,8 @@ export class Link {
   readonly index: number;
   readonly host: string;
   readonly port: number;
-  /** True when this server dials the link (its name sorts first). */
-  readonly dialer: boolean;
+  /** True when this server's name sorts first: its own connection wins a tie. */
+  readonly lower: boolean;
   /** Records written to this link since start. */
   recordsSent = 0;
   /** Records read from this link since start. */
@@ -98,7 +104,13 @@ export class Link {
   #server: LinkHost;
   #opts: LinkOptions;
   #conn: Deno.Conn | undefined;
+  /** True when #conn is one this server dialled. */
+  #connOurs = false;
+  /** True from our dial's connect until its handshake ends. */
+  #dialing = false;
   #running = false;
+  /** Bumped by each start(): a dial loop from before a stop/start ends instead of doubling up. */
+  #generation = 0;
   #cursor = -1; // -1 until the peer's SYNC says where to start
   /** The connection a pump is running (or scheduled) for; a new connection gets its own. */
   #pumpingFor: Deno.Conn | undefined;
@@ -130,7 +142,7 @@ export class Link {
     this.peer = peer.name;
     this.host = peer.host;
     this.port = peer.port;
-    this.dialer = server.name < peer.name;
+    this.lower = server.name < peer.name;
     this.#opts = opts;
   }
 
@@ -144,11 +156,19 @@ export class Link {
     return this.#conn !== undefined;
   }
 
-  /** Starts the link: the dialing side begins dialling. */
+  /** Starts the link: dials at once. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    if (this.dialer) this.#dialLoop();
+    this.#dialLoop(++this.#generation);
+  }
+
+  /**
+   * True when a neighbour's dial must be refused (`HERD2 BUSY`) to keep one connection per
+   * link: we sort first and our own dial is in flight or our own connection is up.
+   */
+  get refusesInbound(): boolean {
+    return this.lower && (this.#dialing || (this.#conn !== undefined && this.#connOurs));
   }
 
   /** Stops the link and closes its connection. */
@@ -173,9 +193,11 @@ export class Link {
 
   /**
    * Accepts an authenticated connection from the neighbour (the acceptor side), replacing any
-   * older one (a neighbour that restarted may leave a half-open connection behind).
+   * older one (a neighbour that restarted may leave a half-open connection behind). `welcome`
+   * (the handshake's last line) goes out in the same write as our SYNC, and the link is up at
+   * once: nothing can slip in between the decision to accept and the link being up.
    */
-  adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
+  adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], welcome = ""): void {
     if (!this.#running) {
       conn.close();
       return;
@@ -183,13 +205,26 @@ export class Link {
     this.#drop("replaced by a new connection");
     // It was a client connection until now: a link reads the longer peer lines.
     splitter.raiseLimit(MAX_PEER_LINE);
-    this.#attach(conn, splitter, rest, "in");
+    this.#attach(conn, splitter, rest, "in", welcome);
+  }
+
+  /** A whole handshake, dialled by us, completed: the neighbour chose this connection. */
+  #adoptOwn(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
+    this.#drop("replaced by a new connection");
+    this.#attach(conn, splitter, rest, "out");
   }
 
   // ---------------------------------------------------------------------------------------------
 
-  #attach(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], dir: "in" | "out"): void {
+  #attach(
+    conn: Deno.Conn,
+    splitter: LineSplitter,
+    rest: SplitLine[],
+    dir: "in" | "out",
+    welcome = "",
+  ): void {
     this.#conn = conn;
+    this.#connOurs = dir === "out";
     this.#cursor = -1;
     this.#lastRead = this.#lastWrite = this.#lastBeat = performance.now();
     this.#writeSince = 0;
@@ -202,7 +237,7 @@ export class Link {
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
     this.#send(
       conn,
-      `SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
+      `${welcome}SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
     );
     this.#readLoop(conn, splitter, rest);
   }
@@ -446,134 +481,88 @@ export class Link {
   // ---------------------------------------------------------------------------------------------
   // The dialing side.
 
-  async #dialLoop(): Promise<void> {
+  async #dialLoop(generation: number): Promise<void> {
     let delay = this.#opts.backoffMinMs;
-    while (this.#running) {
-      const outcome = await this.#dialOnce();
-      if (!this.#running) break;
-      if (outcome === "up") {
-        // Wait for the link to go down (unless it already did), then redial quickly.
-        if (this.#conn !== undefined) {
-          await new Promise<void>((resolve) => (this.#closedSignal = resolve));
-        }
+    let wait = 0; // a server that starts dials at once
+    while (this.#running && generation === this.#generation) {
+      if (this.#conn !== undefined) {
+        // Up (dialled by either end): wait for it to go down, then redial quickly.
+        await new Promise<void>((resolve) => (this.#closedSignal = resolve));
         this.#closedSignal = undefined;
         delay = this.#opts.backoffMinMs;
-        if (!this.#running) break;
+        wait = delay;
+        continue;
       }
-      // Jitter (±25%) keeps a herd that restarts together from redialling in lockstep.
-      const wait = delay * (0.75 + Math.random() * 0.5);
-      await new Promise<void>((resolve) => {
-        this.#wakeDialer = resolve;
-        this.#dialTimer = setTimeout(resolve, wait);
-      });
-      this.#wakeDialer = undefined;
-      if (outcome !== "up") delay = Math.min(delay * 2, this.#opts.backoffMaxMs);
+      if (wait > 0) {
+        // Jitter (±25%) keeps a herd that restarts together from redialling in lockstep.
+        await new Promise<void>((resolve) => {
+          this.#wakeDialer = resolve;
+          this.#dialTimer = setTimeout(resolve, wait * (0.75 + Math.random() * 0.5));
+        });
+        this.#wakeDialer = undefined;
+        if (!this.#running || generation !== this.#generation || this.#conn !== undefined) {
+          continue;
+        }
+      }
+      const outcome = await this.#dialOnce();
+      // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
+      if (outcome === "failed") delay = Math.min(delay * 2, this.#opts.backoffMaxMs);
+      else delay = this.#opts.backoffMinMs;
+      wait = delay;
     }
   }
 
-  /** One dial and handshake; "up" when the link was established. */
-  async #dialOnce(): Promise<"up" | "failed"> {
+  /** One dial and handshake. */
+  async #dialOnce(): Promise<"up" | "busy" | "failed"> {
     const s = this.#server;
-    let conn: Deno.TcpConn;
+    this.#dialing = true;
+    let conn: Deno.Conn | undefined;
     try {
-      conn = await Deno.connect({ hostname: this.host, port: this.port });
-    } catch {
-      return "failed";
-    }
-    const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
-    try {
-      conn.setNoDelay(true);
-      const ms = Date.now();
-      const nonce = newNonce();
-      const mac = await s.auth.sign(`HELLO|${s.name}|${this.peer}|${ms}|${nonce}`);
-      await writeAll(
-        conn,
-        binaryToBytes(`HERD1 HELLO ${s.name} ${this.peer} ${ms} ${nonce} ${mac}\n`),
-      );
+      try {
+        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer);
+        else {
+          const tcp = await Deno.connect({ hostname: this.host, port: this.port });
+          tcp.setNoDelay(true);
+          conn = tcp;
+        }
+      } catch (err) {
+        // A neighbour that is away is no news; a refused certificate is.
+        if (err instanceof LinkTlsError) {
+          s.bus.emit({
+            kind: "peer.rejected",
+            t: Date.now(),
+            server: s.name,
+            remote: this.peer,
+            reason: err.message,
+          });
+        }
+        return "failed";
+      }
       const splitter = new LineSplitter(MAX_PEER_LINE);
-      const { line, rest } = await readFirstLine(conn, splitter);
-      const f = splitFields(line ?? "");
-      const ok = f.length === 5 && f[0] === "HERD1" && f[1] === "WELCOME" &&
-        f[2] === this.peer && f[3] === s.name &&
-        await s.auth.verify(`WELCOME|${this.peer}|${s.name}|${nonce}`, f[4]);
-      clearTimeout(timer);
-      if (!ok || !this.#running) {
-        const reason = line === undefined
-          ? "no answer to handshake"
-          : line.startsWith("?")
-          ? "neighbour refused our handshake (herd secret mismatch?)"
-          : "neighbour's answer failed authentication";
+      const r = await dialHandshake(s.auth, conn, splitter, "peer", s.name, this.peer);
+      if (r.ok && this.#running) {
+        this.#adoptOwn(conn, splitter, r.rest);
+        conn = undefined;
+        return "up";
+      }
+      if (!r.ok && r.busy) return "busy";
+      if (!r.ok && r.reason !== "connection lost") {
         s.bus.emit({
           kind: "peer.rejected",
           t: Date.now(),
           server: s.name,
           remote: this.peer,
-          reason,
+          reason: r.reason,
         });
-        conn.close();
-        return "failed";
-      }
-      this.#attach(conn, splitter, rest, "out");
-      return "up";
-    } catch {
-      clearTimeout(timer);
-      try {
-        conn.close();
-      } catch {
-        // already closed by the timeout
       }
       return "failed";
+    } finally {
+      this.#dialing = false;
+      try {
+        conn?.close();
+      } catch {
+        // already closed by the handshake's timeout
+      }
     }
   }
-}
-
-/**
- * Reads until the first complete line; returns it and any further lines already read.
- *
- * @example
- * ```ts
- * const { line, rest } = await readFirstLine(conn, new LineSplitter());
- * ```
- */
-export async function readFirstLine(
-  conn: Deno.Conn,
-  splitter: LineSplitter,
-): Promise<{ line: string | undefined; rest: SplitLine[] }> {
-  const buf = new Uint8Array(4096);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) return { line: undefined, rest: [] };
-    const lines = splitter.push(buf.subarray(0, n));
-    if (lines.length > 0) return { line: lines[0].text, rest: lines.slice(1) };
-  }
-}
-
-/**
- * Checks a `HERD1 HELLO` line from a would-be neighbour. Returns the neighbour's name and the
- * WELCOME line to send back, or a reason for refusing.
- *
- * @example
- * ```ts
- * const v = await verifyHello(auth, "Jaquez", line, (name) => name === "Hill");
- * if (v.ok) conn.write(v.welcome);
- * ```
- */
-export async function verifyHello(
-  auth: HerdAuth,
-  me: string,
-  line: string,
-  isNeighbor: (name: string) => boolean,
-): Promise<{ ok: true; from: string; welcome: string } | { ok: false; reason: string }> {
-  const f = splitFields(line);
-  if (f.length !== 7 || f[0] !== "HERD1" || f[1] !== "HELLO") {
-    return { ok: false, reason: "malformed handshake" };
-  }
-  const [, , from, to, ms, nonce, mac] = f;
-  if (to !== me) return { ok: false, reason: `handshake for ${to}, not ${me}` };
-  if (!isNeighbor(from)) return { ok: false, reason: `${from} is not a neighbour` };
-  const check = await auth.checkHandshake(`HELLO|${from}|${to}|${ms}|${nonce}`, ms, nonce, mac);
-  if (check === "bad secret") return { ok: false, reason: `bad herd secret from ${from}` };
-  if (check !== "ok") return { ok: false, reason: `stale or replayed handshake from ${from}` };
-  const welcomeMac = await auth.sign(`WELCOME|${me}|${from}|${nonce}`);
-  return { ok: true, from, welcome: `HERD1 WELCOME ${me} ${from} ${welcomeMac}\n` };
 }

@@ -3,10 +3,10 @@
  * processes (`deno task dashboard --config FILE`).
  *
  * For each server of the config it dials the server's client port and authenticates as an
- * observer (see `servers/observe.ts`): `HERD1 OBSERVE <observer> <unixMs> <nonce> <mac>`, mac =
- * hex HMAC-SHA256(secret, `OBSERVE|<observer>|<server>|<unixMs>|<nonce>`). The server answers
- * `HERD1 WATCHING <server>`, a `STATE <json>` line with its state, its snapshot's records in
- * `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The bytes are latin1 (one char per byte), so the JSON's text
+ * observer (the challenge-response of `servers/handshake.ts`, role `observer`). The server ends
+ * it with `HERD2 WATCHING <server>`, then sends a `STATE <json>` line with its state, its
+ * snapshot's records in `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The
+ * bytes are latin1 (one char per byte), so the JSON's text
  * fields come out as the herd's binary strings.
  *
  * The five streams merge into one `EventBus` and one snapshot. A dropped stream is redialled
@@ -24,10 +24,12 @@
  * @module
  */
 
-import { HerdAuth, newNonce } from "./auth.ts";
+import { HerdAuth } from "./auth.ts";
+import { dialHandshake } from "./handshake.ts";
+import { dialTls, loadTlsCa } from "./tls.ts";
 import type { HerdConfig, ServerConfig } from "./config.ts";
 import { EventBus, type HerdEvent } from "./events.ts";
-import { LineSplitter } from "./lines.ts";
+import { LineSplitter, type SplitLine } from "./lines.ts";
 import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
 import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
@@ -82,7 +84,7 @@ interface Watch {
   knownComplete: boolean;
   /** Snapshot records still to come in RECORDS lines after STATE. */
   snapshotLeft: number;
-  conn?: Deno.TcpConn;
+  conn?: Deno.Conn;
   attempt: number;
   timer?: ReturnType<typeof setTimeout>;
   lastError?: string;
@@ -92,6 +94,8 @@ interface Watch {
 export class RemoteHerd {
   readonly bus: EventBus = new EventBus();
   readonly #auth: HerdAuth;
+  /** The herd's CA when its links and observers use TLS. */
+  readonly #tlsCa: string | undefined;
   readonly #observer: string;
   readonly #watches = new Map<string, Watch>();
   readonly #records = new Map<string, RecordView>();
@@ -104,6 +108,7 @@ export class RemoteHerd {
 
   constructor(readonly config: HerdConfig, opts: RemoteHerdOptions) {
     this.#auth = new HerdAuth(opts.secret);
+    this.#tlsCa = config.tls === undefined ? undefined : loadTlsCa(config.tls);
     this.#observer = opts.observer ?? `dashboard-${Deno.pid}`;
     this.#minBackoff = opts.minBackoffMs ?? 250;
     this.#maxBackoff = opts.maxBackoffMs ?? 5_000;
@@ -230,11 +235,16 @@ export class RemoteHerd {
     w.status = "connecting";
     const { name, host, port } = w.config;
     const dialHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
-      conn = await withTimeout(Deno.connect({ hostname: dialHost, port }), this.#handshakeTimeout);
+      // With TLS: the server's link port, its certificate checked against the herd's CA.
+      const dial = this.#tlsCa === undefined
+        ? Deno.connect({ hostname: dialHost, port })
+        : dialTls(w.config, this.#tlsCa);
+      conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout);
     } catch (err) {
-      this.#backoff(w, `connect ${dialHost}:${port}: ${errText(err)}`);
+      const at = this.#tlsCa === undefined ? port : w.config.linkPort;
+      this.#backoff(w, `connect ${dialHost}:${at}: ${errText(err)}`);
       return;
     }
     if (!this.#running) {
@@ -242,59 +252,58 @@ export class RemoteHerd {
       return;
     }
     w.conn = conn;
-    try {
-      const ms = Date.now();
-      const nonce = newNonce();
-      const mac = await this.#auth.sign(`OBSERVE|${this.#observer}|${name}|${ms}|${nonce}`);
-      await writeAll(
-        conn,
-        new TextEncoder().encode(`HERD1 OBSERVE ${this.#observer} ${ms} ${nonce} ${mac}\n`),
-      );
-    } catch (err) {
+    const splitter = new LineSplitter(MAX_OBSERVER_LINE);
+    const started = performance.now();
+    const r = await dialHandshake(
+      this.#auth,
+      conn,
+      splitter,
+      "observer",
+      this.#observer,
+      name,
+      this.#handshakeTimeout,
+    );
+    if (!r.ok) {
       this.#close(conn);
-      this.#backoff(w, `handshake: ${errText(err)}`);
+      this.#backoff(w, `handshake: ${r.reason}`);
       return;
     }
-    await this.#read(w, conn);
+    const left = this.#handshakeTimeout - (performance.now() - started);
+    await this.#read(w, conn, splitter, r.rest, Math.max(1, left));
   }
 
-  #close(conn: Deno.TcpConn): void {
+  #close(conn: Deno.Conn): void {
     try {
       conn.close();
     } catch { /* closed */ }
   }
 
-  async #read(w: Watch, conn: Deno.TcpConn): Promise<void> {
-    const name = w.config.name;
+  async #read(
+    w: Watch,
+    conn: Deno.Conn,
+    splitter: LineSplitter,
+    rest: SplitLine[],
+    stateTimeoutMs: number,
+  ): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
-    const splitter = new LineSplitter(MAX_OBSERVER_LINE);
-    let phase: "hello" | "state" | "events" = "hello";
+    let phase: "state" | "events" = "state";
     let error = "closed by the server";
     const handshakeTimer = setTimeout(() => {
       if (phase !== "events") {
-        error = "no answer to the observer handshake";
+        error = "no STATE after the observer handshake";
         this.#close(conn);
       }
-    }, this.#handshakeTimeout);
+    }, stateTimeoutMs);
     try {
+      let lines = rest;
       outer: while (true) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        for (const split of splitter.push(buf.subarray(0, n))) {
+        for (const split of lines) {
           if (split.overlong) {
             error = "line too long";
             break outer;
           }
           const line = split.text.replace(/\r$/, "");
-          if (phase === "hello") {
-            if (line !== `HERD1 WATCHING ${name}`) {
-              error = line.startsWith("? ")
-                ? "refused (wrong herd secret, or not an observer-capable server)"
-                : `unexpected answer ${JSON.stringify(line.slice(0, 80))}`;
-              break outer;
-            }
-            phase = "state";
-          } else if (phase === "state") {
+          if (phase === "state") {
             if (!line.startsWith("STATE ")) {
               error = `expected STATE, got ${JSON.stringify(line.slice(0, 80))}`;
               break outer;
@@ -324,6 +333,9 @@ export class RemoteHerd {
           error = "line too long";
           break;
         }
+        const n = await conn.read(buf);
+        if (n === null) break;
+        lines = splitter.push(buf.subarray(0, n));
       }
     } catch (err) {
       if (error === "closed by the server") error = errText(err);
@@ -468,11 +480,6 @@ export class RemoteHerd {
     if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
     this.bus.emit(e);
   }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

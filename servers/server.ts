@@ -7,7 +7,8 @@
 
 import type { AtFields, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
-import type { ServerConfig } from "./config.ts";
+import type { ServerConfig, TlsConfig } from "./config.ts";
+import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import {
   ClientConnection,
   type ConnectionOptions,
@@ -15,7 +16,8 @@ import {
   writeAll,
 } from "./connection.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
-import { Link, type LinkOptions, type PeerRecord, verifyHello } from "./peers.ts";
+import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
+import { acceptHandshake, BUSY_LINE, parseHello, welcomeLine } from "./handshake.ts";
 import {
   type Command,
   formatAt,
@@ -31,7 +33,7 @@ import { nowNs } from "./clock.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
-import { startObserver, verifyObserve } from "./observe.ts";
+import { startObserver } from "./observe.ts";
 import type { Persistence } from "./persist.ts";
 
 /** Everything a server needs besides its config. */
@@ -44,6 +46,8 @@ export interface ServerOptions extends ConnectionOptions {
   /** Reply to an IAMAT only once its record is on disk (with persistence). */
   syncAck?: boolean;
   link: LinkOptions;
+  /** TLS for links and observers (the herd config's `tls`). */
+  tls?: TlsConfig;
 }
 
 /** A snapshot of one server, for the dashboard and tools. */
@@ -77,9 +81,19 @@ export class HerdServer implements LineHandler {
   readonly links: Link[];
   store: RecordStore = new RecordStore();
   #config: ServerConfig;
+  /** Every server of the herd's config, to tell an unknown server from a non-neighbour. */
+  #herdNames: Set<string>;
   #opts: ServerOptions;
   #listener: Deno.Listener | undefined;
   #accepting: Promise<void> | undefined;
+  /** With TLS: the link port's listener, the PEMs, and the connections that came through it. */
+  #tlsListener: Deno.TlsListener | undefined;
+  #acceptingTls: Promise<void> | undefined;
+  #tlsFiles: TlsFiles | undefined;
+  #secure = new WeakSet<ClientConnection>();
+  /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
+  #closedInHandshake = new WeakMap<ClientConnection, string>();
+  #peerConfigs: Map<string, ServerConfig>;
   #conns = new Set<ClientConnection>();
   #observers = new Set<{ close(): void }>();
   #nextConn = 1;
@@ -100,6 +114,8 @@ export class HerdServer implements LineHandler {
     this.#config = config;
     this.#opts = opts;
     const byName = new Map(peers.map((p) => [p.name, p]));
+    this.#herdNames = new Set(byName.keys());
+    this.#peerConfigs = byName;
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
   }
 
@@ -121,15 +137,23 @@ export class HerdServer implements LineHandler {
   /** Listens, loads stored records, and starts the links. Throws a clear error when the port is taken. */
   async start(): Promise<void> {
     if (this.#listener !== undefined) return;
-    try {
-      this.#listener = Deno.listen({ hostname: this.host, port: this.port });
-    } catch (err) {
-      if (err instanceof Deno.errors.AddrInUse) {
-        throw new Error(`${this.name}: port ${this.port} on ${this.host} is already in use`);
+    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
+    this.#listener = this.#listen(
+      this.port,
+      () => Deno.listen({ hostname: this.host, port: this.port }),
+    );
+    if (this.#tlsFiles !== undefined) {
+      const files = this.#tlsFiles;
+      try {
+        this.#tlsListener = this.#listen(
+          this.#config.linkPort!,
+          () => listenLinks(this.#config, files),
+        );
+      } catch (err) {
+        this.#listener.close();
+        this.#listener = undefined;
+        throw err;
       }
-      throw new Error(
-        `${this.name}: cannot listen on ${this.host}:${this.port}: ${(err as Error).message}`,
-      );
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
     this.store = new RecordStore();
@@ -145,8 +169,35 @@ export class HerdServer implements LineHandler {
       host: this.host,
       port: this.port,
     });
-    this.#accepting = this.#acceptLoop(this.#listener);
+    this.#accepting = this.#acceptLoop(this.#listener, false);
+    if (this.#tlsListener !== undefined) {
+      this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
+    }
     for (const link of this.links) link.start();
+  }
+
+  /** Listens with a clear error when the port is taken. */
+  #listen<L>(port: number, listen: () => L): L {
+    try {
+      return listen();
+    } catch (err) {
+      if (err instanceof Deno.errors.AddrInUse) {
+        throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+      }
+      throw new Error(
+        `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /** Opens a link to a neighbour: TLS to its link port when the herd uses TLS. */
+  connectPeer(peer: string): Promise<Deno.Conn> {
+    const config = this.#peerConfigs.get(peer)!;
+    if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca);
+    return Deno.connect({ hostname: config.host, port: config.port }).then((tcp) => {
+      tcp.setNoDelay(true);
+      return tcp;
+    });
   }
 
   /** Closes the listener, every connection and every link. */
@@ -154,15 +205,19 @@ export class HerdServer implements LineHandler {
     const listener = this.#listener;
     if (listener === undefined) return;
     this.#listener = undefined;
-    try {
-      listener.close();
-    } catch {
-      // already closed
+    for (const l of [listener, this.#tlsListener]) {
+      try {
+        l?.close();
+      } catch {
+        // already closed
+      }
     }
+    this.#tlsListener = undefined;
     for (const link of this.links) link.stop();
     for (const c of this.#conns) c.close("server stopping");
     for (const o of this.#observers) o.close();
     await this.#accepting;
+    await this.#acceptingTls;
     await this.#persistence?.flush();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
   }
@@ -191,11 +246,11 @@ export class HerdServer implements LineHandler {
     return this.store.recent(limit);
   }
 
-  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener | Deno.TlsListener, secure: boolean): Promise<void> {
     const pending = new Set<Promise<void>>();
     try {
       for await (const conn of listener) {
-        const p = this.#serve(conn);
+        const p = this.#serve(conn, secure);
         pending.add(p);
         p.finally(() => pending.delete(p));
       }
@@ -205,7 +260,7 @@ export class HerdServer implements LineHandler {
     await Promise.allSettled([...pending]);
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
     if (this.#conns.size >= this.#opts.maxConnections) {
@@ -230,6 +285,7 @@ export class HerdServer implements LineHandler {
       // not a TCP socket
     }
     const client = new ClientConnection(conn, this.#nextConn++, this, this.#opts);
+    if (secure) this.#secure.add(client);
     this.#conns.add(client);
     this.bus.emit({
       kind: "client.connect",
@@ -240,14 +296,15 @@ export class HerdServer implements LineHandler {
     });
     await client.run();
     this.#conns.delete(client);
-    if (!client.handedOver) {
+    const closedWhy = this.#closedInHandshake.get(client);
+    if (!client.handedOver || closedWhy !== undefined) {
       this.bus.emit({
         kind: "client.disconnect",
         t: Date.now(),
         server: this.name,
         conn: client.id,
         remote,
-        reason: client.reason,
+        reason: closedWhy ?? client.reason,
       });
     }
   }
@@ -330,6 +387,11 @@ export class HerdServer implements LineHandler {
     this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply });
   }
 
+  /**
+   * A `HERD2 HELLO` first line: a neighbour or an observer dialling. Refusals of the HELLO itself
+   * (returns false) leave a plain client connection, which answers the line with `? ...`; once
+   * the challenge is sent, a failure closes the connection (returns true).
+   */
   async handshake(line: string, conn: ClientConnection, rest: SplitLine[]): Promise<boolean> {
     try {
       return await this.#handshake(line, conn, rest);
@@ -350,42 +412,53 @@ export class HerdServer implements LineHandler {
     const remote = conn.remote;
     const reject = (reason: string) => {
       this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
-      return false;
     };
-    if (line.startsWith("HERD1 HELLO ")) {
-      const v = await verifyHello(
-        this.auth,
-        this.name,
-        line,
-        (n) => this.#config.neighbors.includes(n),
-      );
-      if (!v.ok) return reject(v.reason);
-      const link = this.links.find((l) => l.peer === v.from)!;
-      if (!this.running) return false;
-      try {
-        await writeAll(conn.conn, binaryToBytes(v.welcome));
-      } catch {
-        return reject("connection lost during handshake");
-      }
-      this.#conns.delete(conn);
-      link.adopt(conn.conn, conn.splitter, rest);
+    const hello = parseHello(line);
+    let refusal: string | undefined;
+    if (this.#tlsFiles !== undefined && !this.#secure.has(conn)) {
+      refusal = `handshake on the plain port: links use TLS on port ${this.#config.linkPort}`;
+    } else if (hello === undefined) refusal = "malformed handshake";
+    else if (hello.to !== this.name) refusal = `handshake for ${hello.to}, not ${this.name}`;
+    else if (hello.role === "peer" && !this.#herdNames.has(hello.from)) {
+      refusal = `unknown server ${hello.from}`;
+    } else if (hello.role === "peer" && !this.#config.neighbors.includes(hello.from)) {
+      refusal = `${hello.from} is not a neighbour`;
+    }
+    if (hello === undefined || refusal !== undefined) {
+      reject(refusal!);
+      return false;
+    }
+    const link = hello.role === "peer" ? this.links.find((l) => l.peer === hello.from)! : undefined;
+    const close = (text?: string) => {
+      this.#closedInHandshake.set(conn, text === BUSY_LINE ? "link busy" : "handshake failed");
+      (text === undefined ? Promise.resolve() : writeAll(conn.conn, binaryToBytes(text)))
+        .catch(() => {}).finally(() => conn.close());
+      return true;
+    };
+    // One connection per link: checked before the challenge and again after the proof, since
+    // our own dial may have started meanwhile.
+    if (link?.refusesInbound) return close(BUSY_LINE);
+    const r = await acceptHandshake(this.auth, conn.conn, conn.splitter, hello, rest);
+    if (!r.ok) {
+      reject(r.reason);
+      return close();
+    }
+    if (!this.running) return close();
+    this.#conns.delete(conn);
+    if (link !== undefined) {
+      if (link.refusesInbound) return close(BUSY_LINE);
+      link.adopt(conn.conn, conn.splitter, r.rest, welcomeLine("peer", this.name, hello.from));
       return true;
     }
-    if (line.startsWith("HERD1 OBSERVE ")) {
-      const v = await verifyObserve(this.auth, this.name, line);
-      if (!v.ok) return reject(v.reason);
-      this.#conns.delete(conn);
-      // startObserver never calls back before it returns, so `observer` is set by then.
-      const observer = startObserver(
-        this,
-        conn.conn,
-        v.observer,
-        () => this.#observers.delete(observer),
-      );
-      this.#observers.add(observer);
-      return true;
-    }
-    return false;
+    // startObserver writes the WATCHING line first, and never calls back before it returns.
+    const observer = startObserver(
+      this,
+      conn.conn,
+      hello.from,
+      () => this.#observers.delete(observer),
+    );
+    this.#observers.add(observer);
+    return true;
   }
 
   /** Stores a record if newer, reports it, and floods it; returns whether it was new. */

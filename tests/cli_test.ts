@@ -108,8 +108,10 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       await child.stdout.cancel().catch(() => {});
       assertEquals(status.code, 0, `${signal} exit code`);
       const log = await Deno.readTextFile(`${dir}/logs/Alpha.log`);
-      assertIncludes(log, "IN #1 IAMAT cli +1+1 1");
-      assertMatch(log, /OUT #1 AT Alpha \S+ cli \+1\+1 1/);
+      // Connection numbers count Beta's link dials too (both ends dial).
+      const conn = /IN #(\d+) IAMAT cli \+1\+1 1\n/.exec(log)?.[1];
+      assert(conn !== undefined, "the IAMAT is logged");
+      assertMatch(log, new RegExp(`OUT #${conn} AT Alpha \\S+ cli \\+1\\+1 1`));
       assertMatch(log, /ACCEPT client AT Alpha \S+ cli \+1\+1 1\n/);
       assertMatch(log, /SEND to Beta 1 record\(s\): cli\n/);
       const beta = await Deno.readTextFile(`${dir}/logs/Beta.log`);

@@ -242,8 +242,8 @@ const blank = fc.array(fc.constantFrom(" ", "\t", "\r", "\v", "\f"), { maxLength
 const serverish = fc.constantFrom(
   "AT Clark +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503",
   "R 1 Hill +0.1 c1 +1+1 1",
-  "HERD1 HELLO Hill Solo 1700000000000 abcd 00",
-  "HERD1 OBSERVE dash 1700000000000 abcd 00",
+  "HERD2 HELLO peer Hill Solo 0123456789abcdef0123456789abcdef",
+  "HERD2 HELLO observer dash Other 0123456789abcdef0123456789abcdef",
   "PING",
   "iamat c1 +1+1 1",
   "WHATSAT",

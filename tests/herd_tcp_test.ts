@@ -232,7 +232,7 @@ Deno.test("a client-sent AT or peer handshake is refused with '?'", async () => 
   try {
     const at = "AT Clark +0.263873386 kiwi +34.06-118.44 1520023934.9";
     assertEquals(await exchange(t.port("Hill"), at + "\n"), `? ${at}\n`);
-    const hello = "HERD1 HELLO Jaquez Hill 1 abc " + "0".repeat(64);
+    const hello = "HERD2 HELLO peer Jaquez Hill " + "0".repeat(31);
     assertEquals(await exchange(t.port("Hill"), hello + "\n"), `? ${hello}\n`);
     // The planted location is not known anywhere.
     assertEquals(await exchange(t.port("Hill"), "WHATSAT kiwi 1 1\n"), "? WHATSAT kiwi 1 1\n");

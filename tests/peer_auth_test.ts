@@ -1,22 +1,29 @@
 /**
- * Peers must prove they belong (issue 5). Against one in-process server "M" with two fake
- * neighbours played by the test: "F" (sorts first, so F dials M) and "Z" (M dials Z).
+ * Peers must prove they belong (issues 5 and 9). Against one in-process server "M" with fake
+ * neighbours played by the test: "F" (dials M) and "Z" (M dials Z); "N" is in the herd but not
+ * M's neighbour.
  *
- * - a HELLO with a wrong secret, from a non-neighbour, for another server, stale or replayed is
- *   refused, logged as `PEER REJECTED`, and answered like any invalid client line (`? HERD1 ...`);
+ * - a HELLO from a non-neighbour, from an unknown server, for another server, or malformed is
+ *   refused, logged as `PEER REJECTED` with that reason, and answered like any invalid client
+ *   line (`? HERD2 ...`); a wrong, garbage, reflected or missing PROOF is refused, logged, and the
+ *   connection closed with no WELCOME and no record;
  * - a client cannot speak the server protocol: `AT ...`, `R ...`, `SYNC ...`, a HELLO after the
  *   first line all get `? ...`;
  * - an authenticated peer that sends garbage is dropped and logged; its good records before the
  *   garbage were taken;
  * - a half-open peer (authenticated, then silent) is detected by heartbeats on both the accepting
  *   and the dialling side: the link goes down within 3-4 s;
+ * - a dialler refuses an acceptor whose proof is wrong or replayed, and says so;
  * - two real servers with different secrets never link, and both log why.
+ *
+ * Replays recorded by a proxy on the path, and clock skew, are in tests/link_replay_test.ts.
  */
 
 import assert from "node:assert/strict";
-import { HerdAuth, newNonce } from "../servers/auth.ts";
+import { HerdAuth } from "../servers/auth.ts";
 import { parseConfig } from "../servers/config.ts";
 import type { HerdEvent } from "../servers/events.ts";
+import { newNonce, proofText } from "../servers/handshake.ts";
 import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
@@ -35,13 +42,14 @@ interface Setup {
   close(): Promise<void>;
 }
 
-/** Starts M (neighbours F and Z, both fake) with its log file in a temp dir. */
+/** Starts M (neighbours F and Z, both fake; N is in the herd) with its log file in a temp dir. */
 async function startM(secret = SECRET): Promise<Setup> {
-  const [m, f, z] = freePorts(3);
+  const [m, f, z, n] = freePorts(4);
   const config = parseConfig({
     servers: {
       F: { port: f, neighbors: ["M"] },
       M: { port: m, neighbors: ["Z"] },
+      N: { port: n },
       Z: { port: z },
     },
   });
@@ -84,43 +92,82 @@ function linkUp(s: Setup, peer: string): boolean {
   return s.herd.servers.get("M")!.links.find((l) => l.peer === peer)!.up;
 }
 
-/** A HELLO line from `from` to `to`, signed with `auth`. */
-async function hello(
-  auth: HerdAuth,
-  from: string,
-  to: string,
-  ms = Date.now(),
-  nonce = newNonce(),
-): Promise<string> {
-  const mac = await auth.sign(`HELLO|${from}|${to}|${ms}|${nonce}`);
-  return `HERD1 HELLO ${from} ${to} ${ms} ${nonce} ${mac}`;
+/** Reads a connection line by line (text without LF); throws at EOF. */
+function lineReader(conn: Deno.Conn): () => Promise<string> {
+  const buf = new Uint8Array(4096);
+  let text = "";
+  return async () => {
+    while (!text.includes("\n")) {
+      const n = await conn.read(buf);
+      if (n === null) throw new Error(`EOF; got ${JSON.stringify(text)}`);
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    const line = text.slice(0, text.indexOf("\n"));
+    text = text.slice(line.length + 1);
+    return line;
+  };
+}
+
+/** M alone (neighbours F and Z), and a listener on Z's port where the test plays Z. */
+function withFakeZ(): { m: number; listener: Deno.Listener; herd: Herd } {
+  const [m, f, z] = freePorts(3);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
+  const config = parseConfig({
+    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M"],
+  });
+  return { m, listener, herd };
+}
+
+/** A HELLO line from `from` to `to`. */
+function hello(from: string, to: string, nonce = newNonce()): string {
+  return `HERD2 HELLO peer ${from} ${to} ${nonce}`;
+}
+
+/** Sends F's HELLO to M and reads M's CHALLENGE; checks M's proof. */
+async function challenged(
+  s: Setup,
+): Promise<{ c: TcpClient; nonceD: string; nonceA: string; macA: string }> {
+  const c = await TcpClient.connect(s.port);
+  const nonceD = newNonce();
+  await c.send(`${hello("F", "M", nonceD)}\n`);
+  const text = await c.waitUntil((t) => t.includes("\n"), 3000);
+  const f = text.slice(0, text.indexOf("\n")).split(" ");
+  assert.deepEqual(f.slice(0, 4), ["HERD2", "CHALLENGE", "M", "F"]);
+  const [nonceA, macA] = [f[4], f[5]];
+  assert.ok(
+    await s.auth.verify(proofText("peer", "acceptor", "F", "M", nonceD, nonceA), macA),
+    "M proves the secret over our nonce",
+  );
+  return { c, nonceD, nonceA, macA };
 }
 
 /** Connects as F with a good handshake; returns the connection once M's WELCOME and SYNC came. */
 async function connectAsF(s: Setup): Promise<TcpClient> {
-  const c = await TcpClient.connect(s.port);
-  const nonce = newNonce();
-  await c.send(`${await hello(s.auth, "F", "M", Date.now(), nonce)}\n`);
-  const text = await c.waitUntil((t) => /\nSYNC [^\n]*\n/.test(t), 3000);
-  const welcome = text.slice(0, text.indexOf("\n")).split(" ");
-  assert.deepEqual(welcome.slice(0, 4), ["HERD1", "WELCOME", "M", "F"]);
-  assert.ok(await s.auth.verify(`WELCOME|M|F|${nonce}`, welcome[4]), "M's WELCOME is signed");
+  const { c, nonceD, nonceA } = await challenged(s);
+  const mac = await s.auth.sign(proofText("peer", "dialler", "F", "M", nonceD, nonceA));
+  await c.send(`HERD2 PROOF ${mac}\n`);
+  const text = await c.waitUntil((t) => /\nHERD2 WELCOME M F\nSYNC [^\n]*\n/.test(t), 3000);
+  assert.match(text, /^HERD2 CHALLENGE [^\n]*\nHERD2 WELCOME M F\nSYNC /);
   await waitFor(() => linkUp(s, "F"), 2000, "link M-F up");
   return c;
 }
 
-Deno.test("peer auth: bad handshakes are refused, logged, and answered as invalid lines", async () => {
+Deno.test("peer auth: bad HELLOs are refused, logged with their reason, and answered as invalid lines", async () => {
   const s = await startM();
   try {
-    const wrong = new HerdAuth("not-the-herd-secret");
-    const now = Date.now();
     const cases: [string, string, RegExp][] = [
-      ["wrong secret", await hello(wrong, "F", "M"), /bad herd secret from F/],
-      ["not a neighbour", await hello(s.auth, "Q", "M"), /Q is not a neighbour/],
-      ["for another server", await hello(s.auth, "F", "Z"), /handshake for Z, not M/],
-      ["stale", await hello(s.auth, "F", "M", now - 10 * 60_000), /stale or replayed/],
-      ["malformed", "HERD1 HELLO F M", /malformed handshake/],
-      ["garbage mac", `HERD1 HELLO F M ${now} ${newNonce()} zz`, /bad herd secret from F/],
+      ["not a neighbour", hello("N", "M"), /N is not a neighbour/],
+      ["unknown server", hello("Q", "M"), /unknown server Q/],
+      ["for another server", hello("F", "Z"), /handshake for Z, not M/],
+      ["malformed", "HERD2 HELLO peer F M", /malformed handshake/],
+      ["short nonce", `HERD2 HELLO peer F M abc`, /malformed handshake/],
+      ["unknown role", `HERD2 HELLO king F M ${newNonce()}`, /malformed handshake/],
     ];
     for (const [what, line, reason] of cases) {
       const c = await TcpClient.connect(s.port);
@@ -134,20 +181,70 @@ Deno.test("peer auth: bad handshakes are refused, logged, and answered as invali
       await c.close();
       const log = await s.log();
       assert.match(log, new RegExp(`PEER REJECTED 127\\.0\\.0\\.1:\\d+ \\(${reason.source}`), what);
+      assert.doesNotMatch(log, /herd secret mismatch/, what);
       assert.equal(linkUp(s, "F"), false, what);
     }
+  } finally {
+    await s.close();
+  }
+});
 
-    // A replayed HELLO: the first one links, the same line again is refused.
-    const line = await hello(s.auth, "F", "M");
-    const first = await TcpClient.connect(s.port);
-    await first.send(`${line}\n`);
-    await first.waitUntil((t) => t.startsWith("HERD1 WELCOME M F "));
-    const replay = await TcpClient.connect(s.port);
-    await replay.send(`${line}\n`);
-    assert.equal((await replay.replies(1))[0], `? ${line}\n`);
-    assert.match(await s.log(), /PEER REJECTED \S+ \(stale or replayed handshake from F\)/);
-    await first.close();
-    await replay.close();
+Deno.test("peer auth: a wrong, garbage, reflected, malformed or missing PROOF closes the connection, no record leaks", async () => {
+  const s = await startM();
+  try {
+    await exchange(s.port, "IAMAT leak.kiwi +1+2 1700000000\n");
+    const wrong = new HerdAuth("not-the-herd-secret");
+    type Proof = (h: { nonceD: string; nonceA: string; macA: string }) => Promise<string | null>;
+    const cases: [string, Proof, RegExp][] = [
+      [
+        "wrong secret",
+        async (h) =>
+          `HERD2 PROOF ${await wrong.sign(
+            proofText("peer", "dialler", "F", "M", h.nonceD, h.nonceA),
+          )}`,
+        /bad proof from F\)/,
+      ],
+      ["garbage mac", () => Promise.resolve("HERD2 PROOF zz"), /bad proof from F\)/],
+      // M's own proof sent back: the direction is part of what the MAC covers.
+      ["reflected", (h) => Promise.resolve(`HERD2 PROOF ${h.macA}`), /bad proof from F\)/],
+      [
+        "proof over another nonce",
+        async (h) =>
+          `HERD2 PROOF ${await s.auth.sign(
+            proofText("peer", "dialler", "F", "M", h.nonceD, newNonce()),
+          )}`,
+        /bad proof from F\)/,
+      ],
+      [
+        "proof for the observer role",
+        async (h) =>
+          `HERD2 PROOF ${await s.auth.sign(
+            proofText("observer", "dialler", "F", "M", h.nonceD, h.nonceA),
+          )}`,
+        /bad proof from F\)/,
+      ],
+      ["malformed", () => Promise.resolve("HERD2 PROOF"), /malformed proof from F\)/],
+      ["silence", () => Promise.resolve(null), /handshake timeout \(no proof from F\)\)/],
+    ];
+    for (const [what, proof, reason] of cases) {
+      const h = await challenged(s);
+      const line = await proof(h);
+      const t0 = performance.now();
+      if (line !== null) await h.c.send(`${line}\n`);
+      const text = await h.c.waitEof(6000);
+      const ms = performance.now() - t0;
+      assert.equal(text.split("\n").length, 2, `${what}: only the CHALLENGE came: ${text}`);
+      assert.doesNotMatch(text, /WELCOME|SYNC|leak\.kiwi/, what);
+      if (line === null) assert.ok(ms > 2000 && ms < 5000, `timeout after ${ms.toFixed(0)} ms`);
+      await h.c.close();
+      assert.match(
+        await s.log(),
+        new RegExp(`PEER REJECTED 127\\.0\\.0\\.1:\\d+ \\(${reason.source}`),
+        what,
+      );
+      assert.equal(linkUp(s, "F"), false, what);
+    }
+    assert.equal(s.events.filter((e) => e.kind === "link.up").length, 0);
   } finally {
     await s.close();
   }
@@ -156,7 +253,7 @@ Deno.test("peer auth: bad handshakes are refused, logged, and answered as invali
 Deno.test("peer auth: a client cannot speak the server-to-server protocol", async () => {
   const s = await startM();
   try {
-    const validHello = await hello(s.auth, "F", "M");
+    const validHello = hello("F", "M");
     const lines = [
       "AT Clark +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503",
       "R 1 Clark +0.263873386 kiwi +34.06-118.44 1520023934.9",
@@ -164,7 +261,9 @@ Deno.test("peer auth: a client cannot speak the server-to-server protocol", asyn
       "SYNC abcd1234 10 - 0",
       "PING",
       "CAUGHTUP 3",
-      `HERD1 WELCOME M F ${"0".repeat(64)}`,
+      "HERD2 WELCOME M F",
+      `HERD2 PROOF ${"0".repeat(64)}`,
+      `HERD2 CHALLENGE M F ${newNonce()} ${"0".repeat(64)}`,
       validHello, // a handshake only counts as the first line
     ];
     const reply = await exchange(
@@ -289,18 +388,8 @@ Deno.test("peer auth: a half-open peer is detected by heartbeats (accepting side
 });
 
 Deno.test("peer auth: a half-open peer is detected by heartbeats (dialling side)", async () => {
-  // Play Z: M dials us; we answer WELCOME properly, then go silent.
-  const [m, f, z] = freePorts(3);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-  });
+  // Play Z: M dials us; we answer the handshake properly, then go silent.
+  const { listener, herd } = withFakeZ();
   const auth = new HerdAuth(SECRET);
   const downs: string[] = [];
   herd.bus.subscribe((e) => {
@@ -312,18 +401,18 @@ Deno.test("peer auth: a half-open peer is detected by heartbeats (dialling side)
     const conn = await listener.accept();
     conns.push(conn);
     const buf = new Uint8Array(4096);
-    let text = "";
-    while (!text.includes("\n")) {
-      const n = await conn.read(buf);
-      if (n === null) throw new Error("M hung up during the handshake");
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    const [, , from, to, ms, nonce, mac] = text.slice(0, text.indexOf("\n")).split(" ");
-    assert.equal(from, "M");
-    assert.equal(to, "Z");
-    assert.ok(await auth.verify(`HELLO|M|Z|${ms}|${nonce}`, mac), "M's HELLO is signed");
-    const welcome = await auth.sign(`WELCOME|Z|M|${nonce}`);
-    await conn.write(new TextEncoder().encode(`HERD1 WELCOME Z M ${welcome}\n`));
+    const next = lineReader(conn);
+    const [, , role, from, to, nonceD] = (await next()).split(" ");
+    assert.deepEqual([role, from, to], ["peer", "M", "Z"]);
+    const nonceA = newNonce();
+    const macA = await auth.sign(proofText("peer", "acceptor", "M", "Z", nonceD, nonceA));
+    await conn.write(new TextEncoder().encode(`HERD2 CHALLENGE Z M ${nonceA} ${macA}\n`));
+    const [, , macD] = (await next()).split(" ");
+    assert.ok(
+      await auth.verify(proofText("peer", "dialler", "M", "Z", nonceD, nonceA), macD),
+      "M proves the secret over our nonce",
+    );
+    await conn.write(new TextEncoder().encode(`HERD2 WELCOME Z M\n`));
     const link = herd.servers.get("M")!.links.find((l) => l.peer === "Z")!;
     await waitFor(() => link.up, 2000, "link M-Z up");
     const t0 = performance.now();
@@ -366,30 +455,102 @@ Deno.test("peer auth: servers with different secrets never link, and both say wh
   try {
     await herdB.start();
     await herdA.start();
-    // A dials B (backoff 100 ms, 200 ms, ...): wait for two refusals, then check no link came up.
+    // Both dial (backoff 25 ms, 50 ms, ...): each finds the other's proof bad, and tells it so.
+    const logOf = async (name: string) => {
+      await (name === "A" ? logsA : logsB).flush();
+      return await Deno.readTextFile(`${dir}/${name}.log`);
+    };
     await waitFor(
       async () => {
-        await logsB.flush();
-        const log = await Deno.readTextFile(`${dir}/B.log`);
-        return (log.match(/PEER REJECTED \S+ \(bad herd secret from A\)/g) ?? []).length >= 2;
+        const [logA, logB] = [await logOf("A"), await logOf("B")];
+        return (logA.match(/PEER REJECTED B \(bad proof from B\)/g) ?? []).length >= 2 &&
+          (logB.match(/PEER REJECTED A \(bad proof from A\)/g) ?? []).length >= 2 &&
+          /PEER REJECTED \S+ \(A rejected our proof\)/.test(logB) &&
+          /PEER REJECTED \S+ \(B rejected our proof\)/.test(logA);
       },
       5000,
-      "B to refuse A twice",
+      "A and B to refuse each other twice",
     );
-    await logsA.flush();
-    const logA = await Deno.readTextFile(`${dir}/A.log`);
-    assert.match(
-      logA,
-      /PEER REJECTED B \(neighbour refused our handshake \(herd secret mismatch\?\)\)/,
-    );
-    assert.doesNotMatch(logA, /LINK UP/);
-    assert.doesNotMatch(await Deno.readTextFile(`${dir}/B.log`), /LINK UP/);
+    for (const name of ["A", "B"]) {
+      const log = await logOf(name);
+      assert.doesNotMatch(log, /LINK UP/);
+      assert.doesNotMatch(log, /herd secret mismatch/);
+    }
     assert.equal(herdA.servers.get("A")!.links[0].up, false);
   } finally {
     await herdA.stop();
     await herdB.stop();
     await logsA.close();
     await logsB.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("peer auth: a dialler refuses an acceptor whose proof is wrong or replayed, and says why", async () => {
+  // Play Z, whom M dials: first a correct CHALLENGE (recorded), then a wrong one, then the
+  // recorded one again (a replay: it proves the secret over the old dial's nonce).
+  const { m, listener, herd } = withFakeZ();
+  const dir = await Deno.makeTempDir({ prefix: "peer-auth-" });
+  const logs = await openLogs(herd.bus, dir, ["M"]);
+  const auth = new HerdAuth(SECRET);
+  const conns: Deno.Conn[] = [];
+  try {
+    await herd.start();
+    await exchange(m, "IAMAT dialler.kiwi +1+2 1700000000\n");
+    const accept = async () => {
+      const conn = await listener.accept();
+      conns.push(conn);
+      const next = lineReader(conn);
+      const nonceD = (await next()).split(" ")[5];
+      return { conn, next, nonceD };
+    };
+    // 1. A good challenge, recorded.
+    const first = await accept();
+    const nonceA = newNonce();
+    const recorded = `HERD2 CHALLENGE Z M ${nonceA} ${await auth.sign(
+      proofText("peer", "acceptor", "M", "Z", first.nonceD, nonceA),
+    )}\n`;
+    await first.conn.write(new TextEncoder().encode(recorded));
+    assert.match(await first.next(), /^HERD2 PROOF [0-9a-f]{64}$/);
+    first.conn.close(); // no WELCOME: M redials
+    const cases: [string, (nonceD: string) => Promise<string>][] = [
+      ["wrong secret", async (nonceD) => {
+        const mac = await new HerdAuth("not-the-herd-secret").sign(
+          proofText("peer", "acceptor", "M", "Z", nonceD, nonceA),
+        );
+        return `HERD2 CHALLENGE Z M ${nonceA} ${mac}\n`;
+      }],
+      ["replayed challenge", () => Promise.resolve(recorded)],
+    ];
+    for (const [what, challenge] of cases) {
+      const { conn, next, nonceD } = await accept();
+      await conn.write(new TextEncoder().encode(await challenge(nonceD)));
+      assert.equal(await next(), "HERD2 REFUSED bad proof", what);
+      await assert.rejects(next(), /EOF/, `${what}: M sends nothing more`);
+      conn.close();
+    }
+    await waitFor(
+      async () => {
+        await logs.flush();
+        const log = await Deno.readTextFile(`${dir}/M.log`);
+        return (log.match(/PEER REJECTED Z \(bad proof from Z\)/g) ?? []).length >= 2;
+      },
+      3000,
+      "M to log both refusals",
+    );
+    const link = herd.servers.get("M")!.links.find((l) => l.peer === "Z")!;
+    assert.equal(link.up, false);
+  } finally {
+    await herd.stop();
+    await logs.close();
+    listener.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // closed already
+      }
+    }
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -477,7 +477,7 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
     assertIncludes(all, 'error="API key not valid: REDACTED"');
     assertIncludes(all, "status=REQUEST_DENIED results=0");
     assertIncludes(all, 'error="Places request timed out after 1000 ms"');
-    // Every input line and reply is logged (conn #1 at Beta is Alpha's link).
+    // Every input line and reply is logged (connection numbers count link dials too).
     assertMatch(out.logs["Beta.log"], /IN #\d+ WHATSAT kiwi\.cs\.ucla\.edu 10 2\n/);
     assertMatch(
       out.logs["Beta.log"],

@@ -146,6 +146,8 @@ export interface ProcessHerdOptions {
   /** HERD_SECRET for every server unless {@linkcode ProcessHerdOptions.secretFor} says otherwise. */
   secret?: string;
   secretFor?: (name: string) => string;
+  /** Extra environment for a server (e.g. `HERD_CLOCK_OFFSET_MS`). */
+  env?: (name: string) => Record<string, string>;
   /** Extra flags for a server (e.g. `--memory`, `--whatsat-grace-ms 0`). */
   args?: (name: string) => string[];
   /**
@@ -281,7 +283,11 @@ export class ProcessHerd {
     const child = new Deno.Command(cmd, {
       args: [...prefix, ...args],
       cwd: new URL("../..", import.meta.url).pathname,
-      env: { HERD_SECRET: secret, GOOGLE_PLACES_API_KEY: "procs-test-key" },
+      env: {
+        HERD_SECRET: secret,
+        GOOGLE_PLACES_API_KEY: "procs-test-key",
+        ...this.#opts.env?.(name),
+      },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -345,6 +351,44 @@ export class ProcessHerd {
       state.set(m[2], m[1] === "UP");
     }
     return state;
+  }
+
+  /** When a server's current run started listening (its log's last UP line), or NaN. */
+  async listeningSince(name: string): Promise<number> {
+    const text = await this.log(name);
+    const at = text.lastIndexOf(" UP listening on ");
+    return at === -1 ? NaN : Date.parse(text.slice(text.lastIndexOf("\n", at) + 1, at));
+  }
+
+  /**
+   * How long each link of a server took to come up, counted from when both of its ends
+   * listened (their logs' UP lines; one machine, one clock); waits until every link to a running
+   * peer is up. Only the server's log after `from` (its length before this run) counts.
+   */
+  async linkUpDelays(name: string, from = 0, ms = 10_000): Promise<Map<string, number>> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const text = (await this.log(name)).slice(from);
+      const start = text.indexOf(" UP listening on ");
+      const t0 = Date.parse(text.slice(text.lastIndexOf("\n", start) + 1, start));
+      const ups = new Map<string, number>();
+      for (const m of (start === -1 ? "" : text.slice(start)).matchAll(/\n(\S+) LINK UP (\S+) /g)) {
+        if (!ups.has(m[2])) ups.set(m[2], Date.parse(m[1]));
+      }
+      const peers = this.topology[name].filter((p) => this.running(p));
+      if (start !== -1 && peers.every((p) => ups.has(p))) {
+        const delays = new Map<string, number>();
+        for (const [peer, t] of ups) {
+          const since = Math.max(t0, (await this.listeningSince(peer)) || t0);
+          delays.set(peer, t - since);
+        }
+        return delays;
+      }
+      if (performance.now() > deadline) {
+        throw new Error(`${name}: links not all up after ${ms} ms: ${[...ups.keys()]}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   /** Waits until every link between running servers is up (by the logs of both ends). */

@@ -1,0 +1,289 @@
+/**
+ * The link handshake (peers and observers), both sides, in one place: the message texts, the
+ * texts the MACs cover, and the exchange itself. The wire format is in docs/protocol.md.
+ *
+ *     dialler  → acceptor  HERD2 HELLO <role> <dialler> <acceptor> <nonceD>
+ *     acceptor → dialler   HERD2 CHALLENGE <acceptor> <dialler> <nonceA> <macA>
+ *     dialler  → acceptor  HERD2 PROOF <macD>
+ *     acceptor → dialler   HERD2 WELCOME <acceptor> <dialler>   (peer; observer: HERD2 WATCHING <acceptor>)
+ *
+ * Each side proves the secret with an HMAC over a fresh random nonce chosen by the OTHER side
+ * (and its own), bound to the role, the prover's direction and both names. So a recorded
+ * handshake is useless at any later time, also after a restart (no memory of used nonces
+ * needed), and clocks play no part. The acceptor commits nothing until the PROOF verifies.
+ *
+ * @module
+ */
+
+import { type HerdAuth, randomHex } from "./auth.ts";
+import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
+import { splitFields } from "./protocol.ts";
+import { writeAll } from "./connection.ts";
+
+/** Every handshake line starts with this; a client connection's first line is checked for it. */
+export const HANDSHAKE_PREFIX = "HERD2 ";
+/** Bound on a whole handshake, either side (connect excluded). */
+export const HANDSHAKE_TIMEOUT_MS = 3000;
+
+/** Who dials: a neighbouring server, or a read-only observer (a remote dashboard). */
+export type Role = "peer" | "observer";
+
+/** A parsed HELLO. */
+export interface Hello {
+  role: Role;
+  from: string;
+  to: string;
+  nonce: string;
+}
+
+const NONCE = /^[0-9a-f]{32}$/;
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** `HERD2 HELLO <role> <from> <to> <nonce>\n` */
+export function helloLine(h: Hello): string {
+  return `HERD2 HELLO ${h.role} ${h.from} ${h.to} ${h.nonce}\n`;
+}
+
+/** The HELLO in a line, or undefined when the line is not a well-formed HELLO. */
+export function parseHello(line: string): Hello | undefined {
+  const f = splitFields(line);
+  if (f.length !== 6 || f[0] !== "HERD2" || f[1] !== "HELLO") return undefined;
+  const [, , role, from, to, nonce] = f;
+  if (role !== "peer" && role !== "observer") return undefined;
+  if (!NAME.test(from) || !NAME.test(to) || !NONCE.test(nonce)) return undefined;
+  return { role, from, to, nonce };
+}
+
+/** The acceptor's line when it will not link now because its own dial to the peer wins. */
+export const BUSY_LINE = "HERD2 BUSY\n";
+/** The dialler's line when the acceptor's proof is wrong (so the acceptor can log why). */
+export const REFUSED_LINE = "HERD2 REFUSED bad proof\n";
+
+/** The acceptor's last line: peers get WELCOME, observers WATCHING (then the STATE line). */
+export function welcomeLine(role: Role, acceptor: string, dialler: string): string {
+  return role === "peer"
+    ? `HERD2 WELCOME ${acceptor} ${dialler}\n`
+    : `HERD2 WATCHING ${acceptor}\n`;
+}
+
+/**
+ * The text a side's MAC covers. JSON keeps the fields apart whatever they hold; `prover` is the
+ * direction, so the acceptor's MAC can never serve as the dialler's.
+ *
+ * @example
+ * ```ts
+ * proofText("peer", "dialler", "Hill", "Jaquez", nonceD, nonceA);
+ * // '["HERD2","peer","dialler","Hill","Jaquez","<nonceD>","<nonceA>"]'
+ * ```
+ */
+export function proofText(
+  role: Role,
+  prover: "dialler" | "acceptor",
+  dialler: string,
+  acceptor: string,
+  nonceD: string,
+  nonceA: string,
+): string {
+  return JSON.stringify(["HERD2", role, prover, dialler, acceptor, nonceD, nonceA]);
+}
+
+/**
+ * A fresh random nonce (128 bits, hex).
+ *
+ * @example
+ * ```ts
+ * newNonce().length; // 32
+ * ```
+ */
+export function newNonce(): string {
+  return randomHex(16);
+}
+
+/** Reads lines until one is complete (taking `pending` first); undefined at EOF or on error. */
+class LineReader {
+  #conn: Deno.Conn;
+  #splitter: LineSplitter;
+  #pending: SplitLine[];
+
+  constructor(conn: Deno.Conn, splitter: LineSplitter, pending: SplitLine[]) {
+    this.#conn = conn;
+    this.#splitter = splitter;
+    this.#pending = [...pending];
+  }
+
+  async next(): Promise<string | undefined> {
+    const buf = new Uint8Array(4096);
+    while (this.#pending.length === 0) {
+      let n: number | null;
+      try {
+        n = await this.#conn.read(buf);
+      } catch {
+        return undefined;
+      }
+      if (n === null) return undefined;
+      this.#pending.push(...this.#splitter.push(buf.subarray(0, n)));
+    }
+    const line = this.#pending.shift()!;
+    return line.overlong ? "" : line.text;
+  }
+
+  /** Lines already read past the handshake (the start of the stream). */
+  get rest(): SplitLine[] {
+    return this.#pending;
+  }
+}
+
+/** Closes `conn` when the handshake takes too long; `expired` tells whether it did. */
+function deadline(conn: Deno.Conn, ms: number): { expired: boolean; clear(): void } {
+  const state = {
+    expired: false,
+    clear: () => clearTimeout(timer),
+  };
+  const timer = setTimeout(() => {
+    state.expired = true;
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }, ms);
+  return state;
+}
+
+/** A handshake's outcome: the lines read past it, or why it failed. */
+export type HandshakeResult =
+  | { ok: true; rest: SplitLine[] }
+  | { ok: false; reason: string; busy?: boolean };
+
+async function send(conn: Deno.Conn, text: string): Promise<boolean> {
+  try {
+    await writeAll(conn, binaryToBytes(text));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The dialler's side, on a connected socket: HELLO, check the CHALLENGE, PROOF, then wait for
+ * WELCOME (peer) or WATCHING (observer). On failure the caller closes `conn`.
+ *
+ * @example
+ * ```ts
+ * const r = await dialHandshake(auth, conn, new LineSplitter(), "peer", "Hill", "Jaquez");
+ * if (r.ok) startStream(conn, r.rest);
+ * ```
+ */
+export async function dialHandshake(
+  auth: HerdAuth,
+  conn: Deno.Conn,
+  splitter: LineSplitter,
+  role: Role,
+  me: string,
+  peer: string,
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
+): Promise<HandshakeResult> {
+  const timer = deadline(conn, timeoutMs);
+  try {
+    const nonceD = newNonce();
+    if (!(await send(conn, helloLine({ role, from: me, to: peer, nonce: nonceD })))) {
+      return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
+    }
+    const reader = new LineReader(conn, splitter, []);
+    const challenge = await reader.next();
+    if (challenge === undefined) {
+      return {
+        ok: false,
+        reason: timer.expired ? `handshake timeout (no challenge from ${peer})` : "connection lost",
+      };
+    }
+    if (challenge === BUSY_LINE.trim()) return { ok: false, reason: "busy", busy: true };
+    const f = splitFields(challenge);
+    if (f[0] === "?") return { ok: false, reason: `${peer} refused our HELLO` };
+    if (
+      f.length !== 6 || f[0] !== "HERD2" || f[1] !== "CHALLENGE" || f[2] !== peer || f[3] !== me ||
+      !NONCE.test(f[4])
+    ) {
+      return { ok: false, reason: `unexpected answer ${JSON.stringify(challenge.slice(0, 80))}` };
+    }
+    const nonceA = f[4];
+    if (!(await auth.verify(proofText(role, "acceptor", me, peer, nonceD, nonceA), f[5]))) {
+      await send(conn, REFUSED_LINE);
+      return { ok: false, reason: `bad proof from ${peer}` };
+    }
+    const mac = await auth.sign(proofText(role, "dialler", me, peer, nonceD, nonceA));
+    if (!(await send(conn, `HERD2 PROOF ${mac}\n`))) {
+      return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
+    }
+    const welcome = await reader.next();
+    if (welcome === BUSY_LINE.trim()) return { ok: false, reason: "busy", busy: true };
+    if (welcome === undefined) {
+      return {
+        ok: false,
+        reason: timer.expired
+          ? `handshake timeout (no answer to our proof from ${peer})`
+          : `${peer} closed after our proof (it refused it)`,
+      };
+    }
+    if (welcome !== welcomeLine(role, peer, me).trim()) {
+      return { ok: false, reason: `unexpected answer ${JSON.stringify(welcome.slice(0, 80))}` };
+    }
+    return { ok: true, rest: reader.rest };
+  } finally {
+    timer.clear();
+  }
+}
+
+/**
+ * The acceptor's side, after the caller checked the HELLO's names: CHALLENGE, then check the
+ * PROOF. Sends nothing more: on success the caller sends WELCOME/WATCHING (or BUSY); on
+ * failure the caller closes `conn`.
+ *
+ * @example
+ * ```ts
+ * const r = await acceptHandshake(auth, conn, splitter, hello, rest);
+ * if (r.ok) await writeAll(conn, binaryToBytes(welcomeLine("peer", me, hello.from)));
+ * ```
+ */
+export async function acceptHandshake(
+  auth: HerdAuth,
+  conn: Deno.Conn,
+  splitter: LineSplitter,
+  hello: Hello,
+  pending: SplitLine[],
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
+): Promise<HandshakeResult> {
+  const { role, from, to, nonce: nonceD } = hello;
+  const timer = deadline(conn, timeoutMs);
+  try {
+    const nonceA = newNonce();
+    const mac = await auth.sign(proofText(role, "acceptor", from, to, nonceD, nonceA));
+    if (!(await send(conn, `HERD2 CHALLENGE ${to} ${from} ${nonceA} ${mac}\n`))) {
+      return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
+    }
+    const reader = new LineReader(conn, splitter, pending);
+    const line = await reader.next();
+    const what = role === "peer" ? from : `observer ${from}`;
+    if (line === undefined) {
+      return {
+        ok: false,
+        reason: timer.expired
+          ? `handshake timeout (no proof from ${what})`
+          : `${what} closed during the handshake`,
+      };
+    }
+    if (line === REFUSED_LINE.trim()) {
+      return { ok: false, reason: `${what} rejected our proof` };
+    }
+    const f = splitFields(line);
+    if (f.length !== 3 || f[0] !== "HERD2" || f[1] !== "PROOF") {
+      return { ok: false, reason: `malformed proof from ${what}` };
+    }
+    if (!(await auth.verify(proofText(role, "dialler", from, to, nonceD, nonceA), f[2]))) {
+      return { ok: false, reason: `bad proof from ${what}` };
+    }
+    return { ok: true, rest: reader.rest };
+  } finally {
+    timer.clear();
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * TLS links (issue 9 item 7): with `"tls"` in the config every link and observer stream runs
+ * over TLS on each server's `linkPort`, the peer's certificate checked against the herd's CA
+ * and the peer's name, the HMAC handshake on top; client ports stay plain TCP. The CA and the
+ * certificates are made at run time with `openssl`.
+ *
+ * - a three-server TLS herd links and floods a record across two TLS links; a proxy on the path
+ *   sees no plaintext; a remote dashboard watches over TLS;
+ * - a link handshake on a plain client port is refused (`? ...`), and a plain-TCP dialer on the
+ *   TLS port gets no CHALLENGE;
+ * - a certificate that names another server, or comes from another CA, is refused by the
+ *   dialler, which logs why.
+ */
+
+import assert from "node:assert/strict";
+import { type HerdConfig, parseConfig } from "../servers/config.ts";
+import { newNonce } from "../servers/handshake.ts";
+import { Herd } from "../servers/herd.ts";
+import { openLogs } from "../servers/log.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { RemoteHerd } from "../servers/remote_herd.ts";
+import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { RecordingProxy } from "./_helpers/proxy.ts";
+
+const SECRET = "tls-links-test-secret-0123456789";
+
+function haveOpenssl(): boolean {
+  try {
+    return new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+const OPENSSL = haveOpenssl();
+const CI = Deno.env.get("CI") === "true";
+if (!OPENSSL) {
+  console.error(
+    `\n!!! openssl is missing: the TLS link tests are ${
+      CI ? "FAILING (CI)" : "SKIPPED"
+    }. Install it: apt-get install openssl\n`,
+  );
+}
+
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", {
+    args,
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) {
+    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** A new P-256 key `<file>.key` and, per `kind`, a self-signed CA `<file>.pem` or a CSR. */
+async function newKey(dir: string, kind: "ca" | "csr", file: string, cn: string): Promise<void> {
+  const out = kind === "ca" ? ["-x509", "-days", "2", "-out", `${file}.pem`] : [
+    "-out",
+    `${file}.csr`,
+  ];
+  await openssl(
+    dir,
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    `${file}.key`,
+    "-subj",
+    `/CN=${cn}`,
+    ...out,
+  );
+}
+
+/** A certificate `<file>.pem` (key `<file>.key`) naming `name`, signed by the CA `ca`. */
+async function makeCert(dir: string, ca: string, file: string, name: string): Promise<void> {
+  await newKey(dir, "csr", file, name);
+  await Deno.writeTextFile(`${dir}/${file}.ext`, `subjectAltName=DNS:${name}\n`);
+  await openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    `${file}.csr`,
+    "-CA",
+    `${ca}.pem`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-out",
+    `${file}.pem`,
+    "-days",
+    "2",
+    "-extfile",
+    `${file}.ext`,
+  );
+}
+
+/** CA "ca" with certificates A, B, C, Mallory (all signed by it) and B by the CA "rogue". */
+async function makePki(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "tls-links-" });
+  await newKey(dir, "ca", "ca", "herd CA");
+  await newKey(dir, "ca", "rogue", "rogue CA");
+  for (const n of ["A", "B", "C", "Mallory"]) await makeCert(dir, "ca", n, n);
+  await makeCert(dir, "rogue", "B-rogue", "B");
+  return dir;
+}
+
+function tlsConfig(
+  dir: string,
+  ports: Record<string, [number, number]>,
+  links: Record<string, string[]>,
+  files: { cert: string; key: string } = { cert: "{name}.pem", key: "{name}.key" },
+): HerdConfig {
+  const servers: Record<string, unknown> = {};
+  for (const [name, [port, linkPort]] of Object.entries(ports)) {
+    servers[name] = { port, linkPort, neighbors: links[name] ?? [] };
+  }
+  return parseConfig({ servers, tls: { ca: "ca.pem", ...files } }, dir);
+}
+
+function herdOf(config: HerdConfig, only: string[]): Herd {
+  return new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only,
+    whatsatGraceMs: 0,
+  });
+}
+
+Deno.test({
+  name:
+    "tls links: a TLS herd links and floods, a proxy on the path reads nothing, plain dialers are refused",
+  ignore: !OPENSSL && !CI,
+  fn: async () => {
+    const dir = await makePki();
+    const [a, aLink, b, bLink, c, cLink, nowhere] = freePorts(7);
+    const proxy = RecordingProxy.start(bLink);
+    const links = { A: ["B"], B: ["C"] };
+    // A reaches B's link port only through the proxy; B's dials to A go nowhere.
+    const configA = tlsConfig(dir, { A: [a, aLink], B: [b, proxy.port], C: [c, cLink] }, links);
+    const configBC = tlsConfig(dir, { A: [a, nowhere], B: [b, bLink], C: [c, cLink] }, links);
+    const herdA = herdOf(configA, ["A"]);
+    const herdBC = herdOf(configBC, ["B", "C"]);
+    const logs = await openLogs(herdA.bus, dir, ["A"]);
+    const remote = new RemoteHerd(configBC, { secret: SECRET, observer: "dash" });
+    try {
+      await herdBC.start();
+      await herdA.start();
+      const up = () =>
+        herdA.servers.get("A")!.links[0].up &&
+        [...herdBC.servers.values()].every((s) => s.links.every((l) => l.up));
+      await waitFor(up, 10_000, "TLS links up");
+
+      // A record crosses two TLS links; the client ports are plain TCP.
+      const at = await exchange(a, "IAMAT tls.kiwi +34.068930-118.445127 1700000000\n");
+      assert.match(at, /^AT A /);
+      await waitFor(
+        async () => (await exchange(c, "WHATSAT tls.kiwi 10 0\n")).startsWith(at),
+        3000,
+        "the record at C",
+      );
+      // The proxy carried the A-B link and saw only ciphertext.
+      assert.ok(proxy.sessions.length > 0 && proxy.sessions[0].fromClient.length > 0);
+      for (const r of proxy.sessions) {
+        assert.doesNotMatch(r.fromClient + r.fromServer, /HERD2|SYNC|tls\.kiwi|34\.068930/);
+      }
+
+      // A dashboard watches over TLS.
+      remote.start();
+      await waitFor(() => remote.status().B?.status === "watching", 5000, "observer on B");
+
+      // A link handshake on the plain client port is refused like any invalid line.
+      const hello = `HERD2 HELLO peer B A ${newNonce()}`;
+      assert.equal(await exchange(a, `${hello}\n`), `? ${hello}\n`);
+      await logs.flush();
+      assert.match(
+        await Deno.readTextFile(`${dir}/A.log`),
+        new RegExp(
+          `PEER REJECTED \\S+ \\(handshake on the plain port: links use TLS on port ${aLink}\\)`,
+        ),
+      );
+      // A plain-TCP dialer on the TLS port gets no CHALLENGE (and nothing readable).
+      const plain = await TcpClient.connect(aLink);
+      await plain.send(`${hello}\n`);
+      const got = await plain.waitEof(3000).catch(() => plain.received);
+      await plain.close();
+      assert.doesNotMatch(got, /HERD2|CHALLENGE/);
+      assert.equal(herdA.servers.get("A")!.links[0].up, true, "the real link stays up");
+    } finally {
+      await remote.stop();
+      await herdA.stop();
+      await herdBC.stop();
+      await logs.close();
+      await proxy.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "tls links: a certificate naming another server, or from another CA, is refused and logged",
+  ignore: !OPENSSL && !CI,
+  fn: async () => {
+    const dir = await makePki();
+    const [a, aLink, b, bLink, nowhere] = freePorts(5);
+    const configA = tlsConfig(dir, { A: [a, aLink], B: [b, bLink] }, { A: ["B"] });
+    const herdA = herdOf(configA, ["A"]);
+    const logs = await openLogs(herdA.bus, dir, ["A"]);
+    const cases: [string, { cert: string; key: string }, RegExp][] = [
+      ["names Mallory", { cert: "Mallory.pem", key: "Mallory.key" }, /not valid for name "B"/],
+      ["another CA", { cert: "B-rogue.pem", key: "B-rogue.key" }, /UnknownIssuer|unknown issuer/i],
+    ];
+    try {
+      await herdA.start();
+      for (const [what, files, reason] of cases) {
+        // B with the wrong certificate; its own dials to A go nowhere.
+        const configB = tlsConfig(dir, { A: [a, nowhere], B: [b, bLink] }, { A: ["B"] }, files);
+        const herdB = herdOf(configB, ["B"]);
+        await herdB.start();
+        try {
+          await waitFor(
+            async () => {
+              await logs.flush();
+              const log = await Deno.readTextFile(`${dir}/A.log`);
+              return new RegExp(`PEER REJECTED B \\(TLS with B: .*${reason.source}`, "i").test(log);
+            },
+            5000,
+            `A to refuse B's certificate (${what})`,
+          );
+          assert.equal(herdA.servers.get("A")!.links[0].up, false, what);
+          assert.equal(herdB.servers.get("B")!.links[0].up, false, what);
+        } finally {
+          await herdB.stop();
+        }
+      }
+    } finally {
+      await herdA.stop();
+      await logs.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test('tls links: a bad "tls" config or a missing certificate is one clear error', async () => {
+  const bad: [unknown, RegExp][] = [
+    [{ servers: { A: { port: 1, linkPort: 2 } }, tls: { ca: "ca.pem" } }, /"tls" must be/],
+    [{ servers: { A: { port: 1 } }, tls: { ca: "c", cert: "c", key: "k" } }, /"linkPort" must be/],
+    [
+      {
+        servers: { A: { port: 1, linkPort: 2 }, B: { port: 2 } },
+        tls: { ca: "c", cert: "c", key: "k" },
+      },
+      /B: port 2 is already used by A/,
+    ],
+    [
+      { servers: { A: { port: 1, linkPort: 1 } }, tls: { ca: "c", cert: "c", key: "k" } },
+      /link port 1/,
+    ],
+  ];
+  for (const [json, re] of bad) assert.throws(() => parseConfig(json), re);
+  const dir = await Deno.makeTempDir({ prefix: "tls-links-" });
+  try {
+    const [a, aLink] = freePorts(2);
+    const herd = herdOf(tlsConfig(dir, { A: [a, aLink] }, {}), ["A"]);
+    await assert.rejects(herd.start(), /cannot read TLS CA .*ca\.pem/);
+    // Nothing was left listening.
+    Deno.listen({ hostname: "127.0.0.1", port: a }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
