@@ -17,6 +17,7 @@ async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlag
     return await serveDashboard(herd, {
       host: flags.dashboardHost,
       port: flags.dashboardPort,
+      allowedHosts: flags.dashboardAllowedHosts,
       quiet: true,
     });
   } catch (err) {

@@ -6,6 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseAllowedHosts } from "../web/security.ts";
 
 /** A usage problem: printed as one line, exit status 2. */
 export class UsageError extends Error {
@@ -34,6 +35,8 @@ export interface HerdFlags {
   syncAck: boolean;
   dashboardPort: number;
   dashboardHost: string;
+  /** Extra names the dashboard answers to in `Host` (`host` or `host:port`). */
+  dashboardAllowedHosts: string[];
   dashboard: boolean;
   partialLineMs: number;
   idleTimeoutMs: number;
@@ -58,6 +61,9 @@ export const FLAGS_HELP = `Options:
   --sync-ack                reply to an IAMAT only once its record is on disk (slower, stricter)
   --dashboard-port N        dashboard HTTP port (default 8000; start and dashboard only)
   --dashboard-host HOST     dashboard address (default 127.0.0.1)
+  --dashboard-allowed-hosts H,H  more names the dashboard answers to in Host: host (any port) or
+                            host:port (default: the listen address's names; loopback names only
+                            on a wildcard address)
   --no-dashboard            do not serve the dashboard
   --partial-line-ms N       answer an unterminated line after N ms of silence (default 500; 0 off)
   --idle-timeout-ms N       close idle client connections after N ms (default 300000; 0 off)
@@ -111,6 +117,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
         "sync-ack": { type: "boolean" },
         "dashboard-port": { type: "string" },
         "dashboard-host": { type: "string" },
+        "dashboard-allowed-hosts": { type: "string" },
         "no-dashboard": { type: "boolean" },
         "partial-line-ms": { type: "string" },
         "idle-timeout-ms": { type: "string" },
@@ -133,6 +140,12 @@ export function parseHerdFlags(args: string[]): HerdFlags {
   if (places !== undefined && places !== "offline" && places !== "new" && places !== "legacy") {
     throw new UsageError(`--places must be offline, new or legacy, got ${JSON.stringify(places)}`);
   }
+  const dashboardAllowedHosts = (v["dashboard-allowed-hosts"] ?? "").split(",");
+  try {
+    parseAllowedHosts(dashboardAllowedHosts);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
     config: v.config,
     logDir: v["log-dir"] ?? "./logs",
@@ -140,6 +153,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
     syncAck: v["sync-ack"] ?? false,
     dashboardPort: intFlag("dashboard-port", v["dashboard-port"], 8000, 0, 65535),
     dashboardHost: v["dashboard-host"] ?? "127.0.0.1",
+    dashboardAllowedHosts,
     dashboard: !v["no-dashboard"],
     partialLineMs: intFlag("partial-line-ms", v["partial-line-ms"], 500, 0, 3_600_000),
     idleTimeoutMs: intFlag("idle-timeout-ms", v["idle-timeout-ms"], 300_000, 0, 86_400_000),

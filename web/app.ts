@@ -20,10 +20,12 @@ import { HerdMetrics } from "./metrics.ts";
 import {
   authority,
   checkControl,
+  checkHost,
   generateToken,
   type GuardOptions,
   isLoopbackHost,
   isWildcardHost,
+  parseAllowedHosts,
 } from "./security.ts";
 import type { HerdView } from "./types.ts";
 
@@ -40,6 +42,12 @@ export interface DashboardOptions {
   token?: string;
   /** Extra origins accepted on control requests (behind a proxy). */
   allowedOrigins?: string[];
+  /**
+   * Extra names accepted in `Host` besides the listen address's own: `host` (any port) or
+   * `host:port` (`--dashboard-allowed-hosts`). A wildcard listen needs them for any name but the
+   * loopback ones.
+   */
+  allowedHosts?: string[];
   /** SSE hub tuning (tests shorten the heartbeat). */
   hub?: HubOptions;
   /** Bound on a console command's reply. Default 10 s. */
@@ -91,6 +99,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     port: opts.port,
     token,
     allowedOrigins: opts.allowedOrigins,
+    allowedHosts: parseAllowedHosts(opts.allowedHosts ?? []),
   };
   const staticDir = opts.staticDir ?? STATIC_DIR;
   const hub = new EventHub(herd.bus, opts.hub);
@@ -113,8 +122,11 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
-  // Every request that changes something is a control request: same origin, and the token.
+  // Every request must name this dashboard in Host (DNS rebinding); every request that changes
+  // something is a control request: same origin, and the token.
   app.use("*", async (c, next) => {
+    const misdirected = checkHost(c.req.raw, guard);
+    if (misdirected) return c.json({ error: misdirected.error }, misdirected.status);
     if (c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.method !== "OPTIONS") {
       const refusal = checkControl(c.req.raw, guard);
       if (refusal) return c.json({ error: refusal.error }, refusal.status);

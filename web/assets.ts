@@ -6,6 +6,8 @@
  */
 
 import type { Context } from "hono";
+import { extname, join, sep } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
 
 /** Where the static files live (beside this repo's `web/`, not the working directory). */
 export const STATIC_DIR = new URL("../static/", import.meta.url);
@@ -75,26 +77,75 @@ const TYPES: Record<string, string> = {
   ".woff2": "font/woff2",
 };
 
-/** Serves `/static/<path>` from `staticDir`; never outside it. */
+/** The real path of each static dir, resolved once (a missing dir is retried next time). */
+const realRoots = new Map<string, Promise<string>>();
+
+function realRoot(staticDir: URL): Promise<string> {
+  const key = staticDir.href;
+  let root = realRoots.get(key);
+  if (!root) {
+    root = Deno.realPath(fromFileUrl(staticDir));
+    root.catch(() => realRoots.delete(key));
+    realRoots.set(key, root);
+  }
+  return root;
+}
+
+/**
+ * The file a `/static/...` request path names, as a path under `root`, or null. The path is
+ * split on `/` and each segment percent-decoded once; it is never parsed as a URL (a URL parser
+ * takes `file:/etc/passwd` as absolute). Segments that are empty, start with a dot (`.`, `..`,
+ * dotfiles) or hold a separator, backslash or control byte once decoded are refused.
+ */
+export function staticPath(root: string, rawPath: string): string | null {
+  const rel = rawPath.replace(/^\/static\//, "");
+  if (rel === rawPath || rel === "") return null;
+  const parts: string[] = [];
+  for (const seg of rel.split("/")) {
+    let name: string;
+    try {
+      name = decodeURIComponent(seg);
+    } catch {
+      return null; // malformed escape
+    }
+    if (name === "" || name.startsWith(".") || /[\/\\\x00-\x1f\x7f]/.test(name)) return null;
+    parts.push(name);
+  }
+  return join(root, ...parts);
+}
+
+/**
+ * Serves `/static/<path>` from `staticDir`; never outside it. Only a regular file whose real path
+ * (symlinks resolved) lies inside the real static dir is read: a symlink pointing out, a
+ * directory, a FIFO (which would block the reader) or a device is a 404 like a missing file.
+ */
 export async function serveStatic(c: Context, staticDir: URL = STATIC_DIR): Promise<Response> {
-  const rel = decodeURIComponent(c.req.path.replace(/^\/static\//, ""));
-  if (
-    !rel || rel.split("/").some((p) => p === ".." || p === "." || p === "") || rel.includes("\\") ||
-    rel.includes("\0")
-  ) {
-    return c.json({ error: "not found" }, 404);
-  }
-  const file = new URL(rel, staticDir);
+  const notFound = () => c.json({ error: "not found" }, 404);
+  // The raw path as sent (Hono's c.req.path is already decoded once).
+  const url = c.req.url;
+  const pathStart = url.indexOf("/", url.indexOf("//") + 2);
+  const queryStart = url.indexOf("?", pathStart);
+  const rawPath = url.slice(pathStart, queryStart < 0 ? undefined : queryStart);
+  let body: Uint8Array;
+  let real: string;
   try {
-    const body = await Deno.readFile(file);
-    const ext = rel.slice(rel.lastIndexOf(".")).toLowerCase();
-    const immutable = c.req.query("v") !== undefined || rel.startsWith("build/chunk-");
-    return c.body(body, 200, {
-      "content-type": TYPES[ext] ?? "application/octet-stream",
-      "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache",
-      "x-content-type-options": "nosniff",
-    });
+    const root = await realRoot(staticDir);
+    const file = staticPath(root, rawPath);
+    if (file === null) return notFound();
+    real = await Deno.realPath(file);
+    // The trailing separator keeps `static-other/` from passing as inside `static/`.
+    if (!real.startsWith(root + sep)) return notFound();
+    // stat before open: opening a FIFO would wait for a writer.
+    if (!(await Deno.stat(real)).isFile) return notFound();
+    body = await Deno.readFile(real);
   } catch {
-    return c.json({ error: "not found" }, 404);
+    return notFound();
   }
+  const ext = extname(real).toLowerCase();
+  const immutable = c.req.query("v") !== undefined || rawPath.startsWith("/static/build/chunk-");
+  return c.body(body as Uint8Array<ArrayBuffer>, 200, {
+    "content-type": TYPES[ext] ?? "application/octet-stream",
+    "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache",
+    "x-content-type-options": "nosniff",
+  });
 }

@@ -1,7 +1,9 @@
 /**
- * Guards for the dashboard's control endpoints (stop/start, console): the request must come from
- * the dashboard's own page (Origin check, against cross-site requests and DNS rebinding), and,
- * when the dashboard listens beyond loopback, carry the dashboard token.
+ * Guards for the dashboard. Every request must name this dashboard in `Host` (the names of the
+ * address it listens on, or ones the operator allowed), which stops DNS rebinding: a foreign page
+ * whose name now resolves to 127.0.0.1 still sends its own name. Control endpoints (stop/start,
+ * console) must also come from the dashboard's own page (Origin check, against cross-site
+ * requests), and, when the dashboard listens beyond loopback, carry the dashboard token.
  *
  * The token is never put in a page. A person opens the URL printed at start (`/?token=...`); the
  * page keeps the token in sessionStorage and sends it as `Authorization: Bearer <token>`.
@@ -21,10 +23,14 @@ export function isWildcardHost(host: string): boolean {
   return h === "0.0.0.0" || h === "::" || h === "";
 }
 
+/** A host as a URL writes it (`[::1]` for IPv6). */
+function urlHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
 /** The URL authority for a host and port (`[::1]:8080` for IPv6). */
 export function authority(host: string, port: number): string {
-  const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-  return `${h}:${port}`;
+  return `${urlHost(host)}:${port}`;
 }
 
 /** A fresh random token (128 bits, hex). */
@@ -53,12 +59,94 @@ export interface GuardOptions {
   token?: string;
   /** Extra origins to accept (e.g. behind a reverse proxy). */
   allowedOrigins?: string[];
+  /** Extra `Host` names: `host` (any port) or `host:port` (`--dashboard-allowed-hosts`). */
+  allowedHosts?: HostPort[];
 }
 
 /** Why a request was refused: HTTP status and a message for `{error}`. */
 export interface Refusal {
-  status: 401 | 403;
+  status: 401 | 403 | 421;
   error: string;
+}
+
+/** A host name (lower case; IPv6 in brackets) and a port, if one was given. */
+export interface HostPort {
+  name: string;
+  port?: number;
+}
+
+/**
+ * Parses `host`, `host:port`, `[v6]` or `[v6]:port` (a `Host` header or an allowed-hosts entry);
+ * null when it is anything else (a path, a scheme, spaces, userinfo, a bad port).
+ *
+ * @example
+ * ```ts
+ * parseHostPort("LocalHost:8000"); // { name: "localhost", port: 8000 }
+ * parseHostPort("[::1]");          // { name: "[::1]" }
+ * ```
+ */
+export function parseHostPort(text: string): HostPort | null {
+  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i.exec(text);
+  if (!m) return null;
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) return null;
+  return { name: m[1].toLowerCase(), port };
+}
+
+/**
+ * Parses `--dashboard-allowed-hosts` entries (empty ones skipped); throws a one-line Error naming
+ * the first bad entry.
+ */
+export function parseAllowedHosts(entries: readonly string[]): HostPort[] {
+  const out: HostPort[] = [];
+  for (const raw of entries) {
+    const entry = raw.trim();
+    if (entry === "") continue;
+    const hp = parseHostPort(entry);
+    if (!hp) {
+      throw new Error(
+        `--dashboard-allowed-hosts: bad entry ${JSON.stringify(entry)} (want host or host:port)`,
+      );
+    }
+    out.push(hp);
+  }
+  return out;
+}
+
+/** True when `hp` is one of the allowed-hosts entries (an entry without a port takes any). */
+function isAllowedName(hp: HostPort, opts: GuardOptions): boolean {
+  return (opts.allowedHosts ?? []).some((a) =>
+    a.name === hp.name && (a.port === undefined || a.port === hp.port)
+  );
+}
+
+const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
+
+/**
+ * Checks `Host` on any request; returns null when it names this dashboard. Accepted: the loopback
+ * names (listening on loopback or on a wildcard address) or the listen address itself, with the
+ * listen port (no port means 80); or an allowed-hosts entry. Anything else, a missing Host
+ * included, is 421 Misdirected Request.
+ */
+export function checkHost(req: Request, opts: GuardOptions): Refusal | null {
+  const header = req.headers.get("host");
+  const hp = header === null ? null : parseHostPort(header);
+  if (hp) {
+    const port = hp.port ?? 80;
+    const own = new Set<string>();
+    if (isLoopbackHost(opts.host) || isWildcardHost(opts.host)) {
+      for (const n of LOOPBACK_NAMES) own.add(n);
+    }
+    if (!isWildcardHost(opts.host)) own.add(urlHost(opts.host).toLowerCase());
+    if ((own.has(hp.name) && port === opts.port) || isAllowedName({ ...hp, port }, opts)) {
+      return null;
+    }
+  }
+  const shown = header === null ? "missing" : JSON.stringify(header.slice(0, 100));
+  return {
+    status: 421,
+    error: `Host ${shown} does not name this dashboard (see --dashboard-allowed-hosts)`,
+  };
 }
 
 /**
@@ -77,6 +165,11 @@ export function ownOrigins(opts: GuardOptions, requestHost: string | null): Set<
     if (requestHost) set.add(`http://${requestHost.toLowerCase()}`);
   } else {
     set.add(`http://${authority(host, port)}`);
+  }
+  // A page served under an allowed name has that name as its origin.
+  const hp = requestHost === null ? null : parseHostPort(requestHost);
+  if (hp && isAllowedName({ ...hp, port: hp.port ?? 80 }, opts)) {
+    set.add(`http://${requestHost!.toLowerCase()}`);
   }
   return set;
 }
