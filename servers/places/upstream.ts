@@ -1,8 +1,9 @@
 /**
  * One HTTP exchange with a Places upstream, reduced to what the providers need: either an HTTP
  * status with the body (parsed as JSON where it is JSON), or a short failure message. Never
- * rejects, enforces a deadline on the whole exchange (headers and body), caps the body size and
- * keeps the API key out of every message (Deno's fetch errors quote the full URL, key included).
+ * rejects, never follows a redirect (a 3xx is a failure), enforces a deadline on the whole
+ * exchange (headers and body), caps the body size and keeps the API key out of every message
+ * (Deno's fetch errors quote the full URL, key included).
  *
  * @module
  */
@@ -73,7 +74,14 @@ export async function fetchUpstream(
   else opts.signal?.addEventListener("abort", onAbort, { once: true });
   const host = hostOf(url);
   try {
-    const res = await fetch(url, { ...init, signal: controller.signal });
+    // Never follow a redirect: it would take the key (header or query) to wherever it points.
+    const res = await fetch(url, { ...init, redirect: "manual", signal: controller.signal });
+    if (res.type === "opaqueredirect" || (res.status >= 300 && res.status <= 399)) {
+      await res.body?.cancel().catch(() => {});
+      const status = res.status || "3xx";
+      const text = `Places server ${host} answered HTTP ${status}: redirects are not followed`;
+      return failure("network", text, opts.secrets);
+    }
     const text = await readCapped(res, opts.maxBytes ?? MAX_BODY_BYTES);
     if (text === null) {
       return failure("rejected", `Places response from ${host} is too large`, opts.secrets);

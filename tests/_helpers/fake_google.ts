@@ -26,7 +26,9 @@ export type FakeMode =
   /** Legacy `REQUEST_DENIED` body with HTTP 200 (New: HTTP 403). */
   | "denied"
   /** HTTP 400 whose error message quotes the API key back, to test redaction. */
-  | "echoKey";
+  | "echoKey"
+  /** `redirectStatus` (a 3xx) with `Location: redirectTo`. */
+  | "redirect";
 
 /** One request as the fake received it. */
 export interface RecordedRequest {
@@ -48,6 +50,9 @@ export interface FakeGoogle {
   mode: FakeMode;
   /** Delay before answering, ms (for concurrency tests). */
   delayMs: number;
+  /** For mode "redirect": the status (default 307) and the Location (a URL). */
+  redirectStatus: number;
+  redirectTo: string;
   /** Every request received, in order. */
   requests: RecordedRequest[];
   /** Requests being handled now, and the most seen at once. */
@@ -147,6 +152,8 @@ export function startFakeGoogle(apiKey: string): FakeGoogle {
     origin: "",
     mode: "ok",
     delayMs: 0,
+    redirectStatus: 307,
+    redirectTo: "",
     requests: [],
     inFlight: 0,
     maxInFlight: 0,
@@ -206,6 +213,11 @@ export function startFakeGoogle(apiKey: string): FakeGoogle {
         return googleError(500, "INTERNAL", "Internal error encountered.");
       case "echoKey":
         return googleError(400, "INVALID_ARGUMENT", `API key not valid: ${apiKey}`);
+      case "redirect":
+        return new Response(null, {
+          status: fake.redirectStatus,
+          headers: { location: fake.redirectTo + url.pathname + url.search },
+        });
       case "denied":
         return isNew
           ? googleError(403, "PERMISSION_DENIED", "The provided API key is invalid.")
