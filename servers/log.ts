@@ -6,8 +6,10 @@
  * into the page cache per batch, so logging never waits on the disk per event and never queues
  * memory behind a slow write thread. `close()` flushes everything.
  *
- * Line format: `<ISO time> <KIND> <details>`, one event per line. Wire text (commands, replies,
- * client IDs) is written byte for byte; a reply's newlines are shown as `\n`.
+ * Line format: `<ISO time> <KIND> <details>`, exactly one event per line. Every byte outside
+ * printable ASCII, and backslash, is written as `\xHH` (a reply's LF is `\x0a`, CR `\x0d`, ESC
+ * `\x1b`, `\` is `\x5c`): outside text cannot forge a line or drive a terminal, and
+ * {@linkcode unescapeLogText} gives the original bytes back.
  *
  * @module
  */
@@ -19,8 +21,54 @@ import { binaryInto, binaryToBytes } from "./lines.ts";
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
 
-function escapeNewlines(text: string): string {
-  return text.replace(/\n/g, "\\n");
+/** Printable ASCII but backslash: what a log line keeps as it is. */
+const NEEDS_ESCAPE = /[^\x20-\x5b\x5d-\x7e]/;
+const HEX = Array.from({ length: 256 }, (_, b) => `\\x${b.toString(16).padStart(2, "0")}`);
+const utf8 = new TextEncoder();
+
+/**
+ * A log line's text with every byte outside printable ASCII, and backslash, written as `\xHH`
+ * (lower-case hex), so a line is always one line, a terminal shows no escape sequence, and
+ * {@linkcode unescapeLogText} gives the bytes back. Wire text is a binary string (one char per
+ * byte); a char above 0xff (Unicode text such as a Places error) is escaped as its UTF-8 bytes.
+ * Text with nothing to escape (nearly every line) is returned as is, after one regex test.
+ *
+ * @example
+ * ```ts
+ * escapeLogText("IN #1 a\rb\\c\x1b[2J"); // "IN #1 a\\x0db\\x5cc\\x1b[2J"
+ * ```
+ */
+export function escapeLogText(text: string): string {
+  if (!NEEDS_ESCAPE.test(text)) return text;
+  // A slice-and-append loop: five times faster than replace() with a callback on a WHATSAT reply.
+  let out = "";
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e && c !== 0x5c) continue;
+    out += text.slice(from, i);
+    if (c <= 0xff) {
+      out += HEX[c];
+    } else {
+      const wide = text.codePointAt(i)! > 0xffff ? 2 : 1; // a surrogate pair is one char
+      for (const b of utf8.encode(text.slice(i, i + wide))) out += HEX[b];
+      i += wide - 1;
+    }
+    from = i + 1;
+  }
+  return out + text.slice(from);
+}
+
+/**
+ * The bytes (as a binary string) of an escaped log text: each `\xHH` becomes byte HH.
+ *
+ * @example
+ * ```ts
+ * unescapeLogText("a\\x0db\\x5cc"); // "a\rb\\c"
+ * ```
+ */
+export function unescapeLogText(text: string): string {
+  return text.replace(/\\x([0-9a-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
 }
 
 let stampMs = -1;
@@ -74,12 +122,10 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       text = `REFUSED ${e.remote} (${e.reason})`;
       break;
     case "line.in":
-      text = `IN #${e.conn} ${escapeNewlines(e.line)}`;
+      text = `IN #${e.conn} ${e.line}`;
       break;
     case "reply.out":
-      text = `OUT #${e.conn} ${
-        escapeNewlines(e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply)
-      }`;
+      text = `OUT #${e.conn} ${e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply}`;
       break;
     case "location.accepted":
       // A catch-up moves whole stores: its batches get one summary line each (below).
@@ -127,7 +173,9 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     default:
       return undefined;
   }
-  return `${stamp(e.t)} ${text}`;
+  // Escaped as a whole: no field of outside text (lines, IDs, names, addresses, reasons,
+  // Places errors) can break the line or reach a terminal raw.
+  return `${stamp(e.t)} ${escapeLogText(text)}`;
 }
 
 /** An open log file with its pending bytes. */

@@ -481,7 +481,7 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
     assertMatch(out.logs["Beta.log"], /IN #\d+ WHATSAT kiwi\.cs\.ucla\.edu 10 2\n/);
     assertMatch(
       out.logs["Beta.log"],
-      /OUT #\d+ AT Alpha \S+ kiwi\.cs\.ucla\.edu .*\\n\{\\n {3}"html/,
+      /OUT #\d+ AT Alpha \S+ kiwi\.cs\.ucla\.edu .*\\x0a\{\\x0a {3}"html/,
     );
   });
 });
