@@ -179,6 +179,9 @@ async function assertMisdirected(
 async function assertServed(port: number, target: string, host: string): Promise<void> {
   const r = await rawRequest(port, target, { host });
   assertEquals(r.status, 200, `${target} with Host ${host}: ${r.status} ${r.body.slice(0, 200)}`);
+  // No secret in any page, and no CORS grant: another origin's script cannot read the answer.
+  assertNoLeak(target, r);
+  assertEquals(r.headers["access-control-allow-origin"], undefined, target);
 }
 
 /** Loopback names pass; foreign, wrong-port, port-less and missing Hosts get 421 on every route. */
@@ -337,7 +340,7 @@ function spawn(args: string[]): Deno.ChildProcess {
 }
 
 Deno.test({
-  name: "static and Host: the real `start` and `dashboard` processes",
+  name: "static and Host: the real start and dashboard processes",
   ...sse,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "dash_cli_" });

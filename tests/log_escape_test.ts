@@ -80,6 +80,7 @@ Deno.test("logs: hostile client bytes are escaped, one line per event, reversibl
     assert(b.includes(client), `propagation line names the client ID: ${JSON.stringify(b)}`);
   }
   assert(!all.some((l) => l.startsWith("2026-01-01T00:00:00.000Z")), "no forged line");
+  assert(!all.some((l) => l.includes("test-secret-0123456789")), "the herd secret is in no log");
   assert(all.some((l) => l.includes("\\x1b[31m")), "ESC is shown as \\x1b");
   assert(all.some((l) => l.includes("back\\x5cslash \\x5cx41")), "backslash is \\x5c");
 });
