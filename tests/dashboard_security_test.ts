@@ -15,9 +15,8 @@ import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
 import { rawRequest, type RawResponse } from "./_helpers/http_raw.ts";
 import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { RemoteHerd } from "../servers/remote_herd.ts";
-import { serveDashboard, type ServedDashboard } from "../web/app.ts";
+import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../web/app.ts";
 import { DemoHerd } from "../web/demo_herd.ts";
-import type { HerdView } from "../web/types.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -99,7 +98,13 @@ async function checkHostileTable(port: number, outside: string, rel: string): Pr
  * nested file, a symlink inside static/ (fine), symlinks out of it (file, directory, absolute), a
  * directory and a FIFO.
  */
-async function makeStaticTree(): Promise<{ root: string; staticDir: URL; fifo: boolean }> {
+interface StaticTree {
+  root: string;
+  staticDir: URL;
+  fifo: boolean;
+}
+
+async function makeStaticTree(): Promise<StaticTree> {
   const root = await Deno.makeTempDir({ prefix: "dash_static_" });
   const dir = `${root}/static`;
   await Deno.mkdir(`${dir}/sub`, { recursive: true });
@@ -118,7 +123,7 @@ async function makeStaticTree(): Promise<{ root: string; staticDir: URL; fifo: b
 }
 
 /** The hostile table plus what needs the temp tree (symlinks, directories, a FIFO). */
-async function checkTempTree(port: number, tree: { root: string; fifo: boolean }): Promise<void> {
+async function checkTempTree(port: number, tree: StaticTree): Promise<void> {
   await checkHostileTable(port, `${tree.root}/outside.txt`, "../outside.txt");
   for (
     const target of [
@@ -208,24 +213,41 @@ async function checkHostRules(port: number, allowed: string[] = []): Promise<voi
   }
 }
 
+/** A temp static tree, the seed herd, and a `start`-style and a remote dashboard on it. */
 async function withDashboards(
-  staticDir: URL,
-  fn: (d: { start: ServedDashboard; remote: ServedDashboard }) => Promise<void>,
-  allowedHosts?: string[],
+  fn: (d: { start: ServedDashboard; remote: ServedDashboard }, tree: StaticTree) => Promise<void>,
 ): Promise<void> {
+  const tree = await makeStaticTree();
   const t: TestHerd = await startSeedHerd();
   const remote = new RemoteHerd(t.config, { secret: SECRET, minBackoffMs: 50, maxBackoffMs: 200 });
   remote.start();
-  const opts = { host: "127.0.0.1", port: 0, quiet: true, staticDir, allowedHosts };
+  const opts = { host: "127.0.0.1", port: 0, quiet: true, staticDir: tree.staticDir };
   const start = await serveDashboard(t.herd, opts);
   const remoteDash = await serveDashboard(remote, opts);
   try {
-    await fn({ start, remote: remoteDash });
+    await fn({ start, remote: remoteDash }, tree);
   } finally {
     await start.close();
     await remoteDash.close();
     await remote.stop();
     await t.close();
+    await Deno.remove(tree.root, { recursive: true });
+  }
+}
+
+/** The demo herd (stop/start work) behind a dashboard with `opts`. */
+async function withDemoDashboard(
+  opts: Partial<DashboardOptions>,
+  fn: (port: number, herd: DemoHerd) => Promise<void>,
+): Promise<void> {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serveDashboard(herd, { host: "127.0.0.1", port: 0, quiet: true, ...opts });
+  try {
+    await fn(port(d), herd);
+  } finally {
+    await d.close();
+    await herd.stop();
   }
 }
 
@@ -236,15 +258,10 @@ Deno.test({
   name: "static: hostile paths never read outside static/ (start and remote dashboards)",
   ...sse,
   async fn() {
-    const tree = await makeStaticTree();
-    try {
-      await withDashboards(tree.staticDir, async ({ start, remote }) => {
-        await checkTempTree(port(start), tree);
-        await checkTempTree(port(remote), tree);
-      });
-    } finally {
-      await Deno.remove(tree.root, { recursive: true });
-    }
+    await withDashboards(async ({ start, remote }, tree) => {
+      await checkTempTree(port(start), tree);
+      await checkTempTree(port(remote), tree);
+    });
   },
 });
 
@@ -252,15 +269,10 @@ Deno.test({
   name: "Host: only the listen address's names reach any route (start and remote dashboards)",
   ...sse,
   async fn() {
-    const tree = await makeStaticTree();
-    try {
-      await withDashboards(tree.staticDir, async ({ start, remote }) => {
-        await checkHostRules(port(start));
-        await checkHostRules(port(remote));
-      });
-    } finally {
-      await Deno.remove(tree.root, { recursive: true });
-    }
+    await withDashboards(async ({ start, remote }) => {
+      await checkHostRules(port(start));
+      await checkHostRules(port(remote));
+    });
   },
 });
 
@@ -268,16 +280,8 @@ Deno.test({
   name: "Host: --dashboard-allowed-hosts adds names (any port, or one port) and their origin",
   ...sse,
   async fn() {
-    const herd = new DemoHerd();
-    await herd.start();
-    const d = await serveDashboard(herd as HerdView, {
-      host: "127.0.0.1",
-      port: 0,
-      quiet: true,
-      allowedHosts: ["Dash.Example", "other.example:1234", "[fd00::1]:8443"],
-    });
-    const p = port(d);
-    try {
+    const allowedHosts = ["Dash.Example", "other.example:1234", "[fd00::1]:8443"];
+    await withDemoDashboard({ allowedHosts }, async (p, herd) => {
       for (const host of [`dash.example:${p}`, "dash.example", "other.example:1234"]) {
         await assertServed(p, "/api/state", host);
       }
@@ -297,10 +301,7 @@ Deno.test({
       const ok = await stop(`http://dash.example:${p}`);
       assertEquals(ok.status, 200, ok.body);
       assertEquals(herd.snapshot().servers[0].running, false);
-    } finally {
-      await d.close();
-      await herd.stop();
-    }
+    });
   },
 });
 
@@ -308,21 +309,10 @@ Deno.test({
   name: "Host: a wildcard listen answers loopback names and allowed names only",
   ...sse,
   async fn() {
-    const herd = new DemoHerd();
-    await herd.start();
-    const d = await serveDashboard(herd as HerdView, {
-      host: "0.0.0.0",
-      port: 0,
-      quiet: true,
-      token: "tok-wild",
-      allowedHosts: ["dash.example"],
+    const opts = { host: "0.0.0.0", token: "tok-wild", allowedHosts: ["dash.example"] };
+    await withDemoDashboard(opts, async (p) => {
+      await checkHostRules(p, [`dash.example:${p}`]);
     });
-    try {
-      await checkHostRules(port(d), [`dash.example:${port(d)}`]);
-    } finally {
-      await d.close();
-      await herd.stop();
-    }
   },
 });
 
