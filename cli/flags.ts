@@ -140,7 +140,8 @@ export function parseHerdFlags(args: string[]): HerdFlags {
   if (places !== undefined && places !== "offline" && places !== "new" && places !== "legacy") {
     throw new UsageError(`--places must be offline, new or legacy, got ${JSON.stringify(places)}`);
   }
-  const dashboardAllowedHosts = (v["dashboard-allowed-hosts"] ?? "").split(",");
+  const dashboardAllowedHosts = (v["dashboard-allowed-hosts"] ?? "").split(",")
+    .map((h) => h.trim()).filter((h) => h !== "");
   try {
     parseAllowedHosts(dashboardAllowedHosts);
   } catch (err) {
