@@ -124,17 +124,10 @@ Deno.test("durability: acknowledged updates survive kill -9 of all five servers"
   }
 });
 
-/** Copies a server's Deno KV files (database, WAL, shared memory) from one dir to another. */
-async function copyKv(from: string, to: string, server: string): Promise<void> {
+/** Copies a server's record log from one dir to another. */
+async function copyLog(from: string, to: string, server: string): Promise<void> {
   await Deno.mkdir(to, { recursive: true });
-  for (const suffix of ["", "-wal", "-shm"]) {
-    await Deno.remove(`${to}/${server}.kv${suffix}`).catch(() => {});
-    await Deno.copyFile(`${from}/${server}.kv${suffix}`, `${to}/${server}.kv${suffix}`).catch(
-      (err) => {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      },
-    );
-  }
+  await Deno.copyFile(`${from}/${server}.records`, `${to}/${server}.records`);
 }
 
 Deno.test("durability: restarts that lose data get it back from the neighbours", async (t) => {
@@ -155,7 +148,7 @@ Deno.test("durability: restarts that lose data get it back from the neighbours",
       // its neighbours got from it, and will reuse the sequence numbers of what it lost.
       const backup = `${herd.dir}/backup`;
       await herd.kill("Hill");
-      await copyKv(herd.dataDir, backup, "Hill");
+      await copyLog(herd.dataDir, backup, "Hill");
       await herd.start("Hill");
       await herd.waitLinksUp();
       for (let k = 0; k < 5; k++) {
@@ -169,7 +162,7 @@ Deno.test("durability: restarts that lose data get it back from the neighbours",
       await waitKnown(herd, herd.names, expected, 5000);
       await new Promise((r) => setTimeout(r, 100)); // the neighbours persist their marks
       await herd.kill("Hill");
-      await copyKv(backup, herd.dataDir, "Hill");
+      await copyLog(backup, herd.dataDir, "Hill");
       // (Hill alone first, to see that its disk really is behind.)
       await herd.start("Hill", [], await herd.writeIsolatedConfig());
       assert.equal(
