@@ -279,6 +279,8 @@ class RecordLog implements Persistence {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Writes run one at a time, in this chain. */
   #chain: Promise<void> = Promise.resolve();
+  /** A write is chained and has not started. */
+  #writeQueued = false;
   #failing = false;
   #backoff = RETRY_MIN_MS;
   #lastReport = -Infinity;
@@ -300,6 +302,8 @@ class RecordLog implements Persistence {
       this.#file = undefined;
       this.#pending.clear();
       this.#pendingMarks.clear();
+      this.#failing = false;
+      this.#backoff = RETRY_MIN_MS;
       this.#fail(new Error("the server restarted"));
     }
     await Deno.mkdir(this.#dir, { recursive: true });
@@ -408,12 +412,16 @@ class RecordLog implements Persistence {
   #commitNow(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    // A write that has not started yet takes everything queued by then: one is enough.
+    if (this.#writeQueued) return this.#chain;
+    this.#writeQueued = true;
     this.#chain = this.#chain.then(() => this.#write());
     return this.#chain;
   }
 
   /** One group commit: append what is queued, then fdatasync. Never throws. */
   async #write(): Promise<void> {
+    this.#writeQueued = false;
     const file = this.#file;
     if (file === undefined) return;
     const upTo = this.#queued;
