@@ -324,3 +324,30 @@ Deno.test("disk: a stored record with a corrupted digit is skipped, reported, an
     await herd.close();
   }
 });
+
+Deno.test("disk: an invalid record in a store of the previous version does not crash WHATSAT", async () => {
+  const herd = await ProcessHerd.create({ topology: { Solo: [] } });
+  try {
+    // The Deno KV layout earlier versions wrote, with a latitude out of range and a good one.
+    await Deno.mkdir(herd.dataDir, { recursive: true });
+    const kv = await Deno.openKv(`${herd.dataDir}/Solo.kv`);
+    const value = (text: string) => new TextEncoder().encode(text);
+    await kv.set(["meta", "epoch"], "e0123456");
+    await kv.set(["r", "bad"], value("Solo +0.500000000 +92.1007-98.7654 5 1"));
+    await kv.set(["r", "good"], value("Solo +0.500000000 +12.1007-98.7654 6 2"));
+    kv.close();
+
+    await herd.start("Solo");
+    const replies = await concurrentLines(herd.port("Solo"), [
+      "WHATSAT bad 10 5",
+      "WHATSAT good 10 0",
+    ]);
+    assert.equal(replies[0], "? WHATSAT bad 10 5");
+    assert.ok(replies[1].startsWith("AT Solo +0.500000000 good +12.1007-98.7654 6"), replies[1]);
+    assert.match(await iamat(herd.port("Solo"), "x", "+1+1", "1"), /^AT Solo /);
+    assert.ok(herd.running("Solo"), "Solo crashed");
+    await waitLog(herd, "Solo", /ERROR record-invalid: 1 unreadable or invalid stored entry/);
+  } finally {
+    await herd.close();
+  }
+});
