@@ -14,6 +14,13 @@
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts";
 import { TcpClient } from "./_helpers/net.ts";
+import { openLogPersistence } from "../servers/persist.ts";
+import { RecordStore } from "../servers/store.ts";
+import { type ErrorEvent, EventBus } from "../servers/events.ts";
+import { formatLogLine } from "../servers/log.ts";
+import { HerdMetrics } from "../web/metrics.ts";
+import { describe } from "../islands/_model.ts";
+import type { DashEvent } from "../web/types.ts";
 
 /** The longest client line the server accepts today (its line limit), without the LF. */
 const MAX_LINE = 65_536;
@@ -356,4 +363,69 @@ Deno.test("disk: an invalid record in a store of the previous version does not c
   } finally {
     await herd.close();
   }
+});
+
+Deno.test({
+  name:
+    "disk: a failed write rejects committed(), is an error event, a metric and a feed line, and is retried",
+  ignore: NO_TMPFS !== undefined && !CI,
+  async fn() {
+    if (NO_TMPFS !== undefined) throw new Error(`CI=true but tmpfs cannot be mounted: ${NO_TMPFS}`);
+    const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir],
+    }).output();
+    assert.ok(mount.success, "mount failed");
+    const bus = new EventBus();
+    const metrics = new HerdMetrics(bus);
+    const errors: ErrorEvent[] = [];
+    bus.subscribe((e) => e.kind === "error" && errors.push(e));
+    const p = await openLogPersistence(dir, "Hill");
+    try {
+      await p.load(new RecordStore(), [], bus);
+      await fill(`${dir}/filler`);
+      const big = (i: number) => ({
+        origin: "Hill",
+        diff: "+0.100000000",
+        client: `c${i}`,
+        location: "+1+1",
+        time: "1." + "5".repeat(20_000),
+        seq: i,
+        via: -1,
+      });
+      p.saved(big(1));
+      await assert.rejects(p.committed(), /space/i);
+      // Loud, once (not once per retry), with its reason, in the log text, metrics and the feed.
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0].reason, "disk-write");
+      assert.match(errors[0].message, /cannot write .*Hill\.records: .*space.*1 record\(s\) owed/i);
+      assert.match(formatLogLine(errors[0])!, / ERROR disk-write: cannot write /);
+      assert.match(describe({ ...errors[0], id: 1 } as DashEvent), /^disk-write: cannot write /);
+      const text = metrics.render({ servers: [], records: [], places: "offline" });
+      assert.match(text, /herd_errors_total\{server="Hill",reason="disk-write"\} 1/);
+      // While it fails, a commit that includes a new record fails too.
+      p.saved(big(2));
+      await assert.rejects(p.committed());
+      // Space returns: the retry writes both, and a commit resolves.
+      await Deno.remove(`${dir}/filler`);
+      p.saved(big(3));
+      const deadline = performance.now() + 10_000;
+      for (;;) {
+        const ok = await p.committed().then(() => true, () => false);
+        if (ok) break;
+        assert.ok(performance.now() < deadline, "still failing 10 s after space returned");
+      }
+      await p.close();
+      const again = await openLogPersistence(dir, "Hill");
+      const store = new RecordStore();
+      await again.load(store, [], bus);
+      await again.close();
+      assert.deepEqual([...store.values()].map((r) => r.client).sort(), ["c1", "c2", "c3"]);
+    } finally {
+      await p.close().catch(() => {});
+      metrics.close();
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
 });
