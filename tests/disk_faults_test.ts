@@ -171,19 +171,38 @@ async function fill(path: string): Promise<number> {
   return size;
 }
 
-Deno.test({
-  name:
-    "disk: a full disk (4 MiB tmpfs) answers --sync-ack with ?, keeps serving, writes what it owes",
-  ignore: NO_TMPFS !== undefined && !CI,
-  async fn() {
-    if (NO_TMPFS !== undefined) throw new Error(`CI=true but tmpfs cannot be mounted: ${NO_TMPFS}`);
+/**
+ * A test that needs a tmpfs: skipped (loudly, above) where none can be mounted, and failing
+ * there under CI=true.
+ */
+function tmpfsTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: NO_TMPFS !== undefined && !CI,
+    async fn() {
+      if (NO_TMPFS !== undefined) {
+        throw new Error(`CI=true but tmpfs cannot be mounted: ${NO_TMPFS}`);
+      }
+      await fn();
+    },
+  });
+}
+
+/** Mounts a tmpfs of `size` (e.g. "4m") on `dir`. */
+async function mountTmpfs(dir: string, size: string): Promise<void> {
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir],
+  }).output();
+  assert.ok(mount.success, `mount of a ${size} tmpfs on ${dir} failed`);
+}
+
+tmpfsTest(
+  "disk: a full disk (4 MiB tmpfs) answers --sync-ack with ?, keeps serving, writes what it owes",
+  async () => {
     const topology = { Ant: ["Bee"], Bee: ["Ant", "Cat"], Cat: ["Bee"] };
     const herd = await ProcessHerd.create({ topology, args: () => ["--sync-ack"] });
     await Deno.mkdir(herd.dataDir, { recursive: true });
-    const mount = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=4m", "tmpfs", herd.dataDir],
-    }).output();
-    assert.ok(mount.success, "mount failed");
+    await mountTmpfs(herd.dataDir, "4m");
     try {
       await herd.startAll();
       await herd.waitLinksUp();
@@ -263,7 +282,7 @@ Deno.test({
       await herd.close();
     }
   },
-});
+);
 
 /** Waits (bounded) until a server's log matches; returns the log. */
 async function waitLog(herd: ProcessHerd, name: string, re: RegExp, ms = 5000): Promise<string> {
@@ -365,17 +384,11 @@ Deno.test("disk: an invalid record in a store of the previous version does not c
   }
 });
 
-Deno.test({
-  name:
-    "disk: a failed write rejects committed(), is an error event, a metric and a feed line, and is retried",
-  ignore: NO_TMPFS !== undefined && !CI,
-  async fn() {
-    if (NO_TMPFS !== undefined) throw new Error(`CI=true but tmpfs cannot be mounted: ${NO_TMPFS}`);
+tmpfsTest(
+  "disk: a failed write rejects committed(), is an error event, a metric and a feed line, and is retried",
+  async () => {
     const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
-    const mount = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir],
-    }).output();
-    assert.ok(mount.success, "mount failed");
+    await mountTmpfs(dir, "1m");
     const bus = new EventBus();
     const metrics = new HerdMetrics(bus);
     const errors: ErrorEvent[] = [];
@@ -428,4 +441,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
-});
+);
