@@ -10,9 +10,8 @@
  * docs/reliability.md.
  *
  * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
- * one go (records first, then the marks they advance) and made durable with one `fdatasync`.
- * A mark is written after the records it covers, in the same append, so it never passes a record
- * that is not on disk. A failed append is cut off again and retried with backoff, everything owed
+ * one go and made durable with one `fdatasync`. A link's mark goes in the commit after the one
+ * that synced the records it covers, so it never passes a record that is not on disk. A failed append is cut off again and retried with backoff, everything owed
  * included; `committed()` fails meanwhile, so `--sync-ack` never acknowledges what is not on disk.
  *
  * @module
@@ -270,9 +269,11 @@ class RecordLog implements Persistence {
   #bus: EventBus | undefined;
   #pending = new Map<string, StoredRecord>();
   #pendingMarks = new Map<string, Mark>();
+  /** Marks whose records are synced: the next append writes them. */
+  #readyMarks = new Map<string, Mark>();
   /** The marks on disk (what compaction copies: never a mark past what is durable). */
   #durableMarks = new Map<string, Mark>();
-  /** Things queued so far, and how many of them are on disk. */
+  /** Records queued so far, and how many of them are on disk. */
   #queued = 0;
   #durable = 0;
   #waiters: Waiter[] = [];
@@ -302,6 +303,7 @@ class RecordLog implements Persistence {
       this.#file = undefined;
       this.#pending.clear();
       this.#pendingMarks.clear();
+      this.#readyMarks.clear();
       this.#failing = false;
       this.#backoff = RETRY_MIN_MS;
       this.#fail(new Error("the server restarted"));
@@ -383,12 +385,13 @@ class RecordLog implements Persistence {
 
   markMoved(link: Link): void {
     this.#pendingMarks.set(link.peer, { ...link.mark });
-    this.#queued++;
     this.#schedule();
   }
 
-  flush(): Promise<void> {
-    return this.#commitNow();
+  async flush(): Promise<void> {
+    await this.#commitNow();
+    // The marks that commit covered go in one more.
+    if (this.#readyMarks.size > 0 && !this.#failing) await this.#commitNow();
   }
 
   async close(): Promise<void> {
@@ -426,9 +429,13 @@ class RecordLog implements Persistence {
     if (file === undefined) return;
     const upTo = this.#queued;
     const records = [...this.#pending.values()];
-    const marks = [...this.#pendingMarks];
-    if (records.length === 0 && marks.length === 0) return this.#wake(upTo);
+    // Marks are written one commit after the records they cover: only once those are synced, so
+    // no crash or power cut can leave a mark on disk without its records.
+    const marks = [...this.#readyMarks];
+    const covered = [...this.#pendingMarks];
+    if (records.length + marks.length + covered.length === 0) return this.#wake(upTo);
     this.#pending = new Map();
+    this.#readyMarks = new Map();
     this.#pendingMarks = new Map();
     try {
       await file.seek(this.#size, Deno.SeekMode.Start);
@@ -443,6 +450,8 @@ class RecordLog implements Persistence {
       this.#size += written;
       this.#entries += records.length + marks.length + (header === undefined ? 0 : 1);
       for (const [peer, m] of marks) this.#durableMarks.set(peer, m);
+      this.#readyMarks = new Map(covered);
+      if (covered.length > 0) this.#schedule();
       if (this.#failing) {
         this.#failing = false;
         this.#lastReport = -Infinity;
@@ -452,7 +461,8 @@ class RecordLog implements Persistence {
     } catch (err) {
       // Requeue under anything newer, cut the partial append off, and retry later.
       for (const r of records) if (!this.#pending.has(r.client)) this.#pending.set(r.client, r);
-      for (const [peer, m] of marks) {
+      this.#readyMarks = new Map(marks);
+      for (const [peer, m] of covered) {
         if (!this.#pendingMarks.has(peer)) this.#pendingMarks.set(peer, m);
       }
       await file.truncate(this.#size).catch(() => {});

@@ -109,6 +109,23 @@ Deno.test("persist: marks come back after the records they cover; the newest rec
     }]);
   }));
 
+Deno.test("persist: a mark is written only after the records it covers are synced", () =>
+  withDir(async (dir) => {
+    const { p, links } = await reload(dir, ["Jaquez"]);
+    p.saved(record("a", 1));
+    links[0].mark = { epoch: "peer0001", seq: 3 };
+    p.markMoved(links[0]);
+    await p.committed();
+    // The commit that made "a" durable holds no mark: a power cut during its fdatasync could
+    // otherwise keep the mark's page and lose the record's.
+    const first = await Deno.readTextFile(`${dir}/Hill.records`);
+    assert.match(first, / R 1 Hill /);
+    assert.doesNotMatch(first, / M Jaquez /);
+    await p.flush();
+    assert.match(await Deno.readTextFile(`${dir}/Hill.records`), / M Jaquez peer0001 3\n/);
+    await p.close();
+  }));
+
 Deno.test("persist: a torn tail is cut and appending goes on after it", () =>
   withDir(async (dir) => {
     const first = await reload(dir);
