@@ -9,7 +9,7 @@ import { ConfigError, loadConfig } from "../servers/config.ts";
 import { generateSecret } from "../servers/auth.ts";
 import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
-import { openKvPersistence } from "../servers/persist.ts";
+import { openLogPersistence } from "../servers/persist.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import {
   createPlacesProvider,
@@ -100,7 +100,7 @@ export async function runHerd(
     only,
     openPersistence: flags.dataDir === ""
       ? undefined
-      : (name) => openKvPersistence(flags.dataDir, name),
+      : (name) => openLogPersistence(flags.dataDir, name),
   });
   // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
   if (places.name === "offline") await warmOfflineIndex();

@@ -284,7 +284,7 @@ export function describe(e: DashEvent): string {
         e.error ? ` — ${e.error}` : ""
       }`;
     case "error":
-      return e.message;
+      return `${e.reason}: ${e.message}`;
     case "line.in":
       return e.line;
     case "reply.out":

@@ -148,9 +148,25 @@ export interface WhatsatEvent extends Base {
   coalesced: boolean;
   error?: string;
 }
+/** What an {@linkcode ErrorEvent} is about. */
+export type ErrorReason =
+  /** The durable store cannot be written (full disk, I/O error); records are owed and retried. */
+  | "disk-write"
+  /** The durable store cannot be read at start. */
+  | "disk-read"
+  /** Records failed their checksum or validation (stored, or from a peer) and were skipped. */
+  | "record-invalid"
+  /** A bug: a command, handshake or link step threw; it cost that one line or connection. */
+  | "internal"
+  /** A Places answer was rejected or could not be formatted. */
+  | "places"
+  /** A dashboard observer stream was cut. */
+  | "observer";
+
 /** Something went wrong that is worth a log line (never contains a secret). */
 export interface ErrorEvent extends Base {
   kind: "error";
+  reason: ErrorReason;
   message: string;
 }
 

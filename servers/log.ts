@@ -168,7 +168,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
       }`;
       break;
     case "error":
-      text = `ERROR ${e.message}`;
+      text = `ERROR ${e.reason}: ${e.message}`;
       break;
     default:
       return undefined;

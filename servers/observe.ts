@@ -96,6 +96,7 @@ export function startObserver(
         kind: "error",
         t: Date.now(),
         server: server.name,
+        reason: "observer",
         message: `observer ${observer}: ${why}`,
       });
     }

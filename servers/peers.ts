@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { AtFields, EventBus } from "./events.ts";
+import type { AtFields, ErrorReason, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
@@ -327,7 +327,7 @@ export class Link {
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
-      this.#error(`link to ${this.peer}: ${err}`);
+      this.#error("internal", `link to ${this.peer}: ${err}`);
       if (this.#conn === conn) this.#drop("send failed");
     } finally {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
@@ -356,7 +356,7 @@ export class Link {
       // A socket error is the network's doing; anything else is a bug handling the peer's
       // lines: it costs this connection (the link redials), and is reported.
       if (!Object.values(Deno.errors).some((E) => err instanceof E)) {
-        this.#error(`link to ${this.peer}: ${err}`);
+        this.#error("internal", `link to ${this.peer}: ${err}`);
       }
     }
     if (this.#conn === conn) this.#drop(reason);
@@ -469,13 +469,14 @@ export class Link {
 
   /** Reports a peer line that was skipped (an invalid record); the link stays up. */
   #skipped(what: string): void {
-    this.#error(`skipped from ${this.peer}: ${what}`);
+    this.#error("record-invalid", `skipped from ${this.peer}: ${what}`);
   }
 
   /** Emits an `error` event (bounded: a message may quote the peer's bytes). */
-  #error(message: string): void {
+  #error(reason: ErrorReason, message: string): void {
     const s = this.#server;
-    s.bus.emit({ kind: "error", t: Date.now(), server: s.name, message: message.slice(0, 500) });
+    message = message.slice(0, 500);
+    s.bus.emit({ kind: "error", t: Date.now(), server: s.name, reason, message });
   }
 
   // ---------------------------------------------------------------------------------------------

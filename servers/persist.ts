@@ -1,50 +1,155 @@
 /**
- * Durable records: each server keeps its records, its store epoch and its links' marks in its
- * own Deno KV store (SQLite) under the data directory, and reloads them at start.
+ * Durable records: each server appends its records, its store epoch and its links' marks to one
+ * record log, `<data-dir>/<server>.records`, and replays it at start.
  *
- * Writes are group-committed: records accepted within one commit interval (default 10 ms) go to
- * disk in a few atomic batches, with the link marks they advance in the last batch, so a mark
- * never runs ahead of the records it covers. The guarantee this gives is in docs/reliability.md.
+ * The file is a sequence of entries, one per line: `<crc32 as 8 hex digits> <payload>\n`, with
+ * the CRC-32 of the payload's bytes, so a torn tail (a crash mid-write) or a flipped byte is
+ * detected. Payloads: `E 1 <epoch>` (the store epoch, first), `R <seq> <origin> <diff> <client>
+ * <location> <time>` (a record; protocol fields hold no whitespace), `M <peer> <epoch> <seq>` (a
+ * link's mark). The layout and how each of its limits and faults is handled are in
+ * docs/reliability.md.
+ *
+ * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
+ * one go and made durable with one `fdatasync`. A link's mark goes in the commit after the one
+ * that synced the records it covers, so it never passes a record that is not on disk. A failed append is cut off again and retried with backoff, everything owed
+ * included; `committed()` fails meanwhile, so `--sync-ack` never acknowledges what is not on disk.
  *
  * @module
  */
 
+import { crc32 } from "node:zlib";
+import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 import { binaryToBytes, bytesToBinary } from "./lines.ts";
+import { INTEGER, validateRecord } from "./protocol.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {
-  /** Fills an empty store (and the links' marks) from disk. */
-  load(store: RecordStore, links: readonly Link[]): Promise<void>;
+  /** Fills an empty store (and the links' marks) from disk; reports problems on `bus`. */
+  load(store: RecordStore, links: readonly Link[], bus: EventBus): Promise<void>;
   /** Queues a newly stored record for the next commit. */
   saved(record: StoredRecord): void;
-  /** Resolves when everything queued so far is on disk (the next group commit). */
+  /**
+   * Resolves once everything queued before the call is on disk; rejects when the write that
+   * should have put it there failed (it stays queued and is retried).
+   */
   committed(): Promise<void>;
   /** Queues a link's mark for the next commit. */
   markMoved(link: Link): void;
-  /** Resolves when everything queued so far is on disk. */
+  /** Tries to write everything queued now (never rejects: a failure is reported and retried). */
   flush(): Promise<void>;
   /** Flushes and closes the store. */
   close(): Promise<void>;
 }
 
-/** Mutations per atomic commit (Deno KV allows at most 1000). */
-const BATCH = 800;
+/** A link's mark as stored. */
+type Mark = { epoch: string; seq: number };
 
-/** The value layout before records were stored as bytes (still read). */
-type OldValue = [origin: string, diff: string, location: string, time: string, seq: number];
+/** Encoded bytes per write call while appending or compacting, so no huge string is built. */
+const CHUNK = 1 << 20;
+/** Retry backoff after a failed write: doubles from the first to the last. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
+/** While writes keep failing, the error is reported again at most this often. */
+const REPORT_EVERY_MS = 10_000;
+/** Compaction runs when the file holds more entries than twice the live ones plus this. */
+const COMPACT_SLACK = 10_000;
+/** Queued records that start a commit before the interval is up. */
+const EARLY_COMMIT = 10_000;
 
-/**
- * A record's value: `origin diff location time seq` as bytes. The fields are protocol fields (no
- * whitespace), so spaces separate them unambiguously; bytes skip Deno KV's V8 serialisation
- * (~5% of the herd's thread under load, beside ~8% for the commit call itself).
- */
-function encodeValue(r: StoredRecord): Uint8Array {
-  return binaryToBytes(`${r.origin} ${r.diff} ${r.location} ${r.time} ${r.seq}`);
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** One framed entry: `<crc32 hex> <payload>\n` over the payload's bytes (a binary string). */
+function entry(payload: string): string {
+  // For ASCII the string is its bytes; otherwise hash the latin1 bytes, not UTF-8.
+  const crc = crc32(NON_ASCII.test(payload) ? binaryToBytes(payload) : payload);
+  return `${crc.toString(16).padStart(8, "0")} ${payload}\n`;
 }
 
-function decodeValue(client: string, value: unknown): StoredRecord | undefined {
+function recordPayload(r: StoredRecord): string {
+  return `R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`;
+}
+
+/** What a replayed file held. */
+interface Replay {
+  epoch: string | undefined;
+  records: Map<string, StoredRecord>;
+  marks: Map<string, Mark>;
+  /** Entries read (valid or not). */
+  entries: number;
+  /** Lines whose checksum or layout is wrong, and records that fail validation. */
+  bad: number;
+  /** Length of the valid prefix (a torn tail after it is cut). */
+  good: number;
+}
+
+/** Parses a seq: a positive safe integer, or undefined. */
+function parseSeq(text: string): number | undefined {
+  if (!INTEGER.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Replays a record log's bytes. Invalid entries are skipped and counted. */
+function replay(bytes: Uint8Array): Replay {
+  const out: Replay = {
+    epoch: undefined,
+    records: new Map(),
+    marks: new Map(),
+    entries: 0,
+    bad: 0,
+    good: 0,
+  };
+  let pos = 0;
+  while (pos < bytes.length) {
+    const lf = bytes.indexOf(10, pos);
+    // No LF: a torn tail (the crash came mid-append). It is cut; nothing after it was durable.
+    if (lf === -1) break;
+    const line = bytes.subarray(pos, lf);
+    pos = out.good = lf + 1;
+    if (line.length === 0) continue;
+    out.entries++;
+    const payload = line.subarray(9);
+    if (
+      line.length < 11 || line[8] !== 32 ||
+      bytesToBinary(line.subarray(0, 8)) !== crc32(payload).toString(16).padStart(8, "0")
+    ) {
+      out.bad++;
+      continue;
+    }
+    const f = bytesToBinary(payload).split(" ");
+    if (f[0] === "R" && f.length === 7) {
+      const seq = parseSeq(f[1]);
+      const r = {
+        seq: seq ?? 0,
+        origin: f[2],
+        diff: f[3],
+        client: f[4],
+        location: f[5],
+        time: f[6],
+      };
+      if (seq === undefined || validateRecord(r) === undefined) {
+        out.bad++;
+        continue;
+      }
+      const known = out.records.get(r.client);
+      if (known === undefined || known.seq <= seq) out.records.set(r.client, { ...r, via: -1 });
+    } else if (f[0] === "M" && f.length === 4 && (f[3] === "0" || parseSeq(f[3]) !== undefined)) {
+      out.marks.set(f[1], { epoch: f[2], seq: Number(f[3]) });
+    } else if (f[0] === "E" && f.length === 3 && f[1] === "1") {
+      out.epoch = f[2];
+    } else {
+      out.bad++;
+    }
+  }
+  return out;
+}
+
+/** The value layouts of the Deno KV store this log replaced (read once, to import). */
+type OldValue = [origin: string, diff: string, location: string, time: string, seq: number];
+
+function decodeKvValue(client: string, value: unknown): StoredRecord | undefined {
   const f = value instanceof Uint8Array
     ? bytesToBinary(value).split(" ")
     : Array.isArray(value)
@@ -54,124 +159,408 @@ function decodeValue(client: string, value: unknown): StoredRecord | undefined {
   const [origin, diff, location, time, seq] = f;
   if (![origin, diff, location, time].every((x) => typeof x === "string")) return undefined;
   const record = { client, origin, diff, location, time, seq: Number(seq), via: -1 };
-  return Number.isSafeInteger(record.seq) ? record : undefined;
+  if (!Number.isSafeInteger(record.seq) || record.seq <= 0) return undefined;
+  return validateRecord(record) === undefined ? undefined : record;
+}
+
+/** Reads a `<server>.kv` store of an earlier version as a replay, or undefined when none. */
+async function importKv(path: string): Promise<Replay | undefined> {
+  try {
+    await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  const kv = await Deno.openKv(path);
+  try {
+    const out: Replay = {
+      epoch: (await kv.get<string>(["meta", "epoch"])).value ?? undefined,
+      records: new Map(),
+      marks: new Map(),
+      entries: 0,
+      bad: 0,
+      good: 0,
+    };
+    for await (const e of kv.list({ prefix: ["r"] }, { batchSize: 1000 })) {
+      out.entries++;
+      const r = typeof e.key[1] === "string" ? decodeKvValue(e.key[1], e.value) : undefined;
+      if (r === undefined) out.bad++;
+      else out.records.set(r.client, r);
+    }
+    for await (const e of kv.list<Mark>({ prefix: ["m"] })) {
+      const m = e.value;
+      if (
+        typeof e.key[1] === "string" && typeof m?.epoch === "string" && Number.isSafeInteger(m.seq)
+      ) {
+        out.marks.set(e.key[1], { epoch: m.epoch, seq: m.seq });
+      }
+    }
+    return out;
+  } finally {
+    kv.close();
+  }
+}
+
+/** Writes all of `bytes` to `file` (a write may take part of it). */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+}
+
+/** Writes entries in chunks of about {@linkcode CHUNK} bytes; returns the bytes written. */
+async function writeEntries(file: Deno.FsFile, entries: Iterable<string>): Promise<number> {
+  let parts: string[] = [];
+  let size = 0;
+  let written = 0;
+  const put = async () => {
+    const bytes = binaryToBytes(parts.join(""));
+    parts = [];
+    size = 0;
+    await writeAll(file, bytes);
+    written += bytes.length;
+  };
+  for (const e of entries) {
+    parts.push(e);
+    size += e.length;
+    if (size >= CHUNK) await put();
+  }
+  if (size > 0) await put();
+  return written;
+}
+
+/** Someone waiting in `committed()` for everything queued up to `upTo`. */
+interface Waiter {
+  upTo: number;
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 /**
- * Deno KV persistence for one server, in `<dir>/<server>.kv`.
+ * The record log of one server, in `<dir>/<server>.records`.
  *
  * @example
  * ```ts
- * const persistence = await openKvPersistence("./data", "Hill");
- * await persistence.load(store, links);
+ * const persistence = await openLogPersistence("./data", "Hill");
+ * await persistence.load(store, links, bus);
  * persistence.saved(record); // on disk within ~10 ms
+ * await persistence.committed(); // it is
  * await persistence.close();
  * ```
  */
-export async function openKvPersistence(
+export function openLogPersistence(
   dir: string,
   server: string,
   commitMs = 10,
 ): Promise<Persistence> {
-  await Deno.mkdir(dir, { recursive: true });
-  const kv = await Deno.openKv(`${dir}/${server}.kv`);
-  let records = new Map<string, StoredRecord>();
-  let marks = new Map<string, { epoch: string; seq: number }>();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let committing: Promise<void> = Promise.resolve();
-  let closed = false;
-  /** Callers of `committed()` waiting for the next commit. */
-  let waiters: (() => void)[] = [];
+  return Promise.resolve(new RecordLog(dir, server, commitMs));
+}
 
-  const schedule = () => {
-    if (timer === undefined && !closed) timer = setTimeout(commit, commitMs);
-  };
+class RecordLog implements Persistence {
+  readonly #dir: string;
+  readonly #server: string;
+  readonly #path: string;
+  readonly #commitMs: number;
+  #file: Deno.FsFile | undefined;
+  /** Bytes of the file that are known good: appends start here, a failed one is cut back to it. */
+  #size = 0;
+  #entries = 0;
+  #epoch = "";
+  #store: RecordStore | undefined;
+  #links: readonly Link[] = [];
+  #bus: EventBus | undefined;
+  #pending = new Map<string, StoredRecord>();
+  #pendingMarks = new Map<string, Mark>();
+  /** Marks whose records are synced: the next append writes them. */
+  #readyMarks = new Map<string, Mark>();
+  /** The marks on disk (what compaction copies: never a mark past what is durable). */
+  #durableMarks = new Map<string, Mark>();
+  /** Records queued so far, and how many of them are on disk. */
+  #queued = 0;
+  #durable = 0;
+  #waiters: Waiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Writes run one at a time, in this chain. */
+  #chain: Promise<void> = Promise.resolve();
+  /** A write is chained and has not started. */
+  #writeQueued = false;
+  #failing = false;
+  #backoff = RETRY_MIN_MS;
+  #lastReport = -Infinity;
+  #closed = false;
 
-  const commit = (): Promise<void> => {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-    const batchWaiters = waiters;
-    waiters = [];
-    const wake = () => {
-      for (const w of batchWaiters) w();
-    };
-    if (records.size === 0 && marks.size === 0) {
-      committing = committing.then(wake);
-      return committing;
+  constructor(dir: string, server: string, commitMs: number) {
+    this.#dir = dir;
+    this.#server = server;
+    this.#path = `${dir}/${server}.records`;
+    this.#commitMs = commitMs;
+  }
+
+  async load(store: RecordStore, links: readonly Link[], bus: EventBus): Promise<void> {
+    this.#bus = bus;
+    // A restart in the same process: write what is owed, then replay the file afresh.
+    if (this.#file !== undefined) {
+      await this.flush();
+      this.#file.close();
+      this.#file = undefined;
+      this.#pending.clear();
+      this.#pendingMarks.clear();
+      this.#readyMarks.clear();
+      this.#failing = false;
+      this.#backoff = RETRY_MIN_MS;
+      this.#fail(new Error("the server restarted"));
     }
-    const batchRecords = [...records.values()];
-    const batchMarks = [...marks];
-    records = new Map();
-    marks = new Map();
-    committing = committing.then(async () => {
-      for (let i = 0; i < batchRecords.length || i === 0; i += BATCH) {
-        const op = kv.atomic();
-        for (const r of batchRecords.slice(i, i + BATCH)) {
-          op.set(["r", r.client], encodeValue(r));
-        }
-        if (i + BATCH >= batchRecords.length) {
-          for (const [peer, mark] of batchMarks) op.set(["m", peer], mark);
-        }
-        try {
-          await op.commit();
-        } catch (err) {
-          console.error(`${server}: cannot write records to disk: ${(err as Error).message}`);
-        }
+    await Deno.mkdir(this.#dir, { recursive: true });
+    let data: Replay | undefined;
+    let fromKv = false;
+    try {
+      data = replay(await Deno.readFile(this.#path));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        this.#report("disk-read", `cannot read ${this.#path}: ${(err as Error).message}`);
+        throw err;
       }
-    }).then(wake);
-    return committing;
-  };
-
-  return {
-    async load(store, links) {
-      const epoch = await kv.get<string>(["meta", "epoch"]);
-      if (epoch.value === null) {
-        await kv.set(["meta", "epoch"], store.epoch);
-      } else {
-        store.epoch = epoch.value;
+      try {
+        data = await importKv(`${this.#dir}/${this.#server}.kv`);
+      } catch (err) {
+        this.#report("disk-read", `cannot import ${this.#server}.kv: ${(err as Error).message}`);
+        throw err;
       }
-      const loaded: StoredRecord[] = [];
-      let unreadable = 0;
-      for await (
-        const e of kv.list<Uint8Array | OldValue>({ prefix: ["r"] }, { batchSize: 1000 })
-      ) {
-        const record = decodeValue(e.key[1] as string, e.value);
-        if (record === undefined) unreadable++;
-        else loaded.push(record);
-      }
-      if (unreadable > 0) {
-        console.error(`${server}: ${unreadable} unreadable record(s) on disk skipped`);
-      }
-      loaded.sort((a, b) => a.seq - b.seq);
-      for (const r of loaded) store.restore(r);
+      fromKv = data !== undefined;
+    }
+    data ??= replay(new Uint8Array());
+    const records = [...data.records.values()].sort((a, b) => a.seq - b.seq);
+    for (const r of records) store.restore(r);
+    this.#store = store;
+    this.#links = links;
+    const lost = data.bad > 0 || (data.entries > 0 && data.epoch === undefined);
+    if (lost) {
+      // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
+      // epoch and no marks make every neighbour resend its whole log both ways at the next
+      // SYNC, so whatever the skipped entries held comes back from the herd.
+      this.#report(
+        "record-invalid",
+        `${data.bad} unreadable or invalid stored entr${data.bad === 1 ? "y" : "ies"} in ${
+          fromKv ? `${this.#server}.kv` : this.#path
+        } skipped; resyncing fully with the neighbours`,
+      );
+      this.#durableMarks = new Map();
+    } else {
+      if (data.epoch !== undefined) store.epoch = data.epoch;
+      this.#durableMarks = data.marks;
       for (const link of links) {
-        const m = await kv.get<{ epoch: string; seq: number }>(["m", link.peer]);
-        if (m.value !== null) link.mark = { ...m.value };
+        const m = data.marks.get(link.peer);
+        if (m !== undefined) link.mark = { ...m };
       }
-    },
-    saved(record) {
-      records.set(record.client, record);
-      if (records.size >= BATCH * 4) commit();
-      else schedule();
-    },
-    committed() {
-      if (closed) return Promise.resolve();
-      return new Promise((resolve) => {
-        waiters.push(resolve);
-        schedule();
-      });
-    },
-    markMoved(link) {
-      marks.set(link.peer, { ...link.mark });
-      schedule();
-    },
-    flush() {
-      return commit();
-    },
-    async close() {
-      await commit();
-      closed = true;
-      kv.close();
-    },
-  };
+    }
+    this.#epoch = store.epoch;
+    this.#entries = data.entries;
+    this.#size = data.good;
+    // An import, or a file with entries to drop: write it afresh.
+    if (fromKv || lost || this.#compactDue()) await this.#compact();
+    if (this.#file === undefined) {
+      // The imported records are only in memory until a compaction succeeds: no empty log may
+      // take the old store's place.
+      if (fromKv) throw new Error(`${this.#server}: cannot write ${this.#path}`);
+      this.#file = await Deno.open(this.#path, { read: true, write: true, create: true });
+      // A torn tail is cut, so the next append does not extend a broken line.
+      if ((await this.#file.stat()).size !== this.#size) await this.#file.truncate(this.#size);
+    }
+  }
+
+  saved(record: StoredRecord): void {
+    this.#pending.set(record.client, record);
+    this.#queued++;
+    if (this.#pending.size >= EARLY_COMMIT && !this.#failing) this.#commitNow();
+    else this.#schedule();
+  }
+
+  committed(): Promise<void> {
+    const upTo = this.#queued;
+    if (this.#durable >= upTo) return Promise.resolve();
+    if (this.#closed) return Promise.reject(new Error("the store is closed"));
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ upTo, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  markMoved(link: Link): void {
+    this.#pendingMarks.set(link.peer, { ...link.mark });
+    this.#schedule();
+  }
+
+  async flush(): Promise<void> {
+    await this.#commitNow();
+    // The marks that commit covered go in one more.
+    if (this.#readyMarks.size > 0 && !this.#failing) await this.#commitNow();
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#fail(new Error("the store is closed"));
+    this.#file?.close();
+    this.#file = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#closed || this.#file === undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#commitNow();
+    }, this.#failing ? this.#backoff : this.#commitMs);
+  }
+
+  #commitNow(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    // A write that has not started yet takes everything queued by then: one is enough.
+    if (this.#writeQueued) return this.#chain;
+    this.#writeQueued = true;
+    this.#chain = this.#chain.then(() => this.#write());
+    return this.#chain;
+  }
+
+  /** One group commit: append what is queued, then fdatasync. Never throws. */
+  async #write(): Promise<void> {
+    this.#writeQueued = false;
+    const file = this.#file;
+    if (file === undefined) return;
+    const upTo = this.#queued;
+    const records = [...this.#pending.values()];
+    // Marks are written one commit after the records they cover: only once those are synced, so
+    // no crash or power cut can leave a mark on disk without its records.
+    const marks = [...this.#readyMarks];
+    const covered = [...this.#pendingMarks];
+    if (records.length + marks.length + covered.length === 0) return this.#wake(upTo);
+    this.#pending = new Map();
+    this.#readyMarks = new Map();
+    this.#pendingMarks = new Map();
+    try {
+      await file.seek(this.#size, Deno.SeekMode.Start);
+      const header = this.#size === 0 ? entry(`E 1 ${this.#epoch}`) : undefined;
+      const lines = function* () {
+        if (header !== undefined) yield header;
+        for (const r of records) yield entry(recordPayload(r));
+        for (const [peer, m] of marks) yield entry(`M ${peer} ${m.epoch} ${m.seq}`);
+      };
+      const written = await writeEntries(file, lines());
+      await file.syncData();
+      this.#size += written;
+      this.#entries += records.length + marks.length + (header === undefined ? 0 : 1);
+      for (const [peer, m] of marks) this.#durableMarks.set(peer, m);
+      this.#readyMarks = new Map(covered);
+      if (covered.length > 0) this.#schedule();
+      if (this.#failing) {
+        this.#failing = false;
+        this.#lastReport = -Infinity;
+      }
+      this.#backoff = RETRY_MIN_MS;
+      this.#wake(upTo);
+    } catch (err) {
+      // Requeue under anything newer, cut the partial append off, and retry later.
+      for (const r of records) if (!this.#pending.has(r.client)) this.#pending.set(r.client, r);
+      this.#readyMarks = new Map(marks);
+      for (const [peer, m] of covered) {
+        if (!this.#pendingMarks.has(peer)) this.#pendingMarks.set(peer, m);
+      }
+      await file.truncate(this.#size).catch(() => {});
+      this.#failing = true;
+      if (performance.now() - this.#lastReport >= REPORT_EVERY_MS) {
+        this.#lastReport = performance.now();
+        this.#report(
+          "disk-write",
+          `cannot write ${this.#path}: ${
+            (err as Error).message
+          }; ${this.#pending.size} record(s) ` +
+            `owed, retrying (--sync-ack IAMATs are answered "?" meanwhile)`,
+        );
+      }
+      this.#fail(err as Error);
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#commitNow();
+      }, this.#backoff);
+      this.#backoff = Math.min(this.#backoff * 2, RETRY_MAX_MS);
+      return;
+    }
+    if (this.#compactDue()) await this.#compact();
+  }
+
+  /** Resolves the waiters covered by a write that made everything up to `upTo` durable. */
+  #wake(upTo: number): void {
+    if (upTo > this.#durable) this.#durable = upTo;
+    const still: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (w.upTo <= this.#durable) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  /** Rejects every waiter: the disk cannot take their records now. */
+  #fail(err: Error): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  #compactDue(): boolean {
+    const live = (this.#store?.size ?? 0) + this.#links.length + 1;
+    return this.#entries > 2 * live + COMPACT_SLACK;
+  }
+
+  /**
+   * Rewrites the file with the live records, the durable marks and the epoch: into a temp file,
+   * fsync, rename over the log, fsync the directory. Written in chunks, so the event loop runs
+   * between them; appends wait in the chain meanwhile. On failure the old file stays in use.
+   */
+  async #compact(): Promise<void> {
+    const tmpPath = `${this.#path}.tmp`;
+    let tmp: Deno.FsFile | undefined;
+    try {
+      tmp = await Deno.open(tmpPath, { read: true, write: true, create: true, truncate: true });
+      const records = [...(this.#store?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+      const marks = [...this.#durableMarks];
+      const epoch = this.#epoch;
+      const lines = function* () {
+        yield entry(`E 1 ${epoch}`);
+        for (const r of records) yield entry(recordPayload(r));
+        for (const [peer, m] of marks) yield entry(`M ${peer} ${m.epoch} ${m.seq}`);
+      };
+      const written = await writeEntries(tmp, lines());
+      await tmp.syncData();
+      await Deno.rename(tmpPath, this.#path);
+      await syncDir(this.#dir);
+      this.#file?.close();
+      this.#file = tmp;
+      tmp = undefined;
+      this.#size = written;
+      this.#entries = 1 + records.length + marks.length;
+    } catch (err) {
+      tmp?.close();
+      await Deno.remove(tmpPath).catch(() => {});
+      this.#report("disk-write", `cannot compact ${this.#path}: ${(err as Error).message}`);
+    }
+  }
+
+  #report(reason: "disk-write" | "disk-read" | "record-invalid", message: string): void {
+    const event = { kind: "error" as const, t: Date.now(), server: this.#server, reason, message };
+    if (this.#bus !== undefined) this.#bus.emit(event);
+    else console.error(`${this.#server}: ${message}`);
+  }
+}
+
+/** fsyncs a directory, so a rename in it is durable (best effort where unsupported). */
+async function syncDir(dir: string): Promise<void> {
+  let d: Deno.FsFile | undefined;
+  try {
+    d = await Deno.open(dir, { read: true });
+    await d.sync();
+  } catch {
+    // not supported here: the rename is still atomic, only its durability waits for the FS
+  } finally {
+    d?.close();
+  }
 }

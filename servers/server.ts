@@ -160,7 +160,7 @@ export class HerdServer implements LineHandler {
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
     if (this.#persistence !== undefined) {
-      await this.#persistence.load(this.store, this.links);
+      await this.#persistence.load(this.store, this.links, this.bus);
     }
     this.bus.emit({
       kind: "server.up",
@@ -357,11 +357,12 @@ export class HerdServer implements LineHandler {
           location: cmd.location,
           time: cmd.time,
         };
-        const fresh = this.#accept(fields, null, cmd.lat, cmd.lng);
+        this.#accept(fields, null, cmd.lat, cmd.lng);
         const text = formatAt(fields) + "\n";
-        // --sync-ack: the AT reply waits until the new record is on this server's disk.
-        if (fresh && this.#opts.syncAck && this.#persistence !== undefined) {
-          return this.#persistence.committed().then(() => text);
+        // --sync-ack: the AT reply waits until the record (or the newer one that replaced it) is
+        // on this server's disk; `? <line>` when the disk cannot take it (it still floods).
+        if (this.#opts.syncAck && this.#persistence !== undefined) {
+          return this.#persistence.committed().then(() => text, () => formatInvalid(line));
         }
         return text;
       }
@@ -378,6 +379,7 @@ export class HerdServer implements LineHandler {
       kind: "error",
       t: Date.now(),
       server: this.name,
+      reason: "internal",
       message: `command failed: ${errorText(err)}`,
     });
     return formatInvalid(line);
@@ -401,6 +403,7 @@ export class HerdServer implements LineHandler {
         kind: "error",
         t: Date.now(),
         server: this.name,
+        reason: "internal",
         message: `handshake from ${conn.remote} failed: ${errorText(err)}`,
       });
       conn.close("handshake failed");
@@ -543,7 +546,8 @@ export class HerdServer implements LineHandler {
     const answer = await provider.search({ lat, lng, radiusKm: cmd.radiusKm, bound: cmd.bound });
     const body = answer.body;
     if (answer.rejected !== undefined) {
-      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message: answer.rejected });
+      const message = answer.rejected;
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "places", message });
     }
     if (this.bus.active) {
       this.bus.emit({
@@ -570,7 +574,7 @@ export class HerdServer implements LineHandler {
       return formatLegacyJson(body);
     } catch (err) {
       const message = `Places answer could not be formatted: ${errorText(err)}`;
-      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message });
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "places", message });
       return formatLegacyJson(errorAnswer("UNKNOWN_ERROR", message).body);
     }
   }

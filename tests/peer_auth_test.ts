@@ -359,7 +359,7 @@ Deno.test("peer auth: an invalid record is skipped with an error event; the link
     assert.equal(errors.length, bad.length, errors.join("\n"));
     for (const m of errors) assert.match(m, /^skipped from F: (bad record|overlong line)/);
     const log = await s.log();
-    assert.match(log, /ERROR skipped from F: bad record/);
+    assert.match(log, /ERROR record-invalid: skipped from F: bad record/);
     off();
     await c.close();
   } finally {

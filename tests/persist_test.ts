@@ -1,11 +1,15 @@
 /**
- * Deno KV persistence (servers/persist.ts) on its own: records round-trip byte for byte, data
- * written in the earlier array layout still loads, and an unreadable value is skipped.
+ * The record log (servers/persist.ts) on its own: records and marks round-trip byte for byte, a
+ * torn tail is cut, a flipped byte or an invalid record is skipped and reported (and the epoch
+ * renewed, so the neighbours resend everything), the file is compacted, and the Deno KV stores of
+ * earlier versions (both value layouts) are imported once.
  */
 
 import assert from "node:assert/strict";
-import { openKvPersistence } from "../servers/persist.ts";
+import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore, type StoredRecord } from "../servers/store.ts";
+import { type ErrorEvent, EventBus } from "../servers/events.ts";
+import type { Link } from "../servers/peers.ts";
 
 function record(client: string, seq: number, over: Partial<StoredRecord> = {}): StoredRecord {
   return {
@@ -20,23 +24,56 @@ function record(client: string, seq: number, over: Partial<StoredRecord> = {}): 
   };
 }
 
-Deno.test("persist: records round-trip byte for byte, in change order", async () => {
+/** Just what persistence reads of a link: its peer and its mark. */
+function link(peer: string, epoch = "-", seq = 0): Link {
+  return { peer, mark: { epoch, seq } } as unknown as Link;
+}
+
+/** A bus that keeps the error events. */
+function errorBus(): { bus: EventBus; errors: ErrorEvent[] } {
+  const bus = new EventBus();
+  const errors: ErrorEvent[] = [];
+  bus.subscribe((e) => {
+    if (e.kind === "error") errors.push(e);
+  });
+  return { bus, errors };
+}
+
+/** Loads `dir`'s log for Hill into a fresh store; returns it with the links and errors. */
+async function reload(dir: string, peers: string[] = []) {
+  const { bus, errors } = errorBus();
+  const p = await openLogPersistence(dir, "Hill");
+  const store = new RecordStore();
+  const links = peers.map((peer) => link(peer));
+  await p.load(store, links, bus);
+  return { p, store, links, errors };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
-    const p = await openKvPersistence(dir, "Hill");
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("persist: records round-trip byte for byte, in change order", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir);
     const written = [
       record("kiwi.cs.ucla.edu", 1),
       record("k\xc3\xa9\xff\x01", 2, { origin: "S\xe9rver", time: "00012.34000" }),
       record("z", 3, { diff: "-1.000000000", location: "-90+180.0" }),
     ];
-    await p.load(new RecordStore(), []);
-    for (const r of written) p.saved(r);
-    await p.close();
+    for (const r of written) first.p.saved(r);
+    await first.p.committed();
+    await first.p.close();
 
-    const again = await openKvPersistence(dir, "Hill");
-    const store = new RecordStore();
-    await again.load(store, []);
-    await again.close();
+    const { p, store, errors } = await reload(dir);
+    await p.close();
+    assert.deepEqual(errors, []);
+    assert.equal(store.epoch, first.store.epoch);
     assert.equal(store.size, 3);
     for (const r of written) {
       const got = store.get(r.client)!;
@@ -50,37 +87,197 @@ Deno.test("persist: records round-trip byte for byte, in change order", async ()
       "k\xc3\xa9\xff\x01",
       "z",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  }));
+
+Deno.test("persist: marks come back after the records they cover; the newest record wins", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir, ["Jaquez", "Smith"]);
+    first.p.saved(record("a", 1));
+    first.links[0].mark = { epoch: "peer0001", seq: 7 };
+    first.p.markMoved(first.links[0]);
+    first.p.saved(record("a", 2, { time: "1621464828" }));
+    first.links[0].mark = { epoch: "peer0001", seq: 9 };
+    first.p.markMoved(first.links[0]);
+    await first.p.close();
+    const { p, store, links } = await reload(dir, ["Jaquez", "Smith"]);
+    await p.close();
+    assert.equal(store.get("a")!.time, "1621464828");
+    assert.equal(store.headSeq, 2);
+    assert.deepEqual(links.map((l) => l.mark), [{ epoch: "peer0001", seq: 9 }, {
+      epoch: "-",
+      seq: 0,
+    }]);
+  }));
+
+Deno.test("persist: a mark is written only after the records it covers are synced", () =>
+  withDir(async (dir) => {
+    const { p, links } = await reload(dir, ["Jaquez"]);
+    p.saved(record("a", 1));
+    links[0].mark = { epoch: "peer0001", seq: 3 };
+    p.markMoved(links[0]);
+    await p.committed();
+    // The commit that made "a" durable holds no mark: a power cut during its fdatasync could
+    // otherwise keep the mark's page and lose the record's.
+    const first = await Deno.readTextFile(`${dir}/Hill.records`);
+    assert.match(first, / R 1 Hill /);
+    assert.doesNotMatch(first, / M Jaquez /);
+    await p.flush();
+    assert.match(await Deno.readTextFile(`${dir}/Hill.records`), / M Jaquez peer0001 3\n/);
+    await p.close();
+  }));
+
+Deno.test("persist: a torn tail is cut and appending goes on after it", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir);
+    first.p.saved(record("a", 1));
+    first.p.saved(record("b", 2));
+    await first.p.close();
+    const path = `${dir}/Hill.records`;
+    const good = (await Deno.stat(path)).size;
+    // A crash in the middle of an append: half an entry, no LF.
+    await Deno.writeTextFile(path, "0badc0de R 3 Hill +0.1 c +1+1 16", { append: true });
+
+    const second = await reload(dir);
+    assert.deepEqual(second.errors, [], "a torn tail is expected after a crash, not an error");
+    assert.equal(second.store.size, 2);
+    assert.equal((await Deno.stat(path)).size, good);
+    second.p.saved(record("c", 3));
+    await second.p.close();
+    const third = await reload(dir);
+    await third.p.close();
+    assert.deepEqual([...third.store.values()].map((r) => r.client).sort(), ["a", "b", "c"]);
+  }));
+
+Deno.test("persist: a flipped byte or an invalid record is skipped, reported, and forces a full resync", async (t) => {
+  for (
+    const [name, corrupt] of [
+      // One digit of a latitude: the checksum no longer matches.
+      ["flipped byte", (text: string) => text.replace(" b +34.068930", " b +94.068930")],
+      // A record line with a good checksum whose location is no location (+91): validation.
+      ["invalid record", (text: string) => {
+        const payload = "R 9 Hill +0.263873386 bad +91+0 1621464827";
+        return text + `${crc32hex(payload)} ${payload}\n`;
+      }],
+    ] as const
+  ) {
+    await t.step(name, () =>
+      withDir(async (dir) => {
+        const first = await reload(dir, ["Jaquez"]);
+        first.p.saved(record("a", 1));
+        first.p.saved(record("b", 2));
+        first.p.saved(record("c", 3));
+        first.links[0].mark = { epoch: "peer0001", seq: 5 };
+        first.p.markMoved(first.links[0]);
+        await first.p.close();
+        const path = `${dir}/Hill.records`;
+        const text = await Deno.readTextFile(path);
+        const bad = corrupt(text);
+        assert.notEqual(bad, text, "the corruption did not apply");
+        await Deno.writeTextFile(path, bad);
+
+        const { p, store, links, errors } = await reload(dir, ["Jaquez"]);
+        assert.equal(errors.length, 1);
+        assert.equal(errors[0].reason, "record-invalid");
+        assert.match(errors[0].message, /1 unreadable or invalid stored entry/);
+        assert.equal(store.get("bad"), undefined);
+        if (name === "flipped byte") {
+          assert.equal(store.get("b"), undefined);
+          assert.equal(store.size, 2);
+        } else assert.equal(store.size, 3);
+        // A new epoch and no marks: the neighbours resend everything, both ways.
+        assert.notEqual(store.epoch, first.store.epoch);
+        assert.deepEqual(links[0].mark, { epoch: "-", seq: 0 });
+        await p.close();
+        // The file was rewritten clean: the next start reports nothing and keeps the new epoch.
+        const again = await reload(dir, ["Jaquez"]);
+        await again.p.close();
+        assert.deepEqual(again.errors, []);
+        assert.equal(again.store.epoch, store.epoch);
+      }));
   }
 });
 
-Deno.test("persist: the earlier array layout still loads; an unreadable value is skipped", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+/** The framing's CRC-32 as the log writes it. */
+function crc32hex(payload: string): string {
+  let c = ~0;
+  for (let i = 0; i < payload.length; i++) {
+    c ^= payload.charCodeAt(i);
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ((~c) >>> 0).toString(16).padStart(8, "0");
+}
+
+Deno.test("persist: the log is compacted once it holds far more than the live records", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir);
+    let seq = 0;
+    for (let round = 0; round < 30; round++) {
+      for (let k = 0; k < 1000; k++) {
+        const r = record(`c${k}`, ++seq, { time: `${1621464827 + round}` });
+        first.store.offer(r, -1);
+        first.p.saved(first.store.get(r.client)!);
+      }
+      await first.p.committed();
+    }
+    await first.p.close();
+    const text = await Deno.readTextFile(`${dir}/Hill.records`);
+    const entries = text.split("\n").length - 1;
+    assert.ok(entries < 2 * 1000 + 10_002, `not compacted: ${entries} entries`);
+    const { p, store } = await reload(dir);
+    await p.close();
+    assert.equal(store.size, 1000);
+    for (const r of store.values()) assert.equal(r.time, "1621464856");
+  }));
+
+Deno.test("persist: a Deno KV store of an earlier version is imported once (both layouts)", () =>
+  withDir(async (dir) => {
     const kv = await Deno.openKv(`${dir}/Hill.kv`);
     await kv.set(["meta", "epoch"], "e0123456");
-    await kv.set(["r", "old"], ["Smith", "+0.5", "+1+2", "5", 1]);
-    await kv.set(["r", "junk"], { not: "a record" });
-    await kv.set(["r", "null"], null);
-    await kv.set(["r", "text"], "abcde");
+    await kv.set(["r", "old"], ["Smith", "+0.500000000", "+1+2", "5", 1]);
+    await kv.set(["r", "new"], new TextEncoder().encode("Hill +0.500000000 +3+4 6 2"));
+    await kv.set(["m", "Jaquez"], { epoch: "j0000001", seq: 4 });
     kv.close();
 
-    const p = await openKvPersistence(dir, "Hill");
-    const store = new RecordStore();
-    await p.load(store, []);
+    const { p, store, links, errors } = await reload(dir, ["Jaquez"]);
     await p.close();
+    assert.deepEqual(errors, []);
     assert.equal(store.epoch, "e0123456");
-    assert.equal(store.size, 1);
+    assert.equal(store.size, 2);
     const old = store.get("old")!;
     assert.deepEqual([old.origin, old.diff, old.location, old.time], [
       "Smith",
-      "+0.5",
+      "+0.500000000",
       "+1+2",
       "5",
     ]);
+    assert.equal(store.get("new")!.location, "+3+4");
+    assert.deepEqual(links[0].mark, { epoch: "j0000001", seq: 4 });
+    // Now from the log: the KV store is not read again.
+    await Deno.remove(`${dir}/Hill.kv`);
+    const again = await reload(dir, ["Jaquez"]);
+    await again.p.close();
+    assert.equal(again.store.size, 2);
+    assert.equal(again.store.epoch, "e0123456");
+  }));
+
+Deno.test("persist: unreadable Deno KV values are skipped and reported on import", () =>
+  withDir(async (dir) => {
+    const kv = await Deno.openKv(`${dir}/Hill.kv`);
+    await kv.set(["meta", "epoch"], "e0123456");
+    await kv.set(["r", "old"], ["Smith", "+0.500000000", "+1+2", "5", 1]);
+    await kv.set(["r", "junk"], { not: "a record" });
+    await kv.set(["r", "null"], null);
+    await kv.set(["r", "text"], "abcde");
+    await kv.set(["r", "digit"], ["Smith", "+0.500000000", "+1+9", "5", 2]);
+    await kv.set(["r", "bad"], ["Smith", "+0.500000000", "+91+2", "5", 3]);
+    kv.close();
+
+    const { p, store, errors } = await reload(dir);
+    await p.close();
+    assert.equal(store.size, 2);
     assert.equal(store.get("junk"), undefined);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    assert.equal(store.get("bad"), undefined);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].reason, "record-invalid");
+    assert.match(errors[0].message, /^4 unreadable or invalid stored entries in Hill\.kv/);
+  }));

@@ -156,7 +156,7 @@ export class HerdMetrics {
         this.#peerRejected.get({ server }).n++;
         break;
       case "error":
-        this.#errors.get({ server }).n++;
+        this.#errors.get({ server, reason: e.reason }).n++;
         break;
       case "whatsat":
         this.#places.get({ server, provider: e.provider, status: e.status }).n++;
@@ -253,7 +253,7 @@ export class HerdMetrics {
     counter("herd_client_connections_total", "Client connections accepted.", this.#connTotal);
     counter("herd_client_refused_total", "Client connections refused.", this.#refused);
     counter("herd_peer_rejected_total", "Peer connections rejected.", this.#peerRejected);
-    counter("herd_errors_total", "Error events.", this.#errors);
+    counter("herd_errors_total", "Error events, by server and reason.", this.#errors);
     counter(
       "herd_places_requests_total",
       "Places queries answered, by server, provider and status.",
