@@ -126,7 +126,7 @@ Deno.test("logs: every event kind escapes every text field", () => {
       // Outside text that is real Unicode (a Places error), not a binary string.
       error: "Fehler \u00e9\u{1F600}\r\nx",
     },
-    { ...base, kind: "error", message: HOSTILE + "\u2028\u{1F600}" },
+    { ...base, kind: "error", reason: "internal", message: HOSTILE + "\u2028\u{1F600}" },
   ];
   const kinds = new Set<string>();
   for (const e of events) {
