@@ -1,0 +1,126 @@
+/**
+ * The receive time never falls behind a same-host client's clock: clients that stamp their
+ * time just before sending (python3's `time.time()`, Deno's `Temporal.Now`) never get a negative
+ * difference. Real TCP to an in-process herd.
+ */
+
+import { assert, assertEquals } from "./_helpers/assert.ts";
+import { startSeedHerd } from "./_helpers/net.ts";
+import { nowNs } from "../servers/clock.ts";
+
+const N = 10_000;
+const UCLA = "+34.068930-118.445127";
+
+function python3(): string | undefined {
+  try {
+    const out = new Deno.Command("python3", { args: ["-c", "print(1)"] }).outputSync();
+    return out.success ? "python3" : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const PY = python3();
+const IN_CI = Deno.env.get("CI") === "true";
+if (PY === undefined) {
+  console.error(
+    "\n!!! python3 is missing: the same-host python client clock test is SKIPPED (apt-get install python3)\n",
+  );
+}
+
+/** Counts AT replies by the sign of their difference. */
+function signs(text: string): { replies: number; negative: string[] } {
+  const lines = text.split("\n").filter((l) => l !== "");
+  const negative = lines.filter((l) => l.split(" ")[2]?.startsWith("-"));
+  for (const l of lines) assert(l.startsWith("AT "), `not an AT reply: ${l}`);
+  return { replies: lines.length, negative };
+}
+
+// Like a student's client: stamp time.time() (printed with repr, as `str(time.time())` does),
+// send at once, read the reply, repeat: one command in flight, so the receive follows the stamp
+// by a loopback hop only (tens of microseconds), finer than the old millisecond clock.
+const PY_CLIENT = `
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+f = s.makefile("rb")
+out = []
+for i in range(n):
+    s.sendall(("IAMAT py%d +34.068930-118.445127 %r\\n" % (i % 64, time.time())).encode())
+    out.append(f.readline())
+s.close()
+sys.stdout.write(b"".join(out).decode())
+`;
+
+Deno.test({
+  name: `${N} IAMATs stamped by python3 time.time() just before sending: no negative difference`,
+  ignore: PY === undefined && !IN_CI,
+  async fn() {
+    assert(PY !== undefined, "python3 is required in CI");
+    const t = await startSeedHerd({ whatsatGraceMs: 0 });
+    try {
+      const out = await new Deno.Command(PY, {
+        args: ["-c", PY_CLIENT, String(t.port("Hill")), String(N)],
+        stdout: "piped",
+      }).output();
+      assert(out.success, "python client failed");
+      const { replies, negative } = signs(new TextDecoder().decode(out.stdout));
+      assertEquals(replies, N);
+      assertEquals(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
+    } finally {
+      await t.close();
+    }
+  },
+});
+
+Deno.test(`${N} IAMATs stamped by Deno's nanosecond clock just before sending: no negative difference`, async () => {
+  const t = await startSeedHerd({ whatsatGraceMs: 0 });
+  try {
+    // A bare socket, one command in flight: stamp, send, read the reply, repeat.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: t.port("Smith") });
+    conn.setNoDelay(true);
+    const buf = new Uint8Array(4096);
+    let text = "";
+    for (let i = 0; i < N; i++) {
+      const ns = Temporal.Now.instant().epochNanoseconds;
+      const time = `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, "0")}`;
+      await conn.write(new TextEncoder().encode(`IAMAT deno${i % 64} ${UCLA} ${time}\n`));
+      let reply = "";
+      while (!reply.endsWith("\n")) {
+        const n = await conn.read(buf);
+        assert(n !== null, "server closed the connection");
+        reply += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      text += reply;
+    }
+    conn.close();
+    const { replies, negative } = signs(text);
+    assertEquals(replies, N);
+    assertEquals(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("the server clock is the system's real-time clock, to the microsecond", () => {
+  // `date +%s%N` in a subprocess reads CLOCK_REALTIME: it must fall between two readings.
+  for (let i = 0; i < 3; i++) {
+    const before = nowNs();
+    const out = new Deno.Command("date", { args: ["+%s%N"] }).outputSync();
+    const after = nowNs();
+    const sys = BigInt(new TextDecoder().decode(out.stdout).trim());
+    assert(before <= sys && sys <= after, `date ${sys} not within [${before}, ${after}]`);
+  }
+  // Never behind Date.now() (which truncates to the millisecond below the true time).
+  let behind = 0;
+  for (let i = 0; i < 200_000; i++) {
+    const ms = BigInt(Date.now());
+    if (nowNs() < ms * 1_000_000n) behind++;
+  }
+  assertEquals(behind, 0, "readings behind Date.now()");
+  // Distinct readings within one millisecond: finer than Date.now().
+  const seen = new Set<bigint>();
+  const until = nowNs() + 1_000_000n;
+  for (let i = 0; i < 100_000 && nowNs() < until; i++) seen.add(nowNs() / 1000n);
+  assert(seen.size > 10, `only ${seen.size} distinct microseconds in a millisecond`);
+});
