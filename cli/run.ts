@@ -94,6 +94,8 @@ export async function runHerd(
     maxConnections: flags.maxConnections,
     maxPendingReplies: flags.maxPendingReplies,
     whatsatGraceMs: flags.whatsatGraceMs,
+    maxFutureS: flags.maxFutureS,
+    receiptWaitMs: flags.receiptWaitMs,
     syncAck: flags.syncAck,
     places,
     secret,

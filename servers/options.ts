@@ -11,13 +11,16 @@ import { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./peers.ts";
 /** Server tunables that have defaults (everything but the Places provider). */
 export interface ServerDefaults extends ConnectionOptions {
   whatsatGraceMs: number;
+  maxFutureS: number;
+  receiptWaitMs: number;
   maxConnections: number;
   link: LinkOptions;
 }
 
 /**
  * The defaults: 64 KiB lines, 500 ms partial lines, 5 min idle timeout, 1024 pending replies,
- * 250 ms WHATSAT grace, 10,000 connections per server.
+ * 250 ms WHATSAT grace, IAMAT times at most a day ahead, a 5 ms wait for neighbours' receipt
+ * of a new record, 10,000 connections per server.
  *
  * @example
  * ```ts
@@ -30,6 +33,8 @@ export const SERVER_DEFAULTS: ServerDefaults = {
   idleTimeoutMs: 300_000,
   maxPendingReplies: 1024,
   whatsatGraceMs: 250,
+  maxFutureS: 86_400,
+  receiptWaitMs: 5,
   maxConnections: 10_000,
   link: DEFAULT_LINK_OPTIONS,
 };

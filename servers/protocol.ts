@@ -289,6 +289,24 @@ export function formatTimeDiff(receiveNs: bigint, clientTime: string): string {
 }
 
 /**
+ * True when a client's time lies more than `maxAheadS` seconds after `receiveNs` (exactly, on
+ * the decimal text): such an IAMAT is invalid, or one forged far-future time would make every
+ * later real report of that client stale, at every server, for good.
+ *
+ * @example
+ * ```ts
+ * tooFarAhead("99999999999", 1_700_000_000_000_000_000n, 86400); // true
+ * tooFarAhead("1700000000.5", 1_700_000_000_000_000_000n, 86400); // false
+ * ```
+ */
+export function tooFarAhead(clientTime: string, receiveNs: bigint, maxAheadS: number): boolean {
+  const c = parseTime(clientTime);
+  const scale = BigInt(Math.max(9, c.scale));
+  const limit = (receiveNs + BigInt(maxAheadS) * 1_000_000_000n) * 10n ** (scale - 9n);
+  return c.units * 10n ** (scale - BigInt(c.scale)) > limit;
+}
+
+/**
  * Compares two protocol times exactly as decimals: negative, zero or positive.
  *
  * @example

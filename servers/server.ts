@@ -26,6 +26,7 @@ import {
   formatWhatsatReply,
   parseCommand,
   parseLocation,
+  tooFarAhead,
   type WhatsatCommand,
 } from "./protocol.ts";
 import { RecordStore, type StoredRecord } from "./store.ts";
@@ -41,6 +42,13 @@ export interface ServerOptions extends ConnectionOptions {
   places: PlacesProvider;
   /** How long a WHATSAT for an unknown client waits for the record to arrive by flooding. */
   whatsatGraceMs: number;
+  /** An IAMAT whose time is more than this many seconds ahead of the server clock is invalid. */
+  maxFutureS: number;
+  /**
+   * The AT reply to a new record waits up to this long for the neighbours' (transitive) receipt
+   * of it, so a WHATSAT anywhere after the reply finds it; 0 replies at once.
+   */
+  receiptWaitMs: number;
   /** Client connections beyond this are refused. */
   maxConnections: number;
   /** Reply to an IAMAT only once its record is on disk (with persistence). */
@@ -350,9 +358,16 @@ export class HerdServer implements LineHandler {
       case "BLANK":
         return null;
       case "IAMAT": {
+        const now = nowNs();
+        // Only the receiving server checks: a peer's record is taken as its origin accepted it,
+        // so servers with skewed clocks never disagree about it.
+        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) {
+          reply = formatInvalid(line.text);
+          break;
+        }
         const fields: AtFields = {
           origin: this.name,
-          diff: formatTimeDiff(nowNs(), cmd.time),
+          diff: formatTimeDiff(now, cmd.time),
           client: cmd.client,
           location: cmd.location,
           time: cmd.time,

@@ -9,6 +9,7 @@ import {
   parseCommand,
   parseLocation,
   splitFields,
+  tooFarAhead,
   validateRecord,
 } from "../servers/protocol.ts";
 import { RecordStore } from "../servers/store.ts";
@@ -277,4 +278,15 @@ Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals",
     const want = exact(a) === exact(b) ? 0 : exact(a) < exact(b) ? -1 : 1;
     assertEquals(Math.sign(compareTimes(a, b)), want, `${a} vs ${b}`);
   }
+});
+
+Deno.test("IAMAT times more than the allowed span ahead of the receive time are too far ahead", () => {
+  const now = 1_700_000_000_123_456_789n;
+  assert(tooFarAhead("99999999999", now, 86400));
+  assert(!tooFarAhead("1700086400.123456789", now, 86400), "exactly at the limit is allowed");
+  assert(tooFarAhead("1700086400.1234567891", now, 86400), "a tenth of a nanosecond beyond");
+  assert(!tooFarAhead("1700086400.12345678900000", now, 86400));
+  assert(!tooFarAhead("0", now, 0));
+  assert(tooFarAhead("1700000000.123456790", now, 0));
+  assert(!tooFarAhead("1700000000.123456789", now, 0));
 });
