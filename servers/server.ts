@@ -339,7 +339,7 @@ export class HerdServer implements LineHandler {
     // A bug or a bad stored record must cost one `?` reply and an `error` event, never the
     // process: nothing reachable from a client line may throw or reject past this point.
     try {
-      reply = this.#reply(cmd, line.text);
+      reply = this.#reply(cmd, line.text, conn);
     } catch (err) {
       reply = this.#failed(line.text, err);
     }
@@ -353,7 +353,7 @@ export class HerdServer implements LineHandler {
   }
 
   /** The reply to one parsed command (null for a blank line). */
-  #reply(cmd: Command, line: string): string | Promise<string> | null {
+  #reply(cmd: Command, line: string, conn: ClientConnection): string | Promise<string> | null {
     switch (cmd.verb) {
       case "BLANK":
         return null;
@@ -361,10 +361,7 @@ export class HerdServer implements LineHandler {
         const now = nowNs();
         // Only the receiving server checks: a peer's record is taken as its origin accepted it,
         // so servers with skewed clocks never disagree about it.
-        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) {
-          reply = formatInvalid(line.text);
-          break;
-        }
+        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) return formatInvalid(line);
         const fields: AtFields = {
           origin: this.name,
           diff: formatTimeDiff(now, cmd.time),
@@ -372,7 +369,7 @@ export class HerdServer implements LineHandler {
           location: cmd.location,
           time: cmd.time,
         };
-        this.#accept(fields, null, cmd.lat, cmd.lng);
+        this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
         const text = formatAt(fields) + "\n";
         // --sync-ack: the AT reply waits until the record (or the newer one that replaced it) is
         // on this server's disk; `? <line>` when the disk cannot take it (it still floods).
@@ -382,7 +379,7 @@ export class HerdServer implements LineHandler {
         return text;
       }
       case "WHATSAT":
-        return this.#whatsat(cmd, line);
+        return this.#whatsat(cmd, line, conn);
       default:
         return formatInvalid(line);
     }
@@ -479,15 +476,19 @@ export class HerdServer implements LineHandler {
     return true;
   }
 
-  /** Stores a record if newer, reports it, and floods it; returns whether it was new. */
+  /**
+   * Stores a record if newer, reports it, and floods it; returns whether it was new. `conn` is
+   * the client connection that sent it.
+   */
   #accept(
     fields: AtFields,
     from: Link | null,
     lat?: number,
     lng?: number,
     catchUp = false,
+    conn?: ClientConnection,
   ): boolean {
-    const { result, record } = this.store.offer(fields, from === null ? -1 : from.index);
+    const { result, record } = this.store.offer(fields, from === null ? -1 : from.index, conn);
     const bus = this.bus;
     if (result !== "new") {
       if (bus.active) {
@@ -543,12 +544,15 @@ export class HerdServer implements LineHandler {
     this.#persistence?.markMoved(link);
   }
 
-  #whatsat(cmd: WhatsatCommand, line: string): string | Promise<string> {
+  #whatsat(cmd: WhatsatCommand, line: string, conn: ClientConnection): string | Promise<string> {
+    // The record is taken now (#places reads it before its first await), so a later IAMAT of
+    // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
     if (known !== undefined) return this.#places(known, cmd);
-    // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly.
+    // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly,
+    // for a record from a peer or another connection (never from a later command of this one).
     if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) return formatInvalid(line);
-    return this.store.whenKnown(cmd.client, this.#opts.whatsatGraceMs).then((r) =>
+    return this.store.whenKnown(cmd.client, this.#opts.whatsatGraceMs, conn).then((r) =>
       r === undefined ? formatInvalid(line) : this.#places(r, cmd)
     );
   }

@@ -20,6 +20,12 @@ export interface StoredRecord extends AtFields {
   via: number;
 }
 
+/** A WHATSAT waiting for a client's first record, except records from `ignore`. */
+interface Waiter {
+  ignore: object | undefined;
+  wake: (r: StoredRecord) => void;
+}
+
 /** What the store decided about an offered record. */
 export type OfferResult = "new" | "stale" | "duplicate";
 
@@ -62,7 +68,7 @@ export class RecordStore {
   #log: StoredRecord[] = [];
   #seq = 0;
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
-  #waiters = new Map<string, Set<(r: StoredRecord) => void>>();
+  #waiters = new Map<string, Set<Waiter>>();
   #waiting = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
   epoch: string = crypto.randomUUID().slice(0, 8);
@@ -89,9 +95,14 @@ export class RecordStore {
 
   /**
    * Offers a record: stored when strictly newer by {@linkcode compareRecords}. `via` is the link
-   * index it came on (-1 for a client).
+   * index it came on (-1 for a client); `source` is the client connection that sent it, if any
+   * (waiters from that connection do not see it: see {@linkcode whenKnown}).
    */
-  offer(fields: AtFields, via: number): { result: OfferResult; record?: StoredRecord } {
+  offer(
+    fields: AtFields,
+    via: number,
+    source?: object,
+  ): { result: OfferResult; record?: StoredRecord } {
     const old = this.#map.get(fields.client);
     if (old !== undefined) {
       const order = compareRecords(fields, old);
@@ -112,9 +123,16 @@ export class RecordStore {
     if (this.#log.length > 2 * this.#map.size + LOG_SLACK) this.#compact();
     const waiting = this.#waiters.get(record.client);
     if (waiting !== undefined) {
-      this.#waiters.delete(record.client);
-      this.#waiting -= waiting.size;
-      for (const wake of waiting) wake(record);
+      // Waiters from the connection that stored this record keep waiting (see whenKnown).
+      for (const w of waiting) {
+        if (source !== undefined && w.ignore === source) continue;
+        waiting.delete(w);
+        this.#waiting--;
+        w.wake(record);
+      }
+      if (waiting.size === 0 && this.#waiters.get(record.client) === waiting) {
+        this.#waiters.delete(record.client);
+      }
     }
     return { result: "new", record };
   }
@@ -168,9 +186,11 @@ export class RecordStore {
    * Resolves with the client's record as soon as one is stored, or undefined after `ms`.
    * Lets a WHATSAT that races the flood of a just-accepted IAMAT wait for it briefly. Waiters
    * are bounded (`MAX_WAITERS_PER_CLIENT`, `MAX_WAITERS`): beyond either, it resolves undefined
-   * at once, so asking for a ghost client in bulk costs nothing but the answers.
+   * at once, so asking for a ghost client in bulk costs nothing but the answers. Records
+   * offered by `ignore` (the WHATSAT's own connection) do not count: anything that connection
+   * stores from now on comes from a later command, and a command never sees a later one's effect.
    */
-  whenKnown(client: string, ms: number): Promise<StoredRecord | undefined> {
+  whenKnown(client: string, ms: number, ignore?: object): Promise<StoredRecord | undefined> {
     const known = this.#map.get(client);
     if (known !== undefined || ms <= 0) return Promise.resolve(known);
     let set = this.#waiters.get(client);
@@ -181,12 +201,15 @@ export class RecordStore {
     const waiters = set;
     this.#waiting++;
     return new Promise((resolve) => {
-      const wake = (r: StoredRecord | undefined) => {
-        clearTimeout(timer);
-        resolve(r);
+      const waiter: Waiter = {
+        ignore,
+        wake: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
       };
       const timer = setTimeout(() => {
-        if (waiters.delete(wake)) {
+        if (waiters.delete(waiter)) {
           this.#waiting--;
           if (waiters.size === 0 && this.#waiters.get(client) === waiters) {
             this.#waiters.delete(client);
@@ -194,7 +217,7 @@ export class RecordStore {
         }
         resolve(undefined);
       }, ms);
-      waiters.add(wake);
+      waiters.add(waiter);
     });
   }
 

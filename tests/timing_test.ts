@@ -4,7 +4,15 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
-import { exchange, freePorts, seedConfig, startSeedHerd, waitFor } from "./_helpers/net.ts";
+import {
+  exchange,
+  freePorts,
+  seedConfig,
+  splitReplies,
+  startSeedHerd,
+  TcpClient,
+  waitFor,
+} from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
@@ -84,5 +92,73 @@ Deno.test("a peer's record far ahead of the receiver's clock is accepted as its 
   } finally {
     await skewed.stop();
     await rest.stop();
+  }
+});
+
+Deno.test("pipelined WHATSAT before IAMAT of a new client: the WHATSAT never sees the later IAMAT", async () => {
+  const t = await startSeedHerd();
+  try {
+    const iamat = `IAMAT newc ${UCLA} 1520023934.918963997`;
+    // The course's case, in one write, and with a WHATSAT after the IAMAT that must see it.
+    const text = await exchange(
+      t.port("Hill"),
+      `WHATSAT newc 10 1\n${iamat}\nWHATSAT newc 10 1\n`,
+    );
+    const replies = splitReplies(text);
+    assertEquals(replies.length, 3, text);
+    assertEquals(replies[0], "? WHATSAT newc 10 1\n");
+    assertMatch(replies[1], /^AT Hill \+\d+\.\d{9} newc /);
+    assert(replies[2].startsWith(replies[1]), `the later WHATSAT sees the IAMAT: ${replies[2]}`);
+    // Same on a server whose links are up and the record is new to all of it.
+    const text2 = await exchange(
+      t.port("Singleton"),
+      `WHATSAT newd 10 1\nIAMAT newd ${UCLA} 1520023934.918963997\n`,
+    );
+    assertEquals(splitReplies(text2)[0], "? WHATSAT newd 10 1\n");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("pipelined WHATSAT of a known client is answered from the record before a later IAMAT", async () => {
+  const t = await startSeedHerd();
+  try {
+    const old = timeIn(-10);
+    const at = await exchange(t.port("Smith"), `IAMAT known ${UCLA} ${old}\n`);
+    const text = await exchange(
+      t.port("Smith"),
+      `WHATSAT known 10 1\nIAMAT known +10+10 ${timeIn(0)}\nWHATSAT known 10 1\n`,
+    );
+    const replies = splitReplies(text);
+    assertEquals(replies.length, 3, text);
+    assert(replies[0].startsWith(at), `first WHATSAT answered from the old record: ${replies[0]}`);
+    assert(replies[2].startsWith(replies[1]), `the last one sees the new record: ${replies[2]}`);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("an unknown client's WHATSAT is still answered by a record from another connection or a peer", async () => {
+  const t = await startSeedHerd();
+  try {
+    // Another connection to the same server.
+    const waiting = TcpClient.connect(t.port("Jaquez"));
+    const c = await waiting;
+    await c.send("WHATSAT other 10 1\n");
+    await new Promise((r) => setTimeout(r, 20));
+    const at = await exchange(t.port("Jaquez"), `IAMAT other ${UCLA} ${timeIn(0)}\n`);
+    const [reply] = await c.replies(1, 3000);
+    assert(reply.startsWith(at), `satisfied by the other connection's record: ${reply}`);
+    await c.close();
+    // A peer: the WHATSAT at Singleton waits for the record flooded from Hill.
+    const d = await TcpClient.connect(t.port("Singleton"));
+    await d.send("WHATSAT viapeer 10 1\n");
+    await new Promise((r) => setTimeout(r, 20));
+    const at2 = await exchange(t.port("Hill"), `IAMAT viapeer ${UCLA} ${timeIn(0)}\n`);
+    const [reply2] = await d.replies(1, 3000);
+    assert(reply2.startsWith(at2), `satisfied by the peer's record: ${reply2}`);
+    await d.close();
+  } finally {
+    await t.close();
   }
 });
