@@ -73,7 +73,7 @@ export const FLAGS_HELP = `Options:
   --max-pending-replies N   stop reading a client with N replies unwritten (default 1024)
   --whatsat-grace-ms N      wait up to N ms for a client's record to arrive (default 250)
   --max-future-s N          an IAMAT time more than N s ahead of the server clock is invalid (default 86400)
-  --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipt (default 5; 0 off)
+  --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipt (default 50; 0 off)
   --places KIND             offline | new | legacy (default: new with GOOGLE_PLACES_API_KEY, else offline)
   --places-url URL          replace Google's origin (a proxy, or a fake in tests)
   --places-timeout-ms N     Places deadline per query (default 5000)
@@ -168,7 +168,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
     maxPendingReplies: intFlag("max-pending-replies", v["max-pending-replies"], 1024, 1, 1_000_000),
     whatsatGraceMs: intFlag("whatsat-grace-ms", v["whatsat-grace-ms"], 250, 0, 60_000),
     maxFutureS: intFlag("max-future-s", v["max-future-s"], 86_400, 0, 3_153_600_000),
-    receiptWaitMs: intFlag("receipt-wait-ms", v["receipt-wait-ms"], 5, 0, 60_000),
+    receiptWaitMs: intFlag("receipt-wait-ms", v["receipt-wait-ms"], 50, 0, 60_000),
     places,
     placesUrl: v["places-url"],
     placesTimeoutMs: intFlag("places-timeout-ms", v["places-timeout-ms"], 5000, 1, 600_000),

@@ -283,6 +283,8 @@ export function describe(e: DashEvent): string {
       } in ${millis(e.latencyMs)} ms${e.coalesced ? " (shared)" : ""}${
         e.error ? ` — ${e.error}` : ""
       }`;
+    case "receipt.late":
+      return `${e.client}: no receipt from ${e.peers.join(", ")} in ${millis(e.waitedMs)} ms`;
     case "error":
       return `${e.reason}: ${e.message}`;
     case "line.in":

@@ -148,6 +148,17 @@ export interface WhatsatEvent extends Base {
   coalesced: boolean;
   error?: string;
 }
+/**
+ * The AT reply (or a peer's receipt) of a new record went out without some neighbours' receipt:
+ * they did not confirm it within --receipt-wait-ms (a slow or dead peer, or an overloaded host).
+ */
+export interface ReceiptLateEvent extends Base {
+  kind: "receipt.late";
+  client: string;
+  /** The neighbours whose receipt did not come in time. */
+  peers: string[];
+  waitedMs: number;
+}
 /** What an {@linkcode ErrorEvent} is about. */
 export type ErrorReason =
   /** The durable store cannot be written (full disk, I/O error); records are owed and retried. */
@@ -188,6 +199,7 @@ export type HerdEvent =
   | SyncDoneEvent
   | PeerRejectedEvent
   | WhatsatEvent
+  | ReceiptLateEvent
   | ErrorEvent;
 
 /** The `kind` of every event. */

@@ -167,6 +167,9 @@ export function formatLogLine(e: HerdEvent): string | undefined {
         e.error ? ` error=${asciiJson(e.error)}` : ""
       }`;
       break;
+    case "receipt.late":
+      text = `LATE RECEIPT ${e.client} from ${e.peers.join(",")} after ${e.waitedMs.toFixed(1)} ms`;
+      break;
     case "error":
       text = `ERROR ${e.reason}: ${e.message}`;
       break;

@@ -19,7 +19,7 @@ export interface ServerDefaults extends ConnectionOptions {
 
 /**
  * The defaults: 64 KiB lines, 500 ms partial lines, 5 min idle timeout, 1024 pending replies,
- * 250 ms WHATSAT grace, IAMAT times at most a day ahead, a 5 ms wait for neighbours' receipt
+ * 250 ms WHATSAT grace, IAMAT times at most a day ahead, a wait of up to 50 ms for neighbours' receipt
  * of a new record, 10,000 connections per server.
  *
  * @example
@@ -34,7 +34,7 @@ export const SERVER_DEFAULTS: ServerDefaults = {
   maxPendingReplies: 1024,
   whatsatGraceMs: 250,
   maxFutureS: 86_400,
-  receiptWaitMs: 5,
+  receiptWaitMs: 50,
   maxConnections: 10_000,
   link: DEFAULT_LINK_OPTIONS,
 };

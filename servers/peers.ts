@@ -28,6 +28,7 @@ import type { RecordStore } from "./store.ts";
 import { writeAll } from "./connection.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
+import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
 
 /** Tunables for links. */
 export interface LinkOptions {
@@ -55,8 +56,11 @@ export interface LinkHost {
   readonly store: RecordStore;
   readonly bus: EventBus;
   readonly auth: HerdAuth;
-  /** Applies records that arrived on a link (store, events, flood onwards). */
-  receive(records: PeerRecord[], link: Link): void;
+  /**
+   * Applies records that arrived on a link (store, events, flood onwards). Returns, per record,
+   * what its receipt waits for (the onward links' receipts of a record new here), if anything.
+   */
+  receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[];
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
   /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
@@ -130,6 +134,10 @@ export class Link {
   #peerCaughtUp = false;
   /** While the cursor is below this, records that came from the peer are sent back too. */
   #resendUpTo = 0;
+  /** Our records waiting for the peer's receipt (`A` lines). */
+  #waiting = new ReceiptWaiters();
+  /** The peer's records we read, until we send their receipts. */
+  #toReceipt = new ReceiptQueue(() => this.notify());
 
   constructor(
     server: LinkHost,
@@ -192,6 +200,14 @@ export class Link {
   }
 
   /**
+   * Resolves true once the peer has receipted our record `seq` (it and every server it passed
+   * the record on to hold it), false after `ms`; true at once when the link goes down.
+   */
+  waitReceipt(seq: number, ms: number): Promise<boolean> {
+    return this.#waiting.wait(seq, ms);
+  }
+
+  /**
    * Accepts an authenticated connection from the neighbour (the acceptor side), replacing any
    * older one (a neighbour that restarted may leave a half-open connection behind). `welcome`
    * (the handshake's last line) goes out in the same write as our SYNC, and the link is up at
@@ -232,6 +248,7 @@ export class Link {
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
     this.#peerCaughtUp = false;
+    this.#toReceipt.reset(0);
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
@@ -250,6 +267,7 @@ export class Link {
     this.#cursor = -1;
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
+    this.#waiting.clear();
     try {
       conn.close();
     } catch {
@@ -295,8 +313,13 @@ export class Link {
       while (this.#conn === conn && this.#cursor >= 0) {
         const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
         const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
-        if (slice.lastSeq === this.#cursor) break;
-        let text = "";
+        // Receipts ride in the record stream's writes, so they never interleave with a batch.
+        let text = this.#toReceipt.take();
+        if (slice.lastSeq === this.#cursor) {
+          if (text === "") break;
+          await this.#send(conn, text);
+          continue;
+        }
         for (const r of slice.records) {
           text += `R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}\n`;
         }
@@ -371,6 +394,8 @@ export class Link {
   #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
     const s = this.#server;
     let batch: PeerRecord[] | undefined;
+    /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for S). */
+    let seqs: number[] | undefined;
     let bad: string | undefined;
     for (const line of lines) {
       if (line.overlong) {
@@ -402,14 +427,20 @@ export class Link {
         const at = duplicate ? rec : validateRecord(rec);
         if (!seqOk || at === undefined) {
           this.#skipped(`bad record ${JSON.stringify(line.text.slice(0, 80))}`);
+          // Receipted as it is: nothing more will come of it, so nobody should wait for it.
+          if (seqOk) (seqs ??= []).push(seq, -1);
           continue;
         }
         rec.lat = at.lat;
         rec.lng = at.lng;
         (batch ??= []).push(rec);
+        (seqs ??= []).push(seq, batch.length - 1);
       } else if (f[0] === "S" && f.length === 2 && INTEGER.test(f[1])) {
         const seq = Number(f[1]);
         if (seq > this.mark.seq) this.mark.seq = seq;
+        (seqs ??= []).push(seq, -1);
+      } else if (f[0] === "A" && f.length === 3 && INTEGER.test(f[1]) && INTEGER.test(f[2])) {
+        this.#waiting.receipted(Number(f[1]), Number(f[2]));
       } else if (f[0] === "PING" && f.length === 1) {
         // liveness only
       } else if (f[0] === "SYNC" && f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])) {
@@ -447,11 +478,18 @@ export class Link {
         break;
       }
     }
+    let waits: (Promise<unknown> | undefined)[] = [];
     if (batch !== undefined) {
       this.recordsReceived += batch.length;
       this.#syncReceived += batch.length;
-      s.receive(batch, this);
+      waits = s.receive(batch, this);
       s.markAdvanced?.(this);
+    }
+    if (seqs !== undefined && this.#conn === conn) {
+      for (let i = 0; i < seqs.length; i += 2) {
+        this.#toReceipt.add(seqs[i], seqs[i + 1] < 0 ? undefined : waits[seqs[i + 1]]);
+      }
+      this.notify();
     }
     if (bad !== undefined) {
       s.bus.emit({

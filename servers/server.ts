@@ -369,14 +369,8 @@ export class HerdServer implements LineHandler {
           location: cmd.location,
           time: cmd.time,
         };
-        this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
-        const text = formatAt(fields) + "\n";
-        // --sync-ack: the AT reply waits until the record (or the newer one that replaced it) is
-        // on this server's disk; `? <line>` when the disk cannot take it (it still floods).
-        if (this.#opts.syncAck && this.#persistence !== undefined) {
-          return this.#persistence.committed().then(() => text, () => formatInvalid(line));
-        }
-        return text;
+        const record = this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
+        return this.#afterAccept(record, formatAt(fields) + "\n", line);
       }
       case "WHATSAT":
         return this.#whatsat(cmd, line, conn);
@@ -395,6 +389,60 @@ export class HerdServer implements LineHandler {
       message: `command failed: ${errorText(err)}`,
     });
     return formatInvalid(line);
+  }
+
+  /**
+   * When the AT reply may go. A new record's waits for the neighbours' receipts of it (bounded
+   * by --receipt-wait-ms), so that a WHATSAT anywhere after the reply finds it; even without
+   * waiting, it is written after the flood (the links' writes start in a microtask queued when
+   * the record was accepted). With --sync-ack, every reply waits until the record (or the newer
+   * one that replaced it) is on this server's disk: `? <line>` when the disk cannot take it (it
+   * still floods).
+   */
+  #afterAccept(
+    record: StoredRecord | undefined,
+    text: string,
+    line: string,
+  ): string | Promise<string> {
+    const waits: Promise<unknown>[] = [];
+    if (this.#opts.syncAck && this.#persistence !== undefined) {
+      waits.push(this.#persistence.committed());
+    }
+    if (record !== undefined) {
+      const receipts = this.#receipts(record, null);
+      if (receipts !== undefined) waits.push(receipts);
+      else if (this.links.some((l) => l.up)) waits.push(Promise.resolve());
+    }
+    if (waits.length === 0) return text;
+    return (waits.length === 1 ? waits[0] : Promise.all(waits)).then(
+      () => text,
+      () => formatInvalid(line),
+    );
+  }
+
+  /**
+   * Waits (bounded) for every up link but `except` to receipt `record`; undefined when there is
+   * nothing to wait for. A receipt that does not come in time is reported and not waited for.
+   */
+  #receipts(record: StoredRecord, except: Link | null): Promise<void> | undefined {
+    const ms = this.#opts.receiptWaitMs;
+    if (ms <= 0) return undefined;
+    let links: Link[] | undefined;
+    for (const l of this.links) if (l !== except && l.up) (links ??= []).push(l);
+    if (links === undefined) return undefined;
+    const started = performance.now();
+    const waits = links.map((l) => l.waitReceipt(record.seq, ms));
+    return Promise.all(waits).then((receipted) => {
+      if (receipted.every((r) => r)) return;
+      this.bus.emit({
+        kind: "receipt.late",
+        t: Date.now(),
+        server: this.name,
+        client: record.client,
+        peers: links.filter((_, i) => !receipted[i]).map((l) => l.peer),
+        waitedMs: performance.now() - started,
+      });
+    });
   }
 
   #emitReply(conn: number, reply: string): void {
@@ -477,7 +525,7 @@ export class HerdServer implements LineHandler {
   }
 
   /**
-   * Stores a record if newer, reports it, and floods it; returns whether it was new. `conn` is
+   * Stores a record if newer, reports it, and floods it; returns it when it was new. `conn` is
    * the client connection that sent it.
    */
   #accept(
@@ -487,7 +535,7 @@ export class HerdServer implements LineHandler {
     lng?: number,
     catchUp = false,
     conn?: ClientConnection,
-  ): boolean {
+  ): StoredRecord | undefined {
     const { result, record } = this.store.offer(fields, from === null ? -1 : from.index, conn);
     const bus = this.bus;
     if (result !== "new") {
@@ -502,7 +550,7 @@ export class HerdServer implements LineHandler {
           catchUp,
         });
       }
-      return false;
+      return undefined;
     }
     // Flood first: the instant a record is accepted, its propagation starts.
     for (const link of this.links) if (link !== from) link.notify();
@@ -520,11 +568,15 @@ export class HerdServer implements LineHandler {
         catchUp,
       });
     }
-    return true;
+    return record;
   }
 
-  /** Records that arrived on a link: store the newer ones and flood them onwards. */
-  receive(records: PeerRecord[], link: Link): void {
+  /**
+   * Records that arrived on a link: store the newer ones and flood them onwards. Returns, per
+   * record, the wait for the onward links' receipts of a record new here (none in a catch-up:
+   * no client waits on those).
+   */
+  receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[] {
     const catchUp = link.receivingCatchUp;
     if (this.bus.active) {
       this.bus.emit({
@@ -536,7 +588,12 @@ export class HerdServer implements LineHandler {
         catchUp,
       });
     }
-    for (const r of records) this.#accept(r, link, r.lat, r.lng, catchUp);
+    const waits: (Promise<unknown> | undefined)[] = [];
+    for (const r of records) {
+      const stored = this.#accept(r, link, r.lat, r.lng, catchUp);
+      waits.push(stored === undefined || catchUp ? undefined : this.#receipts(stored, link));
+    }
+    return waits;
   }
 
   /** A link's mark moved: persist it with the records it covers. */

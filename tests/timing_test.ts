@@ -14,6 +14,8 @@ import {
   waitFor,
 } from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
+import { readYourWrites } from "./_helpers/ryw.ts";
+import { ProcessHerd } from "./_helpers/procs.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 
@@ -160,5 +162,88 @@ Deno.test("an unknown client's WHATSAT is still answered by a record from anothe
     await d.close();
   } finally {
     await t.close();
+  }
+});
+
+const TRIES = 1000;
+
+Deno.test(`read-your-writes in one process: ${TRIES} tries, WHATSAT one and two hops away right after the AT reply, 0 stale`, async () => {
+  const t = await startSeedHerd();
+  try {
+    const r = await readYourWrites(
+      t.port,
+      "Hill",
+      ["Jaquez", "Smith", "Singleton", "Campbell"],
+      TRIES,
+    );
+    console.log(`in-process: ${JSON.stringify(r.stale)} in ${Math.round(r.ms)} ms`);
+    assertEquals(
+      r.stale,
+      { Jaquez: 0, Smith: 0, Singleton: 0, Campbell: 0 },
+      r.examples.join("; "),
+    );
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test(`read-your-writes across server processes: ${TRIES} tries, one and two hops, 0 stale`, async () => {
+  const herd = await ProcessHerd.create({ args: () => ["--memory"] });
+  try {
+    await herd.startAll();
+    await herd.waitLinksUp();
+    const r = await readYourWrites(
+      (n) => herd.port(n),
+      "Hill",
+      ["Jaquez", "Smith", "Singleton", "Campbell"],
+      TRIES,
+    );
+    await new Promise((r) => setTimeout(r, 200)); // logs are written every 50 ms
+    const late = (await Promise.all(herd.names.map((n) => herd.log(n))))
+      .flatMap((l) => l.split("\n").filter((x) => x.includes(" LATE RECEIPT ")));
+    console.log(
+      `processes: ${JSON.stringify(r.stale)} in ${
+        Math.round(r.ms)
+      } ms; ${late.length} late receipts`,
+      late.slice(0, 5),
+    );
+    assertEquals(
+      r.stale,
+      { Jaquez: 0, Smith: 0, Singleton: 0, Campbell: 0 },
+      r.examples.join("; "),
+    );
+  } finally {
+    await herd.close();
+  }
+});
+
+Deno.test("a neighbour that stops answering delays an AT reply only by the bounded receipt wait, and it is counted", async () => {
+  const herd = await ProcessHerd.create({ args: () => ["--memory", "--receipt-wait-ms", "100"] });
+  try {
+    await herd.startAll(["Hill", "Jaquez", "Smith"]);
+    await herd.waitLinksUp();
+    const jaquez = herd.procs.get("Jaquez")!;
+    // Frozen, not dead: its socket stays open, so the link stays up until the heartbeat
+    // timeout (3 s): every record meanwhile waits for a receipt that cannot come.
+    Deno.kill(jaquez.child.pid, "SIGSTOP");
+    try {
+      const started = performance.now();
+      const reply = await exchange(herd.port("Hill"), `IAMAT frozen ${UCLA} ${timeIn(0)}\n`);
+      const waited = performance.now() - started;
+      assertMatch(reply, /^AT Hill /);
+      // Bounded well below the 3 s it would take to notice the frozen peer.
+      assert(waited < 2500, `the reply took ${waited} ms`);
+      await waitFor(
+        async () => (await herd.log("Hill")).includes("LATE RECEIPT frozen from Jaquez"),
+        3000,
+        "the late receipt in Hill's log",
+      );
+      // Smith answered: it holds the record (the wait was for Jaquez only).
+      assert((await exchange(herd.port("Smith"), "WHATSAT frozen 10 0\n")).startsWith(reply));
+    } finally {
+      Deno.kill(jaquez.child.pid, "SIGCONT");
+    }
+  } finally {
+    await herd.close();
   }
 });

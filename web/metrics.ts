@@ -108,6 +108,7 @@ export class HerdMetrics {
   readonly #connTotal = new Family(() => ({ n: 0 }));
   readonly #refused = new Family(() => ({ n: 0 }));
   readonly #peerRejected = new Family(() => ({ n: 0 }));
+  readonly #receiptsLate = new Family(() => ({ n: 0 }));
   readonly #errors = new Family(() => ({ n: 0 }));
   readonly #places = new Family(() => ({ n: 0 }));
   readonly #whatsat = new Family(() => new Histogram());
@@ -154,6 +155,9 @@ export class HerdMetrics {
         break;
       case "peer.rejected":
         this.#peerRejected.get({ server }).n++;
+        break;
+      case "receipt.late":
+        for (const peer of e.peers) this.#receiptsLate.get({ server, peer }).n++;
         break;
       case "error":
         this.#errors.get({ server, reason: e.reason }).n++;
@@ -253,6 +257,11 @@ export class HerdMetrics {
     counter("herd_client_connections_total", "Client connections accepted.", this.#connTotal);
     counter("herd_client_refused_total", "Client connections refused.", this.#refused);
     counter("herd_peer_rejected_total", "Peer connections rejected.", this.#peerRejected);
+    counter(
+      "herd_receipts_late_total",
+      "New records answered or receipted without a neighbour's receipt in time.",
+      this.#receiptsLate,
+    );
     counter("herd_errors_total", "Error events, by server and reason.", this.#errors);
     counter(
       "herd_places_requests_total",

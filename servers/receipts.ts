@@ -1,0 +1,177 @@
+/**
+ * Receipts on a link's record stream: the bookkeeping behind read-your-writes across the herd.
+ *
+ * A server that stores a new record (from a client, or fresh from a peer) can wait, bounded, for
+ * its neighbours' receipt of it. A neighbour receipts a record once it has stored it (or found it
+ * a duplicate or stale) and, when the record was new to it, once its own onward links have
+ * receipted it too or timed out: so a receipt covers every server the record reached, at any
+ * number of hops. Receipts are per record, not cumulative, so one record waiting on a slow hop
+ * never holds up the receipts of others (cumulative receipts deadlock around a cycle of links
+ * carrying records from several origins at once, until the timeouts break it).
+ *
+ * On the wire a receipt is `A <from> <to>`: every record of the sender's with a sequence number
+ * in that range that reached us is receipted (numbers in the range that were never sent, because
+ * they were skipped, are covered too). See docs/protocol.md.
+ *
+ * @module
+ */
+
+/** A record waiting for one link's receipt: resolves true when receipted, false when not. */
+interface Waiter {
+  seq: number;
+  deadline: number;
+  resolve: (receipted: boolean) => void;
+}
+
+/**
+ * The sending side of one link: records waiting for the peer's receipt, in sequence order.
+ * Deadlines are in insertion order too (one wait length), so one timer serves them all.
+ *
+ * @example
+ * ```ts
+ * const w = new ReceiptWaiters();
+ * const p = w.wait(7, 5); // true once `A 5 9` arrives, false after 5 ms
+ * w.receipted(5, 9);
+ * ```
+ */
+export class ReceiptWaiters {
+  #waiters: Waiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Records waiting now. */
+  get size(): number {
+    return this.#waiters.length;
+  }
+
+  /** Waits up to `ms` for the receipt of our record `seq`. */
+  wait(seq: number, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#waiters.push({ seq, deadline: performance.now() + ms, resolve });
+      if (this.#timer === undefined) this.#arm();
+    });
+  }
+
+  /** The peer receipted our records `from`..`to`. */
+  receipted(from: number, to: number): void {
+    const ws = this.#waiters;
+    // Binary search for the first waiter at or after `from`; receipts mostly hit the head.
+    let lo = 0;
+    let hi = ws.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ws[mid].seq < from) lo = mid + 1;
+      else hi = mid;
+    }
+    let end = lo;
+    while (end < ws.length && ws[end].seq <= to) end++;
+    if (end === lo) return;
+    for (const w of ws.splice(lo, end - lo)) w.resolve(true);
+  }
+
+  /** The link went down: nobody is waiting for it any more (a down link is not waited for). */
+  clear(): void {
+    const ws = this.#waiters;
+    this.#waiters = [];
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of ws) w.resolve(true);
+  }
+
+  #arm(): void {
+    const head = this.#waiters[0];
+    if (head === undefined) {
+      this.#timer = undefined;
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      const now = performance.now();
+      let n = 0;
+      while (n < this.#waiters.length && this.#waiters[n].deadline <= now) n++;
+      for (const w of this.#waiters.splice(0, n)) w.resolve(false);
+      this.#arm();
+    }, Math.max(0, head.deadline - performance.now()));
+  }
+}
+
+/** One record (or skip marker) read from the peer, until its receipt is sent. */
+interface Received {
+  seq: number;
+  ready: boolean;
+  sent: boolean;
+}
+
+/**
+ * The receiving side of one link: what we read from the peer, in order, and which of it can be
+ * receipted. Yields `A <from> <to>` lines for runs of ready entries.
+ *
+ * @example
+ * ```ts
+ * const q = new ReceiptQueue();
+ * q.add(3);
+ * q.add(5, onwardReceipt); // ready when onwardReceipt settles
+ * q.take(); // "A 1 3\n" (then "A 4 5\n" once ready)
+ * ```
+ */
+export class ReceiptQueue {
+  #entries: Received[] = [];
+  /** Every sequence number up to this is receipted (or was never sent to us). */
+  #base = 0;
+  /** Bumped by reset(): entries of an older connection must not trigger sends on a new one. */
+  #generation = 0;
+  #onReady: () => void;
+
+  /** `onReady` is called when a waiting entry becomes ready (send the receipts). */
+  constructor(onReady: () => void = () => {}) {
+    this.#onReady = onReady;
+  }
+
+  /** Starts again for a new connection: its sequence numbers begin after `base`. */
+  reset(base: number): void {
+    this.#entries = [];
+    this.#base = base;
+    this.#generation++;
+  }
+
+  /** A line with sequence number `seq` was read; ready at once, or when `pending` settles. */
+  add(seq: number, pending?: Promise<unknown>): void {
+    const e: Received = { seq, ready: pending === undefined, sent: false };
+    this.#entries.push(e);
+    if (pending !== undefined) {
+      const generation = this.#generation;
+      pending.then(() => {
+        e.ready = true;
+        // After a reset (new connection) this entry is gone: its receipt goes nowhere.
+        if (generation === this.#generation) this.#onReady();
+      });
+    }
+  }
+
+  /** The receipt lines for everything ready and not yet receipted ("" when none). */
+  take(): string {
+    const es = this.#entries;
+    let out = "";
+    let prev = this.#base;
+    let runFrom = -1;
+    let prefix = 0;
+    let inPrefix = true;
+    for (let i = 0; i < es.length; i++) {
+      const e = es[i];
+      if (e.ready && !e.sent) {
+        if (runFrom < 0) runFrom = prev + 1;
+        e.sent = true;
+      } else if (runFrom >= 0) {
+        out += `A ${runFrom} ${prev}\n`;
+        runFrom = -1;
+      }
+      if (!e.ready) inPrefix = false;
+      else if (inPrefix) prefix = i + 1;
+      prev = e.seq;
+    }
+    if (runFrom >= 0) out += `A ${runFrom} ${prev}\n`;
+    if (prefix > 0) {
+      this.#base = es[prefix - 1].seq;
+      this.#entries = prefix === es.length ? [] : es.slice(prefix);
+    }
+    return out;
+  }
+}
