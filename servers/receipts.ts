@@ -24,8 +24,8 @@ interface Waiter {
 }
 
 /**
- * The sending side of one link: records waiting for the peer's receipt, in sequence order.
- * Deadlines are in insertion order too (one wait length), so one timer serves them all.
+ * The sending side of one link: records waiting for the peer's receipt, in sequence order,
+ * with one timer for them all.
  *
  * @example
  * ```ts
@@ -37,6 +37,8 @@ interface Waiter {
 export class ReceiptWaiters {
   #waiters: Waiter[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer fires. */
+  #next = Infinity;
 
   /** Records waiting now. */
   get size(): number {
@@ -46,8 +48,13 @@ export class ReceiptWaiters {
   /** Waits up to `ms` for the receipt of our record `seq`. */
   wait(seq: number, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      this.#waiters.push({ seq, deadline: performance.now() + ms, resolve });
+      const deadline = performance.now() + ms;
+      this.#waiters.push({ seq, deadline, resolve });
       if (this.#timer === undefined) this.#arm();
+      else if (deadline < this.#next) {
+        clearTimeout(this.#timer);
+        this.#arm();
+      }
     });
   }
 
@@ -77,19 +84,22 @@ export class ReceiptWaiters {
     for (const w of ws) w.resolve(true);
   }
 
+  /** One timer, for the earliest deadline (with one wait length, the head's). */
   #arm(): void {
-    const head = this.#waiters[0];
-    if (head === undefined) {
+    let first = Infinity;
+    for (const w of this.#waiters) if (w.deadline < first) first = w.deadline;
+    this.#next = first;
+    if (first === Infinity) {
       this.#timer = undefined;
       return;
     }
     this.#timer = setTimeout(() => {
       const now = performance.now();
-      let n = 0;
-      while (n < this.#waiters.length && this.#waiters[n].deadline <= now) n++;
-      for (const w of this.#waiters.splice(0, n)) w.resolve(false);
+      const expired = this.#waiters.filter((w) => w.deadline <= now);
+      if (expired.length > 0) this.#waiters = this.#waiters.filter((w) => w.deadline > now);
+      for (const w of expired) w.resolve(false);
       this.#arm();
-    }, Math.max(0, head.deadline - performance.now()));
+    }, Math.max(0, first - performance.now()));
   }
 }
 

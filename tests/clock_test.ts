@@ -43,6 +43,7 @@ import socket, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
 s = socket.create_connection(("127.0.0.1", port))
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.settimeout(30)  # bounded: a reply that never comes fails the run
 f = s.makefile("rb")
 out = []
 for i in range(n):
@@ -80,6 +81,11 @@ Deno.test(`${N} IAMATs stamped by Deno's nanosecond clock just before sending: n
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: t.port("Smith") });
     conn.setNoDelay(true);
     const buf = new Uint8Array(4096);
+    // Bounded: closing the socket makes a read that waits too long fail.
+    let lastReply = performance.now();
+    const watchdog = setInterval(() => {
+      if (performance.now() - lastReply > 30_000) conn.close();
+    }, 1000);
     let text = "";
     for (let i = 0; i < N; i++) {
       const ns = Temporal.Now.instant().epochNanoseconds;
@@ -92,7 +98,9 @@ Deno.test(`${N} IAMATs stamped by Deno's nanosecond clock just before sending: n
         reply += new TextDecoder().decode(buf.subarray(0, n));
       }
       text += reply;
+      lastReply = performance.now();
     }
+    clearInterval(watchdog);
     conn.close();
     const { replies, negative } = signs(text);
     assertEquals(replies, N);

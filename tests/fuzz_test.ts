@@ -84,7 +84,12 @@ function expectFor(line: string): Expect {
   const invalid = `? ${trim(line)}\n`;
   if (f.length === 4 && f[1].length <= 256) {
     const [verb, client, a, b] = f;
-    if (verb === "IAMAT" && validLocation(a) && /^\d+(\.\d+)?$/.test(b)) {
+    // Times more than --max-future-s (a day) ahead of the server's clock are invalid too.
+    const latest = String(Math.floor(Date.now() / 1000) + SERVER_DEFAULTS.maxFutureS);
+    if (
+      verb === "IAMAT" && validLocation(a) && /^\d+(\.\d+)?$/.test(b) &&
+      compareTimes(b, latest) <= 0
+    ) {
       return { kind: "iamat", client, location: a, time: b };
     }
     const r = /^(\d+)(?:\.(\d+))?$/.exec(a);
