@@ -73,7 +73,7 @@ export const FLAGS_HELP = `Options:
   --max-pending-replies N   stop reading a client with N replies unwritten (default 1024)
   --whatsat-grace-ms N      wait up to N ms for a client's record to arrive (default 250)
   --max-future-s N          an IAMAT time more than N s ahead of the server clock is invalid (default 86400)
-  --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipt (default 50; 0 off)
+  --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipts (default 50; 0 off)
   --places KIND             offline | new | legacy (default: new with GOOGLE_PLACES_API_KEY, else offline)
   --places-url URL          replace Google's origin (a proxy, or a fake in tests)
   --places-timeout-ms N     Places deadline per query (default 5000)

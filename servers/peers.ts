@@ -61,6 +61,8 @@ export interface LinkHost {
    * what its receipt waits for (the onward links' receipts of a record new here), if anything.
    */
   receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[];
+  /** Whether this server sends receipts (`A` lines) for what it reads (--receipt-wait-ms > 0). */
+  readonly receipts: boolean;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
   /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
@@ -485,7 +487,7 @@ export class Link {
       waits = s.receive(batch, this);
       s.markAdvanced?.(this);
     }
-    if (seqs !== undefined && this.#conn === conn) {
+    if (seqs !== undefined && this.#conn === conn && s.receipts) {
       for (let i = 0; i < seqs.length; i += 2) {
         this.#toReceipt.add(seqs[i], seqs[i + 1] < 0 ? undefined : waits[seqs[i + 1]]);
       }

@@ -132,6 +132,11 @@ export class HerdServer implements LineHandler {
     return this.#listener !== undefined;
   }
 
+  /** Whether this server sends and waits for receipts of new records (--receipt-wait-ms > 0). */
+  get receipts(): boolean {
+    return this.#opts.receiptWaitMs > 0;
+  }
+
   /** The Places provider's name. */
   get places(): string {
     return this.#opts.places.name;
