@@ -172,21 +172,24 @@ Deno.test("an unknown client's WHATSAT is still answered by a record from anothe
 
 const TRIES = 1000;
 
+/**
+ * TRIES read-your-writes tries from Hill, read one hop (Jaquez, Smith) and two hops (Singleton,
+ * Campbell) away; prints the outcome (plus `notes()`) and fails on any stale answer.
+ */
+async function noneStale(
+  what: string,
+  port: (name: string) => number,
+  notes: () => Promise<string>,
+): Promise<void> {
+  const r = await readYourWrites(port, "Hill", ["Jaquez", "Smith", "Singleton", "Campbell"], TRIES);
+  console.log(`${what}: ${JSON.stringify(r.stale)} in ${Math.round(r.ms)} ms${await notes()}`);
+  assertEquals(r.stale, { Jaquez: 0, Smith: 0, Singleton: 0, Campbell: 0 }, r.examples.join("; "));
+}
+
 Deno.test(`read-your-writes in one process: ${TRIES} tries, WHATSAT one and two hops away right after the AT reply, 0 stale`, async () => {
   const t = await startSeedHerd({ receiptWaitMs: 2000 }); // see the processes test below
   try {
-    const r = await readYourWrites(
-      t.port,
-      "Hill",
-      ["Jaquez", "Smith", "Singleton", "Campbell"],
-      TRIES,
-    );
-    console.log(`in-process: ${JSON.stringify(r.stale)} in ${Math.round(r.ms)} ms`);
-    assertEquals(
-      r.stale,
-      { Jaquez: 0, Smith: 0, Singleton: 0, Campbell: 0 },
-      r.examples.join("; "),
-    );
+    await noneStale("in-process", t.port, () => Promise.resolve(""));
   } finally {
     await t.close();
   }
@@ -200,26 +203,12 @@ Deno.test(`read-your-writes across server processes: ${TRIES} tries, one and two
   try {
     await herd.startAll();
     await herd.waitLinksUp();
-    const r = await readYourWrites(
-      (n) => herd.port(n),
-      "Hill",
-      ["Jaquez", "Smith", "Singleton", "Campbell"],
-      TRIES,
-    );
-    await new Promise((r) => setTimeout(r, 200)); // logs are written every 50 ms
-    const late = (await Promise.all(herd.names.map((n) => herd.log(n))))
-      .flatMap((l) => l.split("\n").filter((x) => x.includes(" LATE RECEIPT ")));
-    console.log(
-      `processes: ${JSON.stringify(r.stale)} in ${
-        Math.round(r.ms)
-      } ms; ${late.length} late receipts`,
-      late.slice(0, 5),
-    );
-    assertEquals(
-      r.stale,
-      { Jaquez: 0, Smith: 0, Singleton: 0, Campbell: 0 },
-      r.examples.join("; "),
-    );
+    await noneStale("processes", (n) => herd.port(n), async () => {
+      await new Promise((r) => setTimeout(r, 200)); // logs are written every 50 ms
+      const late = (await Promise.all(herd.names.map((n) => herd.log(n))))
+        .flatMap((l) => l.split("\n").filter((x) => x.includes(" LATE RECEIPT ")));
+      return `; ${late.length} late receipts ${late.slice(0, 5).join(" | ")}`;
+    });
   } finally {
     await herd.close();
   }
