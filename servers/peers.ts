@@ -117,8 +117,6 @@ export class Link {
   #lastWrite = 0;
   #lastRead = 0;
   #lastBeat = 0;
-  /** When the pump's write in flight started (0 when none): a slow reader is not a dead one. */
-  #writeSince = 0;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   #wakeDialer: (() => void) | undefined;
   #dialTimer: ReturnType<typeof setTimeout> | undefined;
@@ -227,7 +225,6 @@ export class Link {
     this.#connOurs = dir === "out";
     this.#cursor = -1;
     this.#lastRead = this.#lastWrite = this.#lastBeat = performance.now();
-    this.#writeSince = 0;
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
@@ -269,13 +266,23 @@ export class Link {
     const lag = now - this.#lastBeat - Math.max(50, hb / 2);
     this.#lastBeat = now;
     if (lag > hb / 2) this.#lastRead += lag;
-    // A peer busy digesting what we stream may not answer for a while: while our write is
-    // still being accepted it is alive; a write stuck for 10 beats is a dead peer too.
-    const writing = this.#writeSince > 0 && now - this.#writeSince < 10 * hb;
-    if (now - this.#lastRead > 3 * hb && !writing) {
+    // Only reads prove the peer alive: a write pending to a peer that is gone (a cut) looks
+    // like one pending to a slow reader, and the peer writes heartbeats while it reads (below).
+    if (now - this.#lastRead > 3 * hb) {
       this.#drop("heartbeat timeout");
       return;
     }
+    this.#pingIfDue(conn, now);
+  }
+
+  /**
+   * Sends a heartbeat when nothing was written for a heartbeat interval. Also called from the
+   * read loop: a server digesting a long catch-up keeps the peer's heartbeat check fed even
+   * when its own timers run late.
+   */
+  #pingIfDue(conn: Deno.Conn, now: number): void {
+    // A pump write in flight owns the socket (a PING inside it would split a line); its bytes
+    // reach the peer anyway.
     if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
       this.#send(conn, "PING\n");
     }
@@ -317,9 +324,7 @@ export class Link {
             catchUp: this.#catchingUp,
           });
         }
-        this.#writeSince = performance.now();
         await this.#send(conn, text);
-        this.#writeSince = 0;
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;
@@ -347,6 +352,7 @@ export class Link {
         if (n === null) break;
         this.#lastRead = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n)))) return;
+        this.#pingIfDue(conn, performance.now());
         // A catch-up stream always has data: let the other links and the timers have a turn.
         const turn = fair.turn();
         if (turn !== undefined) await turn;
