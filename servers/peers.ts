@@ -59,8 +59,11 @@ export interface LinkHost {
   receive(records: PeerRecord[], link: Link): void;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
-  /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
-  connectPeer?(peer: string): Promise<Deno.Conn>;
+  /**
+   * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
+   * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
+   */
+  connectPeer?(peer: string, signal?: AbortSignal): Promise<Deno.Conn>;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -524,11 +527,17 @@ export class Link {
     const s = this.#server;
     this.#dialing = true;
     let conn: Deno.Conn | undefined;
+    // A connect unanswered for a heartbeat interval goes nowhere (a SYN lost in a cut is
+    // retried by the kernel 1 s later, then 2, 4 s...): give up, so that the next backoff dial
+    // goes out as soon as the path is back.
+    const abort = new AbortController();
+    const deadline = setTimeout(() => abort.abort(), this.#opts.heartbeatMs);
     try {
       try {
-        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer);
+        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer, abort.signal);
         else {
-          const tcp = await Deno.connect({ hostname: this.host, port: this.port });
+          const hostname = this.host;
+          const tcp = await Deno.connect({ hostname, port: this.port, signal: abort.signal });
           tcp.setNoDelay(true);
           conn = tcp;
         }
@@ -564,6 +573,7 @@ export class Link {
       }
       return "failed";
     } finally {
+      clearTimeout(deadline);
       this.#dialing = false;
       try {
         conn?.close();

@@ -9,6 +9,7 @@
  */
 
 import { ConfigError, type ServerConfig, type TlsConfig } from "./config.ts";
+import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 
 /** A server's PEMs, read once. */
 export interface TlsFiles {
@@ -70,20 +71,38 @@ export function listenLinks(server: ServerConfig, files: TlsFiles): Deno.TlsList
 export async function dialTls(
   peer: { name: string; host: string; linkPort?: number },
   ca: string,
+  signal?: AbortSignal,
 ): Promise<Deno.Conn> {
-  const tcp = await Deno.connect({ hostname: dialHost(peer.host), port: peer.linkPort! });
+  const hostname = dialHost(peer.host);
+  const tcp = await Deno.connect({ hostname, port: peer.linkPort!, signal });
   tcp.setNoDelay(true);
+  let conn: Deno.TlsConn | undefined;
+  let expired = false;
+  // A peer that accepts TCP but never answers TLS must not hold the dial forever.
+  const timer = setTimeout(() => {
+    expired = true;
+    closeQuietly(conn ?? tcp);
+  }, HANDSHAKE_TIMEOUT_MS);
   try {
-    const conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
+    conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
     await conn.handshake();
     return conn;
   } catch (err) {
-    try {
-      tcp.close();
-    } catch {
-      // closed by the failed handshake
-    }
-    throw new LinkTlsError(`TLS with ${peer.name}: ${(err as Error).message}`);
+    closeQuietly(conn ?? tcp);
+    const why = expired
+      ? `no TLS handshake within ${HANDSHAKE_TIMEOUT_MS} ms`
+      : (err as Error).message;
+    throw new LinkTlsError(`TLS with ${peer.name}: ${why}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // closed already (by a failed handshake, or by the deadline)
   }
 }
 
