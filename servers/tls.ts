@@ -9,7 +9,6 @@
  */
 
 import { ConfigError, type ServerConfig, type TlsConfig } from "./config.ts";
-import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 
 /** A server's PEMs, read once. */
 export interface TlsFiles {
@@ -76,33 +75,20 @@ export async function dialTls(
   const hostname = dialHost(peer.host);
   const tcp = await Deno.connect({ hostname, port: peer.linkPort!, signal });
   tcp.setNoDelay(true);
-  let conn: Deno.TlsConn | undefined;
-  let expired = false;
-  // A peer that accepts TCP but never answers TLS must not hold the dial forever.
-  const timer = setTimeout(() => {
-    expired = true;
-    closeQuietly(conn ?? tcp);
-  }, HANDSHAKE_TIMEOUT_MS);
+  // No deadline on the TLS handshake itself: Deno 2.9 keeps the socket open while a handshake
+  // is pending even after close() (seen with a peer that accepts and never answers), so a
+  // deadline would leak a socket per attempt; a hung peer that wakes up completes it instead.
   try {
-    conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
+    const conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
     await conn.handshake();
     return conn;
   } catch (err) {
-    closeQuietly(conn ?? tcp);
-    const why = expired
-      ? `no TLS handshake within ${HANDSHAKE_TIMEOUT_MS} ms`
-      : (err as Error).message;
-    throw new LinkTlsError(`TLS with ${peer.name}: ${why}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // closed already (by a failed handshake, or by the deadline)
+    try {
+      tcp.close();
+    } catch {
+      // closed by the failed handshake
+    }
+    throw new LinkTlsError(`TLS with ${peer.name}: ${(err as Error).message}`);
   }
 }
 
