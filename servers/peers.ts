@@ -65,8 +65,11 @@ export interface LinkHost {
   readonly receipts: boolean;
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
-  /** Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. */
-  connectPeer?(peer: string): Promise<Deno.Conn>;
+  /**
+   * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
+   * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
+   */
+  connectPeer?(peer: string, signal?: AbortSignal): Promise<Deno.Conn>;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -123,8 +126,6 @@ export class Link {
   #lastWrite = 0;
   #lastRead = 0;
   #lastBeat = 0;
-  /** When the pump's write in flight started (0 when none): a slow reader is not a dead one. */
-  #writeSince = 0;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   #wakeDialer: (() => void) | undefined;
   #dialTimer: ReturnType<typeof setTimeout> | undefined;
@@ -245,7 +246,6 @@ export class Link {
     this.#connOurs = dir === "out";
     this.#cursor = -1;
     this.#lastRead = this.#lastWrite = this.#lastBeat = performance.now();
-    this.#writeSince = 0;
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
@@ -289,13 +289,23 @@ export class Link {
     const lag = now - this.#lastBeat - Math.max(50, hb / 2);
     this.#lastBeat = now;
     if (lag > hb / 2) this.#lastRead += lag;
-    // A peer busy digesting what we stream may not answer for a while: while our write is
-    // still being accepted it is alive; a write stuck for 10 beats is a dead peer too.
-    const writing = this.#writeSince > 0 && now - this.#writeSince < 10 * hb;
-    if (now - this.#lastRead > 3 * hb && !writing) {
+    // Only reads prove the peer alive: a write pending to a peer that is gone (a cut) looks
+    // like one pending to a slow reader, and the peer writes heartbeats while it reads (below).
+    if (now - this.#lastRead > 3 * hb) {
       this.#drop("heartbeat timeout");
       return;
     }
+    this.#pingIfDue(conn, now);
+  }
+
+  /**
+   * Sends a heartbeat when nothing was written for a heartbeat interval. Also called from the
+   * read loop: a server digesting a long catch-up keeps the peer's heartbeat check fed even
+   * when its own timers run late.
+   */
+  #pingIfDue(conn: Deno.Conn, now: number): void {
+    // A pump write in flight owns the socket (a PING inside it would split a line); its bytes
+    // reach the peer anyway.
     if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
       this.#send(conn, "PING\n");
     }
@@ -342,9 +352,7 @@ export class Link {
             catchUp: this.#catchingUp,
           });
         }
-        this.#writeSince = performance.now();
         await this.#send(conn, text);
-        this.#writeSince = 0;
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;
@@ -372,6 +380,7 @@ export class Link {
         if (n === null) break;
         this.#lastRead = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n)))) return;
+        this.#pingIfDue(conn, performance.now());
         // A catch-up stream always has data: let the other links and the timers have a turn.
         const turn = fair.turn();
         if (turn !== undefined) await turn;
@@ -558,11 +567,17 @@ export class Link {
     const s = this.#server;
     this.#dialing = true;
     let conn: Deno.Conn | undefined;
+    // A connect unanswered for a heartbeat interval goes nowhere (a SYN lost in a cut is
+    // retried by the kernel 1 s later, then 2, 4 s...): give up, so that the next backoff dial
+    // goes out as soon as the path is back.
+    const abort = new AbortController();
+    const deadline = setTimeout(() => abort.abort(), this.#opts.heartbeatMs);
     try {
       try {
-        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer);
+        if (s.connectPeer !== undefined) conn = await s.connectPeer(this.peer, abort.signal);
         else {
-          const tcp = await Deno.connect({ hostname: this.host, port: this.port });
+          const hostname = this.host;
+          const tcp = await Deno.connect({ hostname, port: this.port, signal: abort.signal });
           tcp.setNoDelay(true);
           conn = tcp;
         }
@@ -598,6 +613,7 @@ export class Link {
       }
       return "failed";
     } finally {
+      clearTimeout(deadline);
       this.#dialing = false;
       try {
         conn?.close();

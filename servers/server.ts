@@ -204,10 +204,10 @@ export class HerdServer implements LineHandler {
   }
 
   /** Opens a link to a neighbour: TLS to its link port when the herd uses TLS. */
-  connectPeer(peer: string): Promise<Deno.Conn> {
+  connectPeer(peer: string, signal?: AbortSignal): Promise<Deno.Conn> {
     const config = this.#peerConfigs.get(peer)!;
-    if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca);
-    return Deno.connect({ hostname: config.host, port: config.port }).then((tcp) => {
+    if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca, signal);
+    return Deno.connect({ hostname: config.host, port: config.port, signal }).then((tcp) => {
       tcp.setNoDelay(true);
       return tcp;
     });

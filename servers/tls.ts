@@ -70,9 +70,14 @@ export function listenLinks(server: ServerConfig, files: TlsFiles): Deno.TlsList
 export async function dialTls(
   peer: { name: string; host: string; linkPort?: number },
   ca: string,
+  signal?: AbortSignal,
 ): Promise<Deno.Conn> {
-  const tcp = await Deno.connect({ hostname: dialHost(peer.host), port: peer.linkPort! });
+  const hostname = dialHost(peer.host);
+  const tcp = await Deno.connect({ hostname, port: peer.linkPort!, signal });
   tcp.setNoDelay(true);
+  // No deadline on the TLS handshake itself: Deno 2.9 keeps the socket open while a handshake
+  // is pending even after close() (seen with a peer that accepts and never answers), so a
+  // deadline would leak a socket per attempt; a hung peer that wakes up completes it instead.
   try {
     const conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
     await conn.handshake();

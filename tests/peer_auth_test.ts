@@ -387,6 +387,47 @@ Deno.test("peer auth: a half-open peer is detected by heartbeats (accepting side
   }
 });
 
+Deno.test("peer auth: a peer gone while we stream to it is detected by heartbeats (sending side)", async () => {
+  // M holds more records than the socket buffers take; F asks for all of them, then neither
+  // reads nor writes (a cut): M's write stays pending, which must not keep the link alive.
+  const s = await startM();
+  const store = s.herd.servers.get("M")!.store;
+  const total = 400_000; // ~20 MB of R lines; loopback buffers take a few MB
+  for (let i = 0; i < total; i++) {
+    const time = "1700000000";
+    store.offer({ origin: "M", diff: "+0.0", client: `bulk.${i}`, location: "+1+2", time }, -1);
+  }
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
+  try {
+    const next = lineReader(conn);
+    const send = (text: string) => conn.write(new TextEncoder().encode(text));
+    const nonceD = newNonce();
+    await send(`${hello("F", "M", nonceD)}\n`);
+    const nonceA = (await next()).split(" ")[4];
+    await send(
+      `HERD2 PROOF ${await s.auth.sign(proofText("peer", "dialler", "F", "M", nonceD, nonceA))}\n`,
+    );
+    assert.equal(await next(), "HERD2 WELCOME M F");
+    const sync = (await next()).split(" ");
+    assert.equal(sync[0], "SYNC");
+    const link = s.herd.servers.get("M")!.links.find((l) => l.peer === "F")!;
+    await send(`SYNC f0f0f0f0 0 ${sync[1]} 0\n`); // nothing of M's yet: send it everything
+    const t0 = performance.now();
+    await waitFor(() => !link.up, 6000, "M to give up on F, gone while M streams to it");
+    const took = performance.now() - t0;
+    const down = s.events.findLast((e) => e.kind === "link.down")!;
+    assert.equal((down as { reason: string }).reason, "heartbeat timeout");
+    assert.ok(link.recordsSent < total, `the stream was still going (${link.recordsSent} sent)`);
+    assert.ok(took >= 2500 && took <= 4500, `detected after ${took.toFixed(0)} ms, expected 3-4 s`);
+    console.log(
+      `  F dropped after ${took.toFixed(0)} ms, ${link.recordsSent} of ${total} records queued`,
+    );
+  } finally {
+    conn.close();
+    await s.close();
+  }
+});
+
 Deno.test("peer auth: a half-open peer is detected by heartbeats (dialling side)", async () => {
   // Play Z: M dials us; we answer the handshake properly, then go silent.
   const { listener, herd } = withFakeZ();

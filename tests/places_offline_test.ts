@@ -1,6 +1,7 @@
 /**
  * The offline GeoNames provider: right places, every one inside the radius by an independent
- * great-circle computation, ranked by population, legacy-shaped, and fast once built.
+ * great-circle computation, ranked by population, legacy-shaped, built once. (Its speed is
+ * measured by `deno task bench`, bench/whatsat.ts, not asserted here.)
  */
 
 import assert from "node:assert/strict";
@@ -140,7 +141,9 @@ Deno.test("offline: the attribution is escaped in the printed JSON", async () =>
   assert.ok(text.includes("CC BY 4.0"));
 });
 
-Deno.test("offline: the index is built once and shared; 50 km queries are sub-millisecond", async () => {
+// Speed is not asserted here (timed asserts fail on a loaded machine): `deno task bench`
+// measures WHATSAT 50 20 in a dense area with this provider (bench/whatsat.ts).
+Deno.test("offline: the index is built once and shared; dense 50 km queries fill the bound, inside the radius, the same every time", async () => {
   const first = await warmOfflineIndex();
   const again = await warmOfflineIndex();
   assert.ok(first.places > 100_000);
@@ -148,24 +151,27 @@ Deno.test("offline: the index is built once and shared; 50 km queries are sub-mi
   assert.equal(again.places, first.places);
 
   const provider = createOfflineProvider();
+  const other = createOfflineProvider(); // shares the index
   const dense = [
     { lat: 40.7, lng: -74.0 }, // New York
     { lat: 19.43, lng: -99.13 }, // Mexico City
     { lat: 52.37, lng: 4.9 }, // Amsterdam
     { lat: 34.06893, lng: -118.445127 }, // UCLA
   ];
-  const report: string[] = [];
   for (const p of dense) {
-    for (let i = 0; i < 50; i++) await provider.search({ ...p, radiusKm: 50, bound: 20 }); // warm
-    const n = 500;
-    const start = performance.now();
-    for (let i = 0; i < n; i++) {
-      await provider.search({ lat: p.lat + (i % 10) * 1e-3, lng: p.lng, radiusKm: 50, bound: 20 });
+    for (let i = 0; i < 50; i++) {
+      const q = { lat: p.lat + (i % 10) * 1e-3, lng: p.lng, radiusKm: 50, bound: 20 };
+      const { body } = await provider.search(q);
+      assert.equal(body.status, "OK");
+      assert.equal(body.results.length, 20, `${q.lat},${q.lng}: a dense area fills the bound`);
+      for (const r of body.results) {
+        const km = distanceTo(q, r);
+        assert.ok(km <= 50.001, `${r.name} is ${km.toFixed(3)} km from ${q.lat},${q.lng}`);
+      }
+      const pops = body.results.map((r) => r.population as number);
+      assert.deepEqual(pops, [...pops].sort((a, b) => b - a));
+      // Queries leave the shared index as it was: the same query gives the same answer.
+      assert.deepEqual((await other.search(q)).body, body);
     }
-    const perQuery = (performance.now() - start) / n;
-    report.push(`${p.lat},${p.lng}: ${(perQuery * 1000).toFixed(0)} µs`);
-    // Generous for a loaded CI machine; measured ~0.1–0.3 ms on a 2-core box.
-    assert.ok(perQuery < 2, `50 km query took ${perQuery.toFixed(3)} ms`);
   }
-  console.log(`offline index: ${first.places} places; 50 km, bound 20: ${report.join("; ")}`);
 });

@@ -10,45 +10,11 @@ import { Herd, type HerdOptions } from "../../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../../servers/options.ts";
 import { createOfflineProvider } from "../../servers/places/offline.ts";
 import { binaryToBytes, bytesToBinary } from "../../servers/lines.ts";
+import { leasePorts } from "./ports.ts";
 
-/**
- * The kernel's ephemeral range, where outgoing connections take their local ports. Tests pick
- * listening ports below it: with thousands of client sockets open in parallel tests, a port
- * picked by binding port 0 can be taken by some connection before the server binds it.
- */
-function ephemeralLow(): number {
-  try {
-    const low = Number(
-      Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").split(/\s+/)[0],
-    );
-    return Number.isInteger(low) && low > 0 ? low : 0;
-  } catch {
-    return 0;
-  }
-}
-
-const EPHEMERAL_LOW = ephemeralLow();
-const PICK_FROM = 10_000;
-
-/** Ports that were free a moment ago, outside the ephemeral range where possible. */
+/** Ports free now, leased so that no parallel test file gets them too (see ports.ts). */
 export function freePorts(n: number): number[] {
-  const ports: number[] = [];
-  for (let tries = 0; ports.length < n && tries < 1000; tries++) {
-    let port = 0;
-    if (EPHEMERAL_LOW > PICK_FROM + 1000) {
-      port = PICK_FROM + Math.floor(Math.random() * (EPHEMERAL_LOW - PICK_FROM));
-      if (ports.includes(port)) continue;
-    }
-    try {
-      const l = Deno.listen({ hostname: "127.0.0.1", port });
-      ports.push((l.addr as Deno.NetAddr).port);
-      l.close();
-    } catch {
-      // taken: try another
-    }
-  }
-  if (ports.length < n) throw new Error(`no ${n} free ports found`);
-  return ports;
+  return leasePorts(n);
 }
 
 /** The seed's topology on the given ports (Hill, Jaquez, Smith, Campbell, Singleton). */

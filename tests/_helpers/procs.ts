@@ -7,6 +7,7 @@
  */
 
 import { exchange } from "./net.ts";
+import { leasePorts } from "./ports.ts";
 
 /** The seed's links (undirected), as neighbour lists. */
 export const SEED_TOPOLOGY: Record<string, string[]> = {
@@ -21,33 +22,12 @@ export const SEED_TOPOLOGY: Record<string, string[]> = {
 const START_TIMEOUT_MS = 30_000;
 
 /**
- * Ports that are free now and lie below the kernel's ephemeral range, so that the outgoing
- * connections of tests running in parallel cannot take them while a server is down.
+ * Ports that are free now, below the kernel's ephemeral range (the outgoing connections of tests
+ * running in parallel cannot take them while a server is down), and leased so that no parallel
+ * test file gets them too (see ports.ts).
  */
 export function stablePorts(n: number): number[] {
-  let low = 32768;
-  try {
-    low = Number(
-      Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(/\s+/)[0],
-    );
-  } catch {
-    // not Linux: keep the usual bound
-  }
-  const min = 15000;
-  const max = Math.min(low, 32768);
-  const ports: number[] = [];
-  for (let tries = 0; ports.length < n && tries < 10_000; tries++) {
-    const port = min + Math.floor(Math.random() * (max - min));
-    if (ports.includes(port)) continue;
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port }).close();
-      ports.push(port);
-    } catch {
-      // taken
-    }
-  }
-  if (ports.length < n) throw new Error(`could not find ${n} free ports in ${min}-${max}`);
-  return ports;
+  return leasePorts(n);
 }
 
 /** The herd secret of a {@linkcode ProcessHerd} unless its options give another. */
