@@ -106,8 +106,10 @@ export class ClientConnection {
   }
 
   /** Reads until EOF or close; answers everything pending before closing. */
-  async run(): Promise<void> {
+  async run(initial?: Uint8Array): Promise<void> {
     const buf = new Uint8Array(READ_SIZE);
+    /** Bytes the server already read (deciding whether to admit us), taken as the first read. */
+    let first = initial;
     this.#armIdle();
     try {
       while (!this.#closed) {
@@ -120,8 +122,13 @@ export class ClientConnection {
           this.#armPartial();
         }
         let n: number | null;
+        let input: Uint8Array = buf;
         try {
-          n = await this.conn.read(buf);
+          if (first !== undefined) {
+            input = first;
+            n = first.length;
+            first = undefined;
+          } else n = await this.conn.read(buf);
         } catch (err) {
           if (!this.#closed) this.reason = `read error: ${(err as Error).name}`;
           break;
@@ -139,7 +146,7 @@ export class ClientConnection {
           break;
         }
         this.#lastRead = performance.now();
-        const lines = this.splitter.push(buf.subarray(0, n));
+        const lines = this.splitter.push(input.subarray(0, n));
         if (this.#firstLine && lines.length > 0) {
           this.#firstLine = false;
           const first = lines[0];

@@ -35,7 +35,15 @@ import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts"
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
 import { startObserver } from "./observe.ts";
+import { acceptConnections, descriptors } from "./descriptors.ts";
 import type { Persistence } from "./persist.ts";
+
+/** Every peer and observer handshake line starts with this (whatever its version). */
+const HANDSHAKE_PREFIX = "HERD";
+/** How long a connection over the client cap has to show it is a handshake (ms). */
+const HANDSHAKE_WINDOW_MS = 1000;
+/** Bytes read while deciding; whatever came is handed on as the connection's first input. */
+const READ_AHEAD = 16 * 1024;
 
 /** Everything a server needs besides its config. */
 export interface ServerOptions extends ConnectionOptions {
@@ -106,6 +114,7 @@ export class HerdServer implements LineHandler {
   #observers = new Set<{ close(): void }>();
   #nextConn = 1;
   #persistence: Persistence | undefined;
+  #lifecycle: Promise<void> = Promise.resolve();
 
   constructor(
     config: ServerConfig,
@@ -147,8 +156,28 @@ export class HerdServer implements LineHandler {
     return this.#conns.size;
   }
 
+  /**
+   * Runs one start or stop after the ones before it: each awaits (the store loading, the
+   * connections closing), and interleaved they left a server reported stopped with its links
+   * relaying, or listening with its links stopped.
+   */
+  #serialised(step: () => Promise<void>): Promise<void> {
+    const next = this.#lifecycle.then(step);
+    this.#lifecycle = next.catch(() => {});
+    return next;
+  }
+
   /** Listens, loads stored records, and starts the links. Throws a clear error when the port is taken. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.#serialised(() => this.#start());
+  }
+
+  /** Closes the listener, every connection and every link. */
+  stop(): Promise<void> {
+    return this.#serialised(() => this.#stop());
+  }
+
+  async #start(): Promise<void> {
     if (this.#listener !== undefined) return;
     if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
     this.#listener = this.#listen(
@@ -173,7 +202,16 @@ export class HerdServer implements LineHandler {
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
     if (this.#persistence !== undefined) {
-      await this.#persistence.load(this.store, this.links, this.bus);
+      try {
+        await this.#persistence.load(this.store, this.links, this.bus);
+      } catch (err) {
+        // Not started: no listener left behind claiming a port.
+        this.#listener.close();
+        this.#listener = undefined;
+        this.#tlsListener?.close();
+        this.#tlsListener = undefined;
+        throw err;
+      }
     }
     this.bus.emit({
       kind: "server.up",
@@ -213,8 +251,7 @@ export class HerdServer implements LineHandler {
     });
   }
 
-  /** Closes the listener, every connection and every link. */
-  async stop(): Promise<void> {
+  async #stop(): Promise<void> {
     const listener = this.#listener;
     if (listener === undefined) return;
     this.#listener = undefined;
@@ -261,36 +298,93 @@ export class HerdServer implements LineHandler {
 
   async #acceptLoop(listener: Deno.Listener | Deno.TlsListener, secure: boolean): Promise<void> {
     const pending = new Set<Promise<void>>();
-    try {
-      for await (const conn of listener) {
-        const p = this.#serve(conn, secure);
-        pending.add(p);
-        p.finally(() => pending.delete(p));
-      }
-    } catch {
-      // listener closed
+    const failed = (message: string) =>
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message });
+    for await (const conn of acceptConnections(listener, failed)) {
+      const p = this.#serve(conn, secure);
+      pending.add(p);
+      p.finally(() => pending.delete(p));
     }
     await Promise.allSettled([...pending]);
+  }
+
+  /** Refuses a connection at once with one line, closing it. */
+  async #refuse(conn: Deno.Conn, remote: string, reason: string): Promise<void> {
+    this.bus.emit({ kind: "client.refused", t: Date.now(), server: this.name, remote, reason });
+    try {
+      await writeAll(conn, binaryToBytes(`? server busy: ${reason}\n`));
+    } catch {
+      // the refusal is best effort
+    }
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /**
+   * Over the client cap, a connection may still be a neighbour (a restarted one relinking):
+   * its first bytes decide. Resolves the bytes read when they start a `HERD` handshake line,
+   * undefined (refuse it) otherwise or when nothing comes within the window.
+   */
+  async #peekHandshake(conn: Deno.Conn): Promise<Uint8Array | undefined> {
+    const want = binaryToBytes(HANDSHAKE_PREFIX);
+    const buf = new Uint8Array(READ_AHEAD);
+    let expire!: (v: undefined) => void;
+    const expired = new Promise<undefined>((resolve) => (expire = resolve));
+    const timer = setTimeout(() => expire(undefined), HANDSHAKE_WINDOW_MS);
+    const read = async () => {
+      let got = 0;
+      while (got < want.length) {
+        const n = await conn.read(buf.subarray(got));
+        if (n === null) return undefined;
+        for (let i = got; i < Math.min(got + n, want.length); i++) {
+          if (buf[i] !== want[i]) return undefined;
+        }
+        got += n;
+      }
+      return buf.slice(0, got);
+    };
+    try {
+      // On expiry the read is left pending; the refusal's close ends it.
+      return await Promise.race([read(), expired]);
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
-    if (this.#conns.size >= this.#opts.maxConnections) {
-      this.bus.emit({
-        kind: "client.refused",
-        t: Date.now(),
-        server: this.name,
-        remote,
-        reason: "too many connections",
-      });
-      try {
-        await writeAll(conn, binaryToBytes("? server busy: too many connections\n"));
-      } catch {
-        // the refusal is best effort
+    // The process-wide descriptor budget comes first: past it, nothing is admitted.
+    if (!descriptors.tryAcquire("hard")) {
+      return this.#refuse(conn, remote, "too many open connections");
+    }
+    let counted = true;
+    const release = () => {
+      if (counted) descriptors.release();
+      counted = false;
+    };
+    let initial: Uint8Array | undefined;
+    // Past the client caps (this server's, or the process's share for clients), only a peer or
+    // observer handshake gets in: links are never refused for the clients' sake.
+    const overCap = this.#conns.size >= this.#opts.maxConnections ||
+      descriptors.used > descriptors.clientCap;
+    if (overCap) {
+      initial = await this.#peekHandshake(conn);
+      if (initial === undefined) {
+        release();
+        return this.#refuse(
+          conn,
+          remote,
+          this.#conns.size >= this.#opts.maxConnections
+            ? "too many connections"
+            : "too many open connections",
+        );
       }
-      conn.close();
-      return;
     }
     try {
       (conn as Deno.TcpConn).setNoDelay(true);
@@ -307,7 +401,12 @@ export class HerdServer implements LineHandler {
       conn: client.id,
       remote,
     });
-    await client.run();
+    try {
+      await client.run(initial);
+    } finally {
+      // A socket handed to a link or observer is counted by measuring from now on.
+      release();
+    }
     this.#conns.delete(client);
     const closedWhy = this.#closedInHandshake.get(client);
     if (!client.handedOver || closedWhy !== undefined) {

@@ -14,7 +14,8 @@
 import { Hono } from "hono";
 import { type Assets, loadAssets, serveStatic, STATIC_DIR } from "./assets.ts";
 import type { Dashboard } from "./context.ts";
-import { EventHub, type HubOptions } from "./hub.ts";
+import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
+import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
 import { HerdMetrics } from "./metrics.ts";
 import {
@@ -185,13 +186,36 @@ export async function serveDashboard(
 ): Promise<ServedDashboard> {
   const assets = opts.assets ?? await loadAssets(opts.staticDir ?? STATIC_DIR);
   const dash = createDashboard(herd, { ...opts, token: opts.token ?? envToken(), assets });
-  const server = Deno.serve({
-    hostname: opts.host,
-    port: opts.port,
-    signal: opts.signal,
-    onListen: () => {},
-  }, dash.app.fetch);
-  const addr = server.addr as Deno.NetAddr;
+  // The HTTP server listens on a private Unix socket; the port is the front's (web/front.ts).
+  const sockDir = await Deno.makeTempDir({ prefix: "herd-dashboard-" });
+  const target = `${sockDir}/http.sock`;
+  const server = Deno.serve(
+    { transport: "unix", path: target, onListen: () => {} },
+    dash.app.fetch,
+  );
+  // Should it fail anyway, the dashboard stops answering; the herd keeps running.
+  server.finished.catch((err) => console.error(`dashboard: HTTP server failed: ${err}`));
+  let front: TcpFront;
+  try {
+    front = new TcpFront({
+      hostname: opts.host,
+      port: opts.port,
+      target,
+      stallMs: opts.hub?.stallMs ?? DEFAULT_STALL_MS,
+      onError: (message) => console.error(`dashboard: ${message}`),
+    });
+  } catch (err) {
+    await server.shutdown();
+    await Deno.remove(sockDir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  const stop = async () => {
+    await front.close();
+    await server.shutdown();
+    await Deno.remove(sockDir, { recursive: true }).catch(() => {});
+  };
+  opts.signal?.addEventListener("abort", () => void stop(), { once: true });
+  const addr = front.addr;
   dash.setListenAddress(opts.host, addr.port);
   const shownHost = isWildcardHost(opts.host) ? "127.0.0.1" : opts.host;
   const url = `http://${authority(shownHost, addr.port)}`;
@@ -209,12 +233,12 @@ export async function serveDashboard(
     ...dash,
     url,
     openUrl,
-    finished: server.finished,
+    finished: server.finished.catch(() => {}),
     async close() {
-      if (closed) return server.finished;
+      if (closed) return server.finished.catch(() => {});
       closed = true;
       dash.close();
-      await server.shutdown();
+      await stop();
     },
   };
 }

@@ -90,6 +90,9 @@ interface Sub {
 
 const STREAMED = new Set<string>(STREAM_KINDS);
 
+/** A subscriber (and, in web/front.ts, any dashboard connection) accepting nothing this long is cut. */
+export const DEFAULT_STALL_MS = 30_000;
+
 /** True for events the stream carries (everything but line.in / reply.out). */
 export function isStreamed(e: HerdEvent): boolean {
   return STREAMED.has(e.kind);
@@ -169,7 +172,7 @@ export class EventHub {
     this.#flushMs = opts.flushMs ?? 100;
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.#maxFrame = opts.maxFrame ?? 300;
-    this.#stallMs = opts.stallMs ?? 30_000;
+    this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.#now = opts.now ?? Date.now;
     this.#off = bus.subscribe((e) => this.#onEvent(e));
   }
