@@ -529,3 +529,11 @@ export async function waitKnown(
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A command prefix (for {@linkcode ProcessHerdOptions.wrap}) that runs the server under
+ * `ulimit -n limit`; exec keeps the pid the server's.
+ */
+export function underUlimit(limit: number): string[] {
+  return ["bash", "-c", `ulimit -n ${limit} && exec "$0" "$@"`];
+}

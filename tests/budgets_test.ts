@@ -1,0 +1,210 @@
+/**
+ * Descriptors are a budget (issue 10, findings 4 and 6), against real processes on loopback:
+ *
+ * - a `server` and a `start` process under `ulimit -n 256` get 300 connections (to a server, and
+ *   to the dashboard), which close; then a normal IAMAT is answered, and the dashboard answers,
+ *   within 2 s (before: accept errors ended the accept loop for good, silently, and the
+ *   dashboard's rejected `finished` ended the `start` process);
+ * - a server whose client slots are all taken still takes a restarted neighbour's link (before:
+ *   refused as a client, logged as a secret mismatch), and records flow over it.
+ */
+
+import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import { iamat, ProcessHerd, ServerProcess, stablePorts, underUlimit } from "./_helpers/procs.ts";
+import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+
+const OPEN_FILES = 256;
+const FLOOD = 300;
+
+/** Opens `n` connections to a port (those the kernel completes; not necessarily accepted). */
+async function flood(port: number, n: number): Promise<TcpClient[]> {
+  const conns: TcpClient[] = [];
+  for (let i = 0; i < n; i++) {
+    try {
+      conns.push(await TcpClient.connect(port));
+    } catch {
+      break; // the backlog is full: enough
+    }
+  }
+  return conns;
+}
+
+/** Retries `attempt` (each bounded by the time left) until it resolves true or `ms` pass. */
+async function within(ms: number, attempt: (left: number) => Promise<boolean>): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const left = ms - (performance.now() - start);
+    if (left <= 0) throw new Error(`not served again within ${ms} ms`);
+    if (await attempt(left).catch(() => false)) return performance.now() - start;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Gives the server time to take (or refuse) every connection: until some are refused, or 3 s. */
+async function settle(conns: TcpClient[]): Promise<void> {
+  await waitFor(() => conns.some((c) => c.eof), 3000, "refusals").catch(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+async function iamatAnswered(port: number, client: string, left: number): Promise<boolean> {
+  const reply = await exchange(port, `IAMAT ${client} +34.068930-118.445127 1621464827.5\n`, left);
+  return reply.startsWith("AT ") && reply.includes(` ${client} `);
+}
+
+async function dashboardAnswers(port: number, left: number): Promise<boolean> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/state`, {
+    signal: AbortSignal.timeout(Math.max(1, left)),
+  });
+  const body = await res.json();
+  return res.status === 200 && Array.isArray(body.servers);
+}
+
+Deno.test("descriptors: a server under ulimit -n 256 refuses 300 connections clearly and serves again within 2 s", async () => {
+  const herd = await ProcessHerd.create({
+    topology: { Hill: [] },
+    wrap: () => underUlimit(OPEN_FILES),
+  });
+  let conns: TcpClient[] = [];
+  try {
+    const hill = await herd.start("Hill");
+    const port = herd.port("Hill");
+    conns = await flood(port, FLOOD);
+    assertEquals(conns.length, FLOOD);
+    // Those beyond the budget are told so (a silent one after its 1 s handshake window).
+    await settle(conns);
+    const refused = conns.filter((c) => c.eof);
+    await Promise.all(conns.map((c) => c.close()));
+    const ms = await within(2000, (left) => iamatAnswered(port, "after.flood", left));
+    console.log(`refused ${refused.length} of ${FLOOD}; served again after ${ms.toFixed(0)} ms`);
+    assert(refused.length > 0, "connections beyond the budget are refused");
+    for (const c of refused) assertEquals(c.received, "? server busy: too many open connections\n");
+    assert(!hill.exited, "the server is still running");
+  } finally {
+    await Promise.all(conns.map((c) => c.close()));
+    await herd.close();
+  }
+});
+
+/** A `main.ts start` process under a descriptor limit, with the dashboard. */
+async function startProcess(dir: string, limit: number): Promise<{
+  proc: ServerProcess;
+  ports: number[];
+  dashboardPort: number;
+}> {
+  const ports = stablePorts(6);
+  const names = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+  const neighbors: Record<string, string[]> = {
+    Hill: ["Jaquez", "Smith"],
+    Jaquez: ["Singleton"],
+    Smith: ["Singleton", "Campbell"],
+    Campbell: ["Singleton"],
+    Singleton: [],
+  };
+  const servers = Object.fromEntries(
+    names.map((n, i) => [n, { port: ports[i], neighbors: neighbors[n] }]),
+  );
+  await Deno.writeTextFile(`${dir}/herd.json`, JSON.stringify({ servers }));
+  const args = [
+    "run",
+    "--allow-all",
+    "main.ts",
+    "start",
+    "--config",
+    `${dir}/herd.json`,
+    "--log-dir",
+    `${dir}/logs`,
+    "--memory",
+    "--dashboard-port",
+    String(ports[5]),
+    "--places",
+    "legacy",
+    "--places-url",
+    "http://127.0.0.1:1",
+  ];
+  const [cmd, ...prefix] = [...underUlimit(limit), Deno.execPath()];
+  const child = new Deno.Command(cmd, {
+    args: [...prefix, ...args],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { HERD_SECRET: "budgets-test-secret-0123456789", GOOGLE_PLACES_API_KEY: "k" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // ServerProcess waits for "<name> listening on"; `start` prints the dashboard after the servers.
+  const proc = new ServerProcess("Singleton", child);
+  await proc.waitListening();
+  await waitFor(() => proc.stdout.includes("Dashboard:"), 30_000, "the dashboard line");
+  return { proc, ports: ports.slice(0, 5), dashboardPort: ports[5] };
+}
+
+Deno.test("descriptors: a start process under ulimit -n 256 survives 300 connections to a server and to the dashboard", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herd-budgets-" });
+  let conns: TcpClient[] = [];
+  let proc: ServerProcess | undefined;
+  try {
+    const started = await startProcess(dir, OPEN_FILES);
+    proc = started.proc;
+    const [hill] = started.ports;
+    const dash = started.dashboardPort;
+
+    // 300 to a server: served again within 2 s, and the dashboard answers.
+    conns = await flood(hill, FLOOD);
+    await settle(conns);
+    await Promise.all(conns.map((c) => c.close()));
+    let ms = await within(2000, (left) => iamatAnswered(hill, "after.server.flood", left));
+    console.log(`server flood: served again after ${ms.toFixed(0)} ms`);
+    await within(2000, (left) => dashboardAnswers(dash, left));
+
+    // 300 to the dashboard: the process lives, the dashboard and the servers answer again.
+    conns = await flood(dash, FLOOD);
+    await settle(conns);
+    const refused = conns.find((c) => c.eof && c.received !== "");
+    await Promise.all(conns.map((c) => c.close()));
+    ms = await within(2000, (left) => dashboardAnswers(dash, left));
+    console.log(`dashboard flood: answered again after ${ms.toFixed(0)} ms`);
+    await within(2000, (left) => iamatAnswered(hill, "after.dashboard.flood", left));
+    assert(!proc.exited, `the start process exited: ${proc.stderr}`);
+    assert(refused !== undefined, "dashboard connections beyond the budget are refused");
+    assertMatch(refused.received, /^HTTP\/1\.1 503 [^]*"error":"server busy/);
+  } finally {
+    await Promise.all(conns.map((c) => c.close()));
+    await proc?.kill();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("descriptors: a server with every client slot taken still takes a restarted neighbour's link", async () => {
+  const MAX = 20;
+  // Hill dials (its name sorts first), Jaquez accepts: fill Jaquez, restart Hill.
+  const herd = await ProcessHerd.create({
+    topology: { Hill: ["Jaquez"], Jaquez: ["Hill"] },
+    args: (name) => (name === "Jaquez" ? ["--max-connections", String(MAX)] : []),
+  });
+  let idle: TcpClient[] = [];
+  try {
+    await herd.startAll();
+    await herd.waitLinksUp();
+    await herd.kill("Hill");
+    idle = await flood(herd.port("Jaquez"), MAX);
+    // Every slot is taken: one more client is refused.
+    const extra = await exchange(herd.port("Jaquez"), "IAMAT extra +1+1 1\n");
+    assertEquals(extra, "? server busy: too many connections\n");
+    await herd.start("Hill");
+    await herd.waitLinksUp(10_000);
+    assert(!(await herd.log("Hill")).includes("neighbour refused our handshake"));
+    // Records flow both ways over the link.
+    await iamat(herd.port("Hill"), "from.hill", "+1+1", "1621464827.5");
+    await waitFor(
+      async () => (await herd.log("Jaquez")).includes("from.hill"),
+      5000,
+      "Hill's record at Jaquez",
+    );
+    await Promise.all(idle.map((c) => c.close()));
+    idle = [];
+    const reply = await exchange(herd.port("Jaquez"), "WHATSAT from.hill 10 0\n");
+    assertMatch(reply, /^AT Hill \S+ from\.hill /);
+  } finally {
+    await Promise.all(idle.map((c) => c.close()));
+    await herd.close();
+  }
+});
