@@ -42,6 +42,8 @@ export interface HerdFlags {
   idleTimeoutMs: number;
   maxConnections: number;
   maxPendingReplies: number;
+  /** Reply bytes buffered in the whole process before the biggest holders are paused (MiB). */
+  replyBudgetMib: number;
   whatsatGraceMs: number;
   maxFutureS: number;
   receiptWaitMs: number;
@@ -71,6 +73,8 @@ export const FLAGS_HELP = `Options:
   --idle-timeout-ms N       close idle client connections after N ms (default 300000; 0 off)
   --max-connections N       client connections per server (default 10000)
   --max-pending-replies N   stop reading a client with N replies unwritten (default 1024)
+  --reply-budget-mib N      reply bytes buffered per process before pausing, then cutting,
+                            the connections holding the most (default 64)
   --whatsat-grace-ms N      wait up to N ms for a client's record to arrive (default 250)
   --max-future-s N          an IAMAT time more than N s ahead of the server clock is invalid (default 86400)
   --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipts (default 50; 0 off)
@@ -127,6 +131,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
         "idle-timeout-ms": { type: "string" },
         "max-connections": { type: "string" },
         "max-pending-replies": { type: "string" },
+        "reply-budget-mib": { type: "string" },
         "whatsat-grace-ms": { type: "string" },
         "max-future-s": { type: "string" },
         "receipt-wait-ms": { type: "string" },
@@ -166,6 +171,7 @@ export function parseHerdFlags(args: string[]): HerdFlags {
     idleTimeoutMs: intFlag("idle-timeout-ms", v["idle-timeout-ms"], 300_000, 0, 86_400_000),
     maxConnections: intFlag("max-connections", v["max-connections"], 10_000, 1, 1_000_000),
     maxPendingReplies: intFlag("max-pending-replies", v["max-pending-replies"], 1024, 1, 1_000_000),
+    replyBudgetMib: intFlag("reply-budget-mib", v["reply-budget-mib"], 64, 1, 65_536),
     whatsatGraceMs: intFlag("whatsat-grace-ms", v["whatsat-grace-ms"], 250, 0, 60_000),
     maxFutureS: intFlag("max-future-s", v["max-future-s"], 86_400, 0, 3_153_600_000),
     receiptWaitMs: intFlag("receipt-wait-ms", v["receipt-wait-ms"], 50, 0, 60_000),

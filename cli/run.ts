@@ -11,6 +11,7 @@ import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { outputBudget } from "../servers/output_budget.ts";
 import {
   createPlacesProvider,
   describeProvider,
@@ -87,6 +88,8 @@ export async function runHerd(
     throw new UsageError((err as Error).message);
   }
 
+  // Process-wide, like the descriptor budget: every server here shares it.
+  outputBudget.bytes = flags.replyBudgetMib * 1024 * 1024;
   const herd = new Herd(config, {
     ...SERVER_DEFAULTS,
     partialLineMs: flags.partialLineMs,

@@ -10,10 +10,11 @@
  * @module
  */
 
-import { FairShare } from "./fair.ts";
+import { FairShare, TurnQueue } from "./fair.ts";
 import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./handshake.ts";
+import { outputBudget, type OutputHolder } from "./output_budget.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -52,6 +53,20 @@ const MAX_PENDING_BYTES = 1024 * 1024;
 const MAX_IN_FLIGHT = 32;
 const READ_SIZE = 16 * 1024;
 const MAX_WRITE_BUF = 64 * 1024;
+/**
+ * Commands of one connection handled in one go (ms) before it queues for another turn, when it
+ * has more pipelined. The queue is shared by every client connection of the process.
+ */
+const SLICE_MS = 5;
+/**
+ * Asynchronous commands started per turn while other connections wait for theirs. An offline
+ * WHATSAT does its search (up to ~5 ms) in a microtask after the slice, so time alone cannot
+ * bound a turn: 32 of them made every turn 160 ms.
+ */
+const TURN_IN_FLIGHT = 2;
+const turns = new TurnQueue();
+/** Connections working through a pipelined read right now (process-wide). */
+let pipelining = 0;
 /** A timer this late (ms) means our event loop was stalled: input may be waiting unread. */
 const LATE_TIMER_MS = 100;
 
@@ -65,7 +80,7 @@ const LATE_TIMER_MS = 100;
  * await client.run();
  * ```
  */
-export class ClientConnection {
+export class ClientConnection implements OutputHolder {
   readonly conn: Deno.Conn;
   readonly id: number;
   readonly remote: string;
@@ -77,6 +92,9 @@ export class ClientConnection {
   #inFlight = 0;
   #out: string[] = [];
   #outBytes = 0;
+  /** Bytes of the write in flight (they count against the process's output budget too). */
+  #writeBytes = 0;
+  #progressAt = performance.now();
   #writing = false;
   #closed = false;
   #handedOver = false;
@@ -87,6 +105,7 @@ export class ClientConnection {
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
   #firstLine = true;
+  #sliceStart = 0;
   /** Why the connection ended, for the disconnect event. */
   reason = "closed by client";
 
@@ -98,6 +117,26 @@ export class ClientConnection {
     this.#handler = handler;
     this.#opts = opts;
     this.splitter = new LineSplitter(opts.lineLimit);
+  }
+
+  /** Reply bytes buffered here: queued plus being written (for the process's output budget). */
+  get held(): number {
+    return this.#outBytes + this.#writeBytes;
+  }
+
+  /** When the last write finished (or this connection opened). */
+  get progressAt(): number {
+    return this.#progressAt;
+  }
+
+  /** The output budget has room again: resume reading if only it held us back. */
+  wake(): void {
+    this.#wake();
+  }
+
+  /** Closes a connection the output budget gave up on. */
+  cut(reason: string): void {
+    this.close(reason);
   }
 
   /** True once the socket was handed to a peer link or an observer. */
@@ -160,13 +199,31 @@ export class ClientConnection {
         }
         // Backpressure holds per line, not per read: one read can carry a thousand commands,
         // and their replies (kilobytes each for WHATSAT) must not all pile up at once.
-        for (let done = 0; done < lines.length && !this.#closed;) {
-          done = this.#handle(lines, done);
-          this.#flush();
-          if (done < lines.length) {
-            this.#clearPartial();
-            await new Promise<void>((resolve) => (this.#onDrain = resolve));
+        // Reads complete in batches, each run to its end before the next poll: a pipelined read
+        // takes its place behind the connections already queued rather than jump them.
+        const pipelined = lines.length > 1;
+        if (pipelined) pipelining++;
+        try {
+          if (pipelined) await turns.wait();
+          this.#sliceStart = performance.now();
+          for (let done = 0; done < lines.length && !this.#closed;) {
+            done = this.#handle(lines, done);
+            this.#flush();
+            if (done < lines.length) {
+              this.#clearPartial();
+              if (this.#backlogged()) {
+                await new Promise<void>((resolve) => (this.#onDrain = resolve));
+              }
+              // Out of time with more to do: the other connections go first. (WHATSATs finish
+              // in microtasks, so without this a pipeliner's drain-and-continue never yields.)
+              if (this.#turnUsed()) {
+                await turns.wait();
+                this.#sliceStart = performance.now();
+              }
+            }
           }
+        } finally {
+          if (pipelined) pipelining--;
         }
         this.#armPartial();
         // A client that pipelines without pause must not hold the event loop for the others.
@@ -185,6 +242,9 @@ export class ClientConnection {
     if (reason !== undefined && !this.#closed) this.reason = reason;
     if (this.#closed) return;
     this.#closed = true;
+    outputBudget.remove(this, this.held);
+    this.#out = [];
+    this.#outBytes = this.#writeBytes = 0;
     this.#wake();
     try {
       this.conn.close();
@@ -201,6 +261,7 @@ export class ClientConnection {
     for (let i = from; i < lines.length; i++) {
       if (this.#closed) return lines.length;
       if (!force && this.#backlogged()) return i;
+      if (!force && i > from && this.#turnUsed()) return i;
       const line = lines[i];
       let reply: string | Promise<string> | null;
       try {
@@ -237,9 +298,16 @@ export class ClientConnection {
     return lines.length;
   }
 
+  /** True when this connection has had its share of the current turn (see TurnQueue). */
+  #turnUsed(): boolean {
+    return performance.now() - this.#sliceStart >= SLICE_MS ||
+      (this.#inFlight >= TURN_IN_FLIGHT && (pipelining > 1 || turns.waiting > 0));
+  }
+
   #push(text: string): void {
     this.#out.push(text);
     this.#outBytes += text.length;
+    outputBudget.add(this, text.length);
   }
 
   #releaseSlots(): void {
@@ -250,7 +318,8 @@ export class ClientConnection {
 
   #backlogged(): boolean {
     return this.#slots.length + this.#out.length >= this.#opts.maxPendingReplies ||
-      this.#outBytes >= MAX_PENDING_BYTES || this.#inFlight >= MAX_IN_FLIGHT;
+      this.#outBytes >= MAX_PENDING_BYTES || this.#inFlight >= MAX_IN_FLIGHT ||
+      outputBudget.paused(this);
   }
 
   /** Starts writing the ready replies, whole and in order; one write in flight at a time. */
@@ -258,6 +327,7 @@ export class ClientConnection {
     if (this.#writing || this.#out.length === 0 || this.#closed) return;
     const text = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
     this.#out = [];
+    this.#writeBytes = this.#outBytes;
     this.#outBytes = 0;
     this.#writing = true;
     // One write in flight at a time, so one buffer per connection serves every reply; it grows
@@ -270,8 +340,17 @@ export class ClientConnection {
     writeAll(this.conn, binaryInto(text, buf)).then(
       () => {
         this.#writing = false;
-        if (this.#out.length > 0) this.#flush();
-        else this.#wake();
+        this.#progressAt = performance.now();
+        if (!this.#closed) {
+          const written = this.#writeBytes;
+          this.#writeBytes = 0;
+          outputBudget.add(this, -written);
+        }
+        if (this.#out.length === 0) this.#wake();
+        else if (this.#outBytes < MAX_WRITE_BUF || turns.waiting === 0) this.#flush();
+        // Joining and encoding up to 1 MiB costs milliseconds, and hundreds of writes finish in
+        // one poll: a big backlog is written on a turn of its own.
+        else turns.wait().then(() => this.#flush());
       },
       () => {
         this.#writing = false;

@@ -44,3 +44,50 @@ export class FairShare {
     );
   }
 }
+
+/**
+ * One turn at a time for many loops: `wait()` resolves waiters in arrival order, one per
+ * macrotask, so between two turns the event loop polls sockets and runs timers. Per-loop
+ * {@linkcode FairShare} yields are not enough when hundreds of loops are busy: their timers all
+ * fall due together and run back to back (400 pipelining clients kept a normal client waiting
+ * over 20 s). Here each busy loop gets one slice per turn, and a client that is not busy never
+ * waits.
+ *
+ * @example
+ * ```ts
+ * const turns = new TurnQueue();
+ * await turns.wait(); // after a slice of work, with more to do
+ * ```
+ */
+export class TurnQueue {
+  #waiting: (() => void)[] = [];
+  #head = 0;
+  #scheduled = false;
+
+  /** Loops waiting for a turn. */
+  get waiting(): number {
+    return this.#waiting.length - this.#head;
+  }
+
+  wait(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.waiting === 0) return;
+    this.#scheduled = true;
+    setTimeout(() => {
+      this.#scheduled = false;
+      const next = this.#waiting[this.#head++];
+      if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+        this.#waiting = this.#waiting.slice(this.#head);
+        this.#head = 0;
+      }
+      next?.();
+      this.#schedule();
+    }, 0);
+  }
+}
