@@ -63,7 +63,8 @@ export class Herd {
   readonly config: HerdConfig;
   readonly servers: Map<string, HerdServer> = new Map();
   #opts: HerdOptions;
-  #persistence = new Map<string, Persistence>();
+  /** Opened once per server (a promise, so concurrent starts share one open). */
+  #persistence = new Map<string, Promise<Persistence>>();
 
   constructor(config: HerdConfig, opts: HerdOptions) {
     this.config = config;
@@ -95,7 +96,7 @@ export class Herd {
   /** Stops every local server and closes durable stores. */
   async stop(): Promise<void> {
     await Promise.all([...this.servers.keys()].map((n) => this.stopServer(n)));
-    await Promise.all([...this.#persistence.values()].map((p) => p.close()));
+    await Promise.all([...this.#persistence.values()].map(async (p) => (await p).close()));
     this.#persistence.clear();
     this.#opts.places.close?.();
   }
@@ -103,10 +104,14 @@ export class Herd {
   /** Starts one local server (its durable store is opened once and kept). */
   async startServer(name: string): Promise<void> {
     const server = this.#server(name);
-    if (this.#opts.openPersistence !== undefined && !this.#persistence.has(name)) {
-      this.#persistence.set(name, await this.#opts.openPersistence(name));
+    const open = this.#opts.openPersistence;
+    if (open !== undefined && !this.#persistence.has(name)) {
+      const opening = open(name);
+      this.#persistence.set(name, opening);
+      // A failed open is retried by the next start.
+      opening.catch(() => this.#persistence.delete(name));
     }
-    server.setPersistence(this.#persistence.get(name));
+    server.setPersistence(await this.#persistence.get(name));
     await server.start();
   }
 
