@@ -242,9 +242,10 @@ export class ClientConnection implements OutputHolder {
     if (reason !== undefined && !this.#closed) this.reason = reason;
     if (this.#closed) return;
     this.#closed = true;
-    outputBudget.remove(this, this.held);
+    const held = this.held;
     this.#out = [];
     this.#outBytes = this.#writeBytes = 0;
+    outputBudget.remove(this, held);
     this.#wake();
     try {
       this.conn.close();

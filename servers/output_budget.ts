@@ -77,9 +77,10 @@ export class OutputBudget {
     }
   }
 
-  /** A connection that closed: whatever it held is released. */
+  /** A connection that closed (its `held` now 0): the `held` bytes it had are released. */
   remove(h: OutputHolder, held: number): void {
-    if (this.#holders.delete(h) || held > 0) this.add(h, -held);
+    this.#holders.delete(h);
+    this.add(h, -held);
   }
 
   /** True while the buffered bytes are over budget. */
