@@ -106,6 +106,8 @@ export class ClientConnection implements OutputHolder {
   #onSettled: (() => void) | undefined;
   #firstLine = true;
   #sliceStart = 0;
+  /** True while a read's commands are being worked through (waiting for turns included). */
+  #handling = false;
   /** Why the connection ended, for the disconnect event. */
   reason = "closed by client";
 
@@ -203,6 +205,7 @@ export class ClientConnection implements OutputHolder {
         // takes its place behind the connections already queued rather than jump them.
         const pipelined = lines.length > 1;
         if (pipelined) pipelining++;
+        this.#handling = true;
         try {
           if (pipelined) await turns.wait();
           this.#sliceStart = performance.now();
@@ -224,6 +227,7 @@ export class ClientConnection implements OutputHolder {
           }
         } finally {
           if (pipelined) pipelining--;
+          this.#handling = false;
         }
         this.#armPartial();
         // A client that pipelines without pause must not hold the event loop for the others.
@@ -421,7 +425,7 @@ export class ClientConnection implements OutputHolder {
       // (keep-alives included) that arrived meanwhile, so silence is not yet proven.
       const late = now - armedAt - wait > LATE_TIMER_MS;
       const quiet = now - this.#lastRead;
-      if (late || this.#slots.length > 0 || this.#writing) this.#idleFor(ms);
+      if (late || this.#handling || this.#slots.length > 0 || this.#writing) this.#idleFor(ms);
       else if (quiet < ms) this.#idleFor(ms - quiet);
       else this.close("idle timeout");
     }, wait);

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
+
 /** How long a loop may run on ready reads before it yields a turn (ms). */
 export const DEFAULT_SLICE_MS = 10;
 
@@ -47,7 +49,7 @@ export class FairShare {
 
 /**
  * One turn at a time for many loops: `wait()` resolves waiters in arrival order, one per
- * macrotask, so between two turns the event loop polls sockets and runs timers. Per-loop
+ * macrotask (an immediate), so between two turns the event loop polls sockets. Per-loop
  * {@linkcode FairShare} yields are not enough when hundreds of loops are busy: their timers all
  * fall due together and run back to back (400 pipelining clients kept a normal client waiting
  * over 20 s). Here each busy loop gets one slice per turn, and a client that is not busy never
@@ -79,7 +81,9 @@ export class TurnQueue {
   #schedule(): void {
     if (this.#scheduled || this.waiting === 0) return;
     this.#scheduled = true;
-    setTimeout(() => {
+    // setImmediate, not setTimeout(0): chained timers are clamped (measured 2.3 ms a hop here),
+    // an immediate costs ~10 µs, and sockets are still polled between two of them.
+    setImmediate(() => {
       this.#scheduled = false;
       const next = this.#waiting[this.#head++];
       if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
@@ -88,6 +92,6 @@ export class TurnQueue {
       }
       next?.();
       this.#schedule();
-    }, 0);
+    });
   }
 }
