@@ -44,6 +44,8 @@ const HANDSHAKE_PREFIX = "HERD";
 const HANDSHAKE_WINDOW_MS = 1000;
 /** Bytes read while deciding; whatever came is handed on as the connection's first input. */
 const READ_AHEAD = 16 * 1024;
+/** A timer this late (ms) means the event loop was stalled. */
+const LATE_MS = 100;
 
 /** Everything a server needs besides its config. */
 export interface ServerOptions extends ConnectionOptions {
@@ -333,7 +335,17 @@ export class HerdServer implements LineHandler {
     const buf = new Uint8Array(READ_AHEAD);
     let expire!: (v: undefined) => void;
     const expired = new Promise<undefined>((resolve) => (expire = resolve));
-    const timer = setTimeout(() => expire(undefined), HANDSHAKE_WINDOW_MS);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      const armedAt = performance.now();
+      timer = setTimeout(() => {
+        // Fired late: our loop was stalled and the first bytes may be waiting unread (closing
+        // on unread bytes resets the connection, and the refusal line is lost).
+        if (performance.now() - armedAt > HANDSHAKE_WINDOW_MS + LATE_MS) arm();
+        else expire(undefined);
+      }, HANDSHAKE_WINDOW_MS);
+    };
+    arm();
     const read = async () => {
       let got = 0;
       while (got < want.length) {
