@@ -172,7 +172,9 @@ export type ErrorReason =
   /** A Places answer was rejected or could not be formatted. */
   | "places"
   /** A dashboard observer stream was cut. */
-  | "observer";
+  | "observer"
+  /** Accepting a connection failed (out of descriptors, above all); retried after a pause. */
+  | "accept";
 
 /** Something went wrong that is worth a log line (never contains a secret). */
 export interface ErrorEvent extends Base {

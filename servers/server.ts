@@ -301,7 +301,7 @@ export class HerdServer implements LineHandler {
   async #acceptLoop(listener: Deno.Listener | Deno.TlsListener, secure: boolean): Promise<void> {
     const pending = new Set<Promise<void>>();
     const failed = (message: string) =>
-      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, message });
+      this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "accept", message });
     for await (const conn of acceptConnections(listener, failed)) {
       const p = this.#serve(conn, secure);
       pending.add(p);

@@ -10,7 +10,7 @@
 
 import { assert, assertEquals } from "./_helpers/assert.ts";
 import { startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { openKvPersistence } from "../servers/persist.ts";
+import { openLogPersistence } from "../servers/persist.ts";
 import { serveDashboard, type ServedDashboard } from "../web/app.ts";
 import type { HubOptions } from "../web/hub.ts";
 
@@ -79,7 +79,7 @@ async function consistent(t: TestHerd, round: number): Promise<boolean> {
 
 Deno.test("lifecycle: concurrent stop/start over HTTP always ends consistent", async () => {
   const dir = await Deno.makeTempDir({ prefix: "herd-lifecycle-" });
-  const t = await startSeedHerd({ openPersistence: (name) => openKvPersistence(dir, name) });
+  const t = await startSeedHerd({ openPersistence: (name) => openLogPersistence(dir, name) });
   const d = await dashboard(t);
   try {
     const seen = new Set<boolean>();
