@@ -15,6 +15,7 @@ import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -430,17 +431,4 @@ export class ClientConnection implements OutputHolder {
       else this.close("idle timeout");
     }, wait);
   }
-}
-
-/**
- * Writes all bytes (a socket may accept fewer than offered per call).
- *
- * @example
- * ```ts
- * await writeAll(conn, new TextEncoder().encode("AT ...\n"));
- * ```
- */
-export async function writeAll(w: Deno.Conn | Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await w.write(bytes.subarray(off));
 }

@@ -18,7 +18,7 @@
 import { type HerdAuth, randomHex } from "./auth.ts";
 import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
 import { splitFields } from "./protocol.ts";
-import { writeAll } from "./connection.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Every handshake line starts with this; a client connection's first line is checked for it. */
 export const HANDSHAKE_PREFIX = "HERD2 ";

@@ -18,7 +18,7 @@ import type { ServerState } from "./server.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
 import { welcomeLine } from "./handshake.ts";
-import { writeAll } from "./connection.ts";
+import { writeAll } from "./write_all.ts";
 import { OBSERVER_CHUNK } from "./limits.ts";
 
 const MAX_BUFFERED = 4 * 1024 * 1024;

@@ -25,7 +25,7 @@ import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
-import { writeAll } from "./connection.ts";
+import { writeAll } from "./write_all.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";

@@ -23,6 +23,7 @@ import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 import { binaryToBytes, bytesToBinary } from "./lines.ts";
 import { INTEGER, validateRecord } from "./protocol.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {
@@ -199,11 +200,6 @@ async function importKv(path: string): Promise<Replay | undefined> {
   } finally {
     kv.close();
   }
-}
-
-/** Writes all of `bytes` to `file` (a write may take part of it). */
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
 }
 
 /** Writes entries in chunks of about {@linkcode CHUNK} bytes; returns the bytes written. */

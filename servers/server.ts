@@ -9,12 +9,8 @@ import type { AtFields, EventBus } from "./events.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
-import {
-  ClientConnection,
-  type ConnectionOptions,
-  type LineHandler,
-  writeAll,
-} from "./connection.ts";
+import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
+import { writeAll } from "./write_all.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake, BUSY_LINE, parseHello, welcomeLine } from "./handshake.ts";

@@ -17,7 +17,7 @@
  */
 
 import { acceptConnections, descriptors } from "../servers/descriptors.ts";
-import { writeAll } from "../servers/connection.ts";
+import { writeAll } from "../servers/write_all.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
