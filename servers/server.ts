@@ -299,7 +299,21 @@ export class HerdServer implements LineHandler {
     const failed = (message: string) =>
       this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "accept", message });
     for await (const conn of acceptConnections(listener, failed)) {
-      const p = this.#serve(conn, secure);
+      // A bug in serving one connection ends that connection, never the process.
+      const p = this.#serve(conn, secure).catch((err) => {
+        this.bus.emit({
+          kind: "error",
+          t: Date.now(),
+          server: this.name,
+          reason: "internal",
+          message: `serving a connection failed: ${(err as Error)?.message ?? err}`,
+        });
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      });
       pending.add(p);
       p.finally(() => pending.delete(p));
     }
