@@ -65,6 +65,7 @@ export const STREAM_KINDS = [
   "sync.done",
   "peer.rejected",
   "whatsat",
+  "receipt.late",
   "error",
 ] as const;
 
