@@ -106,6 +106,8 @@ export class ClientConnection implements OutputHolder {
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
   #firstLine = true;
+  /** Admitted past the client cap for a handshake only (see run()). */
+  #handshakeOnly = false;
   #sliceStart = 0;
   /** True while a read's commands are being worked through (waiting for turns included). */
   #handling = false;
@@ -147,10 +149,15 @@ export class ClientConnection implements OutputHolder {
     return this.#handedOver;
   }
 
-  /** Reads until EOF or close; answers everything pending before closing. */
-  async run(initial?: Uint8Array): Promise<void> {
+  /**
+   * Reads until EOF or close; answers everything pending before closing. `initial`: bytes the server already read (deciding
+   * whether to admit us), taken as the first read. `handshakeOnly`: admitted past the client
+   * cap only because it looked like a peer or observer handshake, so any line that is not a
+   * handshake that succeeds closes it: the cap is never bypassed by a `HERD` prefix.
+   */
+  async run(initial?: Uint8Array, handshakeOnly = false): Promise<void> {
+    this.#handshakeOnly = handshakeOnly;
     const buf = new Uint8Array(READ_SIZE);
-    /** Bytes the server already read (deciding whether to admit us), taken as the first read. */
     let first = initial;
     this.#armIdle();
     try {
@@ -264,6 +271,10 @@ export class ClientConnection implements OutputHolder {
    * `force` (a single final or timed-out line). Returns the index of the first line not handled.
    */
   #handle(lines: SplitLine[], from = 0, force = false): number {
+    if (this.#handshakeOnly) {
+      this.close("over the client cap and not a handshake");
+      return lines.length;
+    }
     for (let i = from; i < lines.length; i++) {
       if (this.#closed) return lines.length;
       if (!force && this.#backlogged()) return i;

@@ -424,7 +424,7 @@ export class HerdServer implements LineHandler {
       remote,
     });
     try {
-      await client.run(initial);
+      await client.run(initial, overCap);
     } finally {
       // A socket handed to a link or observer is counted by measuring from now on.
       release();

@@ -201,6 +201,22 @@ Deno.test("descriptors: a server with every client slot taken still takes a rest
     // Every slot is taken: one more client is refused.
     const extra = await exchange(herd.port("Jaquez"), "IAMAT extra +1+1 1\n");
     assertEquals(extra, "? server busy: too many connections\n");
+    // Past the cap, a `HERD` prefix gets a connection in for a handshake only: a line that is
+    // not a handshake, or a handshake that is refused, closes it unanswered as a client.
+    for (
+      const attempt of [
+        "HERD2 \nIAMAT bypass +1+1 1\n",
+        "HERDX\nIAMAT bypass +1+1 1\n",
+        "HERD2 HELLO peer Nobody Jaquez 00\nIAMAT bypass +1+1 1\n",
+      ]
+    ) {
+      const reply = await exchange(herd.port("Jaquez"), attempt);
+      assert(
+        !reply.includes("AT "),
+        `${JSON.stringify(attempt)} was served: ${JSON.stringify(reply)}`,
+      );
+    }
+    assert(!(await herd.log("Jaquez")).includes("bypass"), "a bypass IAMAT reached Jaquez's store");
     await herd.start("Hill");
     await herd.waitLinksUp(10_000);
     assert(!(await herd.log("Hill")).includes("neighbour refused our handshake"));
