@@ -171,6 +171,22 @@ Deno.test("descriptors: a start process under ulimit -n 256 survives 300 connect
     conns = await flood(dash, FLOOD);
     await settle(conns);
     const refused = conns.find((c) => c.eof && c.received !== "");
+    // While they are held, the dashboard's share of the budget is full, not the clients':
+    // the herd's client ports still serve.
+    const held = await Promise.all(
+      Array.from({ length: 20 }, () => TcpClient.connect(hill)),
+    );
+    try {
+      for (const [i, c] of held.entries()) {
+        await c.send(`IAMAT during.dashboard.flood.${i} +34.068930-118.445127 1621464827.5\n`);
+      }
+      for (const [i, c] of held.entries()) {
+        await c.waitUntil((text) => text.includes("\n"), 5000);
+        assertMatch(c.received, /^AT Hill /, `herd client ${i} during the dashboard flood`);
+      }
+    } finally {
+      await Promise.all(held.map((c) => c.close()));
+    }
     await Promise.all(conns.map((c) => c.close()));
     ms = await within(2000, (left) => dashboardAnswers(dash, left));
     console.log(`dashboard flood: answered again after ${ms.toFixed(0)} ms`);

@@ -9,7 +9,8 @@
  * blocked), holding its descriptor and megabytes of queued frames. Here:
  * - accepts back off and retry on errors (servers/descriptors.ts);
  * - each connection counts against the process's descriptor budget (it costs three: the client's
- *   socket and both ends of the relay); past the budget it gets a 503 JSON error and is closed;
+ *   socket and both ends of the relay), and the dashboard may hold only its share of it
+ *   (`dashboardConnectionCap`); past either it gets a 503 JSON error and is closed;
  * - a connection whose client accepts no bytes for `stallMs` is closed for real (the event hub
  *   cuts such a subscriber after the same time).
  *
@@ -21,6 +22,14 @@ import { writeAll } from "../servers/write_all.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
+/**
+ * The dashboard's share of the process's client descriptors: a quarter (at most 256
+ * connections, at least 4). Past it, the dashboard answers 503; the rest of the budget stays
+ * the herd's clients', so idle or slow connections to the dashboard can never lock them out.
+ */
+export function dashboardConnectionCap(clientCap = descriptors.clientCap): number {
+  return Math.min(256, Math.max(4, Math.floor(clientCap / 4 / FDS_PER_CONNECTION)));
+}
 const RELAY_CHUNK = 64 * 1024;
 const BUSY_BODY = JSON.stringify({ error: "server busy: too many open connections" });
 const BUSY = new TextEncoder().encode(
@@ -81,7 +90,10 @@ export class TcpFront {
   }
 
   async #relay(client: Deno.Conn): Promise<void> {
-    if (!descriptors.tryAcquire("client", FDS_PER_CONNECTION)) {
+    if (
+      this.#conns.size >= dashboardConnectionCap() ||
+      !descriptors.tryAcquire("client", FDS_PER_CONNECTION)
+    ) {
       await writeAll(client, BUSY).catch(() => {});
       close(client);
       return;
