@@ -373,6 +373,9 @@ class RecordLog implements Persistence {
     const upTo = this.#queued;
     if (this.#durable >= upTo) return Promise.resolve();
     if (this.#closed) return Promise.reject(new Error("the store is closed"));
+    // Writes are failing (a full disk): say so at once rather than after the next failed retry,
+    // so a pipelining --sync-ack client gets its "?" replies promptly. The record stays queued.
+    if (this.#failing) return Promise.reject(new Error("the disk cannot be written now"));
     return new Promise((resolve, reject) => {
       this.#waiters.push({ upTo, resolve, reject });
       this.#schedule();
