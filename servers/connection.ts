@@ -15,7 +15,7 @@ import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
-import { writeAll } from "./write_all.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -259,11 +259,7 @@ export class ClientConnection implements OutputHolder {
     this.#outBytes = this.#writeBytes = 0;
     outputBudget.remove(this, held);
     this.#wake();
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(this.conn);
   }
 
   /**

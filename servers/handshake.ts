@@ -18,7 +18,7 @@
 import { type HerdAuth, randomHex } from "./auth.ts";
 import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
 import { splitFields } from "./protocol.ts";
-import { writeAll } from "./write_all.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 
 /** Every handshake line starts with this; a client connection's first line is checked for it. */
 export const HANDSHAKE_PREFIX = "HERD2 ";
@@ -141,11 +141,7 @@ function deadline(conn: Deno.Conn, ms: number): { expired: boolean; clear(): voi
   };
   const timer = setTimeout(() => {
     state.expired = true;
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(conn);
   }, ms);
   return state;
 }

@@ -18,7 +18,7 @@ import type { ServerState } from "./server.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
 import { welcomeLine } from "./handshake.ts";
-import { writeAll } from "./write_all.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 import { OBSERVER_CHUNK } from "./limits.ts";
 
 const MAX_BUFFERED = 4 * 1024 * 1024;
@@ -86,11 +86,7 @@ export function startObserver(
     if (closed) return;
     closed = true;
     off();
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(conn);
     if (why !== undefined) {
       server.bus.emit({
         kind: "error",

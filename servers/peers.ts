@@ -25,7 +25,7 @@ import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
 import type { RecordStore } from "./store.ts";
-import { writeAll } from "./write_all.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
@@ -270,11 +270,7 @@ export class Link {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#waiting.clear();
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(conn);
     const s = this.#server;
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
     this.#closedSignal?.();
@@ -615,11 +611,7 @@ export class Link {
     } finally {
       clearTimeout(deadline);
       this.#dialing = false;
-      try {
-        conn?.close();
-      } catch {
-        // already closed by the handshake's timeout
-      }
+      closeQuietly(conn);
     }
   }
 }

@@ -23,7 +23,7 @@ import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 import { binaryToBytes, bytesToBinary } from "./lines.ts";
 import { INTEGER, validateRecord } from "./protocol.ts";
-import { writeAll } from "./write_all.ts";
+import { writeAll } from "./io.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {

@@ -34,6 +34,7 @@ import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
 import type { ServerState } from "./server.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 import { MAX_OBSERVER_LINE } from "./limits.ts";
+import { closeQuietly } from "./io.ts";
 
 type ServerView = ServerState;
 
@@ -144,9 +145,7 @@ export class RemoteHerd {
     for (const w of this.#watches.values()) {
       clearTimeout(w.timer);
       w.timer = undefined;
-      try {
-        w.conn?.close();
-      } catch { /* closed */ }
+      closeQuietly(w.conn);
       w.conn = undefined;
       w.status = "stopped";
     }
@@ -264,18 +263,12 @@ export class RemoteHerd {
       this.#handshakeTimeout,
     );
     if (!r.ok) {
-      this.#close(conn);
+      closeQuietly(conn);
       this.#backoff(w, `handshake: ${r.reason}`);
       return;
     }
     const left = this.#handshakeTimeout - (performance.now() - started);
     await this.#read(w, conn, splitter, r.rest, Math.max(1, left));
-  }
-
-  #close(conn: Deno.Conn): void {
-    try {
-      conn.close();
-    } catch { /* closed */ }
   }
 
   async #read(
@@ -291,7 +284,7 @@ export class RemoteHerd {
     const handshakeTimer = setTimeout(() => {
       if (phase !== "events") {
         error = "no STATE after the observer handshake";
-        this.#close(conn);
+        closeQuietly(conn);
       }
     }, stateTimeoutMs);
     try {
@@ -342,7 +335,7 @@ export class RemoteHerd {
     } finally {
       clearTimeout(handshakeTimer);
     }
-    this.#close(conn);
+    closeQuietly(conn);
     if (w.conn === conn || w.conn === undefined) this.#backoff(w, error);
   }
 

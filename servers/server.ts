@@ -10,7 +10,7 @@ import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
-import { writeAll } from "./write_all.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake, BUSY_LINE, parseHello, welcomeLine } from "./handshake.ts";
@@ -254,11 +254,7 @@ export class HerdServer implements LineHandler {
     if (listener === undefined) return;
     this.#listener = undefined;
     for (const l of [listener, this.#tlsListener]) {
-      try {
-        l?.close();
-      } catch {
-        // already closed
-      }
+      closeQuietly(l);
     }
     this.#tlsListener = undefined;
     for (const link of this.links) link.stop();
@@ -308,11 +304,7 @@ export class HerdServer implements LineHandler {
           reason: "internal",
           message: `serving a connection failed: ${(err as Error)?.message ?? err}`,
         });
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
+        closeQuietly(conn);
       });
       pending.add(p);
       p.finally(() => pending.delete(p));
@@ -328,11 +320,7 @@ export class HerdServer implements LineHandler {
     } catch {
       // the refusal is best effort
     }
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(conn);
   }
 
   /**

@@ -9,6 +9,7 @@
  */
 
 import { ConfigError, type ServerConfig, type TlsConfig } from "./config.ts";
+import { closeQuietly } from "./io.ts";
 
 /** A server's PEMs, read once. */
 export interface TlsFiles {
@@ -83,11 +84,7 @@ export async function dialTls(
     await conn.handshake();
     return conn;
   } catch (err) {
-    try {
-      tcp.close();
-    } catch {
-      // closed by the failed handshake
-    }
+    closeQuietly(tcp);
     throw new LinkTlsError(`TLS with ${peer.name}: ${(err as Error).message}`);
   }
 }

@@ -6,6 +6,7 @@
  */
 
 import { displayText } from "../servers/events.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 /** What a command produced. */
 export interface CommandResult {
@@ -48,9 +49,7 @@ export async function sendCommand(
   let binary = "";
   let bytes = 0;
   const timer = setTimeout(() => {
-    try {
-      conn?.close();
-    } catch { /* closed */ }
+    closeQuietly(conn);
     conn = undefined;
   }, timeoutMs);
   try {
@@ -90,9 +89,7 @@ export async function sendCommand(
     return { reply: displayText(binary), bytes, ms: elapsed(), error };
   } finally {
     clearTimeout(timer);
-    try {
-      conn?.close();
-    } catch { /* closed */ }
+    closeQuietly(conn);
   }
 }
 

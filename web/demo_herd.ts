@@ -10,6 +10,7 @@
 
 import { type AtFields, EventBus } from "../servers/events.ts";
 import type { HerdSnapshot, HerdView, RecordSnapshot } from "./types.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 /** The default herd's links (from the protocol). */
 export const DEFAULT_LINKS: [string, string][] = [
@@ -142,14 +143,10 @@ export class DemoHerd implements HerdView {
     const s = this.#get(name);
     if (!s.running) return;
     s.running = false;
-    try {
-      s.listener?.close();
-    } catch { /* closed */ }
+    closeQuietly(s.listener);
     s.listener = undefined;
     for (const c of s.conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
+      closeQuietly(c);
     }
     s.conns.clear();
     s.connections = 0;
@@ -342,9 +339,7 @@ export class DemoHerd implements HerdView {
     } catch { /* closed */ }
     if (s.conns.delete(conn)) {
       s.connections = Math.max(0, s.connections - 1);
-      try {
-        conn.close();
-      } catch { /* closed */ }
+      closeQuietly(conn);
     }
     this.bus.emit({
       kind: "client.disconnect",

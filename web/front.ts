@@ -18,7 +18,7 @@
  */
 
 import { acceptConnections, descriptors } from "../servers/descriptors.ts";
-import { writeAll } from "../servers/write_all.ts";
+import { closeQuietly, writeAll } from "../servers/io.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
@@ -85,7 +85,7 @@ export class TcpFront {
       relays.add(p);
       p.finally(() => relays.delete(p));
     }
-    for (const c of this.#conns) close(c);
+    for (const c of this.#conns) closeQuietly(c);
     await Promise.allSettled([...relays]);
   }
 
@@ -95,7 +95,7 @@ export class TcpFront {
       !descriptors.tryAcquire("client", FDS_PER_CONNECTION)
     ) {
       await writeAll(client, BUSY).catch(() => {});
-      close(client);
+      closeQuietly(client);
       return;
     }
     let upstream: Deno.Conn | undefined;
@@ -105,8 +105,8 @@ export class TcpFront {
       const up = upstream;
       (client as Deno.TcpConn).setNoDelay?.(true);
       const end = () => {
-        close(client);
-        close(up);
+        closeQuietly(client);
+        closeQuietly(up);
       };
       // The client's half-close is passed on (the response still comes back); anything else
       // ending either direction, a stalled client above all, ends both.
@@ -119,24 +119,16 @@ export class TcpFront {
       // upstream gone: the HTTP server is stopping
     } finally {
       this.#conns.delete(client);
-      close(client);
-      if (upstream !== undefined) close(upstream);
+      closeQuietly(client);
+      closeQuietly(upstream);
       descriptors.release(FDS_PER_CONNECTION);
     }
   }
 
   /** Stops accepting and closes every relayed connection. */
   async close(): Promise<void> {
-    close(this.#listener);
+    closeQuietly(this.#listener);
     await this.#done;
-  }
-}
-
-function close(c: { close(): void }): void {
-  try {
-    c.close();
-  } catch {
-    // already closed
   }
 }
 

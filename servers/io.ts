@@ -1,0 +1,45 @@
+/**
+ * The herd's two socket and file primitives: write all of a buffer (a socket or file may take
+ * fewer bytes than offered per call), and close a resource that may already be closed.
+ *
+ * @module
+ */
+
+/** Anything with Deno's `write` (sockets, TLS connections, files). */
+export interface Writer {
+  write(p: Uint8Array): Promise<number>;
+}
+
+/**
+ * Writes all bytes (a socket may accept fewer than offered per call).
+ *
+ * @example
+ * ```ts
+ * import { writeAll } from "./io.ts";
+ * const file = await Deno.open(await Deno.makeTempFile(), { write: true });
+ * await writeAll(file, new TextEncoder().encode("AT ...\n"));
+ * file.close();
+ * ```
+ */
+export async function writeAll(w: Writer, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await w.write(bytes.subarray(off));
+}
+
+/**
+ * Closes `c`, ignoring that it may already be closed (a peer's reset, a timeout, a shutdown).
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./io.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * closeQuietly(listener);
+ * closeQuietly(listener); // no error
+ * ```
+ */
+export function closeQuietly(c: { close(): void } | undefined): void {
+  try {
+    c?.close();
+  } catch {
+    // already closed
+  }
+}
