@@ -8,8 +8,8 @@
 import type { RunHooks } from "./run.ts";
 import type { HerdFlags } from "./flags.ts";
 import { loadConfig } from "../servers/config.ts";
-import { RemoteHerd } from "../servers/remote_herd.ts";
-import { serveDashboard } from "../web/app.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { serveDashboard } from "../dashboard/app.ts";
 import { UsageError } from "./flags.ts";
 
 async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlags) {

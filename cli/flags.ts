@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseAllowedHosts } from "../web/security.ts";
+import { parseAllowedHosts } from "../dashboard/security.ts";
 
 /** A usage problem: printed as one line, exit status 2. */
 export class UsageError extends Error {

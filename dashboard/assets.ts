@@ -9,8 +9,8 @@ import type { Context } from "hono";
 import { extname, join, sep } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
-/** Where the static files live (beside this repo's `web/`, not the working directory). */
-export const STATIC_DIR = new URL("../static/", import.meta.url);
+/** Where the static files live (dashboard/static/, whatever the working directory). */
+export const STATIC_DIR = new URL("./static/", import.meta.url);
 
 /** What build.ts writes to `static/build/manifest.json`. */
 export interface BuildManifest {

@@ -1,5 +1,5 @@
 /**
- * `deno task build`: bundles the dashboard's islands for the browser into static/build/.
+ * `deno task build`: bundles the dashboard's islands for the browser into dashboard/static/build/.
  *
  *     deno task build            # minified
  *     deno task build --dev      # readable output
@@ -7,7 +7,7 @@
  * @module
  */
 
-import { buildIslands } from "./web/bundle.ts";
+import { buildIslands } from "./bundle.ts";
 
 if (import.meta.main) {
   const started = performance.now();
@@ -17,7 +17,7 @@ if (import.meta.main) {
     const ms = Math.round(performance.now() - started);
     console.log(
       `built ${Object.keys(m.islands).length} islands + ${m.chunks.length} shared chunk(s) ` +
-        `into static/build/ in ${ms} ms (version ${m.version})`,
+        `into dashboard/static/build/ in ${ms} ms (version ${m.version})`,
     );
   } catch (err) {
     console.error(err instanceof Error ? err.message : err);

@@ -8,8 +8,8 @@
 
 import type { BuildManifest } from "./assets.ts";
 
-/** The repository root (this file is in web/). */
-export const ROOT = new URL("../", import.meta.url);
+/** The dashboard's root folder (this file's own folder). */
+export const ROOT = new URL("./", import.meta.url);
 
 /** Island names: every `islands/*.tsx` not starting with `_`. */
 export async function listIslands(root: URL = ROOT): Promise<string[]> {

@@ -7,13 +7,13 @@
  */
 
 import type { RouteModule } from "./context.ts";
-import * as index from "../routes/index.tsx";
-import * as metrics from "../routes/metrics.ts";
-import * as command from "../routes/api/command.ts";
-import * as events from "../routes/api/events.ts";
-import * as state from "../routes/api/state.ts";
-import * as world from "../routes/api/world.ts";
-import * as serverAction from "../routes/api/servers/[name]/[action].ts";
+import * as index from "./routes/index.tsx";
+import * as metrics from "./routes/metrics.ts";
+import * as command from "./routes/api/command.ts";
+import * as events from "./routes/api/events.ts";
+import * as state from "./routes/api/state.ts";
+import * as world from "./routes/api/world.ts";
+import * as serverAction from "./routes/api/servers/[name]/[action].ts";
 
 /** Route file (relative to the repository) -> module. */
 export const ROUTES: Record<string, RouteModule> = {

@@ -24,17 +24,17 @@
  * @module
  */
 
-import { HerdAuth } from "./auth.ts";
-import { dialHandshake } from "./handshake.ts";
-import { dialTls, loadTlsCa } from "./tls.ts";
-import type { HerdConfig, ServerConfig } from "./config.ts";
-import { EventBus, type HerdEvent } from "./events.ts";
-import { LineSplitter, type SplitLine } from "./lines.ts";
-import type { HerdSnapshot, RecordSnapshot } from "./herd.ts";
-import type { ServerState } from "./server.ts";
-import { compareRecords, parseLocation } from "./protocol.ts";
-import { MAX_OBSERVER_LINE } from "./limits.ts";
-import { closeQuietly } from "./io.ts";
+import { HerdAuth } from "../servers/auth.ts";
+import { dialHandshake } from "../servers/handshake.ts";
+import { dialTls, loadTlsCa } from "../servers/tls.ts";
+import type { HerdConfig, ServerConfig } from "../servers/config.ts";
+import { EventBus, type HerdEvent } from "../servers/events.ts";
+import { LineSplitter, type SplitLine } from "../servers/lines.ts";
+import type { HerdSnapshot, RecordSnapshot } from "../servers/herd.ts";
+import type { ServerState } from "../servers/server.ts";
+import { compareRecords, parseLocation } from "../servers/protocol.ts";
+import { MAX_OBSERVER_LINE } from "../servers/limits.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 type ServerView = ServerState;
 

@@ -9,8 +9,8 @@
 import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
 import { browserTest } from "./_helpers/browser.ts";
 import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { serveDashboard, type ServedDashboard } from "../web/app.ts";
-import { buildIslands } from "../web/bundle.ts";
+import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import { buildIslands } from "../dashboard/bundle.ts";
 import type { Page } from "playwright-core";
 
 /** docs/dashboard.png is rewritten only on request, so a test run leaves the tree clean. */
@@ -26,7 +26,7 @@ function nowTime(offsetMs = 0): string {
 /** Builds the islands when static/build is missing (the test task builds them first). */
 async function ensureBuilt(): Promise<void> {
   try {
-    await Deno.stat(new URL("../static/build/manifest.json", import.meta.url));
+    await Deno.stat(new URL("../dashboard/static/build/manifest.json", import.meta.url));
   } catch {
     await buildIslands();
   }

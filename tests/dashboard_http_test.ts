@@ -7,9 +7,9 @@
 
 import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
-import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../web/app.ts";
-import { DemoHerd } from "../web/demo_herd.ts";
-import type { HerdSnapshot, HerdView } from "../web/types.ts";
+import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import type { HerdSnapshot, HerdView } from "../dashboard/types.ts";
 
 /** A herd that is only a bus and a fixed snapshot (plus optional control). */
 class FakeHerd implements HerdView {
@@ -361,7 +361,7 @@ Deno.test({
 Deno.test({
   name: "GET /api/events: default heartbeat period is 15 s",
   async fn() {
-    const src = await Deno.readTextFile(new URL("../web/hub.ts", import.meta.url));
+    const src = await Deno.readTextFile(new URL("../dashboard/hub.ts", import.meta.url));
     assertIncludes(src, "opts.heartbeatMs ?? 15_000");
   },
 });
@@ -552,9 +552,9 @@ Deno.test("GET /api/world and /static: the offline map data and files, no traver
     assertIncludes(await css.text(), "prefers-color-scheme: dark");
     for (
       const p of [
-        "/static/../deno.json",
-        "/static/%2e%2e/deno.json",
-        "/static/build/../../deno.json",
+        "/static/../../deno.json",
+        "/static/%2e%2e/%2e%2e/deno.json",
+        "/static/build/../../../deno.json",
         "/static/",
       ]
     ) {

@@ -7,8 +7,8 @@
 import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
 import { exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
-import { RemoteHerd } from "../servers/remote_herd.ts";
-import { serveDashboard } from "../web/app.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { serveDashboard } from "../dashboard/app.ts";
 
 const SECRET = "test-secret-0123456789";
 

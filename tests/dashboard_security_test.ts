@@ -15,9 +15,9 @@ import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
 import { parseHerdFlags, UsageError } from "../cli/flags.ts";
 import { rawRequest, type RawResponse } from "./_helpers/http_raw.ts";
 import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { RemoteHerd } from "../servers/remote_herd.ts";
-import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../web/app.ts";
-import { DemoHerd } from "../web/demo_herd.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -372,7 +372,7 @@ Deno.test({
           45_000,
           `dashboard on ${p}`,
         );
-        await checkHostileTable(p, `${REPO}/deno.json`, "../deno.json");
+        await checkHostileTable(p, `${REPO}/deno.json`, "../../deno.json");
         assertNotFound(`file:${config}`, await rawRequest(p, `/static/file:${config}`));
         assertNotFound("file: KV", await rawRequest(p, `/static/file:${dir}/Alpha.log`));
         await checkHostRules(p, [`dash.example:${p}`]);

@@ -6,16 +6,22 @@
 
 import { assert, assertEquals } from "./_helpers/assert.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
-import { EventHub, parseEventId, sseBody, type SubscriberSink } from "../web/hub.ts";
-import { replyComplete } from "../web/command.ts";
-import { jsonForScript } from "../web/display.ts";
-import { escapeLabel, Histogram } from "../web/metrics.ts";
-import { routePattern, ROUTES } from "../web/manifest.ts";
-import { checkControl, isLoopbackHost, ownOrigins } from "../web/security.ts";
-import { resolveToken } from "../web/app.ts";
-import { DEFAULT_LINKS, DEFAULT_NAMES, DemoHerd } from "../web/demo_herd.ts";
-import { applyEvents, circleOrder, compareTime, describe, graphLinks } from "../islands/_model.ts";
-import type { DashEvent, HerdSnapshot } from "../web/types.ts";
+import { EventHub, parseEventId, sseBody, type SubscriberSink } from "../dashboard/hub.ts";
+import { replyComplete } from "../dashboard/command.ts";
+import { jsonForScript } from "../dashboard/display.ts";
+import { escapeLabel, Histogram } from "../dashboard/metrics.ts";
+import { routePattern, ROUTES } from "../dashboard/manifest.ts";
+import { checkControl, isLoopbackHost, ownOrigins } from "../dashboard/security.ts";
+import { resolveToken } from "../dashboard/app.ts";
+import { DEFAULT_LINKS, DEFAULT_NAMES, DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import {
+  applyEvents,
+  circleOrder,
+  compareTime,
+  describe,
+  graphLinks,
+} from "../dashboard/islands/_model.ts";
+import type { DashEvent, HerdSnapshot } from "../dashboard/types.ts";
 
 function accepted(server: string, client: string, time = "1.5", lat = 1, lng = 2): HerdEvent {
   return {
@@ -283,7 +289,7 @@ Deno.test("routes: the manifest lists exactly the files in routes/, with Fresh-s
       else if (/\.(tsx?|jsx?)$/.test(e.name)) files.push(`${rel}${e.name}`);
     }
   };
-  await walk(new URL("../routes/", import.meta.url), "routes/");
+  await walk(new URL("../dashboard/routes/", import.meta.url), "routes/");
   assertEquals(files.sort(), Object.keys(ROUTES).sort());
   assertEquals(routePattern("routes/index.tsx"), "/");
   assertEquals(routePattern("routes/api/events.ts"), "/api/events");

@@ -18,9 +18,9 @@ import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore } from "../servers/store.ts";
 import { type ErrorEvent, EventBus } from "../servers/events.ts";
 import { formatLogLine } from "../servers/log.ts";
-import { HerdMetrics } from "../web/metrics.ts";
-import { describe } from "../islands/_model.ts";
-import type { DashEvent } from "../web/types.ts";
+import { HerdMetrics } from "../dashboard/metrics.ts";
+import { describe } from "../dashboard/islands/_model.ts";
+import type { DashEvent } from "../dashboard/types.ts";
 
 /** The longest client line the server accepts today (its line limit), without the LF. */
 const MAX_LINE = 65_536;

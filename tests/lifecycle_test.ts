@@ -11,8 +11,8 @@
 import { assert, assertEquals } from "./_helpers/assert.ts";
 import { startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
-import { serveDashboard, type ServedDashboard } from "../web/app.ts";
-import type { HubOptions } from "../web/hub.ts";
+import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import type { HubOptions } from "../dashboard/hub.ts";
 
 const ASSETS = { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" };
 

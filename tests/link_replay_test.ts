@@ -14,7 +14,7 @@ import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
-import { RemoteHerd } from "../servers/remote_herd.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import { RecordingProxy } from "./_helpers/proxy.ts";
 import { iamat, ProcessHerd, whatsat } from "./_helpers/procs.ts";

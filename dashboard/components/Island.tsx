@@ -5,7 +5,7 @@
 
 import type { ComponentType } from "preact";
 import { InitialContext } from "../islands/_live.ts";
-import type { InitialData } from "../web/types.ts";
+import type { InitialData } from "../types.ts";
 
 export interface IslandProps<P> {
   name: string;

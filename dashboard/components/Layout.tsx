@@ -1,7 +1,7 @@
 /** The HTML document shell: head, stylesheet, the embedded initial data and island scripts. */
 
 import type { ComponentChildren } from "preact";
-import type { Assets } from "../web/assets.ts";
+import type { Assets } from "../assets.ts";
 
 const FAVICON = "data:image/svg+xml," +
   encodeURIComponent(

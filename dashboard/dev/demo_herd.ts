@@ -8,9 +8,9 @@
  * @module
  */
 
-import { type AtFields, EventBus } from "../servers/events.ts";
-import type { HerdSnapshot, HerdView, RecordSnapshot } from "./types.ts";
-import { closeQuietly } from "../servers/io.ts";
+import { type AtFields, EventBus } from "../../servers/events.ts";
+import type { HerdSnapshot, HerdView, RecordSnapshot } from "../types.ts";
+import { closeQuietly } from "../../servers/io.ts";
 
 /** The default herd's links (from the protocol). */
 export const DEFAULT_LINKS: [string, string][] = [
@@ -377,7 +377,7 @@ export class DemoHerd implements HerdView {
 }
 
 if (import.meta.main) {
-  const { serveDashboard } = await import("./app.ts");
+  const { serveDashboard } = await import("../app.ts");
   const herd = new DemoHerd({ tcp: true });
   await herd.start();
   herd.simulate(Number(Deno.env.get("DEMO_RATE") ?? 4));

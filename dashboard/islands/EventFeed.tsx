@@ -4,7 +4,7 @@
  */
 
 import { useMemo, useState } from "preact/hooks";
-import type { DashEvent } from "../web/types.ts";
+import type { DashEvent } from "../types.ts";
 import { useFeed, useSnapshot } from "./_live.ts";
 import { clock, describe, KIND_GROUPS } from "./_model.ts";
 

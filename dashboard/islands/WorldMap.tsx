@@ -5,7 +5,7 @@
  */
 
 import { useEffect, useMemo, useState } from "preact/hooks";
-import type { RecordSnapshot } from "../web/types.ts";
+import type { RecordSnapshot } from "../types.ts";
 import { GRATICULE_PATH, MAP_H, MAP_W, project, SPHERE_PATH, worldPaths } from "./_geo.ts";
 import { useSnapshot } from "./_live.ts";
 import { compareTime } from "./_model.ts";

@@ -7,7 +7,7 @@
  */
 
 import { type ComponentType, hydrate } from "preact";
-import type { InitialData } from "../web/types.ts";
+import type { InitialData } from "../types.ts";
 import { InitialContext, start } from "./_live.ts";
 
 let initial: InitialData | undefined;

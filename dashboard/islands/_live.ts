@@ -15,7 +15,7 @@
 import { createContext } from "preact";
 import { useContext } from "preact/hooks";
 import { batch, signal } from "@preact/signals";
-import type { DashEvent, GapNotice, HelloNotice, HerdSnapshot, InitialData } from "../web/types.ts";
+import type { DashEvent, GapNotice, HelloNotice, HerdSnapshot, InitialData } from "../types.ts";
 import { applyEvents } from "./_model.ts";
 
 /** True in a browser, false while the server renders. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DashEvent, HerdSnapshot, RecordSnapshot, ServerSnapshot } from "../web/types.ts";
+import type { DashEvent, HerdSnapshot, RecordSnapshot, ServerSnapshot } from "../types.ts";
 
 /**
  * Compares two decimal time strings (`D+(.D+)?`) exactly: negative when a < b. Falls back to

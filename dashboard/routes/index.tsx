@@ -14,10 +14,10 @@ import LiveBadge from "../islands/LiveBadge.tsx";
 import PlacesLog from "../islands/PlacesLog.tsx";
 import ServerPanel from "../islands/ServerPanel.tsx";
 import WorldMap from "../islands/WorldMap.tsx";
-import type { Assets } from "../web/assets.ts";
-import type { RouteModule } from "../web/context.ts";
-import { initialData, jsonForScript } from "../web/display.ts";
-import type { InitialData } from "../web/types.ts";
+import type { Assets } from "../assets.ts";
+import type { RouteModule } from "../context.ts";
+import { initialData, jsonForScript } from "../display.ts";
+import type { InitialData } from "../types.ts";
 
 /** Every island the page uses (build.ts bundles each file in islands/ that is not `_*`). */
 export const ISLANDS = [

@@ -1,6 +1,6 @@
 /** `GET /metrics`: Prometheus text exposition format 0.0.4. */
 
-import type { RouteModule } from "../web/context.ts";
+import type { RouteModule } from "../context.ts";
 
 export const handler: RouteModule["handler"] = {
   GET(c, d) {

@@ -4,8 +4,8 @@
  * Control request: Origin and token are checked before this runs (web/app.ts).
  */
 
-import { sendCommand } from "../../web/command.ts";
-import { jsonError, type RouteModule } from "../../web/context.ts";
+import { sendCommand } from "../../command.ts";
+import { jsonError, type RouteModule } from "../../context.ts";
 
 /** Longest command accepted (the herd's own line limit is 64 KiB). */
 const MAX_LINE = 64 * 1024;

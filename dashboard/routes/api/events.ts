@@ -9,8 +9,8 @@
  * response to cut a stalled one loose, which streamSSE's writer hides.
  */
 
-import type { RouteModule } from "../../web/context.ts";
-import { parseEventId, sseBody } from "../../web/hub.ts";
+import type { RouteModule } from "../../context.ts";
+import { parseEventId, sseBody } from "../../hub.ts";
 
 export const handler: RouteModule["handler"] = {
   GET(c, d) {

@@ -1,7 +1,7 @@
 /** `GET /api/state`: the herd's snapshot as JSON (`?records=0` leaves out the records). */
 
-import type { RouteModule } from "../../web/context.ts";
-import { displaySnapshot } from "../../web/display.ts";
+import type { RouteModule } from "../../context.ts";
+import { displaySnapshot } from "../../display.ts";
 
 export const handler: RouteModule["handler"] = {
   GET(c, d) {

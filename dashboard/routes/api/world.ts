@@ -4,7 +4,7 @@
  */
 
 import world from "world-atlas/countries-110m.json" with { type: "json" };
-import type { RouteModule } from "../../web/context.ts";
+import type { RouteModule } from "../../context.ts";
 
 let body: string | undefined;
 

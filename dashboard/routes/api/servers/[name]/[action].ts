@@ -4,8 +4,8 @@
  * state). Control request: Origin and token are checked before this runs (web/app.ts).
  */
 
-import { jsonError, type RouteModule } from "../../../../web/context.ts";
-import { displaySnapshot } from "../../../../web/display.ts";
+import { jsonError, type RouteModule } from "../../../../context.ts";
+import { displaySnapshot } from "../../../../display.ts";
 
 export const handler: RouteModule["handler"] = {
   async POST(c, d) {
