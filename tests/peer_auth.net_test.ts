@@ -16,7 +16,7 @@
  * - a dialler refuses an acceptor whose proof is wrong or replayed, and says so;
  * - two real servers with different secrets never link, and both log why.
  *
- * Replays recorded by a proxy on the path, and clock skew, are in tests/link_replay_test.ts.
+ * Replays recorded by a proxy on the path, and clock skew, are in tests/link_replay.proc_test.ts.
  */
 
 import assert from "node:assert/strict";

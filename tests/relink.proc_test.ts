@@ -3,7 +3,7 @@
  * neighbour at once, whichever name sorts first, so a neighbour that comes back is linked within
  * about 100 ms of listening even after its neighbours' redial backoff grew; when both ends
  * dial, each link keeps exactly one connection and never flaps (one LINK UP per link, no LINK
- * DOWN). The course-style "kill two of five" cases are in tests/partition_test.ts.
+ * DOWN). The course-style "kill two of five" cases are in tests/partition.proc_test.ts.
  */
 
 import assert from "node:assert/strict";
