@@ -14,7 +14,7 @@
  */
 
 import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
-import type { ServerState } from "./server.ts";
+import type { ServerState } from "./snapshot.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
 import { welcomeLine } from "./handshake.ts";

@@ -33,6 +33,7 @@ import { formatLegacyJson } from "./places/legacy_json.ts";
 import { startObserver } from "./observe.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import type { Persistence } from "./persist.ts";
+import type { ServerState } from "./snapshot.ts";
 
 /** Every peer and observer handshake line starts with this (whatever its version). */
 const HANDSHAKE_PREFIX = "HERD";
@@ -62,18 +63,6 @@ export interface ServerOptions extends ConnectionOptions {
   link: LinkOptions;
   /** TLS for links and observers (the herd config's `tls`). */
   tls?: TlsConfig;
-}
-
-/** A snapshot of one server, for the dashboard and tools. */
-export interface ServerState {
-  name: string;
-  host: string;
-  port: number;
-  running: boolean;
-  connections: number;
-  records: number;
-  neighbors: string[];
-  links: { peer: string; up: boolean }[];
 }
 
 /**
