@@ -3,7 +3,8 @@
  * processes (`deno task dashboard --config FILE`).
  *
  * For each server of the config it dials the server's client port and authenticates as an
- * observer (the challenge-response of `servers/handshake.ts`, role `observer`). The server ends
+ * observer (the challenge-response of `servers/handshake.ts`, role `observer`; the lines are
+ * parsed by `servers/wire.ts`). The server ends
  * it with `HERD2 WATCHING <server>`, then sends a `STATE <json>` line with its state, its
  * snapshot's records in `RECORDS <json>` chunks, then one `EVENT <json>` line per event. The
  * bytes are latin1 (one char per byte), so the JSON's text
@@ -30,25 +31,22 @@ import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { LineSplitter, type SplitLine } from "../servers/lines.ts";
-import type { HerdSnapshot, RecordSnapshot } from "../servers/herd.ts";
-import type { ServerState } from "../servers/server.ts";
+import type { HerdSnapshot, RecordSnapshot, ServerState } from "../servers/snapshot.ts";
 import { compareRecords, parseLocation } from "../servers/protocol.ts";
 import { MAX_OBSERVER_LINE } from "../servers/limits.ts";
+import {
+  isWireName,
+  type ObservedRecord,
+  type ObservedState,
+  type ObserverMessage,
+  parseObserverLine,
+} from "../servers/wire.ts";
 import { closeQuietly } from "../servers/io.ts";
 
 type ServerView = ServerState;
 
-/** A record as the observer stream carries it. */
-interface WireRecord {
-  client: string;
-  origin: string;
-  diff: string;
-  location: string;
-  time: string;
-}
-
 /** Stands for the records of an observed batch that the stream did not name. */
-const UNNAMED: WireRecord = { client: "", origin: "", diff: "", location: "", time: "" };
+const UNNAMED: ObservedRecord = { client: "", origin: "", diff: "", location: "", time: "" };
 type RecordView = RecordSnapshot;
 
 /** The merged snapshot (the same shape as an in-process herd's). */
@@ -116,7 +114,7 @@ export class RemoteHerd {
     this.#handshakeTimeout = opts.handshakeTimeoutMs ?? 5_000;
     this.#maxRecords = opts.maxRecords ?? 2_000;
     this.#places = opts.places ?? "unknown";
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(this.#observer)) {
+    if (!isWireName(this.#observer)) {
       throw new Error(`observer name must be 1-64 of A-Z a-z 0-9 _ . - (got ${this.#observer})`);
     }
     for (const s of config.servers) {
@@ -295,32 +293,25 @@ export class RemoteHerd {
             error = "line too long";
             break outer;
           }
-          const line = split.text.replace(/\r$/, "");
+          let m: ObserverMessage | undefined;
+          try {
+            m = parseObserverLine(split.text);
+          } catch (err) {
+            // Malformed JSON: fatal in the STATE line, skipped after it.
+            if (phase === "state") throw err;
+            continue;
+          }
           if (phase === "state") {
-            if (!line.startsWith("STATE ")) {
+            if (m?.type !== "STATE") {
+              const line = split.text.replace(/\r$/, "");
               error = `expected STATE, got ${JSON.stringify(line.slice(0, 80))}`;
               break outer;
             }
-            this.#onState(w, JSON.parse(line.slice(6)));
+            this.#onState(w, m.state);
             phase = "events";
             clearTimeout(handshakeTimer);
-          } else if (line.startsWith("RECORDS ")) {
-            let recs: WireRecord[];
-            try {
-              recs = JSON.parse(line.slice(8));
-            } catch {
-              continue;
-            }
-            this.#onRecords(w, Array.isArray(recs) ? recs : []);
-          } else if (line.startsWith("EVENT ")) {
-            let e: HerdEvent;
-            try {
-              e = JSON.parse(line.slice(6));
-            } catch {
-              continue;
-            }
-            this.#onEvent(w, e);
-          }
+          } else if (m?.type === "RECORDS") this.#onRecords(w, m.records);
+          else if (m?.type === "EVENT") this.#onEvent(w, m.event);
         }
         if (splitter.discarding) {
           error = "line too long";
@@ -339,16 +330,7 @@ export class RemoteHerd {
     if (w.conn === conn || w.conn === undefined) this.#backoff(w, error);
   }
 
-  #onState(
-    w: Watch,
-    st: {
-      server: ServerView;
-      records?: WireRecord[];
-      /** How many records follow in RECORDS lines (servers that stream their snapshot). */
-      snapshot?: number;
-      places?: string;
-    },
-  ): void {
+  #onState(w: Watch, st: ObservedState): void {
     if (typeof st.places === "string") this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
     const s = st.server;
@@ -398,7 +380,7 @@ export class RemoteHerd {
   }
 
   /** One chunk of a streamed snapshot, oldest change first. */
-  #onRecords(w: Watch, recs: WireRecord[]): void {
+  #onRecords(w: Watch, recs: ObservedRecord[]): void {
     for (const r of recs) {
       if (typeof r?.client !== "string") continue;
       w.known.add(r.client);
@@ -408,7 +390,7 @@ export class RemoteHerd {
     if (w.snapshotLeft <= 0 && w.state) w.knownComplete = w.known.size >= w.state.records;
   }
 
-  #merge(r: WireRecord): void {
+  #merge(r: ObservedRecord): void {
     const old = this.#records.get(r.client);
     if (old && compareRecords(r, old) <= 0) return;
     const pos = parseLocation(r.location);

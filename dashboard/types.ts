@@ -2,7 +2,7 @@
  * Types shared by the dashboard's server side (web/, routes/) and its browser side (islands/).
  * Nothing here touches Deno or the DOM, so islands can import it (types only).
  *
- * `HerdSnapshot` is the core's (`servers/herd.ts`); anything with the `HerdView` shape (the
+ * `HerdSnapshot` is the core's (`servers/snapshot.ts`); anything with the `HerdView` shape (the
  * in-process `Herd`, `RemoteHerd`, a test fake) can drive the dashboard.
  *
  * @module
@@ -16,10 +16,10 @@ import type {
 } from "../servers/events.ts";
 
 /** One server as the dashboard sees it (the core's `ServerState`). */
-export type { ServerState as ServerSnapshot } from "../servers/server.ts";
+export type { ServerState as ServerSnapshot } from "../servers/snapshot.ts";
 /** Records and snapshots: the core's own shapes, so the two can never drift apart. */
-export type { HerdSnapshot, RecordSnapshot } from "../servers/herd.ts";
-import type { HerdSnapshot } from "../servers/herd.ts";
+export type { HerdSnapshot, RecordSnapshot } from "../servers/snapshot.ts";
+import type { HerdSnapshot } from "../servers/snapshot.ts";
 
 /** What the dashboard needs from a herd: events, a snapshot, and (in-process only) control. */
 export interface HerdView {

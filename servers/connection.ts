@@ -13,7 +13,7 @@
 import { FairShare, TurnQueue } from "./fair.ts";
 import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
-import { HANDSHAKE_PREFIX } from "./handshake.ts";
+import { HANDSHAKE_PREFIX } from "./wire.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 

@@ -1,6 +1,6 @@
 /**
- * The link handshake (peers and observers), both sides, in one place: the message texts, the
- * texts the MACs cover, and the exchange itself. The wire format is in docs/protocol.md.
+ * The link handshake (peers and observers), both sides, in one place: the exchange itself. Its
+ * lines and the texts the MACs cover are in wire.ts; the wire format is in docs/protocol.md.
  *
  *     dialler  → acceptor  HERD2 HELLO <role> <dialler> <acceptor> <nonceD>
  *     acceptor → dialler   HERD2 CHALLENGE <acceptor> <dialler> <nonceA> <macA>
@@ -17,75 +17,25 @@
 
 import { type HerdAuth, randomHex } from "./auth.ts";
 import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
-import { splitFields } from "./protocol.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import {
+  formatChallenge,
+  formatHello,
+  formatProof,
+  type Hello,
+  isBusy,
+  isInvalidReply,
+  isRefused,
+  isWelcome,
+  parseChallenge,
+  parseProof,
+  proofText,
+  REFUSED_LINE,
+  type Role,
+} from "./wire.ts";
 
-/** Every handshake line starts with this; a client connection's first line is checked for it. */
-export const HANDSHAKE_PREFIX = "HERD2 ";
 /** Bound on a whole handshake, either side (connect excluded). */
 export const HANDSHAKE_TIMEOUT_MS = 3000;
-
-/** Who dials: a neighbouring server, or a read-only observer (a remote dashboard). */
-export type Role = "peer" | "observer";
-
-/** A parsed HELLO. */
-export interface Hello {
-  role: Role;
-  from: string;
-  to: string;
-  nonce: string;
-}
-
-const NONCE = /^[0-9a-f]{32}$/;
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/** `HERD2 HELLO <role> <from> <to> <nonce>\n` */
-export function helloLine(h: Hello): string {
-  return `HERD2 HELLO ${h.role} ${h.from} ${h.to} ${h.nonce}\n`;
-}
-
-/** The HELLO in a line, or undefined when the line is not a well-formed HELLO. */
-export function parseHello(line: string): Hello | undefined {
-  const f = splitFields(line);
-  if (f.length !== 6 || f[0] !== "HERD2" || f[1] !== "HELLO") return undefined;
-  const [, , role, from, to, nonce] = f;
-  if (role !== "peer" && role !== "observer") return undefined;
-  if (!NAME.test(from) || !NAME.test(to) || !NONCE.test(nonce)) return undefined;
-  return { role, from, to, nonce };
-}
-
-/** The acceptor's line when it will not link now because its own dial to the peer wins. */
-export const BUSY_LINE = "HERD2 BUSY\n";
-/** The dialler's line when the acceptor's proof is wrong (so the acceptor can log why). */
-export const REFUSED_LINE = "HERD2 REFUSED bad proof\n";
-
-/** The acceptor's last line: peers get WELCOME, observers WATCHING (then the STATE line). */
-export function welcomeLine(role: Role, acceptor: string, dialler: string): string {
-  return role === "peer"
-    ? `HERD2 WELCOME ${acceptor} ${dialler}\n`
-    : `HERD2 WATCHING ${acceptor}\n`;
-}
-
-/**
- * The text a side's MAC covers. JSON keeps the fields apart whatever they hold; `prover` is the
- * direction, so the acceptor's MAC can never serve as the dialler's.
- *
- * @example
- * ```ts
- * proofText("peer", "dialler", "Hill", "Jaquez", nonceD, nonceA);
- * // '["HERD2","peer","dialler","Hill","Jaquez","<nonceD>","<nonceA>"]'
- * ```
- */
-export function proofText(
-  role: Role,
-  prover: "dialler" | "acceptor",
-  dialler: string,
-  acceptor: string,
-  nonceD: string,
-  nonceA: string,
-): string {
-  return JSON.stringify(["HERD2", role, prover, dialler, acceptor, nonceD, nonceA]);
-}
 
 /**
  * A fresh random nonce (128 bits, hex).
@@ -182,7 +132,7 @@ export async function dialHandshake(
   const timer = deadline(conn, timeoutMs);
   try {
     const nonceD = newNonce();
-    if (!(await send(conn, helloLine({ role, from: me, to: peer, nonce: nonceD })))) {
+    if (!(await send(conn, formatHello({ role, from: me, to: peer, nonce: nonceD })))) {
       return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
     }
     const reader = new LineReader(conn, splitter, []);
@@ -193,26 +143,25 @@ export async function dialHandshake(
         reason: timer.expired ? `handshake timeout (no challenge from ${peer})` : "connection lost",
       };
     }
-    if (challenge === BUSY_LINE.trim()) return { ok: false, reason: "busy", busy: true };
-    const f = splitFields(challenge);
-    if (f[0] === "?") return { ok: false, reason: `${peer} refused our HELLO` };
-    if (
-      f.length !== 6 || f[0] !== "HERD2" || f[1] !== "CHALLENGE" || f[2] !== peer || f[3] !== me ||
-      !NONCE.test(f[4])
-    ) {
+    if (isBusy(challenge)) return { ok: false, reason: "busy", busy: true };
+    if (isInvalidReply(challenge)) {
+      return { ok: false, reason: `${peer} refused our HELLO` };
+    }
+    const c = parseChallenge(challenge);
+    if (c === undefined || c.acceptor !== peer || c.dialler !== me) {
       return { ok: false, reason: `unexpected answer ${JSON.stringify(challenge.slice(0, 80))}` };
     }
-    const nonceA = f[4];
-    if (!(await auth.verify(proofText(role, "acceptor", me, peer, nonceD, nonceA), f[5]))) {
+    const nonceA = c.nonce;
+    if (!(await auth.verify(proofText(role, "acceptor", me, peer, nonceD, nonceA), c.mac))) {
       await send(conn, REFUSED_LINE);
       return { ok: false, reason: `bad proof from ${peer}` };
     }
     const mac = await auth.sign(proofText(role, "dialler", me, peer, nonceD, nonceA));
-    if (!(await send(conn, `HERD2 PROOF ${mac}\n`))) {
+    if (!(await send(conn, formatProof(mac)))) {
       return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
     }
     const welcome = await reader.next();
-    if (welcome === BUSY_LINE.trim()) return { ok: false, reason: "busy", busy: true };
+    if (welcome !== undefined && isBusy(welcome)) return { ok: false, reason: "busy", busy: true };
     if (welcome === undefined) {
       return {
         ok: false,
@@ -221,7 +170,7 @@ export async function dialHandshake(
           : `${peer} closed after our proof (it refused it)`,
       };
     }
-    if (welcome !== welcomeLine(role, peer, me).trim()) {
+    if (!isWelcome(welcome, role, peer, me)) {
       return { ok: false, reason: `unexpected answer ${JSON.stringify(welcome.slice(0, 80))}` };
     }
     return { ok: true, rest: reader.rest };
@@ -238,7 +187,7 @@ export async function dialHandshake(
  * @example
  * ```ts
  * const r = await acceptHandshake(auth, conn, splitter, hello, rest);
- * if (r.ok) await writeAll(conn, binaryToBytes(welcomeLine("peer", me, hello.from)));
+ * if (r.ok) await writeAll(conn, binaryToBytes(formatWelcome("peer", me, hello.from)));
  * ```
  */
 export async function acceptHandshake(
@@ -254,7 +203,7 @@ export async function acceptHandshake(
   try {
     const nonceA = newNonce();
     const mac = await auth.sign(proofText(role, "acceptor", from, to, nonceD, nonceA));
-    if (!(await send(conn, `HERD2 CHALLENGE ${to} ${from} ${nonceA} ${mac}\n`))) {
+    if (!(await send(conn, formatChallenge({ acceptor: to, dialler: from, nonce: nonceA, mac })))) {
       return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
     }
     const reader = new LineReader(conn, splitter, pending);
@@ -268,14 +217,14 @@ export async function acceptHandshake(
           : `${what} closed during the handshake`,
       };
     }
-    if (line === REFUSED_LINE.trim()) {
+    if (isRefused(line)) {
       return { ok: false, reason: `${what} rejected our proof` };
     }
-    const f = splitFields(line);
-    if (f.length !== 3 || f[0] !== "HERD2" || f[1] !== "PROOF") {
+    const macD = parseProof(line);
+    if (macD === undefined) {
       return { ok: false, reason: `malformed proof from ${what}` };
     }
-    if (!(await auth.verify(proofText(role, "dialler", from, to, nonceD, nonceA), f[2]))) {
+    if (!(await auth.verify(proofText(role, "dialler", from, to, nonceD, nonceA), macD))) {
       return { ok: false, reason: `bad proof from ${what}` };
     }
     return { ok: true, rest: reader.rest };

@@ -9,7 +9,8 @@
 import { EventBus } from "./events.ts";
 import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
-import { HerdServer, type ServerOptions, type ServerState } from "./server.ts";
+import { HerdServer, type ServerOptions } from "./server.ts";
+import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 import type { StoredRecord } from "./store.ts";
@@ -21,26 +22,6 @@ export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
   only?: readonly string[];
   /** Opens durable storage for a server; absent runs in memory. */
   openPersistence?: (server: string) => Promise<Persistence>;
-}
-
-/** One stored location record as a snapshot shows it (text fields are binary strings). */
-export interface RecordSnapshot {
-  client: string;
-  origin: string;
-  diff: string;
-  location: string;
-  time: string;
-  lat: number;
-  lng: number;
-}
-
-/** A herd's state for the dashboard: servers, newest records, and the Places provider. */
-export interface HerdSnapshot {
-  servers: ServerState[];
-  /** Newest records across the herd (at most a few thousand), for the map. */
-  records: RecordSnapshot[];
-  /** Places provider in use: "offline" | "new" | "legacy". */
-  places: string;
 }
 
 /** Records a snapshot carries at most. */

@@ -3,7 +3,8 @@
  * a herd of separate `deno task server` processes (`deno task dashboard --config FILE`).
  *
  * Handshake (on the server's client port, or its TLS link port): the link handshake of
- * `handshake.ts` with the role `observer`, ending in `HERD2 WATCHING <server>`; then
+ * `handshake.ts` with the role `observer`, ending in `HERD2 WATCHING <server>`; then (lines
+ * formatted by `wire.ts`)
  * `STATE <json>` (its part of the snapshot),
  * then `RECORDS <json>` lines (the snapshot's records, in chunks), then one `EVENT <json>` line
  * per event. The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary strings,
@@ -13,11 +14,11 @@
  * @module
  */
 
-import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
-import type { ServerState } from "./server.ts";
+import type { EventBus, HerdEvent } from "./events.ts";
+import type { ServerState } from "./snapshot.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
-import { welcomeLine } from "./handshake.ts";
+import { formatEvent, formatRecords, formatState, formatWelcome, recordJson } from "./wire.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { OBSERVER_CHUNK } from "./limits.ts";
 
@@ -41,11 +42,11 @@ export interface Observable {
  * `MAX_OBSERVER_LINE` whatever the batch holds (a catch-up batch can hold 2,048 records of
  * 64 KiB). `remote_herd.ts` restores the record count.
  */
-function observedEvent(e: HerdEvent): string {
-  if (e.kind !== "propagation.sent" && e.kind !== "propagation.received") return asciiJson(e);
+function observedEvent(e: HerdEvent): unknown {
+  if (e.kind !== "propagation.sent" && e.kind !== "propagation.received") return e;
   const { records, ...rest } = e;
   const named = records.slice(0, BATCH_CLIENTS).map((r) => ({ client: r.client }));
-  return asciiJson({ ...rest, records: named, count: records.length });
+  return { ...rest, records: named, count: records.length };
 }
 
 /** Client IDs an observed batch event names (the dashboard shows five). */
@@ -109,31 +110,23 @@ export function startObserver(
     let size = 0;
     while (next < snapshot.length && size < OBSERVER_CHUNK) {
       const r = snapshot[next++];
-      const json = asciiJson({
-        client: r.client,
-        origin: r.origin,
-        diff: r.diff,
-        location: r.location,
-        time: r.time,
-      });
+      const json = recordJson(r);
       parts.push(json);
       size += json.length + 1;
     }
-    return `RECORDS [${parts.join(",")}]\n`;
+    return formatRecords(parts);
   };
 
   // Written first, by the first pump; then the snapshot chunks, then the buffered events.
   // The handshake's last line (`HERD2 WATCHING`) leads, so it and STATE share a write.
-  let header: string | undefined = welcomeLine("observer", server.name, observer) +
-    `STATE ${
-      asciiJson({
-        server: server.state(),
-        records: [],
-        snapshot: snapshot.length,
-        observer,
-        places: server.places,
-      })
-    }\n`;
+  let header: string | undefined = formatWelcome("observer", server.name, observer) +
+    formatState({
+      server: server.state(),
+      records: [],
+      snapshot: snapshot.length,
+      observer,
+      places: server.places,
+    });
 
   const pump = async () => {
     if (writing || closed) return;
@@ -170,7 +163,7 @@ export function startObserver(
 
   const off = server.bus.subscribe((e: HerdEvent) => {
     if (e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out") return;
-    send(`EVENT ${observedEvent(e)}\n`);
+    send(formatEvent(observedEvent(e)));
   });
   // Not now: the caller has not registered this stream yet.
   queueMicrotask(pump);

@@ -6,8 +6,8 @@
  * Each link is a cursor into the server's change log (`store.ts`). Flooding a new record and
  * catching up after a partition are the same loop: send every record after the cursor that did
  * not come from this peer. The peer remembers the last sequence number it got from us (its
- * "mark") and tells us at link-up, so only what it missed is sent. The wire format is in
- * docs/protocol.md.
+ * "mark") and tells us at link-up, so only what it missed is sent. The messages are formatted
+ * and parsed in wire.ts; docs/protocol.md describes them.
  *
  * Who dials: both ends, whenever the link is down, so a server that comes back is linked as
  * soon as it listens, whoever sorts first. One connection per link, chosen the same at both
@@ -23,7 +23,22 @@ import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
-import { INTEGER, splitFields, validateRecord } from "./protocol.ts";
+import { validateRecord } from "./protocol.ts";
+import {
+  CAUGHTUP,
+  formatCaughtUp,
+  formatRecord,
+  formatSkip,
+  formatSync,
+  parseLinkLine,
+  PING,
+  PING_LINE,
+  RECEIPT,
+  RECORD,
+  SKIP,
+  SYNC,
+  type Sync,
+} from "./wire.ts";
 import type { RecordStore } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { FairShare } from "./fair.ts";
@@ -76,6 +91,16 @@ export interface LinkHost {
 export interface PeerRecord extends AtFields {
   lat: number;
   lng: number;
+}
+
+/** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
+const NOT_PARSED = { lat: 0, lng: 0 };
+
+/** What one read's lines add up to: records to store, and what to receipt, in order. */
+interface Intake {
+  batch?: PeerRecord[];
+  /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for none). */
+  seqs?: number[];
 }
 
 /** The persistent part of a link: what we last got from the peer. */
@@ -254,10 +279,8 @@ export class Link {
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
-    this.#send(
-      conn,
-      `${welcome}SYNC ${s.store.epoch} ${s.store.headSeq} ${this.mark.epoch} ${this.mark.seq}\n`,
-    );
+    const sync = { epoch: s.store.epoch, head: s.store.headSeq, yourEpoch: this.mark.epoch };
+    this.#send(conn, welcome + formatSync({ ...sync, mark: this.mark.seq }));
     this.#readLoop(conn, splitter, rest);
   }
 
@@ -303,7 +326,7 @@ export class Link {
     // A pump write in flight owns the socket (a PING inside it would split a line); its bytes
     // reach the peer anyway.
     if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
-      this.#send(conn, "PING\n");
+      this.#send(conn, PING_LINE);
     }
   }
 
@@ -328,13 +351,11 @@ export class Link {
           await this.#send(conn, text);
           continue;
         }
-        for (const r of slice.records) {
-          text += `R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}\n`;
-        }
+        for (const r of slice.records) text += formatRecord(r.seq, r);
         const lastRecordSeq = slice.records.length > 0
           ? slice.records[slice.records.length - 1].seq
           : -1;
-        if (lastRecordSeq !== slice.lastSeq) text += `S ${slice.lastSeq}\n`;
+        if (lastRecordSeq !== slice.lastSeq) text += formatSkip(slice.lastSeq);
         this.#cursor = slice.lastSeq;
         if (slice.records.length > 0) {
           this.recordsSent += slice.records.length;
@@ -352,7 +373,7 @@ export class Link {
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;
-        this.#send(conn, `CAUGHTUP ${this.#syncSent}\n`);
+        this.#send(conn, formatCaughtUp(this.#syncSent));
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
@@ -393,98 +414,133 @@ export class Link {
   }
 
   /**
-   * Handles lines from the peer; false (after dropping the link) when the peer misbehaved. An
-   * invalid record (or a line over the peer limit, which no valid record reaches) is skipped
-   * with an `error` event: one bad record must never stop the good ones behind it, and a link
-   * that dropped on it would meet it again at every reconnect.
+   * Handles lines from the peer, one handler per message; false (after dropping the link) when
+   * the peer misbehaved. An invalid record (or a line over the peer limit, which no valid record
+   * reaches) is skipped with an `error` event: one bad record must never stop the good ones
+   * behind it, and a link that dropped on it would meet it again at every reconnect. The
+   * records of one read are stored together, then receipted in the order they were read.
    */
   #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
-    const s = this.#server;
-    let batch: PeerRecord[] | undefined;
-    /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for S). */
-    let seqs: number[] | undefined;
+    const intake: Intake = {};
     let bad: string | undefined;
     for (const line of lines) {
       if (line.overlong) {
         this.#skipped(`overlong line ${JSON.stringify(line.text.slice(0, 80))}`);
         continue;
       }
-      const f = splitFields(line.text);
-      if (f[0] === "R" && f.length === 7) {
-        const seq = Number(f[1]);
-        const rec = {
-          origin: f[2],
-          diff: f[3],
-          client: f[4],
-          location: f[5],
-          time: f[6],
-          lat: 0,
-          lng: 0,
-        };
-        const seqOk = INTEGER.test(f[1]) && Number.isSafeInteger(seq);
-        // At or below the mark: a resend of the whole log (we lost records, see SYNC). An
-        // invalid record's sequence number still counts: resending it would not mend it.
-        if (seqOk && seq > this.mark.seq) this.mark.seq = seq;
-        // Half of what a link carries is a record this server already holds, byte for byte
-        // (it came the other way round the herd): it was validated when stored, so skip that.
-        const known = s.store.get(rec.client);
-        const duplicate = known !== undefined && known.time === rec.time &&
-          known.location === rec.location && known.origin === rec.origin &&
-          known.diff === rec.diff;
-        const at = duplicate ? rec : validateRecord(rec);
-        if (!seqOk || at === undefined) {
-          this.#skipped(`bad record ${JSON.stringify(line.text.slice(0, 80))}`);
-          // Receipted as it is: nothing more will come of it, so nobody should wait for it.
-          if (seqOk) (seqs ??= []).push(seq, -1);
-          continue;
-        }
-        rec.lat = at.lat;
-        rec.lng = at.lng;
-        (batch ??= []).push(rec);
-        (seqs ??= []).push(seq, batch.length - 1);
-      } else if (f[0] === "S" && f.length === 2 && INTEGER.test(f[1])) {
-        const seq = Number(f[1]);
-        if (seq > this.mark.seq) this.mark.seq = seq;
-        (seqs ??= []).push(seq, -1);
-      } else if (f[0] === "A" && f.length === 3 && INTEGER.test(f[1]) && INTEGER.test(f[2])) {
-        this.#waiting.receipted(Number(f[1]), Number(f[2]));
-      } else if (f[0] === "PING" && f.length === 1) {
-        // liveness only
-      } else if (f[0] === "SYNC" && f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])) {
-        // The peer's SYNC tells where our stream to it starts: from its mark when the mark is
-        // in our current epoch, else from the beginning. A peer whose head is behind our mark
-        // lost its newest changes (a crash before they reached disk): it will reuse those
-        // sequence numbers, so our mark goes back to its head.
-        //
-        // A peer that lost records it had sent us (it came back with another store, e.g. after
-        // --memory, or behind our mark) needs them back, but our log marks them as having come
-        // from it and the stream skips those: so send it the whole log, skipping nothing, up
-        // to our current head.
-        const [, theirEpoch, theirHead, ourEpochAsKnown, theirMark] = f;
-        const lost = (this.mark.epoch !== "-" && theirEpoch !== this.mark.epoch) ||
-          Number(theirHead) < this.mark.seq;
-        if (theirEpoch !== this.mark.epoch) this.mark = { epoch: theirEpoch, seq: 0 };
-        if (Number(theirHead) < this.mark.seq) this.mark.seq = Number(theirHead);
-        const from = ourEpochAsKnown === s.store.epoch && !lost ? Number(theirMark) : 0;
-        this.#cursor = Math.min(from, s.store.headSeq);
-        this.#resendUpTo = lost ? s.store.headSeq : 0;
-        this.notify();
-      } else if (f[0] === "CAUGHTUP" && f.length === 2) {
-        this.#peerCaughtUp = true;
-        s.bus.emit({
-          kind: "sync.done",
-          t: Date.now(),
-          server: s.name,
-          peer: this.peer,
-          sent: this.#syncSent,
-          received: this.#syncReceived,
-          ms: Math.round(performance.now() - this.#syncStart),
-        });
-      } else if (line.text !== "") {
+      if (line.text === "") continue;
+      const m = parseLinkLine(line.text);
+      if (m === undefined) {
         bad = `unexpected ${JSON.stringify(line.text.slice(0, 80))}`;
         break;
       }
+      switch (m.type) {
+        case RECORD:
+          this.#onRecord(m.seq, m.record, line.text, intake);
+          break;
+        case SKIP:
+          this.#onSkip(m.seq, intake);
+          break;
+        case RECEIPT:
+          this.#waiting.receipted(m.from, m.to);
+          break;
+        case PING:
+          break; // liveness only: the read loop noted the read
+        case SYNC:
+          this.#onSync(m);
+          break;
+        case CAUGHTUP:
+          this.#onCaughtUp();
+          break;
+      }
     }
+    this.#take(conn, intake);
+    if (bad !== undefined) {
+      const s = this.#server;
+      s.bus.emit({
+        kind: "peer.rejected",
+        t: Date.now(),
+        server: s.name,
+        remote: this.peer,
+        reason: bad,
+      });
+      if (this.#conn === conn) this.#drop(`peer sent garbage: ${bad}`);
+      return false;
+    }
+    return true;
+  }
+
+  /** `R`: a record to store (validated first), and to receipt. */
+  #onRecord(seq: number | undefined, fields: AtFields, text: string, intake: Intake): void {
+    // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
+    // record's sequence number still counts: resending it would not mend it.
+    if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
+    // Half of what a link carries is a record this server already holds, byte for byte (it
+    // came the other way round the herd): it was validated when stored, so skip that.
+    const known = this.#server.store.get(fields.client);
+    const duplicate = known !== undefined && known.time === fields.time &&
+      known.location === fields.location && known.origin === fields.origin &&
+      known.diff === fields.diff;
+    const at = duplicate ? NOT_PARSED : validateRecord(fields);
+    if (seq === undefined || at === undefined) {
+      this.#skipped(`bad record ${JSON.stringify(text.slice(0, 80))}`);
+      // Receipted as it is: nothing more will come of it, so nobody should wait for it.
+      if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);
+      return;
+    }
+    const batch = intake.batch ??= [];
+    batch.push({ ...fields, lat: at.lat, lng: at.lng });
+    (intake.seqs ??= []).push(seq, batch.length - 1);
+  }
+
+  /** `S`: the peer skipped records up to `seq` (they came from us): our mark moves on. */
+  #onSkip(seq: number, intake: Intake): void {
+    if (seq > this.mark.seq) this.mark.seq = seq;
+    (intake.seqs ??= []).push(seq, -1);
+  }
+
+  /**
+   * `SYNC`: where our stream to the peer starts: from its mark when the mark is in our current
+   * epoch, else from the beginning. A peer whose head is behind our mark lost its newest
+   * changes (a crash before they reached disk): it will reuse those sequence numbers, so our
+   * mark goes back to its head.
+   *
+   * A peer that lost records it had sent us (it came back with another store, e.g. after
+   * --memory, or behind our mark) needs them back, but our log marks them as having come from
+   * it and the stream skips those: so send it the whole log, skipping nothing, up to our
+   * current head.
+   */
+  #onSync(m: Sync): void {
+    const s = this.#server;
+    const lost = (this.mark.epoch !== "-" && m.epoch !== this.mark.epoch) ||
+      m.head < this.mark.seq;
+    if (m.epoch !== this.mark.epoch) this.mark = { epoch: m.epoch, seq: 0 };
+    if (m.head < this.mark.seq) this.mark.seq = m.head;
+    const from = m.yourEpoch === s.store.epoch && !lost ? m.mark : 0;
+    this.#cursor = Math.min(from, s.store.headSeq);
+    this.#resendUpTo = lost ? s.store.headSeq : 0;
+    this.notify();
+  }
+
+  /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */
+  #onCaughtUp(): void {
+    this.#peerCaughtUp = true;
+    const s = this.#server;
+    s.bus.emit({
+      kind: "sync.done",
+      t: Date.now(),
+      server: s.name,
+      peer: this.peer,
+      sent: this.#syncSent,
+      received: this.#syncReceived,
+      ms: Math.round(performance.now() - this.#syncStart),
+    });
+  }
+
+  /** Stores what one read brought, and queues its receipts (each waiting on its onward ones). */
+  #take(conn: Deno.Conn, intake: Intake): void {
+    const s = this.#server;
+    const { batch, seqs } = intake;
     let waits: (Promise<unknown> | undefined)[] = [];
     if (batch !== undefined) {
       this.recordsReceived += batch.length;
@@ -498,18 +554,6 @@ export class Link {
       }
       this.notify();
     }
-    if (bad !== undefined) {
-      s.bus.emit({
-        kind: "peer.rejected",
-        t: Date.now(),
-        server: s.name,
-        remote: this.peer,
-        reason: bad,
-      });
-      if (this.#conn === conn) this.#drop(`peer sent garbage: ${bad}`);
-      return false;
-    }
-    return true;
   }
 
   /** Reports a peer line that was skipped (an invalid record); the link stays up. */

@@ -16,6 +16,8 @@
  * @module
  */
 
+import { formatReceipt } from "./wire.ts";
+
 /** A record waiting for one link's receipt: resolves true when receipted, false when not. */
 interface Waiter {
   seq: number;
@@ -170,14 +172,14 @@ export class ReceiptQueue {
         if (runFrom < 0) runFrom = prev + 1;
         e.sent = true;
       } else if (runFrom >= 0) {
-        out += `A ${runFrom} ${prev}\n`;
+        out += formatReceipt(runFrom, prev);
         runFrom = -1;
       }
       if (!e.ready) inPrefix = false;
       else if (inPrefix) prefix = i + 1;
       prev = e.seq;
     }
-    if (runFrom >= 0) out += `A ${runFrom} ${prev}\n`;
+    if (runFrom >= 0) out += formatReceipt(runFrom, prev);
     if (prefix > 0) {
       this.#base = es[prefix - 1].seq;
       this.#entries = prefix === es.length ? [] : es.slice(prefix);

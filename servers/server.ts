@@ -13,7 +13,8 @@ import { ClientConnection, type ConnectionOptions, type LineHandler } from "./co
 import { closeQuietly, writeAll } from "./io.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
-import { acceptHandshake, BUSY_LINE, parseHello, welcomeLine } from "./handshake.ts";
+import { acceptHandshake } from "./handshake.ts";
+import { BUSY_LINE, formatWelcome, HANDSHAKE_TAG, parseHello } from "./wire.ts";
 import {
   type Command,
   formatAt,
@@ -33,9 +34,8 @@ import { formatLegacyJson } from "./places/legacy_json.ts";
 import { startObserver } from "./observe.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import type { Persistence } from "./persist.ts";
+import type { ServerState } from "./snapshot.ts";
 
-/** Every peer and observer handshake line starts with this (whatever its version). */
-const HANDSHAKE_PREFIX = "HERD";
 /** How long a connection over the client cap has to show it is a handshake (ms). */
 const HANDSHAKE_WINDOW_MS = 1000;
 /** Bytes read while deciding; whatever came is handed on as the connection's first input. */
@@ -62,18 +62,6 @@ export interface ServerOptions extends ConnectionOptions {
   link: LinkOptions;
   /** TLS for links and observers (the herd config's `tls`). */
   tls?: TlsConfig;
-}
-
-/** A snapshot of one server, for the dashboard and tools. */
-export interface ServerState {
-  name: string;
-  host: string;
-  port: number;
-  running: boolean;
-  connections: number;
-  records: number;
-  neighbors: string[];
-  links: { peer: string; up: boolean }[];
 }
 
 /**
@@ -329,7 +317,7 @@ export class HerdServer implements LineHandler {
    * undefined (refuse it) otherwise or when nothing comes within the window.
    */
   async #peekHandshake(conn: Deno.Conn): Promise<Uint8Array | undefined> {
-    const want = binaryToBytes(HANDSHAKE_PREFIX);
+    const want = binaryToBytes(HANDSHAKE_TAG);
     const buf = new Uint8Array(READ_AHEAD);
     let expire!: (v: undefined) => void;
     const expired = new Promise<undefined>((resolve) => (expire = resolve));
@@ -624,7 +612,7 @@ export class HerdServer implements LineHandler {
     this.#conns.delete(conn);
     if (link !== undefined) {
       if (link.refusesInbound) return close(BUSY_LINE);
-      link.adopt(conn.conn, conn.splitter, r.rest, welcomeLine("peer", this.name, hello.from));
+      link.adopt(conn.conn, conn.splitter, r.rest, formatWelcome("peer", this.name, hello.from));
       return true;
     }
     // startObserver writes the WATCHING line first, and never calls back before it returns.

@@ -1,0 +1,39 @@
+/**
+ * Snapshot shapes: a server's state and a herd's, as the dashboard, observers and tools see
+ * them. Types only, so the modules that produce them (server.ts, herd.ts), carry them
+ * (observe.ts, wire.ts) and show them (dashboard/) depend on this file, never on each other.
+ *
+ * @module
+ */
+
+/** A snapshot of one server, for the dashboard and tools. */
+export interface ServerState {
+  name: string;
+  host: string;
+  port: number;
+  running: boolean;
+  connections: number;
+  records: number;
+  neighbors: string[];
+  links: { peer: string; up: boolean }[];
+}
+
+/** One stored location record as a snapshot shows it (text fields are binary strings). */
+export interface RecordSnapshot {
+  client: string;
+  origin: string;
+  diff: string;
+  location: string;
+  time: string;
+  lat: number;
+  lng: number;
+}
+
+/** A herd's state for the dashboard: servers, newest records, and the Places provider. */
+export interface HerdSnapshot {
+  servers: ServerState[];
+  /** Newest records across the herd (at most a few thousand), for the map. */
+  records: RecordSnapshot[];
+  /** Places provider in use: "offline" | "new" | "legacy". */
+  places: string;
+}

@@ -1,0 +1,393 @@
+/**
+ * The server-to-server and observer wire formats, in one place: every message a link or an
+ * observer stream carries, as a named constant with one format and one parse function, and the
+ * texts the handshake's MACs cover (built here for both sides). Pure: no I/O, no state. The
+ * exchange itself is in handshake.ts (both sides), peers.ts (links) and observe.ts /
+ * dashboard/remote_herd.ts (observers); docs/protocol.md describes the protocol.
+ *
+ *     dialler  → acceptor  HERD2 HELLO <role> <dialler> <acceptor> <nonceD>
+ *     acceptor → dialler   HERD2 CHALLENGE <acceptor> <dialler> <nonceA> <macA>
+ *     dialler  → acceptor  HERD2 PROOF <macD>
+ *     acceptor → dialler   HERD2 WELCOME <acceptor> <dialler>   (observer: HERD2 WATCHING <acceptor>)
+ *     (or, instead of CHALLENGE or WELCOME: HERD2 BUSY; the dialler's refusal: HERD2 REFUSED bad proof)
+ *
+ *     link, both ways:     SYNC <epoch> <head> <yourEpoch> <mark>
+ *                          R <seq> <origin> <diff> <client> <location> <time>
+ *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
+ *
+ *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>
+ *
+ * @module
+ */
+
+import type { AtFields, HerdEvent } from "./events.ts";
+import { asciiJson } from "./events.ts";
+import { INTEGER, splitFields } from "./protocol.ts";
+import type { ServerState } from "./snapshot.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Telling a handshake from a client's first line.
+
+/**
+ * Every peer and observer handshake line starts with this, whatever its version: a connection
+ * over the client cap is admitted only if its first bytes are these.
+ */
+export const HANDSHAKE_TAG = "HERD";
+/** Every line of this version's handshake starts with this; a client's first line is checked. */
+export const HANDSHAKE_PREFIX = "HERD2 ";
+
+// ---------------------------------------------------------------------------------------------
+// The handshake.
+
+/** Who dials: a neighbouring server, or a read-only observer (a remote dashboard). */
+export type Role = "peer" | "observer";
+
+/** Which side a MAC proves: the one that dialled, or the one that accepted. */
+export type Prover = "dialler" | "acceptor";
+
+const NONCE = /^[0-9a-f]{32}$/;
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * Whether `name` can be sent as a server or observer name in a HELLO (1-64 of `A-Za-z0-9_.-`).
+ *
+ * @example
+ * ```ts
+ * isWireName("dashboard-42"); // true
+ * isWireName("two words"); // false
+ * ```
+ */
+export function isWireName(name: string): boolean {
+  return NAME.test(name);
+}
+
+/** `HERD2 HELLO <role> <from> <to> <nonce>`: the dialler's first line. */
+export interface Hello {
+  role: Role;
+  from: string;
+  to: string;
+  nonce: string;
+}
+
+/**
+ * Formats a HELLO line.
+ *
+ * @example
+ * ```ts
+ * formatHello({ role: "peer", from: "Hill", to: "Jaquez", nonce: "0".repeat(32) });
+ * // "HERD2 HELLO peer Hill Jaquez 000...0\n"
+ * ```
+ */
+export function formatHello(h: Hello): string {
+  return `HERD2 HELLO ${h.role} ${h.from} ${h.to} ${h.nonce}\n`;
+}
+
+/** The HELLO in a line, or undefined when the line is not a well-formed HELLO. */
+export function parseHello(line: string): Hello | undefined {
+  const f = splitFields(line);
+  if (f.length !== 6 || f[0] !== "HERD2" || f[1] !== "HELLO") return undefined;
+  const [, , role, from, to, nonce] = f;
+  if (role !== "peer" && role !== "observer") return undefined;
+  if (!NAME.test(from) || !NAME.test(to) || !NONCE.test(nonce)) return undefined;
+  return { role, from, to, nonce };
+}
+
+/**
+ * Whether the answer to a HELLO is a client's error reply (`? ...`): the acceptor refused the
+ * HELLO itself (malformed, not for it, not a neighbour) and kept a client connection.
+ */
+export function isInvalidReply(line: string): boolean {
+  return splitFields(line)[0] === "?";
+}
+
+/** `HERD2 CHALLENGE <acceptor> <dialler> <nonceA> <macA>`: the acceptor's answer to a HELLO. */
+export interface Challenge {
+  acceptor: string;
+  dialler: string;
+  nonce: string;
+  mac: string;
+}
+
+/** Formats a CHALLENGE line. */
+export function formatChallenge(c: Challenge): string {
+  return `HERD2 CHALLENGE ${c.acceptor} ${c.dialler} ${c.nonce} ${c.mac}\n`;
+}
+
+/**
+ * The CHALLENGE in a line, or undefined when it is not one (or its nonce is malformed). The
+ * names are not checked here: the dialler compares them with whom it dialled.
+ */
+export function parseChallenge(line: string): Challenge | undefined {
+  const f = splitFields(line);
+  if (f.length !== 6 || f[0] !== "HERD2" || f[1] !== "CHALLENGE" || !NONCE.test(f[4])) {
+    return undefined;
+  }
+  return { acceptor: f[2], dialler: f[3], nonce: f[4], mac: f[5] };
+}
+
+/** Formats the dialler's `HERD2 PROOF <macD>` line. */
+export function formatProof(mac: string): string {
+  return `HERD2 PROOF ${mac}\n`;
+}
+
+/** The MAC of a PROOF line, or undefined when the line is not a PROOF. */
+export function parseProof(line: string): string | undefined {
+  const f = splitFields(line);
+  return f.length === 3 && f[0] === "HERD2" && f[1] === "PROOF" ? f[2] : undefined;
+}
+
+/** The acceptor's line when it will not link now because its own connection to the peer wins. */
+export const BUSY_LINE = "HERD2 BUSY\n";
+/** Whether a line (without its LF) is BUSY. */
+export function isBusy(line: string): boolean {
+  return line === "HERD2 BUSY";
+}
+
+/** The dialler's line when the acceptor's proof is wrong (so the acceptor can log why). */
+export const REFUSED_LINE = "HERD2 REFUSED bad proof\n";
+/** Whether a line (without its LF) is REFUSED. */
+export function isRefused(line: string): boolean {
+  return line === "HERD2 REFUSED bad proof";
+}
+
+/**
+ * The acceptor's last handshake line: peers get `HERD2 WELCOME <acceptor> <dialler>`, observers
+ * `HERD2 WATCHING <acceptor>` (then the STATE line).
+ */
+export function formatWelcome(role: Role, acceptor: string, dialler: string): string {
+  return role === "peer"
+    ? `HERD2 WELCOME ${acceptor} ${dialler}\n`
+    : `HERD2 WATCHING ${acceptor}\n`;
+}
+
+/** Whether a line (without its LF) is exactly the WELCOME/WATCHING the dialler waits for. */
+export function isWelcome(line: string, role: Role, acceptor: string, dialler: string): boolean {
+  return line === formatWelcome(role, acceptor, dialler).slice(0, -1);
+}
+
+/**
+ * The text a side's MAC covers; both sides build it here, the prover to sign, the other to
+ * verify. JSON keeps the fields apart whatever they hold; `prover` is the direction, so the
+ * acceptor's MAC can never serve as the dialler's.
+ *
+ * @example
+ * ```ts
+ * proofText("peer", "dialler", "Hill", "Jaquez", nonceD, nonceA);
+ * // '["HERD2","peer","dialler","Hill","Jaquez","<nonceD>","<nonceA>"]'
+ * ```
+ */
+export function proofText(
+  role: Role,
+  prover: Prover,
+  dialler: string,
+  acceptor: string,
+  nonceD: string,
+  nonceA: string,
+): string {
+  return JSON.stringify(["HERD2", role, prover, dialler, acceptor, nonceD, nonceA]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A link's messages (after the handshake, both directions).
+
+/** `SYNC`: my store's epoch and head, and the mark of yours I hold. Sent first by both sides. */
+export const SYNC = "SYNC";
+/** `R`: one record, with the sender's sequence number for it. */
+export const RECORD = "R";
+/** `S`: "you are up to date with me through this sequence number" (records were skipped). */
+export const SKIP = "S";
+/** `A`: receipt of the peer's records in a sequence-number range (receipts.ts). */
+export const RECEIPT = "A";
+/** `PING`: a heartbeat; liveness only. */
+export const PING = "PING";
+/** `CAUGHTUP`: my catch-up stream to you is complete. */
+export const CAUGHTUP = "CAUGHTUP";
+
+/** The heartbeat line. */
+export const PING_LINE = `${PING}\n`;
+
+/** What a SYNC line says. */
+export interface Sync {
+  /** The sender's store epoch. */
+  epoch: string;
+  /** The sender's newest sequence number. */
+  head: number;
+  /** The receiver's epoch as the sender knows it (`-` when none). */
+  yourEpoch: string;
+  /** The receiver's last sequence number the sender holds, in `yourEpoch`. */
+  mark: number;
+}
+
+/** Formats a SYNC line. */
+export function formatSync(s: Sync): string {
+  return `${SYNC} ${s.epoch} ${s.head} ${s.yourEpoch} ${s.mark}\n`;
+}
+
+/**
+ * Formats an `R` line: the record's AT fields with the sender's sequence number.
+ *
+ * @example
+ * ```ts
+ * formatRecord(7, { origin: "Hill", diff: "+0.5", client: "kiwi", location: "+1+2", time: "3" });
+ * // "R 7 Hill +0.5 kiwi +1+2 3\n"
+ * ```
+ */
+export function formatRecord(seq: number, r: AtFields): string {
+  return `${RECORD} ${seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}\n`;
+}
+
+/** Formats an `S` line. */
+export function formatSkip(seq: number): string {
+  return `${SKIP} ${seq}\n`;
+}
+
+/** Formats an `A` line: the peer's records `from`..`to` are receipted. */
+export function formatReceipt(from: number, to: number): string {
+  return `${RECEIPT} ${from} ${to}\n`;
+}
+
+/** Formats a CAUGHTUP line for a catch-up stream of `n` records. */
+export function formatCaughtUp(n: number): string {
+  return `${CAUGHTUP} ${n}\n`;
+}
+
+/** One message read from a link. */
+export type LinkMessage =
+  | {
+    type: typeof RECORD;
+    /** Undefined when the sequence number is not a safe integer (the record is skipped). */
+    seq: number | undefined;
+    /** The fields as sent, not validated yet. */
+    record: AtFields;
+  }
+  | { type: typeof SKIP; seq: number }
+  | { type: typeof RECEIPT; from: number; to: number }
+  | { type: typeof PING }
+  | ({ type: typeof SYNC } & Sync)
+  | { type: typeof CAUGHTUP };
+
+/**
+ * The message in a link line, or undefined when the line is not a message at all (the peer
+ * misbehaved). An `R` line with seven fields is a message even when its fields are invalid:
+ * the receiver validates and skips it, and the link goes on.
+ *
+ * @example
+ * ```ts
+ * parseLinkLine("S 12"); // { type: "S", seq: 12 }
+ * parseLinkLine("HELLO"); // undefined
+ * ```
+ */
+export function parseLinkLine(line: string): LinkMessage | undefined {
+  const f = splitFields(line);
+  switch (f[0]) {
+    case RECORD: {
+      if (f.length !== 7) return undefined;
+      const seq = Number(f[1]);
+      return {
+        type: RECORD,
+        seq: INTEGER.test(f[1]) && Number.isSafeInteger(seq) ? seq : undefined,
+        record: { origin: f[2], diff: f[3], client: f[4], location: f[5], time: f[6] },
+      };
+    }
+    case SKIP:
+      return f.length === 2 && INTEGER.test(f[1]) ? { type: SKIP, seq: Number(f[1]) } : undefined;
+    case RECEIPT:
+      return f.length === 3 && INTEGER.test(f[1]) && INTEGER.test(f[2])
+        ? { type: RECEIPT, from: Number(f[1]), to: Number(f[2]) }
+        : undefined;
+    case PING:
+      return f.length === 1 ? { type: PING } : undefined;
+    case SYNC:
+      return f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])
+        ? { type: SYNC, epoch: f[1], head: Number(f[2]), yourEpoch: f[3], mark: Number(f[4]) }
+        : undefined;
+    case CAUGHTUP:
+      return f.length === 2 ? { type: CAUGHTUP } : undefined;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// An observer stream (server → observer, after `HERD2 WATCHING`).
+
+/** `STATE <json>`: the server's state, and how many snapshot records follow. */
+export const STATE = "STATE";
+/** `RECORDS <json array>`: a chunk of the snapshot's records, oldest change first. */
+export const RECORDS = "RECORDS";
+/** `EVENT <json>`: one event (a batch event carries `count` and its first client IDs only). */
+export const EVENT = "EVENT";
+
+/** A record as an observer stream carries it (text fields are binary strings). */
+export type ObservedRecord = AtFields;
+
+/** What a STATE line carries. */
+export interface ObservedState {
+  server: ServerState;
+  /** Records inline (older servers); the current ones stream them in RECORDS lines. */
+  records?: ObservedRecord[];
+  /** How many records follow in RECORDS lines. */
+  snapshot?: number;
+  observer?: string;
+  /** The Places provider's name. */
+  places?: string;
+}
+
+/** Formats a STATE line (pure-ASCII JSON, so binary strings survive as they are). */
+export function formatState(s: ObservedState): string {
+  return `${STATE} ${asciiJson(s)}\n`;
+}
+
+/** One record's JSON for a RECORDS line (its size decides how many fit in a chunk). */
+export function recordJson(r: AtFields): string {
+  return asciiJson({
+    client: r.client,
+    origin: r.origin,
+    diff: r.diff,
+    location: r.location,
+    time: r.time,
+  });
+}
+
+/** Formats a RECORDS line from records' JSON ({@linkcode recordJson}). */
+export function formatRecords(json: readonly string[]): string {
+  return `${RECORDS} [${json.join(",")}]\n`;
+}
+
+/** Formats an EVENT line (the observer form of the event, see observe.ts). */
+export function formatEvent(event: unknown): string {
+  return `${EVENT} ${asciiJson(event)}\n`;
+}
+
+/** One message read from an observer stream. */
+export type ObserverMessage =
+  | { type: typeof STATE; state: ObservedState }
+  | { type: typeof RECORDS; records: ObservedRecord[] }
+  | { type: typeof EVENT; event: HerdEvent & { count?: number } };
+
+/**
+ * The message in an observer line (a trailing CR is ignored), or undefined when it is none of
+ * them. Throws a `SyntaxError` when the JSON is malformed. The JSON's shape is the sender's:
+ * a RECORDS line that is not an array reads as no records; the rest is the reader's to check.
+ *
+ * @example
+ * ```ts
+ * parseObserverLine('RECORDS [{"client":"kiwi"}]'); // { type: "RECORDS", records: [...] }
+ * ```
+ */
+export function parseObserverLine(line: string): ObserverMessage | undefined {
+  if (line.endsWith("\r")) line = line.slice(0, -1);
+  const space = line.indexOf(" ");
+  if (space < 0) return undefined;
+  const body = line.slice(space + 1);
+  switch (line.slice(0, space)) {
+    case STATE:
+      return { type: STATE, state: JSON.parse(body) };
+    case RECORDS: {
+      const records = JSON.parse(body);
+      return { type: RECORDS, records: Array.isArray(records) ? records : [] };
+    }
+    case EVENT:
+      return { type: EVENT, event: JSON.parse(body) };
+  }
+  return undefined;
+}

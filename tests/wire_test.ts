@@ -1,0 +1,165 @@
+/**
+ * The wire formats (servers/wire.ts): every peer and observer message parses back to what was
+ * formatted, and what is not a message is told apart from what is a message with bad fields
+ * (a bad record is skipped and the link goes on; garbage drops the link).
+ */
+
+import { assert, assertEquals } from "./_helpers/assert.ts";
+import {
+  BUSY_LINE,
+  formatCaughtUp,
+  formatChallenge,
+  formatEvent,
+  formatHello,
+  formatProof,
+  formatReceipt,
+  formatRecord,
+  formatRecords,
+  formatSkip,
+  formatState,
+  formatSync,
+  formatWelcome,
+  isBusy,
+  isInvalidReply,
+  isRefused,
+  isWelcome,
+  parseChallenge,
+  parseHello,
+  parseLinkLine,
+  parseObserverLine,
+  parseProof,
+  PING_LINE,
+  proofText,
+  recordJson,
+  REFUSED_LINE,
+} from "../servers/wire.ts";
+
+const NONCE = "0123456789abcdef0123456789abcdef";
+const line = (text: string) => {
+  assert(text.endsWith("\n") && text.indexOf("\n") === text.length - 1, `one line: ${text}`);
+  return text.slice(0, -1);
+};
+
+Deno.test("wire: handshake lines parse back to what was formatted", () => {
+  const hello = { role: "observer" as const, from: "dash-1", to: "Hill", nonce: NONCE };
+  assertEquals(parseHello(line(formatHello(hello))), hello);
+  const challenge = { acceptor: "Hill", dialler: "Jaquez", nonce: NONCE, mac: "ab".repeat(32) };
+  assertEquals(parseChallenge(line(formatChallenge(challenge))), challenge);
+  assertEquals(parseProof(line(formatProof("cd".repeat(32)))), "cd".repeat(32));
+  assert(isBusy(line(BUSY_LINE)));
+  assert(isRefused(line(REFUSED_LINE)));
+  assertEquals(formatWelcome("peer", "Hill", "Jaquez"), "HERD2 WELCOME Hill Jaquez\n");
+  assertEquals(formatWelcome("observer", "Hill", "dash"), "HERD2 WATCHING Hill\n");
+  assert(isWelcome("HERD2 WELCOME Hill Jaquez", "peer", "Hill", "Jaquez"));
+  assert(!isWelcome("HERD2 WELCOME Jaquez Hill", "peer", "Hill", "Jaquez"), "names swapped");
+  assert(!isWelcome("HERD2 WATCHING Hill", "peer", "Hill", "Jaquez"), "wrong role");
+  assert(isInvalidReply("? HERD2 HELLO peer A B x"));
+  assert(!isInvalidReply(line(BUSY_LINE)));
+});
+
+Deno.test("wire: malformed handshake lines are not taken for messages", () => {
+  for (
+    const bad of [
+      `HERD2 HELLO peer A B ${NONCE.slice(1)}`, // short nonce
+      `HERD2 HELLO king A B ${NONCE}`, // unknown role
+      `HERD2 HELLO peer A B ${NONCE} extra`,
+      `HERD2 HELLO peer ${"x".repeat(65)} B ${NONCE}`, // name too long
+      `HERD1 HELLO peer A B ${NONCE}`,
+    ]
+  ) assertEquals(parseHello(bad), undefined, bad);
+  assertEquals(parseChallenge(`HERD2 CHALLENGE A B ${NONCE.toUpperCase()} mac`), undefined);
+  assertEquals(parseChallenge(`HERD2 CHALLENGE A B ${NONCE}`), undefined);
+  assertEquals(parseProof("HERD2 PROOF"), undefined);
+  assertEquals(parseProof("HERD2 PROOF a b"), undefined);
+});
+
+Deno.test("wire: the MAC text binds role, direction, both names and both nonces", () => {
+  const base = proofText("peer", "dialler", "A", "B", NONCE, NONCE);
+  assertEquals(base, JSON.stringify(["HERD2", "peer", "dialler", "A", "B", NONCE, NONCE]));
+  const variants = [
+    proofText("observer", "dialler", "A", "B", NONCE, NONCE),
+    proofText("peer", "acceptor", "A", "B", NONCE, NONCE),
+    proofText("peer", "dialler", "B", "A", NONCE, NONCE),
+    proofText("peer", "dialler", "A B", "", NONCE, NONCE), // fields cannot run into each other
+  ];
+  assertEquals(new Set([base, ...variants]).size, variants.length + 1);
+});
+
+Deno.test("wire: link messages parse back to what was formatted", () => {
+  const sync = { epoch: "e1f2", head: 42, yourEpoch: "-", mark: 0 };
+  assertEquals(parseLinkLine(line(formatSync(sync))), { type: "SYNC", ...sync });
+  const record = {
+    origin: "Hill",
+    diff: "-0.000000001",
+    client: "k\xff",
+    location: "+34.068930-118.445127",
+    time: "1479413884.392014450",
+  };
+  assertEquals(parseLinkLine(line(formatRecord(7, record))), { type: "R", seq: 7, record });
+  assertEquals(parseLinkLine(line(formatSkip(9))), { type: "S", seq: 9 });
+  assertEquals(parseLinkLine(line(formatReceipt(3, 5))), { type: "A", from: 3, to: 5 });
+  assertEquals(parseLinkLine(line(PING_LINE)), { type: "PING" });
+  assertEquals(parseLinkLine(line(formatCaughtUp(12))), { type: "CAUGHTUP" });
+});
+
+Deno.test("wire: a record line with a bad sequence number is still a record (skipped, link kept)", () => {
+  const m = parseLinkLine("R 9007199254740993 Hill +0.1 k +1+1 1");
+  assertEquals(m?.type, "R");
+  assertEquals(m?.type === "R" ? m.seq : "?", undefined);
+  assertEquals(parseLinkLine("R x Hill +0.1 k +1+1 1")?.type, "R");
+});
+
+Deno.test("wire: lines that are no link message at all are undefined (the link drops)", () => {
+  for (
+    const bad of [
+      "R 1 Hill +0.1 k +1+1", // six fields
+      "S",
+      "S -1",
+      "A 1",
+      "A 1 x",
+      "PING now",
+      "SYNC e 1 - x",
+      "SYNC e x - 1",
+      "CAUGHTUP",
+      "IAMAT k +1+1 1",
+      "HERD2 WELCOME M F",
+      "   ",
+    ]
+  ) assertEquals(parseLinkLine(bad), undefined, bad);
+});
+
+Deno.test("wire: observer lines parse back to what was formatted, CR tolerated", () => {
+  const state = {
+    server: {
+      name: "Hill",
+      host: "127.0.0.1",
+      port: 1,
+      running: true,
+      connections: 0,
+      records: 1,
+      neighbors: ["Jaquez"],
+      links: [{ peer: "Jaquez", up: true }],
+    },
+    records: [],
+    snapshot: 1,
+    observer: "dash",
+    places: "offline",
+  };
+  assertEquals(parseObserverLine(line(formatState(state))), { type: "STATE", state });
+  const r = { client: "k\xff", origin: "Hill", diff: "+0.1", location: "+1+1", time: "1" };
+  const records = line(formatRecords([recordJson(r), recordJson(r)]));
+  assert(/^[\x20-\x7e]*$/.test(records), "pure ASCII on the wire");
+  assertEquals(parseObserverLine(records + "\r"), { type: "RECORDS", records: [r, r] });
+  assertEquals(parseObserverLine("RECORDS {}"), { type: "RECORDS", records: [] });
+  const event = { kind: "server.down", t: 1, server: "Hill" };
+  assertEquals(parseObserverLine(line(formatEvent(event))), { type: "EVENT", event });
+  assertEquals(parseObserverLine("HELLO {}"), undefined);
+  assertEquals(parseObserverLine("STATE"), undefined);
+  let threw = false;
+  try {
+    parseObserverLine("EVENT {nope");
+  } catch (err) {
+    threw = err instanceof SyntaxError;
+  }
+  assert(threw, "malformed JSON throws a SyntaxError");
+});
