@@ -35,7 +35,10 @@ async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlag
  *
  * @example
  * ```ts
- * await runHerd("start", flags, dashboardHooks);
+ * import { runHerd } from "./run.ts";
+ * import { parseHerdFlags } from "./flags.ts";
+ *
+ * await runHerd("start", parseHerdFlags(Deno.args), dashboardHooks);
  * ```
  */
 export const dashboardHooks: RunHooks = {
@@ -52,6 +55,8 @@ export const dashboardHooks: RunHooks = {
  *
  * @example
  * ```ts
+ * import { parseHerdFlags } from "./flags.ts";
+ *
  * Deno.exit(await runRemoteDashboard(parseHerdFlags(["--config", "herd.json"])));
  * ```
  */

@@ -19,6 +19,8 @@ export class UsageError extends Error {
  *
  * @example
  * ```ts
+ * import { parseArgs } from "node:util";
+ *
  * try { parseArgs({ args: ["--nope"], options: {} }); } catch (e) { throw usageFromParseError(e); }
  * ```
  */

@@ -34,6 +34,8 @@ export interface RunHooks {
  *
  * @example
  * ```ts
+ * import { parseHerdFlags } from "./flags.ts";
+ *
  * Deno.exit(await runHerd("start", parseHerdFlags(Deno.args)));
  * ```
  */

@@ -1,8 +1,11 @@
 /**
- * The dashboard's HTTP app: routes from `routes/` (see `web/manifest.ts`), static files, the SSE
+ * The dashboard's HTTP app: routes from `routes/` (see `manifest.ts`), static files, the SSE
  * hub and the metrics subscriber, all on one herd's event bus.
  *
  * ```ts
+ * import type { HerdView } from "./types.ts";
+ * declare const herd: HerdView; // an in-process Herd, or a RemoteHerd
+ *
  * const dash = await serveDashboard(herd, { host: "127.0.0.1", port: 8080 });
  * console.log(dash.url);
  * await dash.close();

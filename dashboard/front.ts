@@ -54,6 +54,8 @@ export interface FrontOptions {
  *
  * @example
  * ```ts
+ * const target = "/tmp/dashboard.sock"; // the HTTP server's Unix socket
+ * const onError = (message: string) => console.error(message);
  * const front = new TcpFront({ hostname: "127.0.0.1", port: 0, target, stallMs: 30_000, onError });
  * console.log(front.addr.port);
  * await front.close();

@@ -17,6 +17,9 @@
  *
  * @example
  * ```ts
+ * import { loadConfig } from "../servers/config.ts";
+ * import { serveDashboard } from "./app.ts";
+ *
  * const herd = new RemoteHerd(await loadConfig("herd.json"), { secret: Deno.env.get("HERD_SECRET")! });
  * herd.start();
  * const dash = await serveDashboard(herd, { host: "127.0.0.1", port: 8000 });

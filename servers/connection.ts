@@ -76,6 +76,10 @@ const LATE_TIMER_MS = 100;
  *
  * @example
  * ```ts
+ * declare const listener: Deno.TcpListener;
+ * declare const handler: LineHandler; // what the lines are for: a HerdServer
+ * declare const options: ConnectionOptions;
+ *
  * const conn = await listener.accept();
  * const client = new ClientConnection(conn, 1, handler, options);
  * await client.run();

@@ -114,6 +114,9 @@ export const descriptors: DescriptorBudget = new DescriptorBudget();
  *
  * @example
  * ```ts
+ * declare const listener: Deno.TcpListener;
+ * declare function serve(conn: Deno.Conn): void;
+ *
  * for await (const conn of acceptConnections(listener, (m) => console.error(m))) serve(conn);
  * ```
  */

@@ -21,6 +21,10 @@ export const DEFAULT_SLICE_MS = 10;
  *
  * @example
  * ```ts
+ * declare const conn: Deno.Conn;
+ * declare function handle(bytes: Uint8Array): void;
+ *
+ * const buf = new Uint8Array(64 * 1024);
  * const fair = new FairShare();
  * for (;;) {
  *   const n = await conn.read(buf);

@@ -116,6 +116,12 @@ async function send(conn: Deno.Conn, text: string): Promise<boolean> {
  *
  * @example
  * ```ts
+ * import type { HerdAuth } from "./auth.ts";
+ * import { LineSplitter, type SplitLine } from "./lines.ts";
+ * declare const auth: HerdAuth;
+ * declare const conn: Deno.Conn;
+ * declare function startStream(conn: Deno.Conn, rest: SplitLine[]): void;
+ *
  * const r = await dialHandshake(auth, conn, new LineSplitter(), "peer", "Hill", "Jaquez");
  * if (r.ok) startStream(conn, r.rest);
  * ```
@@ -186,6 +192,17 @@ export async function dialHandshake(
  *
  * @example
  * ```ts
+ * import type { HerdAuth } from "./auth.ts";
+ * import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
+ * import { writeAll } from "./io.ts";
+ * import { formatWelcome, type Hello } from "./wire.ts";
+ * declare const auth: HerdAuth;
+ * declare const conn: Deno.Conn;
+ * declare const splitter: LineSplitter; // the connection's, holding what followed the HELLO
+ * declare const hello: Hello; // parseHello() of the connection's first line
+ * declare const rest: SplitLine[]; // lines already read past the HELLO
+ * const me = hello.to;
+ *
  * const r = await acceptHandshake(auth, conn, splitter, hello, rest);
  * if (r.ok) await writeAll(conn, binaryToBytes(formatWelcome("peer", me, hello.from)));
  * ```

@@ -32,7 +32,13 @@ export const SNAPSHOT_RECORDS = 2000;
  *
  * @example
  * ```ts
- * const herd = new Herd(await loadConfig(), { ...DEFAULT_SERVER_OPTIONS, places, secret });
+ * import { loadConfig } from "./config.ts";
+ * import { SERVER_DEFAULTS } from "./options.ts";
+ * import { createOfflineProvider } from "./places/offline.ts";
+ *
+ * const places = createOfflineProvider();
+ * const secret = Deno.env.get("HERD_SECRET")!;
+ * const herd = new Herd(await loadConfig(), { ...SERVER_DEFAULTS, places, secret });
  * await herd.start();
  * await herd.stopServer("Hill"); // its links go down; the rest keep serving
  * await herd.startServer("Hill"); // it catches up from its neighbours

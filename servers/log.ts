@@ -252,6 +252,9 @@ class LogFile {
  *
  * @example
  * ```ts
+ * import { EventBus } from "./events.ts";
+ *
+ * const bus = new EventBus(); // a Herd's `bus`
  * const logs = await openLogs(bus, "./logs", ["Hill", "Jaquez"]);
  * // ... later, on shutdown:
  * await logs.close();

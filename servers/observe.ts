@@ -65,6 +65,9 @@ const BATCH_CLIENTS = 8;
  *
  * @example
  * ```ts
+ * declare const server: Observable; // a HerdServer
+ * declare const conn: Deno.Conn; // past the observer handshake
+ *
  * const stream = startObserver(server, conn, "dashboard", () => {});
  * stream.close();
  * ```

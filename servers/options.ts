@@ -24,6 +24,10 @@ export interface ServerDefaults extends ConnectionOptions {
  *
  * @example
  * ```ts
+ * import { createOfflineProvider } from "./places/offline.ts";
+ *
+ * const places = createOfflineProvider();
+ * const secret = Deno.env.get("HERD_SECRET")!;
  * const opts = { ...SERVER_DEFAULTS, places, secret };
  * ```
  */

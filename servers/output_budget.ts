@@ -35,6 +35,10 @@ const SWEEP_MS = 250;
  *
  * @example
  * ```ts
+ * declare const conn: OutputHolder; // a ClientConnection
+ * declare const text: string; // a reply
+ * declare function stopReading(): void;
+ *
  * outputBudget.add(conn, text.length); // queued
  * if (outputBudget.paused(conn)) stopReading();
  * outputBudget.add(conn, -text.length); // written

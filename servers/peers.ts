@@ -116,6 +116,10 @@ export interface LinkMark {
  *
  * @example
  * ```ts
+ * import { SERVER_DEFAULTS } from "./options.ts";
+ * declare const server: LinkHost; // a HerdServer
+ * const opts = SERVER_DEFAULTS.link;
+ *
  * const link = new Link(server, 0, { name: "Jaquez", host: "127.0.0.1", port: 12001 }, opts);
  * link.start(); // dials at once, and again whenever the link is down
  * link.notify(); // something new in the store: send it

@@ -235,6 +235,14 @@ interface Waiter {
  *
  * @example
  * ```ts
+ * import { EventBus } from "./events.ts";
+ * import type { Link } from "./peers.ts";
+ * import { RecordStore, type StoredRecord } from "./store.ts";
+ * declare const record: StoredRecord; // one the store took
+ *
+ * const store = new RecordStore();
+ * const links: Link[] = []; // the server's links: told what they have already sent
+ * const bus = new EventBus();
  * const persistence = await openLogPersistence("./data", "Hill");
  * await persistence.load(store, links, bus);
  * persistence.saved(record); // on disk within ~10 ms

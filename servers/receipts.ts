@@ -118,6 +118,8 @@ interface Received {
  *
  * @example
  * ```ts
+ * declare const onwardReceipt: Promise<unknown>; // our own neighbours' receipt of record 5
+ *
  * const q = new ReceiptQueue();
  * q.add(3);
  * q.add(5, onwardReceipt); // ready when onwardReceipt settles

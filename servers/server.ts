@@ -69,7 +69,15 @@ export interface ServerOptions extends ConnectionOptions {
  *
  * @example
  * ```ts
- * const server = new HerdServer(config.servers[0], config, bus, auth, options);
+ * import { HerdAuth } from "./auth.ts";
+ * import { loadConfig } from "./config.ts";
+ * import { EventBus } from "./events.ts";
+ * declare const options: ServerOptions; // SERVER_DEFAULTS plus a Places provider
+ *
+ * const config = await loadConfig();
+ * const bus = new EventBus();
+ * const auth = new HerdAuth(Deno.env.get("HERD_SECRET")!);
+ * const server = new HerdServer(config.servers[0], config.servers, bus, auth, options);
  * await server.start(); // listening; links dialling
  * await server.stop();
  * ```

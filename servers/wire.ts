@@ -172,6 +172,8 @@ export function isWelcome(line: string, role: Role, acceptor: string, dialler: s
  *
  * @example
  * ```ts
+ * const nonceD = "5f1b0c2d9e8a7f6b4c3d2e1f0a9b8c7d"; // the dialler's (newNonce())
+ * const nonceA = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"; // the acceptor's
  * proofText("peer", "dialler", "Hill", "Jaquez", nonceD, nonceA);
  * // '["HERD2","peer","dialler","Hill","Jaquez","<nonceD>","<nonceA>"]'
  * ```

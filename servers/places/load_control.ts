@@ -81,6 +81,9 @@ interface Job {
  *
  * @example
  * ```ts
+ * import { createGoogleNewProvider } from "./google_new.ts";
+ *
+ * const apiKey = Deno.env.get("GOOGLE_PLACES_API_KEY")!;
  * const provider = withLoadControl(createGoogleNewProvider({ apiKey }), {
  *   concurrency: 16,
  *   timeoutMs: 5000,

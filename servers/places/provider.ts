@@ -66,6 +66,8 @@ export interface SearchOptions {
  *
  * @example
  * ```ts
+ * declare const provider: PlacesProvider;
+ *
  * const answer = await provider.search({ lat: 34.06893, lng: -118.445127, radiusKm: 10, bound: 5 });
  * console.log(answer.body.status, answer.body.results.length);
  * ```

@@ -54,6 +54,7 @@ class DeadlineError extends Error {
  *
  * @example
  * ```ts
+ * const apiKey = Deno.env.get("GOOGLE_PLACES_API_KEY")!; // redacted from any error text
  * const out = await fetchUpstream("https://example.test/x", { method: "GET" }, {
  *   timeoutMs: 5000,
  *   secrets: [apiKey],

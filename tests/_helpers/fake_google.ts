@@ -134,6 +134,8 @@ const LEGACY_PATH = "/maps/api/place/nearbysearch/json";
  *
  * @example
  * ```ts
+ * import { createGoogleNewProvider } from "../../servers/places/google_new.ts";
+ *
  * const fake = startFakeGoogle("TEST-KEY");
  * try {
  *   const provider = createGoogleNewProvider({ apiKey: "TEST-KEY", baseUrl: fake.origin });

@@ -20,6 +20,7 @@ export interface Recorded {
  *
  * @example
  * ```ts
+ * const target = 12001; // the server's port
  * const proxy = RecordingProxy.start(target);
  * // ... a server dials proxy.port ...
  * proxy.sessions[0].fromClient; // "HERD2 HELLO ...\nHERD2 PROOF ...\n..."
