@@ -9,7 +9,7 @@
  *   refused as a client, logged as a secret mismatch), and records flow over it.
  */
 
-import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { iamat, ProcessHerd, ServerProcess, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
 
@@ -81,16 +81,18 @@ Deno.test("descriptors: a server under ulimit -n 256 refuses 300 connections cle
     const hill = await herd.start("Hill");
     const port = herd.port("Hill");
     conns = await flood(port, FLOOD);
-    assertEquals(conns.length, FLOOD);
+    assert.deepEqual(conns.length, FLOOD);
     // Those beyond the budget are told so (a silent one after its 1 s handshake window).
     await settle(conns);
     const refused = conns.filter((c) => c.eof);
     await Promise.all(conns.map((c) => c.close()));
     const ms = await within(2000, (left) => iamatAnswered(port, "after.flood", left));
     console.log(`refused ${refused.length} of ${FLOOD}; served again after ${ms.toFixed(0)} ms`);
-    assert(refused.length > 0, "connections beyond the budget are refused");
-    for (const c of refused) assertEquals(c.received, "? server busy: too many open connections\n");
-    assert(!hill.exited, "the server is still running");
+    assert.ok(refused.length > 0, "connections beyond the budget are refused");
+    for (const c of refused) {
+      assert.deepEqual(c.received, "? server busy: too many open connections\n");
+    }
+    assert.ok(!hill.exited, "the server is still running");
   } finally {
     await Promise.all(conns.map((c) => c.close()));
     await herd.close();
@@ -182,7 +184,7 @@ Deno.test("descriptors: a start process under ulimit -n 256 survives 300 connect
       }
       for (const [i, c] of held.entries()) {
         await c.waitUntil((text) => text.includes("\n"), 5000);
-        assertMatch(c.received, /^AT Hill /, `herd client ${i} during the dashboard flood`);
+        assert.match(c.received, /^AT Hill /, `herd client ${i} during the dashboard flood`);
       }
     } finally {
       await Promise.all(held.map((c) => c.close()));
@@ -191,9 +193,9 @@ Deno.test("descriptors: a start process under ulimit -n 256 survives 300 connect
     ms = await within(2000, (left) => dashboardAnswers(dash, left));
     console.log(`dashboard flood: answered again after ${ms.toFixed(0)} ms`);
     await within(2000, (left) => iamatAnswered(hill, "after.dashboard.flood", left));
-    assert(!proc.exited, `the start process exited: ${proc.stderr}`);
-    assert(refused !== undefined, "dashboard connections beyond the budget are refused");
-    assertMatch(refused.received, /^HTTP\/1\.1 503 [^]*"error":"server busy/);
+    assert.ok(!proc.exited, `the start process exited: ${proc.stderr}`);
+    assert.ok(refused !== undefined, "dashboard connections beyond the budget are refused");
+    assert.match(refused.received, /^HTTP\/1\.1 503 [^]*"error":"server busy/);
   } finally {
     await Promise.all(conns.map((c) => c.close()));
     await proc?.kill();
@@ -216,7 +218,7 @@ Deno.test("descriptors: a server with every client slot taken still takes a rest
     idle = await flood(herd.port("Jaquez"), MAX);
     // Every slot is taken: one more client is refused.
     const extra = await exchange(herd.port("Jaquez"), "IAMAT extra +1+1 1\n");
-    assertEquals(extra, "? server busy: too many connections\n");
+    assert.deepEqual(extra, "? server busy: too many connections\n");
     // Past the cap, a `HERD` prefix gets a connection in for a handshake only: a line that is
     // not a handshake, or a handshake that is refused, closes it unanswered as a client.
     for (
@@ -227,15 +229,18 @@ Deno.test("descriptors: a server with every client slot taken still takes a rest
       ]
     ) {
       const reply = await exchange(herd.port("Jaquez"), attempt);
-      assert(
+      assert.ok(
         !reply.includes("AT "),
         `${JSON.stringify(attempt)} was served: ${JSON.stringify(reply)}`,
       );
     }
-    assert(!(await herd.log("Jaquez")).includes("bypass"), "a bypass IAMAT reached Jaquez's store");
+    assert.ok(
+      !(await herd.log("Jaquez")).includes("bypass"),
+      "a bypass IAMAT reached Jaquez's store",
+    );
     await herd.start("Hill");
     await herd.waitLinksUp(10_000);
-    assert(!(await herd.log("Hill")).includes("neighbour refused our handshake"));
+    assert.ok(!(await herd.log("Hill")).includes("neighbour refused our handshake"));
     // Records flow both ways over the link.
     await iamat(herd.port("Hill"), "from.hill", "+1+1", "1621464827.5");
     await waitFor(
@@ -246,7 +251,7 @@ Deno.test("descriptors: a server with every client slot taken still takes a rest
     await Promise.all(idle.map((c) => c.close()));
     idle = [];
     const reply = await exchange(herd.port("Jaquez"), "WHATSAT from.hill 10 0\n");
-    assertMatch(reply, /^AT Hill \S+ from\.hill /);
+    assert.match(reply, /^AT Hill \S+ from\.hill /);
   } finally {
     await Promise.all(idle.map((c) => c.close()));
     await herd.close();
@@ -290,7 +295,7 @@ Deno.test("memory: 400 pipeliners that never read: a normal client is answered w
     // The first round trip meets the burst of 400 connections' first reads (and the garbage
     // collections that follow): bounded, but not held to the 1 s of the steady state.
     const burst = await roundTrip();
-    assert(burst < 10_000, `the round trip during the connection burst took ${burst} ms`);
+    assert.ok(burst < 10_000, `the round trip during the connection burst took ${burst} ms`);
     let rssMax = rss0;
     const latencies: number[] = [];
     // Four seconds: the hogs keep the server's core busy, and other tests share the machine.
@@ -306,8 +311,11 @@ Deno.test("memory: 400 pipeliners that never read: a normal client is answered w
         burst.toFixed(0)
       } ms in the burst, then ${latencies.map((l) => l.toFixed(0)).join(" ")} ms`,
     );
-    assert(Math.max(...latencies) < 1000, `a normal round trip took ${Math.max(...latencies)} ms`);
-    assert(
+    assert.ok(
+      Math.max(...latencies) < 1000,
+      `a normal round trip took ${Math.max(...latencies)} ms`,
+    );
+    assert.ok(
       rssMax - rss0 < RSS_GROWTH_BOUND,
       `RSS grew by ${((rssMax - rss0) / MiB).toFixed(0)} MiB`,
     );

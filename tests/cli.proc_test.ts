@@ -2,7 +2,7 @@
  * The command line as a user meets it: real processes, real ports, real signals.
  */
 
-import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -38,10 +38,10 @@ Deno.test("bad flags and configs print one clear line and exit 2", async () => {
   ];
   for (const [args, re] of cases) {
     const r = await run(args, { GOOGLE_PLACES_API_KEY: "" });
-    assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.deepEqual(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     const lines = r.stderr.trim().split("\n");
-    assertEquals(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
-    assertMatch(lines[0], re);
+    assert.deepEqual(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.match(lines[0], re);
   }
   const configs: [unknown, RegExp][] = [
     ["{ not json", /not valid JSON/],
@@ -54,9 +54,9 @@ Deno.test("bad flags and configs print one clear line and exit 2", async () => {
     const path = await writeConfig(json);
     const r = await run(["start", "--config", path, "--no-dashboard", "--memory"]);
     await Deno.remove(path);
-    assertEquals(r.code, 2, r.stderr);
-    assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assertMatch(r.stderr, re);
+    assert.deepEqual(r.code, 2, r.stderr);
+    assert.deepEqual(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, re);
   }
 });
 
@@ -89,14 +89,14 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       let out = "";
       const deadline = performance.now() + 15000;
       while (!out.includes("Beta listening")) {
-        assert(performance.now() < deadline, `no start-up lines: ${out}`);
+        assert.ok(performance.now() < deadline, `no start-up lines: ${out}`);
         const { value, done } = await reader.read();
         if (done) break;
         out += value;
       }
-      assertMatch(out, new RegExp(`Alpha listening on 127\\.0\\.0\\.1:${ports[0]}`));
-      assertMatch(out, new RegExp(`Beta listening on 127\\.0\\.0\\.1:${ports[1]}`));
-      assertIncludes(await exchange(ports[0], "IAMAT cli +1+1 1\n"), "AT Alpha");
+      assert.match(out, new RegExp(`Alpha listening on 127\\.0\\.0\\.1:${ports[0]}`));
+      assert.match(out, new RegExp(`Beta listening on 127\\.0\\.0\\.1:${ports[1]}`));
+      assert.match(await exchange(ports[0], "IAMAT cli +1+1 1\n"), /AT Alpha/);
       await waitFor(
         async () => (await exchange(ports[1], "WHATSAT cli 1 0\n")).startsWith("AT Alpha"),
         3000,
@@ -106,17 +106,17 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       const status = await child.status;
       reader.releaseLock();
       await child.stdout.cancel().catch(() => {});
-      assertEquals(status.code, 0, `${signal} exit code`);
+      assert.deepEqual(status.code, 0, `${signal} exit code`);
       const log = await Deno.readTextFile(`${dir}/logs/Alpha.log`);
       // Connection numbers count Beta's link dials too (both ends dial).
       const conn = /IN #(\d+) IAMAT cli \+1\+1 1\n/.exec(log)?.[1];
-      assert(conn !== undefined, "the IAMAT is logged");
-      assertMatch(log, new RegExp(`OUT #${conn} AT Alpha \\S+ cli \\+1\\+1 1`));
-      assertMatch(log, /ACCEPT client AT Alpha \S+ cli \+1\+1 1\n/);
-      assertMatch(log, /SEND to Beta 1 record\(s\): cli\n/);
+      assert.ok(conn !== undefined, "the IAMAT is logged");
+      assert.match(log, new RegExp(`OUT #${conn} AT Alpha \\S+ cli \\+1\\+1 1`));
+      assert.match(log, /ACCEPT client AT Alpha \S+ cli \+1\+1 1\n/);
+      assert.match(log, /SEND to Beta 1 record\(s\): cli\n/);
       const beta = await Deno.readTextFile(`${dir}/logs/Beta.log`);
-      assertMatch(beta, /RECV from Alpha 1 record\(s\)\n/);
-      assertMatch(beta, /ACCEPT from Alpha AT Alpha \S+ cli \+1\+1 1\n/);
+      assert.match(beta, /RECV from Alpha 1 record\(s\)\n/);
+      assert.match(beta, /ACCEPT from Alpha AT Alpha \S+ cli \+1\+1 1\n/);
     } finally {
       try {
         child.kill("SIGKILL");
@@ -144,8 +144,8 @@ Deno.test("a port already in use is reported by server name and port", async () 
       "--log-dir",
       await Deno.makeTempDir(),
     ]);
-    assertEquals(r.code, 1);
-    assertMatch(r.stderr, new RegExp(`Gamma: port ${port} on 127\\.0\\.0\\.1 is already in use`));
+    assert.deepEqual(r.code, 1);
+    assert.match(r.stderr, new RegExp(`Gamma: port ${port} on 127\\.0\\.0\\.1 is already in use`));
   } finally {
     busy.close();
     await Deno.remove(config);
@@ -194,8 +194,8 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
       "Delta",
       "IAMAT kiwi +34.06-118.44 1700000000.5",
     ]);
-    assertEquals(one.code, 0);
-    assertMatch(one.stdout, /^AT Delta [+-]\d+\.\d{9} kiwi \+34\.06-118\.44 1700000000\.5\n$/);
+    assert.deepEqual(one.code, 0);
+    assert.match(one.stdout, /^AT Delta [+-]\d+\.\d{9} kiwi \+34\.06-118\.44 1700000000\.5\n$/);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", MAIN, "client", `127.0.0.1:${ports[0]}`],
       stdin: "piped",
@@ -207,10 +207,10 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
     await w.close();
     const out = await child.output();
     const text = new TextDecoder().decode(out.stdout);
-    assertMatch(text, /^AT Delta \S+ kiwi \S+ 1700000000\.5\n\{\n[\s\S]*\}\n\n\? nope\n$/);
+    assert.match(text, /^AT Delta \S+ kiwi \S+ 1700000000\.5\n\{\n[\s\S]*\}\n\n\? nope\n$/);
     const bad = await run(["client", "Nowhere", "IAMAT x +1+1 1"]);
-    assertEquals(bad.code, 2);
-    assertMatch(bad.stderr, /unknown server Nowhere/);
+    assert.deepEqual(bad.code, 2);
+    assert.match(bad.stderr, /unknown server Nowhere/);
   } finally {
     server.kill("SIGKILL");
     await server.status;

@@ -4,7 +4,7 @@
  * difference. Real TCP to an in-process herd.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { freePorts } from "./_helpers/net.ts";
 import { parseConfig } from "../servers/config.ts";
 import { Herd } from "../servers/herd.ts";
@@ -50,7 +50,7 @@ async function startSolo(): Promise<{ port: number; close(): Promise<void> }> {
 function signs(text: string): { replies: number; negative: string[] } {
   const lines = text.split("\n").filter((l) => l !== "");
   const negative = lines.filter((l) => l.split(" ")[2]?.startsWith("-"));
-  for (const l of lines) assert(l.startsWith("AT "), `not an AT reply: ${l}`);
+  for (const l of lines) assert.ok(l.startsWith("AT "), `not an AT reply: ${l}`);
   return { replies: lines.length, negative };
 }
 
@@ -76,17 +76,17 @@ Deno.test({
   name: `${N} IAMATs stamped by python3 time.time() just before sending: no negative difference`,
   ignore: PY === undefined && !IN_CI,
   async fn() {
-    assert(PY !== undefined, "python3 is required in CI");
+    assert.ok(PY !== undefined, "python3 is required in CI");
     const t = await startSolo();
     try {
       const out = await new Deno.Command(PY, {
         args: ["-c", PY_CLIENT, String(t.port), String(N)],
         stdout: "piped",
       }).output();
-      assert(out.success, "python client failed");
+      assert.ok(out.success, "python client failed");
       const { replies, negative } = signs(new TextDecoder().decode(out.stdout));
-      assertEquals(replies, N);
-      assertEquals(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
+      assert.deepEqual(replies, N);
+      assert.deepEqual(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
     } finally {
       await t.close();
     }
@@ -113,7 +113,7 @@ Deno.test(`${N} IAMATs stamped by Deno's nanosecond clock just before sending: n
       let reply = "";
       while (!reply.endsWith("\n")) {
         const n = await conn.read(buf);
-        assert(n !== null, "server closed the connection");
+        assert.ok(n !== null, "server closed the connection");
         reply += new TextDecoder().decode(buf.subarray(0, n));
       }
       text += reply;
@@ -122,8 +122,8 @@ Deno.test(`${N} IAMATs stamped by Deno's nanosecond clock just before sending: n
     clearInterval(watchdog);
     conn.close();
     const { replies, negative } = signs(text);
-    assertEquals(replies, N);
-    assertEquals(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
+    assert.deepEqual(replies, N);
+    assert.deepEqual(negative.length, 0, `negative differences, e.g. ${negative.slice(0, 3)}`);
   } finally {
     await t.close();
   }
@@ -136,7 +136,7 @@ Deno.test("the server clock is the system's real-time clock, to the microsecond"
     const out = new Deno.Command("date", { args: ["+%s%N"] }).outputSync();
     const after = nowNs();
     const sys = BigInt(new TextDecoder().decode(out.stdout).trim());
-    assert(before <= sys && sys <= after, `date ${sys} not within [${before}, ${after}]`);
+    assert.ok(before <= sys && sys <= after, `date ${sys} not within [${before}, ${after}]`);
   }
   // Never behind Date.now() (which truncates to the millisecond below the true time).
   let behind = 0;
@@ -144,7 +144,7 @@ Deno.test("the server clock is the system's real-time clock, to the microsecond"
     const ms = BigInt(Date.now());
     if (nowNs() < ms * 1_000_000n) behind++;
   }
-  assertEquals(behind, 0, "readings behind Date.now()");
+  assert.deepEqual(behind, 0, "readings behind Date.now()");
   // Finer than Date.now(): consecutive readings (about a microsecond apart) differ by less
   // than a millisecond. The smallest step seen is robust to being descheduled now and then.
   let smallest = 1_000_000_000n;
@@ -154,5 +154,5 @@ Deno.test("the server clock is the system's real-time clock, to the microsecond"
     if (now > prev && now - prev < smallest) smallest = now - prev;
     prev = now;
   }
-  assert(smallest < 100_000n, `smallest step between readings: ${smallest} ns`);
+  assert.ok(smallest < 100_000n, `smallest step between readings: ${smallest} ns`);
 });

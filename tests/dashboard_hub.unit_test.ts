@@ -1,6 +1,6 @@
 /** dashboard/hub.ts: bounded memory per subscriber, slow subscribers, recent events, SSE ids. */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { accepted } from "./_helpers/events.ts";
 import { EventBus } from "../servers/events.ts";
 import { EventHub, parseEventId, sseBody, type SubscriberSink } from "../dashboard/hub.ts";
@@ -33,19 +33,19 @@ Deno.test("hub: a subscriber that never reads is cut loose and costs no memory p
   for (let i = 0; i < 10_000; i++) bus.emit(accepted("Hill", `c${i}`));
   hub.flush();
   // The herd's emit never waited; the slow one holds nothing but a cursor.
-  assertEquals(hub.stats().eventsIn, 10_000);
-  assert(slow.text.length < 200, "only the hello was written to the slow sink");
-  assert(fast.text.includes('"id":10000'));
+  assert.deepEqual(hub.stats().eventsIn, 10_000);
+  assert.ok(slow.text.length < 200, "only the hello was written to the slow sink");
+  assert.ok(fast.text.includes('"id":10000'));
   now = 500;
   hub.flush();
-  assert(slow.open);
+  assert.ok(slow.open);
   now = 1500;
   hub.flush();
-  assert(!slow.open && slow.aborted, "stalled subscriber cut loose");
-  assertEquals(hub.stats().cut, 1);
-  assertEquals(hub.stats().subscribers, 1);
+  assert.ok(!slow.open && slow.aborted, "stalled subscriber cut loose");
+  assert.deepEqual(hub.stats().cut, 1);
+  assert.deepEqual(hub.stats().subscribers, 1);
   hub.close();
-  assert(!fast.open && !fast.aborted);
+  assert.ok(!fast.open && !fast.aborted);
 });
 
 Deno.test("hub: a slow but live subscriber is told about the gap and continues", () => {
@@ -59,10 +59,10 @@ Deno.test("hub: a slow but live subscriber is told about the gap and continues",
   ready = true;
   hub.flush();
   // More than a frame behind: it skips to the newest maxFrame events and is told what it missed.
-  assert(sink.text.includes('event: gap\nid: 25\ndata: {"from":1,"to":25}'), sink.text);
-  assertEquals(sub.cursor, 30);
+  assert.ok(sink.text.includes('event: gap\nid: 25\ndata: {"from":1,"to":25}'), sink.text);
+  assert.deepEqual(sub.cursor, 30);
   const ids = [...sink.text.matchAll(/"id":(\d+)/g)].map((m) => Number(m[1]));
-  assertEquals(ids, [26, 27, 28, 29, 30]);
+  assert.deepEqual(ids, [26, 27, 28, 29, 30]);
   hub.close();
 });
 
@@ -85,13 +85,13 @@ Deno.test("hub: recent() and WHATSAT history; ids parse strictly", () => {
     });
   }
   for (let i = 0; i < 10; i++) bus.emit(accepted("Hill", `c${i}`));
-  assertEquals(hub.recent(3).map((e) => e.id), [11, 12, 13]);
-  assertEquals(hub.recent(100).length, 5);
-  assertEquals(hub.recentWhatsats().map((e) => (e as { client: string }).client), ["w1", "w2"]);
-  assertEquals(parseEventId("42"), 42);
-  assertEquals(parseEventId(" 7 "), 7);
+  assert.deepEqual(hub.recent(3).map((e) => e.id), [11, 12, 13]);
+  assert.deepEqual(hub.recent(100).length, 5);
+  assert.deepEqual(hub.recentWhatsats().map((e) => (e as { client: string }).client), ["w1", "w2"]);
+  assert.deepEqual(parseEventId("42"), 42);
+  assert.deepEqual(parseEventId(" 7 "), 7);
   for (const bad of [null, "", "-1", "1e3", "abc", "9999999999999999999"]) {
-    assertEquals(parseEventId(bad), null);
+    assert.deepEqual(parseEventId(bad), null);
   }
   hub.close();
 });
@@ -106,7 +106,7 @@ Deno.test({
     const body = sseBody(hub, null, 1024);
     for (let i = 0; i < 2000; i++) bus.emit(accepted("Hill", `client-${i}-with-a-long-name`));
     await new Promise((r) => setTimeout(r, 300));
-    assertEquals(hub.stats().cut, 1);
+    assert.deepEqual(hub.stats().cut, 1);
     const reader = body.getReader();
     let err: unknown;
     try {
@@ -114,7 +114,7 @@ Deno.test({
     } catch (e) {
       err = e;
     }
-    assert(
+    assert.ok(
       err instanceof Error && /too slow/.test(err.message),
       `expected an errored stream, got ${err}`,
     );

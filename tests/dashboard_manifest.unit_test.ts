@@ -1,6 +1,6 @@
 /** dashboard/manifest.ts: the route table matches dashboard/routes/. */
 
-import { assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { routePattern, ROUTES } from "../dashboard/manifest.ts";
 
 Deno.test("routes: the manifest lists exactly the files in routes/, with Fresh-style paths", async () => {
@@ -12,8 +12,11 @@ Deno.test("routes: the manifest lists exactly the files in routes/, with Fresh-s
     }
   };
   await walk(new URL("../dashboard/routes/", import.meta.url), "routes/");
-  assertEquals(files.sort(), Object.keys(ROUTES).sort());
-  assertEquals(routePattern("routes/index.tsx"), "/");
-  assertEquals(routePattern("routes/api/events.ts"), "/api/events");
-  assertEquals(routePattern("routes/api/servers/[name]/[action].ts"), "/api/servers/:name/:action");
+  assert.deepEqual(files.sort(), Object.keys(ROUTES).sort());
+  assert.deepEqual(routePattern("routes/index.tsx"), "/");
+  assert.deepEqual(routePattern("routes/api/events.ts"), "/api/events");
+  assert.deepEqual(
+    routePattern("routes/api/servers/[name]/[action].ts"),
+    "/api/servers/:name/:action",
+  );
 });

@@ -1,6 +1,6 @@
 /** dashboard/islands/_model.ts: the browser-side model (time order, applying events, the graph). */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { accepted } from "./_helpers/events.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { DEFAULT_LINKS, DEFAULT_NAMES, DemoHerd } from "../dashboard/dev/demo_herd.ts";
@@ -14,11 +14,11 @@ import {
 import type { DashEvent, HerdSnapshot } from "../dashboard/types.ts";
 
 Deno.test("model: exact decimal time order", () => {
-  assert(compareTime("1621464827.959498503", "1621464827.959498502") > 0);
-  assert(compareTime("9", "10") < 0);
-  assertEquals(compareTime("1.50", "1.5"), 0);
-  assertEquals(compareTime("007", "7"), 0);
-  assert(compareTime("1621464827.9594985031", "1621464827.959498503") > 0);
+  assert.ok(compareTime("1621464827.959498503", "1621464827.959498502") > 0);
+  assert.ok(compareTime("9", "10") < 0);
+  assert.deepEqual(compareTime("1.50", "1.5"), 0);
+  assert.deepEqual(compareTime("007", "7"), 0);
+  assert.ok(compareTime("1621464827.9594985031", "1621464827.959498503") > 0);
 });
 
 const twoServers = (): HerdSnapshot => ({
@@ -60,35 +60,35 @@ Deno.test("model: applyEvents keeps the newest record per client and tracks link
     dash({ kind: "client.connect", t: 0, server: "A", conn: 1, remote: "x" }, 3),
     dash({ kind: "link.down", t: 0, server: "A", peer: "B", reason: "x" }, 4),
   ]);
-  assertEquals(s0.records, []); // not mutated
-  assertEquals(s1.records.length, 1);
-  assertEquals([s1.records[0].lat, s1.records[0].lng], [10, 20]);
-  assertEquals(s1.servers[0].connections, 1);
-  assertEquals(graphLinks(s1).map((l) => l.state), ["half"]);
+  assert.deepEqual(s0.records, []); // not mutated
+  assert.deepEqual(s1.records.length, 1);
+  assert.deepEqual([s1.records[0].lat, s1.records[0].lng], [10, 20]);
+  assert.deepEqual(s1.servers[0].connections, 1);
+  assert.deepEqual(graphLinks(s1).map((l) => l.state), ["half"]);
   const s2 = applyEvents(s1, [dash({ kind: "server.down", t: 0, server: "B" }, 5)]);
-  assertEquals(graphLinks(s2).map((l) => l.state), ["down"]);
-  assertEquals(s2.servers[1].running, false);
+  assert.deepEqual(graphLinks(s2).map((l) => l.state), ["down"]);
+  assert.deepEqual(s2.servers[1].running, false);
   const s3 = applyEvents(s2, [dash(accepted("B", "k", "6", 1, 2), 6)]);
-  assertEquals(s3.records[0].time, "6");
+  assert.deepEqual(s3.records[0].time, "6");
 });
 
 Deno.test("model: the default herd is laid out with no crossing links", () => {
   const herd = new DemoHerd();
   const snap = herd.snapshot();
   const links = graphLinks(snap);
-  assertEquals(links.length, DEFAULT_LINKS.length);
+  assert.deepEqual(links.length, DEFAULT_LINKS.length);
   const order = circleOrder(DEFAULT_NAMES, links);
-  assertEquals(order[0], "Hill");
-  assertEquals(new Set(order).size, 5);
+  assert.deepEqual(order[0], "Hill");
+  assert.deepEqual(new Set(order).size, 5);
   // Hill–Jaquez–Singleton–Campbell–Smith is a cycle of links: neighbours on the circle.
   const adj = (a: string, b: string) =>
     links.some((l) => (l.a === a && l.b === b) || (l.a === b && l.b === a));
-  for (let i = 0; i < 5; i++) assert(adj(order[i], order[(i + 1) % 5]), order.join(","));
+  for (let i = 0; i < 5; i++) assert.ok(adj(order[i], order[(i + 1) % 5]), order.join(","));
 });
 
 Deno.test("model: describe() has words for every streamed kind", () => {
-  assertEquals(describe(dash(accepted("A", "k"), 1)), "k at +1+2 from client (origin A)");
-  assertEquals(
+  assert.deepEqual(describe(dash(accepted("A", "k"), 1)), "k at +1+2 from client (origin A)");
+  assert.deepEqual(
     describe(
       {
         kind: "propagation.sent",

@@ -4,7 +4,7 @@
  * secret, and the dashboard refusing stop/start for a remote herd.
  */
 
-import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
@@ -35,8 +35,8 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
       "all watching",
     );
     const snap = remote.snapshot();
-    assertEquals(snap.servers.map((s) => s.name), t.herd.snapshot().servers.map((s) => s.name));
-    assert(
+    assert.deepEqual(snap.servers.map((s) => s.name), t.herd.snapshot().servers.map((s) => s.name));
+    assert.ok(
       snap.servers.every((s) => s.running && s.links.every((l) => l.up)),
       JSON.stringify(snap.servers),
     );
@@ -47,7 +47,7 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
       t.port("Hill"),
       `IAMAT ${client} +34.068930-118.445127 ${nowTime()}\n`,
     );
-    assertMatch(at, /^AT Hill /);
+    assert.match(at, /^AT Hill /);
     await waitFor(
       () =>
         new Set(
@@ -65,11 +65,11 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
       );
       throw err;
     });
-    assert(seen.some((e) => e.kind === "propagation.sent" && e.server === "Hill"));
+    assert.ok(seen.some((e) => e.kind === "propagation.sent" && e.server === "Hill"));
     const rec = remote.snapshot().records.find((r) => r.client === client);
-    assert(rec, "the record is in the merged snapshot (as a binary string)");
-    assertEquals(rec.origin, "Hill");
-    assert(Math.abs(rec.lat - 34.06893) < 1e-9);
+    assert.ok(rec, "the record is in the merged snapshot (as a binary string)");
+    assert.deepEqual(rec.origin, "Hill");
+    assert.ok(Math.abs(rec.lat - 34.06893) < 1e-9);
     await waitFor(
       () => remote.snapshot().servers.every((s) => s.records >= 1),
       2000,
@@ -92,7 +92,7 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
       5000,
       "Jaquez–Hill down",
     );
-    assert(seen.some((e) => e.kind === "server.down" && e.server === "Hill"));
+    assert.ok(seen.some((e) => e.kind === "server.down" && e.server === "Hill"));
     // Back up: the observer redials and the links recover.
     await t.herd.startServer("Hill");
     await waitFor(() => remote.status().Hill.status === "watching", 5000, "Hill watched again");
@@ -101,7 +101,7 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
       8000,
       "links recovered",
     );
-    assert(seen.some((e) => e.kind === "server.up" && e.server === "Hill"));
+    assert.ok(seen.some((e) => e.kind === "server.up" && e.server === "Hill"));
   } finally {
     await remote.stop();
     await t.close();
@@ -124,8 +124,8 @@ Deno.test("RemoteHerd with a wrong secret never watches and says why", async () 
       "errors",
     );
     const st = remote.status();
-    assert(Object.values(st).every((s) => s.status !== "watching"), JSON.stringify(st));
-    assert(remote.snapshot().servers.every((s) => !s.running));
+    assert.ok(Object.values(st).every((s) => s.status !== "watching"), JSON.stringify(st));
+    assert.ok(remote.snapshot().servers.every((s) => !s.running));
   } finally {
     await remote.stop();
     await t.close();
@@ -149,13 +149,13 @@ Deno.test("RemoteHerd: unreachable servers show stopped; the dashboard refuses s
       "backoff",
     );
     const state = await (await fetch(`${d.url}/api/state`)).json();
-    assert(state.servers.every((s: { running: boolean }) => !s.running));
+    assert.ok(state.servers.every((s: { running: boolean }) => !s.running));
     const res = await fetch(`${d.url}/api/servers/Hill/start`, {
       method: "POST",
       headers: { origin: d.url },
     });
-    assertEquals(res.status, 409);
-    assertMatch((await res.json()).error, /remote/);
+    assert.deepEqual(res.status, 409);
+    assert.match((await res.json()).error, /remote/);
   } finally {
     await d.close();
     await remote.stop();

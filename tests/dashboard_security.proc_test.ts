@@ -11,7 +11,7 @@
  * process with a temp static dir, and as the real CLI processes with the repository's static/.
  */
 
-import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { parseHerdFlags, UsageError } from "../cli/flags.ts";
 import { rawRequest, type RawResponse } from "./_helpers/http_raw.ts";
 import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
@@ -27,16 +27,16 @@ const LEAKS = [/root:[^:]*:0:0:/, /LEAK-MARKER/, /"tasks"/, /cfg-secret-must-not
 
 function assertNoLeak(target: string, r: RawResponse): void {
   for (const re of LEAKS) {
-    assert(!re.test(r.body), `${target} leaked ${re}: ${r.body.slice(0, 200)}`);
+    assert.ok(!re.test(r.body), `${target} leaked ${re}: ${r.body.slice(0, 200)}`);
   }
 }
 
 /** Expects the dashboard's own 404 with a JSON error. */
 function assertNotFound(target: string, r: RawResponse): void {
   assertNoLeak(target, r);
-  assertEquals(r.status, 404, `${target}: ${r.status} ${r.body.slice(0, 200)}`);
-  assertMatch(r.headers["content-type"] ?? "", /^application\/json/, target);
-  assertEquals(typeof JSON.parse(r.body).error, "string", target);
+  assert.deepEqual(r.status, 404, `${target}: ${r.status} ${r.body.slice(0, 200)}`);
+  assert.match(r.headers["content-type"] ?? "", /^application\/json/, target);
+  assert.deepEqual(typeof JSON.parse(r.body).error, "string", target);
 }
 
 /**
@@ -88,10 +88,10 @@ async function checkHostileTable(port: number, outside: string, rel: string): Pr
   // A raw NUL in the request line never reaches a handler (the HTTP layer refuses it).
   const nul = await rawRequest(port, `/static/../${rel.replace(/^\.\.\//, "")}\0`);
   assertNoLeak("raw NUL", nul);
-  assert(nul.status === 400 || nul.status === 404, `raw NUL: ${nul.status}`);
+  assert.ok(nul.status === 400 || nul.status === 404, `raw NUL: ${nul.status}`);
   const css = await rawRequest(port, "/static/style.css");
-  assertEquals(css.status, 200);
-  assertMatch(css.headers["content-type"], /^text\/css/);
+  assert.deepEqual(css.status, 200);
+  assert.match(css.headers["content-type"], /^text\/css/);
 }
 
 /**
@@ -146,8 +146,8 @@ async function checkTempTree(port: number, tree: StaticTree): Promise<void> {
   // What is inside static/ is served, through a symlink that stays inside too.
   for (const [target, text] of [["/static/sub/ok.css", "margin"], ["/static/alias.css", "color"]]) {
     const r = await rawRequest(port, target);
-    assertEquals(r.status, 200, `${target}: ${r.body}`);
-    assert(r.body.includes(text), target);
+    assert.deepEqual(r.status, 200, `${target}: ${r.body}`);
+    assert.ok(r.body.includes(text), target);
   }
 }
 
@@ -176,18 +176,22 @@ async function assertMisdirected(
     body: method === "POST" ? "{}" : undefined,
   });
   const what = `${method} ${target} with Host ${JSON.stringify(host)}`;
-  assertEquals(r.status, 421, `${what}: ${r.status} ${r.body.slice(0, 200)}`);
-  assertMatch(r.headers["content-type"] ?? "", /^application\/json/, what);
-  assertMatch(JSON.parse(r.body).error, /Host/, what);
-  assert(!/"servers"|herd_|<html/i.test(r.body), `${what} leaked: ${r.body}`);
+  assert.deepEqual(r.status, 421, `${what}: ${r.status} ${r.body.slice(0, 200)}`);
+  assert.match(r.headers["content-type"] ?? "", /^application\/json/, what);
+  assert.match(JSON.parse(r.body).error, /Host/, what);
+  assert.ok(!/"servers"|herd_|<html/i.test(r.body), `${what} leaked: ${r.body}`);
 }
 
 async function assertServed(port: number, target: string, host: string): Promise<void> {
   const r = await rawRequest(port, target, { host });
-  assertEquals(r.status, 200, `${target} with Host ${host}: ${r.status} ${r.body.slice(0, 200)}`);
+  assert.deepEqual(
+    r.status,
+    200,
+    `${target} with Host ${host}: ${r.status} ${r.body.slice(0, 200)}`,
+  );
   // No secret in any page, and no CORS grant: another origin's script cannot read the answer.
   assertNoLeak(target, r);
-  assertEquals(r.headers["access-control-allow-origin"], undefined, target);
+  assert.deepEqual(r.headers["access-control-allow-origin"], undefined, target);
 }
 
 /** Loopback names pass; foreign, wrong-port, port-less and missing Hosts get 421 on every route. */
@@ -297,11 +301,11 @@ Deno.test({
           headers: [`Origin: ${origin}`],
           body: "",
         });
-      assertEquals((await stop("http://evil.example")).status, 403);
-      assertEquals(herd.snapshot().servers[0].running, true);
+      assert.deepEqual((await stop("http://evil.example")).status, 403);
+      assert.deepEqual(herd.snapshot().servers[0].running, true);
       const ok = await stop(`http://dash.example:${p}`);
-      assertEquals(ok.status, 200, ok.body);
-      assertEquals(herd.snapshot().servers[0].running, false);
+      assert.deepEqual(ok.status, 200, ok.body);
+      assert.deepEqual(herd.snapshot().servers[0].running, false);
     });
   },
 });
@@ -399,10 +403,10 @@ Deno.test("--dashboard-allowed-hosts: a bad entry is one line and exit 2", async
     } catch (e) {
       err = e;
     }
-    assert(err instanceof UsageError, value);
-    assertMatch(err.message, /^--dashboard-allowed-hosts: bad entry "/, value);
+    assert.ok(err instanceof UsageError, value);
+    assert.match(err.message, /^--dashboard-allowed-hosts: bad entry "/, value);
   }
-  assertEquals(
+  assert.deepEqual(
     parseHerdFlags(["--dashboard-allowed-hosts", " a.example , b.example:81,"])
       .dashboardAllowedHosts,
     ["a.example", "b.example:81"],
@@ -416,8 +420,8 @@ Deno.test("--dashboard-allowed-hosts: a bad entry is one line and exit 2", async
     stderr: "piped",
   }).output();
   const err = new TextDecoder().decode(out.stderr).trim();
-  assertEquals(out.code, 2, err);
-  assertEquals(
+  assert.deepEqual(out.code, 2, err);
+  assert.deepEqual(
     err,
     'error: --dashboard-allowed-hosts: bad entry "evil example" (want host or host:port)',
   );

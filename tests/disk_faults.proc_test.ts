@@ -37,14 +37,10 @@ function longIamat(client: string, length: number, seconds = 1700000000): string
  */
 async function concurrentLines(port: number, lines: string[], ms = 30_000): Promise<string[]> {
   return await Promise.all(lines.map(async (line) => {
-    const c = await TcpClient.connect(port);
-    try {
-      await c.send(line + "\n");
-      const [reply] = await c.replies(1, ms);
-      return reply.slice(0, -1);
-    } finally {
-      await c.close();
-    }
+    await using c = await TcpClient.connect(port);
+    await c.send(line + "\n");
+    const [reply] = await c.replies(1, ms);
+    return reply.slice(0, -1);
   }));
 }
 
@@ -74,57 +70,49 @@ async function assertHas(herd: ProcessHerd, name: string, want: ReadonlyMap<stri
 
 Deno.test("disk: --sync-ack records over 64 KiB (the old value limit) survive kill -9", async () => {
   // No neighbour: a record this long does not fit a peer line today (a separate finding).
-  const herd = await ProcessHerd.create({ topology: { Solo: [] } });
-  try {
-    await herd.start("Solo", ["--sync-ack"]);
-    const lines = Array.from({ length: 50 }, (_, i) => longIamat(`v${i}`, MAX_LINE));
-    const want = acked(lines, await concurrentLines(herd.port("Solo"), lines));
-    await herd.kill("Solo");
-    await herd.start("Solo", ["--sync-ack"]);
-    await assertHas(herd, "Solo", want);
-    // Replacing them with more of the same size is durable too.
-    const again = Array.from(
-      { length: 10 },
-      (_, i) => longIamat(`v${i}`, MAX_LINE - 1, 1700000001),
-    );
-    for (const [c, at] of acked(again, await concurrentLines(herd.port("Solo"), again))) {
-      want.set(c, at);
-    }
-    await herd.kill("Solo");
-    await herd.start("Solo", ["--sync-ack"]);
-    await assertHas(herd, "Solo", want);
-  } finally {
-    await herd.close();
+  await using herd = await ProcessHerd.create({ topology: { Solo: [] } });
+  await herd.start("Solo", ["--sync-ack"]);
+  const lines = Array.from({ length: 50 }, (_, i) => longIamat(`v${i}`, MAX_LINE));
+  const want = acked(lines, await concurrentLines(herd.port("Solo"), lines));
+  await herd.kill("Solo");
+  await herd.start("Solo", ["--sync-ack"]);
+  await assertHas(herd, "Solo", want);
+  // Replacing them with more of the same size is durable too.
+  const again = Array.from(
+    { length: 10 },
+    (_, i) => longIamat(`v${i}`, MAX_LINE - 1, 1700000001),
+  );
+  for (const [c, at] of acked(again, await concurrentLines(herd.port("Solo"), again))) {
+    want.set(c, at);
   }
+  await herd.kill("Solo");
+  await herd.start("Solo", ["--sync-ack"]);
+  await assertHas(herd, "Solo", want);
 });
 
 Deno.test("disk: --sync-ack batches of MiBs (over the old 800 KiB limit) survive kill -9 and converge", async () => {
   const topology = { Ant: ["Bee"], Bee: ["Ant", "Cat"], Cat: ["Bee"] };
-  const herd = await ProcessHerd.create({ topology, args: () => ["--sync-ack"] });
-  try {
-    await herd.startAll();
-    await herd.waitLinksUp();
-    // 100 records of 20 KB at once at Ant and at Cat: one group commit of ~2 MB at each, and
-    // the same records arriving at Bee from both sides.
-    const own = new Map<string, Map<string, string>>();
-    await Promise.all(["Ant", "Cat"].map(async (s) => {
-      const lines = Array.from({ length: 100 }, (_, i) => longIamat(`b.${s}.${i}`, 20_000));
-      own.set(s, acked(lines, await concurrentLines(herd.port(s), lines)));
-    }));
-    await herd.killAll();
-    // Each alone, from its own disk: everything it acknowledged.
-    await herd.startAll(["Ant", "Cat"], [], await herd.writeIsolatedConfig());
-    await assertHas(herd, "Ant", own.get("Ant")!);
-    await assertHas(herd, "Cat", own.get("Cat")!);
-    await herd.killAll();
-    // All together: every server holds every record.
-    await herd.startAll();
-    await herd.waitLinksUp();
-    const everything = new Map([...own.get("Ant")!, ...own.get("Cat")!]);
-    await waitKnown(herd, herd.names, everything, 30_000);
-  } finally {
-    await herd.close();
-  }
+  await using herd = await ProcessHerd.create({ topology, args: () => ["--sync-ack"] });
+  await herd.startAll();
+  await herd.waitLinksUp();
+  // 100 records of 20 KB at once at Ant and at Cat: one group commit of ~2 MB at each, and
+  // the same records arriving at Bee from both sides.
+  const own = new Map<string, Map<string, string>>();
+  await Promise.all(["Ant", "Cat"].map(async (s) => {
+    const lines = Array.from({ length: 100 }, (_, i) => longIamat(`b.${s}.${i}`, 20_000));
+    own.set(s, acked(lines, await concurrentLines(herd.port(s), lines)));
+  }));
+  await herd.killAll();
+  // Each alone, from its own disk: everything it acknowledged.
+  await herd.startAll(["Ant", "Cat"], [], await herd.writeIsolatedConfig());
+  await assertHas(herd, "Ant", own.get("Ant")!);
+  await assertHas(herd, "Cat", own.get("Cat")!);
+  await herd.killAll();
+  // All together: every server holds every record.
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const everything = new Map([...own.get("Ant")!, ...own.get("Cat")!]);
+  await waitKnown(herd, herd.names, everything, 30_000);
 });
 
 /** Why a 4 MiB tmpfs cannot be mounted here, or undefined when it can. */
@@ -311,77 +299,69 @@ async function patchFile(path: string, from: string, to: string): Promise<number
 
 Deno.test("disk: a stored record with a corrupted digit is skipped, reported, and comes back", async () => {
   const topology = { Ant: ["Bee"], Bee: ["Ant"] };
-  const herd = await ProcessHerd.create({ topology, args: () => ["--sync-ack"] });
-  try {
-    await herd.startAll();
-    await herd.waitLinksUp();
-    const want = new Map<string, string>();
-    for (let i = 0; i < 20; i++) {
-      want.set(
-        `c.${i}`,
-        await iamat(herd.port("Ant"), `c.${i}`, `+12.${1000 + i}-98.7654`, `17000000${i}`),
-      );
-    }
-    await waitKnown(herd, herd.names, want, 10_000);
-    await new Promise((r) => setTimeout(r, 300)); // Bee's commit of what it received
-    await herd.killAll();
-    // One digit of c.7's latitude becomes 9: +92.1007 is no valid latitude.
-    // Ant's store is the one place it is corrupted (its pre-log layout: every file of its own).
-    const antFiles = [...Deno.readDirSync(herd.dataDir)].map((e) => e.name).filter((n) =>
-      n.startsWith("Ant.")
+  await using herd = await ProcessHerd.create({ topology, args: () => ["--sync-ack"] });
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const want = new Map<string, string>();
+  for (let i = 0; i < 20; i++) {
+    want.set(
+      `c.${i}`,
+      await iamat(herd.port("Ant"), `c.${i}`, `+12.${1000 + i}-98.7654`, `17000000${i}`),
     );
-    let hits = 0;
-    for (const f of antFiles) {
-      hits += await patchFile(`${herd.dataDir}/${f}`, "+12.1007-98.7654", "+92.1007-98.7654");
-    }
-    assert.ok(hits >= 1, `c.7's location not found in ${antFiles.join(", ")}`);
-
-    await herd.start("Ant", [], await herd.writeIsolatedConfig());
-    const got = await whatsatMany(herd.port("Ant"), [...want.keys()]);
-    assert.equal(got.get("c.7"), undefined, "the corrupted record was served");
-    for (const [c, at] of want) if (c !== "c.7") assert.equal(got.get(c), at, c);
-    // Asked directly, with a Places search: still an answer, and the server is still up.
-    const raw = await concurrentLines(herd.port("Ant"), ["WHATSAT c.7 10 5", "IAMAT c.x +1+1 5"]);
-    assert.deepEqual(raw.map((r) => r.slice(0, 2)), ["? ", "AT"]);
-    assert.ok(herd.running("Ant"), "Ant crashed");
-    await waitLog(herd, "Ant", /ERROR .*record-invalid/);
-    await herd.kill("Ant");
-
-    // With its neighbour back, Ant gets the record again and the link stays up.
-    await herd.startAll();
-    await herd.waitLinksUp();
-    await waitKnown(herd, herd.names, want, 10_000);
-    assert.ok(!(await herd.log("Bee")).includes("garbage"), "the link flapped on garbage");
-  } finally {
-    await herd.close();
   }
+  await waitKnown(herd, herd.names, want, 10_000);
+  await new Promise((r) => setTimeout(r, 300)); // Bee's commit of what it received
+  await herd.killAll();
+  // One digit of c.7's latitude becomes 9: +92.1007 is no valid latitude.
+  // Ant's store is the one place it is corrupted (its pre-log layout: every file of its own).
+  const antFiles = [...Deno.readDirSync(herd.dataDir)].map((e) => e.name).filter((n) =>
+    n.startsWith("Ant.")
+  );
+  let hits = 0;
+  for (const f of antFiles) {
+    hits += await patchFile(`${herd.dataDir}/${f}`, "+12.1007-98.7654", "+92.1007-98.7654");
+  }
+  assert.ok(hits >= 1, `c.7's location not found in ${antFiles.join(", ")}`);
+
+  await herd.start("Ant", [], await herd.writeIsolatedConfig());
+  const got = await whatsatMany(herd.port("Ant"), [...want.keys()]);
+  assert.equal(got.get("c.7"), undefined, "the corrupted record was served");
+  for (const [c, at] of want) if (c !== "c.7") assert.equal(got.get(c), at, c);
+  // Asked directly, with a Places search: still an answer, and the server is still up.
+  const raw = await concurrentLines(herd.port("Ant"), ["WHATSAT c.7 10 5", "IAMAT c.x +1+1 5"]);
+  assert.deepEqual(raw.map((r) => r.slice(0, 2)), ["? ", "AT"]);
+  assert.ok(herd.running("Ant"), "Ant crashed");
+  await waitLog(herd, "Ant", /ERROR .*record-invalid/);
+  await herd.kill("Ant");
+
+  // With its neighbour back, Ant gets the record again and the link stays up.
+  await herd.startAll();
+  await herd.waitLinksUp();
+  await waitKnown(herd, herd.names, want, 10_000);
+  assert.ok(!(await herd.log("Bee")).includes("garbage"), "the link flapped on garbage");
 });
 
 Deno.test("disk: an invalid record in a store of the previous version does not crash WHATSAT", async () => {
-  const herd = await ProcessHerd.create({ topology: { Solo: [] } });
-  try {
-    // The Deno KV layout earlier versions wrote, with a latitude out of range and a good one.
-    await Deno.mkdir(herd.dataDir, { recursive: true });
-    const kv = await Deno.openKv(`${herd.dataDir}/Solo.kv`);
-    const value = (text: string) => new TextEncoder().encode(text);
-    await kv.set(["meta", "epoch"], "e0123456");
-    await kv.set(["r", "bad"], value("Solo +0.500000000 +92.1007-98.7654 5 1"));
-    await kv.set(["r", "good"], value("Solo +0.500000000 +12.1007-98.7654 6 2"));
-    kv.close();
+  await using herd = await ProcessHerd.create({ topology: { Solo: [] } });
+  // The Deno KV layout earlier versions wrote, with a latitude out of range and a good one.
+  await Deno.mkdir(herd.dataDir, { recursive: true });
+  const kv = await Deno.openKv(`${herd.dataDir}/Solo.kv`);
+  const value = (text: string) => new TextEncoder().encode(text);
+  await kv.set(["meta", "epoch"], "e0123456");
+  await kv.set(["r", "bad"], value("Solo +0.500000000 +92.1007-98.7654 5 1"));
+  await kv.set(["r", "good"], value("Solo +0.500000000 +12.1007-98.7654 6 2"));
+  kv.close();
 
-    await herd.start("Solo");
-    const replies = await concurrentLines(herd.port("Solo"), [
-      "WHATSAT bad 10 5",
-      "WHATSAT good 10 0",
-    ]);
-    assert.equal(replies[0], "? WHATSAT bad 10 5");
-    assert.ok(replies[1].startsWith("AT Solo +0.500000000 good +12.1007-98.7654 6"), replies[1]);
-    assert.match(await iamat(herd.port("Solo"), "x", "+1+1", "1"), /^AT Solo /);
-    assert.ok(herd.running("Solo"), "Solo crashed");
-    await waitLog(herd, "Solo", /ERROR record-invalid: 1 unreadable or invalid stored entry/);
-  } finally {
-    await herd.close();
-  }
+  await herd.start("Solo");
+  const replies = await concurrentLines(herd.port("Solo"), [
+    "WHATSAT bad 10 5",
+    "WHATSAT good 10 0",
+  ]);
+  assert.equal(replies[0], "? WHATSAT bad 10 5");
+  assert.ok(replies[1].startsWith("AT Solo +0.500000000 good +12.1007-98.7654 6"), replies[1]);
+  assert.match(await iamat(herd.port("Solo"), "x", "+1+1", "1"), /^AT Solo /);
+  assert.ok(herd.running("Solo"), "Solo crashed");
+  await waitLog(herd, "Solo", /ERROR record-invalid: 1 unreadable or invalid stored entry/);
 });
 
 tmpfsTest(

@@ -18,19 +18,15 @@ async function pipelinedIamats(
   port: number,
   lines: { client: string; location: string; time: string }[],
 ): Promise<Map<string, string>> {
-  const c = await TcpClient.connect(port);
-  try {
-    await c.send(lines.map((l) => `IAMAT ${l.client} ${l.location} ${l.time}\n`).join(""));
-    const replies = await c.replies(lines.length, 10_000);
-    const acked = new Map<string, string>();
-    replies.forEach((r, i) => {
-      assert.ok(r.startsWith("AT ") && r.includes(` ${lines[i].client} `), r);
-      acked.set(lines[i].client, r.slice(0, -1));
-    });
-    return acked;
-  } finally {
-    await c.close();
-  }
+  await using c = await TcpClient.connect(port);
+  await c.send(lines.map((l) => `IAMAT ${l.client} ${l.location} ${l.time}\n`).join(""));
+  const replies = await c.replies(lines.length, 10_000);
+  const acked = new Map<string, string>();
+  replies.forEach((r, i) => {
+    assert.ok(r.startsWith("AT ") && r.includes(` ${lines[i].client} `), r);
+    acked.set(lines[i].client, r.slice(0, -1));
+  });
+  return acked;
 }
 
 /**
@@ -62,69 +58,65 @@ async function checkEachAlone(
 }
 
 Deno.test("durability: acknowledged updates survive kill -9 of all five servers", async () => {
-  const herd = await ProcessHerd.create();
-  try {
-    await herd.startAll();
-    await herd.waitLinksUp();
-    const names = herd.names;
+  await using herd = await ProcessHerd.create();
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const names = herd.names;
 
-    // Round 1: 100 new clients at each server, then 50 of each server's clients moved (newer
-    // time) at another server, so replacement is persisted too.
-    const acked = new Map<string, string>();
-    await Promise.all(names.map(async (s, i) => {
-      const lines = Array.from({ length: 100 }, (_, k) => ({
-        client: `d1.${s}.${k}`,
-        location: `+${(k % 80) + 1}.5-${i + 10}.25`,
-        time: `1700000000.${String(k).padStart(3, "0")}`,
-      }));
-      for (const [c, at] of await pipelinedIamats(herd.port(s), lines)) acked.set(c, at);
+  // Round 1: 100 new clients at each server, then 50 of each server's clients moved (newer
+  // time) at another server, so replacement is persisted too.
+  const acked = new Map<string, string>();
+  await Promise.all(names.map(async (s, i) => {
+    const lines = Array.from({ length: 100 }, (_, k) => ({
+      client: `d1.${s}.${k}`,
+      location: `+${(k % 80) + 1}.5-${i + 10}.25`,
+      time: `1700000000.${String(k).padStart(3, "0")}`,
     }));
-    await Promise.all(names.map(async (s, i) => {
-      const other = names[(i + 1) % names.length];
-      const lines = Array.from({ length: 50 }, (_, k) => ({
-        client: `d1.${other}.${k}`,
-        location: `-${k + 1}+${i + 100}`,
-        time: `1700000100.${k}`,
-      }));
-      for (const [c, at] of await pipelinedIamats(herd.port(s), lines)) acked.set(c, at);
+    for (const [c, at] of await pipelinedIamats(herd.port(s), lines)) acked.set(c, at);
+  }));
+  await Promise.all(names.map(async (s, i) => {
+    const other = names[(i + 1) % names.length];
+    const lines = Array.from({ length: 50 }, (_, k) => ({
+      client: `d1.${other}.${k}`,
+      location: `-${k + 1}+${i + 100}`,
+      time: `1700000100.${k}`,
     }));
-    // "On every reachable server's disk shortly after": flood plus one commit, with CI slack.
-    await new Promise((r) => setTimeout(r, 500));
+    for (const [c, at] of await pipelinedIamats(herd.port(s), lines)) acked.set(c, at);
+  }));
+  // "On every reachable server's disk shortly after": flood plus one commit, with CI slack.
+  await new Promise((r) => setTimeout(r, 500));
 
-    // Round 2: 20 more at each server, acknowledged, then the documented window at its origin
-    // ("on disk within ~10 ms plus the commit time"), with slack for a loaded 2-core machine.
-    const round2 = new Map<string, Map<string, string>>();
-    await Promise.all(names.map(async (s) => {
-      const lines = Array.from({ length: 20 }, (_, k) => ({
-        client: `d2.${s}.${k}`,
-        location: `+45-${k}`,
-        time: `1700000200.${k}`,
-      }));
-      round2.set(s, await pipelinedIamats(herd.port(s), lines));
+  // Round 2: 20 more at each server, acknowledged, then the documented window at its origin
+  // ("on disk within ~10 ms plus the commit time"), with slack for a loaded 2-core machine.
+  const round2 = new Map<string, Map<string, string>>();
+  await Promise.all(names.map(async (s) => {
+    const lines = Array.from({ length: 20 }, (_, k) => ({
+      client: `d2.${s}.${k}`,
+      location: `+45-${k}`,
+      time: `1700000200.${k}`,
     }));
-    // One commit is an append plus an fdatasync, and a record waits for the commit before it:
-    // a few ms idle, but hundreds on this 2-core machine while the parallel suite writes (150 ms
-    // lost 20 records once). The window asserted is still "one or two commits", not a sync-ack.
-    await new Promise((r) => setTimeout(r, 1000));
-    await herd.killAll();
+    round2.set(s, await pipelinedIamats(herd.port(s), lines));
+  }));
+  // One commit is an append plus an fdatasync, and a record waits for the commit before it:
+  // a few ms idle, but hundreds on this 2-core machine while the parallel suite writes (150 ms
+  // lost 20 records once). The window asserted is still "one or two commits", not a sync-ack.
+  await new Promise((r) => setTimeout(r, 1000));
+  await herd.killAll();
 
-    // Each server alone: everything from round 1, and its own round-2 records.
-    await checkEachAlone(herd, (s) => new Map([...acked, ...round2.get(s)!]));
+  // Each server alone: everything from round 1, and its own round-2 records.
+  await checkEachAlone(herd, (s) => new Map([...acked, ...round2.get(s)!]));
 
-    // All five again: links come back, marks are consistent, and everything converges.
-    await herd.startAll();
-    await herd.waitLinksUp();
-    const everything = new Map(acked);
-    for (const m of round2.values()) for (const [c, at] of m) everything.set(c, at);
-    const fresh = await iamat(herd.port("Campbell"), "after.restart", "+1+1", "1700000300");
-    everything.set("after.restart", fresh);
-    const ms = await waitKnown(herd, names, everything, 10_000);
-    console.log(
-      `  ${everything.size} records on all five after the full restart (${ms.toFixed(0)} ms)`,
-    );
-  } finally {
-    await herd.close();
-  }
+  // All five again: links come back, marks are consistent, and everything converges.
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const everything = new Map(acked);
+  for (const m of round2.values()) for (const [c, at] of m) everything.set(c, at);
+  const fresh = await iamat(herd.port("Campbell"), "after.restart", "+1+1", "1700000300");
+  everything.set("after.restart", fresh);
+  const ms = await waitKnown(herd, names, everything, 10_000);
+  console.log(
+    `  ${everything.size} records on all five after the full restart (${ms.toFixed(0)} ms)`,
+  );
 });
 
 /** Copies a server's record log from one dir to another. */

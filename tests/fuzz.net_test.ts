@@ -420,30 +420,26 @@ Deno.test("fuzz: random, mutated, split, huge and cut-off lines; one exact reply
       fc.asyncProperty(session, async (s) => {
         stats.sessions++;
         const stream = s.segments.join("") + s.tail;
-        const c = await TcpClient.connect(port);
-        try {
-          if (s.abrupt) {
-            stats.abrupt++;
-            // Whatever valid IAMAT it sent (the unterminated last line too: the close may be
-            // a clean EOF) may or may not have been stored.
-            const sent = stream.slice(0, Math.floor(stream.length * 0.7));
-            for (const line of sent.split("\n")) {
-              const e = expectFor(line);
-              if (e.kind === "iamat") wild.add(e.client);
-            }
-            await send(c, s, sent);
-            await c.close();
-            // The server must notice and finish with it before the next session is judged.
-            await waitFor(() => server.connections === 0, 5000, "the cut connection to close");
-            return;
+        await using c = await TcpClient.connect(port);
+        if (s.abrupt) {
+          stats.abrupt++;
+          // Whatever valid IAMAT it sent (the unterminated last line too: the close may be
+          // a clean EOF) may or may not have been stored.
+          const sent = stream.slice(0, Math.floor(stream.length * 0.7));
+          for (const line of sent.split("\n")) {
+            const e = expectFor(line);
+            if (e.kind === "iamat") wild.add(e.client);
           }
-          await send(c, s, stream);
-          await c.conn.closeWrite();
-          const text = await c.waitEof(15_000);
-          check(stream, text);
-        } finally {
+          await send(c, s, sent);
           await c.close();
+          // The server must notice and finish with it before the next session is judged.
+          await waitFor(() => server.connections === 0, 5000, "the cut connection to close");
+          return;
         }
+        await send(c, s, stream);
+        await c.conn.closeWrite();
+        const text = await c.waitEof(15_000);
+        check(stream, text);
       }),
       { seed: SEED, numRuns: RUNS, endOnFailure: true },
     );

@@ -2,7 +2,7 @@
  * The herd over real TCP, in one process: framing, ordering, flooding, and bad input.
  */
 
-import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, splitReplies, startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import type { PlacesProvider } from "../servers/places/provider.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
@@ -16,63 +16,55 @@ function nowTime(): string {
 }
 
 Deno.test("IAMAT at Hill, then at once WHATSAT at two-hop Singleton returns Hill's AT line", async () => {
-  const t = await startSeedHerd();
-  try {
-    for (let i = 0; i < 20; i++) {
-      const client = `kiwi-${i}.cs.ucla.edu`;
-      const time = nowTime();
-      const at = await exchange(t.port("Hill"), `IAMAT ${client} ${UCLA} ${time}\n`);
-      assertMatch(
-        at,
-        new RegExp(
-          `^AT Hill [+-]\\d+\\.\\d{9} ${client.replace(/\./g, "\\.")} \\${UCLA} ${time}\n$`,
-        ),
-      );
-      // No sleep: Singleton is two hops from Hill (Hill–Jaquez–Singleton, Hill–Smith–Singleton).
-      const reply = await exchange(t.port("Singleton"), `WHATSAT ${client} 10 5\n`);
-      assert(
-        reply.startsWith(at),
-        `WHATSAT ${i} did not start with the origin's AT line: ${reply.slice(0, 120)}`,
-      );
-      assert(reply.endsWith("}\n\n"));
-    }
-  } finally {
-    await t.close();
+  await using t = await startSeedHerd();
+  for (let i = 0; i < 20; i++) {
+    const client = `kiwi-${i}.cs.ucla.edu`;
+    const time = nowTime();
+    const at = await exchange(t.port("Hill"), `IAMAT ${client} ${UCLA} ${time}\n`);
+    assert.match(
+      at,
+      new RegExp(
+        `^AT Hill [+-]\\d+\\.\\d{9} ${client.replace(/\./g, "\\.")} \\${UCLA} ${time}\n$`,
+      ),
+    );
+    // No sleep: Singleton is two hops from Hill (Hill–Jaquez–Singleton, Hill–Smith–Singleton).
+    const reply = await exchange(t.port("Singleton"), `WHATSAT ${client} 10 5\n`);
+    assert.ok(
+      reply.startsWith(at),
+      `WHATSAT ${i} did not start with the origin's AT line: ${reply.slice(0, 120)}`,
+    );
+    assert.ok(reply.endsWith("}\n\n"));
   }
 });
 
 Deno.test("offline WHATSAT near UCLA lists real places within 10 km, in the legacy layout", async () => {
-  const t = await startSeedHerd();
-  try {
-    await exchange(t.port("Smith"), `IAMAT ucla ${UCLA} ${nowTime()}\n`);
-    const reply = await exchange(t.port("Campbell"), "WHATSAT ucla 10 20\n");
-    const [atLine, ...rest] = reply.split("\n");
-    assertMatch(atLine, /^AT Smith [+-]\d+\.\d{9} ucla \+34\.068930-118\.445127 \d+\.\d+$/);
-    const json = rest.join("\n");
-    assert(json.endsWith("}\n\n"));
-    assert(!json.slice(0, -2).includes("\n\n"), "no blank line inside the JSON");
-    assertIncludes(json, '   "status" : "OK"');
-    const body = JSON.parse(json);
-    const names = body.results.map((r: { name: string }) => r.name);
-    for (const n of ["Westwood", "Beverly Hills", "Century City", "Santa Monica"]) {
-      assert(names.includes(n), `${n} missing from ${names.join(", ")}`);
-    }
-    for (const r of body.results) {
-      const d = haversineKm(
-        34.06893,
-        -118.445127,
-        r.geometry.location.lat,
-        r.geometry.location.lng,
-      );
-      assert(d <= 10, `${r.name} is ${d.toFixed(2)} km away`);
-    }
-    const bounded = JSON.parse(
-      (await exchange(t.port("Campbell"), "WHATSAT ucla 10 2\n")).split("\n").slice(1).join("\n"),
-    );
-    assertEquals(bounded.results.length, 2);
-  } finally {
-    await t.close();
+  await using t = await startSeedHerd();
+  await exchange(t.port("Smith"), `IAMAT ucla ${UCLA} ${nowTime()}\n`);
+  const reply = await exchange(t.port("Campbell"), "WHATSAT ucla 10 20\n");
+  const [atLine, ...rest] = reply.split("\n");
+  assert.match(atLine, /^AT Smith [+-]\d+\.\d{9} ucla \+34\.068930-118\.445127 \d+\.\d+$/);
+  const json = rest.join("\n");
+  assert.ok(json.endsWith("}\n\n"));
+  assert.ok(!json.slice(0, -2).includes("\n\n"), "no blank line inside the JSON");
+  assert.match(json, / {3}"status" : "OK"/);
+  const body = JSON.parse(json);
+  const names = body.results.map((r: { name: string }) => r.name);
+  for (const n of ["Westwood", "Beverly Hills", "Century City", "Santa Monica"]) {
+    assert.ok(names.includes(n), `${n} missing from ${names.join(", ")}`);
   }
+  for (const r of body.results) {
+    const d = haversineKm(
+      34.06893,
+      -118.445127,
+      r.geometry.location.lat,
+      r.geometry.location.lng,
+    );
+    assert.ok(d <= 10, `${r.name} is ${d.toFixed(2)} km away`);
+  }
+  const bounded = JSON.parse(
+    (await exchange(t.port("Campbell"), "WHATSAT ucla 10 2\n")).split("\n").slice(1).join("\n"),
+  );
+  assert.deepEqual(bounded.results.length, 2);
 });
 
 function haversineKm(lat1: number, lng1: number, lat2: number, lng2: number): number {
@@ -95,205 +87,160 @@ function slowPlaces(ms: number): PlacesProvider {
 }
 
 Deno.test("several commands on one connection are answered in order, even behind a slow WHATSAT", async () => {
-  const t = await startSeedHerd({ places: slowPlaces(300) });
-  try {
-    const c = await TcpClient.connect(t.port("Jaquez"));
-    await c.send(
-      `IAMAT a ${UCLA} 100\nWHATSAT a 5 1\nIAMAT b +1+1 200\nbogus\nWHATSAT a 5 0\nIAMAT c +2+2 300\n`,
-    );
-    const replies = await c.replies(6);
-    assertMatch(replies[0], /^AT Jaquez \S+ a \S+ 100\n$/);
-    assert(replies[1].startsWith(replies[0].slice(0, -1) + "\n{"), replies[1]);
-    assertMatch(replies[2], /^AT Jaquez \S+ b \+1\+1 200\n$/);
-    assertEquals(replies[3], "? bogus\n");
-    assertIncludes(replies[4], '"results" : []');
-    assertMatch(replies[5], /^AT Jaquez \S+ c \+2\+2 300\n$/);
-    await c.close();
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd({ places: slowPlaces(300) });
+  const c = await TcpClient.connect(t.port("Jaquez"));
+  await c.send(
+    `IAMAT a ${UCLA} 100\nWHATSAT a 5 1\nIAMAT b +1+1 200\nbogus\nWHATSAT a 5 0\nIAMAT c +2+2 300\n`,
+  );
+  const replies = await c.replies(6);
+  assert.match(replies[0], /^AT Jaquez \S+ a \S+ 100\n$/);
+  assert.ok(replies[1].startsWith(replies[0].slice(0, -1) + "\n{"), replies[1]);
+  assert.match(replies[2], /^AT Jaquez \S+ b \+1\+1 200\n$/);
+  assert.deepEqual(replies[3], "? bogus\n");
+  assert.match(replies[4], /"results" : \[\]/);
+  assert.match(replies[5], /^AT Jaquez \S+ c \+2\+2 300\n$/);
+  await c.close();
 });
 
 Deno.test("a final line without LF is answered at EOF, and everything pending before close", async () => {
-  const t = await startSeedHerd({ places: slowPlaces(100) });
-  try {
-    const text = await exchange(t.port("Hill"), `IAMAT e ${UCLA} 1\nWHATSAT e 1 1\nIAMAT e +1+1 2`);
-    const replies = splitReplies(text);
-    assertEquals(replies.length, 3);
-    assertMatch(replies[2], /^AT Hill \S+ e \+1\+1 2\n$/);
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd({ places: slowPlaces(100) });
+  const text = await exchange(t.port("Hill"), `IAMAT e ${UCLA} 1\nWHATSAT e 1 1\nIAMAT e +1+1 2`);
+  const replies = splitReplies(text);
+  assert.deepEqual(replies.length, 3);
+  assert.match(replies[2], /^AT Hill \S+ e \+1\+1 2\n$/);
 });
 
 Deno.test("a partial line answers after 500 ms of silence, and not before", async () => {
-  const t = await startSeedHerd();
-  try {
-    const c = await TcpClient.connect(t.port("Smith"));
-    const sent = performance.now();
-    await c.send(`IAMAT p ${UCLA} 5`);
-    await new Promise((r) => setTimeout(r, 300));
-    assertEquals(c.received, "", "answered before the pause");
-    const [reply] = await c.replies(1, 2000);
-    const waited = performance.now() - sent;
-    assertMatch(reply, /^AT Smith \S+ p \S+ 5\n$/);
-    assert(waited >= 480, `answered after ${waited} ms`);
-    // The connection stays usable.
-    await c.send("WHATSAT p 1 0\n");
-    await c.replies(2);
-    await c.close();
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  const c = await TcpClient.connect(t.port("Smith"));
+  const sent = performance.now();
+  await c.send(`IAMAT p ${UCLA} 5`);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(c.received, "", "answered before the pause");
+  const [reply] = await c.replies(1, 2000);
+  const waited = performance.now() - sent;
+  assert.match(reply, /^AT Smith \S+ p \S+ 5\n$/);
+  assert.ok(waited >= 480, `answered after ${waited} ms`);
+  // The connection stays usable.
+  await c.send("WHATSAT p 1 0\n");
+  await c.replies(2);
+  await c.close();
 });
 
 Deno.test("partial-line timer can be turned off", async () => {
-  const t = await startSeedHerd({ partialLineMs: 0 });
-  try {
-    const c = await TcpClient.connect(t.port("Smith"));
-    await c.send(`IAMAT p ${UCLA} 5`);
-    await new Promise((r) => setTimeout(r, 800));
-    assertEquals(c.received, "");
-    await c.send("\n");
-    await c.replies(1);
-    await c.close();
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd({ partialLineMs: 0 });
+  const c = await TcpClient.connect(t.port("Smith"));
+  await c.send(`IAMAT p ${UCLA} 5`);
+  await new Promise((r) => setTimeout(r, 800));
+  assert.deepEqual(c.received, "");
+  await c.send("\n");
+  await c.replies(1);
+  await c.close();
 });
 
 Deno.test("idle timeout: silence closes; bytes that arrived during our own stall keep it open", async () => {
-  const t = await startSeedHerd({ idleTimeoutMs: 400 });
-  try {
-    // Plain silence: closed after the timeout, not before.
-    const quiet = await TcpClient.connect(t.port("Hill"));
-    const opened = performance.now();
-    await quiet.waitEof(5000);
-    const after = performance.now() - opened;
-    // Late timers (a loaded machine) each wait one more period, hence the loose upper bound.
-    assert(after >= 380 && after < 4000, `idle connection closed after ${after.toFixed(0)} ms`);
+  await using t = await startSeedHerd({ idleTimeoutMs: 400 });
+  // Plain silence: closed after the timeout, not before.
+  const quiet = await TcpClient.connect(t.port("Hill"));
+  const opened = performance.now();
+  await quiet.waitEof(5000);
+  const after = performance.now() - opened;
+  // Late timers (a loaded machine) each wait one more period, hence the loose upper bound.
+  assert.ok(after >= 380 && after < 4000, `idle connection closed after ${after.toFixed(0)} ms`);
 
-    // A keep-alive sent just before this process (and so the server) stalls past the deadline:
-    // the late timer must not close a client whose bytes are waiting unread.
-    const c = await TcpClient.connect(t.port("Hill"));
-    await new Promise((r) => setTimeout(r, 100));
-    await c.send("\n");
-    const stallEnd = performance.now() + 700;
-    while (performance.now() < stallEnd) {
-      // busy: the event loop is blocked, as under a burst of synchronous work
-    }
-    await new Promise((r) => setTimeout(r, 150));
-    assert(!c.eof, "closed by a timer that fired late, with a keep-alive unread");
-    await c.waitEof(5000);
-    assertEquals(c.received, "");
-    await c.close();
-    await quiet.close();
-  } finally {
-    await t.close();
+  // A keep-alive sent just before this process (and so the server) stalls past the deadline:
+  // the late timer must not close a client whose bytes are waiting unread.
+  const c = await TcpClient.connect(t.port("Hill"));
+  await new Promise((r) => setTimeout(r, 100));
+  await c.send("\n");
+  const stallEnd = performance.now() + 700;
+  while (performance.now() < stallEnd) {
+    // busy: the event loop is blocked, as under a burst of synchronous work
   }
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(!c.eof, "closed by a timer that fired late, with a keep-alive unread");
+  await c.waitEof(5000);
+  assert.deepEqual(c.received, "");
+  await c.close();
+  await quiet.close();
 });
 
 Deno.test("blank lines get no reply; CRLF is whitespace; fields echo byte for byte", async () => {
-  const t = await startSeedHerd();
-  try {
-    const id = "k\xc3\xa9\xff\x01"; // UTF-8, a lone 0xFF and a control byte
-    const text = await exchange(
-      t.port("Hill"),
-      `\n \t \r\n  IAMAT ${id} +00.5-000.5 00012.34000\r\n\n`,
-    );
-    assertMatch(text, /^AT Hill [+-]\d+\.\d{9} k\xc3\xa9\xff\x01 \+00\.5-000\.5 00012\.34000\n$/);
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  const id = "k\xc3\xa9\xff\x01"; // UTF-8, a lone 0xFF and a control byte
+  const text = await exchange(
+    t.port("Hill"),
+    `\n \t \r\n  IAMAT ${id} +00.5-000.5 00012.34000\r\n\n`,
+  );
+  assert.match(text, /^AT Hill [+-]\d+\.\d{9} k\xc3\xa9\xff\x01 \+00\.5-000\.5 00012\.34000\n$/);
 });
 
 Deno.test("huge lines and random bytes get '?' and the server keeps serving", async () => {
-  const t = await startSeedHerd();
-  try {
-    const c = await TcpClient.connect(t.port("Campbell"));
-    const huge = "IAMAT " + "x".repeat(200 * 1024) + " +1+1 1";
-    await c.send(huge + "\n");
-    const random = crypto.getRandomValues(new Uint8Array(4096)).map((b) => (b === 10 ? 32 : b));
-    await c.send(random);
-    await c.send("\nIAMAT ok +1+1 1\n");
-    const replies = await c.replies(3, 5000);
-    assert(replies[0].startsWith("? IAMAT xxxx"), replies[0].slice(0, 40));
-    assert(replies[0].length < 2048, "only a prefix of an overlong line is echoed");
-    assert(replies[1].startsWith("? "));
-    assertMatch(replies[2], /^AT Campbell \S+ ok \+1\+1 1\n$/);
-    await c.close();
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  const c = await TcpClient.connect(t.port("Campbell"));
+  const huge = "IAMAT " + "x".repeat(200 * 1024) + " +1+1 1";
+  await c.send(huge + "\n");
+  const random = crypto.getRandomValues(new Uint8Array(4096)).map((b) => (b === 10 ? 32 : b));
+  await c.send(random);
+  await c.send("\nIAMAT ok +1+1 1\n");
+  const replies = await c.replies(3, 5000);
+  assert.ok(replies[0].startsWith("? IAMAT xxxx"), replies[0].slice(0, 40));
+  assert.ok(replies[0].length < 2048, "only a prefix of an overlong line is echoed");
+  assert.ok(replies[1].startsWith("? "));
+  assert.match(replies[2], /^AT Campbell \S+ ok \+1\+1 1\n$/);
+  await c.close();
 });
 
 Deno.test("a client-sent AT or peer handshake is refused with '?'", async () => {
-  const t = await startSeedHerd();
-  try {
-    const at = "AT Clark +0.263873386 kiwi +34.06-118.44 1520023934.9";
-    assertEquals(await exchange(t.port("Hill"), at + "\n"), `? ${at}\n`);
-    const hello = "HERD2 HELLO peer Jaquez Hill " + "0".repeat(31);
-    assertEquals(await exchange(t.port("Hill"), hello + "\n"), `? ${hello}\n`);
-    // The planted location is not known anywhere.
-    assertEquals(await exchange(t.port("Hill"), "WHATSAT kiwi 1 1\n"), "? WHATSAT kiwi 1 1\n");
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  const at = "AT Clark +0.263873386 kiwi +34.06-118.44 1520023934.9";
+  assert.deepEqual(await exchange(t.port("Hill"), at + "\n"), `? ${at}\n`);
+  const hello = "HERD2 HELLO peer Jaquez Hill " + "0".repeat(31);
+  assert.deepEqual(await exchange(t.port("Hill"), hello + "\n"), `? ${hello}\n`);
+  // The planted location is not known anywhere.
+  assert.deepEqual(await exchange(t.port("Hill"), "WHATSAT kiwi 1 1\n"), "? WHATSAT kiwi 1 1\n");
 });
 
 Deno.test("stale IAMAT gets its own AT reply but changes nothing; newer replaces everywhere", async () => {
-  const t = await startSeedHerd();
-  try {
-    await exchange(t.port("Hill"), `IAMAT s ${UCLA} 2000\n`);
-    const stale = await exchange(t.port("Singleton"), "IAMAT s +1+1 1000\n");
-    assertMatch(stale, /^AT Singleton \S+ s \+1\+1 1000\n$/);
-    const w = await exchange(t.port("Smith"), "WHATSAT s 1 0\n");
-    assertMatch(w, /^AT Hill \S+ s \+34\.068930-118\.445127 2000\n/);
-    await exchange(t.port("Campbell"), "IAMAT s +2+2 3000\n");
-    await waitFor(
-      async () => (await exchange(t.port("Hill"), "WHATSAT s 1 0\n")).startsWith("AT Campbell"),
-      2000,
-      "newer record at Hill",
-    );
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  await exchange(t.port("Hill"), `IAMAT s ${UCLA} 2000\n`);
+  const stale = await exchange(t.port("Singleton"), "IAMAT s +1+1 1000\n");
+  assert.match(stale, /^AT Singleton \S+ s \+1\+1 1000\n$/);
+  const w = await exchange(t.port("Smith"), "WHATSAT s 1 0\n");
+  assert.match(w, /^AT Hill \S+ s \+34\.068930-118\.445127 2000\n/);
+  await exchange(t.port("Campbell"), "IAMAT s +2+2 3000\n");
+  await waitFor(
+    async () => (await exchange(t.port("Hill"), "WHATSAT s 1 0\n")).startsWith("AT Campbell"),
+    2000,
+    "newer record at Hill",
+  );
 });
 
 Deno.test("the AT reply's time difference is the server's receive time minus the client's", async () => {
-  const t = await startSeedHerd();
-  try {
-    const before = BigInt(Date.now()) * 1_000_000n;
-    const reply = await exchange(t.port("Hill"), "IAMAT d +1+1 1700000000.123456789\n");
-    const after = BigInt(Date.now() + 1) * 1_000_000n;
-    const diff = reply.split(" ")[2];
-    const lo = formatTimeDiff(before, "1700000000.123456789");
-    const hi = formatTimeDiff(after, "1700000000.123456789");
-    assert(
-      Number(diff) >= Number(lo) - 0.002 && Number(diff) <= Number(hi) + 0.002,
-      `${lo} <= ${diff} <= ${hi}`,
-    );
-    assertMatch(diff, /^\+\d+\.\d{9}$/);
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  const before = BigInt(Date.now()) * 1_000_000n;
+  const reply = await exchange(t.port("Hill"), "IAMAT d +1+1 1700000000.123456789\n");
+  const after = BigInt(Date.now() + 1) * 1_000_000n;
+  const diff = reply.split(" ")[2];
+  const lo = formatTimeDiff(before, "1700000000.123456789");
+  const hi = formatTimeDiff(after, "1700000000.123456789");
+  assert.ok(
+    Number(diff) >= Number(lo) - 0.002 && Number(diff) <= Number(hi) + 0.002,
+    `${lo} <= ${diff} <= ${hi}`,
+  );
+  assert.match(diff, /^\+\d+\.\d{9}$/);
 });
 
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
-  const t = await startSeedHerd();
-  try {
-    await t.herd.stopServer("Smith");
-    await exchange(t.port("Hill"), "IAMAT while-down +1+1 1\n");
-    const w = await exchange(t.port("Campbell"), "WHATSAT while-down 1 0\n");
-    assert(w.startsWith("AT Hill"), w);
-    await t.herd.startServer("Smith");
-    await waitFor(
-      async () =>
-        (await exchange(t.port("Smith"), "WHATSAT while-down 1 0\n")).startsWith("AT Hill"),
-      5000,
-      "Smith catches up",
-    );
-  } finally {
-    await t.close();
-  }
+  await using t = await startSeedHerd();
+  await t.herd.stopServer("Smith");
+  await exchange(t.port("Hill"), "IAMAT while-down +1+1 1\n");
+  const w = await exchange(t.port("Campbell"), "WHATSAT while-down 1 0\n");
+  assert.ok(w.startsWith("AT Hill"), w);
+  await t.herd.startServer("Smith");
+  await waitFor(
+    async () => (await exchange(t.port("Smith"), "WHATSAT while-down 1 0\n")).startsWith("AT Hill"),
+    5000,
+    "Smith catches up",
+  );
 });

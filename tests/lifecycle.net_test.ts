@@ -8,7 +8,7 @@
  *   server for real (the client sees EOF or a reset), its subscription gone.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
@@ -72,8 +72,8 @@ async function consistent(t: TestHerd, round: number): Promise<boolean> {
     6000,
     `round ${round}: Hill ${running ? "running with every link up" : "stopped with no link"}`,
   );
-  assertEquals(await portOpen(t.port("Hill")), running, `round ${round}: port vs state`);
-  assertEquals(hill.running, running, `round ${round}: state changed while checking`);
+  assert.deepEqual(await portOpen(t.port("Hill")), running, `round ${round}: port vs state`);
+  assert.deepEqual(hill.running, running, `round ${round}: state changed while checking`);
   return running;
 }
 
@@ -96,7 +96,7 @@ Deno.test("lifecycle: concurrent stop/start over HTTP always ends consistent", a
         await res.body?.cancel();
         return res.status;
       }));
-      for (const s of statuses) assert(s === 200 || s === 409, `status ${s}`);
+      for (const s of statuses) assert.ok(s === 200 || s === 409, `status ${s}`);
       seen.add(await consistent(t, round));
     }
     console.log(`ended running in some rounds: ${seen.has(true)}, stopped: ${seen.has(false)}`);
@@ -162,8 +162,8 @@ Deno.test("lifecycle: an event-stream client that stops reading is cut and its s
       }
     }
     console.log(`after the cut: ${received} bytes, then ${end}`);
-    assert(end !== "", "the server never closed the stream's socket");
-    assertEquals(d.dashboard.hub.stats().subscribers, 0);
+    assert.ok(end !== "", "the server never closed the stream's socket");
+    assert.deepEqual(d.dashboard.hub.stats().subscribers, 0);
   } finally {
     stop = true;
     try {

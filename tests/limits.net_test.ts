@@ -4,7 +4,7 @@
  * over the peer limit: links flapped forever and nothing behind it flowed.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -33,7 +33,7 @@ function maximalIamat(): { line: string; client: string } {
   // A time in the past with a long fraction fills the rest.
   const time = "1700000000." + "1".repeat(LINE - head.length - "1700000000.".length);
   const line = head + time;
-  assertEquals(line.length, LINE);
+  assert.deepEqual(line.length, LINE);
   return { line, client };
 }
 
@@ -48,7 +48,7 @@ Deno.test("limits: a 64 KiB IAMAT, then 1,000 normal ones, reach every server of
     const { line, client } = maximalIamat();
     await c.send(line + "\n");
     await c.waitUntil((r) => r.endsWith("\n"), 10_000);
-    assert(c.received.startsWith(`AT Hill `), c.received.slice(0, 80));
+    assert.ok(c.received.startsWith(`AT Hill `), c.received.slice(0, 80));
     const now = Math.floor(Date.now() / 1000);
     let batch = "";
     for (let i = 0; i < 1000; i++) batch += `IAMAT n.${i} +10.${i}-20.5 ${now}.${i}\n`;
@@ -70,8 +70,8 @@ Deno.test("limits: a 64 KiB IAMAT, then 1,000 normal ones, reach every server of
     });
     // Replicated byte for byte.
     const stored = t.herd.servers.get("Singleton")!.store.get(client)!;
-    assert(`IAMAT ${stored.client} ${stored.location} ${stored.time}` === line, "byte for byte");
-    assertEquals(downs.length, 0, `no link went down: ${JSON.stringify(downs.slice(0, 3))}`);
+    assert.ok(`IAMAT ${stored.client} ${stored.location} ${stored.time}` === line, "byte for byte");
+    assert.deepEqual(downs.length, 0, `no link went down: ${JSON.stringify(downs.slice(0, 3))}`);
   } finally {
     off();
     await c.close();
@@ -106,12 +106,12 @@ Deno.test("limits: over-limit client ID and fields get `?`, whatever the line li
     for (const line of cases) {
       const reply = await exchange(port, line + "\n", 10_000);
       // Compared as a boolean: a mismatch would print 70 KiB twice.
-      assert(reply === `? ${line}\n`, `${line.slice(0, 40)}: got ${reply.slice(0, 60)}`);
+      assert.ok(reply === `? ${line}\n`, `${line.slice(0, 40)}: got ${reply.slice(0, 60)}`);
     }
     // The largest accepted: 256 bytes of client ID.
     const ok = await exchange(port, `IAMAT ${"c".repeat(256)} +1+2 ${now}\n`);
-    assert(ok.startsWith("AT A "), ok.slice(0, 40));
-    assertEquals(herd.servers.get("A")!.store.size, 1);
+    assert.ok(ok.startsWith("AT A "), ok.slice(0, 40));
+    assert.deepEqual(herd.servers.get("A")!.store.size, 1);
   } finally {
     await herd.stop();
   }
@@ -132,15 +132,15 @@ Deno.test("limits: the largest records fit a peer line and an observer line", ()
   ];
   for (const r of worst) {
     const line = `IAMAT ${r.client} ${r.location} ${r.time}`;
-    assert(line.length <= MAX_CLIENT_LINE, `${line.length}`);
+    assert.ok(line.length <= MAX_CLIENT_LINE, `${line.length}`);
     const cmd = parseCommand(line);
-    assertEquals(cmd.verb, "IAMAT", line.slice(0, 40));
+    assert.deepEqual(cmd.verb, "IAMAT", line.slice(0, 40));
     const record = { origin: "O".repeat(64), diff: formatTimeDiff(now, r.time), ...r };
-    assert(validateRecord(record) !== undefined, "a peer accepts it");
+    assert.ok(validateRecord(record) !== undefined, "a peer accepts it");
     const peerLine = `R ${Number.MAX_SAFE_INTEGER} ${record.origin} ${record.diff} ` +
       `${record.client} ${record.location} ${record.time}`;
-    assert(peerLine.length <= MAX_PEER_LINE, `peer line ${peerLine.length} > ${MAX_PEER_LINE}`);
+    assert.ok(peerLine.length <= MAX_PEER_LINE, `peer line ${peerLine.length} > ${MAX_PEER_LINE}`);
     const json = asciiJson(record);
-    assert(json.length <= MAX_RECORD_JSON, `record JSON ${json.length} > ${MAX_RECORD_JSON}`);
+    assert.ok(json.length <= MAX_RECORD_JSON, `record JSON ${json.length} > ${MAX_RECORD_JSON}`);
   }
 });

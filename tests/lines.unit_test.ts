@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import {
   binaryToBytes,
   bytesToBinary,
@@ -17,39 +17,39 @@ Deno.test("binary strings round-trip every byte, short and long, ASCII or not", 
     ]
   ) {
     const text = bytesToBinary(bytes);
-    assertEquals(text.length, bytes.length);
-    assertEquals(binaryToBytes(text), bytes);
+    assert.deepEqual(text.length, bytes.length);
+    assert.deepEqual(binaryToBytes(text), bytes);
   }
   // A long ASCII run with late non-ASCII bytes (the encoder fast path must not mangle them).
   const mixed = "a".repeat(600) + "\xe9\xff" + "b".repeat(10) + "\x80";
-  assertEquals([...binaryToBytes(mixed)], [...mixed].map((c) => c.charCodeAt(0)));
-  assertEquals(utf8ToBinary("é"), "\xc3\xa9");
+  assert.deepEqual([...binaryToBytes(mixed)], [...mixed].map((c) => c.charCodeAt(0)));
+  assert.deepEqual(utf8ToBinary("é"), "\xc3\xa9");
 });
 
 Deno.test("splitter: lines across chunks, CRLF kept for the parser, partial flush", () => {
   const s = new LineSplitter(64);
   const enc = new TextEncoder();
-  assertEquals(s.push(enc.encode("IAM")), []);
-  assertEquals(s.push(enc.encode("AT a\r\nWHAT")).map((l) => l.text), ["IAMAT a\r"]);
-  assertEquals(s.pending, 4);
-  assertEquals(s.push(enc.encode("SAT\n\n")).map((l) => l.text), ["WHATSAT", ""]);
-  assertEquals(s.flush(), undefined);
+  assert.deepEqual(s.push(enc.encode("IAM")), []);
+  assert.deepEqual(s.push(enc.encode("AT a\r\nWHAT")).map((l) => l.text), ["IAMAT a\r"]);
+  assert.deepEqual(s.pending, 4);
+  assert.deepEqual(s.push(enc.encode("SAT\n\n")).map((l) => l.text), ["WHATSAT", ""]);
+  assert.deepEqual(s.flush(), undefined);
   s.push(enc.encode("tail"));
-  assertEquals(s.flush(), { text: "tail", overlong: false });
+  assert.deepEqual(s.flush(), { text: "tail", overlong: false });
 });
 
 Deno.test("splitter: an overlong line is discarded as it streams; only a prefix is kept", () => {
   const s = new LineSplitter(100);
   const enc = new TextEncoder();
-  for (let i = 0; i < 1000; i++) assertEquals(s.push(enc.encode("x".repeat(1000))), []);
-  assert(s.discarding);
-  assertEquals(s.pending, 0, "nothing of the overlong line is buffered");
+  for (let i = 0; i < 1000; i++) assert.deepEqual(s.push(enc.encode("x".repeat(1000))), []);
+  assert.ok(s.discarding);
+  assert.deepEqual(s.pending, 0, "nothing of the overlong line is buffered");
   const out = s.push(enc.encode("yyy\nnext\n"));
-  assertEquals(out.length, 2);
-  assert(out[0].overlong);
-  assertEquals(out[0].text, "x".repeat(OVERLONG_PREFIX));
-  assertEquals(out[1], { text: "next", overlong: false });
+  assert.deepEqual(out.length, 2);
+  assert.ok(out[0].overlong);
+  assert.deepEqual(out[0].text, "x".repeat(OVERLONG_PREFIX));
+  assert.deepEqual(out[1], { text: "next", overlong: false });
   // Exactly at the limit is fine.
-  assertEquals(s.push(enc.encode("z".repeat(100) + "\n"))[0].overlong, false);
-  assertEquals(s.push(enc.encode("z".repeat(101) + "\n"))[0].overlong, true);
+  assert.deepEqual(s.push(enc.encode("z".repeat(100) + "\n"))[0].overlong, false);
+  assert.deepEqual(s.push(enc.encode("z".repeat(101) + "\n"))[0].overlong, true);
 });

@@ -165,36 +165,32 @@ Deno.test("link replay: a recorded observer handshake is refused before and afte
 });
 
 Deno.test("link replay: servers whose clocks are 10 minutes apart still link and flood", async () => {
-  const herd = await ProcessHerd.create({
+  await using herd = await ProcessHerd.create({
     topology: { Ahead: ["Behind"], Behind: ["Ahead"] },
     env: (name) => ({ HERD_CLOCK_OFFSET_MS: name === "Ahead" ? "300000" : "-300000" }),
   });
-  try {
-    await herd.startAll();
-    await herd.waitLinksUp(10_000);
-    // The offset is real: a client stamping the true time is 5 minutes behind Ahead's clock ...
-    const now = (Date.now() / 1000).toFixed(3);
-    const at = await iamat(herd.port("Ahead"), "skew.kiwi", "+1+2", now);
-    const diff = Number(at.split(" ")[2]);
-    assert.ok(diff > 290 && diff < 310, `Ahead's diff ${diff}`);
-    // ... and 5 minutes ahead of Behind's.
-    const behind = await iamat(herd.port("Behind"), "skew.kiwi2", "+1+2", now);
-    assert.ok(Number(behind.split(" ")[2]) < -290, behind);
-    // The record crosses the link both ways.
-    await waitFor(
-      async () => (await whatsat(herd.port("Behind"), "skew.kiwi")) === at,
-      3000,
-      "flood",
-    );
-    await waitFor(
-      async () => (await whatsat(herd.port("Ahead"), "skew.kiwi2")) === behind,
-      3000,
-      "flood back",
-    );
-    for (const name of herd.names) {
-      assert.doesNotMatch(await herd.log(name), /PEER REJECTED/, name);
-    }
-  } finally {
-    await herd.close();
+  await herd.startAll();
+  await herd.waitLinksUp(10_000);
+  // The offset is real: a client stamping the true time is 5 minutes behind Ahead's clock ...
+  const now = (Date.now() / 1000).toFixed(3);
+  const at = await iamat(herd.port("Ahead"), "skew.kiwi", "+1+2", now);
+  const diff = Number(at.split(" ")[2]);
+  assert.ok(diff > 290 && diff < 310, `Ahead's diff ${diff}`);
+  // ... and 5 minutes ahead of Behind's.
+  const behind = await iamat(herd.port("Behind"), "skew.kiwi2", "+1+2", now);
+  assert.ok(Number(behind.split(" ")[2]) < -290, behind);
+  // The record crosses the link both ways.
+  await waitFor(
+    async () => (await whatsat(herd.port("Behind"), "skew.kiwi")) === at,
+    3000,
+    "flood",
+  );
+  await waitFor(
+    async () => (await whatsat(herd.port("Ahead"), "skew.kiwi2")) === behind,
+    3000,
+    "flood back",
+  );
+  for (const name of herd.names) {
+    assert.doesNotMatch(await herd.log(name), /PEER REJECTED/, name);
   }
 });

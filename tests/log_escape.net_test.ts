@@ -8,7 +8,7 @@
  * text in every string field, through formatLogLine.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import { escapeLogText, formatLogLine, openLogs, unescapeLogText } from "../servers/log.ts";
 import type { AtFields, HerdEvent } from "../servers/events.ts";
@@ -23,11 +23,11 @@ const HOSTILE =
 
 /** Checks a log file's text (binary string): one line per event, no raw control byte. */
 function checkLogFile(name: string, text: string): string[] {
-  assert(text.endsWith("\n"), `${name} ends with LF`);
+  assert.ok(text.endsWith("\n"), `${name} ends with LF`);
   const lines = text.slice(0, -1).split("\n");
   for (const line of lines) {
-    assert(!RAW_CONTROL.test(line), `${name}: raw control byte in ${JSON.stringify(line)}`);
-    assert(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]/.test(line), `${name}: ${line}`);
+    assert.ok(!RAW_CONTROL.test(line), `${name}: raw control byte in ${JSON.stringify(line)}`);
+    assert.ok(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]/.test(line), `${name}: ${line}`);
   }
   return lines;
 }
@@ -69,20 +69,20 @@ Deno.test("logs: hostile client bytes are escaped, one line per event, reversibl
   const back = all.map(unescapeLogText);
   // Every input line comes back byte for byte from its IN line, and the forged line is not one.
   for (const l of lines.slice(0, 4)) {
-    assert(
+    assert.ok(
       back.some((b) => / IN #\d+ /.test(b) && b.endsWith(l)),
       `IN line for ${JSON.stringify(l)}`,
     );
   }
-  assert(back.some((b) => b.includes(` ACCEPT client AT Hill `) && b.includes(` ${client} `)));
-  assert(back.some((b) => / OUT #\d+ \? hello\rworld /.test(b)), "the ? reply, reversibly");
+  assert.ok(back.some((b) => b.includes(` ACCEPT client AT Hill `) && b.includes(` ${client} `)));
+  assert.ok(back.some((b) => / OUT #\d+ \? hello\rworld /.test(b)), "the ? reply, reversibly");
   for (const b of back.filter((b) => / (SEND to|ACCEPT from) /.test(b))) {
-    assert(b.includes(client), `propagation line names the client ID: ${JSON.stringify(b)}`);
+    assert.ok(b.includes(client), `propagation line names the client ID: ${JSON.stringify(b)}`);
   }
-  assert(!all.some((l) => l.startsWith("2026-01-01T00:00:00.000Z")), "no forged line");
-  assert(!all.some((l) => l.includes("test-secret-0123456789")), "the herd secret is in no log");
-  assert(all.some((l) => l.includes("\\x1b[31m")), "ESC is shown as \\x1b");
-  assert(all.some((l) => l.includes("back\\x5cslash \\x5cx41")), "backslash is \\x5c");
+  assert.ok(!all.some((l) => l.startsWith("2026-01-01T00:00:00.000Z")), "no forged line");
+  assert.ok(!all.some((l) => l.includes("test-secret-0123456789")), "the herd secret is in no log");
+  assert.ok(all.some((l) => l.includes("\\x1b[31m")), "ESC is shown as \\x1b");
+  assert.ok(all.some((l) => l.includes("back\\x5cslash \\x5cx41")), "backslash is \\x5c");
 });
 
 Deno.test("logs: every event kind escapes every text field", () => {
@@ -132,21 +132,21 @@ Deno.test("logs: every event kind escapes every text field", () => {
   for (const e of events) {
     const line = formatLogLine(e)!;
     kinds.add(e.kind);
-    assert(line !== undefined, e.kind);
-    assert(!RAW_CONTROL.test(line), `${e.kind}: ${JSON.stringify(line)}`);
-    assert(!/[^\x20-\x7e]/.test(line), `${e.kind}: only printable ASCII`);
-    assert(!line.includes("LINK DOWN Hill\x1b"), e.kind);
+    assert.ok(line !== undefined, e.kind);
+    assert.ok(!RAW_CONTROL.test(line), `${e.kind}: ${JSON.stringify(line)}`);
+    assert.ok(!/[^\x20-\x7e]/.test(line), `${e.kind}: only printable ASCII`);
+    assert.ok(!line.includes("LINK DOWN Hill\x1b"), e.kind);
     const back = unescapeLogText(line);
     if (e.kind !== "server.down") {
-      assert(back.includes(HOSTILE), `${e.kind}: ${JSON.stringify(back)}`);
+      assert.ok(back.includes(HOSTILE), `${e.kind}: ${JSON.stringify(back)}`);
     }
   }
-  assertEquals(kinds.size, 17, "every kind");
+  assert.deepEqual(kinds.size, 17, "every kind");
   // A char up to 0xff is a byte (wire text is binary strings); above, real Unicode is escaped as
   // its UTF-8 bytes, surrogate pairs whole.
-  assertEquals(escapeLogText("\xe9\u0101\u{1F600}"), "\\xe9\\xc4\\x81\\xf0\\x9f\\x98\\x80");
-  assertEquals(unescapeLogText("\\xc3\\xa9\\x5cx41"), "\xc3\xa9\\x41");
+  assert.deepEqual(escapeLogText("\xe9\u0101\u{1F600}"), "\\xe9\\xc4\\x81\\xf0\\x9f\\x98\\x80");
+  assert.deepEqual(unescapeLogText("\\xc3\\xa9\\x5cx41"), "\xc3\xa9\\x41");
   // Text that needs nothing is returned as it is.
   const plain = "IN #3 IAMAT kiwi +34.068930-118.445127 1621464827.959498503";
-  assertEquals(escapeLogText(plain), plain);
+  assert.deepEqual(escapeLogText(plain), plain);
 });

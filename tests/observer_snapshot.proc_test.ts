@@ -6,7 +6,7 @@
  * since the records reload from disk). Now the snapshot streams in bounded chunks.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
 import { exchange } from "./_helpers/net.ts";
@@ -30,7 +30,7 @@ Deno.test("observer: `deno task dashboard` on five server processes holding 200 
       lines.push(`IAMAT big.${i} ${loc} ${now}.${i}\n`);
     }
     const replies = await exchange(herd.port("Hill"), lines.join(""), 60_000);
-    assertEquals(replies.split("\n").filter((l) => l.startsWith("AT Hill ")).length, RECORDS);
+    assert.deepEqual(replies.split("\n").filter((l) => l.startsWith("AT Hill ")).length, RECORDS);
 
     dash = new Deno.Command(Deno.execPath(), {
       args: [
@@ -80,14 +80,16 @@ Deno.test("observer: `deno task dashboard` on five server processes holding 200 
     const locations = new Set<number>(
       state.records.map((r: { location: string }) => r.location.length),
     );
-    assert([...locations].every((n) => n > DIGITS), "the records arrive whole");
+    assert.ok([...locations].every((n) => n > DIGITS), "the records arrive whole");
     herd.assertHealthy();
     // And they keep serving.
-    assert((await exchange(herd.port("Campbell"), `IAMAT after +1+1 ${now}\n`)).startsWith("AT "));
+    assert.ok(
+      (await exchange(herd.port("Campbell"), `IAMAT after +1+1 ${now}\n`)).startsWith("AT "),
+    );
     dash.kill("SIGKILL");
     await dash.status;
     await errDone;
-    assert(!dashErr.includes("Uncaught"), dashErr);
+    assert.ok(!dashErr.includes("Uncaught"), dashErr);
     dash = undefined;
   } finally {
     if (dash) {

@@ -6,7 +6,7 @@
  * the documented upstream-error layout.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { startFakeGoogle } from "./_helpers/fake_google.ts";
 import { startSeedHerd, TcpClient } from "./_helpers/net.ts";
 import { createPlacesProvider } from "../servers/places/select.ts";
@@ -60,10 +60,10 @@ for (const places of ["new", "legacy"] as const) {
             status: "UNKNOWN_ERROR",
           })
         }\n\n`;
-        assertEquals(reply, expected, `HTTP ${status}`);
+        assert.deepEqual(reply, expected, `HTTP ${status}`);
       }
-      assertEquals(fake.requests.length, 4, "each WHATSAT asked the configured origin once");
-      assertEquals(elsewhere.seen, [], "the redirect target got no request");
+      assert.deepEqual(fake.requests.length, 4, "each WHATSAT asked the configured origin once");
+      assert.deepEqual(elsewhere.seen, [], "the redirect target got no request");
     } finally {
       await c.close();
       await t.close();
@@ -75,9 +75,9 @@ for (const places of ["new", "legacy"] as const) {
     let logText = "";
     for await (const e of Deno.readDir(dir)) logText += await Deno.readTextFile(`${dir}/${e.name}`);
     await Deno.remove(dir, { recursive: true });
-    assert(logText.includes("redirects are not followed"), "the PLACES log line says why");
+    assert.ok(logText.includes("redirects are not followed"), "the PLACES log line says why");
     for (const text of [logText, ...events]) {
-      assert(!text.includes(KEY), "the key is in no log line or event");
+      assert.ok(!text.includes(KEY), "the key is in no log line or event");
     }
   });
 }

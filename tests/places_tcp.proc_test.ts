@@ -14,7 +14,7 @@
  *   identical concurrent WHATSATs share one upstream request.
  */
 
-import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { type FakeGoogle, type FakeMode, startFakeGoogle } from "./_helpers/fake_google.ts";
 import { exchange, freePorts, startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import { createPlacesProvider, type PlacesOptions } from "../servers/places/select.ts";
@@ -43,8 +43,8 @@ function utf8(binary: string): string {
 
 /** Asserts the key is nowhere in `text`, raw or URL-encoded. */
 function assertNoKey(text: string, where: string): void {
-  assert(!text.includes(KEY), `API key found in ${where}`);
-  assert(!text.includes(encodeURIComponent(KEY)), `encoded API key found in ${where}`);
+  assert.ok(!text.includes(KEY), `API key found in ${where}`);
+  assert.ok(!text.includes(encodeURIComponent(KEY)), `encoded API key found in ${where}`);
 }
 
 /**
@@ -55,20 +55,23 @@ function checkLayout(reply: string, atLine: string): LegacyNearbyResponse {
   const text = utf8(reply);
   assertNoKey(text, "a WHATSAT reply");
   const lf = text.indexOf("\n");
-  assertEquals(text.slice(0, lf), atLine, "AT line");
-  assert(text.endsWith("}\n\n"), `reply must end with }\\n\\n: ${JSON.stringify(text.slice(-20))}`);
+  assert.deepEqual(text.slice(0, lf), atLine, "AT line");
+  assert.ok(
+    text.endsWith("}\n\n"),
+    `reply must end with }\\n\\n: ${JSON.stringify(text.slice(-20))}`,
+  );
   const json = text.slice(lf + 1, -2);
-  assert(json.startsWith('{\n   "'), `3-space indent: ${JSON.stringify(json.slice(0, 20))}`);
-  assert(!json.includes("\n\n"), "no blank line inside the JSON");
+  assert.ok(json.startsWith('{\n   "'), `3-space indent: ${JSON.stringify(json.slice(0, 20))}`);
+  assert.ok(!json.includes("\n\n"), "no blank line inside the JSON");
   for (const line of json.split("\n")) {
-    assertEquals(line.match(/^ */)![0].length % 3, 0, `indent of ${JSON.stringify(line)}`);
+    assert.deepEqual(line.match(/^ */)![0].length % 3, 0, `indent of ${JSON.stringify(line)}`);
   }
   const body = JSON.parse(json) as LegacyNearbyResponse;
   // The printed text is exactly Google's legacy layout of that value.
-  assertEquals(json, formatLegacyJson(body), "legacy JSON layout");
-  assert(Array.isArray(body.html_attributions), "html_attributions");
-  assert(Array.isArray(body.results), "results");
-  assertEquals(typeof body.status, "string");
+  assert.deepEqual(json, formatLegacyJson(body), "legacy JSON layout");
+  assert.ok(Array.isArray(body.html_attributions), "html_attributions");
+  assert.ok(Array.isArray(body.results), "results");
+  assert.deepEqual(typeof body.status, "string");
   return body;
 }
 
@@ -80,14 +83,14 @@ function checkFailure(
   message: string | RegExp,
 ): void {
   const body = checkLayout(reply, atLine);
-  assertIncludes(utf8(reply), '"results" : []');
-  assertEquals(body.status, status, `status in ${utf8(reply)}`);
-  assertEquals(body.results, []);
-  assertEquals(typeof body.error_message, "string");
-  assert(body.error_message!.length > 0 && body.error_message!.length <= 200);
-  if (typeof message === "string") assertEquals(body.error_message, message);
-  else assertMatch(body.error_message!, message);
-  assertEquals(
+  assert.match(utf8(reply), /"results" : \[\]/);
+  assert.deepEqual(body.status, status, `status in ${utf8(reply)}`);
+  assert.deepEqual(body.results, []);
+  assert.deepEqual(typeof body.error_message, "string");
+  assert.ok(body.error_message!.length > 0 && body.error_message!.length <= 200);
+  if (typeof message === "string") assert.deepEqual(body.error_message, message);
+  else assert.match(body.error_message!, message);
+  assert.deepEqual(
     Object.keys(body).sort(),
     ["error_message", "html_attributions", "results", "status"],
   );
@@ -104,8 +107,8 @@ async function iamat(c: TcpClient, client: string, location = UCLA): Promise<str
   await c.send(`IAMAT ${client} ${location} ${TIME}\n`);
   await c.waitUntil((r) => r.indexOf("\n", before) !== -1);
   const line = c.received.slice(before, c.received.indexOf("\n", before));
-  assertMatch(line, /^AT \w+ [+-]\d+\.\d{9} /);
-  assert(line.endsWith(` ${client} ${location} ${TIME}`), line);
+  assert.match(line, /^AT \w+ [+-]\d+\.\d{9} /);
+  assert.ok(line.endsWith(` ${client} ${location} ${TIME}`), line);
   return line;
 }
 
@@ -284,7 +287,7 @@ async function withCli(
       "Alpha—Beta link up",
     );
     await fn({ alpha, beta }, p);
-    assertEquals(await p.stop(), 0, `exit status after SIGTERM; stderr: ${p.stderr}`);
+    assert.deepEqual(await p.stop(), 0, `exit status after SIGTERM; stderr: ${p.stderr}`);
     const logs: Record<string, string> = {};
     for await (const entry of Deno.readDir(`${dir}/logs`)) {
       logs[entry.name] = await Deno.readTextFile(`${dir}/logs/${entry.name}`);
@@ -376,17 +379,17 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
         const b = await TcpClient.connect(beta);
         try {
           const at = await iamat(a, "kiwi.cs.ucla.edu");
-          assert(at.startsWith("AT Alpha "));
+          assert.ok(at.startsWith("AT Alpha "));
           // Asked at Beta right after the AT reply: Beta prints Alpha's AT line.
           const reply = await ask(b, "WHATSAT kiwi.cs.ucla.edu 10 2");
-          assertEquals(fake.requests.length, 1);
+          assert.deepEqual(fake.requests.length, 1);
           const req = fake.requests[0];
-          assertEquals(req.method, "POST");
-          assertEquals(req.path, "/v1/places:searchNearby");
-          assertEquals(req.rawQuery, "", "nothing (least of all the key) in the URL");
-          assertEquals(req.headers["x-goog-api-key"], KEY);
-          assertEquals(req.headers["x-goog-fieldmask"], NEW_API_FIELD_MASK);
-          assertEquals(
+          assert.deepEqual(req.method, "POST");
+          assert.deepEqual(req.path, "/v1/places:searchNearby");
+          assert.deepEqual(req.rawQuery, "", "nothing (least of all the key) in the URL");
+          assert.deepEqual(req.headers["x-goog-api-key"], KEY);
+          assert.deepEqual(req.headers["x-goog-fieldmask"], NEW_API_FIELD_MASK);
+          assert.deepEqual(
             NEW_API_FIELD_MASK,
             "places.id,places.displayName,places.location,places.viewport," +
               "places.shortFormattedAddress,places.formattedAddress,places.types,places.rating," +
@@ -394,8 +397,8 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
               "places.currentOpeningHours.openNow,places.iconBackgroundColor," +
               "places.iconMaskBaseUri,places.plusCode,places.photos",
           );
-          assertEquals(req.headers["content-type"], "application/json");
-          assertEquals(JSON.parse(req.body), {
+          assert.deepEqual(req.headers["content-type"], "application/json");
+          assert.deepEqual(JSON.parse(req.body), {
             maxResultCount: 2,
             locationRestriction: {
               circle: { center: { latitude: 34.06893, longitude: -118.445127 }, radius: 10000 },
@@ -403,27 +406,27 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
             rankPreference: "POPULARITY",
           });
           // The exact reply: Alpha's AT line, the translated JSON, two LFs.
-          assertEquals(utf8(reply), `${at}\n${NEW_TRANSLATED_2}\n\n`);
+          assert.deepEqual(utf8(reply), `${at}\n${NEW_TRANSLATED_2}\n\n`);
           const body = checkLayout(reply, at);
-          assertEquals(body.results.length, 2, "cut to the bound");
+          assert.deepEqual(body.results.length, 2, "cut to the bound");
 
           // Bound 1 with a fractional radius, at Alpha.
           const one = checkLayout(await ask(a, "WHATSAT kiwi.cs.ucla.edu 1.5 1"), at);
-          assertEquals(one.results.length, 1);
-          assertEquals(one.results[0].name, "University of California, Los Angeles");
+          assert.deepEqual(one.results.length, 1);
+          assert.deepEqual(one.results[0].name, "University of California, Los Angeles");
           const body2 = JSON.parse(fake.requests[1].body);
-          assertEquals(body2.maxResultCount, 1);
-          assertEquals(body2.locationRestriction.circle.radius, 1500);
+          assert.deepEqual(body2.maxResultCount, 1);
+          assert.deepEqual(body2.locationRestriction.circle.radius, 1500);
 
           // Bound 20: all three the fake has; bound 0: no request at all.
-          assertEquals(
+          assert.deepEqual(
             checkLayout(await ask(a, "WHATSAT kiwi.cs.ucla.edu 50 20"), at).results.length,
             3,
           );
-          assertEquals(JSON.parse(fake.requests[2].body).maxResultCount, 20);
+          assert.deepEqual(JSON.parse(fake.requests[2].body).maxResultCount, 20);
           const zero = checkLayout(await ask(a, "WHATSAT kiwi.cs.ucla.edu 5 0"), at);
-          assertEquals(zero, { html_attributions: [], results: [], status: "ZERO_RESULTS" });
-          assertEquals(fake.requests.length, 3);
+          assert.deepEqual(zero, { html_attributions: [], results: [], status: "ZERO_RESULTS" });
+          assert.deepEqual(fake.requests.length, 3);
 
           // Failures through the CLI too; one of them quotes the key back.
           fake.mode = "echoKey";
@@ -447,8 +450,8 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
             "UNKNOWN_ERROR",
             "Places request timed out after 1000 ms",
           );
-          assertEquals(fake.requests.length, 6);
-          for (const r of fake.requests) assertEquals(r.headers["x-goog-api-key"], KEY);
+          assert.deepEqual(fake.requests.length, 6);
+          for (const r of fake.requests) assert.deepEqual(r.headers["x-goog-api-key"], KEY);
         } finally {
           await a.close();
           await b.close();
@@ -456,7 +459,7 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
       },
     );
     // Start-up output names the provider and the fake's origin, never the key.
-    assertMatch(
+    assert.match(
       out.stdout,
       new RegExp(
         `Places: new \\(Places API \\(New\\) at ${
@@ -466,20 +469,20 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
     );
     assertNoKey(out.stdout, "stdout");
     assertNoKey(out.stderr, "stderr");
-    assertEquals(Object.keys(out.logs).sort(), ["Alpha.log", "Beta.log"]);
+    assert.deepEqual(Object.keys(out.logs).sort(), ["Alpha.log", "Beta.log"]);
     for (const [name, text] of Object.entries(out.logs)) assertNoKey(text, name);
     const all = Object.values(out.logs).join("\n");
-    assertMatch(
+    assert.match(
       out.logs["Beta.log"],
       /PLACES new status=OK results=2 latency=[\d.]+ms coalesced=false client=kiwi\.cs\.ucla\.edu radius=10km bound=2/,
     );
-    assertIncludes(all, "status=INVALID_REQUEST results=0");
-    assertIncludes(all, 'error="API key not valid: REDACTED"');
-    assertIncludes(all, "status=REQUEST_DENIED results=0");
-    assertIncludes(all, 'error="Places request timed out after 1000 ms"');
+    assert.match(all, /status=INVALID_REQUEST results=0/);
+    assert.match(all, /error="API key not valid: REDACTED"/);
+    assert.match(all, /status=REQUEST_DENIED results=0/);
+    assert.match(all, /error="Places request timed out after 1000 ms"/);
     // Every input line and reply is logged (connection numbers count link dials too).
-    assertMatch(out.logs["Beta.log"], /IN #\d+ WHATSAT kiwi\.cs\.ucla\.edu 10 2\n/);
-    assertMatch(
+    assert.match(out.logs["Beta.log"], /IN #\d+ WHATSAT kiwi\.cs\.ucla\.edu 10 2\n/);
+    assert.match(
       out.logs["Beta.log"],
       /OUT #\d+ AT Alpha \S+ kiwi\.cs\.ucla\.edu .*\\x0a\{\\x0a {3}"html/,
     );
@@ -492,54 +495,52 @@ Deno.test("CLI --places legacy: GET with location, radius, key; body cut to the 
       ["--places", "legacy", "--places-url", fake.origin + "/ignored/path"],
       { GOOGLE_PLACES_API_KEY: KEY },
       async ({ alpha }) => {
-        const a = await TcpClient.connect(alpha);
-        try {
-          const at = await iamat(a, "kiwi");
-          const body = checkLayout(await ask(a, "WHATSAT kiwi 10 3"), at);
-          assertEquals(fake.requests.length, 1);
-          const req = fake.requests[0];
-          assertEquals(req.method, "GET");
-          assertEquals(req.path, "/maps/api/place/nearbysearch/json");
-          assertEquals(req.rawQuery, `location=34.06893,-118.445127&radius=10000&key=${KEY}`);
-          assert(!req.rawQuery.includes("+"), "no raw + in the query");
-          assertEquals(req.query.location, "34.06893,-118.445127");
-          assertEquals(req.headers["x-goog-api-key"], undefined);
-          // Google's body passed through: 20 results cut to 3, next_page_token kept.
-          assertEquals(body.status, "OK");
-          assertEquals(body.results.map((r) => r.name), [
-            "Legacy Place 0",
-            "Legacy Place 1",
-            "Legacy Place 2",
-          ]);
-          assertEquals(body.next_page_token, "AW30NDw-PLACEHOLDER-TOKEN-not-real");
-          // A southern/eastern point and a fractional radius.
-          const at2 = await iamat(a, "emu", "-33.8688+151.2093");
-          checkLayout(await ask(a, "WHATSAT emu 0.25 20"), at2);
-          assertEquals(
-            fake.requests[1].rawQuery,
-            `location=-33.8688,151.2093&radius=250&key=${KEY}`,
-          );
-          fake.mode = "denied";
-          checkFailure(
-            await ask(a, "WHATSAT kiwi 10 3"),
-            at,
-            "REQUEST_DENIED",
-            "The provided API key is invalid.",
-          );
-        } finally {
-          await a.close();
-        }
+        await using a = await TcpClient.connect(alpha);
+        const at = await iamat(a, "kiwi");
+        const body = checkLayout(await ask(a, "WHATSAT kiwi 10 3"), at);
+        assert.deepEqual(fake.requests.length, 1);
+        const req = fake.requests[0];
+        assert.deepEqual(req.method, "GET");
+        assert.deepEqual(req.path, "/maps/api/place/nearbysearch/json");
+        assert.deepEqual(req.rawQuery, `location=34.06893,-118.445127&radius=10000&key=${KEY}`);
+        assert.ok(!req.rawQuery.includes("+"), "no raw + in the query");
+        assert.deepEqual(req.query.location, "34.06893,-118.445127");
+        assert.deepEqual(req.headers["x-goog-api-key"], undefined);
+        // Google's body passed through: 20 results cut to 3, next_page_token kept.
+        assert.deepEqual(body.status, "OK");
+        assert.deepEqual(body.results.map((r) => r.name), [
+          "Legacy Place 0",
+          "Legacy Place 1",
+          "Legacy Place 2",
+        ]);
+        assert.deepEqual(body.next_page_token, "AW30NDw-PLACEHOLDER-TOKEN-not-real");
+        // A southern/eastern point and a fractional radius.
+        const at2 = await iamat(a, "emu", "-33.8688+151.2093");
+        checkLayout(await ask(a, "WHATSAT emu 0.25 20"), at2);
+        assert.deepEqual(
+          fake.requests[1].rawQuery,
+          `location=-33.8688,151.2093&radius=250&key=${KEY}`,
+        );
+        fake.mode = "denied";
+        checkFailure(
+          await ask(a, "WHATSAT kiwi 10 3"),
+          at,
+          "REQUEST_DENIED",
+          "The provided API key is invalid.",
+        );
       },
     );
-    assertIncludes(
+    assert.match(
       out.stdout,
-      `Places: legacy (Places API (Legacy) Nearby Search at ${fake.origin};`,
+      new RegExp(
+        RegExp.escape(`Places: legacy (Places API (Legacy) Nearby Search at ${fake.origin};`),
+      ),
     );
     assertNoKey(out.stdout, "stdout");
     assertNoKey(out.stderr, "stderr");
     for (const [name, text] of Object.entries(out.logs)) assertNoKey(text, name);
-    assertIncludes(out.logs["Alpha.log"], "PLACES legacy status=OK results=3");
-    assertIncludes(out.logs["Alpha.log"], "PLACES legacy status=REQUEST_DENIED results=0");
+    assert.match(out.logs["Alpha.log"], /PLACES legacy status=OK results=3/);
+    assert.match(out.logs["Alpha.log"], /PLACES legacy status=REQUEST_DENIED results=0/);
   });
 });
 
@@ -554,19 +555,19 @@ Deno.test("CLI without a key: start answers WHATSAT from the offline index", asy
         try {
           const at = await iamat(a, "kiwi");
           const body = checkLayout(await ask(b, "WHATSAT kiwi 10 5"), at);
-          assertEquals(body.status, "OK");
-          assertEquals(body.results.length, 5);
-          for (const r of body.results) assertEquals(typeof r.name, "string");
-          assertIncludes(body.html_attributions[0], "GeoNames");
+          assert.deepEqual(body.status, "OK");
+          assert.deepEqual(body.results.length, 5);
+          for (const r of body.results) assert.deepEqual(typeof r.name, "string");
+          assert.match(body.html_attributions[0], /GeoNames/);
         } finally {
           await a.close();
           await b.close();
         }
       },
     );
-    assertEquals(fake.requests.length, 0, "offline never calls Google");
-    assertIncludes(out.stdout, "Places: offline (GeoNames cities, CC BY 4.0)");
-    assertIncludes(out.logs["Beta.log"], "PLACES offline status=OK results=5");
+    assert.deepEqual(fake.requests.length, 0, "offline never calls Google");
+    assert.match(out.stdout, /Places: offline \(GeoNames cities, CC BY 4\.0\)/);
+    assert.match(out.logs["Beta.log"], /PLACES offline status=OK results=5/);
   });
 });
 
@@ -657,42 +658,41 @@ for (const api of ["new", "legacy"] as const) {
       const logText = await withHerd(
         { places: api, apiKey: KEY, baseUrl: fake.origin, timeoutMs: FAST },
         async (t, events) => {
-          const c = await TcpClient.connect(t.port("Hill"));
-          try {
-            const at = await iamat(c, "kiwi");
-            for (const f of FAILURES) {
-              fake.mode = f.mode;
-              const sent = fake.requests.length;
-              const t0 = performance.now();
-              const reply = await ask(c, "WHATSAT kiwi 10 5", 3000);
-              const ms = performance.now() - t0;
-              const status = api === "new" ? f.newStatus : f.legacyStatus;
-              const message = api === "new" ? f.newMessage : f.legacyMessage;
-              checkFailure(reply, at, status, message);
-              assertEquals(fake.requests.length, sent + 1, `${f.mode}: one upstream request`);
-              if (f.mode.startsWith("hang")) {
-                assert(ms >= FAST - 20 && ms < FAST + 700, `${f.mode} answered after ${ms} ms`);
-              }
-              const ev = events.filter((e) => e.includes('"kind":"whatsat"')).at(-1)!;
-              const parsed = JSON.parse(ev);
-              assertEquals(parsed.provider, api);
-              assertEquals(parsed.status, status);
-              assertEquals(parsed.count, 0);
-              assertEquals(typeof parsed.error, "string");
+          await using c = await TcpClient.connect(t.port("Hill"));
+          const at = await iamat(c, "kiwi");
+          for (const f of FAILURES) {
+            fake.mode = f.mode;
+            const sent = fake.requests.length;
+            const t0 = performance.now();
+            const reply = await ask(c, "WHATSAT kiwi 10 5", 3000);
+            const ms = performance.now() - t0;
+            const status = api === "new" ? f.newStatus : f.legacyStatus;
+            const message = api === "new" ? f.newMessage : f.legacyMessage;
+            checkFailure(reply, at, status, message);
+            assert.deepEqual(fake.requests.length, sent + 1, `${f.mode}: one upstream request`);
+            if (f.mode.startsWith("hang")) {
+              assert.ok(ms >= FAST - 20 && ms < FAST + 700, `${f.mode} answered after ${ms} ms`);
             }
-            // And it recovers once Google does.
-            fake.mode = "ok";
-            const ok = checkLayout(await ask(c, "WHATSAT kiwi 10 5"), at);
-            assertEquals(ok.status, "OK");
-            assertEquals(ok.results.length, api === "new" ? 3 : 5);
-          } finally {
-            await c.close();
+            const ev = events.filter((e) => e.includes('"kind":"whatsat"')).at(-1)!;
+            const parsed = JSON.parse(ev);
+            assert.deepEqual(parsed.provider, api);
+            assert.deepEqual(parsed.status, status);
+            assert.deepEqual(parsed.count, 0);
+            assert.deepEqual(typeof parsed.error, "string");
           }
+          // And it recovers once Google does.
+          fake.mode = "ok";
+          const ok = checkLayout(await ask(c, "WHATSAT kiwi 10 5"), at);
+          assert.deepEqual(ok.status, "OK");
+          assert.deepEqual(ok.results.length, api === "new" ? 3 : 5);
         },
       );
-      assertIncludes(logText, `PLACES ${api} status=OVER_QUERY_LIMIT results=0`);
-      assertIncludes(logText, `error="${TIMEOUT}"`);
-      assertIncludes(logText, 'error="API key not valid: REDACTED"');
+      assert.match(
+        logText,
+        new RegExp(RegExp.escape(`PLACES ${api} status=OVER_QUERY_LIMIT results=0`)),
+      );
+      assert.match(logText, new RegExp(RegExp.escape(`error="${TIMEOUT}"`)));
+      assert.match(logText, /error="API key not valid: REDACTED"/);
     });
 
     // 2. Nothing listening (refused) and a host that does not resolve.
@@ -708,16 +708,15 @@ for (const api of ["new", "legacy"] as const) {
       const logText = await withHerd(
         { places: api, apiKey: KEY, baseUrl, timeoutMs: 2000 },
         async (t) => {
-          const c = await TcpClient.connect(t.port("Smith"));
-          try {
-            const at = await iamat(c, "kiwi");
-            checkFailure(await ask(c, "WHATSAT kiwi 10 5", 5000), at, "UNKNOWN_ERROR", message);
-          } finally {
-            await c.close();
-          }
+          await using c = await TcpClient.connect(t.port("Smith"));
+          const at = await iamat(c, "kiwi");
+          checkFailure(await ask(c, "WHATSAT kiwi 10 5", 5000), at, "UNKNOWN_ERROR", message);
         },
       );
-      assertIncludes(logText, `PLACES ${api} status=UNKNOWN_ERROR results=0`);
+      assert.match(
+        logText,
+        new RegExp(RegExp.escape(`PLACES ${api} status=UNKNOWN_ERROR results=0`)),
+      );
     }
   });
 }
@@ -749,7 +748,7 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
             await c.send(`IAMAT other-${name} +1+1 ${TIME}\n`);
             await c.replies(1, 1000);
             const ms = performance.now() - t1;
-            assert(ms < 200, `IAMAT at ${name} took ${ms.toFixed(1)} ms behind a hung WHATSAT`);
+            assert.ok(ms < 200, `IAMAT at ${name} took ${ms.toFixed(1)} ms behind a hung WHATSAT`);
           }
 
           // Another client's WHATSAT (a different query) is answered while A's still hangs.
@@ -758,9 +757,9 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
           others.push(d);
           const t2 = performance.now();
           const other = checkLayout(await ask(d, "WHATSAT kiwi 5 2", 1000), at);
-          assertEquals(other.status, "OK");
-          assert(performance.now() - t2 < 500, "other client's WHATSAT answered promptly");
-          assertEquals(
+          assert.deepEqual(other.status, "OK");
+          assert.ok(performance.now() - t2 < 500, "other client's WHATSAT answered promptly");
+          assert.deepEqual(
             a.received,
             at + "\n",
             "A's WHATSAT (and the IAMAT behind it) still pending",
@@ -774,8 +773,8 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
             "UNKNOWN_ERROR",
             `Places request timed out after ${HANG} ms`,
           );
-          assertMatch(replies[2], /^AT Hill [+-]\d+\.\d{9} second \+1\+1 1700000001\n$/);
-          assert(
+          assert.match(replies[2], /^AT Hill [+-]\d+\.\d{9} second \+1\+1 1700000001\n$/);
+          assert.ok(
             waited >= HANG - 50 && waited < HANG + 1000,
             `hung WHATSAT answered after ${waited} ms`,
           );
@@ -806,19 +805,19 @@ Deno.test("identical concurrent WHATSATs (on any servers) share one Google reque
         const replies = await Promise.all(
           names.map((n) => exchange(t.port(n), "WHATSAT kiwi 10 2\n", 3000)),
         );
-        assertEquals(fake.requests.length, 1, "one upstream request for six WHATSATs");
-        for (const r of replies) assertEquals(utf8(r), `${at}\n${NEW_TRANSLATED_2}\n\n`);
+        assert.deepEqual(fake.requests.length, 1, "one upstream request for six WHATSATs");
+        for (const r of replies) assert.deepEqual(utf8(r), `${at}\n${NEW_TRANSLATED_2}\n\n`);
         const whatsats = events.filter((e) => e.includes('"kind":"whatsat"')).map((e) =>
           JSON.parse(e)
         );
-        assertEquals(whatsats.length, 6);
-        assertEquals(whatsats.filter((e) => e.coalesced).length, 5);
+        assert.deepEqual(whatsats.length, 6);
+        assert.deepEqual(whatsats.filter((e) => e.coalesced).length, 5);
         // Not coalesced once the first has finished (no cache by default).
-        assertEquals(
+        assert.deepEqual(
           utf8(await exchange(t.port("Smith"), "WHATSAT kiwi 10 2\n")),
           `${at}\n${NEW_TRANSLATED_2}\n\n`,
         );
-        assertEquals(fake.requests.length, 2);
+        assert.deepEqual(fake.requests.length, 2);
       },
     );
   });

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import {
   compareTimes,
   formatAt,
@@ -13,11 +13,11 @@ import {
 } from "../servers/protocol.ts";
 
 Deno.test("fields split on the protocol's six whitespace bytes only", () => {
-  assertEquals(splitFields(" IAMAT\tk\r+1+2\f3\v"), ["IAMAT", "k", "+1+2", "3"]);
+  assert.deepEqual(splitFields(" IAMAT\tk\r+1+2\f3\v"), ["IAMAT", "k", "+1+2", "3"]);
   // NBSP (0xA0) is not whitespace: it stays inside the field.
-  assertEquals(splitFields("IAMAT k\xa0x +1+2 3"), ["IAMAT", "k\xa0x", "+1+2", "3"]);
-  assertEquals(splitFields("   "), []);
-  assertEquals(splitFields(""), []);
+  assert.deepEqual(splitFields("IAMAT k\xa0x +1+2 3"), ["IAMAT", "k\xa0x", "+1+2", "3"]);
+  assert.deepEqual(splitFields("   "), []);
+  assert.deepEqual(splitFields(""), []);
 });
 
 Deno.test("field splitting: the single-space fast path agrees with the general rule", () => {
@@ -30,13 +30,13 @@ Deno.test("field splitting: the single-space fast path agrees with the general r
     let line = "";
     const len = Math.floor(next() * 12);
     for (let j = 0; j < len; j++) line += alphabet[Math.floor(next() * alphabet.length)];
-    assertEquals(splitFields(line), reference(line), JSON.stringify(line));
+    assert.deepEqual(splitFields(line), reference(line), JSON.stringify(line));
   }
 });
 
 Deno.test("IAMAT: valid forms parse with exact fields", () => {
   const c = parseCommand("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503");
-  assertEquals(c, {
+  assert.deepEqual(c, {
     verb: "IAMAT",
     client: "kiwi.cs.ucla.edu",
     location: "+34.068930-118.445127",
@@ -44,11 +44,11 @@ Deno.test("IAMAT: valid forms parse with exact fields", () => {
     lat: 34.06893,
     lng: -118.445127,
   });
-  assertEquals(parseCommand("IAMAT k +35-120 1").verb, "IAMAT");
-  assertEquals(parseCommand("IAMAT k +27.5916+086.5640 1.0").verb, "IAMAT");
-  assertEquals(parseCommand("\t IAMAT  k  +90-180  0 \r").verb, "IAMAT");
-  assertEquals(parseCommand("IAMAT k -90.000+180.0000 0").verb, "IAMAT");
-  assertEquals(parseCommand(`IAMAT ${"x".repeat(256)} +1+1 1`).verb, "IAMAT");
+  assert.deepEqual(parseCommand("IAMAT k +35-120 1").verb, "IAMAT");
+  assert.deepEqual(parseCommand("IAMAT k +27.5916+086.5640 1.0").verb, "IAMAT");
+  assert.deepEqual(parseCommand("\t IAMAT  k  +90-180  0 \r").verb, "IAMAT");
+  assert.deepEqual(parseCommand("IAMAT k -90.000+180.0000 0").verb, "IAMAT");
+  assert.deepEqual(parseCommand(`IAMAT ${"x".repeat(256)} +1+1 1`).verb, "IAMAT");
 });
 
 Deno.test("IAMAT: every malformed field is invalid", () => {
@@ -72,19 +72,19 @@ Deno.test("IAMAT: every malformed field is invalid", () => {
     `IAMAT ${"x".repeat(257)} +1+1 1`, // client ID over 256 bytes
     "IAMAT k +1+1 １", // non-ASCII digits
   ];
-  for (const line of bad) assertEquals(parseCommand(line).verb, "INVALID", line);
+  for (const line of bad) assert.deepEqual(parseCommand(line).verb, "INVALID", line);
 });
 
 Deno.test("WHATSAT: radius 0 < r ≤ 50 with fractions, bound integer 0..20", () => {
-  assertEquals(parseCommand("WHATSAT k 10 5"), {
+  assert.deepEqual(parseCommand("WHATSAT k 10 5"), {
     verb: "WHATSAT",
     client: "k",
     radiusKm: 10,
     bound: 5,
   });
-  assertEquals(parseCommand("WHATSAT k 0.5 0").verb, "WHATSAT");
-  assertEquals(parseCommand("WHATSAT k 50 20").verb, "WHATSAT");
-  assertEquals(parseCommand("WHATSAT k 50.000 020").verb, "WHATSAT");
+  assert.deepEqual(parseCommand("WHATSAT k 0.5 0").verb, "WHATSAT");
+  assert.deepEqual(parseCommand("WHATSAT k 50 20").verb, "WHATSAT");
+  assert.deepEqual(parseCommand("WHATSAT k 50.000 020").verb, "WHATSAT");
   for (
     const line of [
       "WHATSAT k 0 5",
@@ -100,39 +100,39 @@ Deno.test("WHATSAT: radius 0 < r ≤ 50 with fractions, bound integer 0..20", ()
       "WHATSAT k 10",
       "whatsat k 10 5",
     ]
-  ) assertEquals(parseCommand(line).verb, "INVALID", line);
+  ) assert.deepEqual(parseCommand(line).verb, "INVALID", line);
 });
 
 Deno.test("blank lines are BLANK; a client-sent AT is invalid", () => {
-  assertEquals(parseCommand("").verb, "BLANK");
-  assertEquals(parseCommand(" \t\r\f\v").verb, "BLANK");
-  assertEquals(
+  assert.deepEqual(parseCommand("").verb, "BLANK");
+  assert.deepEqual(parseCommand(" \t\r\f\v").verb, "BLANK");
+  assert.deepEqual(
     parseCommand("AT Clark +0.263873386 kiwi +34.06-118.44 1520023934.9").verb,
     "INVALID",
   );
 });
 
 Deno.test("? replies trim outer whitespace and keep inner bytes", () => {
-  assertEquals(
+  assert.deepEqual(
     formatInvalid("  WHATSAT kiwi.cs.ucla.edu 1- 5 \r"),
     "? WHATSAT kiwi.cs.ucla.edu 1- 5\n",
   );
-  assertEquals(formatInvalid("a \t b\xff"), "? a \t b\xff\n");
+  assert.deepEqual(formatInvalid("a \t b\xff"), "? a \t b\xff\n");
 });
 
 Deno.test("time difference: exact, signed, nine digits, from integer nanoseconds", () => {
-  assertEquals(formatTimeDiff(1621464828223372889n, "1621464827.959498503"), "+0.263874386");
-  assertEquals(formatTimeDiff(1621464823000000000n, "1621464827.998127001"), "-4.998127001");
-  assertEquals(formatTimeDiff(5_000_000_000n, "5"), "+0.000000000");
-  assertEquals(formatTimeDiff(5_000_000_000n, "5.0000000000001"), "+0.000000000"); // no "-0"
-  assertEquals(formatTimeDiff(0n, "1700000000.5"), "-1700000000.500000000");
+  assert.deepEqual(formatTimeDiff(1621464828223372889n, "1621464827.959498503"), "+0.263874386");
+  assert.deepEqual(formatTimeDiff(1621464823000000000n, "1621464827.998127001"), "-4.998127001");
+  assert.deepEqual(formatTimeDiff(5_000_000_000n, "5"), "+0.000000000");
+  assert.deepEqual(formatTimeDiff(5_000_000_000n, "5.0000000000001"), "+0.000000000"); // no "-0"
+  assert.deepEqual(formatTimeDiff(0n, "1700000000.5"), "-1700000000.500000000");
   // Longer fractions round half to even at the ninth digit.
-  assertEquals(formatTimeDiff(1_000_000_000n, "0.0000000005"), "+1.000000000"); // 0.9999999995 → even
-  assertEquals(formatTimeDiff(1_000_000_000n, "0.0000000015"), "+0.999999998");
-  assertEquals(formatTimeDiff(1_000_000_000n, "0.00000000151"), "+0.999999998");
+  assert.deepEqual(formatTimeDiff(1_000_000_000n, "0.0000000005"), "+1.000000000"); // 0.9999999995 → even
+  assert.deepEqual(formatTimeDiff(1_000_000_000n, "0.0000000015"), "+0.999999998");
+  assert.deepEqual(formatTimeDiff(1_000_000_000n, "0.00000000151"), "+0.999999998");
   // 19-digit timestamps stay exact (a float would lose the last digits).
-  assertEquals(formatTimeDiff(1621464827959498504n, "1621464827.959498503"), "+0.000000001");
-  assertEquals(formatTimeDiff(99999999999999999999n, "0"), "+99999999999.999999999");
+  assert.deepEqual(formatTimeDiff(1621464827959498504n, "1621464827.959498503"), "+0.000000001");
+  assert.deepEqual(formatTimeDiff(99999999999999999999n, "0"), "+99999999999.999999999");
 });
 
 Deno.test("AT and WHATSAT layouts", () => {
@@ -143,27 +143,27 @@ Deno.test("AT and WHATSAT layouts", () => {
     location: "+34.06-118.44",
     time: "1.5",
   };
-  assertEquals(formatAt(r), "AT Hill +0.263873386 kiwi +34.06-118.44 1.5");
-  assertEquals(formatWhatsatReply("AT x", '{\n   "a" : 1\n}'), 'AT x\n{\n   "a" : 1\n}\n\n');
+  assert.deepEqual(formatAt(r), "AT Hill +0.263873386 kiwi +34.06-118.44 1.5");
+  assert.deepEqual(formatWhatsatReply("AT x", '{\n   "a" : 1\n}'), 'AT x\n{\n   "a" : 1\n}\n\n');
 });
 
 Deno.test("times compare exactly as decimals", () => {
-  assertEquals(compareTimes("1.50", "1.5"), 0);
-  assertEquals(compareTimes("01", "1.0"), 0);
-  assert(compareTimes("10", "9.999999999999") > 0);
-  assert(compareTimes("1621464827.959498503", "1621464827.959498504") < 0);
-  assert(compareTimes("1621464827.9594985031", "1621464827.959498503") > 0);
+  assert.deepEqual(compareTimes("1.50", "1.5"), 0);
+  assert.deepEqual(compareTimes("01", "1.0"), 0);
+  assert.ok(compareTimes("10", "9.999999999999") > 0);
+  assert.ok(compareTimes("1621464827.959498503", "1621464827.959498504") < 0);
+  assert.ok(compareTimes("1621464827.9594985031", "1621464827.959498503") > 0);
 });
 
 Deno.test("location parse is exact at the range edges", () => {
-  assertEquals(parseLocation("+90.000-180.000"), { lat: 90, lng: -180 });
-  assertEquals(parseLocation("+90.0001-180"), undefined);
-  assertEquals(parseLocation("+0900+0"), undefined);
-  assertEquals(parseLocation("+0090+0"), { lat: 90, lng: 0 });
-  assertEquals(parseLocation("+00.5-0180.0000"), { lat: 0.5, lng: -180 });
-  assertEquals(parseLocation("+1+2 "), undefined);
-  assertEquals(parseLocation("+1.+2"), undefined);
-  assertEquals(parseLocation("+1-"), undefined);
+  assert.deepEqual(parseLocation("+90.000-180.000"), { lat: 90, lng: -180 });
+  assert.deepEqual(parseLocation("+90.0001-180"), undefined);
+  assert.deepEqual(parseLocation("+0900+0"), undefined);
+  assert.deepEqual(parseLocation("+0090+0"), { lat: 90, lng: 0 });
+  assert.deepEqual(parseLocation("+00.5-0180.0000"), { lat: 0.5, lng: -180 });
+  assert.deepEqual(parseLocation("+1+2 "), undefined);
+  assert.deepEqual(parseLocation("+1.+2"), undefined);
+  assert.deepEqual(parseLocation("+1-"), undefined);
 });
 
 Deno.test("location parse agrees with the rule written as a regular expression", () => {
@@ -198,18 +198,18 @@ Deno.test("location parse agrees with the rule written as a regular expression",
     }
     const want = reference(text);
     if (want) valid++;
-    assertEquals(parseLocation(text), want, JSON.stringify(text));
+    assert.deepEqual(parseLocation(text), want, JSON.stringify(text));
   }
-  assert(valid > 10_000, `only ${valid} valid locations generated`);
+  assert.ok(valid > 10_000, `only ${valid} valid locations generated`);
 });
 
 Deno.test("peer records are validated field by field", () => {
   const ok = { origin: "Hill", diff: "-0.500000000", client: "k", location: "+1+2", time: "3" };
-  assert(validateRecord(ok));
-  assertEquals(validateRecord({ ...ok, diff: "0.5" }), undefined);
-  assertEquals(validateRecord({ ...ok, location: "+100+2" }), undefined);
-  assertEquals(validateRecord({ ...ok, time: "3." }), undefined);
-  assertEquals(validateRecord({ ...ok, client: "a b" }), undefined);
+  assert.ok(validateRecord(ok));
+  assert.deepEqual(validateRecord({ ...ok, diff: "0.5" }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, location: "+100+2" }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, time: "3." }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, client: "a b" }), undefined);
 });
 
 Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals", () => {
@@ -231,17 +231,17 @@ Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals",
     const a = make();
     const b = rand(4) === 0 ? a + (a.includes(".") ? "0" : ".0") : make();
     const want = exact(a) === exact(b) ? 0 : exact(a) < exact(b) ? -1 : 1;
-    assertEquals(Math.sign(compareTimes(a, b)), want, `${a} vs ${b}`);
+    assert.deepEqual(Math.sign(compareTimes(a, b)), want, `${a} vs ${b}`);
   }
 });
 
 Deno.test("IAMAT times more than the allowed span ahead of the receive time are too far ahead", () => {
   const now = 1_700_000_000_123_456_789n;
-  assert(tooFarAhead("99999999999", now, 86400));
-  assert(!tooFarAhead("1700086400.123456789", now, 86400), "exactly at the limit is allowed");
-  assert(tooFarAhead("1700086400.1234567891", now, 86400), "a tenth of a nanosecond beyond");
-  assert(!tooFarAhead("1700086400.12345678900000", now, 86400));
-  assert(!tooFarAhead("0", now, 0));
-  assert(tooFarAhead("1700000000.123456790", now, 0));
-  assert(!tooFarAhead("1700000000.123456789", now, 0));
+  assert.ok(tooFarAhead("99999999999", now, 86400));
+  assert.ok(!tooFarAhead("1700086400.123456789", now, 86400), "exactly at the limit is allowed");
+  assert.ok(tooFarAhead("1700086400.1234567891", now, 86400), "a tenth of a nanosecond beyond");
+  assert.ok(!tooFarAhead("1700086400.12345678900000", now, 86400));
+  assert.ok(!tooFarAhead("0", now, 0));
+  assert.ok(tooFarAhead("1700000000.123456790", now, 0));
+  assert.ok(!tooFarAhead("1700000000.123456789", now, 0));
 });

@@ -3,7 +3,7 @@
  * head-of-line blocking, bounded waits.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { ReceiptQueue, ReceiptWaiters } from "../servers/receipts.ts";
 
 Deno.test("receipts: ready records are receipted in ranges that cover the skipped numbers between them", async () => {
@@ -12,21 +12,21 @@ Deno.test("receipts: ready records are receipted in ranges that cover the skippe
   q.reset(0);
   q.add(3);
   q.add(5);
-  assertEquals(q.take(), "A 1 5\n");
-  assertEquals(q.take(), "", "nothing twice");
+  assert.deepEqual(q.take(), "A 1 5\n");
+  assert.deepEqual(q.take(), "", "nothing twice");
   let release!: () => void;
   q.add(8, new Promise<void>((r) => (release = r)));
   q.add(9);
   q.add(12);
   // The record waiting on its onward receipts does not hold up the ones after it.
-  assertEquals(q.take(), "A 9 12\n");
+  assert.deepEqual(q.take(), "A 9 12\n");
   release();
   await Promise.resolve();
   await Promise.resolve();
-  assertEquals(wakes, 1, "the link is told to send");
-  assertEquals(q.take(), "A 6 8\n");
+  assert.deepEqual(wakes, 1, "the link is told to send");
+  assert.deepEqual(q.take(), "A 6 8\n");
   q.add(13);
-  assertEquals(q.take(), "A 13 13\n");
+  assert.deepEqual(q.take(), "A 13 13\n");
 });
 
 Deno.test("receipts: entries of a connection that was replaced never wake the new one", async () => {
@@ -38,8 +38,8 @@ Deno.test("receipts: entries of a connection that was replaced never wake the ne
   release();
   await Promise.resolve();
   await Promise.resolve();
-  assertEquals(wakes, 0);
-  assertEquals(q.take(), "");
+  assert.deepEqual(wakes, 0);
+  assert.deepEqual(q.take(), "");
 });
 
 Deno.test("receipt waiters: resolved by a covering range, out of order; timed out after the bound; released when the link drops", async () => {
@@ -48,18 +48,18 @@ Deno.test("receipt waiters: resolved by a covering range, out of order; timed ou
   const b = w.wait(7, 10_000);
   const c = w.wait(9, 10_000);
   w.receipted(6, 8);
-  assertEquals(await b, true);
-  assertEquals(w.size, 2);
+  assert.deepEqual(await b, true);
+  assert.deepEqual(w.size, 2);
   w.receipted(1, 3);
-  assertEquals(await a, true);
+  assert.deepEqual(await a, true);
   const late = w.wait(11, 20);
-  assertEquals(await late, false, "no receipt within the bound");
+  assert.deepEqual(await late, false, "no receipt within the bound");
   w.clear();
-  assertEquals(await c, true, "a dropped link is not waited for");
-  assertEquals(w.size, 0);
+  assert.deepEqual(await c, true, "a dropped link is not waited for");
+  assert.deepEqual(w.size, 0);
   // A range that covers nobody changes nothing.
   const d = w.wait(20, 30);
   w.receipted(21, 40);
   w.receipted(1, 19);
-  assert(!(await d));
+  assert.ok(!(await d));
 });

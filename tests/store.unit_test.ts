@@ -1,17 +1,17 @@
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { compareRecords, formatAt } from "../servers/protocol.ts";
 import { RecordStore } from "../servers/store.ts";
 
 Deno.test("store: newer wins, stale and duplicates stop, ties break the same everywhere", () => {
   const base = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
   const a = new RecordStore();
-  assertEquals(a.offer(base, -1).result, "new");
-  assertEquals(a.offer(base, -1).result, "duplicate");
-  assertEquals(a.offer({ ...base, time: "9.99" }, -1).result, "stale");
-  assertEquals(a.offer({ ...base, time: "10.0", location: "+2+2" }, -1).result, "new"); // tie: "10.0" > "10"
-  assertEquals(a.offer(base, -1).result, "stale");
-  assertEquals(a.offer({ ...base, time: "11" }, -1).result, "new");
-  assertEquals(a.get("k")!.time, "11");
+  assert.deepEqual(a.offer(base, -1).result, "new");
+  assert.deepEqual(a.offer(base, -1).result, "duplicate");
+  assert.deepEqual(a.offer({ ...base, time: "9.99" }, -1).result, "stale");
+  assert.deepEqual(a.offer({ ...base, time: "10.0", location: "+2+2" }, -1).result, "new"); // tie: "10.0" > "10"
+  assert.deepEqual(a.offer(base, -1).result, "stale");
+  assert.deepEqual(a.offer({ ...base, time: "11" }, -1).result, "new");
+  assert.deepEqual(a.get("k")!.time, "11");
 
   // Two servers that see the same tied records in opposite orders end with the same one.
   const x = { ...base, origin: "Hill", location: "+5+5" };
@@ -22,8 +22,8 @@ Deno.test("store: newer wins, stale and duplicates stop, ties break the same eve
   s1.offer(y, -1);
   s2.offer(y, -1);
   s2.offer(x, -1);
-  assertEquals(formatAt(s1.get("k")!), formatAt(s2.get("k")!));
-  assert(compareRecords(x, y) !== 0);
+  assert.deepEqual(formatAt(s1.get("k")!), formatAt(s2.get("k")!));
+  assert.ok(compareRecords(x, y) !== 0);
 });
 
 Deno.test("store: change log reads after a cursor, skipping superseded and the source link", () => {
@@ -38,9 +38,9 @@ Deno.test("store: change log reads after a cursor, skipping superseded and the s
   s.offer(rec("a", "1"), -1); // seq 1
   s.offer(rec("b", "1"), 0); // seq 2, came on link 0
   s.offer(rec("a", "2"), -1); // seq 3 supersedes seq 1
-  assertEquals(s.readAfter(0, 10).records.map((r) => r.seq), [2, 3]);
-  assertEquals(s.readAfter(0, 10, 0).records.map((r) => r.seq), [3]);
-  assertEquals(s.readAfter(2, 10).records.map((r) => r.seq), [3]);
-  assertEquals(s.readAfter(3, 10), { records: [], lastSeq: 3 });
-  assertEquals(s.readAfter(0, 1).lastSeq, 2);
+  assert.deepEqual(s.readAfter(0, 10).records.map((r) => r.seq), [2, 3]);
+  assert.deepEqual(s.readAfter(0, 10, 0).records.map((r) => r.seq), [3]);
+  assert.deepEqual(s.readAfter(2, 10).records.map((r) => r.seq), [3]);
+  assert.deepEqual(s.readAfter(3, 10), { records: [], lastSeq: 3 });
+  assert.deepEqual(s.readAfter(0, 1).lastSeq, 2);
 });

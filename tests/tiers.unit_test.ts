@@ -11,7 +11,7 @@
  * A file's tier is the heaviest thing any of its tests touches.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 
 const TIERS = ["unit", "net", "proc", "browser"] as const;
 type Tier = typeof TIERS[number];
@@ -47,12 +47,12 @@ function tiersOf(file: string): Tier[] {
 
 Deno.test("tiers: every test file is in exactly one tier, at the top of tests/", async () => {
   const files = await collected(testsDir);
-  assert(files.length > 20, `only ${files.length} test files found`);
+  assert.ok(files.length > 20, `only ${files.length} test files found`);
   const wrong = files.filter((f) =>
     f.includes("/") || tiersOf(f).length !== 1 ||
     !/^[a-z0-9_]+\.(unit|net|proc|browser)_test\.ts$/.test(f)
   );
-  assertEquals(
+  assert.deepEqual(
     wrong,
     [],
     "each test file is tests/<module>.<tier>_test.ts with one tier of unit, net, proc, browser",
@@ -68,7 +68,7 @@ Deno.test("tiers: each file's tier is what its tests touch", async () => {
     const [touched, what] = TOUCHES.find(([, , re]) => re.test(src)) ?? ["unit", "touches no I/O"];
     if (touched !== declared) wrong.push(`${file} ${what}: its tier is ${touched}`);
   }
-  assertEquals(wrong, []);
+  assert.deepEqual(wrong, []);
 });
 
 Deno.test("tiers: deno.json runs each tier alone, and `test` runs the whole folder once", async () => {
@@ -76,11 +76,11 @@ Deno.test("tiers: deno.json runs each tier alone, and `test` runs the whole fold
   const tasks: Record<string, string> = config.tasks;
   const runs = (task: string) => {
     const cmd = tasks[task];
-    assert(cmd !== undefined, `deno.json has no task ${task}`);
+    assert.ok(cmd !== undefined, `deno.json has no task ${task}`);
     const test = cmd.split("&&").map((s) => s.trim()).filter((s) => s.startsWith("deno test "));
-    assertEquals(test.length, 1, `${task}: one deno test command`);
+    assert.deepEqual(test.length, 1, `${task}: one deno test command`);
     return test[0].split(/\s+/).filter((a) => a.startsWith("tests/"));
   };
-  assertEquals(runs("test"), ["tests/"]);
-  for (const tier of TIERS) assertEquals(runs(`test:${tier}`), [`tests/*.${tier}_test.ts`]);
+  assert.deepEqual(runs("test"), ["tests/"]);
+  for (const tier of TIERS) assert.deepEqual(runs(`test:${tier}`), [`tests/*.${tier}_test.ts`]);
 });

@@ -5,7 +5,7 @@
  * crash path here fails the test even where the reply looks right.
  */
 
-import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, freePorts, TcpClient } from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -49,11 +49,11 @@ Deno.test("unhandled: a corrupt stored record answers `?` with an error event; t
       seq: 1,
       via: -1,
     });
-    assertEquals(await exchange(a.port, "WHATSAT corrupt 10 5\n"), "? WHATSAT corrupt 10 5\n");
-    assertEquals(a.errors.length, 1, a.errors.join("; "));
-    assertMatch(a.errors[0], /^command failed: /);
+    assert.deepEqual(await exchange(a.port, "WHATSAT corrupt 10 5\n"), "? WHATSAT corrupt 10 5\n");
+    assert.deepEqual(a.errors.length, 1, a.errors.join("; "));
+    assert.match(a.errors[0], /^command failed: /);
     const at = await exchange(a.port, `IAMAT fine +1+1 ${Math.floor(Date.now() / 1000)}\n`);
-    assert(at.startsWith("AT A "), at);
+    assert.ok(at.startsWith("AT A "), at);
   } finally {
     await a.herd.stop();
   }
@@ -120,15 +120,15 @@ for (const [what, body, message] of HOSTILE) {
       const before = c.received.length;
       await c.send("WHATSAT kiwi 10 5\n");
       const text = (await c.waitUntil((r) => r.endsWith("}\n\n"), 30_000)).slice(before);
-      assert(text.startsWith(atLine + "\n{\n"), text.slice(0, 200));
-      assert(text.length < 1000, `a short reply, got ${text.length} bytes`);
+      assert.ok(text.startsWith(atLine + "\n{\n"), text.slice(0, 200));
+      assert.ok(text.length < 1000, `a short reply, got ${text.length} bytes`);
       const json = JSON.parse(text.slice(atLine.length + 1));
-      assertEquals(json.status, "UNKNOWN_ERROR");
-      assertEquals(json.results, []);
-      assertMatch(json.error_message, message);
-      assert(!text.includes(KEY), "no key in the reply");
-      assertEquals(a.errors.length, 1, a.errors.join("; "));
-      assertMatch(a.errors[0], message);
+      assert.deepEqual(json.status, "UNKNOWN_ERROR");
+      assert.deepEqual(json.results, []);
+      assert.match(json.error_message, message);
+      assert.ok(!text.includes(KEY), "no key in the reply");
+      assert.deepEqual(a.errors.length, 1, a.errors.join("; "));
+      assert.match(a.errors[0], message);
       // Still serving, on the same connection.
       await c.send(`IAMAT kiwi2 +1+1 ${now}\n`);
       await c.waitUntil((r) => r.slice(before).includes("AT A "), 5000);
@@ -156,13 +156,13 @@ Deno.test("unhandled: a provider's body too deep to format is answered in the er
     const now = Math.floor(Date.now() / 1000);
     const text = await exchange(a.port, `IAMAT kiwi +1+1 ${now}\nWHATSAT kiwi 10 5\n`);
     const lines = text.split("\n");
-    assertMatch(lines[0], /^AT A /);
-    assertMatch(lines[1], /^AT A /);
-    assert(text.endsWith("}\n\n"), text.slice(-50));
+    assert.match(lines[0], /^AT A /);
+    assert.match(lines[1], /^AT A /);
+    assert.ok(text.endsWith("}\n\n"), text.slice(-50));
     const json = JSON.parse(lines.slice(2).join("\n"));
-    assertEquals(json.status, "UNKNOWN_ERROR");
-    assertMatch(json.error_message, /could not be formatted/);
-    assertEquals(a.errors.length, 1, a.errors.join("; "));
+    assert.deepEqual(json.status, "UNKNOWN_ERROR");
+    assert.match(json.error_message, /could not be formatted/);
+    assert.deepEqual(a.errors.length, 1, a.errors.join("; "));
   } finally {
     await a.herd.stop();
   }

@@ -4,7 +4,7 @@
  * hold up an IAMAT elsewhere (it took 2.8-6.4 s when each expiry filtered the whole list).
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { exchange, startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import { MAX_WAITERS, MAX_WAITERS_PER_CLIENT, RecordStore } from "../servers/store.ts";
 
@@ -23,7 +23,7 @@ Deno.test("waiters: 300 connections waiting on a ghost client; an IAMAT is answe
     const ask = "WHATSAT ghost 10 0\n".repeat(PER_CONN);
     const sent = performance.now();
     await Promise.all(conns.map((c) => c.send(ask)));
-    assert(store.waiting <= MAX_WAITERS_PER_CLIENT, `${store.waiting} waiting`);
+    assert.ok(store.waiting <= MAX_WAITERS_PER_CLIENT, `${store.waiting} waiting`);
     // IAMATs on another connection, before and across the moment the waiters expire.
     const iamat = await TcpClient.connect(port);
     const latencies: number[] = [];
@@ -45,13 +45,13 @@ Deno.test("waiters: 300 connections waiting on a ghost client; an IAMAT is answe
         `median ${median.toFixed(1)} ms, max ${max.toFixed(1)} ms`,
     );
     // Generous for a loaded 2-core machine; the quadratic expiry took seconds.
-    assert(median < 50, `median IAMAT latency ${median.toFixed(1)} ms`);
-    assert(max < 500, `slowest IAMAT ${max.toFixed(1)} ms`);
+    assert.ok(median < 50, `median IAMAT latency ${median.toFixed(1)} ms`);
+    assert.ok(max < 500, `slowest IAMAT ${max.toFixed(1)} ms`);
     // Every WHATSAT got its `?`, and no waiter is left.
     await Promise.all(
       conns.map((c) => c.waitUntil((r) => r.length >= ask.length + 2 * PER_CONN, 15_000)),
     );
-    for (const c of conns) assertEquals(c.received, ask.replaceAll("WHATSAT", "? WHATSAT"));
+    for (const c of conns) assert.deepEqual(c.received, ask.replaceAll("WHATSAT", "? WHATSAT"));
     await waitFor(() => store.waiting === 0, 5000, "no waiter left");
   } finally {
     await Promise.all(conns.map((c) => c.close()));
@@ -65,37 +65,33 @@ Deno.test("waiters: bounded per client and in all; a record wakes its waiters", 
     { length: MAX_WAITERS_PER_CLIENT + 5 },
     () => store.whenKnown("g", 60_000),
   );
-  assertEquals(store.waiting, MAX_WAITERS_PER_CLIENT);
+  assert.deepEqual(store.waiting, MAX_WAITERS_PER_CLIENT);
   // Beyond the bound: undefined at once.
   const extra = await Promise.all(ghost.slice(MAX_WAITERS_PER_CLIENT));
-  assert(extra.every((r) => r === undefined));
+  assert.ok(extra.every((r) => r === undefined));
   const others: Promise<unknown>[] = [];
   for (let i = 0; store.waiting < MAX_WAITERS; i++) others.push(store.whenKnown(`o.${i}`, 50));
-  assertEquals(await store.whenKnown("one.more", 60_000), undefined, "over the total bound");
+  assert.deepEqual(await store.whenKnown("one.more", 60_000), undefined, "over the total bound");
   store.offer({ origin: "A", diff: "+0.000000000", client: "g", location: "+1+1", time: "1" }, -1);
   const woken = await Promise.all(ghost.slice(0, MAX_WAITERS_PER_CLIENT));
-  assert(woken.every((r) => r?.client === "g"), "every waiter woken with the record");
+  assert.ok(woken.every((r) => r?.client === "g"), "every waiter woken with the record");
   await Promise.all(others);
-  assertEquals(store.waiting, 0);
+  assert.deepEqual(store.waiting, 0);
 });
 
 Deno.test("waiters: a WHATSAT beyond the bound is answered `?` at once", async () => {
-  const t = await startSeedHerd({ whatsatGraceMs: 60_000 });
-  try {
-    const port = t.port("Hill");
-    const conns: TcpClient[] = [];
-    for (let i = 0; i < MAX_WAITERS_PER_CLIENT / 32; i++) {
-      const c = await TcpClient.connect(port);
-      await c.send("WHATSAT ghost 10 0\n".repeat(32));
-      conns.push(c);
-    }
-    const store = t.herd.servers.get("Hill")!.store;
-    await waitFor(() => store.waiting === MAX_WAITERS_PER_CLIENT, 5000, "the bound reached");
-    const t0 = performance.now();
-    assertEquals(await exchange(port, "WHATSAT ghost 10 0\n"), "? WHATSAT ghost 10 0\n");
-    assert(performance.now() - t0 < 5000, "not after the 60 s grace");
-    for (const c of conns) await c.close();
-  } finally {
-    await t.close();
+  await using t = await startSeedHerd({ whatsatGraceMs: 60_000 });
+  const port = t.port("Hill");
+  const conns: TcpClient[] = [];
+  for (let i = 0; i < MAX_WAITERS_PER_CLIENT / 32; i++) {
+    const c = await TcpClient.connect(port);
+    await c.send("WHATSAT ghost 10 0\n".repeat(32));
+    conns.push(c);
   }
+  const store = t.herd.servers.get("Hill")!.store;
+  await waitFor(() => store.waiting === MAX_WAITERS_PER_CLIENT, 5000, "the bound reached");
+  const t0 = performance.now();
+  assert.deepEqual(await exchange(port, "WHATSAT ghost 10 0\n"), "? WHATSAT ghost 10 0\n");
+  assert.ok(performance.now() - t0 < 5000, "not after the 60 s grace");
+  for (const c of conns) await c.close();
 });

@@ -4,7 +4,7 @@
  * (a bad record is skipped and the link goes on; garbage drops the link).
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import {
   BUSY_LINE,
   formatCaughtUp,
@@ -36,25 +36,25 @@ import {
 
 const NONCE = "0123456789abcdef0123456789abcdef";
 const line = (text: string) => {
-  assert(text.endsWith("\n") && text.indexOf("\n") === text.length - 1, `one line: ${text}`);
+  assert.ok(text.endsWith("\n") && text.indexOf("\n") === text.length - 1, `one line: ${text}`);
   return text.slice(0, -1);
 };
 
 Deno.test("wire: handshake lines parse back to what was formatted", () => {
   const hello = { role: "observer" as const, from: "dash-1", to: "Hill", nonce: NONCE };
-  assertEquals(parseHello(line(formatHello(hello))), hello);
+  assert.deepEqual(parseHello(line(formatHello(hello))), hello);
   const challenge = { acceptor: "Hill", dialler: "Jaquez", nonce: NONCE, mac: "ab".repeat(32) };
-  assertEquals(parseChallenge(line(formatChallenge(challenge))), challenge);
-  assertEquals(parseProof(line(formatProof("cd".repeat(32)))), "cd".repeat(32));
-  assert(isBusy(line(BUSY_LINE)));
-  assert(isRefused(line(REFUSED_LINE)));
-  assertEquals(formatWelcome("peer", "Hill", "Jaquez"), "HERD2 WELCOME Hill Jaquez\n");
-  assertEquals(formatWelcome("observer", "Hill", "dash"), "HERD2 WATCHING Hill\n");
-  assert(isWelcome("HERD2 WELCOME Hill Jaquez", "peer", "Hill", "Jaquez"));
-  assert(!isWelcome("HERD2 WELCOME Jaquez Hill", "peer", "Hill", "Jaquez"), "names swapped");
-  assert(!isWelcome("HERD2 WATCHING Hill", "peer", "Hill", "Jaquez"), "wrong role");
-  assert(isInvalidReply("? HERD2 HELLO peer A B x"));
-  assert(!isInvalidReply(line(BUSY_LINE)));
+  assert.deepEqual(parseChallenge(line(formatChallenge(challenge))), challenge);
+  assert.deepEqual(parseProof(line(formatProof("cd".repeat(32)))), "cd".repeat(32));
+  assert.ok(isBusy(line(BUSY_LINE)));
+  assert.ok(isRefused(line(REFUSED_LINE)));
+  assert.deepEqual(formatWelcome("peer", "Hill", "Jaquez"), "HERD2 WELCOME Hill Jaquez\n");
+  assert.deepEqual(formatWelcome("observer", "Hill", "dash"), "HERD2 WATCHING Hill\n");
+  assert.ok(isWelcome("HERD2 WELCOME Hill Jaquez", "peer", "Hill", "Jaquez"));
+  assert.ok(!isWelcome("HERD2 WELCOME Jaquez Hill", "peer", "Hill", "Jaquez"), "names swapped");
+  assert.ok(!isWelcome("HERD2 WATCHING Hill", "peer", "Hill", "Jaquez"), "wrong role");
+  assert.ok(isInvalidReply("? HERD2 HELLO peer A B x"));
+  assert.ok(!isInvalidReply(line(BUSY_LINE)));
 });
 
 Deno.test("wire: malformed handshake lines are not taken for messages", () => {
@@ -66,28 +66,28 @@ Deno.test("wire: malformed handshake lines are not taken for messages", () => {
       `HERD2 HELLO peer ${"x".repeat(65)} B ${NONCE}`, // name too long
       `HERD1 HELLO peer A B ${NONCE}`,
     ]
-  ) assertEquals(parseHello(bad), undefined, bad);
-  assertEquals(parseChallenge(`HERD2 CHALLENGE A B ${NONCE.toUpperCase()} mac`), undefined);
-  assertEquals(parseChallenge(`HERD2 CHALLENGE A B ${NONCE}`), undefined);
-  assertEquals(parseProof("HERD2 PROOF"), undefined);
-  assertEquals(parseProof("HERD2 PROOF a b"), undefined);
+  ) assert.deepEqual(parseHello(bad), undefined, bad);
+  assert.deepEqual(parseChallenge(`HERD2 CHALLENGE A B ${NONCE.toUpperCase()} mac`), undefined);
+  assert.deepEqual(parseChallenge(`HERD2 CHALLENGE A B ${NONCE}`), undefined);
+  assert.deepEqual(parseProof("HERD2 PROOF"), undefined);
+  assert.deepEqual(parseProof("HERD2 PROOF a b"), undefined);
 });
 
 Deno.test("wire: the MAC text binds role, direction, both names and both nonces", () => {
   const base = proofText("peer", "dialler", "A", "B", NONCE, NONCE);
-  assertEquals(base, JSON.stringify(["HERD2", "peer", "dialler", "A", "B", NONCE, NONCE]));
+  assert.deepEqual(base, JSON.stringify(["HERD2", "peer", "dialler", "A", "B", NONCE, NONCE]));
   const variants = [
     proofText("observer", "dialler", "A", "B", NONCE, NONCE),
     proofText("peer", "acceptor", "A", "B", NONCE, NONCE),
     proofText("peer", "dialler", "B", "A", NONCE, NONCE),
     proofText("peer", "dialler", "A B", "", NONCE, NONCE), // fields cannot run into each other
   ];
-  assertEquals(new Set([base, ...variants]).size, variants.length + 1);
+  assert.deepEqual(new Set([base, ...variants]).size, variants.length + 1);
 });
 
 Deno.test("wire: link messages parse back to what was formatted", () => {
   const sync = { epoch: "e1f2", head: 42, yourEpoch: "-", mark: 0 };
-  assertEquals(parseLinkLine(line(formatSync(sync))), { type: "SYNC", ...sync });
+  assert.deepEqual(parseLinkLine(line(formatSync(sync))), { type: "SYNC", ...sync });
   const record = {
     origin: "Hill",
     diff: "-0.000000001",
@@ -95,18 +95,18 @@ Deno.test("wire: link messages parse back to what was formatted", () => {
     location: "+34.068930-118.445127",
     time: "1479413884.392014450",
   };
-  assertEquals(parseLinkLine(line(formatRecord(7, record))), { type: "R", seq: 7, record });
-  assertEquals(parseLinkLine(line(formatSkip(9))), { type: "S", seq: 9 });
-  assertEquals(parseLinkLine(line(formatReceipt(3, 5))), { type: "A", from: 3, to: 5 });
-  assertEquals(parseLinkLine(line(PING_LINE)), { type: "PING" });
-  assertEquals(parseLinkLine(line(formatCaughtUp(12))), { type: "CAUGHTUP" });
+  assert.deepEqual(parseLinkLine(line(formatRecord(7, record))), { type: "R", seq: 7, record });
+  assert.deepEqual(parseLinkLine(line(formatSkip(9))), { type: "S", seq: 9 });
+  assert.deepEqual(parseLinkLine(line(formatReceipt(3, 5))), { type: "A", from: 3, to: 5 });
+  assert.deepEqual(parseLinkLine(line(PING_LINE)), { type: "PING" });
+  assert.deepEqual(parseLinkLine(line(formatCaughtUp(12))), { type: "CAUGHTUP" });
 });
 
 Deno.test("wire: a record line with a bad sequence number is still a record (skipped, link kept)", () => {
   const m = parseLinkLine("R 9007199254740993 Hill +0.1 k +1+1 1");
-  assertEquals(m?.type, "R");
-  assertEquals(m?.type === "R" ? m.seq : "?", undefined);
-  assertEquals(parseLinkLine("R x Hill +0.1 k +1+1 1")?.type, "R");
+  assert.deepEqual(m?.type, "R");
+  assert.deepEqual(m?.type === "R" ? m.seq : "?", undefined);
+  assert.deepEqual(parseLinkLine("R x Hill +0.1 k +1+1 1")?.type, "R");
 });
 
 Deno.test("wire: lines that are no link message at all are undefined (the link drops)", () => {
@@ -125,7 +125,7 @@ Deno.test("wire: lines that are no link message at all are undefined (the link d
       "HERD2 WELCOME M F",
       "   ",
     ]
-  ) assertEquals(parseLinkLine(bad), undefined, bad);
+  ) assert.deepEqual(parseLinkLine(bad), undefined, bad);
 });
 
 Deno.test("wire: observer lines parse back to what was formatted, CR tolerated", () => {
@@ -145,21 +145,21 @@ Deno.test("wire: observer lines parse back to what was formatted, CR tolerated",
     observer: "dash",
     places: "offline",
   };
-  assertEquals(parseObserverLine(line(formatState(state))), { type: "STATE", state });
+  assert.deepEqual(parseObserverLine(line(formatState(state))), { type: "STATE", state });
   const r = { client: "k\xff", origin: "Hill", diff: "+0.1", location: "+1+1", time: "1" };
   const records = line(formatRecords([recordJson(r), recordJson(r)]));
-  assert(/^[\x20-\x7e]*$/.test(records), "pure ASCII on the wire");
-  assertEquals(parseObserverLine(records + "\r"), { type: "RECORDS", records: [r, r] });
-  assertEquals(parseObserverLine("RECORDS {}"), { type: "RECORDS", records: [] });
+  assert.ok(/^[\x20-\x7e]*$/.test(records), "pure ASCII on the wire");
+  assert.deepEqual(parseObserverLine(records + "\r"), { type: "RECORDS", records: [r, r] });
+  assert.deepEqual(parseObserverLine("RECORDS {}"), { type: "RECORDS", records: [] });
   const event = { kind: "server.down", t: 1, server: "Hill" };
-  assertEquals(parseObserverLine(line(formatEvent(event))), { type: "EVENT", event });
-  assertEquals(parseObserverLine("HELLO {}"), undefined);
-  assertEquals(parseObserverLine("STATE"), undefined);
+  assert.deepEqual(parseObserverLine(line(formatEvent(event))), { type: "EVENT", event });
+  assert.deepEqual(parseObserverLine("HELLO {}"), undefined);
+  assert.deepEqual(parseObserverLine("STATE"), undefined);
   let threw = false;
   try {
     parseObserverLine("EVENT {nope");
   } catch (err) {
     threw = err instanceof SyntaxError;
   }
-  assert(threw, "malformed JSON throws a SyntaxError");
+  assert.ok(threw, "malformed JSON throws a SyntaxError");
 });

@@ -35,8 +35,8 @@ export function chromiumAvailable(): boolean {
 const inCI = Boolean(Deno.env.get("CI"));
 let warned = false;
 
-/** A running browser with its own temp profile. */
-export interface TestBrowser {
+/** A running browser with its own temp profile (`await using` closes it). */
+export interface TestBrowser extends AsyncDisposable {
   context: BrowserContext;
   newPage(viewport?: { width: number; height: number }): Promise<Page>;
   close(): Promise<void>;
@@ -52,6 +52,10 @@ export async function launchBrowser(): Promise<TestBrowser> {
     viewport: { width: 1280, height: 800 },
     timeout: 30_000,
   });
+  const close = async () => {
+    await context.close().catch(() => {});
+    await Deno.remove(profile, { recursive: true }).catch(() => {});
+  };
   return {
     context,
     async newPage(viewport) {
@@ -60,10 +64,8 @@ export async function launchBrowser(): Promise<TestBrowser> {
       page.on("pageerror", (err) => console.error(`[page error] ${err.message}`));
       return page;
     },
-    async close() {
-      await context.close().catch(() => {});
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
@@ -91,12 +93,8 @@ export function browserTest(
     sanitizeResources: false,
     async fn(t) {
       if (!available) throw new Error(`Chromium not found at ${CHROMIUM} (CI requires it)`);
-      const browser = await launchBrowser();
-      try {
-        await fn(browser, t);
-      } finally {
-        await browser.close();
-      }
+      await using browser = await launchBrowser();
+      await fn(browser, t);
     },
   });
 }

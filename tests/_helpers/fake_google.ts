@@ -42,8 +42,8 @@ export interface RecordedRequest {
   body: string;
 }
 
-/** A running fake. */
-export interface FakeGoogle {
+/** A running fake (`await using` closes it). */
+export interface FakeGoogle extends AsyncDisposable {
   /** `http://127.0.0.1:<port>`: pass as `baseUrl`. */
   origin: string;
   /** Current mode (change between requests). */
@@ -160,6 +160,7 @@ export function startFakeGoogle(apiKey: string): FakeGoogle {
     inFlight: 0,
     maxInFlight: 0,
     close: async () => {},
+    [Symbol.asyncDispose]: () => fake.close(),
   };
 
   async function handler(req: Request): Promise<Response> {

@@ -32,8 +32,8 @@ export function seedConfig(ports: number[], secret?: string): HerdConfig {
   });
 }
 
-/** A running in-process herd for a test. */
-export interface TestHerd {
+/** A running in-process herd for a test (`await using` stops it). */
+export interface TestHerd extends AsyncDisposable {
   herd: Herd;
   config: HerdConfig;
   port(name: string): number;
@@ -63,6 +63,7 @@ export async function startSeedHerd(overrides: Partial<HerdOptions> = {}): Promi
     config,
     port: (name) => config.servers.find((s) => s.name === name)!.port,
     close: () => herd.stop(),
+    [Symbol.asyncDispose]: () => herd.stop(),
   };
 }
 
@@ -184,6 +185,10 @@ export class TcpClient {
       // already closed
     }
     await this.#reading;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

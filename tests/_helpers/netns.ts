@@ -372,6 +372,10 @@ export class TestNet {
     await run("ip", ["link", "del", this.#rootIf]);
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** What this run left behind (should be nothing after close): namespaces and the uplink. */
   async leftovers(): Promise<string[]> {
     const left: string[] = [];

@@ -411,6 +411,10 @@ export class ProcessHerd {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     assertNoUncaught(this.#started);
   }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
 }
 
 /** The survivors reachable from `from` through running servers only. */

@@ -112,4 +112,8 @@ export class RecordingProxy {
     await this.#accepting;
     await Promise.allSettled([...this.#tasks]);
   }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
 }
