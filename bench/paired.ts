@@ -1,0 +1,240 @@
+/**
+ * Paired A/B runs: two herds (`main.ts start`), each from its own source tree or with its own
+ * flags, loaded AT THE SAME TIME by identical bench/load.ts processes, for several rounds. On a
+ * shared machine absolute figures drift by a third from one minute to the next; two herds loaded
+ * together see the same drift, so their ratio is what a change is judged by.
+ *
+ *     deno run -A bench/paired.ts --a /tmp/base --b . [--rounds 5] [--connections 32] \
+ *       [--duration-ms 4000] [--warmup-ms 500] [--persist] [--flags "--receipt-wait-ms 0"] \
+ *       [--a-flags ...] [--b-flags ...] [--rate R] [--solo]
+ *
+ * Each round reports, per herd: IAMAT throughput, p50/p99 (ms, by the client), and the herd
+ * process's CPU time (user + system, from /proc/PID/stat) over the measured window divided by
+ * the requests answered in it: CPU µs per IAMAT, which the machine's load moves far less than
+ * throughput. `--rate R` offers R IAMATs/s (open loop) instead of the closed loop: both herds
+ * then do the same work, and the CPU per IAMAT compares them without the feedback of a closed
+ * loop (the herd that falls behind gets less load, and less CPU). `--solo` loads them one after the other instead (alternating which goes first).
+ * Prints one JSON line at the end.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { HERD_NAMES, herdConfig, stablePortBase } from "./common.ts";
+import type { LoadResult } from "./load.ts";
+import { randomHex, serverState } from "./observer.ts";
+
+const { values: v } = parseArgs({
+  args: Deno.args,
+  options: {
+    a: { type: "string", default: "." },
+    b: { type: "string", default: "." },
+    rounds: { type: "string", default: "5" },
+    connections: { type: "string", default: "32" },
+    "duration-ms": { type: "string", default: "4000" },
+    "warmup-ms": { type: "string", default: "500" },
+    persist: { type: "boolean", default: false },
+    flags: { type: "string", default: "" },
+    "a-flags": { type: "string", default: "" },
+    "b-flags": { type: "string", default: "" },
+    solo: { type: "boolean", default: false },
+    rate: { type: "string", default: "0" },
+  },
+});
+
+const split = (s: string) => s.split(/\s+/).filter((x) => x !== "");
+const rounds = Number(v.rounds);
+const connections = Number(v.connections);
+const durationMs = Number(v["duration-ms"]);
+const warmupMs = Number(v["warmup-ms"]);
+const TICK = 100; // USER_HZ: /proc/PID/stat counts CPU time in 1/100 s
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+interface Herd {
+  label: string;
+  tree: string;
+  child: Deno.ChildProcess;
+  ports: Record<string, number>;
+  work: string;
+}
+
+const herds: Herd[] = [];
+
+function cpuTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]); // utime, stime
+}
+
+async function launch(label: string, tree: string, extra: string[], from: number): Promise<Herd> {
+  const base = stablePortBase(5, from);
+  const work = await Deno.makeTempDir({ prefix: `herd-paired-${label}-` });
+  await Deno.writeTextFile(`${work}/herd.json`, JSON.stringify(herdConfig(base)));
+  const secret = randomHex(32);
+  const root = await Deno.realPath(tree);
+  const args = [
+    "run",
+    "-A",
+    "--config",
+    `${root}/deno.json`,
+    `${root}/main.ts`,
+    "start",
+    "--config",
+    `${work}/herd.json`,
+    "--log-dir",
+    `${work}/logs`,
+    ...(v.persist ? ["--data-dir", `${work}/data`] : ["--memory"]),
+    "--no-dashboard",
+    "--places",
+    "offline",
+    ...split(v.flags),
+    ...extra,
+  ];
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    env: { HERD_SECRET: secret },
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const ports = Object.fromEntries(HERD_NAMES.map((n, i) => [n, base + i]));
+  const herd = { label, tree: root, child, ports, work };
+  herds.push(herd);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const states = await Promise.all(
+      HERD_NAMES.map((n) => serverState(ports[n], n, secret).catch(() => null)),
+    );
+    if (states.every((s) => s !== null && s.links.every((l) => l.up))) return herd;
+    await sleep(200);
+  }
+  throw new Error(`herd ${label} (${root}) did not come up with every link`);
+}
+
+async function load(port: number, startAt: number, tag: string): Promise<LoadResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./load.ts", import.meta.url).pathname,
+      "--port",
+      String(port),
+      "--connections",
+      String(connections),
+      "--duration-ms",
+      String(durationMs),
+      "--warmup-ms",
+      String(warmupMs),
+      "--start-at",
+      String(startAt),
+      "--tag",
+      tag,
+      ...(Number(v.rate) > 0 ? ["--rate", v.rate] : []),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+}
+
+interface Sample {
+  throughput: number;
+  p50: number;
+  p99: number;
+  cpuUsPerReq: number;
+  errors: number;
+}
+
+/** Loads `herd` from `startAt`, sampling its CPU time over the measured window. */
+async function measure(herd: Herd, startAt: number, tag: string): Promise<Sample> {
+  const pid = herd.child.pid;
+  const from = startAt + warmupMs;
+  const to = from + durationMs;
+  const cpu = (async () => {
+    await sleep(from - Date.now());
+    const c0 = cpuTicks(pid);
+    await sleep(to - Date.now());
+    return cpuTicks(pid) - c0;
+  })();
+  const [r, ticks] = await Promise.all([load(herd.ports.Hill, startAt, tag), cpu]);
+  return {
+    throughput: Math.round(r.throughput),
+    p50: r.p50,
+    p99: r.p99,
+    cpuUsPerReq: r.requests > 0 ? Math.round((ticks * 1e6) / TICK / r.requests * 10) / 10 : 0,
+    errors: r.errors,
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+try {
+  const a = await launch("A", v.a, split(v["a-flags"]), 21000);
+  const b = await launch("B", v.b, split(v["b-flags"]), 21100);
+  console.error(`A: ${a.tree} ${v["a-flags"]}\nB: ${b.tree} ${v["b-flags"]}`);
+  const results: { a: Sample; b: Sample; load: number }[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const load1 = Math.round(Deno.loadavg()[0] * 10) / 10;
+    const startAt = Date.now() + 1000;
+    const tag = `r${i}x${Date.now() % 1e6}`;
+    let sa: Sample, sb: Sample;
+    if (v.solo) {
+      // One after the other (alternating which goes first), for when running both at once is
+      // itself the question.
+      if (i % 2 === 0) {
+        sa = await measure(a, startAt, tag + "a");
+        sb = await measure(b, Date.now() + 1000, tag + "b");
+      } else {
+        sb = await measure(b, startAt, tag + "b");
+        sa = await measure(a, Date.now() + 1000, tag + "a");
+      }
+    } else {
+      [sa, sb] = await Promise.all([
+        measure(a, startAt, tag + "a"),
+        measure(b, startAt, tag + "b"),
+      ]);
+    }
+    results.push({ a: sa, b: sb, load: load1 });
+    console.error(
+      `round ${i + 1} (load ${load1}): A ${sa.throughput} req/s ${sa.p50}/${sa.p99} ms ` +
+        `${sa.cpuUsPerReq} µs/req | B ${sb.throughput} req/s ${sb.p50}/${sb.p99} ms ` +
+        `${sb.cpuUsPerReq} µs/req | B/A ${(sb.throughput / sa.throughput).toFixed(2)}`,
+    );
+  }
+  const pick = (side: "a" | "b", k: keyof Sample) => median(results.map((r) => r[side][k]));
+  const summary = {
+    a: { tree: a.tree, flags: v["a-flags"] },
+    b: { tree: b.tree, flags: v["b-flags"] },
+    common: {
+      flags: v.flags,
+      persist: v.persist,
+      connections,
+      durationMs,
+      rounds,
+      rate: Number(v.rate),
+      solo: v.solo,
+    },
+    rounds: results,
+    median: {
+      a: { throughput: pick("a", "throughput"), p50: pick("a", "p50"), p99: pick("a", "p99") },
+      b: { throughput: pick("b", "throughput"), p50: pick("b", "p50"), p99: pick("b", "p99") },
+      aCpuUsPerReq: pick("a", "cpuUsPerReq"),
+      bCpuUsPerReq: pick("b", "cpuUsPerReq"),
+      throughputRatio: median(results.map((r) => r.b.throughput / r.a.throughput)),
+    },
+  };
+  console.log(JSON.stringify(summary));
+} finally {
+  for (const h of herds) {
+    try {
+      h.child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await h.child.status;
+    await Deno.remove(h.work, { recursive: true }).catch(() => {});
+  }
+}

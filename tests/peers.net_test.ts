@@ -1,0 +1,135 @@
+/**
+ * Links (servers/peers.ts) over real sockets: one in-process server M with two neighbours, F and
+ * G, both played by the test, so every line M writes to each is seen as written. Receipts on a
+ * link: what counts as a neighbour's receipt, and what M writes for records the peer already has.
+ */
+
+import { assert, assertEquals } from "./_helpers/assert.ts";
+import { HerdAuth } from "../servers/auth.ts";
+import { parseConfig } from "../servers/config.ts";
+import { newNonce } from "../servers/handshake.ts";
+import { proofText } from "../servers/wire.ts";
+import { Herd } from "../servers/herd.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+
+const SECRET = "peers-test-secret-0123456789abcdef";
+const RECORD = "R 1 F +0.100000000 kiwi +34.068930-118.445127 1700000000.5";
+
+/** Dials M as `name` with a good handshake; returns the link once M's SYNC came. */
+async function dialAs(name: string, port: number, auth: HerdAuth): Promise<TcpClient> {
+  const c = await TcpClient.connect(port);
+  const nonceD = newNonce();
+  await c.send(`HERD2 HELLO peer ${name} M ${nonceD}\n`);
+  const text = await c.waitUntil((t) => t.includes("\n"), 5000);
+  const nonceA = text.slice(0, text.indexOf("\n")).split(" ")[4];
+  await c.send(
+    `HERD2 PROOF ${await auth.sign(proofText("peer", "dialler", name, "M", nonceD, nonceA))}\n`,
+  );
+  await c.waitUntil((t) => /\nSYNC [^\n]*\n/.test(t), 5000);
+  return c;
+}
+
+/**
+ * M with live links from F and G (both past their catch-up unless `gCatchingUp`); the receipt
+ * wait is far longer than any test step, so a receipt that comes is never a timed-out one.
+ */
+async function startM(gCatchingUp = false) {
+  const [m, f, g] = freePorts(3);
+  const config = parseConfig({
+    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M"],
+    receiptWaitMs: 60_000,
+  });
+  const late: unknown[] = [];
+  const off = herd.bus.subscribe((e) => e.kind === "receipt.late" && late.push(e));
+  await herd.start();
+  const auth = new HerdAuth(SECRET);
+  const peers: TcpClient[] = [];
+  try {
+    for (const name of ["F", "G"]) {
+      const c = await dialAs(name, m, auth);
+      peers.push(c);
+      const caughtUp = name === "G" && gCatchingUp ? "" : "CAUGHTUP 0\n";
+      await c.send(`SYNC e${name} 0 - 0\n${caughtUp}`);
+      await c.waitUntil((t) => t.includes("\nCAUGHTUP 0\n"), 5000);
+    }
+    const mServer = herd.servers.get("M")!;
+    await waitFor(() => mServer.links.every((l) => l.up), 5000, "both links up");
+  } catch (err) {
+    for (const p of peers) await p.close();
+    await herd.stop();
+    throw err;
+  }
+  const [fc, gc] = peers;
+  // Heartbeats, so M never drops a link that is only waiting.
+  const beat = setInterval(() => peers.forEach((p) => p.send("PING\n").catch(() => {})), 500);
+  return {
+    f: fc,
+    g: gc,
+    late,
+    async close() {
+      clearInterval(beat);
+      off();
+      await fc.close();
+      await gc.close();
+      await herd.stop();
+    },
+  };
+}
+
+/** Text received after `mark` (what was there when the step started). */
+const after = (c: TcpClient, mark: number) => c.received.slice(mark);
+
+Deno.test("receipts on a link: a neighbour that sends us the very record we wait on has receipted it (it holds it)", async () => {
+  const m = await startM();
+  try {
+    const gMark = m.g.received.length;
+    const fMark = m.f.received.length;
+    // F hands M a new record; M floods it to G and waits for G's receipt before receipting F's.
+    await m.f.send(`${RECORD}\n`);
+    await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
+    // G never sends an `A` line, but it got the same record elsewhere and streams it to M: the
+    // stream only carries what G holds, which is all G's receipt would have said.
+    await m.g.send(`${RECORD}\n`);
+    await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
+    // And G's record, a duplicate at M, is receipted at once as before.
+    await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
+    assertEquals(m.late, [], "no receipt was waited out");
+  } finally {
+    await m.close();
+  }
+});
+
+Deno.test("receipts on a link: another version of the record, or one in a catch-up stream, is no receipt", async () => {
+  for (const gCatchingUp of [false, true]) {
+    const m = await startM(gCatchingUp);
+    try {
+      const gMark = m.g.received.length;
+      const fMark = m.f.received.length;
+      await m.f.send(`${RECORD}\n`);
+      await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
+      // An older version of the client's record (stale at M), or, when G is still catching up,
+      // the same record resent: neither says G holds what M sent it.
+      await m.g.send(gCatchingUp ? `${RECORD}\n` : `${RECORD.replace("0.5", "0.4")}\n`);
+      await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
+      // M has read and receipted G's line; F's receipt still waits for G's.
+      await new Promise((r) => setTimeout(r, 200));
+      assert(
+        !/\nA 1 1\n/.test("\n" + after(m.f, fMark)),
+        `no receipt to F yet: ${after(m.f, fMark)}`,
+      );
+      await m.g.send("A 1 1\n");
+      await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
+      assertEquals(m.late, []);
+    } finally {
+      await m.close();
+    }
+  }
+});
