@@ -101,6 +101,8 @@ interface Intake {
   batch?: PeerRecord[];
   /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for none). */
   seqs?: number[];
+  /** True once an `R` line was read: the peer may be waiting for its receipt. */
+  records?: boolean;
 }
 
 /** The persistent part of a link: what we last got from the peer. */
@@ -166,6 +168,11 @@ export class Link {
   #peerCaughtUp = false;
   /** While the cursor is below this, records that came from the peer are sent back too. */
   #resendUpTo = 0;
+  /**
+   * An `S` the peer is owed (0 for none): the cursor passed records it has, with nothing to send.
+   * It rides in the link's next write instead of taking one of its own (see #pump).
+   */
+  #owedSkip = 0;
   /** Our records waiting for the peer's receipt (`A` lines). */
   #waiting = new ReceiptWaiters();
   /** The peer's records we read, until we send their receipts. */
@@ -279,6 +286,7 @@ export class Link {
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
     this.#peerCaughtUp = false;
+    this.#owedSkip = 0;
     this.#toReceipt.reset(0);
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
@@ -330,7 +338,7 @@ export class Link {
     // A pump write in flight owns the socket (a PING inside it would split a line); its bytes
     // reach the peer anyway.
     if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
-      this.#send(conn, PING_LINE);
+      this.#send(conn, this.#owed() + PING_LINE);
     }
   }
 
@@ -350,11 +358,18 @@ export class Link {
         const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#toReceipt.take();
-        if (slice.lastSeq === this.#cursor) {
+        if (slice.records.length === 0) {
+          // Only records the peer has (they came from it, or were replaced by ones that did): no
+          // write for that alone. The `S` waits for the next write (receipts, records, a PING);
+          // it only moves the peer's mark, and a mark that lags just means a longer catch-up
+          // after a reconnect. Alone it cost a write, a read and the peer's `A` for it: 8 of the
+          // 24 writes of one update at one connection (BENCHMARKS.md, "Optimisations").
+          if (slice.lastSeq !== this.#cursor) this.#skipTo(slice.lastSeq);
           if (text === "") break;
-          await this.#send(conn, text);
+          await this.#send(conn, text + this.#owed());
           continue;
         }
+        this.#owedSkip = 0; // the records below carry the peer's mark past it
         for (const r of slice.records) text += formatRecord(r.seq, r);
         const lastRecordSeq = slice.records.length > 0
           ? slice.records[slice.records.length - 1].seq
@@ -377,7 +392,7 @@ export class Link {
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;
-        this.#send(conn, formatCaughtUp(this.#syncSent));
+        this.#send(conn, this.#owed() + formatCaughtUp(this.#syncSent));
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
@@ -388,6 +403,25 @@ export class Link {
     }
     // Records may have arrived while the last write was in flight.
     if (this.#conn === conn && this.#cursor < s.store.headSeq) this.notify();
+  }
+
+  /**
+   * The cursor passes records the peer has, with nothing to write. Our own records among them
+   * were replaced by newer ones from the peer before they were sent: the peer would receipt
+   * their numbers at once on reading the `S` (a receipt that vouches for nothing more than the
+   * newer record it sent us), so nobody waits for that `S`.
+   */
+  #skipTo(seq: number): void {
+    this.#waiting.receipted(this.#cursor + 1, seq);
+    this.#cursor = seq;
+    this.#owedSkip = seq;
+  }
+
+  /** The owed `S` line ("" when none), now taken. */
+  #owed(): string {
+    const seq = this.#owedSkip;
+    this.#owedSkip = 0;
+    return seq === 0 ? "" : formatSkip(seq);
   }
 
   async #readLoop(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): Promise<void> {
@@ -476,6 +510,7 @@ export class Link {
 
   /** `R`: a record to store (validated first), and to receipt. */
   #onRecord(seq: number | undefined, fields: AtFields, text: string, intake: Intake): void {
+    intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
     // record's sequence number still counts: resending it would not mend it.
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
@@ -561,7 +596,8 @@ export class Link {
       for (let i = 0; i < seqs.length; i += 2) {
         this.#toReceipt.add(seqs[i], seqs[i + 1] < 0 ? undefined : waits[seqs[i + 1]]);
       }
-      this.notify();
+      // An `S` alone is receipted in our next write: nobody waits for it (see #skipTo).
+      if (intake.records) this.notify();
     }
   }
 

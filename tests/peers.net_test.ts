@@ -133,3 +133,23 @@ Deno.test("receipts on a link: another version of the record, or one in a catch-
     }
   }
 });
+
+Deno.test("receipts on a link: the `S` for a record from the peer rides in the link's next write, never alone", async () => {
+  const m = await startM();
+  try {
+    const gMark = m.g.received.length;
+    const fMark = m.f.received.length;
+    // F's record floods to G; M owes F an `S 1` (its stream to F skips F's own record) and,
+    // once G receipts, an `A 1 1`.
+    await m.f.send(`${RECORD}\n`);
+    await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    assertEquals(m.f.received.slice(fMark).replaceAll("PING\n", ""), "", "no write for an S alone");
+    await m.g.send("A 1 1\n");
+    await m.f.waitUntil((t) => t.slice(fMark).includes("A 1 1\n"), 10_000);
+    assertEquals(m.f.received.slice(fMark).replaceAll("PING\n", ""), "A 1 1\nS 1\n", "one write");
+    assertEquals(m.late, []);
+  } finally {
+    await m.close();
+  }
+});
