@@ -4,7 +4,7 @@
  * link: what counts as a neighbour's receipt, and what M writes for records the peer already has.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { HerdAuth } from "../servers/auth.ts";
 import { parseConfig } from "../servers/config.ts";
 import { newNonce } from "../servers/handshake.ts";
@@ -46,6 +46,8 @@ async function startM(gCatchingUp = false) {
     secret: SECRET,
     only: ["M"],
     receiptWaitMs: 60_000,
+    // M's own heartbeat would carry an owed `S` (see the last test); the test's peers beat.
+    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000 },
   });
   const late: unknown[] = [];
   const off = herd.bus.subscribe((e) => e.kind === "receipt.late" && late.push(e));
@@ -74,7 +76,7 @@ async function startM(gCatchingUp = false) {
     f: fc,
     g: gc,
     late,
-    async close() {
+    async [Symbol.asyncDispose]() {
       clearInterval(beat);
       off();
       await fc.close();
@@ -87,69 +89,66 @@ async function startM(gCatchingUp = false) {
 /** Text received after `mark` (what was there when the step started). */
 const after = (c: TcpClient, mark: number) => c.received.slice(mark);
 
+/**
+ * F hands M a new record, which M floods to G (and waits for G's receipt before receipting
+ * F's). Returns where F's and G's received text stood before.
+ */
+async function floodFromF(m: { f: TcpClient; g: TcpClient }) {
+  const gMark = m.g.received.length;
+  const fMark = m.f.received.length;
+  await m.f.send(`${RECORD}\n`);
+  await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
+  return { fMark, gMark };
+}
+
 Deno.test("receipts on a link: a neighbour that sends us the very record we wait on has receipted it (it holds it)", async () => {
-  const m = await startM();
-  try {
-    const gMark = m.g.received.length;
-    const fMark = m.f.received.length;
-    // F hands M a new record; M floods it to G and waits for G's receipt before receipting F's.
-    await m.f.send(`${RECORD}\n`);
-    await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
-    // G never sends an `A` line, but it got the same record elsewhere and streams it to M: the
-    // stream only carries what G holds, which is all G's receipt would have said.
-    await m.g.send(`${RECORD}\n`);
-    await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
-    // And G's record, a duplicate at M, is receipted at once as before.
-    await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
-    assertEquals(m.late, [], "no receipt was waited out");
-  } finally {
-    await m.close();
-  }
+  await using m = await startM();
+  const { fMark, gMark } = await floodFromF(m);
+  // G never sends an `A` line, but it got the same record elsewhere and streams it to M: the
+  // stream only carries what G holds, which is all G's receipt would have said.
+  await m.g.send(`${RECORD}\n`);
+  await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
+  // And G's record, a duplicate at M, is receipted at once as before.
+  await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
+  assert.deepEqual(m.late, [], "no receipt was waited out");
 });
 
 Deno.test("receipts on a link: another version of the record, or one in a catch-up stream, is no receipt", async () => {
   for (const gCatchingUp of [false, true]) {
-    const m = await startM(gCatchingUp);
-    try {
-      const gMark = m.g.received.length;
-      const fMark = m.f.received.length;
-      await m.f.send(`${RECORD}\n`);
-      await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
-      // An older version of the client's record (stale at M), or, when G is still catching up,
-      // the same record resent: neither says G holds what M sent it.
-      await m.g.send(gCatchingUp ? `${RECORD}\n` : `${RECORD.replace("0.5", "0.4")}\n`);
-      await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
-      // M has read and receipted G's line; F's receipt still waits for G's.
-      await new Promise((r) => setTimeout(r, 200));
-      assert(
-        !/\nA 1 1\n/.test("\n" + after(m.f, fMark)),
-        `no receipt to F yet: ${after(m.f, fMark)}`,
-      );
-      await m.g.send("A 1 1\n");
-      await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
-      assertEquals(m.late, []);
-    } finally {
-      await m.close();
-    }
+    await using m = await startM(gCatchingUp);
+    const { fMark, gMark } = await floodFromF(m);
+    // An older version of the client's record (stale at M), or, when G is still catching up,
+    // the same record resent: neither says G holds what M sent it.
+    await m.g.send(gCatchingUp ? `${RECORD}\n` : `${RECORD.replace("0.5", "0.4")}\n`);
+    await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
+    // M has read and receipted G's line; F's receipt still waits for G's.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(
+      !/\nA 1 1\n/.test("\n" + after(m.f, fMark)),
+      `no receipt to F yet: ${after(m.f, fMark)}`,
+    );
+    await m.g.send("A 1 1\n");
+    await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
+    assert.deepEqual(m.late, []);
   }
 });
 
 Deno.test("receipts on a link: the `S` for a record from the peer rides in the link's next write, never alone", async () => {
-  const m = await startM();
-  try {
-    const gMark = m.g.received.length;
-    const fMark = m.f.received.length;
-    // F's record floods to G; M owes F an `S 1` (its stream to F skips F's own record) and,
-    // once G receipts, an `A 1 1`.
-    await m.f.send(`${RECORD}\n`);
-    await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
-    await new Promise((r) => setTimeout(r, 300));
-    assertEquals(m.f.received.slice(fMark).replaceAll("PING\n", ""), "", "no write for an S alone");
-    await m.g.send("A 1 1\n");
-    await m.f.waitUntil((t) => t.slice(fMark).includes("A 1 1\n"), 10_000);
-    assertEquals(m.f.received.slice(fMark).replaceAll("PING\n", ""), "A 1 1\nS 1\n", "one write");
-    assertEquals(m.late, []);
-  } finally {
-    await m.close();
-  }
+  await using m = await startM();
+  // M owes F an `S 1` (its stream to F skips F's own record) and, once G receipts, `A 1 1`.
+  const { fMark } = await floodFromF(m);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(
+    m.f.received.slice(fMark).replaceAll("PING\n", ""),
+    "",
+    "no write for an S alone",
+  );
+  await m.g.send("A 1 1\n");
+  await m.f.waitUntil((t) => t.slice(fMark).includes("A 1 1\n"), 10_000);
+  assert.deepEqual(
+    m.f.received.slice(fMark).replaceAll("PING\n", ""),
+    "A 1 1\nS 1\n",
+    "the S rode with the receipt",
+  );
+  assert.deepEqual(m.late, []);
 });
