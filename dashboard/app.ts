@@ -21,6 +21,9 @@ import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
 import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
 import { HerdMetrics } from "./metrics.ts";
+import { ClientIndex } from "./client_index.ts";
+import { ClientTrails } from "./trails.ts";
+import { ServerSeries } from "./series.ts";
 import {
   authority,
   checkControl,
@@ -108,10 +111,17 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   const staticDir = opts.staticDir ?? STATIC_DIR;
   const hub = new EventHub(herd.bus, opts.hub);
   const metrics = new HerdMetrics(herd.bus);
+  const clients = new ClientIndex(herd);
+  const trails = new ClientTrails(herd.bus);
+  const series = new ServerSeries(herd);
+  series.onTick((tick) => hub.notice("series", tick));
   const dashboard: Dashboard = {
     herd,
     hub,
     metrics,
+    clients,
+    trails,
+    series,
     guard,
     assets: opts.assets ?? { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
     commandTimeoutMs: opts.commandTimeoutMs ?? 10_000,
@@ -162,6 +172,9 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     close() {
       hub.close();
       metrics.close();
+      clients.close();
+      trails.close();
+      series.close();
     },
   };
 }

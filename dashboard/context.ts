@@ -12,12 +12,21 @@ import type { HerdMetrics } from "./metrics.ts";
 import type { GuardOptions } from "./security.ts";
 import type { HerdView } from "./types.ts";
 import type { Assets } from "./assets.ts";
+import type { ClientIndex } from "./client_index.ts";
+import type { ClientTrails } from "./trails.ts";
+import type { ServerSeries } from "./series.ts";
 
 /** One dashboard's shared state. */
 export interface Dashboard {
   herd: HerdView;
   hub: EventHub;
   metrics: HerdMetrics;
+  /** Every client's newest record and map position (totals, clusters, search). */
+  clients: ClientIndex;
+  /** Recent clients' trails and propagation paths. */
+  trails: ClientTrails;
+  /** Per-server sparkline data. */
+  series: ServerSeries;
   /** The control-request policy (its port is the real one once listening). */
   guard: GuardOptions;
   assets: Assets;

@@ -47,6 +47,8 @@ export function initialData(d: Dashboard): InitialData {
     boot: d.hub.boot,
     canControl: typeof d.herd.stopServer === "function" && typeof d.herd.startServer === "function",
     tokenRequired: Boolean(d.guard.token),
+    clients: d.clients.clusters(0),
+    series: d.series.data(),
   };
 }
 

@@ -382,6 +382,23 @@ export class EventHub {
   }
 
   /**
+   * Sends a small named message (e.g. the sparklines' `series` point) to every subscriber that
+   * can take it now; one that cannot misses it (it refetches the state after a gap anyway).
+   * Not kept in the ring: it has no id, so resuming neither repeats nor waits for it.
+   */
+  notice(event: string, data: unknown): void {
+    if (this.#subs.size === 0) return;
+    const text = sseMessage(JSON.stringify(data), event);
+    for (const sub of [...this.#subs]) {
+      try {
+        if (!sub.closed && sub.sink.ready()) sub.sink.write(text);
+      } catch {
+        this.#drop(sub, false);
+      }
+    }
+  }
+
+  /**
    * Ends every open stream normally (browsers reconnect with Last-Event-ID and lose nothing).
    * For tests and for shedding connections; the hub keeps running.
    */

@@ -9,6 +9,9 @@
 import type { RouteModule } from "./context.ts";
 import * as index from "./routes/index.tsx";
 import * as metrics from "./routes/metrics.ts";
+import * as client from "./routes/api/client.ts";
+import * as clients from "./routes/api/clients.ts";
+import * as clusters from "./routes/api/clusters.ts";
 import * as command from "./routes/api/command.ts";
 import * as events from "./routes/api/events.ts";
 import * as state from "./routes/api/state.ts";
@@ -19,6 +22,9 @@ import * as serverAction from "./routes/api/servers/[name]/[action].ts";
 export const ROUTES: Record<string, RouteModule> = {
   "routes/index.tsx": index,
   "routes/metrics.ts": metrics,
+  "routes/api/client.ts": client,
+  "routes/api/clients.ts": clients,
+  "routes/api/clusters.ts": clusters,
   "routes/api/command.ts": command,
   "routes/api/events.ts": events,
   "routes/api/state.ts": state,

@@ -9,6 +9,7 @@
  */
 
 import type {
+  AtFields,
   EventBus,
   HerdEvent,
   PropagationReceivedEvent,
@@ -24,7 +25,15 @@ import type { HerdSnapshot } from "../servers/snapshot.ts";
 /** What the dashboard needs from a herd: events, a snapshot, and (in-process only) control. */
 export interface HerdView {
   readonly bus: EventBus;
-  snapshot(): HerdSnapshot;
+  /** `limit` bounds the records carried (0: servers only); a view may carry fewer. */
+  snapshot(limit?: number): HerdSnapshot;
+  /**
+   * Every record every server holds (in-process only): seeds the client index, so totals are
+   * exact for a dashboard started beside a herd that already holds clients.
+   */
+  eachRecord?(fn: (server: string, record: AtFields) => void): void;
+  /** The record each server holds for a client now (in-process only). */
+  holdings?(client: string): { server: string; running: boolean; record: AtFields | null }[];
   /** Absent when the herd is remote. */
   startServer?(name: string): Promise<void>;
   /** Absent when the herd is remote. */
@@ -84,6 +93,105 @@ export interface InitialData {
   canControl: boolean;
   /** True when control requests need a token (the dashboard listens beyond loopback). */
   tokenRequired: boolean;
+  /** Distinct clients across the herd, and the map's first (whole-world) clusters. */
+  clients: ClusterResult;
+  /** Per-server history for the sparklines. */
+  series: SeriesData;
+}
+
+/** One group of clients on the map (map units of the 960×500 projection). */
+export interface Cluster {
+  x: number;
+  y: number;
+  /** Clients in the group. */
+  n: number;
+  /** The client's id (display text) when the group is one client. */
+  client?: string;
+  /** That client's record (display text). */
+  rec?: { origin: string; diff: string; location: string; time: string };
+}
+
+/** `GET /api/clusters`: the herd's clients grouped on a grid for one zoom level and view. */
+export interface ClusterResult {
+  /** Distinct clients across the herd (exact for an in-process herd). */
+  total: number;
+  /** False when the total is a lower bound (a remote herd: only what the observers showed). */
+  exact: boolean;
+  /** Clients inside the requested view. */
+  inView: number;
+  /** Zoom level (the grid cell is `cell` map units: 32 / 2^z). */
+  z: number;
+  cell: number;
+  clusters: Cluster[];
+  /** Set when clients changed since these were counted (a busy herd): ask again soon. */
+  stale?: boolean;
+}
+
+/** A client as the search and the table list it (display text). */
+export interface ClientRow {
+  client: string;
+  origin: string;
+  time: string;
+  location: string;
+  lat: number;
+  lng: number;
+}
+
+/** `GET /api/clients?prefix=`: the first matches in ID order, and how many match in all. */
+export interface SearchResult {
+  prefix: string;
+  total: number;
+  clients: ClientRow[];
+}
+
+/** One server's copy of a client's record, for the client panel. */
+export interface Holding {
+  server: string;
+  running: boolean;
+  /** The record it holds (display text), null when none. */
+  record: ClientRow & { diff: string } | null;
+  /** "current": the newest; "behind": an older record; "missing": none; "unknown": not known here. */
+  state: "current" | "behind" | "missing" | "unknown";
+}
+
+/** One step of a record's propagation: `server` stored it, from `from` (null: from the client). */
+export interface Hop {
+  server: string;
+  from: string | null;
+  t: number;
+  catchUp: boolean;
+}
+
+/** One past position of a client (oldest first in a trail). */
+export interface TrailPoint {
+  lat: number;
+  lng: number;
+  time: string;
+  t: number;
+}
+
+/** `GET /api/client?id=`: everything the client panel shows. */
+export interface ClientDetail {
+  newest: ClientRow & { diff: string };
+  holdings: Holding[];
+  /** How the newest record spread, in the order the dashboard saw it (empty when not seen). */
+  path: Hop[];
+  trail: TrailPoint[];
+}
+
+/** Per-server history: one point a second, oldest first, the newest at `t`. */
+export interface SeriesData {
+  /** Milliseconds between points. */
+  step: number;
+  /** Time of the newest point. */
+  t: number;
+  servers: Record<string, { upd: number[]; conns: number[] }>;
+}
+
+/** The live `series` message: the newest point of every server, [updates, connections]. */
+export interface SeriesTick {
+  t: number;
+  points: Record<string, [number, number]>;
 }
 
 /** A gap notice: events `from`..`to` (inclusive) are gone from the ring and were not sent. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { EventBus } from "./events.ts";
+import { type AtFields, EventBus } from "./events.ts";
 import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions } from "./server.ts";
@@ -111,6 +111,20 @@ export class Herd {
     const server = this.servers.get(name);
     if (server === undefined) throw new Error(`no local server named ${name}`);
     return server;
+  }
+
+  /** Calls `fn` with every record every local server holds (the dashboard's client index). */
+  eachRecord(fn: (server: string, record: AtFields) => void): void {
+    for (const [name, s] of this.servers) for (const r of s.store.values()) fn(name, r);
+  }
+
+  /** The record each local server holds for `client` now (null where it holds none). */
+  holdings(client: string): { server: string; running: boolean; record: AtFields | null }[] {
+    return [...this.servers].map(([name, s]) => ({
+      server: name,
+      running: s.running,
+      record: s.store.get(client) ?? null,
+    }));
   }
 
   /** Servers, newest records (one per client, the herd's newest), and the provider. */

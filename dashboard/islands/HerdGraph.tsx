@@ -6,7 +6,17 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { IS_BROWSER, onEvents, rates, useSnapshot } from "./_live.ts";
-import { circleOrder, graphLinks, layoutNodes } from "./_model.ts";
+import { circleOrder, formatCount, graphLinks, layoutNodes } from "./_model.ts";
+
+/** Widest text inside a node circle (r 39), in view-box units. */
+const NODE_TEXT = 66;
+
+/** Squeezes a label into the node circle when it would overflow it (~6.2 units a char at 11 px). */
+function fit(text: string): { textLength?: number; lengthAdjust?: string } {
+  return text.length * 6.2 > NODE_TEXT
+    ? { textLength: NODE_TEXT, lengthAdjust: "spacingAndGlyphs" }
+    : {};
+}
 
 const W = 560;
 const H = 420;
@@ -111,11 +121,16 @@ export default function HerdGraph() {
               />
               <circle class="node-core" r="39" />
               <text class="node-name" y="-3" text-anchor="middle">{s.name}</text>
-              <text class="node-sub" y="13" text-anchor="middle">
-                {s.running ? `${s.records} client${s.records === 1 ? "" : "s"}` : "stopped"}
+              <text class="node-sub" y="12" text-anchor="middle" {...fit(formatCount(s.records))}>
+                {s.running ? formatCount(s.records) : "stopped"}
               </text>
+              {s.running && (
+                <text class="node-sub" y="25" text-anchor="middle">
+                  client{s.records === 1 ? "" : "s"}
+                </text>
+              )}
               <text class="node-rate" y="57" text-anchor="middle" data-testid={`rate-${s.name}`}>
-                {s.running ? `${r} upd/s · ${s.connections} conn` : ""}
+                {s.running ? `${formatCount(r)} upd/s · ${formatCount(s.connections)} conn` : ""}
               </text>
             </g>
           );

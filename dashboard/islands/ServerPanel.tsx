@@ -4,12 +4,24 @@
  */
 
 import { useState } from "preact/hooks";
-import { control, IS_BROWSER, rates, refresh, useInitial, useSnapshot } from "./_live.ts";
+import {
+  control,
+  IS_BROWSER,
+  rates,
+  refresh,
+  useInitial,
+  useSeries,
+  useSnapshot,
+} from "./_live.ts";
+import { formatCount } from "./_model.ts";
+import { Sparkline } from "./_spark.tsx";
 
 export default function ServerPanel() {
   const init = useInitial();
   const snap = useSnapshot();
   const rate = IS_BROWSER ? rates.value : {};
+  const series = useSeries();
+  const minutes = Math.round((series.step * 180) / 60_000);
   const [busy, setBusy] = useState<Record<string, boolean>>({});
   const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
 
@@ -36,6 +48,7 @@ export default function ServerPanel() {
               <th class="num">Clients</th>
               <th class="num">Conns</th>
               <th class="num">Upd/s</th>
+              <th class="col-spark" title={`last ${minutes} minutes`}>History</th>
               <th>Links</th>
               <th />
             </tr>
@@ -48,9 +61,21 @@ export default function ServerPanel() {
                   <strong>{s.name}</strong>
                 </td>
                 <td class="mono muted col-address">{s.host}:{s.port}</td>
-                <td class="num">{s.records}</td>
-                <td class="num">{s.connections}</td>
-                <td class="num">{s.running ? (rate[s.name] ?? 0) : "–"}</td>
+                <td class="num">{formatCount(s.records)}</td>
+                <td class="num">{formatCount(s.connections)}</td>
+                <td class="num">{s.running ? formatCount(rate[s.name] ?? 0) : "–"}</td>
+                <td class="col-spark">
+                  <Sparkline
+                    values={series.servers[s.name]?.upd ?? []}
+                    label={`${s.name} updates/s`}
+                    testid={`spark-upd-${s.name}`}
+                  />
+                  <Sparkline
+                    values={series.servers[s.name]?.conns ?? []}
+                    label={`${s.name} connections`}
+                    testid={`spark-conns-${s.name}`}
+                  />
+                </td>
                 <td class="links-cell">
                   {s.neighbors.map((n) => {
                     const up = s.links.some((l) =>

@@ -13,6 +13,13 @@ import * as topojson from "topojson-client";
 export const MAP_W = 960;
 export const MAP_H = 500;
 
+/** A cluster grid cell's side at zoom level 0, in map units (level z: CELL / 2^z). */
+export const CELL = 32;
+/** Deepest zoom level (scale 2^16): finer than any two distinct bulk-loaded clients. */
+export const MAX_ZOOM = 16;
+/** A cell holding at most this many clients is sent as its clients, not as a group. */
+export const SPLIT = 8;
+
 interface Projection {
   (p: [number, number]): [number, number] | null;
   fitExtent(extent: [[number, number], [number, number]], object: unknown): Projection;
@@ -40,10 +47,16 @@ const path = geo.geoPath(projection);
 
 /** Projects a longitude/latitude to map coordinates (null when off the map or invalid). */
 export function project(lng: number, lat: number): [number, number] | null {
+  const p = projectExact(lng, lat);
+  return p && [Math.round(p[0] * 10) / 10, Math.round(p[1] * 10) / 10];
+}
+
+/** {@linkcode project} unrounded, for zooming in far (0.1 unit is ~4 km). */
+export function projectExact(lng: number, lat: number): [number, number] | null {
   if (!Number.isFinite(lat) || !Number.isFinite(lng)) return null;
   const p = projection([lng, lat]);
   if (!p || !Number.isFinite(p[0]) || !Number.isFinite(p[1])) return null;
-  return [Math.round(p[0] * 10) / 10, Math.round(p[1] * 10) / 10];
+  return p;
 }
 
 /** The outline of the globe and the 10° graticule (no data needed: drawn at once). */

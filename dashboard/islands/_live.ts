@@ -15,7 +15,16 @@
 import { createContext } from "preact";
 import { useContext } from "preact/hooks";
 import { batch, signal } from "@preact/signals";
-import type { DashEvent, GapNotice, HelloNotice, HerdSnapshot, InitialData } from "../types.ts";
+import type {
+  ClientDetail,
+  DashEvent,
+  GapNotice,
+  HelloNotice,
+  HerdSnapshot,
+  InitialData,
+  SeriesData,
+  SeriesTick,
+} from "../types.ts";
 import { applyEvents } from "./_model.ts";
 
 /** True in a browser, false while the server renders. */
@@ -38,8 +47,15 @@ export const whatsats = signal<DashEvent[]>([]);
 export const status = signal<LiveStatus>("connecting");
 /** Id of the newest event applied. */
 export const lastId = signal(0);
-/** Location updates per second accepted at each server (5 s window). */
+/** Location updates per second stored at each server (mean of the last 5 s, from `series`). */
 export const rates = signal<Record<string, number>>({});
+/** Distinct clients across the herd; `exact` false when it is a lower bound (remote herd). */
+export const clientTotal = signal<{ total: number; exact: boolean }>({ total: 0, exact: true });
+/** Per-server history (one point a second), kept by the dashboard and extended live. */
+export const series = signal<SeriesData>({ step: 1000, t: 0, servers: {} });
+/** The client the person is following (display text), and what the dashboard knows of it. */
+export const selected = signal<string | null>(null);
+export const detail = signal<ClientDetail | null>(null);
 /** Events lost to gaps (the stream told us; the state was refetched). */
 export const gapCount = signal(0);
 
@@ -69,6 +85,18 @@ export function useSnapshot(): HerdSnapshot {
 export function useFeed(): DashEvent[] {
   const init = useInitial();
   return IS_BROWSER ? feed.value : init.events;
+}
+
+/** The client total (exact, or a lower bound for a remote herd). */
+export function useClientTotal(): { total: number; exact: boolean } {
+  const init = useInitial();
+  return IS_BROWSER ? clientTotal.value : { total: init.clients.total, exact: init.clients.exact };
+}
+
+/** The sparklines' data. */
+export function useSeries(): SeriesData {
+  const init = useInitial();
+  return IS_BROWSER ? series.value : init.series;
 }
 
 /** WHATSAT events (newest last). */
@@ -121,25 +149,84 @@ let started = false;
 const hellos: HelloNotice[] = [];
 let boot = "";
 let source: EventSource | undefined;
-const perSecond = new Map<string, number[]>(); // server -> counts for the last 5 seconds
 
-function countRates(events: DashEvent[]): void {
-  for (const e of events) {
-    if (e.kind !== "location.accepted") continue;
-    let b = perSecond.get(e.server);
-    if (!b) perSecond.set(e.server, b = [0, 0, 0, 0, 0]);
-    b[0]++;
+/** The rates shown beside each server: the mean of its last five points. */
+function ratesOf(data: SeriesData): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, l] of Object.entries(data.servers)) {
+    const last = l.upd.slice(-5);
+    out[name] = last.length === 0
+      ? 0
+      : Math.round((last.reduce((x, y) => x + y, 0) / last.length) * 10) / 10;
   }
+  return out;
 }
 
-function tickRates(): void {
-  const out: Record<string, number> = {};
-  for (const [server, b] of perSecond) {
-    out[server] = Math.round((b.reduce((x, y) => x + y, 0) / b.length) * 10) / 10;
-    b.pop();
-    b.unshift(0);
+function setSeries(data: SeriesData): void {
+  batch(() => {
+    series.value = data;
+    rates.value = ratesOf(data);
+  });
+}
+
+/** Appends one live point to every server's series (same length kept). */
+function addTick(tick: SeriesTick): void {
+  const old = series.value;
+  const servers: SeriesData["servers"] = {};
+  for (const [name, [upd, conns]] of Object.entries(tick.points)) {
+    const l = old.servers[name] ?? { upd: [], conns: [] };
+    const keep = Math.max(l.upd.length, 2);
+    servers[name] = {
+      upd: l.upd.concat(upd).slice(-keep),
+      conns: l.conns.concat(conns).slice(-keep),
+    };
   }
-  rates.value = out;
+  setSeries({ step: old.step, t: tick.t, servers });
+}
+
+// ---- the followed client ----
+
+let detailSeq = 0;
+
+/** Loads what the dashboard knows of the selected client into `detail`. */
+export async function loadDetail(): Promise<void> {
+  const id = selected.value;
+  const seq = ++detailSeq;
+  if (id === null) {
+    detail.value = null;
+    return;
+  }
+  try {
+    const res = await fetch(`/api/client?id=${encodeURIComponent(id)}`);
+    const body = res.ok ? await res.json() as ClientDetail : null;
+    if (seq === detailSeq) detail.value = body;
+  } catch { /* next update */ }
+}
+
+/** Follows a client (null: none): the map, the table and the client panel show it. */
+export function selectClient(id: string | null): void {
+  if (selected.value === id) return;
+  batch(() => {
+    selected.value = id;
+    detail.value = null;
+  });
+  loadDetail();
+}
+
+let detailTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** Reloads the followed client's detail soon after events about it (at most ~3 times a second). */
+function followSelected(events: DashEvent[]): void {
+  const id = selected.value;
+  if (id === null || detailTimer !== undefined) return;
+  const touched = events.some((e) =>
+    (e.kind === "location.accepted" || e.kind === "location.dropped") && e.record.client === id
+  );
+  if (!touched) return;
+  detailTimer = setTimeout(() => {
+    detailTimer = undefined;
+    loadDetail();
+  }, 300);
 }
 
 /** Kinds that change per-server counts the events cannot tell exactly (records per server). */
@@ -166,7 +253,7 @@ function receive(events: DashEvent[]): void {
     }
     lastId.value = events[events.length - 1].id;
   });
-  countRates(events);
+  followSelected(events);
   for (const fn of listeners) {
     try {
       fn(events);
@@ -183,8 +270,16 @@ export async function refresh(withRecords = false): Promise<void> {
   try {
     const res = await fetch(`/api/state${withRecords ? "" : "?records=0"}`);
     if (!res.ok) return;
-    const s: HerdSnapshot = await res.json();
-    snapshot.value = withRecords ? s : { ...s, records: snapshot.value.records };
+    const s: HerdSnapshot & { clients?: number; exact?: boolean; series?: SeriesData } = await res
+      .json();
+    const { clients, exact, series: data, ...snap } = s;
+    batch(() => {
+      snapshot.value = withRecords ? snap : { ...snap, records: snapshot.value.records };
+      if (typeof clients === "number") {
+        clientTotal.value = { total: clients, exact: exact !== false };
+      }
+      if (data) setSeries(data);
+    });
   } catch { /* next time */ }
 }
 
@@ -216,6 +311,13 @@ function connect(after: number): void {
       refresh(true);
     }
   });
+  es.addEventListener("series", (m) => {
+    try {
+      addTick(JSON.parse((m as MessageEvent).data));
+    } catch (err) {
+      console.error("bad series message", err);
+    }
+  });
   es.onmessage = (m) => {
     try {
       receive(JSON.parse(m.data));
@@ -242,7 +344,9 @@ export function start(init: InitialData): void {
     feed.value = init.events;
     whatsats.value = init.whatsats;
     lastId.value = init.lastId;
+    clientTotal.value = { total: init.clients.total, exact: init.clients.exact };
   });
+  setSeries(init.series);
   try {
     const url = new URL(location.href);
     const t = url.searchParams.get("token");
@@ -255,7 +359,6 @@ export function start(init: InitialData): void {
     }
   } catch { /* no storage */ }
   connect(init.lastId);
-  setInterval(tickRates, 1_000);
   setInterval(() => refresh(false), 3_000);
   // Tests read this to wait for the stream.
   (globalThis as { __herdLive?: unknown }).__herdLive = {
@@ -263,6 +366,10 @@ export function start(init: InitialData): void {
     lastId,
     feed,
     snapshot,
+    series,
+    clientTotal,
+    selected,
+    detail,
     hellos,
     source: () => source,
   };

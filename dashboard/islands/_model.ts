@@ -221,6 +221,26 @@ export function layoutNodes(
   return out;
 }
 
+const counts = new Intl.NumberFormat("en-US");
+
+/**
+ * A count for people, with thousands separators. One fixed locale, so the server's HTML and the
+ * browser's render agree.
+ *
+ * @example
+ * ```ts
+ * formatCount(1000000); // "1,000,000"
+ * ```
+ */
+export function formatCount(n: number): string {
+  return counts.format(n);
+}
+
+/** "1 client", "1,000,000 clients". */
+export function plural(n: number, word: string): string {
+  return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
+}
+
 /** Event groups for the feed filter. */
 export const KIND_GROUPS: Record<string, readonly string[]> = {
   locations: ["location.accepted", "location.dropped"],
@@ -264,22 +284,22 @@ export function describe(e: DashEvent): string {
     case "location.dropped":
       return `${e.record.client} ${e.reason}${e.from ? ` from ${e.from}` : ""}`;
     case "propagation.sent":
-      return `→ ${e.to}: ${e.count} record${e.count === 1 ? "" : "s"}${listed(e.clients, e.count)}`;
+      return `→ ${e.to}: ${plural(e.count, "record")}${listed(e.clients, e.count)}`;
     case "propagation.received":
-      return `← ${e.from}: ${e.count} record${e.count === 1 ? "" : "s"}${
-        listed(e.clients, e.count)
-      }`;
+      return `← ${e.from}: ${plural(e.count, "record")}${listed(e.clients, e.count)}`;
     case "link.up":
       return `link to ${e.peer} up (${e.direction === "out" ? "dialled" : "accepted"})`;
     case "link.down":
       return `link to ${e.peer} down: ${e.reason}`;
     case "sync.done":
-      return `synced with ${e.peer}: sent ${e.sent}, received ${e.received} in ${e.ms} ms`;
+      return `synced with ${e.peer}: sent ${formatCount(e.sent)}, received ${
+        formatCount(e.received)
+      } in ${formatCount(e.ms)} ms`;
     case "peer.rejected":
       return `${e.remote}: ${e.reason}`;
     case "whatsat":
-      return `${e.client} r=${e.radiusKm}km ≤${e.bound}: ${e.provider} ${e.status}, ${e.count} result${
-        e.count === 1 ? "" : "s"
+      return `${e.client} r=${e.radiusKm}km ≤${e.bound}: ${e.provider} ${e.status}, ${
+        plural(e.count, "result")
       } in ${millis(e.latencyMs)} ms${e.coalesced ? " (shared)" : ""}${
         e.error ? ` — ${e.error}` : ""
       }`;

@@ -7,6 +7,7 @@ import { renderToString } from "preact-render-to-string";
 import { Island } from "../components/Island.tsx";
 import { Layout } from "../components/Layout.tsx";
 import { Panel } from "../components/Panel.tsx";
+import Clients from "../islands/Clients.tsx";
 import Console from "../islands/Console.tsx";
 import EventFeed from "../islands/EventFeed.tsx";
 import HerdGraph from "../islands/HerdGraph.tsx";
@@ -23,6 +24,7 @@ import type { InitialData } from "../types.ts";
 export const ISLANDS = [
   "LiveBadge",
   "WorldMap",
+  "Clients",
   "HerdGraph",
   "ServerPanel",
   "EventFeed",
@@ -58,6 +60,9 @@ export default function DashboardPage({ init, assets }: { init: InitialData; ass
       <main class="grid">
         <Panel title="Clients" hint="newest location of every client" id="map" class="area-map">
           <Island name="WorldMap" component={WorldMap} init={init} />
+        </Panel>
+        <Panel title="Find a client" hint="search, follow" id="clients" class="area-clients">
+          <Island name="Clients" component={Clients} init={init} />
         </Panel>
         <Panel title="Herd" hint="links and propagation" id="graph" class="area-graph">
           <Island name="HerdGraph" component={HerdGraph} init={init} />

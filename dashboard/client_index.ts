@@ -1,0 +1,285 @@
+/**
+ * The dashboard's index of every client in the herd: the newest record of each (newest-wins by
+ * the core's `compareRecords`), its position projected onto the map, and the IDs in sorted order.
+ * It answers what a million clients make too big to send to a browser: the exact total, the map's
+ * clusters for one zoom level and view, and a bounded prefix search.
+ *
+ * Fed by `location.accepted` events and seeded from the herd's stores when the view can list
+ * them (`HerdView.eachRecord`). Records are the herd's own objects (shared, not copied); per
+ * client the index adds a map entry, a slot in three arrays and a place in the sorted list
+ * (about 80 bytes).
+ *
+ * @module
+ */
+
+import type { AtFields, EventBus } from "../servers/events.ts";
+import { displayText } from "../servers/events.ts";
+import { compareRecords, parseLocation } from "../servers/protocol.ts";
+import { CELL, MAP_H, MAP_W, MAX_ZOOM, projectExact, SPLIT } from "./islands/_geo.ts";
+import type { ClientRow, Cluster, ClusterResult, HerdView } from "./types.ts";
+
+export { CELL, MAX_ZOOM };
+/** Most grid cells one cluster request may cover. */
+export const MAX_CELLS = 20_000;
+/** How long a slow pass's clusters may be reused while clients keep changing. */
+const CACHE_MS = 1_000;
+/** A pass at least this slow is reused (stale) rather than repeated at once. */
+const SLOW_PASS_MS = 20;
+/** IDs added since the last sort that a search scans rather than merges in first. */
+const PENDING_MAX = 4_096;
+/** Most results one search returns. */
+export const MAX_SEARCH = 100;
+
+/** The whole map, in map units. */
+export const WORLD_BOX: readonly [number, number, number, number] = [0, 0, MAP_W, MAP_H];
+
+/** A view box `[x0, y0, x1, y1]` in map units. */
+export type Box = readonly [number, number, number, number];
+
+/** The display form of a record. */
+export function clientRow(r: AtFields): ClientRow & { diff: string } {
+  const p = parseLocation(r.location);
+  return {
+    client: displayText(r.client),
+    origin: displayText(r.origin),
+    diff: r.diff,
+    time: displayText(r.time),
+    location: displayText(r.location),
+    lat: p?.lat ?? NaN,
+    lng: p?.lng ?? NaN,
+  };
+}
+
+/** The first index in sorted `a` whose value is not below `key`. */
+function lowerBound(a: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Every client's newest record, its map position, and the IDs sorted. See the module doc. */
+export class ClientIndex {
+  readonly #slots = new Map<string, number>();
+  #recs: AtFields[] = [];
+  #x = new Float32Array(1024);
+  #y = new Float32Array(1024);
+  /** IDs in code-unit order, and IDs added since the last sort (merged in on the next search). */
+  #sorted: string[] = [];
+  #pending: string[] = [];
+  /** False when the view could not list its records: the total is then a lower bound. */
+  readonly exact: boolean;
+  readonly #herd: HerdView;
+  readonly #off: () => void;
+  /** Bumped on every change (cluster results are cached per version). */
+  #version = 0;
+  #cache:
+    | { key: string; version: number; at: number; ms: number; result: ClusterResult }
+    | undefined;
+
+  constructor(herd: HerdView, bus: EventBus = herd.bus) {
+    this.#herd = herd;
+    this.#off = bus.subscribe((e) => {
+      if (e.kind === "location.accepted") this.offer(e.record, e.lat, e.lng);
+    });
+    if (typeof herd.eachRecord === "function") {
+      this.exact = true;
+      herd.eachRecord((_server, r) => this.offer(r));
+    } else {
+      this.exact = false;
+      for (const r of herd.snapshot().records) this.offer(r, r.lat, r.lng);
+    }
+  }
+
+  /** Distinct clients known. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /**
+   * The total to show: the index's size, or for a view that cannot list its records, at least
+   * the largest server's count (each server's count is exact; the union is at least that).
+   */
+  total(): number {
+    if (this.exact) return this.size;
+    let most = this.size;
+    for (const s of this.#herd.snapshot(0).servers) most = Math.max(most, s.records);
+    return most;
+  }
+
+  /** Stores a record when it is the client's newest. Returns true when it changed the index. */
+  offer(r: AtFields, lat?: number, lng?: number): boolean {
+    let slot = this.#slots.get(r.client);
+    if (slot !== undefined && compareRecords(r, this.#recs[slot]) <= 0) return false;
+    if (lat === undefined || lng === undefined) {
+      const p = parseLocation(r.location);
+      lat = p?.lat ?? NaN;
+      lng = p?.lng ?? NaN;
+    }
+    if (slot === undefined) {
+      slot = this.#recs.length;
+      this.#slots.set(r.client, slot);
+      this.#recs.push(r);
+      this.#pending.push(r.client);
+      if (slot >= this.#x.length) this.#grow();
+    } else {
+      this.#recs[slot] = r;
+    }
+    const p = projectExact(lng, lat);
+    this.#x[slot] = p ? p[0] : NaN;
+    this.#y[slot] = p ? p[1] : NaN;
+    this.#version++;
+    return true;
+  }
+
+  #grow(): void {
+    const x = new Float32Array(this.#x.length * 2);
+    const y = new Float32Array(this.#y.length * 2);
+    x.set(this.#x);
+    y.set(this.#y);
+    this.#x = x;
+    this.#y = y;
+  }
+
+  /** The newest record of a client (its binary-string ID), if known. */
+  get(client: string): AtFields | undefined {
+    const slot = this.#slots.get(client);
+    return slot === undefined ? undefined : this.#recs[slot];
+  }
+
+  /** The sorted ID list, with the pending IDs merged in once there are many of them. */
+  #sortedIds(): string[] {
+    if (this.#pending.length <= PENDING_MAX) return this.#sorted;
+    const add = this.#pending.sort();
+    this.#pending = [];
+    const old = this.#sorted;
+    if (old.length === 0) return this.#sorted = add;
+    const out = new Array<string>(old.length + add.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < old.length && j < add.length) out[k++] = old[i] < add[j] ? old[i++] : add[j++];
+    while (i < old.length) out[k++] = old[i++];
+    while (j < add.length) out[k++] = add[j++];
+    return this.#sorted = out;
+  }
+
+  /**
+   * Clients whose ID starts with `prefix` (a binary string): how many, and the first `limit`
+   * in ID order. Two binary searches in the sorted list, plus a scan of the few IDs added since
+   * it was last sorted (at most PENDING_MAX; beyond that they are merged in first).
+   */
+  search(prefix: string, limit: number): { total: number; records: AtFields[] } {
+    const ids = this.#sortedIds();
+    const from = lowerBound(ids, prefix);
+    // Binary strings hold chars up to \xff only, so every ID with the prefix sorts below this.
+    const to = lowerBound(ids, prefix + "\u0100");
+    const extra = this.#pending.filter((id) => id.startsWith(prefix)).sort();
+    const records: AtFields[] = [];
+    let i = from;
+    let j = 0;
+    while (records.length < limit && (i < to || j < extra.length)) {
+      const id = j >= extra.length || (i < to && ids[i] < extra[j]) ? ids[i++] : extra[j++];
+      records.push(this.get(id)!);
+    }
+    return { total: to - from + extra.length, records };
+  }
+
+  /**
+   * The clients inside `box` grouped on a grid of cells `CELL / 2^z` map units wide (aligned to
+   * the map's origin, so groups stay put while the view pans). A group of one names its client.
+   * Throws a RangeError when the box spans more than `MAX_CELLS` cells.
+   */
+  clusters(z: number, box: Box = WORLD_BOX): ClusterResult {
+    const cell = CELL / 2 ** z;
+    const [x0, y0, x1, y1] = box;
+    const gx0 = Math.floor(x0 / cell);
+    const gy0 = Math.floor(y0 / cell);
+    const cols = Math.floor(x1 / cell) - gx0 + 1;
+    const rows = Math.floor(y1 / cell) - gy0 + 1;
+    if (cols * rows > MAX_CELLS) {
+      throw new RangeError(
+        `the view spans ${cols * rows} cells at zoom ${z} (at most ${MAX_CELLS})`,
+      );
+    }
+    // One pass over every client takes 15-80 ms at a million: the same view is answered from
+    // the last pass while nothing changed, or, when that pass was slow, for a second while
+    // clients keep changing (marked stale, so the page asks again).
+    const key = `${z}:${x0}:${y0}:${x1}:${y1}`;
+    const now = performance.now();
+    const hit = this.#cache;
+    if (hit?.key === key) {
+      if (hit.version === this.#version) return hit.result;
+      if (hit.ms >= SLOW_PASS_MS && now - hit.at < CACHE_MS) return { ...hit.result, stale: true };
+    }
+    const cells = cols * rows;
+    const n = new Uint32Array(cells);
+    const sx = new Float64Array(cells);
+    const sy = new Float64Array(cells);
+    // The first SPLIT clients of each cell: a cell with no more is sent as those clients.
+    const members = new Int32Array(cells * SPLIT);
+    const X = this.#x;
+    const Y = this.#y;
+    const count = this.#recs.length;
+    const inv = 1 / cell;
+    let inView = 0;
+    for (let i = 0; i < count; i++) {
+      const x = X[i];
+      const y = Y[i];
+      // NaN (off the map) fails both tests.
+      if (!(x >= x0 && x <= x1 && y >= y0 && y <= y1)) continue;
+      const c = (Math.floor(x * inv) - gx0) + (Math.floor(y * inv) - gy0) * cols;
+      const k = n[c]++;
+      if (k < SPLIT) members[c * SPLIT + k] = i;
+      sx[c] += x;
+      sy[c] += y;
+      inView++;
+    }
+    const clusters: Cluster[] = [];
+    // 1e-5 map units is ~40 cm: below any zoom level.
+    const round = (v: number) => Math.round(v * 1e5) / 1e5;
+    for (let c = 0; c < cells; c++) {
+      const k = n[c];
+      if (k === 0) continue;
+      if (k > SPLIT) {
+        clusters.push({ x: round(sx[c] / k), y: round(sy[c] / k), n: k });
+        continue;
+      }
+      for (let m = 0; m < k; m++) {
+        const i = members[c * SPLIT + m];
+        const r = this.#recs[i];
+        clusters.push({
+          x: round(X[i]),
+          y: round(Y[i]),
+          n: 1,
+          client: displayText(r.client),
+          rec: {
+            origin: displayText(r.origin),
+            diff: r.diff,
+            location: displayText(r.location),
+            time: displayText(r.time),
+          },
+        });
+      }
+    }
+    const result: ClusterResult = {
+      total: this.total(),
+      exact: this.exact,
+      inView,
+      z,
+      cell,
+      clusters,
+    };
+    this.#cache = { key, version: this.#version, at: now, ms: performance.now() - now, result };
+    return result;
+  }
+
+  /** Leaves the bus. */
+  close(): void {
+    this.#off();
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * What the dashboard remembers about recently active clients, from the herd's events: a short
+ * trail of each one's positions, and the propagation path of its newest record (which server
+ * stored it, from which, and when). The herd keeps only the newest record; this history is the
+ * dashboard's own, and bounded: at most `clients` clients (least recently updated dropped first),
+ * `trail` positions and `hops` steps each.
+ *
+ * @module
+ */
+
+import type { AtFields, EventBus, LocationAcceptedEvent } from "../servers/events.ts";
+import { compareRecords } from "../servers/protocol.ts";
+import type { Hop, TrailPoint } from "./types.ts";
+
+/** Bounds of the history. */
+export interface TrailOptions {
+  /** Clients remembered. Default 10 000. */
+  clients?: number;
+  /** Positions per client. Default 12. */
+  trail?: number;
+  /** Propagation steps per record. Default 64. */
+  hops?: number;
+}
+
+interface Track {
+  /** The newest record seen. */
+  newest: AtFields;
+  /** Past positions, oldest first (the newest record's is last). */
+  trail: TrailPoint[];
+  /** How `newest` spread, in the order the events came. */
+  hops: Hop[];
+}
+
+/** Per-client trails and propagation paths. See the module doc. */
+export class ClientTrails {
+  readonly #tracks = new Map<string, Track>();
+  readonly #clients: number;
+  readonly #trail: number;
+  readonly #hops: number;
+  readonly #off: () => void;
+
+  constructor(bus: EventBus, opts: TrailOptions = {}) {
+    this.#clients = Math.max(1, opts.clients ?? 10_000);
+    this.#trail = Math.max(1, opts.trail ?? 12);
+    this.#hops = Math.max(1, opts.hops ?? 64);
+    this.#off = bus.subscribe((e) => {
+      if (e.kind === "location.accepted") this.#accepted(e);
+    });
+  }
+
+  /** Clients remembered now. */
+  get size(): number {
+    return this.#tracks.size;
+  }
+
+  #accepted(e: LocationAcceptedEvent): void {
+    const r = e.record;
+    const hop: Hop = { server: e.server, from: e.from, t: e.t, catchUp: e.catchUp === true };
+    const track = this.#tracks.get(r.client);
+    if (track === undefined) {
+      this.#tracks.set(r.client, {
+        newest: r,
+        trail: [{ lat: e.lat, lng: e.lng, time: r.time, t: e.t }],
+        hops: [hop],
+      });
+      if (this.#tracks.size > this.#clients) {
+        // A Map iterates in insertion order: the first key is the least recently updated.
+        this.#tracks.delete(this.#tracks.keys().next().value!);
+      }
+      return;
+    }
+    const order = compareRecords(r, track.newest);
+    if (order < 0) return; // an older record stored late somewhere: not the newest's path
+    if (order === 0) {
+      if (track.hops.length < this.#hops) track.hops.push(hop);
+      return;
+    }
+    track.newest = r;
+    track.hops = [hop];
+    track.trail.push({ lat: e.lat, lng: e.lng, time: r.time, t: e.t });
+    if (track.trail.length > this.#trail) track.trail.shift();
+    // Re-insert: most recently updated last.
+    this.#tracks.delete(r.client);
+    this.#tracks.set(r.client, track);
+  }
+
+  /** The client's history (binary-string ID), if remembered. */
+  get(client: string): { newest: AtFields; trail: TrailPoint[]; hops: Hop[] } | undefined {
+    const t = this.#tracks.get(client);
+    return t && { newest: t.newest, trail: [...t.trail], hops: [...t.hops] };
+  }
+
+  /** Leaves the bus. */
+  close(): void {
+    this.#off();
+  }
+}
