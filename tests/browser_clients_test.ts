@@ -1,0 +1,179 @@
+/**
+ * Finding and following a client in Chromium against the real herd (five servers over TCP in
+ * this process): search by ID prefix, then the client panel with the record each server holds
+ * (a stopped server's copy shown behind) and the path of the newest update; the trail on the
+ * map; reaching a client with the keyboard alone; and per-server sparklines that move.
+ */
+
+import { assert, assertEquals, assertIncludes } from "./_helpers/assert.ts";
+import { browserTest } from "./_helpers/browser.ts";
+import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
+import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import { buildIslands } from "../dashboard/bundle.ts";
+import type { Page } from "playwright-core";
+
+function nowTime(offsetMs = 0): string {
+  const ms = Date.now() + offsetMs;
+  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
+}
+
+async function ensureBuilt(): Promise<void> {
+  try {
+    await Deno.stat(new URL("../dashboard/static/build/manifest.json", import.meta.url));
+  } catch {
+    await buildIslands();
+  }
+}
+
+async function open(page: Page, d: ServedDashboard): Promise<void> {
+  await page.goto(d.url + "/");
+  await page.waitForSelector('[data-island="Clients"][data-hydrated="true"]', { timeout: 10_000 });
+  await page.waitForFunction(
+    () =>
+      (globalThis as { __herdLive?: { status: { value: string } } }).__herdLive?.status.value ===
+        "live",
+    undefined,
+    { timeout: 10_000 },
+  );
+}
+
+browserTest(
+  "follow a client: search, panel, path, trail, keyboard, sparklines",
+  async (browser, t) => {
+    await ensureBuilt();
+    let herd: TestHerd | undefined;
+    let d: ServedDashboard | undefined;
+    try {
+      herd = await startSeedHerd();
+      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+      const h = herd;
+      const page = await browser.newPage({ width: 1280, height: 900 });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      for (const name of ["alpha", "bravo", "charlie"]) {
+        await exchange(h.port("Jaquez"), `IAMAT kb-${name}.test +40.7-74.0 ${nowTime()}\n`);
+      }
+      await exchange(h.port("Smith"), `IAMAT follow.me +34.0689-118.4451 ${nowTime()}\n`);
+      await open(page, d);
+
+      await t.step("search, then the panel: every server's record and the path", async () => {
+        await page.fill('[data-testid="client-search"]', "foll");
+        await page.waitForSelector('[data-client-row="follow.me"]', { timeout: 5000 });
+        assertEquals(await page.textContent('[data-testid="client-matches"]'), "1 match");
+        await page.click('[data-client-row="follow.me"]');
+        await page.waitForSelector('[data-client-panel="follow.me"]', { timeout: 5000 });
+        assertIncludes((await page.textContent('[data-testid="client-newest"]')) ?? "", "AT Smith");
+        await page.waitForFunction(
+          () => document.querySelectorAll('[data-holding][data-state="current"]').length === 5,
+          undefined,
+          { timeout: 5000 },
+        );
+        const hops = await page.$$eval(
+          "[data-hop]",
+          (els) => els.map((e) => [e.getAttribute("data-hop"), e.getAttribute("data-from")]),
+        );
+        assertEquals(hops.length, 5);
+        assertEquals(hops[0], ["Smith", ""]);
+        const had = new Set(["Smith"]);
+        for (const [server, from] of hops.slice(1)) {
+          assert(had.has(from!), `${server} from ${from}`);
+          had.add(server!);
+        }
+        // The map follows it: zoomed in, the followed marker drawn.
+        await page.waitForSelector('[data-followed="follow.me"]', { timeout: 5000 });
+        assert(Number(await page.getAttribute("svg.world", "data-zoom")) > 1, "map zoomed in");
+      });
+
+      await t.step("a stopped server shows behind; the trail shows the move", async () => {
+        await h.herd.stopServer("Campbell");
+        await exchange(h.port("Hill"), `IAMAT follow.me +34.10-118.30 ${nowTime(1000)}\n`);
+        await page.waitForSelector('[data-holding="Campbell"][data-state="behind"]', {
+          timeout: 5000,
+        });
+        await page.waitForFunction(
+          () =>
+            document.querySelector('[data-testid="client-newest"]')?.textContent?.includes(
+              "AT Hill",
+            ),
+          undefined,
+          { timeout: 5000 },
+        );
+        await page.waitForSelector('[data-testid="trail"]', { timeout: 5000 });
+        assertIncludes(
+          (await page.textContent('[data-testid="client-trail"]')) ?? "",
+          "2 recent positions",
+        );
+        await h.herd.startServer("Campbell");
+        await page.waitForFunction(
+          () => document.querySelectorAll('[data-holding][data-state="current"]').length === 5,
+          undefined,
+          { timeout: 15_000 },
+        );
+      });
+
+      await t.step(
+        "keyboard only: Tab to the search, arrows to a row, Enter follows it",
+        async () => {
+          await page.keyboard.press("Escape");
+          await page.fill('[data-testid="client-search"]', "");
+          await page.mouse.click(1, 1);
+          await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+          let reached = false;
+          for (let i = 0; i < 80 && !reached; i++) {
+            await page.keyboard.press("Tab");
+            reached = await page.evaluate(() =>
+              document.activeElement?.getAttribute("data-testid") === "client-search"
+            );
+          }
+          assert(reached, "Tab never reached the client search");
+          await page.keyboard.type("kb-");
+          await page.waitForSelector('[data-client-row="kb-alpha.test"]', { timeout: 5000 });
+          await page.keyboard.press("ArrowDown");
+          await page.keyboard.press("ArrowDown");
+          assertEquals(
+            await page.evaluate(() => document.activeElement?.getAttribute("data-client-row")),
+            "kb-bravo.test",
+          );
+          await page.keyboard.press("Enter");
+          await page.waitForSelector('[data-client-panel="kb-bravo.test"]', { timeout: 5000 });
+          await page.keyboard.press("Escape");
+          await page.waitForSelector('[data-testid="client-panel"]', {
+            state: "detached",
+            timeout: 5000,
+          });
+        },
+      );
+
+      await t.step("sparklines: one per server and series, moving with the updates", async () => {
+        for (const s of ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"]) {
+          assertEquals(await page.locator(`[data-testid="spark-upd-${s}"]`).count(), 1);
+          assertEquals(await page.locator(`[data-testid="spark-conns-${s}"]`).count(), 1);
+        }
+        const before = await page.getAttribute('[data-testid="spark-upd-Hill"] polyline', "points");
+        // Updates for a few seconds: the lines move and Hill's peak is above zero.
+        const end = Date.now() + 3000;
+        let i = 0;
+        while (Date.now() < end) {
+          await exchange(h.port("Hill"), `IAMAT spark-${i++}.test +10+10 ${nowTime()}\n`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        await waitFor(
+          async () =>
+            (await page.getAttribute('[data-testid="spark-upd-Hill"] polyline', "points")) !==
+              before,
+          5000,
+          "Hill's sparkline to move",
+        );
+        const label = (await page.getAttribute('[data-testid="spark-upd-Hill"]', "aria-label")) ??
+          "";
+        const peak = Number(/peak ([\d,]+)$/.exec(label)?.[1].replace(/,/g, ""));
+        assert(peak >= 2, `Hill's updates/s never above 1: ${label}`);
+      });
+
+      assertEquals(errors, [], `page errors: ${errors.join("\n")}`);
+    } finally {
+      await d?.close();
+      await herd?.close();
+    }
+  },
+);
