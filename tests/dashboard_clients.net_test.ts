@@ -2,23 +2,14 @@
  * The dashboard's client endpoints against the real herd (five servers over TCP in this process,
  * clients loaded with bench/bulk.ts over TCP), through `app.request()`: exact totals beyond the
  * old 2,000-record snapshot, the map's clusters, the prefix search, one client's panel (each
- * server's record, the propagation path, the trail), and a JSON error for every bad input. Also
- * the bounds of the dashboard's own memory (trails, series).
+ * server's record, the propagation path, the trail), and a JSON error for every bad input.
  */
 
 import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
 import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { createDashboard, type DashboardApp } from "../dashboard/app.ts";
 import { bulkClient, bulkLoad } from "../bench/bulk.ts";
-import { EventBus, type HerdEvent } from "../servers/events.ts";
-import { ClientTrails } from "../dashboard/trails.ts";
-import { ServerSeries } from "../dashboard/series.ts";
-import type {
-  ClientDetail,
-  ClusterResult,
-  HerdSnapshot,
-  SearchResult,
-} from "../dashboard/types.ts";
+import type { ClientDetail, ClusterResult, SearchResult } from "../dashboard/types.ts";
 
 const PORT = 8080;
 const ASSETS = { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" };
@@ -252,68 +243,5 @@ Deno.test("client search and panel: IDs are the herd's bytes, shown as UTF-8", a
   } finally {
     d.close();
     await h.close();
-  }
-});
-
-function accepted(server: string, client: string, time: string, from: string | null): HerdEvent {
-  return {
-    kind: "location.accepted",
-    t: Date.now(),
-    server,
-    record: { origin: "Hill", diff: "+0.1", client, location: "+1+2", time },
-    from,
-    lat: 1,
-    lng: 2,
-  };
-}
-
-Deno.test("trails: bounded clients, positions and steps; an older record never resets a path", () => {
-  const bus = new EventBus();
-  const trails = new ClientTrails(bus, { clients: 10, trail: 3, hops: 4 });
-  try {
-    for (let i = 0; i < 50; i++) bus.emit(accepted("Hill", `c${i}`, "1", null));
-    assertEquals(trails.size, 10);
-    assertEquals(trails.get("c0"), undefined);
-    for (let t = 2; t < 10; t++) bus.emit(accepted("Hill", "c49", String(t), null));
-    assertEquals(trails.get("c49")!.trail.map((p) => p.time), ["7", "8", "9"]);
-    for (let i = 0; i < 10; i++) bus.emit(accepted(`S${i}`, "c49", "9", "Hill"));
-    assertEquals(trails.get("c49")!.hops.length, 4);
-    bus.emit(accepted("Old", "c49", "3", "Hill"));
-    assertEquals(trails.get("c49")!.hops[0].server, "Hill");
-    assertEquals(trails.get("c49")!.newest.time, "9");
-  } finally {
-    trails.close();
-  }
-});
-
-Deno.test("series: updates per second and connections per server, bounded", () => {
-  const bus = new EventBus();
-  const snap: HerdSnapshot = {
-    servers: [{
-      name: "Hill",
-      host: "127.0.0.1",
-      port: 1,
-      running: true,
-      connections: 3,
-      records: 0,
-      neighbors: [],
-      links: [],
-    }],
-    records: [],
-    places: "offline",
-  };
-  const series = new ServerSeries({ bus, snapshot: () => snap }, { points: 4, stepMs: 500 });
-  try {
-    for (let i = 0; i < 7; i++) bus.emit(accepted("Hill", `c${i}`, "1", null));
-    const tick = series.tick();
-    // 7 in a 500 ms step is 14 a second.
-    assertEquals(tick.points.Hill, [14, 3]);
-    for (let i = 0; i < 10; i++) series.tick();
-    const data = series.data();
-    assertEquals(data.servers.Hill.upd, [0, 0, 0, 0]);
-    assertEquals(data.servers.Hill.conns, [3, 3, 3, 3]);
-    assertEquals(data.step, 500);
-  } finally {
-    series.close();
   }
 });
