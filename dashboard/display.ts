@@ -19,7 +19,9 @@ export function displaySnapshot(s: HerdSnapshot, records = true): HerdSnapshot {
       connections: x.connections,
       records: x.records,
       neighbors: [...x.neighbors],
-      links: x.links.map((l) => ({ peer: l.peer, up: l.up })),
+      // Whatever a link reports (up, and its statistics where the herd keeps them) is numbers
+      // and server names: passed on as it is.
+      links: x.links.map((l) => ({ ...l })),
     })),
     records: records
       ? s.records.map((r) => ({

@@ -9,6 +9,8 @@ import {
   circleOrder,
   compareTime,
   describe,
+  edgeLabel,
+  formatCount,
   graphLinks,
 } from "../dashboard/islands/_model.ts";
 import type { DashEvent, HerdSnapshot } from "../dashboard/types.ts";
@@ -101,5 +103,54 @@ Deno.test("model: describe() has words for every streamed kind", () => {
       } as DashEvent,
     ),
     "→ B: 7 records (a, b, …)",
+  );
+});
+
+Deno.test("model: edges carry round trip and records behind when the herd reports them", () => {
+  const s0 = twoServers();
+  // Without link statistics (an older herd): no label.
+  assertEquals(graphLinks(s0).map((l) => [l.rttMs, l.behind, edgeLabel(l)]), [
+    [null, [null, null], ""],
+  ]);
+  const withStats: HerdSnapshot = {
+    ...s0,
+    servers: s0.servers.map((s) => ({
+      ...s,
+      links: s.links.map((l) => ({
+        ...l,
+        up: true,
+        ...(s.name === "A" ? { rttMs: 0.25, behind: 0 } : { rttMs: 1.5, behind: 1200 }),
+      })),
+    })),
+  };
+  const [l] = graphLinks(withStats);
+  assertEquals([l.state, l.rttMs, l.behind], ["up", 1.5, [0, 1200]]);
+  assertEquals(edgeLabel(l), "1.50 ms · B→A 1,200 behind");
+  // A link going down keeps its figures in the snapshot but the edge shows none.
+  const down = applyEvents(withStats, [dash({ kind: "server.down", t: 0, server: "B" }, 1)]);
+  assertEquals(edgeLabel(graphLinks(down)[0]), "");
+  // link.up/down events keep the statistics they do not change.
+  const half = applyEvents(withStats, [
+    dash({ kind: "link.down", t: 0, server: "A", peer: "B", reason: "x" }, 2),
+  ]);
+  assertEquals(graphLinks(half)[0].rttMs, 1.5);
+});
+
+Deno.test("model: counts have thousands separators, whatever the browser's locale", () => {
+  assertEquals(formatCount(1_000_000), "1,000,000");
+  assertEquals(formatCount(999), "999");
+  assertEquals(
+    describe(
+      dash({
+        kind: "sync.done",
+        t: 0,
+        server: "A",
+        peer: "B",
+        sent: 1_000_000,
+        received: 25_000,
+        ms: 8500,
+      }, 1),
+    ),
+    "synced with B: sent 1,000,000, received 25,000 in 8,500 ms",
   );
 });

@@ -135,9 +135,13 @@ export default function Clients() {
     };
   }, [query]);
 
-  const rows: ClientRow[] = found
-    ? found.clients
-    : snap.records.slice().sort((a, b) => compareTime(b.time, a.time)).slice(0, ROWS);
+  // While a search is on its way, the table shows no stale rows (a keyboard user would act on them).
+  const searching = query !== "" && error === null && found?.prefix !== query;
+  const rows: ClientRow[] = query === ""
+    ? snap.records.slice().sort((a, b) => compareTime(b.time, a.time)).slice(0, ROWS)
+    : searching || !found
+    ? []
+    : found.clients;
 
   const focusRow = (i: number) => {
     const trs = tableRef.current?.querySelectorAll<HTMLElement>("tr[data-client-row]");
@@ -180,8 +184,10 @@ export default function Clients() {
         <span class="muted small" data-testid="client-matches" aria-live="polite">
           {error
             ? ""
+            : searching
+            ? "searching…"
             : found
-            ? `${plural(found.total, "match")}${
+            ? `${plural(found.total, "match", "matches")}${
               found.total > found.clients.length ? `, first ${found.clients.length}` : ""
             }`
             : "newest"}
@@ -215,8 +221,8 @@ export default function Clients() {
             ))}
           </tbody>
         </table>
-        {rows.length === 0 && (
-          <p class="muted empty">{found ? "No client matches." : "No clients yet."}</p>
+        {rows.length === 0 && !searching && (
+          <p class="muted empty">{query ? "No client matches." : "No clients yet."}</p>
         )}
       </div>
       {d && follow === d.newest.client && <Panel d={d} />}

@@ -6,7 +6,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { IS_BROWSER, onEvents, rates, useSnapshot } from "./_live.ts";
-import { circleOrder, formatCount, graphLinks, layoutNodes } from "./_model.ts";
+import { circleOrder, edgeLabel, formatCount, graphLinks, layoutNodes } from "./_model.ts";
 
 /** Widest text inside a node circle (r 39), in view-box units. */
 const NODE_TEXT = 66;
@@ -81,6 +81,28 @@ export default function HerdGraph() {
             >
               <title>{`${l.a} – ${l.b}: ${l.state}`}</title>
             </line>
+          );
+        })}
+      </g>
+      <g class="edge-labels">
+        {links.map((l) => {
+          const text = edgeLabel(l);
+          if (!text) return null;
+          const a = pos.get(l.a)!;
+          const b = pos.get(l.b)!;
+          return (
+            <text
+              key={`${l.a}-${l.b}`}
+              class="edge-label"
+              data-edge={`${l.a}-${l.b}`}
+              data-rtt={l.rttMs ?? ""}
+              data-behind={l.behind.map((v) => v ?? "").join(",")}
+              x={(a.x + b.x) / 2}
+              y={(a.y + b.y) / 2 - 6}
+              text-anchor="middle"
+            >
+              {text}
+            </text>
           );
         })}
       </g>

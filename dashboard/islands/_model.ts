@@ -53,7 +53,7 @@ function withServer(
 
 function setLink(s: ServerSnapshot, peer: string, up: boolean): ServerSnapshot {
   const links = s.links.some((l) => l.peer === peer)
-    ? s.links.map((l) => (l.peer === peer ? { peer, up } : l))
+    ? s.links.map((l) => (l.peer === peer ? { ...l, up } : l))
     : [...s.links, { peer, up }];
   return { ...s, links };
 }
@@ -123,6 +123,22 @@ export interface GraphLink {
   a: string;
   b: string;
   state: LinkState;
+  /** The link's round trip in ms as either end last measured it (the larger); null when unknown. */
+  rttMs: number | null;
+  /** Records `a` has yet to send to `b`, and `b` to `a` (null when that end does not say). */
+  behind: [number | null, number | null];
+}
+
+/** A link as a snapshot may carry it: up, plus statistics when the herd keeps them. */
+interface LinkInfo {
+  peer: string;
+  up: boolean;
+  rttMs?: number | null;
+  behind?: number;
+}
+
+function linkInfo(s: ServerSnapshot, peer: string): LinkInfo | undefined {
+  return (s.links as LinkInfo[]).find((l) => l.peer === peer);
 }
 
 /** The undirected links of a snapshot (a link listed on either side is a link). */
@@ -148,7 +164,19 @@ export function graphLinks(snap: HerdSnapshot): GraphLink[] {
         : upA || upB
         ? "half"
         : "down";
-      out.push({ a, b, state });
+      const la = linkInfo(sa, b);
+      const lb = linkInfo(sb, a);
+      const rtts = [la?.rttMs, lb?.rttMs].filter((v): v is number => typeof v === "number");
+      out.push({
+        a,
+        b,
+        state,
+        rttMs: rtts.length > 0 ? Math.max(...rtts) : null,
+        behind: [
+          typeof la?.behind === "number" ? la.behind : null,
+          typeof lb?.behind === "number" ? lb.behind : null,
+        ],
+      });
     }
   }
   return out;
@@ -236,9 +264,29 @@ export function formatCount(n: number): string {
   return counts.format(n);
 }
 
-/** "1 client", "1,000,000 clients". */
-export function plural(n: number, word: string): string {
-  return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
+/**
+ * An edge's label: its round trip, and the records each end has yet to send when any.
+ *
+ * @example
+ * ```ts
+ * edgeLabel({ a: "A", b: "B", state: "up", rttMs: 0.4, behind: [0, 1200] });
+ * // "0.40 ms · B→A 1,200 behind"
+ * ```
+ */
+export function edgeLabel(l: GraphLink): string {
+  const parts: string[] = [];
+  // A down link's last figures are history, not the link's state.
+  if (l.state === "down") return "";
+  if (l.rttMs !== null) parts.push(`${millis(l.rttMs)} ms`);
+  const [ab, ba] = l.behind;
+  if (ab) parts.push(`${l.a}→${l.b} ${formatCount(ab)} behind`);
+  if (ba) parts.push(`${l.b}→${l.a} ${formatCount(ba)} behind`);
+  return parts.join(" · ");
+}
+
+/** "1 client", "1,000,000 clients" ("2 matches" with `many`). */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${formatCount(n)} ${n === 1 ? word : many}`;
 }
 
 /** Event groups for the feed filter. */
