@@ -38,9 +38,14 @@ export function displaySnapshot(s: HerdSnapshot, records = true): HerdSnapshot {
   };
 }
 
+/** Newest records the page embeds (for the client table's "newest" list). */
+export const PAGE_RECORDS = 100;
+
 /** Everything the page embeds for its islands, taken at one instant. */
 export function initialData(d: Dashboard): InitialData {
-  const snapshot = displaySnapshot(d.herd.snapshot());
+  // The page lists the newest clients only (the map asks for its clusters): a short list
+  // keeps the page small at any herd size.
+  const snapshot = displaySnapshot(d.herd.snapshot(PAGE_RECORDS));
   return {
     snapshot,
     events: d.hub.recent(200),

@@ -160,6 +160,12 @@ browserTest(
           assertEquals(await page.locator(`[data-testid="spark-conns-${s}"]`).count(), 1);
         }
         const before = await page.getAttribute('[data-testid="spark-upd-Hill"] polyline', "points");
+        const ticks = () =>
+          page.evaluate(() =>
+            (globalThis as unknown as { __herdLive: { seriesTicks: { count: number } } }).__herdLive
+              .seriesTicks.count
+          );
+        const ticksBefore = await ticks();
         // Updates for a few seconds: the lines move and Hill's peak is above zero.
         const end = Date.now() + 3000;
         let i = 0;
@@ -174,6 +180,8 @@ browserTest(
           5000,
           "Hill's sparkline to move",
         );
+        // The points came by the event stream (one a second), not only by the periodic refetch.
+        assert((await ticks()) >= ticksBefore + 2, "no live series messages");
         const label = (await page.getAttribute('[data-testid="spark-upd-Hill"]', "aria-label")) ??
           "";
         const peak = Number(/peak ([\d,]+)$/.exec(label)?.[1].replace(/,/g, ""));

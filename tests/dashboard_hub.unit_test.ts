@@ -121,3 +121,23 @@ Deno.test({
     hub.close();
   },
 });
+
+Deno.test("hub: a notice (the sparklines' series) goes to every ready subscriber, without an id", () => {
+  const bus = new EventBus();
+  const hub = new EventHub(bus);
+  const ready = new FakeSink();
+  const busy = new FakeSink(() => false);
+  hub.subscribe(ready);
+  hub.subscribe(busy);
+  const before = busy.text;
+  hub.notice("series", { t: 5, points: { Hill: [3, 1] } });
+  assert(
+    ready.text.endsWith('event: series\ndata: {"t":5,"points":{"Hill":[3,1]}}\n\n'),
+    ready.text,
+  );
+  // A subscriber that cannot take it now misses it (the page refetches the state on gaps).
+  assertEquals(busy.text, before);
+  // Not an event: ids and resume points are unchanged.
+  assertEquals(hub.lastId, 0);
+  hub.close();
+});

@@ -167,6 +167,20 @@ export class DemoHerd implements HerdView {
     return Boolean(this.#servers.get(a)?.running && this.#servers.get(b)?.running);
   }
 
+  /** Every record every server holds (seeds the dashboard's client index). */
+  eachRecord(fn: (server: string, record: RecordSnapshot) => void): void {
+    for (const s of this.#servers.values()) for (const r of s.records.values()) fn(s.name, r);
+  }
+
+  /** The record each server holds for `client` (the client panel). */
+  holdings(client: string): { server: string; running: boolean; record: RecordSnapshot | null }[] {
+    return [...this.#servers.values()].map((s) => ({
+      server: s.name,
+      running: s.running,
+      record: s.records.get(client) ?? null,
+    }));
+  }
+
   snapshot(): HerdSnapshot {
     const newest = new Map<string, RecordSnapshot>();
     for (const s of this.#servers.values()) {

@@ -6,7 +6,7 @@
 import { useMemo, useState } from "preact/hooks";
 import type { DashEvent } from "../types.ts";
 import { useFeed, useSnapshot } from "./_live.ts";
-import { clock, describe, KIND_GROUPS } from "./_model.ts";
+import { clock, describe, formatCount, KIND_GROUPS } from "./_model.ts";
 
 const SHOWN = 250;
 
@@ -78,7 +78,7 @@ export default function EventFeed() {
           aria-pressed={paused !== null}
           onClick={() => setPaused(paused ? null : feed.slice())}
         >
-          {paused ? `Resume${waiting ? ` (${waiting} new)` : ""}` : "Pause"}
+          {paused ? `Resume${waiting ? ` (${formatCount(waiting)} new)` : ""}` : "Pause"}
         </button>
       </div>
       <ol class="feed-list" data-testid="feed-list" aria-live="off">

@@ -1,6 +1,7 @@
 /** The header's live indicator: stream state, newest event id, Places provider. */
 
 import { IS_BROWSER, lastId, status, useInitial, useSnapshot } from "./_live.ts";
+import { formatCount } from "./_model.ts";
 
 export default function LiveBadge() {
   const init = useInitial();
@@ -17,7 +18,7 @@ export default function LiveBadge() {
     <div class="live-badge" data-status={st}>
       <span class={`dot dot-${st}`} aria-hidden="true" />
       <span class="live-label" data-testid="live-status">{label}</span>
-      <span class="muted" title="newest event id">#{id}</span>
+      <span class="muted" title="newest event id">#{formatCount(id)}</span>
       <span class="chip" title="Places provider">places: {snap.places || "?"}</span>
     </div>
   );

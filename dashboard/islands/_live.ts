@@ -148,6 +148,8 @@ let started = false;
 /** Every hello received (tests check resumes). */
 const hellos: HelloNotice[] = [];
 let boot = "";
+/** Live `series` messages received (tests check the sparklines move by the stream). */
+const seriesTicks = { count: 0 };
 let source: EventSource | undefined;
 
 /** The rates shown beside each server: the mean of its last five points. */
@@ -314,6 +316,7 @@ function connect(after: number): void {
   es.addEventListener("series", (m) => {
     try {
       addTick(JSON.parse((m as MessageEvent).data));
+      seriesTicks.count++;
     } catch (err) {
       console.error("bad series message", err);
     }
@@ -371,6 +374,7 @@ export function start(init: InitialData): void {
     selected,
     detail,
     hellos,
+    seriesTicks,
     source: () => source,
   };
 }

@@ -28,8 +28,8 @@ export function compareTime(a: string, b: string): number {
   return pa === pb ? 0 : pa < pb ? -1 : 1;
 }
 
-/** Most records the browser keeps for the map. */
-export const MAX_RECORDS = 5_000;
+/** Most records the browser keeps (the newest, for the client table; the map asks the server). */
+export const MAX_RECORDS = 500;
 
 /** Merges a record into a by-client map when it is newer. Returns true when it changed. */
 export function mergeRecord(byClient: Map<string, RecordSnapshot>, r: RecordSnapshot): boolean {
