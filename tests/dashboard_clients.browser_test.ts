@@ -6,24 +6,10 @@
  */
 
 import { assert, assertEquals, assertIncludes } from "./_helpers/assert.ts";
-import { browserTest } from "./_helpers/browser.ts";
-import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
+import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
+import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
-import { buildIslands } from "../dashboard/bundle.ts";
 import type { Page } from "playwright-core";
-
-function nowTime(offsetMs = 0): string {
-  const ms = Date.now() + offsetMs;
-  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
-}
-
-async function ensureBuilt(): Promise<void> {
-  try {
-    await Deno.stat(new URL("../dashboard/static/build/manifest.json", import.meta.url));
-  } catch {
-    await buildIslands();
-  }
-}
 
 async function open(page: Page, d: ServedDashboard): Promise<void> {
   await page.goto(d.url + "/");
@@ -51,9 +37,9 @@ browserTest(
       const errors: string[] = [];
       page.on("pageerror", (e) => errors.push(e.message));
       for (const name of ["alpha", "bravo", "charlie"]) {
-        await exchange(h.port("Jaquez"), `IAMAT kb-${name}.test +40.7-74.0 ${nowTime()}\n`);
+        await exchange(h.port("Jaquez"), `IAMAT kb-${name}.test +40.7-74.0 ${clientTime()}\n`);
       }
-      await exchange(h.port("Smith"), `IAMAT follow.me +34.0689-118.4451 ${nowTime()}\n`);
+      await exchange(h.port("Smith"), `IAMAT follow.me +34.0689-118.4451 ${clientTime()}\n`);
       await open(page, d);
 
       await t.step("search, then the panel: every server's record and the path", async () => {
@@ -90,7 +76,7 @@ browserTest(
 
       await t.step("a stopped server shows behind; the trail shows the move", async () => {
         await h.herd.stopServer("Campbell");
-        await exchange(h.port("Hill"), `IAMAT follow.me +34.10-118.30 ${nowTime(1000)}\n`);
+        await exchange(h.port("Hill"), `IAMAT follow.me +34.10-118.30 ${clientTime(1000)}\n`);
         await page.waitForSelector('[data-holding="Campbell"][data-state="behind"]', {
           timeout: 5000,
         });
@@ -170,7 +156,7 @@ browserTest(
         const end = Date.now() + 3000;
         let i = 0;
         while (Date.now() < end) {
-          await exchange(h.port("Hill"), `IAMAT spark-${i++}.test +10+10 ${nowTime()}\n`);
+          await exchange(h.port("Hill"), `IAMAT spark-${i++}.test +10+10 ${clientTime()}\n`);
           await new Promise((r) => setTimeout(r, 100));
         }
         await waitFor(

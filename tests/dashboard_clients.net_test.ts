@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
-import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
+import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { createDashboard, type DashboardApp } from "../dashboard/app.ts";
 import { bulkClient, bulkLoad } from "../bench/bulk.ts";
 import type { ClientDetail, ClusterResult, SearchResult } from "../dashboard/types.ts";
@@ -28,11 +28,6 @@ async function get(d: DashboardApp, path: string): Promise<{ status: number; bod
   let body: unknown = text;
   if ((res.headers.get("content-type") ?? "").includes("json")) body = JSON.parse(text);
   return { status: res.status, body };
-}
-
-function nowTime(offsetMs = 0): string {
-  const ms = Date.now() + offsetMs;
-  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
 }
 
 /** Loads COUNT bulk clients over TCP and waits until every server holds them. */
@@ -116,7 +111,7 @@ Deno.test({
         const none = (await get(d, "/api/clients?prefix=zz")).body as SearchResult;
         assertEquals([none.total, none.clients.length], [0, 0]);
         // A client added after the list was sorted is found too.
-        await exchange(h.port("Hill"), `IAMAT c12zz.new +10+10 ${nowTime()}\n`);
+        await exchange(h.port("Hill"), `IAMAT c12zz.new +10+10 ${clientTime()}\n`);
         await waitFor(
           async () => ((await get(d, "/api/clients?prefix=c12z")).body as SearchResult).total === 1,
           5000,
@@ -126,7 +121,7 @@ Deno.test({
 
       await t.step("a client's panel: each server's record, the path, the trail", async () => {
         const id = "follow.me";
-        await exchange(h.port("Smith"), `IAMAT ${id} +34.0-118.0 ${nowTime()}\n`);
+        await exchange(h.port("Smith"), `IAMAT ${id} +34.0-118.0 ${clientTime()}\n`);
         await waitFor(
           async () => {
             const r = await get(d, `/api/client?id=${id}`);
@@ -150,7 +145,7 @@ Deno.test({
 
         // Campbell stops; the client moves: Campbell's copy is behind, the trail has two points.
         await h.herd.stopServer("Campbell");
-        await exchange(h.port("Hill"), `IAMAT ${id} +35.0-117.0 ${nowTime(1000)}\n`);
+        await exchange(h.port("Hill"), `IAMAT ${id} +35.0-117.0 ${clientTime(1000)}\n`);
         await waitFor(
           async () =>
             ((await get(d, `/api/client?id=${id}`)).body as ClientDetail).path.length === 4,
@@ -221,7 +216,7 @@ Deno.test("client search and panel: IDs are the herd's bytes, shown as UTF-8", a
   const d = dashboardFor(h);
   try {
     // "café" as UTF-8 bytes on the wire.
-    const wire = new TextEncoder().encode(`IAMAT café.example +1+1 ${nowTime()}\n`);
+    const wire = new TextEncoder().encode(`IAMAT café.example +1+1 ${clientTime()}\n`);
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port("Hill") });
     await conn.write(wire);
     const buf = new Uint8Array(512);

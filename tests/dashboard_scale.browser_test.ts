@@ -8,10 +8,9 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
-import { browserTest } from "./_helpers/browser.ts";
+import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
-import { buildIslands } from "../dashboard/bundle.ts";
 import { parseConfig } from "../servers/config.ts";
 import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
@@ -19,14 +18,6 @@ import { createOfflineProvider } from "../servers/places/offline.ts";
 import type { BulkResult } from "../bench/bulk.ts";
 
 const COUNT = 1_000_000;
-
-async function ensureBuilt(): Promise<void> {
-  try {
-    await Deno.stat(new URL("../dashboard/static/build/manifest.json", import.meta.url));
-  } catch {
-    await buildIslands();
-  }
-}
 
 /** bench/bulk.ts in its own process against `ports`; bounded by its own timeout and ours. */
 async function bulk(ports: number[], count: number): Promise<BulkResult> {

@@ -4,20 +4,17 @@
  */
 
 import { assertEquals } from "./_helpers/assert.ts";
+import { accepted as event } from "./_helpers/events.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { ServerSeries } from "../dashboard/series.ts";
 import type { HerdSnapshot } from "../dashboard/types.ts";
 
+/** Hill's record of `client` at `time`, stored at `server` from peer `from` (null: a client). */
 function accepted(server: string, client: string, time: string, from: string | null): HerdEvent {
-  return {
-    kind: "location.accepted",
-    t: Date.now(),
-    server,
-    record: { origin: "Hill", diff: "+0.1", client, location: "+1+2", time },
-    from,
-    lat: 1,
-    lng: 2,
-  };
+  const e = event(server, client, time);
+  return e.kind === "location.accepted"
+    ? { ...e, from, record: { ...e.record, origin: "Hill" } }
+    : e;
 }
 
 Deno.test("series: updates per second and connections per server, bounded", () => {

@@ -4,19 +4,16 @@
  */
 
 import { assertEquals } from "./_helpers/assert.ts";
+import { accepted as event } from "./_helpers/events.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { ClientTrails } from "../dashboard/trails.ts";
 
+/** Hill's record of `client` at `time`, stored at `server` from peer `from` (null: a client). */
 function accepted(server: string, client: string, time: string, from: string | null): HerdEvent {
-  return {
-    kind: "location.accepted",
-    t: Date.now(),
-    server,
-    record: { origin: "Hill", diff: "+0.1", client, location: "+1+2", time },
-    from,
-    lat: 1,
-    lng: 2,
-  };
+  const e = event(server, client, time);
+  return e.kind === "location.accepted"
+    ? { ...e, from, record: { ...e.record, origin: "Hill" } }
+    : e;
 }
 
 Deno.test("trails: bounded clients, positions and steps; an older record never resets a path", () => {

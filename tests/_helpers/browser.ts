@@ -7,6 +7,7 @@
  */
 
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { buildIslands } from "../../dashboard/bundle.ts";
 
 /** The Chromium binary the tests drive. */
 export const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -111,4 +112,13 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** Builds the dashboard's islands when dashboard/static/build is missing (`deno task test` builds first). */
+export async function ensureBuilt(): Promise<void> {
+  try {
+    await Deno.stat(new URL("../../dashboard/static/build/manifest.json", import.meta.url));
+  } catch {
+    await buildIslands();
+  }
 }

@@ -229,3 +229,9 @@ export async function exchange(
     await c.close();
   }
 }
+
+/** A client time `offsetMs` from now, as IAMAT sends it (seconds with nine decimals). */
+export function clientTime(offsetMs = 0): string {
+  const ms = Date.now() + offsetMs;
+  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
+}
