@@ -84,7 +84,7 @@ export default function HerdGraph() {
           );
         })}
       </g>
-      <g class="edge-labels">
+      <g class="edge-stats">
         {links.map((l) => {
           const text = edgeLabel(l);
           if (!text) return null;
@@ -93,8 +93,8 @@ export default function HerdGraph() {
           return (
             <text
               key={`${l.a}-${l.b}`}
-              class="edge-label"
-              data-edge={`${l.a}-${l.b}`}
+              class="edge-stat"
+              data-edge-stats={`${l.a}-${l.b}`}
               data-rtt={l.rttMs ?? ""}
               data-behind={l.behind.map((v) => v ?? "").join(",")}
               x={(a.x + b.x) / 2}

@@ -33,6 +33,21 @@ function radius(label: string): number {
   return Math.max(11, label.length * 3.4 + 6);
 }
 
+/**
+ * Where the tip goes: above the dot (below it near the top edge), centred on it, or leaning
+ * inwards near the left and right edges, so a tip is never cut off by the map's box.
+ */
+function tipPlace(x: number, y: number): Record<string, string> {
+  const fx = x / MAP_W;
+  const lean = fx < 0.3 ? "-8%" : fx > 0.7 ? "-92%" : "-50%";
+  const below = y / MAP_H < 0.4;
+  return {
+    left: `${fx * 100}%`,
+    top: `${(y / MAP_H) * 100}%`,
+    transform: `translate(${lean}, ${below ? "14px" : "calc(-100% - 14px)"})`,
+  };
+}
+
 export default function WorldMap() {
   const init = useInitial();
   const total = useClientTotal();
@@ -41,6 +56,8 @@ export default function WorldMap() {
   const [data, setData] = useState<ClusterResult>(init.clients);
   const [hover, setHover] = useState<Cluster | null>(null);
   const svgRef = useRef<SVGSVGElement>(null);
+  /** Screen pixels per view-box unit: dots, groups and tap targets keep a screen size. */
+  const [px, setPx] = useState(1);
   const zoomRef = useRef<MapZoom | null>(null);
   const viewRef = useRef(view);
   viewRef.current = view;
@@ -57,6 +74,20 @@ export default function WorldMap() {
       alive = false;
     };
   }, []);
+
+  useEffect(() => {
+    const el = svgRef.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const measure = () => el.clientWidth > 0 && setPx(el.clientWidth / MAP_W);
+    measure();
+    const ro = new ResizeObserver(measure);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  // A 24 px tap target (WCAG 2.5.8), a dot of at least 7 px, groups never smaller than on a desktop.
+  const hitR = Math.max(12, 12.5 / px);
+  const pinR = Math.max(4.5, 3.5 / px);
+  const grow = Math.max(1, 1 / px);
 
   // Clusters for the current view: after a pan or zoom settles, and soon after location events.
   useEffect(() => {
@@ -161,7 +192,7 @@ export default function WorldMap() {
                 key={`${c.x},${c.y}`}
                 class="cluster"
                 data-count={c.n}
-                transform={`translate(${at[0]} ${at[1]})`}
+                transform={`translate(${at[0]} ${at[1]}) scale(${grow})`}
                 tabIndex={0}
                 role="button"
                 aria-label={`${label} clients here: zoom in`}
@@ -208,8 +239,8 @@ export default function WorldMap() {
                 }}
               >
                 <circle class="ping" key={`${id}@${c.rec?.time}`} r="4" />
-                <circle class="hit" r="12" />
-                <circle class="pin" r="4.5" />
+                <circle class="hit" r={hitR} />
+                <circle class="pin" r={pinR} />
               </g>
             );
           })}
@@ -218,7 +249,7 @@ export default function WorldMap() {
           <g
             class="client followed"
             data-followed={follow}
-            transform={`translate(${screen(followPos[0], followPos[1]).join(" ")})`}
+            transform={`translate(${screen(followPos[0], followPos[1]).join(" ")}) scale(${grow})`}
           >
             <circle class="halo" r="11" />
             <circle class="pin" r="5" />
@@ -250,7 +281,7 @@ export default function WorldMap() {
         <div
           class="map-tip"
           data-testid="map-tip"
-          style={{ left: `${(tipAt[0] / MAP_W) * 100}%`, top: `${(tipAt[1] / MAP_H) * 100}%` }}
+          style={tipPlace(tipAt[0], tipAt[1])}
         >
           <div class="tip-title">{hover.client}</div>
           <code class="tip-at">

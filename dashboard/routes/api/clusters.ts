@@ -5,7 +5,8 @@
  * large for its zoom level (more than 20,000 cells).
  */
 
-import { MAX_ZOOM, WORLD_BOX } from "../../client_index.ts";
+import { CELL, MAX_ZOOM, WORLD_BOX } from "../../client_index.ts";
+import type { ClusterResult } from "../../types.ts";
 import { jsonError, type RouteModule } from "../../context.ts";
 import { boxParam, intParam } from "../../query.ts";
 
@@ -24,13 +25,14 @@ export const handler: RouteModule["handler"] = {
       Math.min(y1, WORLD_BOX[3]),
     ] as const;
     try {
-      const result = clip[0] <= clip[2] && clip[1] <= clip[3]
+      const result: ClusterResult = clip[0] <= clip[2] && clip[1] <= clip[3]
         ? d.clients.clusters(z.value, clip)
         : {
-          ...d.clients.clusters(0),
+          total: d.clients.total(),
+          exact: d.clients.exact,
           inView: 0,
           z: z.value,
-          cell: 32 / 2 ** z.value,
+          cell: CELL / 2 ** z.value,
           clusters: [],
         };
       return c.json(result, 200, { "cache-control": "no-store" });
