@@ -9,7 +9,7 @@
  * 900,000 clients took 10 minutes). HERD_SCALE_CLIENTS=N loads N instead (a quick local run).
  */
 
-import { assert, assertEquals, assertMatch } from "./_helpers/assert.ts";
+import { assert, assertEquals } from "./_helpers/assert.ts";
 import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
