@@ -5,7 +5,9 @@
  * clusters for one zoom level and view, and a bounded prefix search.
  *
  * Fed by `location.accepted` events and seeded from the herd's stores when the view can list
- * them (`HerdView.eachRecord`). Records are the herd's own objects (shared, not copied); per
+ * them (`HerdView.allRecords`, read in slices between macrotasks, so a dashboard started beside a
+ * herd of a million clients never stalls it; the total is exact once `seeded`). Records are the
+ * herd's own objects (shared, not copied); per
  * client the index adds a map entry, a slot in three arrays and a place in the sorted list
  * (about 80 bytes).
  *
@@ -21,6 +23,8 @@ import type { ClientRow, Cluster, ClusterResult, HerdView } from "./types.ts";
 export { CELL, MAX_ZOOM };
 /** Most grid cells one cluster request may cover. */
 export const MAX_CELLS = 20_000;
+/** Records seeded per macrotask (~10-50 ms of work). */
+const SEED_SLICE = 10_000;
 /** How long a slow pass's clusters may be reused while clients keep changing. */
 const CACHE_MS = 1_000;
 /** A pass at least this slow is reused (stale) rather than repeated at once. */
@@ -71,12 +75,15 @@ export class ClientIndex {
   /** IDs in code-unit order, and IDs added since the last sort (merged in on the next search). */
   #sorted: string[] = [];
   #pending: string[] = [];
-  /** False when the view could not list its records: the total is then a lower bound. */
-  readonly exact: boolean;
+  /** True when the view lists its records (an in-process herd); false for a remote one. */
+  readonly #listable: boolean;
+  /** True while the records the view held at the start are still being read in. */
+  #seeding = false;
   readonly #herd: HerdView;
   readonly #off: () => void;
   /** Bumped on every change (cluster results are cached per version). */
   #version = 0;
+  #closed = false;
   #cache:
     | { key: string; version: number; at: number; ms: number; result: ClusterResult }
     | undefined;
@@ -86,13 +93,38 @@ export class ClientIndex {
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.offer(e.record, e.lat, e.lng);
     });
-    if (typeof herd.eachRecord === "function") {
-      this.exact = true;
-      herd.eachRecord((_server, r) => this.offer(r));
+    if (typeof herd.allRecords === "function") {
+      this.#listable = true;
+      this.#seeding = true;
+      this.seeded = this.#seed(herd.allRecords()).finally(() => this.#seeding = false);
     } else {
-      this.exact = false;
+      this.#listable = false;
       for (const r of herd.snapshot().records) this.offer(r, r.lat, r.lng);
     }
+  }
+
+  /** Resolves when every record the view held at the start is in (at once for a remote view). */
+  readonly seeded: Promise<void> = Promise.resolve();
+
+  async #seed(records: Iterator<AtFields>): Promise<void> {
+    let done = false;
+    while (!done && !this.#closed) {
+      for (let i = 0; i < SEED_SLICE; i++) {
+        const next = records.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        this.offer(next.value);
+      }
+      // Let the herd's own work run between slices.
+      if (!done) await new Promise((r) => setTimeout(r, 0));
+    }
+  }
+
+  /** False while the total is a lower bound: a remote herd, or records still being read in. */
+  get exact(): boolean {
+    return this.#listable && !this.#seeding;
   }
 
   /** Distinct clients known. */
@@ -278,8 +310,9 @@ export class ClientIndex {
     return result;
   }
 
-  /** Leaves the bus. */
+  /** Leaves the bus (and stops seeding). */
   close(): void {
+    this.#closed = true;
     this.#off();
   }
 }

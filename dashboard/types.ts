@@ -31,7 +31,7 @@ export interface HerdView {
    * Every record every server holds (in-process only): seeds the client index, so totals are
    * exact for a dashboard started beside a herd that already holds clients.
    */
-  eachRecord?(fn: (server: string, record: AtFields) => void): void;
+  allRecords?(): Iterator<AtFields>;
   /** The record each server holds for a client now (in-process only). */
   holdings?(client: string): { server: string; running: boolean; record: AtFields | null }[];
   /** Absent when the herd is remote. */

@@ -113,9 +113,9 @@ export class Herd {
     return server;
   }
 
-  /** Calls `fn` with every record every local server holds (the dashboard's client index). */
-  eachRecord(fn: (server: string, record: AtFields) => void): void {
-    for (const [name, s] of this.servers) for (const r of s.store.values()) fn(name, r);
+  /** Every record every local server holds (the dashboard's client index reads it in slices). */
+  *allRecords(): IterableIterator<AtFields> {
+    for (const s of this.servers.values()) yield* s.store.values();
   }
 
   /** The record each local server holds for `client` now (null where it holds none). */

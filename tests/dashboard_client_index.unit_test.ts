@@ -12,7 +12,7 @@ import type { HerdSnapshot, HerdView } from "../dashboard/types.ts";
 
 function view(bus: EventBus): HerdView {
   const snap: HerdSnapshot = { servers: [], records: [], places: "offline" };
-  return { bus, snapshot: () => snap, eachRecord: () => {} };
+  return { bus, snapshot: () => snap, allRecords: () => [][Symbol.iterator]() };
 }
 
 Deno.test("client index: newest wins; the total counts each client once", () => {

@@ -66,6 +66,18 @@ Deno.test({
         const page = (await get(d, "/")).body as string;
         assertMatch(page, /data-testid="client-count">2,500</);
         assertIncludes(page, "World map with 2,500 clients");
+        // A dashboard started beside a herd that already holds them reads them in (in slices).
+        const late = dashboardFor(h);
+        try {
+          await late.dashboard.clients.seeded;
+          const s = (await get(late, "/api/state?records=0")).body as {
+            clients: number;
+            exact: boolean;
+          };
+          assertEquals([s.clients, s.exact], [COUNT, true]);
+        } finally {
+          late.close();
+        }
       });
 
       await t.step("clusters: every client counted once; zooming in splits groups", async () => {

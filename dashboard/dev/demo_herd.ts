@@ -168,8 +168,8 @@ export class DemoHerd implements HerdView {
   }
 
   /** Every record every server holds (seeds the dashboard's client index). */
-  eachRecord(fn: (server: string, record: RecordSnapshot) => void): void {
-    for (const s of this.#servers.values()) for (const r of s.records.values()) fn(s.name, r);
+  *allRecords(): IterableIterator<RecordSnapshot> {
+    for (const s of this.#servers.values()) yield* s.records.values();
   }
 
   /** The record each server holds for `client` (the client panel). */
