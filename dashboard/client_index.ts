@@ -254,6 +254,9 @@ export class ClientIndex {
     const sy = new Float64Array(cells);
     // The first SPLIT clients of each cell: a cell with no more is sent as those clients.
     const members = new Int32Array(cells * SPLIT);
+    // Each group's extent, so a click can zoom to fit it.
+    const lo = new Float32Array(cells * 2).fill(Infinity);
+    const hi = new Float32Array(cells * 2).fill(-Infinity);
     const X = this.#x;
     const Y = this.#y;
     const count = this.#recs.length;
@@ -269,6 +272,10 @@ export class ClientIndex {
       if (k < SPLIT) members[c * SPLIT + k] = i;
       sx[c] += x;
       sy[c] += y;
+      if (x < lo[2 * c]) lo[2 * c] = x;
+      if (y < lo[2 * c + 1]) lo[2 * c + 1] = y;
+      if (x > hi[2 * c]) hi[2 * c] = x;
+      if (y > hi[2 * c + 1]) hi[2 * c + 1] = y;
       inView++;
     }
     const clusters: Cluster[] = [];
@@ -278,7 +285,12 @@ export class ClientIndex {
       const k = n[c];
       if (k === 0) continue;
       if (k > SPLIT) {
-        clusters.push({ x: round(sx[c] / k), y: round(sy[c] / k), n: k });
+        clusters.push({
+          x: round(sx[c] / k),
+          y: round(sy[c] / k),
+          n: k,
+          ext: [round(lo[2 * c]), round(lo[2 * c + 1]), round(hi[2 * c]), round(hi[2 * c + 1])],
+        });
         continue;
       }
       for (let m = 0; m < k; m++) {

@@ -105,6 +105,8 @@ export interface Cluster {
   y: number;
   /** Clients in the group. */
   n: number;
+  /** A group's extent `[x0, y0, x1, y1]` (its clients' box), for zooming to fit it. */
+  ext?: [number, number, number, number];
   /** The client's id (display text) when the group is one client. */
   client?: string;
   /** That client's record (display text). */

@@ -69,6 +69,8 @@ Deno.test("client index: clusters count every client once; small cells name thei
     assertEquals(world.clusters.reduce((n, c) => n + c.n, 0), 103);
     const big = world.clusters.find((c) => c.n === 100);
     assert(big && big.client === undefined, "the 100 share a group");
+    // Its extent (for zooming to fit) is the one point they share.
+    assertEquals(big.ext, [big.x, big.y, big.x, big.y]);
     const lone = world.clusters.filter((c) => c.n === 1).map((c) => c.client).sort();
     assertEquals(lone, ["far0", "far1", "far2"]);
     assertEquals(world.clusters.find((c) => c.client === "far0")?.rec?.location, "+1+2");

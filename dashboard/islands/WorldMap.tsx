@@ -165,6 +165,12 @@ export default function WorldMap() {
     : [];
   const tipAt = hover ? screen(hover.x, hover.y) : null;
   const zoomBy = (k: number) => zoomRef.current?.scaleBy(k);
+  /** Zooms so the group's clients fill most of the view (at least 4× closer). */
+  const zoomInto = (c: Cluster) => {
+    const [x0, y0, x1, y1] = c.ext ?? [c.x, c.y, c.x, c.y];
+    const fit = 0.7 * Math.min(MAP_W / Math.max(x1 - x0, 1e-4), MAP_H / Math.max(y1 - y0, 1e-4));
+    zoomRef.current?.centre((x0 + x1) / 2, (y0 + y1) / 2, Math.max(view.k * 4, fit));
+  };
 
   return (
     <div class="map-wrap">
@@ -198,12 +204,12 @@ export default function WorldMap() {
                 aria-label={`${label} clients here: zoom in`}
                 onClick={(ev) => {
                   ev.stopPropagation();
-                  zoomRef.current?.centre(c.x, c.y, view.k * 4);
+                  zoomInto(c);
                 }}
                 onKeyDown={(ev) => {
                   if (ev.key === "Enter" || ev.key === " ") {
                     ev.preventDefault();
-                    zoomRef.current?.centre(c.x, c.y, view.k * 4);
+                    zoomInto(c);
                   }
                 }}
               >
