@@ -4,7 +4,7 @@
  * clusters that count every client once and name the lone ones.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { accepted } from "./_helpers/events.ts";
 import { EventBus } from "../servers/events.ts";
 import { ClientIndex } from "../dashboard/client_index.ts";
@@ -23,11 +23,11 @@ Deno.test("client index: newest wins; the total counts each client once", () => 
     bus.emit(accepted("Jaquez", "a", "2"));
     bus.emit(accepted("Hill", "a", "1")); // older: ignored
     bus.emit(accepted("Hill", "b", "1"));
-    assertEquals(index.total(), 2);
-    assertEquals(index.get("a")?.time, "2");
+    assert.deepEqual(index.total(), 2);
+    assert.deepEqual(index.get("a")?.time, "2");
     bus.emit(accepted("Smith", "a", "3"));
-    assertEquals(index.get("a")?.origin, "Smith");
-    assertEquals(index.total(), 2);
+    assert.deepEqual(index.get("a")?.origin, "Smith");
+    assert.deepEqual(index.total(), 2);
   } finally {
     index.close();
   }
@@ -40,19 +40,19 @@ Deno.test("client index: prefix search, before and after new IDs are merged in",
     // Enough IDs to pass the merge threshold, then a few that stay pending.
     for (let i = 0; i < 10_000; i++) bus.emit(accepted("Hill", `k${i}`));
     let r = index.search("k99", 3);
-    assertEquals(r.total, 111); // k99, k990..k999, k9900..k9999
-    assertEquals(r.records.map((x) => x.client), ["k99", "k990", "k9900"]);
+    assert.deepEqual(r.total, 111); // k99, k990..k999, k9900..k9999
+    assert.deepEqual(r.records.map((x) => x.client), ["k99", "k990", "k9900"]);
     bus.emit(accepted("Hill", "k99a"));
     bus.emit(accepted("Hill", "k98", "2")); // known: a move, not a new ID
     r = index.search("k99", 3);
-    assertEquals(r.total, 112);
-    assertEquals(r.records.map((x) => x.client), ["k99", "k990", "k9900"]);
-    assertEquals(index.search("k99a", 5).records.map((x) => x.client), ["k99a"]);
-    assertEquals(index.search("", 2).total, 10_001); // k98 was there already
-    assertEquals(index.search("zz", 5), { total: 0, records: [] });
+    assert.deepEqual(r.total, 112);
+    assert.deepEqual(r.records.map((x) => x.client), ["k99", "k990", "k9900"]);
+    assert.deepEqual(index.search("k99a", 5).records.map((x) => x.client), ["k99a"]);
+    assert.deepEqual(index.search("", 2).total, 10_001); // k98 was there already
+    assert.deepEqual(index.search("zz", 5), { total: 0, records: [] });
     // IDs are binary strings: a byte above 0x7f sorts after ASCII and matches by its bytes.
     bus.emit(accepted("Hill", "k\xff"));
-    assertEquals(index.search("k\xff", 5).records.map((x) => x.client), ["k\xff"]);
+    assert.deepEqual(index.search("k\xff", 5).records.map((x) => x.client), ["k\xff"]);
   } finally {
     index.close();
   }
@@ -65,22 +65,22 @@ Deno.test("client index: clusters count every client once; small cells name thei
     for (let i = 0; i < 100; i++) bus.emit(accepted("Hill", `near${i}`, "1", 34, -118));
     for (let i = 0; i < 3; i++) bus.emit(accepted("Hill", `far${i}`, "1", -33.9 + i, 151.2));
     const world = index.clusters(0);
-    assertEquals(world.total, 103);
-    assertEquals(world.clusters.reduce((n, c) => n + c.n, 0), 103);
+    assert.deepEqual(world.total, 103);
+    assert.deepEqual(world.clusters.reduce((n, c) => n + c.n, 0), 103);
     const big = world.clusters.find((c) => c.n === 100);
-    assert(big && big.client === undefined, "the 100 share a group");
+    assert.ok(big && big.client === undefined, "the 100 share a group");
     // Its extent (for zooming to fit) is the one point they share.
-    assertEquals(big.ext, [big.x, big.y, big.x, big.y]);
+    assert.deepEqual(big.ext, [big.x, big.y, big.x, big.y]);
     const lone = world.clusters.filter((c) => c.n === 1).map((c) => c.client).sort();
-    assertEquals(lone, ["far0", "far1", "far2"]);
-    assertEquals(world.clusters.find((c) => c.client === "far0")?.rec?.location, "+1+2");
+    assert.deepEqual(lone, ["far0", "far1", "far2"]);
+    assert.deepEqual(world.clusters.find((c) => c.client === "far0")?.rec?.location, "+1+2");
     let refused: unknown;
     try {
       index.clusters(16);
     } catch (err) {
       refused = err;
     }
-    assert(refused instanceof RangeError, "the whole world at zoom 16 is too many cells");
+    assert.ok(refused instanceof RangeError, "the whole world at zoom 16 is too many cells");
   } finally {
     index.close();
   }

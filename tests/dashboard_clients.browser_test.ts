@@ -5,7 +5,7 @@
  * map; reaching a client with the keyboard alone; and per-server sparklines that move.
  */
 
-import { assert, assertEquals, assertIncludes } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
 import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
@@ -49,10 +49,10 @@ browserTest(
           undefined,
           { timeout: 5000 },
         );
-        assertEquals(await page.locator("[data-client-row]").count(), 1);
+        assert.deepEqual(await page.locator("[data-client-row]").count(), 1);
         await page.click('[data-client-row="follow.me"]');
         await page.waitForSelector('[data-client-panel="follow.me"]', { timeout: 5000 });
-        assertIncludes((await page.textContent('[data-testid="client-newest"]')) ?? "", "AT Smith");
+        assert.match((await page.textContent('[data-testid="client-newest"]')) ?? "", /AT Smith /);
         await page.waitForFunction(
           () => document.querySelectorAll('[data-holding][data-state="current"]').length === 5,
           undefined,
@@ -62,16 +62,16 @@ browserTest(
           "[data-hop]",
           (els) => els.map((e) => [e.getAttribute("data-hop"), e.getAttribute("data-from")]),
         );
-        assertEquals(hops.length, 5);
-        assertEquals(hops[0], ["Smith", ""]);
+        assert.deepEqual(hops.length, 5);
+        assert.deepEqual(hops[0], ["Smith", ""]);
         const had = new Set(["Smith"]);
         for (const [server, from] of hops.slice(1)) {
-          assert(had.has(from!), `${server} from ${from}`);
+          assert.ok(had.has(from!), `${server} from ${from}`);
           had.add(server!);
         }
         // The map follows it: zoomed in, the followed marker drawn.
         await page.waitForSelector('[data-followed="follow.me"]', { timeout: 5000 });
-        assert(Number(await page.getAttribute("svg.world", "data-zoom")) > 1, "map zoomed in");
+        assert.ok(Number(await page.getAttribute("svg.world", "data-zoom")) > 1, "map zoomed in");
       });
 
       await t.step("a stopped server shows behind; the trail shows the move", async () => {
@@ -89,9 +89,9 @@ browserTest(
           { timeout: 5000 },
         );
         await page.waitForSelector('[data-testid="trail"]', { timeout: 5000 });
-        assertIncludes(
+        assert.match(
           (await page.textContent('[data-testid="client-trail"]')) ?? "",
-          "2 recent positions",
+          /2 recent positions/,
         );
         await h.herd.startServer("Campbell");
         await page.waitForFunction(
@@ -115,7 +115,7 @@ browserTest(
               document.activeElement?.getAttribute("data-testid") === "client-search"
             );
           }
-          assert(reached, "Tab never reached the client search");
+          assert.ok(reached, "Tab never reached the client search");
           await page.keyboard.type("kb-");
           await page.waitForFunction(
             () =>
@@ -126,7 +126,7 @@ browserTest(
           // In ID order: alpha, bravo, charlie.
           await page.keyboard.press("ArrowDown");
           await page.keyboard.press("ArrowDown");
-          assertEquals(
+          assert.deepEqual(
             await page.evaluate(() => document.activeElement?.getAttribute("data-client-row")),
             "kb-bravo.test",
           );
@@ -142,8 +142,8 @@ browserTest(
 
       await t.step("sparklines: one per server and series, moving with the updates", async () => {
         for (const s of ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"]) {
-          assertEquals(await page.locator(`[data-testid="spark-upd-${s}"]`).count(), 1);
-          assertEquals(await page.locator(`[data-testid="spark-conns-${s}"]`).count(), 1);
+          assert.deepEqual(await page.locator(`[data-testid="spark-upd-${s}"]`).count(), 1);
+          assert.deepEqual(await page.locator(`[data-testid="spark-conns-${s}"]`).count(), 1);
         }
         const before = await page.getAttribute('[data-testid="spark-upd-Hill"] polyline', "points");
         const ticks = () =>
@@ -167,14 +167,14 @@ browserTest(
           "Hill's sparkline to move",
         );
         // The points came by the event stream (one a second), not only by the periodic refetch.
-        assert((await ticks()) >= ticksBefore + 2, "no live series messages");
+        assert.ok((await ticks()) >= ticksBefore + 2, "no live series messages");
         const label = (await page.getAttribute('[data-testid="spark-upd-Hill"]', "aria-label")) ??
           "";
         const peak = Number(/peak ([\d,]+)$/.exec(label)?.[1].replace(/,/g, ""));
-        assert(peak >= 2, `Hill's updates/s never above 1: ${label}`);
+        assert.ok(peak >= 2, `Hill's updates/s never above 1: ${label}`);
       });
 
-      assertEquals(errors, [], `page errors: ${errors.join("\n")}`);
+      assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
     } finally {
       await d?.close();
       await herd?.close();

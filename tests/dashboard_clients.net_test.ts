@@ -5,7 +5,7 @@
  * server's record, the propagation path, the trail), and a JSON error for every bad input.
  */
 
-import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { createDashboard, type DashboardApp } from "../dashboard/app.ts";
 import { bulkClient, bulkLoad } from "../bench/bulk.ts";
@@ -41,7 +41,7 @@ async function loadClients(h: TestHerd): Promise<void> {
     window: 256,
     timeoutMs: 60_000,
   });
-  assertEquals(r.errors, 0, r.errorSamples.join("; "));
+  assert.deepEqual(r.errors, 0, r.errorSamples.join("; "));
   await waitFor(
     () => h.herd.snapshot(0).servers.every((s) => s.records >= COUNT),
     60_000,
@@ -62,10 +62,10 @@ Deno.test({
 
       await t.step("the total is exact beyond the snapshot's 2,000 records", async () => {
         const state = (await get(d, "/api/state?records=0")).body as { clients: number };
-        assertEquals(state.clients, COUNT);
+        assert.deepEqual(state.clients, COUNT);
         const page = (await get(d, "/")).body as string;
-        assertMatch(page, /data-testid="client-count">2,500</);
-        assertIncludes(page, "World map with 2,500 clients");
+        assert.match(page, /data-testid="client-count">2,500</);
+        assert.match(page, /World map with 2,500 clients/);
         // A dashboard started beside a herd that already holds them reads them in (in slices).
         const late = dashboardFor(h);
         try {
@@ -74,7 +74,7 @@ Deno.test({
             clients: number;
             exact: boolean;
           };
-          assertEquals([s.clients, s.exact], [COUNT, true]);
+          assert.deepEqual([s.clients, s.exact], [COUNT, true]);
         } finally {
           late.close();
         }
@@ -82,35 +82,35 @@ Deno.test({
 
       await t.step("clusters: every client counted once; zooming in splits groups", async () => {
         const world = (await get(d, "/api/clusters")).body as ClusterResult;
-        assertEquals(world.total, COUNT);
-        assertEquals(world.inView, COUNT);
-        assertEquals(world.clusters.reduce((n, c) => n + c.n, 0), COUNT);
+        assert.deepEqual(world.total, COUNT);
+        assert.deepEqual(world.inView, COUNT);
+        assert.deepEqual(world.clusters.reduce((n, c) => n + c.n, 0), COUNT);
         // The bulk clients lie within a degree of Los Angeles: one group at zoom 0.
-        assertEquals(world.clusters.length, 1);
+        assert.deepEqual(world.clusters.length, 1);
         const c = world.clusters[0];
         const box = [c.x - 2, c.y - 2, c.x + 2, c.y + 2].join(",");
         const near = (await get(d, `/api/clusters?z=10&bbox=${box}`)).body as ClusterResult;
-        assertEquals(near.inView, COUNT);
-        assertEquals(near.clusters.reduce((n, c) => n + c.n, 0), COUNT);
-        assert(near.clusters.length > 50, `only ${near.clusters.length} groups at zoom 10`);
+        assert.deepEqual(near.inView, COUNT);
+        assert.deepEqual(near.clusters.reduce((n, c) => n + c.n, 0), COUNT);
+        assert.ok(near.clusters.length > 50, `only ${near.clusters.length} groups at zoom 10`);
         const deep = (await get(
           d,
           `/api/clusters?z=16&bbox=${[c.x - 0.03, c.y - 0.03, c.x + 0.03, c.y + 0.03].join(",")}`,
         )).body as ClusterResult;
-        assert(deep.clusters.some((g) => g.n === 1 && g.client?.endsWith(".bench.example")));
+        assert.ok(deep.clusters.some((g) => g.n === 1 && g.client?.endsWith(".bench.example")));
         const lone = deep.clusters.find((g) => g.n === 1)!;
-        assertMatch(lone.rec!.location, /^\+33\.\d+-118\.\d+$/);
+        assert.match(lone.rec!.location, /^\+33\.\d+-118\.\d+$/);
         // Off the map entirely: nothing, not an error.
         const off = (await get(d, "/api/clusters?z=3&bbox=2000,2000,2100,2100"))
           .body as ClusterResult;
-        assertEquals([off.inView, off.clusters.length, off.total], [0, 0, COUNT]);
+        assert.deepEqual([off.inView, off.clusters.length, off.total], [0, 0, COUNT]);
       });
 
       await t.step("search: a prefix's count and its first matches in ID order", async () => {
         // c12, c120..c129, c1200..c1299 (and c12xx... up to c2499 has none more)
         const r = (await get(d, "/api/clients?prefix=c12&limit=5")).body as SearchResult;
-        assertEquals(r.total, 111);
-        assertEquals(r.clients.map((x) => x.client), [
+        assert.deepEqual(r.total, 111);
+        assert.deepEqual(r.clients.map((x) => x.client), [
           bulkClient("c", 12),
           bulkClient("c", 120),
           bulkClient("c", 1200),
@@ -118,10 +118,10 @@ Deno.test({
           bulkClient("c", 1202),
         ]);
         const all = (await get(d, "/api/clients?limit=100")).body as SearchResult;
-        assertEquals(all.total, COUNT);
-        assertEquals(all.clients.length, 100);
+        assert.deepEqual(all.total, COUNT);
+        assert.deepEqual(all.clients.length, 100);
         const none = (await get(d, "/api/clients?prefix=zz")).body as SearchResult;
-        assertEquals([none.total, none.clients.length], [0, 0]);
+        assert.deepEqual([none.total, none.clients.length], [0, 0]);
         // A client added after the list was sorted is found too.
         await exchange(h.port("Hill"), `IAMAT c12zz.new +10+10 ${clientTime()}\n`);
         await waitFor(
@@ -143,17 +143,17 @@ Deno.test({
           "the record at all five servers",
         );
         let c = (await get(d, `/api/client?id=${id}`)).body as ClientDetail;
-        assertEquals(c.newest.origin, "Smith");
-        assertEquals(c.holdings.map((x) => x.state), Array(5).fill("current"));
-        assertEquals(c.path[0].server, "Smith");
-        assertEquals(c.path[0].from, null);
+        assert.deepEqual(c.newest.origin, "Smith");
+        assert.deepEqual(c.holdings.map((x) => x.state), Array(5).fill("current"));
+        assert.deepEqual(c.path[0].server, "Smith");
+        assert.deepEqual(c.path[0].from, null);
         // Every later step names the neighbour it came from, one that had it already.
         const had = new Set(["Smith"]);
         for (const hop of c.path.slice(1)) {
-          assert(hop.from !== null && had.has(hop.from), `${hop.server} from ${hop.from}`);
+          assert.ok(hop.from !== null && had.has(hop.from), `${hop.server} from ${hop.from}`);
           had.add(hop.server);
         }
-        assertEquals(had.size, 5);
+        assert.deepEqual(had.size, 5);
 
         // Campbell stops; the client moves: Campbell's copy is behind, the trail has two points.
         await h.herd.stopServer("Campbell");
@@ -165,11 +165,11 @@ Deno.test({
           "the move at the four running servers",
         );
         c = (await get(d, `/api/client?id=${id}`)).body as ClientDetail;
-        assertEquals(c.newest.origin, "Hill");
+        assert.deepEqual(c.newest.origin, "Hill");
         const campbell = c.holdings.find((x) => x.server === "Campbell")!;
-        assertEquals([campbell.state, campbell.running], ["behind", false]);
-        assertEquals(campbell.record?.location, "+34.0-118.0");
-        assertEquals(c.trail.map((p) => [p.lat, p.lng]), [[34, -118], [35, -117]]);
+        assert.deepEqual([campbell.state, campbell.running], ["behind", false]);
+        assert.deepEqual(campbell.record?.location, "+34.0-118.0");
+        assert.deepEqual(c.trail.map((p) => [p.lat, p.lng]), [[34, -118], [35, -117]]);
         await h.herd.startServer("Campbell");
         await waitFor(
           async () =>
@@ -183,7 +183,7 @@ Deno.test({
         const caught = ((await get(d, `/api/client?id=${id}`)).body as ClientDetail).path.find(
           (x) => x.server === "Campbell",
         );
-        assert(caught?.from === "Smith" || caught?.from === "Singleton", JSON.stringify(caught));
+        assert.ok(caught?.from === "Smith" || caught?.from === "Singleton", JSON.stringify(caught));
       });
 
       await t.step("bad input gets a JSON 400 (or 404), never a crash", async () => {
@@ -212,8 +212,8 @@ Deno.test({
         ];
         for (const [path, status, error] of bad) {
           const r = await get(d, path);
-          assertEquals(r.status, status, path);
-          assertMatch((r.body as { error: string }).error, error, path);
+          assert.deepEqual(r.status, status, path);
+          assert.match((r.body as { error: string }).error, error, path);
         }
       });
     } finally {
@@ -232,7 +232,7 @@ Deno.test("client search and panel: IDs are the herd's bytes, shown as UTF-8", a
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port("Hill") });
     await conn.write(wire);
     const buf = new Uint8Array(512);
-    assert((await conn.read(buf)) !== null);
+    assert.ok((await conn.read(buf)) !== null);
     conn.close();
     await waitFor(
       async () =>
@@ -243,10 +243,10 @@ Deno.test("client search and panel: IDs are the herd's bytes, shown as UTF-8", a
     );
     const r = (await get(d, `/api/clients?prefix=${encodeURIComponent("café")}`))
       .body as SearchResult;
-    assertEquals(r.clients.map((x) => x.client), ["café.example"]);
+    assert.deepEqual(r.clients.map((x) => x.client), ["café.example"]);
     const c = await get(d, `/api/client?id=${encodeURIComponent("café.example")}`);
-    assertEquals(c.status, 200);
-    assertEquals((c.body as ClientDetail).newest.client, "café.example");
+    assert.deepEqual(c.status, 200);
+    assert.deepEqual((c.body as ClientDetail).newest.client, "café.example");
   } finally {
     d.close();
     await h.close();

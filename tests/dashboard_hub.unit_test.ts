@@ -131,13 +131,13 @@ Deno.test("hub: a notice (the sparklines' series) goes to every ready subscriber
   hub.subscribe(busy);
   const before = busy.text;
   hub.notice("series", { t: 5, points: { Hill: [3, 1] } });
-  assert(
+  assert.ok(
     ready.text.endsWith('event: series\ndata: {"t":5,"points":{"Hill":[3,1]}}\n\n'),
     ready.text,
   );
   // A subscriber that cannot take it now misses it (the page refetches the state on gaps).
-  assertEquals(busy.text, before);
+  assert.deepEqual(busy.text, before);
   // Not an event: ids and resume points are unchanged.
-  assertEquals(hub.lastId, 0);
+  assert.deepEqual(hub.lastId, 0);
   hub.close();
 });

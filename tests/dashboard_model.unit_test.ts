@@ -109,7 +109,7 @@ Deno.test("model: describe() has words for every streamed kind", () => {
 Deno.test("model: edges carry round trip and records behind when the herd reports them", () => {
   const s0 = twoServers();
   // Without link statistics (an older herd): no label.
-  assertEquals(graphLinks(s0).map((l) => [l.rttMs, l.behind, edgeLabel(l)]), [
+  assert.deepEqual(graphLinks(s0).map((l) => [l.rttMs, l.behind, edgeLabel(l)]), [
     [null, [null, null], ""],
   ]);
   const withStats: HerdSnapshot = {
@@ -124,22 +124,22 @@ Deno.test("model: edges carry round trip and records behind when the herd report
     })),
   };
   const [l] = graphLinks(withStats);
-  assertEquals([l.state, l.rttMs, l.behind], ["up", 1.5, [0, 1200]]);
-  assertEquals(edgeLabel(l), "1.50 ms · B→A 1,200 behind");
+  assert.deepEqual([l.state, l.rttMs, l.behind], ["up", 1.5, [0, 1200]]);
+  assert.deepEqual(edgeLabel(l), "1.50 ms · B→A 1,200 behind");
   // A link going down keeps its figures in the snapshot but the edge shows none.
   const down = applyEvents(withStats, [dash({ kind: "server.down", t: 0, server: "B" }, 1)]);
-  assertEquals(edgeLabel(graphLinks(down)[0]), "");
+  assert.deepEqual(edgeLabel(graphLinks(down)[0]), "");
   // link.up/down events keep the statistics they do not change.
   const half = applyEvents(withStats, [
     dash({ kind: "link.down", t: 0, server: "A", peer: "B", reason: "x" }, 2),
   ]);
-  assertEquals(graphLinks(half)[0].rttMs, 1.5);
+  assert.deepEqual(graphLinks(half)[0].rttMs, 1.5);
 });
 
 Deno.test("model: counts have thousands separators, whatever the browser's locale", () => {
-  assertEquals(formatCount(1_000_000), "1,000,000");
-  assertEquals(formatCount(999), "999");
-  assertEquals(
+  assert.deepEqual(formatCount(1_000_000), "1,000,000");
+  assert.deepEqual(formatCount(999), "999");
+  assert.deepEqual(
     describe(
       dash({
         kind: "sync.done",

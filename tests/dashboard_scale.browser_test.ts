@@ -9,7 +9,7 @@
  * 900,000 clients took 10 minutes). HERD_SCALE_CLIENTS=N loads N instead (a quick local run).
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
@@ -46,7 +46,7 @@ async function bulk(ports: number[], count: number): Promise<BulkResult> {
     signal: AbortSignal.timeout(1_560_000),
   }).output();
   const text = new TextDecoder().decode(out.stdout).trim();
-  assert(out.success, `bulk.ts failed: ${text}`);
+  assert.ok(out.success, `bulk.ts failed: ${text}`);
   return JSON.parse(text.split("\n").at(-1)!);
 }
 
@@ -78,8 +78,8 @@ browserTest(
       await t.step("bulk-load 1,000,000 clients over TCP; both servers hold them", async () => {
         const started = performance.now();
         const r = await bulk([a, b], COUNT);
-        assertEquals(r.errors, 0, r.errorSamples.join("; "));
-        assertEquals(r.replies, COUNT);
+        assert.deepEqual(r.errors, 0, r.errorSamples.join("; "));
+        assert.deepEqual(r.replies, COUNT);
         await waitFor(
           () => herd.snapshot(0).servers.every((s) => s.records === COUNT),
           180_000,
@@ -89,7 +89,7 @@ browserTest(
           `loaded ${COUNT} clients in ${Math.round(performance.now() - started)} ms ` +
             `(bulk.ts: ${r.ms} ms, ${r.rate}/s); dashboard index ${dash.dashboard.clients.size}`,
         );
-        assertEquals(dash.dashboard.clients.size, COUNT);
+        assert.deepEqual(dash.dashboard.clients.size, COUNT);
       });
 
       const page = await browser.newPage({ width: 1280, height: 800 });
@@ -111,25 +111,25 @@ browserTest(
             Math.round(interactive)
           } ms`,
         );
-        assertEquals(await page.textContent('[data-testid="client-count"]'), SHOWN);
+        assert.deepEqual(await page.textContent('[data-testid="client-count"]'), SHOWN);
         const counts = await page.$$eval(
           ".cluster",
           (els) => els.map((e) => Number(e.getAttribute("data-count"))),
         );
-        assertEquals(
+        assert.deepEqual(
           counts.reduce((x, y) => x + y, 0),
           COUNT,
         );
-        assertEquals(await page.textContent(".cluster text"), SHOWN);
+        assert.deepEqual(await page.textContent(".cluster text"), SHOWN);
         // The graph's node labels fit their circles (r 39 less the ring).
         for (const name of ["Alpha", "Beta"]) {
           const w = await page.$eval(
             `[data-server="${name}"] .node-sub`,
             (el) => (el as SVGGraphicsElement).getBBox().width,
           );
-          assert(w <= 70, `${name}'s count is ${w} wide`);
+          assert.ok(w <= 70, `${name}'s count is ${w} wide`);
           const cell = await page.textContent(`[data-server-row="${name}"] td.num`);
-          assertEquals(cell, SHOWN);
+          assert.deepEqual(cell, SHOWN);
         }
       });
 
@@ -152,7 +152,7 @@ browserTest(
           `zoom into the million: new groups in ${Math.round(performance.now() - t0)} ms`,
         );
         const zoom = Number(await page.getAttribute("svg.world", "data-zoom"));
-        assert(zoom > 1, `zoom ${zoom}`);
+        assert.ok(zoom > 1, `zoom ${zoom}`);
         const t1 = performance.now();
         const prefix = "c9999";
         let expected = 0;
@@ -170,13 +170,13 @@ browserTest(
             Math.round(performance.now() - t1)
           } ms (incl. the 200 ms typing pause)`,
         );
-        assertEquals(
+        assert.deepEqual(
           await page.getAttribute("[data-client-row]", "data-client-row"),
           `${prefix}.bench.example`,
         );
       });
 
-      assertEquals(errors, [], `page errors: ${errors.join("\n")}`);
+      assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
     } finally {
       await d?.close();
       await herd.stop();

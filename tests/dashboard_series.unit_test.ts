@@ -3,7 +3,7 @@
  * server, one point a tick, bounded.
  */
 
-import { assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { accepted as event } from "./_helpers/events.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { ServerSeries } from "../dashboard/series.ts";
@@ -38,12 +38,12 @@ Deno.test("series: updates per second and connections per server, bounded", () =
     for (let i = 0; i < 7; i++) bus.emit(accepted("Hill", `c${i}`, "1", null));
     const tick = series.tick();
     // 7 in a 500 ms step is 14 a second.
-    assertEquals(tick.points.Hill, [14, 3]);
+    assert.deepEqual(tick.points.Hill, [14, 3]);
     for (let i = 0; i < 10; i++) series.tick();
     const data = series.data();
-    assertEquals(data.servers.Hill.upd, [0, 0, 0, 0]);
-    assertEquals(data.servers.Hill.conns, [3, 3, 3, 3]);
-    assertEquals(data.step, 500);
+    assert.deepEqual(data.servers.Hill.upd, [0, 0, 0, 0]);
+    assert.deepEqual(data.servers.Hill.conns, [3, 3, 3, 3]);
+    assert.deepEqual(data.step, 500);
   } finally {
     series.close();
   }

@@ -3,7 +3,7 @@
  * propagation steps; an older record arriving late never resets the newest's path.
  */
 
-import { assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { accepted as event } from "./_helpers/events.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { ClientTrails } from "../dashboard/trails.ts";
@@ -21,15 +21,15 @@ Deno.test("trails: bounded clients, positions and steps; an older record never r
   const trails = new ClientTrails(bus, { clients: 10, trail: 3, hops: 4 });
   try {
     for (let i = 0; i < 50; i++) bus.emit(accepted("Hill", `c${i}`, "1", null));
-    assertEquals(trails.size, 10);
-    assertEquals(trails.get("c0"), undefined);
+    assert.deepEqual(trails.size, 10);
+    assert.deepEqual(trails.get("c0"), undefined);
     for (let t = 2; t < 10; t++) bus.emit(accepted("Hill", "c49", String(t), null));
-    assertEquals(trails.get("c49")!.trail.map((p) => p.time), ["7", "8", "9"]);
+    assert.deepEqual(trails.get("c49")!.trail.map((p) => p.time), ["7", "8", "9"]);
     for (let i = 0; i < 10; i++) bus.emit(accepted(`S${i}`, "c49", "9", "Hill"));
-    assertEquals(trails.get("c49")!.hops.length, 4);
+    assert.deepEqual(trails.get("c49")!.hops.length, 4);
     bus.emit(accepted("Old", "c49", "3", "Hill"));
-    assertEquals(trails.get("c49")!.hops[0].server, "Hill");
-    assertEquals(trails.get("c49")!.newest.time, "9");
+    assert.deepEqual(trails.get("c49")!.hops[0].server, "Hill");
+    assert.deepEqual(trails.get("c49")!.newest.time, "9");
   } finally {
     trails.close();
   }
