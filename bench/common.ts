@@ -287,7 +287,8 @@ export interface Convergence {
 /** One merged measurement: what the table, the JSON and the chart show. */
 export interface Point {
   series: string;
-  mode: LoadMode;
+  /** The load's request kind ("geoadd": Redis, through bench/loadgen.c only). */
+  mode: LoadMode | "geoadd";
   connections: number;
   /** Open-loop total rate, 0 for closed loop. */
   rate: number;

@@ -8,11 +8,17 @@
 import { measure, type Plan, type Point, type Proc, progress, startProcess } from "./common.ts";
 import { type HerdReport, measureHalfPeak } from "./herd.ts";
 
-/** Starts bench/echo_server.ts on a free port, logging to `log`. */
-export async function startEcho(log: string): Promise<{ proc: Proc; port: number }> {
+/**
+ * Starts bench/echo_server.ts on a free port, logging to `log`: `line` echoes lines back, `at`
+ * answers each IAMAT with an AT line (decoding and building the reply, no protocol checks).
+ */
+export async function startEcho(
+  log: string,
+  reply: "line" | "at" = "line",
+): Promise<{ proc: Proc; port: number }> {
   const proc = await startProcess(
     Deno.execPath(),
-    ["run", "-A", "bench/echo_server.ts", "--port", "0"],
+    ["run", "-A", "bench/echo_server.ts", "--port", "0", "--reply", reply],
     log,
     { ready: /^READY \d+/ },
   );

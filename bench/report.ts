@@ -13,6 +13,7 @@ import type { SseReport } from "./sse.ts";
 import type { CatchupReport } from "./catchup.ts";
 import type { MemoryReport } from "./memory.ts";
 import type { ProfileReport } from "./profile.ts";
+import { type CompareReport, type SystemKey, SYSTEMS } from "./compare.ts";
 
 export function printTable(points: Point[]): void {
   const rows = [
@@ -46,9 +47,9 @@ export function printTable(points: Point[]): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Targets (issue 6) and the markdown summary that BENCHMARKS.md is written from.
+// Targets (issue 13) and the markdown summary that BENCHMARKS.md is written from.
 
-/** One target of issue 6: met, not met, or null when this run cannot judge it. */
+/** One target (issue 13, and issue 6's that remain): met, not met, or null when not judged. */
 export interface Target {
   name: string;
   target: string;
@@ -65,6 +66,7 @@ export interface RunResult {
   catchup?: CatchupReport[] | { error: string };
   memory?: MemoryReport[] | { error: string };
   profile?: ProfileReport | { error: string };
+  compare?: CompareReport | { error: string };
   targets: Target[];
   chart: ChartData;
 }
@@ -74,40 +76,44 @@ const ok = <T extends object>(v: T | { error: string } | undefined): T | undefin
 
 const GiB = 1024 ** 3;
 
+/**
+ * The targets of issue 13 (and the two of issue 6 it keeps), judged on this run's figures: ratios
+ * to the same run's baselines. Null (not judged) when the run did not measure a figure, or
+ * measured it at the quick scale.
+ */
 export function judgeTargets(r: RunResult): Target[] {
   const t: Target[] = [];
-  const echo = r.reports["echo baseline"];
   const ours = r.reports["our herd"];
-  const at = (rep: HerdReport | undefined, c: number) =>
-    rep?.points.find((p) => p.connections === c);
-  const e32 = at(echo, 32);
-  const o32 = at(ours, 32);
-  const il = ours?.interleaved;
-  const single = e32 && o32
-    ? `${pct(o32.throughput / e32.throughput)} (${o32.throughput} vs ${e32.throughput} req/s)`
-    : undefined;
-  t.push({
-    name: "IAMAT throughput at 32 connections",
-    target: "≥ 50% of the echo floor",
-    measured: il
-      ? `${pct(il.median)}: median of ${il.ratios.length} interleaved rounds (${
-        il.ratios.map(pct).join(", ")
-      }; herd ${il.herd.map((p) => fmtInt(p.throughput)).join(", ")} req/s, echo ${
-        il.echo.map((p) => fmtInt(p.throughput)).join(", ")
-      })` + (single ? `; the main table's single points: ${single}` : "")
-      : single ?? "not measured",
-    met: il ? il.median >= 0.5 : e32 && o32 ? o32.throughput >= 0.5 * e32.throughput : null,
-  });
-  const hp = ours?.halfPeak;
-  t.push({
-    name: "IAMAT p99 at half of peak",
-    target: "≤ 5 ms",
-    measured: hp
-      ? `${hp.p99} ms at ${hp.rate} req/s open loop (p50 ${hp.p50} ms)` +
-        (echo?.atHerdRate ? `; the echo floor at that rate: p99 ${echo.atHerdRate.p99} ms` : "")
-      : "not measured",
-    met: hp ? hp.p99 <= 5 : null,
-  });
+  const cmp = ok(r.compare);
+  for (const [key, label] of [["start", "`start`"], ["servers", "5 `server` processes"]] as const) {
+    const ratio = cmp?.ratios[`${key}/redis`];
+    t.push({
+      name: `IAMAT throughput at ${cmp?.connections ?? 32} connections, ${label}`,
+      target: "≥ 50% of five-node replicated Redis (GEOADD)",
+      measured: ratio
+        ? `${pct(ratio.median)}: median of ${ratio.perRound.length} interleaved rounds (${
+          ratio.perRound.map(pct).join(", ")
+        }; herd ${fmtInt(cmp!.median32[key] ?? 0)} req/s, Redis ${
+          fmtInt(cmp!.median32.redis ?? 0)
+        } req/s, medians; generator ${cmp!.generator})`
+        : cmp?.redis.skipped
+        ? `Redis skipped: ${cmp.redis.skipped}`
+        : "not measured",
+      met: ratio ? ratio.median >= 0.5 : null,
+    });
+  }
+  for (const [key, label] of [["start", "`start`"], ["servers", "5 `server` processes"]] as const) {
+    const hp = cmp?.halfPeak[key];
+    t.push({
+      name: `IAMAT p99 at half of peak, ${label}`,
+      target: "≤ 5 ms",
+      measured: hp
+        ? `${hp.p99} ms at ${fmtInt(hp.rate)} req/s open loop over ${hp.connections} connections ` +
+          `(p50 ${hp.p50} ms, ${fmtInt(hp.throughput)} req/s done)`
+        : "not measured",
+      met: hp ? hp.p99 <= 5 && hp.errors === 0 : null,
+    });
+  }
   const pl = ours?.propagation;
   t.push({
     name: "Propagation p99, light load",
@@ -115,53 +121,70 @@ export function judgeTargets(r: RunResult): Target[] {
     measured: pl
       ? `${pl.fromReplyP99} ms from the AT reply (${pl.allP99} ms from sending the IAMAT)`
       : "not measured",
-    met: pl ? pl.fromReplyP99 <= 5 : null,
+    met: pl ? pl.fromReplyP99 <= 5 && pl.lost === 0 : null,
   });
   const pu = ours?.propagationUnderLoad;
   t.push({
     name: "Propagation p99 at half of peak",
-    target: "≤ 50 ms",
+    target: "≤ 20 ms",
     measured: pu
-      ? `${pu.fromReplyP99} ms from the AT reply (${pu.allP99} ms from sending) at ${pu.load?.rate} req/s`
+      ? `${pu.fromReplyP99} ms from the AT reply (${pu.allP99} ms from sending) at ${pu.load?.rate} req/s` +
+        ` (half of the herd part's peak, bench/load.ts)`
       : "not measured",
-    met: pu ? pu.fromReplyP99 <= 50 && pu.lost === 0 : null,
+    met: pu ? pu.fromReplyP99 <= 20 && pu.lost === 0 : null,
   });
   const mpu = (ours?.points ?? []).flatMap((p) => p.flood ? [p.flood.messagesPerUpdate] : []);
   t.push({
-    name: "Inter-server messages per update",
+    name: "Inter-server messages per update (issue 6)",
     target: "≤ 8",
     measured: mpu.length > 0 ? `${Math.max(...mpu)} (worst load point)` : "not measured",
     met: mpu.length > 0 ? Math.max(...mpu) <= 8 : null,
   });
-  const mem = ok(r.memory)?.find((m) => !m.persistence);
+  const mem = ok(r.memory)?.find((m) => m.persistence);
+  const rmem = ok(cmp?.redis.memory);
   t.push({
-    name: "RSS, 1M clients × 5 servers in one process",
-    target: "≤ 2.5 GiB",
+    name: "RSS, 1M clients × 5 servers in one process, persistence on",
+    target: "≤ 1 GiB",
     measured: mem
       ? `${(mem.rssAfter / GiB).toFixed(2)} GiB with ${fmtInt(mem.clients)} clients` +
+        (rmem
+          ? ` (five Redis nodes with ${fmtInt(rmem.members)}: ${
+            (rmem.rssAfter / GiB).toFixed(2)
+          } GiB)`
+          : "") +
         (mem.clients < 1_000_000 ? " (quick scale)" : "")
-      : "not measured",
-    met: mem && mem.clients >= 1_000_000 && mem.complete ? mem.rssAfter <= 2.5 * GiB : null,
+      : "not measured (run without --skip-persist)",
+    met: mem && mem.clients >= 1_000_000 && mem.complete ? mem.rssAfter <= 1 * GiB : null,
   });
-  const cu = ok(r.catchup)?.find((c) => !c.persistence);
+  const cu = ok(r.catchup)?.find((c) => c.persistence);
+  const rcu = ok(cmp?.redis.catchup);
+  const redisMs = rcu?.totalMs ?? null;
   t.push({
-    name: "Catch-up of 1M missed records",
-    target: "≤ 10 s",
+    name: "Catch-up of 1M missed records, persistence on",
+    target: "≤ 5 s and ≤ a Redis replica's resync",
     measured: cu
       ? (cu.totalMs === null
         ? `not caught up (held ${cu.held} of ${cu.target})`
-        : `${(cu.totalMs / 1000).toFixed(1)} s from restart (${
-          (cu.startupMs / 1000).toFixed(1)
-        } s start-up + ${((cu.catchupMs ?? 0) / 1000).toFixed(1)} s catch-up) for ${
+        : `${(cu.totalMs / 1000).toFixed(2)} s from restart (${
+          (cu.startupMs / 1000).toFixed(2)
+        } s start-up + ${((cu.catchupMs ?? 0) / 1000).toFixed(2)} s catch-up) for ${
           fmtInt(cu.records)
         } records`) +
+        (rcu
+          ? `; Redis replica restarted empty: ${
+            redisMs === null ? "did not finish" : `${(redisMs / 1000).toFixed(2)} s`
+          } for ${fmtInt(rcu.members)}`
+          : "; Redis not measured") +
         (cu.records < 1_000_000 ? " (quick scale)" : "")
-      : "not measured",
-    met: cu && cu.records >= 1_000_000 ? cu.totalMs !== null && cu.totalMs <= 10_000 : null,
+      : "not measured (run without --skip-persist)",
+    met: cu && cu.records >= 1_000_000
+      ? cu.totalMs !== null && cu.totalMs <= 5000 &&
+        (redisMs === null || cu.totalMs <= redisMs) && rcu !== undefined
+      : null,
   });
   const sse = ok(r.sse);
   t.push({
-    name: "Cost of 100 dashboard SSE subscribers",
+    name: "Cost of 100 dashboard SSE subscribers (issue 6)",
     target: "≤ 20% of IAMAT throughput",
     measured: sse
       ? `${sse.dropPercent}% drop (${sse.with.throughput} vs ${
@@ -239,6 +262,150 @@ function mdTable(head: string[], rows: (string | number)[][]): string {
   ].join("\n");
 }
 
+/** The compare part as markdown: the herd beside the floor and replicated Redis. */
+function compareMarkdown(c: CompareReport): string[] {
+  const out: string[] = [];
+  const keys = Object.keys(SYSTEMS) as SystemKey[];
+  const at = (k: SystemKey, n: number) =>
+    c.points.find((p) => p.series === SYSTEMS[k] && p.connections === n && p.rate === 0);
+  const roundPoint = (k: SystemKey) => {
+    // The round whose throughput is the median's (or nearest): its latencies go with it.
+    const pts = c.rounds.flatMap((r) => r.points[k] ? [r.points[k]!] : []);
+    const m = c.median32[k];
+    return m === undefined
+      ? undefined
+      : pts.reduce((a, b) => Math.abs(b.throughput - m) < Math.abs(a.throughput - m) ? b : a);
+  };
+  const others = [...new Set(c.points.map((p) => p.connections))].sort((a, b) => a - b);
+  const cell = (p: Point | undefined) =>
+    p
+      ? `${fmtInt(p.throughput)} (${ms(p.p50)} / ${ms(p.p99)})` +
+        (p.errors ? ` **${p.errors} errors**` : "")
+      : "—";
+  out.push(
+    "## Our herd beside the floor and replicated Redis (one generator for all)",
+    "",
+    `Generator: ${c.generator}, one request outstanding per connection. Cells: req/s (p50 / p99 ms). ` +
+      `The ${c.connections}-connection column is the median of ${c.rounds.length} interleaved rounds ` +
+      `(every system once per round; latencies of the round nearest the median); the ratios are ` +
+      `per round, then the median. ` +
+      `1-min load average ${c.loadavgStart} at the start of the part, ${c.loadavgEnd} at its end.`,
+    "",
+    mdTable(
+      [
+        "system",
+        ...others.filter((n) => n < c.connections).map((n) => `${n} conn`),
+        `${c.connections} conns (median)`,
+        ...others.filter((n) => n > c.connections).map((n) => `${n} conns`),
+        "vs C echo",
+        "vs Redis",
+      ],
+      keys.filter((k) => c.median32[k] !== undefined).map((k) => {
+        const ratio = (b: SystemKey) =>
+          c.median32[b] ? pct((c.median32[k] ?? 0) / c.median32[b]!) : "";
+        return [
+          SYSTEMS[k],
+          ...others.filter((n) => n < c.connections).map((n) => cell(at(k, n))),
+          // The median's throughput, with the latencies of the round nearest it.
+          cell({ ...roundPoint(k)!, throughput: Math.round(c.median32[k]!) }),
+          ...others.filter((n) => n > c.connections).map((n) => cell(at(k, n))),
+          k === "cEcho" ? "" : ratio("cEcho"),
+          k === "redis" ? "" : ratio("redis"),
+        ];
+      }),
+    ),
+    "",
+    mdTable(
+      [
+        "round",
+        "load avg",
+        ...keys.filter((k) => c.median32[k] !== undefined).map((k) => SYSTEMS[k]),
+      ],
+      c.rounds.map((r, i) => [
+        i + 1,
+        r.loadavg,
+        ...keys.filter((k) => c.median32[k] !== undefined).map((k) =>
+          r.points[k] ? fmtInt(r.points[k]!.throughput) : "—"
+        ),
+      ]),
+    ),
+    "",
+  );
+  const lines: string[] = [];
+  const ratioLine = (name: string, what: string) => {
+    const r = c.ratios[name];
+    if (r) {
+      lines.push(`- ${what}: **${pct(r.median)}** (rounds: ${r.perRound.map(pct).join(", ")})`);
+    }
+  };
+  ratioLine(
+    "cEcho2/cEcho",
+    "The floor with twice the generator (2 threads) against 1 thread: if the floor were the " +
+      "generator's, this would be well above 100%",
+  );
+  ratioLine("start/redis", "`start` ÷ Redis");
+  ratioLine("servers/redis", "5 `server` processes ÷ Redis");
+  ratioLine("redis/cEcho", "Redis ÷ C echo");
+  ratioLine("denoEcho/cEcho", "Deno echo ÷ C echo");
+  for (const [k, p] of Object.entries(c.halfPeak)) {
+    lines.push(
+      `- ${SYSTEMS[k as SystemKey]} at half of its peak (open loop, ${fmtInt(p.rate)} req/s over ` +
+        `${p.connections} connections): p50 ${ms(p.p50)} ms, p99 **${ms(p.p99)} ms**, ` +
+        `${fmtInt(p.throughput)} req/s done, ${p.errors} errors`,
+    );
+  }
+  const rm = ok(c.redis.memory);
+  if (rm) {
+    lines.push(
+      `- Redis with ${fmtInt(rm.members)} GEOADD members on each of five nodes: ` +
+        `**${mib(rm.rssAfter)} MiB** RSS summed (${mib(rm.rssBefore)} MiB before; per node ` +
+        `${Object.entries(rm.perNode).map(([n, b]) => `${n} ${mib(b)}`).join(", ")} MiB); ` +
+        `loaded and replicated in ${(rm.loadMs / 1000).toFixed(1)} s`,
+    );
+  } else if (c.redis.memory) {
+    lines.push(`- Redis memory: error ${(c.redis.memory as { error: string }).error}`);
+  }
+  const rc = ok(c.redis.catchup);
+  if (rc) {
+    lines.push(
+      `- Redis replica restarted empty, ${fmtInt(rc.members)} members: link up after ` +
+        `${
+          rc.linkUpMs === null ? "never" : `${(rc.linkUpMs / 1000).toFixed(2)} s`
+        }, all held after ` +
+        `**${
+          rc.totalMs === null ? `never (held ${rc.held})` : `${(rc.totalMs / 1000).toFixed(2)} s`
+        }**`,
+    );
+  } else if (c.redis.catchup) {
+    lines.push(`- Redis catch-up: error ${(c.redis.catchup as { error: string }).error}`);
+  }
+  if (c.redis.skipped) lines.push(`- **Redis skipped: ${c.redis.skipped}**`);
+  out.push(...lines, "");
+  return out;
+}
+
+/** The compare part on the console: every point, then the ratios. */
+export function printCompare(c: CompareReport): void {
+  console.log(`\ncompare (${c.generator}):`);
+  printTable([
+    ...c.rounds.flatMap((r) => Object.values(r.points)),
+    ...c.points,
+    ...Object.values(c.halfPeak),
+  ]);
+  for (const [name, r] of Object.entries(c.ratios)) {
+    console.log(`ratio ${name}: ${pct(r.median)} (rounds ${r.perRound.map(pct).join(", ")})`);
+  }
+  const rm = ok(c.redis.memory);
+  if (rm) console.log(`redis: ${rm.members} members x5: ${mib(rm.rssAfter)} MiB RSS summed`);
+  const rc = ok(c.redis.catchup);
+  if (rc) {
+    console.log(
+      `redis: replica catch-up of ${rc.members}: ${rc.totalMs} ms (link up ${rc.linkUpMs} ms)`,
+    );
+  }
+  if (c.redis.skipped) console.log(`redis: SKIPPED (${c.redis.skipped})`);
+}
+
 /** The run as markdown tables: what BENCHMARKS.md quotes. */
 export function summaryMarkdown(r: RunResult): string {
   const out: string[] = [];
@@ -262,6 +429,9 @@ export function summaryMarkdown(r: RunResult): string {
       "",
     );
   }
+  const cmp = ok(r.compare);
+  if (cmp) out.push(...compareMarkdown(cmp));
+  else if (r.compare) out.push(`Compare: error ${(r.compare as { error: string }).error}`, "");
   const echo = r.reports["echo baseline"];
   const asy = r.reports["asyncio herd"];
   const ours = r.reports["our herd"];
@@ -294,7 +464,7 @@ export function summaryMarkdown(r: RunResult): string {
     }
   }
   out.push(
-    "## IAMAT load (Hill), echo floor and asyncio seed herd",
+    "## IAMAT load (Hill), Deno echo and asyncio seed herd, through bench/load.ts",
     "",
     mdTable(
       [
@@ -437,7 +607,7 @@ export function summaryMarkdown(r: RunResult): string {
           "complete",
         ],
         mems.map((x) => [
-          x.persistence ? "memory + Deno KV" : "memory only",
+          x.persistence ? "memory + record log" : "memory only",
           fmtInt(x.clients),
           `${mib(x.rssBefore)} MiB`,
           `${mib(x.rssAfter)} MiB`,
@@ -470,7 +640,7 @@ export function summaryMarkdown(r: RunResult): string {
           "RSS of one server",
         ],
         cus.map((c) => [
-          c.persistence ? "memory + Deno KV" : "memory only",
+          c.persistence ? "memory + record log" : "memory only",
           fmtInt(c.target),
           c.totalMs === null ? `NOT (held ${c.held})` : `${(c.totalMs / 1000).toFixed(2)} s`,
           `${(c.startupMs / 1000).toFixed(2)} s`,
@@ -482,7 +652,7 @@ export function summaryMarkdown(r: RunResult): string {
       "",
       ...cus.map((c) =>
         `Restarted ${c.victim}'s link events (${
-          c.persistence ? "memory + Deno KV" : "memory only"
+          c.persistence ? "memory + record log" : "memory only"
         }): ${(c.linkEvents ?? c.syncLines).join("; ")}.`
       ),
       "",

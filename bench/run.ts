@@ -1,9 +1,13 @@
 /**
- * Benchmark orchestrator (`deno task bench`). Every figure of issue 6, with its baselines
+ * Benchmark orchestrator (`deno task bench`). Every figure of issues 6 and 13, with its baselines
  * measured in the same run:
  *
+ * - `compare`: our herd (`start`, and five `server` processes) beside the machine's floor (a C
+ *   line echo), the Deno echoes and replicated Redis (a primary and four replicas, AOF everysec),
+ *   all loaded by the native generator bench/loadgen.c at 1, 32 and 256 connections, 32 in
+ *   interleaved rounds; half-peak p99; Redis's RSS and replica resync (bench/compare.ts);
  * - `echo`: the Deno runtime floor (bench/echo_server.ts) at 1, 32 and 256 connections, and open
- *   loop at half of its 32-connection peak;
+ *   loop at half of its 32-connection peak, through the Deno generator bench/load.ts;
  * - `asyncio`: the seed design (bench/asyncio_herd.py, five Python processes), and
  * - `herd`: our herd (`main.ts start`), each with IAMAT at 1/32/256 connections, open loop at half
  *   of the 32-connection peak, propagation Hill → farthest servers on an idle herd and while the
@@ -13,19 +17,17 @@
  * - `sse`: 32-connection IAMAT with 0 and 100 dashboard event-stream readers (bench/sse.ts);
  * - `catchup`: a restarted server catching up on 1M missed records (bench/catchup.ts);
  * - `memory`: RSS of one process with 1M clients known to all five servers (bench/memory.ts);
- *   both in memory only (`--memory`, what the targets are judged on) and again with the Deno KV
- *   store (the default deployment) unless `--skip-persist`;
+ *   both in memory only (`--memory`) and again with the record log (servers/persist.ts, the
+ *   default deployment and what the targets are judged on) unless `--skip-persist`;
  * - `profile` (only on request): CPU profile under 32-connection IAMAT (bench/profile.ts).
  *
- *     deno run -A bench/run.ts [--quick] [--only echo,asyncio,herd,whatsat,sse,catchup,memory]
- *       [--skip-persist] [--gen-procs 2] [--out DIR]
- *
- * `--quick` (about 2 minutes) runs every part at a smaller scale: 1.5 s load windows, 100,000
+ * `--quick` (minutes) runs every part at a smaller scale: 1.5 s load windows, 100,000
  * records for memory and catch-up (not judged against the 1M targets). The full run takes about
- * 10-15 minutes. Both are bounded by a watchdog that kills every child and exits, and a part that
- * fails is recorded and skipped. Writes `<out>/latest.json`, `<out>/summary.md` (the tables
- * BENCHMARKS.md quotes) and `<out>/chart.svg` (out defaults to bench/results), and prints a table
- * and the targets. Children's output goes to `<out>/logs/`.
+ * 20-30 minutes. Both are bounded by a watchdog that kills every child and exits, and a part that
+ * fails is recorded and skipped (and makes the run exit 1 under `CI=true`). Writes
+ * `<out>/latest.json`, `<out>/summary.md` (the tables BENCHMARKS.md quotes) and `<out>/chart.svg`
+ * (out defaults to bench/results), and prints a table and the targets. Children's output goes to
+ * `<out>/logs/`.
  *
  * Load comes from separate bench/load.ts processes (2 of them at 256 connections) so the generator
  * is not one single-threaded bottleneck; their histograms are merged here. On a small box the
@@ -50,6 +52,7 @@ import {
   codeState,
   judgeTargets,
   machine,
+  printCompare,
   printHerdLines,
   printTable,
   type RunResult,
@@ -60,6 +63,7 @@ import { benchSse } from "./sse.ts";
 import { benchCatchup } from "./catchup.ts";
 import { benchMemory } from "./memory.ts";
 import { benchProfile } from "./profile.ts";
+import { benchCompare } from "./compare.ts";
 
 function planFor(quick: boolean, genProcs: number): Plan {
   return quick
@@ -99,28 +103,70 @@ function planFor(quick: boolean, genProcs: number): Plan {
 
 // ---------------------------------------------------------------------------------------------
 
-const SECTIONS = ["echo", "asyncio", "herd", "whatsat", "sse", "catchup", "memory"];
+const SECTIONS = ["compare", "echo", "asyncio", "herd", "whatsat", "sse", "catchup", "memory"];
+const PARTS = [...SECTIONS, "profile"];
 
-async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      only: { type: "string", default: SECTIONS.join(",") },
-      "gen-procs": { type: "string", default: "2" },
-      out: { type: "string", default: `${ROOT}bench/results` },
-      python: { type: "string", default: "python3" },
-      "skip-persist": { type: "boolean", default: false },
-    },
-  });
-  const plan = planFor(v.quick, Math.max(1, Number(v["gen-procs"])));
+const USAGE = `Usage: deno task bench [options]
+
+Runs the benchmark parts and prints the table and the targets (met / not met); writes
+<out>/latest.json, <out>/summary.md and <out>/chart.svg.
+
+Options:
+  --quick             every part at a smaller scale (minutes, not tens of minutes)
+  --only LIST         comma-separated parts: ${PARTS.join(",")}
+                      (default: all but profile)
+  --skip-persist      memory and catch-up without their record-log variants
+  --gen-procs N       bench/load.ts processes at 64+ connections (default 2)
+  --out DIR           where results go (default bench/results)
+  --python PATH       Python for the asyncio seed herd (default python3)
+  -h, --help          this text
+
+Environment: BENCH_KEEP_DIRS=1 keeps the herds' temp dirs; CI=true turns every loud skip
+(no cc, no redis-server) into a failure.`;
+
+/** The command line, or one line on stderr and exit 2. */
+function parseFlags(args: string[]) {
+  const fail = (msg: string): never => {
+    console.error(`bench: ${msg} (deno task bench --help)`);
+    Deno.exit(2);
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        help: { type: "boolean", short: "h", default: false },
+        quick: { type: "boolean", default: false },
+        only: { type: "string", default: SECTIONS.join(",") },
+        "gen-procs": { type: "string", default: "2" },
+        out: { type: "string", default: `${ROOT}bench/results` },
+        python: { type: "string", default: "python3" },
+        "skip-persist": { type: "boolean", default: false },
+      },
+    });
+  } catch (e) {
+    return fail((e as Error).message.split("\n")[0]);
+  }
+  const v = parsed.values;
+  if (v.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const genProcs = Number(v["gen-procs"]);
+  if (!Number.isInteger(genProcs) || genProcs < 1 || genProcs > 16) {
+    fail(`--gen-procs wants an integer 1..16, got '${v["gen-procs"]}'`);
+  }
   const only = new Set(v.only.split(","));
   for (const name of only) {
-    if (![...SECTIONS, "profile"].includes(name)) {
-      console.error(`unknown --only part ${name} (${[...SECTIONS, "profile"].join(", ")})`);
-      Deno.exit(2);
-    }
+    if (!PARTS.includes(name)) fail(`unknown --only part '${name}' (${PARTS.join(", ")})`);
   }
+  return { ...v, genProcs, only };
+}
+
+async function main(): Promise<void> {
+  const v = parseFlags(Deno.args);
+  const plan = planFor(v.quick, v.genProcs);
+  const only = v.only;
   const logDir = `${v.out}/logs`;
   await Deno.mkdir(logDir, { recursive: true });
 
@@ -147,6 +193,7 @@ async function main(): Promise<void> {
   }
   const sections: { name: string; seconds: number; loadavgStart: number; loadavgEnd: number }[] =
     [];
+  const failedParts: string[] = [];
   /** Runs one part; a failure is recorded and the run goes on with the next part. */
   async function part<T>(name: string, fn: () => Promise<T>): Promise<T | { error: string }> {
     const t0 = Date.now();
@@ -155,6 +202,7 @@ async function main(): Promise<void> {
       return await fn();
     } catch (e) {
       console.error(`[${name}] failed: ${(e as Error).stack ?? e}`);
+      failedParts.push(name);
       await killAll();
       return { error: String((e as Error).message ?? e) };
     } finally {
@@ -175,6 +223,9 @@ async function main(): Promise<void> {
     chart: {} as ChartData,
   };
   try {
+    if (only.has("compare")) {
+      result.compare = await part("compare", () => benchCompare(plan, logDir));
+    }
     if (only.has("echo")) {
       const r = await part("echo", () => benchEcho(plan, logDir));
       if (!("error" in r)) reports["echo baseline"] = r;
@@ -245,6 +296,7 @@ async function main(): Promise<void> {
   console.log();
   printTable(all);
   printHerdLines(reports);
+  if (result.compare && !("error" in result.compare)) printCompare(result.compare);
   result.chart = {
     title: `Proxy herd bench (closed loop, ${navigator.hardwareConcurrency} CPUs)` +
       (plan.quick ? " (quick run)" : ""),
@@ -291,6 +343,11 @@ async function main(): Promise<void> {
   console.log(
     `\nwrote ${v.out}/latest.json, summary.md and chart.svg in ${result.meta.elapsedS} s`,
   );
+  // CI runs expect every part to run: a part that failed (or skipped loudly) fails the run.
+  if (failedParts.length > 0 && Deno.env.get("CI") === "true") {
+    console.error(`CI=true: parts failed: ${failedParts.join(", ")}`);
+    Deno.exit(1);
+  }
 }
 
 if (import.meta.main) {

@@ -202,3 +202,23 @@ Deno.test({
     assertMatch(new TextDecoder().decode(out.stderr), /cannot connect/);
   },
 });
+
+Deno.test("bench: --help prints usage; a bad flag exits 2 with one line", async () => {
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "bench/run.ts", ...args],
+      cwd: new URL("../", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const help = await run("--help");
+  assertEquals(help.code, 0);
+  assertMatch(new TextDecoder().decode(help.stdout), /^Usage: deno task bench/);
+  for (const args of [["--bogus"], ["--only", "nope"], ["--gen-procs", "x"], ["stray"]]) {
+    const out = await run(...args);
+    const err = new TextDecoder().decode(out.stderr).trim();
+    assertEquals(out.code, 2, `${args.join(" ")}: exit ${out.code}: ${err}`);
+    assertEquals(err.split("\n").length, 1, err);
+    assertMatch(err, /^bench: /);
+  }
+});
