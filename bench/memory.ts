@@ -90,7 +90,7 @@ export async function benchMemory(
   const loadavgStart = loadavg();
   const dir = await makeHerdDir(27000);
   const inspectPort = stablePortBase(1, 27500);
-  const label = persist ? "memory+kv" : "memory";
+  const label = persist ? "memory+log" : "memory";
   const herd = await launchStart(dir, `${logDir}/${label}-herd.log`, {
     persist,
     env,
