@@ -9,26 +9,19 @@
  * @module
  */
 
-import { children, type Proc, ROOT, startProcess } from "./common.ts";
+import { children, type Point, type Proc, ROOT, startProcess } from "./common.ts";
 
 /** The native programs the bench builds. */
 export type NativeTool = "loadgen" | "echo";
 
-/** One run of bench/loadgen.c: what it prints. Latencies in ms. */
-export interface NativeLoad {
-  connections: number;
+/** One run of bench/loadgen.c: what it prints (a load point's fields, latencies in ms). */
+export interface NativeLoad extends
+  Pick<
+    Point,
+    "connections" | "rate" | "requests" | "throughput" | "p50" | "p99" | "p999" | "max" | "errors"
+  > {
   threads: number;
-  /** Open-loop total rate, 0 for closed loop. */
-  rate: number;
   durationMs: number;
-  requests: number;
-  throughput: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-  /** Replies starting `?` or `-`. */
-  errors: number;
   /** Connections the server closed. */
   closed: number;
   errorSample: string;
