@@ -419,6 +419,9 @@ export function summaryMarkdown(r: RunResult): string {
       `Took ${m.elapsedS} s. 1-min load average ${m.loadavgAtStart} at start, ${m.loadavgAtEnd} at end.`,
     "",
   );
+  if (m.stoppedBy) {
+    out.push(`**Stopped early (${m.stoppedBy}): the parts after that point are missing.**`, "");
+  }
   const c0 = m.codeAtStart as { commit: string; dirty: string[] } | undefined;
   const c1 = m.codeAtEnd as { commit: string; dirty: string[] } | undefined;
   if (c0) {

@@ -170,20 +170,6 @@ async function main(): Promise<void> {
   const logDir = `${v.out}/logs`;
   await Deno.mkdir(logDir, { recursive: true });
 
-  // Bounded no matter what a server does.
-  const watchdog = setTimeout(async () => {
-    console.error(`watchdog: ${plan.watchdogMs / 1000} s elapsed, stopping`);
-    await killAll();
-    Deno.exit(3);
-  }, plan.watchdogMs);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(sig, async () => {
-      await killAll();
-      Deno.exit(130);
-    });
-  }
-  globalThis.addEventListener("unload", killAllNow);
-
   const started = Date.now();
   const codeAtStart = await codeState();
   // Benchmarks on a shared box lie quietly: record how busy it was, and say so.
@@ -222,6 +208,88 @@ async function main(): Promise<void> {
     targets: [],
     chart: {} as ChartData,
   };
+  /**
+   * Prints the tables and targets and writes the results: at the end, or with whatever was
+   * measured when the watchdog or a signal stops the run (`stoppedBy`, set before the children
+   * are killed, since the part that was running then fails and the run goes on to here).
+   */
+  let writing: Promise<void> | null = null;
+  let stoppedBy: string | null = null;
+  // One write, whoever asks first: the main path and a signal handler await the same promise.
+  const writeResults = () =>
+    writing ??= (async () => {
+      const all = Object.values(reports).flatMap((
+        r,
+      ) => [...r.points, ...(r.halfPeak ? [r.halfPeak] : [])]);
+      console.log();
+      printTable(all);
+      printHerdLines(reports);
+      if (result.compare && !("error" in result.compare)) printCompare(result.compare);
+      result.chart = {
+        title: `Proxy herd bench (closed loop, ${navigator.hardwareConcurrency} CPUs)` +
+          (plan.quick ? " (quick run)" : ""),
+        series: Object.entries(reports).map(([name, r]) => ({
+          name,
+          points: r.points.map((p) => ({
+            connections: p.connections,
+            throughput: p.throughput,
+            p99: p.p99,
+          })),
+        })),
+      };
+      result.meta = {
+        date: new Date().toISOString(),
+        quick: plan.quick,
+        command: `deno run --allow-all bench/run.ts ${Deno.args.join(" ")}`.trim(),
+        machine: await machine(v.python),
+        codeAtStart,
+        codeAtEnd: await codeState(),
+        cpus: navigator.hardwareConcurrency,
+        deno: Deno.version.deno,
+        os: `${Deno.build.os} ${Deno.build.arch}`,
+        warmupMs: plan.warmupMs,
+        durationMs: plan.durationMs,
+        genProcs: plan.genProcs,
+        plan,
+        elapsedS: Math.round((Date.now() - started) / 1000),
+        loadavgAtStart,
+        loadavgAtEnd: loadavg(),
+        sections,
+        ...(stoppedBy ? { stoppedBy } : {}),
+      };
+      result.targets = judgeTargets(result);
+      console.log();
+      for (const t of result.targets) {
+        const status = t.met === null ? "not judged" : t.met ? "met" : "NOT MET";
+        console.log(`target ${t.name} (${t.target}): ${t.measured} -> ${status}`);
+      }
+      const summary = summaryMarkdown(result);
+      await Deno.writeTextFile(`${v.out}/latest.json`, JSON.stringify(result, null, 2) + "\n");
+      await Deno.writeTextFile(`${v.out}/summary.md`, summary + "\n");
+      if (result.chart.series.length > 0) {
+        await Deno.writeTextFile(`${v.out}/chart.svg`, renderChart(result.chart));
+      }
+      console.log(
+        `\nwrote ${v.out}/latest.json, summary.md and chart.svg in ${result.meta.elapsedS} s`,
+      );
+    })();
+  // Bounded no matter what a server does; what was measured by then is still written.
+  const watchdog = setTimeout(async () => {
+    console.error(`watchdog: ${plan.watchdogMs / 1000} s elapsed, stopping`);
+    stoppedBy = `watchdog after ${plan.watchdogMs / 1000} s`;
+    await killAll();
+    await writeResults().catch(() => {});
+    Deno.exit(3);
+  }, plan.watchdogMs);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(sig, async () => {
+      stoppedBy = sig;
+      await killAll();
+      await writeResults().catch(() => {});
+      Deno.exit(130);
+    });
+  }
+  globalThis.addEventListener("unload", killAllNow);
   try {
     if (only.has("compare")) {
       result.compare = await part("compare", () => benchCompare(plan, logDir));
@@ -290,59 +358,7 @@ async function main(): Promise<void> {
     clearTimeout(watchdog);
   }
 
-  const all = Object.values(reports).flatMap((
-    r,
-  ) => [...r.points, ...(r.halfPeak ? [r.halfPeak] : [])]);
-  console.log();
-  printTable(all);
-  printHerdLines(reports);
-  if (result.compare && !("error" in result.compare)) printCompare(result.compare);
-  result.chart = {
-    title: `Proxy herd bench (closed loop, ${navigator.hardwareConcurrency} CPUs)` +
-      (plan.quick ? " (quick run)" : ""),
-    series: Object.entries(reports).map(([name, r]) => ({
-      name,
-      points: r.points.map((p) => ({
-        connections: p.connections,
-        throughput: p.throughput,
-        p99: p.p99,
-      })),
-    })),
-  };
-  result.meta = {
-    date: new Date().toISOString(),
-    quick: plan.quick,
-    command: `deno run --allow-all bench/run.ts ${Deno.args.join(" ")}`.trim(),
-    machine: await machine(v.python),
-    codeAtStart,
-    codeAtEnd: await codeState(),
-    cpus: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    os: `${Deno.build.os} ${Deno.build.arch}`,
-    warmupMs: plan.warmupMs,
-    durationMs: plan.durationMs,
-    genProcs: plan.genProcs,
-    plan,
-    elapsedS: Math.round((Date.now() - started) / 1000),
-    loadavgAtStart,
-    loadavgAtEnd: loadavg(),
-    sections,
-  };
-  result.targets = judgeTargets(result);
-  console.log();
-  for (const t of result.targets) {
-    const status = t.met === null ? "not judged" : t.met ? "met" : "NOT MET";
-    console.log(`target ${t.name} (${t.target}): ${t.measured} -> ${status}`);
-  }
-  const summary = summaryMarkdown(result);
-  await Deno.writeTextFile(`${v.out}/latest.json`, JSON.stringify(result, null, 2) + "\n");
-  await Deno.writeTextFile(`${v.out}/summary.md`, summary + "\n");
-  if (result.chart.series.length > 0) {
-    await Deno.writeTextFile(`${v.out}/chart.svg`, renderChart(result.chart));
-  }
-  console.log(
-    `\nwrote ${v.out}/latest.json, summary.md and chart.svg in ${result.meta.elapsedS} s`,
-  );
+  await writeResults();
   // CI runs expect every part to run: a part that failed (or skipped loudly) fails the run.
   if (failedParts.length > 0 && Deno.env.get("CI") === "true") {
     console.error(`CI=true: parts failed: ${failedParts.join(", ")}`);
