@@ -22,7 +22,15 @@
  * @module
  */
 
-import { loadavg, measure, type Plan, type Point, type Proc, progress } from "./common.ts";
+import {
+  HERD_NAMES,
+  loadavg,
+  measure,
+  type Plan,
+  type Point,
+  type Proc,
+  progress,
+} from "./common.ts";
 import { startEcho } from "./echo.ts";
 import { median } from "./herd.ts";
 import {
@@ -32,7 +40,6 @@ import {
   makeHerdDir,
   waitForHerdLinks,
 } from "./herd_proc.ts";
-import { HERD_NAMES } from "./common.ts";
 import { buildNative, ccAvailable, loudly, runLoadgen, startNativeEcho } from "./native.ts";
 import {
   ensureRedis,

@@ -18,7 +18,6 @@
 import { loudly } from "./native.ts";
 import {
   freePortBase,
-  killChild,
   mib,
   type Proc,
   processMemory,
@@ -253,7 +252,6 @@ export async function redisCatchup(
 ): Promise<RedisCatchupReport> {
   const victim = r.replicas[r.replicas.length - 1];
   const members = await zcard(r.primary.port);
-  await killChild(victim.proc.child);
   await victim.proc.stop();
   for await (const e of Deno.readDir(victim.dir)) {
     await Deno.remove(`${victim.dir}/${e.name}`, { recursive: true });
