@@ -9,7 +9,7 @@
  * @module
  */
 
-import { children, type Point, type Proc, ROOT, startProcess } from "./common.ts";
+import { type Point, type Proc, ROOT, runJsonChild, startProcess } from "./common.ts";
 
 /** The native programs the bench builds. */
 export type NativeTool = "loadgen" | "echo";
@@ -127,23 +127,7 @@ export async function runLoadgen(o: LoadgenOptions): Promise<NativeLoad> {
   ];
   if (o.rate && o.rate > 0) args.push("--rate", String(Math.round(o.rate)));
   if (o.startAt !== undefined) args.push("--start-at", String(o.startAt));
-  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .spawn();
-  children.add(child);
-  try {
-    const out = await child.output();
-    const dec = new TextDecoder();
-    const last = dec.decode(out.stdout).trim().split("\n").pop() ?? "";
-    try {
-      return JSON.parse(last) as NativeLoad;
-    } catch {
-      throw new Error(
-        `loadgen gave no result (exit ${out.code}): ${dec.decode(out.stderr).trim()}`,
-      );
-    }
-  } finally {
-    children.delete(child);
-  }
+  return await runJsonChild<NativeLoad>(args, "loadgen", bin);
 }
 
 /** Starts the C line-echo server on a free port, its output to `log`. */
