@@ -76,7 +76,7 @@ export async function benchCatchup(
 ): Promise<CatchupReport> {
   const loadavgStart = loadavg();
   const dir = await makeHerdDir(28000);
-  const label = persist ? "catchup+kv" : "catchup";
+  const label = persist ? "catchup+log" : "catchup";
   const procs = new Map<string, Proc>();
   try {
     const opts = { persist };

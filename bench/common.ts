@@ -45,11 +45,16 @@ export function herdConfig(base: number): {
 export const children = new Set<Deno.ChildProcess>();
 
 /**
- * Runs a Deno child (`args` after the executable, from the repository root), tracked in
- * `children` so a watchdog can kill it, and parses the last line of its stdout as JSON.
+ * Runs a child (Deno unless `cmd` says otherwise; `args` after the executable, from the
+ * repository root), tracked in `children` so a watchdog can kill it, and parses the last line of
+ * its stdout as JSON.
  */
-export async function runJsonChild<T>(args: string[], what: string): Promise<T> {
-  const child = new Deno.Command(Deno.execPath(), {
+export async function runJsonChild<T>(
+  args: string[],
+  what: string,
+  cmd = Deno.execPath(),
+): Promise<T> {
+  const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,
     stdin: "null",
@@ -64,7 +69,9 @@ export async function runJsonChild<T>(args: string[], what: string): Promise<T> 
     try {
       return JSON.parse(line) as T;
     } catch {
-      throw new Error(`${what} gave no result: ${dec.decode(out.stderr).slice(-500)}`);
+      throw new Error(
+        `${what} gave no result (exit ${out.code}): ${dec.decode(out.stderr).slice(-500)}`,
+      );
     }
   } finally {
     children.delete(child);
@@ -287,7 +294,8 @@ export interface Convergence {
 /** One merged measurement: what the table, the JSON and the chart show. */
 export interface Point {
   series: string;
-  mode: LoadMode;
+  /** The load's request kind ("geoadd": Redis, through bench/loadgen.c only). */
+  mode: LoadMode | "geoadd";
   connections: number;
   /** Open-loop total rate, 0 for closed loop. */
   rate: number;

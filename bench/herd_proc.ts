@@ -54,7 +54,7 @@ export async function makeHerdDir(portFrom: number): Promise<HerdDir> {
 
 /** How to run one `main.ts` child. */
 export interface LaunchOptions {
-  /** Keep records in `<work>/data` (Deno KV) rather than in memory only. */
+  /** Keep records in `<work>/data` (the record log, servers/persist.ts) rather than in memory only. */
   persist?: boolean;
   /** Serve the dashboard on this port (default: `--no-dashboard`). */
   dashboardPort?: number;

@@ -10,7 +10,7 @@
  * is read through the inspector (`--inspect` on a loopback port) after a forced full GC, which
  * separates what the records really hold from garbage not yet collected and from memory V8 or
  * the allocator keeps. `--memory` (the default here) keeps records in memory only; `persist`
- * adds the Deno KV store per server.
+ * adds the record log per server (servers/persist.ts).
  *
  * Run alone: `deno run -A bench/run.ts --only memory [--quick] [--skip-persist]`.
  *
@@ -90,7 +90,7 @@ export async function benchMemory(
   const loadavgStart = loadavg();
   const dir = await makeHerdDir(27000);
   const inspectPort = stablePortBase(1, 27500);
-  const label = persist ? "memory+kv" : "memory";
+  const label = persist ? "memory+log" : "memory";
   const herd = await launchStart(dir, `${logDir}/${label}-herd.log`, {
     persist,
     env,

@@ -4,7 +4,7 @@
  * sampling profiler (bench/inspector.ts) runs for the measured window of one bench/load.ts point.
  * Two cases:
  *
- * - `plain`: the main run's flags (Deno KV persistence, offline Places, no dashboard);
+ * - `plain`: the main run's flags (record-log persistence, offline Places, no dashboard);
  * - `dashboard`: the same with the dashboard on, no event-stream reader;
  * - `dashboard+N readers`: and `sseSubscribers` event-stream readers (bench/sse_readers.ts), the
  *   case of the SSE-cost figure.

@@ -1,6 +1,6 @@
 /**
  * SSE-cost figure: what 100 open dashboards cost the herd. One `main.ts start` with the
- * dashboard on (same flags as the main herd run otherwise: Deno KV persistence, offline Places);
+ * dashboard on (same flags as the main herd run otherwise: record-log persistence, offline Places);
  * 32-connection closed-loop IAMAT throughput at Hill with no event-stream reader, then with
  * `sseSubscribers` concurrent `GET /api/events` readers (bench/sse_readers.ts, a separate process
  * that reads every stream as fast as it comes), then (full run) with none again, to see drift.
