@@ -121,6 +121,33 @@ export interface LinkDownEvent extends Base {
   peer: string;
   reason: string;
 }
+/** `syncing`: up, and the peer's catch-up stream to us has not ended (`CAUGHTUP`). */
+export type LinkState = "down" | "syncing" | "up";
+
+/** One link's statistics (`servers/link_stats.ts` keeps them). */
+export interface LinkStats {
+  peer: string;
+  state: LinkState;
+  /** The last PING's round trip in ms; null before the first (or with a peer that never PONGs). */
+  rttMs: number | null;
+  /**
+   * Change-log entries after the last one sent on this link (entries that came from the peer
+   * count too: the stream skips them without reading them one by one).
+   */
+  behind: number;
+  /** Records sent whose receipt (`A` line) a reply is waiting for. */
+  unacked: number;
+  /** When the state last changed (ms since the epoch). */
+  since: number;
+}
+
+/**
+ * A link's statistics changed (state, round trip, records behind): at most one per link per
+ * heartbeat interval (`servers/link_stats.ts`).
+ */
+export interface LinkStatsEvent extends Base, LinkStats {
+  kind: "link.stats";
+}
 /** Catch-up with a neighbour finished: how many records went each way. */
 export interface SyncDoneEvent extends Base {
   kind: "sync.done";
@@ -198,6 +225,7 @@ export type HerdEvent =
   | PropagationReceivedEvent
   | LinkUpEvent
   | LinkDownEvent
+  | LinkStatsEvent
   | SyncDoneEvent
   | PeerRejectedEvent
   | WhatsatEvent

@@ -144,7 +144,15 @@ export class Herd {
           connections: 0,
           records: 0,
           neighbors: c.neighbors,
-          links: c.neighbors.map((peer) => ({ peer, up: false })),
+          links: c.neighbors.map((peer) => ({
+            peer,
+            up: false,
+            state: "down" as const,
+            rttMs: null,
+            behind: 0,
+            unacked: 0,
+            since: 0,
+          })),
         }
       ),
       records,

@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { AtFields, EventBus } from "./events.ts";
+import type { AtFields, EventBus, LinkStats } from "./events.ts";
+import { LinkStatsReporter } from "./link_stats.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
@@ -109,6 +110,7 @@ export class HerdServer implements LineHandler {
   #nextConn = 1;
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
+  #linkStats: LinkStatsReporter;
 
   constructor(
     config: ServerConfig,
@@ -128,6 +130,7 @@ export class HerdServer implements LineHandler {
     this.#herdNames = new Set(byName.keys());
     this.#peerConfigs = byName;
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
+    this.#linkStats = new LinkStatsReporter(this, opts.link.heartbeatMs);
   }
 
   /** True while listening. */
@@ -219,6 +222,7 @@ export class HerdServer implements LineHandler {
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
     }
     for (const link of this.links) link.start();
+    this.#linkStats.start();
   }
 
   /** Listens with a clear error when the port is taken. */
@@ -254,6 +258,8 @@ export class HerdServer implements LineHandler {
     }
     this.#tlsListener = undefined;
     for (const link of this.links) link.stop();
+    this.#linkStats.report();
+    this.#linkStats.stop();
     for (const c of this.#conns) c.close("server stopping");
     for (const o of this.#observers) o.close();
     await this.#accepting;
@@ -277,8 +283,13 @@ export class HerdServer implements LineHandler {
       connections: this.#conns.size,
       records: this.store.size,
       neighbors: this.#config.neighbors,
-      links: this.links.map((l) => ({ peer: l.peer, up: l.up })),
+      links: this.links.map((l) => ({ up: l.up, ...l.stats() })),
     };
+  }
+
+  /** Each link's state, round trip, records behind and last change. */
+  linkStats(): LinkStats[] {
+    return this.links.map((l) => l.stats());
   }
 
   /** Up to `limit` records, most recently changed first. */

@@ -14,6 +14,7 @@
  *     link, both ways:     SYNC <epoch> <head> <yourEpoch> <mark>
  *                          R <seq> <origin> <diff> <client> <location> <time>
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
+ *                          (empty line after SYNC: "I answer PING")      PONG
  *
  *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>
  *
@@ -200,13 +201,22 @@ export const RECORD = "R";
 export const SKIP = "S";
 /** `A`: receipt of the peer's records in a sequence-number range (receipts.ts). */
 export const RECEIPT = "A";
-/** `PING`: a heartbeat; liveness only. */
+/** `PING`: a heartbeat, and a round-trip probe to a peer that answers PINGs. */
 export const PING = "PING";
+/**
+ * `PONG`: the answer to a PING, sent only to a peer that announced it understands it (an empty
+ * line after its SYNC, which older servers ignore; they drop a link on a line they do not know).
+ */
+export const PONG = "PONG";
 /** `CAUGHTUP`: my catch-up stream to you is complete. */
 export const CAUGHTUP = "CAUGHTUP";
 
 /** The heartbeat line. */
 export const PING_LINE = `${PING}\n`;
+/** The answer to a PING. */
+export const PONG_LINE = `${PONG}\n`;
+/** Sent once after SYNC: "I answer PING with PONG". */
+export const PONGS_LINE = "\n";
 
 /** What a SYNC line says. */
 export interface Sync {
@@ -265,6 +275,7 @@ export type LinkMessage =
   | { type: typeof SKIP; seq: number }
   | { type: typeof RECEIPT; from: number; to: number }
   | { type: typeof PING }
+  | { type: typeof PONG }
   | ({ type: typeof SYNC } & Sync)
   | { type: typeof CAUGHTUP };
 
@@ -299,6 +310,8 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
         : undefined;
     case PING:
       return f.length === 1 ? { type: PING } : undefined;
+    case PONG:
+      return f.length === 1 ? { type: PONG } : undefined;
     case SYNC:
       return f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])
         ? { type: SYNC, epoch: f[1], head: Number(f[2]), yourEpoch: f[3], mark: Number(f[4]) }

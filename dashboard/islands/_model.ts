@@ -273,6 +273,10 @@ export function describe(e: DashEvent): string {
       return `link to ${e.peer} up (${e.direction === "out" ? "dialled" : "accepted"})`;
     case "link.down":
       return `link to ${e.peer} down: ${e.reason}`;
+    case "link.stats":
+      return `link to ${e.peer} ${e.state}, rtt ${
+        e.rttMs === null ? "-" : `${millis(e.rttMs)} ms`
+      }, ${e.behind} behind, ${e.unacked} unacknowledged`;
     case "sync.done":
       return `synced with ${e.peer}: sent ${e.sent}, received ${e.received} in ${e.ms} ms`;
     case "peer.rejected":
