@@ -20,7 +20,10 @@ import type { Dashboard } from "./context.ts";
 import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
 import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
-import { HerdMetrics } from "./metrics.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import type { Ops } from "../servers/ops/app.ts";
+import { VERSION } from "../servers/version.ts";
+import { registerHubMetrics } from "./hub_metrics.ts";
 import {
   authority,
   checkControl,
@@ -60,6 +63,11 @@ export interface DashboardOptions {
   staticDir?: URL;
   /** Built assets (default: read from staticDir). */
   assets?: Assets;
+  /**
+   * The process's ops state (its one metrics registry), when the process made one; else the
+   * dashboard makes its own.
+   */
+  ops?: Ops;
 }
 
 /** A dashboard app, not yet listening. */
@@ -107,11 +115,19 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   };
   const staticDir = opts.staticDir ?? STATIC_DIR;
   const hub = new EventHub(herd.bus, opts.hub);
-  const metrics = new HerdMetrics(herd.bus);
+  const ops: Ops = opts.ops ?? {
+    source: herd,
+    metrics: new HerdMetrics(herd, { version: VERSION }),
+    version: VERSION,
+    startedAt: Date.now(),
+  };
+  const metrics = ops.metrics;
+  registerHubMetrics(metrics.registry, hub);
   const dashboard: Dashboard = {
     herd,
     hub,
     metrics,
+    ops,
     guard,
     assets: opts.assets ?? { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
     commandTimeoutMs: opts.commandTimeoutMs ?? 10_000,
@@ -161,7 +177,8 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     },
     close() {
       hub.close();
-      metrics.close();
+      // A process's own metrics outlive its dashboard.
+      if (opts.ops === undefined) metrics.close();
     },
   };
 }

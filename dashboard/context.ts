@@ -8,7 +8,8 @@
 
 import type { Context } from "hono";
 import type { EventHub } from "./hub.ts";
-import type { HerdMetrics } from "./metrics.ts";
+import type { HerdMetrics } from "../servers/ops/metrics.ts";
+import type { Ops } from "../servers/ops/app.ts";
 import type { GuardOptions } from "./security.ts";
 import type { HerdView } from "./types.ts";
 import type { Assets } from "./assets.ts";
@@ -18,6 +19,8 @@ export interface Dashboard {
   herd: HerdView;
   hub: EventHub;
   metrics: HerdMetrics;
+  /** The process's ops state: /metrics, /healthz and /status are served from it. */
+  ops: Ops;
   /** The control-request policy (its port is the real one once listening). */
   guard: GuardOptions;
   assets: Assets;

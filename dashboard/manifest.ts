@@ -9,6 +9,8 @@
 import type { RouteModule } from "./context.ts";
 import * as index from "./routes/index.tsx";
 import * as metrics from "./routes/metrics.ts";
+import * as healthz from "./routes/healthz.ts";
+import * as status from "./routes/status.ts";
 import * as command from "./routes/api/command.ts";
 import * as events from "./routes/api/events.ts";
 import * as state from "./routes/api/state.ts";
@@ -19,6 +21,8 @@ import * as serverAction from "./routes/api/servers/[name]/[action].ts";
 export const ROUTES: Record<string, RouteModule> = {
   "routes/index.tsx": index,
   "routes/metrics.ts": metrics,
+  "routes/healthz.ts": healthz,
+  "routes/status.ts": status,
   "routes/api/command.ts": command,
   "routes/api/events.ts": events,
   "routes/api/state.ts": state,

@@ -12,6 +12,8 @@
  * @module
  */
 
+import type { FailureReason, InvalidReason } from "./reasons.ts";
+
 /** The fields of an AT line: what a location record is, on the wire and in the store. */
 export interface AtFields {
   /** The server that received the client's IAMAT. */
@@ -72,6 +74,29 @@ export interface ReplyOutEvent extends Base {
   kind: "reply.out";
   conn: number;
   reply: string;
+}
+/** The verb of a command as metrics label it (anything but IAMAT and WHATSAT is `other`). */
+export type CommandVerb = "IAMAT" | "WHATSAT" | "other";
+/** A client command's reply is ready (one per command; blank lines are not commands). */
+export interface CommandEvent extends Base {
+  kind: "command";
+  conn: number;
+  verb: CommandVerb;
+  /** `invalid`: the client's line was wrong; `error`: a valid command failed here. */
+  result: "ok" | "invalid" | "error";
+  /** Why it got `?` (empty when ok). */
+  reason: InvalidReason | FailureReason | "";
+  /** From the line's arrival to its reply being ready, in seconds. */
+  seconds: number;
+}
+/** An invalid command: the reply is `? <line>`; this says why (logs and the dashboard show it). */
+export interface InvalidEvent extends Base {
+  kind: "invalid";
+  conn: number;
+  /** The line (binary string). */
+  line: string;
+  verb: CommandVerb;
+  reason: InvalidReason;
 }
 /** A new location record was stored. `from` is the peer it came from, or null for a client. */
 export interface LocationAcceptedEvent extends Base {
@@ -186,6 +211,13 @@ export interface ReceiptLateEvent extends Base {
   peers: string[];
   waitedMs: number;
 }
+/** One group commit of a server's record log (`ok` false: the write failed and is retried). */
+export interface PersistCommitEvent extends Base {
+  kind: "persist.commit";
+  records: number;
+  seconds: number;
+  ok: boolean;
+}
 /** What an {@linkcode ErrorEvent} is about. */
 export type ErrorReason =
   /** The durable store cannot be written (full disk, I/O error); records are owed and retried. */
@@ -219,6 +251,8 @@ export type HerdEvent =
   | ClientRefusedEvent
   | LineInEvent
   | ReplyOutEvent
+  | CommandEvent
+  | InvalidEvent
   | LocationAcceptedEvent
   | LocationDroppedEvent
   | PropagationSentEvent
@@ -230,6 +264,7 @@ export type HerdEvent =
   | PeerRejectedEvent
   | WhatsatEvent
   | ReceiptLateEvent
+  | PersistCommitEvent
   | ErrorEvent;
 
 /** The `kind` of every event. */

@@ -14,6 +14,7 @@ import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 import type { StoredRecord } from "./store.ts";
+import type { LoadControlStats } from "./places/load_control.ts";
 
 /** Options for a herd. */
 export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
@@ -111,6 +112,21 @@ export class Herd {
     const server = this.servers.get(name);
     if (server === undefined) throw new Error(`no local server named ${name}`);
     return server;
+  }
+
+  /** Per local server: listening, and its durable store writable (for /healthz). */
+  health(): { server: string; listening: boolean; writable: boolean }[] {
+    return [...this.servers.values()].map((s) => ({
+      server: s.name,
+      listening: s.running,
+      writable: s.storeWritable,
+    }));
+  }
+
+  /** The Places provider's load-control counters (undefined when it has none). */
+  placesStats(): LoadControlStats | undefined {
+    const places = this.#opts.places as { stats?: () => LoadControlStats };
+    return places.stats?.();
   }
 
   /** Servers, newest records (one per client, the herd's newest), and the provider. */

@@ -165,7 +165,10 @@ export function startObserver(
   };
 
   const off = server.bus.subscribe((e: HerdEvent) => {
-    if (e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out") return;
+    if (
+      e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out" ||
+      e.kind === "command" || e.kind === "persist.commit"
+    ) return;
     send(formatEvent(observedEvent(e)));
   });
   // Not now: the caller has not registered this stream yet.

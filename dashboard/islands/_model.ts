@@ -229,7 +229,7 @@ export const KIND_GROUPS: Record<string, readonly string[]> = {
   clients: ["client.connect", "client.disconnect", "client.refused"],
   servers: ["server.up", "server.down"],
   whatsat: ["whatsat"],
-  errors: ["error", "peer.rejected", "client.refused"],
+  errors: ["error", "peer.rejected", "client.refused", "invalid"],
 };
 
 /**
@@ -291,6 +291,14 @@ export function describe(e: DashEvent): string {
       return `${e.client}: no receipt from ${e.peers.join(", ")} in ${millis(e.waitedMs)} ms`;
     case "error":
       return `${e.reason}: ${e.message}`;
+    case "invalid":
+      return `#${e.conn} ${e.reason}: ${e.line}`;
+    case "persist.commit":
+      return `${e.ok ? "committed" : "failed to commit"} ${e.records} record(s) in ${
+        millis(e.seconds * 1000)
+      } ms`;
+    case "command":
+      return `#${e.conn} ${e.verb} ${e.result}${e.reason ? ` (${e.reason})` : ""}`;
     case "line.in":
       return e.line;
     case "reply.out":

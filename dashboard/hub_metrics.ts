@@ -1,0 +1,65 @@
+/**
+ * The dashboard's own series (its SSE hub), added to the process's metrics registry.
+ *
+ * @module
+ */
+
+import client from "prom-client";
+import type { EventHub } from "./hub.ts";
+
+/**
+ * Registers the hub's gauges and counters on `registry` (replacing those of an earlier hub).
+ *
+ * @example
+ * ```ts
+ * registerHubMetrics(metrics.registry, hub);
+ * ```
+ */
+export function registerHubMetrics(registry: client.Registry, hub: EventHub): void {
+  const registers = [registry];
+  const series: [
+    string,
+    string,
+    "gauge" | "counter",
+    (s: ReturnType<EventHub["stats"]>) => number,
+  ][] = [
+    ["herd_dashboard_subscribers", "Open dashboard event streams.", "gauge", (s) => s.subscribers],
+    [
+      "herd_dashboard_events_total",
+      "Events taken into the dashboard's ring.",
+      "counter",
+      (s) => s.eventsIn,
+    ],
+    ["herd_dashboard_frames_total", "Event-stream frames written.", "counter", (s) => s.frames],
+    [
+      "herd_dashboard_gaps_total",
+      "Gap notices sent to subscribers that fell behind.",
+      "counter",
+      (s) => s.gaps,
+    ],
+    ["herd_dashboard_cut_total", "Subscribers cut loose for not reading.", "counter", (s) => s.cut],
+  ];
+  for (const [name, help, type, value] of series) {
+    registry.removeSingleMetric(name);
+    if (type === "gauge") {
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(value(hub.stats()));
+        },
+      });
+    } else {
+      new client.Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(value(hub.stats()));
+        },
+      });
+    }
+  }
+}
