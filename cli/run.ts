@@ -113,12 +113,14 @@ export async function runHerd(
       : (name) => openLogPersistence(flags.dataDir, name),
   });
   // One metrics registry for the process, counting from the first event.
+  const metrics = new HerdMetrics(herd, { version: VERSION, processMetrics: true });
   const ops: Ops = {
     source: herd,
-    metrics: new HerdMetrics(herd, { version: VERSION, processMetrics: true }),
+    metrics,
     version: VERSION,
     startedAt: Date.now(),
   };
+  herd.exportMetrics((name) => metrics.exportServer(name));
   // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
   if (places.name === "offline") await warmOfflineIndex();
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()]);

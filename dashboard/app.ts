@@ -24,6 +24,7 @@ import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops } from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
 import { registerHubMetrics } from "./hub_metrics.ts";
+import { type MetricsReports, RemoteMetrics } from "./remote_metrics.ts";
 import {
   authority,
   checkControl,
@@ -117,7 +118,10 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   const hub = new EventHub(herd.bus, opts.hub);
   const ops: Ops = opts.ops ?? {
     source: herd,
-    metrics: new HerdMetrics(herd, { version: VERSION }),
+    // Watching server processes: their own counters; else counted here from the bus.
+    metrics: "metricsJson" in herd
+      ? new RemoteMetrics(herd as HerdView & MetricsReports, VERSION)
+      : new HerdMetrics(herd, { version: VERSION }),
     version: VERSION,
     startedAt: Date.now(),
   };

@@ -8,7 +8,7 @@
 
 import type { Context } from "hono";
 import type { EventHub } from "./hub.ts";
-import type { HerdMetrics } from "../servers/ops/metrics.ts";
+import type { MetricsExposition } from "../servers/ops/metrics.ts";
 import type { Ops } from "../servers/ops/app.ts";
 import type { GuardOptions } from "./security.ts";
 import type { HerdView } from "./types.ts";
@@ -18,7 +18,7 @@ import type { Assets } from "./assets.ts";
 export interface Dashboard {
   herd: HerdView;
   hub: EventHub;
-  metrics: HerdMetrics;
+  metrics: MetricsExposition;
   /** The process's ops state: /metrics, /healthz and /status are served from it. */
   ops: Ops;
   /** The control-request policy (its port is the real one once listening). */

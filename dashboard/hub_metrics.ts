@@ -4,8 +4,9 @@
  * @module
  */
 
-import client from "prom-client";
+import type client from "prom-client";
 import type { EventHub } from "./hub.ts";
+import { collectedMetric } from "../servers/ops/metrics.ts";
 
 /**
  * Registers the hub's gauges and counters on `registry` (replacing those of an earlier hub).
@@ -41,25 +42,6 @@ export function registerHubMetrics(registry: client.Registry, hub: EventHub): vo
   ];
   for (const [name, help, type, value] of series) {
     registry.removeSingleMetric(name);
-    if (type === "gauge") {
-      new client.Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(value(hub.stats()));
-        },
-      });
-    } else {
-      new client.Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(value(hub.stats()));
-        },
-      });
-    }
+    collectedMetric(type, name, help, registers, () => value(hub.stats()));
   }
 }

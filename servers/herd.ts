@@ -114,6 +114,11 @@ export class Herd {
     return server;
   }
 
+  /** Gives every local server its metrics (as JSON) to send on its observer streams. */
+  exportMetrics(metricsOf: (server: string) => Promise<unknown>): void {
+    for (const s of this.servers.values()) s.metricsExport = () => metricsOf(s.name);
+  }
+
   /** Per local server: listening, and its durable store writable (for /healthz). */
   health(): { server: string; listening: boolean; writable: boolean }[] {
     return [...this.servers.values()].map((s) => ({

@@ -118,6 +118,8 @@ export class HerdServer implements LineHandler {
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
   #linkStats: LinkStatsReporter;
+  /** This server's metrics as JSON, for its observer streams (set by the process, if it has them). */
+  metricsExport?: () => Promise<unknown>;
 
   constructor(
     config: ServerConfig,

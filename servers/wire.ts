@@ -16,7 +16,7 @@
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
  *                          (empty line after SYNC: "I answer PING")      PONG
  *
- *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>
+ *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>   METRICS <json>
  *
  * @module
  */
@@ -331,6 +331,11 @@ export const STATE = "STATE";
 export const RECORDS = "RECORDS";
 /** `EVENT <json>`: one event (a batch event carries `count` and its first client IDs only). */
 export const EVENT = "EVENT";
+/**
+ * `METRICS <json array>`: the server's own metrics (prom-client JSON), at the start and every
+ * few seconds, so a remote dashboard shows its counters; older observers ignore the line.
+ */
+export const METRICS = "METRICS";
 
 /** A record as an observer stream carries it (text fields are binary strings). */
 export type ObservedRecord = AtFields;
@@ -373,11 +378,17 @@ export function formatEvent(event: unknown): string {
   return `${EVENT} ${asciiJson(event)}\n`;
 }
 
+/** Formats a METRICS line. */
+export function formatMetrics(json: unknown): string {
+  return `${METRICS} ${asciiJson(json)}\n`;
+}
+
 /** One message read from an observer stream. */
 export type ObserverMessage =
   | { type: typeof STATE; state: ObservedState }
   | { type: typeof RECORDS; records: ObservedRecord[] }
-  | { type: typeof EVENT; event: HerdEvent & { count?: number } };
+  | { type: typeof EVENT; event: HerdEvent & { count?: number } }
+  | { type: typeof METRICS; metrics: unknown[] };
 
 /**
  * The message in an observer line (a trailing CR is ignored), or undefined when it is none of
@@ -403,6 +414,10 @@ export function parseObserverLine(line: string): ObserverMessage | undefined {
     }
     case EVENT:
       return { type: EVENT, event: JSON.parse(body) };
+    case METRICS: {
+      const metrics = JSON.parse(body);
+      return { type: METRICS, metrics: Array.isArray(metrics) ? metrics : [] };
+    }
   }
   return undefined;
 }

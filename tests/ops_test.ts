@@ -18,7 +18,9 @@ import { VERSION } from "../servers/version.ts";
 import { INVALID_REASONS } from "../servers/reasons.ts";
 import type { InvalidEvent } from "../servers/events.ts";
 import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
-import { ProcessHerd } from "./_helpers/procs.ts";
+import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { createDashboard } from "../dashboard/app.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { parseExposition } from "./_helpers/prom.ts";
 
@@ -55,7 +57,17 @@ Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.req
   const invalid: InvalidEvent[] = [];
   t.herd.bus.subscribe((e) => e.kind === "invalid" && invalid.push(e));
   try {
-    const app = createOpsApp(t.ops);
+    const ops = createOpsApp(t.ops);
+    const app = {
+      request: (path: string) => ops.request(path, { headers: { host: "127.0.0.1:9100" } }),
+    };
+    // DNS rebinding: a page on another name that resolves here is refused.
+    const rebound = await ops.request("/status", { headers: { host: "evil.example:9100" } });
+    assert.equal(rebound.status, 421);
+    assert.equal((await ops.request("/metrics")).status, 421, "no Host, no answer");
+    for (const host of ["localhost:9100", "[::1]:9100", "10.0.0.7"]) {
+      assert.equal((await ops.request("/healthz", { headers: { host } })).status, 200, host);
+    }
     const port = t.herd.servers.get("A")!.port;
     assert.match(await exchange(port, "IAMAT ops.a +34.068930-118.445127 1700000000\n"), /^AT A /);
     const bad = [
@@ -262,6 +274,71 @@ Deno.test("ops endpoint: a real server process answers /metrics, /healthz and /s
       1,
     );
   } finally {
+    await herd.close();
+  }
+});
+
+Deno.test("remote dashboard: /metrics shows each server process's own counters, from before it started", async () => {
+  const herd = await ProcessHerd.create({ topology: { Rm1: ["Rm2"], Rm2: ["Rm1"] } });
+  let remote: RemoteHerd | undefined;
+  let dash: ReturnType<typeof createDashboard> | undefined;
+  try {
+    await herd.startAll();
+    await herd.waitLinksUp();
+    // Traffic before any dashboard exists.
+    for (let i = 0; i < 4; i++) {
+      assert.match(
+        await exchange(herd.port("Rm1"), `IAMAT rm.${i} +1+2 ${1700000000 + i}\n`),
+        /^AT /,
+      );
+    }
+    assert.equal(await exchange(herd.port("Rm2"), "WHATSAT rm.0 0 5\n"), "? WHATSAT rm.0 0 5\n");
+    remote = new RemoteHerd(parseConfig(JSON.parse(await Deno.readTextFile(herd.configPath))), {
+      secret: PROCS_SECRET,
+      observer: "ops-test",
+      minBackoffMs: 50,
+    });
+    remote.start();
+    dash = createDashboard(remote, { host: "127.0.0.1", port: 8000 });
+    const app = dash.app;
+    const req = (path: string) => app.request(path, { headers: { host: "127.0.0.1:8000" } });
+    const scrape = async () => parseExposition(await (await req("/metrics")).text());
+    let m = await scrape();
+    await waitFor(
+      async () => {
+        m = await scrape();
+        return m.value("herd_records", { server: "Rm2" }) === 4 &&
+          m.value("herd_commands_total", {
+              server: "Rm1",
+              verb: "IAMAT",
+              result: "ok",
+              reason: "",
+            }) ===
+            4;
+      },
+      15_000,
+      "both servers' own metrics",
+    );
+    assert.equal(
+      m.value("herd_commands_total", {
+        server: "Rm2",
+        verb: "WHATSAT",
+        result: "invalid",
+        reason: "bad-radius",
+      }),
+      1,
+    );
+    assert.equal(m.value("herd_updates_accepted_total", { server: "Rm2", from: "Rm1" }), 4);
+    assert.equal(m.value("herd_iamat_duration_seconds_count", { server: "Rm1" }), 4);
+    assert.equal(m.value("herd_build_info", { version: VERSION }), 1);
+    assert.equal(m.value("herd_dashboard_subscribers"), 0);
+    // The remote /status and /healthz read the watched servers.
+    const status = await (await req("/status")).json() as OpsStatus;
+    assert.deepEqual(status.servers.map((s) => s.name).sort(), ["Rm1", "Rm2"]);
+    assert.equal((await req("/healthz")).status, 200);
+  } finally {
+    dash?.close();
+    await remote?.stop();
     await herd.close();
   }
 });

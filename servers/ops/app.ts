@@ -11,7 +11,7 @@
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import type { LinkState } from "../events.ts";
-import { type HerdMetrics, localSnapshot, type MetricsSource } from "./metrics.ts";
+import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
 /** One server's health as the process sees it. */
 export interface ServerHealth {
@@ -61,7 +61,7 @@ export interface OpsHealth {
 /** The ops state of one process: its source, metrics, version and start time. */
 export interface Ops {
   source: OpsSource;
-  metrics: HerdMetrics;
+  metrics: MetricsExposition;
   version: string;
   /** `Date.now()` when the process started. */
   startedAt: number;
@@ -110,7 +110,7 @@ export function opsStatus(ops: Ops): OpsStatus {
  */
 export function opsHealth(ops: Ops): OpsHealth {
   const servers: ServerHealth[] = ops.source.health?.() ??
-    ops.source.snapshot().servers.map((s) => ({ server: s.name, listening: s.running }));
+    ops.source.snapshot(0).servers.map((s) => ({ server: s.name, listening: s.running }));
   const reasons: string[] = [];
   for (const s of servers) {
     if (!s.listening) reasons.push(`${s.server} is not listening`);
@@ -142,21 +142,46 @@ export function statusResponse(ops: Ops): Response {
 }
 
 /**
+ * True when a request's `Host` may reach the ops endpoint: an IP address, `localhost`, or the
+ * name it listens on. A web page that rebinds its own DNS name to this machine sends that name,
+ * so it cannot read /status (the dashboard checks Host the same way, more finely).
+ *
+ * @example
+ * ```ts
+ * opsHostAllowed("127.0.0.1:9100", "127.0.0.1"); // true
+ * opsHostAllowed("evil.example:9100", "127.0.0.1"); // false
+ * ```
+ */
+export function opsHostAllowed(host: string | undefined, listenHost: string): boolean {
+  if (host === undefined) return false;
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
+  const lower = name.toLowerCase();
+  return /^[\d.]+$/.test(name) || name.includes(":") || lower === "localhost" ||
+    lower === listenHost.toLowerCase();
+}
+
+/**
  * The ops app alone (`server --ops-port`, `start --no-dashboard --ops-port`).
  *
  * @example
  * ```ts
- * const res = await createOpsApp(ops).request("/healthz");
+ * const res = await createOpsApp(ops).request("/healthz", { headers: { host: "127.0.0.1" } });
  * res.status; // 200
  * ```
  */
-export function createOpsApp(ops: Ops): Hono {
+export function createOpsApp(ops: Ops, listenHost = "127.0.0.1"): Hono {
   const app = new Hono();
   app.onError((err, c) => {
     console.error(`ops: ${c.req.method} ${c.req.path}: ${err}`);
     return c.json({ error: "internal error" }, 500);
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  app.use("*", async (c, next) => {
+    if (!opsHostAllowed(c.req.header("host"), listenHost)) {
+      return c.json({ error: "Host does not name this endpoint" }, 421);
+    }
+    await next();
+  });
   app.get("/metrics", () => metricsResponse(ops));
   app.get("/healthz", () => healthResponse(ops));
   app.get("/status", () => statusResponse(ops));
@@ -181,7 +206,7 @@ export interface ServedOps {
  * ```
  */
 export function serveOps(ops: Ops, host: string, port: number): ServedOps {
-  const app = createOpsApp(ops);
+  const app = createOpsApp(ops, host);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve({ hostname: host, port, onListen: () => {} }, app.fetch);

@@ -28,7 +28,8 @@ import {
 /** What metrics read: the bus, the snapshot, and the Places counters when there are any. */
 export interface MetricsSource {
   readonly bus: EventBus;
-  snapshot(): HerdSnapshot;
+  /** The herd's state; `limit` caps the records (metrics and /status pass 0: servers only). */
+  snapshot(limit?: number): HerdSnapshot;
   placesStats?(): LoadControlStats | undefined;
   /**
    * The servers of this process (listening, store writable); without it every server of the
@@ -47,7 +48,8 @@ export interface MetricsSource {
  * ```
  */
 export function localSnapshot(source: MetricsSource): HerdSnapshot {
-  const snap = source.snapshot();
+  // No records: a snapshot's records cost a parse of each (30 KB locations exist), per call.
+  const snap = source.snapshot(0);
   if (source.health === undefined) return snap;
   const local = new Set(source.health().map((h) => h.server));
   return { ...snap, servers: snap.servers.filter((s) => local.has(s.name)) };
@@ -110,6 +112,106 @@ const COMMAND_OUTCOMES: [CommandVerb, "invalid" | "error", InvalidReason | Failu
 type Labels = Record<string, string>;
 
 /**
+ * An unlabelled gauge or counter whose value is read at scrape time from whoever keeps it (a
+ * running total for a counter).
+ *
+ * @example
+ * ```ts
+ * collectedMetric("gauge", "herd_dashboard_subscribers", "Open streams.", [registry], () => 3);
+ * ```
+ */
+export function collectedMetric(
+  type: "gauge" | "counter",
+  name: string,
+  help: string,
+  registers: client.Registry[],
+  value: () => number,
+): void {
+  if (type === "gauge") {
+    new client.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
+    return;
+  }
+  new client.Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(value());
+    },
+  });
+}
+
+/**
+ * A metric's child per label set, cached: prom-client's `inc(labels)` / `observe(labels, v)`
+ * hash and validate the labels on every call (30 µs per histogram observation, measured), which
+ * on the hot path (every command, every record) stalled a loaded server; a child costs < 1 µs.
+ */
+class Children<C> {
+  readonly #make: (labels: Labels) => C;
+  readonly #cache = new Map<string, C>();
+
+  constructor(make: (labels: Labels) => C) {
+    this.#make = make;
+  }
+
+  get(labels: Labels): C {
+    let key = "";
+    for (const k in labels) key += labels[k] + "\0";
+    let child = this.#cache.get(key);
+    if (child === undefined) {
+      child = this.#make(labels);
+      this.#cache.set(key, child);
+    }
+    return child;
+  }
+}
+
+/** A labelled counter, incremented through cached children. */
+class CounterFamily {
+  readonly metric: client.Counter;
+  readonly #children: Children<ReturnType<client.Counter["labels"]>>;
+  constructor(metric: client.Counter) {
+    this.metric = metric;
+    this.#children = new Children((labels) => metric.labels(labels));
+  }
+  inc(labels: Labels, by = 1): void {
+    this.#children.get(labels).inc(by);
+  }
+}
+
+/** A labelled histogram, observed through cached children. */
+class HistogramFamily {
+  readonly metric: client.Histogram;
+  readonly #children: Children<ReturnType<client.Histogram["labels"]>>;
+  constructor(metric: client.Histogram) {
+    this.metric = metric;
+    this.#children = new Children((labels) => metric.labels(labels));
+  }
+  observe(labels: Labels, v: number): void {
+    this.#children.get(labels).observe(v);
+  }
+  zero(labels: Labels): void {
+    this.metric.zero(labels);
+  }
+}
+
+/** What the ops routes serve metrics from: a registry and its rendering. */
+export interface MetricsExposition {
+  readonly registry: client.Registry;
+  readonly contentType: string;
+  render(): Promise<string>;
+  close(): void;
+}
+
+/**
  * The metrics of the herd servers in this process (or, for a remote dashboard, of the servers
  * it watches).
  *
@@ -120,12 +222,16 @@ type Labels = Record<string, string>;
  * metrics.close();
  * ```
  */
-export class HerdMetrics {
+export class HerdMetrics implements MetricsExposition {
   readonly registry: client.Registry = new client.Registry();
   readonly #source: MetricsSource;
   readonly #off: () => void;
   /** Servers whose series were started at 0. */
   readonly #started = new Set<string>();
+  /** prom-client's process metrics, started by the first scrape (see render). */
+  #processMetrics: boolean;
+  /** The servers' state for the scrape in progress (one snapshot per scrape, not per gauge). */
+  #scrape: HerdSnapshot | undefined;
 
   readonly #commands;
   readonly #iamat;
@@ -150,9 +256,11 @@ export class HerdMetrics {
     this.#source = source;
     const registers = [this.registry];
     const counter = (name: string, help: string, labelNames: string[]) =>
-      new client.Counter({ name, help, labelNames, registers });
+      new CounterFamily(new client.Counter({ name, help, labelNames, registers }));
     const histogram = (name: string, help: string, labelNames: string[]) =>
-      new client.Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers });
+      new HistogramFamily(
+        new client.Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers }),
+      );
 
     this.#commands = counter(
       "herd_commands_total",
@@ -252,7 +360,7 @@ export class HerdMetrics {
       labelNames: ["version"],
       registers,
     }).set({ version: opts.version ?? "unknown" }, 1);
-    if (opts.processMetrics) client.collectDefaultMetrics({ register: this.registry });
+    this.#processMetrics = opts.processMetrics ?? false;
     this.#startAll();
     this.#off = source.bus.subscribe((e) => this.observe(e));
   }
@@ -263,9 +371,47 @@ export class HerdMetrics {
   }
 
   /** The exposition text. */
-  render(): Promise<string> {
-    this.#startAll();
-    return this.registry.metrics();
+  async render(): Promise<string> {
+    if (this.#processMetrics) {
+      // Only a process that is scraped pays for them: their event-loop sampler is a timer that,
+      // on a loaded 2-core box, delayed client reads enough for 30 KB pipelined lines to hit the
+      // partial-line timeout (tests/observer_snapshot_test.ts). Sampled each second.
+      this.#processMetrics = false;
+      client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
+    }
+    this.#scrape = localSnapshot(this.#source);
+    try {
+      this.#startAll();
+      return await this.registry.metrics();
+    } finally {
+      this.#scrape = undefined;
+    }
+  }
+
+  /**
+   * One server's series as prom-client JSON (`getMetricsAsJSON`, only the samples labelled with
+   * that server): what its observer stream carries, so a remote dashboard shows the server's own
+   * counters, not counts from the moment it connected.
+   */
+  async exportServer(
+    server: string,
+  ): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
+    this.#scrape = localSnapshot(this.#source);
+    const out = [];
+    let families;
+    try {
+      this.#startAll();
+      families = await this.registry.getMetricsAsJSON();
+    } finally {
+      this.#scrape = undefined;
+    }
+    for (const family of families) {
+      const values = (family.values as client.MetricValue<string>[]).filter((v) =>
+        v.labels.server === server
+      );
+      if (values.length > 0) out.push({ ...family, values });
+    }
+    return out;
   }
 
   /** Stops listening to the bus. */
@@ -342,13 +488,18 @@ export class HerdMetrics {
 
   /** Starts the known series of every server in the snapshot at 0 (once per server). */
   #startAll(): void {
-    for (const s of localSnapshot(this.#source).servers) this.#start(s.name, s.neighbors);
+    for (const s of this.#servers().servers) this.#start(s.name, s.neighbors);
+  }
+
+  /** The local servers' state: the scrape's, or a fresh one. */
+  #servers(): HerdSnapshot {
+    return this.#scrape ?? localSnapshot(this.#source);
   }
 
   #start(server: string, neighbors?: readonly string[]): void {
     if (this.#started.has(server)) return;
     if (neighbors === undefined) {
-      neighbors = localSnapshot(this.#source).servers.find((s) => s.name === server)?.neighbors;
+      neighbors = this.#servers().servers.find((s) => s.name === server)?.neighbors;
       if (neighbors === undefined) return;
     }
     this.#started.add(server);
@@ -383,7 +534,7 @@ export class HerdMetrics {
 
   /** Gauges read from the snapshot at scrape time. */
   #gauges(registers: client.Registry[]): void {
-    const source = this.#source;
+    const servers = () => this.#servers();
     type Row = [Labels, number];
     const gauge = (
       name: string,
@@ -398,7 +549,7 @@ export class HerdMetrics {
         registers,
         collect() {
           this.reset();
-          for (const [labels, v] of rows(localSnapshot(source))) this.set(labels, v);
+          for (const [labels, v] of rows(servers())) this.set(labels, v);
         },
       });
     const perServer = (f: (s: HerdSnapshot["servers"][number]) => number) => (snap: HerdSnapshot) =>
@@ -467,27 +618,11 @@ export class HerdMetrics {
   /** The Places load-control counters (`servers/places/load_control.ts`), read at scrape time. */
   #placesGauges(registers: client.Registry[]): void {
     const source = this.#source;
-    const read = (key: keyof LoadControlStats) => () => source.placesStats?.()?.[key];
-    const gauge = (name: string, help: string, value: () => number | undefined) =>
-      new client.Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(value() ?? 0);
-        },
-      });
-    const counter = (name: string, help: string, value: () => number | undefined) =>
-      new client.Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          // The provider counts; the exposition copies its running total.
-          this.reset();
-          this.inc(value() ?? 0);
-        },
-      });
+    const read = (key: keyof LoadControlStats) => () => source.placesStats?.()?.[key] ?? 0;
+    const gauge = (name: string, help: string, value: () => number) =>
+      collectedMetric("gauge", name, help, registers, value);
+    const counter = (name: string, help: string, value: () => number) =>
+      collectedMetric("counter", name, help, registers, value);
     gauge("herd_places_active", "Places upstream requests in flight now.", read("active"));
     gauge("herd_places_queued", "Places queries waiting for a slot now.", read("queued"));
     gauge("herd_places_active_peak", "Most Places requests in flight at once.", read("peakActive"));
