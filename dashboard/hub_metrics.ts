@@ -13,6 +13,10 @@ import { collectedMetric } from "../servers/ops/metrics.ts";
  *
  * @example
  * ```ts
+ * import type { HerdMetrics } from "../servers/ops/metrics.ts";
+ * import type { EventHub } from "./hub.ts";
+ * declare const metrics: HerdMetrics;
+ * declare const hub: EventHub;
  * registerHubMetrics(metrics.registry, hub);
  * ```
  */

@@ -20,6 +20,9 @@ export interface MetricsReports {
  *
  * @example
  * ```ts
+ * import type { RemoteHerd } from "./remote_herd.ts";
+ * import { VERSION } from "../servers/version.ts";
+ * declare const remoteHerd: RemoteHerd;
  * const metrics = new RemoteMetrics(remoteHerd, VERSION);
  * await metrics.render();
  * ```

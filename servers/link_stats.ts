@@ -73,6 +73,7 @@ export interface LinkStatsSource {
  *
  * @example
  * ```ts
+ * declare const server: LinkStatsSource; // a HerdServer
  * const reporter = new LinkStatsReporter(server, 1000);
  * reporter.start();
  * reporter.stop();

@@ -72,6 +72,7 @@ export interface Ops {
  *
  * @example
  * ```ts
+ * declare const ops: Ops;
  * opsStatus(ops).servers[0].links[0].rttMs; // 0.21
  * ```
  */
@@ -105,6 +106,7 @@ export function opsStatus(ops: Ops): OpsStatus {
  *
  * @example
  * ```ts
+ * declare const ops: Ops;
  * opsHealth(ops).status; // "ok"
  * ```
  */
@@ -165,6 +167,7 @@ export function opsHostAllowed(host: string | undefined, listenHost: string): bo
  *
  * @example
  * ```ts
+ * declare const ops: Ops;
  * const res = await createOpsApp(ops).request("/healthz", { headers: { host: "127.0.0.1" } });
  * res.status; // 200
  * ```
@@ -201,6 +204,7 @@ export interface ServedOps {
  *
  * @example
  * ```ts
+ * declare const ops: Ops;
  * const served = serveOps(ops, "127.0.0.1", 9100);
  * await served.close();
  * ```

@@ -44,6 +44,8 @@ export interface MetricsSource {
  *
  * @example
  * ```ts
+ * import type { Herd } from "../herd.ts";
+ * declare const herd: Herd;
  * localSnapshot(herd).servers.map((s) => s.name); // ["Hill"]
  * ```
  */
@@ -117,6 +119,8 @@ type Labels = Record<string, string>;
  *
  * @example
  * ```ts
+ * import client from "prom-client";
+ * const registry = new client.Registry();
  * collectedMetric("gauge", "herd_dashboard_subscribers", "Open streams.", [registry], () => 3);
  * ```
  */
@@ -217,6 +221,9 @@ export interface MetricsExposition {
  *
  * @example
  * ```ts
+ * import type { Herd } from "../herd.ts";
+ * import { VERSION } from "../version.ts";
+ * declare const herd: Herd;
  * const metrics = new HerdMetrics(herd, { version: VERSION, processMetrics: true });
  * const text = await metrics.render();
  * metrics.close();

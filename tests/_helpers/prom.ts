@@ -36,6 +36,7 @@ const LABEL = /([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)",?/y;
  *
  * @example
  * ```ts
+ * declare const url: string;
  * parseExposition(await (await fetch(url)).text()).value("herd_records", { server: "Hill" });
  * ```
  */
