@@ -11,10 +11,12 @@ import { loadConfig } from "../servers/config.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
 import { UsageError } from "./flags.ts";
+import type { Ops } from "../servers/ops/app.ts";
 
-async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlags) {
+async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlags, ops?: Ops) {
   try {
     return await serveDashboard(herd, {
+      ops,
       host: flags.dashboardHost,
       port: flags.dashboardPort,
       allowedHosts: flags.dashboardAllowedHosts,
@@ -42,9 +44,9 @@ async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlag
  * ```
  */
 export const dashboardHooks: RunHooks = {
-  async onStarted(herd, flags) {
+  async onStarted(herd, flags, ops) {
     if (!flags.dashboard) return undefined;
-    const dash = await serve(herd, flags);
+    const dash = await serve(herd, flags, ops);
     console.log(`Dashboard: ${dash.openUrl}`);
     return () => dash.close();
   },

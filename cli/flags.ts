@@ -40,6 +40,9 @@ export interface HerdFlags {
   /** Extra names the dashboard answers to in `Host` (`host` or `host:port`). */
   dashboardAllowedHosts: string[];
   dashboard: boolean;
+  /** The ops endpoint's port (/metrics, /healthz, /status); undefined: none of its own. */
+  opsPort?: number;
+  opsHost: string;
   partialLineMs: number;
   idleTimeoutMs: number;
   maxConnections: number;
@@ -71,6 +74,9 @@ export const FLAGS_HELP = `Options:
                             host:port (default: the listen address's names; loopback names only
                             on a wildcard address)
   --no-dashboard            do not serve the dashboard
+  --ops-port N              serve /metrics, /healthz and /status on port N (start serves them on
+                            the dashboard port too)
+  --ops-host HOST           the ops endpoint's address (default 127.0.0.1)
   --partial-line-ms N       answer an unterminated line after N ms of silence (default 500; 0 off)
   --idle-timeout-ms N       close idle client connections after N ms (default 300000; 0 off)
   --max-connections N       client connections per server (default 10000)
@@ -129,6 +135,8 @@ export function parseHerdFlags(args: string[]): HerdFlags {
         "dashboard-host": { type: "string" },
         "dashboard-allowed-hosts": { type: "string" },
         "no-dashboard": { type: "boolean" },
+        "ops-port": { type: "string" },
+        "ops-host": { type: "string" },
         "partial-line-ms": { type: "string" },
         "idle-timeout-ms": { type: "string" },
         "max-connections": { type: "string" },
@@ -169,6 +177,10 @@ export function parseHerdFlags(args: string[]): HerdFlags {
     dashboardHost: v["dashboard-host"] ?? "127.0.0.1",
     dashboardAllowedHosts,
     dashboard: !v["no-dashboard"],
+    opsPort: v["ops-port"] === undefined
+      ? undefined
+      : intFlag("ops-port", v["ops-port"], 0, 0, 65535),
+    opsHost: v["ops-host"] ?? "127.0.0.1",
     partialLineMs: intFlag("partial-line-ms", v["partial-line-ms"], 500, 0, 3_600_000),
     idleTimeoutMs: intFlag("idle-timeout-ms", v["idle-timeout-ms"], 300_000, 0, 86_400_000),
     maxConnections: intFlag("max-connections", v["max-connections"], 10_000, 1, 1_000_000),

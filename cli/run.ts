@@ -19,14 +19,17 @@ import {
 } from "../servers/places/select.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import { type Ops, type ServedOps, serveOps } from "../servers/ops/app.ts";
+import { VERSION } from "../servers/version.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
 
 /** What a run needs besides flags: hooks for the dashboard, kept out of the herd. */
 export interface RunHooks {
-  /** Called once the herd is up; returns a closer. */
-  onStarted?(herd: Herd, flags: HerdFlags): Promise<(() => Promise<void>) | undefined>;
+  /** Called once the herd is up, with the process's ops state; returns a closer. */
+  onStarted?(herd: Herd, flags: HerdFlags, ops: Ops): Promise<(() => Promise<void>) | undefined>;
 }
 
 /**
@@ -109,6 +112,15 @@ export async function runHerd(
       ? undefined
       : (name) => openLogPersistence(flags.dataDir, name),
   });
+  // One metrics registry for the process, counting from the first event.
+  const metrics = new HerdMetrics(herd, { version: VERSION, processMetrics: true });
+  const ops: Ops = {
+    source: herd,
+    metrics,
+    version: VERSION,
+    startedAt: Date.now(),
+  };
+  herd.exportMetrics((name) => metrics.exportServer(name));
   // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
   if (places.name === "offline") await warmOfflineIndex();
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()]);
@@ -128,6 +140,18 @@ export async function runHerd(
   ) {
     await new Promise((r) => setTimeout(r, 10));
   }
+  // Before "listening": whoever waits for that line can scrape at once.
+  let opsServed: ServedOps | undefined;
+  if (flags.opsPort !== undefined) {
+    try {
+      opsServed = serveOps(ops, flags.opsHost, flags.opsPort);
+    } catch (err) {
+      console.error((err as Error).message);
+      await herd.stop();
+      await logs.close();
+      return 1;
+    }
+  }
   for (const s of herd.servers.values()) {
     console.log(
       `${s.name} listening on ${s.host}:${s.port} (neighbours: ${
@@ -143,9 +167,11 @@ export async function runHerd(
   );
   let closeDashboard: (() => Promise<void>) | undefined;
   try {
-    closeDashboard = await hooks.onStarted?.(herd, flags);
+    if (opsServed !== undefined) console.log(`Ops: ${opsServed.url}/metrics /healthz /status`);
+    closeDashboard = await hooks.onStarted?.(herd, flags, ops);
   } catch (err) {
     console.error((err as Error).message);
+    await opsServed?.close();
     await herd.stop();
     await logs.close();
     return 1;
@@ -159,6 +185,7 @@ export async function runHerd(
   await stopped;
   console.log("Stopping...");
   await closeDashboard?.();
+  await opsServed?.close();
   await herd.stop();
   await logs.close();
   return 0;

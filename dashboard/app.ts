@@ -20,7 +20,11 @@ import type { Dashboard } from "./context.ts";
 import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
 import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
-import { HerdMetrics } from "./metrics.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import type { Ops } from "../servers/ops/app.ts";
+import { VERSION } from "../servers/version.ts";
+import { registerHubMetrics } from "./hub_metrics.ts";
+import { type MetricsReports, RemoteMetrics } from "./remote_metrics.ts";
 import { ClientIndex } from "./client_index.ts";
 import { ClientTrails } from "./trails.ts";
 import { ServerSeries } from "./series.ts";
@@ -63,6 +67,11 @@ export interface DashboardOptions {
   staticDir?: URL;
   /** Built assets (default: read from staticDir). */
   assets?: Assets;
+  /**
+   * The process's ops state (its one metrics registry), when the process made one; else the
+   * dashboard makes its own.
+   */
+  ops?: Ops;
 }
 
 /** A dashboard app, not yet listening. */
@@ -110,7 +119,17 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   };
   const staticDir = opts.staticDir ?? STATIC_DIR;
   const hub = new EventHub(herd.bus, opts.hub);
-  const metrics = new HerdMetrics(herd.bus);
+  const ops: Ops = opts.ops ?? {
+    source: herd,
+    // Watching server processes: their own counters; else counted here from the bus.
+    metrics: "metricsJson" in herd
+      ? new RemoteMetrics(herd as HerdView & MetricsReports, VERSION)
+      : new HerdMetrics(herd, { version: VERSION }),
+    version: VERSION,
+    startedAt: Date.now(),
+  };
+  const metrics = ops.metrics;
+  registerHubMetrics(metrics.registry, hub);
   const clients = new ClientIndex(herd);
   const trails = new ClientTrails(herd.bus);
   const series = new ServerSeries(herd);
@@ -122,6 +141,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     clients,
     trails,
     series,
+    ops,
     guard,
     assets: opts.assets ?? { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
     commandTimeoutMs: opts.commandTimeoutMs ?? 10_000,
@@ -171,7 +191,8 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     },
     close() {
       hub.close();
-      metrics.close();
+      // A process's own metrics outlive its dashboard.
+      if (opts.ops === undefined) metrics.close();
       clients.close();
       trails.close();
       series.close();

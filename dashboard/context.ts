@@ -1,14 +1,15 @@
 /**
  * What every route handler gets: the herd, the hub, the metrics, the security policy and the
  * built assets of one dashboard. Route files (`routes/`) export a `handler` object keyed by HTTP
- * method, Fresh style; `web/manifest.ts` maps them to paths.
+ * method, Fresh style; `manifest.ts` maps them to paths.
  *
  * @module
  */
 
 import type { Context } from "hono";
 import type { EventHub } from "./hub.ts";
-import type { HerdMetrics } from "./metrics.ts";
+import type { MetricsExposition } from "../servers/ops/metrics.ts";
+import type { Ops } from "../servers/ops/app.ts";
 import type { GuardOptions } from "./security.ts";
 import type { HerdView } from "./types.ts";
 import type { Assets } from "./assets.ts";
@@ -20,7 +21,9 @@ import type { ServerSeries } from "./series.ts";
 export interface Dashboard {
   herd: HerdView;
   hub: EventHub;
-  metrics: HerdMetrics;
+  metrics: MetricsExposition;
+  /** The process's ops state: /metrics, /healthz and /status are served from it. */
+  ops: Ops;
   /** Every client's newest record and map position (totals, clusters, search). */
   clients: ClientIndex;
   /** Recent clients' trails and propagation paths. */

@@ -128,6 +128,7 @@ export function toDashEvent(e: HerdEvent, id: number): DashEvent {
     case "whatsat":
       return { ...e, client: displayText(e.client), id };
     case "line.in":
+    case "invalid":
       return { ...e, line: displayText(e.line), id };
     case "reply.out":
       return { ...e, reply: displayText(e.reply), id };

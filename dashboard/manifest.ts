@@ -12,6 +12,8 @@ import * as metrics from "./routes/metrics.ts";
 import * as client from "./routes/api/client.ts";
 import * as clients from "./routes/api/clients.ts";
 import * as clusters from "./routes/api/clusters.ts";
+import * as healthz from "./routes/healthz.ts";
+import * as status from "./routes/status.ts";
 import * as command from "./routes/api/command.ts";
 import * as events from "./routes/api/events.ts";
 import * as state from "./routes/api/state.ts";
@@ -25,6 +27,8 @@ export const ROUTES: Record<string, RouteModule> = {
   "routes/api/client.ts": client,
   "routes/api/clients.ts": clients,
   "routes/api/clusters.ts": clusters,
+  "routes/healthz.ts": healthz,
+  "routes/status.ts": status,
   "routes/api/command.ts": command,
   "routes/api/events.ts": events,
   "routes/api/state.ts": state,

@@ -90,6 +90,8 @@ interface Watch {
   attempt: number;
   timer?: ReturnType<typeof setTimeout>;
   lastError?: string;
+  /** The server's own metrics (prom-client JSON) from its last `METRICS` line. */
+  metrics?: unknown[];
 }
 
 /** The merged view of a herd of separate server processes; see the module doc. */
@@ -315,6 +317,7 @@ export class RemoteHerd {
             clearTimeout(handshakeTimer);
           } else if (m?.type === "RECORDS") this.#onRecords(w, m.records);
           else if (m?.type === "EVENT") this.#onEvent(w, m.event);
+          else if (m?.type === "METRICS") w.metrics = m.metrics;
         }
         if (splitter.discarding) {
           error = "line too long";
@@ -413,6 +416,13 @@ export class RemoteHerd {
     }
   }
 
+  /** Each server's own metrics (prom-client JSON), as last reported; servers that never did are left out. */
+  metricsJson(): unknown[][] {
+    const out: unknown[][] = [];
+    for (const w of this.#watches.values()) if (w.metrics !== undefined) out.push(w.metrics);
+    return out;
+  }
+
   #onEvent(w: Watch, e: HerdEvent): void {
     if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
       // Observers get a batch's size and its first client IDs only (observe.ts): restore the
@@ -438,6 +448,12 @@ export class RemoteHerd {
           const l = s.links.find((x) => x.peer === e.peer);
           if (l) l.up = up;
           else s.links.push({ peer: e.peer, up });
+          break;
+        }
+        case "link.stats": {
+          const { kind: _k, t: _t, server: _s, ...stats } = e;
+          const l = s.links.find((x) => x.peer === e.peer);
+          if (l) Object.assign(l, stats, { up: e.state !== "down" });
           break;
         }
         case "location.accepted":

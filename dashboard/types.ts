@@ -58,7 +58,10 @@ type Displayed<E> = E extends PropagationSentEvent | PropagationReceivedEvent ? 
  */
 export type DashEvent = Displayed<HerdEvent> & { id: number };
 
-/** The kinds the event stream carries (line.in / reply.out are too chatty and never sent). */
+/**
+ * The kinds the event stream carries (line.in / reply.out / command are too chatty and never
+ * sent).
+ */
 export const STREAM_KINDS = [
   "server.up",
   "server.down",
@@ -75,6 +78,7 @@ export const STREAM_KINDS = [
   "peer.rejected",
   "whatsat",
   "receipt.late",
+  "invalid",
   "error",
 ] as const;
 

@@ -12,6 +12,8 @@
  * @module
  */
 
+import type { FailureReason, InvalidReason } from "./reasons.ts";
+
 /** The fields of an AT line: what a location record is, on the wire and in the store. */
 export interface AtFields {
   /** The server that received the client's IAMAT. */
@@ -73,6 +75,29 @@ export interface ReplyOutEvent extends Base {
   conn: number;
   reply: string;
 }
+/** The verb of a command as metrics label it (anything but IAMAT and WHATSAT is `other`). */
+export type CommandVerb = "IAMAT" | "WHATSAT" | "other";
+/** A client command's reply is ready (one per command; blank lines are not commands). */
+export interface CommandEvent extends Base {
+  kind: "command";
+  conn: number;
+  verb: CommandVerb;
+  /** `invalid`: the client's line was wrong; `error`: a valid command failed here. */
+  result: "ok" | "invalid" | "error";
+  /** Why it got `?` (empty when ok). */
+  reason: InvalidReason | FailureReason | "";
+  /** From the line's arrival to its reply being ready, in seconds. */
+  seconds: number;
+}
+/** An invalid command: the reply is `? <line>`; this says why (logs and the dashboard show it). */
+export interface InvalidEvent extends Base {
+  kind: "invalid";
+  conn: number;
+  /** The line (binary string). */
+  line: string;
+  verb: CommandVerb;
+  reason: InvalidReason;
+}
 /** A new location record was stored. `from` is the peer it came from, or null for a client. */
 export interface LocationAcceptedEvent extends Base {
   kind: "location.accepted";
@@ -121,6 +146,33 @@ export interface LinkDownEvent extends Base {
   peer: string;
   reason: string;
 }
+/** `syncing`: up, and the peer's catch-up stream to us has not ended (`CAUGHTUP`). */
+export type LinkState = "down" | "syncing" | "up";
+
+/** One link's statistics (`servers/link_stats.ts` keeps them). */
+export interface LinkStats {
+  peer: string;
+  state: LinkState;
+  /** The last PING's round trip in ms; null before the first (or with a peer that never PONGs). */
+  rttMs: number | null;
+  /**
+   * Change-log entries after the last one sent on this link (entries that came from the peer
+   * count too: the stream skips them without reading them one by one).
+   */
+  behind: number;
+  /** Records sent whose receipt (`A` line) a reply is waiting for. */
+  unacked: number;
+  /** When the state last changed (ms since the epoch). */
+  since: number;
+}
+
+/**
+ * A link's statistics changed (state, round trip, records behind): at most one per link per
+ * heartbeat interval (`servers/link_stats.ts`).
+ */
+export interface LinkStatsEvent extends Base, LinkStats {
+  kind: "link.stats";
+}
 /** Catch-up with a neighbour finished: how many records went each way. */
 export interface SyncDoneEvent extends Base {
   kind: "sync.done";
@@ -159,6 +211,13 @@ export interface ReceiptLateEvent extends Base {
   peers: string[];
   waitedMs: number;
 }
+/** One group commit of a server's record log (`ok` false: the write failed and is retried). */
+export interface PersistCommitEvent extends Base {
+  kind: "persist.commit";
+  records: number;
+  seconds: number;
+  ok: boolean;
+}
 /** What an {@linkcode ErrorEvent} is about. */
 export type ErrorReason =
   /** The durable store cannot be written (full disk, I/O error); records are owed and retried. */
@@ -192,16 +251,20 @@ export type HerdEvent =
   | ClientRefusedEvent
   | LineInEvent
   | ReplyOutEvent
+  | CommandEvent
+  | InvalidEvent
   | LocationAcceptedEvent
   | LocationDroppedEvent
   | PropagationSentEvent
   | PropagationReceivedEvent
   | LinkUpEvent
   | LinkDownEvent
+  | LinkStatsEvent
   | SyncDoneEvent
   | PeerRejectedEvent
   | WhatsatEvent
   | ReceiptLateEvent
+  | PersistCommitEvent
   | ErrorEvent;
 
 /** The `kind` of every event. */

@@ -14,6 +14,7 @@ import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 import type { StoredRecord } from "./store.ts";
+import type { LoadControlStats } from "./places/load_control.ts";
 
 /** Options for a herd. */
 export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
@@ -127,6 +128,26 @@ export class Herd {
     }));
   }
 
+  /** Gives every local server its metrics (as JSON) to send on its observer streams. */
+  exportMetrics(metricsOf: (server: string) => Promise<unknown>): void {
+    for (const s of this.servers.values()) s.metricsExport = () => metricsOf(s.name);
+  }
+
+  /** Per local server: listening, and its durable store writable (for /healthz). */
+  health(): { server: string; listening: boolean; writable: boolean }[] {
+    return [...this.servers.values()].map((s) => ({
+      server: s.name,
+      listening: s.running,
+      writable: s.storeWritable,
+    }));
+  }
+
+  /** The Places provider's load-control counters (undefined when it has none). */
+  placesStats(): LoadControlStats | undefined {
+    const places = this.#opts.places as { stats?: () => LoadControlStats };
+    return places.stats?.();
+  }
+
   /** Servers, newest records (one per client, the herd's newest), and the provider. */
   snapshot(limit = SNAPSHOT_RECORDS): HerdSnapshot {
     const newest = new Map<string, StoredRecord>();
@@ -158,7 +179,15 @@ export class Herd {
           connections: 0,
           records: 0,
           neighbors: c.neighbors,
-          links: c.neighbors.map((peer) => ({ peer, up: false })),
+          links: c.neighbors.map((peer) => ({
+            peer,
+            up: false,
+            state: "down" as const,
+            rttMs: null,
+            behind: 0,
+            unacked: 0,
+            since: 0,
+          })),
         }
       ),
       records,

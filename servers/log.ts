@@ -127,6 +127,9 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     case "reply.out":
       text = `OUT #${e.conn} ${e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply}`;
       break;
+    case "invalid":
+      text = `INVALID #${e.conn} ${e.reason}`;
+      break;
     case "location.accepted":
       // A catch-up moves whole stores: its batches get one summary line each (below).
       if (e.catchUp) return undefined;

@@ -18,11 +18,20 @@ import type { EventBus, HerdEvent } from "./events.ts";
 import type { ServerState } from "./snapshot.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
-import { formatEvent, formatRecords, formatState, formatWelcome, recordJson } from "./wire.ts";
+import {
+  formatEvent,
+  formatMetrics,
+  formatRecords,
+  formatState,
+  formatWelcome,
+  recordJson,
+} from "./wire.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { OBSERVER_CHUNK } from "./limits.ts";
 
 const MAX_BUFFERED = 4 * 1024 * 1024;
+/** How often an observer gets the server's metrics (`METRICS <json>`), besides at the start. */
+export const METRICS_EVERY_MS = 5000;
 /** Records sent in the snapshot (the most recently changed). */
 export const STATE_RECORDS = 2000;
 
@@ -34,6 +43,8 @@ export interface Observable {
   readonly places: string;
   state(): ServerState;
   recentRecords(limit: number): StoredRecord[];
+  /** The server's metrics as JSON, when its process keeps them. */
+  metricsExport?: () => Promise<unknown>;
 }
 
 /**
@@ -90,6 +101,7 @@ export function startObserver(
     if (closed) return;
     closed = true;
     off();
+    clearInterval(metricsTimer);
     closeQuietly(conn);
     if (why !== undefined) {
       server.bus.emit({
@@ -165,11 +177,24 @@ export function startObserver(
   };
 
   const off = server.bus.subscribe((e: HerdEvent) => {
-    if (e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out") return;
+    if (
+      e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out" ||
+      e.kind === "command" || e.kind === "persist.commit"
+    ) return;
     send(formatEvent(observedEvent(e)));
   });
   // Not now: the caller has not registered this stream yet.
   queueMicrotask(pump);
+
+  // The server's own counters, so a dashboard that connects late (or reconnects) shows them.
+  const sendMetrics = () => {
+    server.metricsExport?.().then(
+      (json) => send(formatMetrics(json)),
+      () => {},
+    );
+  };
+  sendMetrics();
+  const metricsTimer = setInterval(sendMetrics, METRICS_EVERY_MS);
 
   // Anything the observer sends (or its EOF) ends the stream.
   (async () => {

@@ -18,7 +18,8 @@
  * @module
  */
 
-import type { AtFields, ErrorReason, EventBus } from "./events.ts";
+import type { AtFields, ErrorReason, EventBus, LinkStats } from "./events.ts";
+import { RttProbe } from "./link_stats.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
@@ -33,6 +34,9 @@ import {
   parseLinkLine,
   PING,
   PING_LINE,
+  PONG,
+  PONG_LINE,
+  PONGS_LINE,
   RECEIPT,
   RECORD,
   SKIP,
@@ -177,6 +181,17 @@ export class Link {
   #waiting = new ReceiptWaiters();
   /** The peer's records we read, until we send their receipts. */
   #toReceipt = new ReceiptQueue(() => this.notify());
+  /** Round trips of our PINGs; the peer answers them once it announced PONGs (empty line). */
+  #rtt = new RttProbe();
+  #peerPongs = false;
+  #lastProbe = 0;
+  /** A PONG or PING for the pump's next write (a write of ours in flight owns the socket). */
+  #pongOwed = false;
+  #pingOwed = false;
+  /** The last change-log entry sent on this link (kept while down, for `behind`). */
+  #sentThrough = 0;
+  /** When the link's state (down / syncing / up) last changed. */
+  #since = Date.now();
 
   constructor(
     server: LinkHost,
@@ -203,10 +218,26 @@ export class Link {
     return this.#conn !== undefined;
   }
 
+  /** This link's state, round trip and backlog (for /status, metrics and `link.stats`). */
+  stats(): LinkStats {
+    const up = this.#conn !== undefined;
+    return {
+      peer: this.peer,
+      state: !up ? "down" : this.#peerCaughtUp ? "up" : "syncing",
+      rttMs: up ? this.#rtt.lastMs : null,
+      behind: Math.max(0, this.#server.store.headSeq - this.#sentThrough),
+      unacked: this.#waiting.size,
+      since: this.#since,
+    };
+  }
+
   /** Starts the link: dials at once. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    // The server's store may be a new one (a restart): nothing of it was sent yet.
+    this.#sentThrough = 0;
+    this.#since = Date.now();
     this.#dialLoop(++this.#generation);
   }
 
@@ -288,11 +319,16 @@ export class Link {
     this.#peerCaughtUp = false;
     this.#owedSkip = 0;
     this.#toReceipt.reset(0);
+    this.#rtt.reset();
+    this.#rtt.lastMs = null;
+    this.#peerPongs = this.#pongOwed = this.#pingOwed = false;
+    this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
     const sync = { epoch: s.store.epoch, head: s.store.headSeq, yourEpoch: this.mark.epoch };
-    this.#send(conn, welcome + formatSync({ ...sync, mark: this.mark.seq }));
+    // The empty line after SYNC announces that we answer PINGs with PONG.
+    this.#send(conn, welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE);
     this.#readLoop(conn, splitter, rest);
   }
 
@@ -305,6 +341,7 @@ export class Link {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#waiting.clear();
+    this.#since = Date.now();
     closeQuietly(conn);
     const s = this.#server;
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
@@ -327,6 +364,12 @@ export class Link {
       return;
     }
     this.#pingIfDue(conn, now);
+    // A peer that answers PINGs gets one per heartbeat even while the link is busy, so the
+    // round trip stays current (into the pump's next write when one is in flight).
+    if (this.#peerPongs && this.#rtt.outstanding === 0 && now - this.#lastProbe >= hb) {
+      if (this.#pumpingFor === conn) this.#pingOwed = true;
+      else this.#ping(conn, now);
+    }
   }
 
   /**
@@ -338,8 +381,14 @@ export class Link {
     // A pump write in flight owns the socket (a PING inside it would split a line); its bytes
     // reach the peer anyway.
     if (now - this.#lastWrite >= this.#opts.heartbeatMs && this.#pumpingFor !== conn) {
-      this.#send(conn, this.#owed() + PING_LINE);
+      this.#ping(conn, now);
     }
+  }
+
+  #ping(conn: Deno.Conn, now: number): void {
+    this.#lastProbe = now;
+    this.#rtt.sent(now);
+    this.#send(conn, this.#owed() + PING_LINE);
   }
 
   /** Writes a control line; link errors surface in the read loop, which drops the link. */
@@ -358,6 +407,16 @@ export class Link {
         const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#toReceipt.take();
+        if (this.#pongOwed) {
+          this.#pongOwed = false;
+          text = PONG_LINE + text;
+        }
+        if (this.#pingOwed) {
+          this.#pingOwed = false;
+          this.#lastProbe = performance.now();
+          this.#rtt.sent(this.#lastProbe);
+          text = PING_LINE + text;
+        }
         if (slice.records.length === 0) {
           // Only records the peer has (they came from it, or were replaced by ones that did): no
           // write for that alone. The `S` waits for the next write (receipts, records, a PING);
@@ -375,7 +434,7 @@ export class Link {
           ? slice.records[slice.records.length - 1].seq
           : -1;
         if (lastRecordSeq !== slice.lastSeq) text += formatSkip(slice.lastSeq);
-        this.#cursor = slice.lastSeq;
+        this.#cursor = this.#sentThrough = slice.lastSeq;
         if (slice.records.length > 0) {
           this.recordsSent += slice.records.length;
           if (this.#catchingUp) this.#syncSent += slice.records.length;
@@ -402,7 +461,7 @@ export class Link {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
     }
     // Records may have arrived while the last write was in flight.
-    if (this.#conn === conn && this.#cursor < s.store.headSeq) this.notify();
+    if (this.#conn === conn && (this.#cursor < s.store.headSeq || this.#pongOwed)) this.notify();
   }
 
   /**
@@ -413,7 +472,7 @@ export class Link {
    */
   #skipTo(seq: number): void {
     this.#waiting.receipted(this.#cursor + 1, seq);
-    this.#cursor = seq;
+    this.#cursor = this.#sentThrough = seq;
     this.#owedSkip = seq;
   }
 
@@ -466,7 +525,11 @@ export class Link {
         this.#skipped(`overlong line ${JSON.stringify(line.text.slice(0, 80))}`);
         continue;
       }
-      if (line.text === "") continue;
+      if (line.text === "") {
+        // The peer answers our PINGs (its empty line after SYNC).
+        this.#peerPongs = true;
+        continue;
+      }
       const m = parseLinkLine(line.text);
       if (m === undefined) {
         bad = `unexpected ${JSON.stringify(line.text.slice(0, 80))}`;
@@ -483,7 +546,16 @@ export class Link {
           this.#waiting.receipted(m.from, m.to);
           break;
         case PING:
-          break; // liveness only: the read loop noted the read
+          // Liveness (the read loop noted the read); answered only to a peer that announced it
+          // understands PONG.
+          if (this.#peerPongs) {
+            this.#pongOwed = true;
+            this.notify();
+          }
+          break;
+        case PONG:
+          this.#rtt.answered(performance.now());
+          break;
         case SYNC:
           this.#onSync(m);
           break;
@@ -561,7 +633,7 @@ export class Link {
     if (m.epoch !== this.mark.epoch) this.mark = { epoch: m.epoch, seq: 0 };
     if (m.head < this.mark.seq) this.mark.seq = m.head;
     const from = m.yourEpoch === s.store.epoch && !lost ? m.mark : 0;
-    this.#cursor = Math.min(from, s.store.headSeq);
+    this.#cursor = this.#sentThrough = Math.min(from, s.store.headSeq);
     this.#resendUpTo = lost ? s.store.headSeq : 0;
     this.notify();
   }
@@ -569,6 +641,7 @@ export class Link {
   /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
+    this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({
       kind: "sync.done",

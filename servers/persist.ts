@@ -36,6 +36,8 @@ export interface Persistence {
    * should have put it there failed (it stays queued and is retried).
    */
   committed(): Promise<void>;
+  /** False while writes fail (a full disk): what is queued is owed and being retried. */
+  readonly writable: boolean;
   /** Queues a link's mark for the next commit. */
   markMoved(link: Link): void;
   /** Tries to write everything queued now (never rejects: a failure is reported and retried). */
@@ -291,6 +293,10 @@ class RecordLog implements Persistence {
   #lastReport = -Infinity;
   #closed = false;
 
+  get writable(): boolean {
+    return !this.#failing;
+  }
+
   constructor(dir: string, server: string, commitMs: number) {
     this.#dir = dir;
     this.#server = server;
@@ -444,6 +450,7 @@ class RecordLog implements Persistence {
     this.#pending = new Map();
     this.#readyMarks = new Map();
     this.#pendingMarks = new Map();
+    const started = performance.now();
     try {
       await file.seek(this.#size, Deno.SeekMode.Start);
       const header = this.#size === 0 ? entry(`E 1 ${this.#epoch}`) : undefined;
@@ -464,6 +471,7 @@ class RecordLog implements Persistence {
         this.#lastReport = -Infinity;
       }
       this.#backoff = RETRY_MIN_MS;
+      this.#committedEvent(records.length, started, true);
       this.#wake(upTo);
     } catch (err) {
       // Requeue under anything newer, cut the partial append off, and retry later.
@@ -474,6 +482,7 @@ class RecordLog implements Persistence {
       }
       await file.truncate(this.#size).catch(() => {});
       this.#failing = true;
+      this.#committedEvent(records.length, started, false);
       if (performance.now() - this.#lastReport >= REPORT_EVERY_MS) {
         this.#lastReport = performance.now();
         this.#report(
@@ -550,6 +559,14 @@ class RecordLog implements Persistence {
       await Deno.remove(tmpPath).catch(() => {});
       this.#report("disk-write", `cannot compact ${this.#path}: ${(err as Error).message}`);
     }
+  }
+
+  /** A `persist.commit` event: one group commit, its records and how long it took. */
+  #committedEvent(records: number, started: number, ok: boolean): void {
+    const bus = this.#bus;
+    if (bus === undefined || !bus.active) return;
+    const seconds = (performance.now() - started) / 1000;
+    bus.emit({ kind: "persist.commit", t: Date.now(), server: this.#server, records, seconds, ok });
   }
 
   #report(reason: "disk-write" | "disk-read" | "record-invalid", message: string): void {

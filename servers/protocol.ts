@@ -17,6 +17,7 @@ import {
   MAX_SERVER_NAME,
   MAX_TIME,
 } from "./limits.ts";
+import type { InvalidReason } from "./reasons.ts";
 
 /** The protocol's whitespace: space, tab, CR, LF, form feed, vertical tab (not NBSP, not `\s`). */
 const WS_RUN = /[ \t\r\n\f\v]+/;
@@ -57,12 +58,20 @@ export interface WhatsatCommand {
   bound: number;
 }
 
+/** An invalid line, with why, and the verb it claimed when that was IAMAT or WHATSAT. */
+export interface InvalidCommand {
+  verb: "INVALID";
+  line: string;
+  reason: InvalidReason;
+  claimed?: "IAMAT" | "WHATSAT";
+}
+
 /** The result of parsing one client line. */
 export type Command =
   | IamatCommand
   | WhatsatCommand
   | { verb: "BLANK" }
-  | { verb: "INVALID"; line: string };
+  | InvalidCommand;
 
 /**
  * Splits a line into fields on runs of protocol whitespace.
@@ -175,31 +184,51 @@ function scanCoordinate(text: string, start: number, limit: number): number {
  * @example
  * ```ts
  * parseCommand("IAMAT kiwi +34.06-118.44 1700000000.5").verb; // "IAMAT"
- * parseCommand("iamat kiwi +34.06-118.44 1").verb; // "INVALID"
+ * parseCommand("iamat kiwi +34.06-118.44 1").verb; // "INVALID" (reason "unknown-verb")
  * parseCommand(" \t").verb; // "BLANK"
  * ```
  */
 export function parseCommand(line: string): Command {
   if (WS_ONLY.test(line)) return { verb: "BLANK" };
   const fields = splitFields(line);
-  const invalid = { verb: "INVALID", line } as const;
-  if (fields.length !== 4) return invalid;
-  const [verb, client, a, b] = fields;
-  if (client.length > MAX_CLIENT_ID) return invalid;
+  const verb = fields[0];
+  if (verb !== "IAMAT" && verb !== "WHATSAT") return invalidCommand(line, "unknown-verb");
+  const invalid = (reason: InvalidReason) => invalidCommand(line, reason, verb);
+  if (fields.length !== 4) return invalid("arity");
+  const [, client, a, b] = fields;
+  if (client.length > MAX_CLIENT_ID) return invalid("bad-client");
   if (verb === "IAMAT") {
     // The caps hold whatever line limit a server runs with, so every record fits a peer line.
-    if (!recordFieldsFit(client, a, b) || !TIME.test(b)) return invalid;
+    if (!recordFieldsFit(client, a, b)) return invalid("field-too-long");
+    if (!TIME.test(b)) return invalid("bad-time");
     const loc = parseLocation(a);
-    if (!loc) return invalid;
+    if (!loc) return invalid("bad-location");
     return { verb, client, location: a, time: b, lat: loc.lat, lng: loc.lng };
   }
-  if (verb === "WHATSAT") {
-    const r = DECIMAL.exec(a);
-    if (!r || decimalIsZero(r[1], r[2]) || !decimalAtMost(r[1], r[2], 50)) return invalid;
-    if (!INTEGER.test(b) || !decimalAtMost(b, undefined, 20)) return invalid;
-    return { verb, client, radiusKm: Number(a), bound: Number(b) };
+  const r = DECIMAL.exec(a);
+  if (!r || decimalIsZero(r[1], r[2]) || !decimalAtMost(r[1], r[2], 50)) {
+    return invalid("bad-radius");
   }
-  return invalid;
+  if (!INTEGER.test(b) || !decimalAtMost(b, undefined, 20)) return invalid("bad-bound");
+  return { verb, client, radiusKm: Number(a), bound: Number(b) };
+}
+
+/**
+ * An invalid command: the line, why, and the verb it claimed (IAMAT or WHATSAT) if any.
+ *
+ * @example
+ * ```ts
+ * invalidCommand("IAMAT k +91+0 1", "bad-location", "IAMAT").reason; // "bad-location"
+ * ```
+ */
+export function invalidCommand(
+  line: string,
+  reason: InvalidReason,
+  claimed?: "IAMAT" | "WHATSAT",
+): InvalidCommand {
+  return claimed === undefined
+    ? { verb: "INVALID", line, reason }
+    : { verb: "INVALID", line, reason, claimed };
 }
 
 /**

@@ -5,7 +5,9 @@
  * @module
  */
 
-import type { AtFields, EventBus } from "./events.ts";
+import type { AtFields, CommandVerb, EventBus, LinkStats } from "./events.ts";
+import type { FailureReason, InvalidReason } from "./reasons.ts";
+import { LinkStatsReporter } from "./link_stats.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
@@ -21,6 +23,7 @@ import {
   formatInvalid,
   formatTimeDiff,
   formatWhatsatReply,
+  invalidCommand,
   parseCommand,
   parseLocation,
   tooFarAhead,
@@ -42,6 +45,11 @@ const HANDSHAKE_WINDOW_MS = 1000;
 const READ_AHEAD = 16 * 1024;
 /** A timer this late (ms) means the event loop was stalled. */
 const LATE_MS = 100;
+
+/** Why one command got `?`, filled in where that is decided (only while someone listens). */
+interface Outcome {
+  reason?: InvalidReason | FailureReason;
+}
 
 /** Everything a server needs besides its config. */
 export interface ServerOptions extends ConnectionOptions {
@@ -109,6 +117,9 @@ export class HerdServer implements LineHandler {
   #nextConn = 1;
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
+  #linkStats: LinkStatsReporter;
+  /** This server's metrics as JSON, for its observer streams (set by the process, if it has them). */
+  metricsExport?: () => Promise<unknown>;
 
   constructor(
     config: ServerConfig,
@@ -128,6 +139,7 @@ export class HerdServer implements LineHandler {
     this.#herdNames = new Set(byName.keys());
     this.#peerConfigs = byName;
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
+    this.#linkStats = new LinkStatsReporter(this, opts.link.heartbeatMs);
   }
 
   /** True while listening. */
@@ -143,6 +155,11 @@ export class HerdServer implements LineHandler {
   /** The Places provider's name. */
   get places(): string {
     return this.#opts.places.name;
+  }
+
+  /** False while its durable store cannot be written (a full disk); true without one. */
+  get storeWritable(): boolean {
+    return this.#persistence?.writable ?? true;
   }
 
   /** Open client connections. */
@@ -219,6 +236,7 @@ export class HerdServer implements LineHandler {
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
     }
     for (const link of this.links) link.start();
+    this.#linkStats.start();
   }
 
   /** Listens with a clear error when the port is taken. */
@@ -254,6 +272,8 @@ export class HerdServer implements LineHandler {
     }
     this.#tlsListener = undefined;
     for (const link of this.links) link.stop();
+    this.#linkStats.report();
+    this.#linkStats.stop();
     for (const c of this.#conns) c.close("server stopping");
     for (const o of this.#observers) o.close();
     await this.#accepting;
@@ -277,8 +297,13 @@ export class HerdServer implements LineHandler {
       connections: this.#conns.size,
       records: this.store.size,
       neighbors: this.#config.neighbors,
-      links: this.links.map((l) => ({ peer: l.peer, up: l.up })),
+      links: this.links.map((l) => ({ up: l.up, ...l.stats() })),
     };
+  }
+
+  /** Each link's state, round trip, records behind and last change. */
+  linkStats(): LinkStats[] {
+    return this.links.map((l) => l.stats());
   }
 
   /** Up to `limit` records, most recently changed first. */
@@ -442,28 +467,78 @@ export class HerdServer implements LineHandler {
         line: line.text,
       });
     }
-    const cmd = line.overlong
-      ? { verb: "INVALID" as const, line: line.text }
-      : parseCommand(line.text);
+    const started = log ? performance.now() : 0;
+    const cmd = line.overlong ? invalidCommand(line.text, "too-long") : parseCommand(line.text);
+    const outcome: Outcome | undefined = log
+      ? { reason: cmd.verb === "INVALID" ? cmd.reason : undefined }
+      : undefined;
     let reply: string | Promise<string> | null;
     // A bug or a bad stored record must cost one `?` reply and an `error` event, never the
     // process: nothing reachable from a client line may throw or reject past this point.
     try {
-      reply = this.#reply(cmd, line.text, conn);
+      reply = this.#reply(cmd, line.text, conn, outcome);
     } catch (err) {
-      reply = this.#failed(line.text, err);
+      reply = this.#failed(line.text, err, outcome);
     }
     if (reply === null) return null;
-    if (typeof reply !== "string") reply = reply.catch((err) => this.#failed(line.text, err));
+    if (typeof reply !== "string") {
+      reply = reply.catch((err) => this.#failed(line.text, err, outcome));
+    }
     if (log) {
-      if (typeof reply === "string") this.#emitReply(conn.id, reply);
-      else reply.then((r) => this.#emitReply(conn.id, r));
+      const done = (r: string) => {
+        this.#emitReply(conn.id, r);
+        this.#emitCommand(cmd, line.text, conn.id, outcome!, started);
+      };
+      if (typeof reply === "string") done(reply);
+      else reply.then(done);
     }
     return reply;
   }
 
+  /** The `command` event of an answered command, and an `invalid` event when it was. */
+  #emitCommand(
+    cmd: Command,
+    line: string,
+    conn: number,
+    outcome: Outcome,
+    started: number,
+  ): void {
+    const verb: CommandVerb = cmd.verb === "IAMAT" || cmd.verb === "WHATSAT"
+      ? cmd.verb
+      : cmd.verb === "INVALID"
+      ? cmd.claimed ?? "other"
+      : "other";
+    const reason = outcome.reason;
+    const failed = reason === "internal" || reason === "not-durable";
+    const t = Date.now();
+    this.bus.emit({
+      kind: "command",
+      t,
+      server: this.name,
+      conn,
+      verb,
+      result: reason === undefined ? "ok" : failed ? "error" : "invalid",
+      reason: reason ?? "",
+      seconds: (performance.now() - started) / 1000,
+    });
+    if (reason !== undefined && !failed) {
+      this.bus.emit({ kind: "invalid", t, server: this.name, conn, line, verb, reason });
+    }
+  }
+
+  /** `? <line>` for a command that is invalid for `reason`. */
+  #invalid(line: string, reason: InvalidReason, outcome: Outcome | undefined): string {
+    if (outcome !== undefined) outcome.reason = reason;
+    return formatInvalid(line);
+  }
+
   /** The reply to one parsed command (null for a blank line). */
-  #reply(cmd: Command, line: string, conn: ClientConnection): string | Promise<string> | null {
+  #reply(
+    cmd: Command,
+    line: string,
+    conn: ClientConnection,
+    outcome: Outcome | undefined,
+  ): string | Promise<string> | null {
     switch (cmd.verb) {
       case "BLANK":
         return null;
@@ -471,7 +546,9 @@ export class HerdServer implements LineHandler {
         const now = nowNs();
         // Only the receiving server checks: a peer's record is taken as its origin accepted it,
         // so servers with skewed clocks never disagree about it.
-        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) return formatInvalid(line);
+        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) {
+          return this.#invalid(line, "future-time", outcome);
+        }
         const fields: AtFields = {
           origin: this.name,
           diff: formatTimeDiff(now, cmd.time),
@@ -480,17 +557,18 @@ export class HerdServer implements LineHandler {
           time: cmd.time,
         };
         const record = this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
-        return this.#afterAccept(record, formatAt(fields) + "\n", line);
+        return this.#afterAccept(record, formatAt(fields) + "\n", line, outcome);
       }
       case "WHATSAT":
-        return this.#whatsat(cmd, line, conn);
+        return this.#whatsat(cmd, line, conn, outcome);
       default:
         return formatInvalid(line);
     }
   }
 
   /** A command that failed (a bug, a corrupt record): `? <line>`, and an `error` event. */
-  #failed(line: string, err: unknown): string {
+  #failed(line: string, err: unknown, outcome: Outcome | undefined): string {
+    if (outcome !== undefined) outcome.reason = "internal";
     this.bus.emit({
       kind: "error",
       t: Date.now(),
@@ -513,6 +591,7 @@ export class HerdServer implements LineHandler {
     record: StoredRecord | undefined,
     text: string,
     line: string,
+    outcome: Outcome | undefined,
   ): string | Promise<string> {
     const waits: Promise<unknown>[] = [];
     if (this.#opts.syncAck && this.#persistence !== undefined) {
@@ -526,7 +605,10 @@ export class HerdServer implements LineHandler {
     if (waits.length === 0) return text;
     return (waits.length === 1 ? waits[0] : Promise.all(waits)).then(
       () => text,
-      () => formatInvalid(line),
+      () => {
+        if (outcome !== undefined) outcome.reason = "not-durable";
+        return formatInvalid(line);
+      },
     );
   }
 
@@ -711,16 +793,23 @@ export class HerdServer implements LineHandler {
     this.#persistence?.markMoved(link);
   }
 
-  #whatsat(cmd: WhatsatCommand, line: string, conn: ClientConnection): string | Promise<string> {
+  #whatsat(
+    cmd: WhatsatCommand,
+    line: string,
+    conn: ClientConnection,
+    outcome: Outcome | undefined,
+  ): string | Promise<string> {
     // The record is taken now (#places reads it before its first await), so a later IAMAT of
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
     if (known !== undefined) return this.#places(known, cmd);
     // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly,
     // for a record from a peer or another connection (never from a later command of this one).
-    if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) return formatInvalid(line);
+    if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) {
+      return this.#invalid(line, "unknown-client", outcome);
+    }
     return this.store.whenKnown(cmd.client, this.#opts.whatsatGraceMs, conn).then((r) =>
-      r === undefined ? formatInvalid(line) : this.#places(r, cmd)
+      r === undefined ? this.#invalid(line, "unknown-client", outcome) : this.#places(r, cmd)
     );
   }
 

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { LinkStats } from "./events.ts";
+
 /** A snapshot of one server, for the dashboard and tools. */
 export interface ServerState {
   name: string;
@@ -15,7 +17,11 @@ export interface ServerState {
   connections: number;
   records: number;
   neighbors: string[];
-  links: { peer: string; up: boolean }[];
+  /**
+   * Each link: `up`, and its statistics (state, round trip, records behind, last change; absent
+   * from the state of a server older than them, seen by a remote dashboard).
+   */
+  links: ({ peer: string; up: boolean } & Partial<Omit<LinkStats, "peer">>)[];
 }
 
 /** One stored location record as a snapshot shows it (text fields are binary strings). */

@@ -14,8 +14,9 @@
  *     link, both ways:     SYNC <epoch> <head> <yourEpoch> <mark>
  *                          R <seq> <origin> <diff> <client> <location> <time>
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
+ *                          (empty line after SYNC: "I answer PING")      PONG
  *
- *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>
+ *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>   METRICS <json>
  *
  * @module
  */
@@ -200,13 +201,22 @@ export const RECORD = "R";
 export const SKIP = "S";
 /** `A`: receipt of the peer's records in a sequence-number range (receipts.ts). */
 export const RECEIPT = "A";
-/** `PING`: a heartbeat; liveness only. */
+/** `PING`: a heartbeat, and a round-trip probe to a peer that answers PINGs. */
 export const PING = "PING";
+/**
+ * `PONG`: the answer to a PING, sent only to a peer that announced it understands it (an empty
+ * line after its SYNC, which older servers ignore; they drop a link on a line they do not know).
+ */
+export const PONG = "PONG";
 /** `CAUGHTUP`: my catch-up stream to you is complete. */
 export const CAUGHTUP = "CAUGHTUP";
 
 /** The heartbeat line. */
 export const PING_LINE = `${PING}\n`;
+/** The answer to a PING. */
+export const PONG_LINE = `${PONG}\n`;
+/** Sent once after SYNC: "I answer PING with PONG". */
+export const PONGS_LINE = "\n";
 
 /** What a SYNC line says. */
 export interface Sync {
@@ -265,6 +275,7 @@ export type LinkMessage =
   | { type: typeof SKIP; seq: number }
   | { type: typeof RECEIPT; from: number; to: number }
   | { type: typeof PING }
+  | { type: typeof PONG }
   | ({ type: typeof SYNC } & Sync)
   | { type: typeof CAUGHTUP };
 
@@ -299,6 +310,8 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
         : undefined;
     case PING:
       return f.length === 1 ? { type: PING } : undefined;
+    case PONG:
+      return f.length === 1 ? { type: PONG } : undefined;
     case SYNC:
       return f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])
         ? { type: SYNC, epoch: f[1], head: Number(f[2]), yourEpoch: f[3], mark: Number(f[4]) }
@@ -318,6 +331,11 @@ export const STATE = "STATE";
 export const RECORDS = "RECORDS";
 /** `EVENT <json>`: one event (a batch event carries `count` and its first client IDs only). */
 export const EVENT = "EVENT";
+/**
+ * `METRICS <json array>`: the server's own metrics (prom-client JSON), at the start and every
+ * few seconds, so a remote dashboard shows its counters; older observers ignore the line.
+ */
+export const METRICS = "METRICS";
 
 /** A record as an observer stream carries it (text fields are binary strings). */
 export type ObservedRecord = AtFields;
@@ -360,11 +378,17 @@ export function formatEvent(event: unknown): string {
   return `${EVENT} ${asciiJson(event)}\n`;
 }
 
+/** Formats a METRICS line. */
+export function formatMetrics(json: unknown): string {
+  return `${METRICS} ${asciiJson(json)}\n`;
+}
+
 /** One message read from an observer stream. */
 export type ObserverMessage =
   | { type: typeof STATE; state: ObservedState }
   | { type: typeof RECORDS; records: ObservedRecord[] }
-  | { type: typeof EVENT; event: HerdEvent & { count?: number } };
+  | { type: typeof EVENT; event: HerdEvent & { count?: number } }
+  | { type: typeof METRICS; metrics: unknown[] };
 
 /**
  * The message in an observer line (a trailing CR is ignored), or undefined when it is none of
@@ -390,6 +414,10 @@ export function parseObserverLine(line: string): ObserverMessage | undefined {
     }
     case EVENT:
       return { type: EVENT, event: JSON.parse(body) };
+    case METRICS: {
+      const metrics = JSON.parse(body);
+      return { type: METRICS, metrics: Array.isArray(metrics) ? metrics : [] };
+    }
   }
   return undefined;
 }

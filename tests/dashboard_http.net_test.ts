@@ -10,6 +10,8 @@ import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
 import type { HerdSnapshot, HerdView } from "../dashboard/types.ts";
+import { VERSION } from "../servers/version.ts";
+import { parseExposition } from "./_helpers/prom.ts";
 
 /** A herd that is only a bus and a fixed snapshot (plus optional control). */
 class FakeHerd implements HerdView {
@@ -369,7 +371,6 @@ Deno.test({
       }],
     });
     herd.bus.emit({ kind: "client.connect", t, server: "Hill", conn: 7, remote: "127.0.0.1:5" });
-    herd.bus.emit({ kind: "line.in", t, server: "Hill", conn: 7, line: "WHATSAT a 10 5" });
     herd.bus.emit({
       kind: "whatsat",
       t: t + 20,
@@ -383,67 +384,77 @@ Deno.test({
       latencyMs: 20,
       coalesced: false,
     });
-    herd.bus.emit({
-      kind: "reply.out",
-      t: t + 30,
+    // The server times each command itself (line to reply ready): a WHATSAT of 30 ms, an IAMAT.
+    const command = (verb: "IAMAT" | "WHATSAT", seconds: number): HerdEvent => ({
+      kind: "command",
+      t,
       server: "Hill",
       conn: 7,
-      reply: "AT ...\n{}\n\n",
+      verb,
+      result: "ok",
+      reason: "",
+      seconds,
     });
-    herd.bus.emit({ kind: "line.in", t, server: "Hill", conn: 7, line: "IAMAT a +1-2 1" });
-    herd.bus.emit({ kind: "reply.out", t: t + 1, server: "Hill", conn: 7, reply: "AT ...\n" });
+    herd.bus.emit(command("WHATSAT", 0.03));
+    herd.bus.emit(command("IAMAT", 0.001));
     const res = await fetch(`${d.url}/metrics`);
     assert.deepEqual(res.status, 200);
     assert.match(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     assert.ok(text.endsWith("\n"));
-    // Every sample line parses; every family has HELP and TYPE before its samples.
-    const typed = new Map<string, string>();
-    for (const line of text.trimEnd().split("\n")) {
-      const ty = /^# TYPE (\w+) (counter|gauge|histogram)$/.exec(line);
-      if (ty) {
-        typed.set(ty[1], ty[2]);
-        continue;
-      }
-      if (line.startsWith("# HELP ")) continue;
-      const m =
-        /^([a-zA-Z_:][\w:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[\d.e+-]+|\+Inf|NaN)$/
-          .exec(line);
-      assert.ok(m, `bad sample line: ${line}`);
-      const base = m[1].replace(/_(bucket|sum|count)$/, "");
-      assert.ok(typed.has(m[1]) || typed.get(base) === "histogram", `sample before TYPE: ${line}`);
-    }
-    assert.match(text, /herd_updates_accepted_total\{server="Hill",from="client"\} 1/);
-    assert.match(text, /herd_updates_accepted_total\{server="Jaquez",from="Hill"\} 1/);
-    assert.match(
-      text,
-      /herd_updates_dropped_total\{server="Jaquez",from="Hill",reason="duplicate"\} 1/,
+    // A Prometheus text parser takes all of it; every sample belongs to a typed family.
+    const m = parseExposition(text);
+    assert.equal(m.types.get("herd_updates_accepted_total"), "COUNTER");
+    assert.equal(m.types.get("herd_whatsat_duration_seconds"), "HISTOGRAM");
+    assert.equal(m.types.get("herd_client_connections"), "GAUGE");
+    assert.equal(m.value("herd_updates_accepted_total", { server: "Hill", from: "client" }), 1);
+    assert.equal(m.value("herd_updates_accepted_total", { server: "Jaquez", from: "Hill" }), 1);
+    assert.equal(
+      m.value("herd_updates_dropped_total", {
+        server: "Jaquez",
+        from: "Hill",
+        reason: "duplicate",
+      }),
+      1,
     );
-    assert.match(text, /herd_updates_propagated_total\{server="Hill",peer="Jaquez"\} 2/);
-    assert.match(text, /herd_connections\{server="Hill"\} 2/);
-    assert.match(text, /herd_link_up\{server="Hill",peer="Jaquez"\} 1/);
-    assert.match(text, /herd_link_up\{server="Jaquez",peer="Hill"\} 0/);
-    assert.match(
-      text,
-      /herd_places_requests_total\{server="Hill",provider="offline",status="OK"\} 1/,
+    assert.equal(m.value("herd_updates_propagated_total", { server: "Hill", peer: "Jaquez" }), 2);
+    // Renamed from herd_connections (a gauge beside the counter herd_client_connections_total).
+    assert.equal(m.value("herd_client_connections", { server: "Hill" }), 2);
+    assert.equal(m.value("herd_connections", { server: "Hill" }), undefined);
+    assert.equal(m.value("herd_link_up", { server: "Hill", peer: "Jaquez" }), 1);
+    assert.equal(m.value("herd_link_up", { server: "Jaquez", peer: "Hill" }), 0);
+    assert.equal(
+      m.value("herd_places_requests_total", { server: "Hill", provider: "offline", status: "OK" }),
+      1,
     );
-    // WHATSAT took 30 ms: in the 0.05 bucket, not the 0.025 one; one IAMAT is not timed.
-    assert.match(
-      text,
-      /herd_whatsat_duration_seconds_bucket\{server="Hill",le="0\.025"\} 0/,
+    // WHATSAT took 30 ms: in the 0.05 bucket, not the 0.025 one; the IAMAT is timed apart.
+    const bucket = (le: string) =>
+      m.value("herd_whatsat_duration_seconds_bucket", { server: "Hill", le });
+    assert.equal(bucket("0.025"), 0);
+    assert.equal(bucket("0.05"), 1);
+    assert.equal(bucket("+Inf"), 1);
+    assert.equal(m.value("herd_whatsat_duration_seconds_count", { server: "Hill" }), 1);
+    assert.equal(m.value("herd_iamat_duration_seconds_count", { server: "Hill" }), 1);
+    assert.equal(
+      m.value("herd_places_duration_seconds_sum", { server: "Hill", provider: "offline" }),
+      0.02,
     );
-    assert.match(text, /herd_whatsat_duration_seconds_bucket\{server="Hill",le="0\.05"\} 1/);
-    assert.match(text, /herd_whatsat_duration_seconds_bucket\{server="Hill",le="\+Inf"\} 1/);
-    assert.match(text, /herd_whatsat_duration_seconds_count\{server="Hill"\} 1/);
-    assert.match(
-      text,
-      /herd_places_duration_seconds_sum\{server="Hill",provider="offline"\} 0\.02/,
+    assert.equal(m.value("herd_dashboard_subscribers"), 0);
+    // Known series start at 0.
+    assert.equal(m.value("herd_client_refused_total", { server: "Jaquez", reason: "other" }), 0);
+    assert.equal(m.value("herd_errors_total", { server: "Hill", reason: "disk-write" }), 0);
+    assert.equal(
+      m.value("herd_commands_total", {
+        server: "Hill",
+        verb: "IAMAT",
+        result: "invalid",
+        reason: "bad-location",
+      }),
+      0,
     );
-    assert.match(text, /herd_dashboard_subscribers 0/);
+    assert.equal(m.value("herd_build_info", { version: VERSION }), 1);
     // Buckets are cumulative.
-    const buckets = [...text.matchAll(/herd_places_duration_seconds_bucket\{[^}]*\} (\d+)/g)].map(
-      (m) => Number(m[1]),
-    );
+    const buckets = m.all("herd_places_duration_seconds_bucket").map((s) => s.value);
     for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1]);
   },
 });

@@ -18,7 +18,9 @@ import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore } from "../servers/store.ts";
 import { type ErrorEvent, EventBus } from "../servers/events.ts";
 import { formatLogLine } from "../servers/log.ts";
-import { HerdMetrics } from "../dashboard/metrics.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import { parseExposition } from "./_helpers/prom.ts";
+import { leasePorts } from "./_helpers/ports.ts";
 import { describe } from "../dashboard/islands/_model.ts";
 import type { DashEvent } from "../dashboard/types.ts";
 
@@ -370,7 +372,10 @@ tmpfsTest(
     const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
     await mountTmpfs(dir, "1m");
     const bus = new EventBus();
-    const metrics = new HerdMetrics(bus);
+    const metrics = new HerdMetrics({
+      bus,
+      snapshot: () => ({ servers: [], records: [], places: "offline" }),
+    });
     const errors: ErrorEvent[] = [];
     bus.subscribe((e) => e.kind === "error" && errors.push(e));
     const p = await openLogPersistence(dir, "Hill");
@@ -394,8 +399,9 @@ tmpfsTest(
       assert.match(errors[0].message, /cannot write .*Hill\.records: .*space.*1 record\(s\) owed/i);
       assert.match(formatLogLine(errors[0])!, / ERROR disk-write: cannot write /);
       assert.match(describe({ ...errors[0], id: 1 } as DashEvent), /^disk-write: cannot write /);
-      const text = metrics.render({ servers: [], records: [], places: "offline" });
-      assert.match(text, /herd_errors_total\{server="Hill",reason="disk-write"\} 1/);
+      const m = parseExposition(await metrics.render());
+      assert.equal(m.value("herd_errors_total", { server: "Hill", reason: "disk-write" }), 1);
+      assert.equal(m.value("herd_persist_commit_failures_total", { server: "Hill" }), 1);
       // While it fails, a commit that includes a new record fails too.
       p.saved(big(2));
       await assert.rejects(p.committed());
@@ -421,6 +427,53 @@ tmpfsTest(
       metrics.close();
       await new Deno.Command("umount", { args: ["-l", dir] }).output();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+tmpfsTest(
+  "disk: a failed write makes /healthz 503 with the reason and shows in /metrics, until it heals",
+  async () => {
+    const herd = await ProcessHerd.create({ topology: { Solo: [] } });
+    await Deno.mkdir(herd.dataDir, { recursive: true });
+    await mountTmpfs(herd.dataDir, "1m");
+    const [opsPort] = leasePorts(1);
+    const get = async (path: string) => {
+      const res = await fetch(`http://127.0.0.1:${opsPort}${path}`);
+      return { status: res.status, text: await res.text() };
+    };
+    try {
+      await herd.start("Solo", ["--ops-port", String(opsPort)]);
+      assert.equal((await get("/healthz")).status, 200);
+      const filler = `${herd.dataDir}/filler`;
+      await fill(filler);
+      // Records keep coming; the group commit that should write them fails.
+      let health = await get("/healthz");
+      for (let i = 0; i < 100 && health.status === 200; i++) {
+        await concurrentLines(herd.port("Solo"), [longIamat(`h.${i}`, 20_000)]);
+        health = await get("/healthz");
+      }
+      assert.equal(health.status, 503, health.text);
+      const body = JSON.parse(health.text);
+      assert.equal(body.status, "unhealthy");
+      assert.deepEqual(body.reasons, ["Solo cannot write its store"]);
+      const m = parseExposition((await get("/metrics")).text);
+      assert.ok(m.value("herd_persist_commit_failures_total", { server: "Solo" })! >= 1);
+      assert.equal(m.value("herd_errors_total", { server: "Solo", reason: "disk-write" }), 1);
+      const status = JSON.parse((await get("/status")).text);
+      assert.equal(status.servers[0].name, "Solo");
+      assert.ok(!JSON.stringify(body).includes("procs-test-secret"), "the secret leaked");
+
+      // Space returns: the retry writes what is owed, and the process is healthy again.
+      await Deno.remove(filler);
+      const deadline = performance.now() + 15_000;
+      while ((health = await get("/healthz")).status !== 200) {
+        assert.ok(performance.now() < deadline, `still unhealthy: ${health.text}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await herd.close();
+      await new Deno.Command("umount", { args: ["-l", herd.dataDir] }).output();
     }
   },
 );

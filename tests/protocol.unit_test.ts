@@ -11,6 +11,7 @@ import {
   tooFarAhead,
   validateRecord,
 } from "../servers/protocol.ts";
+import { INVALID_REASONS, type InvalidReason } from "../servers/reasons.ts";
 
 Deno.test("fields split on the protocol's six whitespace bytes only", () => {
   assert.deepEqual(splitFields(" IAMAT\tk\r+1+2\f3\v"), ["IAMAT", "k", "+1+2", "3"]);
@@ -244,4 +245,37 @@ Deno.test("IAMAT times more than the allowed span ahead of the receive time are 
   assert.ok(!tooFarAhead("0", now, 0));
   assert.ok(tooFarAhead("1700000000.123456790", now, 0));
   assert.ok(!tooFarAhead("1700000000.123456789", now, 0));
+});
+
+Deno.test("invalid commands say why, from a closed set; the verb they claimed is kept", () => {
+  const table: [string, InvalidReason, "IAMAT" | "WHATSAT" | undefined][] = [
+    ["iamat k +1+1 1", "unknown-verb", undefined],
+    ["AT Clark +0.2 kiwi +34-118 1", "unknown-verb", undefined],
+    ["HELLO", "unknown-verb", undefined],
+    ["IAMAT k +1+1", "arity", "IAMAT"],
+    ["IAMAT k +1+1 1 extra", "arity", "IAMAT"],
+    ["WHATSAT k 10", "arity", "WHATSAT"],
+    [`IAMAT ${"x".repeat(257)} +1+1 1`, "bad-client", "IAMAT"],
+    [`WHATSAT ${"x".repeat(257)} 10 5`, "bad-client", "WHATSAT"],
+    [`IAMAT k +1+1 ${"1".repeat(70_000)}`, "field-too-long", "IAMAT"], // caps hold at any --line-limit
+    ["IAMAT k +91+0 1", "bad-location", "IAMAT"],
+    ["IAMAT k 1+1 1", "bad-location", "IAMAT"],
+    ["IAMAT k +90.00000000000000000001+0 1", "bad-location", "IAMAT"],
+    ["IAMAT k +1+1 1e9", "bad-time", "IAMAT"],
+    ["IAMAT k +1+1 -1", "bad-time", "IAMAT"],
+    ["IAMAT k +91+0 x", "bad-time", "IAMAT"], // the time is checked first
+    ["WHATSAT k 0 5", "bad-radius", "WHATSAT"],
+    ["WHATSAT k 50.001 5", "bad-radius", "WHATSAT"],
+    ["WHATSAT k 1- 5", "bad-radius", "WHATSAT"],
+    ["WHATSAT k 10 21", "bad-bound", "WHATSAT"],
+    ["WHATSAT k 10 2.5", "bad-bound", "WHATSAT"],
+  ];
+  for (const [line, reason, claimed] of table) {
+    const cmd = parseCommand(line);
+    assert.deepEqual(cmd.verb, "INVALID", line);
+    if (cmd.verb !== "INVALID") continue;
+    assert.deepEqual([cmd.reason, cmd.claimed], [reason, claimed], line);
+    assert.ok(INVALID_REASONS.includes(cmd.reason), line);
+    assert.deepEqual(formatInvalid(line), `? ${line}\n`, "the reply is unchanged");
+  }
 });

@@ -297,7 +297,7 @@ export const KIND_GROUPS: Record<string, readonly string[]> = {
   clients: ["client.connect", "client.disconnect", "client.refused"],
   servers: ["server.up", "server.down"],
   whatsat: ["whatsat"],
-  errors: ["error", "peer.rejected", "client.refused"],
+  errors: ["error", "peer.rejected", "client.refused", "invalid"],
 };
 
 /**
@@ -339,6 +339,10 @@ export function describe(e: DashEvent): string {
       return `link to ${e.peer} up (${e.direction === "out" ? "dialled" : "accepted"})`;
     case "link.down":
       return `link to ${e.peer} down: ${e.reason}`;
+    case "link.stats":
+      return `link to ${e.peer} ${e.state}, rtt ${
+        e.rttMs === null ? "-" : `${millis(e.rttMs)} ms`
+      }, ${e.behind} behind, ${e.unacked} unacknowledged`;
     case "sync.done":
       return `synced with ${e.peer}: sent ${formatCount(e.sent)}, received ${
         formatCount(e.received)
@@ -355,6 +359,14 @@ export function describe(e: DashEvent): string {
       return `${e.client}: no receipt from ${e.peers.join(", ")} in ${millis(e.waitedMs)} ms`;
     case "error":
       return `${e.reason}: ${e.message}`;
+    case "invalid":
+      return `#${e.conn} ${e.reason}: ${e.line}`;
+    case "persist.commit":
+      return `${e.ok ? "committed" : "failed to commit"} ${e.records} record(s) in ${
+        millis(e.seconds * 1000)
+      } ms`;
+    case "command":
+      return `#${e.conn} ${e.verb} ${e.result}${e.reason ? ` (${e.reason})` : ""}`;
     case "line.in":
       return e.line;
     case "reply.out":

@@ -1,12 +1,10 @@
-/** `GET /metrics`: Prometheus text exposition format 0.0.4. */
+/** `GET /metrics`: the process's Prometheus metrics (`servers/ops/`), with the dashboard's own. */
 
 import type { RouteModule } from "../context.ts";
+import { metricsResponse } from "../../servers/ops/app.ts";
 
 export const handler: RouteModule["handler"] = {
-  GET(c, d) {
-    return c.body(d.metrics.render(d.herd.snapshot(), d.hub.stats()), 200, {
-      "content-type": "text/plain; version=0.0.4; charset=utf-8",
-      "cache-control": "no-store",
-    });
+  GET(_c, d) {
+    return metricsResponse(d.ops);
   },
 };

@@ -1,0 +1,51 @@
+/**
+ * The dashboard's own series (its SSE hub), added to the process's metrics registry.
+ *
+ * @module
+ */
+
+import type client from "prom-client";
+import type { EventHub } from "./hub.ts";
+import { collectedMetric } from "../servers/ops/metrics.ts";
+
+/**
+ * Registers the hub's gauges and counters on `registry` (replacing those of an earlier hub).
+ *
+ * @example
+ * ```ts
+ * import type { HerdMetrics } from "../servers/ops/metrics.ts";
+ * import type { EventHub } from "./hub.ts";
+ * declare const metrics: HerdMetrics;
+ * declare const hub: EventHub;
+ * registerHubMetrics(metrics.registry, hub);
+ * ```
+ */
+export function registerHubMetrics(registry: client.Registry, hub: EventHub): void {
+  const registers = [registry];
+  const series: [
+    string,
+    string,
+    "gauge" | "counter",
+    (s: ReturnType<EventHub["stats"]>) => number,
+  ][] = [
+    ["herd_dashboard_subscribers", "Open dashboard event streams.", "gauge", (s) => s.subscribers],
+    [
+      "herd_dashboard_events_total",
+      "Events taken into the dashboard's ring.",
+      "counter",
+      (s) => s.eventsIn,
+    ],
+    ["herd_dashboard_frames_total", "Event-stream frames written.", "counter", (s) => s.frames],
+    [
+      "herd_dashboard_gaps_total",
+      "Gap notices sent to subscribers that fell behind.",
+      "counter",
+      (s) => s.gaps,
+    ],
+    ["herd_dashboard_cut_total", "Subscribers cut loose for not reading.", "counter", (s) => s.cut],
+  ];
+  for (const [name, help, type, value] of series) {
+    registry.removeSingleMetric(name);
+    collectedMetric(type, name, help, registers, () => value(hub.stats()));
+  }
+}

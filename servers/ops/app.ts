@@ -1,0 +1,230 @@
+/**
+ * The ops endpoint of a process that runs herd servers: `GET /metrics` (Prometheus text),
+ * `GET /healthz` (200, or 503 with the reasons) and `GET /status` (JSON: version, uptime, and per
+ * server its address, records, connections and links). A small Hono app on Web-standard
+ * Request/Response: `server --ops-port N` serves it alone; `start` mounts the same routes on its
+ * dashboard port. Nothing here knows the dashboard.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { HerdSnapshot } from "../snapshot.ts";
+import type { LinkState } from "../events.ts";
+import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
+
+/** One server's health as the process sees it. */
+export interface ServerHealth {
+  server: string;
+  /** Its listener is open. */
+  listening: boolean;
+  /** Its durable store takes writes (true without one); undefined when unknown (remote). */
+  writable?: boolean;
+}
+
+/** What the ops routes read (without `health`, health comes from the snapshot's `running`). */
+export type OpsSource = MetricsSource;
+
+/** What `/status` answers. */
+export interface OpsStatus {
+  version: string;
+  /** Seconds since the process started serving. */
+  uptimeSeconds: number;
+  startedAt: string;
+  places: string;
+  servers: {
+    name: string;
+    address: string;
+    running: boolean;
+    records: number;
+    connections: number;
+    links: {
+      peer: string;
+      state: LinkState;
+      rttMs: number | null;
+      behind: number | null;
+      unacked: number | null;
+      /** ISO time of the last state change, or null when unknown. */
+      lastChange: string | null;
+    }[];
+  }[];
+}
+
+/** What `/healthz` answers. */
+export interface OpsHealth {
+  status: "ok" | "unhealthy";
+  /** Why not, one line per problem (empty when ok). */
+  reasons: string[];
+  servers: ServerHealth[];
+}
+
+/** The ops state of one process: its source, metrics, version and start time. */
+export interface Ops {
+  source: OpsSource;
+  metrics: MetricsExposition;
+  version: string;
+  /** `Date.now()` when the process started. */
+  startedAt: number;
+}
+
+/**
+ * The status JSON.
+ *
+ * @example
+ * ```ts
+ * declare const ops: Ops;
+ * opsStatus(ops).servers[0].links[0].rttMs; // 0.21
+ * ```
+ */
+export function opsStatus(ops: Ops): OpsStatus {
+  const snap: HerdSnapshot = localSnapshot(ops.source);
+  return {
+    version: ops.version,
+    uptimeSeconds: Math.round((Date.now() - ops.startedAt) / 100) / 10,
+    startedAt: new Date(ops.startedAt).toISOString(),
+    places: snap.places,
+    servers: snap.servers.map((s) => ({
+      name: s.name,
+      address: `${s.host}:${s.port}`,
+      running: s.running,
+      records: s.records,
+      connections: s.connections,
+      links: s.links.map((l) => ({
+        peer: l.peer,
+        state: l.state ?? (l.up ? "up" : "down"),
+        rttMs: l.rttMs === null || l.rttMs === undefined ? null : Math.round(l.rttMs * 1000) / 1000,
+        behind: l.behind ?? null,
+        unacked: l.unacked ?? null,
+        lastChange: l.since ? new Date(l.since).toISOString() : null,
+      })),
+    })),
+  };
+}
+
+/**
+ * The health verdict: every server listening and its store writable.
+ *
+ * @example
+ * ```ts
+ * declare const ops: Ops;
+ * opsHealth(ops).status; // "ok"
+ * ```
+ */
+export function opsHealth(ops: Ops): OpsHealth {
+  const servers: ServerHealth[] = ops.source.health?.() ??
+    ops.source.snapshot(0).servers.map((s) => ({ server: s.name, listening: s.running }));
+  const reasons: string[] = [];
+  for (const s of servers) {
+    if (!s.listening) reasons.push(`${s.server} is not listening`);
+    if (s.writable === false) reasons.push(`${s.server} cannot write its store`);
+  }
+  if (servers.length === 0) reasons.push("no servers");
+  return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers };
+}
+
+/** Headers every ops answer carries: nothing here may be cached. */
+const NO_STORE = { "cache-control": "no-store" };
+
+/** `GET /metrics`. */
+export async function metricsResponse(ops: Ops): Promise<Response> {
+  return new Response(await ops.metrics.render(), {
+    headers: { "content-type": ops.metrics.contentType, ...NO_STORE },
+  });
+}
+
+/** `GET /healthz`. */
+export function healthResponse(ops: Ops): Response {
+  const health = opsHealth(ops);
+  return Response.json(health, { status: health.status === "ok" ? 200 : 503, headers: NO_STORE });
+}
+
+/** `GET /status`. */
+export function statusResponse(ops: Ops): Response {
+  return Response.json(opsStatus(ops), { headers: NO_STORE });
+}
+
+/**
+ * True when a request's `Host` may reach the ops endpoint: an IP address, `localhost`, or the
+ * name it listens on. A web page that rebinds its own DNS name to this machine sends that name,
+ * so it cannot read /status (the dashboard checks Host the same way, more finely).
+ *
+ * @example
+ * ```ts
+ * opsHostAllowed("127.0.0.1:9100", "127.0.0.1"); // true
+ * opsHostAllowed("evil.example:9100", "127.0.0.1"); // false
+ * ```
+ */
+export function opsHostAllowed(host: string | undefined, listenHost: string): boolean {
+  if (host === undefined) return false;
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
+  const lower = name.toLowerCase();
+  return /^[\d.]+$/.test(name) || name.includes(":") || lower === "localhost" ||
+    lower === listenHost.toLowerCase();
+}
+
+/**
+ * The ops app alone (`server --ops-port`, `start --no-dashboard --ops-port`).
+ *
+ * @example
+ * ```ts
+ * declare const ops: Ops;
+ * const res = await createOpsApp(ops).request("/healthz", { headers: { host: "127.0.0.1" } });
+ * res.status; // 200
+ * ```
+ */
+export function createOpsApp(ops: Ops, listenHost = "127.0.0.1"): Hono {
+  const app = new Hono();
+  app.onError((err, c) => {
+    console.error(`ops: ${c.req.method} ${c.req.path}: ${err}`);
+    return c.json({ error: "internal error" }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  app.use("*", async (c, next) => {
+    if (!opsHostAllowed(c.req.header("host"), listenHost)) {
+      return c.json({ error: "Host does not name this endpoint" }, 421);
+    }
+    await next();
+  });
+  app.get("/metrics", () => metricsResponse(ops));
+  app.get("/healthz", () => healthResponse(ops));
+  app.get("/status", () => statusResponse(ops));
+  return app;
+}
+
+/** A listening ops endpoint. */
+export interface ServedOps {
+  /** `http://host:port`. */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves the ops app with `Deno.serve`; a clear error when the port is taken.
+ *
+ * @example
+ * ```ts
+ * declare const ops: Ops;
+ * const served = serveOps(ops, "127.0.0.1", 9100);
+ * await served.close();
+ * ```
+ */
+export function serveOps(ops: Ops, host: string, port: number): ServedOps {
+  const app = createOpsApp(ops, host);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname: host, port, onListen: () => {} }, app.fetch);
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new Error(`ops: port ${port} on ${host} is already in use`);
+    }
+    throw new Error(`ops: cannot listen on ${host}:${port}: ${(err as Error).message}`);
+  }
+  const real = server.addr.port;
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${shown}:${real}`,
+    port: real,
+    close: () => server.shutdown(),
+  };
+}

@@ -1,0 +1,658 @@
+/**
+ * The herd's Prometheus metrics (prom-client), one registry per process: counters and histograms
+ * from the event bus, gauges read from the herd's snapshot at scrape time (right even for what
+ * happened before anyone subscribed), the Places load-control counters, `herd_build_info`, and
+ * optionally prom-client's process and runtime metrics.
+ *
+ * Labels are server and peer names and closed sets of reasons only (never client names or
+ * free text: a label must not take unbounded values). Known series start at 0, so a rate is
+ * defined from the first scrape. The list, with the renames from the old hand-written
+ * exposition, is in README.md ("Metrics, health and status").
+ *
+ * @module
+ */
+
+import client from "prom-client";
+import type { CommandVerb, ErrorReason, EventBus, HerdEvent } from "../events.ts";
+import type { HerdSnapshot } from "../snapshot.ts";
+import type { LoadControlStats } from "../places/load_control.ts";
+import {
+  CLIENT_REFUSE_REASONS,
+  clientRefuseReason,
+  type FailureReason,
+  type InvalidReason,
+  PEER_REJECT_REASONS,
+  peerRejectReason,
+} from "../reasons.ts";
+
+/** What metrics read: the bus, the snapshot, and the Places counters when there are any. */
+export interface MetricsSource {
+  readonly bus: EventBus;
+  /** The herd's state; `limit` caps the records (metrics and /status pass 0: servers only). */
+  snapshot(limit?: number): HerdSnapshot;
+  placesStats?(): LoadControlStats | undefined;
+  /**
+   * The servers of this process (listening, store writable); without it every server of the
+   * snapshot counts as local (a remote dashboard's view).
+   */
+  health?(): { server: string; listening: boolean; writable?: boolean }[];
+}
+
+/**
+ * The snapshot's servers that run in this process (a `server` process's snapshot also names the
+ * herd's other servers, as stopped).
+ *
+ * @example
+ * ```ts
+ * import type { Herd } from "../herd.ts";
+ * declare const herd: Herd;
+ * localSnapshot(herd).servers.map((s) => s.name); // ["Hill"]
+ * ```
+ */
+export function localSnapshot(source: MetricsSource): HerdSnapshot {
+  // No records: a snapshot's records cost a parse of each (30 KB locations exist), per call.
+  const snap = source.snapshot(0);
+  if (source.health === undefined) return snap;
+  const local = new Set(source.health().map((h) => h.server));
+  return { ...snap, servers: snap.servers.filter((s) => local.has(s.name)) };
+}
+
+/** Options for {@linkcode HerdMetrics}. */
+export interface MetricsOptions {
+  /** `herd_build_info{version}`. */
+  version?: string;
+  /** Also prom-client's process and runtime metrics (CPU, memory, heap, event loop lag). */
+  processMetrics?: boolean;
+}
+
+/** Latency buckets in seconds: 0.1 ms .. 10 s. */
+export const LATENCY_BUCKETS = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+/** Every error reason, checked complete by the compiler. */
+const ERROR_REASONS = Object.keys(
+  {
+    "disk-write": 0,
+    "disk-read": 0,
+    "record-invalid": 0,
+    internal: 0,
+    places: 0,
+    observer: 0,
+    accept: 0,
+  } satisfies Record<ErrorReason, 0>,
+);
+
+/** The reasons each verb can be answered `?` for (series started at 0). */
+const COMMAND_OUTCOMES: [CommandVerb, "invalid" | "error", InvalidReason | FailureReason][] = [
+  ...(["arity", "bad-client", "field-too-long", "bad-time", "bad-location", "future-time"] as const)
+    .map((r): [CommandVerb, "invalid", InvalidReason] => ["IAMAT", "invalid", r]),
+  ...(["arity", "bad-client", "bad-radius", "bad-bound", "unknown-client"] as const)
+    .map((r): [CommandVerb, "invalid", InvalidReason] => ["WHATSAT", "invalid", r]),
+  ["other", "invalid", "unknown-verb"],
+  ["other", "invalid", "too-long"],
+  ["IAMAT", "error", "internal"],
+  ["IAMAT", "error", "not-durable"],
+  ["WHATSAT", "error", "internal"],
+];
+
+type Labels = Record<string, string>;
+
+/**
+ * An unlabelled gauge or counter whose value is read at scrape time from whoever keeps it (a
+ * running total for a counter).
+ *
+ * @example
+ * ```ts
+ * import client from "prom-client";
+ * const registry = new client.Registry();
+ * collectedMetric("gauge", "herd_dashboard_subscribers", "Open streams.", [registry], () => 3);
+ * ```
+ */
+export function collectedMetric(
+  type: "gauge" | "counter",
+  name: string,
+  help: string,
+  registers: client.Registry[],
+  value: () => number,
+): void {
+  if (type === "gauge") {
+    new client.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
+    return;
+  }
+  new client.Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(value());
+    },
+  });
+}
+
+/**
+ * A metric's child per label set, cached: prom-client's `inc(labels)` / `observe(labels, v)`
+ * hash and validate the labels on every call (30 µs per histogram observation, measured), which
+ * on the hot path (every command, every record) stalled a loaded server; a child costs < 1 µs.
+ */
+class Children<C> {
+  readonly #make: (labels: Labels) => C;
+  readonly #cache = new Map<string, C>();
+
+  constructor(make: (labels: Labels) => C) {
+    this.#make = make;
+  }
+
+  get(labels: Labels): C {
+    let key = "";
+    for (const k in labels) key += labels[k] + "\0";
+    let child = this.#cache.get(key);
+    if (child === undefined) {
+      child = this.#make(labels);
+      this.#cache.set(key, child);
+    }
+    return child;
+  }
+}
+
+/** A labelled counter, incremented through cached children. */
+class CounterFamily {
+  readonly metric: client.Counter;
+  readonly #children: Children<ReturnType<client.Counter["labels"]>>;
+  constructor(metric: client.Counter) {
+    this.metric = metric;
+    this.#children = new Children((labels) => metric.labels(labels));
+  }
+  inc(labels: Labels, by = 1): void {
+    this.#children.get(labels).inc(by);
+  }
+}
+
+/** A labelled histogram, observed through cached children. */
+class HistogramFamily {
+  readonly metric: client.Histogram;
+  readonly #children: Children<ReturnType<client.Histogram["labels"]>>;
+  constructor(metric: client.Histogram) {
+    this.metric = metric;
+    this.#children = new Children((labels) => metric.labels(labels));
+  }
+  observe(labels: Labels, v: number): void {
+    this.#children.get(labels).observe(v);
+  }
+  zero(labels: Labels): void {
+    this.metric.zero(labels);
+  }
+}
+
+/** What the ops routes serve metrics from: a registry and its rendering. */
+export interface MetricsExposition {
+  readonly registry: client.Registry;
+  readonly contentType: string;
+  render(): Promise<string>;
+  close(): void;
+}
+
+/**
+ * The metrics of the herd servers in this process (or, for a remote dashboard, of the servers
+ * it watches).
+ *
+ * @example
+ * ```ts
+ * import type { Herd } from "../herd.ts";
+ * import { VERSION } from "../version.ts";
+ * declare const herd: Herd;
+ * const metrics = new HerdMetrics(herd, { version: VERSION, processMetrics: true });
+ * const text = await metrics.render();
+ * metrics.close();
+ * ```
+ */
+export class HerdMetrics implements MetricsExposition {
+  readonly registry: client.Registry = new client.Registry();
+  readonly #source: MetricsSource;
+  readonly #off: () => void;
+  /** Servers whose series were started at 0. */
+  readonly #started = new Set<string>();
+  /** prom-client's process metrics, started by the first scrape (see render). */
+  #processMetrics: boolean;
+  /** The servers' state for the scrape in progress (one snapshot per scrape, not per gauge). */
+  #scrape: HerdSnapshot | undefined;
+
+  readonly #commands;
+  readonly #iamat;
+  readonly #whatsat;
+  readonly #propagationDelay;
+  readonly #accepted;
+  readonly #dropped;
+  readonly #propagated;
+  readonly #received;
+  readonly #linkChanges;
+  readonly #connTotal;
+  readonly #refused;
+  readonly #peerRejected;
+  readonly #receiptsLate;
+  readonly #errors;
+  readonly #places;
+  readonly #placesLatency;
+  readonly #commit;
+  readonly #commitFailures;
+
+  constructor(source: MetricsSource, opts: MetricsOptions = {}) {
+    this.#source = source;
+    const registers = [this.registry];
+    const counter = (name: string, help: string, labelNames: string[]) =>
+      new CounterFamily(new client.Counter({ name, help, labelNames, registers }));
+    const histogram = (name: string, help: string, labelNames: string[]) =>
+      new HistogramFamily(
+        new client.Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers }),
+      );
+
+    this.#commands = counter(
+      "herd_commands_total",
+      "Client commands answered, by server, verb, result (ok, invalid, error) and reason.",
+      ["server", "verb", "result", "reason"],
+    );
+    this.#iamat = histogram(
+      "herd_iamat_duration_seconds",
+      "IAMAT line to reply ready (receipt waits included), per server.",
+      ["server"],
+    );
+    this.#whatsat = histogram(
+      "herd_whatsat_duration_seconds",
+      "WHATSAT line to reply ready (Places included), per server.",
+      ["server"],
+    );
+    this.#propagationDelay = histogram(
+      "herd_propagation_delay_seconds",
+      "From the origin server's receipt of an IAMAT to a record storing here (live flooding; " +
+        "across hosts it includes their clock difference).",
+      ["server"],
+    );
+    this.#accepted = counter(
+      "herd_updates_accepted_total",
+      "Location updates stored, by server and where they came from (a peer, or client).",
+      ["server", "from"],
+    );
+    this.#dropped = counter(
+      "herd_updates_dropped_total",
+      "Location updates not stored, by server, where they came from, and reason.",
+      ["server", "from", "reason"],
+    );
+    this.#propagated = counter(
+      "herd_updates_propagated_total",
+      "Records sent to a neighbour, per link (server -> peer).",
+      ["server", "peer"],
+    );
+    this.#received = counter(
+      "herd_updates_received_total",
+      "Records received from a neighbour, per link (server <- peer).",
+      ["server", "peer"],
+    );
+    this.#linkChanges = counter(
+      "herd_link_transitions_total",
+      "Link state changes seen by server, per peer and new state.",
+      ["server", "peer", "state"],
+    );
+    this.#connTotal = counter(
+      "herd_client_connections_total",
+      "Client connections accepted.",
+      ["server"],
+    );
+    this.#refused = counter(
+      "herd_client_refused_total",
+      "Client connections refused, by reason (max-connections, descriptors, other).",
+      ["server", "reason"],
+    );
+    this.#peerRejected = counter(
+      "herd_peer_rejected_total",
+      "Peer and observer connections rejected, by reason.",
+      ["server", "reason"],
+    );
+    this.#receiptsLate = counter(
+      "herd_receipts_late_total",
+      "New records answered or receipted without a neighbour's receipt in time.",
+      ["server", "peer"],
+    );
+    this.#errors = counter("herd_errors_total", "Error events, by server and reason.", [
+      "server",
+      "reason",
+    ]);
+    this.#places = counter(
+      "herd_places_requests_total",
+      "Places queries answered, by server, provider and status.",
+      ["server", "provider", "status"],
+    );
+    this.#placesLatency = histogram(
+      "herd_places_duration_seconds",
+      "Places provider latency, per server and provider.",
+      ["server", "provider"],
+    );
+    this.#commit = histogram(
+      "herd_persist_commit_duration_seconds",
+      "Group commits of the record log (append + fdatasync), per server.",
+      ["server"],
+    );
+    this.#commitFailures = counter(
+      "herd_persist_commit_failures_total",
+      "Group commits that failed (retried with backoff), per server.",
+      ["server"],
+    );
+    this.#gauges(registers);
+    this.#placesGauges(registers);
+    new client.Gauge({
+      name: "herd_build_info",
+      help: "The herd's version (always 1).",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: opts.version ?? "unknown" }, 1);
+    this.#processMetrics = opts.processMetrics ?? false;
+    this.#startAll();
+    this.#off = source.bus.subscribe((e) => this.observe(e));
+  }
+
+  /** The exposition's content type (text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text. */
+  async render(): Promise<string> {
+    if (this.#processMetrics) {
+      // Only a process that is scraped pays for them: their event-loop sampler is a timer that,
+      // on a loaded 2-core box, delayed client reads enough for 30 KB pipelined lines to hit the
+      // partial-line timeout (tests/observer_snapshot_test.ts). Sampled each second.
+      this.#processMetrics = false;
+      client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
+    }
+    this.#scrape = localSnapshot(this.#source);
+    try {
+      this.#startAll();
+      return await this.registry.metrics();
+    } finally {
+      this.#scrape = undefined;
+    }
+  }
+
+  /**
+   * One server's series as prom-client JSON (`getMetricsAsJSON`, only the samples labelled with
+   * that server): what its observer stream carries, so a remote dashboard shows the server's own
+   * counters, not counts from the moment it connected.
+   */
+  async exportServer(
+    server: string,
+  ): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
+    this.#scrape = localSnapshot(this.#source);
+    const out = [];
+    let families;
+    try {
+      this.#startAll();
+      families = await this.registry.getMetricsAsJSON();
+    } finally {
+      this.#scrape = undefined;
+    }
+    for (const family of families) {
+      const values = (family.values as client.MetricValue<string>[]).filter((v) =>
+        v.labels.server === server
+      );
+      if (values.length > 0) out.push({ ...family, values });
+    }
+    return out;
+  }
+
+  /** Stops listening to the bus. */
+  close(): void {
+    this.#off();
+  }
+
+  /** Accounts for one event (the bus calls this; tests may too). */
+  observe(e: HerdEvent): void {
+    const server = e.server;
+    switch (e.kind) {
+      case "command":
+        this.#commands.inc({ server, verb: e.verb, result: e.result, reason: e.reason });
+        if (e.result === "invalid") break;
+        if (e.verb === "IAMAT") this.#iamat.observe({ server }, e.seconds);
+        if (e.verb === "WHATSAT") {
+          this.#whatsat.observe({ server }, e.seconds);
+        }
+        break;
+      case "location.accepted":
+        this.#accepted.inc({ server, from: e.from ?? "client" });
+        if (e.from !== null && !e.catchUp) {
+          // The origin received it at client time + diff (both exact decimals on the wire).
+          const at = Number(e.record.time) + Number(e.record.diff);
+          const delay = e.t / 1000 - at;
+          if (Number.isFinite(delay)) {
+            this.#propagationDelay.observe({ server }, Math.max(0, delay));
+          }
+        }
+        break;
+      case "location.dropped":
+        this.#dropped.inc({ server, from: e.from ?? "client", reason: e.reason });
+        break;
+      case "propagation.sent":
+        this.#propagated.inc({ server, peer: e.to }, e.records.length);
+        break;
+      case "propagation.received":
+        this.#received.inc({ server, peer: e.from }, e.records.length);
+        break;
+      case "link.up":
+        this.#linkChanges.inc({ server, peer: e.peer, state: "up" });
+        break;
+      case "link.down":
+        this.#linkChanges.inc({ server, peer: e.peer, state: "down" });
+        break;
+      case "client.connect":
+        this.#connTotal.inc({ server });
+        break;
+      case "client.refused":
+        this.#refused.inc({ server, reason: clientRefuseReason(e.reason) });
+        break;
+      case "peer.rejected":
+        this.#peerRejected.inc({ server, reason: peerRejectReason(e.reason) });
+        break;
+      case "receipt.late":
+        for (const peer of e.peers) this.#receiptsLate.inc({ server, peer });
+        break;
+      case "error":
+        this.#errors.inc({ server, reason: e.reason });
+        break;
+      case "whatsat":
+        this.#places.inc({ server, provider: e.provider, status: e.status });
+        this.#placesLatency.observe({ server, provider: e.provider }, e.latencyMs / 1000);
+        break;
+      case "persist.commit":
+        if (e.ok) this.#commit.observe({ server }, e.seconds);
+        else this.#commitFailures.inc({ server });
+        break;
+      case "server.up":
+        this.#start(server);
+        break;
+    }
+  }
+
+  /** Starts the known series of every server in the snapshot at 0 (once per server). */
+  #startAll(): void {
+    for (const s of this.#servers().servers) this.#start(s.name, s.neighbors);
+  }
+
+  /** The local servers' state: the scrape's, or a fresh one. */
+  #servers(): HerdSnapshot {
+    return this.#scrape ?? localSnapshot(this.#source);
+  }
+
+  #start(server: string, neighbors?: readonly string[]): void {
+    if (this.#started.has(server)) return;
+    if (neighbors === undefined) {
+      neighbors = this.#servers().servers.find((s) => s.name === server)?.neighbors;
+      if (neighbors === undefined) return;
+    }
+    this.#started.add(server);
+    const s = { server };
+    for (const verb of ["IAMAT", "WHATSAT"]) {
+      this.#commands.inc({ ...s, verb, result: "ok", reason: "" }, 0);
+    }
+    for (const [verb, result, reason] of COMMAND_OUTCOMES) {
+      this.#commands.inc({ ...s, verb, result, reason }, 0);
+    }
+    this.#iamat.zero(s);
+    this.#whatsat.zero(s);
+    this.#propagationDelay.zero(s);
+    this.#accepted.inc({ ...s, from: "client" }, 0);
+    for (const reason of ["stale", "duplicate"]) {
+      this.#dropped.inc({ ...s, from: "client", reason }, 0);
+    }
+    this.#connTotal.inc(s, 0);
+    for (const reason of CLIENT_REFUSE_REASONS) this.#refused.inc({ ...s, reason }, 0);
+    for (const reason of PEER_REJECT_REASONS) this.#peerRejected.inc({ ...s, reason }, 0);
+    for (const reason of ERROR_REASONS) this.#errors.inc({ ...s, reason }, 0);
+    this.#commit.zero(s);
+    this.#commitFailures.inc(s, 0);
+    for (const peer of neighbors) {
+      const l: Labels = { ...s, peer };
+      this.#propagated.inc(l, 0);
+      this.#received.inc(l, 0);
+      this.#receiptsLate.inc(l, 0);
+      for (const state of ["up", "down"]) this.#linkChanges.inc({ ...l, state }, 0);
+    }
+  }
+
+  /** Gauges read from the snapshot at scrape time. */
+  #gauges(registers: client.Registry[]): void {
+    const servers = () => this.#servers();
+    type Row = [Labels, number];
+    const gauge = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      rows: (snap: HerdSnapshot) => Row[],
+    ) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          for (const [labels, v] of rows(servers())) this.set(labels, v);
+        },
+      });
+    const perServer = (f: (s: HerdSnapshot["servers"][number]) => number) => (snap: HerdSnapshot) =>
+      snap.servers.map((s): Row => [{ server: s.name }, f(s)]);
+    const perLink = (
+      f: (l: HerdSnapshot["servers"][number]["links"][number]) => number | null | undefined,
+    ) =>
+    (snap: HerdSnapshot) =>
+      snap.servers.flatMap((s) =>
+        s.links.flatMap((l): Row[] => {
+          const v = f(l);
+          return v === null || v === undefined ? [] : [[{ server: s.name, peer: l.peer }, v]];
+        })
+      );
+    gauge(
+      "herd_server_running",
+      "1 when the server is listening.",
+      ["server"],
+      perServer((s) => s.running ? 1 : 0),
+    );
+    gauge(
+      "herd_client_connections",
+      "Open client connections.",
+      ["server"],
+      perServer((s) => s.connections),
+    );
+    gauge("herd_records", "Location records stored.", ["server"], perServer((s) => s.records));
+    gauge(
+      "herd_link_up",
+      "1 when the link from server to peer is up.",
+      ["server", "peer"],
+      perLink((l) => (l.up ? 1 : 0)),
+    );
+    gauge(
+      "herd_link_rtt_seconds",
+      "The link's last PING round trip (absent while down or with a peer that never PONGs).",
+      ["server", "peer"],
+      perLink((l) => (l.rttMs === null || l.rttMs === undefined ? null : l.rttMs / 1000)),
+    );
+    gauge(
+      "herd_link_records_behind",
+      "Replication lag: change-log entries not yet sent on the link.",
+      ["server", "peer"],
+      perLink((l) => l.behind),
+    );
+    gauge(
+      "herd_link_records_unacked",
+      "Records sent on the link whose receipt a reply is waiting for.",
+      ["server", "peer"],
+      perLink((l) => l.unacked),
+    );
+    gauge(
+      "herd_link_last_change_timestamp_seconds",
+      "When the link's state (down, syncing, up) last changed.",
+      ["server", "peer"],
+      perLink((l) => (l.since ? l.since / 1000 : null)),
+    );
+    gauge(
+      "herd_places_provider_info",
+      "The Places provider in use.",
+      ["provider"],
+      (snap) => [[{ provider: snap.places }, 1]],
+    );
+  }
+
+  /** The Places load-control counters (`servers/places/load_control.ts`), read at scrape time. */
+  #placesGauges(registers: client.Registry[]): void {
+    const source = this.#source;
+    const read = (key: keyof LoadControlStats) => () => source.placesStats?.()?.[key] ?? 0;
+    const gauge = (name: string, help: string, value: () => number) =>
+      collectedMetric("gauge", name, help, registers, value);
+    const counter = (name: string, help: string, value: () => number) =>
+      collectedMetric("counter", name, help, registers, value);
+    gauge("herd_places_active", "Places upstream requests in flight now.", read("active"));
+    gauge("herd_places_queued", "Places queries waiting for a slot now.", read("queued"));
+    gauge("herd_places_active_peak", "Most Places requests in flight at once.", read("peakActive"));
+    counter(
+      "herd_places_upstream_requests_total",
+      "Places upstream requests started.",
+      read("upstreamRequests"),
+    );
+    counter(
+      "herd_places_coalesced_total",
+      "Places queries answered by sharing an in-flight request.",
+      read("coalesced"),
+    );
+    counter(
+      "herd_places_cache_hits_total",
+      "Places queries answered from the cache.",
+      read("cacheHits"),
+    );
+    counter("herd_places_timeouts_total", "Places queries that timed out.", read("timeouts"));
+    counter(
+      "herd_places_rejected_total",
+      "Places queries refused because the queue was full.",
+      read("rejected"),
+    );
+  }
+}

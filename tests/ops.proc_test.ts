@@ -1,0 +1,344 @@
+/**
+ * The ops endpoint: /metrics (parsed with a Prometheus text parser), /healthz and /status, through
+ * `app.request()` on an in-process herd, and over real HTTP on a real `server` process with
+ * `--ops-port` after traffic and with a link down. (The failed disk write is in
+ * disk_faults_test.ts, beside the other tmpfs tests.)
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Herd } from "../servers/herd.ts";
+import { parseConfig } from "../servers/config.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import { createOpsApp, type Ops, type OpsHealth, type OpsStatus } from "../servers/ops/app.ts";
+import { VERSION } from "../servers/version.ts";
+import { INVALID_REASONS } from "../servers/reasons.ts";
+import type { InvalidEvent } from "../servers/events.ts";
+import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
+import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
+import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { createDashboard } from "../dashboard/app.ts";
+import { leasePorts } from "./_helpers/ports.ts";
+import { parseExposition } from "./_helpers/prom.ts";
+
+const SECRET = "ops-test-secret-0123456789";
+
+/** Two linked servers, A and B, in this process, with their ops state. */
+async function startPair(): Promise<{ herd: Herd; ops: Ops; close(): Promise<void> }> {
+  const [a, b] = freePorts(2);
+  const config = parseConfig({
+    servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    whatsatGraceMs: 0,
+  });
+  const metrics = new HerdMetrics(herd, { version: VERSION });
+  const ops: Ops = { source: herd, metrics, version: VERSION, startedAt: Date.now() };
+  await herd.start();
+  await waitFor(() => herd.servers.get("A")!.links[0].up, 5000, "A-B up");
+  return {
+    herd,
+    ops,
+    async close() {
+      metrics.close();
+      await herd.stop();
+    },
+  };
+}
+
+Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.request)", async () => {
+  const t = await startPair();
+  const invalid: InvalidEvent[] = [];
+  t.herd.bus.subscribe((e) => e.kind === "invalid" && invalid.push(e));
+  try {
+    const ops = createOpsApp(t.ops);
+    const app = {
+      request: (path: string) => ops.request(path, { headers: { host: "127.0.0.1:9100" } }),
+    };
+    // DNS rebinding: a page on another name that resolves here is refused.
+    const rebound = await ops.request("/status", { headers: { host: "evil.example:9100" } });
+    assert.equal(rebound.status, 421);
+    assert.equal((await ops.request("/metrics")).status, 421, "no Host, no answer");
+    for (const host of ["localhost:9100", "[::1]:9100", "10.0.0.7"]) {
+      assert.equal((await ops.request("/healthz", { headers: { host } })).status, 200, host);
+    }
+    const port = t.herd.servers.get("A")!.port;
+    assert.match(await exchange(port, "IAMAT ops.a +34.068930-118.445127 1700000000\n"), /^AT A /);
+    const bad = [
+      ["IAMAT k +91+0 1", "bad-location", "IAMAT"],
+      ["WHATSAT nobody 10 5", "unknown-client", "WHATSAT"],
+      ["iamat k +1+1 1", "unknown-verb", "other"],
+    ];
+    for (const [line] of bad) {
+      // The reply is exactly `? <line>`: the reason goes to events, logs and metrics only.
+      assert.equal(await exchange(port, `${line}\n`), `? ${line}\n`);
+    }
+    await waitFor(() => invalid.length === 3, 5000, "three invalid events");
+    assert.deepEqual(
+      invalid.map((e) => [e.line, e.reason, e.verb]),
+      bad,
+      "each invalid command's event carries its reason",
+    );
+
+    const res = await app.request("/metrics");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+    const m = parseExposition(await res.text());
+    assert.equal(
+      m.value("herd_commands_total", { server: "A", verb: "IAMAT", result: "ok", reason: "" }),
+      1,
+    );
+    for (const [, reason, verb] of bad) {
+      assert.equal(
+        m.value("herd_commands_total", { server: "A", verb, result: "invalid", reason }),
+        1,
+        `${verb} ${reason}`,
+      );
+    }
+    // Every reason a verb can have starts at 0; nothing outside the closed set appears.
+    for (const s of m.all("herd_commands_total")) {
+      assert.ok(
+        s.labels.reason === "" || INVALID_REASONS.includes(s.labels.reason as never) ||
+          s.labels.reason === "internal" || s.labels.reason === "not-durable",
+        s.labels.reason,
+      );
+    }
+    assert.equal(
+      m.value("herd_commands_total", {
+        server: "B",
+        verb: "WHATSAT",
+        result: "invalid",
+        reason: "bad-radius",
+      }),
+      0,
+    );
+    assert.equal(m.value("herd_iamat_duration_seconds_count", { server: "A" }), 1);
+    assert.equal(m.value("herd_updates_accepted_total", { server: "B", from: "A" }), 1);
+    assert.equal(m.value("herd_propagation_delay_seconds_count", { server: "B" }), 1);
+    assert.equal(m.value("herd_records", { server: "B" }), 1);
+    assert.equal(m.value("herd_link_up", { server: "A", peer: "B" }), 1);
+    assert.equal(m.value("herd_link_records_behind", { server: "A", peer: "B" }), 0);
+    assert.equal(m.value("herd_build_info", { version: VERSION }), 1);
+    assert.equal(m.value("herd_peer_rejected_total", { server: "A", reason: "bad-proof" }), 0);
+    assert.equal(
+      m.value("herd_client_refused_total", { server: "A", reason: "max-connections" }),
+      0,
+    );
+    assert.equal(m.types.get("herd_places_upstream_requests_total"), "COUNTER");
+
+    // A label value from outside (a Places status) is escaped, and reads back exactly.
+    t.herd.bus.emit({
+      kind: "whatsat",
+      t: Date.now(),
+      server: "A",
+      client: "c",
+      radiusKm: 1,
+      bound: 1,
+      provider: "offline",
+      status: 'a"b\\c\nd',
+      count: 0,
+      latencyMs: 1,
+      coalesced: false,
+    });
+    const escaped = parseExposition(await (await app.request("/metrics")).text());
+    assert.equal(
+      escaped.value("herd_places_requests_total", {
+        server: "A",
+        provider: "offline",
+        status: 'a"b\\c\nd',
+      }),
+      1,
+    );
+
+    const health = await app.request("/healthz");
+    assert.equal(health.status, 200);
+    const h = await health.json() as OpsHealth;
+    assert.equal(h.status, "ok");
+    assert.deepEqual(h.servers.map((s) => [s.server, s.listening, s.writable]), [
+      ["A", true, true],
+      ["B", true, true],
+    ]);
+
+    await waitFor(
+      () => t.herd.servers.get("A")!.linkStats()[0].rttMs !== null,
+      10_000,
+      "a round trip on A-B",
+    );
+    const status = await (await app.request("/status")).json() as OpsStatus;
+    assert.equal(status.version, VERSION);
+    assert.ok(status.uptimeSeconds >= 0);
+    const a = status.servers.find((s) => s.name === "A")!;
+    assert.equal(a.address, `127.0.0.1:${port}`);
+    assert.equal(a.records, 1);
+    assert.equal(a.links.length, 1);
+    assert.equal(a.links[0].peer, "B");
+    assert.equal(a.links[0].state, "up");
+    assert.ok(a.links[0].rttMs !== null && a.links[0].rttMs >= 0);
+    assert.equal(a.links[0].behind, 0);
+    assert.ok(Date.parse(a.links[0].lastChange!) <= Date.now());
+
+    // A stopped server is unhealthy, with the reason.
+    await t.herd.stopServer("B");
+    const down = await app.request("/healthz");
+    assert.equal(down.status, 503);
+    assert.deepEqual((await down.json() as OpsHealth).reasons, ["B is not listening"]);
+    assert.equal((await app.request("/nope")).status, 404);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("ops endpoint: a real server process answers /metrics, /healthz and /status, link down included", async () => {
+  const herd = await ProcessHerd.create({ topology: { Ops1: ["Ops2"], Ops2: ["Ops1"] } });
+  const [opsPort] = leasePorts(1);
+  const url = `http://127.0.0.1:${opsPort}`;
+  const get = async (path: string) => {
+    const res = await fetch(`${url}${path}`);
+    return { status: res.status, text: await res.text() };
+  };
+  try {
+    await herd.start("Ops1", ["--ops-port", String(opsPort)]);
+    await herd.start("Ops2");
+    await herd.waitLinksUp();
+    const port = herd.port("Ops1");
+    for (let i = 0; i < 3; i++) {
+      assert.match(await exchange(port, `IAMAT ops.p${i} +1+2 ${1700000000 + i}\n`), /^AT Ops1 /);
+    }
+    assert.equal(await exchange(port, "IAMAT x +1+2 1e9\n"), "? IAMAT x +1+2 1e9\n");
+
+    // Metrics: parsed, with the server's own counts and the process's runtime metrics.
+    let m = parseExposition((await get("/metrics")).text);
+    const ok = { server: "Ops1", verb: "IAMAT", result: "ok", reason: "" };
+    assert.equal(m.value("herd_commands_total", ok), 3);
+    assert.equal(
+      m.value("herd_commands_total", { ...ok, result: "invalid", reason: "bad-time" }),
+      1,
+    );
+    assert.equal(m.value("herd_records", { server: "Ops1" }), 3);
+    assert.equal(m.value("herd_records", { server: "Ops2" }), undefined, "only this process");
+    assert.ok(m.value("process_resident_memory_bytes")! > 0);
+    assert.ok(m.value("herd_persist_commit_duration_seconds_count", { server: "Ops1" })! >= 1);
+    assert.equal(m.value("herd_build_info", { version: VERSION }), 1);
+
+    const health = await get("/healthz");
+    assert.equal(health.status, 200);
+    assert.equal((JSON.parse(health.text) as OpsHealth).status, "ok");
+    await waitFor(
+      async () => {
+        const s = JSON.parse((await get("/status")).text) as OpsStatus;
+        return s.servers[0].links[0].rttMs !== null;
+      },
+      10_000,
+      "a round trip in /status",
+    );
+    let status = JSON.parse((await get("/status")).text) as OpsStatus;
+    assert.deepEqual(status.servers.map((s) => s.name), ["Ops1"]);
+    assert.equal(status.servers[0].records, 3);
+    assert.equal(status.servers[0].address, `127.0.0.1:${port}`);
+    assert.deepEqual(
+      status.servers[0].links.map((l) => [l.peer, l.state, l.behind]),
+      [["Ops2", "up", 0]],
+    );
+
+    // The neighbour dies: the link is down, what Ops1 stores meanwhile is behind, and the
+    // process is still healthy (its own server listens and writes).
+    await herd.kill("Ops2");
+    await waitFor(
+      async () => {
+        const s = JSON.parse((await get("/status")).text) as OpsStatus;
+        return s.servers[0].links[0].state === "down";
+      },
+      10_000,
+      "link down in /status",
+    );
+    for (let i = 0; i < 2; i++) {
+      assert.match(await exchange(port, `IAMAT ops.q${i} +1+2 ${1700000100 + i}\n`), /^AT Ops1 /);
+    }
+    status = JSON.parse((await get("/status")).text) as OpsStatus;
+    const link = status.servers[0].links[0];
+    assert.equal(link.state, "down");
+    assert.equal(link.behind, 2);
+    assert.equal(link.rttMs, null);
+    assert.equal((await get("/healthz")).status, 200);
+    m = parseExposition((await get("/metrics")).text);
+    assert.equal(m.value("herd_link_up", { server: "Ops1", peer: "Ops2" }), 0);
+    assert.equal(m.value("herd_link_records_behind", { server: "Ops1", peer: "Ops2" }), 2);
+    assert.equal(
+      m.value("herd_link_transitions_total", { server: "Ops1", peer: "Ops2", state: "down" }),
+      1,
+    );
+  } finally {
+    await herd.close();
+  }
+});
+
+Deno.test("remote dashboard: /metrics shows each server process's own counters, from before it started", async () => {
+  const herd = await ProcessHerd.create({ topology: { Rm1: ["Rm2"], Rm2: ["Rm1"] } });
+  let remote: RemoteHerd | undefined;
+  let dash: ReturnType<typeof createDashboard> | undefined;
+  try {
+    await herd.startAll();
+    await herd.waitLinksUp();
+    // Traffic before any dashboard exists.
+    for (let i = 0; i < 4; i++) {
+      assert.match(
+        await exchange(herd.port("Rm1"), `IAMAT rm.${i} +1+2 ${1700000000 + i}\n`),
+        /^AT /,
+      );
+    }
+    assert.equal(await exchange(herd.port("Rm2"), "WHATSAT rm.0 0 5\n"), "? WHATSAT rm.0 0 5\n");
+    remote = new RemoteHerd(parseConfig(JSON.parse(await Deno.readTextFile(herd.configPath))), {
+      secret: PROCS_SECRET,
+      observer: "ops-test",
+      minBackoffMs: 50,
+    });
+    remote.start();
+    dash = createDashboard(remote, { host: "127.0.0.1", port: 8000 });
+    const app = dash.app;
+    const req = (path: string) => app.request(path, { headers: { host: "127.0.0.1:8000" } });
+    const scrape = async () => parseExposition(await (await req("/metrics")).text());
+    let m = await scrape();
+    await waitFor(
+      async () => {
+        m = await scrape();
+        return m.value("herd_records", { server: "Rm2" }) === 4 &&
+          m.value("herd_commands_total", {
+              server: "Rm1",
+              verb: "IAMAT",
+              result: "ok",
+              reason: "",
+            }) ===
+            4;
+      },
+      15_000,
+      "both servers' own metrics",
+    );
+    assert.equal(
+      m.value("herd_commands_total", {
+        server: "Rm2",
+        verb: "WHATSAT",
+        result: "invalid",
+        reason: "bad-radius",
+      }),
+      1,
+    );
+    assert.equal(m.value("herd_updates_accepted_total", { server: "Rm2", from: "Rm1" }), 4);
+    assert.equal(m.value("herd_iamat_duration_seconds_count", { server: "Rm1" }), 4);
+    assert.equal(m.value("herd_build_info", { version: VERSION }), 1);
+    assert.equal(m.value("herd_dashboard_subscribers"), 0);
+    // The remote /status and /healthz read the watched servers.
+    const status = await (await req("/status")).json() as OpsStatus;
+    assert.deepEqual(status.servers.map((s) => s.name).sort(), ["Rm1", "Rm2"]);
+    assert.equal((await req("/healthz")).status, 200);
+  } finally {
+    dash?.close();
+    await remote?.stop();
+    await herd.close();
+  }
+});
