@@ -1344,18 +1344,42 @@ function summaryMarkdown(r: RunResult): string {
 
 const SECTIONS = ["echo", "asyncio", "herd", "whatsat", "sse", "catchup", "memory"];
 
+const BENCH_USAGE = `Usage: deno task bench [options]
+  --quick            shorter runs (about 2 minutes instead of 10)
+  --only PARTS       comma-separated parts (default ${SECTIONS.join(",")}; also: profile)
+  --gen-procs N      load generator processes (default 2)
+  --out DIR          results folder (default bench/results)
+  --python PATH      Python for the asyncio baseline (default python3)
+  --skip-persist     skip the persistence variants
+  -h, --help         show this help`;
+
+function benchArgs() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        quick: { type: "boolean", default: false },
+        only: { type: "string", default: SECTIONS.join(",") },
+        "gen-procs": { type: "string", default: "2" },
+        out: { type: "string", default: `${ROOT}bench/results` },
+        python: { type: "string", default: "python3" },
+        "skip-persist": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (err) {
+    // One line, exit 2, like main.ts: parseArgs' first sentence says what is wrong.
+    console.error(`error: ${String((err as Error).message).split(". ")[0]}`);
+    Deno.exit(2);
+  }
+}
+
 async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      only: { type: "string", default: SECTIONS.join(",") },
-      "gen-procs": { type: "string", default: "2" },
-      out: { type: "string", default: `${ROOT}bench/results` },
-      python: { type: "string", default: "python3" },
-      "skip-persist": { type: "boolean", default: false },
-    },
-  });
+  const { values: v } = benchArgs();
+  if (v.help) {
+    console.log(BENCH_USAGE);
+    return;
+  }
   const plan = planFor(v.quick, Math.max(1, Number(v["gen-procs"])));
   const only = new Set(v.only.split(","));
   for (const name of only) {
