@@ -139,6 +139,7 @@ function netError(err: unknown): string {
  *
  * @example
  * ```ts
+ * import { parseFlags } from "./flags.ts";
  * Deno.exit(await runClient(parseFlags("client", ["Hill", "IAMAT kiwi +34.06-118.44 now"])));
  * ```
  */

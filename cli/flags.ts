@@ -262,6 +262,7 @@ export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
  *
  * @example
  * ```ts
+ * declare const flags: HerdFlags;
  * refuseGiven(flags, GOOGLE_ONLY, "the offline provider asks Google nothing");
  * ```
  */

@@ -27,6 +27,7 @@ export interface Widen {
  *
  * @example
  * ```ts
+ * declare const dir: string;
  * const args = [...taskFlags("server", { write: [dir] }), "main.ts", "server", "Hill"];
  * ```
  */
