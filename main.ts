@@ -11,46 +11,47 @@
  * @module
  */
 
-import { FLAGS_HELP, parseHerdFlags, UsageError } from "./cli/flags.ts";
-import { runHerd } from "./cli/run.ts";
-import { runClient } from "./cli/client.ts";
+import { helpFor, OVERVIEW, parseFlags, UsageError } from "./cli/flags.ts";
 import { ConfigError } from "./servers/config.ts";
-import { dashboardHooks, runRemoteDashboard } from "./cli/dashboard.ts";
+import { VERSION } from "./servers/version.ts";
 
-const USAGE = `Usage: deno task start [options]
-       deno task server NAME [options]
-       deno task client TARGET [COMMAND]
-       deno task dashboard --config FILE [options]
-
-${FLAGS_HELP}`;
+const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
     case "start":
-    case "server": {
-      const flags = parseHerdFlags(rest);
+    case "server":
+    case "dashboard":
+    case "client": {
+      const flags = parseFlags(command, rest);
       if (flags.help) {
-        console.log(USAGE);
+        console.log(helpFor(command));
         return 0;
       }
+      if (flags.version) {
+        console.log(VERSION_LINE);
+        return 0;
+      }
+      // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
+      // so each runs with only the permissions its task grants (deno.json).
+      if (command === "client") return await (await import("./cli/client.ts")).runClient(flags);
+      if (command === "dashboard") {
+        return await (await import("./cli/dashboard.ts")).runRemoteDashboard(flags);
+      }
+      const { runHerd } = await import("./cli/run.ts");
+      if (command === "server") return await runHerd(command, flags);
       // One dashboard per herd: `start` serves it; `server` processes are watched by `dashboard`.
-      return await runHerd(command, flags, command === "start" ? dashboardHooks : {});
+      return await runHerd(command, flags, (await import("./cli/dashboard.ts")).dashboardHooks);
     }
-    case "dashboard": {
-      const flags = parseHerdFlags(rest);
-      if (flags.help) {
-        console.log(USAGE);
-        return 0;
-      }
-      return await runRemoteDashboard(flags);
-    }
-    case "client":
-      return await runClient(rest);
+    case "--version":
+    case "-V":
+      console.log(VERSION_LINE);
+      return 0;
     case "--help":
     case "-h":
     case undefined:
-      console.log(USAGE);
+      console.log(OVERVIEW);
       return command === undefined ? 2 : 0;
     default:
       throw new UsageError(
@@ -65,6 +66,12 @@ if (import.meta.main) {
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       console.error(`error: ${err.message}`);
+      Deno.exit(2);
+    }
+    if (err instanceof Deno.errors.NotCapable) {
+      // The task's permissions are scoped (deno.json); a path or host outside them needs a wider
+      // `deno run` command line (README: Logs, permissions and the command line).
+      console.error(`error: ${err.message.split("\n")[0]}`);
       Deno.exit(2);
     }
     throw err;

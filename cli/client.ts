@@ -1,22 +1,19 @@
 /**
  * `deno task client TARGET [COMMAND]`: sends one command (or every line of stdin) to a server
- * named in the config, or to `host:port`, and prints the replies byte for byte.
+ * named in the config, or to `host:port`, and prints the replies: byte for byte, or with
+ * `--json` one JSON object per reply. Exit status: 0 when every reply is valid, 1 when any is
+ * `? ...`, 2 on a usage or connection error (one line).
  *
  * It half-closes after sending, so the server answers everything pending and then closes:
- * the client needs no knowledge of where a reply ends.
+ * the client needs no knowledge of where a reply ends to stop.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { loadConfig } from "../servers/config.ts";
-import { UsageError, usageFromParseError } from "./flags.ts";
-
-/** Help for the client. */
-export const CLIENT_HELP = `Usage: deno task client [--config FILE] TARGET [COMMAND]
-  TARGET   a server name from the config (e.g. Hill) or HOST:PORT
-  COMMAND  one protocol command, e.g. 'IAMAT kiwi +34.06-118.44 1700000000.5';
-           without it, every line of stdin is sent and each reply printed`;
+import { binaryToBytes, bytesToBinary } from "../servers/lines.ts";
+import { closeQuietly, writeAll } from "../servers/io.ts";
+import { type HerdFlags, UsageError } from "./flags.ts";
 
 /** Resolves a target to host and port. */
 export async function resolveTarget(
@@ -36,57 +33,174 @@ export async function resolveTarget(
   return { hostname: s.host, port: s.port };
 }
 
+/** The current time as an IAMAT time field: POSIX seconds with 9 fractional digits. */
+function nowField(): string {
+  const ns = Temporal.Now.instant().epochNanoseconds;
+  return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`;
+}
+
 /**
- * Runs the client; returns the exit status.
+ * A command line (a binary string, without its LF) with an IAMAT's literal time `now` replaced by
+ * the current time; any other line unchanged.
  *
  * @example
  * ```ts
- * Deno.exit(await runClient(["Hill", "IAMAT kiwi +34.06-118.44 1700000000.5"]));
+ * withNow("IAMAT kiwi +34.068930-118.445127 now"); // "IAMAT kiwi +34.068930-118.445127 1763957556.123456789"
  * ```
  */
-export async function runClient(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (err) {
-    throw usageFromParseError(err);
+export function withNow(line: string): string {
+  const m = /^(\s*IAMAT\s+\S+\s+\S+\s+)now(\s*)$/.exec(line);
+  return m ? m[1] + nowField() + m[2] : line;
+}
+
+/** The first field of a command line: what kind of reply to expect. */
+function verbOf(line: string): string | undefined {
+  return /^[ \t\r\f\v]*(\S+)/.exec(line)?.[1];
+}
+
+/** One reply as `--json` prints it. */
+export function replyJson(reply: string): Record<string, unknown> {
+  const text = new TextDecoder().decode(binaryToBytes(reply));
+  const lf = text.indexOf("\n");
+  const first = lf === -1 ? text : text.slice(0, lf);
+  if (first.startsWith("? ")) return { ok: false, reply: first, invalid: first.slice(2) };
+  const at = /^AT (\S+) (\S+) (\S+) (\S+) (\S+)$/.exec(first);
+  if (at === null) return { ok: false, reply: first };
+  const out: Record<string, unknown> = {
+    ok: true,
+    reply: first,
+    server: at[1],
+    diff: at[2],
+    client: at[3],
+    location: at[4],
+    time: at[5],
+  };
+  const body = lf === -1 ? "" : text.slice(lf + 1).trim();
+  if (body !== "") {
+    try {
+      out.places = JSON.parse(body);
+    } catch {
+      out.placesText = body;
+    }
   }
-  if (parsed.values.help) {
-    console.log(CLIENT_HELP);
-    return 0;
+  return out;
+}
+
+/**
+ * Splits the reply stream into replies: `? line`, `AT ...` alone (IAMAT), or `AT ...` followed
+ * by a JSON body up to a blank line (WHATSAT). An AT line with nothing after it yet is a WHATSAT
+ * reply still arriving only when the command it answers was a WHATSAT (`verbs`, in send order).
+ */
+class ReplySplitter {
+  #buf = "";
+  readonly verbs: string[] = [];
+
+  /** Feeds bytes (as a binary string); returns the replies they complete. */
+  feed(text: string): string[] {
+    this.#buf += text;
+    const out: string[] = [];
+    for (;;) {
+      const lf = this.#buf.indexOf("\n");
+      if (lf === -1) break;
+      let end = lf + 1;
+      if (this.#buf.startsWith("AT ")) {
+        const rest = this.#buf.slice(end);
+        if (rest.startsWith("{")) {
+          const close = this.#buf.indexOf("\n\n", end);
+          if (close === -1) break;
+          end = close + 2;
+        } else if (rest === "" && this.verbs[0] === "WHATSAT") {
+          break;
+        }
+      }
+      out.push(this.#buf.slice(0, end));
+      this.#buf = this.#buf.slice(end);
+      this.verbs.shift();
+    }
+    return out;
   }
-  const [target, ...rest] = parsed.positionals;
+
+  /** Whatever is left at the end of the stream (a reply cut short). */
+  end(): string[] {
+    const rest = this.#buf;
+    this.#buf = "";
+    return rest === "" ? [] : [rest];
+  }
+}
+
+/** A network error as a short phrase: "connection refused", not "Connection refused (os error 111)". */
+function netError(err: unknown): string {
+  const text = String((err as Error)?.message ?? err).replace(/ \(os error \d+\)$/, "");
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/**
+ * Runs the client; returns the exit status (0 all valid, 1 a `?` reply, 2 a connection error).
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "./flags.ts";
+ * Deno.exit(await runClient(parseFlags("client", ["Hill", "IAMAT kiwi +34.06-118.44 now"])));
+ * ```
+ */
+export async function runClient(flags: HerdFlags): Promise<number> {
+  const [target, ...rest] = flags.positionals;
   if (target === undefined) {
     throw new UsageError("client needs a TARGET (a server name or HOST:PORT)");
   }
-  const addr = await resolveTarget(target, parsed.values.config);
+  const addr = await resolveTarget(target, flags.config);
+  // A HOST:PORT target is named once; a server name with its address.
+  const where = /:\d+$/.test(target) ? target : `${target} (${addr.hostname}:${addr.port})`;
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect(addr);
   } catch (err) {
-    console.error(
-      `cannot connect to ${target} at ${addr.hostname}:${addr.port}: ${(err as Error).message}`,
-    );
-    return 1;
+    console.error(`error: cannot connect to ${where}: ${netError(err)}`);
+    return 2;
   }
-  const send = (async () => {
+  const splitter = new ReplySplitter();
+  const sendLine = async (line: string) => {
+    const verb = verbOf(line);
+    if (verb !== undefined) splitter.verbs.push(verb);
+    await writeAll(conn, binaryToBytes(withNow(line) + "\n"));
+  };
+  const send = async () => {
     if (rest.length > 0) {
-      await conn.write(new TextEncoder().encode(rest.join(" ") + "\n"));
+      await sendLine(rest.join(" "));
     } else {
       // Lines from stdin go as they come, so replies print while the user types.
+      let pending = "";
       for await (const chunk of Deno.stdin.readable) {
-        let off = 0;
-        while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+        pending += bytesToBinary(chunk);
+        let lf;
+        while ((lf = pending.indexOf("\n")) !== -1) {
+          await sendLine(pending.slice(0, lf));
+          pending = pending.slice(lf + 1);
+        }
       }
+      if (pending !== "") await sendLine(pending);
     }
     await conn.closeWrite();
-  })();
-  const receive = conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
-  await Promise.all([send, receive]);
-  return 0;
+  };
+  let invalid = false;
+  const print = async (replies: string[]) => {
+    for (const r of replies) {
+      if (r.startsWith("? ")) invalid = true;
+      const text = flags.json ? JSON.stringify(replyJson(r)) + "\n" : r;
+      await writeAll(Deno.stdout, flags.json ? new TextEncoder().encode(text) : binaryToBytes(r));
+    }
+  };
+  const receive = async () => {
+    for await (const chunk of conn.readable) await print(splitter.feed(bytesToBinary(chunk)));
+    await print(splitter.end());
+  };
+  try {
+    await Promise.all([send(), receive()]);
+  } catch (err) {
+    console.error(`error: connection to ${where} failed: ${netError(err)}`);
+    return 2;
+  } finally {
+    closeQuietly(conn);
+  }
+  return invalid ? 1 : 0;
 }

@@ -1,12 +1,23 @@
 /**
- * Command-line flags for `start`, `server` and `dashboard`: parsed with node:util parseArgs,
- * checked, and turned into one clear line (exit status 2) when wrong.
+ * Command-line flags for every subcommand, driven by the options table (servers/options.ts):
+ * parsed with node:util parseArgs, checked (a flag the subcommand does not use, or two that
+ * contradict each other, is refused), and turned into one clear line (exit status 2) when wrong.
+ * The same table prints each subcommand's `--help`.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { parseAllowedHosts } from "../dashboard/security.ts";
+import {
+  flagName,
+  type OptionName,
+  OPTIONS,
+  type OptionSpec,
+  type OptionValues,
+  type Subcommand,
+} from "../servers/options.ts";
+import { didYouMean } from "../servers/suggest.ts";
 
 /** A usage problem: printed as one line, exit status 2. */
 export class UsageError extends Error {
@@ -15,7 +26,7 @@ export class UsageError extends Error {
 
 /**
  * A parseArgs failure as a one-line {@linkcode UsageError} (its messages run to several
- * sentences; the first says what is wrong).
+ * sentences; the first says what is wrong), with a hint for a misspelt flag.
  *
  * @example
  * ```ts
@@ -24,94 +35,249 @@ export class UsageError extends Error {
  * try { parseArgs({ args: ["--nope"], options: {} }); } catch (e) { throw usageFromParseError(e); }
  * ```
  */
-export function usageFromParseError(err: unknown): UsageError {
-  return new UsageError(String((err as Error).message).split(". ")[0].replace(/\.$/, ""));
+export function usageFromParseError(err: unknown, known: Iterable<string> = []): UsageError {
+  const text = String((err as Error).message).split(". ")[0].replace(/\.$/, "");
+  const unknown = /^Unknown option '--([^']+)'/.exec(text)?.[1];
+  return new UsageError(text + (unknown === undefined ? "" : didYouMean(unknown, known, "--")));
 }
 
-/** Parsed herd flags. */
-export interface HerdFlags {
-  config?: string;
-  logDir: string;
-  /** Empty when persistence is off. */
-  dataDir: string;
-  syncAck: boolean;
-  dashboardPort: number;
-  dashboardHost: string;
-  /** Extra names the dashboard answers to in `Host` (`host` or `host:port`). */
-  dashboardAllowedHosts: string[];
-  dashboard: boolean;
-  /** The ops endpoint's port (/metrics, /healthz, /status); undefined: none of its own. */
-  opsPort?: number;
-  opsHost: string;
-  partialLineMs: number;
-  idleTimeoutMs: number;
-  maxConnections: number;
-  maxPendingReplies: number;
-  /** Reply bytes buffered in the whole process before the biggest holders are paused (MiB). */
-  replyBudgetMib: number;
-  whatsatGraceMs: number;
-  maxFutureS: number;
-  receiptWaitMs: number;
-  places?: "offline" | "new" | "legacy";
-  placesUrl?: string;
-  placesTimeoutMs: number;
-  placesConcurrency: number;
-  placesCacheTtl: number;
-  help: boolean;
+/** Parsed flags of one subcommand: every option (defaults applied) and the positionals. */
+export type HerdFlags = OptionValues & {
   positionals: string[];
+  /** The options given on the command line (not defaulted). */
+  given: ReadonlySet<OptionName>;
+};
+
+const NAMES = Object.keys(OPTIONS) as OptionName[];
+
+/** The usage lines of each subcommand. */
+const USAGE: Record<Subcommand, string> = {
+  start:
+    "deno task start [options]\n  every server of the herd in this process, plus the dashboard",
+  server: "deno task server NAME [options]\n  one server of the herd (NAME from the config)",
+  dashboard: "deno task dashboard --config FILE [options]\n" +
+    "  the dashboard for a herd of `server` processes (needs the herd secret)",
+  client: "deno task client [options] TARGET [COMMAND]\n" +
+    "  TARGET   a server name from the config (e.g. Hill) or HOST:PORT\n" +
+    "  COMMAND  one protocol command (without it, every line of stdin is sent); an IAMAT time\n" +
+    "           of 'now' is replaced by the current time.\n" +
+    "  Exit status: 0 when every reply is valid, 1 when any is '?', 2 on a usage or connection error",
+};
+
+const ENVIRONMENT: Record<Subcommand, string> = {
+  start: "HERD_SECRET, GOOGLE_PLACES_API_KEY, HERD_DASHBOARD_TOKEN",
+  server: "HERD_SECRET, GOOGLE_PLACES_API_KEY",
+  dashboard: "HERD_SECRET, HERD_DASHBOARD_TOKEN",
+  client: "",
+};
+
+/** Shows a default the way a user would type it. */
+function shownDefault(spec: OptionSpec): string | undefined {
+  if (spec.type === "boolean" || spec.default === undefined) return undefined;
+  if (spec.type === "list") return spec.default.length ? spec.default.join(",") : undefined;
+  return spec.default === "" ? "''" : String(spec.default);
 }
 
-/** The flags' help text. */
-export const FLAGS_HELP = `Options:
-  --config FILE             herd config JSON (default: the seed's five servers on 12000-12004)
-  --log-dir DIR             one log file per server (default ./logs)
-  --data-dir DIR            durable records, one store per server (default ./data; '' = off)
-  --memory                  keep records in memory only (same as --data-dir '')
-  --sync-ack                reply to an IAMAT only once its record is on disk (slower, stricter)
-  --dashboard-port N        dashboard HTTP port (default 8000; start and dashboard only)
-  --dashboard-host HOST     dashboard address (default 127.0.0.1)
-  --dashboard-allowed-hosts H,H  more names the dashboard answers to in Host: host (any port) or
-                            host:port (default: the listen address's names; loopback names only
-                            on a wildcard address)
-  --no-dashboard            do not serve the dashboard
-  --ops-port N              serve /metrics, /healthz and /status on port N (start serves them on
-                            the dashboard port too)
-  --ops-host HOST           the ops endpoint's address (default 127.0.0.1)
-  --partial-line-ms N       answer an unterminated line after N ms of silence (default 500; 0 off)
-  --idle-timeout-ms N       close idle client connections after N ms (default 300000; 0 off)
-  --max-connections N       client connections per server (default 10000)
-  --max-pending-replies N   stop reading a client with N replies unwritten (default 1024)
-  --reply-budget-mib N      reply bytes buffered per process before pausing, then cutting,
-                            the connections holding the most (default 64)
-  --whatsat-grace-ms N      wait up to N ms for a client's record to arrive (default 250)
-  --max-future-s N          an IAMAT time more than N s ahead of the server clock is invalid (default 86400)
-  --receipt-wait-ms N       the AT reply waits up to N ms for neighbours' receipts (default 50; 0 off)
-  --places KIND             offline | new | legacy (default: new with GOOGLE_PLACES_API_KEY, else offline)
-  --places-url URL          replace Google's origin (a proxy, or a fake in tests)
-  --places-timeout-ms N     Places deadline per query (default 5000)
-  --places-concurrency N    Places requests in flight (default 16)
-  --places-cache-ttl S      cache Places answers for S seconds (default 0)
-  --help                    show this help
-Environment: HERD_SECRET (herd secret), GOOGLE_PLACES_API_KEY, HERD_DASHBOARD_TOKEN.`;
+/** Wraps help text to the width of a terminal, indented under its column. */
+function wrap(text: string, indent: number, width = 100): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines.join("\n" + " ".repeat(indent));
+}
 
-function intFlag(
-  name: string,
-  value: string | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+/**
+ * The help of one subcommand: its usage and only the options it uses, from the table.
+ *
+ * @example
+ * ```ts
+ * console.log(helpFor("dashboard")); // no --sync-ack in it
+ * ```
+ */
+export function helpFor(command: Subcommand): string {
+  const rows: [string, string][] = [];
+  for (const name of NAMES) {
+    const spec: OptionSpec = OPTIONS[name];
+    if (!spec.commands.includes(command)) continue;
+    const arg = spec.type === "choice" ? spec.choices.join("|") : "arg" in spec ? spec.arg : "";
+    const dflt = shownDefault(spec);
+    rows.push([
+      (spec.short ? `-${spec.short}, ` : "") + `--${flagName(name)}` + (arg ? ` ${arg}` : ""),
+      spec.help + (dflt === undefined ? "" : ` (default ${dflt})`),
+    ]);
+  }
+  const col = 2 + Math.min(32, Math.max(...rows.map(([f]) => f.length))) + 2;
+  const options = rows.map(([f, h]) => {
+    const head = `  ${f}`;
+    const pad = head.length + 2 > col ? `\n${" ".repeat(col)}` : " ".repeat(col - head.length);
+    return head + pad + wrap(h, col);
+  });
+  const env = ENVIRONMENT[command];
+  return `Usage: ${USAGE[command]}\n\nOptions:\n${options.join("\n")}` +
+    (env ? `\n\nEnvironment: ${env}.` : "");
+}
+
+/** The overview `main.ts --help` prints. */
+export const OVERVIEW =
+  `Usage: deno task start [options]         every server in one process, plus the dashboard
+       deno task server NAME [options]   one server of the herd
+       deno task client TARGET [COMMAND] send a command, print the replies
+       deno task dashboard --config FILE the dashboard for a herd of server processes
+
+Each subcommand's own options: deno task <subcommand> --help. Version: --version.`;
+
+/** Pairs that contradict each other when both are given. */
+const CONTRADICTIONS: [OptionName, OptionName, string][] = [
+  ["memory", "dataDir", "--memory keeps records in memory only"],
+];
+
+/** Options that only the dashboard uses: refused with `--no-dashboard`. */
+const DASHBOARD_ONLY: OptionName[] = ["dashboardPort", "dashboardHost", "dashboardAllowedHosts"];
+
+/** Options that only the Google providers use: refused with the offline one. */
+export const GOOGLE_ONLY: OptionName[] = [
+  "placesUrl",
+  "placesTimeoutMs",
+  "placesConcurrency",
+  "placesCacheTtl",
+];
+
+function intValue(name: OptionName, spec: OptionSpec & { type: "int" }, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < spec.min || Number(value) > spec.max) {
     throw new UsageError(
-      `--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      `--${flagName(name)} must be an integer from ${spec.min} to ${spec.max}, got ${
+        JSON.stringify(value)
+      }`,
     );
   }
   return Number(value);
 }
 
 /**
- * Parses herd flags. Throws {@linkcode UsageError} with one clear line.
+ * Parses one subcommand's flags. Throws {@linkcode UsageError} with one clear line for an unknown
+ * flag, a flag this subcommand does not use, a bad value, or a contradictory pair.
+ *
+ * @example
+ * ```ts
+ * parseFlags("server", ["Hill", "--memory"]).dataDir; // ""
+ * parseFlags("dashboard", ["--sync-ack"]); // throws: dashboard does not use --sync-ack
+ * ```
+ */
+export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const byFlag = new Map<string, OptionName>();
+  for (const name of NAMES) {
+    const spec: OptionSpec = OPTIONS[name];
+    options[flagName(name)] = {
+      type: spec.type === "boolean" ? "boolean" : "string",
+      ...(spec.short ? { short: spec.short } : {}),
+    };
+    byFlag.set(flagName(name), name);
+  }
+  const mine = NAMES.filter((n) => (OPTIONS[n] as OptionSpec).commands.includes(command))
+    .map(flagName);
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options, tokens: true });
+  } catch (err) {
+    throw usageFromParseError(err, mine);
+  }
+  // The first flag this subcommand does not use, in the order given.
+  for (const t of parsed.tokens) {
+    if (t.kind !== "option") continue;
+    const name = byFlag.get(t.name)!;
+    if (!(OPTIONS[name] as OptionSpec).commands.includes(command)) {
+      throw new UsageError(
+        `${command} does not use --${t.name}${didYouMean(t.name, mine, "--")} ` +
+          `(see deno task ${command} --help)`,
+      );
+    }
+  }
+  const given = new Set<OptionName>();
+  const out: Record<string, unknown> = {};
+  for (const name of NAMES) {
+    const spec: OptionSpec = OPTIONS[name];
+    const raw = (parsed.values as Record<string, string | boolean | undefined>)[flagName(name)];
+    if (raw !== undefined) given.add(name);
+    switch (spec.type) {
+      case "boolean":
+        out[name] = raw === undefined ? spec.default : spec.negate ? !raw : raw;
+        break;
+      case "int":
+        out[name] = raw === undefined ? spec.default : intValue(name, spec, raw as string);
+        break;
+      case "choice":
+        if (raw !== undefined && !spec.choices.includes(raw as string)) {
+          throw new UsageError(
+            `--${flagName(name)} must be ${spec.choices.slice(0, -1).join(", ")} or ${
+              spec.choices.at(-1)
+            }, got ${JSON.stringify(raw)}`,
+          );
+        }
+        out[name] = raw ?? spec.default;
+        break;
+      case "list":
+        out[name] = raw === undefined
+          ? [...spec.default]
+          : (raw as string).split(",").map((h) => h.trim()).filter((h) => h !== "");
+        break;
+      case "string":
+        out[name] = raw ?? spec.default;
+    }
+  }
+  const flags = { ...out, positionals: parsed.positionals, given } as unknown as HerdFlags;
+  for (const [a, b, why] of CONTRADICTIONS) {
+    if (given.has(a) && given.has(b)) {
+      throw new UsageError(`--${flagName(a)} contradicts --${flagName(b)}: ${why}`);
+    }
+  }
+  if (!flags.dashboard) refuseGiven(flags, DASHBOARD_ONLY, "--no-dashboard serves no dashboard");
+  if (given.has("opsHost") && flags.opsPort === undefined) {
+    throw new UsageError(
+      "--ops-host needs --ops-port (the address of the ops endpoint's own port)",
+    );
+  }
+  if (flags.places === "offline") {
+    refuseGiven(flags, GOOGLE_ONLY, "--places offline asks Google nothing");
+  }
+  if (flags.memory) flags.dataDir = "";
+  if (flags.syncAck && flags.dataDir === "") {
+    throw new UsageError(
+      "--sync-ack waits for the disk, and records are in memory only (--memory or --data-dir '')",
+    );
+  }
+  try {
+    parseAllowedHosts(flags.dashboardAllowedHosts);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return flags;
+}
+
+/**
+ * Throws a {@linkcode UsageError} when any of `names` was given: `why` says what makes it unused.
+ *
+ * @example
+ * ```ts
+ * declare const flags: HerdFlags;
+ * refuseGiven(flags, GOOGLE_ONLY, "the offline provider asks Google nothing");
+ * ```
+ */
+export function refuseGiven(flags: HerdFlags, names: readonly OptionName[], why: string): void {
+  const hit = names.find((n) => flags.given.has(n));
+  if (hit !== undefined) throw new UsageError(`--${flagName(hit)} is not used: ${why}`);
+}
+
+/**
+ * Parses `start` flags (kept for callers that only check the herd's flags).
  *
  * @example
  * ```ts
@@ -119,82 +285,5 @@ function intFlag(
  * ```
  */
 export function parseHerdFlags(args: string[]): HerdFlags {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        config: { type: "string" },
-        "log-dir": { type: "string" },
-        "data-dir": { type: "string" },
-        memory: { type: "boolean" },
-        "sync-ack": { type: "boolean" },
-        "dashboard-port": { type: "string" },
-        "dashboard-host": { type: "string" },
-        "dashboard-allowed-hosts": { type: "string" },
-        "no-dashboard": { type: "boolean" },
-        "ops-port": { type: "string" },
-        "ops-host": { type: "string" },
-        "partial-line-ms": { type: "string" },
-        "idle-timeout-ms": { type: "string" },
-        "max-connections": { type: "string" },
-        "max-pending-replies": { type: "string" },
-        "reply-budget-mib": { type: "string" },
-        "whatsat-grace-ms": { type: "string" },
-        "max-future-s": { type: "string" },
-        "receipt-wait-ms": { type: "string" },
-        places: { type: "string" },
-        "places-url": { type: "string" },
-        "places-timeout-ms": { type: "string" },
-        "places-concurrency": { type: "string" },
-        "places-cache-ttl": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (err) {
-    throw usageFromParseError(err);
-  }
-  const v = parsed.values;
-  const places = v.places;
-  if (places !== undefined && places !== "offline" && places !== "new" && places !== "legacy") {
-    throw new UsageError(`--places must be offline, new or legacy, got ${JSON.stringify(places)}`);
-  }
-  const dashboardAllowedHosts = (v["dashboard-allowed-hosts"] ?? "").split(",")
-    .map((h) => h.trim()).filter((h) => h !== "");
-  try {
-    parseAllowedHosts(dashboardAllowedHosts);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  return {
-    config: v.config,
-    logDir: v["log-dir"] ?? "./logs",
-    dataDir: v.memory ? "" : v["data-dir"] ?? "./data",
-    syncAck: v["sync-ack"] ?? false,
-    dashboardPort: intFlag("dashboard-port", v["dashboard-port"], 8000, 0, 65535),
-    dashboardHost: v["dashboard-host"] ?? "127.0.0.1",
-    dashboardAllowedHosts,
-    dashboard: !v["no-dashboard"],
-    opsPort: v["ops-port"] === undefined
-      ? undefined
-      : intFlag("ops-port", v["ops-port"], 0, 0, 65535),
-    opsHost: v["ops-host"] ?? "127.0.0.1",
-    partialLineMs: intFlag("partial-line-ms", v["partial-line-ms"], 500, 0, 3_600_000),
-    idleTimeoutMs: intFlag("idle-timeout-ms", v["idle-timeout-ms"], 300_000, 0, 86_400_000),
-    maxConnections: intFlag("max-connections", v["max-connections"], 10_000, 1, 1_000_000),
-    maxPendingReplies: intFlag("max-pending-replies", v["max-pending-replies"], 1024, 1, 1_000_000),
-    replyBudgetMib: intFlag("reply-budget-mib", v["reply-budget-mib"], 64, 1, 65_536),
-    whatsatGraceMs: intFlag("whatsat-grace-ms", v["whatsat-grace-ms"], 250, 0, 60_000),
-    maxFutureS: intFlag("max-future-s", v["max-future-s"], 86_400, 0, 3_153_600_000),
-    receiptWaitMs: intFlag("receipt-wait-ms", v["receipt-wait-ms"], 50, 0, 60_000),
-    places,
-    placesUrl: v["places-url"],
-    placesTimeoutMs: intFlag("places-timeout-ms", v["places-timeout-ms"], 5000, 1, 600_000),
-    placesConcurrency: intFlag("places-concurrency", v["places-concurrency"], 16, 1, 10_000),
-    placesCacheTtl: intFlag("places-cache-ttl", v["places-cache-ttl"], 0, 0, 86_400 * 30),
-    help: v.help ?? false,
-    positionals: parsed.positionals,
-  };
+  return parseFlags("start", args);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConfigError, loadConfig } from "../servers/config.ts";
+import { ConfigError, loadConfig, type ServerConfig } from "../servers/config.ts";
 import { generateSecret } from "../servers/auth.ts";
 import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
@@ -18,7 +18,7 @@ import {
   type PlacesOptions,
 } from "../servers/places/select.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
-import { type HerdFlags, UsageError } from "./flags.ts";
+import { GOOGLE_ONLY, type HerdFlags, refuseGiven, UsageError } from "./flags.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { type Ops, type ServedOps, serveOps } from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
@@ -30,6 +30,36 @@ const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
 export interface RunHooks {
   /** Called once the herd is up, with the process's ops state; returns a closer. */
   onStarted?(herd: Herd, flags: HerdFlags, ops: Ops): Promise<(() => Promise<void>) | undefined>;
+}
+
+/**
+ * Refuses, before anything starts, a directory or address that this process's permissions (the
+ * deno.json task's, scoped) do not cover: one line naming the flag or server, not a failure
+ * half-way through start-up.
+ */
+function checkPermissions(flags: HerdFlags, servers: readonly ServerConfig[]): void {
+  const denied = (d: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(d).state !== "granted";
+  const dirs: [string, string][] = [["--log-dir", flags.logDir]];
+  if (flags.dataDir !== "") dirs.push(["--data-dir", flags.dataDir]);
+  for (const [flag, dir] of dirs) {
+    if (denied({ name: "write", path: dir })) {
+      throw new UsageError(
+        `${flag} ${dir}: no write permission (the task may write only its own dirs; ` +
+          `run deno run --allow-write=${dir} ... main.ts, see README)`,
+      );
+    }
+  }
+  for (const s of servers) {
+    for (const port of [s.port, s.linkPort ?? s.port]) {
+      if (denied({ name: "net", host: `${s.host}:${port}` })) {
+        throw new UsageError(
+          `server ${s.name}: no net permission for ${s.host} (the task grants loopback and ` +
+            `wildcard addresses only; run deno run --allow-net=${s.host},... main.ts, see README)`,
+        );
+      }
+    }
+  }
 }
 
 /**
@@ -63,6 +93,11 @@ export async function runHerd(
     throw new UsageError(`start takes no arguments, got ${JSON.stringify(flags.positionals[0])}`);
   }
 
+  // The servers this process runs, and the neighbours they dial.
+  const mine = config.servers.filter((s) => only === undefined || only.includes(s.name));
+  const dialled = new Set(mine.flatMap((s) => [s.name, ...s.neighbors]));
+  checkPermissions(flags, config.servers.filter((s) => dialled.has(s.name)));
+
   let secret = Deno.env.get("HERD_SECRET") || config.secret;
   if (!secret) {
     if (mode === "start") {
@@ -91,6 +126,9 @@ export async function runHerd(
     placesLine = describeProvider(placesOpts);
   } catch (err) {
     throw new UsageError((err as Error).message);
+  }
+  if (places.name === "offline") {
+    refuseGiven(flags, GOOGLE_ONLY, "the offline provider is in use (no GOOGLE_PLACES_API_KEY)");
   }
 
   // Process-wide, like the descriptor budget: every server here shares it.
@@ -123,7 +161,9 @@ export async function runHerd(
   herd.exportMetrics((name) => metrics.exportServer(name));
   // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
   if (places.name === "offline") await warmOfflineIndex();
-  const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()]);
+  const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {
+    format: flags.logFormat,
+  });
   try {
     await herd.start();
   } catch (err) {
@@ -182,7 +222,12 @@ export async function runHerd(
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
+  // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths.
+  const reopen = () => logs.reopen();
+  const hup = Deno.build.os !== "windows"; // Windows has no SIGHUP
+  if (hup) Deno.addSignalListener("SIGHUP", reopen);
   await stopped;
+  if (hup) Deno.removeSignalListener("SIGHUP", reopen);
   console.log("Stopping...");
   await closeDashboard?.();
   await opsServed?.close();

@@ -3,15 +3,20 @@
  *
  *     deno task build            # minified
  *     deno task build --dev      # readable output
+ *     deno task build --if-stale # only when a source changed since the last build (start does this)
  *
  * @module
  */
 
-import { buildIslands } from "./bundle.ts";
+import { buildIslands, bundleInputsHash, inputsStamp } from "./bundle.ts";
 
 if (import.meta.main) {
   const started = performance.now();
   const dev = Deno.args.includes("--dev");
+  if (Deno.args.includes("--if-stale")) {
+    const built = await Deno.readTextFile(inputsStamp()).catch(() => "");
+    if (built.trim() === await bundleInputsHash()) Deno.exit(0);
+  }
   try {
     const m = await buildIslands({ minify: !dev, verbose: dev });
     const ms = Math.round(performance.now() - started);

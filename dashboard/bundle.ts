@@ -30,6 +30,36 @@ export function entrySource(name: string): string {
     `boot(${JSON.stringify(name)}, Island);\n`;
 }
 
+/**
+ * A hash of everything a bundle is built from: the dashboard's sources (not its build output),
+ * the herd's (islands import shared types), deno.json and deno.lock. `deno task build --if-stale`
+ * (run by `start` and `dashboard`) rebuilds only when it changed.
+ */
+export async function bundleInputsHash(root: URL = ROOT): Promise<string> {
+  const project = new URL("../", root);
+  const files: string[] = [];
+  const walk = async (dir: URL) => {
+    for await (const e of Deno.readDir(dir)) {
+      const url = new URL(e.name + (e.isDirectory ? "/" : ""), dir);
+      if (url.href === new URL("static/build/", root).href) continue;
+      if (e.isDirectory) await walk(url);
+      else if (e.isFile && /\.(tsx?|css|json)$/.test(e.name)) files.push(url.pathname);
+    }
+  };
+  await walk(root);
+  await walk(new URL("servers/", project));
+  files.sort().push(new URL("deno.json", project).pathname, new URL("deno.lock", project).pathname);
+  const parts: string[] = [];
+  for (const f of files) parts.push(f, await Deno.readTextFile(f).catch(() => ""));
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
+  return [...new Uint8Array(hash)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Where {@linkcode buildIslands} records the inputs hash of the bundle it wrote. */
+export function inputsStamp(root: URL = ROOT): URL {
+  return new URL("static/build/inputs.sha256", root);
+}
+
 /** Options for {@linkcode buildIslands}. */
 export interface BuildOptions {
   root?: URL;
@@ -44,6 +74,7 @@ export interface BuildOptions {
  */
 export async function buildIslands(opts: BuildOptions = {}): Promise<BuildManifest> {
   const root = opts.root ?? ROOT;
+  const inputs = await bundleInputsHash(root);
   const outDir = new URL("static/build/", root);
   const entriesDir = new URL("static/build/_entries/", root);
   await Deno.remove(outDir, { recursive: true }).catch(() => {});
@@ -112,5 +143,6 @@ export async function buildIslands(opts: BuildOptions = {}): Promise<BuildManife
     new URL("manifest.json", outDir),
     JSON.stringify(manifest, null, 2) + "\n",
   );
+  await Deno.writeTextFile(inputsStamp(root), inputs + "\n");
   return manifest;
 }

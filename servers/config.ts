@@ -5,7 +5,9 @@
  * @module
  */
 
+import { z } from "zod";
 import { MAX_SERVER_NAME } from "./limits.ts";
+import { didYouMean } from "./suggest.ts";
 
 /** One server of the herd. */
 export interface ServerConfig {
@@ -58,8 +60,100 @@ export const DEFAULT_CONFIG_JSON = {
 /** Server names: their length bound is part of the peer line limit (limits.ts). */
 const NAME = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_SERVER_NAME}}$`);
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+const PORT = z.int().min(1).max(65535);
+
+/** One server's entry. Strict: an unknown key (`"neighbours"`) is an error, not ignored. */
+const ServerSchema = z.strictObject({
+  port: PORT.meta({ description: "client port (1-65535)" }),
+  host: z.string().regex(/^\S+$/).optional().meta({
+    description: "address to listen on and be dialled at (default 127.0.0.1)",
+  }),
+  neighbors: z.array(z.string()).optional().meta({
+    description: "names of linked servers; a link named on either side is a link",
+  }),
+  linkPort: PORT.optional().meta({
+    description: 'with "tls": the TLS port for links and observers (1-65535)',
+  }),
+});
+
+/**
+ * The config file's shape, strict at every level. Rules across fields (known neighbours, no port
+ * used twice, `linkPort` with `tls`, at least one server) are checked by {@linkcode parseConfig}.
+ * docs/config.schema.json is generated from it (cli/config_schema.ts).
+ */
+export const ConfigSchema = z.strictObject({
+  $schema: z.string().optional().meta({ description: "this file's JSON Schema, for editors" }),
+  servers: z.record(z.string().regex(NAME), ServerSchema).meta({
+    description: `server name (1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-') -> server`,
+  }),
+  secret: z.string().min(8).optional().meta({
+    description: "the herd secret (at least 8 characters); HERD_SECRET overrides it",
+  }),
+  tls: z.strictObject({
+    ca: z.string().min(1).meta({ description: "the herd's CA certificate (PEM path)" }),
+    cert: z.string().min(1).meta({ description: "{name} stands for the server's name" }),
+    key: z.string().min(1).meta({ description: "{name} stands for the server's name" }),
+  }).optional().meta({
+    description: "TLS for links and observers; paths relative to the config file",
+  }),
+}).meta({ title: "Proxy herd configuration" });
+
+/** The keys an object at `path` may have, for a "did you mean" hint. */
+function knownKeys(path: readonly PropertyKey[]): string[] {
+  if (path.length === 0) return Object.keys(ConfigSchema.shape);
+  if (path[0] === "tls") return ["ca", "cert", "key"];
+  return Object.keys(ServerSchema.shape);
+}
+
+/** Where in the config an issue is, as the user reads it. */
+function where(path: readonly PropertyKey[]): string {
+  if (path[0] === "servers" && path.length >= 2) {
+    const rest = path.slice(2).join(".");
+    return `server ${String(path[1])}${rest ? ` ${JSON.stringify(rest)}` : ""}`;
+  }
+  return path.length === 0 ? "config" : JSON.stringify(path.join("."));
+}
+
+function valueAt(json: unknown, path: readonly PropertyKey[]): unknown {
+  let v = json;
+  for (const k of path) v = (v as Record<PropertyKey, unknown> | undefined)?.[k];
+  return v;
+}
+
+/** The first schema issue as one line (unknown keys first: they explain the rest). */
+function issueLine(json: unknown, issues: readonly z.core.$ZodIssue[]): string {
+  const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0];
+  const path = issue.path;
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0];
+    return `${where(path)}: unknown key ${JSON.stringify(key)}${didYouMean(key, knownKeys(path))}`;
+  }
+  if (issue.code === "invalid_key" && path[0] === "servers") {
+    return `server name ${
+      JSON.stringify(path[1])
+    } must be 1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-'`;
+  }
+  if (path.length === 0) return 'config must be an object with a "servers" object';
+  if (path[0] === "tls") return '"tls" must be {"ca": path, "cert": path, "key": path}';
+  if (path.length === 1 && path[0] === "servers") return '"servers" must be an object';
+  if (valueAt(json, path) === undefined) {
+    return `${where(path.slice(0, -1))}: "${String(path.at(-1))}" is missing`;
+  }
+  if (path[0] === "servers" && path.length === 2) {
+    return `server ${String(path[1])}: must be an object`;
+  }
+  if (path[0] === "servers" && path.length >= 3) {
+    // A server field, whole: `server A: bad port 70000 (client port (1-65535))`.
+    const key = String(path[2]);
+    const described = (ServerSchema.shape as Record<string, z.ZodType>)[key]?.meta()?.description;
+    return `server ${String(path[1])}: bad ${key} ${
+      JSON.stringify(valueAt(json, path.slice(0, 3)))
+    }${described ? ` (${described})` : ""}`;
+  }
+  if (path.length === 1 && path[0] === "secret") {
+    return '"secret" must be a string of at least 8 characters';
+  }
+  return `${where(path)}: ${issue.message}`;
 }
 
 /**
@@ -72,32 +166,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * ```
  */
 export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
-  if (!isRecord(json) || !isRecord(json.servers)) {
-    throw new ConfigError('config must be an object with a "servers" object');
-  }
-  const names = Object.keys(json.servers);
+  const checked = ConfigSchema.safeParse(json);
+  if (!checked.success) throw new ConfigError(issueLine(json, checked.error.issues));
+  const config = checked.data;
+  const names = Object.keys(config.servers);
   if (names.length === 0) throw new ConfigError("config names no servers");
   const links = new Map<string, Set<string>>(names.map((n) => [n, new Set()]));
   const ports = new Map<string, string>();
   const servers: ServerConfig[] = [];
   for (const name of names) {
-    if (!NAME.test(name)) {
-      throw new ConfigError(
-        `server name ${
-          JSON.stringify(name)
-        } must be 1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-'`,
-      );
-    }
-    const s = json.servers[name];
-    if (!isRecord(s)) throw new ConfigError(`server ${name}: must be an object`);
+    const s = config.servers[name];
     const port = s.port;
-    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new ConfigError(`server ${name}: bad port ${JSON.stringify(port)} (1-65535)`);
-    }
     const host = s.host ?? "127.0.0.1";
-    if (typeof host !== "string" || host === "" || /\s/.test(host)) {
-      throw new ConfigError(`server ${name}: bad host ${JSON.stringify(host)}`);
-    }
     const key = `${host}:${port}`;
     const other = ports.get(key) ?? ports.get(String(port));
     if (other !== undefined) {
@@ -105,24 +185,22 @@ export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
     }
     ports.set(key, name);
     ports.set(String(port), name);
-    const neighbors = s.neighbors ?? [];
-    if (!Array.isArray(neighbors) || neighbors.some((n) => typeof n !== "string")) {
-      throw new ConfigError(`server ${name}: "neighbors" must be a list of server names`);
-    }
-    for (const n of neighbors as string[]) {
-      if (!links.has(n)) throw new ConfigError(`server ${name}: unknown neighbour ${n}`);
+    for (const n of s.neighbors ?? []) {
+      if (!links.has(n)) {
+        throw new ConfigError(
+          `server ${name}: unknown neighbour ${n}${didYouMean(n, names.filter((x) => x !== name))}`,
+        );
+      }
       if (n === name) throw new ConfigError(`server ${name}: cannot be its own neighbour`);
       links.get(name)!.add(n);
       links.get(n)!.add(name);
     }
     let linkPort: number | undefined;
-    if (s.linkPort !== undefined || json.tls !== undefined) {
-      linkPort = s.linkPort as number;
-      if (!Number.isInteger(linkPort) || linkPort < 1 || linkPort > 65535) {
+    if (s.linkPort !== undefined || config.tls !== undefined) {
+      linkPort = s.linkPort;
+      if (linkPort === undefined) {
         throw new ConfigError(
-          `server ${name}: with "tls", "linkPort" must be a port (1-65535), got ${
-            JSON.stringify(s.linkPort)
-          }`,
+          `server ${name}: with "tls", "linkPort" must be a port (1-65535), got undefined`,
         );
       }
       const clash = ports.get(`${host}:${linkPort}`) ?? ports.get(String(linkPort));
@@ -135,25 +213,14 @@ export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
     servers.push({ name, host, port, neighbors: [], ...(linkPort ? { linkPort } : {}) });
   }
   for (const s of servers) s.neighbors = [...links.get(s.name)!].sort();
-  let secret: string | undefined;
-  if (json.secret !== undefined) {
-    if (typeof json.secret !== "string" || json.secret.length < 8) {
-      throw new ConfigError('"secret" must be a string of at least 8 characters');
-    }
-    secret = json.secret;
-  }
   return {
     servers,
-    secret,
-    ...(json.tls === undefined ? {} : { tls: parseTls(json.tls, baseDir) }),
+    secret: config.secret,
+    ...(config.tls === undefined ? {} : { tls: resolveTls(config.tls, baseDir) }),
   };
 }
 
-function parseTls(tls: unknown, baseDir: string | undefined): TlsConfig {
-  const ok = isRecord(tls) &&
-    ["ca", "cert", "key"].every((k) => typeof tls[k] === "string" && tls[k] !== "");
-  if (!ok) throw new ConfigError('"tls" must be {"ca": path, "cert": path, "key": path}');
-  const t = tls as unknown as TlsConfig;
+function resolveTls(t: TlsConfig, baseDir: string | undefined): TlsConfig {
   const at = (p: string) => (baseDir === undefined || p.startsWith("/") ? p : `${baseDir}/${p}`);
   return { ca: at(t.ca), cert: at(t.cert), key: at(t.key) };
 }

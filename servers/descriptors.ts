@@ -27,15 +27,27 @@ const FALLBACK_LIMIT = 1024;
 /** How long a measurement of the uncounted descriptors is trusted (ms). */
 const REMEASURE_MS = 1000;
 
-/** Reads the soft open-files limit, or undefined when it cannot be read. */
+/** A limit as `ulimit -n` or /proc print it. */
+function limitValue(text: string | undefined): number | undefined {
+  if (text === "unlimited") return Number.MAX_SAFE_INTEGER;
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+/**
+ * Reads the soft open-files limit, or undefined when it cannot be read. Deno lets only
+ * `--allow-all` read /proc/self, so the deno.json tasks, which grant less, pass the shell's
+ * `ulimit -n` in `HERD_OPEN_FILES` instead.
+ */
 export function readOpenFilesLimit(): number | undefined {
   try {
     const text = Deno.readTextFileSync("/proc/self/limits");
-    const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(text);
-    if (m === null) return undefined;
-    return m[1] === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+    return limitValue(/^Max open files\s+(\d+|unlimited)\s/m.exec(text)?.[1]);
   } catch {
-    return undefined;
+    try {
+      return limitValue(Deno.env.get("HERD_OPEN_FILES")?.trim());
+    } catch {
+      return undefined; // no permission for the variable either
+    }
   }
 }
 

@@ -11,6 +11,13 @@
  * `\x1b`, `\` is `\x5c`): outside text cannot forge a line or drive a terminal, and
  * {@linkcode unescapeLogText} gives the original bytes back.
  *
+ * With `format: "json"`, each line is instead one JSON object (`time`, `server`, `kind` and the
+ * event's fields; a batch's records as `count` and `clients`), ASCII only: JSON escapes control
+ * characters and every char above 0x7e is `\uXXXX` (wire text is one char per byte), so the same
+ * guarantees hold. The same events are logged in both formats.
+ *
+ * `reopen()` (SIGHUP in cli/run.ts) closes each file and opens its path again, for logrotate.
+ *
  * @module
  */
 
@@ -184,8 +191,32 @@ export function formatLogLine(e: HerdEvent): string | undefined {
   return `${stamp(e.t)} ${escapeLogText(text)}`;
 }
 
+/**
+ * The JSON log line for an event (without a final LF), or undefined for events that are not
+ * logged (the same ones as {@linkcode formatLogLine}).
+ *
+ * @example
+ * ```ts
+ * formatJsonLogLine({ kind: "line.in", server: "Hill", conn: 1, line: "a\x1b", t: 0 });
+ * // '{"time":"1970-01-01T00:00:00.000Z","server":"Hill","kind":"line.in","conn":1,"line":"a\\u001b"}'
+ * ```
+ */
+export function formatJsonLogLine(e: HerdEvent): string | undefined {
+  if (formatLogLine(e) === undefined) return undefined;
+  const { t, server, kind, ...fields } = e as HerdEvent & { records?: readonly AtFields[] };
+  const out: Record<string, unknown> = { time: stamp(t), server, kind, ...fields };
+  if (fields.records !== undefined) {
+    // As in the text format: a batch names its records by client ID, a catch-up batch by count.
+    delete out.records;
+    out.count = fields.records.length;
+    if (!(e as { catchUp?: boolean }).catchUp) out.clients = fields.records.map((r) => r.client);
+  }
+  return asciiJson(out);
+}
+
 /** An open log file with its pending bytes. */
 class LogFile {
+  readonly path: string;
   #file: Deno.FsFile | undefined;
   /** Lines are encoded as they come, so no log string outlives its event (GC copies survivors). */
   #buf = new Uint8Array(FLUSH_BYTES * 2);
@@ -193,12 +224,23 @@ class LogFile {
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(path: string) {
+    this.path = path;
+    this.#open();
+  }
+
+  #open(): void {
     try {
-      this.#file = Deno.openSync(path, { create: true, append: true });
+      this.#file = Deno.openSync(this.path, { create: true, append: true });
     } catch (err) {
       // An unopenable log must not stop the herd: report once, then drop lines.
-      console.error(`cannot open log ${path}: ${(err as Error).message}`);
+      console.error(`cannot open log ${this.path}: ${(err as Error).message}`);
     }
+  }
+
+  /** Flushes to the file open now (renamed or not), then opens the path again. */
+  reopen(): void {
+    this.close();
+    this.#open();
   }
 
   add(line: string): void {
@@ -250,6 +292,20 @@ class LogFile {
   }
 }
 
+/** How {@linkcode openLogs} writes. */
+export interface LogOptions {
+  /** `text` (default): escaped text lines; `json`: one JSON object per line. */
+  format?: "text" | "json";
+}
+
+/** Open log files. */
+export interface Logs {
+  close(): Promise<void>;
+  flush(): Promise<void>;
+  /** Closes every file and opens its path again (after logrotate renamed it). */
+  reopen(): void;
+}
+
 /**
  * Writes each server's events to `<dir>/<Server>.log` until closed.
  *
@@ -267,17 +323,22 @@ export async function openLogs(
   bus: EventBus,
   dir: string,
   servers: readonly string[],
-): Promise<{ close(): Promise<void>; flush(): Promise<void> }> {
+  opts: LogOptions = {},
+): Promise<Logs> {
   await Deno.mkdir(dir, { recursive: true });
   const files = new Map<string, LogFile>();
   for (const name of servers) files.set(name, new LogFile(`${dir}/${name}.log`));
+  const format = opts.format === "json" ? formatJsonLogLine : formatLogLine;
   const off = bus.subscribe((e) => {
     const file = files.get(e.server);
     if (file === undefined) return;
-    const line = formatLogLine(e);
+    const line = format(e);
     if (line !== undefined) file.add(line);
   });
   return {
+    reopen() {
+      for (const f of files.values()) f.reopen();
+    },
     flush() {
       for (const f of files.values()) f.flush();
       return Promise.resolve();

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, ServerProcess, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+import { taskFlags } from "./_helpers/task_flags.ts";
 
 const OPEN_FILES = 256;
 const FLOOD = 300;
@@ -120,7 +121,7 @@ async function startProcess(dir: string, limit: number): Promise<{
   await Deno.writeTextFile(`${dir}/herd.json`, JSON.stringify({ servers }));
   const args = [
     "run",
-    "--allow-all",
+    ...taskFlags("start"),
     "main.ts",
     "start",
     "--config",

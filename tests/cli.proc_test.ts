@@ -4,17 +4,37 @@
 
 import assert from "node:assert/strict";
 import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
+import { ROOT, taskEnv, taskFlags, type Widen } from "./_helpers/task_flags.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const SUBCOMMANDS = ["start", "server", "client", "dashboard"];
+const OPEN_FILES = await taskEnv("server");
 
-async function run(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    env,
-    stdin: "null",
+/**
+ * `deno run` arguments for main.ts with the permissions of the subcommand's deno.json task
+ * (`start`'s for anything else), widened only by what the test chose (`widen`).
+ */
+function mainArgs(args: string[], widen: Widen = {}): string[] {
+  const task = SUBCOMMANDS.includes(args[0]) ? args[0] : "start";
+  return ["run", ...taskFlags(task, widen), "main.ts", ...args];
+}
+
+/** Spawns main.ts as its task would (cwd: the project). */
+function spawnMain(
+  args: string[],
+  opts: { widen?: Widen; env?: Record<string, string>; stdin?: "piped" | "null" } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: mainArgs(args, opts.widen),
+    cwd: ROOT,
+    env: { ...OPEN_FILES, ...opts.env },
+    stdin: opts.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+}
+
+async function run(args: string[], env: Record<string, string> = {}, widen: Widen = {}) {
+  const out = await spawnMain(args, { env, widen }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -67,27 +87,19 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       servers: { Alpha: { port: ports[0], neighbors: ["Beta"] }, Beta: { port: ports[1] } },
     });
     const dir = await Deno.makeTempDir();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        MAIN,
-        "start",
-        "--config",
-        config,
-        "--log-dir",
-        `${dir}/logs`,
-        "--memory",
-        "--no-dashboard",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      stdin: "null",
-    }).spawn();
+    const child = spawnMain([
+      "start",
+      "--config",
+      config,
+      "--log-dir",
+      `${dir}/logs`,
+      "--memory",
+      "--no-dashboard",
+    ]);
     try {
       const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
       let out = "";
-      const deadline = performance.now() + 15000;
+      const deadline = performance.now() + 60_000;
       while (!out.includes("Beta listening")) {
         assert.ok(performance.now() < deadline, `no start-up lines: ${out}`);
         const { value, done } = await reader.read();
@@ -99,7 +111,7 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       assert.match(await exchange(ports[0], "IAMAT cli +1+1 1\n"), /AT Alpha/);
       await waitFor(
         async () => (await exchange(ports[1], "WHATSAT cli 1 0\n")).startsWith("AT Alpha"),
-        3000,
+        15_000,
         "flood",
       );
       child.kill(signal);
@@ -156,24 +168,10 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
   const ports = freePorts(1);
   const config = await writeConfig({ servers: { Delta: { port: ports[0] } } });
   const dir = await Deno.makeTempDir();
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      MAIN,
-      "server",
-      "Delta",
-      "--config",
-      config,
-      "--memory",
-      "--log-dir",
-      dir,
-      "--no-dashboard",
-    ],
-    env: { HERD_SECRET: "cli-test-secret-123" },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const server = spawnMain(
+    ["server", "Delta", "--config", config, "--memory", "--log-dir", dir],
+    { widen: { write: [dir] }, env: { HERD_SECRET: "cli-test-secret-123" } },
+  );
   try {
     await waitFor(
       async () => {
@@ -184,7 +182,7 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
           return false;
         }
       },
-      15000,
+      60_000,
       "server up",
     );
     const one = await run([
@@ -196,24 +194,20 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
     ]);
     assert.deepEqual(one.code, 0);
     assert.match(one.stdout, /^AT Delta [+-]\d+\.\d{9} kiwi \+34\.06-118\.44 1700000000\.5\n$/);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", MAIN, "client", `127.0.0.1:${ports[0]}`],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnMain(["client", `127.0.0.1:${ports[0]}`], { stdin: "piped" });
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode("WHATSAT kiwi 10 1\nnope\n"));
     await w.close();
     const out = await child.output();
     const text = new TextDecoder().decode(out.stdout);
     assert.match(text, /^AT Delta \S+ kiwi \S+ 1700000000\.5\n\{\n[\s\S]*\}\n\n\? nope\n$/);
+    assert.deepEqual(out.code, 1, "a '?' reply makes the client exit 1");
     const bad = await run(["client", "Nowhere", "IAMAT x +1+1 1"]);
     assert.deepEqual(bad.code, 2);
     assert.match(bad.stderr, /unknown server Nowhere/);
   } finally {
     server.kill("SIGKILL");
-    await server.status;
+    await server.output();
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(config);
   }
@@ -226,13 +220,7 @@ Deno.test("server processes need no dashboard flag; `dashboard --config` watches
     secret: "cli-remote-dashboard-secret",
   });
   const dir = await Deno.makeTempDir();
-  const spawn = (args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", MAIN, ...args],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+  const spawn = (args: string[]) => spawnMain(args, { widen: { write: [dir] } });
   // Both servers with default flags: neither may try to take a dashboard port.
   const children = [
     spawn(["server", "Alpha", "--config", config, "--memory", "--log-dir", dir]),
@@ -248,7 +236,7 @@ Deno.test("server processes need no dashboard flag; `dashboard --config` watches
           return false;
         }
       },
-      20000,
+      60_000,
       "both servers up",
     );
     await waitFor(
@@ -262,7 +250,7 @@ Deno.test("server processes need no dashboard flag; `dashboard --config` watches
           return false;
         }
       },
-      20000,
+      60_000,
       "the dashboard sees both servers and the record",
     );
   } finally {
@@ -272,9 +260,314 @@ Deno.test("server processes need no dashboard flag; `dashboard --config` watches
       } catch {
         // already gone
       }
-      await c.status;
+      await c.output();
     }
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(config);
   }
+});
+
+/** Asserts one line on stderr, exit status 2, and the line matching `re`. */
+function assertUsage(r: { code: number; stderr: string }, re: RegExp, what: string): void {
+  assert.deepEqual(r.code, 2, `${what}: ${r.stderr}`);
+  const lines = r.stderr.trim().split("\n");
+  assert.deepEqual(lines.length, 1, `one line for ${what}: ${r.stderr}`);
+  assert.match(lines[0], re, what);
+}
+
+Deno.test("help per subcommand lists only its flags; --version everywhere", async () => {
+  const help = Object.fromEntries(
+    await Promise.all(SUBCOMMANDS.map(async (c) => {
+      const r = await run([c, "--help"]);
+      assert.deepEqual(r.code, 0, `${c} --help: ${r.stderr}`);
+      return [c, r.stdout] as const;
+    })),
+  );
+  const has = (c: string, flag: string) => new RegExp(`^\\s+(-h, )?${flag}\\b`, "m").test(help[c]);
+  for (const flag of ["--sync-ack", "--memory", "--data-dir", "--places", "--log-format"]) {
+    assert.ok(has("start", flag) && has("server", flag), flag);
+    assert.ok(!has("dashboard", flag) && !has("client", flag), flag);
+  }
+  for (const flag of ["--dashboard-port", "--dashboard-host", "--dashboard-allowed-hosts"]) {
+    assert.ok(has("start", flag) && has("dashboard", flag), flag);
+    assert.ok(!has("server", flag) && !has("client", flag), flag);
+  }
+  assert.ok(has("start", "--no-dashboard") && !has("server", "--no-dashboard"));
+  assert.ok(has("client", "--json") && !has("start", "--json"));
+  for (const c of SUBCOMMANDS) {
+    assert.ok(has(c, "--version") && has(c, "--help") && has(c, "--config"));
+  }
+  assert.match(help.server, /^Usage: deno task server NAME/);
+  assert.match(help.client, /Exit status: 0 .* 1 .* 2/);
+
+  const { VERSION } = await import("../servers/version.ts");
+  const versions = [["--version"], ...SUBCOMMANDS.map((c) => [c, "--version"])];
+  const outs = await Promise.all(versions.map((args) => run(args)));
+  outs.forEach((r, i) => {
+    assert.deepEqual(r.code, 0, `${versions[i].join(" ")}: ${r.stderr}`);
+    assert.deepEqual(r.stdout, `proxy-herd ${VERSION} (deno ${Deno.version.deno})\n`);
+  });
+});
+
+Deno.test("a flag the subcommand does not use, or a contradictory pair, is one line and exit 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string[], RegExp][] = [
+      [["dashboard", "--sync-ack"], /^error: dashboard does not use --sync-ack /],
+      [["dashboard", "--places", "legacy"], /^error: dashboard does not use --places /],
+      [["dashboard", "--memory"], /^error: dashboard does not use --memory /],
+      [["dashboard", "--log-dir", dir], /^error: dashboard does not use --log-dir /],
+      [["server", "Hill", "--dashboard-port", "1"], /^error: server does not use --dashboard-port/],
+      [["server", "Hill", "--no-dashboard"], /^error: server does not use --no-dashboard/],
+      [["client", "--memory", "Hill"], /^error: client does not use --memory/],
+      [["start", "--json"], /^error: start does not use --json/],
+      [["start", "--places", "offline", "--places-url", "http://x"], /--places-url is not used/],
+      [["start", "--places", "offline", "--places-cache-ttl", "5"], /--places-cache-ttl is not/],
+      [["start", "--memory", "--data-dir", dir], /--memory contradicts --data-dir/],
+      [["server", "Hill", "--memory", "--sync-ack"], /--sync-ack waits for the disk/],
+      [["start", "--data-dir", "", "--sync-ack"], /--sync-ack waits for the disk/],
+      [["start", "--no-dashboard", "--dashboard-port", "9"], /--dashboard-port is not used/],
+      // No API key: the offline provider answers, so a Google flag would be ignored.
+      [
+        ["start", "--places-url", "http://x", "--log-dir", dir],
+        /--places-url is not used: the off/,
+      ],
+      [["start", "--sync-ak"], /Unknown option '--sync-ak' \(did you mean "--sync-ack"\?\)/],
+      [["start", "--log-format", "xml"], /--log-format must be text or json, got "xml"/],
+    ];
+    // Each refusal comes before any listening or writing, so they can all run at once.
+    const results = await Promise.all(
+      cases.map(([args]) => run(args, { GOOGLE_PLACES_API_KEY: "" }, { write: [dir] })),
+    );
+    cases.forEach(([args, re], i) => assertUsage(results[i], re, args.join(" ")));
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("config: an unknown key is refused with a did-you-mean hint", async () => {
+  const path = await writeConfig({ servers: { A: { port: 9000, neighbours: [] } } });
+  try {
+    assertUsage(
+      await run(["start", "--config", path, "--no-dashboard", "--memory"]),
+      /server A: unknown key "neighbours" \(did you mean "neighbors"\?\)/,
+      "neighbours",
+    );
+    assertUsage(
+      await run(["client", "--config", path, "A", "IAMAT a +1+1 1"]),
+      /unknown key "neighbours"/,
+      "client neighbours",
+    );
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+/** Runs `deno task ARGS` as a user would (cwd: the project). */
+async function denoTask(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("deno task bench --help prints its usage", async () => {
+  const help = await denoTask(["bench", "--help"]);
+  assert.deepEqual(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: deno task bench/);
+  assert.match(help.stdout, /--quick/);
+  assert.deepEqual(help.stderr, "");
+  assertUsage(await denoTask(["bench", "--quik"]), /--quik/, "bench --quik");
+});
+
+Deno.test("client: exit 1 on '?', 2 on a refused connection, --json, and 'now'", async () => {
+  const [port, closed] = freePorts(2);
+  const dir = await Deno.makeTempDir();
+  const config = await writeConfig({ servers: { Echo: { port } } });
+  const server = spawnMain(
+    ["server", "Echo", "--config", config, "--memory", "--log-dir", dir, "--places", "offline"],
+    { widen: { write: [dir] }, env: { HERD_SECRET: "cli-test-secret-123" } },
+  );
+  try {
+    await waitFor(
+      async () => (await exchange(port, "WHATSAT none 1 1\n").catch(() => "")).startsWith("?"),
+      60_000,
+      "server up",
+    );
+    // 'now' becomes the current time: the AT reply echoes it, and the difference is small.
+    const before = Date.now() / 1000;
+    const now = await run([
+      "client",
+      "--config",
+      config,
+      "Echo",
+      "IAMAT kiwi +34.068930-118.445127 now",
+    ]);
+    assert.deepEqual(now.code, 0, now.stderr);
+    const m = /^AT Echo ([+-]\d+\.\d{9}) kiwi \+34\.068930-118\.445127 (\d+\.\d{9})\n$/.exec(
+      now.stdout,
+    );
+    assert.ok(m, now.stdout);
+    assert.ok(Number(m[2]) >= before - 1 && Number(m[2]) <= Date.now() / 1000 + 1, m[2]);
+    assert.ok(Math.abs(Number(m[1])) < 30, `difference ${m[1]}`);
+
+    const bad = await run(["client", `127.0.0.1:${port}`, "IAMAT nope"]);
+    assert.deepEqual(bad.code, 1, bad.stderr);
+    assert.deepEqual(bad.stdout, "? IAMAT nope\n");
+
+    // --json: one object per reply, in order, blank lines unanswered, the WHATSAT body parsed.
+    const child = spawnMain(["client", "--json", `127.0.0.1:${port}`], { stdin: "piped" });
+    const w = child.stdin.getWriter();
+    await w.write(
+      new TextEncoder().encode("IAMAT j +1+1 now\nbad\n\nWHATSAT kiwi 10 2\nIAMAT j2 +1+1 1"),
+    );
+    await w.close();
+    const out = await child.output();
+    assert.deepEqual(out.code, 1, new TextDecoder().decode(out.stderr));
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    assert.deepEqual(lines.length, 4, lines.join("\n"));
+    const [a, b, c, d] = lines.map((l) => JSON.parse(l));
+    assert.deepEqual([a.ok, a.server, a.client, a.location], [true, "Echo", "j", "+1+1"]);
+    assert.match(a.time, /^\d+\.\d{9}$/);
+    assert.deepEqual(b, { ok: false, reply: "? bad", invalid: "bad" });
+    assert.deepEqual([c.ok, c.client, c.places.status], [true, "kiwi", "OK"]);
+    assert.ok(c.places.results.length >= 1 && c.places.results.length <= 2);
+    assert.deepEqual([d.ok, d.client, d.time], [true, "j2", "1"]);
+
+    // A refused connection: one clean line naming the address once, exit 2.
+    for (const target of [`127.0.0.1:${closed}`]) {
+      const r = await run(["client", target, "IAMAT a +1+1 1"]);
+      assertUsage(
+        r,
+        new RegExp(`^error: cannot connect to 127\\.0\\.0\\.1:${closed}: connection refused$`),
+        target,
+      );
+    }
+    const cfg = await writeConfig({ servers: { Gone: { port: closed } } });
+    const named = await run(["client", "--config", cfg, "Gone", "IAMAT a +1+1 1"]);
+    await Deno.remove(cfg);
+    assertUsage(
+      named,
+      new RegExp(
+        `^error: cannot connect to Gone \\(127\\.0\\.0\\.1:${closed}\\): connection refused$`,
+      ),
+      "Gone",
+    );
+  } finally {
+    server.kill("SIGKILL");
+    await server.output();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
+
+Deno.test("--log-format json: one object per line, escaped, no secret; SIGHUP reopens the log", async () => {
+  const [port] = freePorts(1);
+  const dir = await Deno.makeTempDir();
+  const secret = "cli-log-secret-0123456789";
+  const config = await writeConfig({ servers: { Logger: { port } } });
+  const server = spawnMain(
+    ["server", "Logger", "--config", config, "--memory", "--log-dir", dir, "--log-format", "json"],
+    { widen: { write: [dir] }, env: { HERD_SECRET: secret } },
+  );
+  const log = `${dir}/Logger.log`;
+  const read = () => Deno.readTextFile(log).catch(() => "");
+  try {
+    await waitFor(
+      async () => (await exchange(port, "IAMAT first +1+1 1\n").catch(() => "")).startsWith("AT"),
+      60_000,
+      "server up",
+    );
+    // A line with an LF-free control sequence, a backslash and bytes above 0x7f.
+    await exchange(port, "IAMAT \x1b[2J\\\xff\xfe +1+1 2\n", 3000).catch(() => "");
+    await waitFor(async () => (await read()).includes('"client":"first"'), 15_000, "first logged");
+    await waitFor(async () => (await read()).includes("\\u001b[2J"), 15_000, "escaped line logged");
+    const text = await read();
+    assert.ok(!text.includes(secret), "the herd secret is never logged");
+    assert.ok(/^[\x20-\x7e\n]*$/.test(text), "ASCII only");
+    for (const line of text.trim().split("\n")) {
+      const e = JSON.parse(line);
+      assert.deepEqual(e.server, "Logger");
+      assert.match(e.time, /^\d{4}-\d\d-\d\dT/);
+      assert.ok(typeof e.kind === "string", line);
+    }
+    const events = text.trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(events.some((e) => e.kind === "server.up" && e.port === port));
+    assert.ok(
+      events.some((e) => e.kind === "line.in" && e.line === "IAMAT \x1b[2J\\\xff\xfe +1+1 2"),
+    );
+
+    // logrotate: rename, SIGHUP, and new lines go to a new file at the old path.
+    await Deno.rename(log, `${log}.1`);
+    server.kill("SIGHUP");
+    await waitFor(
+      async () => (await Deno.stat(log).catch(() => null)) !== null,
+      15_000,
+      "reopened",
+    );
+    assert.match(await exchange(port, "IAMAT after +1+1 3\n"), /AT Logger/);
+    await waitFor(async () => (await read()).includes('"client":"after"'), 15_000, "new lines");
+    assert.ok(!(await Deno.readTextFile(`${log}.1`)).includes('"client":"after"'));
+    // The process lives on, and SIGTERM still stops it cleanly.
+    server.kill("SIGTERM");
+    const status = await server.status;
+    assert.deepEqual(status.code, 0);
+  } finally {
+    try {
+      server.kill("SIGKILL");
+    } catch {
+      // stopped
+    }
+    await server.output().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
+
+Deno.test("the server task's scoped permissions: a dir or host outside them is one line, exit 2", async () => {
+  const dir = await Deno.makeTempDir();
+  const far = await writeConfig({ servers: { Far: { port: 5000, host: "10.255.0.1" } } });
+  try {
+    // No widening: exactly what `deno task server` grants.
+    assertUsage(
+      await run(["server", "Hill", "--log-dir", `${dir}/logs`, "--memory"]),
+      /^error: --log-dir \S+: no write permission/,
+      "log dir outside ./logs",
+    );
+    assertUsage(
+      await run(["server", "Hill", "--log-dir", "./logs", "--data-dir", `${dir}/data`]),
+      /^error: --data-dir \S+: no write permission/,
+      "data dir outside ./data",
+    );
+    assertUsage(
+      await run(["server", "Far", "--config", far, "--memory"]),
+      /^error: server Far: no net permission for 10\.255\.0\.1/,
+      "a host beyond loopback",
+    );
+    // Nothing was written where it was refused.
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(far);
+  }
+});
+
+Deno.test("deno task build --if-stale (run by start) reuses an up-to-date bundle", async () => {
+  // `deno task test` has just built it; the inputs are unchanged, so nothing is rebuilt.
+  const manifest = `${ROOT}dashboard/static/build/manifest.json`;
+  const before = (await Deno.stat(manifest)).mtime?.getTime();
+  const out = await denoTask(["build", "--if-stale"]);
+  assert.deepEqual(out.code, 0, out.stderr);
+  assert.deepEqual(out.stdout, "", "no 'built ...' line");
+  assert.deepEqual(
+    (await Deno.stat(manifest)).mtime?.getTime(),
+    before,
+    "the bundle was not rewritten",
+  );
 });

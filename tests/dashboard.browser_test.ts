@@ -11,7 +11,9 @@ import { browserTest } from "./_helpers/browser.ts";
 import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { buildIslands } from "../dashboard/bundle.ts";
-import type { Page } from "playwright-core";
+// Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
+// deno-lint-ignore no-import-prefix
+import type { Page } from "npm:playwright-core@^1.56.0";
 
 /** docs/dashboard.png is rewritten only on request, so a test run leaves the tree clean. */
 const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"

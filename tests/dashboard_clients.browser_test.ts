@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
 import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
-import type { Page } from "playwright-core";
+// Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
+// deno-lint-ignore no-import-prefix
+import type { Page } from "npm:playwright-core@^1.56.0";
 
 async function open(page: Page, d: ServedDashboard): Promise<void> {
   await page.goto(d.url + "/");

@@ -18,6 +18,7 @@ import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import { taskFlags } from "./_helpers/task_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -326,7 +327,7 @@ Deno.test({
 
 function spawn(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
+    args: ["run", ...taskFlags(args[0]), MAIN, ...args],
     env: { GOOGLE_PLACES_API_KEY: "" },
     stdin: "null",
     stdout: "null",

@@ -17,7 +17,9 @@
  */
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+// Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
+// deno-lint-ignore no-import-prefix
+import fc from "npm:fast-check@^4.3.0";
 import { parseConfig } from "../servers/config.ts";
 import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";

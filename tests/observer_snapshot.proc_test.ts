@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
 import { exchange } from "./_helpers/net.ts";
+import { taskFlags } from "./_helpers/task_flags.ts";
 
 const RECORDS = 200;
 const DIGITS = 30_000;
@@ -35,7 +36,7 @@ Deno.test("observer: `deno task dashboard` on five server processes holding 200 
     dash = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-all",
+        ...taskFlags("dashboard"),
         "main.ts",
         "dashboard",
         "--config",

@@ -23,6 +23,7 @@ import { formatLegacyJson } from "../servers/places/legacy_json.ts";
 import type { LegacyNearbyResponse } from "../servers/places/provider.ts";
 import { binaryToBytes } from "../servers/lines.ts";
 import { openLogs } from "../servers/log.ts";
+import { taskFlags } from "./_helpers/task_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -186,7 +187,7 @@ class HerdProcess {
 
   constructor(args: string[], env: Record<string, string>) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", MAIN, "start", ...args],
+      args: ["run", ...taskFlags("start"), MAIN, "start", ...args],
       env,
       stdin: "null",
       stdout: "piped",
@@ -547,7 +548,8 @@ Deno.test("CLI --places legacy: GET with location, radius, key; body cut to the 
 Deno.test("CLI without a key: start answers WHATSAT from the offline index", async () => {
   await withFake(async (fake) => {
     const out = await withCli(
-      ["--places-url", fake.origin], // ignored without a key
+      // No key and no Places flag: offline (a Google flag here is refused: tests/cli.proc_test.ts).
+      [],
       { GOOGLE_PLACES_API_KEY: "" },
       async ({ alpha, beta }) => {
         const a = await TcpClient.connect(alpha);

@@ -6,7 +6,9 @@
  * @module
  */
 
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+// Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
+// deno-lint-ignore no-import-prefix
+import { type BrowserContext, chromium, type Page } from "npm:playwright-core@^1.56.0";
 import { buildIslands } from "../../dashboard/bundle.ts";
 
 /** The Chromium binary the tests drive. */

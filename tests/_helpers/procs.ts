@@ -8,6 +8,7 @@
 
 import { exchange } from "./net.ts";
 import { leasePorts } from "./ports.ts";
+import { taskEnv, taskFlags } from "./task_flags.ts";
 
 /** The seed's links (undirected), as neighbour lists. */
 export const SEED_TOPOLOGY: Record<string, string[]> = {
@@ -239,9 +240,17 @@ export class ProcessHerd {
     config = this.configPath,
   ): Promise<ServerProcess> {
     if (this.running(name)) throw new Error(`${name} is already running`);
+    // The `server` task's own permissions, widened only by this herd's dir and hosts.
+    const hosts = [...new Set(this.names.map((n) => this.host(n)))];
+    const own = [...(this.#opts.args?.(name) ?? []), ...extraArgs];
+    // The herd's data dir unless the test keeps records elsewhere or in memory (main.ts refuses
+    // `--memory` beside `--data-dir`).
+    const store = own.includes("--memory") || own.includes("--data-dir")
+      ? []
+      : ["--data-dir", this.dataDir];
     const args = [
       "run",
-      "--allow-all",
+      ...taskFlags("server", { net: hosts, write: [this.dir] }),
       "main.ts",
       "server",
       name,
@@ -249,14 +258,11 @@ export class ProcessHerd {
       config,
       "--log-dir",
       this.logDir,
-      "--data-dir",
-      this.dataDir,
-      "--no-dashboard",
+      ...store,
       ...(this.#opts.places === "offline"
         ? ["--places", "offline"]
         : ["--places", "legacy", "--places-url", "http://127.0.0.1:1"]),
-      ...(this.#opts.args?.(name) ?? []),
-      ...extraArgs,
+      ...own,
     ];
     const secret = this.#opts.secretFor?.(name) ?? this.#opts.secret ?? PROCS_SECRET;
     const [cmd, ...prefix] = [...(this.#opts.wrap?.(name) ?? []), Deno.execPath()];
@@ -264,6 +270,7 @@ export class ProcessHerd {
       args: [...prefix, ...args],
       cwd: new URL("../..", import.meta.url).pathname,
       env: {
+        ...await taskEnv("server"),
         HERD_SECRET: secret,
         GOOGLE_PLACES_API_KEY: "procs-test-key",
         ...this.#opts.env?.(name),
@@ -539,5 +546,10 @@ export async function waitKnown(
  * `ulimit -n limit`; exec keeps the pid the server's.
  */
 export function underUlimit(limit: number): string[] {
-  return ["bash", "-c", `ulimit -n ${limit} && exec "$0" "$@"`];
+  // HERD_OPEN_FILES as the deno.json task's shell sets it, after the limit (task_flags.ts).
+  return [
+    "bash",
+    "-c",
+    `ulimit -n ${limit} && export HERD_OPEN_FILES=$(ulimit -n) && exec "$0" "$@"`,
+  ];
 }
