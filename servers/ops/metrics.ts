@@ -385,6 +385,7 @@ export class HerdMetrics implements MetricsExposition {
       // partial-line timeout (tests/observer_snapshot_test.ts). Sampled each second.
       this.#processMetrics = false;
       client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
+      honestProcessMetrics(this.registry);
     }
     this.#scrape = localSnapshot(this.#source);
     try {
@@ -655,4 +656,33 @@ export class HerdMetrics implements MetricsExposition {
       read("rejected"),
     );
   }
+}
+
+/**
+ * prom-client reads RSS and open descriptors from /proc/self, which Deno opens only to
+ * `--allow-all`; under a task's scoped permissions it would report 0. RSS comes from
+ * `Deno.memoryUsage()` instead (no permission needed); descriptor gauges that cannot be read are
+ * left out rather than shown as 0.
+ */
+function honestProcessMetrics(registry: client.Registry): void {
+  let procReadable = true;
+  try {
+    Deno.readDirSync("/proc/self/fd");
+  } catch {
+    procReadable = false;
+  }
+  if (procReadable) return;
+  registry.removeSingleMetric("process_resident_memory_bytes");
+  registry.removeSingleMetric("process_open_fds");
+  registry.removeSingleMetric("process_max_fds");
+  registry.removeSingleMetric("process_virtual_memory_bytes");
+  registry.removeSingleMetric("process_heap_bytes");
+  new client.Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
 }
