@@ -121,6 +121,16 @@ export interface LinkDownEvent extends Base {
   peer: string;
   reason: string;
 }
+/**
+ * A link's run-time settings changed at this end (servers/link_control.ts): cut (closed and not
+ * redialled until restored) and the delay added to the lines this end sends on it.
+ */
+export interface LinkControlEvent extends Base {
+  kind: "link.control";
+  peer: string;
+  cut: boolean;
+  delayMs: number;
+}
 /** Catch-up with a neighbour finished: how many records went each way. */
 export interface SyncDoneEvent extends Base {
   kind: "sync.done";
@@ -198,6 +208,7 @@ export type HerdEvent =
   | PropagationReceivedEvent
   | LinkUpEvent
   | LinkDownEvent
+  | LinkControlEvent
   | SyncDoneEvent
   | PeerRejectedEvent
   | WhatsatEvent

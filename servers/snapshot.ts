@@ -15,7 +15,8 @@ export interface ServerState {
   connections: number;
   records: number;
   neighbors: string[];
-  links: { peer: string; up: boolean }[];
+  /** `cut` and `delayMs` appear when set at run time (servers/link_control.ts). */
+  links: { peer: string; up: boolean; cut?: boolean; delayMs?: number }[];
 }
 
 /** One stored location record as a snapshot shows it (text fields are binary strings). */
