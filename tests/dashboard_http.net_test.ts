@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
 import type { HerdSnapshot, HerdView } from "../dashboard/types.ts";
 
 /** A herd that is only a bus and a fixed snapshot (plus optional control). */
@@ -735,4 +736,93 @@ Deno.test("POST /api/command: a server that never answers is bounded by the time
     listener.close();
     for (const c of held) c.close();
   }
+});
+
+/** Gunzips a binary string (one char per byte) into a binary string. */
+async function gunzip(binary: string): Promise<string> {
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  const out = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const plain = new Uint8Array(await new Response(out).arrayBuffer());
+  return Array.from(plain, (b) => String.fromCharCode(b)).join("");
+}
+
+Deno.test("compression and ETags: gzip on request, 304 on If-None-Match; JSON, page, static", async () => {
+  const d = await serve(new FakeHerd());
+  const p = Number(new URL(d.url).port);
+  try {
+    for (
+      const [target, type] of [
+        ["/api/world", /^application\/json/],
+        ["/api/state", /^application\/json/],
+        ["/static/style.css", /^text\/css/],
+        ["/", /^text\/html/],
+      ] as const
+    ) {
+      const plain = await rawRequest(p, target);
+      assertEquals(plain.status, 200, target);
+      assertEquals(plain.headers["content-encoding"], undefined, `${target} compressed unasked`);
+      const zipped = await rawRequest(p, target, { headers: ["Accept-Encoding: gzip"] });
+      assertEquals(zipped.headers["content-encoding"], "gzip", target);
+      assertMatch(zipped.headers["content-type"], type);
+      assertIncludes(zipped.headers["vary"] ?? "", "Accept-Encoding");
+      const body = await gunzip(zipped.body);
+      assertEquals(body, plain.body, `${target}: gzip of another body`);
+      assert(zipped.body.length < plain.body.length, `${target}: gzip is not smaller`);
+      // The ETag names the content (whatever its encoding): a revalidation gets a 304.
+      const tag = plain.headers["etag"];
+      assertMatch(tag ?? "", /^"[0-9a-f]+"$/, `${target}: no ETag`);
+      assertEquals(zipped.headers["etag"], `W/${tag}`);
+      for (const sent of [tag, `W/${tag}`]) {
+        const again = await rawRequest(p, target, {
+          headers: [`If-None-Match: ${sent}`, "Accept-Encoding: gzip"],
+        });
+        assertEquals(again.status, 304, `${target} If-None-Match ${sent}`);
+        assertEquals(again.body, "");
+      }
+      const changed = await rawRequest(p, target, { headers: ['If-None-Match: "other"'] });
+      assertEquals(changed.status, 200);
+    }
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test({
+  name: "compression: the event stream is neither compressed nor held back",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(d.url).port) });
+    try {
+      const req = `GET /api/events HTTP/1.1\r\nHost: ${new URL(d.url).host}\r\n` +
+        "Accept-Encoding: gzip, deflate\r\nIf-None-Match: *\r\n\r\n";
+      await conn.write(new TextEncoder().encode(req));
+      let text = "";
+      const buf = new Uint8Array(16384);
+      const deadline = Date.now() + 10_000;
+      const readUntil = async (what: string) => {
+        while (!text.includes(what)) {
+          assert(Date.now() < deadline, `no ${JSON.stringify(what)} in ${JSON.stringify(text)}`);
+          const timer = setTimeout(() => conn.close(), deadline - Date.now());
+          const n = await conn.read(buf).finally(() => clearTimeout(timer));
+          if (n === null) break;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+        }
+      };
+      await readUntil("event: hello");
+      const head = text.slice(0, text.indexOf("\r\n\r\n")).toLowerCase();
+      assertMatch(head, /^http\/1\.1 200/);
+      assertIncludes(head, "content-type: text/event-stream");
+      assert(!head.includes("content-encoding"), head);
+      assert(!head.includes("etag"), head);
+      assertIncludes(head, "no-transform");
+      // One small event arrives on its own, as plain text: nothing buffers it.
+      herd.bus.emit(accepted("Hill", "plain.sse.client"));
+      await readUntil("plain.sse.client");
+    } finally {
+      conn.close();
+      await d.close();
+    }
+  },
 });
