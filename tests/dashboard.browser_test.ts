@@ -208,7 +208,13 @@ browserTest("dashboard against the real herd", async (browser, t) => {
     await t.step(
       "stop a server from the page: its links go down; start: they recover",
       async () => {
+        // Stop asks first: a cancelled Stop stops nothing.
         await page.click('button[data-action="stop"][data-server="Hill"]');
+        await page.click('button[data-action="cancel-stop"]');
+        await page.waitForTimeout(300);
+        assertEquals(h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running, true);
+        await page.click('button[data-action="stop"][data-server="Hill"]');
+        await page.click('button[data-action="confirm-stop"][data-server="Hill"]');
         await page.waitForSelector('[data-server-row="Hill"][data-running="false"]', {
           timeout: 5000,
         });
@@ -316,3 +322,195 @@ browserTest("dashboard against the real herd", async (browser, t) => {
     await herd?.close();
   }
 });
+
+browserTest(
+  "cut a link from the graph: updates go around it, restore catches up",
+  async (browser) => {
+    await ensureBuilt();
+    let herd: TestHerd | undefined;
+    let d: ServedDashboard | undefined;
+    try {
+      herd = await startSeedHerd();
+      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+      const h = herd;
+      const page = await browser.newPage({ width: 1280, height: 800 });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await openDashboard(page, d);
+
+      // The keyboard reaches the link's control (bounded number of Tabs), which names itself.
+      const control = '[data-link-control="Hill-Jaquez"]';
+      let reached = false;
+      for (let i = 0; i < 80 && !reached; i++) {
+        await page.keyboard.press("Tab");
+        reached = await page.evaluate(
+          (sel) => document.activeElement?.matches(sel) ?? false,
+          control,
+        );
+      }
+      assert(reached, "Tab never reached the Hill–Jaquez link control");
+      assertEquals(await page.getAttribute(control, "aria-label"), "Cut link Hill–Jaquez");
+      await page.keyboard.press("Enter");
+
+      // Drawn cut: its own state, a dash pattern and words on the link, not colour alone.
+      await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="cut"]', { timeout: 5000 });
+      const dash = await page.$eval(
+        '[data-link="Hill-Jaquez"]',
+        (el) => getComputedStyle(el).strokeDasharray,
+      );
+      assert(dash !== "none" && dash !== "", `cut link not dashed (${dash})`);
+      await page.waitForFunction(
+        () =>
+          document.querySelector('[data-edge-label="Hill-Jaquez"]')?.textContent?.includes(
+            "cut at",
+          ),
+        undefined,
+        { timeout: 5000 },
+      );
+      assertEquals(await page.getAttribute(control, "aria-label"), "Restore link Hill–Jaquez");
+      assertEquals(h.herd.snapshot().servers[0].links.find((l) => l.peer === "Jaquez")!.up, false);
+      const cutAt = await page.evaluate(() =>
+        (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.lastId.value
+      );
+
+      // An IAMAT at Hill reaches Jaquez the long way round (Smith, Singleton), never across.
+      const client = "around.browser.test";
+      const t = nowTime();
+      assertMatch(
+        await exchange(h.port("Hill"), `IAMAT ${client} +48.85-002.35 ${t}\n`),
+        /^AT Hill/,
+      );
+      await page.waitForFunction(
+        (c) =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.some((e) =>
+            e.kind === "location.accepted" && e.server === "Jaquez" &&
+            (e.record as { client: string }).client === c && e.from === "Singleton"
+          ),
+        client,
+        { timeout: 5000 },
+      );
+      const crossed = await page.evaluate(
+        (after) =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.filter((e) =>
+            e.id > after && e.kind === "propagation.sent" &&
+            ((e.server === "Hill" && e.to === "Jaquez") ||
+              (e.server === "Jaquez" && e.to === "Hill"))
+          ).length,
+        cutAt,
+      );
+      assertEquals(crossed, 0, "records crossed the cut link");
+
+      // Restore from the same button: up again, and the catch-up over it is shown on the edge.
+      await page.click(control);
+      await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="up"]', { timeout: 15_000 });
+      await page.waitForSelector('[data-edge-label="Hill-Jaquez"] [data-catchup]', {
+        timeout: 10_000,
+      });
+      await page.waitForFunction(
+        () =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.some((e) =>
+            e.kind === "sync.done" && e.server === "Hill" && e.peer === "Jaquez"
+          ),
+        undefined,
+        { timeout: 10_000 },
+      );
+      assertEquals(h.herd.servers.get("Jaquez")!.store.get(client)?.time, t);
+      assertIncludes((await page.textContent('[data-testid="link-message"]')) ?? "", "restored");
+
+      // At 1440 px the Places table shows every column whole (Status and Results were cut).
+      await page.setViewportSize({ width: 1440, height: 900 });
+      await exchange(h.port("Campbell"), `WHATSAT ${client} 10 5\n`, 30_000);
+      await page.waitForSelector(`[data-places-row="${client}"]`, { timeout: 5000 });
+      const places = await page.$eval(".places", (el) => ({
+        scroll: el.scrollWidth,
+        client: el.clientWidth,
+      }));
+      assert(places.scroll <= places.client, `Places table cut: ${JSON.stringify(places)}`);
+      assertEquals(errors, [], `page errors: ${errors.join("\n")}`);
+      await page.close();
+    } finally {
+      await d?.close();
+      await herd?.close();
+    }
+  },
+);
+
+browserTest(
+  "phone: every control on-screen, tap targets of 24 px, readable graph",
+  async (browser) => {
+    await ensureBuilt();
+    let herd: TestHerd | undefined;
+    let d: ServedDashboard | undefined;
+    try {
+      herd = await startSeedHerd();
+      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+      await exchange(herd.port("Hill"), `IAMAT phone.test +34.07-118.44 ${nowTime()}\n`);
+      const phone = await browser.newPage({ width: 390, height: 844 });
+      await openDashboard(phone, d);
+      await phone.waitForSelector('[data-link-control="Hill-Jaquez"]');
+      const overflow = await phone.evaluate(() =>
+        document.documentElement.scrollWidth - globalThis.innerWidth
+      );
+      assert(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+      // Every control (the Stop buttons above all) lies within the screen's width, at least 24 px.
+      const controls = await phone.$$eval(
+        "main button, main select, main input, main [tabindex='0']",
+        (els) =>
+          els.map((el) => {
+            const r = el.getBoundingClientRect();
+            const label = el.getAttribute("aria-label") ?? el.textContent?.trim().slice(0, 30) ??
+              "";
+            return {
+              label: `${el.tagName} ${label}`,
+              x: r.x,
+              right: r.right,
+              w: r.width,
+              h: r.height,
+            };
+          }),
+      );
+      assert(controls.length >= 20, `only ${controls.length} controls found`);
+      for (const c of controls) {
+        assert(c.x >= 0 && c.right <= 390, `${c.label} is off-screen (${c.x}..${c.right})`);
+        assert(c.w >= 24 && c.h >= 24, `${c.label} is ${c.w}x${c.h} px`);
+      }
+      const stops = controls.filter((c) => c.label.startsWith("BUTTON Stop"));
+      assertEquals(stops.length, 5);
+      // Graph labels at a readable size on the phone (they were ~6 px).
+      const sizes = await phone.$$eval(
+        ".node-name",
+        (els) => els.map((el) => el.getBoundingClientRect().height),
+      );
+      for (const s of sizes) {
+        assert(s >= 11, `graph label ${s}px high`);
+      }
+      // A 6-digit event id leaves the header logo whole.
+      await phone.evaluate(() => {
+        (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.lastId.value = 123456;
+      });
+      await phone.waitForFunction(() =>
+        document.querySelector(".live-badge")?.textContent?.includes("#123456")
+      );
+      const logo = await phone.$eval(".brand > svg", (el) => el.getBoundingClientRect().width);
+      assertEquals(Math.round(logo), 26);
+      // Stop asks before stopping, and the question's buttons are on-screen too.
+      await phone.click('button[data-action="stop"][data-server="Smith"]');
+      const confirm = await phone.$eval('button[data-action="confirm-stop"]', (el) => {
+        const r = el.getBoundingClientRect();
+        return { right: r.right, h: r.height };
+      });
+      assert(confirm.right <= 390 && confirm.h >= 24, JSON.stringify(confirm));
+      await phone.click('button[data-action="cancel-stop"]');
+      assertEquals(herd.herd.snapshot().servers.find((s) => s.name === "Smith")!.running, true);
+      if (Deno.env.get("UPDATE_SCREENSHOT") === "1") {
+        await phone.screenshot({
+          path: new URL("../docs/dashboard-phone.png", import.meta.url).pathname,
+        });
+      }
+      await phone.close();
+    } finally {
+      await d?.close();
+      await herd?.close();
+    }
+  },
+);

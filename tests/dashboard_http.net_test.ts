@@ -826,3 +826,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test("links: a remote herd shows the link control unavailable, and POST says why (409)", async () => {
+  const d = await serve(new FakeHerd());
+  try {
+    const html = await (await fetch(`${d.url}/`)).text();
+    assertIncludes(html, 'data-testid="links-unavailable"');
+    assertIncludes(html, "unavailable on a remote herd");
+    const res = await fetch(`${d.url}/api/links/Hill/Jaquez`, {
+      method: "POST",
+      headers: { origin: d.url, "content-type": "application/json" },
+      body: '{"cut":true}',
+    });
+    assertEquals(res.status, 409);
+    assertMatch((await res.json()).error, /remote/);
+  } finally {
+    await d.close();
+  }
+});
