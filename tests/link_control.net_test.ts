@@ -9,7 +9,6 @@ import { assert, assertEquals, assertIncludes, assertMatch } from "./_helpers/as
 import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { openLogs } from "../servers/log.ts";
-import { LineDelay, parseLinkChange } from "../servers/link_control.ts";
 import type { HerdEvent } from "../servers/events.ts";
 
 const SERVERS = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
@@ -92,38 +91,6 @@ async function cut(r: Rig, a: string, b: string, value: boolean): Promise<void> 
     `${a}–${b} ${value ? "down" : "up"} at both ends`,
   );
 }
-
-Deno.test("link change bodies: cut and delayMs only, clear errors otherwise", () => {
-  assertEquals(parseLinkChange({ cut: true }), { change: { cut: true } });
-  assertEquals(parseLinkChange({ cut: false, delayMs: 250 }), {
-    change: { cut: false, delayMs: 250 },
-  });
-  for (
-    const bad of [null, [], "cut", {}, { cut: "yes" }, { delayMs: -1 }, { delayMs: 1.5 }, {
-      delayMs: 10_001,
-    }, { cut: true, extra: 1 }]
-  ) {
-    const r = parseLinkChange(bad);
-    assert("error" in r, `accepted ${JSON.stringify(bad)}`);
-  }
-});
-
-Deno.test("line delay: writes wait their delay and keep their order when it shrinks", async () => {
-  const d = new LineDelay();
-  const order: string[] = [];
-  const started = performance.now();
-  const first = d.run(150, () => Promise.resolve(void order.push("slow")));
-  // Queued behind the slow one although its own delay is over at once.
-  const second = d.run(0, () => Promise.resolve(void order.push("fast")));
-  await Promise.all([first, second]);
-  assertEquals(order, ["slow", "fast"]);
-  assert(performance.now() - started >= 140, "the delay was not applied");
-  // Released writes go at once (a dropped connection leaves no timer behind).
-  const late = d.run(60_000, () => Promise.resolve(void order.push("released")));
-  d.release();
-  await late;
-  assertEquals(order.at(-1), "released");
-});
 
 Deno.test({
   name: "link API over HTTP: Origin rule, 400 for bad bodies, 404 for a non-link",
