@@ -484,6 +484,21 @@ browserTest(
       for (const s of sizes) {
         assert(s >= 11, `graph label ${s}px high`);
       }
+      // Map dots: a 24 px tap target, and a pinned tip (near the map's left edge) stays on-screen.
+      const dot = '[data-client="phone.test"]';
+      await phone.waitForSelector(dot);
+      const hit = await phone.$eval(`${dot} .hit`, (el) => el.getBoundingClientRect().width);
+      assert(hit >= 24, `map tap target ${hit}px`);
+      await phone.click(`${dot} .pin`);
+      const tip = await phone.$eval('[data-testid="map-tip"]', (el) => {
+        const r = el.getBoundingClientRect();
+        const map = el.closest(".panel")!.getBoundingClientRect();
+        return { left: r.left, right: r.right, mapLeft: map.left, mapRight: map.right };
+      });
+      assert(
+        tip.left >= tip.mapLeft && tip.right <= tip.mapRight,
+        `tip clipped ${JSON.stringify(tip)}`,
+      );
       // A 6-digit event id leaves the header logo whole.
       await phone.evaluate(() => {
         (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.lastId.value = 123456;
