@@ -323,16 +323,26 @@ browserTest("dashboard against the real herd", async (browser, t) => {
   }
 });
 
+/** A seed herd in this process behind a dashboard, for one test; both closed afterwards. */
+async function withSeedDashboard(
+  fn: (herd: TestHerd, d: ServedDashboard) => Promise<void>,
+): Promise<void> {
+  await ensureBuilt();
+  const herd = await startSeedHerd();
+  let d: ServedDashboard | undefined;
+  try {
+    d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+    await fn(herd, d);
+  } finally {
+    await d?.close();
+    await herd.close();
+  }
+}
+
 browserTest(
   "cut a link from the graph: updates go around it, restore catches up",
-  async (browser) => {
-    await ensureBuilt();
-    let herd: TestHerd | undefined;
-    let d: ServedDashboard | undefined;
-    try {
-      herd = await startSeedHerd();
-      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
-      const h = herd;
+  (browser) =>
+    withSeedDashboard(async (h, d) => {
       const page = await browser.newPage({ width: 1280, height: 800 });
       const errors: string[] = [];
       page.on("pageerror", (e) => errors.push(e.message));
@@ -428,22 +438,13 @@ browserTest(
       assert(places.scroll <= places.client, `Places table cut: ${JSON.stringify(places)}`);
       assertEquals(errors, [], `page errors: ${errors.join("\n")}`);
       await page.close();
-    } finally {
-      await d?.close();
-      await herd?.close();
-    }
-  },
+    }),
 );
 
 browserTest(
   "phone: every control on-screen, tap targets of 24 px, readable graph",
-  async (browser) => {
-    await ensureBuilt();
-    let herd: TestHerd | undefined;
-    let d: ServedDashboard | undefined;
-    try {
-      herd = await startSeedHerd();
-      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+  (browser) =>
+    withSeedDashboard(async (herd, d) => {
       await exchange(herd.port("Hill"), `IAMAT phone.test +34.07-118.44 ${nowTime()}\n`);
       const phone = await browser.newPage({ width: 390, height: 844 });
       await openDashboard(phone, d);
@@ -523,9 +524,5 @@ browserTest(
         });
       }
       await phone.close();
-    } finally {
-      await d?.close();
-      await herd?.close();
-    }
-  },
+    }),
 );

@@ -130,7 +130,7 @@ Deno.test({
   async fn() {
     await withRig(async (r) => {
       const h = r.herd;
-      // Either end's cut stops the link: cut at Jaquez's end only (through the herd API) ...
+      // Either end's cut stops the link: cut at Jaquez's end only (the Link itself) ...
       h.herd.servers.get("Jaquez")!.links.find((l) => l.peer === "Hill")!.control({ cut: true });
       await waitFor(() => linkUp(h, "Hill", "Jaquez").every((u) => !u), 10_000, "one-end cut");
       // ... and Hill, which keeps dialling, stays out for a few of its redials.
