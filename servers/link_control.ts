@@ -35,6 +35,7 @@ export const MAX_LINK_DELAY_MS = 10_000;
  *
  * @example
  * ```ts
+ * import { parseLinkChange } from "./link_control.ts";
  * parseLinkChange({ cut: true }); // { change: { cut: true } }
  * parseLinkChange({ delayMs: -1 }); // { error: "delayMs must be a whole number of ms from 0 to 10000" }
  * ```
@@ -71,8 +72,11 @@ export function parseLinkChange(body: unknown): { change: LinkChange } | { error
  *
  * @example
  * ```ts
+ * import { LineDelay } from "./link_control.ts";
+ * import { writeAll } from "./io.ts";
+ * declare const conn: Deno.Conn;
  * const delay = new LineDelay();
- * await delay.run(200, () => writeAll(conn, bytes)); // written 200 ms from now
+ * await delay.run(200, () => writeAll(conn, new TextEncoder().encode("PING\n"))); // in 200 ms
  * ```
  */
 export class LineDelay {

@@ -184,12 +184,17 @@ Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fre
     );
     t.herd.setLink("Hill", "Jaquez", { cut: true, delayMs: 40 });
     await waitFor(() => hillToJaquez(live).cut === true, 5000, "the cut seen live");
-    assertEquals(hillToJaquez(live).delayMs, 40);
+    assert.deepEqual(hillToJaquez(live).delayMs, 40);
     await waitFor(() => hillToJaquez(live).up === false, 5000, "the cut link down");
     fresh = watch();
     fresh.start();
     await waitFor(() => fresh!.status().Hill.status === "watching", 5000, "Hill watched");
-    assertEquals({ ...hillToJaquez(fresh) }, { peer: "Jaquez", up: false, cut: true, delayMs: 40 });
+    assert.deepEqual({ ...hillToJaquez(fresh) }, {
+      peer: "Jaquez",
+      up: false,
+      cut: true,
+      delayMs: 40,
+    });
     t.herd.setLink("Hill", "Jaquez", { cut: false, delayMs: 0 });
     await waitFor(
       () => hillToJaquez(live).cut === false && hillToJaquez(live).up,

@@ -1,11 +1,11 @@
 /** Link control's pure parts (servers/link_control.ts): change bodies and the ordered delay queue. */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { LineDelay, parseLinkChange } from "../servers/link_control.ts";
 
 Deno.test("link change bodies: cut and delayMs only, clear errors otherwise", () => {
-  assertEquals(parseLinkChange({ cut: true }), { change: { cut: true } });
-  assertEquals(parseLinkChange({ cut: false, delayMs: 250 }), {
+  assert.deepEqual(parseLinkChange({ cut: true }), { change: { cut: true } });
+  assert.deepEqual(parseLinkChange({ cut: false, delayMs: 250 }), {
     change: { cut: false, delayMs: 250 },
   });
   for (
@@ -14,7 +14,7 @@ Deno.test("link change bodies: cut and delayMs only, clear errors otherwise", ()
     }, { cut: true, extra: 1 }]
   ) {
     const r = parseLinkChange(bad);
-    assert("error" in r, `accepted ${JSON.stringify(bad)}`);
+    assert.ok("error" in r, `accepted ${JSON.stringify(bad)}`);
   }
 });
 
@@ -26,11 +26,11 @@ Deno.test("line delay: writes wait their delay and keep their order when it shri
   // Queued behind the slow one although its own delay is over at once.
   const second = d.run(0, () => Promise.resolve(void order.push("fast")));
   await Promise.all([first, second]);
-  assertEquals(order, ["slow", "fast"]);
-  assert(performance.now() - started >= 140, "the delay was not applied");
+  assert.deepEqual(order, ["slow", "fast"]);
+  assert.ok(performance.now() - started >= 140, "the delay was not applied");
   // Released writes go at once (a dropped connection leaves no timer behind).
   const late = d.run(60_000, () => Promise.resolve(void order.push("released")));
   d.release();
   await late;
-  assertEquals(order.at(-1), "released");
+  assert.deepEqual(order.at(-1), "released");
 });
