@@ -293,7 +293,7 @@ export function formatCount(n: number): string {
  *
  * @example
  * ```ts
- * edgeLabel({ a: "A", b: "B", state: "up", rttMs: 0.4, behind: [0, 1200] });
+ * edgeLabel({ a: "A", b: "B", state: "up", rttMs: 0.4, behind: [0, 1200], cutBy: [], delayMs: 0 });
  * // "0.40 ms · B→A 1,200 behind"
  * ```
  */
