@@ -14,7 +14,9 @@
  * @module
  */
 
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
+import { compress } from "hono/compress";
+import { etag } from "hono/etag";
 import { type Assets, loadAssets, serveStatic, STATIC_DIR } from "./assets.ts";
 import type { Dashboard } from "./context.ts";
 import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
@@ -172,6 +174,8 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     await next();
   });
 
+  app.use("*", cacheable());
+
   app.get("/static/*", (c) => serveStatic(c, staticDir));
 
   for (const [file, mod] of Object.entries(ROUTES)) {
@@ -197,6 +201,24 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
       trails.close();
       series.close();
     },
+  };
+}
+
+/** Where the event stream is served: never hashed, never compressed. */
+const EVENTS_PATH = "/api/events";
+
+/**
+ * gzip (or deflate) and an ETag (304 on `If-None-Match`) for the page, static files and JSON.
+ * The event stream is left alone: an ETag would read the endless body to hash it, and a
+ * compressor would hold events back until its buffer fills (its content type is never
+ * compressed either).
+ */
+function cacheable(): MiddlewareHandler {
+  const zip = compress();
+  const tag = etag();
+  return async (c, next) => {
+    if (c.req.path === EVENTS_PATH) return await next();
+    await zip(c, async () => void await tag(c, next));
   };
 }
 

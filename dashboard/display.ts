@@ -53,6 +53,7 @@ export function initialData(d: Dashboard): InitialData {
     lastId: d.hub.lastId,
     boot: d.hub.boot,
     canControl: typeof d.herd.stopServer === "function" && typeof d.herd.startServer === "function",
+    canControlLinks: typeof d.herd.setLink === "function",
     tokenRequired: Boolean(d.guard.token),
     clients: d.clients.clusters(0),
     series: d.series.data(),

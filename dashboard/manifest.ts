@@ -19,6 +19,7 @@ import * as events from "./routes/api/events.ts";
 import * as state from "./routes/api/state.ts";
 import * as world from "./routes/api/world.ts";
 import * as serverAction from "./routes/api/servers/[name]/[action].ts";
+import * as link from "./routes/api/links/[a]/[b].ts";
 
 /** Route file (relative to the repository) -> module. */
 export const ROUTES: Record<string, RouteModule> = {
@@ -34,6 +35,7 @@ export const ROUTES: Record<string, RouteModule> = {
   "routes/api/state.ts": state,
   "routes/api/world.ts": world,
   "routes/api/servers/[name]/[action].ts": serverAction,
+  "routes/api/links/[a]/[b].ts": link,
 };
 
 /** The URL pattern (Hono syntax) of a route file: `routes/api/servers/[name].ts` -> `/api/servers/:name`. */

@@ -348,7 +348,13 @@ export class RemoteHerd {
       connections: s.connections ?? 0,
       records: s.records ?? 0,
       neighbors: s.neighbors ?? w.config.neighbors,
-      links: (s.links ?? []).map((l) => ({ peer: l.peer, up: l.up })),
+      links: (s.links ?? []).map((l) => ({
+        peer: l.peer,
+        up: l.up,
+        // Cut and delayed links show as such (changing them needs the herd's own process).
+        ...(l.cut === true ? { cut: true } : {}),
+        ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
+      })),
     };
     w.status = "watching";
     w.attempt = 0;
@@ -454,6 +460,11 @@ export class RemoteHerd {
           const { kind: _k, t: _t, server: _s, ...stats } = e;
           const l = s.links.find((x) => x.peer === e.peer);
           if (l) Object.assign(l, stats, { up: e.state !== "down" });
+          break;
+        }
+        case "link.control": {
+          const l = s.links.find((x) => x.peer === e.peer);
+          if (l) Object.assign(l, { cut: e.cut, delayMs: e.delayMs });
           break;
         }
         case "location.accepted":

@@ -21,6 +21,7 @@ export type { ServerState as ServerSnapshot } from "../servers/snapshot.ts";
 /** Records and snapshots: the core's own shapes, so the two can never drift apart. */
 export type { HerdSnapshot, RecordSnapshot } from "../servers/snapshot.ts";
 import type { HerdSnapshot } from "../servers/snapshot.ts";
+import type { LinkChange, LinkSettings } from "../servers/link_control.ts";
 
 /** What the dashboard needs from a herd: events, a snapshot, and (in-process only) control. */
 export interface HerdView {
@@ -38,6 +39,11 @@ export interface HerdView {
   startServer?(name: string): Promise<void>;
   /** Absent when the herd is remote. */
   stopServer?(name: string): Promise<void>;
+  /**
+   * Cuts, restores or delays a link (servers/link_control.ts); throws `NoSuchLinkError` for a
+   * pair that is not a link. Absent when the herd is remote.
+   */
+  setLink?(a: string, b: string, change: LinkChange): Record<string, LinkSettings>;
 }
 
 /** A propagation event as shown: a count and the first few clients instead of every record. */
@@ -74,6 +80,7 @@ export const STREAM_KINDS = [
   "propagation.received",
   "link.up",
   "link.down",
+  "link.control",
   "sync.done",
   "peer.rejected",
   "whatsat",
@@ -95,6 +102,8 @@ export interface InitialData {
   boot: string;
   /** True when servers can be stopped and started from here (in-process herd). */
   canControl: boolean;
+  /** True when links can be cut and delayed from here (in-process herd). */
+  canControlLinks: boolean;
   /** True when control requests need a token (the dashboard listens beyond loopback). */
   tokenRequired: boolean;
   /** Distinct clients across the herd, and the map's first (whole-world) clusters. */

@@ -146,6 +146,7 @@ export interface LinkDownEvent extends Base {
   peer: string;
   reason: string;
 }
+
 /** `syncing`: up, and the peer's catch-up stream to us has not ended (`CAUGHTUP`). */
 export type LinkState = "down" | "syncing" | "up";
 
@@ -173,6 +174,18 @@ export interface LinkStats {
 export interface LinkStatsEvent extends Base, LinkStats {
   kind: "link.stats";
 }
+
+/**
+ * A link's run-time settings changed at this end (servers/link_control.ts): cut (closed and not
+ * redialled until restored) and the delay added to the lines this end sends on it.
+ */
+export interface LinkControlEvent extends Base {
+  kind: "link.control";
+  peer: string;
+  cut: boolean;
+  delayMs: number;
+}
+
 /** Catch-up with a neighbour finished: how many records went each way. */
 export interface SyncDoneEvent extends Base {
   kind: "sync.done";
@@ -260,6 +273,7 @@ export type HerdEvent =
   | LinkUpEvent
   | LinkDownEvent
   | LinkStatsEvent
+  | LinkControlEvent
   | SyncDoneEvent
   | PeerRejectedEvent
   | WhatsatEvent

@@ -15,6 +15,7 @@ import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./protocol.ts";
 import type { StoredRecord } from "./store.ts";
 import type { LoadControlStats } from "./places/load_control.ts";
+import type { LinkChange, LinkSettings } from "./link_control.ts";
 
 /** Options for a herd. */
 export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
@@ -23,6 +24,14 @@ export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
   only?: readonly string[];
   /** Opens durable storage for a server; absent runs in memory. */
   openPersistence?: (server: string) => Promise<Persistence>;
+}
+
+/** `Herd.setLink` on a pair of servers that is not a link (of this process). */
+export class NoSuchLinkError extends Error {
+  constructor(a: string, b: string, why = "not a link in the herd's config") {
+    super(`${a}–${b}: ${why}`);
+    this.name = "NoSuchLinkError";
+  }
 }
 
 /** Records a snapshot carries at most. */
@@ -106,6 +115,26 @@ export class Herd {
   /** Stops one local server: listener, connections and links close. */
   async stopServer(name: string): Promise<void> {
     await this.#server(name).stop();
+  }
+
+  /**
+   * Cuts, restores or delays the link between servers `a` and `b` at every end that runs here
+   * (either end's cut stops the link). Throws {@linkcode NoSuchLinkError} when the config has no
+   * such link; returns the settings of the ends that run here.
+   */
+  setLink(a: string, b: string, change: LinkChange): Record<string, LinkSettings> {
+    const ends = [[a, b], [b, a]] as const;
+    const isLink = ends.some(([x, y]) =>
+      this.config.servers.find((s) => s.name === x)?.neighbors.includes(y)
+    );
+    if (!isLink) throw new NoSuchLinkError(a, b);
+    const out: Record<string, LinkSettings> = {};
+    for (const [x, y] of ends) {
+      const link = this.servers.get(x)?.links.find((l) => l.peer === y);
+      if (link !== undefined) out[x] = link.control(change);
+    }
+    if (Object.keys(out).length === 0) throw new NoSuchLinkError(a, b, "neither end runs here");
+    return out;
   }
 
   #server(name: string): HerdServer {

@@ -164,6 +164,9 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     case "link.down":
       text = `LINK DOWN ${e.peer} (${e.reason})`;
       break;
+    case "link.control":
+      text = `LINK ${e.cut ? "CUT" : "OPEN"} ${e.peer} delay ${e.delayMs} ms`;
+      break;
     case "sync.done":
       text = `SYNC ${e.peer} sent ${e.sent} received ${e.received} in ${e.ms} ms`;
       break;

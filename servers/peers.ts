@@ -48,6 +48,7 @@ import { closeQuietly, writeAll } from "./io.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
+import { LineDelay, type LinkChange, type LinkSettings, NORMAL_LINK } from "./link_control.ts";
 
 /** Tunables for links. */
 export interface LinkOptions {
@@ -192,6 +193,9 @@ export class Link {
   #sentThrough = 0;
   /** When the link's state (down / syncing / up) last changed. */
   #since = Date.now();
+  /** Run-time cut and delay (link_control.ts); kept across stop/start of the server. */
+  #settings: LinkSettings = { ...NORMAL_LINK };
+  #delay = new LineDelay();
 
   constructor(
     server: LinkHost,
@@ -229,6 +233,46 @@ export class Link {
       unacked: this.#waiting.size,
       since: this.#since,
     };
+  }
+
+  /** This end's run-time settings (a copy). */
+  get settings(): LinkSettings {
+    return { ...this.#settings };
+  }
+
+  /** True while this end has the link cut. */
+  get cut(): boolean {
+    return this.#settings.cut;
+  }
+
+  /**
+   * Cuts or restores the link, or changes its delay, at this end; emits `link.control` when
+   * something changed. A cut closes the connection and stops dialling (and accepting) until
+   * restored; a restore dials at once.
+   */
+  control(change: LinkChange): LinkSettings {
+    const next = { ...this.#settings, ...change };
+    if (next.cut === this.#settings.cut && next.delayMs === this.#settings.delayMs) {
+      return this.settings;
+    }
+    const wasCut = this.#settings.cut;
+    this.#settings = next;
+    const s = this.#server;
+    s.bus.emit({
+      kind: "link.control",
+      t: Date.now(),
+      server: s.name,
+      peer: this.peer,
+      cut: next.cut,
+      delayMs: next.delayMs,
+    });
+    if (next.cut && !wasCut) this.#drop("link cut");
+    // Wakes a dialler parked by the cut (or waiting out its backoff) to look again.
+    if (wasCut !== next.cut) {
+      if (this.#dialTimer !== undefined) clearTimeout(this.#dialTimer);
+      this.#wakeDialer?.();
+    }
+    return this.settings;
   }
 
   /** Starts the link: dials at once. */
@@ -284,7 +328,7 @@ export class Link {
    * once: nothing can slip in between the decision to accept and the link being up.
    */
   adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], welcome = ""): void {
-    if (!this.#running) {
+    if (!this.#running || this.#settings.cut) {
       conn.close();
       return;
     }
@@ -342,6 +386,7 @@ export class Link {
     this.#heartbeat = undefined;
     this.#waiting.clear();
     this.#since = Date.now();
+    this.#delay.release();
     closeQuietly(conn);
     const s = this.#server;
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
@@ -394,7 +439,13 @@ export class Link {
   /** Writes a control line; link errors surface in the read loop, which drops the link. */
   #send(conn: Deno.Conn, text: string): Promise<void> {
     this.#lastWrite = performance.now();
-    return writeAll(conn, binaryToBytes(text)).catch(() => {
+    const bytes = binaryToBytes(text);
+    // A delayed link (or one whose delay just ended) queues, so lines keep their order.
+    const delayMs = this.#settings.delayMs;
+    const written = delayMs > 0 || this.#delay.queued > 0
+      ? this.#delay.run(delayMs, () => writeAll(conn, bytes))
+      : writeAll(conn, bytes);
+    return written.catch(() => {
       if (this.#conn === conn) this.#drop("write failed");
     });
   }
@@ -693,6 +744,14 @@ export class Link {
     let delay = this.#opts.backoffMinMs;
     let wait = 0; // a server that starts dials at once
     while (this.#running && generation === this.#generation) {
+      if (this.#settings.cut) {
+        // Cut: park until restored (or stopped), then dial at once.
+        await new Promise<void>((resolve) => (this.#wakeDialer = resolve));
+        this.#wakeDialer = undefined;
+        delay = this.#opts.backoffMinMs;
+        wait = 0;
+        continue;
+      }
       if (this.#conn !== undefined) {
         // Up (dialled by either end): wait for it to go down, then redial quickly.
         await new Promise<void>((resolve) => (this.#closedSignal = resolve));
@@ -708,7 +767,10 @@ export class Link {
           this.#dialTimer = setTimeout(resolve, wait * (0.75 + Math.random() * 0.5));
         });
         this.#wakeDialer = undefined;
-        if (!this.#running || generation !== this.#generation || this.#conn !== undefined) {
+        if (
+          !this.#running || generation !== this.#generation || this.#conn !== undefined ||
+          this.#settings.cut
+        ) {
           continue;
         }
       }
@@ -754,7 +816,7 @@ export class Link {
       }
       const splitter = new LineSplitter(MAX_PEER_LINE);
       const r = await dialHandshake(s.auth, conn, splitter, "peer", s.name, this.peer);
-      if (r.ok && this.#running) {
+      if (r.ok && this.#running && !this.#settings.cut) {
         this.#adoptOwn(conn, splitter, r.rest);
         conn = undefined;
         return "up";

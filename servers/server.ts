@@ -297,7 +297,7 @@ export class HerdServer implements LineHandler {
       connections: this.#conns.size,
       records: this.store.size,
       neighbors: this.#config.neighbors,
-      links: this.links.map((l) => ({ up: l.up, ...l.stats() })),
+      links: this.links.map((l) => ({ up: l.up, ...l.stats(), ...linkControlState(l) })),
     };
   }
 
@@ -690,6 +690,12 @@ export class HerdServer implements LineHandler {
         .catch(() => {}).finally(() => conn.close());
       return true;
     };
+    // A cut link takes no dials (not BUSY: that would have the neighbour redial at once).
+    if (link?.cut) {
+      this.#closedInHandshake.set(conn, "link cut");
+      conn.close();
+      return true;
+    }
     // One connection per link: checked before the challenge and again after the proof, since
     // our own dial may have started meanwhile.
     if (link?.refusesInbound) return close(BUSY_LINE);
@@ -853,6 +859,12 @@ export class HerdServer implements LineHandler {
       return formatLegacyJson(errorAnswer("UNKNOWN_ERROR", message).body);
     }
   }
+}
+
+/** A link's run-time settings for a snapshot: only what differs from normal. */
+function linkControlState(l: Link): { cut?: boolean; delayMs?: number } {
+  const { cut, delayMs } = l.settings;
+  return { ...(cut ? { cut } : {}), ...(delayMs > 0 ? { delayMs } : {}) };
 }
 
 /** An error's text for an `error` event: its name and message, no stack. */

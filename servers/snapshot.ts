@@ -19,9 +19,15 @@ export interface ServerState {
   neighbors: string[];
   /**
    * Each link: `up`, and its statistics (state, round trip, records behind, last change; absent
-   * from the state of a server older than them, seen by a remote dashboard).
+   * from the state of a server older than them, seen by a remote dashboard); `cut` and `delayMs`
+   * appear when set at run time (servers/link_control.ts).
    */
-  links: ({ peer: string; up: boolean } & Partial<Omit<LinkStats, "peer">>)[];
+  links: (
+    & { peer: string; up: boolean; cut?: boolean; delayMs?: number }
+    & Partial<
+      Omit<LinkStats, "peer">
+    >
+  )[];
 }
 
 /** One stored location record as a snapshot shows it (text fields are binary strings). */

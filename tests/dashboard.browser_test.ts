@@ -15,10 +15,12 @@ import { buildIslands } from "../dashboard/bundle.ts";
 // deno-lint-ignore no-import-prefix
 import type { Page } from "npm:playwright-core@^1.56.0";
 
-/** docs/dashboard.png is rewritten only on request, so a test run leaves the tree clean. */
-const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
-  ? new URL("../docs/dashboard.png", import.meta.url).pathname
-  : `${Deno.makeTempDirSync()}/dashboard.png`;
+/** docs/dashboard.png (and -phone) are rewritten only on request: a test run leaves the tree clean. */
+const SHOTS = Deno.env.get("UPDATE_SCREENSHOT") === "1"
+  ? new URL("../docs/", import.meta.url).pathname
+  : `${Deno.makeTempDirSync()}/`;
+const SCREENSHOT = `${SHOTS}dashboard.png`;
+const PHONE_SCREENSHOT = `${SHOTS}dashboard-phone.png`;
 
 function nowTime(offsetMs = 0): string {
   const ms = Date.now() + offsetMs;
@@ -210,7 +212,13 @@ browserTest("dashboard against the real herd", async (browser, t) => {
     await t.step(
       "stop a server from the page: its links go down; start: they recover",
       async () => {
+        // Stop asks first: a cancelled Stop stops nothing.
         await page.click('button[data-action="stop"][data-server="Hill"]');
+        await page.click('button[data-action="cancel-stop"]');
+        await page.waitForTimeout(300);
+        assert.deepEqual(h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running, true);
+        await page.click('button[data-action="stop"][data-server="Hill"]');
+        await page.click('button[data-action="confirm-stop"][data-server="Hill"]');
         await page.waitForSelector('[data-server-row="Hill"][data-running="false"]', {
           timeout: 5000,
         });
@@ -292,6 +300,14 @@ browserTest("dashboard against the real herd", async (browser, t) => {
       await exchange(h.port("Singleton"), "WHATSAT london.example 5 3\n");
       await exchange(h.port("Hill"), "WHATSAT tokyo.example 10 5\n");
       await page.waitForSelector('[data-places-row="tokyo.example"]', { timeout: 3000 });
+      // As a person first sees it on a desktop screen: from the top (map, graph, servers and the
+      // feed), the header over nothing.
+      await page.setViewportSize({ width: 1440, height: 1000 });
+      await page.evaluate(() => {
+        globalThis.scrollTo(0, 0);
+        // Clicking Stop/Start scrolled the servers table sideways: back to its start.
+        for (const el of document.querySelectorAll(".table-scroll")) el.scrollLeft = 0;
+      });
       await page.mouse.move(0, 0);
       await page.waitForTimeout(1200); // let the dots settle
       await page.screenshot({ path: SCREENSHOT });
@@ -309,6 +325,8 @@ browserTest("dashboard against the real herd", async (browser, t) => {
       await phone.emulateMedia({ colorScheme: "light" });
       const light = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
       assert.ok(dark !== light, `dark ${dark} vs light ${light}`);
+      await phone.waitForTimeout(1200);
+      await phone.screenshot({ path: PHONE_SCREENSHOT });
       await phone.close();
     });
 
@@ -318,3 +336,198 @@ browserTest("dashboard against the real herd", async (browser, t) => {
     await herd?.close();
   }
 });
+
+/** A seed herd in this process behind a dashboard, for one test; both closed afterwards. */
+async function withSeedDashboard(
+  fn: (herd: TestHerd, d: ServedDashboard) => Promise<void>,
+): Promise<void> {
+  await ensureBuilt();
+  const herd = await startSeedHerd();
+  let d: ServedDashboard | undefined;
+  try {
+    d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+    await fn(herd, d);
+  } finally {
+    await d?.close();
+    await herd.close();
+  }
+}
+
+browserTest(
+  "cut a link from the graph: updates go around it, restore catches up",
+  (browser) =>
+    withSeedDashboard(async (h, d) => {
+      const page = await browser.newPage({ width: 1280, height: 800 });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await openDashboard(page, d);
+
+      // The keyboard reaches the link's control (bounded number of Tabs), which names itself.
+      const control = '[data-link-control="Hill-Jaquez"]';
+      let reached = false;
+      for (let i = 0; i < 80 && !reached; i++) {
+        await page.keyboard.press("Tab");
+        reached = await page.evaluate(
+          (sel) => document.activeElement?.matches(sel) ?? false,
+          control,
+        );
+      }
+      assert.ok(reached, "Tab never reached the Hill–Jaquez link control");
+      assert.deepEqual(await page.getAttribute(control, "aria-label"), "Cut link Hill–Jaquez");
+      await page.keyboard.press("Enter");
+
+      // Drawn cut: its own state, a dash pattern and words on the link, not colour alone.
+      await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="cut"]', { timeout: 5000 });
+      const dash = await page.$eval(
+        '[data-link="Hill-Jaquez"]',
+        (el) => getComputedStyle(el).strokeDasharray,
+      );
+      assert.ok(dash !== "none" && dash !== "", `cut link not dashed (${dash})`);
+      await page.waitForFunction(
+        () =>
+          document.querySelector('[data-edge-label="Hill-Jaquez"]')?.textContent?.includes(
+            "cut at",
+          ),
+        undefined,
+        { timeout: 5000 },
+      );
+      assert.deepEqual(await page.getAttribute(control, "aria-label"), "Restore link Hill–Jaquez");
+      assert.deepEqual(
+        h.herd.snapshot().servers[0].links.find((l) => l.peer === "Jaquez")!.up,
+        false,
+      );
+      const cutAt = await page.evaluate(() =>
+        (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.lastId.value
+      );
+
+      // An IAMAT at Hill reaches Jaquez the long way round (Smith, Singleton), never across.
+      const client = "around.browser.test";
+      const t = nowTime();
+      assert.match(
+        await exchange(h.port("Hill"), `IAMAT ${client} +48.85-002.35 ${t}\n`),
+        /^AT Hill/,
+      );
+      await page.waitForFunction(
+        (c) =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.some((e) =>
+            e.kind === "location.accepted" && e.server === "Jaquez" &&
+            (e.record as { client: string }).client === c && e.from === "Singleton"
+          ),
+        client,
+        { timeout: 5000 },
+      );
+      const crossed = await page.evaluate(
+        (after) =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.filter((e) =>
+            e.id > after && e.kind === "propagation.sent" &&
+            ((e.server === "Hill" && e.to === "Jaquez") ||
+              (e.server === "Jaquez" && e.to === "Hill"))
+          ).length,
+        cutAt,
+      );
+      assert.deepEqual(crossed, 0, "records crossed the cut link");
+
+      // Restore from the same button: up again, and the catch-up over it is shown on the edge.
+      await page.click(control);
+      await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="up"]', { timeout: 15_000 });
+      await page.waitForSelector('[data-edge-label="Hill-Jaquez"] [data-catchup]', {
+        timeout: 10_000,
+      });
+      await page.waitForFunction(
+        () =>
+          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.some((e) =>
+            e.kind === "sync.done" && e.server === "Hill" && e.peer === "Jaquez"
+          ),
+        undefined,
+        { timeout: 10_000 },
+      );
+      assert.deepEqual(h.herd.servers.get("Jaquez")!.store.get(client)?.time, t);
+      assert.match(
+        (await page.textContent('[data-testid="link-message"]')) ?? "",
+        new RegExp(RegExp.escape("restored")),
+      );
+
+      // At 1440 px the Places table shows every column whole (Status and Results were cut).
+      await page.setViewportSize({ width: 1440, height: 900 });
+      await exchange(h.port("Campbell"), `WHATSAT ${client} 10 5\n`, 30_000);
+      await page.waitForSelector(`[data-places-row="${client}"]`, { timeout: 5000 });
+      const places = await page.$eval(".places", (el) => ({
+        scroll: el.scrollWidth,
+        client: el.clientWidth,
+      }));
+      assert.ok(places.scroll <= places.client, `Places table cut: ${JSON.stringify(places)}`);
+      assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
+      await page.close();
+    }),
+);
+
+browserTest(
+  "phone: every control on-screen, tap targets of 24 px, readable graph",
+  (browser) =>
+    withSeedDashboard(async (herd, d) => {
+      await exchange(herd.port("Hill"), `IAMAT phone.test +34.07-118.44 ${nowTime()}\n`);
+      const phone = await browser.newPage({ width: 390, height: 844 });
+      await openDashboard(phone, d);
+      await phone.waitForSelector('[data-link-control="Hill-Jaquez"]');
+      const overflow = await phone.evaluate(() =>
+        document.documentElement.scrollWidth - globalThis.innerWidth
+      );
+      assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+      // Every control (the Stop buttons above all) lies within the screen's width, at least 24 px.
+      const controls = await phone.$$eval(
+        "main button, main select, main input, main [tabindex='0']",
+        (els) =>
+          els.map((el) => {
+            const r = el.getBoundingClientRect();
+            const label = el.getAttribute("aria-label") ?? el.textContent?.trim().slice(0, 30) ??
+              "";
+            return {
+              label: `${el.tagName} ${label}`,
+              x: r.x,
+              right: r.right,
+              w: r.width,
+              h: r.height,
+            };
+          }),
+      );
+      assert.ok(controls.length >= 20, `only ${controls.length} controls found`);
+      for (const c of controls) {
+        assert.ok(c.x >= 0 && c.right <= 390, `${c.label} is off-screen (${c.x}..${c.right})`);
+        assert.ok(c.w >= 24 && c.h >= 24, `${c.label} is ${c.w}x${c.h} px`);
+      }
+      const stops = controls.filter((c) => c.label.startsWith("BUTTON Stop"));
+      assert.deepEqual(stops.length, 5);
+      // Graph labels at a readable size on the phone (they were ~6 px).
+      const sizes = await phone.$$eval(
+        ".node-name",
+        (els) => els.map((el) => el.getBoundingClientRect().height),
+      );
+      for (const s of sizes) {
+        assert.ok(s >= 11, `graph label ${s}px high`);
+      }
+      // Map dots: a 24 px tap target (their tips are the map's own, tested with it).
+      const dot = '[data-client="phone.test"]';
+      await phone.waitForSelector(dot);
+      const hit = await phone.$eval(`${dot} .hit`, (el) => el.getBoundingClientRect().width);
+      assert.ok(hit >= 24, `map tap target ${hit}px`);
+      // A 6-digit event id leaves the header logo whole.
+      await phone.evaluate(() => {
+        (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.lastId.value = 123456;
+      });
+      await phone.waitForFunction(() =>
+        document.querySelector(".live-badge")?.textContent?.includes("#123,456")
+      );
+      const logo = await phone.$eval(".brand > svg", (el) => el.getBoundingClientRect().width);
+      assert.deepEqual(Math.round(logo), 26);
+      // Stop asks before stopping, and the question's buttons are on-screen too.
+      await phone.click('button[data-action="stop"][data-server="Smith"]');
+      const confirm = await phone.$eval('button[data-action="confirm-stop"]', (el) => {
+        const r = el.getBoundingClientRect();
+        return { right: r.right, h: r.height };
+      });
+      assert.ok(confirm.right <= 390 && confirm.h >= 24, JSON.stringify(confirm));
+      await phone.click('button[data-action="cancel-stop"]');
+      assert.deepEqual(herd.herd.snapshot().servers.find((s) => s.name === "Smith")!.running, true);
+      await phone.close();
+    }),
+);

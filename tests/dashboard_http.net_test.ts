@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
 import type { HerdSnapshot, HerdView } from "../dashboard/types.ts";
 import { VERSION } from "../servers/version.ts";
 import { parseExposition } from "./_helpers/prom.ts";
@@ -745,5 +746,116 @@ Deno.test("POST /api/command: a server that never answers is bounded by the time
     await d.close();
     listener.close();
     for (const c of held) c.close();
+  }
+});
+
+/** Gunzips a binary string (one char per byte) into a binary string. */
+async function gunzip(binary: string): Promise<string> {
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  const out = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const plain = new Uint8Array(await new Response(out).arrayBuffer());
+  return Array.from(plain, (b) => String.fromCharCode(b)).join("");
+}
+
+Deno.test("compression and ETags: gzip on request, 304 on If-None-Match; JSON, page, static", async () => {
+  const d = await serve(new FakeHerd());
+  const p = Number(new URL(d.url).port);
+  try {
+    for (
+      const [target, type] of [
+        ["/api/world", /^application\/json/],
+        ["/api/state", /^application\/json/],
+        ["/static/style.css", /^text\/css/],
+        ["/", /^text\/html/],
+      ] as const
+    ) {
+      const plain = await rawRequest(p, target);
+      assert.deepEqual(plain.status, 200, target);
+      assert.deepEqual(
+        plain.headers["content-encoding"],
+        undefined,
+        `${target} compressed unasked`,
+      );
+      const zipped = await rawRequest(p, target, { headers: ["Accept-Encoding: gzip"] });
+      assert.deepEqual(zipped.headers["content-encoding"], "gzip", target);
+      assert.match(zipped.headers["content-type"], type);
+      assert.match(zipped.headers["vary"] ?? "", new RegExp(RegExp.escape("Accept-Encoding")));
+      const body = await gunzip(zipped.body);
+      assert.deepEqual(body, plain.body, `${target}: gzip of another body`);
+      assert.ok(zipped.body.length < plain.body.length, `${target}: gzip is not smaller`);
+      // The ETag names the content (whatever its encoding): a revalidation gets a 304.
+      const tag = plain.headers["etag"];
+      assert.match(tag ?? "", /^"[0-9a-f]+"$/, `${target}: no ETag`);
+      assert.deepEqual(zipped.headers["etag"], `W/${tag}`);
+      for (const sent of [tag, `W/${tag}`]) {
+        const again = await rawRequest(p, target, {
+          headers: [`If-None-Match: ${sent}`, "Accept-Encoding: gzip"],
+        });
+        assert.deepEqual(again.status, 304, `${target} If-None-Match ${sent}`);
+        assert.deepEqual(again.body, "");
+      }
+      const changed = await rawRequest(p, target, { headers: ['If-None-Match: "other"'] });
+      assert.deepEqual(changed.status, 200);
+    }
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test({
+  name: "compression: the event stream is neither compressed nor held back",
+  ...sse,
+  async fn() {
+    const herd = new FakeHerd();
+    const d = await serve(herd);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(d.url).port) });
+    try {
+      const req = `GET /api/events HTTP/1.1\r\nHost: ${new URL(d.url).host}\r\n` +
+        "Accept-Encoding: gzip, deflate\r\nIf-None-Match: *\r\n\r\n";
+      await conn.write(new TextEncoder().encode(req));
+      let text = "";
+      const buf = new Uint8Array(16384);
+      const deadline = Date.now() + 10_000;
+      const readUntil = async (what: string) => {
+        while (!text.includes(what)) {
+          assert.ok(Date.now() < deadline, `no ${JSON.stringify(what)} in ${JSON.stringify(text)}`);
+          const timer = setTimeout(() => conn.close(), deadline - Date.now());
+          const n = await conn.read(buf).finally(() => clearTimeout(timer));
+          if (n === null) break;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+        }
+      };
+      await readUntil("event: hello");
+      const head = text.slice(0, text.indexOf("\r\n\r\n")).toLowerCase();
+      assert.match(head, /^http\/1\.1 200/);
+      assert.match(head, new RegExp(RegExp.escape("content-type: text/event-stream")));
+      assert.ok(!head.includes("content-encoding"), head);
+      assert.ok(!head.includes("etag"), head);
+      assert.match(head, new RegExp(RegExp.escape("no-transform")));
+      // One small event arrives on its own, as plain text: nothing buffers it.
+      herd.bus.emit(accepted("Hill", "plain.sse.client"));
+      await readUntil("plain.sse.client");
+    } finally {
+      conn.close();
+      await d.close();
+    }
+  },
+});
+
+Deno.test("links: a remote herd shows the link control unavailable, and POST says why (409)", async () => {
+  const d = await serve(new FakeHerd());
+  try {
+    const html = await (await fetch(`${d.url}/`)).text();
+    assert.match(html, new RegExp(RegExp.escape('data-testid="links-unavailable"')));
+    assert.match(html, new RegExp(RegExp.escape("unavailable on a remote herd")));
+    const res = await fetch(`${d.url}/api/links/Hill/Jaquez`, {
+      method: "POST",
+      headers: { origin: d.url, "content-type": "application/json" },
+      body: '{"cut":true}',
+    });
+    assert.deepEqual(res.status, 409);
+    assert.match((await res.json()).error, /remote/);
+  } finally {
+    await d.close();
   }
 });

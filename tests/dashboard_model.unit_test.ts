@@ -154,3 +154,28 @@ Deno.test("model: counts have thousands separators, whatever the browser's local
     "synced with B: sent 1,000,000, received 25,000 in 8,500 ms",
   );
 });
+
+Deno.test("model: a cut link is its own state (named by the end that cut it), delay kept", () => {
+  const s0 = twoServers();
+  const cut = applyEvents(s0, [
+    dash({ kind: "link.control", t: 0, server: "B", peer: "A", cut: true, delayMs: 0 }, 1),
+    dash({ kind: "link.down", t: 0, server: "B", peer: "A", reason: "link cut" }, 2),
+  ]);
+  const [l] = graphLinks(cut);
+  assert.deepEqual([l.a, l.b, l.state, l.cutBy, l.delayMs], ["A", "B", "cut", ["B"], 0]);
+  // A server going down keeps the cut: it is a setting, not a state of the connection.
+  const down = applyEvents(cut, [dash({ kind: "server.down", t: 0, server: "B" }, 3)]);
+  assert.deepEqual(graphLinks(down)[0].state, "cut");
+  const slow = applyEvents(cut, [
+    dash({ kind: "link.control", t: 0, server: "B", peer: "A", cut: false, delayMs: 250 }, 4),
+    dash({ kind: "link.up", t: 0, server: "B", peer: "A", direction: "out" }, 5),
+  ]);
+  assert.deepEqual(graphLinks(slow)[0].delayMs, 250);
+  assert.deepEqual(graphLinks(slow)[0].cutBy, []);
+  assert.deepEqual(
+    describe(
+      dash({ kind: "link.control", t: 0, server: "B", peer: "A", cut: true, delayMs: 9 }, 6),
+    ),
+    "link to A cut, delay 9 ms",
+  );
+});

@@ -161,3 +161,49 @@ Deno.test("RemoteHerd: unreachable servers show stopped; the dashboard refuses s
     await remote.stop();
   }
 });
+
+Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fresh STATE", async () => {
+  const t = await startSeedHerd();
+  const watch = () =>
+    new RemoteHerd(t.config, {
+      secret: SECRET,
+      observer: "test-dash",
+      minBackoffMs: 50,
+      maxBackoffMs: 200,
+    });
+  const hillToJaquez = (r: RemoteHerd) =>
+    r.snapshot().servers.find((s) => s.name === "Hill")!.links.find((l) => l.peer === "Jaquez")!;
+  const live = watch();
+  let fresh: RemoteHerd | undefined;
+  try {
+    live.start();
+    await waitFor(
+      () => Object.values(live.status()).every((s) => s.status === "watching"),
+      5000,
+      "all watching",
+    );
+    t.herd.setLink("Hill", "Jaquez", { cut: true, delayMs: 40 });
+    await waitFor(() => hillToJaquez(live).cut === true, 5000, "the cut seen live");
+    assert.deepEqual(hillToJaquez(live).delayMs, 40);
+    await waitFor(() => hillToJaquez(live).up === false, 5000, "the cut link down");
+    fresh = watch();
+    fresh.start();
+    await waitFor(() => fresh!.status().Hill.status === "watching", 5000, "Hill watched");
+    assert.deepEqual({ ...hillToJaquez(fresh) }, {
+      peer: "Jaquez",
+      up: false,
+      cut: true,
+      delayMs: 40,
+    });
+    t.herd.setLink("Hill", "Jaquez", { cut: false, delayMs: 0 });
+    await waitFor(
+      () => hillToJaquez(live).cut === false && hillToJaquez(live).up,
+      10_000,
+      "restored",
+    );
+  } finally {
+    await fresh?.stop();
+    await live.stop();
+    await t.close();
+  }
+});

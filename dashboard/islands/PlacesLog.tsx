@@ -20,15 +20,11 @@ export default function PlacesLog() {
           <table class="table" data-testid="places-table">
             <thead>
               <tr>
-                <th>Time</th>
-                <th>Server</th>
+                <th>Time · server</th>
                 <th>Client</th>
-                <th class="num">Radius</th>
-                <th class="num">Bound</th>
-                <th>Provider</th>
+                <th class="num">Query</th>
                 <th>Status</th>
                 <th class="num">Results</th>
-                <th class="num">ms</th>
               </tr>
             </thead>
             <tbody>
@@ -39,16 +35,14 @@ export default function PlacesLog() {
                     data-places-row={e.client}
                     class={e.status === "OK" || e.status === "ZERO_RESULTS" ? "" : "row-error"}
                   >
-                    <td class="mono">{clock(e.t)}</td>
-                    <td>{e.server}</td>
-                    <td class="mono ellipsis" title={e.client}>{e.client}</td>
-                    <td class="num">{e.radiusKm} km</td>
-                    <td class="num">{e.bound}</td>
+                    {/* Two facts a cell, stacked: the panel is narrow beside the feed. */}
                     <td>
-                      {e.provider}
-                      {e.coalesced
-                        ? <span class="chip" title="shared with an identical query">shared</span>
-                        : null}
+                      <span class="mono">{clock(e.t)}</span>
+                      <span class="cell-sub">{e.server}</span>
+                    </td>
+                    <td class="mono ellipsis" title={e.client}>{e.client}</td>
+                    <td class="num nowrap">
+                      {e.radiusKm} km<span class="cell-sub">≤ {e.bound}</span>
                     </td>
                     <td title={e.error ?? ""}>
                       <span
@@ -58,9 +52,17 @@ export default function PlacesLog() {
                       >
                         {e.status}
                       </span>
+                      <span class="cell-sub">
+                        {e.provider}
+                        {e.coalesced
+                          ? <span class="chip" title="shared with an identical query">shared</span>
+                          : null}
+                      </span>
                     </td>
-                    <td class="num">{e.count}</td>
-                    <td class="num">{millis(e.latencyMs)}</td>
+                    <td class="num nowrap">
+                      {e.count}
+                      <span class="cell-sub">{millis(e.latencyMs)} ms</span>
+                    </td>
                   </tr>
                 )
               )}

@@ -16,6 +16,9 @@ import {
 import { formatCount } from "./_model.ts";
 import { Sparkline } from "./_spark.tsx";
 
+/** A sign beside each link's name, with its state also in words for screen readers. */
+const LINK_SIGN = { up: "✓", down: "✕", cut: "✂" } as const;
+
 export default function ServerPanel() {
   const init = useInitial();
   const snap = useSnapshot();
@@ -24,8 +27,11 @@ export default function ServerPanel() {
   const minutes = Math.round((series.step * 180) / 60_000);
   const [busy, setBusy] = useState<Record<string, boolean>>({});
   const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
+  /** The server whose Stop waits for a second, explicit click. */
+  const [confirming, setConfirming] = useState<string | null>(null);
 
   async function act(name: string, action: "stop" | "start") {
+    setConfirming(null);
     setBusy((b) => ({ ...b, [name]: true }));
     const res = await control(`/api/servers/${encodeURIComponent(name)}/${action}`, {});
     setBusy((b) => ({ ...b, [name]: false }));
@@ -61,9 +67,11 @@ export default function ServerPanel() {
                   <strong>{s.name}</strong>
                 </td>
                 <td class="mono muted col-address">{s.host}:{s.port}</td>
-                <td class="num">{formatCount(s.records)}</td>
-                <td class="num">{formatCount(s.connections)}</td>
-                <td class="num">{s.running ? formatCount(rate[s.name] ?? 0) : "–"}</td>
+                <td class="num" data-label="Clients">{formatCount(s.records)}</td>
+                <td class="num" data-label="Conns">{formatCount(s.connections)}</td>
+                <td class="num" data-label="Upd/s">
+                  {s.running ? formatCount(rate[s.name] ?? 0) : "–"}
+                </td>
                 <td class="col-spark">
                   <Sparkline
                     values={series.servers[s.name]?.upd ?? []}
@@ -78,22 +86,50 @@ export default function ServerPanel() {
                 </td>
                 <td class="links-cell">
                   {s.neighbors.map((n) => {
-                    const up = s.links.some((l) =>
-                      l.peer === n && l.up
+                    const link = s.links.find((l) =>
+                      l.peer === n
                     );
+                    // Said in words and a sign, not by colour alone.
+                    const state = link?.cut ? "cut" : link?.up ? "up" : "down";
                     return (
                       <span
                         key={n}
-                        class={`chip ${up ? "chip-up" : "chip-down"}`}
-                        title={up ? "up" : "down"}
+                        class={`chip chip-${state}`}
+                        data-link-state={state}
+                        title={`link to ${n}: ${state}`}
                       >
-                        {n}
+                        <span aria-hidden="true">{LINK_SIGN[state]}</span> {n}
+                        <span class="sr-only">: {state}</span>
                       </span>
                     );
                   })}
                 </td>
                 <td class="actions">
-                  {s.running
+                  {s.running && confirming === s.name
+                    ? (
+                      <span class="confirm" role="group" aria-label={`Stop ${s.name}?`}>
+                        <button
+                          type="button"
+                          class="btn btn-danger"
+                          data-action="confirm-stop"
+                          data-server={s.name}
+                          disabled={busy[s.name]}
+                          onClick={() => act(s.name, "stop")}
+                        >
+                          Stop {s.name}
+                        </button>
+                        <button
+                          type="button"
+                          class="btn"
+                          data-action="cancel-stop"
+                          onClick={() =>
+                            setConfirming(null)}
+                        >
+                          Cancel
+                        </button>
+                      </span>
+                    )
+                    : s.running
                     ? (
                       <button
                         type="button"
@@ -104,9 +140,9 @@ export default function ServerPanel() {
                         title={init.canControl
                           ? `Stop ${s.name}`
                           : "Remote herd: stop it where it runs"}
-                        onClick={() => act(s.name, "stop")}
+                        onClick={() => setConfirming(s.name)}
                       >
-                        Stop
+                        Stop…
                       </button>
                     )
                     : (

@@ -51,10 +51,12 @@ function withServer(
   return { ...snap, servers };
 }
 
-function setLink(s: ServerSnapshot, peer: string, up: boolean): ServerSnapshot {
+type LinkSnapshot = ServerSnapshot["links"][number];
+
+function setLink(s: ServerSnapshot, peer: string, change: Partial<LinkSnapshot>): ServerSnapshot {
   const links = s.links.some((l) => l.peer === peer)
-    ? s.links.map((l) => (l.peer === peer ? { ...l, up } : l))
-    : [...s.links, { peer, up }];
+    ? s.links.map((l) => (l.peer === peer ? { ...l, ...change } : l))
+    : [...s.links, { peer, up: false, ...change }];
   return { ...s, links };
 }
 
@@ -80,7 +82,7 @@ export function applyEvents(snap: HerdSnapshot, events: readonly DashEvent[]): H
           ...s,
           running: false,
           connections: 0,
-          links: s.links.map((l) => ({ peer: l.peer, up: false })),
+          links: s.links.map((l) => ({ ...l, up: false })),
         }));
         break;
       case "client.connect":
@@ -93,10 +95,17 @@ export function applyEvents(snap: HerdSnapshot, events: readonly DashEvent[]): H
         }));
         break;
       case "link.up":
-        out = withServer(out, e.server, (s) => setLink(s, e.peer, true));
+        out = withServer(out, e.server, (s) => setLink(s, e.peer, { up: true }));
         break;
       case "link.down":
-        out = withServer(out, e.server, (s) => setLink(s, e.peer, false));
+        out = withServer(out, e.server, (s) => setLink(s, e.peer, { up: false }));
+        break;
+      case "link.control":
+        out = withServer(
+          out,
+          e.server,
+          (s) => setLink(s, e.peer, { cut: e.cut, delayMs: e.delayMs }),
+        );
         break;
       case "location.accepted": {
         byClient ??= new Map(out.records.map((r) => [r.client, r]));
@@ -115,8 +124,11 @@ export function applyEvents(snap: HerdSnapshot, events: readonly DashEvent[]): H
   return out;
 }
 
-/** State of an undirected link as both ends report it ("half": only one end says up). */
-export type LinkState = "up" | "half" | "down";
+/**
+ * State of an undirected link as both ends report it ("half": only one end says up; "cut": an
+ * end has it cut on purpose).
+ */
+export type LinkState = "up" | "half" | "down" | "cut";
 
 /** One undirected link of the herd graph. */
 export interface GraphLink {
@@ -127,6 +139,10 @@ export interface GraphLink {
   rttMs: number | null;
   /** Records `a` has yet to send to `b`, and `b` to `a` (null when that end does not say). */
   behind: [number | null, number | null];
+  /** The ends that have it cut. */
+  cutBy: string[];
+  /** The largest delay either end adds (ms). */
+  delayMs: number;
 }
 
 /** A link as a snapshot may carry it: up, plus statistics when the herd keeps them. */
@@ -135,6 +151,8 @@ interface LinkInfo {
   up: boolean;
   rttMs?: number | null;
   behind?: number;
+  cut?: boolean;
+  delayMs?: number;
 }
 
 function linkInfo(s: ServerSnapshot, peer: string): LinkInfo | undefined {
@@ -157,15 +175,19 @@ export function graphLinks(snap: HerdSnapshot): GraphLink[] {
       const sb = byName.get(b)!;
       const upA = sa.links.some((l) => l.peer === b && l.up);
       const upB = sb.links.some((l) => l.peer === a && l.up);
-      const state: LinkState = !sa.running || !sb.running
+      const la = linkInfo(sa, b);
+      const lb = linkInfo(sb, a);
+      const cutBy = [la?.cut ? a : "", lb?.cut ? b : ""].filter((x) => x !== "");
+      const delayMs = Math.max(la?.delayMs ?? 0, lb?.delayMs ?? 0);
+      const state: LinkState = cutBy.length > 0
+        ? "cut"
+        : !sa.running || !sb.running
         ? "down"
         : upA && upB
         ? "up"
         : upA || upB
         ? "half"
         : "down";
-      const la = linkInfo(sa, b);
-      const lb = linkInfo(sb, a);
       const rtts = [la?.rttMs, lb?.rttMs].filter((v): v is number => typeof v === "number");
       out.push({
         a,
@@ -176,6 +198,8 @@ export function graphLinks(snap: HerdSnapshot): GraphLink[] {
           typeof la?.behind === "number" ? la.behind : null,
           typeof lb?.behind === "number" ? lb.behind : null,
         ],
+        cutBy,
+        delayMs,
       });
     }
   }
@@ -269,7 +293,7 @@ export function formatCount(n: number): string {
  *
  * @example
  * ```ts
- * edgeLabel({ a: "A", b: "B", state: "up", rttMs: 0.4, behind: [0, 1200] });
+ * edgeLabel({ a: "A", b: "B", state: "up", rttMs: 0.4, behind: [0, 1200], cutBy: [], delayMs: 0 });
  * // "0.40 ms · B→A 1,200 behind"
  * ```
  */
@@ -293,7 +317,7 @@ export function plural(n: number, word: string, many = `${word}s`): string {
 export const KIND_GROUPS: Record<string, readonly string[]> = {
   locations: ["location.accepted", "location.dropped"],
   propagation: ["propagation.sent", "propagation.received", "sync.done"],
-  links: ["link.up", "link.down", "peer.rejected"],
+  links: ["link.up", "link.down", "link.control", "peer.rejected"],
   clients: ["client.connect", "client.disconnect", "client.refused"],
   servers: ["server.up", "server.down"],
   whatsat: ["whatsat"],
@@ -343,6 +367,10 @@ export function describe(e: DashEvent): string {
       return `link to ${e.peer} ${e.state}, rtt ${
         e.rttMs === null ? "-" : `${millis(e.rttMs)} ms`
       }, ${e.behind} behind, ${e.unacked} unacknowledged`;
+    case "link.control":
+      return `link to ${e.peer} ${e.cut ? "cut" : "open"}${
+        e.delayMs > 0 ? `, delay ${e.delayMs} ms` : ""
+      }`;
     case "sync.done":
       return `synced with ${e.peer}: sent ${formatCount(e.sent)}, received ${
         formatCount(e.received)

@@ -18,7 +18,8 @@ export const handler: RouteModule["handler"] = {
       parseEventId(c.req.query("after"));
     return c.body(sseBody(d.hub, resume), 200, {
       "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-store",
+      // no-transform: no proxy may compress (and so buffer) the stream either.
+      "cache-control": "no-store, no-transform",
       "x-accel-buffering": "no",
     });
   },
