@@ -35,7 +35,7 @@ import type { HerdConfig, ServerConfig } from "../servers/config.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { LineSplitter, type SplitLine } from "../servers/lines.ts";
 import type { HerdSnapshot, RecordSnapshot, ServerState } from "../servers/snapshot.ts";
-import { compareRecords, parseLocation } from "../servers/protocol.ts";
+import { compareRecords, parseLocation } from "../servers/record.ts";
 import { MAX_OBSERVER_LINE } from "../servers/limits.ts";
 import {
   isWireName,

@@ -13,19 +13,7 @@
  */
 
 import type { FailureReason, InvalidReason } from "./reasons.ts";
-
-/** The fields of an AT line: what a location record is, on the wire and in the store. */
-export interface AtFields {
-  /** The server that received the client's IAMAT. */
-  origin: string;
-  /** Receive time minus client time, e.g. `+0.263873386`. */
-  diff: string;
-  client: string;
-  /** ISO 6709 text exactly as the client sent it, e.g. `+34.068930-118.445127`. */
-  location: string;
-  /** Client time exactly as sent, e.g. `1621464827.959498503`. */
-  time: string;
-}
+import type { AtFields } from "./record.ts";
 
 interface Base {
   /** Wall-clock time of the event, ms since the epoch. */

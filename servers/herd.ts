@@ -12,7 +12,7 @@ import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions } from "./server.ts";
 import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
-import { compareRecords, parseLocation } from "./protocol.ts";
+import { compareRecords, parseLocation } from "./record.ts";
 import type { StoredRecord } from "./store.ts";
 import type { LoadControlStats } from "./places/load_control.ts";
 import type { LinkChange, LinkSettings } from "./link_control.ts";

@@ -21,7 +21,8 @@
  * @module
  */
 
-import { asciiJson, type AtFields, type EventBus, type HerdEvent } from "./events.ts";
+import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
+import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
 

@@ -18,13 +18,13 @@
  * @module
  */
 
-import type { AtFields, ErrorReason, EventBus, LinkStats } from "./events.ts";
+import type { ErrorReason, EventBus, LinkStats } from "./events.ts";
 import { RttProbe } from "./link_stats.ts";
+import { type AtFields, sameRecord, validateRecord } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
-import { validateRecord } from "./protocol.ts";
 import {
   CAUGHTUP,
   formatCaughtUp,
@@ -640,9 +640,7 @@ export class Link {
     // Half of what a link carries is a record this server already holds, byte for byte (it
     // came the other way round the herd): it was validated when stored, so skip that.
     const known = this.#server.store.get(fields.client);
-    const duplicate = known !== undefined && known.time === fields.time &&
-      known.location === fields.location && known.origin === fields.origin &&
-      known.diff === fields.diff;
+    const duplicate = known !== undefined && sameRecord(known, fields);
     // The peer streams only what it holds, and outside a resend never a record it got from us:
     // so it holds this one and did not get it through us, which is all its receipt of our copy
     // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip

@@ -22,7 +22,8 @@ import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 import { binaryToBytes, bytesToBinary } from "./lines.ts";
-import { INTEGER, validateRecord } from "./protocol.ts";
+import { INTEGER } from "./protocol.ts";
+import { validateRecord } from "./record.ts";
 import { writeAll } from "./io.ts";
 
 /** Durable storage for one server. */

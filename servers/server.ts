@@ -5,9 +5,10 @@
  * @module
  */
 
-import type { AtFields, CommandVerb, EventBus, LinkStats } from "./events.ts";
+import type { CommandVerb, EventBus, LinkStats } from "./events.ts";
 import type { FailureReason, InvalidReason } from "./reasons.ts";
 import { LinkStatsReporter } from "./link_stats.ts";
+import { type AtFields, parseLocation } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
@@ -25,7 +26,6 @@ import {
   formatWhatsatReply,
   invalidCommand,
   parseCommand,
-  parseLocation,
   tooFarAhead,
   type WhatsatCommand,
 } from "./protocol.ts";

@@ -9,8 +9,7 @@
  * @module
  */
 
-import type { AtFields } from "./events.ts";
-import { compareRecords } from "./protocol.ts";
+import { type AtFields, compareRecords } from "./record.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {

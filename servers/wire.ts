@@ -21,8 +21,8 @@
  * @module
  */
 
-import type { AtFields, HerdEvent } from "./events.ts";
-import { asciiJson } from "./events.ts";
+import { asciiJson, type HerdEvent } from "./events.ts";
+import type { AtFields } from "./record.ts";
 import { INTEGER, splitFields } from "./protocol.ts";
 import type { ServerState } from "./snapshot.ts";
 

@@ -21,7 +21,8 @@ import {
   MAX_RECORD_JSON,
   MAX_TIME,
 } from "../servers/limits.ts";
-import { formatTimeDiff, parseCommand, validateRecord } from "../servers/protocol.ts";
+import { formatTimeDiff, parseCommand } from "../servers/protocol.ts";
+import { validateRecord } from "../servers/record.ts";
 
 const LINE = 64 * 1024;
 

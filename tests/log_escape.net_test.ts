@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 import { escapeLogText, formatLogLine, openLogs, unescapeLogText } from "../servers/log.ts";
-import type { AtFields, HerdEvent } from "../servers/events.ts";
+import type { HerdEvent } from "../servers/events.ts";
+import type { AtFields } from "../servers/record.ts";
 import { bytesToBinary } from "../servers/lines.ts";
 
 /** Every byte a line may not hold raw: C0 controls (LF, CR, ESC, ...), DEL, 0x80-0xff. */

@@ -1,17 +1,15 @@
 import assert from "node:assert/strict";
 import {
-  compareTimes,
   formatAt,
   formatInvalid,
   formatTimeDiff,
   formatWhatsatReply,
   parseCommand,
-  parseLocation,
   splitFields,
   tooFarAhead,
-  validateRecord,
 } from "../servers/protocol.ts";
 import { INVALID_REASONS, type InvalidReason } from "../servers/reasons.ts";
+import { compareTimes, parseLocation, validateRecord } from "../servers/record.ts";
 
 Deno.test("fields split on the protocol's six whitespace bytes only", () => {
   assert.deepEqual(splitFields(" IAMAT\tk\r+1+2\f3\v"), ["IAMAT", "k", "+1+2", "3"]);

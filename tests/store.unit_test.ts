@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { compareRecords, formatAt } from "../servers/protocol.ts";
+import { formatAt } from "../servers/protocol.ts";
+import { compareRecords } from "../servers/record.ts";
 import { RecordStore } from "../servers/store.ts";
 
 Deno.test("store: newer wins, stale and duplicates stop, ties break the same everywhere", () => {

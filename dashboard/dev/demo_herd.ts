@@ -8,7 +8,8 @@
  * @module
  */
 
-import { type AtFields, EventBus } from "../../servers/events.ts";
+import { EventBus } from "../../servers/events.ts";
+import type { AtFields } from "../../servers/record.ts";
 import type { HerdSnapshot, HerdView, RecordSnapshot } from "../types.ts";
 import { closeQuietly } from "../../servers/io.ts";
 

@@ -1,0 +1,207 @@
+/**
+ * A location record and its rules, in one place: its fields (`AtFields`), when it is valid
+ * (`validateRecord`, `parseLocation`, the caps), which of two records of a client wins
+ * (`compareRecords`, with the tie rule) and when two are the same (`sameRecord`). The store,
+ * the links, persistence, the client protocol and the dashboard all apply these. Depends on
+ * nothing but the size limits (limits.ts, itself a leaf).
+ *
+ * Text fields are "binary strings" (one char per byte), exactly as they came off the wire.
+ *
+ * @module
+ */
+
+import {
+  MAX_CLIENT_ID,
+  MAX_DIFF,
+  MAX_LOCATION,
+  MAX_RECORD_FIELDS,
+  MAX_SERVER_NAME,
+  MAX_TIME,
+} from "./limits.ts";
+
+/** The fields of an AT line: what a location record is, on the wire and in the store. */
+export interface AtFields {
+  /** The server that received the client's IAMAT. */
+  origin: string;
+  /** Receive time minus client time, e.g. `+0.263873386`. */
+  diff: string;
+  client: string;
+  /** ISO 6709 text exactly as the client sent it, e.g. `+34.068930-118.445127`. */
+  location: string;
+  /** Client time exactly as sent, e.g. `1621464827.959498503`. */
+  time: string;
+}
+
+/** A protocol time: unsigned decimal seconds, any number of fraction digits. */
+export const TIME = /^(\d+)(?:\.(\d+))?$/;
+/** One field: no protocol whitespace. */
+const FIELD = /^[^ \t\r\n\f\v]+$/;
+/** A time difference as the herd formats it. */
+const DIFF = /^[+-]\d+\.\d{9}$/;
+
+/**
+ * Parses ISO 6709 `±lat±lng` in decimal degrees, checking the ranges exactly.
+ * Returns undefined when the text is not a valid location.
+ *
+ * @example
+ * ```ts
+ * parseLocation("+34.068930-118.445127"); // { lat: 34.06893, lng: -118.445127 }
+ * parseLocation("+91+0"); // undefined
+ * ```
+ */
+export function parseLocation(text: string): { lat: number; lng: number } | undefined {
+  // A scanner, not a regular expression: this runs for every IAMAT and every new record a peer
+  // sends, and a match with six captures allocates an array and six strings each time.
+  const mid = scanCoordinate(text, 0, 90);
+  if (mid < 0) return undefined;
+  if (scanCoordinate(text, mid, 180) !== text.length) return undefined;
+  return { lat: Number(text.slice(0, mid)), lng: Number(text.slice(mid)) };
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+/**
+ * Scans one coordinate, `[+-]int[.frac]`, at `start`, and checks exactly that its magnitude is
+ * at most `limit` (an integer below 1000). Returns the index after it, or -1.
+ */
+function scanCoordinate(text: string, start: number, limit: number): number {
+  const n = text.length;
+  const sign = text.charCodeAt(start);
+  if (sign !== 43 && sign !== 45) return -1;
+  let i = start + 1;
+  const intStart = i;
+  while (i < n && isDigit(text.charCodeAt(i))) i++;
+  const intEnd = i;
+  if (intEnd === intStart) return -1;
+  let fracStart = i;
+  if (i < n && text.charCodeAt(i) === 46) {
+    fracStart = ++i;
+    while (i < n && isDigit(text.charCodeAt(i))) i++;
+    if (i === fracStart) return -1;
+  }
+  let first = intStart;
+  while (first < intEnd - 1 && text.charCodeAt(first) === 48) first++;
+  if (intEnd - first > 3) return -1; // 1000 or more
+  let value = 0;
+  for (let k = first; k < intEnd; k++) value = value * 10 + text.charCodeAt(k) - 48;
+  if (value > limit) return -1;
+  if (value === limit) {
+    for (let k = fracStart; k < i; k++) if (text.charCodeAt(k) !== 48) return -1;
+  }
+  return i;
+}
+
+/**
+ * Compares two protocol times exactly as decimals: negative, zero or positive.
+ *
+ * @example
+ * ```ts
+ * compareTimes("1.50", "1.5"); // 0
+ * compareTimes("10", "9.999"); // 1
+ * ```
+ */
+export function compareTimes(a: string, b: string): number {
+  if (a === b) return 0;
+  // Char by char, no allocation: this runs for every record a server offers to its store.
+  let ad = a.indexOf(".");
+  if (ad < 0) ad = a.length;
+  let bd = b.indexOf(".");
+  if (bd < 0) bd = b.length;
+  let ai = 0;
+  while (ai < ad && a.charCodeAt(ai) === 48) ai++;
+  let bi = 0;
+  while (bi < bd && b.charCodeAt(bi) === 48) bi++;
+  if (ad - ai !== bd - bi) return ad - ai - (bd - bi);
+  for (; ai < ad; ai++, bi++) {
+    const d = a.charCodeAt(ai) - b.charCodeAt(bi);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  // Fractions: a missing digit is a zero.
+  const an = a.length - ad - 1;
+  const bn = b.length - bd - 1;
+  for (let i = 0; i < Math.max(an, bn); i++) {
+    const x = i < an ? a.charCodeAt(ad + 1 + i) : 48;
+    const y = i < bn ? b.charCodeAt(bd + 1 + i) : 48;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+function compareText(a: string, b: string): number {
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+/**
+ * True when two records of the same client are the same record, byte for byte (a duplicate):
+ * what {@linkcode compareRecords} calls 0, without parsing anything.
+ *
+ * @example
+ * ```ts
+ * const r = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
+ * sameRecord(r, { ...r }); // true
+ * sameRecord(r, { ...r, time: "5.0" }); // false: equal times, yet another record
+ * ```
+ */
+export function sameRecord(a: AtFields, b: AtFields): boolean {
+  return a.time === b.time && a.location === b.location && a.origin === b.origin &&
+    a.diff === b.diff;
+}
+
+/**
+ * Orders two records of the same client: positive when `a` should replace `b`. The newer client
+ * time wins; equal times are broken by the raw time text, then location, origin and diff, compared
+ * bytewise, so every server picks the same winner and the herd converges. Zero means the same
+ * record (a duplicate).
+ *
+ * @example
+ * ```ts
+ * const r = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
+ * compareRecords({ ...r, time: "6" }, r) > 0; // true: newer
+ * compareRecords(r, r); // 0: duplicate
+ * ```
+ */
+export function compareRecords(a: AtFields, b: AtFields): number {
+  // The common case on a link is the same record arriving again: settle it without parsing.
+  if (sameRecord(a, b)) return 0;
+  return compareTimes(a.time, b.time) ||
+    compareText(a.time, b.time) ||
+    compareText(a.location, b.location) ||
+    compareText(a.origin, b.origin) ||
+    compareText(a.diff, b.diff);
+}
+
+/**
+ * Validates the fields of an AT record received from a peer (never trust a peer's bytes).
+ * Returns the parsed coordinates, or undefined when any field is invalid.
+ *
+ * @example
+ * ```ts
+ * validateRecord({ origin: "Hill", diff: "-0.5", client: "k", location: "+1+2", time: "3" });
+ * // { lat: 1, lng: 2 }
+ * ```
+ */
+export function validateRecord(r: AtFields): { lat: number; lng: number } | undefined {
+  if (r.origin.length > MAX_SERVER_NAME || r.diff.length > MAX_DIFF) return undefined;
+  if (!recordFieldsFit(r.client, r.location, r.time)) return undefined;
+  if (!FIELD.test(r.origin) || !DIFF.test(r.diff)) return undefined;
+  if (!FIELD.test(r.client)) return undefined;
+  if (!TIME.test(r.time)) return undefined;
+  return parseLocation(r.location);
+}
+
+/**
+ * True when a record's client fields are within the caps of limits.ts: each field alone, and
+ * the three together (what one client line can carry).
+ *
+ * @example
+ * ```ts
+ * recordFieldsFit("kiwi", "+1+2", "3"); // true
+ * recordFieldsFit("k".repeat(257), "+1+2", "3"); // false
+ * ```
+ */
+export function recordFieldsFit(client: string, location: string, time: string): boolean {
+  return client.length <= MAX_CLIENT_ID && location.length <= MAX_LOCATION &&
+    time.length <= MAX_TIME && client.length + location.length + time.length <= MAX_RECORD_FIELDS;
+}
