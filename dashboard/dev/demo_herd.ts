@@ -9,7 +9,13 @@
  */
 
 import { EventBus } from "../../servers/events.ts";
-import type { AtFields } from "../../servers/record.ts";
+import { type AtFields, compareRecords, sameRecord } from "../../servers/record.ts";
+import {
+  formatAt,
+  formatInvalid,
+  formatWhatsatReply,
+  parseCommand,
+} from "../../servers/protocol.ts";
 import type { HerdSnapshot, HerdView, RecordSnapshot } from "../types.ts";
 import { closeQuietly } from "../../servers/io.ts";
 
@@ -47,18 +53,6 @@ export interface DemoHerdOptions {
   /** Delay of one propagation hop, ms. Default 15. */
   hopMs?: number;
   places?: string;
-}
-
-const LOCATION = /^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)$/;
-
-/** Parses ISO 6709 `+34.06-118.44` into degrees, or null. */
-export function parseLocation(loc: string): { lat: number; lng: number } | null {
-  const m = LOCATION.exec(loc);
-  if (!m) return null;
-  const lat = Number(m[1]);
-  const lng = Number(m[2]);
-  if (Math.abs(lat) > 90 || Math.abs(lng) > 180) return null;
-  return { lat, lng };
 }
 
 /** Formats degrees as ISO 6709 text. */
@@ -187,7 +181,7 @@ export class DemoHerd implements HerdView {
     for (const s of this.#servers.values()) {
       for (const r of s.records.values()) {
         const o = newest.get(r.client);
-        if (!o || Number(r.time) > Number(o.time)) newest.set(r.client, r);
+        if (!o || compareRecords(r, o) > 0) newest.set(r.client, r);
       }
     }
     return {
@@ -217,14 +211,14 @@ export class DemoHerd implements HerdView {
   /** Stores and floods a record as if `server` had it from a client (null) or a peer. */
   #accept(s: DemoServer, rec: AtFields, from: string | null, lat: number, lng: number): void {
     const old = s.records.get(rec.client);
-    if (old && Number(old.time) >= Number(rec.time)) {
+    if (old && compareRecords(rec, old) <= 0) {
       this.bus.emit({
         kind: "location.dropped",
         t: Date.now(),
         server: s.name,
         record: rec,
         from,
-        reason: old.time === rec.time ? "duplicate" : "stale",
+        reason: sameRecord(old, rec) ? "duplicate" : "stale",
       });
       return;
     }
@@ -264,14 +258,19 @@ export class DemoHerd implements HerdView {
 
   /** Simulates an IAMAT from `client` at `server`. */
   report(server: string, client: string, lat: number, lng: number, time?: string): AtFields {
-    const s = this.#get(server);
-    const rec: AtFields = {
-      origin: server,
-      diff: "+0.000000000",
-      client,
-      location: formatLocation(lat, lng),
-      time: time ?? (Date.now() / 1000).toFixed(9),
-    };
+    const location = formatLocation(lat, lng);
+    return this.#report(this.#get(server), client, location, lat, lng, time);
+  }
+
+  #report(
+    s: DemoServer,
+    client: string,
+    location: string,
+    lat: number,
+    lng: number,
+    time = (Date.now() / 1000).toFixed(9),
+  ): AtFields {
+    const rec: AtFields = { origin: s.name, diff: "+0.000000000", client, location, time };
     if (s.running) this.#accept(s, rec, null, lat, lng);
     return rec;
   }
@@ -366,28 +365,26 @@ export class DemoHerd implements HerdView {
     });
   }
 
+  /** A client line, parsed as the herd parses it (protocol.ts); the toy part is the answer. */
   #answer(s: DemoServer, line: string): string {
-    const f = line.trim().split(/\s+/);
-    if (f[0] === "IAMAT" && f.length === 4) {
-      const loc = parseLocation(f[2]);
-      if (loc && /^\d+(\.\d+)?$/.test(f[3])) {
-        const rec = this.report(s.name, f[1], loc.lat, loc.lng, f[3]);
-        return `AT ${rec.origin} ${rec.diff} ${rec.client} ${rec.location} ${rec.time}\n`;
-      }
+    const cmd = parseCommand(line);
+    if (cmd.verb === "IAMAT") {
+      const rec = this.#report(s, cmd.client, cmd.location, cmd.lat, cmd.lng, cmd.time);
+      return `${formatAt(rec)}\n`;
     }
-    if (f[0] === "WHATSAT" && f.length === 4 && /^\d+(\.\d+)?$/.test(f[2]) && /^\d+$/.test(f[3])) {
-      const r = s.records.get(f[1]);
+    if (cmd.verb === "WHATSAT") {
+      const r = s.records.get(cmd.client);
       if (r) {
-        this.whatsat(s.name, f[1], Number(f[2]), Number(f[3]));
+        this.whatsat(s.name, cmd.client, cmd.radiusKm, cmd.bound);
         const body = JSON.stringify(
           { html_attributions: [], results: [], status: "ZERO_RESULTS" },
           null,
           2,
         );
-        return `AT ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}\n${body}\n\n`;
+        return formatWhatsatReply(formatAt(r), body);
       }
     }
-    return `? ${line.trim()}\n`;
+    return formatInvalid(line);
   }
 }
 

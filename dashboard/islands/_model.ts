@@ -6,35 +6,21 @@
  */
 
 import type { DashEvent, HerdSnapshot, RecordSnapshot, ServerSnapshot } from "../types.ts";
+import { compareRecords, compareTimes } from "../../servers/record.ts";
 
-/**
- * Compares two decimal time strings (`D+(.D+)?`) exactly: negative when a < b. Falls back to
- * numeric comparison for anything else.
- */
-export function compareTime(a: string, b: string): number {
-  const re = /^(\d+)(?:\.(\d+))?$/;
-  const ma = re.exec(a);
-  const mb = re.exec(b);
-  if (!ma || !mb) return Number(a) - Number(b);
-  const ia = ma[1].replace(/^0+(?=\d)/, "");
-  const ib = mb[1].replace(/^0+(?=\d)/, "");
-  if (ia.length !== ib.length) return ia.length - ib.length;
-  if (ia !== ib) return ia < ib ? -1 : 1;
-  const fa = (ma[2] ?? "").replace(/0+$/, "");
-  const fb = (mb[2] ?? "").replace(/0+$/, "");
-  const n = Math.max(fa.length, fb.length);
-  const pa = fa.padEnd(n, "0");
-  const pb = fb.padEnd(n, "0");
-  return pa === pb ? 0 : pa < pb ? -1 : 1;
-}
+/** Client times compared exactly, as the herd compares them. */
+export const compareTime = compareTimes;
 
 /** Most records the browser keeps (the newest, for the client table; the map asks the server). */
 export const MAX_RECORDS = 500;
 
-/** Merges a record into a by-client map when it is newer. Returns true when it changed. */
+/**
+ * Merges a record into a by-client map when it wins by the herd's rule (newer time, then the tie
+ * rule), so the map shows what the herd converges to. Returns true when it changed.
+ */
 export function mergeRecord(byClient: Map<string, RecordSnapshot>, r: RecordSnapshot): boolean {
   const old = byClient.get(r.client);
-  if (old && compareTime(r.time, old.time) <= 0) return false;
+  if (old && compareRecords(r, old) <= 0) return false;
   byClient.set(r.client, r);
   return true;
 }
