@@ -26,7 +26,7 @@ export interface Watcher {
   close(): void;
 }
 
-export { randomHex } from "../servers/auth.ts";
+export { randomHex } from "../servers/text.ts";
 
 /**
  * Opens a connection and runs the observer handshake; returns it with what the server sent after

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { toHex } from "../servers/text.ts";
 import type { Context } from "hono";
 import { extname, join, sep } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
@@ -36,7 +37,7 @@ export interface Assets {
 
 async function shortHash(data: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-  return [...d.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(d.slice(0, 6));
 }
 
 /** Reads the build manifest and the stylesheet's hash. */

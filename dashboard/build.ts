@@ -9,6 +9,7 @@
  */
 
 import { buildIslands, bundleInputsHash, inputsStamp } from "./bundle.ts";
+import { errText } from "../servers/text.ts";
 
 if (import.meta.main) {
   const started = performance.now();
@@ -25,7 +26,7 @@ if (import.meta.main) {
         `into dashboard/static/build/ in ${ms} ms (version ${m.version})`,
     );
   } catch (err) {
-    console.error(err instanceof Error ? err.message : err);
+    console.error(errText(err));
     Deno.exit(1);
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { toHex } from "../servers/text.ts";
 import type { BuildManifest } from "./assets.ts";
 
 /** The dashboard's root folder (this file's own folder). */
@@ -134,7 +135,7 @@ export async function buildIslands(opts: BuildOptions = {}): Promise<BuildManife
     ),
   );
   const manifest: BuildManifest = {
-    version: [...hash.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    version: toHex(hash.slice(0, 6)),
     islands: islandFiles,
     chunks,
     builtAt: new Date().toISOString(),

@@ -5,8 +5,9 @@
  * @module
  */
 
+import { errText } from "../servers/text.ts";
 import { displayText } from "../servers/events.ts";
-import { closeQuietly } from "../servers/io.ts";
+import { closeQuietly, writeAll } from "../servers/io.ts";
 
 /** What a command produced. */
 export interface CommandResult {
@@ -58,9 +59,7 @@ export async function sendCommand(
     } catch (err) {
       return { reply: "", bytes: 0, ms: elapsed(), error: `connect failed: ${errText(err)}` };
     }
-    const data = new TextEncoder().encode(line + "\n");
-    let off = 0;
-    while (off < data.length) off += await conn.write(data.subarray(off));
+    await writeAll(conn, new TextEncoder().encode(line + "\n"));
     const buf = new Uint8Array(16 * 1024);
     while (true) {
       let n: number | null;
@@ -91,8 +90,4 @@ export async function sendCommand(
     clearTimeout(timer);
     closeQuietly(conn);
   }
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

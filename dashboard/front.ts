@@ -17,6 +17,7 @@
  * @module
  */
 
+import { withTimeout } from "../servers/timeout.ts";
 import { acceptConnections, descriptors } from "../servers/descriptors.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
 
@@ -156,9 +157,5 @@ async function pipe(from: Deno.Conn, to: Deno.Conn, stallMs: number): Promise<bo
 }
 
 function withDeadline(write: Promise<number>, ms: number): Promise<number> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = new Promise<number>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("stalled")), ms);
-  });
-  return Promise.race([write, stalled]).finally(() => clearTimeout(timer));
+  return withTimeout(write, ms, { error: () => new Error("stalled") });
 }

@@ -45,6 +45,9 @@ import {
   parseObserverLine,
 } from "../servers/wire.ts";
 import { closeQuietly } from "../servers/io.ts";
+import { Backoff, jittered } from "../servers/backoff.ts";
+import { withTimeout } from "../servers/timeout.ts";
+import { errText } from "../servers/text.ts";
 
 type ServerView = ServerState;
 
@@ -87,7 +90,8 @@ interface Watch {
   /** Snapshot records still to come in RECORDS lines after STATE. */
   snapshotLeft: number;
   conn?: Deno.Conn;
-  attempt: number;
+  /** Redial delays: reset once a stream is watching. */
+  backoff: Backoff;
   timer?: ReturnType<typeof setTimeout>;
   lastError?: string;
   /** The server's own metrics (prom-client JSON) from its last `METRICS` line. */
@@ -130,7 +134,7 @@ export class RemoteHerd {
         known: new Set(),
         knownComplete: false,
         snapshotLeft: 0,
-        attempt: 0,
+        backoff: new Backoff(this.#minBackoff, this.#maxBackoff),
       });
     }
   }
@@ -222,10 +226,8 @@ export class RemoteHerd {
       return;
     }
     w.status = "backoff";
-    if (wasWatching) w.attempt = 0;
-    const base = Math.min(this.#maxBackoff, this.#minBackoff * 2 ** Math.min(w.attempt, 16));
-    w.attempt++;
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    if (wasWatching) w.backoff.reset();
+    const delay = Math.round(jittered(w.backoff.next()));
     w.timer = setTimeout(() => {
       w.timer = undefined;
       this.#dial(w);
@@ -243,7 +245,9 @@ export class RemoteHerd {
       const dial = this.#tlsCa === undefined
         ? Deno.connect({ hostname: dialHost, port })
         : dialTls(w.config, this.#tlsCa);
-      conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout);
+      conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout, {
+        onLate: (late) => closeQuietly(late), // a connection that arrives late is closed
+      });
     } catch (err) {
       const at = this.#tlsCa === undefined ? port : w.config.linkPort;
       this.#backoff(w, `connect ${dialHost}:${at}: ${errText(err)}`);
@@ -357,7 +361,7 @@ export class RemoteHerd {
       })),
     };
     w.status = "watching";
-    w.attempt = 0;
+    w.backoff.reset();
     w.lastError = undefined;
     w.known = new Set();
     const recs = st.records ?? [];
@@ -485,25 +489,4 @@ export class RemoteHerd {
     if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
     this.bus.emit(e);
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => {
-      reject(new Error(`timed out after ${ms} ms`));
-      // A connection that arrives late is closed.
-      p.then((v) => (v as { close?: () => void })?.close?.(), () => {});
-    }, ms);
-    p.then((v) => {
-      clearTimeout(t);
-      resolve(v);
-    }, (err) => {
-      clearTimeout(t);
-      reject(err);
-    });
-  });
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

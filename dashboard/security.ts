@@ -11,6 +11,8 @@
  * @module
  */
 
+import { randomHex } from "../servers/text.ts";
+
 /** True for loopback listen addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
@@ -35,8 +37,7 @@ export function authority(host: string, port: number): string {
 
 /** A fresh random token (128 bits, hex). */
 export function generateToken(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return randomHex(16);
 }
 
 /** Compares two strings in time independent of where they differ. */

@@ -5,11 +5,9 @@
  * @module
  */
 
-const encoder = new TextEncoder();
+import { randomHex, toHex } from "./text.ts";
 
-function toHex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-}
+const encoder = new TextEncoder();
 
 function fromHex(hex: string): Uint8Array<ArrayBuffer> | undefined {
   if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
@@ -64,16 +62,4 @@ export class HerdAuth {
  */
 export function generateSecret(): string {
   return randomHex(32);
-}
-
-/**
- * `bytes` random bytes as hex (for secrets and handshake nonces).
- *
- * @example
- * ```ts
- * randomHex(16).length; // 32
- * ```
- */
-export function randomHex(bytes: number): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(bytes)).buffer);
 }

@@ -17,6 +17,8 @@
  * @module
  */
 
+import { Backoff } from "./backoff.ts";
+
 /** First accept retry after an accept error (ms); doubles per failure. */
 const ACCEPT_BACKOFF_MIN_MS = 10;
 /** Longest pause between accept retries (ms). */
@@ -136,20 +138,17 @@ export async function* acceptConnections(
   listener: Deno.Listener,
   onError: (message: string) => void,
 ): AsyncGenerator<Deno.Conn> {
-  let backoff = 0;
+  const backoff = new Backoff(ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
   for (;;) {
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();
-      backoff = 0;
+      backoff.reset();
     } catch (err) {
       if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) return;
-      backoff = Math.min(
-        backoff === 0 ? ACCEPT_BACKOFF_MIN_MS : backoff * 2,
-        ACCEPT_BACKOFF_MAX_MS,
-      );
-      onError(`accept failed (${(err as Error).message}); retrying in ${backoff} ms`);
-      await new Promise((resolve) => setTimeout(resolve, backoff));
+      const delay = backoff.next();
+      onError(`accept failed (${(err as Error).message}); retrying in ${delay} ms`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
       continue;
     }
     yield conn;

@@ -15,9 +15,11 @@
  * @module
  */
 
-import { type HerdAuth, randomHex } from "./auth.ts";
+import type { HerdAuth } from "./auth.ts";
+import { randomHex } from "./text.ts";
 import { binaryToBytes, type LineSplitter, type SplitLine } from "./lines.ts";
-import { closeQuietly, writeAll } from "./io.ts";
+import { writeAll } from "./io.ts";
+import { closeAfter } from "./timeout.ts";
 import {
   formatChallenge,
   formatHello,
@@ -83,19 +85,6 @@ class LineReader {
   }
 }
 
-/** Closes `conn` when the handshake takes too long; `expired` tells whether it did. */
-function deadline(conn: Deno.Conn, ms: number): { expired: boolean; clear(): void } {
-  const state = {
-    expired: false,
-    clear: () => clearTimeout(timer),
-  };
-  const timer = setTimeout(() => {
-    state.expired = true;
-    closeQuietly(conn);
-  }, ms);
-  return state;
-}
-
 /** A handshake's outcome: the lines read past it, or why it failed. */
 export type HandshakeResult =
   | { ok: true; rest: SplitLine[] }
@@ -135,7 +124,7 @@ export async function dialHandshake(
   peer: string,
   timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<HandshakeResult> {
-  const timer = deadline(conn, timeoutMs);
+  const timer = closeAfter(conn, timeoutMs);
   try {
     const nonceD = newNonce();
     if (!(await send(conn, formatHello({ role, from: me, to: peer, nonce: nonceD })))) {
@@ -216,7 +205,7 @@ export async function acceptHandshake(
   timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<HandshakeResult> {
   const { role, from, to, nonce: nonceD } = hello;
-  const timer = deadline(conn, timeoutMs);
+  const timer = closeAfter(conn, timeoutMs);
   try {
     const nonceA = newNonce();
     const mac = await auth.sign(proofText(role, "acceptor", from, to, nonceD, nonceA));

@@ -45,6 +45,7 @@ import {
 } from "./wire.ts";
 import type { RecordStore } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
@@ -739,7 +740,7 @@ export class Link {
   // The dialing side.
 
   async #dialLoop(generation: number): Promise<void> {
-    let delay = this.#opts.backoffMinMs;
+    const backoff = new Backoff(this.#opts.backoffMinMs, this.#opts.backoffMaxMs);
     let wait = 0; // a server that starts dials at once
     while (this.#running && generation === this.#generation) {
       if (this.#settings.cut) {
@@ -754,15 +755,15 @@ export class Link {
         // Up (dialled by either end): wait for it to go down, then redial quickly.
         await new Promise<void>((resolve) => (this.#closedSignal = resolve));
         this.#closedSignal = undefined;
-        delay = this.#opts.backoffMinMs;
-        wait = delay;
+        backoff.reset();
+        wait = backoff.current;
         continue;
       }
       if (wait > 0) {
         // Jitter (±25%) keeps a herd that restarts together from redialling in lockstep.
         await new Promise<void>((resolve) => {
           this.#wakeDialer = resolve;
-          this.#dialTimer = setTimeout(resolve, wait * (0.75 + Math.random() * 0.5));
+          this.#dialTimer = setTimeout(resolve, jittered(wait));
         });
         this.#wakeDialer = undefined;
         if (
@@ -774,9 +775,9 @@ export class Link {
       }
       const outcome = await this.#dialOnce();
       // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
-      if (outcome === "failed") delay = Math.min(delay * 2, this.#opts.backoffMaxMs);
-      else delay = this.#opts.backoffMinMs;
-      wait = delay;
+      if (outcome === "failed") backoff.next();
+      else backoff.reset();
+      wait = backoff.current;
     }
   }
 

@@ -25,6 +25,7 @@ import { binaryToBytes, bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
 import { writeAll } from "./io.ts";
+import { Backoff } from "./backoff.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {
@@ -290,7 +291,7 @@ class RecordLog implements Persistence {
   /** A write is chained and has not started. */
   #writeQueued = false;
   #failing = false;
-  #backoff = RETRY_MIN_MS;
+  #backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
   #lastReport = -Infinity;
   #closed = false;
 
@@ -316,7 +317,7 @@ class RecordLog implements Persistence {
       this.#pendingMarks.clear();
       this.#readyMarks.clear();
       this.#failing = false;
-      this.#backoff = RETRY_MIN_MS;
+      this.#backoff.reset();
       this.#fail(new Error("the server restarted"));
     }
     await Deno.mkdir(this.#dir, { recursive: true });
@@ -423,7 +424,7 @@ class RecordLog implements Persistence {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#commitNow();
-    }, this.#failing ? this.#backoff : this.#commitMs);
+    }, this.#failing ? this.#backoff.current : this.#commitMs);
   }
 
   #commitNow(): Promise<void> {
@@ -471,7 +472,7 @@ class RecordLog implements Persistence {
         this.#failing = false;
         this.#lastReport = -Infinity;
       }
-      this.#backoff = RETRY_MIN_MS;
+      this.#backoff.reset();
       this.#committedEvent(records.length, started, true);
       this.#wake(upTo);
     } catch (err) {
@@ -498,8 +499,7 @@ class RecordLog implements Persistence {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#commitNow();
-      }, this.#backoff);
-      this.#backoff = Math.min(this.#backoff * 2, RETRY_MAX_MS);
+      }, this.#backoff.next());
       return;
     }
     if (this.#compactDue()) await this.#compact();

@@ -17,6 +17,7 @@
 import KDBush from "kdbush";
 import { around } from "geokdbush";
 import { checkQuery, emptyAnswer, errorAnswer } from "./bodies.ts";
+import { errText } from "../text.ts";
 import type { LegacyPlace, PlacesAnswer, PlacesProvider, PlacesQuery } from "./provider.ts";
 
 /**
@@ -204,8 +205,7 @@ export function createOfflineProvider(): PlacesProvider {
         };
       } catch (err) {
         // Only a broken install gets here (package data missing); still never reject.
-        const message = err instanceof Error ? err.message : String(err);
-        return errorAnswer("UNKNOWN_ERROR", `Offline place index unavailable: ${message}`);
+        return errorAnswer("UNKNOWN_ERROR", `Offline place index unavailable: ${errText(err)}`);
       }
     },
   };

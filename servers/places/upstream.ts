@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errText } from "../text.ts";
 import { jsonTooDeep, MAX_BODY_BYTES, MAX_BODY_DEPTH, shortMessage } from "./bodies.ts";
 
 /** How the exchange ended. */
@@ -186,7 +187,7 @@ function errorText(err: unknown): string {
   const parts: string[] = [];
   let e: unknown = err;
   for (let depth = 0; e && depth < 4; depth++) {
-    parts.push(e instanceof Error ? e.message : String(e));
+    parts.push(errText(e));
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(": ");

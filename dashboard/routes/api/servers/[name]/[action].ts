@@ -6,6 +6,7 @@
 
 import { jsonError, type RouteModule } from "../../../../context.ts";
 import { displaySnapshot } from "../../../../display.ts";
+import { errText } from "../../../../../servers/text.ts";
 
 export const handler: RouteModule["handler"] = {
   async POST(c, d) {
@@ -30,7 +31,7 @@ export const handler: RouteModule["handler"] = {
       return jsonError(
         c,
         500,
-        `${action} ${name} failed: ${err instanceof Error ? err.message : err}`,
+        `${action} ${name} failed: ${errText(err)}`,
       );
     }
     const now = displaySnapshot(d.herd.snapshot(), false).servers.find((x) => x.name === name);

@@ -1,0 +1,67 @@
+/**
+ * Bounds on waits: a promise with a deadline, and a connection closed at its deadline (which
+ * ends whatever read or write is pending on it). Every bounded wait of the herd and the
+ * dashboard uses one of these.
+ *
+ * @module
+ */
+
+import { closeQuietly } from "./io.ts";
+
+/**
+ * `p`, or a rejection with `timed out after <ms> ms` (or `error`) once `ms` pass. A value that
+ * arrives after the deadline goes to `onLate` (close a late connection), never lost silently.
+ *
+ * @example
+ * ```ts
+ * const conn = await withTimeout(Deno.connect({ port: 80 }), 5000, { onLate: (c) => c.close() });
+ * ```
+ */
+export function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  opts: { error?: () => Error; onLate?: (value: T) => void } = {},
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => {
+      reject(opts.error?.() ?? new Error(`timed out after ${ms} ms`));
+      p.then((v) => opts.onLate?.(v), () => {});
+    }, ms);
+    p.then((v) => {
+      clearTimeout(t);
+      resolve(v);
+    }, (err) => {
+      clearTimeout(t);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * Closes `conn` once `ms` pass unless cleared first; `expired` tells afterwards whether it did
+ * (so a failed read can be told apart from a timed-out one).
+ *
+ * @example
+ * ```ts
+ * const timer = closeAfter(conn, 3000);
+ * try {
+ *   await conn.read(buf);
+ * } finally {
+ *   timer.clear();
+ * }
+ * ```
+ */
+export function closeAfter(
+  conn: { close(): void },
+  ms: number,
+): { readonly expired: boolean; clear(): void } {
+  const state = {
+    expired: false,
+    clear: () => clearTimeout(timer),
+  };
+  const timer = setTimeout(() => {
+    state.expired = true;
+    closeQuietly(conn);
+  }, ms);
+  return state;
+}
