@@ -5,6 +5,7 @@
  * @module
  */
 
+import { SEED_LINKS, SEED_NAMES, seedConfigJson, type SeedServerJson } from "../servers/config.ts";
 import { Histogram, type HistogramJSON } from "./hist.ts";
 import { Client, type LoadMode, type LoadResult } from "./load.ts";
 
@@ -17,26 +18,14 @@ const startedAt = performance.now();
 export const progress = (msg: string) =>
   console.error(`${((performance.now() - startedAt) / 1000).toFixed(1).padStart(5)}s ${msg}`);
 
-/** The default herd (PROTOCOL.md): names in port order and the undirected links. */
-export const HERD_NAMES = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
-/** The default herd's links. */
-export const HERD_LINKS: [string, string][] = [
-  ["Hill", "Jaquez"],
-  ["Hill", "Smith"],
-  ["Singleton", "Jaquez"],
-  ["Singleton", "Smith"],
-  ["Singleton", "Campbell"],
-  ["Smith", "Campbell"],
-];
+/** The seed herd (servers/config.ts): names in port order and the undirected links. */
+export const HERD_NAMES: string[] = [...SEED_NAMES];
+/** The seed herd's links. */
+export const HERD_LINKS: [string, string][] = SEED_LINKS.map(([a, b]) => [a, b]);
 
-/** The herd config JSON of PROTOCOL.md for the default topology on ports base..base+4. */
-export function herdConfig(base: number): {
-  servers: Record<string, { port: number; host: string; neighbors: string[] }>;
-} {
-  const servers: Record<string, { port: number; host: string; neighbors: string[] }> = {};
-  HERD_NAMES.forEach((n, i) => servers[n] = { port: base + i, host: "127.0.0.1", neighbors: [] });
-  for (const [a, b] of HERD_LINKS) servers[a].neighbors.push(b);
-  return { servers };
+/** The herd config JSON of the seed topology on ports base..base+4, on loopback. */
+export function herdConfig(base: number): { servers: Record<string, SeedServerJson> } {
+  return seedConfigJson(HERD_NAMES.map((_, i) => base + i), "127.0.0.1");
 }
 
 // ---------------------------------------------------------------------------------------------

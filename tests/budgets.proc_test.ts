@@ -1,5 +1,5 @@
 /**
- * Descriptors are a budget (issue 10, findings 4 and 6), against real processes on loopback:
+ * Descriptors are a budget, against real processes on loopback:
  *
  * - a `server` and a `start` process under `ulimit -n 256` get 300 connections (to a server, and
  *   to the dashboard), which close; then a normal IAMAT is answered, and the dashboard answers,
@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { iamat, ProcessHerd, ServerProcess, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
 import { taskFlags } from "./_helpers/task_flags.ts";
+import { seedConfigJson } from "../servers/config.ts";
 
 const OPEN_FILES = 256;
 const FLOOD = 300;
@@ -107,18 +108,7 @@ async function startProcess(dir: string, limit: number): Promise<{
   dashboardPort: number;
 }> {
   const ports = stablePorts(6);
-  const names = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
-  const neighbors: Record<string, string[]> = {
-    Hill: ["Jaquez", "Smith"],
-    Jaquez: ["Singleton"],
-    Smith: ["Singleton", "Campbell"],
-    Campbell: ["Singleton"],
-    Singleton: [],
-  };
-  const servers = Object.fromEntries(
-    names.map((n, i) => [n, { port: ports[i], neighbors: neighbors[n] }]),
-  );
-  await Deno.writeTextFile(`${dir}/herd.json`, JSON.stringify({ servers }));
+  await Deno.writeTextFile(`${dir}/herd.json`, JSON.stringify(seedConfigJson(ports)));
   const args = [
     "run",
     ...taskFlags("start"),

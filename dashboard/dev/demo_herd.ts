@@ -18,19 +18,13 @@ import {
 } from "../../servers/protocol.ts";
 import type { HerdSnapshot, HerdView, RecordSnapshot } from "../types.ts";
 import { closeQuietly } from "../../servers/io.ts";
+import { SEED_LINKS, SEED_NAMES } from "../../servers/config.ts";
 
-/** The default herd's links (from the protocol). */
-export const DEFAULT_LINKS: [string, string][] = [
-  ["Hill", "Jaquez"],
-  ["Hill", "Smith"],
-  ["Singleton", "Jaquez"],
-  ["Singleton", "Smith"],
-  ["Singleton", "Campbell"],
-  ["Smith", "Campbell"],
-];
+/** The default herd's links: the seed's (servers/config.ts). */
+export const DEFAULT_LINKS = SEED_LINKS;
 
-/** The default herd's names, in the protocol's order. */
-export const DEFAULT_NAMES = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+/** The default herd's names, in the seed's port order. */
+export const DEFAULT_NAMES = SEED_NAMES;
 
 interface DemoServer {
   name: string;
@@ -46,8 +40,8 @@ interface DemoServer {
 
 /** Options for {@linkcode DemoHerd}. */
 export interface DemoHerdOptions {
-  names?: string[];
-  links?: [string, string][];
+  names?: readonly string[];
+  links?: readonly (readonly [string, string])[];
   /** Listen on TCP (port 0 each) with the toy protocol. Default false. */
   tcp?: boolean;
   /** Delay of one propagation hop, ms. Default 15. */
@@ -65,7 +59,7 @@ export function formatLocation(lat: number, lng: number): string {
 export class DemoHerd implements HerdView {
   readonly bus = new EventBus();
   readonly #servers = new Map<string, DemoServer>();
-  readonly #links: [string, string][];
+  readonly #links: readonly (readonly [string, string])[];
   readonly #tcp: boolean;
   readonly #hopMs: number;
   readonly #places: string;

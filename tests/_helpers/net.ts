@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type HerdConfig, parseConfig } from "../../servers/config.ts";
+import { type HerdConfig, parseConfig, seedConfigJson } from "../../servers/config.ts";
 import { Herd, type HerdOptions } from "../../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../../servers/options.ts";
 import { createOfflineProvider } from "../../servers/places/offline.ts";
@@ -19,17 +19,7 @@ export function freePorts(n: number): number[] {
 
 /** The seed's topology on the given ports (Hill, Jaquez, Smith, Campbell, Singleton). */
 export function seedConfig(ports: number[], secret?: string): HerdConfig {
-  const [hill, jaquez, smith, campbell, singleton] = ports;
-  return parseConfig({
-    servers: {
-      Hill: { port: hill, neighbors: ["Jaquez", "Smith"] },
-      Jaquez: { port: jaquez, neighbors: ["Singleton"] },
-      Smith: { port: smith, neighbors: ["Singleton", "Campbell"] },
-      Campbell: { port: campbell, neighbors: ["Singleton"] },
-      Singleton: { port: singleton },
-    },
-    secret,
-  });
+  return parseConfig({ ...seedConfigJson(ports), secret });
 }
 
 /** A running in-process herd for a test (`await using` stops it). */

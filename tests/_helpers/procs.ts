@@ -7,17 +7,12 @@
  */
 
 import { exchange } from "./net.ts";
+import { seedNeighbors } from "../../servers/config.ts";
 import { leasePorts } from "./ports.ts";
 import { taskEnv, taskFlags } from "./task_flags.ts";
 
 /** The seed's links (undirected), as neighbour lists. */
-export const SEED_TOPOLOGY: Record<string, string[]> = {
-  Hill: ["Jaquez", "Smith"],
-  Jaquez: ["Hill", "Singleton"],
-  Smith: ["Hill", "Singleton", "Campbell"],
-  Campbell: ["Singleton", "Smith"],
-  Singleton: ["Jaquez", "Smith", "Campbell"],
-};
+export const SEED_TOPOLOGY: Record<string, string[]> = seedNeighbors();
 
 /** How long a process may take to print its "listening on" line (first runs compile and cache). */
 const START_TIMEOUT_MS = 30_000;
