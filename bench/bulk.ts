@@ -1,6 +1,6 @@
 /**
  * Bulk loader: stores many distinct clients in a herd as fast as the herd takes them, by
- * pipelining IAMATs (PROTOCOL.md: several commands on one connection are answered in order).
+ * pipelining IAMATs (docs/protocol.md: several commands on one connection are answered in order).
  * Used by bench/memory.ts and bench/catchup.ts; run it as its own process so that building and
  * writing a million lines does not share an event loop with the orchestrator's probes:
  *

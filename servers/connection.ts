@@ -3,7 +3,7 @@
  * the replies back in command order, even when a later command (an IAMAT) finishes before an
  * earlier one (a WHATSAT waiting on Places).
  *
- * Framing rules from PROTOCOL.md live here: half-close (answer everything, then close), the
+ * Framing rules from docs/protocol.md live here: half-close (answer everything, then close), the
  * partial-line timer, whole replies per write, the line limit, and backpressure (a client that
  * pipelines without reading stops being read once too many replies are pending).
  *

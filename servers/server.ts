@@ -14,6 +14,7 @@ import type { ServerConfig, TlsConfig } from "./config.ts";
 import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { errText } from "./text.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake } from "./handshake.ts";
@@ -870,5 +871,5 @@ function linkControlState(l: Link): { cut?: boolean; delayMs?: number } {
 /** An error's text for an `error` event: its name and message, no stack. */
 function errorText(err: unknown): string {
   // Bounded: an error's message may quote the data that caused it.
-  return (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, 500);
+  return errText(err, true).slice(0, 500);
 }

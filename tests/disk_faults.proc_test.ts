@@ -1,6 +1,5 @@
 /**
- * The store under faults, with real processes, kill -9 and restart (issue 10, finding 3 and the
- * stored-record part of finding 5):
+ * The store under faults, with real processes, kill -9 and restart:
  *
  * - `--sync-ack` records as large as a client line allows (over Deno KV's old 64 KiB value
  *   limit), and batches of several MiB (over its old 800 KiB batch limit), all survive kill -9;

@@ -1,5 +1,5 @@
 /**
- * Durability with real processes and kill -9 (issue 5):
+ * Durability with real processes and kill -9:
  *
  * - every acknowledged update survives kill -9 of all five servers: each server, restarted
  *   alone (no neighbour to catch up from), answers every update from its own disk;

@@ -1,10 +1,10 @@
 /**
- * Fuzzing the client protocol (issue 5), seeded and bounded: fast-check builds sessions of
+ * Fuzzing the client protocol, seeded and bounded: fast-check builds sessions of
  * valid, near-valid (mutated), random, blank, protocol-looking and huge (> 64 KiB) lines, sends
  * each session over one connection in random chunks (so lines arrive split anywhere), ends it
  * with a final unterminated line and a half-close, or cuts it off abruptly.
  *
- * An oracle written from PROTOCOL.md alone (it shares no code with the server) decides what
+ * An oracle written from the protocol (docs/protocol.md) alone (it shares no code with the server) decides what
  * each line deserves, and the test checks, for every half-closed session:
  * - every complete non-blank line gets exactly one reply, in order, and nothing else arrives;
  * - an invalid line of at most 64 KiB gets exactly `? ` + the line trimmed of protocol
@@ -33,7 +33,7 @@ const LIMIT = 64 * 1024;
 const PREFIX = 1024;
 
 // ---------------------------------------------------------------------------------------------
-// The oracle: PROTOCOL.md, independently.
+// The oracle: docs/protocol.md, independently.
 
 const WS = " \t\r\n\f\v";
 const isWs = (ch: string) => WS.includes(ch);

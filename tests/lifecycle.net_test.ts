@@ -1,5 +1,5 @@
 /**
- * Lifecycle over real HTTP (issue 10, finding 9):
+ * Lifecycle over real HTTP:
  *
  * - concurrent `POST /api/servers/Hill/stop` and `/start` (a persistent herd, so start awaits
  *   its store) always end consistent: a server reported stopped has its port closed and no

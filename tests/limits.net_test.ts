@@ -1,5 +1,5 @@
 /**
- * Limits from one place (issue 10, finding 2): every record a server accepts from a client fits
+ * Limits from one place: every record a server accepts from a client fits
  * every line it later travels in. A maximal (64 KiB) IAMAT used to make a 65,562-byte peer line,
  * over the peer limit: links flapped forever and nothing behind it flowed.
  */

@@ -1,5 +1,5 @@
 /**
- * A handshake captured on the path is useless later (issue 9 item 3): a recording proxy sits on
+ * A handshake captured on the path is useless later: a recording proxy sits on
  * loopback between a dialler and the server it dials; replaying the dialler's recorded bytes
  * is refused while the real link is up, and again after the receiving server restarts with a
  * fresh memory (a new Herd: nothing of the first run is left); the replayer never gets a record

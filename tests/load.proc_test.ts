@@ -1,5 +1,5 @@
 /**
- * Load (issue 5), against one `main.ts server` process so its memory can be read from
+ * Load, against one `main.ts server` process so its memory can be read from
  * /proc/PID/status: about two thousand connections at once on loopback, of which
  *
  * - 1,900 idle ones (kept alive with blank lines, then left idle until the server closes them);

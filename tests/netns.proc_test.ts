@@ -1,5 +1,5 @@
 /**
- * Multi-host faults for real (issue 10): five `main.ts server` processes as five hosts, each in
+ * Multi-host faults for real: five `main.ts server` processes as five hosts, each in
  * a network namespace of its own on a test bridge (tests/_helpers/netns.ts), with `--sync-ack`.
  * Under a steady load of IAMATs at all five, the network is cut 1 | 4, then 2 | 3 with one slow
  * lossy link (64 kbit/s, 5 % loss) inside the three; both servers of the two are SIGKILLed (what

@@ -1,5 +1,5 @@
 /**
- * A remote dashboard on a herd holding big records (issue 10, finding 1). The first observer
+ * A remote dashboard on a herd holding big records. The first observer
  * snapshot of 200 records of 30 KB is over the 4 MiB observer buffer: it used to close the
  * observer synchronously inside `startObserver`, whose callback read `observer` before it was
  * assigned, and the unhandled rejection ended every server process (again after each restart,

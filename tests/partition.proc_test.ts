@@ -1,5 +1,5 @@
 /**
- * Partitions with real processes (issues 5 and 11): for each of the ten ways to SIGKILL two of
+ * Partitions with real processes: for each of the ten ways to SIGKILL two of
  * the five seed servers, an IAMAT at each survivor is known to exactly the survivors still
  * connected to it through surviving servers (`?` at the cut-off ones). Both come back (from their
  * disks) and, as the course's grading script does, 0.5 s later IAMATs at them and at a survivor

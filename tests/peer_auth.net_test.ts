@@ -1,5 +1,5 @@
 /**
- * Peers must prove they belong (issues 5 and 9). Against one in-process server "M" with fake
+ * Peers must prove they belong. Against one in-process server "M" with fake
  * neighbours played by the test: "F" (dials M) and "Z" (M dials Z); "N" is in the herd but not
  * M's neighbour.
  *

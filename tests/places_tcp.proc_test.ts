@@ -300,7 +300,7 @@ async function withCli(
   }
 }
 
-/** The legacy JSON the herd prints for the fake's first two New places (PLACES_API.md §3). */
+/** The legacy JSON the herd prints for the fake's first two New places (docs/places.md, "How the New response is translated"). */
 const NEW_TRANSLATED_2 = `{
    "html_attributions" : [],
    "results" : [

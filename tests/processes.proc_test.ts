@@ -1,5 +1,5 @@
 /**
- * Issue 2, as separate processes: five `main.ts server NAME` processes form the seed herd over
+ * The herd as separate processes: five `main.ts server NAME` processes form the seed herd over
  * TCP; an IAMAT at one is seen everywhere; a SIGKILLed server leaves the others serving; when it
  * is restarted its links come back, it knows what it knew and what it missed, and new IAMATs flow
  * through it again.

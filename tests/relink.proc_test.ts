@@ -1,5 +1,5 @@
 /**
- * Fast relink (issue 11 item 3), with real server processes: a server that starts dials every
+ * Fast relink, with real server processes: a server that starts dials every
  * neighbour at once, whichever name sorts first, so a neighbour that comes back is linked within
  * about 100 ms of listening even after its neighbours' redial backoff grew; when both ends
  * dial, each link keeps exactly one connection and never flaps (one LINK UP per link, no LINK

@@ -1,5 +1,5 @@
 /**
- * TLS links (issue 9 item 7): with `"tls"` in the config every link and observer stream runs
+ * TLS links: with `"tls"` in the config every link and observer stream runs
  * over TLS on each server's `linkPort`, the peer's certificate checked against the herd's CA
  * and the peer's name, the HMAC handshake on top; client ports stay plain TCP. The CA and the
  * certificates are made at run time with `openssl`.

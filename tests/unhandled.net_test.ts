@@ -1,5 +1,5 @@
 /**
- * Nothing unhandled (issue 10, findings 5 and 10): a WHATSAT whose handling fails (a corrupt
+ * Nothing unhandled: a WHATSAT whose handling fails (a corrupt
  * stored record, a hostile Places body) answers in protocol layout and emits an `error` event;
  * the server stays up. Deno's test runner fails a test that leaves an unhandled rejection, so a
  * crash path here fails the test even where the reply looks right.

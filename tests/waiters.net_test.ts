@@ -1,5 +1,5 @@
 /**
- * WHATSAT waiters for an unknown client (issue 10, finding 7): each costs O(1) to add and to
+ * WHATSAT waiters for an unknown client: each costs O(1) to add and to
  * remove, and their number is bounded, so 300 connections asking for one ghost client cannot
  * hold up an IAMAT elsewhere (it took 2.8-6.4 s when each expiry filtered the whole list).
  */

@@ -1,6 +1,6 @@
 /**
  * Google Places API (New) provider: `POST /v1/places:searchNearby`, translated into the legacy
- * Nearby Search shape WHATSAT prints (PLACES_API.md section 3).
+ * Nearby Search shape WHATSAT prints (docs/places.md, "How the New response is translated").
  *
  * The New API has no `status`: it is synthesized (`OK` / `ZERO_RESULTS` from the places list,
  * HTTP errors mapped to the legacy error statuses). Failures of any kind come back as a legacy
@@ -215,7 +215,7 @@ export function translateNewResponse(
 }
 
 /**
- * One New-API Place as a legacy result (PLACES_API.md section 3). Fields Google did not send
+ * One New-API Place as a legacy result (docs/places.md, "How the New response is translated"). Fields Google did not send
  * are left out rather than invented; `icon` and `scope` have no New equivalent.
  *
  * @example

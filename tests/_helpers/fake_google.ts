@@ -62,7 +62,7 @@ export interface FakeGoogle extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Places the fake returns in New API form (the PLACES_API.md sample plus a fully-featured one). */
+/** Places the fake returns in New API form (the Places spec's sample plus a fully-featured one). */
 export const FAKE_NEW_PLACES = [
   {
     id: "ChIJ_PLACEHOLDER_UCLA_000",
