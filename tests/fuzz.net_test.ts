@@ -4,7 +4,7 @@
  * each session over one connection in random chunks (so lines arrive split anywhere), ends it
  * with a final unterminated line and a half-close, or cuts it off abruptly.
  *
- * An oracle written from the protocol (docs/protocol.md) alone (it shares no code with the server) decides what
+ * An oracle written from docs/protocol.md alone (it shares no code with the server) decides what
  * each line deserves, and the test checks, for every half-closed session:
  * - every complete non-blank line gets exactly one reply, in order, and nothing else arrives;
  * - an invalid line of at most 64 KiB gets exactly `? ` + the line trimmed of protocol

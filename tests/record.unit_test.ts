@@ -1,0 +1,96 @@
+/**
+ * The record rules (servers/record.ts): exact time order, the exact location grammar and ranges,
+ * and field-by-field validation of a peer's record. The tie rule is in store.unit_test.ts (the
+ * store applies it) and record_rules.net_test.ts (the dashboard and the demo follow it).
+ */
+
+import assert from "node:assert/strict";
+import { compareTimes, parseLocation, validateRecord } from "../servers/record.ts";
+
+Deno.test("times compare exactly as decimals", () => {
+  assert.deepEqual(compareTimes("1.50", "1.5"), 0);
+  assert.deepEqual(compareTimes("01", "1.0"), 0);
+  assert.ok(compareTimes("10", "9.999999999999") > 0);
+  assert.ok(compareTimes("1621464827.959498503", "1621464827.959498504") < 0);
+  assert.ok(compareTimes("1621464827.9594985031", "1621464827.959498503") > 0);
+});
+
+Deno.test("location parse is exact at the range edges", () => {
+  assert.deepEqual(parseLocation("+90.000-180.000"), { lat: 90, lng: -180 });
+  assert.deepEqual(parseLocation("+90.0001-180"), undefined);
+  assert.deepEqual(parseLocation("+0900+0"), undefined);
+  assert.deepEqual(parseLocation("+0090+0"), { lat: 90, lng: 0 });
+  assert.deepEqual(parseLocation("+00.5-0180.0000"), { lat: 0.5, lng: -180 });
+  assert.deepEqual(parseLocation("+1+2 "), undefined);
+  assert.deepEqual(parseLocation("+1.+2"), undefined);
+  assert.deepEqual(parseLocation("+1-"), undefined);
+});
+
+Deno.test("location parse agrees with the rule written as a regular expression", () => {
+  // The grammar and exact range rule, spelled out with big decimals instead of a scanner.
+  const grammar = /^([+-])(\d+)(?:\.(\d+))?([+-])(\d+)(?:\.(\d+))?$/;
+  const within = (int: string, frac = "", limit: number) => {
+    const scale = 10n ** BigInt(frac.length);
+    return BigInt(int) * scale + BigInt(frac || "0") <= BigInt(limit) * scale;
+  };
+  const reference = (text: string) => {
+    const m = grammar.exec(text);
+    if (!m || !within(m[2], m[3], 90) || !within(m[5], m[6], 180)) return undefined;
+    return {
+      lat: Number(`${m[1]}${m[2]}${m[3] ? "." + m[3] : ""}`),
+      lng: Number(`${m[4]}${m[5]}${m[6] ? "." + m[6] : ""}`),
+    };
+  };
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = (items: string[]) => items[Math.floor(next() * items.length)];
+  const int = () =>
+    pick(["0", "00", "1", "9", "09", "18", "89", "90", "090", "91", "179", "180", "181"]);
+  const frac = () => pick(["", "", ".0", ".000", ".5", ".0001", ".", ".9"]);
+  const noise = ["+", "-", ".", "0", "1", "x", " ", "\xa0", ""];
+  let valid = 0;
+  for (let i = 0; i < 50_000; i++) {
+    let text = pick(["+", "-"]) + int() + frac() + pick(["+", "-"]) + int() + frac();
+    if (next() < 0.3) {
+      // A character replaced, dropped or added somewhere.
+      const at = Math.floor(next() * (text.length + 1));
+      text = text.slice(0, at) + pick(noise) + text.slice(at + (next() < 0.5 ? 1 : 0));
+    }
+    const want = reference(text);
+    if (want) valid++;
+    assert.deepEqual(parseLocation(text), want, JSON.stringify(text));
+  }
+  assert.ok(valid > 10_000, `only ${valid} valid locations generated`);
+});
+
+Deno.test("peer records are validated field by field", () => {
+  const ok = { origin: "Hill", diff: "-0.500000000", client: "k", location: "+1+2", time: "3" };
+  assert.ok(validateRecord(ok));
+  assert.deepEqual(validateRecord({ ...ok, diff: "0.5" }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, location: "+100+2" }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, time: "3." }), undefined);
+  assert.deepEqual(validateRecord({ ...ok, client: "a b" }), undefined);
+});
+
+Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals", () => {
+  let seed = 42;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const digits = (n: number) => Array.from({ length: n }, () => String(rand(10))).join("");
+  const make = () => {
+    const int = "0".repeat(rand(3)) + digits(1 + rand(4));
+    return rand(3) === 0 ? int : `${int}.${digits(1 + rand(6))}`;
+  };
+  const exact = (t: string) => {
+    const [i, f = ""] = t.split(".");
+    return BigInt(i + f.padEnd(12, "0"));
+  };
+  for (let k = 0; k < 5000; k++) {
+    const a = make();
+    const b = rand(4) === 0 ? a + (a.includes(".") ? "0" : ".0") : make();
+    const want = exact(a) === exact(b) ? 0 : exact(a) < exact(b) ? -1 : 1;
+    assert.deepEqual(Math.sign(compareTimes(a, b)), want, `${a} vs ${b}`);
+  }
+});
