@@ -43,6 +43,8 @@ export function withTimeout<T>(
  *
  * @example
  * ```ts
+ * declare const conn: Deno.Conn;
+ * const buf = new Uint8Array(1024);
  * const timer = closeAfter(conn, 3000);
  * try {
  *   await conn.read(buf);

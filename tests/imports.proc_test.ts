@@ -5,7 +5,7 @@
  * and the protocol core stay free of the event module.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -33,7 +33,7 @@ async function importGraph(): Promise<Map<string, string[]>> {
       stdout: "piped",
       stderr: "piped",
     }).output();
-    assert(out.success, new TextDecoder().decode(out.stderr));
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
     const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
       modules: {
         specifier: string;
@@ -54,7 +54,7 @@ async function importGraph(): Promise<Map<string, string[]>> {
       }
       graph.set(from, [...deps]);
     }
-    assert(graph.size >= files.length, `deno info saw ${graph.size} of ${files.length} files`);
+    assert.ok(graph.size >= files.length, `deno info saw ${graph.size} of ${files.length} files`);
     return graph;
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -113,12 +113,12 @@ function circles(graph: Map<string, string[]>): string[][] {
 
 Deno.test("imports: the circle finder finds circles (so its empty answer below means something)", () => {
   const g = new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a", "d"]], ["d", []], ["e", ["e"]]]);
-  assertEquals(circles(g).map((c) => c.join(" ")).sort(), ["a b c", "e"]);
+  assert.deepEqual(circles(g).map((c) => c.join(" ")).sort(), ["a b c", "e"]);
 });
 
 Deno.test("imports: no import circle in servers/, dashboard/ or cli/", async () => {
   const graph = await importGraph();
-  assertEquals(circles(graph), []);
+  assert.deepEqual(circles(graph), []);
 });
 
 Deno.test("imports: no import from a lower layer to a higher one", async () => {
@@ -129,14 +129,14 @@ Deno.test("imports: no import from a lower layer to a higher one", async () => {
   for (const [from, deps] of graph) {
     for (const to of deps) if (layer(to) > layer(from)) upward.push(`${from} -> ${to}`);
   }
-  assertEquals(upward, []);
+  assert.deepEqual(upward, []);
 });
 
 Deno.test("imports: the record rules and the protocol core depend on no event or I/O module", async () => {
   const graph = await importGraph();
-  assertEquals(graph.get("servers/record.ts"), ["servers/limits.ts"]);
-  assertEquals(graph.get("servers/limits.ts"), []);
+  assert.deepEqual(graph.get("servers/record.ts"), ["servers/limits.ts"]);
+  assert.deepEqual(graph.get("servers/limits.ts"), []);
   for (const pure of ["servers/protocol.ts", "servers/store.ts"]) {
-    assert(!graph.get(pure)!.includes("servers/events.ts"), `${pure} imports events.ts`);
+    assert.ok(!graph.get(pure)!.includes("servers/events.ts"), `${pure} imports events.ts`);
   }
 });

@@ -5,7 +5,7 @@
  * times, and the client protocol's own parsing of IAMAT and WHATSAT.
  */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { TcpClient } from "./_helpers/net.ts";
 import { compareRecords } from "../servers/record.ts";
 import type { HerdEvent } from "../servers/events.ts";
@@ -27,8 +27,8 @@ function herdWinner(records: RecordSnapshot[]): RecordSnapshot {
 }
 
 Deno.test("record rules: the times under test differ past float precision", () => {
-  assertEquals(Number(EARLIER), Number(LATER));
-  assert(compareRecords(rec(LATER, "+1+1"), rec(EARLIER, "+1+1")) > 0);
+  assert.deepEqual(Number(EARLIER), Number(LATER));
+  assert.ok(compareRecords(rec(LATER, "+1+1"), rec(EARLIER, "+1+1")) > 0);
 });
 
 Deno.test("record rules: the browser's mergeRecord keeps the herd's winner, in any order", () => {
@@ -44,12 +44,12 @@ Deno.test("record rules: the browser's mergeRecord keeps the herd's winner, in a
     for (const order of [records, [...records].reverse()]) {
       const byClient = new Map<string, RecordSnapshot>();
       for (const r of order) mergeRecord(byClient, r);
-      assertEquals(byClient.get("kiwi"), want, JSON.stringify(order.map((r) => r.time)));
+      assert.deepEqual(byClient.get("kiwi"), want, JSON.stringify(order.map((r) => r.time)));
     }
   }
   // The same record again changes nothing.
   const byClient = new Map([["kiwi", rec("5", "+1+1")]]);
-  assertEquals(mergeRecord(byClient, rec("5", "+1+1")), false);
+  assert.deepEqual(mergeRecord(byClient, rec("5", "+1+1")), false);
 });
 
 Deno.test("record rules: the demo herd keeps what the herd would, in any order", async () => {
@@ -71,13 +71,13 @@ Deno.test("record rules: the demo herd keeps what the herd would, in any order",
         // Both reports in one turn: no flooding timer runs in between.
         for (const [time, lat] of order) herd.report("Hill", "kiwi", lat, lat, time);
         const got = herd.snapshot().records.find((r) => r.client === "kiwi");
-        assertEquals([got?.time, got?.location], [want.time, want.location], what);
+        assert.deepEqual([got?.time, got?.location], [want.time, want.location], what);
         const atHill = (kind: string) =>
           events.filter((e) => e.kind === kind && e.server === "Hill" && "from" in e && !e.from);
         const secondWins = order[1][0] === want.time &&
           formatLocation(order[1][1], order[1][1]) === want.location;
-        assertEquals(atHill("location.accepted").length, secondWins ? 2 : 1, what);
-        assertEquals(atHill("location.dropped").length, secondWins ? 0 : 1, what);
+        assert.deepEqual(atHill("location.accepted").length, secondWins ? 2 : 1, what);
+        assert.deepEqual(atHill("location.dropped").length, secondWins ? 0 : 1, what);
       } finally {
         await herd.stop();
       }
@@ -102,18 +102,18 @@ Deno.test("record rules: the demo herd's TCP port parses IAMAT and WHATSAT as th
       return text.slice(before);
     };
     // Echoed byte for byte, as the herd does (not re-formatted from parsed degrees).
-    assertEquals(
+    assert.deepEqual(
       await ask(`IAMAT kiwi +34.06-118.44 ${LATER}`),
       `AT Smith +0.000000000 kiwi +34.06-118.44 ${LATER}\n`,
     );
     // Over 90 only past float precision: the herd's exact range check refuses it.
     const over = "IAMAT kiwi +90.0000000000000000001+0 1";
-    assertEquals(await ask(over), `? ${over}\n`);
+    assert.deepEqual(await ask(over), `? ${over}\n`);
     // Out of the WHATSAT ranges (radius 0 < r <= 50 km, bound <= 20).
-    assertEquals(await ask("WHATSAT kiwi 51 5"), "? WHATSAT kiwi 51 5\n");
-    assertEquals(await ask("WHATSAT kiwi 10 21"), "? WHATSAT kiwi 10 21\n");
+    assert.deepEqual(await ask("WHATSAT kiwi 51 5"), "? WHATSAT kiwi 51 5\n");
+    assert.deepEqual(await ask("WHATSAT kiwi 10 21"), "? WHATSAT kiwi 10 21\n");
     const ws = await ask("WHATSAT kiwi 10 5");
-    assert(ws.startsWith(`AT Smith +0.000000000 kiwi +34.06-118.44 ${LATER}\n{`), ws);
+    assert.ok(ws.startsWith(`AT Smith +0.000000000 kiwi +34.06-118.44 ${LATER}\n{`), ws);
   } finally {
     client.close();
     await herd.stop();

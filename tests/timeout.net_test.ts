@@ -1,13 +1,13 @@
 /** Bounds on waits (servers/timeout.ts), over a real loopback connection where one is needed. */
 
-import { assert, assertEquals } from "./_helpers/assert.ts";
+import assert from "node:assert/strict";
 import { closeAfter, withTimeout } from "../servers/timeout.ts";
 
 Deno.test("timeout: withTimeout passes a prompt value and error through", async () => {
-  assertEquals(await withTimeout(Promise.resolve(7), 1000), 7);
+  assert.deepEqual(await withTimeout(Promise.resolve(7), 1000), 7);
   let caught: unknown;
   await withTimeout(Promise.reject(new Error("own")), 1000).catch((e) => (caught = e));
-  assertEquals((caught as Error).message, "own");
+  assert.deepEqual((caught as Error).message, "own");
 });
 
 Deno.test("timeout: withTimeout rejects at the deadline and hands a late value to onLate", async () => {
@@ -16,15 +16,15 @@ Deno.test("timeout: withTimeout rejects at the deadline and hands a late value t
   const slow = new Promise<number>((r) => (release = r));
   let caught: unknown;
   await withTimeout(slow, 20, { onLate: (v) => (late = v) }).catch((e) => (caught = e));
-  assertEquals((caught as Error).message, "timed out after 20 ms");
+  assert.deepEqual((caught as Error).message, "timed out after 20 ms");
   release(5);
   await slow;
   await Promise.resolve();
-  assertEquals(late, 5);
+  assert.deepEqual(late, 5);
   caught = undefined;
   await withTimeout(new Promise(() => {}), 10, { error: () => new Error("stalled") })
     .catch((e) => (caught = e));
-  assertEquals((caught as Error).message, "stalled");
+  assert.deepEqual((caught as Error).message, "stalled");
 });
 
 Deno.test("timeout: closeAfter ends a pending read on a silent connection, and says so", async () => {
@@ -42,14 +42,14 @@ Deno.test("timeout: closeAfter ends a pending read on a silent connection, and s
       ended = "closed";
     }
     timer.clear();
-    assert(timer.expired, "the deadline fired");
-    assertEquals(ended, "closed");
-    assert(performance.now() - started < 30_000, "bounded");
+    assert.ok(timer.expired, "the deadline fired");
+    assert.deepEqual(ended, "closed");
+    assert.ok(performance.now() - started < 30_000, "bounded");
     // Cleared in time: nothing is closed.
     const kept = closeAfter(other, 50);
     kept.clear();
     await new Promise((r) => setTimeout(r, 100));
-    assertEquals(kept.expired, false);
+    assert.deepEqual(kept.expired, false);
     await other.write(new Uint8Array([1]));
   } finally {
     other.close();
