@@ -14,9 +14,9 @@
  * @module
  */
 
-import type { AtFields, EventBus } from "../servers/events.ts";
+import type { EventBus } from "../servers/events.ts";
 import { displayText } from "../servers/events.ts";
-import { compareRecords, parseLocation } from "../servers/protocol.ts";
+import { type AtFields, compareRecords, parseLocation } from "../servers/record.ts";
 import { CELL, MAP_H, MAP_W, MAX_ZOOM, projectExact, SPLIT } from "./islands/_geo.ts";
 import type { ClientRow, Cluster, ClusterResult, HerdView } from "./types.ts";
 

@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { AtFields, EventBus, LocationAcceptedEvent } from "../servers/events.ts";
-import { compareRecords } from "../servers/protocol.ts";
+import type { EventBus, LocationAcceptedEvent } from "../servers/events.ts";
+import { type AtFields, compareRecords } from "../servers/record.ts";
 import type { Hop, TrailPoint } from "./types.ts";
 
 /** Bounds of the history. */

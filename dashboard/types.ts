@@ -9,12 +9,12 @@
  */
 
 import type {
-  AtFields,
   EventBus,
   HerdEvent,
   PropagationReceivedEvent,
   PropagationSentEvent,
 } from "../servers/events.ts";
+import type { AtFields } from "../servers/record.ts";
 
 /** One server as the dashboard sees it (the core's `ServerState`). */
 export type { ServerState as ServerSnapshot } from "../servers/snapshot.ts";

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { type AtFields, EventBus } from "./events.ts";
+import { EventBus } from "./events.ts";
+import type { AtFields } from "./record.ts";
 import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions } from "./server.ts";

@@ -9,7 +9,7 @@
 import { clientRow } from "../../client_index.ts";
 import { jsonError, type RouteModule } from "../../context.ts";
 import { clientParam } from "../../query.ts";
-import { compareRecords } from "../../../servers/protocol.ts";
+import { compareRecords } from "../../../servers/record.ts";
 import type { ClientDetail, Holding } from "../../types.ts";
 
 export const handler: RouteModule["handler"] = {
