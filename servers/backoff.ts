@@ -1,6 +1,6 @@
 /**
- * Retry delays: capped exponential backoff, and jitter. Every retry loop of the herd (link
- * redials, observer redials, accept errors, failed disk writes) takes its delays from here.
+ * Retry delays: capped exponential backoff, and jitter, for the retry loops of the herd (link
+ * redials, observer redials, failed disk writes).
  *
  * @module
  */

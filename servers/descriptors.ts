@@ -17,8 +17,6 @@
  * @module
  */
 
-import { Backoff } from "./backoff.ts";
-
 /** First accept retry after an accept error (ms); doubles per failure. */
 const ACCEPT_BACKOFF_MIN_MS = 10;
 /** Longest pause between accept retries (ms). */
@@ -138,17 +136,20 @@ export async function* acceptConnections(
   listener: Deno.Listener,
   onError: (message: string) => void,
 ): AsyncGenerator<Deno.Conn> {
-  const backoff = new Backoff(ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+  let backoff = 0;
   for (;;) {
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();
-      backoff.reset();
+      backoff = 0;
     } catch (err) {
       if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) return;
-      const delay = backoff.next();
-      onError(`accept failed (${(err as Error).message}); retrying in ${delay} ms`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      backoff = Math.min(
+        backoff === 0 ? ACCEPT_BACKOFF_MIN_MS : backoff * 2,
+        ACCEPT_BACKOFF_MAX_MS,
+      );
+      onError(`accept failed (${(err as Error).message}); retrying in ${backoff} ms`);
+      await new Promise((resolve) => setTimeout(resolve, backoff));
       continue;
     }
     yield conn;
