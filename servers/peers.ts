@@ -747,7 +747,7 @@ export class Link {
         // Cut: park until restored (or stopped), then dial at once.
         await new Promise<void>((resolve) => (this.#wakeDialer = resolve));
         this.#wakeDialer = undefined;
-        delay = this.#opts.backoffMinMs;
+        backoff.reset();
         wait = 0;
         continue;
       }
