@@ -61,20 +61,20 @@ export default function DashboardPage({ init, assets }: { init: InitialData; ass
         <Panel title="Clients" hint="newest location of every client" id="map" class="area-map">
           <Island name="WorldMap" component={WorldMap} init={init} />
         </Panel>
+        <Panel title="Herd" hint="links and propagation" id="graph" class="area-graph">
+          <Island name="HerdGraph" component={HerdGraph} init={init} />
+        </Panel>
         <Panel title="Find a client" hint="search, follow" id="clients" class="area-clients">
           <Island name="Clients" component={Clients} init={init} />
         </Panel>
-        <Panel title="Herd" hint="links and propagation" id="graph" class="area-graph">
-          <Island name="HerdGraph" component={HerdGraph} init={init} />
+        <Panel title="Events" hint="live" id="events" class="area-feed">
+          <Island name="EventFeed" component={EventFeed} init={init} />
         </Panel>
         <Panel title="Servers" id="servers" class="area-servers">
           <Island name="ServerPanel" component={ServerPanel} init={init} />
         </Panel>
         <Panel title="Console" hint="one command over TCP" id="console" class="area-console">
           <Island name="Console" component={Console} init={init} />
-        </Panel>
-        <Panel title="Events" hint="live" id="events" class="area-feed">
-          <Island name="EventFeed" component={EventFeed} init={init} />
         </Panel>
         <Panel title="Places queries" hint="WHATSAT" id="places" class="area-places">
           <Island name="PlacesLog" component={PlacesLog} init={init} />
