@@ -80,7 +80,10 @@ function mainArgs(dir: HerdDir, cmd: string[], o: LaunchOptions): string[] {
     "--log-dir",
     `${dir.work}/logs`,
     ...(o.persist ? ["--data-dir", `${dir.work}/data`] : ["--memory"]),
-    ...(o.dashboardPort !== undefined
+    // Only `start` serves a dashboard (and takes its flags); `server` refuses them.
+    ...(cmd[0] !== "start"
+      ? []
+      : o.dashboardPort !== undefined
       ? ["--dashboard-port", String(o.dashboardPort), "--dashboard-host", "127.0.0.1"]
       : ["--no-dashboard"]),
     ...(o.places ?? ["--places", "offline"]),
