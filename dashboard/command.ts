@@ -49,13 +49,28 @@ export async function sendCommand(
   let conn: Deno.TcpConn | undefined;
   let binary = "";
   let bytes = 0;
+  let timedOut = false;
+  let onTimeout: (() => void) | undefined;
   const timer = setTimeout(() => {
+    timedOut = true;
     closeQuietly(conn);
     conn = undefined;
+    onTimeout?.();
   }, timeoutMs);
   try {
+    // The deadline covers the connect too: a server whose accept queue is full leaves it pending
+    // (SYNs dropped) for minutes. A connection that completes after the deadline is closed.
+    const dialing = Deno.connect({ hostname: host, port, transport: "tcp" });
     try {
-      conn = await Deno.connect({ hostname: host, port, transport: "tcp" });
+      const dialed = await Promise.race([
+        dialing,
+        new Promise<undefined>((resolve) => (onTimeout = () => resolve(undefined))),
+      ]);
+      if (dialed === undefined || timedOut) {
+        dialing.then(closeQuietly, () => {});
+        return { reply: "", bytes: 0, ms: elapsed(), error: `timed out after ${timeoutMs} ms` };
+      }
+      conn = dialed;
     } catch (err) {
       return { reply: "", bytes: 0, ms: elapsed(), error: `connect failed: ${errText(err)}` };
     }
