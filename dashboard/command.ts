@@ -8,6 +8,10 @@
 import { errText } from "../servers/text.ts";
 import { displayText } from "../servers/events.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
+import { closeAfter, withTimeout } from "../servers/timeout.ts";
+
+/** The connect outlived the deadline (told apart from a refused or failed connect). */
+class TimedOut extends Error {}
 
 /** What a command produced. */
 export interface CommandResult {
@@ -46,44 +50,28 @@ export async function sendCommand(
 ): Promise<CommandResult> {
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
-  let conn: Deno.TcpConn | undefined;
-  let binary = "";
-  let bytes = 0;
-  let timedOut = false;
-  let onTimeout: (() => void) | undefined;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(conn);
-    conn = undefined;
-    onTimeout?.();
-  }, timeoutMs);
+  const timedOut = `timed out after ${timeoutMs} ms`;
+  let conn: Deno.TcpConn;
   try {
     // The deadline covers the connect too: a server whose accept queue is full leaves it pending
     // (SYNs dropped) for minutes. A connection that completes after the deadline is closed.
-    const dialing = Deno.connect({ hostname: host, port, transport: "tcp" });
-    try {
-      const dialed = await Promise.race([
-        dialing,
-        new Promise<undefined>((resolve) => (onTimeout = () => resolve(undefined))),
-      ]);
-      if (dialed === undefined || timedOut) {
-        dialing.then(closeQuietly, () => {});
-        return { reply: "", bytes: 0, ms: elapsed(), error: `timed out after ${timeoutMs} ms` };
-      }
-      conn = dialed;
-    } catch (err) {
-      return { reply: "", bytes: 0, ms: elapsed(), error: `connect failed: ${errText(err)}` };
-    }
+    conn = await withTimeout(Deno.connect({ hostname: host, port, transport: "tcp" }), timeoutMs, {
+      error: () => new TimedOut(),
+      onLate: closeQuietly,
+    });
+  } catch (err) {
+    const error = err instanceof TimedOut ? timedOut : `connect failed: ${errText(err)}`;
+    return { reply: "", bytes: 0, ms: elapsed(), error };
+  }
+  // What is left of the deadline bounds the write and the read: the timer closes the connection.
+  const timer = closeAfter(conn, Math.max(0, timeoutMs - (performance.now() - started)));
+  let binary = "";
+  let bytes = 0;
+  try {
     await writeAll(conn, new TextEncoder().encode(line + "\n"));
     const buf = new Uint8Array(16 * 1024);
     while (true) {
-      let n: number | null;
-      try {
-        n = conn ? await conn.read(buf) : null;
-      } catch (err) {
-        if (!conn) break; // closed by the timer
-        return { reply: displayText(binary), bytes, ms: elapsed(), error: errText(err) };
-      }
+      const n = await conn.read(buf);
       if (n === null) break;
       bytes += n;
       for (let i = 0; i < n; i++) binary += String.fromCharCode(buf[i]);
@@ -94,15 +82,13 @@ export async function sendCommand(
         return { reply: displayText(binary), bytes, ms: elapsed(), error: "reply too long" };
       }
     }
-    const error = conn
-      ? "connection closed before a complete reply"
-      : `timed out after ${timeoutMs} ms`;
+    const error = timer.expired ? timedOut : "connection closed before a complete reply";
     return { reply: displayText(binary), bytes, ms: elapsed(), error };
   } catch (err) {
-    const error = conn ? errText(err) : `timed out after ${timeoutMs} ms`;
+    const error = timer.expired ? timedOut : errText(err);
     return { reply: displayText(binary), bytes, ms: elapsed(), error };
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     closeQuietly(conn);
   }
 }
