@@ -7,10 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { browserTest } from "./_helpers/browser.ts";
-import { exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
-import { buildIslands } from "../dashboard/bundle.ts";
+import { browserTest, withSeedDashboard } from "./_helpers/browser.ts";
+import { clientTime, exchange, waitFor } from "./_helpers/net.ts";
+import type { ServedDashboard } from "../dashboard/app.ts";
 // Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
 // deno-lint-ignore no-import-prefix
 import type { Page } from "npm:playwright-core@^1.56.0";
@@ -21,20 +20,6 @@ const SHOTS = Deno.env.get("UPDATE_SCREENSHOT") === "1"
   : `${Deno.makeTempDirSync()}/`;
 const SCREENSHOT = `${SHOTS}dashboard.png`;
 const PHONE_SCREENSHOT = `${SHOTS}dashboard-phone.png`;
-
-function nowTime(offsetMs = 0): string {
-  const ms = Date.now() + offsetMs;
-  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
-}
-
-/** Builds the islands when static/build is missing (the test task builds them first). */
-async function ensureBuilt(): Promise<void> {
-  try {
-    await Deno.stat(new URL("../dashboard/static/build/manifest.json", import.meta.url));
-  } catch {
-    await buildIslands();
-  }
-}
 
 interface LiveHandle {
   status: { value: string };
@@ -54,304 +39,293 @@ async function openDashboard(page: Page, d: ServedDashboard): Promise<void> {
   );
 }
 
-browserTest("dashboard against the real herd", async (browser, t) => {
-  await ensureBuilt();
-  let herd: TestHerd | undefined;
-  let d: ServedDashboard | undefined;
-  try {
-    herd = await startSeedHerd();
-    d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
-    const h = herd;
-    const dash = d;
-    const page = await browser.newPage({ width: 1280, height: 800 });
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(m.text());
-    });
-    await openDashboard(page, dash);
+browserTest(
+  "dashboard against the real herd",
+  (browser, t) =>
+    withSeedDashboard(async (h, dash) => {
+      const page = await browser.newPage({ width: 1280, height: 800 });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      page.on("console", (m) => {
+        if (m.type() === "error") errors.push(m.text());
+      });
+      await openDashboard(page, dash);
 
-    await t.step("the first HTML already shows the herd, then goes live", async () => {
-      const rows = await page.locator("[data-server-row]").count();
-      assert.deepEqual(rows, 5);
-      for (const [a, b] of [["Hill", "Jaquez"], ["Hill", "Smith"], ["Campbell", "Smith"]]) {
-        assert.deepEqual(await page.getAttribute(`[data-link="${a}-${b}"]`, "data-state"), "up");
-      }
-      // The offline world map is drawn (no network but this dashboard).
-      await page.waitForSelector('[data-testid="land"]', { timeout: 5000 });
-    });
+      await t.step("the first HTML already shows the herd, then goes live", async () => {
+        const rows = await page.locator("[data-server-row]").count();
+        assert.deepEqual(rows, 5);
+        for (const [a, b] of [["Hill", "Jaquez"], ["Hill", "Smith"], ["Campbell", "Smith"]]) {
+          assert.deepEqual(await page.getAttribute(`[data-link="${a}-${b}"]`, "data-state"), "up");
+        }
+        // The offline world map is drawn (no network but this dashboard).
+        await page.waitForSelector('[data-testid="land"]', { timeout: 5000 });
+      });
 
-    await t.step("IAMAT over TCP: on the map, propagation from all five within 2 s", async () => {
-      // Record pulses (they live 0.7 s) as they appear.
-      await page.evaluate(() => {
-        const g = globalThis as unknown as { __pulses: string[] };
-        g.__pulses = [];
-        new MutationObserver((muts) => {
-          for (const m of muts) {
-            for (const n of m.addedNodes) {
-              const el = n as Element;
-              if (el.classList?.contains("pulse")) {
-                g.__pulses.push(`${el.getAttribute("data-from")}>${el.getAttribute("data-to")}`);
+      await t.step("IAMAT over TCP: on the map, propagation from all five within 2 s", async () => {
+        // Record pulses (they live 0.7 s) as they appear.
+        await page.evaluate(() => {
+          const g = globalThis as unknown as { __pulses: string[] };
+          g.__pulses = [];
+          new MutationObserver((muts) => {
+            for (const m of muts) {
+              for (const n of m.addedNodes) {
+                const el = n as Element;
+                if (el.classList?.contains("pulse")) {
+                  g.__pulses.push(`${el.getAttribute("data-from")}>${el.getAttribute("data-to")}`);
+                }
               }
             }
-          }
-        }).observe(document.querySelector(".graph")!, { childList: true, subtree: true });
-      });
-      const client = "kiwi.browser.test";
-      const started = Date.now();
-      const at = await exchange(
-        h.port("Smith"),
-        `IAMAT ${client} +34.068930-118.445127 ${nowTime()}\n`,
-      );
-      assert.match(at, /^AT Smith /);
-      await page.waitForSelector(`[data-client="${client}"]`, { timeout: 2000 });
-      await page.waitForFunction(
-        (c) => {
-          const live = (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive;
-          const servers = new Set(
-            live.feed.value
-              .filter((e) =>
-                (e.kind === "location.accepted" || e.kind === "location.dropped") &&
-                (e.record as { client: string }).client === c
-              )
-              .map((e) => e.server),
-          );
-          const received = live.feed.value.filter((e) => e.kind === "propagation.received");
-          return servers.size === 5 && received.length >= 4;
-        },
-        client,
-        { timeout: Math.max(100, 2000 - (Date.now() - started)) },
-      );
-      const elapsed = Date.now() - started;
-      assert.ok(elapsed <= 2000, `took ${elapsed} ms`);
-      // Feed rows from every server, and pulses leaving Smith along its links.
-      for (const s of ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"]) {
-        assert.ok(
-          await page.locator(`.feed-row[data-server="${s}"]`).count() > 0,
-          `no feed row for ${s}`,
+          }).observe(document.querySelector(".graph")!, { childList: true, subtree: true });
+        });
+        const client = "kiwi.browser.test";
+        const started = Date.now();
+        const at = await exchange(
+          h.port("Smith"),
+          `IAMAT ${client} +34.068930-118.445127 ${clientTime()}\n`,
         );
-      }
-      await waitFor(
-        () =>
-          page.evaluate(() =>
-            (globalThis as unknown as { __pulses: string[] }).__pulses.some((p) =>
-              p.startsWith("Smith>")
-            )
-          ),
-        2000,
-        "a pulse from Smith",
-      );
-      // Hover shows the record.
-      await page.hover(`[data-client="${client}"] .pin`);
-      const tip = await page.textContent('[data-testid="map-tip"]');
-      assert.match(tip ?? "", /AT Smith/);
-      assert.match(tip ?? "", new RegExp(RegExp.escape(client)));
-      // A move glides the dot to its new place.
-      const before = await page.getAttribute(`[data-client="${client}"]`, "style");
-      await exchange(h.port("Hill"), `IAMAT ${client} -33.8688+151.2093 ${nowTime(1000)}\n`);
-      await waitFor(
-        async () => (await page.getAttribute(`[data-client="${client}"]`, "style")) !== before,
-        2000,
-        "the dot to move",
-      );
-    });
-
-    await t.step("event feed: filter by server and kind, pause and resume", async () => {
-      await page.selectOption('[data-testid="feed-server"]', "Jaquez");
-      await page.selectOption('[data-testid="feed-kind"]', "propagation");
-      const kinds = await page.$$eval(
-        ".feed-row",
-        (rows) =>
-          rows.map((r) => `${r.getAttribute("data-server")} ${r.getAttribute("data-kind")}`),
-      );
-      assert.ok(kinds.length > 0, "no rows for Jaquez/propagation");
-      for (const k of kinds) assert.match(k, /^Jaquez (propagation\.(sent|received)|sync\.done)$/);
-      await page.selectOption('[data-testid="feed-kind"]', "");
-      await page.click('[data-testid="feed-pause"]');
-      const frozen = await page.locator(".feed-row").count();
-      await exchange(h.port("Jaquez"), `IAMAT paused.test +1+1 ${nowTime()}\n`);
-      await page.waitForFunction(
-        () => document.querySelector('[data-testid="feed-pause"]')?.textContent?.includes("new"),
-        undefined,
-        { timeout: 2000 },
-      );
-      assert.deepEqual(await page.locator(".feed-row").count(), frozen);
-      await page.click('[data-testid="feed-pause"]');
-      await page.waitForSelector('.feed-row[data-kind="location.accepted"][data-server="Jaquez"]', {
-        timeout: 2000,
-      });
-      await page.selectOption('[data-testid="feed-server"]', "");
-    });
-
-    await t.step("console: WHATSAT over real TCP, and its Places row", async () => {
-      await page.selectOption('[data-testid="console-server"]', "Campbell");
-      await page.fill('[data-testid="console-line"]', "WHATSAT kiwi.browser.test 10 5");
-      await page.click('[data-testid="console-send"]');
-      const reply = page.locator('[data-testid="console-reply"]').first();
-      await reply.waitFor({ timeout: 5000 });
-      const text = (await reply.textContent()) ?? "";
-      assert.match(text, /^AT Hill [+-]\d+\.\d{9} kiwi\.browser\.test -33\.8688\+151\.2093 /);
-      assert.match(text, /"results"/);
-      await page.waitForSelector('[data-places-row="kiwi.browser.test"]', { timeout: 2000 });
-      const row = (await page.textContent('[data-places-row="kiwi.browser.test"]')) ?? "";
-      assert.match(row, /Campbell/);
-      assert.match(row, /offline/);
-      // An invalid command shows the server's own "?" reply.
-      await page.fill('[data-testid="console-line"]', "WHATSAT kiwi.browser.test 1- 5");
-      await page.click('[data-testid="console-send"]');
-      await page.waitForFunction(
-        () =>
-          document.querySelector('[data-testid="console-reply"]')?.textContent?.startsWith(
-            "? WHATSAT",
-          ),
-        undefined,
-        { timeout: 5000 },
-      );
-    });
-
-    await t.step(
-      "stop a server from the page: its links go down; start: they recover",
-      async () => {
-        // Stop asks first: a cancelled Stop stops nothing.
-        await page.click('button[data-action="stop"][data-server="Hill"]');
-        await page.click('button[data-action="cancel-stop"]');
-        await page.waitForTimeout(300);
-        assert.deepEqual(h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running, true);
-        await page.click('button[data-action="stop"][data-server="Hill"]');
-        await page.click('button[data-action="confirm-stop"][data-server="Hill"]');
-        await page.waitForSelector('[data-server-row="Hill"][data-running="false"]', {
-          timeout: 5000,
-        });
-        await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="down"]', {
-          timeout: 5000,
-        });
-        await page.waitForSelector('[data-link="Hill-Smith"][data-state="down"]', {
-          timeout: 5000,
-        });
-        assert.deepEqual(h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running, false);
-        await page.click('button[data-action="start"][data-server="Hill"]');
-        await page.waitForSelector('[data-server-row="Hill"][data-running="true"]', {
-          timeout: 5000,
-        });
-        await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="up"]', {
-          timeout: 15_000,
-        });
-        await page.waitForSelector('[data-link="Hill-Smith"][data-state="up"]', {
-          timeout: 15_000,
-        });
-      },
-    );
-
-    await t.step(
-      "event stream drops: the browser resumes with Last-Event-ID, nothing lost",
-      async () => {
-        const helloCount = await page.evaluate(() =>
-          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.length
+        assert.match(at, /^AT Smith /);
+        await page.waitForSelector(`[data-client="${client}"]`, { timeout: 2000 });
+        await page.waitForFunction(
+          (c) => {
+            const live = (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive;
+            const servers = new Set(
+              live.feed.value
+                .filter((e) =>
+                  (e.kind === "location.accepted" || e.kind === "location.dropped") &&
+                  (e.record as { client: string }).client === c
+                )
+                .map((e) => e.server),
+            );
+            const received = live.feed.value.filter((e) => e.kind === "propagation.received");
+            return servers.size === 5 && received.length >= 4;
+          },
+          client,
+          { timeout: Math.max(100, 2000 - (Date.now() - started)) },
         );
-        dash.dashboard.hub.disconnectAll();
-        // Events while the page is disconnected (EventSource waits ~1 s before reconnecting).
-        for (let i = 0; i < 5; i++) {
-          await exchange(
-            h.port("Jaquez"),
-            `IAMAT gap-${i}.test +${10 + i}.5-${20 + i}.25 ${nowTime()}\n`,
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed <= 2000, `took ${elapsed} ms`);
+        // Feed rows from every server, and pulses leaving Smith along its links.
+        for (const s of ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"]) {
+          assert.ok(
+            await page.locator(`.feed-row[data-server="${s}"]`).count() > 0,
+            `no feed row for ${s}`,
           );
         }
+        await waitFor(
+          () =>
+            page.evaluate(() =>
+              (globalThis as unknown as { __pulses: string[] }).__pulses.some((p) =>
+                p.startsWith("Smith>")
+              )
+            ),
+          2000,
+          "a pulse from Smith",
+        );
+        // Hover shows the record.
+        await page.hover(`[data-client="${client}"] .pin`);
+        const tip = await page.textContent('[data-testid="map-tip"]');
+        assert.match(tip ?? "", /AT Smith/);
+        assert.match(tip ?? "", new RegExp(RegExp.escape(client)));
+        // A move glides the dot to its new place.
+        const before = await page.getAttribute(`[data-client="${client}"]`, "style");
+        await exchange(h.port("Hill"), `IAMAT ${client} -33.8688+151.2093 ${clientTime(1000)}\n`);
+        await waitFor(
+          async () => (await page.getAttribute(`[data-client="${client}"]`, "style")) !== before,
+          2000,
+          "the dot to move",
+        );
+      });
+
+      await t.step("event feed: filter by server and kind, pause and resume", async () => {
+        await page.selectOption('[data-testid="feed-server"]', "Jaquez");
+        await page.selectOption('[data-testid="feed-kind"]', "propagation");
+        const kinds = await page.$$eval(
+          ".feed-row",
+          (rows) =>
+            rows.map((r) => `${r.getAttribute("data-server")} ${r.getAttribute("data-kind")}`),
+        );
+        assert.ok(kinds.length > 0, "no rows for Jaquez/propagation");
+        for (const k of kinds) {
+          assert.match(k, /^Jaquez (propagation\.(sent|received)|sync\.done)$/);
+        }
+        await page.selectOption('[data-testid="feed-kind"]', "");
+        await page.click('[data-testid="feed-pause"]');
+        const frozen = await page.locator(".feed-row").count();
+        await exchange(h.port("Jaquez"), `IAMAT paused.test +1+1 ${clientTime()}\n`);
         await page.waitForFunction(
-          (n) => (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.length > n,
-          helloCount,
+          () => document.querySelector('[data-testid="feed-pause"]')?.textContent?.includes("new"),
+          undefined,
+          { timeout: 2000 },
+        );
+        assert.deepEqual(await page.locator(".feed-row").count(), frozen);
+        await page.click('[data-testid="feed-pause"]');
+        await page.waitForSelector(
+          '.feed-row[data-kind="location.accepted"][data-server="Jaquez"]',
+          {
+            timeout: 2000,
+          },
+        );
+        await page.selectOption('[data-testid="feed-server"]', "");
+      });
+
+      await t.step("console: WHATSAT over real TCP, and its Places row", async () => {
+        await page.selectOption('[data-testid="console-server"]', "Campbell");
+        await page.fill('[data-testid="console-line"]', "WHATSAT kiwi.browser.test 10 5");
+        await page.click('[data-testid="console-send"]');
+        const reply = page.locator('[data-testid="console-reply"]').first();
+        await reply.waitFor({ timeout: 5000 });
+        const text = (await reply.textContent()) ?? "";
+        assert.match(text, /^AT Hill [+-]\d+\.\d{9} kiwi\.browser\.test -33\.8688\+151\.2093 /);
+        assert.match(text, /"results"/);
+        await page.waitForSelector('[data-places-row="kiwi.browser.test"]', { timeout: 2000 });
+        const row = (await page.textContent('[data-places-row="kiwi.browser.test"]')) ?? "";
+        assert.match(row, /Campbell/);
+        assert.match(row, /offline/);
+        // An invalid command shows the server's own "?" reply.
+        await page.fill('[data-testid="console-line"]', "WHATSAT kiwi.browser.test 1- 5");
+        await page.click('[data-testid="console-send"]');
+        await page.waitForFunction(
+          () =>
+            document.querySelector('[data-testid="console-reply"]')?.textContent?.startsWith(
+              "? WHATSAT",
+            ),
+          undefined,
           { timeout: 5000 },
         );
-        const hello = await page.evaluate(() =>
-          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.at(-1)!
-        );
-        assert.ok(hello.resumeFrom !== null, "the reconnect did not resume (no Last-Event-ID)");
-        for (let i = 0; i < 5; i++) {
-          await page.waitForSelector(`[data-client="gap-${i}.test"]`, { timeout: 3000 });
-        }
-        // The feed's ids have no holes: every event reached the page exactly once.
-        const ids = await page.evaluate(() =>
-          (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.map((e) =>
-            e.id
-          )
-        );
-        for (let i = 1; i < ids.length; i++) {
-          assert.deepEqual(ids[i], ids[i - 1] + 1, `hole or repeat at ${ids[i - 1]} -> ${ids[i]}`);
-        }
-        assert.deepEqual(ids.at(-1), dash.dashboard.hub.lastId);
-      },
-    );
-
-    await t.step("screenshot, phone width and dark mode", async () => {
-      // Some life for the picture: clients around the world and a few queries.
-      const spots = [
-        ["+51.5074-000.1278", "london"],
-        ["+35.6762+139.6503", "tokyo"],
-        ["-23.5505-046.6333", "saopaulo"],
-        ["+40.7128-074.0060", "nyc"],
-        ["+01.3521+103.8198", "singapore"],
-        ["+64.1466-021.9426", "reykjavik"],
-        ["-33.9249+018.4241", "capetown"],
-        ["+19.4326-099.1332", "cdmx"],
-      ];
-      const names = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
-      for (const [i, [loc, name]] of spots.entries()) {
-        await exchange(h.port(names[i % 5]), `IAMAT ${name}.example ${loc} ${nowTime()}\n`);
-      }
-      await exchange(h.port("Singleton"), "WHATSAT london.example 5 3\n");
-      await exchange(h.port("Hill"), "WHATSAT tokyo.example 10 5\n");
-      await page.waitForSelector('[data-places-row="tokyo.example"]', { timeout: 3000 });
-      // As a person first sees it on a desktop screen: from the top (map, graph, servers and the
-      // feed), the header over nothing.
-      await page.setViewportSize({ width: 1440, height: 1000 });
-      await page.evaluate(() => {
-        globalThis.scrollTo(0, 0);
-        // Clicking Stop/Start scrolled the servers table sideways: back to its start.
-        for (const el of document.querySelectorAll(".table-scroll")) el.scrollLeft = 0;
       });
-      await page.mouse.move(0, 0);
-      await page.waitForTimeout(1200); // let the dots settle
-      await page.screenshot({ path: SCREENSHOT });
-      const png = await Deno.stat(SCREENSHOT);
-      assert.ok(png.size > 20_000, "screenshot too small");
 
-      const phone = await browser.newPage({ width: 390, height: 844 });
-      await openDashboard(phone, dash);
-      const overflow = await phone.evaluate(() =>
-        document.documentElement.scrollWidth - globalThis.innerWidth
+      await t.step(
+        "stop a server from the page: its links go down; start: they recover",
+        async () => {
+          // Stop asks first: a cancelled Stop stops nothing.
+          await page.click('button[data-action="stop"][data-server="Hill"]');
+          await page.click('button[data-action="cancel-stop"]');
+          await page.waitForTimeout(300);
+          assert.deepEqual(h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running, true);
+          await page.click('button[data-action="stop"][data-server="Hill"]');
+          await page.click('button[data-action="confirm-stop"][data-server="Hill"]');
+          await page.waitForSelector('[data-server-row="Hill"][data-running="false"]', {
+            timeout: 5000,
+          });
+          await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="down"]', {
+            timeout: 5000,
+          });
+          await page.waitForSelector('[data-link="Hill-Smith"][data-state="down"]', {
+            timeout: 5000,
+          });
+          assert.deepEqual(
+            h.herd.snapshot().servers.find((s) => s.name === "Hill")!.running,
+            false,
+          );
+          await page.click('button[data-action="start"][data-server="Hill"]');
+          await page.waitForSelector('[data-server-row="Hill"][data-running="true"]', {
+            timeout: 5000,
+          });
+          await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="up"]', {
+            timeout: 15_000,
+          });
+          await page.waitForSelector('[data-link="Hill-Smith"][data-state="up"]', {
+            timeout: 15_000,
+          });
+        },
       );
-      assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
-      await phone.emulateMedia({ colorScheme: "dark" });
-      const dark = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
-      await phone.emulateMedia({ colorScheme: "light" });
-      const light = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
-      assert.ok(dark !== light, `dark ${dark} vs light ${light}`);
-      await phone.waitForTimeout(1200);
-      await phone.screenshot({ path: PHONE_SCREENSHOT });
-      await phone.close();
-    });
 
-    assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
-  } finally {
-    await d?.close();
-    await herd?.close();
-  }
-});
+      await t.step(
+        "event stream drops: the browser resumes with Last-Event-ID, nothing lost",
+        async () => {
+          const helloCount = await page.evaluate(() =>
+            (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.length
+          );
+          dash.dashboard.hub.disconnectAll();
+          // Events while the page is disconnected (EventSource waits ~1 s before reconnecting).
+          for (let i = 0; i < 5; i++) {
+            await exchange(
+              h.port("Jaquez"),
+              `IAMAT gap-${i}.test +${10 + i}.5-${20 + i}.25 ${clientTime()}\n`,
+            );
+          }
+          await page.waitForFunction(
+            (n) =>
+              (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.length > n,
+            helloCount,
+            { timeout: 5000 },
+          );
+          const hello = await page.evaluate(() =>
+            (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.hellos.at(-1)!
+          );
+          assert.ok(hello.resumeFrom !== null, "the reconnect did not resume (no Last-Event-ID)");
+          for (let i = 0; i < 5; i++) {
+            await page.waitForSelector(`[data-client="gap-${i}.test"]`, { timeout: 3000 });
+          }
+          // The feed's ids have no holes: every event reached the page exactly once.
+          const ids = await page.evaluate(() =>
+            (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.map((e) =>
+              e.id
+            )
+          );
+          for (let i = 1; i < ids.length; i++) {
+            assert.deepEqual(
+              ids[i],
+              ids[i - 1] + 1,
+              `hole or repeat at ${ids[i - 1]} -> ${ids[i]}`,
+            );
+          }
+          assert.deepEqual(ids.at(-1), dash.dashboard.hub.lastId);
+        },
+      );
 
-/** A seed herd in this process behind a dashboard, for one test; both closed afterwards. */
-async function withSeedDashboard(
-  fn: (herd: TestHerd, d: ServedDashboard) => Promise<void>,
-): Promise<void> {
-  await ensureBuilt();
-  const herd = await startSeedHerd();
-  let d: ServedDashboard | undefined;
-  try {
-    d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
-    await fn(herd, d);
-  } finally {
-    await d?.close();
-    await herd.close();
-  }
-}
+      await t.step("screenshot, phone width and dark mode", async () => {
+        // Some life for the picture: clients around the world and a few queries.
+        const spots = [
+          ["+51.5074-000.1278", "london"],
+          ["+35.6762+139.6503", "tokyo"],
+          ["-23.5505-046.6333", "saopaulo"],
+          ["+40.7128-074.0060", "nyc"],
+          ["+01.3521+103.8198", "singapore"],
+          ["+64.1466-021.9426", "reykjavik"],
+          ["-33.9249+018.4241", "capetown"],
+          ["+19.4326-099.1332", "cdmx"],
+        ];
+        const names = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+        for (const [i, [loc, name]] of spots.entries()) {
+          await exchange(h.port(names[i % 5]), `IAMAT ${name}.example ${loc} ${clientTime()}\n`);
+        }
+        await exchange(h.port("Singleton"), "WHATSAT london.example 5 3\n");
+        await exchange(h.port("Hill"), "WHATSAT tokyo.example 10 5\n");
+        await page.waitForSelector('[data-places-row="tokyo.example"]', { timeout: 3000 });
+        // As a person first sees it on a desktop screen: from the top (map, graph, servers and the
+        // feed), the header over nothing.
+        await page.setViewportSize({ width: 1440, height: 1000 });
+        await page.evaluate(() => {
+          globalThis.scrollTo(0, 0);
+          // Clicking Stop/Start scrolled the servers table sideways: back to its start.
+          for (const el of document.querySelectorAll(".table-scroll")) el.scrollLeft = 0;
+        });
+        await page.mouse.move(0, 0);
+        await page.waitForTimeout(1200); // let the dots settle
+        await page.screenshot({ path: SCREENSHOT });
+        const png = await Deno.stat(SCREENSHOT);
+        assert.ok(png.size > 20_000, "screenshot too small");
+
+        const phone = await browser.newPage({ width: 390, height: 844 });
+        await openDashboard(phone, dash);
+        const overflow = await phone.evaluate(() =>
+          document.documentElement.scrollWidth - globalThis.innerWidth
+        );
+        assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+        await phone.emulateMedia({ colorScheme: "dark" });
+        const dark = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
+        await phone.emulateMedia({ colorScheme: "light" });
+        const light = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
+        assert.ok(dark !== light, `dark ${dark} vs light ${light}`);
+        await phone.waitForTimeout(1200);
+        await phone.screenshot({ path: PHONE_SCREENSHOT });
+        await phone.close();
+      });
+
+      assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
+    }),
+);
 
 browserTest(
   "cut a link from the graph: updates go around it, restore catches up",
@@ -402,7 +376,7 @@ browserTest(
 
       // An IAMAT at Hill reaches Jaquez the long way round (Smith, Singleton), never across.
       const client = "around.browser.test";
-      const t = nowTime();
+      const t = clientTime();
       assert.match(
         await exchange(h.port("Hill"), `IAMAT ${client} +48.85-002.35 ${t}\n`),
         /^AT Hill/,
@@ -465,7 +439,7 @@ browserTest(
   "phone: every control on-screen, tap targets of 24 px, readable graph",
   (browser) =>
     withSeedDashboard(async (herd, d) => {
-      await exchange(herd.port("Hill"), `IAMAT phone.test +34.07-118.44 ${nowTime()}\n`);
+      await exchange(herd.port("Hill"), `IAMAT phone.test +34.07-118.44 ${clientTime()}\n`);
       const phone = await browser.newPage({ width: 390, height: 844 });
       await openDashboard(phone, d);
       await phone.waitForSelector('[data-link-control="Hill-Jaquez"]');

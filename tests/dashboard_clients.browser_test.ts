@@ -6,9 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { browserTest, ensureBuilt } from "./_helpers/browser.ts";
-import { clientTime, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
+import { browserTest, withSeedDashboard } from "./_helpers/browser.ts";
+import { clientTime, exchange, waitFor } from "./_helpers/net.ts";
+import type { ServedDashboard } from "../dashboard/app.ts";
 // Test-only package: kept out of deno.json's runtime import map and deno.lock (tests/deno.lock).
 // deno-lint-ignore no-import-prefix
 import type { Page } from "npm:playwright-core@^1.56.0";
@@ -27,14 +27,8 @@ async function open(page: Page, d: ServedDashboard): Promise<void> {
 
 browserTest(
   "follow a client: search, panel, path, trail, keyboard, sparklines",
-  async (browser, t) => {
-    await ensureBuilt();
-    let herd: TestHerd | undefined;
-    let d: ServedDashboard | undefined;
-    try {
-      herd = await startSeedHerd();
-      d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
-      const h = herd;
+  (browser, t) =>
+    withSeedDashboard(async (h, d) => {
       const page = await browser.newPage({ width: 1280, height: 900 });
       const errors: string[] = [];
       page.on("pageerror", (e) => errors.push(e.message));
@@ -177,9 +171,5 @@ browserTest(
       });
 
       assert.deepEqual(errors, [], `page errors: ${errors.join("\n")}`);
-    } finally {
-      await d?.close();
-      await herd?.close();
-    }
-  },
+    }),
 );

@@ -10,6 +10,8 @@
 // deno-lint-ignore no-import-prefix
 import { type BrowserContext, chromium, type Page } from "npm:playwright-core@^1.56.0";
 import { buildIslands } from "../../dashboard/bundle.ts";
+import { serveDashboard, type ServedDashboard } from "../../dashboard/app.ts";
+import { startSeedHerd, type TestHerd } from "./net.ts";
 
 /** The Chromium binary the tests drive. */
 export const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -122,5 +124,21 @@ export async function ensureBuilt(): Promise<void> {
     await Deno.stat(new URL("../../dashboard/static/build/manifest.json", import.meta.url));
   } catch {
     await buildIslands();
+  }
+}
+
+/** A seed herd in this process behind a dashboard, for one test; both closed afterwards. */
+export async function withSeedDashboard(
+  fn: (herd: TestHerd, d: ServedDashboard) => Promise<void>,
+): Promise<void> {
+  await ensureBuilt();
+  const herd = await startSeedHerd();
+  let d: ServedDashboard | undefined;
+  try {
+    d = await serveDashboard(herd.herd, { host: "127.0.0.1", port: 0, quiet: true });
+    await fn(herd, d);
+  } finally {
+    await d?.close();
+    await herd.close();
   }
 }
