@@ -23,7 +23,7 @@ import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
 import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
-import type { Ops } from "../servers/ops/app.ts";
+import { jsonErrors, type Ops } from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
 import { registerHubMetrics } from "./hub_metrics.ts";
 import { type MetricsReports, RemoteMetrics } from "./remote_metrics.ts";
@@ -152,11 +152,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
 
   const app = new Hono();
 
-  app.onError((err, c) => {
-    console.error(`dashboard: ${c.req.method} ${c.req.path}: ${err}`);
-    return c.json({ error: "internal error" }, 500);
-  });
-  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  jsonErrors(app, "dashboard");
 
   // Every request must name this dashboard in Host (DNS rebinding); every request that changes
   // something is a control request: same origin, and the token.

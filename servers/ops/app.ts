@@ -163,6 +163,24 @@ export function opsHostAllowed(host: string | undefined, listenHost: string): bo
 }
 
 /**
+ * Every error of a Hono app as JSON: a thrown handler is a 500 `internal error` (the detail goes
+ * to stderr under `label`, never to the client), an unknown route a 404 naming it.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * jsonErrors(new Hono(), "ops");
+ * ```
+ */
+export function jsonErrors(app: Hono, label: string): void {
+  app.onError((err, c) => {
+    console.error(`${label}: ${c.req.method} ${c.req.path}: ${err}`);
+    return c.json({ error: "internal error" }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+}
+
+/**
  * The ops app alone (`server --ops-port`, `start --no-dashboard --ops-port`).
  *
  * @example
@@ -174,11 +192,7 @@ export function opsHostAllowed(host: string | undefined, listenHost: string): bo
  */
 export function createOpsApp(ops: Ops, listenHost = "127.0.0.1"): Hono {
   const app = new Hono();
-  app.onError((err, c) => {
-    console.error(`ops: ${c.req.method} ${c.req.path}: ${err}`);
-    return c.json({ error: "internal error" }, 500);
-  });
-  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  jsonErrors(app, "ops");
   app.use("*", async (c, next) => {
     if (!opsHostAllowed(c.req.header("host"), listenHost)) {
       return c.json({ error: "Host does not name this endpoint" }, 421);
