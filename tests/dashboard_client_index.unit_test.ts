@@ -58,6 +58,59 @@ Deno.test("client index: prefix search, before and after new IDs are merged in",
   }
 });
 
+Deno.test("client index: a search never sorts more than a bounded tail of new IDs", () => {
+  // The first search after a bulk load of a million clients used to sort them all at once,
+  // stalling the herd's thread (which runs the dashboard) for seconds.
+  const bus = new EventBus();
+  const index = new ClientIndex(view(bus));
+  try {
+    for (let i = 0; i < 100_000; i++) bus.emit(accepted("Hill", `c${(i * 7919) % 100_000}`));
+    assert.ok(index.unsorted < 4_096, `${index.unsorted} IDs left unsorted`);
+    const r = index.search("c9999", 3);
+    assert.deepEqual(r.total, 11); // c9999, c99990..c99999
+    assert.deepEqual(r.records.map((x) => x.client), ["c9999", "c99990", "c99991"]);
+  } finally {
+    index.close();
+  }
+});
+
+Deno.test("client index: search agrees with a full sort at every size, across runs and the tail", () => {
+  const bus = new EventBus();
+  const index = new ClientIndex(view(bus));
+  const all = new Set<string>();
+  // A deterministic mix of lengths and bytes (binary strings, \x80-\xff included).
+  let seed = 12345;
+  // xorshift32: deterministic and well spread.
+  const rnd = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const alphabet = "ab\x7f\x80\xffz";
+  try {
+    for (let step = 0; step < 60_000; step++) {
+      let id = "";
+      for (let k = 3 + rnd(8); k > 0; k--) id += alphabet[rnd(alphabet.length)];
+      all.add(id);
+      bus.emit(accepted("Hill", id, String(step + 1)));
+      if (step % 2_999 === 0 || step === 59_999) {
+        const sorted = [...all].sort();
+        for (const prefix of ["", "a", "ab", "\xff", "z\x80", "b\x7fa"]) {
+          const want = sorted.filter((id) => id.startsWith(prefix));
+          const got = index.search(prefix, 7);
+          assert.deepEqual(got.total, want.length, `total for ${JSON.stringify(prefix)}`);
+          assert.deepEqual(got.records.map((x) => x.client), want.slice(0, 7));
+        }
+      }
+    }
+    // Enough for runs of 4,096 and a run merged from eight of them.
+    assert.ok(all.size > 9 * 4_096, `only ${all.size} distinct IDs: too few to make runs`);
+  } finally {
+    index.close();
+  }
+});
+
 Deno.test("client index: clusters count every client once; small cells name their clients", () => {
   const bus = new EventBus();
   const index = new ClientIndex(view(bus));
