@@ -306,6 +306,7 @@ browserTest(
         await page.screenshot({ path: SCREENSHOT });
         const png = await Deno.stat(SCREENSHOT);
         assert.ok(png.size > 20_000, "screenshot too small");
+        await assertGraphClear(page);
 
         const phone = await browser.newPage({ width: 390, height: 844 });
         await openDashboard(phone, dash);
@@ -479,6 +480,7 @@ browserTest(
       for (const s of sizes) {
         assert.ok(s >= 11, `graph label ${s}px high`);
       }
+      await assertGraphClear(phone);
       // Map dots: a 24 px tap target (their tips are the map's own, tested with it).
       const dot = '[data-client="phone.test"]';
       await phone.waitForSelector(dot);
@@ -505,3 +507,47 @@ browserTest(
       await phone.close();
     }),
 );
+
+/**
+ * Nothing in the herd graph covers anything else: a node's rate line, a link's button, its RTT
+ * and state labels, the other nodes' circles (the buttons sat on the rate lines at phone width,
+ * RTT labels on the nodes above steep links). A node's own texts sit in its own circle.
+ */
+async function assertGraphClear(page: Page): Promise<void> {
+  const boxes = await page.$$eval(
+    ".graph .node-core, .graph .node-rate, .graph .edge-stat, .graph .edge-label, .edge-btn",
+    (els) =>
+      els.map((el) => {
+        const r = el.getBoundingClientRect();
+        const owner = el.closest("[data-server]")?.getAttribute("data-server") ?? "";
+        const name = el.getAttribute("data-link-control") ?? el.getAttribute("data-edge-stats") ??
+          el.getAttribute("data-edge-label") ?? owner;
+        return {
+          what: `${el.getAttribute("class")} ${name}`,
+          owner,
+          r: [r.left, r.top, r.right, r.bottom],
+        };
+      }).filter((b) => b.r[2] > b.r[0] && b.r[3] > b.r[1]),
+  );
+  assert.ok(boxes.length >= 5 + 6, `only ${boxes.length} graph boxes`);
+  // Node circles are circles: a box near one's corner does not touch it.
+  const circle = (b: (typeof boxes)[number]) => b.what.startsWith("node-core");
+  const touches = (a: number[], b: number[], round: boolean) => {
+    if (!round) {
+      return Math.min(a[2], b[2]) - Math.max(a[0], b[0]) > 1 &&
+        Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1;
+    }
+    const [cx, cy, r] = [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, (b[2] - b[0]) / 2];
+    const dx = cx - Math.max(a[0], Math.min(cx, a[2]));
+    const dy = cy - Math.max(a[1], Math.min(cy, a[3]));
+    return dx * dx + dy * dy < (r - 1) * (r - 1);
+  };
+  for (let i = 0; i < boxes.length; i++) {
+    for (let j = i + 1; j < boxes.length; j++) {
+      const [a, b] = circle(boxes[i]) ? [boxes[j], boxes[i]] : [boxes[i], boxes[j]];
+      if (circle(a)) continue; // circles are laid out apart; their rings touch by design
+      if (a.owner !== "" && a.owner === b.owner) continue;
+      assert.ok(!touches(a.r, b.r, circle(b)), `${a.what} overlaps ${b.what}`);
+    }
+  }
+}

@@ -13,6 +13,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { control, IS_BROWSER, onEvents, rates, refresh, useInitial, useSnapshot } from "./_live.ts";
 import {
+  besideEdge,
   circleOrder,
   edgeLabel,
   formatCount,
@@ -30,6 +31,8 @@ function fit(text: string, r: number): { textLength?: number; lengthAdjust?: str
 /** The server-rendered size; the browser redraws at its box's width. */
 const SSR_W = 560;
 const MAX_H = 420;
+/** How far a link's texts sit off its line: clear of the 28 px button at its middle. */
+const EDGE_GAP = 19;
 const PULSE_MS = 700;
 const MAX_PULSES = 48;
 /** How long an edge shows the size of the catch-up that crossed it. */
@@ -151,7 +154,8 @@ export default function HerdGraph() {
   const R = small ? 34 : 39;
   const links = graphLinks(snap);
   const names = circleOrder(snap.servers.map((s) => s.name), links);
-  const pos = layoutNodes(names, W, H, R + 30);
+  const pos = layoutNodes(names, W, H, R + 14);
+  const spots = [...pos.values()];
 
   return (
     <div class="graph-wrap" ref={box}>
@@ -189,8 +193,7 @@ export default function HerdGraph() {
             {links.map((l) => {
               const text = edgeLabel(l);
               if (!text) return null;
-              const a = pos.get(l.a)!;
-              const b = pos.get(l.b)!;
+              const at = besideEdge(pos.get(l.a)!, pos.get(l.b)!, spots, EDGE_GAP);
               return (
                 <text
                   key={`${l.a}-${l.b}`}
@@ -198,9 +201,9 @@ export default function HerdGraph() {
                   data-edge-stats={`${l.a}-${l.b}`}
                   data-rtt={l.rttMs ?? ""}
                   data-behind={l.behind.map((v) => v ?? "").join(",")}
-                  x={(a.x + b.x) / 2}
-                  y={(a.y + b.y) / 2 - 20}
-                  text-anchor="middle"
+                  x={at.x}
+                  y={at.y}
+                  text-anchor={at.anchor}
                 >
                   {text}
                 </text>
@@ -228,13 +231,16 @@ export default function HerdGraph() {
           </g>
           <g class="edge-labels">
             {links.map((l) => {
-              const a = pos.get(l.a)!;
-              const b = pos.get(l.b)!;
               const words = edgeWords(l);
               const caught = catchUps[edgeKey(l.a, l.b)];
               if (!words && !caught) return null;
-              const x = (a.x + b.x) / 2;
-              const y = (a.y + b.y) / 2 + 30;
+              const { x, y, anchor } = besideEdge(
+                pos.get(l.a)!,
+                pos.get(l.b)!,
+                spots,
+                EDGE_GAP,
+                -1,
+              );
               return (
                 <text
                   key={`${l.a}-${l.b}`}
@@ -242,7 +248,7 @@ export default function HerdGraph() {
                   data-edge-label={`${l.a}-${l.b}`}
                   x={x}
                   y={y}
-                  text-anchor="middle"
+                  text-anchor={anchor}
                 >
                   {words}
                   {caught && (
@@ -265,6 +271,8 @@ export default function HerdGraph() {
               const r = rate[s.name] ?? 0;
               const sub = s.running ? formatCount(s.records) : "stopped";
               const clients = `client${s.records === 1 ? "" : "s"}`;
+              // "15 clients" where it fits, the number alone in a phone's smaller circles.
+              const count = s.running && !small ? `${sub} ${clients}` : sub;
               return (
                 <g
                   key={s.name}
@@ -287,19 +295,25 @@ export default function HerdGraph() {
                     r={R + 5}
                   />
                   <circle class="node-core" r={R} />
-                  <text class="node-name" y="-3" text-anchor="middle">{s.name}</text>
-                  <text class="node-sub" y="12" text-anchor="middle" {...fit(sub, R)}>{sub}</text>
-                  {s.running && <text class="node-sub" y="25" text-anchor="middle">{clients}</text>}
-                  <text
-                    class="node-rate"
-                    y={R + 18}
-                    text-anchor="middle"
-                    data-testid={`rate-${s.name}`}
-                  >
-                    {s.running
-                      ? `${formatCount(r)} upd/s · ${formatCount(s.connections)} conn`
-                      : ""}
+                  {
+                    /* Three lines in the circle: below it, the rate lay across the links and
+                      their buttons. Connections are in the server table. */
+                  }
+                  <text class="node-name" y="-8" text-anchor="middle">{s.name}</text>
+                  <text class="node-sub" y="7" text-anchor="middle" {...fit(count, R)}>
+                    {count}
                   </text>
+                  {s.running && (
+                    <text
+                      class="node-rate"
+                      y="21"
+                      text-anchor="middle"
+                      data-testid={`rate-${s.name}`}
+                      {...fit(`${formatCount(r)} upd/s`, R)}
+                    >
+                      {`${formatCount(r)} upd/s`}
+                    </text>
+                  )}
                 </g>
               );
             })}

@@ -294,6 +294,51 @@ export function edgeLabel(l: GraphLink): string {
   return parts.join(" · ");
 }
 
+/**
+ * Where a link's text goes: beside its middle, `gap` px off the line on its roomier side (the
+ * one whose spot lies farther from every node in `nodes`; `side` -1 for the other side),
+ * anchored so it reads away from the line. Straight above the middle, the label of a steep link
+ * ran into the node above it. `y` is a baseline for text about 12 px high.
+ *
+ * @example
+ * ```ts
+ * const nodes = [{ x: 0, y: 0 }, { x: 0, y: 100 }, { x: 80, y: 50 }];
+ * besideEdge(nodes[0], nodes[1], nodes, 20); // { x: -20, y: 54, anchor: "end" }
+ * ```
+ */
+export function besideEdge(
+  a: { x: number; y: number },
+  b: { x: number; y: number },
+  nodes: Iterable<{ x: number; y: number }>,
+  gap: number,
+  side: 1 | -1 = 1,
+): { x: number; y: number; anchor: "start" | "middle" | "end" } {
+  const mx = (a.x + b.x) / 2;
+  const my = (a.y + b.y) / 2;
+  const len = Math.hypot(b.x - a.x, b.y - a.y) || 1;
+  let nx = -(b.y - a.y) / len;
+  let ny = (b.x - a.x) / len;
+  const room = (sx: number, sy: number) => {
+    let least = Infinity;
+    for (const n of nodes) least = Math.min(least, Math.hypot(n.x - sx, n.y - sy));
+    return least;
+  };
+  const here = room(mx + nx * gap * 2, my + ny * gap * 2);
+  const there = room(mx - nx * gap * 2, my - ny * gap * 2);
+  // The roomier side; on a tie, the upper one.
+  if (there > here + 0.5 || (Math.abs(there - here) <= 0.5 && ny > 0)) [nx, ny] = [-nx, -ny];
+  nx *= side;
+  ny *= side;
+  const anchor = nx > 0.5 ? "start" : nx < -0.5 ? "end" : "middle";
+  // Text hangs from its baseline: below the line it needs its height more, beside it half.
+  const lift = ny > 0.5 ? 10 : ny < -0.5 ? -2 : 4;
+  return {
+    x: Math.round((mx + nx * gap) * 10) / 10,
+    y: Math.round((my + ny * gap + lift) * 10) / 10,
+    anchor,
+  };
+}
+
 /** "1 client", "1,000,000 clients" ("2 matches" with `many`). */
 export function plural(n: number, word: string, many = `${word}s`): string {
   return `${formatCount(n)} ${n === 1 ? word : many}`;
