@@ -12,7 +12,12 @@
  *   socket and both ends of the relay), and the dashboard may hold only its share of it
  *   (`dashboardConnectionCap`); past either it gets a 503 JSON error and is closed;
  * - a connection whose client accepts no bytes for `stallMs` is closed for real (the event hub
- *   cuts such a subscriber after the same time).
+ *   cuts such a subscriber after the same time);
+ * - a connection that got no response byte for `stallMs` is closed too (an idle keep-alive, or a
+ *   request never finished: slowloris; the event stream's heartbeat keeps a live page's stream
+ *   busier than that), and at the cap a new connection takes the place of the one quiet longest
+ *   (a second at least) instead of being turned away: sockets that never finish a request could
+ *   otherwise hold every place, and answer every visitor and health check 503.
  *
  * @module
  */
@@ -32,6 +37,8 @@ export function dashboardConnectionCap(clientCap = descriptors.clientCap): numbe
   return Math.min(256, Math.max(4, Math.floor(clientCap / 4 / FDS_PER_CONNECTION)));
 }
 const RELAY_CHUNK = 64 * 1024;
+/** A connection quiet this long (no response byte) may give its place to a new one at the cap. */
+const EVICT_QUIET_MS = 1_000;
 const BUSY_BODY = JSON.stringify({ error: "server busy: too many open connections" });
 const BUSY = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n" +
@@ -66,14 +73,20 @@ export class TcpFront {
   readonly addr: Deno.NetAddr;
   #listener: Deno.Listener;
   #opts: FrontOptions;
-  #conns = new Set<Deno.Conn>();
+  #conns = new Map<Deno.Conn, Relayed>();
   #done: Promise<void>;
+  #sweep: ReturnType<typeof setInterval>;
 
   constructor(opts: FrontOptions) {
     this.#opts = opts;
     this.#listener = Deno.listen({ hostname: opts.hostname, port: opts.port });
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.#done = this.#run();
+    // Closes connections that got no response byte for stallMs (see the module doc).
+    this.#sweep = setInterval(() => {
+      const now = performance.now();
+      for (const r of this.#conns.values()) if (now - r.lastOut >= opts.stallMs) r.end();
+    }, Math.max(50, Math.min(5_000, opts.stallMs / 4)));
   }
 
   /** Connections being relayed. */
@@ -88,11 +101,30 @@ export class TcpFront {
       relays.add(p);
       p.finally(() => relays.delete(p));
     }
-    for (const c of this.#conns) closeQuietly(c);
+    clearInterval(this.#sweep);
+    for (const r of this.#conns.values()) r.end();
     await Promise.allSettled([...relays]);
   }
 
+  /** The connection quiet longest, if it has been quiet EVICT_QUIET_MS; it is marked taken. */
+  #quietest(): Relayed | undefined {
+    let best: Relayed | undefined;
+    for (const r of this.#conns.values()) {
+      if (!r.evicted && (best === undefined || r.lastOut < best.lastOut)) best = r;
+    }
+    if (best === undefined || performance.now() - best.lastOut < EVICT_QUIET_MS) return undefined;
+    best.evicted = true;
+    return best;
+  }
+
   async #relay(client: Deno.Conn): Promise<void> {
+    if (this.#conns.size >= dashboardConnectionCap()) {
+      const victim = this.#quietest();
+      if (victim !== undefined) {
+        victim.end();
+        await victim.done;
+      }
+    }
     if (
       this.#conns.size >= dashboardConnectionCap() ||
       !descriptors.tryAcquire("client", FDS_PER_CONNECTION)
@@ -102,22 +134,30 @@ export class TcpFront {
       return;
     }
     let upstream: Deno.Conn | undefined;
-    this.#conns.add(client);
+    let finished!: () => void;
+    const me: Relayed = {
+      lastOut: performance.now(),
+      evicted: false,
+      end: () => {
+        closeQuietly(client);
+        closeQuietly(upstream);
+      },
+      done: new Promise<void>((resolve) => (finished = resolve)),
+    };
+    this.#conns.set(client, me);
     try {
       upstream = await Deno.connect({ transport: "unix", path: this.#opts.target });
       const up = upstream;
       (client as Deno.TcpConn).setNoDelay?.(true);
-      const end = () => {
-        closeQuietly(client);
-        closeQuietly(up);
-      };
+      const end = me.end;
       // The client's half-close is passed on (the response still comes back); anything else
       // ending either direction, a stalled client above all, ends both.
       const inbound = pipe(client, up, 0).then((eof) => {
         if (eof) return (up as Deno.UnixConn).closeWrite().catch(end);
         end();
       });
-      await Promise.all([inbound, pipe(up, client, this.#opts.stallMs).finally(end)]);
+      const outbound = pipe(up, client, this.#opts.stallMs, () => me.lastOut = performance.now());
+      await Promise.all([inbound, outbound.finally(end)]);
     } catch {
       // upstream gone: the HTTP server is stopping
     } finally {
@@ -125,6 +165,7 @@ export class TcpFront {
       closeQuietly(client);
       closeQuietly(upstream);
       descriptors.release(FDS_PER_CONNECTION);
+      finished();
     }
   }
 
@@ -135,16 +176,34 @@ export class TcpFront {
   }
 }
 
+/** One relayed connection. */
+interface Relayed {
+  /** When the last response bytes were passed on (or the connection was accepted). */
+  lastOut: number;
+  /** Picked to make room for a new connection. */
+  evicted: boolean;
+  /** Closes both ends. */
+  end(): void;
+  /** Resolves once its descriptors are released. */
+  done: Promise<void>;
+}
+
 /**
  * Copies `from` to `to`; true at EOF, false on an error. With `stallMs`, a write that stays
- * pending that long (the reader accepts nothing) is an error.
+ * pending that long (the reader accepts nothing) is an error. `onData` runs on every read.
  */
-async function pipe(from: Deno.Conn, to: Deno.Conn, stallMs: number): Promise<boolean> {
+async function pipe(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  stallMs: number,
+  onData?: () => void,
+): Promise<boolean> {
   const buf = new Uint8Array(RELAY_CHUNK);
   try {
     for (;;) {
       const n = await from.read(buf);
       if (n === null) return true;
+      onData?.();
       let off = 0;
       while (off < n) {
         const write = to.write(buf.subarray(off, n));

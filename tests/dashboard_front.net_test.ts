@@ -1,0 +1,73 @@
+/**
+ * The dashboard's TCP front (dashboard/front.ts) must not let connections that never finish a
+ * request hold the dashboard's whole connection share: 256 idle sockets (or sockets that trickle
+ * header bytes, slowloris) from one client would otherwise answer every visitor, and the ops
+ * routes `start` serves on the same port (/healthz, /metrics), `503` for as long as they are held.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { dashboardConnectionCap, TcpFront } from "../dashboard/front.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
+
+const STALL_MS = 1_000;
+
+Deno.test("dashboard front: connections that never complete a request do not lock the dashboard out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herd-front-" });
+  const target = `${dir}/http.sock`;
+  const server = Deno.serve(
+    { transport: "unix", path: target, onListen: () => {} },
+    () => new Response("ok"),
+  );
+  const front = new TcpFront({
+    hostname: "127.0.0.1",
+    port: 0,
+    target,
+    stallMs: STALL_MS,
+    onError: () => {},
+  });
+  const port = front.addr.port;
+  const held: Deno.Conn[] = [];
+  let trickle: ReturnType<typeof setInterval> | undefined;
+  try {
+    const cap = dashboardConnectionCap();
+    const enc = new TextEncoder();
+    for (let i = 0; i < cap; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      held.push(c);
+      // Half send nothing at all; half start a request and never finish its headers.
+      if (i % 2) await c.write(enc.encode(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`));
+    }
+    // The slowloris half keeps sending a header byte now and then (well inside any idle timeout).
+    trickle = setInterval(() => {
+      for (let i = 1; i < held.length; i += 2) held[i].write(enc.encode("X")).catch(() => {});
+    }, STALL_MS / 4);
+
+    const statuses: number[] = [];
+    const deadline = Date.now() + 10 * STALL_MS;
+    let status = 0;
+    while (Date.now() < deadline) {
+      status = (await rawRequest(port, "/", { ms: 5_000 }).catch(() => ({ status: 0 }))).status;
+      statuses.push(status);
+      if (status === 200) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(
+      status,
+      200,
+      `with ${cap} connections held that never complete a request, a fresh request still got ` +
+        `${status} after ${10 * STALL_MS} ms (statuses seen: ${[...new Set(statuses)].join(", ")})`,
+    );
+  } finally {
+    clearInterval(trickle);
+    for (const c of held) {
+      try {
+        c.close();
+      } catch { /* closed by the front */ }
+    }
+    await front.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
