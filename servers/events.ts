@@ -234,7 +234,9 @@ export type ErrorReason =
   /** A dashboard observer stream was cut. */
   | "observer"
   /** Accepting a connection failed (out of descriptors, above all); retried after a pause. */
-  | "accept";
+  | "accept"
+  /** A log file cannot be written (full disk); its lines are counted and dropped until it can. */
+  | "log-write";
 
 /** Something went wrong that is worth a log line (never contains a secret). */
 export interface ErrorEvent extends Base {

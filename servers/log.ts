@@ -218,6 +218,9 @@ export function formatJsonLogLine(e: HerdEvent): string | undefined {
   return asciiJson(out);
 }
 
+/** How long a log file that failed to write or open waits before it is tried again (ms). */
+const RETRY_MS = 1_000;
+
 /** An open log file with its pending bytes. */
 class LogFile {
   readonly path: string;
@@ -226,33 +229,53 @@ class LogFile {
   #buf = new Uint8Array(FLUSH_BYTES * 2);
   #len = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Lines lost since the file last took a write (full disk, unopenable path), and why. */
+  #lost = 0;
+  #why = "";
+  /** The file's size after the last whole write: a write cut short is cut back to it. */
+  #size = 0;
+  /** A failed write left half a line that could not be cut off: the next write ends it first. */
+  #torn = false;
+  /** Failing since the last write that failed, until one succeeds. */
+  #failing = false;
+  /** While failing: when to try the disk again (lines before then are counted and dropped). */
+  #retryAt = 0;
+  readonly #onFailure: (message: string) => void;
+  readonly #gapLine: (lost: number, why: string) => string;
 
-  constructor(path: string) {
+  constructor(
+    path: string,
+    onFailure: (message: string) => void,
+    gapLine: (lost: number, why: string) => string,
+  ) {
     this.path = path;
+    this.#onFailure = onFailure;
+    this.#gapLine = gapLine;
     this.#open();
   }
 
   #open(): void {
     try {
       this.#file = Deno.openSync(this.path, { create: true, append: true });
+      this.#size = this.#file.statSync().size;
     } catch (err) {
-      // An unopenable log must not stop the herd: report once, then drop lines.
-      console.error(`cannot open log ${this.path}: ${(err as Error).message}`);
+      // An unopenable log must not stop the herd: report, drop lines, try again later.
+      this.#failed(`cannot open log ${this.path}: ${(err as Error).message}`);
     }
   }
 
   /** Flushes to the file open now (renamed or not), then opens the path again. */
   reopen(): void {
     this.close();
+    this.#retryAt = 0;
     this.#open();
   }
 
   add(line: string): void {
-    if (this.#file === undefined) return;
     if (this.#len + line.length + 1 > this.#buf.length) {
       this.flush();
       if (line.length + 1 > this.#buf.length) {
-        this.#write(binaryToBytes(line + "\n"));
+        this.#write(binaryToBytes(line + "\n"), 1);
         return;
       }
     }
@@ -276,17 +299,59 @@ class LogFile {
     this.#write(bytes);
   }
 
-  #write(bytes: Uint8Array): void {
-    if (this.#file === undefined) return;
-    try {
-      let off = 0;
-      while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
-    } catch (err) {
-      // A failing disk must not take the herd down; say so once.
-      console.error(`cannot write log: ${(err as Error).message}`);
-      this.#file.close();
-      this.#file = undefined;
+  /** Writes `bytes` (`lines` of them, counted when unknown), or counts them lost. */
+  #write(bytes: Uint8Array, lines?: number): void {
+    const now = performance.now();
+    if (this.#failing && now < this.#retryAt) {
+      this.#lost += lines ?? countLines(bytes);
+      return;
     }
+    if (this.#file === undefined) this.#open();
+    const file = this.#file;
+    if (file === undefined) {
+      this.#lost += lines ?? countLines(bytes);
+      return;
+    }
+    let off = 0;
+    try {
+      if (this.#torn || this.#lost > 0) {
+        // Back after a failure: end a torn line, then say what is missing, in the log itself.
+        const gap = binaryToBytes(
+          (this.#torn ? "\n" : "") +
+            (this.#lost > 0 ? this.#gapLine(this.#lost, this.#why) + "\n" : ""),
+        );
+        for (let g = 0; g < gap.length;) g += file.writeSync(gap.subarray(g));
+        this.#size += gap.length;
+        this.#torn = false;
+        this.#lost = 0;
+      }
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      this.#size += off;
+      this.#failing = false;
+    } catch (err) {
+      // A failing disk must not take the herd down, nor end logging for good: the file stays
+      // open, the lines are counted, and the disk is tried again in a second.
+      if (off > 0) {
+        // Cut the partial batch off (this frees space, so it works on a full disk), else end
+        // its torn line before the next write.
+        try {
+          file.truncateSync(this.#size);
+        } catch {
+          this.#torn = true;
+        }
+      }
+      this.#lost += lines ?? countLines(bytes);
+      this.#failed(`cannot write log ${this.path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Starts (or continues) a failure: said once per failure, not once per batch. */
+  #failed(message: string): void {
+    this.#retryAt = performance.now() + RETRY_MS;
+    if (this.#failing) return;
+    this.#failing = true;
+    this.#why = message;
+    this.#onFailure(message);
   }
 
   close(): void {
@@ -294,6 +359,13 @@ class LogFile {
     this.#file?.close();
     this.#file = undefined;
   }
+}
+
+/** Line feeds in `bytes`, at least 1. */
+function countLines(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] === 10) n++;
+  return Math.max(1, n);
 }
 
 /** How {@linkcode openLogs} writes. */
@@ -331,8 +403,26 @@ export async function openLogs(
 ): Promise<Logs> {
   await Deno.mkdir(dir, { recursive: true });
   const files = new Map<string, LogFile>();
-  for (const name of servers) files.set(name, new LogFile(`${dir}/${name}.log`));
   const format = opts.format === "json" ? formatJsonLogLine : formatLogLine;
+  for (const name of servers) {
+    const failed = (message: string) => {
+      console.error(message);
+      // An error event for metrics and the dashboard; its own log line is kept for when the
+      // file takes writes again (or counted lost with the rest).
+      queueMicrotask(() =>
+        bus.emit({ kind: "error", t: Date.now(), server: name, reason: "log-write", message })
+      );
+    };
+    const gap = (lost: number, why: string) =>
+      format({
+        kind: "error",
+        t: Date.now(),
+        server: name,
+        reason: "log-write",
+        message: `${lost} log line(s) lost: ${why}`,
+      })!;
+    files.set(name, new LogFile(`${dir}/${name}.log`, failed, gap));
+  }
   const off = bus.subscribe((e) => {
     const file = files.get(e.server);
     if (file === undefined) return;

@@ -16,7 +16,7 @@ import { TcpClient } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore } from "../servers/store.ts";
 import { type ErrorEvent, EventBus } from "../servers/events.ts";
-import { formatLogLine } from "../servers/log.ts";
+import { formatLogLine, openLogs } from "../servers/log.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { parseExposition } from "./_helpers/prom.ts";
 import { leasePorts } from "./_helpers/ports.ts";
@@ -473,6 +473,53 @@ tmpfsTest(
     } finally {
       await herd.close();
       await new Deno.Command("umount", { args: ["-l", herd.dataDir] }).output();
+    }
+  },
+);
+
+tmpfsTest(
+  "disk: a full log disk drops and counts lines, says so once, and logging resumes when there is room",
+  async () => {
+    // Before: the first failed write closed the log file for good (until a SIGHUP), so one
+    // moment of a full disk ended a server's log silently. (Found by the adversarial review.)
+    const dir = await Deno.makeTempDir({ prefix: "herd-logdisk-" });
+    await mountTmpfs(dir, "1m");
+    const bus = new EventBus();
+    const errors: ErrorEvent[] = [];
+    bus.subscribe((e) => e.kind === "error" && errors.push(e));
+    const logs = await openLogs(bus, dir, ["Hill"]);
+    const say = (line: string) =>
+      bus.emit({ kind: "line.in", server: "Hill", conn: 1, line, t: Date.now() });
+    try {
+      say("IAMAT before +1+1 1");
+      await logs.flush();
+      const filler = `${dir}/filler`;
+      await fill(filler);
+      for (let i = 0; i < 2_000; i++) say(`IAMAT during${i} +1+1 ${"9".repeat(200)}`);
+      await logs.flush();
+      await new Promise((r) => setTimeout(r, 0));
+      assert.deepEqual(errors.map((e) => e.reason), ["log-write"], "said once, as log-write");
+      assert.match(errors[0].message, /cannot write log .*Hill\.log: .*space/i);
+      await Deno.remove(filler);
+      // The disk is tried again a second after the failure, not on every batch.
+      await new Promise((r) => setTimeout(r, 1_100));
+      say("IAMAT after.space.returned +1+1 1");
+      await logs.flush();
+      const text = await Deno.readTextFile(`${dir}/Hill.log`);
+      assert.match(text, /IAMAT before /);
+      assert.match(text, /IAMAT after\.space\.returned /, "logging resumed");
+      const gap = text.match(/ERROR log-write: (\d+) log line\(s\) lost: cannot write log/);
+      assert.ok(gap, "the log says what it lost");
+      assert.ok(Number(gap[1]) >= 1 && Number(gap[1]) <= 2_001, `lost ${gap[1]}`);
+      // Every line is whole: a write cut short by the full disk is ended before the gap line.
+      for (const line of text.split("\n").filter((l) => l !== "")) {
+        assert.match(line, /^\d{4}-\d\d-\d\dT[\d:.]+Z /, `a torn line: ${line.slice(0, 80)}`);
+      }
+      assert.deepEqual(errors.length, 1, "no second failure reported");
+    } finally {
+      await logs.close();
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 );

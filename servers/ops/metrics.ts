@@ -95,6 +95,7 @@ const ERROR_REASONS = Object.keys(
     places: 0,
     observer: 0,
     accept: 0,
+    "log-write": 0,
   } satisfies Record<ErrorReason, 0>,
 );
 
