@@ -155,7 +155,14 @@ export default function HerdGraph() {
   const links = graphLinks(snap);
   const names = circleOrder(snap.servers.map((s) => s.name), links);
   const pos = layoutNodes(names, W, H, R + 14);
+  // What a link's texts keep clear of: the nodes and every link's button (its own is as far
+  // from either side).
   const spots = [...pos.values()];
+  for (const l of links) {
+    const a = pos.get(l.a)!;
+    const b = pos.get(l.b)!;
+    spots.push({ x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 });
+  }
 
   return (
     <div class="graph-wrap" ref={box}>

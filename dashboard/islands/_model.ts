@@ -296,7 +296,8 @@ export function edgeLabel(l: GraphLink): string {
 
 /**
  * Where a link's text goes: beside its middle, `gap` px off the line on its roomier side (the
- * one whose spot lies farther from every node in `nodes`; `side` -1 for the other side),
+ * one whose spot lies farther from everything in `nodes`, e.g. the nodes and the links' buttons;
+ * `side` -1 for the other side),
  * anchored so it reads away from the line. Straight above the middle, the label of a steep link
  * ran into the node above it. `y` is a baseline for text about 12 px high.
  *
