@@ -273,6 +273,63 @@ tmpfsTest(
   },
 );
 
+tmpfsTest(
+  "disk: an append cut short by a full disk is cut off, and the retry lands right after the good entries",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    await mountTmpfs(dir, "1m");
+    try {
+      const watched = () => {
+        const bus = new EventBus();
+        const errors: ErrorEvent[] = [];
+        bus.subscribe((e) => e.kind === "error" && errors.push(e));
+        return { bus, errors };
+      };
+      const { bus, errors } = watched();
+      const record = (client: string, seq: number) => ({
+        origin: "Hill",
+        diff: "+0.263873386",
+        client,
+        location: "+34.068930-118.445127",
+        time: "1621464827.959498503",
+        seq,
+        via: -1,
+      });
+      const log = await openLogPersistence(dir, "Hill");
+      await log.load(new RecordStore(), [], bus);
+      for (let i = 1; i <= 3; i++) log.saved(record(`good${i}`, i));
+      await log.flush();
+      const good = (await Deno.stat(`${dir}/Hill.records`)).size;
+      await fill(`${dir}/filler`);
+      // More than the log file's last page holds: the write stops part way, then fails.
+      for (let i = 4; i <= 300; i++) log.saved(record(`owed${i}`, i));
+      await log.flush();
+      assert.equal(log.writable, false, "the append did not fail: the disk was not full");
+      assert.equal((await Deno.stat(`${dir}/Hill.records`)).size, good, "partial append not cut");
+      await Deno.remove(`${dir}/filler`);
+      await log.flush();
+      assert.equal(log.writable, true);
+      await log.close();
+
+      const store = new RecordStore();
+      const { bus: bus2, errors: reloadErrors } = watched();
+      const again = await openLogPersistence(dir, "Hill");
+      await again.load(store, [], bus2);
+      await again.close();
+      assert.deepEqual(
+        reloadErrors.map((e) => e.message),
+        [],
+        "the file has a hole or a torn entry",
+      );
+      assert.equal(store.size, 300);
+      assert.ok(errors.some((e) => e.reason === "disk-write"), "the full disk was not reported");
+    } finally {
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 /** Waits (bounded) until a server's log matches; returns the log. */
 async function waitLog(herd: ProcessHerd, name: string, re: RegExp, ms = 5000): Promise<string> {
   const deadline = performance.now() + ms;
