@@ -19,6 +19,7 @@ import { type ErrorEvent, EventBus } from "../servers/events.ts";
 import { formatLogLine } from "../servers/log.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { parseExposition } from "./_helpers/prom.ts";
+import { errorBus, storedRecord } from "./_helpers/records.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { describe } from "../dashboard/islands/_model.ts";
 import type { DashEvent } from "../dashboard/types.ts";
@@ -279,30 +280,15 @@ tmpfsTest(
     const dir = await Deno.makeTempDir();
     await mountTmpfs(dir, "1m");
     try {
-      const watched = () => {
-        const bus = new EventBus();
-        const errors: ErrorEvent[] = [];
-        bus.subscribe((e) => e.kind === "error" && errors.push(e));
-        return { bus, errors };
-      };
-      const { bus, errors } = watched();
-      const record = (client: string, seq: number) => ({
-        origin: "Hill",
-        diff: "+0.263873386",
-        client,
-        location: "+34.068930-118.445127",
-        time: "1621464827.959498503",
-        seq,
-        via: -1,
-      });
+      const { bus, errors } = errorBus();
       const log = await openLogPersistence(dir, "Hill");
       await log.load(new RecordStore(), [], bus);
-      for (let i = 1; i <= 3; i++) log.saved(record(`good${i}`, i));
+      for (let i = 1; i <= 3; i++) log.saved(storedRecord(`good${i}`, i));
       await log.flush();
       const good = (await Deno.stat(`${dir}/Hill.records`)).size;
       await fill(`${dir}/filler`);
       // More than the log file's last page holds: the write stops part way, then fails.
-      for (let i = 4; i <= 300; i++) log.saved(record(`owed${i}`, i));
+      for (let i = 4; i <= 300; i++) log.saved(storedRecord(`owed${i}`, i));
       await log.flush();
       assert.equal(log.writable, false, "the append did not fail: the disk was not full");
       assert.equal((await Deno.stat(`${dir}/Hill.records`)).size, good, "partial append not cut");
@@ -312,7 +298,7 @@ tmpfsTest(
       await log.close();
 
       const store = new RecordStore();
-      const { bus: bus2, errors: reloadErrors } = watched();
+      const { bus: bus2, errors: reloadErrors } = errorBus();
       const again = await openLogPersistence(dir, "Hill");
       await again.load(store, [], bus2);
       await again.close();
