@@ -279,7 +279,11 @@ class LogFile {
         return;
       }
     }
-    this.#len += binaryInto(line, this.#buf.subarray(this.#len)).length;
+    // A log line is ASCII (escaped, or asciiJson), so its UTF-8 is its bytes: the native encoder
+    // copies it in one call, faster than binaryInto's per-char loop (which stays the fallback).
+    const { read, written } = utf8.encodeInto(line, this.#buf.subarray(this.#len));
+    if (read === line.length && written === read) this.#len += written;
+    else this.#len += binaryInto(line, this.#buf.subarray(this.#len)).length;
     this.#buf[this.#len++] = 10;
     if (this.#len >= FLUSH_BYTES) this.flush();
     else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);

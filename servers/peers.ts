@@ -315,11 +315,12 @@ export class Link {
   }
 
   /**
-   * Resolves true once the peer has receipted our record `seq` (it and every server it passed
-   * the record on to hold it), false after `ms`; true at once when the link goes down.
+   * Calls `done(true)` once the peer has receipted our record `seq` (it and every server it
+   * passed the record on to hold it), `done(false)` at `deadline` (a `performance.now()` time);
+   * `done(true)` at once when the link goes down.
    */
-  waitReceipt(seq: number, ms: number): Promise<boolean> {
-    return this.#waiting.wait(seq, ms);
+  onReceipt(seq: number, deadline: number, done: (receipted: boolean) => void): void {
+    this.#waiting.onReceipt(seq, deadline, done);
   }
 
   /**

@@ -624,17 +624,27 @@ export class HerdServer implements LineHandler {
     for (const l of this.links) if (l !== except && l.up) (links ??= []).push(l);
     if (links === undefined) return undefined;
     const started = performance.now();
-    const waits = links.map((l) => l.waitReceipt(record.seq, ms));
-    return Promise.all(waits).then((receipted) => {
-      if (receipted.every((r) => r)) return;
-      this.bus.emit({
-        kind: "receipt.late",
-        t: Date.now(),
-        server: this.name,
-        client: record.client,
-        peers: links.filter((_, i) => !receipted[i]).map((l) => l.peer),
-        waitedMs: performance.now() - started,
-      });
+    const waiting = links;
+    // One promise per record, counted down by the links' callbacks (not one per link).
+    return new Promise((resolve) => {
+      let left = waiting.length;
+      let late: boolean[] | undefined;
+      waiting.forEach((l, i) =>
+        l.onReceipt(record.seq, started + ms, (receipted) => {
+          if (!receipted) (late ??= [])[i] = true;
+          if (--left > 0) return;
+          resolve();
+          if (late === undefined) return;
+          this.bus.emit({
+            kind: "receipt.late",
+            t: Date.now(),
+            server: this.name,
+            client: record.client,
+            peers: waiting.filter((_, j) => late![j]).map((l) => l.peer),
+            waitedMs: performance.now() - started,
+          });
+        })
+      );
     });
   }
 

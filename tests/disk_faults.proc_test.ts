@@ -19,6 +19,7 @@ import { type ErrorEvent, EventBus } from "../servers/events.ts";
 import { formatLogLine, openLogs } from "../servers/log.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { parseExposition } from "./_helpers/prom.ts";
+import { errorBus, storedRecord } from "./_helpers/records.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { describe } from "../dashboard/islands/_model.ts";
 import type { DashEvent } from "../dashboard/types.ts";
@@ -269,6 +270,48 @@ tmpfsTest(
       await herd.killAll();
       await new Deno.Command("umount", { args: ["-l", herd.dataDir] }).output();
       await herd.close();
+    }
+  },
+);
+
+tmpfsTest(
+  "disk: an append cut short by a full disk is cut off, and the retry lands right after the good entries",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    await mountTmpfs(dir, "1m");
+    try {
+      const { bus, errors } = errorBus();
+      const log = await openLogPersistence(dir, "Hill");
+      await log.load(new RecordStore(), [], bus);
+      for (let i = 1; i <= 3; i++) log.saved(storedRecord(`good${i}`, i));
+      await log.flush();
+      const good = (await Deno.stat(`${dir}/Hill.records`)).size;
+      await fill(`${dir}/filler`);
+      // More than the log file's last page holds: the write stops part way, then fails.
+      for (let i = 4; i <= 300; i++) log.saved(storedRecord(`owed${i}`, i));
+      await log.flush();
+      assert.equal(log.writable, false, "the append did not fail: the disk was not full");
+      assert.equal((await Deno.stat(`${dir}/Hill.records`)).size, good, "partial append not cut");
+      await Deno.remove(`${dir}/filler`);
+      await log.flush();
+      assert.equal(log.writable, true);
+      await log.close();
+
+      const store = new RecordStore();
+      const { bus: bus2, errors: reloadErrors } = errorBus();
+      const again = await openLogPersistence(dir, "Hill");
+      await again.load(store, [], bus2);
+      await again.close();
+      assert.deepEqual(
+        reloadErrors.map((e) => e.message),
+        [],
+        "the file has a hole or a torn entry",
+      );
+      assert.equal(store.size, 300);
+      assert.ok(errors.some((e) => e.reason === "disk-write"), "the full disk was not reported");
+    } finally {
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 );

@@ -73,3 +73,64 @@ Deno.test("metrics: histogram buckets are cumulative; known series start at 0", 
   assert.equal(e.value("herd_peer_rejected_total", { server: "Hill", reason: "bad-proof" }), 0);
   m.close();
 });
+
+Deno.test("metrics: counts kept between scrapes are neither lost nor counted twice", async () => {
+  const { bus, m } = metrics();
+  const command = (seconds: number) =>
+    bus.emit({
+      kind: "command",
+      t: 0,
+      server: "Hill",
+      conn: 1,
+      verb: "IAMAT",
+      result: "ok",
+      reason: "",
+      seconds,
+    });
+  const scrape = async () => {
+    const e = parseExposition(await m.render());
+    return [
+      e.value("herd_commands_total", { server: "Hill", verb: "IAMAT", result: "ok", reason: "" }),
+      e.value("herd_iamat_duration_seconds_count", { server: "Hill" }),
+      e.value("herd_iamat_duration_seconds_bucket", { server: "Hill", le: "0.001" }),
+      e.value("herd_iamat_duration_seconds_sum", { server: "Hill" }),
+    ];
+  };
+  assert.deepEqual(await scrape(), [0, 0, 0, 0]);
+  command(0.0005);
+  command(0.5);
+  assert.deepEqual(await scrape(), [2, 2, 1, 0.5005]);
+  assert.deepEqual(await scrape(), [2, 2, 1, 0.5005], "a scrape changes nothing");
+  command(0.25);
+  assert.deepEqual(await scrape(), [3, 3, 1, 0.7505]);
+  // A remote dashboard's view of the same counts.
+  const json = await m.exportServer("Hill");
+  const commands = json.find((f) => f.name === "herd_commands_total")!;
+  assert.equal(
+    commands.values.find((v) => v.labels.verb === "IAMAT" && v.labels.result === "ok")?.value,
+    3,
+  );
+  m.close();
+});
+
+Deno.test("metrics: series appear in the order of their first count, each label set apart", async () => {
+  const { bus, m } = metrics();
+  for (const peer of ["Smith", "Jaquez"]) {
+    bus.emit({
+      kind: "receipt.late",
+      t: 0,
+      server: "Hill",
+      client: "c",
+      peers: [peer],
+      waitedMs: 50,
+    });
+  }
+  const text = await m.render();
+  const lines = text.split("\n").filter((l) => l.startsWith("herd_receipts_late_total{"));
+  // Jaquez (a neighbour) was started at 0 before Smith's first count.
+  assert.deepEqual(lines, [
+    'herd_receipts_late_total{server="Hill",peer="Jaquez"} 1',
+    'herd_receipts_late_total{server="Hill",peer="Smith"} 1',
+  ]);
+  m.close();
+});

@@ -7,36 +7,13 @@
 
 import assert from "node:assert/strict";
 import { openLogPersistence } from "../servers/persist.ts";
-import { RecordStore, type StoredRecord } from "../servers/store.ts";
-import { type ErrorEvent, EventBus } from "../servers/events.ts";
+import { RecordStore } from "../servers/store.ts";
 import type { Link } from "../servers/peers.ts";
-
-function record(client: string, seq: number, over: Partial<StoredRecord> = {}): StoredRecord {
-  return {
-    origin: "Hill",
-    diff: "+0.263873386",
-    client,
-    location: "+34.068930-118.445127",
-    time: "1621464827.959498503",
-    seq,
-    via: -1,
-    ...over,
-  };
-}
+import { errorBus, storedRecord as record } from "./_helpers/records.ts";
 
 /** Just what persistence reads of a link: its peer and its mark. */
 function link(peer: string, epoch = "-", seq = 0): Link {
   return { peer, mark: { epoch, seq } } as unknown as Link;
-}
-
-/** A bus that keeps the error events. */
-function errorBus(): { bus: EventBus; errors: ErrorEvent[] } {
-  const bus = new EventBus();
-  const errors: ErrorEvent[] = [];
-  bus.subscribe((e) => {
-    if (e.kind === "error") errors.push(e);
-  });
-  return { bus, errors };
 }
 
 /** Loads `dir`'s log for Hill into a fresh store; returns it with the links and errors. */

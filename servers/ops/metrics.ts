@@ -155,56 +155,135 @@ export function collectedMetric(
 }
 
 /**
- * A metric's child per label set, cached: prom-client's `inc(labels)` / `observe(labels, v)`
- * hash and validate the labels on every call (30 µs per histogram observation, measured), which
- * on the hot path (every command, every record) stalled a loaded server; a child costs < 1 µs.
+ * Series by label values: one Map level per label, in the order the call sites pass them (every
+ * call site of a family passes the same names in the same order). No key string is built per
+ * count: the values are the event's own strings, whose hashes V8 keeps. `order` lists the series
+ * in the order of their first count, which is prom-client's own order.
  */
-class Children<C> {
-  readonly #make: (labels: Labels) => C;
-  readonly #cache = new Map<string, C>();
+class SeriesTable<S> {
+  readonly #root = new Map<string, unknown>();
+  readonly order: S[] = [];
+  readonly #make: (labels: Labels) => S;
 
-  constructor(make: (labels: Labels) => C) {
+  constructor(make: (labels: Labels) => S) {
     this.#make = make;
   }
 
-  get(labels: Labels): C {
-    let key = "";
-    for (const k in labels) key += labels[k] + "\0";
-    let child = this.#cache.get(key);
-    if (child === undefined) {
-      child = this.#make(labels);
-      this.#cache.set(key, child);
+  get(labels: Labels): S {
+    let level = this.#root;
+    let last: string | undefined;
+    for (const k in labels) {
+      if (last !== undefined) {
+        let next = level.get(last) as Map<string, unknown> | undefined;
+        if (next === undefined) level.set(last, next = new Map());
+        level = next;
+      }
+      last = labels[k];
     }
-    return child;
+    let s = level.get(last ?? "") as S | undefined;
+    if (s === undefined) {
+      s = this.#make(labels);
+      level.set(last ?? "", s);
+      this.order.push(s);
+    }
+    return s;
   }
 }
 
-/** A labelled counter, incremented through cached children. */
+/**
+ * A labelled counter kept in plain numbers and handed to prom-client at scrape time (its
+ * `collect`): prom-client's `inc` hashes and validates the labels on every call, which on the hot
+ * path (every command, every record at every server) was ~6% of a loaded herd's thread. Series
+ * keep the order of their first count, as prom-client's own would.
+ */
 class CounterFamily {
-  readonly metric: client.Counter;
-  readonly #children: Children<ReturnType<client.Counter["labels"]>>;
-  constructor(metric: client.Counter) {
-    this.metric = metric;
-    this.#children = new Children((labels) => metric.labels(labels));
+  readonly #series = new SeriesTable((labels) => ({ labels, value: 0 }));
+
+  constructor(name: string, help: string, labelNames: string[], registers: client.Registry[]) {
+    const series = this.#series.order;
+    new client.Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of series) this.inc(s.labels, s.value);
+      },
+    });
   }
+
   inc(labels: Labels, by = 1): void {
-    this.#children.get(labels).inc(by);
+    this.#series.get(labels).value += by;
   }
 }
 
-/** A labelled histogram, observed through cached children. */
+/** One histogram series: counts per bucket (not cumulative; the last is +Inf only), sum, count. */
+interface HistogramSeries {
+  labels: Labels;
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A labelled histogram kept in plain numbers (as {@linkcode CounterFamily}). At scrape time its
+ * series are written into prom-client's own table (`hashMap`, entries `{labels, bucketValues,
+ * sum, count}` as its `zero` makes them): prom-client has no call that adds a bucket count in
+ * bulk. tests/ops_metrics.unit_test.ts reads the buckets back, so a prom-client that changes
+ * that table fails there, not silently.
+ */
 class HistogramFamily {
-  readonly metric: client.Histogram;
-  readonly #children: Children<ReturnType<client.Histogram["labels"]>>;
-  constructor(metric: client.Histogram) {
-    this.metric = metric;
-    this.#children = new Children((labels) => metric.labels(labels));
+  readonly #series: SeriesTable<HistogramSeries>;
+  readonly #bounds: readonly number[];
+
+  constructor(
+    name: string,
+    help: string,
+    labelNames: string[],
+    registers: client.Registry[],
+    buckets: readonly number[] = LATENCY_BUCKETS,
+  ) {
+    this.#bounds = buckets;
+    this.#series = new SeriesTable((labels) => ({
+      labels,
+      buckets: new Array(buckets.length + 1).fill(0),
+      sum: 0,
+      count: 0,
+    }));
+    const series = this.#series.order;
+    new client.Histogram({
+      name,
+      help,
+      labelNames,
+      buckets: [...buckets],
+      registers,
+      collect() {
+        // Keys are only told apart here ("s<n>": never an array index, so insertion order holds).
+        const table: Record<string, unknown> = {};
+        series.forEach((s, n) => {
+          const bucketValues: Record<number, number> = {};
+          buckets.forEach((b, i) => (bucketValues[b] = s.buckets[i]));
+          table[`s${n}`] = { labels: s.labels, bucketValues, sum: s.sum, count: s.count };
+        });
+        (this as unknown as { hashMap: Record<string, unknown> }).hashMap = table;
+      },
+    });
   }
+
   observe(labels: Labels, v: number): void {
-    this.#children.get(labels).observe(v);
+    if (!Number.isFinite(v)) return;
+    const s = this.#series.get(labels);
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && v > bounds[i]) i++;
+    s.buckets[i]++;
+    s.sum += v;
+    s.count++;
   }
+
   zero(labels: Labels): void {
-    this.metric.zero(labels);
+    this.#series.get(labels);
   }
 }
 
@@ -264,11 +343,9 @@ export class HerdMetrics implements MetricsExposition {
     this.#source = source;
     const registers = [this.registry];
     const counter = (name: string, help: string, labelNames: string[]) =>
-      new CounterFamily(new client.Counter({ name, help, labelNames, registers }));
+      new CounterFamily(name, help, labelNames, registers);
     const histogram = (name: string, help: string, labelNames: string[]) =>
-      new HistogramFamily(
-        new client.Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers }),
-      );
+      new HistogramFamily(name, help, labelNames, registers);
 
     this.#commands = counter(
       "herd_commands_total",
