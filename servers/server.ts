@@ -458,6 +458,10 @@ export class HerdServer implements LineHandler {
 
   handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null {
     const bus = this.bus;
+    const cmd = line.overlong ? invalidCommand(line.text, "too-long") : parseCommand(line.text);
+    // A blank line is no command and gets no reply: not logged either (a flood of newlines made
+    // 35 times its size in log).
+    if (cmd.verb === "BLANK") return null;
     const log = bus.active;
     if (log) {
       bus.emit({
@@ -469,7 +473,6 @@ export class HerdServer implements LineHandler {
       });
     }
     const started = log ? performance.now() : 0;
-    const cmd = line.overlong ? invalidCommand(line.text, "too-long") : parseCommand(line.text);
     const outcome: Outcome | undefined = log
       ? { reason: cmd.verb === "INVALID" ? cmd.reason : undefined }
       : undefined;

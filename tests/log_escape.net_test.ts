@@ -86,6 +86,31 @@ Deno.test("logs: hostile client bytes are escaped, one line per event, reversibl
   assert.ok(all.some((l) => l.includes("back\\x5cslash \\x5cx41")), "backslash is \\x5c");
 });
 
+Deno.test("logs: blank lines are not logged, so a flood of newlines costs no log", async () => {
+  // Blank lines get no reply; each used to be logged as an IN line: 2 MB of newlines made
+  // 70 MB of log (found by the adversarial review).
+  const t = await startSeedHerd();
+  const dir = await Deno.makeTempDir({ prefix: "log_blank_" });
+  const logs = await openLogs(t.herd.bus, dir, ["Hill"]);
+  const c = await TcpClient.connect(t.port("Hill"));
+  const flood = "\n".repeat(50_000) + " \t\r\n".repeat(10_000) + "\r\n".repeat(10_000);
+  try {
+    await c.send(flood + "IAMAT after.blanks +34.068930-118.445127 1700000000.5\n");
+    await c.waitUntil((r) => r.includes("\n"), 10_000);
+    assert.match(c.received, /^AT Hill \S+ after\.blanks /, "the command after them answered");
+  } finally {
+    await c.close();
+    await logs.close();
+    await t.close();
+  }
+  const text = await Deno.readTextFile(`${dir}/Hill.log`);
+  await Deno.remove(dir, { recursive: true });
+  const ins = text.split("\n").filter((l) => / IN #\d+/.test(l));
+  assert.deepEqual(ins.length, 1, `IN lines: ${ins.slice(0, 3).join(" | ")} ...`);
+  assert.match(ins[0], /IAMAT after\.blanks/);
+  assert.ok(text.length < 4_000, `${text.length} bytes of log for ${flood.length} of blank lines`);
+});
+
 Deno.test("logs: every event kind escapes every text field", () => {
   const rec: AtFields = {
     origin: HOSTILE,
