@@ -1,0 +1,151 @@
+/**
+ * servers/connection.ts over real sockets, with a handler of the test's own: the partial-line
+ * clock judges the client only while the server waits in `read` for it, never while the server
+ * itself holds the client off (waiting for its turn or for its replies to drain).
+ */
+
+import assert from "node:assert/strict";
+import { ClientConnection, type ConnectionOptions } from "../servers/connection.ts";
+import type { SplitLine } from "../servers/lines.ts";
+import { TcpClient, waitFor } from "./_helpers/net.ts";
+
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // a slow command: synchronous work, as an offline search with a large radius
+  }
+}
+
+/**
+ * Client connections over a real listener. Each line is answered with its first word and its
+ * length, so a line split in two shows as two replies; `SLOW` lines take `slowMs` of CPU each;
+ * `HOLD` lines are answered only once `release()` is called (their replies stay pending).
+ */
+function startLineServer(opts: Partial<ConnectionOptions>, slowMs = 15) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<ClientConnection>();
+  const held: (() => void)[] = [];
+  const handler = {
+    handleLine(line: SplitLine): string | Promise<string> | null {
+      if (line.text === "") return null;
+      if (line.text.startsWith("SLOW")) busy(slowMs);
+      const reply = `${line.text.split(" ")[0]} ${line.text.length}\n`;
+      if (line.text.startsWith("HOLD")) {
+        return new Promise((resolve) => held.push(() => resolve(reply)));
+      }
+      return reply;
+    },
+    handshake: () => Promise.resolve(false),
+  };
+  const options: ConnectionOptions = {
+    lineLimit: 64 * 1024,
+    partialLineMs: 500,
+    idleTimeoutMs: 0,
+    maxPendingReplies: 1024,
+    ...opts,
+  };
+  const accepting = (async () => {
+    let id = 0;
+    for await (const conn of listener) {
+      const client = new ClientConnection(conn, ++id, handler, options);
+      conns.add(client);
+      client.run().finally(() => conns.delete(client));
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    /** Answers the `HOLD` lines so far. */
+    release: () => held.splice(0).forEach((answer) => answer()),
+    held: () => held.length,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+/** `n` lines of `len` bytes each (LF excluded), `V<i> xxx…`. */
+function victimLines(n: number, len: number): { text: string; expected: string[] } {
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const head = `V${i} `;
+    lines.push(head + "x".repeat(len - head.length));
+  }
+  return {
+    text: lines.map((l) => l + "\n").join(""),
+    expected: lines.map((_, i) => `V${i} ${len}\n`),
+  };
+}
+
+Deno.test("a pipelined line is not cut in two while its connection waits for its turn", async () => {
+  // Lines of 1,000 bytes: every 16 KiB read ends inside one, and each read is pipelined, so
+  // it waits behind the hogs for a turn (10 hogs x 15 ms per turn ~ 150 ms) while the rest of
+  // that line sits unread in the socket. The partial-line timer (40 ms) must not run meanwhile.
+  await using server = startLineServer({ partialLineMs: 40 });
+  const hogs: TcpClient[] = [];
+  try {
+    for (let i = 0; i < 10; i++) hogs.push(await TcpClient.connect(server.port));
+    await Promise.all(hogs.map((hog) => hog.send("SLOW\n".repeat(100))));
+    // The hogs are queued for turns once they have answered something.
+    await Promise.all(hogs.map((hog) => hog.replies(1, 20_000)));
+    const victim = await TcpClient.connect(server.port);
+    const { text, expected } = victimLines(48, 1000);
+    await victim.send(text);
+    const replies = await victim.replies(expected.length, 30_000).catch(() =>
+      victim.received.split(/(?<=\n)/)
+    );
+    // Give a split (one line answered as two) time to show as extra replies.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(victim.received.split(/(?<=\n)/), expected, `got ${replies.length} replies`);
+    await victim.close();
+  } finally {
+    for (const hog of hogs) await hog.close();
+  }
+});
+
+Deno.test("the rest of a line that arrived while our event loop was stalled is read first", async () => {
+  await using server = startLineServer({ partialLineMs: 150 });
+  const c = await TcpClient.connect(server.port);
+  await c.send("V0 " + "x".repeat(97));
+  await new Promise((r) => setTimeout(r, 50));
+  // The rest arrives, then the process stalls past the timer's deadline (but not so far that
+  // the timer counts as late): the timer and the read are both due at once.
+  await c.send("y".repeat(100) + "\n");
+  busy(140);
+  await c.replies(1, 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(c.received, "V0 200\n");
+  await c.close();
+});
+
+Deno.test("a line is not cut in two while its connection waits for its replies to drain", async () => {
+  // Two replies pending is the limit: after the HOLDs the server stops reading (backpressure)
+  // with V0's head split off, while the rest of V0 sits in the socket for well over 40 ms.
+  await using server = startLineServer({ partialLineMs: 40, maxPendingReplies: 2 });
+  const c = await TcpClient.connect(server.port);
+  await c.send("HOLD\nHOLD\nV0 " + "x".repeat(47));
+  await waitFor(() => server.held() === 2, 5000, "both HOLDs handled");
+  await c.send("y".repeat(50) + "\n");
+  await new Promise((r) => setTimeout(r, 300));
+  server.release();
+  await c.replies(3, 5000);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(c.received, "HOLD 4\nHOLD 4\nV0 100\n");
+  await c.close();
+});
+
+Deno.test("a partial line followed by silence is still answered after partialLineMs", async () => {
+  await using server = startLineServer({ partialLineMs: 100 });
+  const c = await TcpClient.connect(server.port);
+  const sent = performance.now();
+  await c.send("V0 " + "x".repeat(7));
+  await c.replies(1, 5000);
+  const waited = performance.now() - sent;
+  assert.ok(waited >= 95, `answered after ${waited.toFixed(0)} ms`);
+  // The bytes that follow start a new line, as docs/protocol.md says.
+  await c.send("tail\n");
+  await c.replies(2, 5000);
+  assert.deepEqual(c.received, "V0 10\ntail 4\n");
+  await c.close();
+});
