@@ -149,3 +149,37 @@ Deno.test("a partial line followed by silence is still answered after partialLin
   assert.deepEqual(c.received, "V0 10\ntail 4\n");
   await c.close();
 });
+
+Deno.test("idle timeout: time spent on the client's pending reply is not its silence", async () => {
+  // The reply to HOLD is pending (the server holds the client off) for 1 s, over two idle
+  // periods; the client's silence starts when its reply goes out, so it is closed 400 ms later.
+  await using server = startLineServer({ idleTimeoutMs: 400, maxPendingReplies: 1 });
+  const c = await TcpClient.connect(server.port);
+  await c.send("HOLD\n");
+  await waitFor(() => server.held() === 1, 5000, "the HOLD handled");
+  await new Promise((r) => setTimeout(r, 1000));
+  server.release();
+  const released = performance.now();
+  await c.replies(1, 5000);
+  await c.waitEof(5000);
+  const after = performance.now() - released;
+  assert.deepEqual(c.received, "HOLD 4\n");
+  // Late timers (a loaded machine) each wait one more period, hence the loose upper bound.
+  assert.ok(after >= 350 && after < 4000, `closed ${after.toFixed(0)} ms after the reply`);
+});
+
+Deno.test("idle timeout: a keep-alive that arrived just before our own short stall counts", async () => {
+  // The stall ends ~60 ms past the deadline: not late enough for the timer to count as late,
+  // so only reading what arrived before judging keeps the connection open.
+  await using server = startLineServer({ idleTimeoutMs: 300 });
+  const c = await TcpClient.connect(server.port);
+  const opened = performance.now();
+  await new Promise((r) => setTimeout(r, 250));
+  await c.send("\n");
+  busy(Math.max(0, opened + 360 - performance.now()));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(!c.eof, "closed although a keep-alive was waiting unread");
+  await c.waitEof(5000);
+  assert.ok(performance.now() - opened >= 500, "the keep-alive restarted the idle clock");
+  await c.close();
+});
