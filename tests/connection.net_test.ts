@@ -183,3 +183,50 @@ Deno.test("idle timeout: a keep-alive that arrived just before our own short sta
   assert.ok(performance.now() - opened >= 500, "the keep-alive restarted the idle clock");
   await c.close();
 });
+
+/** Connects `n` hogs that keep the shared turn queue busy (`lines` SLOW lines each). */
+async function startHogs(port: number, n: number, lines: number): Promise<TcpClient[]> {
+  const hogs: TcpClient[] = [];
+  for (let i = 0; i < n; i++) hogs.push(await TcpClient.connect(port));
+  await Promise.all(hogs.map((hog) => hog.send("SLOW\n".repeat(lines))));
+  return hogs;
+}
+
+// Turns run back to back, one per event-loop iteration; the runtime polls sockets only every few
+// dozen iterations unless the loop gets to wait, so 15 ms turns left reads ~1 s stale while
+// timers ran on time.
+
+Deno.test("a busy turn queue does not starve reads: the rest of a line is read in time", async () => {
+  await using server = startLineServer({ partialLineMs: 600 }, 15);
+  const c = await TcpClient.connect(server.port);
+  // The head is read at once (nothing else to do yet), which starts the partial-line clock.
+  await c.send("V0 " + "x".repeat(20));
+  const sent = performance.now();
+  const hogs = await startHogs(server.port, 10, 100);
+  try {
+    await new Promise((r) => setTimeout(r, 200 - (performance.now() - sent)));
+    await c.send("y".repeat(20) + "\n");
+    await c.replies(1, 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(c.received, "V0 43\n");
+    await c.close();
+  } finally {
+    for (const hog of hogs) await hog.close();
+  }
+});
+
+Deno.test("a busy turn queue does not starve reads: keep-alives keep a client open", async () => {
+  await using server = startLineServer({ idleTimeoutMs: 300 }, 15);
+  const hogs = await startHogs(server.port, 10, 100);
+  try {
+    const c = await TcpClient.connect(server.port);
+    for (let i = 0; i < 30 && !c.eof; i++) {
+      await c.send("\n").catch(() => {});
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(!c.eof, "closed as idle while its keep-alives were waiting unread");
+    await c.close();
+  } finally {
+    for (const hog of hogs) await hog.close();
+  }
+});
