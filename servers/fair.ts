@@ -14,7 +14,7 @@ import { setImmediate } from "node:timers";
 /** How long a loop may run on ready reads before it yields a turn (ms). */
 export const DEFAULT_SLICE_MS = 10;
 /** Longest run of back-to-back turns before the event loop gets to poll sockets (ms). */
-const POLL_EVERY_MS = 50;
+const POLL_EVERY_MS = 100;
 
 /**
  * Tracks one loop's share: {@linkcode FairShare.turn} returns undefined while the loop is within
@@ -95,7 +95,9 @@ export class TurnQueue {
     // left reads 0.4-0.5 s stale while timers ran on time (idle and partial-line timers then
     // judged clients on bytes we had not read). So every POLL_EVERY_MS, the next turn waits for a
     // 1 ms timer (a 0 ms one is ready at once): the loop waits, polls every socket, and runs
-    // what that brought first. With 15 ms turns, reads were then at most ~60 ms stale.
+    // what that brought first (a probe with a 20 ms period and 5 ms turns: reads at most 29 ms
+    // stale). The hop costs throughput on a loaded box, so the period is long: 100 ms, far below
+    // the 500 ms partial-line timer (bench/bulk.ts, one connection, paired, load ~24: ~5%).
     if (performance.now() - this.#polledAt >= POLL_EVERY_MS) {
       setTimeout(() => {
         this.#polledAt = performance.now();
