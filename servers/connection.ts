@@ -16,6 +16,7 @@ import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./wire.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { silenceTimer } from "./timeout.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -103,9 +104,12 @@ export class ClientConnection implements OutputHolder {
   #writing = false;
   #closed = false;
   #handedOver = false;
-  #partialTimer: ReturnType<typeof setTimeout> | undefined;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #lastRead = performance.now();
+  #partialTimer: { clear(): void } | undefined;
+  #idleTimer: { clear(): void } | undefined;
+  /** True while waiting in `read` for the client: only then is its silence its own. */
+  #reading = false;
+  /** When the current (or last) wait in `read` began. */
+  #readingSince = performance.now();
   #fair = new FairShare();
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
@@ -113,8 +117,6 @@ export class ClientConnection implements OutputHolder {
   /** Admitted past the client cap for a handshake only (see run()). */
   #handshakeOnly = false;
   #sliceStart = 0;
-  /** True while a read's commands are being worked through (waiting for turns included). */
-  #handling = false;
   /** Why the connection ended, for the disconnect event. */
   reason = "closed by client";
 
@@ -167,12 +169,8 @@ export class ClientConnection implements OutputHolder {
     try {
       while (!this.#closed) {
         if (this.#backlogged()) {
-          // Not reading: the client's next bytes may be waiting unread, so a partial line is
-          // not "silent"; its timer starts again once we read.
-          this.#clearPartial();
           await new Promise<void>((resolve) => (this.#onDrain = resolve));
           if (this.#closed) break;
-          this.#armPartial();
         }
         let n: number | null;
         let input: Uint8Array = buf;
@@ -181,14 +179,26 @@ export class ClientConnection implements OutputHolder {
             input = first;
             n = first.length;
             first = undefined;
-          } else n = await this.conn.read(buf);
+          } else {
+            // The partial-line clock runs only while we wait here for the client: while we
+            // work through a read, wait for a turn or for replies to drain, the rest of the
+            // line may be sitting unread in the socket, and the silence is ours, not theirs.
+            this.#armPartial();
+            this.#reading = true;
+            this.#readingSince = performance.now();
+            try {
+              n = await this.conn.read(buf);
+            } finally {
+              this.#reading = false;
+              this.#clearPartial();
+            }
+          }
         } catch (err) {
           if (!this.#closed) this.reason = `read error: ${(err as Error).name}`;
           break;
         }
         if (n === null) {
           // Half-close: a final unterminated line is still a command.
-          this.#clearPartial();
           const last = this.splitter.flush();
           if (last !== undefined) this.#handle([last], 0, true);
           this.#flush();
@@ -198,13 +208,11 @@ export class ClientConnection implements OutputHolder {
           });
           break;
         }
-        this.#lastRead = performance.now();
         const lines = this.splitter.push(input.subarray(0, n));
         if (this.#firstLine && lines.length > 0) {
           this.#firstLine = false;
           const first = lines[0];
           if (!first.overlong && first.text.startsWith(HANDSHAKE_PREFIX)) {
-            this.#clearPartial();
             if (await this.#handler.handshake(first.text, this, lines.slice(1))) {
               this.#handedOver = true;
               return;
@@ -217,7 +225,6 @@ export class ClientConnection implements OutputHolder {
         // takes its place behind the connections already queued rather than jump them.
         const pipelined = lines.length > 1;
         if (pipelined) pipelining++;
-        this.#handling = true;
         try {
           if (pipelined) await turns.wait();
           this.#sliceStart = performance.now();
@@ -225,7 +232,6 @@ export class ClientConnection implements OutputHolder {
             done = this.#handle(lines, done);
             this.#flush();
             if (done < lines.length) {
-              this.#clearPartial();
               if (this.#backlogged()) {
                 await new Promise<void>((resolve) => (this.#onDrain = resolve));
               }
@@ -239,16 +245,14 @@ export class ClientConnection implements OutputHolder {
           }
         } finally {
           if (pipelined) pipelining--;
-          this.#handling = false;
         }
-        this.#armPartial();
         // A client that pipelines without pause must not hold the event loop for the others.
         const turn = this.#fair.turn();
         if (turn !== undefined) await turn;
       }
     } finally {
       this.#clearPartial();
-      if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+      this.#idleTimer?.clear();
       if (!this.#handedOver) this.close();
     }
   }
@@ -395,29 +399,24 @@ export class ClientConnection implements OutputHolder {
     this.#clearPartial();
     const ms = this.#opts.partialLineMs;
     if (ms <= 0 || (this.splitter.pending === 0 && !this.splitter.discarding)) return;
-    const armedAt = performance.now();
-    this.#partialTimer = setTimeout(() => {
+    // Late (our loop stalled) it waits again, and on time it lets a read completed in the
+    // same poll return first: the rest of the line may be sitting unread in the socket.
+    this.#partialTimer = silenceTimer(ms, () => {
       this.#partialTimer = undefined;
-      // Fired late: our event loop was busy, and the rest of the line may be sitting unread in
-      // the socket. Give the reads a chance before calling the line complete.
-      if (performance.now() - armedAt - ms > Math.max(LATE_TIMER_MS, ms / 2)) {
-        this.#armPartial();
-        return;
-      }
       const line = this.splitter.flush();
       if (line === undefined || this.#closed) return;
       this.#handle([line], 0, true);
       this.#flush();
-    }, ms);
+    }, Math.max(LATE_TIMER_MS, ms / 2));
   }
 
   #clearPartial(): void {
-    if (this.#partialTimer !== undefined) clearTimeout(this.#partialTimer);
+    this.#partialTimer?.clear();
     this.#partialTimer = undefined;
   }
 
   /**
-   * Starts the idle timer if it is not running. Reads only stamp `#lastRead`: one timer per
+   * Starts the idle timer if it is not running. Reads only stamp `#readingSince`: one timer per
    * connection, re-armed for the remaining time when it fires, instead of a new timer per read.
    */
   #armIdle(): void {
@@ -428,18 +427,20 @@ export class ClientConnection implements OutputHolder {
 
   #idleFor(wait: number): void {
     const ms = this.#opts.idleTimeoutMs;
-    const armedAt = performance.now();
-    this.#idleTimer = setTimeout(() => {
+    // Late (a stalled loop runs due timers before it reads the keep-alives that arrived
+    // meanwhile) it waits again; on time it lets a read completed in the same poll return first.
+    this.#idleTimer = silenceTimer(wait, () => {
       this.#idleTimer = undefined;
       if (this.#closed) return;
-      const now = performance.now();
-      // Fired late: a stalled event loop runs due timers before it reads the bytes
-      // (keep-alives included) that arrived meanwhile, so silence is not yet proven.
-      const late = now - armedAt - wait > LATE_TIMER_MS;
-      const quiet = now - this.#lastRead;
-      if (late || this.#handling || this.#slots.length > 0 || this.#writing) this.#idleFor(ms);
+      // The client is silent only while we wait to read from it with nothing of ours pending:
+      // not while we work through its commands, wait for a turn or for replies to drain or be
+      // written. Its silence starts when we began reading or our last write finished.
+      const busy = !this.#reading || this.#slots.length > 0 || this.#out.length > 0 ||
+        this.#writing;
+      const quiet = performance.now() - Math.max(this.#readingSince, this.#progressAt);
+      if (busy) this.#idleFor(ms);
       else if (quiet < ms) this.#idleFor(ms - quiet);
       else this.close("idle timeout");
-    }, wait);
+    }, LATE_TIMER_MS);
   }
 }

@@ -13,6 +13,8 @@ import { setImmediate } from "node:timers";
 
 /** How long a loop may run on ready reads before it yields a turn (ms). */
 export const DEFAULT_SLICE_MS = 10;
+/** Longest run of back-to-back turns before the event loop gets to poll sockets (ms). */
+const POLL_EVERY_MS = 100;
 
 /**
  * Tracks one loop's share: {@linkcode FairShare.turn} returns undefined while the loop is within
@@ -69,6 +71,8 @@ export class TurnQueue {
   #waiting: (() => void)[] = [];
   #head = 0;
   #scheduled = false;
+  /** When the event loop last got to wait (and so to poll sockets) between two turns. */
+  #polledAt = performance.now();
 
   /** Loops waiting for a turn. */
   get waiting(): number {
@@ -85,17 +89,31 @@ export class TurnQueue {
   #schedule(): void {
     if (this.#scheduled || this.waiting === 0) return;
     this.#scheduled = true;
-    // setImmediate, not setTimeout(0): chained timers are clamped (measured 2.3 ms a hop here),
-    // an immediate costs ~10 µs, and sockets are still polled between two of them.
-    setImmediate(() => {
-      this.#scheduled = false;
-      const next = this.#waiting[this.#head++];
-      if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
-        this.#waiting = this.#waiting.slice(this.#head);
-        this.#head = 0;
-      }
-      next?.();
-      this.#schedule();
-    });
+    // setImmediate, not setTimeout(0): chained timers are clamped (measured 2.3 ms a hop here)
+    // and an immediate costs ~10 µs. But while immediates are ready the event loop never waits,
+    // and the runtime then polls sockets only every few dozen iterations: 5 ms turns back to back
+    // left reads 0.4-0.5 s stale while timers ran on time (idle and partial-line timers then
+    // judged clients on bytes we had not read). So every POLL_EVERY_MS, the next turn waits for a
+    // 1 ms timer (a 0 ms one is ready at once): the loop waits, polls every socket, and runs
+    // what that brought first (a probe with a 20 ms period and 5 ms turns: reads at most 29 ms
+    // stale). The hop costs throughput on a loaded box, so the period is long: 100 ms, far below
+    // the 500 ms partial-line timer (bench/bulk.ts, one connection, paired, load ~24: ~5%).
+    if (performance.now() - this.#polledAt >= POLL_EVERY_MS) {
+      setTimeout(() => {
+        this.#polledAt = performance.now();
+        this.#turn();
+      }, 1);
+    } else setImmediate(() => this.#turn());
+  }
+
+  #turn(): void {
+    this.#scheduled = false;
+    const next = this.#waiting[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#head);
+      this.#head = 0;
+    }
+    next?.();
+    this.#schedule();
   }
 }

@@ -15,6 +15,7 @@ import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
+import { silenceTimer } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake } from "./handshake.ts";
@@ -355,17 +356,10 @@ export class HerdServer implements LineHandler {
     const buf = new Uint8Array(READ_AHEAD);
     let expire!: (v: undefined) => void;
     const expired = new Promise<undefined>((resolve) => (expire = resolve));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      const armedAt = performance.now();
-      timer = setTimeout(() => {
-        // Fired late: our loop was stalled and the first bytes may be waiting unread (closing
-        // on unread bytes resets the connection, and the refusal line is lost).
-        if (performance.now() - armedAt > HANDSHAKE_WINDOW_MS + LATE_MS) arm();
-        else expire(undefined);
-      }, HANDSHAKE_WINDOW_MS);
-    };
-    arm();
+    // Late (our loop was stalled) or due in the same poll as a read, the first bytes may be
+    // waiting unread: silenceTimer reads them first (refusing a handshake that came in time
+    // would reset the connection on unread bytes, and the refusal line is lost).
+    const timer = silenceTimer(HANDSHAKE_WINDOW_MS, () => expire(undefined), LATE_MS);
     const read = async () => {
       let got = 0;
       while (got < want.length) {
@@ -384,7 +378,7 @@ export class HerdServer implements LineHandler {
     } catch {
       return undefined;
     } finally {
-      clearTimeout(timer);
+      timer.clear();
     }
   }
 

@@ -67,3 +67,36 @@ export function closeAfter(
   }, ms);
   return state;
 }
+
+/**
+ * A timer that judges a remote party's silence on a socket this process reads: `onDue` runs once
+ * `ms` have passed, one macrotask after the timer fired. A due timer can run before a read that
+ * completed in the same poll (measured after a 140 ms stall of our own), and that read must be
+ * seen first: it may prove the party alive and clear the timer. A timer that fires more than
+ * `lateMs` late means our loop was stalled for long, with bytes possibly unread: it waits `ms`
+ * again instead.
+ *
+ * @example
+ * ```ts
+ * declare const conn: Deno.Conn;
+ * const buf = new Uint8Array(1024);
+ * const timer = silenceTimer(5000, () => conn.close());
+ * try {
+ *   await conn.read(buf);
+ * } finally {
+ *   timer.clear();
+ * }
+ * ```
+ */
+export function silenceTimer(ms: number, onDue: () => void, lateMs = 100): { clear(): void } {
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = () => {
+    const armedAt = performance.now();
+    timer = setTimeout(() => {
+      if (performance.now() - armedAt - ms > lateMs) arm();
+      else timer = setTimeout(onDue, 0);
+    }, ms);
+  };
+  arm();
+  return { clear: () => clearTimeout(timer) };
+}

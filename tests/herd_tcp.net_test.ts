@@ -165,6 +165,30 @@ Deno.test("idle timeout: silence closes; bytes that arrived during our own stall
   await quiet.close();
 });
 
+Deno.test("over the cap, handshake bytes sent just before our own short stall still get in", async () => {
+  await using t = await startSeedHerd({ maxConnections: 1 });
+  const held = await TcpClient.connect(t.port("Hill"));
+  await held.send(`IAMAT held ${UCLA} 1\n`);
+  await held.replies(1);
+  // Over the cap: the first bytes decide within 1 s. They arrive at 950 ms, and this process
+  // (so the server) stalls until ~50 ms past the window: not late enough for the timer to
+  // count as late, so only reading what arrived before judging lets the handshake in.
+  const c = await TcpClient.connect(t.port("Hill"));
+  const opened = performance.now();
+  await new Promise((r) => setTimeout(r, 950 - (performance.now() - opened)));
+  await c.send("HERD2 HELLO peer Jaquez Hill");
+  const stallEnd = opened + 1050;
+  while (performance.now() < stallEnd) {
+    // busy: the event loop is blocked, as under a burst of synchronous work
+  }
+  await c.waitEof(5000);
+  assert.ok(
+    !c.received.startsWith("? server busy"),
+    `refused although its handshake bytes were waiting unread: ${JSON.stringify(c.received)}`,
+  );
+  await held.close();
+});
+
 Deno.test("blank lines get no reply; CRLF is whitespace; fields echo byte for byte", async () => {
   await using t = await startSeedHerd();
   const id = "k\xc3\xa9\xff\x01"; // UTF-8, a lone 0xFF and a control byte
