@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ClientConnection, type ConnectionOptions } from "../servers/connection.ts";
 import type { SplitLine } from "../servers/lines.ts";
-import { TcpClient, waitFor } from "./_helpers/net.ts";
+import { startSeedHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 
 function busy(ms: number): void {
   const end = performance.now() + ms;
@@ -228,5 +228,34 @@ Deno.test("a busy turn queue does not starve reads: keep-alives keep a client op
     await c.close();
   } finally {
     for (const hog of hogs) await hog.close();
+  }
+});
+
+Deno.test("a whole herd: a line whose rest arrived during a 250 ms stall of ours is one command (adversarial review)", async () => {
+  await using t = await startSeedHerd();
+  const results: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await TcpClient.connect(t.port("Hill"));
+    try {
+      await c.send(`IAMAT late.partial.${i} +34.068930-118.445127`);
+      await new Promise((r) => setTimeout(r, 350));
+      await c.send(` 1621464827.5\n`);
+      busy(250);
+      const text = await c.waitUntil((r) => r.includes("\n"), 5000);
+      // Give a wrongly split line's second reply time to arrive too.
+      await new Promise((r) => setTimeout(r, 200));
+      results.push(c.received || text);
+    } finally {
+      await c.close();
+    }
+  }
+  for (const [i, r] of results.entries()) {
+    assert.match(
+      r,
+      new RegExp(
+        `^AT Hill \\S+ late\\.partial\\.${i} \\+34\\.068930-118\\.445127 1621464827\\.5\\n$`,
+      ),
+      `try ${i}: the line was cut by the partial-line timer: ${JSON.stringify(r)}`,
+    );
   }
 });
