@@ -641,8 +641,11 @@ export class Link {
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
     // Half of what a link carries is a record this server already holds, byte for byte (it
     // came the other way round the herd): it was validated when stored, so skip that.
-    const known = this.#server.store.get(fields.client);
+    const store = this.#server.store;
+    const known = store.get(fields.client);
     const duplicate = known !== undefined && sameRecord(known, fields);
+    // The peer holds it: our stream to it skips it (a resend after it lost records does not).
+    if (duplicate) store.heldBy(known, this.index);
     // The peer streams only what it holds, and outside a resend never a record it got from us:
     // so it holds this one and did not get it through us, which is all its receipt of our copy
     // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip

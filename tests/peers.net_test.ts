@@ -75,6 +75,7 @@ async function startM(gCatchingUp = false) {
   return {
     f: fc,
     g: gc,
+    port: m,
     late,
     async [Symbol.asyncDispose]() {
       clearInterval(beat);
@@ -151,4 +152,34 @@ Deno.test("receipts on a link: the `S` for a record from the peer rides in the l
     "the S rode with the receipt",
   );
   assert.deepEqual(m.late, []);
+});
+
+Deno.test("a neighbour known to hold a record does not get it again; one that lost its store does", async () => {
+  await using m = await startM();
+  const auth = new HerdAuth(SECRET);
+  const port = m.port;
+  // G goes away; F hands M a record meanwhile.
+  await m.g.close();
+  await m.f.send(`${RECORD}\n`);
+  await m.f.waitUntil((t) => t.includes("\nA 1 1\n"), 10_000);
+  // G comes back holding that record (it reached G some other way): its catch-up stream to M
+  // carries it, in the same read as its SYNC. M's own stream to G must skip it.
+  const g = await dialAs("G", port, auth);
+  try {
+    await g.send(`SYNC eG 1 - 0\n${RECORD}\nCAUGHTUP 1\n`);
+    await g.waitUntil((t) => /\nCAUGHTUP \d+\n/.test(t), 10_000);
+    const stream = g.received.slice(g.received.indexOf("\nSYNC "));
+    assert.ok(!stream.includes("kiwi"), `M sent G a record G holds: ${stream}`);
+  } finally {
+    await g.close();
+  }
+  // G comes back having lost its store (a new epoch): M resends everything, that record too.
+  const g2 = await dialAs("G", port, auth);
+  try {
+    await g2.send("SYNC eG2 0 - 0\nCAUGHTUP 0\n");
+    await g2.waitUntil((t) => /\nCAUGHTUP \d+\n/.test(t), 10_000);
+    assert.match(g2.received, /\nR \d+ F \+0\.100000000 kiwi /, "the resend carries it");
+  } finally {
+    await g2.close();
+  }
 });
