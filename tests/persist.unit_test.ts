@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { openLogPersistence } from "../servers/persist.ts";
-import { RecordStore } from "../servers/store.ts";
+import { RecordStore, type StoredRecord } from "../servers/store.ts";
 import type { Link } from "../servers/peers.ts";
 import { errorBus, storedRecord as record } from "./_helpers/records.ts";
 
