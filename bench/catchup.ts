@@ -15,12 +15,25 @@
  * and the link's own ms); and RSS of one server process holding N records (Hill), a figure for
  * the one-process-per-server layout.
  *
- * Run alone: `deno run -A bench/run.ts --only catchup [--quick] [--skip-persist]`.
+ * Run alone: `deno run -A bench/run.ts --only catchup [--quick] [--skip-persist]`. With
+ * `BENCH_CATCHUP_PROFILE=1` the restarted server runs under the sampling profiler from its first
+ * line (`--inspect-wait`) until it holds every record: `<logs>/catchup[+log]-Campbell.cpuprofile`
+ * (open in DevTools or speedscope), and its top functions by self time are printed.
  *
  * @module
  */
 
-import { HERD_NAMES, killChild, loadavg, processMemory, progress, sleep } from "./common.ts";
+import {
+  HERD_NAMES,
+  killChild,
+  loadavg,
+  processCpuMs,
+  processMemory,
+  progress,
+  ROOT,
+  sleep,
+  stablePortBase,
+} from "./common.ts";
 import type { Proc } from "./common.ts";
 import type { BulkResult } from "./bulk.ts";
 import {
@@ -32,6 +45,7 @@ import {
   waitForRecords,
 } from "./herd_proc.ts";
 import { serverState } from "./observer.ts";
+import { Inspector, topSelfTime } from "./inspector.ts";
 
 /** The restarted server. */
 const VICTIM = "Campbell";
@@ -64,6 +78,12 @@ export interface CatchupReport {
   /** RSS of the restarted server once caught up, and of one other server with N records. */
   rssVictim: number | null;
   rssOther: number | null;
+  /**
+   * CPU time (ms) spawn → all held: of the restarted server, and of its two neighbours that
+   * stream to it (what the catch-up costs them). Load moves these far less than the times.
+   */
+  cpuVictimMs: number | null;
+  cpuNeighboursMs: number | null;
   loadavgStart: number;
   loadavgEnd: number;
 }
@@ -132,8 +152,24 @@ export async function benchCatchup(
     // Restart and time it. Its log is appended to: remember where the new run's lines start.
     const logFile = `${dir.work}/logs/${VICTIM}.log`;
     const logStart = await Deno.stat(logFile).then((s) => s.size, () => 0);
+    const profiling = Deno.env.get("BENCH_CATCHUP_PROFILE") === "1";
+    const inspectPort = stablePortBase(1, 28500);
+    const neighbours = ["Smith", "Singleton"].map((n) => procs.get(n)!.child.pid);
+    const neighboursCpu = () => {
+      const t = neighbours.map(processCpuMs);
+      return t.every((v) => v !== null) ? t.reduce((a, b) => a! + b!, 0)! : null;
+    };
+    const cpuBefore = neighboursCpu();
     const spawned = performance.now();
-    const restarted = await launchServer(dir, VICTIM, `${logDir}/${label}-${VICTIM}-2.log`, opts);
+    const launched = launchServer(dir, VICTIM, `${logDir}/${label}-${VICTIM}-2.log`, {
+      ...opts,
+      denoFlags: profiling ? [`--inspect-wait=127.0.0.1:${inspectPort}`] : [],
+    });
+    // The profiler starts before the child runs its first line (it waits for the inspector).
+    const inspector = profiling
+      ? await Inspector.connect(inspectPort, 20_000, (i) => i.startProfile(250))
+      : undefined;
+    const restarted = await launched;
     procs.set(VICTIM, restarted);
     const ready = performance.now();
     let held: number | null = null;
@@ -149,6 +185,20 @@ export async function benchCatchup(
       await sleep(100);
     }
     const rssVictim = processMemory(restarted.child.pid)?.rss ?? null;
+    const cpuVictimMs = processCpuMs(restarted.child.pid);
+    const cpuAfter = neighboursCpu();
+    const cpuNeighboursMs = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
+    if (inspector !== undefined) {
+      const profile = await inspector.stopProfile();
+      inspector.close();
+      const file = `${logDir}/${label}-${VICTIM}.cpuprofile`;
+      await Deno.writeTextFile(file, JSON.stringify(profile));
+      const { totalMs, top } = topSelfTime(profile, 20, ROOT);
+      progress(`[${label}] profile of ${VICTIM}'s restart (${totalMs} ms sampled): ${file}`);
+      for (const t of top) {
+        progress(`  ${t.ms.toFixed(0).padStart(6)} ms  ${t.functionName} ${t.where}`);
+      }
+    }
     // Each link logs `SYNC` once the neighbour's catch-up stream has ended (CAUGHTUP); the
     // second neighbour's stream is mostly duplicates and may end after all records are held.
     const links = 2;
@@ -178,6 +228,8 @@ export async function benchCatchup(
       linkEvents: events,
       rssVictim,
       rssOther,
+      cpuVictimMs,
+      cpuNeighboursMs,
       loadavgStart,
       loadavgEnd: loadavg(),
     };

@@ -394,6 +394,24 @@ export function processMemory(pid: number): { rss: number; hwm: number } | null 
   }
 }
 
+/**
+ * CPU time (user + system, all threads) a process has used so far, in ms, from /proc; null when
+ * it is gone. Unlike wall time it hardly moves with the machine's load.
+ */
+export function processCpuMs(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/** USER_HZ: the unit of /proc/PID/stat's times (100 on Linux everywhere). */
+const CLOCK_TICKS = 100;
+
 /** Bytes as MiB with one decimal. */
 export function mib(bytes: number): number {
   return Math.round((bytes / 1048576) * 10) / 10;

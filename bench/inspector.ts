@@ -46,8 +46,15 @@ export class Inspector {
     };
   }
 
-  /** Connects to the inspector on `port` (retrying until `timeoutMs`). */
-  static async connect(port: number, timeoutMs = 10_000): Promise<Inspector> {
+  /**
+   * Connects to the inspector on `port` (retrying until `timeoutMs`). `beforeRun` runs before a
+   * child started with `--inspect-wait` is let go (e.g. to profile its start-up).
+   */
+  static async connect(
+    port: number,
+    timeoutMs = 10_000,
+    beforeRun?: (insp: Inspector) => Promise<void>,
+  ): Promise<Inspector> {
     const deadline = Date.now() + timeoutMs;
     let url: string | undefined;
     while (url === undefined) {
@@ -68,6 +75,7 @@ export class Inspector {
       ws.onerror = () => reject(new Error(`cannot open ${url}`));
     });
     const insp = new Inspector(ws);
+    await beforeRun?.(insp);
     // Deno waits for this before it treats the session as attached.
     await insp.call("Runtime.runIfWaitingForDebugger").catch(() => {});
     return insp;

@@ -632,6 +632,8 @@ export function summaryMarkdown(r: RunResult): string {
   } else if (r.memory) out.push(`Memory: error ${(r.memory as { error: string }).error}`, "");
 
   const cus = ok(r.catchup);
+  // Older results have no CPU figures.
+  const cpuS = (ms: number | null | undefined) => ms == null ? "?" : `${(ms / 1000).toFixed(2)} s`;
   if (cus) {
     out.push(
       "## Catch-up: Campbell restarted after missing every record (five `server` processes)",
@@ -644,6 +646,7 @@ export function summaryMarkdown(r: RunResult): string {
           "start-up",
           "catch-up",
           "both SYNCs done",
+          "CPU: restarted / its 2 neighbours",
           "RSS of one server",
         ],
         cus.map((c) => [
@@ -653,6 +656,7 @@ export function summaryMarkdown(r: RunResult): string {
           `${(c.startupMs / 1000).toFixed(2)} s`,
           c.catchupMs === null ? "—" : `${(c.catchupMs / 1000).toFixed(2)} s`,
           c.syncDoneMs === null ? "—" : `${(c.syncDoneMs / 1000).toFixed(2)} s`,
+          `${cpuS(c.cpuVictimMs)} / ${cpuS(c.cpuNeighboursMs)}`,
           c.rssOther === null ? "?" : `${mib(c.rssOther)} MiB`,
         ]),
       ),

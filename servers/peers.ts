@@ -87,6 +87,13 @@ export interface LinkHost {
   /** Called when a link's mark (what it has received) advances, for persistence. */
   markAdvanced?(link: Link): void;
   /**
+   * The newest record that must not wait behind a catch-up (a client's, or one from a link past
+   * its catch-up); absent: none waits. See `Link.#waitsForPeer`.
+   */
+  readonly liveSeq?: number;
+  /** A link's catch-up stream to us ended (CAUGHTUP) or broke off (link down). */
+  catchUpEnded?(link: Link): void;
+  /**
    * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
    */
@@ -391,6 +398,8 @@ export class Link {
     this.#delay.release();
     closeQuietly(conn);
     const s = this.#server;
+    // Records from its unfinished catch-up stream no longer wait for it to end.
+    if (!this.#peerCaughtUp) s.catchUpEnded?.(this);
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
     this.#closedSignal?.();
   }
@@ -452,12 +461,31 @@ export class Link {
     });
   }
 
+  /**
+   * True while records after our cursor wait for the peer's catch-up stream to end: the peer
+   * is still streaming us its records, ours to it is done, and every record after the cursor
+   * came in a catch-up stream (none is a client's or from a live link: `liveSeq`). During the
+   * catch-up of a restarted server from two neighbours, each sends nearly every record; sent at
+   * once, each neighbour got the other's stream back as duplicates (~N records each way, a DROP
+   * line apiece). Held until the peer's CAUGHTUP, the records it sent meanwhile are known to be
+   * held by it and skipped (`RecordStore.heldBy`); the rest go then. Nothing is skipped that the
+   * peer did not send us, only delayed, and a client's record is never held back (it takes the
+   * records before it along). No deadlock: each end sends its own catch-up before it waits.
+   */
+  #waitsForPeer(): boolean {
+    const live = this.#server.liveSeq;
+    return live !== undefined && !this.#catchingUp && !this.#peerCaughtUp &&
+      this.#cursor >= this.#resendUpTo && live <= this.#cursor;
+  }
+
   async #pump(conn: Deno.Conn): Promise<void> {
     const s = this.#server;
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
         const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
-        const slice = s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
+        const slice = this.#waitsForPeer()
+          ? { records: [], lastSeq: this.#cursor }
+          : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#toReceipt.take();
         if (this.#pongOwed) {
@@ -513,8 +541,9 @@ export class Link {
     } finally {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
     }
-    // Records may have arrived while the last write was in flight.
-    if (this.#conn === conn && (this.#cursor < s.store.headSeq || this.#pongOwed)) this.notify();
+    // Records may have arrived while the last write was in flight (unless they wait).
+    const more = this.#cursor < s.store.headSeq && !this.#waitsForPeer();
+    if (this.#conn === conn && (more || this.#pongOwed)) this.notify();
   }
 
   /**
@@ -641,8 +670,11 @@ export class Link {
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
     // Half of what a link carries is a record this server already holds, byte for byte (it
     // came the other way round the herd): it was validated when stored, so skip that.
-    const known = this.#server.store.get(fields.client);
+    const store = this.#server.store;
+    const known = store.get(fields.client);
     const duplicate = known !== undefined && sameRecord(known, fields);
+    // The peer holds it: our stream to it skips it (a resend after it lost records does not).
+    if (duplicate) store.heldBy(known, this.index);
     // The peer streams only what it holds, and outside a resend never a record it got from us:
     // so it holds this one and did not get it through us, which is all its receipt of our copy
     // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip
@@ -692,6 +724,7 @@ export class Link {
   /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
+    this.#server.catchUpEnded?.(this);
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({

@@ -100,6 +100,11 @@ export class HerdServer implements LineHandler {
   readonly auth: HerdAuth;
   readonly links: Link[];
   store: RecordStore = new RecordStore();
+  /**
+   * The newest record stored from a client or from a link past its catch-up: our streams to
+   * neighbours that are still catching us up never hold it back (peers.ts, `#waitsForPeer`).
+   */
+  liveSeq = 0;
   #config: ServerConfig;
   /** Every server of the herd's config, to tell an unknown server from a non-neighbour. */
   #herdNames: Set<string>;
@@ -212,6 +217,7 @@ export class HerdServer implements LineHandler {
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
     this.store = new RecordStore();
+    this.liveSeq = 0;
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
     if (this.#persistence !== undefined) {
@@ -758,6 +764,7 @@ export class HerdServer implements LineHandler {
       }
       return undefined;
     }
+    if (!catchUp) this.liveSeq = record!.seq;
     // Flood first: the instant a record is accepted, its propagation starts.
     for (const link of this.links) if (link !== from) link.notify();
     this.#persistence?.saved(record!);
@@ -800,6 +807,12 @@ export class HerdServer implements LineHandler {
       waits.push(stored === undefined || catchUp ? undefined : this.#receipts(stored, link));
     }
     return waits;
+  }
+
+  /** A link's catch-up stream ended: what other links held back for it goes now. */
+  catchUpEnded(_link: Link): void {
+    this.liveSeq = this.store.headSeq;
+    for (const link of this.links) link.notify();
   }
 
   /** A link's mark moved: persist it with the records it covers. */

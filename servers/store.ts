@@ -17,6 +17,16 @@ export interface StoredRecord extends AtFields {
   seq: number;
   /** Index of the peer link it arrived on, or -1 when a client sent it here. */
   via: number;
+  /**
+   * Links known to hold this record, one bit per link index below 31 (see {@linkcode heldBy}):
+   * the one it arrived on, and any that sent it again. Their streams skip it. Absent: none.
+   */
+  held?: number;
+}
+
+/** The bit of link `index` in {@linkcode StoredRecord.held} (0: a link without one). */
+function linkBit(index: number): number {
+  return index >= 0 && index < 31 ? 1 << index : 0;
 }
 
 /** A WHATSAT waiting for a client's first record, except records from `ignore`. */
@@ -116,6 +126,7 @@ export class RecordStore {
       time: fields.time,
       seq: ++this.#seq,
       via,
+      held: linkBit(via),
     };
     this.#map.set(record.client, record);
     this.#log.push(record);
@@ -147,8 +158,17 @@ export class RecordStore {
   }
 
   /**
+   * Link `via` sent us `record` (one we hold) again: the peer holds it, so its stream need not
+   * carry it. During a catch-up from two neighbours, each sends nearly every record, and without
+   * this each got the other's stream forwarded back (BENCHMARKS.md, "Catch-up").
+   */
+  heldBy(record: StoredRecord, via: number): void {
+    record.held = (record.held ?? 0) | linkBit(via);
+  }
+
+  /**
    * Up to `max` current records changed after `afterSeq`, in sequence order, skipping those that
-   * arrived over link `skipVia` (the peer already has them).
+   * link `skipVia` is known to hold (they arrived over it, or it sent them again: {@linkcode heldBy}).
    */
   readAfter(afterSeq: number, max: number, skipVia = -2): LogSlice {
     const log = this.#log;
@@ -161,11 +181,14 @@ export class RecordStore {
       else hi = mid;
     }
     const records: StoredRecord[] = [];
+    const bit = linkBit(skipVia);
     let lastSeq = afterSeq;
     for (let i = lo; i < log.length && records.length < max; i++) {
       const r = log[i];
       lastSeq = r.seq;
-      if (r.via === skipVia || this.#map.get(r.client) !== r) continue;
+      if (r.via === skipVia || ((r.held ?? 0) & bit) !== 0 || this.#map.get(r.client) !== r) {
+        continue;
+      }
       records.push(r);
     }
     return { records, lastSeq };

@@ -35,7 +35,7 @@ async function dialAs(name: string, port: number, auth: HerdAuth): Promise<TcpCl
  * M with live links from F and G (both past their catch-up unless `gCatchingUp`); the receipt
  * wait is far longer than any test step, so a receipt that comes is never a timed-out one.
  */
-async function startM(gCatchingUp = false) {
+async function startM(gCatchingUp = false, fCatchingUp = false) {
   const [m, f, g] = freePorts(3);
   const config = parseConfig({
     servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
@@ -58,7 +58,8 @@ async function startM(gCatchingUp = false) {
     for (const name of ["F", "G"]) {
       const c = await dialAs(name, m, auth);
       peers.push(c);
-      const caughtUp = name === "G" && gCatchingUp ? "" : "CAUGHTUP 0\n";
+      const catchingUp = name === "G" ? gCatchingUp : fCatchingUp;
+      const caughtUp = catchingUp ? "" : "CAUGHTUP 0\n";
       await c.send(`SYNC e${name} 0 - 0\n${caughtUp}`);
       await c.waitUntil((t) => t.includes("\nCAUGHTUP 0\n"), 5000);
     }
@@ -75,6 +76,7 @@ async function startM(gCatchingUp = false) {
   return {
     f: fc,
     g: gc,
+    port: m,
     late,
     async [Symbol.asyncDispose]() {
       clearInterval(beat);
@@ -151,4 +153,77 @@ Deno.test("receipts on a link: the `S` for a record from the peer rides in the l
     "the S rode with the receipt",
   );
   assert.deepEqual(m.late, []);
+});
+
+Deno.test("a neighbour known to hold a record does not get it again; one that lost its store does", async () => {
+  await using m = await startM();
+  const auth = new HerdAuth(SECRET);
+  const port = m.port;
+  // G goes away; F hands M a record meanwhile.
+  await m.g.close();
+  await m.f.send(`${RECORD}\n`);
+  await m.f.waitUntil((t) => t.includes("\nA 1 1\n"), 10_000);
+  // G comes back holding that record (it reached G some other way): its catch-up stream to M
+  // carries it, in the same read as its SYNC. M's own stream to G must skip it.
+  const g = await dialAs("G", port, auth);
+  try {
+    await g.send(`SYNC eG 1 - 0\n${RECORD}\nCAUGHTUP 1\n`);
+    await g.waitUntil((t) => /\nCAUGHTUP \d+\n/.test(t), 10_000);
+    const stream = g.received.slice(g.received.indexOf("\nSYNC "));
+    assert.ok(!stream.includes("kiwi"), `M sent G a record G holds: ${stream}`);
+  } finally {
+    await g.close();
+  }
+  // G comes back having lost its store (a new epoch): M resends everything, that record too.
+  const g2 = await dialAs("G", port, auth);
+  try {
+    await g2.send("SYNC eG2 0 - 0\nCAUGHTUP 0\n");
+    await g2.waitUntil((t) => /\nCAUGHTUP \d+\n/.test(t), 10_000);
+    assert.match(g2.received, /\nR \d+ F \+0\.100000000 kiwi /, "the resend carries it");
+  } finally {
+    await g2.close();
+  }
+});
+
+const PAPAYA = "R 2 F +0.100000000 papaya +34.068930-118.445127 1700000000.5";
+
+Deno.test("catch-up from two neighbours: what one streams is not forwarded to the other before the other's stream ends", async () => {
+  // M restarted empty; F and G both stream it their records (neither has sent CAUGHTUP yet).
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${RECORD}\n${PAPAYA}\n`);
+  await m.f.waitUntil((t) => /\nA 1 2\n/.test(t), 10_000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `held back from G: ${after(m.g, gMark)}`);
+  // G's stream carries kiwi too, then ends: M sends G only what G did not send it.
+  await m.g.send(`${RECORD}\nCAUGHTUP 1\n`);
+  await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `G got a record it sent: ${after(m.g, gMark)}`);
+  assert.ok(!after(m.f, 0).includes("R 1 F +0.100000000 kiwi"), "nor F");
+});
+
+Deno.test("catch-up from two neighbours: a client's record is not held back, nor what precedes it", async () => {
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${PAPAYA}\n`);
+  await m.f.waitUntil((t) => /\nA \d+ 2\n/.test(t), 10_000);
+  const client = await TcpClient.connect(m.port);
+  try {
+    await client.send("IAMAT mango +34.068930-118.445127 1700000001.5\n");
+    // Both reach G, in M's order, while G has not ended its stream.
+    await m.g.waitUntil((t) => t.slice(gMark).includes(" mango "), 10_000);
+    assert.match(after(m.g, gMark), /papaya[^]*mango/);
+  } finally {
+    await client.close();
+  }
+});
+
+Deno.test("catch-up from two neighbours: a stream that breaks off holds nothing back any more", async () => {
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${PAPAYA}\n`);
+  await m.f.waitUntil((t) => /\nA \d+ 2\n/.test(t), 10_000);
+  // F goes away before its CAUGHTUP: what it streamed goes on to G, which is still streaming.
+  await m.f.close();
+  await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
 });

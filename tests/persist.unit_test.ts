@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { openLogPersistence } from "../servers/persist.ts";
-import { RecordStore } from "../servers/store.ts";
+import { RecordStore, type StoredRecord } from "../servers/store.ts";
 import type { Link } from "../servers/peers.ts";
 import { errorBus, storedRecord as record } from "./_helpers/records.ts";
 
@@ -123,6 +123,39 @@ Deno.test("persist: a torn tail is cut and appending goes on after it", () =>
     const third = await reload(dir);
     await third.p.close();
     assert.deepEqual([...third.store.values()].map((r) => r.client).sort(), ["a", "b", "c"]);
+  }));
+
+Deno.test("persist: a log of many read chunks replays whole, lines across chunk edges included", () =>
+  withDir(async (dir) => {
+    // ~2.6 MB: the replay reads 1 MiB at a time, so entries straddle its chunk edges.
+    const n = 30_000;
+    const first = await reload(dir);
+    // In the store too: a commit compacts the log down to the store's records when it is far
+    // bigger than them.
+    const save = (r: StoredRecord) => {
+      first.store.restore(r);
+      first.p.saved(r);
+    };
+    for (let i = 1; i <= n; i++) save(record(`client-${i}.example`, i));
+    save(record("client-7.example", n + 1, { time: "1621464828.5" }));
+    await first.p.close();
+    const path = `${dir}/Hill.records`;
+    const good = (await Deno.stat(path)).size;
+    assert.ok(good > 2 * 1024 * 1024, `${good} bytes`);
+    await Deno.writeTextFile(path, "0badc0de R 99999 Hill +0.1 c +1+1 16", { append: true });
+
+    const second = await reload(dir);
+    await second.p.close();
+    assert.deepEqual(second.errors, []);
+    assert.equal(second.store.size, n);
+    assert.equal(second.store.headSeq, n + 1);
+    assert.equal(second.store.get("client-7.example")?.time, "1621464828.5");
+    assert.equal(second.store.get(`client-${n}.example`)?.seq, n);
+    assert.equal((await Deno.stat(path)).size, good, "the torn tail was cut");
+    // The change log came back in sequence order (the updated record last).
+    const seqs = second.store.readAfter(0, 2 * n).records.map((r) => r.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.equal(seqs.at(-1), n + 1);
   }));
 
 Deno.test("persist: a flipped byte or an invalid record is skipped, reported, and forces a full resync", async (t) => {

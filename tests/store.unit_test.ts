@@ -45,3 +45,17 @@ Deno.test("store: change log reads after a cursor, skipping superseded and the s
   assert.deepEqual(s.readAfter(3, 10), { records: [], lastSeq: 3 });
   assert.deepEqual(s.readAfter(0, 1).lastSeq, 2);
 });
+
+Deno.test("store: a record a link sent again is skipped for that link only, not in a resend", () => {
+  const s = new RecordStore();
+  const rec = { origin: "Hill", diff: "+0.1", client: "a", location: "+1+1", time: "1" };
+  const { record } = s.offer(rec, 0); // came on link 0
+  s.heldBy(record!, 2); // link 2 sent it too
+  s.heldBy(record!, 40); // a link index past the mask's bits: no claim, no harm
+  assert.deepEqual(s.readAfter(0, 10, 0).records.length, 0);
+  assert.deepEqual(s.readAfter(0, 10, 2), { records: [], lastSeq: 1 });
+  assert.deepEqual(s.readAfter(0, 10, 1).records.map((r) => r.seq), [1]);
+  assert.deepEqual(s.readAfter(0, 10, 40).records.map((r) => r.seq), [1]);
+  // A resend (skipVia -2) skips nothing.
+  assert.deepEqual(s.readAfter(0, 10).records.map((r) => r.seq), [1]);
+});
