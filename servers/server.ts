@@ -211,6 +211,8 @@ export class HerdServer implements LineHandler {
       }
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
+    // The old store lets go of its records, so the process's shared table does not keep them.
+    this.store.dispose();
     this.store = new RecordStore();
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };

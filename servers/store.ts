@@ -10,6 +10,7 @@
  */
 
 import { type AtFields, compareRecords } from "./record.ts";
+import { PROCESS_RECORDS, type RecordTable, type SharedRecord } from "./record_table.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {
@@ -17,6 +18,35 @@ export interface StoredRecord extends AtFields {
   seq: number;
   /** Index of the peer link it arrived on, or -1 when a client sent it here. */
   via: number;
+}
+
+/**
+ * A record as one store keeps it: its place in this store's log, and the record's fields in a
+ * body shared with the other stores of this process that hold the same bytes
+ * (servers/record_table.ts). Three fields instead of seven: the store's copy is small.
+ */
+class Held implements StoredRecord {
+  constructor(readonly body: SharedRecord, readonly seq: number, readonly via: number) {}
+  get origin(): string {
+    return this.body.origin;
+  }
+  get diff(): string {
+    return this.body.diff;
+  }
+  get client(): string {
+    return this.body.client;
+  }
+  get location(): string {
+    return this.body.location;
+  }
+  get time(): string {
+    return this.body.time;
+  }
+  /** The plain record (events and snapshots serialise it). */
+  toJSON(): StoredRecord {
+    const { origin, diff, client, location, time } = this.body;
+    return { origin, diff, client, location, time, seq: this.seq, via: this.via };
+  }
 }
 
 /** A WHATSAT waiting for a client's first record, except records from `ignore`. */
@@ -63,14 +93,20 @@ export const MAX_WAITERS = 4096;
  * ```
  */
 export class RecordStore {
-  #map = new Map<string, StoredRecord>();
-  #log: StoredRecord[] = [];
+  #map = new Map<string, Held>();
+  #log: Held[] = [];
   #seq = 0;
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
   #waiters = new Map<string, Set<Waiter>>();
   #waiting = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
   epoch: string = crypto.randomUUID().slice(0, 8);
+  #records: RecordTable;
+
+  /** `records`: where record bodies are shared (the process's table unless given one). */
+  constructor(records: RecordTable = PROCESS_RECORDS) {
+    this.#records = records;
+  }
 
   /** How many clients are known. */
   get size(): number {
@@ -108,15 +144,8 @@ export class RecordStore {
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
-    const record: StoredRecord = {
-      origin: fields.origin,
-      diff: fields.diff,
-      client: fields.client,
-      location: fields.location,
-      time: fields.time,
-      seq: ++this.#seq,
-      via,
-    };
+    const record = new Held(this.#records.hold(fields), ++this.#seq, via);
+    if (old !== undefined) this.#records.release(old.body);
     this.#map.set(record.client, record);
     this.#log.push(record);
     if (this.#log.length > 2 * this.#map.size + LOG_SLACK) this.#compact();
@@ -141,9 +170,22 @@ export class RecordStore {
    * `seq` order). Advances the head past it.
    */
   restore(record: StoredRecord): void {
-    this.#map.set(record.client, record);
-    this.#log.push(record);
-    if (record.seq > this.#seq) this.#seq = record.seq;
+    const held = new Held(this.#records.hold(record), record.seq, record.via);
+    const old = this.#map.get(held.client);
+    if (old !== undefined) this.#records.release(old.body);
+    this.#map.set(held.client, held);
+    this.#log.push(held);
+    if (held.seq > this.#seq) this.#seq = held.seq;
+  }
+
+  /**
+   * Lets go of every record (the server is done with this store: it restarts with another), so
+   * the shared table does not keep them for it. The store is empty afterwards.
+   */
+  dispose(): void {
+    for (const r of this.#map.values()) this.#records.release(r.body);
+    this.#map.clear();
+    this.#log = [];
   }
 
   /**
