@@ -114,6 +114,3 @@ export class RecordTable {
     return copy;
   }
 }
-
-/** The table every store of this process shares unless given its own. */
-export const PROCESS_RECORDS: RecordTable = new RecordTable();

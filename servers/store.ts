@@ -10,7 +10,7 @@
  */
 
 import { type AtFields, compareRecords } from "./record.ts";
-import { PROCESS_RECORDS, type RecordTable, type SharedRecord } from "./record_table.ts";
+import { RecordTable, type SharedRecord } from "./record_table.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {
@@ -103,8 +103,8 @@ export class RecordStore {
   epoch: string = crypto.randomUUID().slice(0, 8);
   #records: RecordTable;
 
-  /** `records`: where record bodies are shared (the process's table unless given one). */
-  constructor(records: RecordTable = PROCESS_RECORDS) {
+  /** `records`: where record bodies are shared with other stores (none unless given). */
+  constructor(records: RecordTable = new RecordTable()) {
     this.#records = records;
   }
 
