@@ -20,14 +20,19 @@ import { type AtFields, compareRecords, sameRecord } from "./record.ts";
 
 /** One record's text fields, shared by every store of this process that holds that record. */
 export class SharedRecord implements AtFields {
-  /** How many stores hold it now. */
-  holders = 1;
+  /**
+   * On the body the table lists for its client: how many stores hold a record of that client
+   * (this body or an older one). Unused on other bodies.
+   */
+  refs = 0;
   constructor(
     readonly origin: string,
     readonly diff: string,
     readonly client: string,
     readonly location: string,
     readonly time: string,
+    /** The client's index in every store's {@linkcode HeldRecords} while any store holds it. */
+    readonly slot: number,
   ) {}
 }
 
@@ -49,7 +54,9 @@ function own(s: string): string {
 }
 
 /**
- * Client → the newest body any store of this process holds for it.
+ * Client → the newest body handed out for it while any store holds a record of it, and the
+ * client's slot: every store finds its own record of a client at that index of an array
+ * ({@linkcode HeldRecords}), so the five stores need no Map of their own.
  *
  * @example
  * ```ts
@@ -65,45 +72,66 @@ function own(s: string): string {
 export class RecordTable {
   #byClient = new Map<string, SharedRecord>();
   #origins = new Map<string, string>();
+  #freeSlots: number[] = [];
+  #slots = 0;
 
-  /** Clients with a listed body. */
+  /** Clients some store holds. */
   get size(): number {
     return this.#byClient.size;
   }
 
-  /** The listed body of a client (for tests and diagnostics). */
+  /** Slots ever handed out (the length stores' arrays grow to); freed ones are reused. */
+  get slots(): number {
+    return this.#slots;
+  }
+
+  /** The listed body of a client, while any store holds a record of it. */
   listed(client: string): SharedRecord | undefined {
     return this.#byClient.get(client);
   }
 
   /**
-   * The body for `fields`, held once more by the caller: the listed one when it is byte for byte
-   * this record, else a new one (listed when it is newer than the listed one, or none is).
+   * The body for `fields`, for a store that keeps it (it calls {@linkcode release} when it lets
+   * go): the listed one when it is byte for byte this record, else a new one (listed when newer).
    */
   hold(fields: AtFields): SharedRecord {
     const listed = this.#byClient.get(fields.client);
-    if (listed !== undefined && sameRecord(listed, fields)) {
-      listed.holders++;
-      return listed;
+    if (listed === undefined) {
+      const slot = this.#freeSlots.pop() ?? this.#slots++;
+      const body = this.#body(fields, own(fields.client), slot);
+      body.refs = 1;
+      this.#byClient.set(body.client, body);
+      return body;
     }
-    const body = new SharedRecord(
-      this.#origin(fields.origin),
-      own(fields.diff),
-      listed?.client ?? own(fields.client),
-      own(fields.location),
-      own(fields.time),
-    );
-    if (listed === undefined || compareRecords(body, listed) > 0) {
+    listed.refs++;
+    if (sameRecord(listed, fields)) return listed;
+    const body = this.#body(fields, listed.client, listed.slot);
+    if (compareRecords(body, listed) > 0) {
+      body.refs = listed.refs;
+      listed.refs = 0;
       this.#byClient.set(body.client, body);
     }
     return body;
   }
 
-  /** The caller no longer holds `body`: unlisted once nobody does. */
+  /** A store let go of `body`: the client is forgotten (its slot freed) once no store holds it. */
   release(body: SharedRecord): void {
-    if (--body.holders === 0 && this.#byClient.get(body.client) === body) {
+    const listed = this.#byClient.get(body.client);
+    if (listed !== undefined && --listed.refs === 0) {
       this.#byClient.delete(body.client);
+      this.#freeSlots.push(listed.slot);
     }
+  }
+
+  #body(fields: AtFields, client: string, slot: number): SharedRecord {
+    return new SharedRecord(
+      this.#origin(fields.origin),
+      own(fields.diff),
+      client,
+      own(fields.location),
+      own(fields.time),
+      slot,
+    );
   }
 
   #origin(origin: string): string {
@@ -112,5 +140,49 @@ export class RecordTable {
     const copy = own(origin);
     if (this.#origins.size < MAX_ORIGINS) this.#origins.set(copy, copy);
     return copy;
+  }
+}
+
+/**
+ * One store's records by client: an array indexed by the table's client slots (8 bytes a record
+ * where a Map entry took 29-56), read through the table's one Map for all stores.
+ */
+export class HeldRecords<T extends { readonly body: SharedRecord }> {
+  #table: RecordTable;
+  #bySlot: (T | undefined)[] = [];
+  #size = 0;
+
+  constructor(table: RecordTable) {
+    this.#table = table;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** This store's record of `client`, if it holds one. */
+  get(client: string): T | undefined {
+    const listed = this.#table.listed(client);
+    return listed === undefined ? undefined : this.#bySlot[listed.slot];
+  }
+
+  /** Keeps `record` as this store's record of its client (held from the table already). */
+  set(record: T): void {
+    const slot = record.body.slot;
+    const bySlot = this.#bySlot;
+    // Grown one by one, never written past the end: a gap would turn it into a dictionary.
+    while (bySlot.length <= slot) bySlot.push(undefined);
+    if (bySlot[slot] === undefined) this.#size++;
+    bySlot[slot] = record;
+  }
+
+  *values(): IterableIterator<T> {
+    for (const r of this.#bySlot) if (r !== undefined) yield r;
+  }
+
+  /** Forgets every record (the caller released them). */
+  clear(): void {
+    this.#bySlot = [];
+    this.#size = 0;
   }
 }

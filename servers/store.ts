@@ -10,7 +10,7 @@
  */
 
 import { type AtFields, compareRecords } from "./record.ts";
-import { RecordTable, type SharedRecord } from "./record_table.ts";
+import { HeldRecords, RecordTable, type SharedRecord } from "./record_table.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {
@@ -93,7 +93,7 @@ export const MAX_WAITERS = 4096;
  * ```
  */
 export class RecordStore {
-  #map = new Map<string, Held>();
+  #map: HeldRecords<Held>;
   #log: Held[] = [];
   #seq = 0;
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
@@ -106,6 +106,7 @@ export class RecordStore {
   /** `records`: where record bodies are shared with other stores (none unless given). */
   constructor(records: RecordTable = new RecordTable()) {
     this.#records = records;
+    this.#map = new HeldRecords(records);
   }
 
   /** How many clients are known. */
@@ -146,7 +147,7 @@ export class RecordStore {
     }
     const record = new Held(this.#records.hold(fields), ++this.#seq, via);
     if (old !== undefined) this.#records.release(old.body);
-    this.#map.set(record.client, record);
+    this.#map.set(record);
     this.#log.push(record);
     if (this.#log.length > 2 * this.#map.size + LOG_SLACK) this.#compact();
     const waiting = this.#waiters.get(record.client);
@@ -173,7 +174,7 @@ export class RecordStore {
     const held = new Held(this.#records.hold(record), record.seq, record.via);
     const old = this.#map.get(held.client);
     if (old !== undefined) this.#records.release(old.body);
-    this.#map.set(held.client, held);
+    this.#map.set(held);
     this.#log.push(held);
     if (held.seq > this.#seq) this.#seq = held.seq;
   }

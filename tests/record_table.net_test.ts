@@ -22,7 +22,7 @@ Deno.test("record table: the five servers of a herd hold one body per record; a 
     clients.every((c) => names.every((n) => herd.servers.get(n)!.store.get(c) !== undefined));
   await waitFor(everywhere, 10_000, "both records on all five servers");
   for (const c of clients) {
-    assert.equal(herd.records.listed(c)!.holders, 5);
+    assert.equal(herd.records.listed(c)!.refs, 5);
     const lines = names.map((n) => formatAt(herd.servers.get(n)!.store.get(c)!));
     assert.equal(new Set(lines).size, 1);
   }
@@ -33,6 +33,6 @@ Deno.test("record table: the five servers of a herd hold one body per record; a 
   await herd.stopServer("Campbell");
   await herd.startServer("Campbell");
   await waitFor(everywhere, 10_000, "Campbell caught up");
-  for (const c of clients) assert.equal(herd.records.listed(c)!.holders, 5);
+  for (const c of clients) assert.equal(herd.records.listed(c)!.refs, 5);
   assert.equal(herd.records.size, 2);
 });
