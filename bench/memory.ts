@@ -43,6 +43,14 @@ export interface MemoryReport {
   heapBefore: number;
   /** Once every server held every client (plus 2 s), without forcing a GC: what `ps` shows. */
   rssAfter: number;
+  /**
+   * The JS heap at that moment, before any forced GC (`Deno.memoryUsage()`): how much of
+   * `rssAfter` is heap that V8 has not collected yet.
+   */
+  heapUsedAfter: number;
+  heapTotalAfter: number;
+  /** RSS after 10 s more of idling, still without a forced GC (what V8 gives back by itself). */
+  rssSettled: number;
   /** The same after a forced full GC. */
   rssAfterGc: number;
   heapAfterGc: number;
@@ -130,7 +138,8 @@ export async function benchMemory(
         "--window",
         "768",
         "--timeout-ms",
-        String(Math.max(120_000, clients / 2)),
+        // 3 ms a client: on a shared box at load 20 the 1M load ran at ~550 clients/s.
+        String(Math.max(120_000, clients * 3)),
       ]);
     } finally {
       clearInterval(sampler);
@@ -158,6 +167,14 @@ export async function benchMemory(
     const allAt = performance.now();
     await sleep(2000);
     const rssAfter = processMemory(herd.pid)!.rss;
+    const heapAfter = await inspector.memoryUsage();
+    await sleep(10_000);
+    const rssSettled = processMemory(herd.pid)!.rss;
+    progress(
+      `[${label}] RSS ${mib(rssAfter)} MiB (JS heap ${mib(heapAfter.heapUsed)} used of ${
+        mib(heapAfter.heapTotal)
+      } MiB), ${mib(rssSettled)} MiB 10 s later`,
+    );
     const after = await inspector.gcAndHeap();
     const mem = processMemory(herd.pid)!;
     const usage = await inspector.memoryUsage();
@@ -171,6 +188,9 @@ export async function benchMemory(
       rssBefore,
       heapBefore: before.usedBytes,
       rssAfter,
+      heapUsedAfter: heapAfter.heapUsed,
+      heapTotalAfter: heapAfter.heapTotal,
+      rssSettled,
       rssAfterGc: mem.rss,
       heapAfterGc: after.usedBytes,
       heapTotalAfterGc: usage.heapTotal,

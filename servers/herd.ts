@@ -11,6 +11,7 @@ import type { AtFields } from "./record.ts";
 import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions } from "./server.ts";
+import { RecordTable } from "./record_table.ts";
 import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./record.ts";
@@ -60,6 +61,8 @@ export class Herd {
   readonly bus: EventBus = new EventBus();
   readonly config: HerdConfig;
   readonly servers: Map<string, HerdServer> = new Map();
+  /** The record bodies its servers share (servers/record_table.ts). */
+  readonly records: RecordTable = new RecordTable();
   #opts: HerdOptions;
   /** Opened once per server (a promise, so concurrent starts share one open). */
   #persistence = new Map<string, Promise<Persistence>>();
@@ -76,7 +79,12 @@ export class Herd {
       if (opts.only !== undefined && !opts.only.includes(s.name)) continue;
       this.servers.set(
         s.name,
-        new HerdServer(s, config.servers, this.bus, auth, { ...opts, tls: config.tls }),
+        new HerdServer(s, config.servers, this.bus, auth, {
+          ...opts,
+          tls: config.tls,
+          // One table for the servers of this process: a record they all hold is held once.
+          records: this.records,
+        }),
       );
     }
   }

@@ -32,6 +32,7 @@ import {
   type WhatsatCommand,
 } from "./protocol.ts";
 import { RecordStore, type StoredRecord } from "./store.ts";
+import type { RecordTable } from "./record_table.ts";
 import { nowNs } from "./clock.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
@@ -72,6 +73,11 @@ export interface ServerOptions extends ConnectionOptions {
   link: LinkOptions;
   /** TLS for links and observers (the herd config's `tls`). */
   tls?: TlsConfig;
+  /**
+   * Where this server's store shares record bodies with the other servers of this process
+   * (servers/record_table.ts; the Herd gives its servers one table). Without it, its own.
+   */
+  records?: RecordTable;
 }
 
 /**
@@ -99,7 +105,7 @@ export class HerdServer implements LineHandler {
   readonly bus: EventBus;
   readonly auth: HerdAuth;
   readonly links: Link[];
-  store: RecordStore = new RecordStore();
+  store: RecordStore;
   /**
    * The newest record stored from a client or from a link past its catch-up: our streams to
    * neighbours that are still catching us up never hold it back (peers.ts, `#waitsForPeer`).
@@ -142,6 +148,7 @@ export class HerdServer implements LineHandler {
     this.auth = auth;
     this.#config = config;
     this.#opts = opts;
+    this.store = new RecordStore(opts.records);
     const byName = new Map(peers.map((p) => [p.name, p]));
     this.#herdNames = new Set(byName.keys());
     this.#peerConfigs = byName;
@@ -216,7 +223,9 @@ export class HerdServer implements LineHandler {
       }
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
-    this.store = new RecordStore();
+    // The old store lets go of its records, so the process's shared table does not keep them.
+    this.store.dispose();
+    this.store = new RecordStore(this.#opts.records);
     this.liveSeq = 0;
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };

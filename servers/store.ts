@@ -10,6 +10,7 @@
  */
 
 import { type AtFields, compareRecords } from "./record.ts";
+import { HeldRecords, RecordTable, type SharedRecord } from "./record_table.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {
@@ -27,6 +28,39 @@ export interface StoredRecord extends AtFields {
 /** The bit of link `index` in {@linkcode StoredRecord.held} (0: a link without one). */
 function linkBit(index: number): number {
   return index >= 0 && index < 31 ? 1 << index : 0;
+}
+
+/**
+ * A record as one store keeps it: its place in this store's log, and the record's fields in a
+ * body shared with the other stores of this process that hold the same bytes
+ * (servers/record_table.ts). Three fields instead of seven: the store's copy is small.
+ */
+class Held implements StoredRecord {
+  /** Links known to hold it ({@linkcode StoredRecord.held}). */
+  held: number;
+  constructor(readonly body: SharedRecord, readonly seq: number, readonly via: number) {
+    this.held = linkBit(via);
+  }
+  get origin(): string {
+    return this.body.origin;
+  }
+  get diff(): string {
+    return this.body.diff;
+  }
+  get client(): string {
+    return this.body.client;
+  }
+  get location(): string {
+    return this.body.location;
+  }
+  get time(): string {
+    return this.body.time;
+  }
+  /** The plain record (events and snapshots serialise it). */
+  toJSON(): StoredRecord {
+    const { origin, diff, client, location, time } = this.body;
+    return { origin, diff, client, location, time, seq: this.seq, via: this.via };
+  }
 }
 
 /** A WHATSAT waiting for a client's first record, except records from `ignore`. */
@@ -73,14 +107,21 @@ export const MAX_WAITERS = 4096;
  * ```
  */
 export class RecordStore {
-  #map = new Map<string, StoredRecord>();
-  #log: StoredRecord[] = [];
+  #map: HeldRecords<Held>;
+  #log: Held[] = [];
   #seq = 0;
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
   #waiters = new Map<string, Set<Waiter>>();
   #waiting = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
   epoch: string = crypto.randomUUID().slice(0, 8);
+  #records: RecordTable;
+
+  /** `records`: where record bodies are shared with other stores (none unless given). */
+  constructor(records: RecordTable = new RecordTable()) {
+    this.#records = records;
+    this.#map = new HeldRecords(records);
+  }
 
   /** How many clients are known. */
   get size(): number {
@@ -118,17 +159,9 @@ export class RecordStore {
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
-    const record: StoredRecord = {
-      origin: fields.origin,
-      diff: fields.diff,
-      client: fields.client,
-      location: fields.location,
-      time: fields.time,
-      seq: ++this.#seq,
-      via,
-      held: linkBit(via),
-    };
-    this.#map.set(record.client, record);
+    const record = new Held(this.#records.hold(fields), ++this.#seq, via);
+    if (old !== undefined) this.#records.release(old.body);
+    this.#map.set(record);
     this.#log.push(record);
     if (this.#log.length > 2 * this.#map.size + LOG_SLACK) this.#compact();
     const waiting = this.#waiters.get(record.client);
@@ -152,9 +185,22 @@ export class RecordStore {
    * `seq` order). Advances the head past it.
    */
   restore(record: StoredRecord): void {
-    this.#map.set(record.client, record);
-    this.#log.push(record);
-    if (record.seq > this.#seq) this.#seq = record.seq;
+    const held = new Held(this.#records.hold(record), record.seq, record.via);
+    const old = this.#map.get(held.client);
+    if (old !== undefined) this.#records.release(old.body);
+    this.#map.set(held);
+    this.#log.push(held);
+    if (held.seq > this.#seq) this.#seq = held.seq;
+  }
+
+  /**
+   * Lets go of every record (the server is done with this store: it restarts with another), so
+   * the shared table does not keep them for it. The store is empty afterwards.
+   */
+  dispose(): void {
+    for (const r of this.#map.values()) this.#records.release(r.body);
+    this.#map.clear();
+    this.#log = [];
   }
 
   /**

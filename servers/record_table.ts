@@ -1,0 +1,188 @@
+/**
+ * The process's table of shared record bodies: the five servers of `start` each store every
+ * record, and without this each holds its own parsed copy of the same bytes (five objects, five
+ * sets of strings, each string a slice that pins the whole line it was cut from). A store asks the
+ * table for a body when it keeps a record; a record byte for byte the one the table holds for that
+ * client gets that very body, so the servers of one process share one copy.
+ *
+ * Sharing is object identity of byte-identical records only: a store is handed the body of the
+ * exact record it was offered, never another one, so every server's view stays its own.
+ *
+ * Bodies are counted: each store that keeps one holds it once and releases it when it replaces or
+ * drops the record. The table lists a client's body only while some store holds it, so replaced
+ * and dropped records are not pinned here. A body that is older than the one listed for its
+ * client (a server catching up from behind) is handed out unlisted: not shared, never wrong.
+ *
+ * @module
+ */
+
+import { type AtFields, compareRecords, sameRecord } from "./record.ts";
+
+/** One record's text fields, shared by every store of this process that holds that record. */
+export class SharedRecord implements AtFields {
+  /**
+   * On the body the table lists for its client: how many stores hold a record of that client
+   * (this body or an older one). Unused on other bodies.
+   */
+  refs = 0;
+  constructor(
+    readonly origin: string,
+    readonly diff: string,
+    readonly client: string,
+    readonly location: string,
+    readonly time: string,
+    /** The client's index in every store's {@linkcode HeldRecords} while any store holds it. */
+    readonly slot: number,
+  ) {}
+}
+
+/**
+ * Distinct origins kept as one string each (server names: a handful in any herd). Bounded, since
+ * the names come from peers' bytes.
+ */
+const MAX_ORIGINS = 64;
+
+/** Below this length V8's substrings are copies already; at or above it, slices of the line. */
+const SLICE_MIN = 13;
+
+/**
+ * A copy of `s` that does not keep alive the line it was cut from. JSON's round trip makes a new
+ * flat string (one byte per char, exactly the same chars).
+ */
+function own(s: string): string {
+  return s.length < SLICE_MIN ? s : JSON.parse(JSON.stringify(s));
+}
+
+/**
+ * Client → the newest body handed out for it while any store holds a record of it, and the
+ * client's slot: every store finds its own record of a client at that index of an array
+ * ({@linkcode HeldRecords}), so the five stores need no Map of their own.
+ *
+ * @example
+ * ```ts
+ * const table = new RecordTable();
+ * const r = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
+ * const a = table.hold(r);
+ * table.hold({ ...r }) === a; // true: byte-identical, shared
+ * table.release(a);
+ * table.release(a);
+ * table.size; // 0: nobody holds it
+ * ```
+ */
+export class RecordTable {
+  #byClient = new Map<string, SharedRecord>();
+  #origins = new Map<string, string>();
+  #freeSlots: number[] = [];
+  #slots = 0;
+
+  /** Clients some store holds. */
+  get size(): number {
+    return this.#byClient.size;
+  }
+
+  /** Slots ever handed out (the length stores' arrays grow to); freed ones are reused. */
+  get slots(): number {
+    return this.#slots;
+  }
+
+  /** The listed body of a client, while any store holds a record of it. */
+  listed(client: string): SharedRecord | undefined {
+    return this.#byClient.get(client);
+  }
+
+  /**
+   * The body for `fields`, for a store that keeps it (it calls {@linkcode release} when it lets
+   * go): the listed one when it is byte for byte this record, else a new one (listed when newer).
+   */
+  hold(fields: AtFields): SharedRecord {
+    const listed = this.#byClient.get(fields.client);
+    if (listed === undefined) {
+      const slot = this.#freeSlots.pop() ?? this.#slots++;
+      const body = this.#body(fields, own(fields.client), slot);
+      body.refs = 1;
+      this.#byClient.set(body.client, body);
+      return body;
+    }
+    listed.refs++;
+    if (sameRecord(listed, fields)) return listed;
+    const body = this.#body(fields, listed.client, listed.slot);
+    if (compareRecords(body, listed) > 0) {
+      body.refs = listed.refs;
+      listed.refs = 0;
+      this.#byClient.set(body.client, body);
+    }
+    return body;
+  }
+
+  /** A store let go of `body`: the client is forgotten (its slot freed) once no store holds it. */
+  release(body: SharedRecord): void {
+    const listed = this.#byClient.get(body.client);
+    if (listed !== undefined && --listed.refs === 0) {
+      this.#byClient.delete(body.client);
+      this.#freeSlots.push(listed.slot);
+    }
+  }
+
+  #body(fields: AtFields, client: string, slot: number): SharedRecord {
+    return new SharedRecord(
+      this.#origin(fields.origin),
+      own(fields.diff),
+      client,
+      own(fields.location),
+      own(fields.time),
+      slot,
+    );
+  }
+
+  #origin(origin: string): string {
+    const known = this.#origins.get(origin);
+    if (known !== undefined) return known;
+    const copy = own(origin);
+    if (this.#origins.size < MAX_ORIGINS) this.#origins.set(copy, copy);
+    return copy;
+  }
+}
+
+/**
+ * One store's records by client: an array indexed by the table's client slots (8 bytes a record
+ * where a Map entry took 29-56), read through the table's one Map for all stores.
+ */
+export class HeldRecords<T extends { readonly body: SharedRecord }> {
+  #table: RecordTable;
+  #bySlot: (T | undefined)[] = [];
+  #size = 0;
+
+  constructor(table: RecordTable) {
+    this.#table = table;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** This store's record of `client`, if it holds one. */
+  get(client: string): T | undefined {
+    const listed = this.#table.listed(client);
+    return listed === undefined ? undefined : this.#bySlot[listed.slot];
+  }
+
+  /** Keeps `record` as this store's record of its client (held from the table already). */
+  set(record: T): void {
+    const slot = record.body.slot;
+    const bySlot = this.#bySlot;
+    // Grown one by one, never written past the end: a gap would turn it into a dictionary.
+    while (bySlot.length <= slot) bySlot.push(undefined);
+    if (bySlot[slot] === undefined) this.#size++;
+    bySlot[slot] = record;
+  }
+
+  *values(): IterableIterator<T> {
+    for (const r of this.#bySlot) if (r !== undefined) yield r;
+  }
+
+  /** Forgets every record (the caller released them). */
+  clear(): void {
+    this.#bySlot = [];
+    this.#size = 0;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The shared record table (servers/record_table.ts) through real stores: byte-identical records
+ * share one body, a store only ever sees the record it was offered, and replaced or dropped
+ * records are not kept by the table (counted, not timed).
+ */
+import assert from "node:assert/strict";
+import { formatAt } from "../servers/protocol.ts";
+import { type AtFields, compareRecords } from "../servers/record.ts";
+import { RecordTable } from "../servers/record_table.ts";
+import { RecordStore } from "../servers/store.ts";
+
+const rec = (client: string, time: string, more: Partial<AtFields> = {}): AtFields => ({
+  origin: "Hill",
+  diff: "+0.100000000",
+  client,
+  location: "+34.068930-118.445127",
+  time,
+  ...more,
+});
+
+Deno.test("record table: stores offered the same bytes share one body, each with its own seq and via", () => {
+  const table = new RecordTable();
+  const stores = [0, 1, 2].map(() => new RecordStore(table));
+  stores[1].offer(rec("warm-up", "1"), -1); // so sequence numbers differ between stores
+  for (const [i, s] of stores.entries()) {
+    // A fresh object each time, as a parsed line is: equal bytes, not the same object.
+    assert.equal(s.offer(rec("k", "1700000000.5"), i - 1).result, "new");
+  }
+  assert.equal(table.size, 2);
+  assert.equal(table.listed("k")!.refs, 3);
+  assert.deepEqual(stores.map((s) => s.get("k")!.seq), [1, 2, 1]);
+  assert.deepEqual(stores.map((s) => s.get("k")!.via), [-1, 0, 1]);
+  for (const s of stores) assert.equal(formatAt(s.get("k")!), formatAt(rec("k", "1700000000.5")));
+  // Serialised (events, snapshots) as the plain record.
+  assert.deepEqual(JSON.parse(JSON.stringify(stores[2].get("k"))), {
+    ...rec("k", "1700000000.5"),
+    seq: 1,
+    via: 1,
+  });
+});
+
+Deno.test("record table: a store is only ever handed the record it was offered (random offers, three stores)", () => {
+  // A few clients, records that tie on time but differ elsewhere, offered in random orders: each
+  // store must end with exactly what a store of its own would hold.
+  let seed = 7;
+  const rand = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) % n;
+  const pool: AtFields[] = [];
+  for (const client of ["a", "b", "c"]) {
+    for (const time of ["5", "5.0", "6", "7"]) {
+      for (const origin of ["Hill", "Smith"]) pool.push(rec(client, time, { origin }));
+      pool.push(rec(client, time, { location: "+1+2" }));
+    }
+  }
+  const table = new RecordTable();
+  const shared = [0, 1, 2].map(() => new RecordStore(table));
+  const alone = [0, 1, 2].map(() => new RecordStore());
+  for (let step = 0; step < 3000; step++) {
+    const i = rand(3);
+    const r = { ...pool[rand(pool.length)] };
+    assert.equal(shared[i].offer(r, -1).result, alone[i].offer({ ...r }, -1).result);
+    for (const client of ["a", "b", "c"]) {
+      for (let k = 0; k < 3; k++) {
+        const got = shared[k].get(client);
+        const want = alone[k].get(client);
+        assert.equal(got && formatAt(got), want && formatAt(want), `step ${step} store ${k}`);
+      }
+      // The table lists the client while a store holds it: counted exactly, listed no older
+      // than any store's record.
+      const listed = table.listed(client);
+      const held = shared.map((s) => s.get(client)).filter((x) => x !== undefined);
+      assert.equal(listed?.refs ?? 0, held.length);
+      if (listed !== undefined) assert.ok(held.every((h) => compareRecords(h, listed) <= 0));
+    }
+  }
+  for (const s of shared) s.dispose();
+  assert.equal(table.size, 0);
+});
+
+Deno.test("record table: replaced and dropped records are not kept (counts)", () => {
+  const table = new RecordTable();
+  const stores = [0, 1, 2].map(() => new RecordStore(table));
+  const clients = 500;
+  for (let round = 1; round <= 20; round++) {
+    for (let c = 0; c < clients; c++) {
+      for (const s of stores) s.offer(rec(`c${c}`, String(round)), -1);
+    }
+    // One listed body per client, held by all three; the 19 it replaced are not listed.
+    assert.equal(table.size, clients);
+  }
+  for (let c = 0; c < clients; c++) assert.equal(table.listed(`c${c}`)!.refs, 3);
+  // A store that restarts lets go of its records: the others still hold theirs.
+  stores[0].dispose();
+  assert.equal(stores[0].size, 0);
+  assert.equal(table.size, clients);
+  assert.equal(table.listed("c0")!.refs, 2);
+  stores[1].dispose();
+  stores[2].dispose();
+  assert.equal(table.size, 0);
+  // Slots of forgotten clients are reused: stores that come and go with other clients each time
+  // do not grow the arrays every store indexes by slot.
+  for (let round = 0; round < 20; round++) {
+    const s = new RecordStore(table);
+    for (let c = 0; c < clients; c++) s.offer(rec(`r${round}-${c}`, "1"), -1);
+    assert.equal(s.size, clients);
+    s.dispose();
+  }
+  assert.equal(table.size, 0);
+  assert.equal(table.slots, clients);
+});
+
+Deno.test("record table: a stored record is byte for byte what was offered (binary, long fields)", () => {
+  const table = new RecordTable();
+  const a = new RecordStore(table);
+  const b = new RecordStore(table);
+  let all = "";
+  for (let c = 33; c < 256; c++) all += String.fromCharCode(c);
+  const client = `\x01\x7f${all}\xff`;
+  const r = rec(client, "1700000000.123456789123456789", { origin: "Hill\x80\xfe" });
+  const line = `R 1 ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`;
+  const [, , origin, diff, cl, location, time] = line.split(" ");
+  a.offer({ origin, diff, client: cl, location, time }, -1);
+  b.offer({ ...r }, -1);
+  for (const s of [a, b]) {
+    const got = s.get(client)!;
+    assert.equal(formatAt(got), formatAt(r));
+    assert.equal(got.client, client);
+    assert.equal(got.origin, r.origin);
+  }
+  assert.equal(table.listed(client)!.refs, 2);
+  // Restored records (from the record log) join the same body.
+  const c = new RecordStore(table);
+  c.restore({ ...r, seq: 9, via: -1 });
+  assert.equal(table.listed(client)!.refs, 3);
+  assert.equal(c.get(client)!.seq, 9);
+  c.restore({ ...r, time: "1700000001", seq: 10, via: -1 });
+  assert.equal(table.listed(client)!.refs, 3);
+  assert.equal(table.listed(client)!.time, "1700000001");
+  assert.equal(a.get(client)!.time, r.time);
+  assert.equal(c.get(client)!.time, "1700000001");
+});
