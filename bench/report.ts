@@ -170,8 +170,10 @@ export function judgeTargets(r: RunResult): Target[] {
         : `${(cu.totalMs / 1000).toFixed(2)} s from restart (${
           (cu.startupMs / 1000).toFixed(2)
         } s start-up + ${((cu.catchupMs ?? 0) / 1000).toFixed(2)} s catch-up) for ${
-          fmtInt(cu.records)
-        } records`) +
+          fmtInt(cu.target)
+        } records${
+          cu.target < cu.records ? ` (of ${fmtInt(cu.records)} planned: the load lost some)` : ""
+        }`) +
         (rcu
           ? `; Redis replica restarted empty: ${
             redisMs === null ? "did not finish" : `${(redisMs / 1000).toFixed(2)} s`
@@ -181,7 +183,8 @@ export function judgeTargets(r: RunResult): Target[] {
       : r.catchup
       ? "not measured (run without --skip-persist)"
       : "not measured",
-    met: cu && cu.records >= 1_000_000
+    // Judged on what the others agreed on: a load that lost more than a few is no 1M run.
+    met: cu && cu.records >= 1_000_000 && cu.target >= cu.records * 0.999
       ? cu.totalMs !== null && cu.totalMs <= 5000 &&
         (redisMs === null || cu.totalMs <= redisMs) && rcu !== undefined
       : null,
