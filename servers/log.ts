@@ -25,6 +25,7 @@ import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
 import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
+import { writeAllSync } from "./io.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -275,7 +276,7 @@ class LogFile {
     if (this.#len + line.length + 1 > this.#buf.length) {
       this.flush();
       if (line.length + 1 > this.#buf.length) {
-        this.#write(binaryToBytes(line + "\n"), 1);
+        this.#write(binaryToBytes(line + "\n"));
         return;
       }
     }
@@ -303,20 +304,18 @@ class LogFile {
     this.#write(bytes);
   }
 
-  /** Writes `bytes` (`lines` of them, counted when unknown), or counts them lost. */
-  #write(bytes: Uint8Array, lines?: number): void {
-    const now = performance.now();
-    if (this.#failing && now < this.#retryAt) {
-      this.#lost += lines ?? countLines(bytes);
+  /** Writes `bytes` (whole lines), or counts their lines lost. */
+  #write(bytes: Uint8Array): void {
+    if (this.#failing && performance.now() < this.#retryAt) {
+      this.#lost += countLines(bytes);
       return;
     }
     if (this.#file === undefined) this.#open();
     const file = this.#file;
     if (file === undefined) {
-      this.#lost += lines ?? countLines(bytes);
+      this.#lost += countLines(bytes);
       return;
     }
-    let off = 0;
     try {
       if (this.#torn || this.#lost > 0) {
         // Back after a failure: end a torn line, then say what is missing, in the log itself.
@@ -324,27 +323,25 @@ class LogFile {
           (this.#torn ? "\n" : "") +
             (this.#lost > 0 ? this.#gapLine(this.#lost, this.#why) + "\n" : ""),
         );
-        for (let g = 0; g < gap.length;) g += file.writeSync(gap.subarray(g));
+        writeAllSync(file, gap);
         this.#size += gap.length;
         this.#torn = false;
         this.#lost = 0;
       }
-      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
-      this.#size += off;
+      writeAllSync(file, bytes);
+      this.#size += bytes.length;
       this.#failing = false;
     } catch (err) {
       // A failing disk must not take the herd down, nor end logging for good: the file stays
-      // open, the lines are counted, and the disk is tried again in a second.
-      if (off > 0) {
-        // Cut the partial batch off (this frees space, so it works on a full disk), else end
-        // its torn line before the next write.
-        try {
-          file.truncateSync(this.#size);
-        } catch {
-          this.#torn = true;
-        }
+      // open, the lines are counted, and the disk is tried again in a second. What a write cut
+      // short left is cut back off (this frees space, so it works on a full disk), else its
+      // torn line is ended before the next write.
+      try {
+        if (file.statSync().size !== this.#size) file.truncateSync(this.#size);
+      } catch {
+        this.#torn = true;
       }
-      this.#lost += lines ?? countLines(bytes);
+      this.#lost += countLines(bytes);
       this.#failed(`cannot write log ${this.path}: ${(err as Error).message}`);
     }
   }

@@ -24,7 +24,7 @@ import type { RecordStore, StoredRecord } from "./store.ts";
 import { binaryToBytes, bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
-import { writeAll } from "./io.ts";
+import { writeAll, writeAllSync } from "./io.ts";
 import { Backoff } from "./backoff.ts";
 
 /** Durable storage for one server. */
@@ -263,7 +263,7 @@ async function writeEntries(
     const bytes = binaryToBytes(parts.join(""));
     parts = [];
     size = 0;
-    if (sync) { for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off)); }
+    if (sync) writeAllSync(file, bytes);
     else await writeAll(file, bytes);
     written += bytes.length;
   };
