@@ -485,7 +485,7 @@ export class HerdServer implements LineHandler {
     const outcome: Outcome | undefined = log
       ? { reason: cmd.verb === "INVALID" ? cmd.reason : undefined }
       : undefined;
-    let reply: string | Promise<string> | null;
+    let reply: string | Promise<string>;
     // A bug or a bad stored record must cost one `?` reply and an `error` event, never the
     // process: nothing reachable from a client line may throw or reject past this point.
     try {
@@ -493,7 +493,6 @@ export class HerdServer implements LineHandler {
     } catch (err) {
       reply = this.#failed(line.text, err, outcome);
     }
-    if (reply === null) return null;
     if (typeof reply !== "string") {
       reply = reply.catch((err) => this.#failed(line.text, err, outcome));
     }
@@ -545,16 +544,14 @@ export class HerdServer implements LineHandler {
     return formatInvalid(line);
   }
 
-  /** The reply to one parsed command (null for a blank line). */
+  /** The reply to one parsed command (blank lines never get here: `handleLine`). */
   #reply(
-    cmd: Command,
+    cmd: Exclude<Command, { verb: "BLANK" }>,
     line: string,
     conn: ClientConnection,
     outcome: Outcome | undefined,
-  ): string | Promise<string> | null {
+  ): string | Promise<string> {
     switch (cmd.verb) {
-      case "BLANK":
-        return null;
       case "IAMAT": {
         const now = nowNs();
         // Only the receiving server checks: a peer's record is taken as its origin accepted it,
