@@ -10,6 +10,10 @@
  * - one normal client doing IAMAT + WHATSAT round trips all along, timed;
  * - connections beyond --max-connections, which get `? server busy: too many connections`.
  *
+ * The normal client and the idle connections run on Workers (tests/_helpers/load_worker.ts), so
+ * this thread's own stalls (scanning the server's log, pushing payloads) are neither timed as the
+ * server's latency nor delay the keep-alives.
+ *
  * One run, five claims, each its own named test (the first test to run starts the run; the others
  * judge what it recorded): the slow readers' writes stall (the server stopped reading them) and
  * the server's RSS stops growing while they keep pushing; a full server refuses clearly; the
@@ -20,6 +24,7 @@
 import assert from "node:assert/strict";
 import { ProcessHerd } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+import type { LoadReply, LoadRequest } from "./_helpers/load_worker.ts";
 
 const IDLE = 1900;
 const SLOW = 10;
@@ -40,30 +45,47 @@ const SEARCHING = Deno.env.get("LOAD_SEARCHING") === "1";
 const encoder = new TextEncoder();
 const MB = 1024 * 1024;
 
-/** A connection that only watches for data and EOF. */
-interface Watched {
-  conn: Deno.TcpConn;
-  received: number;
-  closedAt: number | undefined;
-  done: Promise<void>;
-}
+/** One Worker of tests/_helpers/load_worker.ts, asked one thing at a time. */
+class LoadWorker {
+  #worker = new Worker(new URL("./_helpers/load_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  #waiting: ((reply: LoadReply) => void) | undefined;
 
-function watch(conn: Deno.TcpConn): Watched {
-  const w: Watched = { conn, received: 0, closedAt: undefined, done: Promise.resolve() };
-  w.done = (async () => {
-    const buf = new Uint8Array(256);
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        w.received += n;
-      }
-    } catch {
-      // reset, or closed by us
-    }
-    w.closedAt = performance.now();
-  })();
-  return w;
+  constructor() {
+    this.#worker.onmessage = (e: MessageEvent<LoadReply>) => {
+      const waiting = this.#waiting;
+      this.#waiting = undefined;
+      waiting?.(e.data);
+    };
+  }
+
+  /** Sends `req` and waits (at most `timeoutMs`) for the reply of the same op. */
+  async ask<Op extends LoadRequest["op"]>(
+    req: Extract<LoadRequest, { op: Op }>,
+    timeoutMs = 60_000,
+  ): Promise<Extract<LoadReply, { op: Op }>> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const reply = await Promise.race([
+      new Promise<LoadReply>((resolve) => {
+        this.#waiting = resolve;
+        this.#worker.postMessage(req);
+      }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`load worker: no answer to ${req.op} in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (reply.op === "error") throw new Error(`load worker, ${req.op}: ${reply.message}`);
+    if (reply.op !== req.op) throw new Error(`load worker: ${reply.op} answered ${req.op}`);
+    return reply as Extract<LoadReply, { op: Op }>;
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -152,16 +174,13 @@ async function runLoad(): Promise<LoadRun> {
       String(IDLE_TIMEOUT_MS),
     ],
   });
-  const idle: Watched[] = [];
+  const idle = new LoadWorker();
+  const normal = new LoadWorker();
+  let normalRunning = false;
+  let idleOpened = false;
   const slow: Deno.TcpConn[] = [];
-  let normal: TcpClient | undefined;
   let pipeliner: TcpClient | undefined;
-  let pipelinerSent = false;
   let keepAlive: ReturnType<typeof setInterval> | undefined;
-  const latencies: number[] = [];
-  let stopNormal = false;
-  let normalLoop: Promise<void> = Promise.resolve();
-  let normalError: unknown;
   try {
     const proc = await herd.start("Solo");
     const port = herd.port("Solo");
@@ -182,58 +201,23 @@ async function runLoad(): Promise<LoadRun> {
     const payloadFor = (i: number) => payloads[i < 2 ? 0 : i < 3 ? 1 : 2];
 
     // The normal client: one round trip (IAMAT + WHATSAT) every 20 ms, all along.
-    normal = await TcpClient.connect(port);
-    const client = normal;
-    normalLoop = (async () => {
-      let answered = 0;
-      for (let k = 0; !stopNormal; k++) {
-        const t0 = performance.now();
-        await client.send(
-          `IAMAT load.normal +34.06-118.44 1700000000.${k}\nWHATSAT load.paris 10 3\n`,
-        );
-        const replies = await client.replies(answered + 2, 10_000);
-        answered += 2;
-        latencies.push(performance.now() - t0);
-        assert.match(
-          replies[answered - 2],
-          new RegExp(`^AT Solo \\S+ load\\.normal \\S+ 1700000000\\.${k}\\n$`),
-        );
-        assert.match(replies[answered - 1], /^AT Solo \S+ load\.paris [^\n]*\n\{[^]*\}\n\n$/);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })().catch((err) => (normalError = err));
+    await normal.ask({ op: "normal", port });
+    normalRunning = true;
 
     // 1,900 idle connections, opened 100 at a time, kept alive with blank lines (no reply).
-    let lastKeepAlive = 0;
-    keepAlive = setInterval(() => {
-      for (const w of idle) {
-        if (w.closedAt === undefined) w.conn.write(encoder.encode("\n")).catch(() => {});
-      }
-      // The pipeliner too: once the kernel holds all its replies, the server rightly finds it
-      // idle, and a slow run would see it closed (and its slot free) before it reads.
-      // Only once its commands are all written: a keep-alive between two partial writes would
-      // cut a command in two.
-      if (pipelinerSent) pipeliner?.send("\n").catch(() => {});
-      lastKeepAlive = performance.now();
-    }, 500);
-    const t0 = performance.now();
-    for (let i = 0; i < IDLE; i += 100) {
-      const batch = await Promise.all(
-        Array.from(
-          { length: Math.min(100, IDLE - i) },
-          () => Deno.connect({ hostname: "127.0.0.1", port }),
-        ),
-      );
-      for (const conn of batch) idle.push(watch(conn));
-    }
-    const openMs = performance.now() - t0;
+    idleOpened = true;
+    const { openMs } = await idle.ask({ op: "idle", port, count: IDLE });
     await new Promise((r) => setTimeout(r, 500));
     const rssIdle = await rss();
 
     // The pipeliner: 5,000 WHATSATs sent, nothing read yet.
     pipeliner = await TcpClient.connect(port);
     await pipeliner.send("WHATSAT load.paris 10 0\n".repeat(PIPELINED));
-    pipelinerSent = true;
+    // Kept alive too once its commands are all written (a keep-alive between two partial writes
+    // would cut a command in two): once the kernel holds all its replies, the server rightly finds
+    // it idle, and a slow run would see it closed (and its slot free) before it reads.
+    const sent = pipeliner;
+    keepAlive = setInterval(() => sent.send("\n").catch(() => {}), 500);
 
     // Slow readers: push up to 16 MiB each without reading.
     for (let i = 0; i < SLOW; i++) slow.push(await Deno.connect({ hostname: "127.0.0.1", port }));
@@ -268,7 +252,7 @@ async function runLoad(): Promise<LoadRun> {
     } catch (err) {
       refusalError = err;
     }
-    const idleUntouched = idle.every((w) => w.closedAt === undefined && w.received === 0);
+    const { untouched: idleUntouched } = await idle.ask({ op: "idle.check" });
 
     // Memory: once the server has worked through what it did read (its RSS settles), and again
     // 2 s later, while the slow readers keep pushing.
@@ -302,23 +286,19 @@ async function runLoad(): Promise<LoadRun> {
     }
 
     // Idle connections: stop the keep-alives; the server closes them after the idle timeout.
-    clearInterval(keepAlive);
-    keepAlive = undefined;
-    const idleFrom = lastKeepAlive;
-    await Promise.race([
-      Promise.all(idle.map((w) => w.done)),
-      new Promise((r) => setTimeout(r, IDLE_TIMEOUT_MS + 10_000)),
-    ]);
-    const idleOpen = idle.filter((w) => w.closedAt === undefined).length;
-    const closedAfter = idle.filter((w) => w.closedAt !== undefined)
-      .map((w) => w.closedAt! - idleFrom).sort((a, b) => a - b);
+    const { open: idleOpen, closedAfter } = await idle.ask(
+      { op: "idle.stop", waitMs: IDLE_TIMEOUT_MS + 10_000 },
+      IDLE_TIMEOUT_MS + 40_000,
+    );
+    idleOpened = false;
     // Room again?
     const afterIdle = await exchange(port, "IAMAT after.idle +1+1 1700000000\n").catch((err) =>
       err instanceof Error ? err : new Error(String(err))
     );
 
-    stopNormal = true;
-    await normalLoop;
+    const { latencies, error } = await normal.ask({ op: "normal.stop" });
+    normalRunning = false;
+    const normalError = error === undefined ? undefined : new Error(error);
     const sorted = [...latencies].sort((a, b) => a - b);
     const p50 = sorted[Math.floor(sorted.length / 2)] ?? NaN;
     const p99 = sorted[Math.floor(sorted.length * 0.99)] ?? NaN;
@@ -365,13 +345,13 @@ async function runLoad(): Promise<LoadRun> {
       normalError,
     };
   } finally {
-    stopNormal = true;
     if (keepAlive !== undefined) clearInterval(keepAlive);
-    for (const w of idle) closeQuietly(w.conn);
     for (const c of slow) closeQuietly(c);
-    await Promise.all(idle.map((w) => w.done));
-    await normalLoop;
-    await normal?.close();
+    // Let the workers close their connections before they go (a failed run, too).
+    if (normalRunning) await normal.ask({ op: "normal.stop" }).catch(() => {});
+    if (idleOpened) await idle.ask({ op: "idle.stop", waitMs: 0 }).catch(() => {});
+    normal.terminate();
+    idle.terminate();
     await pipeliner?.close();
     await herd.close();
   }
