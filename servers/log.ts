@@ -26,6 +26,7 @@ import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
 import { writeAllSync } from "./io.ts";
+import { LogBudget, type MuteNote } from "./log_budget.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -219,6 +220,32 @@ export function formatJsonLogLine(e: HerdEvent): string | undefined {
   return asciiJson(out);
 }
 
+/**
+ * The log line of a mute note ({@linkcode LogBudget}): `MUTE #<conn>` when a connection's invalid
+ * lines overdraw the log budget, `UNMUTE #<conn>` with the count left out when it is heard again or
+ * leaves.
+ *
+ * @example
+ * ```ts
+ * formatMuteLine({ kind: "unmute", conn: 3, skipped: 12 }, 0, "Hill", false);
+ * // "1970-01-01T00:00:00.000Z UNMUTE #3 (12 line(s) not logged)"
+ * ```
+ */
+export function formatMuteLine(n: MuteNote, t: number, server: string, json: boolean): string {
+  if (json) {
+    return asciiJson({
+      time: stamp(t),
+      server,
+      kind: n.kind === "mute" ? "log.mute" : "log.unmute",
+      conn: n.conn,
+      skipped: n.skipped,
+    });
+  }
+  return n.kind === "mute"
+    ? `${stamp(t)} MUTE #${n.conn} (invalid lines over the log budget: counted, not logged)`
+    : `${stamp(t)} UNMUTE #${n.conn} (${n.skipped} line(s) not logged)`;
+}
+
 /** How long a log file that failed to write or open waits before it is tried again (ms). */
 const RETRY_MS = 1_000;
 
@@ -404,7 +431,9 @@ export async function openLogs(
 ): Promise<Logs> {
   await Deno.mkdir(dir, { recursive: true });
   const files = new Map<string, LogFile>();
-  const format = opts.format === "json" ? formatJsonLogLine : formatLogLine;
+  const budgets = new Map<string, LogBudget>();
+  const json = opts.format === "json";
+  const format = json ? formatJsonLogLine : formatLogLine;
   for (const name of servers) {
     const failed = (message: string) => {
       console.error(message);
@@ -423,10 +452,16 @@ export async function openLogs(
         message: `${lost} log line(s) lost: ${why}`,
       })!;
     files.set(name, new LogFile(`${dir}/${name}.log`, failed, gap));
+    budgets.set(name, new LogBudget());
   }
   const off = bus.subscribe((e) => {
     const file = files.get(e.server);
     if (file === undefined) return;
+    const written = budgets.get(e.server)!.admit(
+      e,
+      (n) => file.add(formatMuteLine(n, e.t, e.server, json)),
+    );
+    if (!written) return;
     const line = format(e);
     if (line !== undefined) file.add(line);
   });
