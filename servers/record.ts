@@ -134,6 +134,29 @@ function compareText(a: string, b: string): number {
 }
 
 /**
+ * Compares two time differences (`[+-]D+.D{9}`) as signed decimals: negative, zero or positive.
+ * `+0.000000000` and `-0.000000000` are equal.
+ *
+ * @example
+ * ```ts
+ * compareDiffs("-1.000000000", "+0.500000000"); // -1
+ * compareDiffs("+2.000000000", "+10.000000000"); // -1
+ * ```
+ */
+export function compareDiffs(a: string, b: string): number {
+  if (a === b) return 0;
+  const an = a.charCodeAt(0) === 45; // '-'
+  const bn = b.charCodeAt(0) === 45;
+  const am = a.charCodeAt(0) === 43 || an ? a.slice(1) : a;
+  const bm = b.charCodeAt(0) === 43 || bn ? b.slice(1) : b;
+  const mag = compareTimes(am, bm);
+  if (an === bn) return an ? -mag : mag;
+  // Opposite signs: equal only when both are zero.
+  if (mag === 0 && compareTimes(am, "0") === 0) return 0;
+  return an ? -1 : 1;
+}
+
+/**
  * True when two records of the same client are the same record, byte for byte (a duplicate):
  * what {@linkcode compareRecords} calls 0, without parsing anything.
  *
@@ -151,15 +174,17 @@ export function sameRecord(a: AtFields, b: AtFields): boolean {
 
 /**
  * Orders two records of the same client: positive when `a` should replace `b`. The newer client
- * time wins; equal times are broken by the raw time text, then location, origin and diff, compared
- * bytewise, so every server picks the same winner and the herd converges. Zero means the same
- * record (a duplicate).
+ * time wins; equal times are broken by the raw time text, then the location (bytewise), then the
+ * smaller time difference (the earlier receipt: a client that sends the very same IAMAT again,
+ * here or elsewhere, later, does not replace the first), then origin and diff bytewise, so every
+ * server picks the same winner and the herd converges. Zero means the same record (a duplicate).
  *
  * @example
  * ```ts
  * const r = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" };
  * compareRecords({ ...r, time: "6" }, r) > 0; // true: newer
  * compareRecords(r, r); // 0: duplicate
+ * compareRecords({ ...r, diff: "+0.2" }, r) < 0; // true: the same report received later
  * ```
  */
 export function compareRecords(a: AtFields, b: AtFields): number {
@@ -168,6 +193,7 @@ export function compareRecords(a: AtFields, b: AtFields): number {
   return compareTimes(a.time, b.time) ||
     compareText(a.time, b.time) ||
     compareText(a.location, b.location) ||
+    compareDiffs(b.diff, a.diff) ||
     compareText(a.origin, b.origin) ||
     compareText(a.diff, b.diff);
 }

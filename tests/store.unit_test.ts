@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatAt } from "../servers/protocol.ts";
-import { compareRecords } from "../servers/record.ts";
+import { compareDiffs, compareRecords } from "../servers/record.ts";
 import { RecordStore } from "../servers/store.ts";
 
 Deno.test("store: newer wins, stale and duplicates stop, ties break the same everywhere", () => {
@@ -25,6 +25,26 @@ Deno.test("store: newer wins, stale and duplicates stop, ties break the same eve
   s2.offer(x, -1);
   assert.deepEqual(formatAt(s1.get("k")!), formatAt(s2.get("k")!));
   assert.ok(compareRecords(x, y) !== 0);
+});
+
+Deno.test("store: the very same report received again later (a larger diff) is stale, here or elsewhere", () => {
+  const first = { origin: "Hill", diff: "+0.250000000", client: "k", location: "+1+1", time: "10" };
+  const s = new RecordStore();
+  assert.deepEqual(s.offer(first, -1).result, "new");
+  // Re-sent to Hill 20 ms later, and to Smith (whose name sorts after Hill's).
+  assert.deepEqual(s.offer({ ...first, diff: "+0.270000000" }, -1).result, "stale");
+  assert.deepEqual(
+    s.offer({ ...first, origin: "Smith", diff: "+0.271000000" }, -1).result,
+    "stale",
+  );
+  assert.deepEqual(s.get("k")!.diff, "+0.250000000");
+  // Received earlier somewhere (a smaller diff, negative ones included): that one wins everywhere.
+  assert.deepEqual(s.offer({ ...first, origin: "Smith", diff: "-0.100000000" }, -1).result, "new");
+  assert.deepEqual(
+    s.offer({ ...first, origin: "Jaquez", diff: "-0.000000001" }, -1).result,
+    "stale",
+  );
+  assert.deepEqual(s.get("k")!.origin, "Smith");
 });
 
 Deno.test("store: change log reads after a cursor, skipping superseded and the source link", () => {
@@ -58,4 +78,22 @@ Deno.test("store: a record a link sent again is skipped for that link only, not 
   assert.deepEqual(s.readAfter(0, 10, 40).records.map((r) => r.seq), [1]);
   // A resend (skipVia -2) skips nothing.
   assert.deepEqual(s.readAfter(0, 10).records.map((r) => r.seq), [1]);
+});
+
+Deno.test("store: time differences compare as signed decimals", () => {
+  const sorted = [
+    "-10.000000000",
+    "-2.500000000",
+    "-0.000000001",
+    "+0.000000000",
+    "+0.000000001",
+    "+2.000000000",
+    "+10.000000000",
+  ];
+  for (const [i, a] of sorted.entries()) {
+    for (const [j, b] of sorted.entries()) {
+      assert.equal(Math.sign(compareDiffs(a, b)), Math.sign(i - j), `${a} vs ${b}`);
+    }
+  }
+  assert.equal(compareDiffs("-0.000000000", "+0.000000000"), 0);
 });
