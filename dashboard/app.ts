@@ -15,6 +15,7 @@
  */
 
 import { Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { compress } from "hono/compress";
 import { etag } from "hono/etag";
 import { type Assets, loadAssets, serveStatic, STATIC_DIR } from "./assets.ts";
@@ -154,12 +155,22 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
 
   jsonErrors(app, "dashboard");
 
+  // A control body is a command line (64 KiB, each byte up to 6 in JSON) or a few fields: a
+  // declared larger one gets 413 before it is read, a chunked one once it passes the bound (they
+  // used to be read and JSON-parsed whole: 150 MiB took 570 MB and stalled the herd's thread).
+  const limitBody = bodyLimit({
+    maxSize: MAX_CONTROL_BODY,
+    onError: (c) => c.json({ error: `request body over ${MAX_CONTROL_BODY} bytes` }, 413),
+  });
+
   // Every request must name this dashboard in Host (DNS rebinding); every request that changes
   // something is a control request: same origin, and the token.
   app.use("*", async (c, next) => {
     const misdirected = checkHost(c.req.raw, guard);
     if (misdirected) return c.json({ error: misdirected.error }, misdirected.status);
-    if (c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.method !== "OPTIONS") {
+    const control = c.req.method !== "GET" && c.req.method !== "HEAD" &&
+      c.req.method !== "OPTIONS";
+    if (control) {
       const refusal = checkControl(c.req.raw, guard);
       if (refusal) return c.json({ error: refusal.error }, refusal.status);
     }
@@ -167,6 +178,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
       dashboard.assets = await loadAssets(staticDir);
       assetsLoaded = true;
     }
+    if (control) return await limitBody(c, next);
     await next();
   });
 
@@ -199,6 +211,9 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     },
   };
 }
+
+/** Bytes a control request's body may have (see the middleware in {@linkcode createDashboard}). */
+export const MAX_CONTROL_BODY = 512 * 1024;
 
 /** Where the event stream is served: never hashed, never compressed. */
 const EVENTS_PATH = "/api/events";
