@@ -317,6 +317,8 @@ class RecordLog implements Persistence {
   readonly #path: string;
   readonly #commitMs: number;
   #file: Deno.FsFile | undefined;
+  /** `<server>.lock`, held exclusively while the log is open ({@linkcode RecordLog.#claim}). */
+  #lock: Deno.FsFile | undefined;
   /** Bytes of the file that are known good: appends start here, a failed one is cut back to it. */
   #size = 0;
   /**
@@ -376,6 +378,7 @@ class RecordLog implements Persistence {
       this.#fail(new Error("the server restarted"));
     }
     await Deno.mkdir(this.#dir, { recursive: true });
+    await this.#claim();
     let data: Replay | undefined;
     let fromKv = false;
     try {
@@ -476,6 +479,34 @@ class RecordLog implements Persistence {
     this.#fail(new Error("the store is closed"));
     this.#file?.close();
     this.#file = undefined;
+    // Closing the descriptor lets go of the lock (as the kernel does when a process dies).
+    this.#lock?.close();
+    this.#lock = undefined;
+  }
+
+  /**
+   * Takes `<server>.lock` in the data dir, exclusively, for as long as this log is open: two
+   * processes serving one name from one data dir appended to one file with colliding sequence
+   * numbers, and each lost the other's acknowledged records after a restart. The lock file is
+   * never replaced (the log is, by compaction), and a killed holder's lock goes with it.
+   */
+  async #claim(): Promise<void> {
+    if (this.#lock !== undefined) return;
+    const path = `${this.#dir}/${this.#server}.lock`;
+    const lock = await Deno.open(path, { read: true, write: true, create: true });
+    let mine = false;
+    try {
+      mine = await lock.tryLock(true);
+    } finally {
+      if (!mine) lock.close();
+    }
+    if (!mine) {
+      const error =
+        `${this.#server}: ${this.#path} is in use by another process (${path} is locked)`;
+      this.#report("disk-read", error);
+      throw new Error(error);
+    }
+    this.#lock = lock;
   }
 
   #schedule(): void {

@@ -291,3 +291,24 @@ Deno.test("persist: unreadable Deno KV values are skipped and reported on import
     assert.equal(errors[0].reason, "record-invalid");
     assert.match(errors[0].message, /^4 unreadable or invalid stored entries in Hill\.kv/);
   }));
+
+Deno.test("persist: one name's log in one data dir is opened by one holder at a time", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir);
+    await first.p.close();
+    const holder = await reload(dir);
+    // A second holder (another process serving the same name from the same dir) is refused, with
+    // why, before it reads or writes anything.
+    const { bus, errors } = errorBus();
+    const second = await openLogPersistence(dir, "Hill");
+    await assert.rejects(
+      () => second.load(new RecordStore(), [], bus),
+      /Hill: .*Hill\.records is in use by another process/,
+    );
+    assert.equal(errors.length, 1);
+    // A restart in the same process keeps its claim; closing lets go.
+    await holder.p.load(new RecordStore(), [], bus);
+    await holder.p.close();
+    const third = await reload(dir);
+    await third.p.close();
+  }));
