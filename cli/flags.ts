@@ -36,7 +36,15 @@ export class UsageError extends Error {
  * ```
  */
 export function usageFromParseError(err: unknown, known: Iterable<string> = []): UsageError {
-  const text = String((err as Error).message).split(". ")[0].replace(/\.$/, "");
+  // The first sentence, whether the next one follows on the same line or the next.
+  const text = String((err as Error).message).split(/\.(?:\s|$)/)[0].trim();
+  // A value that is missing (the next word is a flag) or starts with a dash (a negative number).
+  const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec(text)?.[1];
+  if (ambiguous !== undefined) {
+    return new UsageError(
+      `${ambiguous} needs a value (one starting with a dash is written ${ambiguous}=-VALUE)`,
+    );
+  }
   const unknown = /^Unknown option '--([^']+)'/.exec(text)?.[1];
   return new UsageError(text + (unknown === undefined ? "" : didYouMean(unknown, known, "--")));
 }

@@ -571,3 +571,23 @@ Deno.test("deno task build --if-stale (run by start) reuses an up-to-date bundle
     "the bundle was not rewritten",
   );
 });
+
+// Second adversarial review: an option whose value is missing because the next word is a flag
+// (or a negative number) printed parseArgs' three-line message.
+Deno.test("a flag missing its value before another flag or a negative number is one line, exit 2", async () => {
+  const cases: [string[], string][] = [
+    [["server", "Hill", "--config", "--memory"], "--config"],
+    [["start", "--log-dir", "--memory"], "--log-dir"],
+    [["server", "Hill", "--partial-line-ms", "-1"], "--partial-line-ms"],
+  ];
+  for (const [args, flag] of cases) {
+    const r = await run(args, { GOOGLE_PLACES_API_KEY: "" });
+    assert.deepEqual(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    const lines = r.stderr.trim().split("\n");
+    assert.deepEqual(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.deepEqual(
+      lines[0],
+      `error: ${flag} needs a value (one starting with a dash is written ${flag}=-VALUE)`,
+    );
+  }
+});
