@@ -188,3 +188,64 @@ Deno.test("invalid commands say why, from a closed set; the verb they claimed is
     assert.deepEqual(formatInvalid(line), `? ${line}\n`, "the reply is unchanged");
   }
 });
+
+/** The time difference and the far-ahead check computed on the whole decimal, as BigInt allows. */
+function referenceDiff(receiveNs: bigint, time: string): string {
+  const [int, frac = ""] = time.split(".");
+  const scale = Math.max(9, frac.length);
+  const c = BigInt(int + frac) * 10n ** BigInt(scale - frac.length);
+  let diff = receiveNs * 10n ** BigInt(scale - 9) - c;
+  const negative = diff < 0n;
+  if (negative) diff = -diff;
+  const divisor = 10n ** BigInt(scale - 9);
+  let ns = diff / divisor;
+  const twice = (diff % divisor) * 2n;
+  if (twice > divisor || (twice === divisor && ns % 2n === 1n)) ns += 1n;
+  const sign = negative && ns !== 0n ? "-" : "+";
+  return `${sign}${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, "0")}`;
+}
+
+function referenceFar(time: string, receiveNs: bigint, maxAheadS: number): boolean {
+  const [int, frac = ""] = time.split(".");
+  const scale = BigInt(Math.max(9, frac.length));
+  const limit = (receiveNs + BigInt(maxAheadS) * 1_000_000_000n) * 10n ** (scale - 9n);
+  return BigInt(int + frac) * 10n ** (scale - BigInt(frac.length)) > limit;
+}
+
+Deno.test("time difference and far-ahead check: long times give the whole decimal's exact answer", () => {
+  const receive = 1_700_000_000_123_456_789n;
+  const digits = (n: number, from = "0123456789") =>
+    Array.from({ length: n }, () => from[Math.floor(Math.random() * from.length)]).join("");
+  const times: string[] = [
+    // Ties and near-ties at the tenth digit and beyond, on both sides of the receive time.
+    "1700000000.1234567885",
+    "1700000000.12345678850000000000000",
+    "1700000000.12345678850000000000001",
+    "1700000000.12345678849999999999999",
+    "1700000000.123456789" + "0".repeat(500),
+    "1700000000.123456789" + "0".repeat(500) + "1",
+    "1700000000.1234567895" + "0".repeat(300),
+    "1700000000.1234567895" + "0".repeat(300) + "7",
+    "1700000000.1234567894" + "9".repeat(300),
+    "1700000001.1234567885",
+    "1699999999.9999999995",
+    "0".repeat(1000) + "1700000000.5",
+    "0".repeat(1000),
+    "1700086400.123456789" + "0".repeat(200) + "1", // just past a day ahead
+    "1700086400.123456789" + "0".repeat(200), // exactly a day ahead: not past it
+  ];
+  for (let i = 0; i < 2000; i++) {
+    const int = ["1700000000", "1700000001", "1699999999", "1700086400", "0", digits(12)][i % 6];
+    const tail = digits(1 + Math.floor(Math.random() * 40), i % 3 === 0 ? "05" : "0123456789");
+    times.push(`${int}.${tail}`);
+  }
+  for (const t of times) {
+    const far = referenceFar(t, receive, 86400);
+    assert.equal(tooFarAhead(t, receive, 86400), far, t.slice(0, 80));
+    if (!far) assert.equal(formatTimeDiff(receive, t), referenceDiff(receive, t), t.slice(0, 80));
+  }
+  // Whole parts past any clock plus any bound, leading zeros aside, are far ahead without BigInt.
+  assert.equal(tooFarAhead("1" + "0".repeat(65_000), receive, 86400), true);
+  assert.equal(tooFarAhead("0".repeat(65_000) + "1", receive, 86400), false);
+  assert.equal(tooFarAhead("99999999999999999999", receive, Number.MAX_SAFE_INTEGER), true);
+});
