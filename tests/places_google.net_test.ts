@@ -213,6 +213,10 @@ Deno.test("legacy: sends exactly the request Google expects", async () => {
     // Tiny and negative coordinates: plain decimals, no exponent, no '+'.
     checked(await provider.search({ lat: 1e-7, lng: -0.5, radiusKm: 0.25, bound: 1 }));
     assert.equal(fake.requests[1].rawQuery, `location=0.0000001,-0.5&radius=250&key=${KEY}`);
+    // A radius too small for a millimetre is still a radius: never `radius=0`, which Google
+    // refuses (second adversarial review).
+    checked(await provider.search({ lat: 1, lng: 1, radiusKm: 0.0000001, bound: 1 }));
+    assert.equal(fake.requests[2].rawQuery, `location=1,1&radius=0.001&key=${KEY}`);
   });
 });
 

@@ -187,13 +187,14 @@ export function plainNumber(n: number): string {
 
 /**
  * A radius in km as metres, rounded to the millimetre so `1.1` km becomes `1100`, not
- * `1100.0000000000002`.
+ * `1100.0000000000002`; never below a millimetre (WHATSAT radii are over 0, and Google refuses 0).
  *
  * @example
  * ```ts
  * radiusMetres(1.1); // 1100
+ * radiusMetres(0.0000001); // 0.001
  * ```
  */
 export function radiusMetres(radiusKm: number): number {
-  return Math.round(radiusKm * 1e6) / 1e3;
+  return Math.max(0.001, Math.round(radiusKm * 1e6) / 1e3);
 }
