@@ -6,7 +6,9 @@
  *
  *     deno run -A bench/paired.ts --a /tmp/base --b . [--rounds 5] [--connections 32] \
  *       [--duration-ms 4000] [--warmup-ms 500] [--persist] [--flags "--receipt-wait-ms 0"] \
- *       [--a-flags ...] [--b-flags ...] [--rate R] [--solo]
+ *       [--a-flags ...] [--b-flags ...] [--a-deno-flags ...] [--b-deno-flags ...] [--rate R] [--solo]
+ *
+ * `--a-deno-flags` / `--b-deno-flags` go to that herd's `deno run` (e.g. `--v8-flags=...`).
  *
  * Each round reports, per herd: IAMAT throughput, p50/p99 (ms, by the client), and the herd
  * process's CPU time (user + system, from /proc/PID/stat) over the measured window divided by
@@ -37,6 +39,8 @@ const { values: v } = parseArgs({
     flags: { type: "string", default: "" },
     "a-flags": { type: "string", default: "" },
     "b-flags": { type: "string", default: "" },
+    "a-deno-flags": { type: "string", default: "" },
+    "b-deno-flags": { type: "string", default: "" },
     solo: { type: "boolean", default: false },
     rate: { type: "string", default: "0" },
   },
@@ -66,7 +70,13 @@ function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]); // utime, stime
 }
 
-async function launch(label: string, tree: string, extra: string[], from: number): Promise<Herd> {
+async function launch(
+  label: string,
+  tree: string,
+  extra: string[],
+  denoFlags: string[],
+  from: number,
+): Promise<Herd> {
   const base = stablePortBase(5, from);
   const work = await Deno.makeTempDir({ prefix: `herd-paired-${label}-` });
   await Deno.writeTextFile(`${work}/herd.json`, JSON.stringify(herdConfig(base)));
@@ -75,6 +85,7 @@ async function launch(label: string, tree: string, extra: string[], from: number
   const args = [
     "run",
     "-A",
+    ...denoFlags,
     "--config",
     `${root}/deno.json`,
     `${root}/main.ts`,
@@ -174,9 +185,13 @@ const median = (xs: number[]) => {
 };
 
 try {
-  const a = await launch("A", v.a, split(v["a-flags"]), 21000);
-  const b = await launch("B", v.b, split(v["b-flags"]), 21100);
-  console.error(`A: ${a.tree} ${v["a-flags"]}\nB: ${b.tree} ${v["b-flags"]}`);
+  const a = await launch("A", v.a, split(v["a-flags"]), split(v["a-deno-flags"]), 21000);
+  const b = await launch("B", v.b, split(v["b-flags"]), split(v["b-deno-flags"]), 21100);
+  console.error(
+    `A: ${a.tree} ${v["a-deno-flags"]} ${v["a-flags"]}\nB: ${b.tree} ${v["b-deno-flags"]} ${
+      v["b-flags"]
+    }`,
+  );
   const results: { a: Sample; b: Sample; load: number }[] = [];
   for (let i = 0; i < rounds; i++) {
     const load1 = Math.round(Deno.loadavg()[0] * 10) / 10;
@@ -208,8 +223,8 @@ try {
   }
   const pick = (side: "a" | "b", k: keyof Sample) => median(results.map((r) => r[side][k]));
   const summary = {
-    a: { tree: a.tree, flags: v["a-flags"] },
-    b: { tree: b.tree, flags: v["b-flags"] },
+    a: { tree: a.tree, flags: v["a-flags"], denoFlags: v["a-deno-flags"] },
+    b: { tree: b.tree, flags: v["b-flags"], denoFlags: v["b-deno-flags"] },
     common: {
       flags: v.flags,
       persist: v.persist,

@@ -143,13 +143,32 @@ export class RecordTable {
   }
 }
 
+/** A column's first size; it doubles when a slot past its end is written. */
+const MIN_COLUMN = 64;
+
+function grown<T extends Float64Array | Int32Array>(column: T, slot: number): T {
+  let size = Math.max(column.length, MIN_COLUMN);
+  while (size <= slot) size *= 2;
+  const bigger = new (column.constructor as { new (n: number): T })(size);
+  bigger.set(column);
+  return bigger;
+}
+
 /**
- * One store's records by client: an array indexed by the table's client slots (8 bytes a record
- * where a Map entry took 29-56), read through the table's one Map for all stores.
+ * One store's records by client, in columns indexed by the table's client slots (read through
+ * the table's one Map for all stores): per slot the body this store holds (an older one than
+ * the table lists while the store is behind), its sequence number, the link it came on and the
+ * links known to hold it. A `Held` object per record and a slot pointing at it took 64 B of
+ * heap a record (Deno's V8 has no pointer compression); these columns take 24 B, 16 of them in
+ * typed arrays whose untouched pages are never resident.
  */
-export class HeldRecords<T extends { readonly body: SharedRecord }> {
+export class HeldRecords {
   #table: RecordTable;
-  #bySlot: (T | undefined)[] = [];
+  #bodies: (SharedRecord | undefined)[] = [];
+  /** 0 where this store holds nothing (sequence numbers start at 1). */
+  #seqs = new Float64Array(0);
+  #vias = new Int32Array(0);
+  #held = new Int32Array(0);
   #size = 0;
 
   constructor(table: RecordTable) {
@@ -160,29 +179,72 @@ export class HeldRecords<T extends { readonly body: SharedRecord }> {
     return this.#size;
   }
 
-  /** This store's record of `client`, if it holds one. */
-  get(client: string): T | undefined {
+  /** The slot of this store's record of `client`, or -1 when it holds none. */
+  slotOf(client: string): number {
     const listed = this.#table.listed(client);
-    return listed === undefined ? undefined : this.#bySlot[listed.slot];
+    return listed === undefined || this.#bodies[listed.slot] === undefined ? -1 : listed.slot;
   }
 
-  /** Keeps `record` as this store's record of its client (held from the table already). */
-  set(record: T): void {
-    const slot = record.body.slot;
-    const bySlot = this.#bySlot;
+  /** The body held at `slot` (undefined where this store holds nothing). */
+  body(slot: number): SharedRecord | undefined {
+    return this.#bodies[slot];
+  }
+
+  /** The sequence number of the record held at `slot`; 0 where none is. */
+  seq(slot: number): number {
+    return slot < this.#seqs.length ? this.#seqs[slot] : 0;
+  }
+
+  /** The link index the record at `slot` came on (-1: a client). */
+  via(slot: number): number {
+    return this.#vias[slot];
+  }
+
+  /** Bits of the links known to hold the record at `slot`. */
+  held(slot: number): number {
+    return this.#held[slot];
+  }
+
+  /** Adds link bits to the record at `slot`. */
+  addHeld(slot: number, bits: number): void {
+    this.#held[slot] |= bits;
+  }
+
+  /**
+   * Keeps `body` (held from the table already) as this store's record of its client; returns
+   * the body it replaces, for the caller to release.
+   */
+  set(body: SharedRecord, seq: number, via: number, held: number): SharedRecord | undefined {
+    const slot = body.slot;
+    const bodies = this.#bodies;
     // Grown one by one, never written past the end: a gap would turn it into a dictionary.
-    while (bySlot.length <= slot) bySlot.push(undefined);
-    if (bySlot[slot] === undefined) this.#size++;
-    bySlot[slot] = record;
+    while (bodies.length <= slot) bodies.push(undefined);
+    const old = bodies[slot];
+    if (old === undefined) this.#size++;
+    bodies[slot] = body;
+    if (slot >= this.#seqs.length) {
+      this.#seqs = grown(this.#seqs, slot);
+      this.#vias = grown(this.#vias, slot);
+      this.#held = grown(this.#held, slot);
+    }
+    this.#seqs[slot] = seq;
+    this.#vias[slot] = via;
+    this.#held[slot] = held;
+    return old;
   }
 
-  *values(): IterableIterator<T> {
-    for (const r of this.#bySlot) if (r !== undefined) yield r;
+  /** The slots this store holds a record at. */
+  *slots(): IterableIterator<number> {
+    const bodies = this.#bodies;
+    for (let slot = 0; slot < bodies.length; slot++) if (bodies[slot] !== undefined) yield slot;
   }
 
   /** Forgets every record (the caller released them). */
   clear(): void {
-    this.#bySlot = [];
+    this.#bodies = [];
+    this.#seqs = new Float64Array(0);
+    this.#vias = new Int32Array(0);
+    this.#held = new Int32Array(0);
     this.#size = 0;
   }
 }

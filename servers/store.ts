@@ -9,6 +9,7 @@
  * @module
  */
 
+import { ChangeLog } from "./change_log.ts";
 import { type AtFields, compareRecords } from "./record.ts";
 import { HeldRecords, RecordTable, type SharedRecord } from "./record_table.ts";
 
@@ -31,16 +32,19 @@ function linkBit(index: number): number {
 }
 
 /**
- * A record as one store keeps it: its place in this store's log, and the record's fields in a
- * body shared with the other stores of this process that hold the same bytes
- * (servers/record_table.ts). Three fields instead of seven: the store's copy is small.
+ * A record as one store holds it, handed out by the store: the record's fields in a body shared
+ * with the other stores of this process that hold the same bytes (servers/record_table.ts), and
+ * its place in this store's log as it was when handed out. The store keeps these in columns
+ * ({@linkcode HeldRecords}), not as objects: this is a short-lived view.
  */
 class Held implements StoredRecord {
-  /** Links known to hold it ({@linkcode StoredRecord.held}). */
-  held: number;
-  constructor(readonly body: SharedRecord, readonly seq: number, readonly via: number) {
-    this.held = linkBit(via);
-  }
+  constructor(
+    readonly body: SharedRecord,
+    readonly seq: number,
+    readonly via: number,
+    /** Links known to hold it ({@linkcode StoredRecord.held}). */
+    public held: number,
+  ) {}
   get origin(): string {
     return this.body.origin;
   }
@@ -107,8 +111,8 @@ export const MAX_WAITERS = 4096;
  * ```
  */
 export class RecordStore {
-  #map: HeldRecords<Held>;
-  #log: Held[] = [];
+  #held: HeldRecords;
+  #log = new ChangeLog();
   #seq = 0;
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
   #waiters = new Map<string, Set<Waiter>>();
@@ -120,12 +124,12 @@ export class RecordStore {
   /** `records`: where record bodies are shared with other stores (none unless given). */
   constructor(records: RecordTable = new RecordTable()) {
     this.#records = records;
-    this.#map = new HeldRecords(records);
+    this.#held = new HeldRecords(records);
   }
 
   /** How many clients are known. */
   get size(): number {
-    return this.#map.size;
+    return this.#held.size;
   }
 
   /** The sequence number of the newest change. */
@@ -135,12 +139,19 @@ export class RecordStore {
 
   /** The record for a client, if known. */
   get(client: string): StoredRecord | undefined {
-    return this.#map.get(client);
+    const slot = this.#held.slotOf(client);
+    return slot < 0 ? undefined : this.#view(slot);
   }
 
   /** All current records (in no particular order). */
-  values(): IterableIterator<StoredRecord> {
-    return this.#map.values();
+  *values(): IterableIterator<StoredRecord> {
+    for (const slot of this.#held.slots()) yield this.#view(slot);
+  }
+
+  /** The record held at `slot`, as a {@linkcode Held} view. */
+  #view(slot: number): Held {
+    const held = this.#held;
+    return new Held(held.body(slot)!, held.seq(slot), held.via(slot), held.held(slot));
   }
 
   /**
@@ -153,17 +164,16 @@ export class RecordStore {
     via: number,
     source?: object,
   ): { result: OfferResult; record?: StoredRecord } {
-    const old = this.#map.get(fields.client);
-    if (old !== undefined) {
-      const order = compareRecords(fields, old);
+    const held = this.#held;
+    const slot = held.slotOf(fields.client);
+    if (slot >= 0) {
+      const order = compareRecords(fields, held.body(slot)!);
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
-    const record = new Held(this.#records.hold(fields), ++this.#seq, via);
-    if (old !== undefined) this.#records.release(old.body);
-    this.#map.set(record);
-    this.#log.push(record);
-    if (this.#log.length > 2 * this.#map.size + LOG_SLACK) this.#compact();
+    const record = new Held(this.#records.hold(fields), ++this.#seq, via, linkBit(via));
+    this.#keep(record);
+    if (this.#log.length > 2 * held.size + LOG_SLACK) this.#compact();
     const waiting = this.#waiters.get(record.client);
     if (waiting !== undefined) {
       // Waiters from the connection that stored this record keep waiting (see whenKnown).
@@ -185,12 +195,16 @@ export class RecordStore {
    * `seq` order). Advances the head past it.
    */
   restore(record: StoredRecord): void {
-    const held = new Held(this.#records.hold(record), record.seq, record.via);
-    const old = this.#map.get(held.client);
-    if (old !== undefined) this.#records.release(old.body);
-    this.#map.set(held);
-    this.#log.push(held);
+    const held = new Held(this.#records.hold(record), record.seq, record.via, linkBit(record.via));
+    this.#keep(held);
     if (held.seq > this.#seq) this.#seq = held.seq;
+  }
+
+  /** Puts `record` (its body held from the table) in the columns and the log. */
+  #keep(record: Held): void {
+    const old = this.#held.set(record.body, record.seq, record.via, record.held);
+    if (old !== undefined) this.#records.release(old);
+    this.#log.append(record.body.slot, record.seq);
   }
 
   /**
@@ -198,9 +212,10 @@ export class RecordStore {
    * the shared table does not keep them for it. The store is empty afterwards.
    */
   dispose(): void {
-    for (const r of this.#map.values()) this.#records.release(r.body);
-    this.#map.clear();
-    this.#log = [];
+    const held = this.#held;
+    for (const slot of held.slots()) this.#records.release(held.body(slot)!);
+    held.clear();
+    this.#log.clear();
   }
 
   /**
@@ -209,7 +224,11 @@ export class RecordStore {
    * this each got the other's stream forwarded back (BENCHMARKS.md, "Catch-up").
    */
   heldBy(record: StoredRecord, via: number): void {
-    record.held = (record.held ?? 0) | linkBit(via);
+    const bit = linkBit(via);
+    record.held = (record.held ?? 0) | bit;
+    const slot = this.#held.slotOf(record.client);
+    // Only while it is still this store's record of the client.
+    if (slot >= 0 && this.#held.seq(slot) === record.seq) this.#held.addHeld(slot, bit);
   }
 
   /**
@@ -218,24 +237,17 @@ export class RecordStore {
    */
   readAfter(afterSeq: number, max: number, skipVia = -2): LogSlice {
     const log = this.#log;
-    // Binary search for the first entry with seq > afterSeq.
-    let lo = 0;
-    let hi = log.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (log[mid].seq <= afterSeq) lo = mid + 1;
-      else hi = mid;
-    }
+    const held = this.#held;
     const records: StoredRecord[] = [];
     const bit = linkBit(skipVia);
     let lastSeq = afterSeq;
-    for (let i = lo; i < log.length && records.length < max; i++) {
-      const r = log[i];
-      lastSeq = r.seq;
-      if (r.via === skipVia || ((r.held ?? 0) & bit) !== 0 || this.#map.get(r.client) !== r) {
-        continue;
-      }
-      records.push(r);
+    for (let i = log.firstAfter(afterSeq); i < log.length && records.length < max; i++) {
+      const slot = log.slot(i);
+      lastSeq = log.seq(i);
+      // Superseded: the slot holds a later change.
+      if (held.seq(slot) !== lastSeq) continue;
+      if (held.via(slot) === skipVia || (held.held(slot) & bit) !== 0) continue;
+      records.push(this.#view(slot));
     }
     return { records, lastSeq };
   }
@@ -243,9 +255,10 @@ export class RecordStore {
   /** Up to `limit` current records, most recently changed first. */
   recent(limit: number): StoredRecord[] {
     const out: StoredRecord[] = [];
-    for (let i = this.#log.length - 1; i >= 0 && out.length < limit; i--) {
-      const r = this.#log[i];
-      if (this.#map.get(r.client) === r) out.push(r);
+    const log = this.#log;
+    for (let i = log.length - 1; i >= 0 && out.length < limit; i--) {
+      const slot = log.slot(i);
+      if (this.#held.seq(slot) === log.seq(i)) out.push(this.#view(slot));
     }
     return out;
   }
@@ -259,7 +272,7 @@ export class RecordStore {
    * stores from now on comes from a later command, and a command never sees a later one's effect.
    */
   whenKnown(client: string, ms: number, ignore?: object): Promise<StoredRecord | undefined> {
-    const known = this.#map.get(client);
+    const known = this.get(client);
     if (known !== undefined || ms <= 0) return Promise.resolve(known);
     let set = this.#waiters.get(client);
     if (this.#waiting >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT) {
@@ -289,6 +302,11 @@ export class RecordStore {
     });
   }
 
+  /** Entries in the change log, superseded ones not yet compacted included (for tests). */
+  get changes(): number {
+    return this.#log.length;
+  }
+
   /** WHATSATs waiting for an unknown client, across all clients (for tests and metrics). */
   get waiting(): number {
     return this.#waiting;
@@ -296,6 +314,7 @@ export class RecordStore {
 
   /** Drops superseded log entries, keeping sequence order. */
   #compact(): void {
-    this.#log = this.#log.filter((r) => this.#map.get(r.client) === r);
+    const held = this.#held;
+    this.#log.retain((slot, seq) => held.seq(slot) === seq);
   }
 }

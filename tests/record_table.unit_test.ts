@@ -138,3 +138,37 @@ Deno.test("record table: a stored record is byte for byte what was offered (bina
   assert.equal(a.get(client)!.time, r.time);
   assert.equal(c.get(client)!.time, "1700000001");
 });
+
+Deno.test("record table: a store's columns answer for the current record only (views, heldBy, values, recent)", () => {
+  const table = new RecordTable();
+  const s = new RecordStore(table);
+  const other = new RecordStore(table);
+  const first = s.offer(rec("k", "1"), 0).record!; // seq 1, came on link 0
+  s.offer(rec("j", "1"), -1); // seq 2
+  // A view handed out before the client's record was replaced stays what it was...
+  const newer = s.offer(rec("k", "2"), 1).record!; // seq 3, came on link 1
+  assert.deepEqual([first.seq, first.via, first.time], [1, 0, "1"]);
+  assert.deepEqual([newer.seq, newer.via, newer.time], [3, 1, "2"]);
+  // ...and a link that sent that old record again says nothing about the new one.
+  s.heldBy(first, 2);
+  assert.deepEqual(s.readAfter(0, 10, 2).records.map((r) => r.seq), [2, 3]);
+  s.heldBy(s.get("k")!, 2);
+  assert.deepEqual(s.readAfter(0, 10, 2).records.map((r) => r.seq), [2]);
+  assert.equal(s.get("k")!.held, (1 << 1) | (1 << 2));
+  // Another store's records of the same clients are its own.
+  other.offer(rec("k", "1"), -1);
+  assert.deepEqual(other.readAfter(0, 10, 2).records.map((r) => r.time), ["1"]);
+  assert.equal(s.get("k")!.time, "2");
+  assert.deepEqual([...s.values()].map((r) => r.seq).sort(), [2, 3]);
+  assert.deepEqual(s.recent(10).map((r) => r.seq), [3, 2]);
+  assert.equal(s.size, 2);
+  // A forgotten client's slot, reused for another, is not mistaken for the old record.
+  other.dispose();
+  s.dispose();
+  assert.equal(table.size, 0);
+  const again = new RecordStore(table);
+  again.offer(rec("z", "1"), -1);
+  assert.equal(again.get("k"), undefined);
+  assert.equal(again.get("z")!.seq, 1);
+  assert.deepEqual(again.readAfter(0, 10).records.map((r) => r.client), ["z"]);
+});
