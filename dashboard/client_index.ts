@@ -17,6 +17,7 @@
 import type { EventBus } from "../servers/events.ts";
 import { displayText } from "../servers/events.ts";
 import { type AtFields, compareRecords, parseLocation } from "../servers/record.ts";
+import { recordFields } from "../servers/store.ts";
 import { CELL, MAP_H, MAP_W, MAX_ZOOM, projectExact, SPLIT } from "./islands/_geo.ts";
 import type { ClientRow, Cluster, ClusterResult, HerdView } from "./types.ts";
 
@@ -168,6 +169,8 @@ export class ClientIndex {
       lat = p?.lat ?? NaN;
       lng = p?.lng ?? NaN;
     }
+    // The shared fields, not a store's view of them (56 B more a client at a million).
+    r = recordFields(r);
     if (slot === undefined) {
       slot = this.#recs.length;
       this.#slots.set(r.client, slot);

@@ -67,6 +67,22 @@ class Held implements StoredRecord {
   }
 }
 
+/**
+ * The AT fields of a record with nothing else: a stored record's shared body (no view kept alive
+ * for them), any other record as it is. For holders of many records beyond the store, such as the
+ * dashboard's index of every client.
+ *
+ * @example
+ * ```ts
+ * const store = new RecordStore();
+ * store.offer({ origin: "Hill", diff: "+0.1", client: "k", location: "+1+2", time: "5" }, -1);
+ * recordFields(store.get("k")!).location; // "+1+2"
+ * ```
+ */
+export function recordFields(r: AtFields): AtFields {
+  return r instanceof Held ? r.body : r;
+}
+
 /** A WHATSAT waiting for a client's first record, except records from `ignore`. */
 interface Waiter {
   ignore: object | undefined;

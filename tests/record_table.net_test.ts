@@ -5,12 +5,15 @@
 import assert from "node:assert/strict";
 import { formatAt } from "../servers/protocol.ts";
 import { clientTime, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
+import { ClientIndex } from "../dashboard/client_index.ts";
 
 Deno.test("record table: the five servers of a herd hold one body per record; a restarted server lets go of its copies", async () => {
   await using t = await startSeedHerd();
   const { herd } = t;
   const names = [...herd.servers.keys()];
   const clients = ["kiwi.example.com", "mango.example.com"];
+  // The dashboard's index of every client keeps the shared body too, not a store's view of it.
+  const index = new ClientIndex(herd);
   for (const [i, client] of clients.entries()) {
     const reply = await exchange(
       t.port(names[i]),
@@ -27,6 +30,8 @@ Deno.test("record table: the five servers of a herd hold one body per record; a 
     assert.equal(new Set(lines).size, 1);
   }
   assert.equal(herd.records.size, 2);
+  for (const c of clients) assert.equal(index.get(c), herd.records.listed(c));
+  index.close();
 
   // Campbell restarts from nothing (--memory) and catches up: its old store's holds are gone,
   // its new store's are the only ones it adds.
