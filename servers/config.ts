@@ -219,6 +219,11 @@ function issueLine(json: unknown, issues: readonly z.core.$ZodIssue[]): string {
  * ```
  */
 export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
+  // JSON.parse makes "__proto__" an own key, which the schema's record then drops silently.
+  const given = (json as { servers?: unknown } | null)?.servers;
+  if (typeof given === "object" && given !== null && Object.hasOwn(given, "__proto__")) {
+    throw new ConfigError("server __proto__: not a usable server name");
+  }
   const checked = ConfigSchema.safeParse(json);
   if (!checked.success) throw new ConfigError(issueLine(json, checked.error.issues));
   const config = checked.data;

@@ -69,6 +69,8 @@ Deno.test("bad flags and configs print one clear line and exit 2", async () => {
     [{ servers: { A: { port: 9000 }, B: { port: 9000 } } }, /port 9000 is already used by A/],
     [{ servers: { A: { port: 9000, neighbors: ["Z"] } } }, /unknown neighbour Z/],
     [{ servers: {} }, /no servers/],
+    // JSON.parse keeps "__proto__" as a key; the schema dropped it ("names no servers").
+    ['{"servers": {"__proto__": {"port": 9000}}}', /server __proto__: not a usable server name/],
   ];
   for (const [json, re] of configs) {
     const path = await writeConfig(json);
