@@ -91,8 +91,11 @@ export interface LinkHost {
    * its catch-up); absent: none waits. See `Link.#waitsForPeer`.
    */
   readonly liveSeq?: number;
-  /** A link's catch-up stream to us ended (CAUGHTUP) or broke off (link down). */
-  catchUpEnded?(link: Link): void;
+  /**
+   * A link's catch-up stream to us ended: `complete` at its CAUGHTUP, not when it broke off
+   * (link down).
+   */
+  catchUpEnded?(link: Link, complete: boolean): void;
   /**
    * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
@@ -399,7 +402,7 @@ export class Link {
     closeQuietly(conn);
     const s = this.#server;
     // Records from its unfinished catch-up stream no longer wait for it to end.
-    if (!this.#peerCaughtUp) s.catchUpEnded?.(this);
+    if (!this.#peerCaughtUp) s.catchUpEnded?.(this, false);
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
     this.#closedSignal?.();
   }
@@ -600,7 +603,7 @@ export class Link {
    * records of one read are stored together, then receipted in the order they were read.
    */
   #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
-    const intake: Intake = {};
+    let intake: Intake = {};
     let bad: string | undefined;
     for (const line of lines) {
       if (line.overlong) {
@@ -642,6 +645,10 @@ export class Link {
           this.#onSync(m);
           break;
         case CAUGHTUP:
+          // The records read before it belong to the catch-up stream (its last batch and the
+          // CAUGHTUP mostly share a read): stored as such, not as live ones.
+          this.#take(conn, intake);
+          intake = {};
           this.#onCaughtUp();
           break;
       }
@@ -724,7 +731,7 @@ export class Link {
   /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
-    this.#server.catchUpEnded?.(this);
+    this.#server.catchUpEnded?.(this, true);
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({

@@ -815,9 +815,16 @@ export class HerdServer implements LineHandler {
     return waits;
   }
 
-  /** A link's catch-up stream ended: what other links held back for it goes now. */
-  catchUpEnded(_link: Link): void {
-    this.liveSeq = this.store.headSeq;
+  /**
+   * A link's catch-up stream ended: what that link held back goes now (`Link.#waitsForPeer`).
+   * What other links hold back keeps waiting for their own peers' CAUGHTUP: those peers are
+   * streaming the same records to us (a restarted server's two neighbours finish moments
+   * apart, and released at the first CAUGHTUP every record the slower one had yet to send went
+   * back to it: BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)"). A stream that broke off
+   * releases everything, as a live record would.
+   */
+  catchUpEnded(_link: Link, complete: boolean): void {
+    if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
   }
 

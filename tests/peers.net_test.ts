@@ -227,3 +227,31 @@ Deno.test("catch-up from two neighbours: a stream that breaks off holds nothing 
   await m.f.close();
   await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
 });
+
+Deno.test("catch-up from two neighbours: when one stream ends, what it streamed still waits for the other's stream to end", async () => {
+  // F's stream ends first (the usual case: the two finish a moment apart). G is still streaming
+  // and will send kiwi itself: forwarding kiwi to G at F's CAUGHTUP would send it back a record
+  // it holds (in a 1M catch-up, every record F sent before G did).
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${RECORD}\n${PAPAYA}\n`);
+  await m.f.waitUntil((t) => /\nA 1 2\n/.test(t), 10_000);
+  await m.f.send("CAUGHTUP 2\n");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `held back from G: ${after(m.g, gMark)}`);
+  await m.g.send(`${RECORD}\nCAUGHTUP 1\n`);
+  await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `G got a record it sent: ${after(m.g, gMark)}`);
+});
+
+Deno.test("catch-up: the records read together with CAUGHTUP still belong to the catch-up stream", async () => {
+  // A stream's last records and its CAUGHTUP mostly arrive in one read. They are catch-up
+  // records: receipted at once (no onward wait) and held back from G, still streaming, like
+  // the rest; counted as live they would go to G and their receipts wait for G's.
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${RECORD}\n${PAPAYA}\nCAUGHTUP 2\n`);
+  await m.f.waitUntil((t) => /\nA 1 2\n/.test(t), 10_000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `held back from G: ${after(m.g, gMark)}`);
+});
