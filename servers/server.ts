@@ -793,9 +793,14 @@ export class HerdServer implements LineHandler {
   /**
    * Records that arrived on a link: store the newer ones and flood them onwards. Returns, per
    * record, the wait for the onward links' receipts of a record new here (none in a catch-up:
-   * no client waits on those).
+   * no client waits on those). `known`: records of the same read, from a catch-up stream, that
+   * the link found we hold already (counted in the batch's event, not offered again).
    */
-  receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[] {
+  receive(
+    records: PeerRecord[],
+    link: Link,
+    known?: readonly AtFields[],
+  ): (Promise<unknown> | undefined)[] {
     const catchUp = link.receivingCatchUp;
     if (this.bus.active) {
       this.bus.emit({
@@ -803,8 +808,9 @@ export class HerdServer implements LineHandler {
         t: Date.now(),
         server: this.name,
         from: link.peer,
-        records,
+        records: known === undefined ? records : [...records, ...known],
         catchUp,
+        ...(known === undefined ? {} : { duplicates: known.length }),
       });
     }
     const waits: (Promise<unknown> | undefined)[] = [];
