@@ -159,6 +159,8 @@ export async function runHerd(
     startedAt: Date.now(),
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
+  // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
+  if (places.name === "offline") await warmOfflineIndex();
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {
     format: flags.logFormat,
   });
@@ -169,7 +171,6 @@ export async function runHerd(
     console.error((err as Error).message);
     return 1;
   }
-  const stopWarming = places.name === "offline" ? warmAfterCatchUp(herd) : () => {};
   // In one process every neighbour is local: report ready once the links are up (bounded).
   const deadline = Date.now() + 3000;
   const local = (peer: string) => herd.servers.has(peer);
@@ -228,34 +229,9 @@ export async function runHerd(
   await stopped;
   if (hup) Deno.removeSignalListener("SIGHUP", reopen);
   console.log("Stopping...");
-  stopWarming();
   await closeDashboard?.();
   await opsServed?.close();
   await herd.stop();
   await logs.close();
   return 0;
-}
-
-/** Links that come up this long after start are not waited for by the index warm-up. */
-const WARM_WAIT_MS = 1000;
-
-/**
- * Builds the offline index (0.4-0.7 s of this thread: decoding GeoNames and indexing it) once no
- * link is receiving a catch-up stream, rather than before listening, so a restarted server takes
- * the records it missed first: it was 0.5 s of the 0.8 s between a restart and the first record
- * read (BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)"). Waits up to a second for links
- * to come up first; a WHATSAT that comes sooner builds the index itself. Returns the canceller.
- */
-function warmAfterCatchUp(herd: Herd): () => void {
-  const started = performance.now();
-  const timer = setInterval(() => {
-    const links = [...herd.servers.values()].flatMap((s) => s.links);
-    if (links.some((l) => l.up && l.receivingCatchUp)) return;
-    if (!links.every((l) => l.up) && performance.now() - started < WARM_WAIT_MS) return;
-    clearInterval(timer);
-    // A failed build is retried by the first WHATSAT that needs it (and reported there).
-    warmOfflineIndex().catch(() => {});
-  }, 20);
-  Deno.unrefTimer(timer);
-  return () => clearInterval(timer);
 }
