@@ -112,24 +112,23 @@ export class EntryBuffer {
     const seq = String(r.seq);
     const { origin, diff, client, location, time } = r;
     this.#begin(
-      8 + seq.length + origin.length + diff.length + client.length + location.length +
+      7 + seq.length + origin.length + diff.length + client.length + location.length +
         time.length,
     );
-    const b = this.#buf;
-    b[this.#len++] = 82; // R
-    b[this.#len++] = 32;
-    this.#text(seq);
-    b[this.#len++] = 32;
-    this.#text(origin);
-    b[this.#len++] = 32;
-    this.#text(diff);
-    b[this.#len++] = 32;
-    this.#text(client);
-    b[this.#len++] = 32;
-    this.#text(location);
-    b[this.#len++] = 32;
-    this.#text(time);
+    this.#buf[this.#len++] = 82; // R
+    this.#field(seq);
+    this.#field(origin);
+    this.#field(diff);
+    this.#field(client);
+    this.#field(location);
+    this.#field(time);
     this.#end();
+  }
+
+  /** A space, then `s`. */
+  #field(s: string): void {
+    this.#buf[this.#len++] = 32;
+    this.#text(s);
   }
 
   /** Makes room for an entry of a `payload`-byte payload and skips its CRC field. */
