@@ -120,6 +120,12 @@ export interface PropagationReceivedEvent extends Base {
   records: readonly AtFields[];
   /** Part of a catch-up stream after a link came up (not live flooding). */
   catchUp?: boolean;
+  /**
+   * How many of `records` are byte for byte what this server holds, found so in a catch-up
+   * stream: they get no `location.dropped` event each (a restarted server reads every record
+   * from each neighbour: a million events nobody logs), so this counts them.
+   */
+  duplicates?: number;
 }
 /** A link to a neighbour came up (authenticated both ways). */
 export interface LinkUpEvent extends Base {

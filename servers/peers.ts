@@ -81,7 +81,11 @@ export interface LinkHost {
    * Applies records that arrived on a link (store, events, flood onwards). Returns, per record,
    * what its receipt waits for (the onward links' receipts of a record new here), if anything.
    */
-  receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[];
+  receive(
+    records: PeerRecord[],
+    link: Link,
+    known?: readonly AtFields[],
+  ): (Promise<unknown> | undefined)[];
   /** Whether this server sends receipts (`A` lines) for what it reads (--receipt-wait-ms > 0). */
   readonly receipts: boolean;
   /** Called when a link's mark (what it has received) advances, for persistence. */
@@ -91,8 +95,11 @@ export interface LinkHost {
    * its catch-up); absent: none waits. See `Link.#waitsForPeer`.
    */
   readonly liveSeq?: number;
-  /** A link's catch-up stream to us ended (CAUGHTUP) or broke off (link down). */
-  catchUpEnded?(link: Link): void;
+  /**
+   * A link's catch-up stream to us ended: `complete` at its CAUGHTUP, not when it broke off
+   * (link down).
+   */
+  catchUpEnded?(link: Link, complete: boolean): void;
   /**
    * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
@@ -112,6 +119,8 @@ const NOT_PARSED = { lat: 0, lng: 0 };
 /** What one read's lines add up to: records to store, and what to receipt, in order. */
 interface Intake {
   batch?: PeerRecord[];
+  /** Records of a catch-up stream we hold byte for byte: counted, not offered to the store. */
+  known?: AtFields[];
   /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for none). */
   seqs?: number[];
   /** True once an `R` line was read: the peer may be waiting for its receipt. */
@@ -399,7 +408,7 @@ export class Link {
     closeQuietly(conn);
     const s = this.#server;
     // Records from its unfinished catch-up stream no longer wait for it to end.
-    if (!this.#peerCaughtUp) s.catchUpEnded?.(this);
+    if (!this.#peerCaughtUp) s.catchUpEnded?.(this, false);
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
     this.#closedSignal?.();
   }
@@ -680,6 +689,14 @@ export class Link {
     // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip
     // per record (BENCHMARKS.md, "Optimisations of 2026-11-26").
     if (duplicate && this.#peerCaughtUp) this.#waiting.receipted(known.seq, known.seq);
+    if (duplicate && seq !== undefined && !this.#peerCaughtUp) {
+      // A catch-up stream's copy of what we hold: a restarted server reads nearly every record
+      // from each of its neighbours, and half of what it reads is this. Nothing to store, log
+      // or wait for: receipted as it is, counted in the batch's event.
+      (intake.known ??= []).push(fields);
+      (intake.seqs ??= []).push(seq, -1);
+      return;
+    }
     const at = duplicate ? NOT_PARSED : validateRecord(fields);
     if (seq === undefined || at === undefined) {
       this.#skipped(`bad record ${JSON.stringify(text.slice(0, 80))}`);
@@ -724,7 +741,7 @@ export class Link {
   /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
-    this.#server.catchUpEnded?.(this);
+    this.#server.catchUpEnded?.(this, true);
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({
@@ -741,12 +758,13 @@ export class Link {
   /** Stores what one read brought, and queues its receipts (each waiting on its onward ones). */
   #take(conn: Deno.Conn, intake: Intake): void {
     const s = this.#server;
-    const { batch, seqs } = intake;
+    const { batch, known, seqs } = intake;
     let waits: (Promise<unknown> | undefined)[] = [];
-    if (batch !== undefined) {
-      this.recordsReceived += batch.length;
-      this.#syncReceived += batch.length;
-      waits = s.receive(batch, this);
+    if (batch !== undefined || known !== undefined) {
+      const read = (batch?.length ?? 0) + (known?.length ?? 0);
+      this.recordsReceived += read;
+      this.#syncReceived += read;
+      waits = s.receive(batch ?? [], this, known);
       s.markAdvanced?.(this);
     }
     if (seqs !== undefined && this.#conn === conn && s.receipts) {

@@ -21,7 +21,7 @@ import { crc32 } from "node:zlib";
 import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
-import { binaryToBytes, bytesToBinary } from "./lines.ts";
+import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
 import { writeAll, writeAllSync } from "./io.ts";
@@ -63,17 +63,107 @@ const COMPACT_SLACK = 10_000;
 /** Queued records that start a commit before the interval is up. */
 const EARLY_COMMIT = 10_000;
 
-const NON_ASCII = /[^\x00-\x7f]/;
+/** CRC-32 (zlib's polynomial), a byte at a time. */
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
 
-/** One framed entry: `<crc32 hex> <payload>\n` over the payload's bytes (a binary string). */
-function entry(payload: string): string {
-  // For ASCII the string is its bytes; otherwise hash the latin1 bytes, not UTF-8.
-  const crc = crc32(NON_ASCII.test(payload) ? binaryToBytes(payload) : payload);
-  return `${crc.toString(16).padStart(8, "0")} ${payload}\n`;
-}
+const HEX = new TextEncoder().encode("0123456789abcdef");
 
-function recordPayload(r: StoredRecord): string {
-  return `R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`;
+/**
+ * Entries encoded straight into one reused byte buffer: `<crc32 hex> <payload>\n`, the CRC-32
+ * over the payload's bytes (a binary string: one byte per char). A group commit during a catch-up appends thousands of records, and
+ * building a payload string, an entry string and their join, encoding it and hashing each
+ * payload through a native call, cost about a tenth of a restarted server's time
+ * (BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)").
+ */
+export class EntryBuffer {
+  #buf = new Uint8Array(64 * 1024);
+  #len = 0;
+  #start = 0;
+
+  /** Bytes held. */
+  get length(): number {
+    return this.#len;
+  }
+
+  /** The bytes held, valid until the next call; then empty again. */
+  take(): Uint8Array {
+    const out = this.#buf.subarray(0, this.#len);
+    this.#len = 0;
+    return out;
+  }
+
+  /** Appends the entry of a payload (a binary string). */
+  add(payload: string): void {
+    this.#begin(payload.length);
+    this.#text(payload);
+    this.#end();
+  }
+
+  /** Appends a record's entry: `R <seq> <origin> <diff> <client> <location> <time>`. */
+  record(r: StoredRecord): void {
+    const seq = String(r.seq);
+    const { origin, diff, client, location, time } = r;
+    this.#begin(
+      7 + seq.length + origin.length + diff.length + client.length + location.length +
+        time.length,
+    );
+    this.#buf[this.#len++] = 82; // R
+    this.#field(seq);
+    this.#field(origin);
+    this.#field(diff);
+    this.#field(client);
+    this.#field(location);
+    this.#field(time);
+    this.#end();
+  }
+
+  /** A space, then `s`. */
+  #field(s: string): void {
+    this.#buf[this.#len++] = 32;
+    this.#text(s);
+  }
+
+  /** Makes room for an entry of a `payload`-byte payload and skips its CRC field. */
+  #begin(payload: number): void {
+    const need = this.#len + payload + 10;
+    if (need > this.#buf.length) {
+      const bigger = new Uint8Array(Math.max(need, this.#buf.length * 2));
+      bigger.set(this.#buf.subarray(0, this.#len));
+      this.#buf = bigger;
+    }
+    this.#start = this.#len;
+    this.#len += 9;
+  }
+
+  #text(s: string): void {
+    const b = this.#buf;
+    let at = this.#len;
+    for (let i = 0; i < s.length; i++) b[at++] = s.charCodeAt(i);
+    this.#len = at;
+  }
+
+  /** Hashes the payload just written, fills in the CRC field, ends the line. */
+  #end(): void {
+    const b = this.#buf;
+    const start = this.#start;
+    let c = -1;
+    for (let i = start + 9; i < this.#len; i++) c = CRC_TABLE[(c ^ b[i]) & 0xff] ^ (c >>> 8);
+    c = ~c;
+    for (let i = 7; i >= 0; i--) {
+      b[start + i] = HEX[c & 15];
+      c >>>= 4;
+    }
+    b[start + 8] = 32;
+    b[this.#len++] = 10;
+  }
 }
 
 /** What a replayed file held. */
@@ -248,31 +338,32 @@ async function importKv(path: string): Promise<Replay | undefined> {
 }
 
 /**
- * Writes entries in chunks of about {@linkcode CHUNK} bytes; returns the bytes written. `sync`:
- * with `writeSync` (no event-loop turn between chunks).
+ * Writes the entries of `head`'s payloads, then of `records` and `marks`, through `out` in chunks
+ * of about {@linkcode CHUNK} bytes; returns the bytes written. `sync`: with `writeSync` (no
+ * event-loop turn between chunks).
  */
-async function writeEntries(
+async function writeRecords(
+  out: EntryBuffer,
   file: Deno.FsFile,
-  entries: Iterable<string>,
+  head: string[],
+  records: readonly StoredRecord[],
+  marks: readonly [string, Mark][],
   sync = false,
 ): Promise<number> {
-  let parts: string[] = [];
-  let size = 0;
   let written = 0;
   const put = async () => {
-    const bytes = binaryToBytes(parts.join(""));
-    parts = [];
-    size = 0;
+    const bytes = out.take();
     if (sync) writeAllSync(file, bytes);
     else await writeAll(file, bytes);
     written += bytes.length;
   };
-  for (const e of entries) {
-    parts.push(e);
-    size += e.length;
-    if (size >= CHUNK) await put();
+  for (const payload of head) out.add(payload);
+  for (const r of records) {
+    out.record(r);
+    if (out.length >= CHUNK) await put();
   }
-  if (size > 0) await put();
+  for (const [peer, m] of marks) out.add(`M ${peer} ${m.epoch} ${m.seq}`);
+  if (out.length > 0) await put();
   return written;
 }
 
@@ -351,6 +442,8 @@ class RecordLog implements Persistence {
   #backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
   #lastReport = -Infinity;
   #closed = false;
+  /** Where appends and compactions encode their entries (they run one at a time). */
+  #out = new EntryBuffer();
 
   get writable(): boolean {
     return !this.#failing;
@@ -546,16 +639,13 @@ class RecordLog implements Persistence {
     try {
       if (!this.#atEnd) file.seekSync(this.#size, Deno.SeekMode.Start);
       this.#atEnd = false;
-      const header = this.#size === 0 ? entry(`E 1 ${this.#epoch}`) : undefined;
-      const lines = function* () {
-        if (header !== undefined) yield header;
-        for (const r of records) yield entry(recordPayload(r));
-        for (const [peer, m] of marks) yield entry(`M ${peer} ${m.epoch} ${m.seq}`);
-      };
+      const header = this.#size === 0;
+      const epoch = this.#epoch;
       // Written synchronously into the page cache (a few KiB per 10 ms): an async write was two
       // more ops per commit on the blocking pool, each dup'ing and closing the descriptor. The
       // fdatasync that makes it durable stays off the main thread.
-      const written = await writeEntries(file, lines(), true);
+      const head = header ? [`E 1 ${epoch}`] : [];
+      const written = await writeRecords(this.#out, file, head, records, marks, true);
       await file.syncData();
       this.#size += written;
       this.#atEnd = true;
@@ -636,12 +726,7 @@ class RecordLog implements Persistence {
       const records = [...(this.#store?.values() ?? [])].sort((a, b) => a.seq - b.seq);
       const marks = [...this.#durableMarks];
       const epoch = this.#epoch;
-      const lines = function* () {
-        yield entry(`E 1 ${epoch}`);
-        for (const r of records) yield entry(recordPayload(r));
-        for (const [peer, m] of marks) yield entry(`M ${peer} ${m.epoch} ${m.seq}`);
-      };
-      const written = await writeEntries(tmp, lines());
+      const written = await writeRecords(this.#out, tmp, [`E 1 ${epoch}`], records, marks);
       await tmp.syncData();
       await Deno.rename(tmpPath, this.#path);
       await syncDir(this.#dir);

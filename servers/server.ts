@@ -793,9 +793,14 @@ export class HerdServer implements LineHandler {
   /**
    * Records that arrived on a link: store the newer ones and flood them onwards. Returns, per
    * record, the wait for the onward links' receipts of a record new here (none in a catch-up:
-   * no client waits on those).
+   * no client waits on those). `known`: records of the same read, from a catch-up stream, that
+   * the link found we hold already (counted in the batch's event, not offered again).
    */
-  receive(records: PeerRecord[], link: Link): (Promise<unknown> | undefined)[] {
+  receive(
+    records: PeerRecord[],
+    link: Link,
+    known?: readonly AtFields[],
+  ): (Promise<unknown> | undefined)[] {
     const catchUp = link.receivingCatchUp;
     if (this.bus.active) {
       this.bus.emit({
@@ -803,8 +808,9 @@ export class HerdServer implements LineHandler {
         t: Date.now(),
         server: this.name,
         from: link.peer,
-        records,
+        records: known === undefined ? records : [...records, ...known],
         catchUp,
+        ...(known === undefined ? {} : { duplicates: known.length }),
       });
     }
     const waits: (Promise<unknown> | undefined)[] = [];
@@ -815,9 +821,16 @@ export class HerdServer implements LineHandler {
     return waits;
   }
 
-  /** A link's catch-up stream ended: what other links held back for it goes now. */
-  catchUpEnded(_link: Link): void {
-    this.liveSeq = this.store.headSeq;
+  /**
+   * A link's catch-up stream ended: what that link held back goes now (`Link.#waitsForPeer`).
+   * What other links hold back keeps waiting for their own peers' CAUGHTUP: those peers are
+   * streaming the same records to us (a restarted server's two neighbours finish moments
+   * apart, and released at the first CAUGHTUP every record the slower one had yet to send went
+   * back to it: BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)"). A stream that broke off
+   * releases everything, as a live record would.
+   */
+  catchUpEnded(_link: Link, complete: boolean): void {
+    if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
   }
 

@@ -13,6 +13,9 @@ import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import type { HerdEvent } from "../servers/events.ts";
+import { HerdMetrics } from "../servers/ops/metrics.ts";
+import { parseExposition } from "./_helpers/prom.ts";
 
 const SECRET = "peers-test-secret-0123456789abcdef";
 const RECORD = "R 1 F +0.100000000 kiwi +34.068930-118.445127 1700000000.5";
@@ -78,6 +81,7 @@ async function startM(gCatchingUp = false, fCatchingUp = false) {
     g: gc,
     port: m,
     late,
+    herd,
     async [Symbol.asyncDispose]() {
       clearInterval(beat);
       off();
@@ -226,4 +230,50 @@ Deno.test("catch-up from two neighbours: a stream that breaks off holds nothing 
   // F goes away before its CAUGHTUP: what it streamed goes on to G, which is still streaming.
   await m.f.close();
   await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
+});
+
+Deno.test("catch-up from two neighbours: when one stream ends, what it streamed still waits for the other's stream to end", async () => {
+  // F's stream ends first (the usual case: the two finish a moment apart). G is still streaming
+  // and will send kiwi itself: forwarding kiwi to G at F's CAUGHTUP would send it back a record
+  // it holds (in a 1M catch-up, every record F sent before G did).
+  await using m = await startM(true, true);
+  const gMark = m.g.received.length;
+  await m.f.send(`${RECORD}\n${PAPAYA}\n`);
+  await m.f.waitUntil((t) => /\nA 1 2\n/.test(t), 10_000);
+  await m.f.send("CAUGHTUP 2\n");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `held back from G: ${after(m.g, gMark)}`);
+  await m.g.send(`${RECORD}\nCAUGHTUP 1\n`);
+  await m.g.waitUntil((t) => t.slice(gMark).includes(" papaya "), 10_000);
+  assert.ok(!after(m.g, gMark).includes(" kiwi "), `G got a record it sent: ${after(m.g, gMark)}`);
+});
+
+Deno.test("catch-up: a stream's copies of records we hold are receipted and counted, with no event each", async () => {
+  // G (live) gives M kiwi; F's catch-up stream then carries kiwi too, and papaya.
+  await using m = await startM(false, true);
+  const metrics = new HerdMetrics(m.herd);
+  const events: HerdEvent[] = [];
+  const off = m.herd.bus.subscribe((e) => events.push(e));
+  try {
+    await m.g.send(`${RECORD}\n`);
+    const store = m.herd.servers.get("M")!.store;
+    await waitFor(() => store.get("kiwi") !== undefined, 10_000, "kiwi stored");
+    const fMark = m.f.received.length;
+    await m.f.send(`${RECORD}\n${PAPAYA}\n`);
+    await m.f.waitUntil((t) => /\nA 1 2\n/.test("\n" + t.slice(fMark)), 10_000);
+    assert.deepEqual(events.filter((e) => e.kind === "location.dropped"), []);
+    const read = events.filter((e) => e.kind === "propagation.received" && e.from === "F");
+    assert.deepEqual(read.map((e) => e.kind === "propagation.received" && e.records.length), [2]);
+    assert.deepEqual(read.map((e) => e.kind === "propagation.received" && e.duplicates), [1]);
+    const x = parseExposition(await metrics.render());
+    assert.equal(
+      x.value("herd_updates_dropped_total", { server: "M", from: "F", reason: "duplicate" }),
+      1,
+    );
+    assert.equal(x.value("herd_updates_received_total", { server: "M", peer: "F" }), 2);
+    assert.equal(store.size, 2);
+  } finally {
+    off();
+    metrics.close();
+  }
 });

@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { openLogPersistence } from "../servers/persist.ts";
+import { EntryBuffer, openLogPersistence } from "../servers/persist.ts";
+import { crc32 } from "node:zlib";
 import { RecordStore, type StoredRecord } from "../servers/store.ts";
 import type { Link } from "../servers/peers.ts";
 import { errorBus, storedRecord as record } from "./_helpers/records.ts";
@@ -312,3 +313,42 @@ Deno.test("persist: one name's log in one data dir is opened by one holder at a 
     const third = await reload(dir);
     await third.p.close();
   }));
+
+Deno.test("persist: entries are encoded byte for byte as `<crc32 hex> <payload>\\n`, non-ASCII bytes and long lines included", () => {
+  // The reference: the payload's bytes (one per char), hashed by zlib.
+  const framed = (payload: string) => {
+    const bytes = Uint8Array.from(payload, (c) => c.charCodeAt(0));
+    return `${crc32(bytes).toString(16).padStart(8, "0")} ${payload}\n`;
+  };
+  const out = new EntryBuffer();
+  const records = [
+    record("kiwi", 1),
+    record("caf\xe9\xff\x80", 123456789, { origin: "Hi\x7fll", time: "1700000000.000000001" }),
+    // Longer than the buffer's first size: it grows.
+    record("k".repeat(300), 7, { location: "+1." + "0".repeat(70_000) + "+2" }),
+  ];
+  let expected = "";
+  for (const payload of ["E 1 abcd1234", "M Jaquez e\xe9 42"]) {
+    out.add(payload);
+    expected += framed(payload);
+  }
+  for (const r of records) {
+    out.record(r);
+    expected += framed(`R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`);
+  }
+  assert.equal(out.length, expected.length);
+  const bytes = out.take();
+  assert.equal(out.length, 0, "taken");
+  assert.equal(bytes.length, expected.length);
+  const wrong = bytes.findIndex((b, i) => b !== expected.charCodeAt(i));
+  assert.equal(wrong, -1, `byte ${wrong} differs: ${expected.slice(wrong - 20, wrong + 20)}`);
+  // Reused after take(): the next entries start at its beginning.
+  out.record(records[0]);
+  assert.deepEqual(
+    out.take(),
+    Uint8Array.from(
+      framed(`R 1 Hill +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503`),
+      (c) => c.charCodeAt(0),
+    ),
+  );
+});

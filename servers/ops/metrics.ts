@@ -536,6 +536,9 @@ export class HerdMetrics implements MetricsExposition {
         break;
       case "propagation.received":
         this.#received.inc({ server, peer: e.from }, e.records.length);
+        if (e.duplicates) {
+          this.#dropped.inc({ server, from: e.from, reason: "duplicate" }, e.duplicates);
+        }
         break;
       case "link.up":
         this.#linkChanges.inc({ server, peer: e.peer, state: "up" });
