@@ -83,12 +83,15 @@ export function unescapeLogText(text: string): string {
 
 let stampMs = -1;
 let stampText = "";
+/** `stampText` and a space, as bytes (ASCII). */
+let stampBytes = new Uint8Array(0);
 
 /** ISO time of `t`, cached per millisecond: many events share one. */
 function stamp(t: number): string {
   if (t !== stampMs) {
     stampMs = t;
     stampText = new Date(t).toISOString();
+    stampBytes = utf8.encode(stampText + " ");
   }
   return stampText;
 }
@@ -114,6 +117,14 @@ function clientIds(records: readonly AtFields[]): string {
  * ```
  */
 export function formatLogLine(e: HerdEvent): string | undefined {
+  const text = logText(e);
+  // Escaped as a whole: no field of outside text (lines, IDs, names, addresses, reasons,
+  // Places errors) can break the line or reach a terminal raw.
+  return text === undefined ? undefined : `${stamp(e.t)} ${escapeLogText(text)}`;
+}
+
+/** The text of an event's log line, before its time and its escaping (see formatLogLine). */
+function logText(e: HerdEvent): string | undefined {
   let text: string;
   switch (e.kind) {
     case "server.up":
@@ -192,9 +203,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     default:
       return undefined;
   }
-  // Escaped as a whole: no field of outside text (lines, IDs, names, addresses, reasons,
-  // Places errors) can break the line or reach a terminal raw.
-  return `${stamp(e.t)} ${escapeLogText(text)}`;
+  return text;
 }
 
 /**
@@ -297,6 +306,43 @@ class LogFile {
     this.close();
     this.#retryAt = 0;
     this.#open();
+  }
+
+  /**
+   * Adds the text line of an event at `t` whose unescaped text is `text`: the same bytes as
+   * `add(formatLogLine(e))`, without building the line. The time's bytes are copied from a
+   * cache and the text is encoded straight into the batch, then checked there; only a text with
+   * something to escape (rare) builds the escaped line.
+   */
+  addText(t: number, text: string): void {
+    stamp(t);
+    const head = stampBytes;
+    const at = this.#len;
+    const buf = this.#buf;
+    // Room for the ASCII case: one byte per char, and the LF.
+    if (at + head.length + text.length + 1 <= buf.length) {
+      buf.set(head, at);
+      const from = at + head.length;
+      // Copied and checked in one pass: TextEncoder.encodeInto's wrapper costs more than the
+      // copy itself for lines this short.
+      let plain = true;
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c < 0x20 || c > 0x7e || c === 0x5c) {
+          plain = false;
+          break;
+        }
+        buf[from + i] = c;
+      }
+      if (plain) {
+        this.#len = from + text.length;
+        buf[this.#len++] = 10;
+        if (this.#len >= FLUSH_BYTES) this.flush();
+        else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);
+        return;
+      }
+    }
+    this.add(`${stampText} ${escapeLogText(text)}`);
   }
 
   add(line: string): void {
@@ -462,6 +508,11 @@ export async function openLogs(
       (n) => file.add(formatMuteLine(n, e.t, e.server, json)),
     );
     if (!written) return;
+    if (!json) {
+      const text = logText(e);
+      if (text !== undefined) file.addText(e.t, text);
+      return;
+    }
     const line = format(e);
     if (line !== undefined) file.add(line);
   });
