@@ -62,6 +62,7 @@ function randomEvent(r: () => number, server: string): HerdEvent {
     time: text(r),
   });
   const base = { t, server };
+  const catchUp = r() < 0.2;
   const events: HerdEvent[] = [
     { ...base, kind: "line.in", conn: Math.floor(r() * 100), line: text(r, true) },
     { ...base, kind: "reply.out", conn: 2, reply: text(r, true) + (r() < 0.5 ? "\n" : "") },
@@ -72,11 +73,21 @@ function randomEvent(r: () => number, server: string): HerdEvent {
       from: r() < 0.5 ? null : text(r),
       lat: 1,
       lng: 2,
+      catchUp,
     },
-    { ...base, kind: "location.dropped", record: rec(), from: text(r), reason: "duplicate" },
+    {
+      ...base,
+      kind: "location.dropped",
+      record: rec(),
+      from: text(r),
+      reason: "duplicate",
+      catchUp,
+    },
     { ...base, kind: "location.dropped", record: rec(), from: null, reason: "stale" },
-    { ...base, kind: "propagation.sent", to: text(r), records: [rec(), rec()], catchUp: false },
-    { ...base, kind: "propagation.received", from: text(r), records: [rec()] },
+    { ...base, kind: "propagation.sent", to: text(r), records: [rec(), rec()], catchUp },
+    { ...base, kind: "propagation.received", from: text(r), records: [rec()], catchUp },
+    { ...base, kind: "propagation.sent", to: text(r), records: [], catchUp: false },
+    { ...base, kind: "client.connect", conn: 3, remote: text(r) },
     { ...base, kind: "link.down", peer: text(r), reason: text(r) },
     { ...base, kind: "error", reason: "internal", message: text(r, true) },
     { ...base, kind: "command", conn: 1, verb: "IAMAT", result: "ok", reason: "", seconds: 0 },
