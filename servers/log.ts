@@ -217,7 +217,7 @@ function logText(e: HerdEvent): string | undefined {
  * ```
  */
 export function formatJsonLogLine(e: HerdEvent): string | undefined {
-  if (formatLogLine(e) === undefined) return undefined;
+  if (logText(e) === undefined) return undefined;
   const { t, server, kind, ...fields } = e as HerdEvent & { records?: readonly AtFields[] };
   const out: Record<string, unknown> = { time: stamp(t), server, kind, ...fields };
   if (fields.records !== undefined) {
