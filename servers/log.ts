@@ -83,12 +83,15 @@ export function unescapeLogText(text: string): string {
 
 let stampMs = -1;
 let stampText = "";
+/** `stampText` and a space, as bytes (ASCII). */
+let stampBytes = new Uint8Array(0);
 
 /** ISO time of `t`, cached per millisecond: many events share one. */
 function stamp(t: number): string {
   if (t !== stampMs) {
     stampMs = t;
     stampText = new Date(t).toISOString();
+    stampBytes = utf8.encode(stampText + " ");
   }
   return stampText;
 }
@@ -114,6 +117,14 @@ function clientIds(records: readonly AtFields[]): string {
  * ```
  */
 export function formatLogLine(e: HerdEvent): string | undefined {
+  const text = logText(e);
+  // Escaped as a whole: no field of outside text (lines, IDs, names, addresses, reasons,
+  // Places errors) can break the line or reach a terminal raw.
+  return text === undefined ? undefined : `${stamp(e.t)} ${escapeLogText(text)}`;
+}
+
+/** The text of an event's log line, before its time and its escaping (see formatLogLine). */
+function logText(e: HerdEvent): string | undefined {
   let text: string;
   switch (e.kind) {
     case "server.up":
@@ -192,9 +203,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
     default:
       return undefined;
   }
-  // Escaped as a whole: no field of outside text (lines, IDs, names, addresses, reasons,
-  // Places errors) can break the line or reach a terminal raw.
-  return `${stamp(e.t)} ${escapeLogText(text)}`;
+  return text;
 }
 
 /**
@@ -208,7 +217,7 @@ export function formatLogLine(e: HerdEvent): string | undefined {
  * ```
  */
 export function formatJsonLogLine(e: HerdEvent): string | undefined {
-  if (formatLogLine(e) === undefined) return undefined;
+  if (logText(e) === undefined) return undefined;
   const { t, server, kind, ...fields } = e as HerdEvent & { records?: readonly AtFields[] };
   const out: Record<string, unknown> = { time: stamp(t), server, kind, ...fields };
   if (fields.records !== undefined) {
@@ -246,6 +255,98 @@ export function formatMuteLine(n: MuteNote, t: number, server: string, json: boo
     : `${stamp(t)} UNMUTE #${n.conn} (${n.skipped} line(s) not logged)`;
 }
 
+/**
+ * Puts the line of one of the events every update logs at every server (IN, OUT, ACCEPT, DROP,
+ * SEND, RECV: 13.5 lines per update across the seed herd) straight into `file`, piece by piece,
+ * exactly as {@linkcode formatLogLine} would write it; returns false for other kinds, or when a
+ * piece needed escaping (nothing is added then). The rest go through `formatLogLine`'s text.
+ */
+function putHot(file: LogFile, e: HerdEvent): boolean {
+  switch (e.kind) {
+    case "line.in":
+      file.begin(e.t);
+      file.put("IN #");
+      file.put(String(e.conn));
+      file.put(" ");
+      file.put(e.line);
+      return file.end();
+    case "reply.out": {
+      const r = e.reply;
+      file.begin(e.t);
+      file.put("OUT #");
+      file.put(String(e.conn));
+      file.put(" ");
+      file.put(r, 0, r.endsWith("\n") ? r.length - 1 : r.length);
+      return file.end();
+    }
+    case "location.accepted":
+      if (e.catchUp) return false;
+      file.begin(e.t);
+      if (e.from === null) file.put("ACCEPT client ");
+      else {
+        file.put("ACCEPT from ");
+        file.put(e.from);
+        file.put(" ");
+      }
+      putAt(file, e.record);
+      return file.end();
+    case "location.dropped":
+      if (e.catchUp) return false;
+      file.begin(e.t);
+      file.put("DROP ");
+      file.put(e.reason);
+      if (e.from === null) {
+        file.put(" client ");
+        putAt(file, e.record);
+      } else {
+        file.put(" from ");
+        file.put(e.from);
+        file.put(" ");
+        file.put(e.record.client);
+        file.put(" ");
+        file.put(e.record.time);
+      }
+      return file.end();
+    case "propagation.sent":
+      if (e.catchUp) return false;
+      file.begin(e.t);
+      file.put("SEND to ");
+      file.put(e.to);
+      file.put(" ");
+      file.put(String(e.records.length));
+      file.put(" record(s):");
+      for (const r of e.records) {
+        file.put(" ");
+        file.put(r.client);
+      }
+      return file.end();
+    case "propagation.received":
+      if (e.catchUp) return false;
+      file.begin(e.t);
+      file.put("RECV from ");
+      file.put(e.from);
+      file.put(" ");
+      file.put(String(e.records.length));
+      file.put(" record(s)");
+      return file.end();
+  }
+  return false;
+}
+
+/** {@linkcode formatAt} of `r`, put piece by piece. */
+function putAt(file: LogFile, r: AtFields): void {
+  file.put("AT ");
+  file.put(r.origin);
+  file.put(" ");
+  file.put(r.diff);
+  file.put(" ");
+  file.put(r.client);
+  file.put(" ");
+  file.put(r.location);
+  file.put(" ");
+  file.put(r.time);
+}
+
 /** How long a log file that failed to write or open waits before it is tried again (ms). */
 const RETRY_MS = 1_000;
 
@@ -256,6 +357,8 @@ class LogFile {
   /** Lines are encoded as they come, so no log string outlives its event (GC copies survivors). */
   #buf = new Uint8Array(FLUSH_BYTES * 2);
   #len = 0;
+  /** Where the line being put goes next (`begin`..`end`); -1 when it cannot be put. */
+  #at = -1;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Lines lost since the file last took a write (full disk, unopenable path), and why. */
   #lost = 0;
@@ -297,6 +400,66 @@ class LogFile {
     this.close();
     this.#retryAt = 0;
     this.#open();
+  }
+
+  /**
+   * Adds the text line of an event at `t` whose unescaped text is `text`: the same bytes as
+   * `add(formatLogLine(e))`, without building the line.
+   */
+  addText(t: number, text: string): void {
+    this.begin(t);
+    this.put(text);
+    if (!this.end()) this.add(`${stampText} ${escapeLogText(text)}`);
+  }
+
+  /**
+   * Starts a line at `t` in the batch: the time's bytes, copied from a cache. `put` then copies
+   * the line's pieces straight in, and `end` completes it. A piece with a char to escape (rare),
+   * or a line that does not fit the batch, makes `end` return false with nothing added: the
+   * caller then adds the escaped line with `add`. No line string is built for the common case.
+   */
+  begin(t: number): void {
+    stamp(t);
+    const head = stampBytes;
+    if (this.#len + head.length >= this.#buf.length) {
+      this.#at = -1;
+      return;
+    }
+    this.#buf.set(head, this.#len);
+    this.#at = this.#len + head.length;
+  }
+
+  /** Copies `text` (chars `from` to `to`) into the line begun; see `begin`. */
+  put(text: string, from = 0, to = text.length): void {
+    let at = this.#at;
+    const buf = this.#buf;
+    // One byte per char (and the LF) must fit; a byte loop beats TextEncoder.encodeInto's
+    // wrapper for pieces this short, and checks for escapes as it copies.
+    if (at < 0 || at + (to - from) >= buf.length) {
+      this.#at = -1;
+      return;
+    }
+    for (let i = from; i < to; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e || c === 0x5c) {
+        this.#at = -1;
+        return;
+      }
+      buf[at++] = c;
+    }
+    this.#at = at;
+  }
+
+  /** Completes the line begun; false (nothing added) when a piece needed escaping or room. */
+  end(): boolean {
+    const at = this.#at;
+    this.#at = -1;
+    if (at < 0) return false;
+    this.#buf[at] = 10;
+    this.#len = at + 1;
+    if (this.#len >= FLUSH_BYTES) this.flush();
+    else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), FLUSH_MS);
+    return true;
   }
 
   add(line: string): void {
@@ -462,6 +625,12 @@ export async function openLogs(
       (n) => file.add(formatMuteLine(n, e.t, e.server, json)),
     );
     if (!written) return;
+    if (!json) {
+      if (putHot(file, e)) return;
+      const text = logText(e);
+      if (text !== undefined) file.addText(e.t, text);
+      return;
+    }
     const line = format(e);
     if (line !== undefined) file.add(line);
   });

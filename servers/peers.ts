@@ -27,8 +27,8 @@ import { LinkTlsError } from "./tls.ts";
 import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import {
   CAUGHTUP,
+  encodeRecords,
   formatCaughtUp,
-  formatRecord,
   formatSkip,
   formatSync,
   parseLinkLine,
@@ -115,6 +115,8 @@ export interface PeerRecord extends AtFields {
 
 /** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
 const NOT_PARSED = { lat: 0, lng: 0 };
+/** Largest record batch buffer a link keeps for its next writes (bigger ones are one-offs). */
+const MAX_BATCH_BUF = 64 * 1024;
 
 /** What one read's lines add up to: records to store, and what to receipt, in order. */
 interface Intake {
@@ -199,6 +201,8 @@ export class Link {
   #waiting = new ReceiptWaiters();
   /** The peer's records we read, until we send their receipts. */
   #toReceipt = new ReceiptQueue(() => this.notify());
+  /** Where `#pump` encodes its record batches; it grows to the largest, up to MAX_BATCH_BUF. */
+  #batchBuf: Uint8Array = new Uint8Array(4096);
   /** Round trips of our PINGs; the peer answers them once it announced PONGs (empty line). */
   #rtt = new RttProbe();
   #peerPongs = false;
@@ -456,10 +460,10 @@ export class Link {
     this.#send(conn, this.#owed() + PING_LINE);
   }
 
-  /** Writes a control line; link errors surface in the read loop, which drops the link. */
-  #send(conn: Deno.Conn, text: string): Promise<void> {
+  /** Writes lines (text or bytes); link errors surface in the read loop, which drops the link. */
+  #send(conn: Deno.Conn, text: string | Uint8Array): Promise<void> {
     this.#lastWrite = performance.now();
-    const bytes = binaryToBytes(text);
+    const bytes = typeof text === "string" ? binaryToBytes(text) : text;
     // A delayed link (or one whose delay just ended) queues, so lines keep their order.
     const delayMs = this.#settings.delayMs;
     const written = delayMs > 0 || this.#delay.queued > 0
@@ -519,11 +523,20 @@ export class Link {
           continue;
         }
         this.#owedSkip = 0; // the records below carry the peer's mark past it
-        for (const r of slice.records) text += formatRecord(r.seq, r);
         const lastRecordSeq = slice.records.length > 0
           ? slice.records[slice.records.length - 1].seq
           : -1;
-        if (lastRecordSeq !== slice.lastSeq) text += formatSkip(slice.lastSeq);
+        // Encoded straight into bytes (no line strings), in the link's batch buffer: the pump
+        // awaits each write before the next, so one buffer serves them all.
+        const bytes = encodeRecords(
+          text,
+          slice.records,
+          lastRecordSeq !== slice.lastSeq ? formatSkip(slice.lastSeq) : "",
+          this.#batchBuf,
+        );
+        if (bytes.buffer !== this.#batchBuf.buffer && bytes.length <= MAX_BATCH_BUF) {
+          this.#batchBuf = bytes;
+        }
         this.#cursor = this.#sentThrough = slice.lastSeq;
         if (slice.records.length > 0) {
           this.recordsSent += slice.records.length;
@@ -537,7 +550,7 @@ export class Link {
             catchUp: this.#catchingUp,
           });
         }
-        await this.#send(conn, text);
+        await this.#send(conn, bytes);
       }
       if (this.#catchingUp && this.#conn === conn) {
         this.#catchingUp = false;

@@ -26,3 +26,33 @@ Deno.test("fair: no pause within the slice; past it, a timer due earlier runs fi
   assert.equal(timerRan, true, "the pending timer ran before the loop resumed");
   assert.equal(fair.turn(), undefined, "a new slice starts after the turn");
 });
+
+Deno.test("fair: loops past their slices at once share one timer, and each still waits a macrotask", async () => {
+  const loops = Array.from({ length: 8 }, () => new FairShare(5));
+  busy(10);
+  const real = globalThis.setTimeout;
+  let timers = 0;
+  // Count the timers the loops start (any other code's too: none runs here).
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    timers++;
+    return real(fn, ms);
+  }) as typeof setTimeout;
+  let turns: (Promise<void> | undefined)[];
+  let timerRan = false;
+  try {
+    setTimeout(() => (timerRan = true), 0);
+    timers = 0;
+    turns = loops.map((f) => f.turn());
+  } finally {
+    globalThis.setTimeout = real;
+  }
+  assert.ok(turns.every((t) => t !== undefined), "every loop past its slice yields");
+  assert.equal(timers, 1, "one timer for all the loops that yield together");
+  await Promise.all(turns);
+  assert.equal(timerRan, true, "a timer due before they yielded ran before they resumed");
+  assert.ok(loops.every((f) => f.turn() === undefined), "each loop starts a new slice");
+  busy(10);
+  const again = loops.map((f) => f.turn());
+  assert.ok(again.every((t) => t !== undefined), "and yields again once it is used up");
+  await Promise.all(again);
+});

@@ -53,3 +53,45 @@ Deno.test("splitter: an overlong line is discarded as it streams; only a prefix 
   assert.deepEqual(s.push(enc.encode("z".repeat(100) + "\n"))[0].overlong, false);
   assert.deepEqual(s.push(enc.encode("z".repeat(101) + "\n"))[0].overlong, true);
 });
+
+Deno.test("splitter: random bytes cut into random reads give the lines a reference split gives", () => {
+  // A seeded generator, so a failure can be replayed.
+  let seed = 131;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  for (let round = 0; round < 200; round++) {
+    const limit = 1 + rand(40);
+    // Every byte value, LFs often, lines from empty to well over the limit.
+    const bytes = new Uint8Array(rand(2000)).map(() => rand(6) === 0 ? 10 : rand(256));
+    const want: { text: string; overlong: boolean }[] = [];
+    let from = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i < bytes.length && bytes[i] !== 10) continue;
+      if (i === bytes.length && i === from) break;
+      const line = [...bytes.subarray(from, i)].map((b) => String.fromCharCode(b)).join("");
+      want.push(
+        line.length > limit
+          ? { text: line.slice(0, Math.min(line.length, OVERLONG_PREFIX)), overlong: true }
+          : { text: line, overlong: false },
+      );
+      from = i + 1;
+    }
+    const s = new LineSplitter(limit);
+    const got: { text: string; overlong: boolean }[] = [];
+    // Reads of random sizes out of one reused buffer at a random offset, as a socket loop does.
+    const buf = new Uint8Array(4096);
+    for (let at = 0; at < bytes.length;) {
+      const n = Math.min(bytes.length - at, 1 + rand(300));
+      const off = rand(64);
+      buf.set(bytes.subarray(at, at + n), off);
+      got.push(...s.push(buf.subarray(off, off + n)));
+      buf.fill(0x41);
+      at += n;
+    }
+    const last = s.flush();
+    if (last !== undefined) got.push(last);
+    assert.deepEqual(got, want, `round ${round}, limit ${limit}`);
+  }
+});

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   BUSY_LINE,
+  encodeRecords,
   formatCaughtUp,
   formatChallenge,
   formatEvent,
@@ -33,6 +34,7 @@ import {
   recordJson,
   REFUSED_LINE,
 } from "../servers/wire.ts";
+import { binaryToBytes } from "../servers/lines.ts";
 
 const NONCE = "0123456789abcdef0123456789abcdef";
 const line = (text: string) => {
@@ -162,4 +164,37 @@ Deno.test("wire: observer lines parse back to what was formatted, CR tolerated",
     threw = err instanceof SyntaxError;
   }
   assert.ok(threw, "malformed JSON throws a SyntaxError");
+});
+
+Deno.test("wire: encodeRecords gives the bytes of head, formatRecord of each record, and tail", () => {
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  // Binary strings: any byte, high ones included.
+  const field = () =>
+    Array.from({ length: rand(30) }, () => String.fromCharCode(rand(256))).join("");
+  const reused = new Uint8Array(300);
+  const seqs = [0, 1, 9, 10, 99, 100, 12345, 999_999_999, 1_000_000_000, Number.MAX_SAFE_INTEGER];
+  for (let round = 0; round < 500; round++) {
+    const records = Array.from({ length: rand(6) }, () => ({
+      seq: rand(3) === 0 ? seqs[rand(seqs.length)] : rand(1_000_000),
+      origin: field(),
+      diff: field(),
+      client: field(),
+      location: field(),
+      time: field(),
+    }));
+    const head = rand(2) ? "" : `A ${rand(100)} ${rand(100)}\n`;
+    const tail = rand(2) ? "" : `S ${rand(1000)}\n`;
+    const text = head + records.map((r) => formatRecord(r.seq, r)).join("") + tail;
+    const want = binaryToBytes(text);
+    assert.deepEqual(encodeRecords(head, records, tail), want, `round ${round}`);
+    // Into a reused buffer (dirty from the last round) when it has room, else a new one.
+    const got = encodeRecords(head, records, tail, reused);
+    assert.deepEqual(got, want, `round ${round}, reused buffer`);
+    assert.equal(got.buffer === reused.buffer, want.length <= reused.length);
+    reused.fill(0x55);
+  }
 });
