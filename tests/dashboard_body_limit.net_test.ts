@@ -41,7 +41,8 @@ async function statusOfHugePost(
   }
 }
 
-Deno.test("dashboard: a control POST declaring a body far larger than any command gets 413 at once", async () => {
+/** A demo herd with TCP ports and its dashboard, for the length of `fn`. */
+async function withDashboard(fn: (url: string) => Promise<void>): Promise<void> {
   const herd = new DemoHerd({ tcp: true });
   await herd.start();
   const d = await serveDashboard(herd, {
@@ -51,30 +52,27 @@ Deno.test("dashboard: a control POST declaring a body far larger than any comman
     assets: { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
   });
   try {
-    const port = Number(new URL(d.url).port);
+    await fn(d.url);
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+}
+
+Deno.test("dashboard: a control POST declaring a body far larger than any command gets 413 at once", () =>
+  withDashboard(async (url) => {
+    const port = Number(new URL(url).port);
     for (const path of ["/api/command", "/api/links/Hill/Jaquez", "/api/servers/Hill/stop"]) {
       // A command is at most 64 KiB; a 1 GiB body can only be an attack. Answered before the
       // body arrives (it never does here), not after buffering it.
       const status = await statusOfHugePost(port, path, 1024 * 1024 * 1024, 5000);
       assert.match(String(status), /^HTTP\/1\.1 413 /, `${path}: ${status ?? "no answer in 5 s"}`);
     }
-  } finally {
-    await d.close();
-    await herd.stop();
-  }
-});
+  }));
 
-Deno.test("dashboard: a chunked control body is cut off at the bound; a real command still works", async () => {
-  const herd = new DemoHerd({ tcp: true });
-  await herd.start();
-  const d = await serveDashboard(herd, {
-    host: "127.0.0.1",
-    port: 0,
-    quiet: true,
-    assets: { built: false, islands: {}, chunks: [], styleUrl: "/static/style.css" },
-  });
-  try {
-    const origin = new URL(d.url).origin;
+Deno.test("dashboard: a chunked control body is cut off at the bound; a real command still works", () =>
+  withDashboard(async (url) => {
+    const origin = new URL(url).origin;
     // 64 MiB offered in 64 KiB chunks with no Content-Length: refused once past the bound.
     let sent = 0;
     const chunk = new TextEncoder().encode(" ".repeat(64 * 1024));
@@ -85,7 +83,7 @@ Deno.test("dashboard: a chunked control body is cut off at the bound; a real com
         ctl.enqueue(chunk);
       },
     });
-    const res = await fetch(`${d.url}/api/command`, {
+    const res = await fetch(`${url}/api/command`, {
       method: "POST",
       headers: { origin, "content-type": "application/json" },
       body,
@@ -96,15 +94,11 @@ Deno.test("dashboard: a chunked control body is cut off at the bound; a real com
 
     // A command near the herd's line limit, every byte escaped in JSON, is under the bound.
     const line = `IAMAT ${"\u00e9".repeat(30_000)} +1+1 1`;
-    const ok = await fetch(`${d.url}/api/command`, {
+    const ok = await fetch(`${url}/api/command`, {
       method: "POST",
       headers: { origin, "content-type": "application/json" },
       body: JSON.stringify({ server: "Hill", line }).replace(/\u00e9/g, "\\u00e9"),
     });
     assert.notEqual(ok.status, 413);
     await ok.body?.cancel();
-  } finally {
-    await d.close();
-    await herd.stop();
-  }
-});
+  }));
