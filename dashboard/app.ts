@@ -185,12 +185,18 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   app.use("*", cacheable());
 
   app.get("/static/*", (c) => serveStatic(c, staticDir));
+  wrongMethod(app, "/static/*", ["GET"]);
 
   for (const [file, mod] of Object.entries(ROUTES)) {
     const pattern = routePattern(file);
+    const methods: string[] = [];
     for (const [method, fn] of Object.entries(mod.handler)) {
-      if (fn) app.on(method, pattern, (c) => fn(c, dashboard));
+      if (fn) {
+        app.on(method, pattern, (c) => fn(c, dashboard));
+        methods.push(method);
+      }
     }
+    wrongMethod(app, pattern, methods);
   }
 
   return {
@@ -210,6 +216,19 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
       series.close();
     },
   };
+}
+
+/**
+ * After a route's own methods: OPTIONS answers 204 with `Allow`, any other method a JSON 405 with
+ * `Allow` (a GET route also takes HEAD, which Hono answers as the GET without its body).
+ */
+function wrongMethod(app: Hono, pattern: string, methods: readonly string[]): void {
+  const allow = [...methods, ...(methods.includes("GET") ? ["HEAD"] : []), "OPTIONS"].join(", ");
+  app.all(pattern, (c) => {
+    c.header("allow", allow);
+    if (c.req.method === "OPTIONS") return c.body(null, 204);
+    return c.json({ error: `${c.req.method} is not allowed here (allowed: ${allow})` }, 405);
+  });
 }
 
 /** Bytes a control request's body may have (see the middleware in {@linkcode createDashboard}). */

@@ -859,3 +859,37 @@ Deno.test("links: a remote herd shows the link control unavailable, and POST say
     await d.close();
   }
 });
+
+Deno.test("methods: a route's other methods get 405 with Allow, OPTIONS 204; HEAD is the GET without its body", async () => {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serve(herd);
+  try {
+    const origin = new URL(d.url).origin;
+    // With the dashboard's Origin, so the control check passes and the method is what is judged.
+    const put = await fetch(`${d.url}/api/state`, { method: "PUT", headers: { origin } });
+    assert.equal(put.status, 405);
+    assert.equal(put.headers.get("allow"), "GET, HEAD, OPTIONS");
+    assert.match((await put.json() as { error: string }).error, /PUT is not allowed/);
+    const get = await fetch(`${d.url}/api/servers/Hill/stop`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get("allow"), "POST, OPTIONS");
+    await get.body?.cancel();
+    const options = await fetch(`${d.url}/api/command`, { method: "OPTIONS" });
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get("allow"), "POST, OPTIONS");
+    await options.body?.cancel();
+    // HEAD: the GET's status and type, no body; unknown paths stay 404.
+    const head = await fetch(`${d.url}/api/state`, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get("content-type") ?? "", /application\/json/);
+    assert.equal(await head.text(), "");
+    const none = await fetch(`${d.url}/api/nope`, { method: "PUT", headers: { origin } });
+    assert.equal(none.status, 404);
+    await none.body?.cancel();
+    assert.equal(herd.snapshot().servers[0].running, true, "a GET never stops a server");
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+});
