@@ -26,7 +26,7 @@ import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
 import { writeAllSync } from "./io.ts";
-import { LogBudget, type MuteNote } from "./log_budget.ts";
+import { LogBudget, type MuteNote, type Note } from "./log_budget.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -593,8 +593,7 @@ export async function openLogs(
   opts: LogOptions = {},
 ): Promise<Logs> {
   await Deno.mkdir(dir, { recursive: true });
-  const files = new Map<string, LogFile>();
-  const budgets = new Map<string, LogBudget>();
+  const files = new Map<string, { file: LogFile; budget: LogBudget; note: Note }>();
   const json = opts.format === "json";
   const format = json ? formatJsonLogLine : formatLogLine;
   for (const name of servers) {
@@ -614,17 +613,16 @@ export async function openLogs(
         reason: "log-write",
         message: `${lost} log line(s) lost: ${why}`,
       })!;
-    files.set(name, new LogFile(`${dir}/${name}.log`, failed, gap));
-    budgets.set(name, new LogBudget());
+    const file = new LogFile(`${dir}/${name}.log`, failed, gap);
+    // One note callback per server, not a closure per event.
+    const note: Note = (n, t) => file.add(formatMuteLine(n, t, name, json));
+    files.set(name, { file, budget: new LogBudget(), note });
   }
   const off = bus.subscribe((e) => {
-    const file = files.get(e.server);
-    if (file === undefined) return;
-    const written = budgets.get(e.server)!.admit(
-      e,
-      (n) => file.add(formatMuteLine(n, e.t, e.server, json)),
-    );
-    if (!written) return;
+    const entry = files.get(e.server);
+    if (entry === undefined) return;
+    const { file, budget, note } = entry;
+    if (!budget.admit(e, note)) return;
     if (!json) {
       if (putHot(file, e)) return;
       const text = logText(e);
@@ -636,15 +634,15 @@ export async function openLogs(
   });
   return {
     reopen() {
-      for (const f of files.values()) f.reopen();
+      for (const { file } of files.values()) file.reopen();
     },
     flush() {
-      for (const f of files.values()) f.flush();
+      for (const { file } of files.values()) file.flush();
       return Promise.resolve();
     },
     close() {
       off();
-      for (const f of files.values()) f.close();
+      for (const { file } of files.values()) file.close();
       return Promise.resolve();
     },
   };

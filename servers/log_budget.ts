@@ -40,6 +40,9 @@ export interface MuteNote {
   skipped: number;
 }
 
+/** Where {@linkcode LogBudget.admit} hands a mute note, with the time of the event that caused it. */
+export type Note = (n: MuteNote, t: number) => void;
+
 /** A token bucket in log bytes. */
 class Bucket {
   tokens: number;
@@ -83,9 +86,9 @@ export class LogBudget {
 
   /**
    * Whether `e`'s log line is written. `note` is called first with a mute or unmute note to
-   * write before it, if there is one.
+   * write before it, if there is one, and the event's time (one callback serves every event).
    */
-  admit(e: HerdEvent, note: (n: MuteNote) => void): boolean {
+  admit(e: HerdEvent, note: Note): boolean {
     switch (e.kind) {
       case "line.in":
       case "reply.out":
@@ -96,7 +99,7 @@ export class LogBudget {
         const c = this.#conns.get(e.conn);
         if (c === undefined) return true;
         this.#conns.delete(e.conn);
-        if (c.muted) note({ kind: "unmute", conn: e.conn, skipped: c.skipped });
+        if (c.muted) note({ kind: "unmute", conn: e.conn, skipped: c.skipped }, e.t);
         return true;
       }
       default:
@@ -105,12 +108,12 @@ export class LogBudget {
   }
 
   /** A line of a connection's chatter: written unless it is muted (and stays so). */
-  #heard(conn: number, t: number, note: (n: MuteNote) => void): boolean {
+  #heard(conn: number, t: number, note: Note): boolean {
     const c = this.#conns.get(conn);
     if (c === undefined || !c.muted) return true;
     if (c.bucket.refill(t) >= c.bucket.burst / 2) {
       c.muted = false;
-      note({ kind: "unmute", conn, skipped: c.skipped });
+      note({ kind: "unmute", conn, skipped: c.skipped }, t);
       c.skipped = 0;
       return true;
     }
@@ -119,7 +122,7 @@ export class LogBudget {
   }
 
   /** An invalid line: charged to both buckets; overdrawing either mutes the connection. */
-  #invalid(conn: number, t: number, cost: number, note: (n: MuteNote) => void): boolean {
+  #invalid(conn: number, t: number, cost: number, note: Note): boolean {
     const server = this.#server ??= new Bucket(SERVER_BURST, SERVER_RATE, t);
     let c = this.#conns.get(conn);
     if (c === undefined) {
@@ -137,7 +140,7 @@ export class LogBudget {
       c.bucket.tokens = 0;
       c.muted = true;
       c.skipped = 1;
-      note({ kind: "mute", conn, skipped: 0 });
+      note({ kind: "mute", conn, skipped: 0 }, t);
       return false;
     }
     c.bucket.tokens -= cost;
