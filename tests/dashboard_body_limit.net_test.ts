@@ -10,6 +10,8 @@
 import assert from "node:assert/strict";
 import { serveDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
+import { closeAfter } from "../servers/timeout.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 /** Sends the head of a POST declaring `declared` body bytes plus a short start of the body; the status line read back within `ms`, or null. */
 async function statusOfHugePost(
@@ -19,7 +21,7 @@ async function statusOfHugePost(
   ms: number,
 ): Promise<string | null> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const timer = setTimeout(() => conn.close(), ms);
+  const timer = closeAfter(conn, ms);
   try {
     const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
       `Origin: http://127.0.0.1:${port}\r\nContent-Type: application/json\r\n` +
@@ -32,12 +34,8 @@ async function statusOfHugePost(
   } catch {
     return null; // closed by the timer: no answer
   } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // already closed by the timer
-    }
+    timer.clear();
+    closeQuietly(conn);
   }
 }
 

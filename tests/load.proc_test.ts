@@ -25,6 +25,7 @@ import assert from "node:assert/strict";
 import { ProcessHerd } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
 import type { LoadReply, LoadRequest } from "./_helpers/load_worker.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 const IDLE = 1900;
 const SLOW = 10;
@@ -85,14 +86,6 @@ class LoadWorker {
 
   terminate(): void {
     this.#worker.terminate();
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed
   }
 }
 

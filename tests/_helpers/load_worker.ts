@@ -10,6 +10,7 @@
  */
 
 import { TcpClient } from "./net.ts";
+import { closeQuietly } from "../../servers/io.ts";
 
 /** What the test asks of a load worker; each request is answered with one {@linkcode LoadReply}. */
 export type LoadRequest =
@@ -131,13 +132,7 @@ async function stopIdle(waitMs: number): Promise<LoadReply> {
   const open = idle.filter((w) => w.closedAt === undefined).length;
   const closedAfter = idle.filter((w) => w.closedAt !== undefined)
     .map((w) => w.closedAt! - idleFrom).sort((a, b) => a - b);
-  for (const w of idle) {
-    try {
-      w.conn.close();
-    } catch {
-      // closed already
-    }
-  }
+  for (const w of idle) closeQuietly(w.conn);
   await Promise.all(idle.map((w) => w.done));
   return { op: "idle.stop", open, closedAfter };
 }
