@@ -306,17 +306,25 @@ async function runLoad(): Promise<LoadRun> {
     }
     const { untouched: idleUntouched } = await idle.ask({ op: "idle.check" });
 
-    // Memory: once the server has worked through what it did read (its RSS settles), and again
-    // 2 s later, while the slow readers keep pushing.
+    // Memory and reads: once the server has worked through what it did read (a loaded one may
+    // still be at it when the pushes stall), and again 2 s later, while the slow readers keep
+    // pushing. Settled: the same bytes read of every slow reader and an RSS within 4 MiB in
+    // three looks 500 ms apart (bounded: 20 s).
+    const reads = async () => {
+      const queues = await tcpQueues();
+      return slow.map((conn, i) => serverRead(queues, conn, pushes[i]).read);
+    };
     let rss1 = await rss();
+    let read1 = await reads();
     for (let calm = 0, tries = 0; calm < 2 && tries < 40; tries++) {
       await new Promise((r) => setTimeout(r, 500));
       const now = await rss();
-      calm = Math.abs(now - rss1) < 4 * MB ? calm + 1 : 0;
+      const read = await reads();
+      const same = read.every((n, i) => n === read1[i]);
+      calm = same && Math.abs(now - rss1) < 4 * MB ? calm + 1 : 0;
       rss1 = now;
+      read1 = read;
     }
-    const queues1 = await tcpQueues();
-    const read1 = slow.map((conn, i) => serverRead(queues1, conn, pushes[i]).read);
     await new Promise((r) => setTimeout(r, 2000));
     const rss2 = await rss();
     const queues2 = await tcpQueues();
