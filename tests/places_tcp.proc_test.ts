@@ -205,8 +205,11 @@ class HerdProcess {
     add(decoder.decode());
   }
 
-  /** Waits (bounded) for the start-up output to include `text`. */
-  async waitForOutput(text: string, ms = 20000): Promise<void> {
+  /**
+   * Waits (bounded) for the start-up output to include `text`. `start` builds the dashboard
+   * when stale and loads the offline index first: over 20 s on a box at load 15.
+   */
+  async waitForOutput(text: string, ms = 60_000): Promise<void> {
     await waitFor(() => this.stdout.includes(text), ms, `"${text}" in ${this.stdout}`).catch(
       (err) => {
         throw new Error(`${err.message}\nstderr: ${this.stderr}`);
