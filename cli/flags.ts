@@ -198,7 +198,10 @@ export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
   } catch (err) {
     throw usageFromParseError(err, mine);
   }
-  // The first flag this subcommand does not use, in the order given.
+  // The first flag this subcommand does not use, or the first given twice, in the order given.
+  // Twice is refused rather than "the last wins": `--port 1 ... --port 2` is a mistake in a
+  // long command line or a script, and silently taking either hides it.
+  const seen = new Set<string>();
   for (const t of parsed.tokens) {
     if (t.kind !== "option") continue;
     const name = byFlag.get(t.name)!;
@@ -208,6 +211,8 @@ export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
           `(see deno task ${command} --help)`,
       );
     }
+    if (seen.has(name)) throw new UsageError(`--${t.name} is given twice: give it once`);
+    seen.add(name);
   }
   const given = new Set<OptionName>();
   const out: Record<string, unknown> = {};

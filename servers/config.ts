@@ -5,6 +5,7 @@
  * @module
  */
 
+import { visit } from "jsonc-parser";
 import { z } from "zod";
 import { MAX_SERVER_NAME } from "./limits.ts";
 import { didYouMean } from "./suggest.ts";
@@ -284,6 +285,31 @@ function resolveTls(t: TlsConfig, baseDir: string | undefined): TlsConfig {
 }
 
 /**
+ * The first key some object of the JSON `text` holds twice, as its path (`servers.A`), or
+ * undefined. JSON.parse keeps the last silently: a server written twice, or a port set in two
+ * places, is a mistake the file's author must see.
+ *
+ * @example
+ * ```ts
+ * duplicateKey('{"servers": {"A": {"port": 1}, "A": {"port": 2}}}'); // "servers.A"
+ * ```
+ */
+export function duplicateKey(text: string): string | undefined {
+  const open: Set<string>[] = [];
+  let found: string | undefined;
+  visit(text, {
+    onObjectBegin: () => void open.push(new Set()),
+    onObjectEnd: () => void open.pop(),
+    onObjectProperty: (key, _offset, _length, _line, _column, path) => {
+      const keys = open[open.length - 1];
+      if (found === undefined && keys.has(key)) found = [...path(), key].join(".");
+      keys.add(key);
+    },
+  });
+  return found;
+}
+
+/**
  * Reads and validates a config file; with no path, the default herd.
  *
  * @example
@@ -306,6 +332,10 @@ export async function loadConfig(path?: string): Promise<HerdConfig> {
     json = JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`config ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  const twice = duplicateKey(text);
+  if (twice !== undefined) {
+    throw new ConfigError(`config ${path}: ${twice} is given twice: give it once`);
   }
   try {
     const slash = path.lastIndexOf("/");

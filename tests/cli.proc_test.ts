@@ -71,6 +71,8 @@ Deno.test("bad flags and configs print one clear line and exit 2", async () => {
     [{ servers: {} }, /no servers/],
     // JSON.parse keeps "__proto__" as a key; the schema dropped it ("names no servers").
     ['{"servers": {"__proto__": {"port": 9000}}}', /server __proto__: not a usable server name/],
+    // JSON.parse keeps the last of two; a server (or any key) written twice is refused by name.
+    ['{"servers": {"A": {"port": 9000}, "A": {"port": 9001}}}', /servers\.A is given twice/],
   ];
   for (const [json, re] of configs) {
     const path = await writeConfig(json);
@@ -591,5 +593,21 @@ Deno.test("a flag missing its value before another flag or a negative number is 
       lines[0],
       `error: ${flag} needs a value (one starting with a dash is written ${flag}=-VALUE)`,
     );
+  }
+});
+
+Deno.test("a flag given twice is one line, exit 2, whatever the spelling", async () => {
+  const cases: [string[], string][] = [
+    [["server", "Hill", "--log-dir", "a", "--log-dir", "b"], "--log-dir"],
+    [["start", "--memory", "--max-connections=9000", "--memory"], "--memory"],
+    [["start", "--partial-line-ms=5", "--partial-line-ms", "6"], "--partial-line-ms"],
+    [["client", "-h", "--help"], "--help"],
+  ];
+  for (const [args, flag] of cases) {
+    const r = await run(args, { GOOGLE_PLACES_API_KEY: "" });
+    assert.deepEqual(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    const lines = r.stderr.trim().split("\n");
+    assert.deepEqual(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+    assert.deepEqual(lines[0], `error: ${flag} is given twice: give it once`);
   }
 });

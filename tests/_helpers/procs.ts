@@ -243,20 +243,27 @@ export class ProcessHerd {
     const store = own.includes("--memory") || own.includes("--data-dir")
       ? []
       : ["--data-dir", this.dataDir];
+    // The herd's defaults, each unless the test gives that flag itself (a flag given twice is
+    // refused).
+    const unless = (flag: string, args: string[]) => (own.includes(flag) ? [] : args);
+    const defaults = [
+      ...unless("--config", ["--config", config]),
+      ...unless("--log-dir", ["--log-dir", this.logDir]),
+      ...unless(
+        "--places",
+        this.#opts.places === "offline"
+          ? ["--places", "offline"]
+          : ["--places", "legacy", "--places-url", "http://127.0.0.1:1"],
+      ),
+    ];
     const args = [
       "run",
       ...taskFlags("server", { net: hosts, write: [this.dir] }),
       "main.ts",
       "server",
       name,
-      "--config",
-      config,
-      "--log-dir",
-      this.logDir,
+      ...defaults,
       ...store,
-      ...(this.#opts.places === "offline"
-        ? ["--places", "offline"]
-        : ["--places", "legacy", "--places-url", "http://127.0.0.1:1"]),
       ...own,
     ];
     const secret = this.#opts.secretFor?.(name) ?? this.#opts.secret ?? PROCS_SECRET;

@@ -1,0 +1,45 @@
+/**
+ * servers/config.ts beyond its schema (tests/config_schema.unit_test.ts): a key given twice in
+ * the file is refused by name, wherever it is, and only a real repetition is.
+ */
+
+import assert from "node:assert/strict";
+import { ConfigError, duplicateKey, loadConfig } from "../servers/config.ts";
+
+Deno.test("config: the first key an object holds twice, by its path; keys repeated across objects are not", () => {
+  const cases: [string, string | undefined][] = [
+    ['{"servers": {"A": {"port": 1}, "A": {"port": 2}}}', "servers.A"],
+    ['{"servers": {"A": {"port": 1, "host": "x", "port": 2}}}', "servers.A.port"],
+    ['{"servers": {}, "servers": {"A": {"port": 1}}}', "servers"],
+    [
+      '{"tls": {"ca": "a"}, "servers": {"A": {"neighbors": [], "neighbors": ["B"]}}}',
+      "servers.A.neighbors",
+    ],
+    // The same key in different objects, in arrays, escaped differently but the same text after
+    // parsing ("\u0041" is "A").
+    ['{"servers": {"A": {"port": 1}, "B": {"port": 2}}}', undefined],
+    ['[{"a": 1}, {"a": 2}]', undefined],
+    ['{"x": [{"a": 1, "a": 2}]}', "x.0.a"],
+    ['{"servers": {"A": {"port": 1}, "\\u0041": {"port": 2}}}', "servers.A"],
+    ["{}", undefined],
+  ];
+  for (const [text, want] of cases) assert.equal(duplicateKey(text), want, text);
+});
+
+Deno.test("config: loadConfig refuses a file with a server written twice, naming it", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await Deno.writeTextFile(
+      path,
+      '{"servers": {"A": {"port": 9000, "neighbors": ["B"]}, "B": {"port": 9001, "neighbors": ["A"]}, "A": {"port": 9002}}}',
+    );
+    await assert.rejects(
+      () => loadConfig(path),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.message === `config ${path}: servers.A is given twice: give it once`,
+    );
+  } finally {
+    await Deno.remove(path);
+  }
+});
