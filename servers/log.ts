@@ -195,7 +195,10 @@ function logText(e: HerdEvent): string | undefined {
       }`;
       break;
     case "receipt.late":
-      text = `LATE RECEIPT ${e.client} from ${e.peers.join(",")} after ${e.waitedMs.toFixed(1)} ms`;
+      // Once per late peer, not per record: it is not waited for until it receipts again.
+      text = `LATE RECEIPT ${e.client} from ${e.peers.join(",")} after ${
+        e.waitedMs.toFixed(1)
+      } ms; not waited for until it receipts again`;
       break;
     case "error":
       text = `ERROR ${e.reason}: ${e.message}`;
