@@ -254,7 +254,9 @@ export function formatMuteLine(n: MuteNote, t: number, server: string, json: boo
     });
   }
   return n.kind === "mute"
-    ? `${stamp(t)} MUTE #${n.conn} (invalid lines over the log budget: counted, not logged)`
+    ? `${
+      stamp(t)
+    } MUTE #${n.conn} (invalid lines or stale IAMATs over the log budget: counted, not logged)`
     : `${stamp(t)} UNMUTE #${n.conn} (${n.skipped} line(s) not logged)`;
 }
 

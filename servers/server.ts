@@ -767,6 +767,7 @@ export class HerdServer implements LineHandler {
           from: from?.peer ?? null,
           reason: result,
           catchUp,
+          conn: conn?.id,
         });
       }
       return undefined;
