@@ -6,12 +6,11 @@
  * too (`IN`, `DROP`, `OUT AT ...`: ~6 log bytes per byte received), so it is charged the same way;
  * a new record is not (it changes the herd, and its log lines are the audit trail).
  *
- * Invalid lines (and dropped IAMATs) draw on two token buckets, measured in log bytes they would cost: the
- * connection's (a client that sends a few bad lines is logged in full) and the server's (many
- * connections at once). A connection that overdraws either is muted: its `IN`, `OUT`, `INVALID`
- * and `DROP` lines are counted, not written, until its emptied bucket has refilled to half (8 s);
- * then, or when
- * it disconnects, one line says how many were left out. Clients that send only valid commands
+ * Invalid lines (and dropped IAMATs) draw on two token buckets, measured in log bytes they would
+ * cost: the connection's (a client that sends a few bad lines is logged in full) and the
+ * server's (many connections at once). A connection that overdraws either is muted: its `IN`,
+ * `OUT`, `INVALID` and `DROP` lines are counted, not written, until its emptied bucket has
+ * refilled to half (8 s); then, or when it disconnects, one line says how many were left out. Clients that send only valid commands
  * never draw on the buckets and are never muted. Metrics and the dashboard still see every event:
  * only the log file is spared.
  *
