@@ -24,7 +24,7 @@ import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
 import { TcpFront } from "./front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
-import { jsonErrors, type Ops } from "../servers/ops/app.ts";
+import { headAsGet, jsonErrors, type Ops, wrongMethod } from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
 import { registerHubMetrics } from "./hub_metrics.ts";
 import { type MetricsReports, RemoteMetrics } from "./remote_metrics.ts";
@@ -218,19 +218,6 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
   };
 }
 
-/**
- * After a route's own methods: OPTIONS answers 204 with `Allow`, any other method a JSON 405 with
- * `Allow` (a GET route also takes HEAD, which Hono answers as the GET without its body).
- */
-function wrongMethod(app: Hono, pattern: string, methods: readonly string[]): void {
-  const allow = [...methods, ...(methods.includes("GET") ? ["HEAD"] : []), "OPTIONS"].join(", ");
-  app.all(pattern, (c) => {
-    c.header("allow", allow);
-    if (c.req.method === "OPTIONS") return c.body(null, 204);
-    return c.json({ error: `${c.req.method} is not allowed here (allowed: ${allow})` }, 405);
-  });
-}
-
 /** Bytes a control request's body may have (see the middleware in {@linkcode createDashboard}). */
 export const MAX_CONTROL_BODY = 512 * 1024;
 
@@ -280,7 +267,7 @@ export async function serveDashboard(
   const target = `${sockDir}/http.sock`;
   const server = Deno.serve(
     { transport: "unix", path: target, onListen: () => {} },
-    dash.app.fetch,
+    headAsGet(dash.app),
   );
   // Should it fail anyway, the dashboard stops answering; the herd keeps running.
   server.finished.catch((err) => console.error(`dashboard: HTTP server failed: ${err}`));

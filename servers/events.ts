@@ -104,6 +104,8 @@ export interface LocationDroppedEvent extends Base {
   reason: "stale" | "duplicate";
   /** Arrived in a catch-up stream after a link came up. */
   catchUp?: boolean;
+  /** The client connection that sent it (a client's IAMAT; the log budget charges it). */
+  conn?: number;
 }
 /** Records written to a peer link in one batch. */
 export interface PropagationSentEvent extends Base {

@@ -195,7 +195,10 @@ function logText(e: HerdEvent): string | undefined {
       }`;
       break;
     case "receipt.late":
-      text = `LATE RECEIPT ${e.client} from ${e.peers.join(",")} after ${e.waitedMs.toFixed(1)} ms`;
+      // Once per late peer, not per record: it is not waited for until it receipts again.
+      text = `LATE RECEIPT ${e.client} from ${e.peers.join(",")} after ${
+        e.waitedMs.toFixed(1)
+      } ms; not waited for until it receipts again`;
       break;
     case "error":
       text = `ERROR ${e.reason}: ${e.message}`;
@@ -251,7 +254,9 @@ export function formatMuteLine(n: MuteNote, t: number, server: string, json: boo
     });
   }
   return n.kind === "mute"
-    ? `${stamp(t)} MUTE #${n.conn} (invalid lines over the log budget: counted, not logged)`
+    ? `${
+      stamp(t)
+    } MUTE #${n.conn} (invalid lines or stale IAMATs over the log budget: counted, not logged)`
     : `${stamp(t)} UNMUTE #${n.conn} (${n.skipped} line(s) not logged)`;
 }
 

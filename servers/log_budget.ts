@@ -2,13 +2,15 @@
  * How much of a server's log invalid lines may take. Every invalid line is logged three times over
  * (`IN`, `OUT ? <line>`, `INVALID`): a client streaming `x\n` made about 60 times its bytes in log,
  * and with escaped binary bytes (four log bytes each) more, so one connection could fill a disk.
+ * A client's stale or duplicate IAMAT is as cheap to send again and again, and logged three times
+ * too (`IN`, `DROP`, `OUT AT ...`: ~6 log bytes per byte received), so it is charged the same way;
+ * a new record is not (it changes the herd, and its log lines are the audit trail).
  *
- * Invalid lines draw on two token buckets, measured in log bytes they would cost: the
- * connection's (a client that sends a few bad lines is logged in full) and the server's (many
- * connections at once). A connection that overdraws either is muted: its `IN`, `OUT` and
- * `INVALID` lines are counted, not written, until its emptied bucket has refilled to half (8 s);
- * then, or when
- * it disconnects, one line says how many were left out. Clients that send only valid commands
+ * Invalid lines (and dropped IAMATs) draw on two token buckets, measured in log bytes they would
+ * cost: the connection's (a client that sends a few bad lines is logged in full) and the
+ * server's (many connections at once). A connection that overdraws either is muted: its `IN`,
+ * `OUT`, `INVALID` and `DROP` lines are counted, not written, until its emptied bucket has
+ * refilled to half (8 s); then, or when it disconnects, one line says how many were left out. Clients that send only valid commands
  * never draw on the buckets and are never muted. Metrics and the dashboard still see every event:
  * only the log file is spared.
  *
@@ -18,6 +20,7 @@
  */
 
 import type { HerdEvent } from "./events.ts";
+import type { AtFields } from "./record.ts";
 
 /** A connection's bucket: this many log bytes at once, refilled at {@linkcode CONN_RATE}. */
 export const CONN_BURST = 16 * 1024;
@@ -29,6 +32,12 @@ export const SERVER_BURST = 1024 * 1024;
 export const SERVER_RATE = 64 * 1024;
 /** What an invalid line costs beyond twice its length: the three lines' stamps and words. */
 const LINE_COST = 120;
+
+/** The log bytes of a dropped IAMAT: its `IN`, `DROP` and `OUT` lines each carry its AT fields. */
+function dropCost(r: AtFields): number {
+  const at = r.origin.length + r.diff.length + r.client.length + r.location.length + r.time.length;
+  return 3 * (at + 8) + LINE_COST;
+}
 /** Connections tracked before idle, unmuted ones are forgotten (handed-over sockets never disconnect). */
 const MAX_TRACKED = 4096;
 
@@ -95,6 +104,9 @@ export class LogBudget {
         return this.#heard(e.conn, e.t, note);
       case "invalid":
         return this.#invalid(e.conn, e.t, 2 * e.line.length + LINE_COST, note);
+      case "location.dropped":
+        // A client's stale or duplicate IAMAT; a peer's drops are the herd's own traffic.
+        return e.conn === undefined ? true : this.#invalid(e.conn, e.t, dropCost(e.record), note);
       case "client.disconnect": {
         const c = this.#conns.get(e.conn);
         if (c === undefined) return true;
@@ -121,7 +133,7 @@ export class LogBudget {
     return false;
   }
 
-  /** An invalid line: charged to both buckets; overdrawing either mutes the connection. */
+  /** An invalid line (or dropped IAMAT): charged to both buckets; overdrawing either mutes. */
   #invalid(conn: number, t: number, cost: number, note: Note): boolean {
     const server = this.#server ??= new Bucket(SERVER_BURST, SERVER_RATE, t);
     let c = this.#conns.get(conn);

@@ -243,6 +243,11 @@ export class Link {
     return this.#conn !== undefined;
   }
 
+  /** True while the link is up and its receipts are waited for (it is not late: receipts.ts). */
+  get awaited(): boolean {
+    return this.#conn !== undefined && !this.#waiting.late;
+  }
+
   /** This link's state, round trip and backlog (for /status, metrics and `link.stats`). */
   stats(): LinkStats {
     const up = this.#conn !== undefined;
@@ -647,6 +652,7 @@ export class Link {
           this.#onSkip(m.seq, intake);
           break;
         case RECEIPT:
+          this.#waiting.resume();
           this.#waiting.receipted(m.from, m.to);
           break;
         case PING:

@@ -41,10 +41,26 @@ export class ReceiptWaiters {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the timer fires. */
   #next = Infinity;
+  /** A receipt timed out: the peer is not waited for until it receipts again (see #expire). */
+  #late = false;
 
   /** Records waiting now. */
   get size(): number {
     return this.#waiters.length;
+  }
+
+  /**
+   * True from a receipt that did not come in time until the peer's next receipt (`resume`) or
+   * the link's end (`clear`): nobody should wait for this peer meanwhile (`onReceipt` answers at
+   * once), so one frozen or broken neighbour costs one bounded wait, not one per record.
+   */
+  get late(): boolean {
+    return this.#late;
+  }
+
+  /** The peer sent a receipt: it answers again, so its receipts are waited for again. */
+  resume(): void {
+    this.#late = false;
   }
 
   /** Waits up to `ms` for the receipt of our record `seq`. */
@@ -59,6 +75,7 @@ export class ReceiptWaiters {
    * herd.
    */
   onReceipt(seq: number, deadline: number, done: (receipted: boolean) => void): void {
+    if (this.#late) return done(true);
     this.#waiters.push({ seq, deadline, done });
     if (this.#timer === undefined) this.#arm();
     else if (deadline < this.#next) {
@@ -86,6 +103,7 @@ export class ReceiptWaiters {
 
   /** The link went down: nobody is waiting for it any more (a down link is not waited for). */
   clear(): void {
+    this.#late = false;
     const ws = this.#waiters;
     this.#waiters = [];
     if (this.#timer !== undefined) clearTimeout(this.#timer);
@@ -103,12 +121,25 @@ export class ReceiptWaiters {
       return;
     }
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       const now = performance.now();
-      const expired = this.#waiters.filter((w) => w.deadline <= now);
-      if (expired.length > 0) this.#waiters = this.#waiters.filter((w) => w.deadline > now);
-      for (const w of expired) w.done(false);
-      this.#arm();
+      const expired = this.#waiters.find((w) => w.deadline <= now);
+      if (expired === undefined) this.#arm();
+      else this.#expire(expired);
     }, Math.max(0, first - performance.now()));
+  }
+
+  /**
+   * `expired` waited out its deadline: the peer is late. Only that record reports it (one
+   * `receipt.late` per peer and episode, not one per record); every other waiter goes on at once,
+   * as for a down link, and later ones do not wait until the peer's next receipt.
+   */
+  #expire(expired: Waiter): void {
+    this.#late = true;
+    const ws = this.#waiters;
+    this.#waiters = [];
+    this.#next = Infinity;
+    for (const w of ws) w.done(w !== expired);
   }
 }
 

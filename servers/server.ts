@@ -630,7 +630,8 @@ export class HerdServer implements LineHandler {
     const ms = this.#opts.receiptWaitMs;
     if (ms <= 0) return undefined;
     let links: Link[] | undefined;
-    for (const l of this.links) if (l !== except && l.up) (links ??= []).push(l);
+    // A late link (a receipt timed out, none since) is not waited for: see receipts.ts.
+    for (const l of this.links) if (l !== except && l.awaited) (links ??= []).push(l);
     if (links === undefined) return undefined;
     const started = performance.now();
     const waiting = links;
@@ -766,6 +767,7 @@ export class HerdServer implements LineHandler {
           from: from?.peer ?? null,
           reason: result,
           catchUp,
+          conn: conn?.id,
         });
       }
       return undefined;

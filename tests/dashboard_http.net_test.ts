@@ -860,6 +860,64 @@ Deno.test("links: a remote herd shows the link control unavailable, and POST say
   }
 });
 
+Deno.test("methods: HEAD claims no length its GET does not have: the same length, or none where the GET is compressed or streamed", async () => {
+  const herd = new DemoHerd();
+  await herd.start();
+  const d = await serve(herd);
+  const port = Number(new URL(d.url).port);
+  try {
+    for (const path of ["/", "/api/state", "/healthz", "/static/style.css"]) {
+      const get = await rawRequest(port, path);
+      const head = await rawRequest(port, path, { method: "HEAD" });
+      assert.equal(head.status, get.status, path);
+      assert.equal(head.headers["content-type"], get.headers["content-type"], path);
+      assert.equal(head.body, "", path);
+      assert.equal(Number(get.headers["content-length"]), get.body.length, `GET ${path}`);
+      if (path === "/healthz" || path === "/static/style.css") {
+        assert.equal(head.headers["content-length"], get.headers["content-length"], path);
+      } else {
+        assert.ok(
+          Number(head.headers["content-length"]) > 0,
+          `HEAD ${path}: ${head.headers["content-length"]}`,
+        );
+      }
+      // Compressed, the GET is streamed (no length): so is the HEAD's answer.
+      const gzip = ["Accept-Encoding: gzip"];
+      const zipped = await rawRequest(port, path, { headers: gzip });
+      const zippedHead = await rawRequest(port, path, { method: "HEAD", headers: gzip });
+      assert.equal(
+        zippedHead.headers["content-encoding"],
+        zipped.headers["content-encoding"],
+        path,
+      );
+      assert.equal(zippedHead.headers["content-length"], zipped.headers["content-length"], path);
+    }
+    // The event stream never ends: no length, in GET or HEAD.
+    const events = await rawRequest(port, "/api/events");
+    assert.equal(events.headers["content-length"], undefined);
+    const eventsHead = await rawRequest(port, "/api/events", { method: "HEAD" });
+    assert.equal(eventsHead.status, 200);
+    assert.equal(
+      eventsHead.headers["content-length"],
+      undefined,
+      "HEAD /api/events claims a length",
+    );
+    // And its stream is closed, not left subscribed.
+    const deadline = performance.now() + 10_000;
+    const open = async () =>
+      parseExposition((await rawRequest(port, "/metrics")).body).value(
+        "herd_dashboard_subscribers",
+      );
+    while ((await open()) !== 0) {
+      assert.ok(performance.now() < deadline, "HEAD /api/events left its stream open");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await d.close();
+    await herd.stop();
+  }
+});
+
 Deno.test("methods: a route's other methods get 405 with Allow, OPTIONS 204; HEAD is the GET without its body", async () => {
   const herd = new DemoHerd();
   await herd.start();

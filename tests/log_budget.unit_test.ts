@@ -111,7 +111,7 @@ Deno.test("log budget: many connections share the server's bucket; a disconnect 
 Deno.test("log budget: mute lines in text and JSON", () => {
   assert.equal(
     formatMuteLine({ kind: "mute", conn: 7, skipped: 0 }, 0, "Hill", false),
-    "1970-01-01T00:00:00.000Z MUTE #7 (invalid lines over the log budget: counted, not logged)",
+    "1970-01-01T00:00:00.000Z MUTE #7 (invalid lines or stale IAMATs over the log budget: counted, not logged)",
   );
   assert.equal(
     formatMuteLine({ kind: "unmute", conn: 7, skipped: 5 }, 0, "Hill", false),
@@ -121,4 +121,41 @@ Deno.test("log budget: mute lines in text and JSON", () => {
     JSON.parse(formatMuteLine({ kind: "unmute", conn: 7, skipped: 5 }, 0, "Hill", true)),
     { time: "1970-01-01T00:00:00.000Z", server: "Hill", kind: "log.unmute", conn: 7, skipped: 5 },
   );
+});
+
+Deno.test("log budget: a client's dropped IAMATs are charged to it; a peer's drops and new records never are", () => {
+  const b = new LogBudget();
+  const record = {
+    origin: "Hill",
+    diff: "+0.1",
+    client: "c",
+    location: "+1+1",
+    time: "1",
+  };
+  const dropped = (conn: number | undefined, t: number): HerdEvent => ({
+    kind: "location.dropped",
+    t,
+    server: "Hill",
+    record,
+    from: conn === undefined ? "Jaquez" : null,
+    reason: "duplicate",
+    conn,
+  });
+  const accepted: HerdEvent = {
+    kind: "location.accepted",
+    t: 0,
+    server: "Hill",
+    record,
+    from: null,
+    lat: 1,
+    lng: 1,
+  };
+  const peers = feed(
+    b,
+    Array.from({ length: 5000 }, (_, i) => [dropped(undefined, i), accepted]).flat(),
+  );
+  assert.deepEqual(peers, { written: 10_000, notes: [] });
+  const client = feed(b, Array.from({ length: 5000 }, () => dropped(3, 0)));
+  assert.deepEqual(client.notes, [{ kind: "mute", conn: 3, skipped: 0 }]);
+  assert.ok(client.written < CONN_BURST / 100, `${client.written} drops written`);
 });

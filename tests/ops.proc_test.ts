@@ -13,7 +13,13 @@ import { parseConfig } from "../servers/config.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
-import { createOpsApp, type Ops, type OpsHealth, type OpsStatus } from "../servers/ops/app.ts";
+import {
+  createOpsApp,
+  type Ops,
+  type OpsHealth,
+  type OpsStatus,
+  serveOps,
+} from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
 import { INVALID_REASONS } from "../servers/reasons.ts";
 import type { InvalidEvent } from "../servers/events.ts";
@@ -23,6 +29,7 @@ import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { createDashboard } from "../dashboard/app.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { parseExposition } from "./_helpers/prom.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
 
 const SECRET = "ops-test-secret-0123456789";
 
@@ -190,6 +197,48 @@ Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.req
     assert.deepEqual((await down.json() as OpsHealth).reasons, ["B is not listening"]);
     assert.equal((await app.request("/nope")).status, 404);
   } finally {
+    await t.close();
+  }
+});
+
+Deno.test("ops endpoint over HTTP: other methods get 405 JSON with Allow, OPTIONS 204; HEAD is the GET's head, its length included", async () => {
+  const t = await startPair();
+  const served = serveOps(t.ops, "127.0.0.1", 0);
+  try {
+    for (const path of ["/metrics", "/healthz", "/status"]) {
+      for (const method of ["PUT", "POST", "DELETE", "PATCH"]) {
+        const res = await rawRequest(served.port, path, { method, body: "" });
+        assert.equal(res.status, 405, `${method} ${path}`);
+        assert.equal(res.headers["allow"], "GET, HEAD, OPTIONS", `${method} ${path}`);
+        assert.match(res.headers["content-type"], /^application\/json/);
+        assert.match(JSON.parse(res.body).error, new RegExp(`${method} is not allowed`));
+      }
+      const options = await rawRequest(served.port, path, { method: "OPTIONS" });
+      assert.equal(options.status, 204, `OPTIONS ${path}`);
+      assert.equal(options.headers["allow"], "GET, HEAD, OPTIONS");
+      assert.equal(options.body, "");
+
+      const get = await rawRequest(served.port, path);
+      const head = await rawRequest(served.port, path, { method: "HEAD" });
+      assert.equal(head.status, get.status, `HEAD ${path}`);
+      assert.equal(head.headers["content-type"], get.headers["content-type"], `HEAD ${path}`);
+      assert.equal(head.body, "");
+      const getLength = Number(get.headers["content-length"]);
+      assert.equal(getLength, get.body.length, `GET ${path} has a length`);
+      const headLength = Number(head.headers["content-length"]);
+      // /healthz is the same body every time; /metrics and /status carry times and counts
+      // whose digits can change between two requests, never by more than a few bytes.
+      if (path === "/healthz") assert.equal(headLength, getLength);
+      else {assert.ok(
+          Math.abs(headLength - getLength) < 64,
+          `HEAD ${path}: ${headLength} vs ${getLength}`,
+        );}
+    }
+    // An unknown path is still 404, whatever the method.
+    assert.equal((await rawRequest(served.port, "/nope", { method: "PUT", body: "" })).status, 404);
+    assert.equal((await rawRequest(served.port, "/nope", { method: "HEAD" })).status, 404);
+  } finally {
+    await served.close();
     await t.close();
   }
 });

@@ -38,7 +38,7 @@ async function dialAs(name: string, port: number, auth: HerdAuth): Promise<TcpCl
  * M with live links from F and G (both past their catch-up unless `gCatchingUp`); the receipt
  * wait is far longer than any test step, so a receipt that comes is never a timed-out one.
  */
-async function startM(gCatchingUp = false, fCatchingUp = false) {
+async function startM(gCatchingUp = false, fCatchingUp = false, receiptWaitMs = 60_000) {
   const [m, f, g] = freePorts(3);
   const config = parseConfig({
     servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
@@ -48,7 +48,7 @@ async function startM(gCatchingUp = false, fCatchingUp = false) {
     places: createOfflineProvider(),
     secret: SECRET,
     only: ["M"],
-    receiptWaitMs: 60_000,
+    receiptWaitMs,
     // M's own heartbeat would carry an owed `S` (see the last test); the test's peers beat.
     link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000 },
   });
@@ -106,6 +106,58 @@ async function floodFromF(m: { f: TcpClient; g: TcpClient }) {
   await m.g.waitUntil((t) => t.slice(gMark).includes("R 1 F +0.100000000 kiwi "), 5000);
   return { fMark, gMark };
 }
+
+Deno.test("receipts on a link: a neighbour that never receipts costs one bounded wait, not one per IAMAT, and is waited for again once it receipts", async () => {
+  const BOUND = 1000;
+  await using m = await startM(false, false, BOUND);
+  await using client = await TcpClient.connect(m.port);
+  let sent = 0;
+  const iamat = async () => {
+    const started = performance.now();
+    await client.send(`IAMAT mute${++sent} +34.068930-118.445127 1700000001.5\n`);
+    await client.replies(sent, 10_000);
+    return performance.now() - started;
+  };
+  // F and G read every `R` line and never answer one: the first reply waits the bound...
+  const first = await iamat();
+  assert.ok(first >= BOUND * 0.9, `the first reply waited ${first} ms, not the ${BOUND} ms bound`);
+  // ...and the next ones do not wait on them at all (stopped early when they do, so an unfixed
+  // server fails in seconds, not 100 bounds).
+  const times: number[] = [];
+  const loopStarted = performance.now();
+  while (times.length < 100 && performance.now() - loopStarted < 20_000) times.push(await iamat());
+  times.sort((a, b) => a - b);
+  const median = times[times.length >> 1];
+  assert.equal(times.length, 100, `100 IAMATs took over 20 s (median ${median} ms)`);
+  assert.ok(median < BOUND / 10, `median reply ${median} ms of 100 after the first timed out`);
+  // Counted once per neighbour, not once per IAMAT.
+  assert.equal(m.late.length, 1, `late receipt events: ${JSON.stringify(m.late)}`);
+  assert.deepEqual((m.late[0] as { peers: string[] }).peers.toSorted(), ["F", "G"]);
+
+  // Both receipt everything so far: they are waited for again. F receipts the next record at
+  // once; G holds its receipt, and the reply waits for it.
+  const rLine = (n: number) => new RegExp(`\nR (\\d+) \\S+ \\S+ mute${n} `);
+  await m.f.waitUntil((t) => rLine(sent).test(t), 10_000);
+  await m.g.waitUntil((t) => rLine(sent).test(t), 10_000);
+  const through = Number(rLine(sent).exec(m.g.received)![1]);
+  await m.f.send(`A 1 ${through}\n`);
+  await m.g.send(`A 1 ${through}\n`);
+  const fMark = m.f.received.length;
+  const gMark = m.g.received.length;
+  const before = client.received.length;
+  await client.send(`IAMAT mute${++sent} +34.068930-118.445127 1700000002.5\n`);
+  await m.f.waitUntil((t) => rLine(sent).test(t.slice(fMark - 1)), 10_000);
+  const seq = Number(rLine(sent).exec(m.f.received.slice(fMark - 1))![1]);
+  await m.f.send(`A ${seq} ${seq}\n`);
+  await m.g.waitUntil((t) => rLine(sent).test(t.slice(gMark - 1)), 10_000);
+  await new Promise((r) => setTimeout(r, BOUND / 5));
+  assert.equal(client.received.slice(before), "", "the reply went before G's receipt");
+  const gReceipted = performance.now();
+  await m.g.send(`A ${seq} ${seq}\n`);
+  await client.replies(sent, 10_000);
+  assert.ok(performance.now() - gReceipted < BOUND / 2, "the reply waited out the bound");
+  assert.equal(m.late.length, 1, "and G's receipt was in time");
+});
 
 Deno.test("receipts on a link: a neighbour that sends us the very record we wait on has receipted it (it holds it)", async () => {
   await using m = await startM();

@@ -63,3 +63,30 @@ Deno.test("receipt waiters: resolved by a covering range, out of order; timed ou
   w.receipted(1, 19);
   assert.ok(!(await d));
 });
+
+Deno.test("receipt waiters: one timed-out receipt releases every waiter and reports once; none wait until the next receipt or a relink", async () => {
+  const w = new ReceiptWaiters();
+  const first = w.wait(1, 20);
+  const second = w.wait(2, 40);
+  const third = w.wait(3, 10_000);
+  assert.deepEqual(await Promise.all([first, second, third]), [false, true, true]);
+  assert.ok(w.late);
+  assert.deepEqual(w.size, 0);
+  // Late: answered at once, not waited for (and not reported again).
+  const t0 = performance.now();
+  assert.deepEqual(await w.wait(4, 10_000), true);
+  assert.ok(performance.now() - t0 < 1000);
+  assert.deepEqual(w.size, 0);
+  // Its next receipt: waited for again.
+  w.resume();
+  assert.ok(!w.late);
+  const again = w.wait(5, 10_000);
+  assert.deepEqual(w.size, 1);
+  w.receipted(5, 5);
+  assert.deepEqual(await again, true);
+  // A relink (clear) also ends it.
+  assert.deepEqual(await w.wait(6, 10), false);
+  assert.ok(w.late);
+  w.clear();
+  assert.ok(!w.late);
+});

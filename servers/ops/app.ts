@@ -181,6 +181,51 @@ export function jsonErrors(app: Hono, label: string): void {
 }
 
 /**
+ * After a route's own methods: OPTIONS answers 204 with `Allow`, any other method a JSON 405 with
+ * `Allow` (a GET route also takes HEAD: see {@linkcode headAsGet}). Shared by the ops endpoint and
+ * the dashboard, so both answer methods alike.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * const app = new Hono();
+ * app.get("/healthz", (c) => c.json({ status: "ok" }));
+ * wrongMethod(app, "/healthz", ["GET"]); // PUT → 405, Allow: GET, HEAD, OPTIONS
+ * ```
+ */
+export function wrongMethod(app: Hono, pattern: string, methods: readonly string[]): void {
+  const allow = [...methods, ...(methods.includes("GET") ? ["HEAD"] : []), "OPTIONS"].join(", ");
+  app.all(pattern, (c) => {
+    c.header("allow", allow);
+    if (c.req.method === "OPTIONS") return c.body(null, 204);
+    return c.json({ error: `${c.req.method} is not allowed here (allowed: ${allow})` }, 405);
+  });
+}
+
+/**
+ * A Hono app's handler for `Deno.serve` that answers HEAD with the GET's whole response, body
+ * included: `Deno.serve` sends its head alone, with the length of a body of known size and none
+ * for a stream (which it cancels), so HEAD's headers are the GET's. (Hono's own HEAD answers a
+ * null body, which `Deno.serve` sends as `content-length: 0` whatever the GET's length, even for
+ * an endless event stream.)
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * Deno.serve({ port: 0 }, headAsGet(new Hono()));
+ * ```
+ */
+export function headAsGet(app: Hono): (req: Request, info: unknown) => Promise<Response> {
+  // URL and headers only: copying the request would read its `signal`, which makes Deno.serve
+  // warn (legacy abort) on every HEAD; nothing here listens to it.
+  return async (req, info) =>
+    await app.fetch(
+      req.method === "HEAD" ? new Request(req.url, { headers: req.headers }) : req,
+      info,
+    );
+}
+
+/**
  * The ops app alone (`server --ops-port`, `start --no-dashboard --ops-port`).
  *
  * @example
@@ -202,6 +247,7 @@ export function createOpsApp(ops: Ops, listenHost = "127.0.0.1"): Hono {
   app.get("/metrics", () => metricsResponse(ops));
   app.get("/healthz", () => healthResponse(ops));
   app.get("/status", () => statusResponse(ops));
+  for (const path of ["/metrics", "/healthz", "/status"]) wrongMethod(app, path, ["GET"]);
   return app;
 }
 
@@ -227,7 +273,7 @@ export function serveOps(ops: Ops, host: string, port: number): ServedOps {
   const app = createOpsApp(ops, host);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({ hostname: host, port, onListen: () => {} }, app.fetch);
+    server = Deno.serve({ hostname: host, port, onListen: () => {} }, headAsGet(app));
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new Error(`ops: port ${port} on ${host} is already in use`);

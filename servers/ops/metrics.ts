@@ -410,7 +410,7 @@ export class HerdMetrics implements MetricsExposition {
     );
     this.#receiptsLate = counter(
       "herd_receipts_late_total",
-      "New records answered or receipted without a neighbour's receipt in time.",
+      "Times a neighbour's receipt did not come in time (it is then not waited for until it receipts again).",
       ["server", "peer"],
     );
     this.#errors = counter("herd_errors_total", "Error events, by server and reason.", [
