@@ -175,19 +175,32 @@ Deno.test("over the cap, handshake bytes sent just before our own short stall st
   // Over the cap: the first bytes decide within 1 s. They arrive at 950 ms, and this process
   // (so the server) stalls until ~50 ms past the window: not late enough for the timer to
   // count as late, so only reading what arrived before judging lets the handshake in.
-  const c = await TcpClient.connect(t.port("Hill"));
-  const opened = performance.now();
-  await new Promise((r) => setTimeout(r, 950 - (performance.now() - opened)));
-  await c.send("HERD2 HELLO peer Jaquez Hill");
-  const stallEnd = opened + 1050;
-  while (performance.now() < stallEnd) {
-    // busy: the event loop is blocked, as under a burst of synchronous work
+  // The premise needs this process's 950 ms timer to fire before the window ends: on a loaded
+  // box it may fire late, so such a try is not judged and the scenario is run again (bounded).
+  for (let attempt = 1;; attempt++) {
+    const c = await TcpClient.connect(t.port("Hill"));
+    const opened = performance.now();
+    await new Promise((r) => setTimeout(r, 950 - (performance.now() - opened)));
+    await c.send("HERD2 HELLO peer Jaquez Hill");
+    const sentAfter = performance.now() - opened;
+    const stallEnd = opened + 1050;
+    while (performance.now() < stallEnd) {
+      // busy: the event loop is blocked, as under a burst of synchronous work
+    }
+    await c.waitEof(5000);
+    await c.close();
+    if (sentAfter >= 990) {
+      assert.ok(attempt < 5, `in 5 tries the handshake was never sent within the window`);
+      continue;
+    }
+    assert.ok(
+      !c.received.startsWith("? server busy"),
+      `refused although its handshake bytes were waiting unread (sent after ${
+        sentAfter.toFixed(0)
+      } ms): ${JSON.stringify(c.received)}`,
+    );
+    break;
   }
-  await c.waitEof(5000);
-  assert.ok(
-    !c.received.startsWith("? server busy"),
-    `refused although its handshake bytes were waiting unread: ${JSON.stringify(c.received)}`,
-  );
   await held.close();
 });
 
