@@ -39,6 +39,7 @@ const POLL_EVERY_MS = 100;
  */
 export class FairShare {
   #since = performance.now();
+  #ticks = ticks;
   readonly #resume = () => {
     this.#since = performance.now();
   };
@@ -47,9 +48,40 @@ export class FairShare {
 
   turn(): Promise<void> | undefined {
     const now = performance.now();
-    if (now - this.#since < this.sliceMs) return undefined;
+    // A macrotask ran since this loop last asked: the event loop had the thread (the loop's
+    // read waited, or it yielded), so its slice starts again. Counting from the last yield
+    // instead made a loop whose reads are sparse yield after nearly every read once 10 ms had
+    // passed: a timer and a hop of a millisecond or more before each of its next reads.
+    if (ticks !== this.#ticks) {
+      this.#ticks = ticks;
+      this.#since = now;
+    }
+    if (now - this.#since < this.sliceMs) {
+      armTick();
+      return undefined;
+    }
     return sharedTurn(now).then(this.#resume);
   }
+}
+
+/**
+ * Macrotasks seen to run, counted by one shared 0 ms timer that a loop within its slice arms
+ * when none is pending (and by the yields' own timers). A loop whose reads are always ready
+ * never lets it fire; a loop that waits for its reads does. At most one is pending, and none
+ * once every loop is idle.
+ */
+let ticks = 0;
+let ticking = false;
+
+function tick(): void {
+  ticks++;
+  ticking = false;
+}
+
+function armTick(): void {
+  if (ticking) return;
+  ticking = true;
+  setTimeout(tick, 0);
 }
 
 /**
@@ -69,6 +101,7 @@ function sharedTurn(now: number): Promise<void> {
   const turn = new Promise<void>((resolve) =>
     setTimeout(() => {
       if (shared?.turn === turn) shared = undefined;
+      ticks++;
       resolve();
     }, 0)
   );

@@ -56,3 +56,27 @@ Deno.test("fair: loops past their slices at once share one timer, and each still
   assert.ok(again.every((t) => t !== undefined), "and yields again once it is used up");
   await Promise.all(again);
 });
+
+Deno.test("fair: a loop whose reads wait (macrotasks run between them) never yields, however long it runs", async () => {
+  const fair = new FairShare(5);
+  const started = performance.now();
+  let yields = 0;
+  // 40 "reads" that each wait ~1 ms for data (a timer stands for the socket), over 40+ ms: 8
+  // slices' worth of time, but the event loop had the thread between every two.
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+    busy(0.2); // handling what it read
+    const turn = fair.turn();
+    if (turn !== undefined) {
+      yields++;
+      await turn;
+    }
+  }
+  assert.ok(performance.now() - started > 20, "ran longer than its slice");
+  assert.equal(yields, 0, `a loop that waits for its reads yielded ${yields} times`);
+  // While one whose reads are always ready still yields once its slice is used up.
+  busy(10);
+  const turn = fair.turn();
+  assert.ok(turn !== undefined, "a busy loop yields");
+  await turn;
+});
