@@ -26,6 +26,7 @@ import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
 import { writeAll, writeAllSync } from "./io.ts";
 import { Backoff } from "./backoff.ts";
+import { FairShare } from "./fair.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {
@@ -53,6 +54,12 @@ type Mark = { epoch: string; seq: number };
 
 /** Encoded bytes per write call while appending or compacting, so no huge string is built. */
 const CHUNK = 1 << 20;
+/** Bytes read at a time when replaying (the buffer grows only for a longer line). */
+const REPLAY_CHUNK = 256 << 10;
+/** Entries parsed between two looks at the clock when replaying (~2 ms of work). */
+const REPLAY_STEP = 512;
+/** Work a replay or restore does before letting the other servers of the process run (ms). */
+const RESTORE_SLICE_MS = 20;
 /** Retry backoff after a failed write: doubles from the first to the last. */
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 1000;
@@ -192,15 +199,16 @@ function emptyReplay(): Replay {
 }
 
 /**
- * Replays a record log, read in chunks of {@linkcode CHUNK} bytes into one reused buffer:
+ * Replays a record log, read in chunks of {@linkcode REPLAY_CHUNK} bytes into one reused buffer:
  * reading a 100 MB log (1M records) whole took 4-6 s here, most of it faulting in the fresh
  * buffer's pages, against 40 ms in chunks (BENCHMARKS.md, "Catch-up"). Throws NotFound.
  */
 async function replayFile(path: string): Promise<Replay> {
   const out = emptyReplay();
+  const fair = new FairShare(RESTORE_SLICE_MS);
   const file = await Deno.open(path);
   try {
-    let buf = new Uint8Array(CHUNK);
+    let buf = new Uint8Array(REPLAY_CHUNK);
     let filled = 0;
     let base = 0; // the file offset of buf[0]
     while (true) {
@@ -213,7 +221,13 @@ async function replayFile(path: string): Promise<Replay> {
       const n = await file.read(buf.subarray(filled));
       if (n === null) break;
       filled += n;
-      const used = replayLines(out, buf.subarray(0, filled), base);
+      // A few hundred entries at a time, in turns (see RESTORE_SLICE_MS).
+      let used = 0;
+      for (let step; (step = replayLines(out, buf.subarray(used, filled), base + used)) > 0;) {
+        used += step;
+        const turn = fair.turn();
+        if (turn !== undefined) await turn;
+      }
       buf.copyWithin(0, used, filled);
       filled -= used;
       base += used;
@@ -225,13 +239,13 @@ async function replayFile(path: string): Promise<Replay> {
 }
 
 /**
- * Replays the whole lines of `bytes` (which start at file offset `base`) into `out`; returns how
- * many bytes they took. Invalid entries are skipped and counted; a last line without its LF is
+ * Replays the whole lines of `bytes` (which start at file offset `base`), up to
+ * {@linkcode REPLAY_STEP} of them, into `out`; returns how many bytes they took. Invalid entries are skipped and counted; a last line without its LF is
  * left: a torn tail (the crash came mid-append) is cut, nothing after it was durable.
  */
 function replayLines(out: Replay, bytes: Uint8Array, base: number): number {
   let pos = 0;
-  while (pos < bytes.length) {
+  for (let lines = 0; pos < bytes.length && lines < REPLAY_STEP; lines++) {
     const lf = bytes.indexOf(10, pos);
     if (lf === -1) break;
     const line = bytes.subarray(pos, lf);
@@ -494,7 +508,14 @@ class RecordLog implements Persistence {
     // The log is written in sequence order: only records updated since the last compaction
     // are out of it (sorting 1M records took ~0.5 s).
     if (!inSeqOrder(records)) records.sort((a, b) => a.seq - b.seq);
-    for (const r of records) store.restore(r);
+    // In turns: in `start` the other servers of this process go on meanwhile (a restart of one
+    // with 50,000 records held the event loop 1.4 s in one piece here).
+    const fair = new FairShare(RESTORE_SLICE_MS);
+    for (const r of records) {
+      store.restore(r);
+      const turn = fair.turn();
+      if (turn !== undefined) await turn;
+    }
     this.#store = store;
     this.#links = links;
     const lost = data.bad > 0 || (data.entries > 0 && data.epoch === undefined);
