@@ -62,6 +62,8 @@ export interface ReplyOutEvent extends Base {
   kind: "reply.out";
   conn: number;
   reply: string;
+  /** A WHATSAT's answer: the log summarises the reply's JSON body with these, never writes it. */
+  places?: { status: string; results: number };
 }
 /** The verb of a command as metrics label it (anything but IAMAT and WHATSAT is `other`). */
 export type CommandVerb = "IAMAT" | "WHATSAT" | "other";

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { asciiJson, type EventBus, type HerdEvent } from "./events.ts";
+import { asciiJson, type EventBus, type HerdEvent, type ReplyOutEvent } from "./events.ts";
 import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
@@ -96,6 +96,74 @@ function stamp(t: number): string {
   return stampText;
 }
 
+/**
+ * An AT reply's diff, location or time longer than this is elided in its OUT line (written whole
+ * in the IN line and the record's ACCEPT): a 65 KB location is logged once per record, not once
+ * per WHATSAT that names it. Client IDs (at most 256 bytes) are never elided.
+ */
+export const OUT_FIELD_MAX = 64;
+/** Chars of an elided field kept before `...[<n> bytes]`. */
+const ELIDED_HEAD = 16;
+/** The fields of an AT line (`AT origin diff client location time`) that may be elided. */
+const ELIDABLE = [2, 4, 5];
+
+/** Whether chars `0..end` of `reply` are an AT line with a field over {@linkcode OUT_FIELD_MAX}. */
+function hasLongField(reply: string, end: number): boolean {
+  if (end <= OUT_FIELD_MAX || !reply.startsWith("AT ")) return false;
+  for (let from = 0; from < end;) {
+    let space = reply.indexOf(" ", from);
+    if (space < 0 || space > end) space = end;
+    if (space - from > OUT_FIELD_MAX) return true;
+    from = space + 1;
+  }
+  return false;
+}
+
+/** `line` with each long diff, location or time of an AT line elided (numeric fields, so
+ * `...[<n> bytes]` can never be a field's own text). */
+function elideAt(line: string): string {
+  if (!hasLongField(line, line.length)) return line;
+  const f = line.split(" ");
+  if (f.length !== 6) return line;
+  for (const i of ELIDABLE) {
+    if (f[i].length > OUT_FIELD_MAX) {
+      f[i] = `${f[i].slice(0, ELIDED_HEAD)}...[${f[i].length} bytes]`;
+    }
+  }
+  return f.join(" ");
+}
+
+/** What an OUT line logs of a reply: its first line (long AT fields elided), and for a WHATSAT the
+ * JSON body's size and status, never the body. */
+interface LoggedReply {
+  /** The first line, without its LF. */
+  line: string;
+  /** Whether the reply ended its first line with a LF. */
+  lf: boolean;
+  /** A WHATSAT's JSON body, summarised; undefined for one-line replies. */
+  body?: { bytes: number; status?: string; results?: number };
+}
+
+/** See {@linkcode LoggedReply}. */
+function loggedReply(e: ReplyOutEvent): LoggedReply {
+  const r = e.reply;
+  const lf = r.indexOf("\n");
+  const line = elideAt(lf < 0 ? r : r.slice(0, lf));
+  if (lf < 0 || lf === r.length - 1) return { line, lf: lf >= 0 };
+  // `AT ...\n<JSON>\n\n`: the JSON's own bytes.
+  const bytes = r.length - lf - 1 - (r.endsWith("\n\n") ? 2 : 0);
+  return { line, lf: true, body: { bytes, ...e.places } };
+}
+
+/** The text an OUT line gives for a reply, after `OUT #<conn> `. */
+function replyText(e: ReplyOutEvent): string {
+  const { line, body } = loggedReply(e);
+  if (body === undefined) return line;
+  return `${line} [JSON ${body.bytes} bytes${
+    body.status === undefined ? "" : `, status=${body.status}, results=${body.results}`
+  }]`;
+}
+
 /** The client IDs of a batch, space-separated: enough to trace each record to its ACCEPT line. */
 function clientIds(records: readonly AtFields[]): string {
   let ids = "";
@@ -146,7 +214,7 @@ function logText(e: HerdEvent): string | undefined {
       text = `IN #${e.conn} ${e.line}`;
       break;
     case "reply.out":
-      text = `OUT #${e.conn} ${e.reply.endsWith("\n") ? e.reply.slice(0, -1) : e.reply}`;
+      text = `OUT #${e.conn} ${replyText(e)}`;
       break;
     case "invalid":
       text = `INVALID #${e.conn} ${e.reason}`;
@@ -223,6 +291,13 @@ export function formatJsonLogLine(e: HerdEvent): string | undefined {
   if (logText(e) === undefined) return undefined;
   const { t, server, kind, ...fields } = e as HerdEvent & { records?: readonly AtFields[] };
   const out: Record<string, unknown> = { time: stamp(t), server, kind, ...fields };
+  if (e.kind === "reply.out") {
+    // As in the text format: the first line (long fields elided), a WHATSAT's body summarised.
+    const { line, lf, body } = loggedReply(e);
+    out.reply = lf ? line + "\n" : line;
+    delete out.places;
+    if (body !== undefined) out.body = body;
+  }
   if (fields.records !== undefined) {
     // As in the text format: a batch names its records by client ID, a catch-up batch by count.
     delete out.records;
@@ -277,11 +352,14 @@ function putHot(file: LogFile, e: HerdEvent): boolean {
       return file.end();
     case "reply.out": {
       const r = e.reply;
+      const end = r.endsWith("\n") ? r.length - 1 : r.length;
+      // A WHATSAT's reply (a second line) or a long AT field: summarised by replyText.
+      if (r.lastIndexOf("\n", end - 1) >= 0 || hasLongField(r, end)) return false;
       file.begin(e.t);
       file.put("OUT #");
       file.put(String(e.conn));
       file.put(" ");
-      file.put(r, 0, r.endsWith("\n") ? r.length - 1 : r.length);
+      file.put(r, 0, end);
       return file.end();
     }
     case "location.accepted":

@@ -52,6 +52,8 @@ const LATE_MS = 100;
 /** Why one command got `?`, filled in where that is decided (only while someone listens). */
 interface Outcome {
   reason?: InvalidReason | FailureReason;
+  /** A WHATSAT's answer, for the log's summary of its reply (`reply.out`'s `places`). */
+  places?: { status: string; results: number };
 }
 
 /** Everything a server needs besides its config. */
@@ -498,7 +500,7 @@ export class HerdServer implements LineHandler {
     }
     if (log) {
       const done = (r: string) => {
-        this.#emitReply(conn.id, r);
+        this.#emitReply(conn.id, r, outcome!.places);
         this.#emitCommand(cmd, line.text, conn.id, outcome!, started);
       };
       if (typeof reply === "string") done(reply);
@@ -658,8 +660,8 @@ export class HerdServer implements LineHandler {
     });
   }
 
-  #emitReply(conn: number, reply: string): void {
-    this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply });
+  #emitReply(conn: number, reply: string, places: Outcome["places"]): void {
+    this.bus.emit({ kind: "reply.out", t: Date.now(), server: this.name, conn, reply, places });
   }
 
   /**
@@ -850,18 +852,24 @@ export class HerdServer implements LineHandler {
     // The record is taken now (#places reads it before its first await), so a later IAMAT of
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
-    if (known !== undefined) return this.#places(known, cmd);
+    if (known !== undefined) return this.#places(known, cmd, outcome);
     // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly,
     // for a record from a peer or another connection (never from a later command of this one).
     if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) {
       return this.#invalid(line, "unknown-client", outcome);
     }
     return this.store.whenKnown(cmd.client, this.#opts.whatsatGraceMs, conn).then((r) =>
-      r === undefined ? this.#invalid(line, "unknown-client", outcome) : this.#places(r, cmd)
+      r === undefined
+        ? this.#invalid(line, "unknown-client", outcome)
+        : this.#places(r, cmd, outcome)
     );
   }
 
-  async #places(record: StoredRecord, cmd: WhatsatCommand): Promise<string> {
+  async #places(
+    record: StoredRecord,
+    cmd: WhatsatCommand,
+    outcome: Outcome | undefined,
+  ): Promise<string> {
     const atLine = formatAt(record);
     const { lat, lng } = parseLocation(record.location)!;
     const started = performance.now();
@@ -871,6 +879,9 @@ export class HerdServer implements LineHandler {
     if (answer.rejected !== undefined) {
       const message = answer.rejected;
       this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "places", message });
+    }
+    if (outcome !== undefined) {
+      outcome.places = { status: body.status, results: body.results.length };
     }
     if (this.bus.active) {
       this.bus.emit({

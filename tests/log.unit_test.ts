@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
-import { formatLogLine, openLogs } from "../servers/log.ts";
+import { formatJsonLogLine, formatLogLine, openLogs } from "../servers/log.ts";
 import type { AtFields } from "../servers/record.ts";
 import { bytesToBinary } from "../servers/lines.ts";
 
@@ -66,6 +66,18 @@ function randomEvent(r: () => number, server: string): HerdEvent {
   const events: HerdEvent[] = [
     { ...base, kind: "line.in", conn: Math.floor(r() * 100), line: text(r, true) },
     { ...base, kind: "reply.out", conn: 2, reply: text(r, true) + (r() < 0.5 ? "\n" : "") },
+    // AT replies: short fields or long ones (elided in OUT), with a WHATSAT's body or not.
+    {
+      ...base,
+      kind: "reply.out",
+      conn: 4,
+      reply:
+        `AT ${text(r)} +0.${"1".repeat(r() < 0.5 ? 9 : 70)} ${text(r)} +1.${
+          "0".repeat(r() < 0.5 ? 3 : 90)
+        }-2.5 ${r() < 0.5 ? "1.5" : "1." + "5".repeat(80)}\n` +
+        (r() < 0.5 ? `{\n   "status" : "OK"\n}\n\n` : ""),
+      places: r() < 0.5 ? { status: text(r), results: 3 } : undefined,
+    },
     {
       ...base,
       kind: "location.accepted",
@@ -129,4 +141,51 @@ Deno.test("logs: a text log file holds exactly formatLogLine of each event, on r
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("logs: OUT lines elide long AT fields and summarise a WHATSAT's body, in text and JSON", () => {
+  const loc = "+1." + "0".repeat(100) + "-2.5";
+  const at = `AT Hill +0.500000000 kiwi ${loc} 1700000000.5`;
+  const elided = `AT Hill +0.500000000 kiwi +1.0000000000000...[${loc.length} bytes] 1700000000.5`;
+  const body = '{\n   "results" : [],\n   "status" : "ZERO_RESULTS"\n}';
+  const base = { kind: "reply.out", t: 0, server: "Hill", conn: 7 } as const;
+  const whatsat = {
+    ...base,
+    reply: `${at}\n${body}\n\n`,
+    places: { status: "ZERO_RESULTS", results: 0 },
+  };
+  const stamp = "1970-01-01T00:00:00.000Z";
+  // Short fields: the reply as it was.
+  const short = "AT Hill +0.500000000 kiwi +34.068930-118.445127 1700000000.5";
+  assert.equal(formatLogLine({ ...base, reply: short + "\n" }), `${stamp} OUT #7 ${short}`);
+  assert.equal(formatLogLine({ ...base, reply: at + "\n" }), `${stamp} OUT #7 ${elided}`);
+  assert.equal(
+    formatLogLine(whatsat),
+    `${stamp} OUT #7 ${elided} [JSON ${body.length} bytes, status=ZERO_RESULTS, results=0]`,
+  );
+  // Without the answer's summary (an event from elsewhere): the size alone.
+  assert.equal(
+    formatLogLine({ ...whatsat, places: undefined }),
+    `${stamp} OUT #7 ${elided} [JSON ${body.length} bytes]`,
+  );
+  // A client ID is never elided; `? <line>` replies are written whole (the log budget's).
+  const id = "c".repeat(200);
+  assert.equal(
+    formatLogLine({ ...base, reply: `AT Hill +0.5 ${id} +1+2 3\n` }),
+    `${stamp} OUT #7 AT Hill +0.5 ${id} +1+2 3`,
+  );
+  const bad = `? IAMAT x ${loc} 1`;
+  assert.equal(formatLogLine({ ...base, reply: bad + "\n" }), `${stamp} OUT #7 ${bad}`);
+  assert.deepEqual(JSON.parse(formatJsonLogLine(whatsat)!), {
+    time: stamp,
+    server: "Hill",
+    kind: "reply.out",
+    conn: 7,
+    reply: elided + "\n",
+    body: { bytes: body.length, status: "ZERO_RESULTS", results: 0 },
+  });
+  assert.deepEqual(
+    JSON.parse(formatJsonLogLine({ ...base, reply: short + "\n" })!).reply,
+    short + "\n",
+  );
 });

@@ -484,12 +484,14 @@ Deno.test("CLI --places new: exact request, translated reply, bound, and the key
     assert.match(all, /error="API key not valid: REDACTED"/);
     assert.match(all, /status=REQUEST_DENIED results=0/);
     assert.match(all, /error="Places request timed out after 1000 ms"/);
-    // Every input line and reply is logged (connection numbers count link dials too).
+    // Every input line and reply is logged (connection numbers count link dials too); a
+    // WHATSAT's reply as its AT line and a summary of the JSON body, never the body.
     assert.match(out.logs["Beta.log"], /IN #\d+ WHATSAT kiwi\.cs\.ucla\.edu 10 2\n/);
     assert.match(
       out.logs["Beta.log"],
-      /OUT #\d+ AT Alpha \S+ kiwi\.cs\.ucla\.edu .*\\x0a\{\\x0a {3}"html/,
+      /OUT #\d+ AT Alpha \S+ kiwi\.cs\.ucla\.edu \S+ \S+ \[JSON \d+ bytes, status=OK, results=2\]\n/,
     );
+    assert.doesNotMatch(all, /"html_attributions"/);
   });
 });
 
