@@ -11,6 +11,13 @@
  * `\x1b`, `\` is `\x5c`): outside text cannot forge a line or drive a terminal, and
  * {@linkcode unescapeLogText} gives the original bytes back.
  *
+ * Every command (`IN`) and every reply (`OUT`) is logged, but a valid command cannot make the log
+ * outgrow what it received by more than a constant: a WHATSAT's `OUT` line is its AT line and a
+ * summary of the JSON body (`[JSON <bytes> bytes, status=<status>, results=<n>]`), never the
+ * body, and an AT reply's diff, location or time longer than {@linkcode OUT_FIELD_MAX} bytes is
+ * elided in `OUT` lines (`<first 16 chars>...[<n> bytes]`): the record is written whole in its
+ * `IN` and `ACCEPT` lines, once. (Invalid lines and stale IAMATs have a budget: log_budget.ts.)
+ *
  * With `format: "json"`, each line is instead one JSON object (`time`, `server`, `kind` and the
  * event's fields; a batch's records as `count` and `clients`), ASCII only: JSON escapes control
  * characters and every char above 0x7e is `\uXXXX` (wire text is one char per byte), so the same

@@ -217,3 +217,25 @@ Deno.test("log growth: JSON logs summarise WHATSAT bodies and elide long fields 
     assert.ok(JSON.parse(l).reply.includes("...[65004 bytes]"), l.slice(0, 200));
   }
 });
+
+Deno.test("log growth: WHATSATs that Google refuses log their error, still bounded", async () => {
+  await using fake = startFakeGoogle("LOG-KEY");
+  fake.mode = "echoKey";
+  const places = createPlacesProvider({
+    places: "legacy",
+    apiKey: "LOG-KEY",
+    baseUrl: fake.origin,
+  });
+  const n = 200;
+  const g = await flood(
+    { places },
+    `IAMAT k ${KIWI} ${clientTime()}\n`,
+    "WHATSAT k 1 1\n".repeat(n),
+  );
+  assert.equal(g.replies, n);
+  assert.match(
+    g.log,
+    / OUT #\d+ AT Hill \S+ k \S+ \S+ \[JSON \d+ bytes, status=INVALID_REQUEST, results=0\]\n/,
+  );
+  assertBounded(g, "Google refusing");
+});
