@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { clientTime, startSeedHerd, TcpClient } from "./_helpers/net.ts";
-import { startFakeGoogle } from "./_helpers/fake_google.ts";
+import { type FakeMode, startFakeGoogle } from "./_helpers/fake_google.ts";
 import { openLogs } from "../servers/log.ts";
 import { createPlacesProvider } from "../servers/places/select.ts";
 import { binaryToBytes, bytesToBinary } from "../servers/lines.ts";
@@ -98,6 +98,18 @@ async function flood(
   }
 }
 
+/** {@linkcode flood} with Google legacy answers, from a fake answering in `mode`. */
+async function legacyFlood(mode: FakeMode, setup: string, payload: string): Promise<Growth> {
+  await using fake = startFakeGoogle("LOG-KEY");
+  fake.mode = mode;
+  const places = createPlacesProvider({
+    places: "legacy",
+    apiKey: "LOG-KEY",
+    baseUrl: fake.origin,
+  });
+  return await flood({ places }, setup, payload);
+}
+
 /** Asserts the growth per byte sent is under the bound, naming the numbers. */
 function assertBounded(g: Growth, what: string, format: "text" | "json" = "text"): void {
   const ratio = g.logged / g.sent;
@@ -120,21 +132,16 @@ Deno.test("log growth: pipelined WHATSATs answered offline log a summary, not th
 });
 
 Deno.test("log growth: WHATSATs answered by Google legacy with 20 results log a summary", async () => {
-  await using fake = startFakeGoogle("LOG-KEY");
-  const places = createPlacesProvider({
-    places: "legacy",
-    apiKey: "LOG-KEY",
-    baseUrl: fake.origin,
-  });
   const n = 200;
-  const g = await flood(
-    { places },
+  const g = await legacyFlood(
+    "ok",
     `IAMAT kiwi.cs.ucla.edu ${KIWI} ${clientTime()}\n`,
     "WHATSAT kiwi.cs.ucla.edu 50 20\n".repeat(n),
   );
   assert.equal(g.replies, n);
   assert.ok(g.received > n * 2000, `${g.received} B of replies`);
   assert.ok(!g.log.includes("Legacy Place"), "no result of the body is in the log");
+  assert.match(g.log, / OUT #\d+ AT Hill .* \[JSON \d+ bytes, status=OK, results=20\]\n/);
   assertBounded(g, "Google legacy");
 });
 
@@ -219,16 +226,9 @@ Deno.test("log growth: JSON logs summarise WHATSAT bodies and elide long fields 
 });
 
 Deno.test("log growth: WHATSATs that Google refuses log their error, still bounded", async () => {
-  await using fake = startFakeGoogle("LOG-KEY");
-  fake.mode = "echoKey";
-  const places = createPlacesProvider({
-    places: "legacy",
-    apiKey: "LOG-KEY",
-    baseUrl: fake.origin,
-  });
   const n = 200;
-  const g = await flood(
-    { places },
+  const g = await legacyFlood(
+    "echoKey",
     `IAMAT k ${KIWI} ${clientTime()}\n`,
     "WHATSAT k 1 1\n".repeat(n),
   );
