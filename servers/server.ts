@@ -899,16 +899,18 @@ export class HerdServer implements LineHandler {
         error: body.error_message,
       });
     }
-    return formatWhatsatReply(atLine, utf8ToBinary(this.#placesJson(body)));
+    return formatWhatsatReply(atLine, utf8ToBinary(this.#placesJson(body, outcome)));
   }
 
   /** The reply's JSON; a body the formatter refuses (too deep) becomes an error body. */
-  #placesJson(body: LegacyNearbyResponse): string {
+  #placesJson(body: LegacyNearbyResponse, outcome: Outcome | undefined): string {
     try {
       return formatLegacyJson(body);
     } catch (err) {
       const message = `Places answer could not be formatted: ${errorText(err)}`;
       this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "places", message });
+      // The log's summary of the reply names the body actually sent.
+      if (outcome !== undefined) outcome.places = { status: "UNKNOWN_ERROR", results: 0 };
       return formatLegacyJson(errorAnswer("UNKNOWN_ERROR", message).body);
     }
   }

@@ -152,6 +152,11 @@ Deno.test("unhandled: a provider's body too deep to format is answered in the er
       }),
   };
   const a = await startA(provider);
+  // What the log summarises the reply with: the body actually sent, not the provider's.
+  const summaries: unknown[] = [];
+  const off = a.herd.bus.subscribe((e) => {
+    if (e.kind === "reply.out" && e.places !== undefined) summaries.push(e.places);
+  });
   try {
     const now = Math.floor(Date.now() / 1000);
     const text = await exchange(a.port, `IAMAT kiwi +1+1 ${now}\nWHATSAT kiwi 10 5\n`);
@@ -163,7 +168,9 @@ Deno.test("unhandled: a provider's body too deep to format is answered in the er
     assert.deepEqual(json.status, "UNKNOWN_ERROR");
     assert.match(json.error_message, /could not be formatted/);
     assert.deepEqual(a.errors.length, 1, a.errors.join("; "));
+    assert.deepEqual(summaries, [{ status: "UNKNOWN_ERROR", results: 0 }]);
   } finally {
+    off();
     await a.herd.stop();
   }
 });
