@@ -21,7 +21,7 @@ import { etag } from "hono/etag";
 import { type Assets, loadAssets, serveStatic, STATIC_DIR } from "./assets.ts";
 import type { Dashboard } from "./context.ts";
 import { DEFAULT_STALL_MS, EventHub, type HubOptions } from "./hub.ts";
-import { TcpFront } from "./front.ts";
+import { serveHttp } from "../servers/http_front.ts";
 import { routePattern, ROUTES } from "./manifest.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { headAsGet, jsonErrors, type Ops, wrongMethod } from "../servers/ops/app.ts";
@@ -252,7 +252,7 @@ export interface ServedDashboard extends DashboardApp {
 }
 
 /**
- * Serves the dashboard with `Deno.serve`. The token is `opts.token`, else `HERD_DASHBOARD_TOKEN`,
+ * Serves the dashboard (servers/http_front.ts `serveHttp`). The token is `opts.token`, else `HERD_DASHBOARD_TOKEN`,
  * else (beyond loopback only) a generated one. When a token is in force it prints the URL that
  * carries it (to stderr, unless `quiet`): the token is never sent in a page.
  */
@@ -262,36 +262,17 @@ export async function serveDashboard(
 ): Promise<ServedDashboard> {
   const assets = opts.assets ?? await loadAssets(opts.staticDir ?? STATIC_DIR);
   const dash = createDashboard(herd, { ...opts, token: opts.token ?? envToken(), assets });
-  // The HTTP server listens on a private Unix socket; the port is the front's (web/front.ts).
-  const sockDir = await Deno.makeTempDir({ prefix: "herd-dashboard-" });
-  const target = `${sockDir}/http.sock`;
-  const server = Deno.serve(
-    { transport: "unix", path: target, onListen: () => {} },
-    headAsGet(dash.app),
-  );
-  // Should it fail anyway, the dashboard stops answering; the herd keeps running.
-  server.finished.catch((err) => console.error(`dashboard: HTTP server failed: ${err}`));
-  let front: TcpFront;
-  try {
-    front = new TcpFront({
-      hostname: opts.host,
-      port: opts.port,
-      target,
-      stallMs: opts.hub?.stallMs ?? DEFAULT_STALL_MS,
-      onError: (message) => console.error(`dashboard: ${message}`),
-    });
-  } catch (err) {
-    await server.shutdown();
-    await Deno.remove(sockDir, { recursive: true }).catch(() => {});
-    throw err;
-  }
-  const stop = async () => {
-    await front.close();
-    await server.shutdown();
-    await Deno.remove(sockDir, { recursive: true }).catch(() => {});
-  };
+  // Behind the one guarded front of every HTTP port (servers/http_front.ts). Should its HTTP
+  // server fail anyway, it listens again; the herd keeps running.
+  const served = serveHttp(headAsGet(dash.app), {
+    hostname: opts.host,
+    port: opts.port,
+    stallMs: opts.hub?.stallMs ?? DEFAULT_STALL_MS,
+    label: "dashboard",
+  });
+  const stop = () => served.close();
   opts.signal?.addEventListener("abort", () => void stop(), { once: true });
-  const addr = front.addr;
+  const addr = served.addr;
   dash.setListenAddress(opts.host, addr.port);
   const shownHost = isWildcardHost(opts.host) ? "127.0.0.1" : opts.host;
   const url = `http://${authority(shownHost, addr.port)}`;
@@ -309,9 +290,9 @@ export async function serveDashboard(
     ...dash,
     url,
     openUrl,
-    finished: server.finished.catch(() => {}),
+    finished: served.finished,
     async close() {
-      if (closed) return server.finished.catch(() => {});
+      if (closed) return served.finished;
       closed = true;
       dash.close();
       await stop();

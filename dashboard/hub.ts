@@ -16,6 +16,7 @@
  */
 
 import { displayText, type EventBus, type HerdEvent } from "../servers/events.ts";
+import { HTTP_STALL_MS } from "../servers/http_front.ts";
 import {
   type DashEvent,
   type GapNotice,
@@ -90,8 +91,8 @@ interface Sub {
 
 const STREAMED = new Set<string>(STREAM_KINDS);
 
-/** A subscriber (and, in web/front.ts, any dashboard connection) accepting nothing this long is cut. */
-export const DEFAULT_STALL_MS = 30_000;
+/** A subscriber (and, in servers/http_front.ts, any connection) accepting nothing this long is cut. */
+export const DEFAULT_STALL_MS = HTTP_STALL_MS;
 
 /** True for events the stream carries (everything but line.in / reply.out). */
 export function isStreamed(e: HerdEvent): boolean {

@@ -1,5 +1,5 @@
 /**
- * The dashboard's TCP front (dashboard/front.ts) must not let connections that never finish a
+ * The dashboard's TCP front (servers/http_front.ts) must not let connections that never finish a
  * request hold the dashboard's whole connection share: 256 idle sockets (or sockets that trickle
  * header bytes, slowloris) from one client would otherwise answer every visitor, and the ops
  * routes `start` serves on the same port (/healthz, /metrics), `503` for as long as they are held.
@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { dashboardConnectionCap, TcpFront } from "../dashboard/front.ts";
+import { httpConnectionCap, TcpFront } from "../servers/http_front.ts";
 import { rawRequest } from "./_helpers/http_raw.ts";
 
 const STALL_MS = 1_000;
@@ -31,7 +31,7 @@ Deno.test("dashboard front: connections that never complete a request do not loc
   const held: Deno.Conn[] = [];
   let trickle: ReturnType<typeof setInterval> | undefined;
   try {
-    const cap = dashboardConnectionCap();
+    const cap = httpConnectionCap();
     const enc = new TextEncoder();
     for (let i = 0; i < cap; i++) {
       const c = await Deno.connect({ hostname: "127.0.0.1", port });

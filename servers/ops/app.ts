@@ -10,6 +10,7 @@
 
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
+import { type ServedHttp, serveHttp } from "../http_front.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
@@ -260,7 +261,9 @@ export interface ServedOps {
 }
 
 /**
- * Serves the ops app with `Deno.serve`; a clear error when the port is taken.
+ * Serves the ops app behind the guarded front every HTTP port of ours uses
+ * (servers/http_front.ts: descriptor budget, accept back-off, idle and stalled connections
+ * closed); a clear error when the port is taken.
  *
  * @example
  * ```ts
@@ -271,20 +274,20 @@ export interface ServedOps {
  */
 export function serveOps(ops: Ops, host: string, port: number): ServedOps {
   const app = createOpsApp(ops, host);
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let served: ServedHttp;
   try {
-    server = Deno.serve({ hostname: host, port, onListen: () => {} }, headAsGet(app));
+    served = serveHttp(headAsGet(app), { hostname: host, port, label: "ops" });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new Error(`ops: port ${port} on ${host} is already in use`);
     }
     throw new Error(`ops: cannot listen on ${host}:${port}: ${(err as Error).message}`);
   }
-  const real = server.addr.port;
+  const real = served.addr.port;
   const shown = host.includes(":") ? `[${host}]` : host;
   return {
     url: `http://${shown}:${real}`,
     port: real,
-    close: () => server.shutdown(),
+    close: () => served.close(),
   };
 }

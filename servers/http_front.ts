@@ -1,16 +1,18 @@
 /**
- * The dashboard's TCP front: the dashboard's port is ours (`Deno.listen`), and each connection
- * is relayed to the HTTP server (`Deno.serve`) on a private Unix socket.
+ * Every HTTP port of ours (the dashboard's, `--ops-port`'s) is a TCP front: the port is ours
+ * (`Deno.listen`), and each connection is relayed to the HTTP server (`Deno.serve`) on a private
+ * Unix socket. {@linkcode serveHttp} is the one way to listen for HTTP.
  *
  * Why not let `Deno.serve` own the port: it accepts without limit and has no way to close one
  * connection. Out of descriptors, its accept loop rejects `finished` ("Http: Too many open
- * files"), uncaught, which ended the whole `start` process; and an event stream whose client
+ * files"), uncaught, which ended the whole process (`start` through its dashboard, `server`
+ * through its `--ops-port`); and an event stream whose client
  * stops reading stays open for good (erroring the body does nothing while the socket write is
  * blocked), holding its descriptor and megabytes of queued frames. Here:
  * - accepts back off and retry on errors (servers/descriptors.ts);
  * - each connection counts against the process's descriptor budget (it costs three: the client's
- *   socket and both ends of the relay), and the dashboard may hold only its share of it
- *   (`dashboardConnectionCap`); past either it gets a 503 JSON error and is closed;
+ *   socket and both ends of the relay), and each port may hold only its share of it
+ *   (`httpConnectionCap`); past either it gets a 503 JSON error and is closed;
  * - a connection whose client accepts no bytes for `stallMs` is closed for real (the event hub
  *   cuts such a subscriber after the same time);
  * - a connection that got no response byte for `stallMs` is closed too (an idle keep-alive, or a
@@ -22,21 +24,27 @@
  * @module
  */
 
-import { withTimeout } from "../servers/timeout.ts";
-import { acceptConnections, descriptors } from "../servers/descriptors.ts";
-import { closeQuietly, writeAll } from "../servers/io.ts";
+import { withTimeout } from "./timeout.ts";
+import { acceptConnections, descriptors } from "./descriptors.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
 /**
- * The dashboard's share of the process's client descriptors: a quarter (at most 256
- * connections, at least 4). Past it, the dashboard answers 503; the rest of the budget stays
- * the herd's clients', so idle or slow connections to the dashboard can never lock them out.
+ * One HTTP port's share of the process's client descriptors: a quarter (at most 256
+ * connections, at least 4). Past it, the port answers 503; the rest of the budget stays the
+ * herd's clients', so idle or slow connections to the dashboard or the ops port can never lock
+ * them out.
  */
-export function dashboardConnectionCap(clientCap = descriptors.clientCap): number {
+export function httpConnectionCap(clientCap = descriptors.clientCap): number {
   return Math.min(256, Math.max(4, Math.floor(clientCap / 4 / FDS_PER_CONNECTION)));
 }
 const RELAY_CHUNK = 64 * 1024;
+/** Default for closing a connection whose client accepts nothing, or that got no byte (ms). */
+export const HTTP_STALL_MS = 30_000;
+/** Pause before the Unix-socket HTTP server listens again after it failed (ms); doubles. */
+const RELISTEN_MS = 100;
+const RELISTEN_MAX_MS = 5_000;
 /** A connection quiet this long (no response byte) may give its place to a new one at the cap. */
 const EVICT_QUIET_MS = 1_000;
 const BUSY_BODY = JSON.stringify({ error: "server busy: too many open connections" });
@@ -50,7 +58,7 @@ export interface FrontOptions {
   hostname: string;
   port: number;
   /** The HTTP server's Unix socket. */
-  target: string;
+  target: string | (() => Deno.ConnectOptions);
   /** Close a connection whose client accepted nothing for this long (ms). */
   stallMs: number;
   /** Accept errors and the like (never with a secret). */
@@ -118,7 +126,7 @@ export class TcpFront {
   }
 
   async #relay(client: Deno.Conn): Promise<void> {
-    if (this.#conns.size >= dashboardConnectionCap()) {
+    if (this.#conns.size >= httpConnectionCap()) {
       const victim = this.#quietest();
       if (victim !== undefined) {
         victim.end();
@@ -126,7 +134,7 @@ export class TcpFront {
       }
     }
     if (
-      this.#conns.size >= dashboardConnectionCap() ||
+      this.#conns.size >= httpConnectionCap() ||
       !descriptors.tryAcquire("client", FDS_PER_CONNECTION)
     ) {
       await writeAll(client, BUSY).catch(() => {});
@@ -146,7 +154,10 @@ export class TcpFront {
     };
     this.#conns.set(client, me);
     try {
-      upstream = await Deno.connect({ transport: "unix", path: this.#opts.target });
+      const target = this.#opts.target;
+      upstream = typeof target === "string"
+        ? await Deno.connect({ transport: "unix", path: target })
+        : await Deno.connect(target());
       const up = upstream;
       (client as Deno.TcpConn).setNoDelay?.(true);
       const end = me.end;
@@ -217,4 +228,130 @@ async function pipe(
 
 function withDeadline(write: Promise<number>, ms: number): Promise<number> {
   return withTimeout(write, ms, { error: () => new Error("stalled") });
+}
+
+/** Where {@linkcode serveHttp} listens. */
+export interface ServeHttpOptions {
+  hostname: string;
+  port: number;
+  /** See {@linkcode FrontOptions.stallMs}; default {@linkcode HTTP_STALL_MS}. */
+  stallMs?: number;
+  /** Errors go to stderr after this prefix (`dashboard`, `ops`). */
+  label: string;
+}
+
+/** A listening HTTP port. */
+export interface ServedHttp {
+  addr: Deno.NetAddr;
+  /** Resolves once closed. */
+  finished: Promise<void>;
+  /** Stops accepting, closes every connection and the HTTP server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `handler` on hostname:port behind a {@linkcode TcpFront}: the one way our HTTP ports
+ * listen. Should the private HTTP server fail (its accept erred: out of descriptors), it listens
+ * again on the same socket; nothing here rejects unhandled. Throws when the port cannot be bound.
+ *
+ * @example
+ * ```ts
+ * const served = serveHttp(() => new Response("ok"), { hostname: "127.0.0.1", port: 0, label: "ops" });
+ * console.log(served.addr.port);
+ * await served.close();
+ * ```
+ */
+export function serveHttp(
+  handler: (req: Request, info: unknown) => Response | Promise<Response>,
+  opts: ServeHttpOptions,
+): ServedHttp {
+  const onError = (message: string) => console.error(`${opts.label}: ${message}`);
+  let closing = false;
+  let server: Deno.HttpServer | undefined;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  let pause = RELISTEN_MS;
+  // A Unix socket in a fresh directory (mode 0700): only this user can reach the HTTP server
+  // behind the front. Without the permissions for one (`deno task server` may write only its
+  // logs and data, and reach no Unix socket), an ephemeral loopback port.
+  let sockDir: string | undefined;
+  try {
+    sockDir = Deno.makeTempDirSync({ prefix: `herd-${opts.label}-` });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotCapable)) throw err;
+  }
+  let path = sockDir === undefined ? undefined : `${sockDir}/http.sock`;
+  let loopbackPort = 0;
+  const listen = () => {
+    let s: Deno.HttpServer;
+    if (path !== undefined) {
+      try {
+        Deno.removeSync(path);
+      } catch { /* first time, or already gone */ }
+      s = Deno.serve({ transport: "unix", path, onListen: () => {} }, handler);
+    } else {
+      s = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+      loopbackPort = (s.addr as Deno.NetAddr).port;
+    }
+    server = s;
+    s.finished.catch((err) => {
+      if (closing || server !== s) return;
+      onError(`HTTP server failed (${err}); listening again`);
+      retry = setTimeout(relisten, RELISTEN_MS);
+    });
+  };
+  const relisten = () => {
+    if (closing) return;
+    try {
+      listen();
+      pause = RELISTEN_MS;
+    } catch (err) {
+      onError(`HTTP server cannot listen again (${err}); retrying in ${pause} ms`);
+      retry = setTimeout(relisten, pause);
+      pause = Math.min(pause * 2, RELISTEN_MAX_MS);
+    }
+  };
+  const stopServer = async () => {
+    closing = true;
+    clearTimeout(retry);
+    await server?.shutdown().catch(() => {});
+    if (sockDir !== undefined) await Deno.remove(sockDir, { recursive: true }).catch(() => {});
+  };
+  try {
+    listen();
+  } catch (err) {
+    // The directory was allowed, the socket not (a Unix socket needs net permission too).
+    if (!(err instanceof Deno.errors.NotCapable) || path === undefined) {
+      void stopServer();
+      throw err;
+    }
+    Deno.removeSync(sockDir!, { recursive: true });
+    sockDir = path = undefined;
+    listen();
+  }
+  let front: TcpFront;
+  try {
+    front = new TcpFront({
+      hostname: opts.hostname,
+      port: opts.port,
+      target: path ?? (() => ({ hostname: "127.0.0.1", port: loopbackPort })),
+      stallMs: opts.stallMs ?? HTTP_STALL_MS,
+      onError,
+    });
+  } catch (err) {
+    void stopServer();
+    throw err;
+  }
+  let done: Promise<void> | undefined;
+  const close = () =>
+    done ??= (async () => {
+      await front.close();
+      await stopServer();
+    })();
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  return {
+    addr: front.addr,
+    finished,
+    close: () => close().finally(finish),
+  };
 }
