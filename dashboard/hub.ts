@@ -16,7 +16,7 @@
  */
 
 import { displayText, type EventBus, type HerdEvent } from "../servers/events.ts";
-import { HTTP_STALL_MS } from "../servers/http_front.ts";
+import { HTTP_STALL_MS, httpConnectionCap } from "../servers/http_front.ts";
 import {
   type DashEvent,
   type GapNotice,
@@ -43,6 +43,8 @@ export interface HubOptions {
   stallMs?: number;
   /** WHATSAT events kept for the Places log. Default 200. */
   whatsatCapacity?: number;
+  /** Most event streams open at once; past it a stream is refused. Default {@linkcode eventStreamCap}. */
+  maxStreams?: number;
   /** Milliseconds clock (tests). */
   now?: () => number;
 }
@@ -93,6 +95,16 @@ const STREAMED = new Set<string>(STREAM_KINDS);
 
 /** A subscriber (and, in servers/http_front.ts, any connection) accepting nothing this long is cut. */
 export const DEFAULT_STALL_MS = HTTP_STALL_MS;
+
+/**
+ * Most event streams open at once: half the dashboard port's connections (at least 1). A live
+ * stream is never quiet, so the front can never take its place for a new connection; with this
+ * cap the other half always has room for health checks, metrics, pages and API calls (a stream
+ * refused gets a quick 503, then is quiet and can make way).
+ */
+export function eventStreamCap(connections = httpConnectionCap()): number {
+  return Math.max(1, Math.floor(connections / 2));
+}
 
 /** True for events the stream carries (everything but line.in / reply.out). */
 export function isStreamed(e: HerdEvent): boolean {
@@ -158,6 +170,8 @@ export class EventHub {
   readonly #heartbeatMs: number;
   readonly #maxFrame: number;
   readonly #stallMs: number;
+  /** See {@linkcode HubOptions.maxStreams}. */
+  readonly maxStreams: number;
   readonly #now: () => number;
   readonly #subs = new Set<Sub>();
   readonly #off: () => void;
@@ -175,6 +189,7 @@ export class EventHub {
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.#maxFrame = opts.maxFrame ?? 300;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
+    this.maxStreams = Math.max(1, opts.maxStreams ?? eventStreamCap());
     this.#now = opts.now ?? Date.now;
     this.#off = bus.subscribe((e) => this.#onEvent(e));
   }
@@ -187,6 +202,11 @@ export class EventHub {
   /** Id of the oldest event still kept (lastId + 1 when none). */
   get firstId(): number {
     return Math.max(1, this.#next - this.#cap);
+  }
+
+  /** True when {@linkcode maxStreams} streams are open: a new one is refused. */
+  get full(): boolean {
+    return this.#subs.size >= this.maxStreams;
   }
 
   /** Counters for /metrics. */

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, ServerProcess, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
 import { taskFlags } from "./_helpers/task_flags.ts";
 import { seedConfigJson } from "../servers/config.ts";
 
@@ -357,5 +358,67 @@ Deno.test("memory: over the reply budget, the pipeliners holding the most are cu
     closeAll(hogs);
     await normal?.close();
     await herd.close();
+  }
+});
+
+// Third adversarial review (tmp_adv3/sselock.py): ordinary event-stream readers, which read
+// everything and so are never quiet, held every place of the dashboard's connection share, and
+// /healthz, /metrics and the page answered 503 for as long as they stayed (an orchestrator's
+// health probe would restart a healthy herd).
+Deno.test("descriptors: event streams have their own cap; health, metrics and pages always find room on the dashboard port", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herd-budgets-" });
+  const streams: TcpClient[] = [];
+  let proc: ServerProcess | undefined;
+  try {
+    // ulimit 256: a client share of 192 descriptors, 16 dashboard connections.
+    const started = await startProcess(dir, OPEN_FILES);
+    proc = started.proc;
+    const dash = started.dashboardPort;
+    const [hill] = started.ports;
+    // Events flow throughout (the streams carry them), as on a live herd.
+    let n = 0;
+    const traffic = setInterval(() => {
+      void exchange(hill, `IAMAT sse.lock.${n++} +34.068930-118.445127 1621464827.5\n`, 2000)
+        .catch(() => {});
+    }, 200);
+    try {
+      for (let i = 0; i < 24; i++) {
+        const c = await TcpClient.connect(dash);
+        streams.push(c);
+        await c.send(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${dash}\r\n\r\n`);
+        await c.waitUntil((text) => text.includes("\r\n"), 5000).catch(() => {});
+      }
+      const statuses = streams.map((c) => /^HTTP\/1\.1 (\d{3})/.exec(c.received)?.[1] ?? "none");
+      const open = statuses.filter((s) => s === "200").length;
+      assert.ok(open >= 1, `some streams are served (statuses: ${statuses.join(" ")})`);
+      const refused = streams.find((c) => c.received.startsWith("HTTP/1.1 503"));
+      assert.ok(refused, `streams beyond the cap are refused (statuses: ${statuses.join(" ")})`);
+      await refused.waitUntil((text) => text.includes("}"), 5000);
+      assert.match(refused.received, /"error":"too many event streams/);
+      // With every stream held and reading: the ops routes and the page answer, again and again.
+      // (A refused stream's connection stays open, quiet, and makes way after 1 s: hence "within".)
+      for (let round = 0; round < 3; round++) {
+        for (const path of ["/healthz", "/metrics", "/"]) {
+          let last = "";
+          await within(5_000, async (left) => {
+            const res = await rawRequest(dash, path, { ms: left });
+            last = `${res.status} ${res.body.slice(0, 200)}`;
+            return res.status === 200;
+          }).catch(() => {
+            throw new assert.AssertionError({
+              message: `${path} (round ${round}) with ${open} streams open: ${last}`,
+            });
+          });
+        }
+      }
+      assert.ok(streams.some((c) => !c.eof), "the admitted streams are still open");
+    } finally {
+      clearInterval(traffic);
+    }
+    assert.ok(!proc.exited, `the start process exited: ${proc.stderr}`);
+  } finally {
+    await Promise.all(streams.map((c) => c.close()));
+    await proc?.kill();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });

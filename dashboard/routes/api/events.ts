@@ -7,6 +7,11 @@
  * The stream is a plain ReadableStream rather than `hono/streaming`'s `streamSSE`: the hub needs
  * the stream's backpressure (`desiredSize`) to leave slow readers behind, and to error the
  * response to cut a stalled one loose, which streamSSE's writer hides.
+ *
+ * At most `hub.maxStreams` streams are open (hub.ts `eventStreamCap`: half the port's
+ * connections); a stream beyond them gets `503 {"error":"too many event streams ..."}` with
+ * `Retry-After`, rather than closing an older one: readers that reconnect would otherwise take
+ * turns closing each other forever. The page tries again after 2 s.
  */
 
 import type { RouteModule } from "../../context.ts";
@@ -14,6 +19,13 @@ import { parseEventId, sseBody } from "../../hub.ts";
 
 export const handler: RouteModule["handler"] = {
   GET(c, d) {
+    if (d.hub.full) {
+      return c.json(
+        { error: `too many event streams (${d.hub.maxStreams} open); try again later` },
+        503,
+        { "retry-after": "5", "cache-control": "no-store" },
+      );
+    }
     const resume = parseEventId(c.req.header("last-event-id")) ??
       parseEventId(c.req.query("after"));
     return c.body(sseBody(d.hub, resume), 200, {
