@@ -12,6 +12,7 @@
  */
 
 import { randomHex } from "../servers/text.ts";
+import { type HostPort, parseHostPort } from "../servers/http_host.ts";
 
 /** True for loopback listen addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
@@ -70,29 +71,7 @@ export interface Refusal {
   error: string;
 }
 
-/** A host name (lower case; IPv6 in brackets) and a port, if one was given. */
-export interface HostPort {
-  name: string;
-  port?: number;
-}
-
-/**
- * Parses `host`, `host:port`, `[v6]` or `[v6]:port` (a `Host` header or an allowed-hosts entry);
- * null when it is anything else (a path, a scheme, spaces, userinfo, a bad port).
- *
- * @example
- * ```ts
- * parseHostPort("LocalHost:8000"); // { name: "localhost", port: 8000 }
- * parseHostPort("[::1]");          // { name: "[::1]" }
- * ```
- */
-export function parseHostPort(text: string): HostPort | null {
-  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i.exec(text);
-  if (!m) return null;
-  const port = m[2] === undefined ? undefined : Number(m[2]);
-  if (port !== undefined && (port < 1 || port > 65535)) return null;
-  return { name: m[1].toLowerCase(), port };
-}
+export { type HostPort, parseHostPort } from "../servers/http_host.ts";
 
 /**
  * Parses `--dashboard-allowed-hosts` entries (empty ones skipped); throws a one-line Error naming

@@ -243,6 +243,46 @@ Deno.test("ops endpoint over HTTP: other methods get 405 JSON with Allow, OPTION
   }
 });
 
+// Third adversarial review: Hosts no browser sends got 200 (`127.0.0.1:25290@evil.com`,
+// `evil.com:80:25290`: any name with a colon passed). Host is now host[:port] or [v6][:port],
+// parsed by the same function as the dashboard's check.
+Deno.test("ops endpoint over HTTP: Host is parsed strictly (host[:port], bracketed IPv6); anything else is 421", async () => {
+  const t = await startPair();
+  const served = serveOps(t.ops, "127.0.0.1", 0);
+  const p = served.port;
+  try {
+    const refused = [
+      `127.0.0.1:${p}@evil.com`,
+      `evil.com:80:${p}`,
+      `evil.com:${p}`,
+      `user@127.0.0.1:${p}`,
+      `127.0.0.1:${p}/x`,
+      `::1`,
+      `::1:${p}`,
+      `[::1]evil.com`,
+      `127.0.0.1:99999`,
+      `127.0.0.1:`,
+      `999.0.0.1:${p}`,
+      `1.2.3.4.5:${p}`,
+      `127.0.0.1 :${p}`,
+      ``,
+    ];
+    for (const host of refused) {
+      const res = await rawRequest(p, "/healthz", { host });
+      assert.equal(res.status, 421, `Host ${JSON.stringify(host)}: ${res.body.slice(0, 100)}`);
+      assert.match(JSON.parse(res.body).error, /Host does not name this endpoint/);
+    }
+    const allowed = [`127.0.0.1:${p}`, "127.0.0.1", `LOCALHOST:${p}`, `[::1]:${p}`, "10.0.0.7"];
+    for (const host of allowed) {
+      const res = await rawRequest(p, "/healthz", { host });
+      assert.equal(res.status, 200, `Host ${JSON.stringify(host)}: ${res.body.slice(0, 100)}`);
+    }
+  } finally {
+    await served.close();
+    await t.close();
+  }
+});
+
 Deno.test("ops endpoint: a real server process answers /metrics, /healthz and /status, link down included", async () => {
   const herd = await ProcessHerd.create({ topology: { Ops1: ["Ops2"], Ops2: ["Ops1"] } });
   const [opsPort] = leasePorts(1);

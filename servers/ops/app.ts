@@ -11,6 +11,7 @@
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
+import { isIpName, parseHostPort } from "../http_host.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
@@ -145,8 +146,8 @@ export function statusResponse(ops: Ops): Response {
 }
 
 /**
- * True when a request's `Host` may reach the ops endpoint: an IP address, `localhost`, or the
- * name it listens on. A web page that rebinds its own DNS name to this machine sends that name,
+ * True when a request's `Host` (host[:port] or [v6][:port], parsed as the dashboard parses it)
+ * names an IP address, `localhost`, or the name it listens on; any port. A web page that rebinds its own DNS name to this machine sends that name,
  * so it cannot read /status (the dashboard checks Host the same way, more finely).
  *
  * @example
@@ -156,11 +157,11 @@ export function statusResponse(ops: Ops): Response {
  * ```
  */
 export function opsHostAllowed(host: string | undefined, listenHost: string): boolean {
-  if (host === undefined) return false;
-  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
-  const lower = name.toLowerCase();
-  return /^[\d.]+$/.test(name) || name.includes(":") || lower === "localhost" ||
-    lower === listenHost.toLowerCase();
+  const hp = host === undefined ? null : parseHostPort(host);
+  if (hp === null) return false;
+  const bare = listenHost.includes(":") && !listenHost.startsWith("[");
+  const listen = parseHostPort(bare ? `[${listenHost}]` : listenHost);
+  return isIpName(hp.name) || hp.name === "localhost" || hp.name === listen?.name;
 }
 
 /**
