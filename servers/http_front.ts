@@ -252,7 +252,8 @@ export interface ServedHttp {
 /**
  * Serves `handler` on hostname:port behind a {@linkcode TcpFront}: the one way our HTTP ports
  * listen. Should the private HTTP server fail (its accept erred: out of descriptors), it listens
- * again on the same socket; nothing here rejects unhandled. Throws when the port cannot be bound.
+ * again (same socket, or a new loopback port); nothing here rejects unhandled. Throws when the
+ * port cannot be bound.
  *
  * @example
  * ```ts
