@@ -17,8 +17,6 @@ import {
   describeProvider,
   type PlacesOptions,
 } from "../servers/places/select.ts";
-import { warmOfflineIndex } from "../servers/places/offline.ts";
-import { errText } from "../servers/text.ts";
 import { GOOGLE_ONLY, type HerdFlags, refuseGiven, UsageError } from "./flags.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { type Ops, type ServedOps, serveOps } from "../servers/ops/app.ts";
@@ -160,12 +158,6 @@ export async function runHerd(
     startedAt: Date.now(),
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
-  // The offline index is built in a Worker (0.4-0.7 s of CPU) while the servers start, listen and
-  // link (a restarted server's catch-up runs meanwhile); "listening" waits for it, so a WHATSAT
-  // sent after that line never waits for the build (one sent before it does).
-  const indexBuilt = places.name === "offline"
-    ? warmOfflineIndex().then(() => undefined, (err: unknown) => err)
-    : undefined;
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {
     format: flags.logFormat,
   });
@@ -184,11 +176,6 @@ export async function runHerd(
     [...herd.servers.values()].some((s) => s.links.some((l) => local(l.peer) && !l.up))
   ) {
     await new Promise((r) => setTimeout(r, 10));
-  }
-  const indexFailed = await indexBuilt;
-  if (indexFailed !== undefined) {
-    // WHATSATs answer an error and retry the build; the records are served regardless.
-    console.error(`offline index not built: ${errText(indexFailed)}`);
   }
   // Before "listening": whoever waits for that line can scrape at once.
   let opsServed: ServedOps | undefined;

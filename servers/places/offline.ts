@@ -9,8 +9,8 @@
  * The index is built once per process, lazily, and shared by every provider and server: decoding
  * the 135k places costs a few hundred milliseconds and about 30 MB, which must not happen per
  * server or per query. A Worker builds it (offline_worker.js) and hands over flat arrays without
- * a copy, so the build runs on another core beside the server's start-up (cli/run.ts starts
- * {@linkcode warmOfflineIndex} first and awaits it last); a search before it is built waits.
+ * a copy, so the build runs on another core beside the servers' start: `Herd.start` starts it
+ * (the provider's `warm`) first and waits for it last; a search before it is built waits.
  *
  * @module
  */
@@ -214,6 +214,10 @@ function vicinity(adminCode: string, code: string): string {
 export function createOfflineProvider(): PlacesProvider {
   return {
     name: "offline",
+    async warm(): Promise<void> {
+      // A failed build is retried by the next search, which answers the error if it fails again.
+      await warmOfflineIndex().catch(() => {});
+    },
     async search(query: PlacesQuery): Promise<PlacesAnswer> {
       const invalid = checkQuery(query);
       if (invalid) return invalid;
