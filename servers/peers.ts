@@ -707,9 +707,10 @@ export class Link {
   }
 
   /**
-   * `R`, read from the bytes: a record we hold byte for byte (half of what a link carries, and
-   * nearly all of a restarted server's second catch-up stream) is taken here without decoding
-   * or splitting its line: true then. Otherwise what #onRecord needs after the line is decoded:
+   * `R`, read from the bytes, true when taken: a record we hold byte for byte (half of what a
+   * link carries, and nearly all of a restarted server's second catch-up stream) is compared in
+   * place, nothing decoded but its client; a valid new one has its fields decoded one by one,
+   * with no line string or split. Otherwise what #onRecord needs after the line is decoded:
    * the client's record (undefined when none), or null when the line is not in the plain form.
    */
   #onRecordBytes(
@@ -721,19 +722,38 @@ export class Link {
     const at = FIELD_AT;
     const seq = recordFieldsAt(bytes, start, end, at);
     if (seq < 0) return null;
-    const known = this.#server.store.get(bytes.toString("latin1", at[4], at[5] - 1));
+    const client = bytes.toString("latin1", at[4], at[5] - 1);
+    const known = this.#server.store.get(client);
     if (
-      known === undefined || !binaryEquals(bytes, at[6], end, known.time) ||
-      !binaryEquals(bytes, at[5], at[6] - 1, known.location) ||
-      !binaryEquals(bytes, at[2], at[3] - 1, known.origin) ||
-      !binaryEquals(bytes, at[3], at[4] - 1, known.diff)
+      known !== undefined && binaryEquals(bytes, at[6], end, known.time) &&
+      binaryEquals(bytes, at[5], at[6] - 1, known.location) &&
+      binaryEquals(bytes, at[2], at[3] - 1, known.origin) &&
+      binaryEquals(bytes, at[3], at[4] - 1, known.diff)
     ) {
-      return known;
+      intake.records = true;
+      if (seq > this.mark.seq) this.mark.seq = seq;
+      const { origin, diff, location, time } = known;
+      this.#onDuplicate(seq, known, { origin, diff, client, location, time }, intake);
+      return true;
     }
+    // The client string is the one just looked up: the store's lookups reuse its hash.
+    const record: PeerRecord = {
+      origin: bytes.toString("latin1", at[2], at[3] - 1),
+      diff: bytes.toString("latin1", at[3], at[4] - 1),
+      client,
+      location: bytes.toString("latin1", at[5], at[6] - 1),
+      time: bytes.toString("latin1", at[6], end),
+      lat: 0,
+      lng: 0,
+    };
+    const coords = validateRecord(record);
+    // An invalid record is skipped by #onRecord, which quotes its line.
+    if (coords === undefined) return known;
     intake.records = true;
     if (seq > this.mark.seq) this.mark.seq = seq;
-    const { origin, diff, client, location, time } = known;
-    this.#onDuplicate(seq, known, { origin, diff, client, location, time }, intake);
+    record.lat = coords.lat;
+    record.lng = coords.lng;
+    this.#onNew(seq, record, intake);
     return true;
   }
 
@@ -768,8 +788,13 @@ export class Link {
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);
       return;
     }
+    this.#onNew(seq, { ...fields, lat: at.lat, lng: at.lng }, intake);
+  }
+
+  /** A record to offer the store (valid, or a duplicate), receipted in read order. */
+  #onNew(seq: number, record: PeerRecord, intake: Intake): void {
     const batch = intake.batch ??= [];
-    batch.push({ ...fields, lat: at.lat, lng: at.lng });
+    batch.push(record);
     (intake.seqs ??= []).push(seq, batch.length - 1);
   }
 
@@ -791,9 +816,7 @@ export class Link {
     // per record (BENCHMARKS.md, "Optimisations of 2026-11-26").
     this.#waiting.receipted(known.seq, known.seq);
     // Offered as any record (the store counts it a duplicate, its event says so).
-    const batch = intake.batch ??= [];
-    batch.push({ ...fields, lat: NOT_PARSED.lat, lng: NOT_PARSED.lng });
-    (intake.seqs ??= []).push(seq, batch.length - 1);
+    this.#onNew(seq, { ...fields, lat: NOT_PARSED.lat, lng: NOT_PARSED.lng }, intake);
   }
 
   /** `S`: the peer skipped records up to `seq` (they came from us): our mark moves on. */

@@ -354,9 +354,18 @@ Deno.test("catch-up: a line one byte off the record we hold, in any field, is no
     const lines = variants.map((v, i) => `R ${i + 1} ${v.join(" ")}`);
     // The held record again, but with a run of spaces and a tab: not the plain form.
     lines.push(`R 7 ${fields.join("  ")}`, `R 8\t${fields.join(" ")}`);
+    // A plain line of an invalid record: skipped, quoted, receipted.
+    const invalid = `R 9 F +0.100000000 kiwk +91.000000-118.445127 1700000000.5`;
+    lines.push(invalid);
     const fMark = m.f.received.length;
     await m.f.send(lines.join("\n") + "\n");
-    await m.f.waitUntil((t) => /\nA 1 8\n/.test("\n" + t.slice(fMark)), 10_000);
+    await m.f.waitUntil((t) => /\nA 1 9\n/.test("\n" + t.slice(fMark)), 10_000);
+    const skipped = events.filter((e) => e.kind === "error" && e.reason === "record-invalid");
+    assert.deepEqual(
+      skipped.map((e) => e.kind === "error" && e.message),
+      [`skipped from F: bad record ${JSON.stringify(invalid)}`],
+    );
+    assert.equal(store.get("kiwk"), undefined);
     const read = events.filter((e) => e.kind === "propagation.received" && e.from === "F");
     assert.equal(
       read.reduce((n, e) => n + (e.kind === "propagation.received" ? e.records.length : 0), 0),
