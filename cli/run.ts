@@ -17,7 +17,6 @@ import {
   describeProvider,
   type PlacesOptions,
 } from "../servers/places/select.ts";
-import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { GOOGLE_ONLY, type HerdFlags, refuseGiven, UsageError } from "./flags.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { type Ops, type ServedOps, serveOps } from "../servers/ops/app.ts";
@@ -159,15 +158,29 @@ export async function runHerd(
     startedAt: Date.now(),
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
-  // Build the offline index now, not on the first WHATSAT (0.4-0.7 s).
-  if (places.name === "offline") await warmOfflineIndex();
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {
     format: flags.logFormat,
   });
+  // The signals are listened for before the servers listen: clients, logrotate and operators may
+  // come before "listening" (the servers answer while start waits for the Places index), and the
+  // signals' default action kills. A stop asked for during start stops once it is done.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+  // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths.
+  const reopen = () => logs.reopen();
+  const hup = Deno.build.os !== "windows"; // Windows has no SIGHUP
+  if (hup) Deno.addSignalListener("SIGHUP", reopen);
+  const closeLogs = async () => {
+    if (hup) Deno.removeSignalListener("SIGHUP", reopen);
+    await logs.close();
+  };
   try {
     await herd.start();
   } catch (err) {
-    await logs.close();
+    await closeLogs();
     console.error((err as Error).message);
     return 1;
   }
@@ -188,7 +201,7 @@ export async function runHerd(
     } catch (err) {
       console.error((err as Error).message);
       await herd.stop();
-      await logs.close();
+      await closeLogs();
       return 1;
     }
   }
@@ -213,25 +226,15 @@ export async function runHerd(
     console.error((err as Error).message);
     await opsServed?.close();
     await herd.stop();
-    await logs.close();
+    await closeLogs();
     return 1;
   }
 
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  });
-  // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths.
-  const reopen = () => logs.reopen();
-  const hup = Deno.build.os !== "windows"; // Windows has no SIGHUP
-  if (hup) Deno.addSignalListener("SIGHUP", reopen);
   await stopped;
-  if (hup) Deno.removeSignalListener("SIGHUP", reopen);
   console.log("Stopping...");
   await closeDashboard?.();
   await opsServed?.close();
   await herd.stop();
-  await logs.close();
+  await closeLogs();
   return 0;
 }

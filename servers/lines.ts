@@ -22,6 +22,13 @@ export interface SplitLine {
   text: string;
   /** True when the line was longer than the limit and only its prefix is in `text`. */
   overlong: boolean;
+  /**
+   * Set on a line {@linkcode LineSplitter.push} left undecoded (its `raw` tag): the line is
+   * `[start, end)` of the chunk pushed (valid until the caller reuses it), and `text` is "".
+   */
+  start?: number;
+  /** With `start`: where the line ends (its LF) in the chunk. */
+  end?: number;
 }
 
 /**
@@ -78,6 +85,21 @@ export function binaryInto(text: string, out: Uint8Array): Uint8Array {
   return out.subarray(0, n);
 }
 
+/**
+ * Whether `bytes[start, end)` are the bytes of the binary string `text` (one byte a char), without
+ * decoding them.
+ *
+ * @example
+ * ```ts
+ * binaryEquals(new Uint8Array([0x52, 0x20, 0x41]), 2, 3, "A"); // true
+ * ```
+ */
+export function binaryEquals(bytes: Uint8Array, start: number, end: number, text: string): boolean {
+  if (end - start !== text.length) return false;
+  for (let i = start; i < end; i++) if (bytes[i] !== text.charCodeAt(i - start)) return false;
+  return true;
+}
+
 const asciiEncoder = new TextEncoder();
 const NON_ASCII = /[^\x00-\x7f]/;
 
@@ -118,8 +140,12 @@ export class LineSplitter {
     return this.#overlongPrefix !== undefined;
   }
 
-  /** Feeds bytes; returns the lines they complete. The chunk may be reused by the caller after. */
-  push(chunk: Uint8Array): SplitLine[] {
+  /**
+   * Feeds bytes; returns the lines they complete. The chunk may be reused by the caller after.
+   * With `raw` (a byte), a whole line of this chunk that starts with it and a space comes out
+   * undecoded (`start`, `end`): a link reads most of its `R` lines from the bytes.
+   */
+  push(chunk: Uint8Array, raw?: number): SplitLine[] {
     const out: SplitLine[] = [];
     // One Buffer view of the read for all its whole lines, not a subarray and a Buffer per line
     // (a link's read carries a batch of them): 59 ns a line instead of 127.
@@ -133,6 +159,11 @@ export class LineSplitter {
         end - start <= this.#limit
       ) {
         // Fast path: a whole line inside this chunk needs no copy.
+        if (raw !== undefined && chunk[start] === raw && chunk[start + 1] === 0x20) {
+          out.push({ text: "", overlong: false, start, end });
+          start = lf + 1;
+          continue;
+        }
         view ??= Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         out.push({ text: view.toString("latin1", start, end), overlong: false });
         start = lf + 1;

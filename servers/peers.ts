@@ -24,7 +24,8 @@ import { type AtFields, sameRecord, validateRecord } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
-import { binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { Buffer } from "node:buffer";
+import { binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import {
   CAUGHTUP,
   encodeRecords,
@@ -39,11 +40,12 @@ import {
   PONGS_LINE,
   RECEIPT,
   RECORD,
+  recordFieldsAt,
   SKIP,
   SYNC,
   type Sync,
 } from "./wire.ts";
-import type { RecordStore } from "./store.ts";
+import type { RecordStore, StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
@@ -115,6 +117,10 @@ export interface PeerRecord extends AtFields {
 
 /** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
 const NOT_PARSED = { lat: 0, lng: 0 };
+/** `R`: the first byte of the lines a link reads from its read buffer's bytes (#onRecordBytes). */
+const RECORD_BYTE = 0x52;
+/** Where an `R` line's fields lie ({@linkcode recordFieldsAt}); one for every link: used at once. */
+const FIELD_AT = new Int32Array(8);
 /** Largest record batch buffer a link keeps for its next writes (bigger ones are one-offs). */
 const MAX_BATCH_BUF = 64 * 1024;
 
@@ -594,6 +600,8 @@ export class Link {
 
   async #readLoop(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
+    // A Buffer over the same bytes: `R` lines are read from them (#onRecordBytes).
+    const bytes = Buffer.from(buf.buffer);
     const fair = new FairShare();
     let reason = "closed by peer";
     try {
@@ -602,7 +610,7 @@ export class Link {
         const n = await conn.read(buf);
         if (n === null) break;
         this.#lastRead = performance.now();
-        if (!this.#handle(conn, splitter.push(buf.subarray(0, n)))) return;
+        if (!this.#handle(conn, splitter.push(buf.subarray(0, n), RECORD_BYTE), bytes)) return;
         this.#pingIfDue(conn, performance.now());
         // A catch-up stream always has data: let the other links and the timers have a turn.
         const turn = fair.turn();
@@ -626,10 +634,18 @@ export class Link {
    * behind it, and a link that dropped on it would meet it again at every reconnect. The
    * records of one read are stored together, then receipted in the order they were read.
    */
-  #handle(conn: Deno.Conn, lines: SplitLine[]): boolean {
+  #handle(conn: Deno.Conn, lines: SplitLine[], bytes?: Buffer): boolean {
     const intake: Intake = {};
     let bad: string | undefined;
     for (const line of lines) {
+      // The client's record, when an undecoded `R` line's lookup found it (null: not looked up).
+      let known: StoredRecord | undefined | null = null;
+      if (line.end !== undefined) {
+        const got = this.#onRecordBytes(bytes!, line.start!, line.end, intake);
+        if (got === true) continue;
+        known = got;
+        line.text = bytes!.toString("latin1", line.start, line.end);
+      }
       if (line.overlong) {
         this.#skipped(`overlong line ${JSON.stringify(line.text.slice(0, 80))}`);
         continue;
@@ -646,7 +662,7 @@ export class Link {
       }
       switch (m.type) {
         case RECORD:
-          this.#onRecord(m.seq, m.record, line.text, intake);
+          this.#onRecord(m.seq, m.record, line.text, intake, known);
           break;
         case SKIP:
           this.#onSkip(m.seq, intake);
@@ -690,31 +706,80 @@ export class Link {
     return true;
   }
 
-  /** `R`: a record to store (validated first), and to receipt. */
-  #onRecord(seq: number | undefined, fields: AtFields, text: string, intake: Intake): void {
+  /**
+   * `R`, read from the bytes, true when taken: a record we hold byte for byte (half of what a
+   * link carries, and nearly all of a restarted server's second catch-up stream) is compared in
+   * place, nothing decoded but its client; a valid new one has its fields decoded one by one,
+   * with no line string or split. Otherwise what #onRecord needs after the line is decoded:
+   * the client's record (undefined when none), or null when the line is not in the plain form.
+   */
+  #onRecordBytes(
+    bytes: Buffer,
+    start: number,
+    end: number,
+    intake: Intake,
+  ): StoredRecord | undefined | null | true {
+    const at = FIELD_AT;
+    const seq = recordFieldsAt(bytes, start, end, at);
+    if (seq < 0) return null;
+    const client = bytes.toString("latin1", at[4], at[5] - 1);
+    const known = this.#server.store.get(client);
+    if (
+      known !== undefined && binaryEquals(bytes, at[6], end, known.time) &&
+      binaryEquals(bytes, at[5], at[6] - 1, known.location) &&
+      binaryEquals(bytes, at[2], at[3] - 1, known.origin) &&
+      binaryEquals(bytes, at[3], at[4] - 1, known.diff)
+    ) {
+      intake.records = true;
+      if (seq > this.mark.seq) this.mark.seq = seq;
+      const { origin, diff, location, time } = known;
+      this.#onDuplicate(seq, known, { origin, diff, client, location, time }, intake);
+      return true;
+    }
+    // The client string is the one just looked up: the store's lookups reuse its hash.
+    const record: PeerRecord = {
+      origin: bytes.toString("latin1", at[2], at[3] - 1),
+      diff: bytes.toString("latin1", at[3], at[4] - 1),
+      client,
+      location: bytes.toString("latin1", at[5], at[6] - 1),
+      time: bytes.toString("latin1", at[6], end),
+      lat: 0,
+      lng: 0,
+    };
+    const coords = validateRecord(record);
+    // An invalid record is skipped by #onRecord, which quotes its line.
+    if (coords === undefined) return known;
+    intake.records = true;
+    if (seq > this.mark.seq) this.mark.seq = seq;
+    record.lat = coords.lat;
+    record.lng = coords.lng;
+    this.#onNew(seq, record, intake);
+    return true;
+  }
+
+  /**
+   * `R`: a record to store (validated first), and to receipt. `known` is the client's stored
+   * record when the caller looked it up already (null: not looked up).
+   */
+  #onRecord(
+    seq: number | undefined,
+    fields: AtFields,
+    text: string,
+    intake: Intake,
+    known: StoredRecord | undefined | null = null,
+  ): void {
     intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
     // record's sequence number still counts: resending it would not mend it.
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
     // Half of what a link carries is a record this server already holds, byte for byte (it
     // came the other way round the herd): it was validated when stored, so skip that.
-    const store = this.#server.store;
-    const known = store.get(fields.client);
-    const duplicate = known !== undefined && sameRecord(known, fields);
-    // The peer holds it: our stream to it skips it (a resend after it lost records does not).
-    if (duplicate) store.heldBy(known, this.index);
-    // The peer streams only what it holds, and outside a resend never a record it got from us:
-    // so it holds this one and did not get it through us, which is all its receipt of our copy
-    // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip
-    // per record (BENCHMARKS.md, "Optimisations of 2026-11-26").
-    if (duplicate && this.#peerCaughtUp) this.#waiting.receipted(known.seq, known.seq);
-    if (duplicate && seq !== undefined && !this.#peerCaughtUp) {
-      // A catch-up stream's copy of what we hold: a restarted server reads nearly every record
-      // from each of its neighbours, and half of what it reads is this. Nothing to store, log
-      // or wait for: receipted as it is, counted in the batch's event.
-      (intake.known ??= []).push(fields);
-      (intake.seqs ??= []).push(seq, -1);
-      return;
+    const held = known === null ? this.#server.store.get(fields.client) : known;
+    const duplicate = held !== undefined && sameRecord(held, fields);
+    if (duplicate && seq !== undefined) return this.#onDuplicate(seq, held, fields, intake);
+    if (duplicate) {
+      this.#server.store.heldBy(held, this.index);
+      if (this.#peerCaughtUp) this.#waiting.receipted(held.seq, held.seq);
     }
     const at = duplicate ? NOT_PARSED : validateRecord(fields);
     if (seq === undefined || at === undefined) {
@@ -723,9 +788,35 @@ export class Link {
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);
       return;
     }
+    this.#onNew(seq, { ...fields, lat: at.lat, lng: at.lng }, intake);
+  }
+
+  /** A record to offer the store (valid, or a duplicate), receipted in read order. */
+  #onNew(seq: number, record: PeerRecord, intake: Intake): void {
     const batch = intake.batch ??= [];
-    batch.push({ ...fields, lat: at.lat, lng: at.lng });
+    batch.push(record);
     (intake.seqs ??= []).push(seq, batch.length - 1);
+  }
+
+  /** An `R` of a record we hold byte for byte (`known`; `fields` are its AT fields as read). */
+  #onDuplicate(seq: number, known: StoredRecord, fields: AtFields, intake: Intake): void {
+    // The peer holds it: our stream to it skips it (a resend after it lost records does not).
+    this.#server.store.heldBy(known, this.index);
+    if (!this.#peerCaughtUp) {
+      // A catch-up stream's copy of what we hold: a restarted server reads nearly every record
+      // from each of its neighbours, and half of what it reads is this. Nothing to store, log
+      // or wait for: receipted as it is, counted in the batch's event.
+      (intake.known ??= []).push(fields);
+      (intake.seqs ??= []).push(seq, -1);
+      return;
+    }
+    // The peer streams only what it holds, and outside a resend never a record it got from us:
+    // so it holds this one and did not get it through us, which is all its receipt of our copy
+    // (a duplicate there) would say. Stop waiting: saves the leaves of the flood a round trip
+    // per record (BENCHMARKS.md, "Optimisations of 2026-11-26").
+    this.#waiting.receipted(known.seq, known.seq);
+    // Offered as any record (the store counts it a duplicate, its event says so).
+    this.#onNew(seq, { ...fields, lat: NOT_PARSED.lat, lng: NOT_PARSED.lng }, intake);
   }
 
   /** `S`: the peer skipped records up to `seq` (they came from us): our mark moves on. */

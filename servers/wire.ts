@@ -388,6 +388,50 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
   return undefined;
 }
 
+/**
+ * Where the fields of an `R` line lie in `bytes[start, end)` (no LF), for a reader that compares
+ * them in place instead of decoding and splitting the line: fills `at` (8 entries) with each of
+ * the seven fields' first byte and, last, `end + 1`, so field k is `[at[k], at[k + 1] - 1)`.
+ * Returns the sequence number, or -1 when the line is not in the plain form every sender
+ * writes (seven non-empty fields joined by single spaces, no other whitespace, a safe-integer
+ * sequence number): such a line is left to {@linkcode parseLinkLine}, which decides about it.
+ *
+ * @example
+ * ```ts
+ * const bytes = new TextEncoder().encode("R 7 Hill +0.5 kiwi +1+2 3");
+ * const at = new Int32Array(8);
+ * recordFieldsAt(bytes, 0, bytes.length, at); // 7; at: [0, 2, 4, 9, 14, 19, 24, 26]
+ * ```
+ */
+export function recordFieldsAt(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  at: Int32Array,
+): number {
+  if (end - start < 13 || bytes[start] !== 0x52 || bytes[start + 1] !== 0x20) return -1;
+  at[0] = start;
+  at[1] = start + 2;
+  let field = 1;
+  let seq = 0;
+  for (let i = start + 2; i < end; i++) {
+    const b = bytes[i];
+    if (b === 0x20) {
+      // An empty field (a run of spaces, or one at the end) or an eighth field: not plain.
+      if (i === at[field] || field === 6) return -1;
+      at[++field] = i + 1;
+    } else if (b <= 0x0d && b >= 0x09) {
+      return -1;
+    } else if (field === 1) {
+      if (b < 0x30 || b > 0x39) return -1;
+      seq = seq * 10 + (b - 0x30);
+    }
+  }
+  if (field !== 6 || at[6] === end) return -1;
+  at[7] = end + 1;
+  return Number.isSafeInteger(seq) ? seq : -1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // An observer stream (server → observer, after `HERD2 WATCHING`).
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  binaryEquals,
   binaryToBytes,
   bytesToBinary,
   LineSplitter,
@@ -94,4 +95,31 @@ Deno.test("splitter: random bytes cut into random reads give the lines a referen
     if (last !== undefined) got.push(last);
     assert.deepEqual(got, want, `round ${round}, limit ${limit}`);
   }
+});
+
+Deno.test("splitter: with a raw tag, whole tagged lines come out undecoded with their bounds; the rest as before", () => {
+  const s = new LineSplitter(64);
+  const chunk = binaryToBytes("R 1 a b c d e\nS 2\nRX\nR 2 \xe9\nR 3 cut");
+  const lines = s.push(chunk, 0x52);
+  const shown = lines.map((l) =>
+    l.end === undefined ? l.text : `raw:${bytesToBinary(chunk.subarray(l.start, l.end))}`
+  );
+  assert.deepEqual(shown, ["raw:R 1 a b c d e", "S 2", "RX", "raw:R 2 \xe9"]);
+  assert.ok(lines.filter((l) => l.end !== undefined).every((l) => l.text === ""));
+  // A tagged line split across reads is decoded as any other (the first chunk is gone).
+  assert.deepEqual(s.push(binaryToBytes(" f g\n"), 0x52), [
+    { text: "R 3 cut f g", overlong: false },
+  ]);
+  // Overlong tagged lines are discarded as before.
+  const long = s.push(binaryToBytes(`R ${"x".repeat(100)}\nR 4\n`), 0x52);
+  assert.equal(long[0].overlong, true);
+  assert.equal(long[1].end, long[1].start! + 3);
+});
+
+Deno.test("binaryEquals compares bytes with a binary string's chars, lengths first", () => {
+  const bytes = binaryToBytes("R kiwi\xe9 x");
+  assert.equal(binaryEquals(bytes, 2, 7, "kiwi\xe9"), true);
+  assert.equal(binaryEquals(bytes, 2, 7, "kiwi\xe8"), false);
+  assert.equal(binaryEquals(bytes, 2, 6, "kiwi\xe9"), false);
+  assert.equal(binaryEquals(bytes, 8, 8, ""), true);
 });

@@ -16,6 +16,8 @@ import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { parseExposition } from "./_helpers/prom.ts";
+import { compareRecords } from "../servers/record.ts";
+import { recordFields } from "../servers/store.ts";
 
 const SECRET = "peers-test-secret-0123456789abcdef";
 const RECORD = "R 1 F +0.100000000 kiwi +34.068930-118.445127 1700000000.5";
@@ -300,16 +302,40 @@ Deno.test("catch-up from two neighbours: when one stream ends, what it streamed 
   assert.ok(!after(m.g, gMark).includes(" kiwi "), `G got a record it sent: ${after(m.g, gMark)}`);
 });
 
-Deno.test("catch-up: a stream's copies of records we hold are receipted and counted, with no event each", async () => {
-  // G (live) gives M kiwi; F's catch-up stream then carries kiwi too, and papaya.
-  await using m = await startM(false, true);
-  const metrics = new HerdMetrics(m.herd);
+/**
+ * M with F still streaming its catch-up, holding kiwi from G (live), and the events M emits
+ * from before kiwi came.
+ */
+async function mHoldingKiwi() {
+  const m = await startM(false, true);
   const events: HerdEvent[] = [];
   const off = m.herd.bus.subscribe((e) => events.push(e));
+  const store = m.herd.servers.get("M")!.store;
   try {
     await m.g.send(`${RECORD}\n`);
-    const store = m.herd.servers.get("M")!.store;
     await waitFor(() => store.get("kiwi") !== undefined, 10_000, "kiwi stored");
+  } catch (err) {
+    off();
+    await m[Symbol.asyncDispose]();
+    throw err;
+  }
+  return {
+    ...m,
+    events,
+    store,
+    async [Symbol.asyncDispose]() {
+      off();
+      await m[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("catch-up: a stream's copies of records we hold are receipted and counted, with no event each", async () => {
+  // G (live) gives M kiwi; F's catch-up stream then carries kiwi too, and papaya.
+  await using m = await mHoldingKiwi();
+  const { events, store } = m;
+  const metrics = new HerdMetrics(m.herd);
+  try {
     const fMark = m.f.received.length;
     await m.f.send(`${RECORD}\n${PAPAYA}\n`);
     await m.f.waitUntil((t) => /\nA 1 2\n/.test("\n" + t.slice(fMark)), 10_000);
@@ -325,7 +351,54 @@ Deno.test("catch-up: a stream's copies of records we hold are receipted and coun
     assert.equal(x.value("herd_updates_received_total", { server: "M", peer: "F" }), 2);
     assert.equal(store.size, 2);
   } finally {
-    off();
     metrics.close();
   }
+});
+
+Deno.test("catch-up: a line one byte off the record we hold, in any field, is no duplicate; a held record in another spacing is one", async () => {
+  // Records are read from the bytes of a link's reads and compared in place with the stored one
+  // (peers.ts #onRecordBytes): every other form, and every difference, must be judged as before.
+  await using m = await mHoldingKiwi();
+  const { events, store } = m;
+  const fields = RECORD.split(" ").slice(2); // origin diff client location time
+  const variants = [
+    fields, // the record M holds: a duplicate
+    fields.map((f, i) => i === 0 ? "E" : f), // origin
+    fields.map((f, i) => i === 1 ? "+0.100000001" : f), // diff
+    fields.map((f, i) => i === 3 ? "+34.068930-118.445128" : f), // location
+    fields.map((f, i) => i === 4 ? `${f}0` : f), // time: the same instant, other bytes
+    fields.map((f, i) => i === 2 ? "kiwj" : f), // client: another one
+  ];
+  const lines = variants.map((v, i) => `R ${i + 1} ${v.join(" ")}`);
+  // The held record again, but with a run of spaces and a tab: not the plain form.
+  lines.push(`R 7 ${fields.join("  ")}`, `R 8\t${fields.join(" ")}`);
+  // A plain line of an invalid record: skipped, quoted, receipted.
+  const invalid = `R 9 F +0.100000000 kiwk +91.000000-118.445127 1700000000.5`;
+  lines.push(invalid);
+  const fMark = m.f.received.length;
+  await m.f.send(lines.join("\n") + "\n");
+  await m.f.waitUntil((t) => /\nA 1 9\n/.test("\n" + t.slice(fMark)), 10_000);
+  const skipped = events.filter((e) => e.kind === "error" && e.reason === "record-invalid");
+  assert.deepEqual(
+    skipped.map((e) => e.kind === "error" && e.message),
+    [`skipped from F: bad record ${JSON.stringify(invalid)}`],
+  );
+  assert.equal(store.get("kiwk"), undefined);
+  const read = events.filter((e) => e.kind === "propagation.received" && e.from === "F");
+  assert.equal(
+    read.reduce((n, e) => n + (e.kind === "propagation.received" ? e.records.length : 0), 0),
+    8,
+  );
+  assert.equal(
+    read.reduce((n, e) => n + (e.kind === "propagation.received" ? e.duplicates ?? 0 : 0), 0),
+    3,
+  );
+  // kiwi is whichever of its versions the record rules pick, as any server would.
+  const kiwis = variants.filter((v) => v[2] === "kiwi").map((
+    [origin, diff, client, location, time],
+  ) => ({ origin, diff, client, location, time }));
+  const best = kiwis.reduce((a, b) => compareRecords(a, b) >= 0 ? a : b);
+  const { origin, diff, client, location, time } = recordFields(store.get("kiwi")!);
+  assert.deepEqual({ origin, diff, client, location, time }, best);
+  assert.equal(store.get("kiwj")?.time, fields[4]);
 });

