@@ -7,7 +7,9 @@
  *
  * - a server dialling its neighbour (a link), answered by an endless line: gives up at once;
  * - an observer dial (the remote dashboard's, bench/observer.ts) answered the same way: the same;
- * - an acceptor sent an endless line instead of the PROOF: closes at once, and logs why.
+ * - an acceptor sent an endless line instead of the PROOF: closes at once, and logs why;
+ * - a connection admitted over the client cap for a handshake whose HELLO trickles in: closed at
+ *   the 3 s handshake deadline (before: read until the idle timeout).
  */
 
 import assert from "node:assert/strict";
@@ -49,18 +51,32 @@ function closeQuietly(c: { close(): void } | undefined): void {
   }
 }
 
-Deno.test("handshake: a dialler answered by an endless line without LF gives up at the line limit, not at the handshake timeout", async () => {
+/**
+ * M alone, its neighbours F (sorts first: M answers its HELLO) and Z (M dials it) played by the
+ * test; `listenZ` listens on Z's port first.
+ */
+function herdM(
+  listenZ: boolean,
+  maxConnections = SERVER_DEFAULTS.maxConnections,
+): { herd: Herd; m: number; z?: Deno.Listener } {
   const [m, f, z] = freePorts(3);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
+  const listener = listenZ ? Deno.listen({ hostname: "127.0.0.1", port: z }) : undefined;
   const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
+    servers: { F: { port: f }, M: { port: m, neighbors: ["F", "Z"] }, Z: { port: z } },
   });
   const herd = new Herd(config, {
     ...SERVER_DEFAULTS,
     places: createOfflineProvider(),
     secret: SECRET,
     only: ["M"],
+    maxConnections,
   });
+  return { herd, m, z: listener };
+}
+
+Deno.test("handshake: a dialler answered by an endless line without LF gives up at the line limit, not at the handshake timeout", async () => {
+  const { herd, z } = herdM(true);
+  const listener = z!;
   let conn: Deno.Conn | undefined;
   try {
     await herd.start();
@@ -112,16 +128,7 @@ Deno.test("handshake: an observer dial answered by an endless line without LF gi
 });
 
 Deno.test("handshake: an acceptor sent an endless line instead of the PROOF closes at the line limit and logs why", async () => {
-  const [m, f] = freePorts(2);
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["F"] } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-  });
+  const { herd, m } = herdM(false);
   const events: HerdEvent[] = [];
   herd.bus.subscribe((e) => {
     if (e.kind === "peer.rejected") events.push(e);
@@ -143,6 +150,46 @@ Deno.test("handshake: an acceptor sent an endless line instead of the PROOF clos
     await waitFor(() => events.length > 0, 2000, "a peer.rejected event");
     assert.match(JSON.stringify(events), /line over the handshake line limit/);
   } finally {
+    closeQuietly(conn);
+    await herd.stop();
+  }
+});
+
+Deno.test("handshake: a connection admitted over the client cap for a handshake is closed when its HELLO trickles past 3 s", async () => {
+  const { herd, m } = herdM(false, 1);
+  let holder: Deno.Conn | undefined;
+  let conn: Deno.Conn | undefined;
+  try {
+    await herd.start();
+    holder = await Deno.connect({ hostname: "127.0.0.1", port: m });
+    await holder.write(new TextEncoder().encode("IAMAT holder +1+1 1700000000\n"));
+    assert.ok((await holder.read(new Uint8Array(512))) !== null, "the holder is served");
+    // Over the cap: "HERD" admits it; then one byte of the HELLO every 250 ms (never silent
+    // for the 500 ms that answers a partial line, never a whole line).
+    conn = await Deno.connect({ hostname: "127.0.0.1", port: m });
+    const started = performance.now();
+    await conn.write(new TextEncoder().encode(`HERD2 HELLO peer F M `));
+    const closed = (async () => {
+      try {
+        while ((await conn!.read(new Uint8Array(512))) !== null) {
+          // nothing is expected; EOF is
+        }
+      } catch {
+        // reset: closed too
+      }
+      return performance.now() - started;
+    })();
+    let open = true;
+    closed.then(() => (open = false));
+    while (open && performance.now() - started < 8000) {
+      await conn.write(new TextEncoder().encode("a")).catch(() => (open = false));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(open, false, "a HELLO trickled for 8 s is still being read");
+    const ms = await closed;
+    assert.ok(ms > 2500 && ms < 5000, `closed after ${Math.round(ms)} ms (the deadline is 3 s)`);
+  } finally {
+    closeQuietly(holder);
     closeQuietly(conn);
     await herd.stop();
   }
