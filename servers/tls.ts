@@ -79,37 +79,45 @@ export const TLS_HANDSHAKES_MAX = Math.max(
   Math.floor((descriptors.limit - descriptors.clientCap) / 4),
 );
 
-/** The TLS handshakes in progress in this process, and who waits for one to end. */
+/** The TLS handshakes in progress in this process, and the accept loops waiting for fewer. */
 const inProgress = { count: 0, waiters: [] as (() => void)[] };
 
-/** Resolves true once a handshake slot is free, false if `signal` aborts first. */
-function handshakeSlot(signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  if (inProgress.count < TLS_HANDSHAKES_MAX) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const wake = () => {
-      signal.removeEventListener("abort", abort);
-      resolve(true);
-    };
-    const abort = () => {
-      inProgress.waiters = inProgress.waiters.filter((w) => w !== wake);
-      resolve(false);
-    };
-    inProgress.waiters.push(wake);
-    signal.addEventListener("abort", abort, { once: true });
-  });
+/**
+ * Resolves true once fewer than {@linkcode TLS_HANDSHAKES_MAX} handshakes are in progress, false
+ * if `signal` aborts first. Every waiting loop is woken when one ends (a loop woken first may sit
+ * in accept for long), so each link port may take one more: the bound is the cap plus one per
+ * link port of the process.
+ */
+async function handshakeRoom(signal: AbortSignal): Promise<boolean> {
+  while (!signal.aborted && inProgress.count >= TLS_HANDSHAKES_MAX) {
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        signal.removeEventListener("abort", abort);
+        resolve();
+      };
+      const abort = () => {
+        inProgress.waiters = inProgress.waiters.filter((w) => w !== wake);
+        resolve();
+      };
+      inProgress.waiters.push(wake);
+      signal.addEventListener("abort", abort, { once: true });
+    });
+  }
+  return !signal.aborted;
 }
 
 function handshakeEnded(): void {
   inProgress.count--;
-  inProgress.waiters.shift()?.();
+  const waiters = inProgress.waiters;
+  inProgress.waiters = [];
+  for (const wake of waiters) wake();
 }
 
 /**
  * Accepts connections on a TLS link port and yields each once its TLS handshake completed, within
  * {@linkcode HANDSHAKE_TIMEOUT_MS} of its accept (the herd handshake that follows has its own).
- * At most {@linkcode TLS_HANDSHAKES_MAX} handshakes are in progress at once in the process: a
- * slot is freed when a handshake ends, not at its deadline, because only then is its socket gone
+ * At most {@linkcode TLS_HANDSHAKES_MAX} handshakes (plus one per link port) are in progress at
+ * once in the process: a slot is freed when a handshake ends, not at its deadline, because only then is its socket gone
  * (see there). A handshake that fails, or ends past its deadline or after `signal` aborted, is
  * closed and reported to `onRejected`. Ends when the listener closes (or `signal` aborts while it
  * waits for a slot); handshakes still in progress are then closed whenever they end.
@@ -149,7 +157,7 @@ export async function* acceptTls(
   };
   const accepting = (async () => {
     const conns = acceptConnections(listener, onError);
-    while (await handshakeSlot(signal)) {
+    while (await handshakeRoom(signal)) {
       const next = await conns.next();
       if (next.done) break;
       inProgress.count++;

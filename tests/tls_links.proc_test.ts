@@ -13,7 +13,8 @@
  * - a server process under `ulimit -n 256` keeps serving clients while 245 connections to its
  *   link port never start TLS (before: they were never closed, took every descriptor, and every
  *   client got `? server busy: too many open connections`); a TLS connection that sends no HELLO
- *   is closed at the 3 s handshake deadline; once the silent ones go, the link port handshakes.
+ *   is closed at the 3 s handshake deadline; once the silent ones go, the link port handshakes;
+ *   with every handshake slot held, SIGTERM still stops it.
  */
 
 import assert from "node:assert/strict";
@@ -323,6 +324,16 @@ Deno.test({
       const ms = Math.round(performance.now() - started);
       assert.equal(read, null, `a TLS connection with no HELLO still open after ${ms} ms`);
       assert.ok(ms > 2000, `closed after ${ms} ms, before the handshake deadline`);
+      // With every handshake slot held, the server still stops when told to.
+      for (let i = 0; i < 40; i++) silent.push(await TcpClient.connect(linkPort));
+      await new Promise((r) => setTimeout(r, 500));
+      proc.child.kill("SIGTERM");
+      const status = await Promise.race([
+        proc.child.status,
+        new Promise<"running">((r) => setTimeout(() => r("running"), 10_000)),
+      ]);
+      assert.notEqual(status, "running", "still running 10 s after SIGTERM");
+      assert.equal(status === "running" ? undefined : status.code, 0, proc.stderr);
     } finally {
       await Promise.all(silent.map((c) => c.close()));
       try {
