@@ -14,6 +14,7 @@ import { FairShare, TurnQueue } from "./fair.ts";
 import { binaryInto, LineSplitter, type SplitLine } from "./lines.ts";
 import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./wire.ts";
+import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { silenceTimer } from "./timeout.ts";
@@ -114,8 +115,8 @@ export class ClientConnection implements OutputHolder {
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
   #firstLine = true;
-  /** Admitted past the client cap for a handshake only (see run()). */
-  #handshakeOnly = false;
+  /** Admitted for a handshake only (see run()): why it closes when it is not one. */
+  #handshakeOnly: string | undefined;
   #sliceStart = 0;
   /** Why the connection ended, for the disconnect event. */
   reason = "closed by client";
@@ -157,14 +158,20 @@ export class ClientConnection implements OutputHolder {
 
   /**
    * Reads until EOF or close; answers everything pending before closing. `initial`: bytes the server already read (deciding
-   * whether to admit us), taken as the first read. `handshakeOnly`: admitted past the client
-   * cap only because it looked like a peer or observer handshake, so any line that is not a
-   * handshake that succeeds closes it: the cap is never bypassed by a `HERD` prefix.
+   * whether to admit us), taken as the first read. `handshakeOnly`: the close reason of a
+   * connection admitted for a peer or observer handshake only (past the client cap because it
+   * looked like one, or on a TLS link port), so any line that is not a handshake that succeeds
+   * closes it: the cap is never bypassed by a `HERD` prefix. Its HELLO must come within the
+   * handshake timeout and the handshake line limit, as every handshake line.
    */
-  async run(initial?: Uint8Array, handshakeOnly = false): Promise<void> {
+  async run(initial?: Uint8Array, handshakeOnly?: string): Promise<void> {
     this.#handshakeOnly = handshakeOnly;
     const buf = new Uint8Array(READ_SIZE);
     let first = initial;
+    let helloBytes = 0;
+    const helloDeadline = handshakeOnly === undefined ? undefined : setTimeout(() => {
+      if (this.#firstLine) this.close("handshake timeout (no HELLO)");
+    }, HANDSHAKE_TIMEOUT_MS);
     this.#armIdle();
     try {
       while (!this.#closed) {
@@ -209,6 +216,13 @@ export class ClientConnection implements OutputHolder {
           break;
         }
         const lines = this.splitter.push(input.subarray(0, n));
+        if (this.#firstLine && handshakeOnly !== undefined && lines.length === 0) {
+          helloBytes += n;
+          if (helloBytes > HANDSHAKE_LINE_LIMIT) {
+            this.close(`${handshakeOnly} (a first line over the handshake line limit)`);
+            break;
+          }
+        }
         if (this.#firstLine && lines.length > 0) {
           this.#firstLine = false;
           const first = lines[0];
@@ -251,6 +265,7 @@ export class ClientConnection implements OutputHolder {
         if (turn !== undefined) await turn;
       }
     } finally {
+      clearTimeout(helloDeadline);
       this.#clearPartial();
       this.#idleTimer?.clear();
       if (!this.#handedOver) this.close();
@@ -275,8 +290,8 @@ export class ClientConnection implements OutputHolder {
    * `force` (a single final or timed-out line). Returns the index of the first line not handled.
    */
   #handle(lines: SplitLine[], from = 0, force = false): number {
-    if (this.#handshakeOnly) {
-      this.close("over the client cap and not a handshake");
+    if (this.#handshakeOnly !== undefined) {
+      this.close(this.#handshakeOnly);
       return lines.length;
     }
     for (let i = from; i < lines.length; i++) {

@@ -51,11 +51,28 @@ export function newNonce(): string {
   return randomHex(16);
 }
 
-/** Reads lines until one is complete (taking `pending` first); undefined at EOF or on error. */
+/**
+ * Longest handshake line, LF excluded. The longest the herd sends is a CHALLENGE (~250 bytes) or
+ * a refusal echoing a HELLO (~200); a reader gives up on the first line past this, so a
+ * handshake reads a few KiB at most, never a stream without end (a port held by something that
+ * answers a HELLO with an endless line read ~750 MB per redial until the timeout).
+ */
+export const HANDSHAKE_LINE_LIMIT = 1024;
+
+/** Why a handshake reader gave up on a line that outgrew {@linkcode HANDSHAKE_LINE_LIMIT}. */
+const OVERLONG = `line over the handshake line limit (${HANDSHAKE_LINE_LIMIT} bytes)`;
+
+/**
+ * Reads lines until one is complete (taking `pending` first); undefined at EOF, on error, or on
+ * a line over {@linkcode HANDSHAKE_LINE_LIMIT} (then `overlong` is set).
+ */
 class LineReader {
   #conn: Deno.Conn;
   #splitter: LineSplitter;
   #pending: SplitLine[];
+  /** Bytes read since the last LF: the line in progress (the splitter's own limit is the stream's). */
+  #partial = 0;
+  overlong = false;
 
   constructor(conn: Deno.Conn, splitter: LineSplitter, pending: SplitLine[]) {
     this.#conn = conn;
@@ -73,10 +90,21 @@ class LineReader {
         return undefined;
       }
       if (n === null) return undefined;
-      this.#pending.push(...this.#splitter.push(buf.subarray(0, n)));
+      const got = buf.subarray(0, n);
+      const lf = got.lastIndexOf(0x0a);
+      this.#partial = lf < 0 ? this.#partial + n : n - lf - 1;
+      this.#pending.push(...this.#splitter.push(got));
+      if (this.#pending.length === 0 && this.#partial > HANDSHAKE_LINE_LIMIT) {
+        this.overlong = true;
+        return undefined;
+      }
     }
     const line = this.#pending.shift()!;
-    return line.overlong ? "" : line.text;
+    if (line.overlong || line.text.length > HANDSHAKE_LINE_LIMIT) {
+      this.overlong = true;
+      return undefined;
+    }
+    return line.text;
   }
 
   /** Lines already read past the handshake (the start of the stream). */
@@ -135,7 +163,11 @@ export async function dialHandshake(
     if (challenge === undefined) {
       return {
         ok: false,
-        reason: timer.expired ? `handshake timeout (no challenge from ${peer})` : "connection lost",
+        reason: reader.overlong
+          ? `${peer} sent a ${OVERLONG}`
+          : timer.expired
+          ? `handshake timeout (no challenge from ${peer})`
+          : "connection lost",
       };
     }
     if (isBusy(challenge)) return { ok: false, reason: "busy", busy: true };
@@ -160,7 +192,9 @@ export async function dialHandshake(
     if (welcome === undefined) {
       return {
         ok: false,
-        reason: timer.expired
+        reason: reader.overlong
+          ? `${peer} sent a ${OVERLONG}`
+          : timer.expired
           ? `handshake timeout (no answer to our proof from ${peer})`
           : `${peer} closed after our proof (it refused it)`,
       };
@@ -218,7 +252,9 @@ export async function acceptHandshake(
     if (line === undefined) {
       return {
         ok: false,
-        reason: timer.expired
+        reason: reader.overlong
+          ? `${what} sent a ${OVERLONG}`
+          : timer.expired
           ? `handshake timeout (no proof from ${what})`
           : `${what} closed during the handshake`,
       };

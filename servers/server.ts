@@ -11,7 +11,7 @@ import { LinkStatsReporter } from "./link_stats.ts";
 import { type AtFields, parseLocation } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
-import { dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
+import { acceptTls, dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
@@ -122,6 +122,8 @@ export class HerdServer implements LineHandler {
   /** With TLS: the link port's listener, the PEMs, and the connections that came through it. */
   #tlsListener: Deno.TlsListener | undefined;
   #acceptingTls: Promise<void> | undefined;
+  /** Ends the TLS accept loop's wait for a handshake slot (they are process-wide) at stop. */
+  #tlsStop = new AbortController();
   #tlsFiles: TlsFiles | undefined;
   #secure = new WeakSet<ClientConnection>();
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
@@ -252,6 +254,7 @@ export class HerdServer implements LineHandler {
     });
     this.#accepting = this.#acceptLoop(this.#listener, false);
     if (this.#tlsListener !== undefined) {
+      this.#tlsStop = new AbortController();
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
     }
     for (const link of this.links) link.start();
@@ -290,6 +293,7 @@ export class HerdServer implements LineHandler {
       closeQuietly(l);
     }
     this.#tlsListener = undefined;
+    this.#tlsStop.abort();
     for (const link of this.links) link.stop();
     this.#linkStats.report();
     this.#linkStats.stop();
@@ -334,7 +338,13 @@ export class HerdServer implements LineHandler {
     const pending = new Set<Promise<void>>();
     const failed = (message: string) =>
       this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "accept", message });
-    for await (const conn of acceptConnections(listener, failed)) {
+    // A TLS link port hands over connections once their TLS handshake is done, in time.
+    const rejected = (remote: string, reason: string) =>
+      this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
+    const conns = secure
+      ? acceptTls(listener as Deno.TlsListener, this.#tlsStop.signal, failed, rejected)
+      : acceptConnections(listener, failed);
+    for await (const conn of conns) {
       // A bug in serving one connection ends that connection, never the process.
       const p = this.#serve(conn, secure).catch((err) => {
         this.bus.emit({
@@ -445,7 +455,15 @@ export class HerdServer implements LineHandler {
       remote,
     });
     try {
-      await client.run(initial, overCap);
+      // The link port takes links and observers only: there, too, it is a handshake or nothing.
+      await client.run(
+        initial,
+        overCap
+          ? "over the client cap and not a handshake"
+          : secure
+          ? "not a handshake"
+          : undefined,
+      );
     } finally {
       // A socket handed to a link or observer is counted by measuring from now on.
       release();

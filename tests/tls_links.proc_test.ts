@@ -9,7 +9,12 @@
  * - a link handshake on a plain client port is refused (`? ...`), and a plain-TCP dialer on the
  *   TLS port gets no CHALLENGE;
  * - a certificate that names another server, or comes from another CA, is refused by the
- *   dialler, which logs why.
+ *   dialler, which logs why;
+ * - a server process under `ulimit -n 256` keeps serving clients while 245 connections to its
+ *   link port never start TLS (before: they were never closed, took every descriptor, and every
+ *   client got `? server busy: too many open connections`); a TLS connection that sends no HELLO
+ *   is closed at the 3 s handshake deadline; once the silent ones go, the link port handshakes;
+ *   with every handshake slot held, SIGTERM still stops it.
  */
 
 import assert from "node:assert/strict";
@@ -21,6 +26,7 @@ import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { ProcessHerd, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { RecordingProxy } from "./_helpers/proxy.ts";
 
 const SECRET = "tls-links-test-secret-0123456789";
@@ -246,6 +252,97 @@ Deno.test({
       await herdA.stop();
       await logs.close();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "tls links: silent connections to a link port under ulimit -n 256 never lock out clients, and a TLS connection with no HELLO is closed at the handshake deadline",
+  ignore: !OPENSSL && !CI,
+  fn: async () => {
+    const pki = await makePki();
+    const herd = await ProcessHerd.create({ topology: { A: [] }, wrap: () => underUlimit(256) });
+    const port = herd.port("A");
+    const [linkPort] = stablePorts(1);
+    const config = `${herd.dir}/tls.json`;
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        servers: { A: { port, linkPort } },
+        tls: { ca: `${pki}/ca.pem`, cert: `${pki}/{name}.pem`, key: `${pki}/{name}.key` },
+      }),
+    );
+    const silent: TcpClient[] = [];
+    let tls: Deno.TlsConn | undefined;
+    try {
+      const proc = await herd.start("A", ["--memory"], config);
+      const open = () => [...Deno.readDirSync(`/proc/${proc.pid}/fd`)].length;
+      const before = open();
+      // 245 connections that never send a ClientHello (the adversarial review's count).
+      for (let i = 0; i < 245; i++) silent.push(await TcpClient.connect(linkPort));
+      await new Promise((r) => setTimeout(r, 1000));
+      // At most 16 TLS handshakes at once under 256 open files (a quarter of the 64 reserved);
+      // the other connections wait in the kernel's backlog, on no descriptor of the server.
+      const held = open() - before;
+      console.log(`descriptors of A: ${before} before, +${held} with 245 silent connections`);
+      assert.ok(held <= 16 + 4, `245 silent link connections hold ${held} descriptors`);
+      // Clients are served while they are held, every time.
+      for (let i = 0; i < 3; i++) {
+        const reply = await exchange(
+          port,
+          `IAMAT silent.${i} +34.068930-118.445127 1700000000\n`,
+          5000,
+        );
+        assert.match(reply, /^AT A /, `client ${i} while 245 silent link connections are held`);
+      }
+      // Once they go, the link port handshakes again (TLS, then a HELLO gets its CHALLENGE).
+      await Promise.all(silent.map((c) => c.close()));
+      const ca = await Deno.readTextFile(`${pki}/ca.pem`);
+      const dialA = async () => {
+        const tcp = await Deno.connect({ hostname: "127.0.0.1", port: linkPort });
+        const conn = await Deno.startTls(tcp, { hostname: "A", caCerts: [ca] });
+        await conn.handshake();
+        return conn;
+      };
+      const hello = await dialA();
+      try {
+        await hello.write(new TextEncoder().encode(`HERD2 HELLO observer dash A ${newNonce()}\n`));
+        const got = new Uint8Array(512);
+        const n = await hello.read(got);
+        assert.match(new TextDecoder().decode(got.subarray(0, n ?? 0)), /^HERD2 CHALLENGE A dash /);
+      } finally {
+        hello.close();
+      }
+      tls = await dialA();
+      // A TLS connection that sends no HELLO is closed at the handshake deadline (3 s).
+      const started = performance.now();
+      const read = await Promise.race([
+        tls.read(new Uint8Array(64)).catch(() => null),
+        new Promise<"open">((r) => setTimeout(() => r("open"), 8000)),
+      ]);
+      const ms = Math.round(performance.now() - started);
+      assert.equal(read, null, `a TLS connection with no HELLO still open after ${ms} ms`);
+      assert.ok(ms > 2000, `closed after ${ms} ms, before the handshake deadline`);
+      // With every handshake slot held, the server still stops when told to.
+      for (let i = 0; i < 40; i++) silent.push(await TcpClient.connect(linkPort));
+      await new Promise((r) => setTimeout(r, 500));
+      proc.child.kill("SIGTERM");
+      const status = await Promise.race([
+        proc.child.status,
+        new Promise<"running">((r) => setTimeout(() => r("running"), 10_000)),
+      ]);
+      assert.notEqual(status, "running", "still running 10 s after SIGTERM");
+      assert.equal(status === "running" ? undefined : status.code, 0, proc.stderr);
+    } finally {
+      await Promise.all(silent.map((c) => c.close()));
+      try {
+        tls?.close();
+      } catch {
+        // closed already
+      }
+      await herd.close();
+      await Deno.remove(pki, { recursive: true });
     }
   },
 });
