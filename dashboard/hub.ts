@@ -73,6 +73,8 @@ export interface HubStats {
   gaps: number;
   cut: number;
   eventsIn: number;
+  /** Streams refused because {@linkcode EventHub.maxStreams} were open. */
+  refused: number;
 }
 
 interface Entry {
@@ -177,7 +179,7 @@ export class EventHub {
   readonly #off: () => void;
   #next = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #stats = { frames: 0, eventsSent: 0, gaps: 0, cut: 0, eventsIn: 0 };
+  #stats = { frames: 0, eventsSent: 0, gaps: 0, cut: 0, eventsIn: 0, refused: 0 };
   /** Frames built in the current flush tick, by event range. */
   readonly #frames = new Map<string, string>();
 
@@ -207,6 +209,11 @@ export class EventHub {
   /** True when {@linkcode maxStreams} streams are open: a new one is refused. */
   get full(): boolean {
     return this.#subs.size >= this.maxStreams;
+  }
+
+  /** A stream was refused (the hub was {@linkcode full}): counted for the metrics. */
+  refuse(): void {
+    this.#stats.refused++;
   }
 
   /** Counters for /metrics. */

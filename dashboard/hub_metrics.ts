@@ -43,6 +43,12 @@ export function registerHubMetrics(registry: client.Registry, hub: EventHub): vo
       (s) => s.gaps,
     ],
     ["herd_dashboard_cut_total", "Subscribers cut loose for not reading.", "counter", (s) => s.cut],
+    [
+      "herd_dashboard_streams_refused_total",
+      "Event streams refused because the stream cap was reached.",
+      "counter",
+      (s) => s.refused,
+    ],
   ];
   for (const [name, help, type, value] of series) {
     registry.removeSingleMetric(name);

@@ -412,6 +412,14 @@ Deno.test("descriptors: event streams have their own cap; health, metrics and pa
         }
       }
       assert.ok(streams.some((c) => !c.eof), "the admitted streams are still open");
+      // Every refusal for the stream cap is counted where an operator looks (other 503s are the
+      // port's connection share: "server busy").
+      const answered503 = streams.filter((c) => c.received.startsWith("HTTP/1.1 503"));
+      await Promise.all(answered503.map((c) => c.waitUntil((text) => text.includes("}"), 5000)));
+      const byCap = answered503.filter((c) => c.received.includes("too many event streams"));
+      const metrics = await rawRequest(dash, "/metrics", { ms: 5_000 });
+      const counted = /^herd_dashboard_streams_refused_total (\d+)$/m.exec(metrics.body)?.[1];
+      assert.equal(Number(counted), byCap.length, `refused by the cap: ${counted}`);
     } finally {
       clearInterval(traffic);
     }

@@ -20,6 +20,7 @@ import { parseEventId, sseBody } from "../../hub.ts";
 export const handler: RouteModule["handler"] = {
   GET(c, d) {
     if (d.hub.full) {
+      d.hub.refuse();
       return c.json(
         { error: `too many event streams (${d.hub.maxStreams} open); try again later` },
         503,
