@@ -211,7 +211,7 @@ export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
           `(see deno task ${command} --help)`,
       );
     }
-    if (seen.has(name)) throw new UsageError(`--${t.name} is given twice: give it once`);
+    if (seen.has(name)) throw new UsageError(`${t.rawName} is given twice: give it once`);
     seen.add(name);
   }
   const given = new Set<OptionName>();

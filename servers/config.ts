@@ -284,10 +284,14 @@ function resolveTls(t: TlsConfig, baseDir: string | undefined): TlsConfig {
   return { ca: at(t.ca), cert: at(t.cert), key: at(t.key) };
 }
 
+/** Levels of objects and arrays a config file may nest (the schema's own need four). */
+export const MAX_CONFIG_DEPTH = 64;
+
 /**
  * The first key some object of the JSON `text` holds twice, as its path (`servers.A`), or
  * undefined. JSON.parse keeps the last silently: a server written twice, or a port set in two
- * places, is a mistake the file's author must see.
+ * places, is a mistake the file's author must see. Throws {@linkcode ConfigError} past
+ * {@linkcode MAX_CONFIG_DEPTH} levels.
  *
  * @example
  * ```ts
@@ -297,9 +301,24 @@ function resolveTls(t: TlsConfig, baseDir: string | undefined): TlsConfig {
 export function duplicateKey(text: string): string | undefined {
   const open: Set<string>[] = [];
   let found: string | undefined;
+  let depth = 0;
+  // The visitor recurses once per level: 20,000 levels (valid JSON) overflowed the stack.
+  const deeper = () => {
+    if (++depth > MAX_CONFIG_DEPTH) {
+      throw new ConfigError(`nested deeper than ${MAX_CONFIG_DEPTH} levels`);
+    }
+  };
   visit(text, {
-    onObjectBegin: () => void open.push(new Set()),
-    onObjectEnd: () => void open.pop(),
+    onObjectBegin: () => {
+      deeper();
+      open.push(new Set());
+    },
+    onObjectEnd: () => {
+      depth--;
+      open.pop();
+    },
+    onArrayBegin: deeper,
+    onArrayEnd: () => void depth--,
     onObjectProperty: (key, _offset, _length, _line, _column, path) => {
       const keys = open[open.length - 1];
       if (found === undefined && keys.has(key)) found = [...path(), key].join(".");
@@ -333,7 +352,13 @@ export async function loadConfig(path?: string): Promise<HerdConfig> {
   } catch (err) {
     throw new ConfigError(`config ${path} is not valid JSON: ${(err as Error).message}`);
   }
-  const twice = duplicateKey(text);
+  let twice: string | undefined;
+  try {
+    twice = duplicateKey(text);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`config ${path}: ${err.message}`);
+    throw err;
+  }
   if (twice !== undefined) {
     throw new ConfigError(`config ${path}: ${twice} is given twice: give it once`);
   }

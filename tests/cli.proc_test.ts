@@ -602,6 +602,7 @@ Deno.test("a flag given twice is one line, exit 2, whatever the spelling", async
     [["start", "--memory", "--max-connections=9000", "--memory"], "--memory"],
     [["start", "--partial-line-ms=5", "--partial-line-ms", "6"], "--partial-line-ms"],
     [["client", "-h", "--help"], "--help"],
+    [["client", "-h", "-h"], "-h"], // named as typed
   ];
   for (const [args, flag] of cases) {
     const r = await run(args, { GOOGLE_PLACES_API_KEY: "" });

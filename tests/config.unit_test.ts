@@ -43,3 +43,16 @@ Deno.test("config: loadConfig refuses a file with a server written twice, naming
     await Deno.remove(path);
   }
 });
+
+Deno.test("config: a deeply nested file (valid JSON) is a clear ConfigError, not a stack overflow", async () => {
+  // JSON.parse takes 20,000 levels; jsonc-parser's visitor (duplicateKey) recursed once per level
+  // and threw RangeError out of loadConfig: start/server died with an uncaught stack trace, exit 1.
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const depth = 20_000;
+    await Deno.writeTextFile(path, `{"servers": ${"[".repeat(depth)}${"]".repeat(depth)}}`);
+    await assert.rejects(() => loadConfig(path), (err: unknown) => err instanceof ConfigError);
+  } finally {
+    await Deno.remove(path);
+  }
+});
