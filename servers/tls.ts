@@ -157,7 +157,16 @@ export async function* acceptTls(
   };
   const accepting = (async () => {
     const conns = acceptConnections(listener, onError);
-    while (await handshakeRoom(signal)) {
+    for (;;) {
+      // Said once per wait: while the slots are held neighbours cannot link here, and a silent
+      // log would hide why.
+      if (inProgress.count >= TLS_HANDSHAKES_MAX) {
+        onError(
+          `TLS handshakes at the cap (${TLS_HANDSHAKES_MAX} in progress): no link accepted ` +
+            `until one ends`,
+        );
+      }
+      if (!await handshakeRoom(signal)) break;
       const next = await conns.next();
       if (next.done) break;
       inProgress.count++;

@@ -287,6 +287,8 @@ Deno.test({
       const held = open() - before;
       console.log(`descriptors of A: ${before} before, +${held} with 245 silent connections`);
       assert.ok(held <= 16 + 4, `245 silent link connections hold ${held} descriptors`);
+      // And says so in its log: neighbours cannot link while the slots are held.
+      assert.match(await herd.log("A"), /TLS handshakes at the cap \(16 in progress\)/);
       // Clients are served while they are held, every time.
       for (let i = 0; i < 3; i++) {
         const reply = await exchange(
