@@ -161,8 +161,9 @@ export class TcpFront {
       const up = upstream;
       (client as Deno.TcpConn).setNoDelay?.(true);
       const end = me.end;
-      // The client's half-close is passed on (the response still comes back); anything else
-      // ending either direction, a stalled client above all, ends both.
+      // The client's half-close is passed on (whether a response still comes back is Deno.serve's
+      // choice: often it does not, as without a front); anything else ending either direction, a
+      // stalled client above all, ends both.
       const inbound = pipe(client, up, 0).then((eof) => {
         if (eof) return (up as Deno.UnixConn).closeWrite().catch(end);
         end();
