@@ -5,7 +5,7 @@
  * together see the same drift, so their ratio is what a change is judged by.
  *
  *     deno run -A bench/paired.ts --a /tmp/base --b . [--rounds 5] [--connections 32] \
- *       [--duration-ms 4000] [--warmup-ms 500] [--persist] [--flags "--receipt-wait-ms 0"] \
+ *       [--duration-ms 4000] [--warmup-ms 500] [--persist] [--flags="--receipt-wait-ms 0"] \
  *       [--a-flags ...] [--b-flags ...] [--a-deno-flags ...] [--b-deno-flags ...] [--rate R] [--solo]
  *
  * `--a-deno-flags` / `--b-deno-flags` go to that herd's `deno run` (e.g. `--v8-flags=...`).
@@ -26,25 +26,37 @@ import { HERD_NAMES, herdConfig, stablePortBase } from "./common.ts";
 import type { LoadResult } from "./load.ts";
 import { randomHex, serverState } from "./observer.ts";
 
-const { values: v } = parseArgs({
-  args: Deno.args,
-  options: {
-    a: { type: "string", default: "." },
-    b: { type: "string", default: "." },
-    rounds: { type: "string", default: "5" },
-    connections: { type: "string", default: "32" },
-    "duration-ms": { type: "string", default: "4000" },
-    "warmup-ms": { type: "string", default: "500" },
-    persist: { type: "boolean", default: false },
-    flags: { type: "string", default: "" },
-    "a-flags": { type: "string", default: "" },
-    "b-flags": { type: "string", default: "" },
-    "a-deno-flags": { type: "string", default: "" },
-    "b-deno-flags": { type: "string", default: "" },
-    solo: { type: "boolean", default: false },
-    rate: { type: "string", default: "0" },
-  },
-});
+/** The command line, or one line on stderr and exit 2 (as bench/run.ts). */
+function flags() {
+  try {
+    return parseArgs({ args: Deno.args, options: OPTIONS }).values;
+  } catch (err) {
+    // parseArgs' message runs to several sentences; the first says what is wrong.
+    const what = String((err as Error).message).split(/\.(?:\s|$)/)[0];
+    console.error(
+      `paired: ${what} (a value that starts with a dash: --b-flags="--receipt-wait-ms 0")`,
+    );
+    Deno.exit(2);
+  }
+}
+
+const OPTIONS = {
+  a: { type: "string", default: "." },
+  b: { type: "string", default: "." },
+  rounds: { type: "string", default: "5" },
+  connections: { type: "string", default: "32" },
+  "duration-ms": { type: "string", default: "4000" },
+  "warmup-ms": { type: "string", default: "500" },
+  persist: { type: "boolean", default: false },
+  flags: { type: "string", default: "" },
+  "a-flags": { type: "string", default: "" },
+  "b-flags": { type: "string", default: "" },
+  "a-deno-flags": { type: "string", default: "" },
+  "b-deno-flags": { type: "string", default: "" },
+  solo: { type: "boolean", default: false },
+  rate: { type: "string", default: "0" },
+} as const;
+const v = flags();
 
 const split = (s: string) => s.split(/\s+/).filter((x) => x !== "");
 const rounds = Number(v.rounds);
