@@ -352,17 +352,9 @@ export async function loadConfig(path?: string): Promise<HerdConfig> {
   } catch (err) {
     throw new ConfigError(`config ${path} is not valid JSON: ${(err as Error).message}`);
   }
-  let twice: string | undefined;
   try {
-    twice = duplicateKey(text);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`config ${path}: ${err.message}`);
-    throw err;
-  }
-  if (twice !== undefined) {
-    throw new ConfigError(`config ${path}: ${twice} is given twice: give it once`);
-  }
-  try {
+    const twice = duplicateKey(text);
+    if (twice !== undefined) throw new ConfigError(`${twice} is given twice: give it once`);
     const slash = path.lastIndexOf("/");
     return parseConfig(json, slash === -1 ? "." : path.slice(0, slash) || "/");
   } catch (err) {

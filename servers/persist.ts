@@ -240,8 +240,9 @@ async function replayFile(path: string): Promise<Replay> {
 
 /**
  * Replays the whole lines of `bytes` (which start at file offset `base`), up to
- * {@linkcode REPLAY_STEP} of them, into `out`; returns how many bytes they took. Invalid entries are skipped and counted; a last line without its LF is
- * left: a torn tail (the crash came mid-append) is cut, nothing after it was durable.
+ * {@linkcode REPLAY_STEP} of them, into `out`; returns how many bytes they took. Invalid entries
+ * are skipped and counted; a last line without its LF is left: a torn tail (the crash came
+ * mid-append) is cut, nothing after it was durable.
  */
 function replayLines(out: Replay, bytes: Uint8Array, base: number): number {
   let pos = 0;
