@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
+import { startSeedHerd, tcpSockets, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import type { HubOptions } from "../dashboard/hub.ts";
@@ -39,15 +39,8 @@ const TCP_STATES: Record<string, string> = {
 
 /** The state of the loopback socket local:remote from /proc/net/tcp ("gone" when absent). */
 function tcpState(local: number, remote: number): string {
-  const hex = (p: number) => p.toString(16).toUpperCase().padStart(4, "0");
-  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4) continue;
-    if (f[1].endsWith(`:${hex(local)}`) && f[2].endsWith(`:${hex(remote)}`)) {
-      return TCP_STATES[f[3]] ?? f[3];
-    }
-  }
-  return "gone";
+  const state = tcpSockets().get(`${local}>${remote}`)?.state;
+  return state === undefined ? "gone" : TCP_STATES[state] ?? state;
 }
 
 async function portOpen(port: number): Promise<boolean> {

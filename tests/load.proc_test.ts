@@ -24,7 +24,7 @@
 
 import assert from "node:assert/strict";
 import { ProcessHerd } from "./_helpers/procs.ts";
-import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+import { exchange, TcpClient, type TcpSocket, tcpSockets, waitFor } from "./_helpers/net.ts";
 import type { LoadReply, LoadRequest } from "./_helpers/load_worker.ts";
 import { closeQuietly } from "../servers/io.ts";
 
@@ -125,23 +125,6 @@ async function pushUntilStalled(
 }
 
 /**
- * Send and receive queues of every IPv4 TCP socket of this network namespace, by
- * "localPort>remotePort", from /proc/net/tcp (tx: bytes sent but not yet acknowledged; rx: bytes
- * received but not yet read by the process).
- */
-async function tcpQueues(): Promise<Map<string, { tx: number; rx: number }>> {
-  const out = new Map<string, { tx: number; rx: number }>();
-  for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 5) continue;
-    const port = (addr: string) => parseInt(addr.split(":")[1], 16);
-    const [tx, rx] = f[4].split(":").map((h) => parseInt(h, 16));
-    out.set(`${port(f[1])}>${port(f[2])}`, { tx, rx });
-  }
-  return out;
-}
-
-/**
  * What the kernel says of one slow reader's connection: `read`, the bytes the server process read
  * of what it pushed (what the client handed to its kernel, less what still waits in the client's
  * send queue and in the server's receive queue); `unsent`, that less the reply bytes already in
@@ -149,7 +132,7 @@ async function tcpQueues(): Promise<Map<string, { tx: number; rx: number }>> {
  * as long as its command, so `unsent` bounds what the server holds read but not yet handed on.
  */
 function serverRead(
-  queues: Map<string, { tx: number; rx: number }>,
+  queues: Map<string, TcpSocket>,
   conn: Deno.Conn,
   pushed: Pushed,
 ): { read: number; unsent: number } {
@@ -310,16 +293,16 @@ async function runLoad(): Promise<LoadRun> {
     // still be at it when the pushes stall), and again 2 s later, while the slow readers keep
     // pushing. Settled: the same bytes read of every slow reader and an RSS within 4 MiB in
     // three looks 500 ms apart (bounded: 20 s).
-    const reads = async () => {
-      const queues = await tcpQueues();
+    const reads = () => {
+      const queues = tcpSockets();
       return slow.map((conn, i) => serverRead(queues, conn, pushes[i]).read);
     };
     let rss1 = await rss();
-    let read1 = await reads();
+    let read1 = reads();
     for (let calm = 0, tries = 0; calm < 2 && tries < 40; tries++) {
       await new Promise((r) => setTimeout(r, 500));
       const now = await rss();
-      const read = await reads();
+      const read = reads();
       const same = read.every((n, i) => n === read1[i]);
       calm = same && Math.abs(now - rss1) < 4 * MB ? calm + 1 : 0;
       rss1 = now;
@@ -327,7 +310,7 @@ async function runLoad(): Promise<LoadRun> {
     }
     await new Promise((r) => setTimeout(r, 2000));
     const rss2 = await rss();
-    const queues2 = await tcpQueues();
+    const queues2 = tcpSockets();
     const after = slow.map((conn, i) => serverRead(queues2, conn, pushes[i]));
     const read2 = after.map((r) => r.read);
     const unsent = after.map((r) => r.unsent);

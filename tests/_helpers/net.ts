@@ -225,3 +225,29 @@ export function clientTime(offsetMs = 0): string {
   const ms = Date.now() + offsetMs;
   return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}000000`;
 }
+
+/** One IPv4 TCP socket of this network namespace, as /proc/net/tcp shows it. */
+export interface TcpSocket {
+  /** The kernel's state code, hex as in the file (`01` ESTABLISHED, `06` TIME-WAIT, ...). */
+  state: string;
+  /** Bytes sent and not yet acknowledged. */
+  tx: number;
+  /** Bytes received and not yet read by the process. */
+  rx: number;
+}
+
+/**
+ * Every IPv4 TCP socket of this network namespace by `"<local port>><remote port>"` (loopback
+ * tests: both ends of a connection are there), from /proc/net/tcp.
+ */
+export function tcpSockets(): Map<string, TcpSocket> {
+  const out = new Map<string, TcpSocket>();
+  const port = (addr: string) => parseInt(addr.split(":")[1], 16);
+  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5) continue;
+    const [tx, rx] = f[4].split(":").map((h) => parseInt(h, 16));
+    out.set(`${port(f[1])}>${port(f[2])}`, { state: f[3], tx, rx });
+  }
+  return out;
+}
