@@ -18,6 +18,7 @@ import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { silenceTimer } from "./timeout.ts";
+import { nowNs } from "./clock.ts";
 
 /** Tunables for client connections. */
 export interface ConnectionOptions {
@@ -111,6 +112,8 @@ export class ClientConnection implements OutputHolder {
   #reading = false;
   /** When the current (or last) wait in `read` began. */
   #readingSince = performance.now();
+  /** The server clock (ns) when the last bytes arrived: the receive time of the lines they end. */
+  #arrivedNs = nowNs();
   #fair = new FairShare();
   #onDrain: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
@@ -195,6 +198,10 @@ export class ClientConnection implements OutputHolder {
             this.#readingSince = performance.now();
             try {
               n = await this.conn.read(buf);
+              // The wall clock itself, not the monotonic one offset from it: the two drift by
+              // microseconds, and a diff must never go below a client clock that agrees with ours.
+              // An EOF brings no bytes: a final unterminated line arrived with its last read.
+              if (n !== null) this.#arrivedNs = nowNs();
             } finally {
               this.#reading = false;
               this.#clearPartial();
@@ -270,6 +277,15 @@ export class ClientConnection implements OutputHolder {
       this.#idleTimer?.clear();
       if (!this.#handedOver) this.close();
     }
+  }
+
+  /**
+   * The server clock's time (ns) when the bytes ending the line being handled arrived: an
+   * IAMAT's receive time. A line taken by the partial-line timer or at EOF arrived with its
+   * last bytes, not when the wait ended; a line handled after its turn came, when it was read.
+   */
+  receivedNs(): bigint {
+    return this.#arrivedNs;
   }
 
   /** Closes the socket; pending replies are dropped. */

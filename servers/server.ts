@@ -33,7 +33,6 @@ import {
 } from "./protocol.ts";
 import { RecordStore, type StoredRecord } from "./store.ts";
 import type { RecordTable } from "./record_table.ts";
-import { nowNs } from "./clock.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
@@ -573,7 +572,8 @@ export class HerdServer implements LineHandler {
   ): string | Promise<string> {
     switch (cmd.verb) {
       case "IAMAT": {
-        const now = nowNs();
+        // Receive time: when the line's bytes came, not when its turn (or a partial-line wait) ended.
+        const now = conn.receivedNs();
         // Only the receiving server checks: a peer's record is taken as its origin accepted it,
         // so servers with skewed clocks never disagree about it.
         if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) {

@@ -259,3 +259,26 @@ Deno.test("a whole herd: a line whose rest arrived during a 250 ms stall of ours
     );
   }
 });
+
+Deno.test("an IAMAT without LF is timed when its bytes arrived, not when the partial-line wait ended", async () => {
+  // CS 131's sample echo client and several student clients send a command with neither LF nor
+  // EOF; the server takes it after the 500 ms partial-line wait, but its receive time (the AT
+  // diff) is when its bytes came, as for the same line sent with LF.
+  await using h = await startSeedHerd();
+  await using c = await TcpClient.connect(h.port("Hill"));
+  for (const [i, end] of ["", "\n"].entries()) {
+    const ms = Date.now();
+    const time = `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}`;
+    const before = c.received.length;
+    await c.send(`IAMAT partial${i}.kiwi +34.068930-118.445127 ${time}${end}`);
+    const reply = (await c.waitUntil((r) => r.length > before && r.endsWith("\n"), 5000))
+      .slice(before);
+    // The client's time is truncated to the millisecond, so the diff is a little positive; the
+    // 500 ms wait would make it about 0.5.
+    const diff = Number(reply.split(" ")[2]);
+    assert.ok(
+      diff >= 0 && diff < 0.25,
+      `diff ${diff} s (line end ${JSON.stringify(end)}): ${reply}`,
+    );
+  }
+});
