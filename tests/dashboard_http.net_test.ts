@@ -761,6 +761,45 @@ async function gunzip(binary: string): Promise<string> {
 Deno.test("compression and ETags: gzip on request, 304 on If-None-Match; JSON, page, static", async () => {
   const d = await serve(new FakeHerd());
   const p = Number(new URL(d.url).port);
+  // The page and /api/state carry live series (one column a second): a round whose content moved
+  // on between its first and last request says nothing about gzip or ETags, so it is run again.
+  const round = async (target: string, type: RegExp): Promise<boolean> => {
+    const plain = await rawRequest(p, target);
+    assert.deepEqual(plain.status, 200, target);
+    assert.deepEqual(
+      plain.headers["content-encoding"],
+      undefined,
+      `${target} compressed unasked`,
+    );
+    const tag = plain.headers["etag"];
+    assert.match(tag ?? "", /^"[0-9a-f]+"$/, `${target}: no ETag`);
+    const zipped = await rawRequest(p, target, { headers: ["Accept-Encoding: gzip"] });
+    const again = [];
+    for (const sent of [tag, `W/${tag}`]) {
+      again.push(
+        await rawRequest(p, target, {
+          headers: [`If-None-Match: ${sent}`, "Accept-Encoding: gzip"],
+        }),
+      );
+    }
+    const after = await rawRequest(p, target);
+    if (after.headers["etag"] !== tag) return false;
+    assert.deepEqual(zipped.headers["content-encoding"], "gzip", target);
+    assert.match(zipped.headers["content-type"], type);
+    assert.match(zipped.headers["vary"] ?? "", new RegExp(RegExp.escape("Accept-Encoding")));
+    const body = await gunzip(zipped.body);
+    assert.deepEqual(body, plain.body, `${target}: gzip of another body`);
+    assert.ok(zipped.body.length < plain.body.length, `${target}: gzip is not smaller`);
+    // The ETag names the content (whatever its encoding): a revalidation gets a 304.
+    assert.deepEqual(zipped.headers["etag"], `W/${tag}`);
+    for (const [i, sent] of [tag, `W/${tag}`].entries()) {
+      assert.deepEqual(again[i].status, 304, `${target} If-None-Match ${sent}`);
+      assert.deepEqual(again[i].body, "");
+    }
+    const changed = await rawRequest(p, target, { headers: ['If-None-Match: "other"'] });
+    assert.deepEqual(changed.status, 200);
+    return true;
+  };
   try {
     for (
       const [target, type] of [
@@ -770,33 +809,9 @@ Deno.test("compression and ETags: gzip on request, 304 on If-None-Match; JSON, p
         ["/", /^text\/html/],
       ] as const
     ) {
-      const plain = await rawRequest(p, target);
-      assert.deepEqual(plain.status, 200, target);
-      assert.deepEqual(
-        plain.headers["content-encoding"],
-        undefined,
-        `${target} compressed unasked`,
-      );
-      const zipped = await rawRequest(p, target, { headers: ["Accept-Encoding: gzip"] });
-      assert.deepEqual(zipped.headers["content-encoding"], "gzip", target);
-      assert.match(zipped.headers["content-type"], type);
-      assert.match(zipped.headers["vary"] ?? "", new RegExp(RegExp.escape("Accept-Encoding")));
-      const body = await gunzip(zipped.body);
-      assert.deepEqual(body, plain.body, `${target}: gzip of another body`);
-      assert.ok(zipped.body.length < plain.body.length, `${target}: gzip is not smaller`);
-      // The ETag names the content (whatever its encoding): a revalidation gets a 304.
-      const tag = plain.headers["etag"];
-      assert.match(tag ?? "", /^"[0-9a-f]+"$/, `${target}: no ETag`);
-      assert.deepEqual(zipped.headers["etag"], `W/${tag}`);
-      for (const sent of [tag, `W/${tag}`]) {
-        const again = await rawRequest(p, target, {
-          headers: [`If-None-Match: ${sent}`, "Accept-Encoding: gzip"],
-        });
-        assert.deepEqual(again.status, 304, `${target} If-None-Match ${sent}`);
-        assert.deepEqual(again.body, "");
-      }
-      const changed = await rawRequest(p, target, { headers: ['If-None-Match: "other"'] });
-      assert.deepEqual(changed.status, 200);
+      let done = false;
+      for (let tries = 0; !done && tries < 10; tries++) done = await round(target, type);
+      assert.ok(done, `${target}: its content changed in each of 10 rounds`);
     }
   } finally {
     await d.close();
