@@ -856,6 +856,15 @@ export class HerdServer implements LineHandler {
     for (const link of this.links) link.notify();
   }
 
+  /**
+   * Whether another link is up and streaming us a catch-up of at least `min` records (one we did
+   * not ask to HOLD): a link whose peer would stream us the same records is asked to HOLD, and
+   * gets our DIGEST once none is (peers.ts).
+   */
+  catchUpElsewhere(link: Link, min: number): boolean {
+    return this.links.some((l) => l !== link && l.catchUpExpected >= min);
+  }
+
   /** A link's mark moved: persist it with the records it covers. */
   markAdvanced(link: Link): void {
     this.#persistence?.markMoved(link);
