@@ -35,6 +35,8 @@ import {
   formatDigest,
   formatSkip,
   formatSync,
+  GO,
+  GO_LINE,
   HOLD,
   HOLD_LINE,
   parseLinkLine,
@@ -92,7 +94,7 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   holdMinRecords: 4096,
 };
 
-/** Longest a peer's `HOLD` stops our catch-up stream to it without its `DIGEST`. */
+/** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 30_000;
 
 /** What a link needs from the server that owns it. */
@@ -254,7 +256,10 @@ export class Link {
   /** Our digest as sent after a `HOLD`, and our head then: the peer's answer is compared to it. */
   #ourDigest: BucketDigest | undefined;
   #ourDigestHead = 0;
-  /** The peer sent us `HOLD` (at this `performance.now()`): our catch-up waits for its DIGEST. */
+  /**
+   * Since when (`performance.now()`; -1: not) our catch-up stream waits for the peer: for its
+   * answer to our SYNC (`GO` or `HOLD`), then, after `HOLD`, for its `DIGEST`.
+   */
   #heldSince = -1;
   /** The peer's `DIGEST` lines so far. */
   #peerDigest = new DigestReader();
@@ -498,7 +503,7 @@ export class Link {
       this.#drop("heartbeat timeout");
       return;
     }
-    // A peer that asked us to HOLD and never sent its DIGEST: stream everything after all.
+    // A peer that never answered, or asked us to HOLD and never sent its DIGEST: stream after all.
     if (this.#heldSince >= 0 && now - this.#heldSince > HOLD_MAX_MS) {
       this.#heldSince = -1;
       this.notify();
@@ -557,7 +562,7 @@ export class Link {
    * records before it along). No deadlock: each end sends its own catch-up before it waits.
    */
   #waitsForPeer(): boolean {
-    // The peer asked us to hold our catch-up stream (HOLD) until its DIGEST.
+    // Our catch-up stream waits for the peer's GO, or after its HOLD for its DIGEST.
     if (this.#heldSince >= 0) return true;
     const live = this.#server.liveSeq;
     return live !== undefined && !this.#catchingUp && !this.#peerCaughtUp &&
@@ -719,7 +724,7 @@ export class Link {
         // The peer answers our PINGs (its first empty line after SYNC), and knows HOLD and
         // DIGEST (its second).
         this.#peerPongs = true;
-        if (++this.#emptyLines === 2) this.#maybeHold();
+        if (++this.#emptyLines === 2) this.#onDigestsAnnounced();
         continue;
       }
       const m = parseLinkLine(line.text);
@@ -757,7 +762,11 @@ export class Link {
           break;
         case HOLD:
           // Only a catch-up stream still running waits (its CAUGHTUP is not written yet).
-          if (this.#catchingUp) this.#heldSince = performance.now();
+          if (this.#catchingUp && this.#heldSince < 0) this.#heldSince = performance.now();
+          break;
+        case GO:
+          this.#heldSince = -1;
+          this.notify();
           break;
         case DIGEST:
           if (!this.#onDigest(m)) bad = `out-of-order DIGEST ${m.first}/${m.buckets}`;
@@ -926,15 +935,28 @@ export class Link {
   }
 
   /**
-   * The peer knows HOLD: ask it to hold its catch-up stream when another neighbour is streaming
-   * us the same records. A restarted server gets nearly every record from each neighbour; with
-   * the second held, and then told what we hold (DIGEST), it reads each record once.
+   * The peer knows HOLD and DIGEST (its second empty line, right after its SYNC). We answer its
+   * SYNC: `HOLD` when another neighbour is streaming us the same records (a restarted server
+   * gets nearly every record from each neighbour; the second, held and then told what we hold,
+   * sends only what differs), else `GO`. A big catch-up stream of ours to it waits for its
+   * answer likewise: started at once, a few MB of it were in the sockets before a HOLD came.
    */
-  #maybeHold(): void {
+  #onDigestsAnnounced(): void {
+    const s = this.#server;
     const min = Math.max(this.#opts.holdMinRecords, this.#peerHead / 4);
-    if (this.#expected < min || !this.#server.catchUpElsewhere?.(this, min)) return;
-    this.#holdAsked = true;
-    this.#controlOwed += HOLD_LINE;
+    if (this.#expected >= min && s.catchUpElsewhere?.(this, min) === true) {
+      this.#holdAsked = true;
+      this.#controlOwed += HOLD_LINE;
+    } else {
+      this.#controlOwed += GO_LINE;
+    }
+    const owed = s.store.headSeq - this.#cursor;
+    if (
+      this.#catchingUp && this.#cursor >= 0 &&
+      owed >= Math.max(this.#opts.holdMinRecords, s.store.headSeq / 4)
+    ) {
+      this.#heldSince = performance.now();
+    }
     this.notify();
   }
 

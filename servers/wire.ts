@@ -16,7 +16,7 @@
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
  *                          (empty line after SYNC: "I answer PING")      PONG
  *                          (a second empty line: "I know HOLD and DIGEST")
- *                          HOLD      DIGEST <salt> <buckets> <first> <hex>
+ *                          GO      HOLD      DIGEST <salt> <buckets> <first> <hex>
  *
  *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>   METRICS <json>
  *
@@ -216,9 +216,12 @@ export const CAUGHTUP = "CAUGHTUP";
 
 /**
  * `HOLD`: "hold your catch-up stream to me until my `DIGEST`" (another neighbour is streaming me
- * the same records). Sent only to a peer that announced it (a second empty line after SYNC).
+ * the same records), or `GO`: "stream". One of the two answers the SYNC of a peer that announced
+ * them (a second empty line after SYNC), and only such a peer gets them.
  */
 export const HOLD = "HOLD";
+/** `GO`: see {@linkcode HOLD}. */
+export const GO = "GO";
 /**
  * `DIGEST <salt> <buckets> <first> <hex>`: part of my store's bucket digests (digest.ts); the
  * answer to a whole one is the receiver's own, with the same salt and bucket count.
@@ -235,6 +238,8 @@ export const PONGS_LINE = "\n";
 export const DIGESTS_LINE = "\n";
 /** The HOLD line. */
 export const HOLD_LINE = `${HOLD}\n`;
+/** The GO line. */
+export const GO_LINE = `${GO}\n`;
 
 /** What a SYNC line says. */
 export interface Sync {
@@ -381,6 +386,7 @@ export type LinkMessage =
   | ({ type: typeof SYNC } & Sync)
   | { type: typeof CAUGHTUP }
   | { type: typeof HOLD }
+  | { type: typeof GO }
   | ({ type: typeof DIGEST } & DigestPart);
 
 /**
@@ -424,6 +430,8 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
       return f.length === 2 ? { type: CAUGHTUP } : undefined;
     case HOLD:
       return f.length === 1 ? { type: HOLD } : undefined;
+    case GO:
+      return f.length === 1 ? { type: GO } : undefined;
     case DIGEST: {
       if (f.length !== 5 || !SALT.test(f[1]) || !INTEGER.test(f[2]) || !INTEGER.test(f[3])) {
         return undefined;

@@ -483,7 +483,7 @@ const fruitRecords = FRUIT.map((c, i) => ({
 }));
 const fruitLines = fruitRecords.map((r, i) => formatRecord(i + 1, r)).join("");
 
-Deno.test("HOLD: M announces HOLD/DIGEST, asks a second neighbour that announced it to hold while the first streams, and never an older one", async () => {
+Deno.test("HOLD: M announces HOLD/DIGEST, asks a second neighbour that announced it to hold while the first streams (the first: GO), and never an older one", async () => {
   for (const gAnnounces of [true, false]) {
     // F: a catch-up of 1,000 records to come. G: the same; its empty lines say what it knows.
     const gSync = `SYNC eG 1000 - 0\n\n${gAnnounces ? "\n" : ""}`;
@@ -491,7 +491,8 @@ Deno.test("HOLD: M announces HOLD/DIGEST, asks a second neighbour that announced
     assert.match(m.g.received, /\nSYNC [^\n]*\n\n\n/, "M's SYNC is followed by two empty lines");
     await m.g.waitUntil((t) => t.includes("PONG\n"), 5000);
     assert.equal(/\nHOLD\n/.test(m.g.received), gAnnounces, m.g.received);
-    assert.ok(!m.f.received.includes("HOLD"), "the first stream runs");
+    assert.ok(!/\nGO\n/.test(m.g.received), m.g.received);
+    assert.ok(/\nGO\n/.test(m.f.received) && !m.f.received.includes("HOLD"), "the first runs");
   }
 });
 
@@ -522,7 +523,7 @@ Deno.test("DIGEST: once the first stream ends the held neighbour gets M's digest
   const expected = FRUIT.filter((c) =>
     c !== "kiwi" && differ.has(bucketOf(c, mine.buckets, mine.salt))
   );
-  const sent = [...after(m.g, gMark).matchAll(/\nR \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
+  const sent = [...after(m.g, gMark).matchAll(/(?:^|\n)R \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
   assert.deepEqual(sent.sort(), expected.sort(), after(m.g, gMark));
 });
 
@@ -554,6 +555,22 @@ Deno.test("HOLD: M holds its catch-up stream to a neighbour that asks, until its
   );
   const expected = FRUIT.filter((c) => !matched.has(bucketOf(c, 64, 0x5eed)));
   assert.ok(expected.length >= 4, "the four F lacks are in buckets that differ");
-  const sent = [...m.f.received.matchAll(/\nR \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
+  const sent = [...m.f.received.matchAll(/(?:^|\n)R \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
   assert.deepEqual(sent.sort(), expected.sort());
+});
+
+Deno.test("GO: M's big catch-up stream to a neighbour that announced HOLD waits for its answer; to an older one it goes at once", async () => {
+  const loc = "+34.068930-118.445127";
+  const iamats = Array.from({ length: 12 }, (_, i) => `c${i} ${loc} 1700000000.${i + 1}`);
+  // F announces and has not answered; G is older (one empty line): M streams it at once.
+  await using m = await startMWith(
+    { F: "SYNC eF 0 - 0\n\n\n", G: "SYNC eG 0 - 0\n\nCAUGHTUP 0\n" },
+    iamats,
+  );
+  await m.g.waitUntil((t) => t.includes("\nCAUGHTUP 12\n"), 10_000);
+  await m.f.waitUntil((t) => t.includes("PONG\n"), 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!/\nR /.test(m.f.received), `M streamed before F's answer: ${m.f.received}`);
+  await m.f.send("GO\n");
+  await m.f.waitUntil((t) => t.includes("\nCAUGHTUP 12\n"), 10_000);
 });
