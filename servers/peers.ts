@@ -121,6 +121,8 @@ export interface LinkHost {
    * its catch-up); absent: none waits. See `Link.#waitsForPeer`.
    */
   readonly liveSeq?: number;
+  /** The newest record stored from a client (absent: none waits for a HOLD's answer). */
+  readonly clientSeq?: number;
   /**
    * A link's catch-up stream to us ended: `complete` at its CAUGHTUP, not when it broke off
    * (link down).
@@ -564,6 +566,14 @@ export class Link {
   #waitsForPeer(): boolean {
     // Our catch-up stream waits for the peer's GO, or after its HOLD for its DIGEST.
     if (this.#heldSince >= 0) return true;
+    if (this.#holdAsked && !this.#catchingUp && !this.#peerCaughtUp) {
+      // We asked the peer to HOLD: until its CAUGHTUP (after its answer to our DIGEST, which
+      // says what it holds) nothing goes to it but a client's record and what precedes it. The
+      // last records of another neighbour's catch-up, read with its CAUGHTUP, count as live
+      // (server.ts) and would take every record before them along: a whole catch-up sent back.
+      const client = this.#server.clientSeq;
+      return client !== undefined && client <= this.#cursor;
+    }
     const live = this.#server.liveSeq;
     return live !== undefined && !this.#catchingUp && !this.#peerCaughtUp &&
       this.#cursor >= this.#resendUpTo && live <= this.#cursor;
