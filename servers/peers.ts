@@ -95,7 +95,7 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
 };
 
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
-const HOLD_MAX_MS = 30_000;
+const HOLD_MAX_MS = 60_000;
 
 /** What a link needs from the server that owns it. */
 export interface LinkHost {

@@ -15,7 +15,7 @@
  *                          R <seq> <origin> <diff> <client> <location> <time>
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
  *                          (empty line after SYNC: "I answer PING")      PONG
- *                          (a second empty line: "I know HOLD and DIGEST")
+ *                          (a second empty line: "I know GO, HOLD and DIGEST")
  *                          GO      HOLD      DIGEST <salt> <buckets> <first> <hex>
  *
  *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>   METRICS <json>
