@@ -144,6 +144,8 @@ export interface LinkHost {
 export interface PeerRecord extends AtFields {
   lat: number;
   lng: number;
+  /** Its strings were decoded from bytes: no copy needed to keep them (record_table.ts). */
+  flat?: boolean;
 }
 
 /** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
@@ -839,6 +841,7 @@ export class Link {
       time: bytes.toString("latin1", at[6], end),
       lat: 0,
       lng: 0,
+      flat: true,
     };
     const coords = validateRecord(record);
     // An invalid record is skipped by #onRecord, which quotes its line.
