@@ -79,13 +79,18 @@ function holds(t: TestHerd, name: string, count: number, ms = 30_000): Promise<v
   return waitFor(() => t.server(name).store.size >= count, ms, `${name} holding ${count}`);
 }
 
-Deno.test("catch-up: a restarted server reads each record once, not once from each neighbour", async () => {
-  await using t = await startHerd();
+/** M stopped, N records loaded at F (and so at G), M started again over slow links. */
+async function restartAfterMissingN(t: TestHerd): Promise<void> {
   await t.herd.stopServer("M");
   await load(t.port("F"), "c", N);
   await holds(t, "G", N);
   slowLinksToM(t);
   await t.herd.startServer("M");
+}
+
+Deno.test("catch-up: a restarted server reads each record once, not once from each neighbour", async () => {
+  await using t = await startHerd();
+  await restartAfterMissingN(t);
   await holds(t, "M", N);
   // Every link quiet: nothing more is coming.
   await waitFor(
@@ -116,11 +121,7 @@ Deno.test("catch-up: records the first neighbour lacks (a partition) come from t
 
 Deno.test("catch-up: when the first stream breaks off, the held one brings the rest", async () => {
   await using t = await startHerd();
-  await t.herd.stopServer("M");
-  await load(t.port("F"), "c", N);
-  await holds(t, "G", N);
-  slowLinksToM(t);
-  await t.herd.startServer("M");
+  await restartAfterMissingN(t);
   const m = t.server("M");
   await waitFor(() => m.store.size > 0, 30_000, "M's catch-up started");
   // Whichever stream runs (the other was asked to hold) is cut.

@@ -13,6 +13,7 @@ import { BucketDigest, bucketOf, DigestReader } from "../servers/digest.ts";
 import type { AtFields } from "../servers/record.ts";
 import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
+import type { LinkOptions } from "../servers/peers.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
@@ -43,19 +44,7 @@ async function dialAs(name: string, port: number, auth: HerdAuth): Promise<TcpCl
  * wait is far longer than any test step, so a receipt that comes is never a timed-out one.
  */
 async function startM(gCatchingUp = false, fCatchingUp = false, receiptWaitMs = 60_000) {
-  const [m, f, g] = freePorts(3);
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-    receiptWaitMs,
-    // M's own heartbeat would carry an owed `S` (see the last test); the test's peers beat.
-    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000 },
-  });
+  const { herd, m } = herdM(receiptWaitMs);
   const late: unknown[] = [];
   const off = herd.bus.subscribe((e) => e.kind === "receipt.late" && late.push(e));
   await herd.start();
@@ -94,6 +83,26 @@ async function startM(gCatchingUp = false, fCatchingUp = false, receiptWaitMs = 
       await herd.stop();
     },
   };
+}
+
+/**
+ * M alone in this process, its neighbours F and G to be played by the test. M's own heartbeat
+ * would carry an owed `S` (see the last test); the test's peers beat.
+ */
+function herdM(receiptWaitMs: number, link: Partial<LinkOptions> = {}) {
+  const [m, f, g] = freePorts(3);
+  const config = parseConfig({
+    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M"],
+    receiptWaitMs,
+    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000, ...link },
+  });
+  return { herd, m };
 }
 
 /** Text received after `mark` (what was there when the step started). */
@@ -410,18 +419,7 @@ Deno.test("catch-up: a line one byte off the record we hold, in any field, is no
  * M and sending `syncs[name]` as its first lines (nothing more: no CAUGHTUP).
  */
 async function startMWith(syncs: Record<"F" | "G", string>, records: string[] = []) {
-  const [m, f, g] = freePorts(3);
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-    receiptWaitMs: 60_000,
-    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000, holdMinRecords: 10 },
-  });
+  const { herd, m } = herdM(60_000, { holdMinRecords: 10 });
   await herd.start();
   const peers: TcpClient[] = [];
   const beat = setInterval(() => peers.forEach((p) => p.send("PING\n").catch(() => {})), 500);
