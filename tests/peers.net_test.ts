@@ -572,3 +572,18 @@ Deno.test("GO: M's big catch-up stream to a neighbour that announced HOLD waits 
   await m.f.send("GO\n");
   await m.f.waitUntil((t) => t.includes("\nCAUGHTUP 12\n"), 10_000);
 });
+
+Deno.test("DIGEST: a part out of order drops the link (peer sent garbage), like any line that is no message", async () => {
+  await using m = await startMWith({ F: "SYNC eF 0 - 0\n\n\n", G: "SYNC eG 0 - 0\n\n\n" });
+  const rejected: string[] = [];
+  const off = m.server.bus.subscribe((e) => e.kind === "peer.rejected" && rejected.push(e.reason));
+  try {
+    await m.f.send(`DIGEST 0000000a 4096 1024 ${"0".repeat(16 * 1024)}\n`);
+    const toF = m.server.links.find((l) => l.peer === "F")!;
+    await waitFor(() => !toF.up, 5000, "F's link dropped");
+    assert.deepEqual(rejected, ["out-of-order DIGEST 1024/4096"]);
+    assert.ok(m.server.links.find((l) => l.peer === "G")!.up, "G's link stays");
+  } finally {
+    off();
+  }
+});
