@@ -5,9 +5,10 @@
  * Five `main.ts server NAME` processes (one per server, `--memory` unless `persist`); once their
  * links are up, Campbell is SIGKILLed; N distinct clients are bulk-loaded into the other four
  * (bench/bulk.ts, a quarter each) until all four hold all N; then Campbell is started again and
- * its observer STATE line is polled every 100 ms until it holds N. Campbell's neighbours (Smith,
- * Singleton) each stream it their whole change log (docs/protocol.md, SYNC), so it reads about
- * 2·N records and keeps N.
+ * its observer STATE line is polled every 100 ms until it holds N. One of Campbell's neighbours
+ * (Smith, Singleton) streams it its whole change log (docs/protocol.md, SYNC); the other holds
+ * its stream and then sends only what their digests say Campbell lacks (`HOLD`, `DIGEST`), so it
+ * reads about N records and keeps N.
  *
  * Reported: the time from spawning Campbell to its holding all N (what an operator waits), split
  * into start-up (spawn → its ready line: Deno start, offline Places index, listen) and catch-up

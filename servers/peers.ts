@@ -28,10 +28,17 @@ import { Buffer } from "node:buffer";
 import { binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import {
   CAUGHTUP,
+  DIGEST,
+  DIGESTS_LINE,
   encodeRecords,
   formatCaughtUp,
+  formatDigest,
   formatSkip,
   formatSync,
+  GO,
+  GO_LINE,
+  HOLD,
+  HOLD_LINE,
   parseLinkLine,
   PING,
   PING_LINE,
@@ -52,6 +59,13 @@ import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
 import { LineDelay, type LinkChange, type LinkSettings, NORMAL_LINK } from "./link_control.ts";
+import {
+  bucketCount,
+  BucketDigest,
+  type DigestPart,
+  DigestReader,
+  type MatchedBuckets,
+} from "./digest.ts";
 
 /** Tunables for links. */
 export interface LinkOptions {
@@ -63,6 +77,12 @@ export interface LinkOptions {
   backoffMaxMs: number;
   /** Records per batch written to the socket. */
   batchRecords: number;
+  /**
+   * Fewest records a neighbour's catch-up stream must bring (and a quarter of its head at least)
+   * for us to ask it to `HOLD` while another neighbour streams us the same records: below that,
+   * the two digests cost more than the duplicates they spare.
+   */
+  holdMinRecords: number;
 }
 
 /** Default link tunables. */
@@ -71,7 +91,11 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   backoffMinMs: 25,
   backoffMaxMs: 1000,
   batchRecords: 2048,
+  holdMinRecords: 4096,
 };
+
+/** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
+const HOLD_MAX_MS = 60_000;
 
 /** What a link needs from the server that owns it. */
 export interface LinkHost {
@@ -97,11 +121,18 @@ export interface LinkHost {
    * its catch-up); absent: none waits. See `Link.#waitsForPeer`.
    */
   readonly liveSeq?: number;
+  /** The newest record stored from a client (absent: none waits for a HOLD's answer). */
+  readonly clientSeq?: number;
   /**
    * A link's catch-up stream to us ended: `complete` at its CAUGHTUP, not when it broke off
    * (link down).
    */
   catchUpEnded?(link: Link, complete: boolean): void;
+  /**
+   * Whether a link other than `link` is up and receiving a catch-up stream (one we did not ask
+   * to `HOLD`) that should bring at least `min` records.
+   */
+  catchUpElsewhere?(link: Link, min: number): boolean;
   /**
    * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
@@ -113,6 +144,8 @@ export interface LinkHost {
 export interface PeerRecord extends AtFields {
   lat: number;
   lng: number;
+  /** Its strings were decoded from bytes: no copy needed to keep them (record_table.ts). */
+  flat?: boolean;
 }
 
 /** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
@@ -216,6 +249,28 @@ export class Link {
   /** A PONG or PING for the pump's next write (a write of ours in flight owns the socket). */
   #pongOwed = false;
   #pingOwed = false;
+  /** Empty lines the peer sent: the first announces PONGs, the second HOLD and DIGEST. */
+  #emptyLines = 0;
+  /** Records the peer's catch-up stream should bring us (from its SYNC); -1 before it. */
+  #expected = -1;
+  /** The peer's head, from its SYNC. */
+  #peerHead = 0;
+  /** We sent the peer `HOLD`: our `DIGEST` goes once no other catch-up stream to us runs. */
+  #holdAsked = false;
+  /** Our digest as sent after a `HOLD`, and our head then: the peer's answer is compared to it. */
+  #ourDigest: BucketDigest | undefined;
+  #ourDigestHead = 0;
+  /**
+   * Since when (`performance.now()`; -1: not) our catch-up stream waits for the peer: for its
+   * answer to our SYNC (`GO` or `HOLD`), then, after `HOLD`, for its `DIGEST`.
+   */
+  #heldSince = -1;
+  /** The peer's `DIGEST` lines so far. */
+  #peerDigest = new DigestReader();
+  /** Buckets the peer holds as we do: our stream skips our records in them (digest.ts). */
+  #matched: MatchedBuckets | undefined;
+  /** HOLD or DIGEST lines for the pump's next write. */
+  #controlOwed = "";
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
   /** When the link's state (down / syncing / up) last changed. */
@@ -399,13 +454,22 @@ export class Link {
     this.#rtt.reset();
     this.#rtt.lastMs = null;
     this.#peerPongs = this.#pongOwed = this.#pingOwed = false;
+    this.#emptyLines = 0;
+    this.#expected = this.#heldSince = -1;
+    this.#holdAsked = false;
+    this.#ourDigest = this.#matched = undefined;
+    this.#peerDigest = new DigestReader();
+    this.#controlOwed = "";
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
     this.#heartbeat = setInterval(() => this.#beat(conn), Math.max(50, this.#opts.heartbeatMs / 2));
     const sync = { epoch: s.store.epoch, head: s.store.headSeq, yourEpoch: this.mark.epoch };
-    // The empty line after SYNC announces that we answer PINGs with PONG.
-    this.#send(conn, welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE);
+    // The empty lines after SYNC announce that we answer PINGs with PONG, and know HOLD/DIGEST.
+    this.#send(
+      conn,
+      welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE + DIGESTS_LINE,
+    );
     this.#readLoop(conn, splitter, rest);
   }
 
@@ -442,6 +506,11 @@ export class Link {
     if (now - this.#lastRead > 3 * hb) {
       this.#drop("heartbeat timeout");
       return;
+    }
+    // A peer that never answered, or asked us to HOLD and never sent its DIGEST: stream after all.
+    if (this.#heldSince >= 0 && now - this.#heldSince > HOLD_MAX_MS) {
+      this.#heldSince = -1;
+      this.notify();
     }
     this.#pingIfDue(conn, now);
     // A peer that answers PINGs gets one per heartbeat even while the link is busy, so the
@@ -497,6 +566,16 @@ export class Link {
    * records before it along). No deadlock: each end sends its own catch-up before it waits.
    */
   #waitsForPeer(): boolean {
+    // Our catch-up stream waits for the peer's GO, or after its HOLD for its DIGEST.
+    if (this.#heldSince >= 0) return true;
+    if (this.#holdAsked && !this.#catchingUp && !this.#peerCaughtUp) {
+      // We asked the peer to HOLD: until its CAUGHTUP (after its answer to our DIGEST, which
+      // says what it holds) nothing goes to it but a client's record and what precedes it. The
+      // last records of another neighbour's catch-up, read with its CAUGHTUP, count as live
+      // (server.ts) and would take every record before them along: a whole catch-up sent back.
+      const client = this.#server.clientSeq;
+      return client !== undefined && client <= this.#cursor;
+    }
     const live = this.#server.liveSeq;
     return live !== undefined && !this.#catchingUp && !this.#peerCaughtUp &&
       this.#cursor >= this.#resendUpTo && live <= this.#cursor;
@@ -506,12 +585,14 @@ export class Link {
     const s = this.#server;
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
+        if (this.#digestDue()) this.#sendDigest();
         const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
         const slice = this.#waitsForPeer()
           ? { records: [], lastSeq: this.#cursor }
-          : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip);
+          : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
-        let text = this.#toReceipt.take();
+        let text = this.#controlOwed + this.#toReceipt.take();
+        this.#controlOwed = "";
         if (this.#pongOwed) {
           this.#pongOwed = false;
           text = PONG_LINE + text;
@@ -563,7 +644,7 @@ export class Link {
         }
         await this.#send(conn, bytes);
       }
-      if (this.#catchingUp && this.#conn === conn) {
+      if (this.#catchingUp && this.#heldSince < 0 && this.#conn === conn) {
         this.#catchingUp = false;
         this.#send(conn, this.#owed() + formatCaughtUp(this.#syncSent));
       }
@@ -575,7 +656,8 @@ export class Link {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
     }
     // Records may have arrived while the last write was in flight (unless they wait).
-    const more = this.#cursor < s.store.headSeq && !this.#waitsForPeer();
+    const more = (this.#cursor < s.store.headSeq && !this.#waitsForPeer()) ||
+      this.#controlOwed !== "";
     if (this.#conn === conn && (more || this.#pongOwed)) this.notify();
   }
 
@@ -651,8 +733,10 @@ export class Link {
         continue;
       }
       if (line.text === "") {
-        // The peer answers our PINGs (its empty line after SYNC).
+        // The peer answers our PINGs (its first empty line after SYNC), and knows HOLD and
+        // DIGEST (its second).
         this.#peerPongs = true;
+        if (++this.#emptyLines === 2) this.#onDigestsAnnounced();
         continue;
       }
       const m = parseLinkLine(line.text);
@@ -688,7 +772,19 @@ export class Link {
         case CAUGHTUP:
           this.#onCaughtUp();
           break;
+        case HOLD:
+          // Only a catch-up stream still running waits (its CAUGHTUP is not written yet).
+          if (this.#catchingUp && this.#heldSince < 0) this.#heldSince = performance.now();
+          break;
+        case GO:
+          this.#heldSince = -1;
+          this.notify();
+          break;
+        case DIGEST:
+          if (!this.#onDigest(m)) bad = `out-of-order DIGEST ${m.first}/${m.buckets}`;
+          break;
       }
+      if (bad !== undefined) break;
     }
     this.#take(conn, intake);
     if (bad !== undefined) {
@@ -745,6 +841,7 @@ export class Link {
       time: bytes.toString("latin1", at[6], end),
       lat: 0,
       lng: 0,
+      flat: true,
     };
     const coords = validateRecord(record);
     // An invalid record is skipped by #onRecord, which quotes its line.
@@ -838,6 +935,8 @@ export class Link {
    */
   #onSync(m: Sync): void {
     const s = this.#server;
+    this.#peerHead = m.head;
+    this.#expected = m.epoch === this.mark.epoch ? Math.max(0, m.head - this.mark.seq) : m.head;
     const lost = (this.mark.epoch !== "-" && m.epoch !== this.mark.epoch) ||
       m.head < this.mark.seq;
     if (m.epoch !== this.mark.epoch) this.mark = { epoch: m.epoch, seq: 0 };
@@ -846,6 +945,83 @@ export class Link {
     this.#cursor = this.#sentThrough = Math.min(from, s.store.headSeq);
     this.#resendUpTo = lost ? s.store.headSeq : 0;
     this.notify();
+  }
+
+  /**
+   * The peer knows HOLD and DIGEST (its second empty line, right after its SYNC). We answer its
+   * SYNC: `HOLD` when another neighbour is streaming us the same records (a restarted server
+   * gets nearly every record from each neighbour; the second, held and then told what we hold,
+   * sends only what differs), else `GO`. A big catch-up stream of ours to it waits for its
+   * answer likewise: started at once, a few MB of it were in the sockets before a HOLD came.
+   */
+  #onDigestsAnnounced(): void {
+    const s = this.#server;
+    const min = Math.max(this.#opts.holdMinRecords, this.#peerHead / 4);
+    if (this.#expected >= min && s.catchUpElsewhere?.(this, min) === true) {
+      this.#holdAsked = true;
+      this.#controlOwed += HOLD_LINE;
+    } else {
+      this.#controlOwed += GO_LINE;
+    }
+    const owed = s.store.headSeq - this.#cursor;
+    if (
+      this.#catchingUp && this.#cursor >= 0 &&
+      owed >= Math.max(this.#opts.holdMinRecords, s.store.headSeq / 4)
+    ) {
+      this.#heldSince = performance.now();
+    }
+    this.notify();
+  }
+
+  /**
+   * Our DIGEST to a peer we asked to HOLD is due: no other catch-up stream to us still runs (it
+   * ended, or broke off: the digest says what we hold either way), and the peer's has not ended.
+   */
+  #digestDue(): boolean {
+    return this.#holdAsked && this.#ourDigest === undefined && !this.#peerCaughtUp &&
+      this.#server.catchUpElsewhere?.(this, 0) !== true;
+  }
+
+  /** Sends our store's digest (the peer answers with its own, and then streams what differs). */
+  #sendDigest(): void {
+    const store = this.#server.store;
+    const digest = new BucketDigest(
+      bucketCount(store.size),
+      crypto.getRandomValues(new Uint32Array(1))[0],
+    );
+    this.#ourDigestHead = store.digest(digest);
+    this.#ourDigest = digest;
+    this.#controlOwed += formatDigest(digest);
+  }
+
+  /**
+   * `DIGEST`: a part of the peer's digest. A whole one answers ours (then our stream to the peer
+   * skips what it holds as we do), or asks for ours (we send it, skip likewise, and our held
+   * catch-up stream goes on). False when the part does not continue the digest.
+   */
+  #onDigest(part: DigestPart): boolean {
+    if (!this.#peerDigest.add(part)) return false;
+    const theirs = this.#peerDigest.take();
+    if (theirs === undefined) return true;
+    const ours = this.#ourDigest;
+    if (ours !== undefined && ours.salt === theirs.salt && ours.buckets === theirs.buckets) {
+      this.#matched = ours.matched(theirs, this.#ourDigestHead);
+    } else {
+      const mine = new BucketDigest(theirs.buckets, theirs.salt);
+      this.#matched = mine.matched(theirs, this.#server.store.digest(mine));
+      this.#controlOwed += formatDigest(mine);
+      this.#heldSince = -1;
+    }
+    this.notify();
+    return true;
+  }
+
+  /**
+   * Records this link's catch-up stream to us should bring, while it is up and runs one we did
+   * not ask to HOLD (-1 otherwise: down, caught up, held, or its SYNC not read yet).
+   */
+  get catchUpExpected(): number {
+    return this.#conn === undefined || this.#peerCaughtUp || this.#holdAsked ? -1 : this.#expected;
   }
 
   /** `CAUGHTUP`: the peer's catch-up stream to us is complete. */

@@ -54,6 +54,15 @@ function own(s: string): string {
 }
 
 /**
+ * A record's fields as offered to the table; `flat` when its strings are their own already
+ * (decoded from bytes, not cut from a longer line: peers.ts `#onRecordBytes`), which spares them
+ * the copy.
+ */
+export interface OfferedFields extends AtFields {
+  flat?: boolean;
+}
+
+/**
  * Client → the newest body handed out for it while any store holds a record of it, and the
  * client's slot: every store finds its own record of a client at that index of an array
  * ({@linkcode HeldRecords}), so the five stores need no Map of their own.
@@ -94,11 +103,12 @@ export class RecordTable {
    * The body for `fields`, for a store that keeps it (it calls {@linkcode release} when it lets
    * go): the listed one when it is byte for byte this record, else a new one (listed when newer).
    */
-  hold(fields: AtFields): SharedRecord {
+  hold(fields: OfferedFields): SharedRecord {
     const listed = this.#byClient.get(fields.client);
     if (listed === undefined) {
       const slot = this.#freeSlots.pop() ?? this.#slots++;
-      const body = this.#body(fields, own(fields.client), slot);
+      const client = fields.flat === true ? fields.client : own(fields.client);
+      const body = this.#body(fields, client, slot);
       body.refs = 1;
       this.#byClient.set(body.client, body);
       return body;
@@ -123,13 +133,14 @@ export class RecordTable {
     }
   }
 
-  #body(fields: AtFields, client: string, slot: number): SharedRecord {
+  #body(fields: OfferedFields, client: string, slot: number): SharedRecord {
+    const flat = fields.flat === true;
     return new SharedRecord(
       this.#origin(fields.origin),
-      own(fields.diff),
+      flat ? fields.diff : own(fields.diff),
       client,
-      own(fields.location),
-      own(fields.time),
+      flat ? fields.location : own(fields.location),
+      flat ? fields.time : own(fields.time),
       slot,
     );
   }

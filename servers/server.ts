@@ -112,6 +112,8 @@ export class HerdServer implements LineHandler {
    * neighbours that are still catching us up never hold it back (peers.ts, `#waitsForPeer`).
    */
   liveSeq = 0;
+  /** The newest record stored from a client (peers.ts: a peer we asked to HOLD waits for no other). */
+  clientSeq = 0;
   #config: ServerConfig;
   /** Every server of the herd's config, to tell an unknown server from a non-neighbour. */
   #herdNames: Set<string>;
@@ -229,7 +231,7 @@ export class HerdServer implements LineHandler {
     // The old store lets go of its records, so the process's shared table does not keep them.
     this.store.dispose();
     this.store = new RecordStore(this.#opts.records);
-    this.liveSeq = 0;
+    this.liveSeq = this.clientSeq = 0;
     // Marks describe what this store holds, so they go (or come back from disk) with it.
     for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
     if (this.#persistence !== undefined) {
@@ -793,6 +795,7 @@ export class HerdServer implements LineHandler {
       return undefined;
     }
     if (!catchUp) this.liveSeq = record!.seq;
+    if (from === null) this.clientSeq = record!.seq;
     // Flood first: the instant a record is accepted, its propagation starts.
     for (const link of this.links) if (link !== from) link.notify();
     this.#persistence?.saved(record!);
@@ -854,6 +857,15 @@ export class HerdServer implements LineHandler {
   catchUpEnded(_link: Link, complete: boolean): void {
     if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
+  }
+
+  /**
+   * Whether another link is up and streaming us a catch-up of at least `min` records (one we did
+   * not ask to HOLD): a link whose peer would stream us the same records is asked to HOLD, and
+   * gets our DIGEST once none is (peers.ts).
+   */
+  catchUpElsewhere(link: Link, min: number): boolean {
+    return this.links.some((l) => l !== link && l.catchUpExpected >= min);
   }
 
   /** A link's mark moved: persist it with the records it covers. */

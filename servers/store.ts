@@ -12,6 +12,7 @@
 import { ChangeLog } from "./change_log.ts";
 import { type AtFields, compareRecords } from "./record.ts";
 import { HeldRecords, RecordTable, type SharedRecord } from "./record_table.ts";
+import type { BucketDigest, MatchedBuckets } from "./digest.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
 export interface StoredRecord extends AtFields {
@@ -248,10 +249,21 @@ export class RecordStore {
   }
 
   /**
-   * Up to `max` current records changed after `afterSeq`, in sequence order, skipping those that
-   * link `skipVia` is known to hold (they arrived over it, or it sent them again: {@linkcode heldBy}).
+   * Adds every current record to `digest` (digest.ts); returns the head it was taken at: changes
+   * after it are not in it.
    */
-  readAfter(afterSeq: number, max: number, skipVia = -2): LogSlice {
+  digest(digest: BucketDigest): number {
+    const held = this.#held;
+    for (const slot of held.slots()) digest.add(held.body(slot)!);
+    return this.#seq;
+  }
+
+  /**
+   * Up to `max` current records changed after `afterSeq`, in sequence order, skipping those that
+   * link `skipVia` is known to hold (they arrived over it, or it sent them again: {@linkcode heldBy}),
+   * and those changed at or before `matched.upTo` in a bucket the peer holds as we do (digest.ts).
+   */
+  readAfter(afterSeq: number, max: number, skipVia = -2, matched?: MatchedBuckets): LogSlice {
     const log = this.#log;
     const held = this.#held;
     const records: StoredRecord[] = [];
@@ -263,6 +275,11 @@ export class RecordStore {
       // Superseded: the slot holds a later change.
       if (held.seq(slot) !== lastSeq) continue;
       if (held.via(slot) === skipVia || (held.held(slot) & bit) !== 0) continue;
+      if (
+        matched !== undefined && lastSeq <= matched.upTo && matched.covers(held.body(slot)!.client)
+      ) {
+        continue;
+      }
       records.push(this.#view(slot));
     }
     return { records, lastSeq };

@@ -15,6 +15,8 @@
  *                          R <seq> <origin> <diff> <client> <location> <time>
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
  *                          (empty line after SYNC: "I answer PING")      PONG
+ *                          (a second empty line: "I know GO, HOLD and DIGEST")
+ *                          GO      HOLD      DIGEST <salt> <buckets> <first> <hex>
  *
  *     server → observer:   STATE <json>   RECORDS <json array>   EVENT <json>   METRICS <json>
  *
@@ -23,6 +25,7 @@
 
 import { asciiJson, type HerdEvent } from "./events.ts";
 import type { AtFields } from "./record.ts";
+import { type BucketDigest, type DigestPart, digestParts, MAX_BUCKETS } from "./digest.ts";
 import { INTEGER, splitFields } from "./protocol.ts";
 import type { ServerState } from "./snapshot.ts";
 
@@ -211,12 +214,32 @@ export const PONG = "PONG";
 /** `CAUGHTUP`: my catch-up stream to you is complete. */
 export const CAUGHTUP = "CAUGHTUP";
 
+/**
+ * `HOLD`: "hold your catch-up stream to me until my `DIGEST`" (another neighbour is streaming me
+ * the same records), or `GO`: "stream". One of the two answers the SYNC of a peer that announced
+ * them (a second empty line after SYNC), and only such a peer gets them.
+ */
+export const HOLD = "HOLD";
+/** `GO`: see {@linkcode HOLD}. */
+export const GO = "GO";
+/**
+ * `DIGEST <salt> <buckets> <first> <hex>`: part of my store's bucket digests (digest.ts); the
+ * answer to a whole one is the receiver's own, with the same salt and bucket count.
+ */
+export const DIGEST = "DIGEST";
+
 /** The heartbeat line. */
 export const PING_LINE = `${PING}\n`;
 /** The answer to a PING. */
 export const PONG_LINE = `${PONG}\n`;
 /** Sent once after SYNC: "I answer PING with PONG". */
 export const PONGS_LINE = "\n";
+/** Sent once after PONGS_LINE: "I know HOLD and DIGEST" (older servers ignore empty lines). */
+export const DIGESTS_LINE = "\n";
+/** The HOLD line. */
+export const HOLD_LINE = `${HOLD}\n`;
+/** The GO line. */
+export const GO_LINE = `${GO}\n`;
 
 /** What a SYNC line says. */
 export interface Sync {
@@ -324,6 +347,24 @@ export function formatReceipt(from: number, to: number): string {
   return `${RECEIPT} ${from} ${to}\n`;
 }
 
+/**
+ * The `DIGEST` lines of a digest.
+ *
+ * @example
+ * ```ts
+ * import { BucketDigest } from "./digest.ts";
+ * formatDigest(new BucketDigest(64, 7)); // "DIGEST 00000007 64 0 000...0\n": 64 × 16 hex digits
+ * ```
+ */
+export function formatDigest(d: BucketDigest): string {
+  const salt = d.salt.toString(16).padStart(8, "0");
+  return digestParts(d).map((p) => `${DIGEST} ${salt} ${p.buckets} ${p.first} ${p.hex}\n`)
+    .join("");
+}
+
+const SALT = /^[0-9a-f]{8}$/;
+const HEX = /^(?:[0-9a-f]{16})+$/;
+
 /** Formats a CAUGHTUP line for a catch-up stream of `n` records. */
 export function formatCaughtUp(n: number): string {
   return `${CAUGHTUP} ${n}\n`;
@@ -343,7 +384,10 @@ export type LinkMessage =
   | { type: typeof PING }
   | { type: typeof PONG }
   | ({ type: typeof SYNC } & Sync)
-  | { type: typeof CAUGHTUP };
+  | { type: typeof CAUGHTUP }
+  | { type: typeof HOLD }
+  | { type: typeof GO }
+  | ({ type: typeof DIGEST } & DigestPart);
 
 /**
  * The message in a link line, or undefined when the line is not a message at all (the peer
@@ -384,6 +428,21 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
         : undefined;
     case CAUGHTUP:
       return f.length === 2 ? { type: CAUGHTUP } : undefined;
+    case HOLD:
+      return f.length === 1 ? { type: HOLD } : undefined;
+    case GO:
+      return f.length === 1 ? { type: GO } : undefined;
+    case DIGEST: {
+      if (f.length !== 5 || !SALT.test(f[1]) || !INTEGER.test(f[2]) || !INTEGER.test(f[3])) {
+        return undefined;
+      }
+      const buckets = Number(f[2]);
+      const first = Number(f[3]);
+      // A power of two within bounds; the hex within the buckets.
+      if (buckets < 1 || buckets > MAX_BUCKETS || (buckets & (buckets - 1)) !== 0) return undefined;
+      if (!HEX.test(f[4]) || first + f[4].length / 16 > buckets) return undefined;
+      return { type: DIGEST, salt: parseInt(f[1], 16), buckets, first, hex: f[4] };
+    }
   }
   return undefined;
 }

@@ -8,9 +8,12 @@ import assert from "node:assert/strict";
 import { HerdAuth } from "../servers/auth.ts";
 import { parseConfig } from "../servers/config.ts";
 import { newNonce } from "../servers/handshake.ts";
-import { proofText } from "../servers/wire.ts";
+import { formatDigest, formatRecord, parseLinkLine, proofText } from "../servers/wire.ts";
+import { BucketDigest, bucketOf, DigestReader } from "../servers/digest.ts";
+import type { AtFields } from "../servers/record.ts";
 import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
+import type { LinkOptions } from "../servers/peers.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
@@ -41,19 +44,7 @@ async function dialAs(name: string, port: number, auth: HerdAuth): Promise<TcpCl
  * wait is far longer than any test step, so a receipt that comes is never a timed-out one.
  */
 async function startM(gCatchingUp = false, fCatchingUp = false, receiptWaitMs = 60_000) {
-  const [m, f, g] = freePorts(3);
-  const config = parseConfig({
-    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: SECRET,
-    only: ["M"],
-    receiptWaitMs,
-    // M's own heartbeat would carry an owed `S` (see the last test); the test's peers beat.
-    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000 },
-  });
+  const { herd, m } = herdM(receiptWaitMs);
   const late: unknown[] = [];
   const off = herd.bus.subscribe((e) => e.kind === "receipt.late" && late.push(e));
   await herd.start();
@@ -92,6 +83,26 @@ async function startM(gCatchingUp = false, fCatchingUp = false, receiptWaitMs = 
       await herd.stop();
     },
   };
+}
+
+/**
+ * M alone in this process, its neighbours F and G to be played by the test. M's own heartbeat
+ * would carry an owed `S` (see the last test); the test's peers beat.
+ */
+function herdM(receiptWaitMs: number, link: Partial<LinkOptions> = {}) {
+  const [m, f, g] = freePorts(3);
+  const config = parseConfig({
+    servers: { F: { port: f, neighbors: ["M"] }, G: { port: g, neighbors: ["M"] }, M: { port: m } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M"],
+    receiptWaitMs,
+    link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000, ...link },
+  });
+  return { herd, m };
 }
 
 /** Text received after `mark` (what was there when the step started). */
@@ -401,4 +412,178 @@ Deno.test("catch-up: a line one byte off the record we hold, in any field, is no
   const { origin, diff, client, location, time } = recordFields(store.get("kiwi")!);
   assert.deepEqual({ origin, diff, client, location, time }, best);
   assert.equal(store.get("kiwj")?.time, fields[4]);
+});
+
+/**
+ * M (empty, or holding `records` from a client) with F and G played by the test, each dialling
+ * M and sending `syncs[name]` as its first lines (nothing more: no CAUGHTUP).
+ */
+async function startMWith(syncs: Record<"F" | "G", string>, records: string[] = []) {
+  const { herd, m } = herdM(60_000, { holdMinRecords: 10 });
+  await herd.start();
+  const peers: TcpClient[] = [];
+  const beat = setInterval(() => peers.forEach((p) => p.send("PING\n").catch(() => {})), 500);
+  const dispose = async () => {
+    clearInterval(beat);
+    for (const p of peers) await p.close();
+    await herd.stop();
+  };
+  try {
+    if (records.length > 0) {
+      const c = await TcpClient.connect(m);
+      await c.send(records.map((r) => `IAMAT ${r}\n`).join(""));
+      await c.waitUntil((t) => t.split("\n").length > records.length, 5000);
+      await c.close();
+    }
+    const auth = new HerdAuth(SECRET);
+    for (const name of ["F", "G"] as const) {
+      const c = await dialAs(name, m, auth);
+      peers.push(c);
+      await c.send(syncs[name]);
+      // M has read it (and answered what it answers) once its next line comes back.
+      await c.send("PING\n");
+    }
+    const mServer = herd.servers.get("M")!;
+    await waitFor(() => mServer.links.every((l) => l.up), 5000, "both links up");
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  const server = herd.servers.get("M")!;
+  return { f: peers[0], g: peers[1], server, store: server.store, [Symbol.asyncDispose]: dispose };
+}
+
+/** The `DIGEST` lines in `text`, read into one digest (undefined until all came). */
+function digestIn(text: string): BucketDigest | undefined {
+  const reader = new DigestReader();
+  for (const line of text.split("\n")) {
+    const m = parseLinkLine(line);
+    if (m?.type === "DIGEST") assert.ok(reader.add(m), "DIGEST parts in order");
+  }
+  return reader.take();
+}
+
+/** A digest of `records` (IAMAT fields: client location time, origin M's as a client's). */
+function digestOf(records: AtFields[], buckets: number, salt: number): BucketDigest {
+  const d = new BucketDigest(buckets, salt);
+  for (const r of records) d.add(r);
+  return d;
+}
+
+const FRUIT = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi"];
+/** `R` lines of a catch-up stream from F, one per fruit (seq from 1), and their AT fields. */
+const fruitRecords = FRUIT.map((c, i) => ({
+  origin: "F",
+  diff: "+0.100000000",
+  client: c,
+  location: "+34.068930-118.445127",
+  time: `1700000000.${i + 1}`,
+}));
+const fruitLines = fruitRecords.map((r, i) => formatRecord(i + 1, r)).join("");
+
+Deno.test("HOLD: M announces HOLD/DIGEST, asks a second neighbour that announced it to hold while the first streams (the first: GO), and never an older one", async () => {
+  for (const gAnnounces of [true, false]) {
+    // F: a catch-up of 1,000 records to come. G: the same; its empty lines say what it knows.
+    const gSync = `SYNC eG 1000 - 0\n\n${gAnnounces ? "\n" : ""}`;
+    await using m = await startMWith({ F: "SYNC eF 1000 - 0\n\n\n", G: gSync });
+    assert.match(m.g.received, /\nSYNC [^\n]*\n\n\n/, "M's SYNC is followed by two empty lines");
+    await m.g.waitUntil((t) => t.includes("PONG\n"), 5000);
+    assert.equal(/\nHOLD\n/.test(m.g.received), gAnnounces, m.g.received);
+    assert.ok(!/\nGO\n/.test(m.g.received), m.g.received);
+    assert.ok(/\nGO\n/.test(m.f.received) && !m.f.received.includes("HOLD"), "the first runs");
+  }
+});
+
+Deno.test("DIGEST: once the first stream ends the held neighbour gets M's digest, and at its CAUGHTUP only what differs from its own digest", async () => {
+  await using m = await startMWith({ F: "SYNC eF 1000 - 0\n\n\n", G: "SYNC eG 1000 - 0\n\n\n" });
+  await m.g.waitUntil((t) => /\nHOLD\n/.test(t), 5000);
+  // F's stream: every fruit, and its end in the same read (records read with a CAUGHTUP count
+  // as live ones, which take every record before them along: not to G, which was asked to
+  // HOLD). M's digest goes to G.
+  await m.f.send(`${fruitLines}CAUGHTUP ${FRUIT.length}\n`);
+  await m.g.waitUntil((t) => digestIn(t) !== undefined, 10_000);
+  const mine = digestIn(m.g.received)!;
+  assert.deepEqual(mine.sums, digestOf(fruitRecords, mine.buckets, mine.salt).sums);
+  // G holds every fruit but a newer kiwi, and a lime M lacks: its digest, its stream, its end.
+  const kiwi = { ...fruitRecords[7], time: "1700000001.5" };
+  const lime = { ...fruitRecords[0], client: "lime" };
+  const gHolds = [...fruitRecords.slice(0, 7), kiwi, lime];
+  await m.g.send(formatDigest(digestOf(gHolds, mine.buckets, mine.salt)));
+  await m.g.send(`${formatRecord(1, kiwi)}${formatRecord(2, lime)}`);
+  await m.g.waitUntil((t) => /\nA 1 2\n/.test(t), 10_000);
+  const gMark = m.g.received.length;
+  await m.g.send("CAUGHTUP 2\n");
+  const toG = m.server.links.find((l) => l.peer === "G")!;
+  await waitFor(() => toG.stats().behind === 0, 10_000, "M's stream to G past every record");
+  // What M sends G: its fruits in the buckets where the digests differ (kiwi's and lime's).
+  const differ = new Set(["kiwi", "lime"].map((c) => bucketOf(c, mine.buckets, mine.salt)));
+  const expected = FRUIT.filter((c) =>
+    c !== "kiwi" && differ.has(bucketOf(c, mine.buckets, mine.salt))
+  );
+  // Everything M ever sent G (M was empty when G linked).
+  const sent = [...m.g.received.matchAll(/(?:^|\n)R \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
+  assert.deepEqual(sent.sort(), expected.sort(), after(m.g, gMark));
+});
+
+Deno.test("HOLD: M holds its catch-up stream to a neighbour that asks, until its DIGEST; then sends what the digest lacks, and CAUGHTUP", async () => {
+  const loc = "+34.068930-118.445127";
+  const iamats = FRUIT.map((c, i) => `${c} ${loc} 1700000000.${i + 1}`);
+  // F asks M to hold before M's stream to it starts: the lines come in M's first read.
+  await using m = await startMWith(
+    { F: "SYNC eF 0 - 0\n\n\nHOLD\n", G: "SYNC eG 0 - 0\n\n\nCAUGHTUP 0\n" },
+    iamats,
+  );
+  await m.f.waitUntil((t) => t.includes("PONG\n"), 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!/\nR /.test(m.f.received), `M streamed while held: ${m.f.received}`);
+  assert.ok(!m.f.received.includes("CAUGHTUP"), "nor ended its stream");
+  // F's digest: it holds the first four fruits as M does (M's records, origin M).
+  const held = [...m.store.values()].filter((r) => FRUIT.indexOf(r.client) < 4);
+  assert.equal(held.length, 4);
+  const theirs = digestOf(held.map((r) => recordFields(r)), 64, 0x5eed);
+  await m.f.send(formatDigest(theirs));
+  await m.f.waitUntil((t) => t.includes("\nCAUGHTUP "), 10_000);
+  const answer = digestIn(m.f.received)!;
+  assert.equal(answer.salt, 0x5eed);
+  assert.equal(answer.buckets, 64);
+  const matched = new Set(
+    FRUIT.map((c) => bucketOf(c, 64, 0x5eed)).filter((b) =>
+      answer.sums[2 * b] === theirs.sums[2 * b] && answer.sums[2 * b + 1] === theirs.sums[2 * b + 1]
+    ),
+  );
+  const expected = FRUIT.filter((c) => !matched.has(bucketOf(c, 64, 0x5eed)));
+  assert.ok(expected.length >= 4, "the four F lacks are in buckets that differ");
+  const sent = [...m.f.received.matchAll(/(?:^|\n)R \d+ \S+ \S+ (\S+) /g)].map((x) => x[1]);
+  assert.deepEqual(sent.sort(), expected.sort());
+});
+
+Deno.test("GO: M's big catch-up stream to a neighbour that announced HOLD waits for its answer; to an older one it goes at once", async () => {
+  const loc = "+34.068930-118.445127";
+  const iamats = Array.from({ length: 12 }, (_, i) => `c${i} ${loc} 1700000000.${i + 1}`);
+  // F announces and has not answered; G is older (one empty line): M streams it at once.
+  await using m = await startMWith(
+    { F: "SYNC eF 0 - 0\n\n\n", G: "SYNC eG 0 - 0\n\nCAUGHTUP 0\n" },
+    iamats,
+  );
+  await m.g.waitUntil((t) => t.includes("\nCAUGHTUP 12\n"), 10_000);
+  await m.f.waitUntil((t) => t.includes("PONG\n"), 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!/\nR /.test(m.f.received), `M streamed before F's answer: ${m.f.received}`);
+  await m.f.send("GO\n");
+  await m.f.waitUntil((t) => t.includes("\nCAUGHTUP 12\n"), 10_000);
+});
+
+Deno.test("DIGEST: a part out of order drops the link (peer sent garbage), like any line that is no message", async () => {
+  await using m = await startMWith({ F: "SYNC eF 0 - 0\n\n\n", G: "SYNC eG 0 - 0\n\n\n" });
+  const rejected: string[] = [];
+  const off = m.server.bus.subscribe((e) => e.kind === "peer.rejected" && rejected.push(e.reason));
+  try {
+    await m.f.send(`DIGEST 0000000a 4096 1024 ${"0".repeat(16 * 1024)}\n`);
+    const toF = m.server.links.find((l) => l.peer === "F")!;
+    await waitFor(() => !toF.up, 5000, "F's link dropped");
+    assert.deepEqual(rejected, ["out-of-order DIGEST 1024/4096"]);
+    assert.ok(m.server.links.find((l) => l.peer === "G")!.up, "G's link stays");
+  } finally {
+    off();
+  }
 });
