@@ -29,7 +29,7 @@ import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
-import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { exchange, freePorts, linkPortFront, TcpClient, waitFor } from "./_helpers/net.ts";
 
 const SECRET = "peer-auth-test-secret-0123456789";
 
@@ -119,16 +119,8 @@ function withFakeZ(): {
   herd: Herd;
 } {
   const [m, f, z] = freePorts(3);
-  const front = Deno.listen({ hostname: "127.0.0.1", port: z });
   const links = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const answer = `HERD2 LINKPORT Z ${(links.addr as Deno.NetAddr).port}\n`;
-  (async () => {
-    for await (const conn of front) {
-      lineReader(conn)().then((line) =>
-        line === "HERD2 LINKPORT Z" ? conn.write(new TextEncoder().encode(answer)) : 0
-      ).catch(() => {}).finally(() => conn.close());
-    }
-  })();
+  const front = linkPortFront(z, "Z", (links.addr as Deno.NetAddr).port);
   const listener = {
     accept: () => links.accept(),
     close: () => {

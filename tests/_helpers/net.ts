@@ -296,3 +296,28 @@ export function portHolders(port: number): Set<number> {
   }
   return pids;
 }
+
+/**
+ * Plays a server's client port for link and observer dials only: answers each
+ * `HERD2 LINKPORT <name>` question with `linkPort` and closes (servers/link_port.ts), so that a
+ * test sends a server's dials where it likes (its own listener, a proxy). Anything else is
+ * closed unanswered.
+ */
+export function linkPortFront(port: number, name: string, linkPort: number): { close(): void } {
+  const front = Deno.listen({ hostname: "127.0.0.1", port });
+  const answer = binaryToBytes(`HERD2 LINKPORT ${name} ${linkPort}\n`);
+  const serve = async (conn: Deno.Conn) => {
+    const buf = new Uint8Array(1024);
+    let text = "";
+    while (!text.includes("\n")) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      text += bytesToBinary(buf.subarray(0, n));
+    }
+    if (text === `HERD2 LINKPORT ${name}\n`) await conn.write(answer);
+  };
+  (async () => {
+    for await (const conn of front) serve(conn).catch(() => {}).finally(() => conn.close());
+  })();
+  return { close: () => front.close() };
+}
