@@ -44,7 +44,7 @@ export async function dialLinkPort(
   target: LinkTarget,
   signal?: AbortSignal,
   timeoutMs = HANDSHAKE_TIMEOUT_MS,
-): Promise<Deno.Conn> {
+): Promise<Deno.TcpConn> {
   const linkPort = await askLinkPort(target, signal, timeoutMs);
   const conn = await Deno.connect({ hostname: target.host, port: linkPort ?? target.port, signal });
   conn.setNoDelay(true);
