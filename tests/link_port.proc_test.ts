@@ -43,6 +43,11 @@ async function waitOwnPortsOnly(herd: ProcessHerd): Promise<void> {
   });
 }
 
+/** Waits until the server on `port` knows `client` (flooded to it). */
+async function waitKnownAt(port: number, client: string, what: string): Promise<void> {
+  await waitFor(async () => (await whatsat(port, client)) !== undefined, 10_000, what);
+}
+
 /** One line from `conn` (without LF), or undefined at EOF; bounded by `ms`. */
 async function readLine(conn: Deno.Conn, ms = 5000): Promise<string | undefined> {
   const timer = setTimeout(() => closeQuietly(conn), ms);
@@ -94,22 +99,14 @@ Deno.test("grader: `lsof -ti:PORT | xargs kill` of one server stops that server 
     // Flooding goes around Smith: Hill → Jaquez → Singleton → Campbell.
     const t = String(Math.floor(Date.now() / 1000));
     assert.match(await iamat(herd.port("Hill"), "grader.a", "+1+1", t), /^AT Hill /);
-    await waitFor(
-      async () => (await whatsat(herd.port("Campbell"), "grader.a")) !== undefined,
-      10_000,
-      "grader.a at Campbell",
-    );
+    await waitKnownAt(herd.port("Campbell"), "grader.a", "grader.a at Campbell");
 
     // Smith comes back, relinks, and is caught up and flooded to.
     await herd.start("Smith");
     await herd.waitLinksUp();
     assert.match(await iamat(herd.port("Campbell"), "grader.b", "+2+2", t), /^AT Campbell /);
     for (const client of ["grader.a", "grader.b"]) {
-      await waitFor(
-        async () => (await whatsat(herd.port("Smith"), client)) !== undefined,
-        10_000,
-        `${client} at the restarted Smith`,
-      );
+      await waitKnownAt(herd.port("Smith"), client, `${client} at the restarted Smith`);
     }
     await waitFor(
       () => Object.values(remote.status()).every((s) => s.status === "watching"),
@@ -247,9 +244,5 @@ Deno.test("link port: answered on the client port, configurable, and it serves h
   }
   const t = String(Math.floor(Date.now() / 1000));
   assert.match(await iamat(herd.port("Hill"), "linkport.c", "+1+1", t), /^AT Hill /);
-  await waitFor(
-    async () => (await whatsat(herd.port("Jaquez"), "linkport.c")) !== undefined,
-    10_000,
-    "linkport.c at Jaquez",
-  );
+  await waitKnownAt(herd.port("Jaquez"), "linkport.c", "linkport.c at Jaquez");
 });
