@@ -16,6 +16,7 @@
 import { HerdAuth } from "../servers/auth.ts";
 import { dialHandshake } from "../servers/handshake.ts";
 import { LineSplitter } from "../servers/lines.ts";
+import { dialLinkPort } from "../servers/link_port.ts";
 
 const decoder = new TextDecoder("latin1");
 
@@ -37,8 +38,8 @@ async function dialObserver(
   server: string,
   secret: string,
 ): Promise<{ conn: Deno.TcpConn; head: string }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  conn.setNoDelay(true);
+  // The server's link port (asked on its client port; an older server's client port itself).
+  const conn = await dialLinkPort({ name: server, host: "127.0.0.1", port });
   const splitter = new LineSplitter(64 * 1024 * 1024);
   const r = await dialHandshake(new HerdAuth(secret), conn, splitter, "observer", "bench", server);
   if (!r.ok) {

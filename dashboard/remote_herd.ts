@@ -30,6 +30,7 @@
 
 import { HerdAuth } from "../servers/auth.ts";
 import { dialHandshake } from "../servers/handshake.ts";
+import { dialLinkPort } from "../servers/link_port.ts";
 import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
@@ -241,9 +242,10 @@ export class RemoteHerd {
     const dialHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;
     let conn: Deno.Conn;
     try {
-      // With TLS: the server's link port, its certificate checked against the herd's CA.
+      // The server's link port (asked on its client port: no socket of ours stays on that
+      // port), with TLS its configured one, its certificate checked against the herd's CA.
       const dial = this.#tlsCa === undefined
-        ? Deno.connect({ hostname: dialHost, port })
+        ? dialLinkPort({ name, host: dialHost, port }, undefined, this.#handshakeTimeout)
         : dialTls(w.config, this.#tlsCa);
       conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout, {
         onLate: (late) => closeQuietly(late), // a connection that arrives late is closed

@@ -126,7 +126,8 @@ const ServerSchema = z.strictObject({
     description: "names of linked servers; a link named on either side is a link",
   }),
   linkPort: PORT.optional().meta({
-    description: 'with "tls": the TLS port for links and observers (1-65535)',
+    description: 'the port for links and observers (1-65535): TLS with "tls" (then required); ' +
+      "without it, plain (default: one the system assigns, found by asking the client port)",
   }),
 });
 

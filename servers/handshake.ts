@@ -66,7 +66,7 @@ const OVERLONG = `line over the handshake line limit (${HANDSHAKE_LINE_LIMIT} by
  * Reads lines until one is complete (taking `pending` first); undefined at EOF, on error, or on
  * a line over {@linkcode HANDSHAKE_LINE_LIMIT} (then `overlong` is set).
  */
-class LineReader {
+export class LineReader {
   #conn: Deno.Conn;
   #splitter: LineSplitter;
   #pending: SplitLine[];

@@ -19,7 +19,15 @@ import { silenceTimer } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake } from "./handshake.ts";
-import { BUSY_LINE, formatWelcome, HANDSHAKE_TAG, parseHello } from "./wire.ts";
+import { dialLinkPort } from "./link_port.ts";
+import {
+  BUSY_LINE,
+  formatLinkPort,
+  formatWelcome,
+  HANDSHAKE_TAG,
+  parseHello,
+  parseLinkPortQuery,
+} from "./wire.ts";
 import {
   type Command,
   formatAt,
@@ -127,6 +135,12 @@ export class HerdServer implements LineHandler {
   #tlsStop = new AbortController();
   #tlsFiles: TlsFiles | undefined;
   #secure = new WeakSet<ClientConnection>();
+  /**
+   * Without TLS: the link port (config `linkPort`, or one the system assigns) where links and
+   * observers dial, so that none holds a connection to the client port (servers/link_port.ts).
+   */
+  #linkListener: Deno.Listener | undefined;
+  #acceptingLinks: Promise<void> | undefined;
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
   #closedInHandshake = new WeakMap<ClientConnection, string>();
   #peerConfigs: Map<string, ServerConfig>;
@@ -226,6 +240,18 @@ export class HerdServer implements LineHandler {
         this.#listener = undefined;
         throw err;
       }
+    } else {
+      const linkPort = this.#config.linkPort ?? 0;
+      try {
+        this.#linkListener = this.#listen(
+          linkPort,
+          () => Deno.listen({ hostname: this.host, port: linkPort }),
+        );
+      } catch (err) {
+        this.#listener.close();
+        this.#listener = undefined;
+        throw err;
+      }
     }
     // A restarted server starts from its durable store, or empty (and catches up from peers).
     // The old store lets go of its records, so the process's shared table does not keep them.
@@ -243,6 +269,8 @@ export class HerdServer implements LineHandler {
         this.#listener = undefined;
         this.#tlsListener?.close();
         this.#tlsListener = undefined;
+        this.#linkListener?.close();
+        this.#linkListener = undefined;
         throw err;
       }
     }
@@ -257,6 +285,9 @@ export class HerdServer implements LineHandler {
     if (this.#tlsListener !== undefined) {
       this.#tlsStop = new AbortController();
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
+    }
+    if (this.#linkListener !== undefined) {
+      this.#acceptingLinks = this.#acceptLoop(this.#linkListener, true);
     }
     for (const link of this.links) link.start();
     this.#linkStats.start();
@@ -276,24 +307,25 @@ export class HerdServer implements LineHandler {
     }
   }
 
-  /** Opens a link to a neighbour: TLS to its link port when the herd uses TLS. */
+  /**
+   * Opens a link to a neighbour: TLS to its link port when the herd uses TLS, else its plain
+   * link port, asked on its client port (its client port itself when it is an older server).
+   */
   connectPeer(peer: string, signal?: AbortSignal): Promise<Deno.Conn> {
     const config = this.#peerConfigs.get(peer)!;
     if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca, signal);
-    return Deno.connect({ hostname: config.host, port: config.port, signal }).then((tcp) => {
-      tcp.setNoDelay(true);
-      return tcp;
-    });
+    return dialLinkPort(config, signal);
   }
 
   async #stop(): Promise<void> {
     const listener = this.#listener;
     if (listener === undefined) return;
     this.#listener = undefined;
-    for (const l of [listener, this.#tlsListener]) {
+    for (const l of [listener, this.#tlsListener, this.#linkListener]) {
       closeQuietly(l);
     }
     this.#tlsListener = undefined;
+    this.#linkListener = undefined;
     this.#tlsStop.abort();
     for (const link of this.links) link.stop();
     this.#linkStats.report();
@@ -302,6 +334,7 @@ export class HerdServer implements LineHandler {
     for (const o of this.#observers) o.close();
     await this.#accepting;
     await this.#acceptingTls;
+    await this.#acceptingLinks;
     await this.#persistence?.flush();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
   }
@@ -342,7 +375,8 @@ export class HerdServer implements LineHandler {
     // A TLS link port hands over connections once their TLS handshake is done, in time.
     const rejected = (remote: string, reason: string) =>
       this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
-    const conns = secure
+    // `secure`: a link port, TLS or (without TLS in the herd) plain.
+    const conns = secure && this.#tlsFiles !== undefined
       ? acceptTls(listener as Deno.TlsListener, this.#tlsStop.signal, failed, rejected)
       : acceptConnections(listener, failed);
     for await (const conn of conns) {
@@ -711,6 +745,8 @@ export class HerdServer implements LineHandler {
     const reject = (reason: string) => {
       this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
     };
+    const asked = parseLinkPortQuery(line);
+    if (asked !== undefined) return this.#answerLinkPort(asked, conn);
     const hello = parseHello(line);
     let refusal: string | undefined;
     if (this.#tlsFiles !== undefined && !this.#secure.has(conn)) {
@@ -762,6 +798,21 @@ export class HerdServer implements LineHandler {
       () => this.#observers.delete(observer),
     );
     this.#observers.add(observer);
+    return true;
+  }
+
+  /**
+   * A `HERD2 LINKPORT` question: answered with the plain link port, then closed (returns true).
+   * Asked of another server, or with TLS (links dial the configured TLS port), it is a client's
+   * bad line (false): the `? ...` an older server answers, too.
+   */
+  #answerLinkPort(asked: string, conn: ClientConnection): boolean {
+    const listener = this.#linkListener;
+    if (asked !== this.name || listener === undefined) return false;
+    const port = (listener.addr as Deno.NetAddr).port;
+    this.#closedInHandshake.set(conn, "answered the link-port question");
+    writeAll(conn.conn, binaryToBytes(formatLinkPort(this.name, port)))
+      .catch(() => {}).finally(() => conn.close());
     return true;
   }
 

@@ -11,6 +11,10 @@
  *     acceptor → dialler   HERD2 WELCOME <acceptor> <dialler>   (observer: HERD2 WATCHING <acceptor>)
  *     (or, instead of CHALLENGE or WELCOME: HERD2 BUSY; the dialler's refusal: HERD2 REFUSED bad proof)
  *
+ *     on the client port, before a plain link or observer dial (then closed; link_port.ts):
+ *     dialler  → acceptor  HERD2 LINKPORT <acceptor>
+ *     acceptor → dialler   HERD2 LINKPORT <acceptor> <port>   (an older server: ? HERD2 LINKPORT ...)
+ *
  *     link, both ways:     SYNC <epoch> <head> <yourEpoch> <mark>
  *                          R <seq> <origin> <diff> <client> <location> <time>
  *                          S <seq>      A <from> <to>      PING      CAUGHTUP <n>
@@ -42,6 +46,51 @@ export const HANDSHAKE_PREFIX = "HERD2 ";
 
 // ---------------------------------------------------------------------------------------------
 // The handshake.
+
+/**
+ * `HERD2 LINKPORT <acceptor>`: asked on a server's client port, the port its links and observers
+ * dial (servers/link_port.ts), so that no neighbour holds a connection to the client port.
+ *
+ * @example
+ * ```ts
+ * formatLinkPortQuery("Hill"); // "HERD2 LINKPORT Hill\n"
+ * ```
+ */
+export function formatLinkPortQuery(acceptor: string): string {
+  return `HERD2 LINKPORT ${acceptor}\n`;
+}
+
+/** The acceptor's name of a `HERD2 LINKPORT <acceptor>` question, or undefined when it is not one. */
+export function parseLinkPortQuery(line: string): string | undefined {
+  const f = line.split(" ");
+  return f.length === 3 && f[0] === "HERD2" && f[1] === "LINKPORT" && NAME.test(f[2])
+    ? f[2]
+    : undefined;
+}
+
+/** The answer to a link-port question: `HERD2 LINKPORT <acceptor> <port>`. */
+export function formatLinkPort(acceptor: string, port: number): string {
+  return `HERD2 LINKPORT ${acceptor} ${port}\n`;
+}
+
+/**
+ * The port of a link-port answer from `acceptor` (a line without its LF), or undefined when the
+ * line is anything else (an older server's `? ...`, another server's answer, a bad port).
+ *
+ * @example
+ * ```ts
+ * parseLinkPort("HERD2 LINKPORT Hill 40123", "Hill"); // 40123
+ * parseLinkPort("? HERD2 LINKPORT Hill", "Hill"); // undefined
+ * ```
+ */
+export function parseLinkPort(line: string, acceptor: string): number | undefined {
+  const f = line.split(" ");
+  if (f.length !== 4 || f[0] !== "HERD2" || f[1] !== "LINKPORT" || f[2] !== acceptor) {
+    return undefined;
+  }
+  const port = /^[1-9][0-9]{0,4}$/.test(f[3]) ? Number(f[3]) : 0;
+  return port <= 65535 && port > 0 ? port : undefined;
+}
 
 /** Who dials: a neighbouring server, or a read-only observer (a remote dashboard). */
 export type Role = "peer" | "observer";

@@ -1,6 +1,6 @@
 /**
  * A handshake captured on the path is useless later: a recording proxy sits on
- * loopback between a dialler and the server it dials; replaying the dialler's recorded bytes
+ * loopback between a dialler and the link port of the server it dials; replaying the dialler's recorded bytes
  * is refused while the real link is up, and again after the receiving server restarts with a
  * fresh memory (a new Herd: nothing of the first run is left); the replayer never gets a record
  * nor the event stream. Same for an observer (a remote dashboard). Peers whose clocks are 10
@@ -15,7 +15,7 @@ import { openLogs } from "../servers/log.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
-import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { exchange, freePorts, linkPortFront, TcpClient, waitFor } from "./_helpers/net.ts";
 import { RecordingProxy } from "./_helpers/proxy.ts";
 import { iamat, ProcessHerd, whatsat } from "./_helpers/procs.ts";
 
@@ -70,14 +70,16 @@ function count(text: string, re: RegExp): number {
 
 Deno.test("link replay: a recorded peer handshake is refused before and after the receiver restarts; no record leaks", async () => {
   const dir = await Deno.makeTempDir({ prefix: "link-replay-" });
-  const [a, b, nowhere] = freePorts(3);
-  const proxy = RecordingProxy.start(b);
-  // A reaches B only through the proxy; B's dials to A go nowhere (so the proxy records A's).
+  const [a, b, bLinks, front, nowhere] = freePorts(5);
+  const proxy = RecordingProxy.start(bLinks);
+  // A reaches B's link port only through the proxy (the client port A asks names the proxy);
+  // B's dials to A go nowhere (so the proxy records A's).
+  const asked = linkPortFront(front, "B", proxy.port);
   const configA = parseConfig({
-    servers: { A: { port: a, neighbors: ["B"] }, B: { port: proxy.port } },
+    servers: { A: { port: a, neighbors: ["B"] }, B: { port: front } },
   });
   const configB = parseConfig({
-    servers: { A: { port: nowhere, neighbors: ["B"] }, B: { port: b } },
+    servers: { A: { port: nowhere, neighbors: ["B"] }, B: { port: b, linkPort: bLinks } },
   });
   let serverB = await startOne(configB, "B", dir);
   const serverA = await startOne(configA, "A", dir);
@@ -94,7 +96,7 @@ Deno.test("link replay: a recorded peer handshake is refused before and after th
 
     // 1. While the real link is up.
     const downsBefore = serverB.events.filter((e) => e.kind === "link.down").length;
-    let got = await replay(b, recorded);
+    let got = await replay(bLinks, recorded);
     assert.doesNotMatch(got, LEAK, "the replayer got nothing");
     assert.match(got, /^HERD2 CHALLENGE B A [0-9a-f]{32} [0-9a-f]{64}\n$/);
     assert.equal(count(await serverB.log(), /PEER REJECTED \S+ \(bad proof from A\)/), 1);
@@ -106,7 +108,7 @@ Deno.test("link replay: a recorded peer handshake is refused before and after th
     await serverB.stop();
     serverB = await startOne(configB, "B", dir);
     await exchange(b, "IAMAT replay.secret2 +3+4 1700000001\n");
-    got = await replay(b, recorded);
+    got = await replay(bLinks, recorded);
     assert.doesNotMatch(got, LEAK, "the replayer got nothing");
     assert.equal(count(await serverB.log(), /PEER REJECTED \S+ \(bad proof from A\)/), 2);
     assert.equal(serverB.link("A").up, false);
@@ -114,6 +116,7 @@ Deno.test("link replay: a recorded peer handshake is refused before and after th
   } finally {
     await serverA.stop();
     await serverB.stop();
+    asked.close();
     await proxy.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -121,11 +124,12 @@ Deno.test("link replay: a recorded peer handshake is refused before and after th
 
 Deno.test("link replay: a recorded observer handshake is refused before and after the server restarts", async () => {
   const dir = await Deno.makeTempDir({ prefix: "link-replay-" });
-  const [s] = freePorts(1);
-  const proxy = RecordingProxy.start(s);
-  const config = parseConfig({ servers: { S: { port: s } } });
+  const [s, sLinks, front] = freePorts(3);
+  const proxy = RecordingProxy.start(sLinks);
+  const asked = linkPortFront(front, "S", proxy.port);
+  const config = parseConfig({ servers: { S: { port: s, linkPort: sLinks } } });
   let server = await startOne(config, "S", dir);
-  const remote = new RemoteHerd(parseConfig({ servers: { S: { port: proxy.port } } }), {
+  const remote = new RemoteHerd(parseConfig({ servers: { S: { port: front } } }), {
     secret: SECRET,
     observer: "dash",
   });
@@ -144,7 +148,7 @@ Deno.test("link replay: a recorded observer handshake is refused before and afte
         await server.stop();
         server = await startOne(config, "S", dir);
       }
-      const got = await replay(s, recorded);
+      const got = await replay(sLinks, recorded);
       assert.doesNotMatch(
         got,
         /(^|\n)(HERD\d WATCHING|STATE |EVENT )/,
@@ -159,6 +163,7 @@ Deno.test("link replay: a recorded observer handshake is refused before and afte
   } finally {
     await remote.stop();
     await server.stop();
+    asked.close();
     await proxy.close();
     await Deno.remove(dir, { recursive: true });
   }

@@ -29,7 +29,7 @@ import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
-import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { exchange, freePorts, linkPortFront, TcpClient, waitFor } from "./_helpers/net.ts";
 
 const SECRET = "peer-auth-test-secret-0123456789";
 
@@ -109,10 +109,25 @@ function lineReader(conn: Deno.Conn): () => Promise<string> {
   };
 }
 
-/** M alone (neighbours F and Z), and a listener on Z's port where the test plays Z. */
-function withFakeZ(): { m: number; listener: Deno.Listener; herd: Herd } {
+/**
+ * M alone (neighbours F and Z), and where the test plays Z: Z's client port answers M's
+ * link-port question (servers/link_port.ts), so M's link dials come to `listener`.
+ */
+function withFakeZ(): {
+  m: number;
+  listener: Pick<Deno.Listener, "accept" | "close">;
+  herd: Herd;
+} {
   const [m, f, z] = freePorts(3);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: z });
+  const links = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const front = linkPortFront(z, "Z", (links.addr as Deno.NetAddr).port);
+  const listener = {
+    accept: () => links.accept(),
+    close: () => {
+      front.close();
+      links.close();
+    },
+  };
   const config = parseConfig({
     servers: { F: { port: f, neighbors: ["M"] }, M: { port: m, neighbors: ["Z"] }, Z: { port: z } },
   });

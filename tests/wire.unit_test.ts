@@ -12,6 +12,8 @@ import {
   formatChallenge,
   formatEvent,
   formatHello,
+  formatLinkPort,
+  formatLinkPortQuery,
   formatProof,
   formatReceipt,
   formatRecord,
@@ -27,6 +29,8 @@ import {
   parseChallenge,
   parseHello,
   parseLinkLine,
+  parseLinkPort,
+  parseLinkPortQuery,
   parseObserverLine,
   parseProof,
   PING_LINE,
@@ -74,6 +78,26 @@ Deno.test("wire: malformed handshake lines are not taken for messages", () => {
   assert.deepEqual(parseChallenge(`HERD2 CHALLENGE A B ${NONCE}`), undefined);
   assert.deepEqual(parseProof("HERD2 PROOF"), undefined);
   assert.deepEqual(parseProof("HERD2 PROOF a b"), undefined);
+});
+
+Deno.test("wire: the link-port question and answer parse back; anything else is no answer", () => {
+  assert.equal(parseLinkPortQuery(formatLinkPortQuery("Hill").slice(0, -1)), "Hill");
+  assert.equal(parseLinkPort(formatLinkPort("Hill", 40123).slice(0, -1), "Hill"), 40123);
+  for (const bad of ["HERD2 LINKPORT", "HERD2 LINKPORT a b", "HERD2 LINKPORT two\tnames"]) {
+    assert.equal(parseLinkPortQuery(bad), undefined, bad);
+  }
+  for (
+    const bad of [
+      "? HERD2 LINKPORT Hill", // an older server
+      "HERD2 LINKPORT Jaquez 40123", // another server's answer
+      "HERD2 LINKPORT Hill 0",
+      "HERD2 LINKPORT Hill 65536",
+      "HERD2 LINKPORT Hill 040123",
+      "HERD2 LINKPORT Hill +1",
+      "HERD2 LINKPORT Hill",
+      "HERD2 LINKPORT Hill 1 2",
+    ]
+  ) assert.equal(parseLinkPort(bad, "Hill"), undefined, bad);
 });
 
 Deno.test("wire: the MAC text binds role, direction, both names and both nonces", () => {

@@ -242,12 +242,82 @@ export interface TcpSocket {
  */
 export function tcpSockets(): Map<string, TcpSocket> {
   const out = new Map<string, TcpSocket>();
-  const port = (addr: string) => parseInt(addr.split(":")[1], 16);
-  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 5) continue;
+  for (const f of tcpRows(["/proc/net/tcp"])) {
     const [tx, rx] = f[4].split(":").map((h) => parseInt(h, 16));
-    out.set(`${port(f[1])}>${port(f[2])}`, { state: f[3], tx, rx });
+    out.set(`${rowPort(f[1])}>${rowPort(f[2])}`, { state: f[3], tx, rx });
   }
   return out;
+}
+
+/** The fields of each socket row of these /proc/net/tcp* files (a file that is missing: none). */
+function* tcpRows(files: string[]): Generator<string[]> {
+  for (const file of files) {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10) yield f;
+    }
+  }
+}
+
+/** The port of a /proc/net/tcp address (`0100007F:1F90`, or a v6 one). */
+function rowPort(addr: string): number {
+  return parseInt(addr.split(":").pop()!, 16);
+}
+
+/**
+ * The pids of the processes holding a TCP socket whose local OR remote port is `port`: what
+ * `lsof -ti:PORT` lists, and so what the CS 131 TA grading script kills to stop one server
+ * (`lsof -ti:PORT | xargs kill`). From /proc/net/tcp{,6} and /proc/PID/fd (no lsof needed).
+ */
+export function portHolders(port: number): Set<number> {
+  const inodes = new Set<string>();
+  for (const f of tcpRows(["/proc/net/tcp", "/proc/net/tcp6"])) {
+    // A socket in TIME-WAIT (inode 0) belongs to no process.
+    if (f[9] !== "0" && (rowPort(f[1]) === port || rowPort(f[2]) === port)) inodes.add(f[9]);
+  }
+  const pids = new Set<number>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      for (const fd of Deno.readDirSync(`/proc/${entry.name}/fd`)) {
+        const target = Deno.readLinkSync(`/proc/${entry.name}/fd/${fd.name}`);
+        const m = /^socket:\[(\d+)\]$/.exec(target);
+        if (m !== null && inodes.has(m[1])) pids.add(Number(entry.name));
+      }
+    } catch {
+      // the process (or the descriptor) went while we looked
+    }
+  }
+  return pids;
+}
+
+/**
+ * Plays a server's client port for link and observer dials only: answers each
+ * `HERD2 LINKPORT <name>` question with `linkPort` and closes (servers/link_port.ts), so that a
+ * test sends a server's dials where it likes (its own listener, a proxy). Anything else is
+ * closed unanswered.
+ */
+export function linkPortFront(port: number, name: string, linkPort: number): { close(): void } {
+  const front = Deno.listen({ hostname: "127.0.0.1", port });
+  const answer = binaryToBytes(`HERD2 LINKPORT ${name} ${linkPort}\n`);
+  const serve = async (conn: Deno.Conn) => {
+    const buf = new Uint8Array(1024);
+    let text = "";
+    while (!text.includes("\n")) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      text += bytesToBinary(buf.subarray(0, n));
+    }
+    if (text === `HERD2 LINKPORT ${name}\n`) await conn.write(answer);
+  };
+  (async () => {
+    for await (const conn of front) serve(conn).catch(() => {}).finally(() => conn.close());
+  })();
+  return { close: () => front.close() };
 }
