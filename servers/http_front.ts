@@ -164,11 +164,16 @@ export class TcpFront {
       // The client's half-close is passed on (whether a response still comes back is Deno.serve's
       // choice: often it does not, as without a front); anything else ending either direction, a
       // stalled client above all, ends both.
-      const inbound = pipe(client, up, 0).then((eof) => {
+      const inbound = relayPipe(client, up, 0).then((eof) => {
         if (eof) return (up as Deno.UnixConn).closeWrite().catch(end);
         end();
       });
-      const outbound = pipe(up, client, this.#opts.stallMs, () => me.lastOut = performance.now());
+      const outbound = relayPipe(
+        up,
+        client,
+        this.#opts.stallMs,
+        () => me.lastOut = performance.now(),
+      );
       await Promise.all([inbound, outbound.finally(end)]);
     } catch {
       // upstream gone: the HTTP server is stopping
@@ -202,20 +207,21 @@ interface Relayed {
 
 /**
  * Copies `from` to `to`; true at EOF, false on an error. With `stallMs`, a write that stays
- * pending that long (the reader accepts nothing) is an error. `onData` runs on every read.
+ * pending that long (the reader accepts nothing) is an error. `onData` runs on every read, with
+ * its byte count. The TLS link port's front (tls_front.ts) relays with it too.
  */
-async function pipe(
+export async function relayPipe(
   from: Deno.Conn,
   to: Deno.Conn,
   stallMs: number,
-  onData?: () => void,
+  onData?: (n: number) => void,
 ): Promise<boolean> {
   const buf = new Uint8Array(RELAY_CHUNK);
   try {
     for (;;) {
       const n = await from.read(buf);
       if (n === null) return true;
-      onData?.();
+      onData?.(n);
       let off = 0;
       while (off < n) {
         const write = to.write(buf.subarray(off, n));
