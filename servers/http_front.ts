@@ -18,7 +18,7 @@
  * - a connection that got no response byte for `stallMs` is closed too (an idle keep-alive, or a
  *   request never finished: slowloris; the event stream's heartbeat keeps a live page's stream
  *   busier than that), and at the cap a new connection takes the place of the one quiet longest
- *   (a second at least) instead of being turned away: sockets that never finish a request could
+ *   (2.5 s at least: a live stream's frame may come late) instead of being turned away: sockets that never finish a request could
  *   otherwise hold every place, and answer every visitor and health check 503.
  *
  * @module
@@ -45,8 +45,13 @@ export const HTTP_STALL_MS = 30_000;
 /** Pause before the Unix-socket HTTP server listens again after it failed (ms); doubles. */
 const RELISTEN_MS = 100;
 const RELISTEN_MAX_MS = 5_000;
-/** A connection quiet this long (no response byte) may give its place to a new one at the cap. */
-const EVICT_QUIET_MS = 1_000;
+/**
+ * A connection quiet this long (no response byte) may give its place to a new one at the cap.
+ * A live event stream gets a frame at least once a second, so this leaves it a stall of 1.5 s
+ * (the herd's event loop busy, a frame late) before it could be taken for an idle one; at 1 s a
+ * stream lost its place whenever a frame came a little late.
+ */
+const EVICT_QUIET_MS = 2_500;
 const BUSY_BODY = JSON.stringify({ error: "server busy: too many open connections" });
 const BUSY = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n" +
