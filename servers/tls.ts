@@ -10,6 +10,8 @@
  */
 
 import { ConfigError, type TlsConfig } from "./config.ts";
+import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
+import { relayPipe } from "./http_front.ts";
 import { closeQuietly } from "./io.ts";
 
 /** A server's PEMs, read once. */
@@ -55,28 +57,92 @@ export function loadTlsCa(tls: TlsConfig): string {
 }
 
 /**
- * Dials `peer`'s TLS link port and completes the TLS handshake, checking that its certificate
- * chains to `ca` and names `peer.name`. Connection errors are thrown as they are; a refused
- * certificate or handshake as {@linkcode LinkTlsError}.
+ * Dials `peer`'s TLS link port and completes the TLS handshake within `timeoutMs`, checking that
+ * its certificate chains to `ca` and names `peer.name`. Connection errors are thrown as they are;
+ * a refused certificate, a failed or late handshake as {@linkcode LinkTlsError}.
+ *
+ * Deno 2.9 keeps a socket whose TLS handshake is pending open even after `close()` (until the
+ * remote answers or goes), so a deadline on a TLS socket to a peer that accepts and never answers
+ * would leak one socket per attempt. So TLS runs over a loopback pair instead, relayed to the TCP
+ * connection we dialled: at the deadline we close the relay's sockets, which are plain, and the
+ * TLS side sees its remote go. The relay carries the link for its life (closing the returned
+ * connection ends it).
  */
 export async function dialTls(
   peer: { name: string; host: string; linkPort?: number },
   ca: string,
   signal?: AbortSignal,
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<Deno.Conn> {
   const hostname = dialHost(peer.host);
   const tcp = await Deno.connect({ hostname, port: peer.linkPort!, signal });
   tcp.setNoDelay(true);
-  // No deadline on the TLS handshake itself: Deno 2.9 keeps the socket open while a handshake
-  // is pending even after close() (seen with a peer that accepts and never answers), so a
-  // deadline would leak a socket per attempt; a hung peer that wakes up completes it instead.
+  let pair: [Deno.TcpConn, Deno.TcpConn];
   try {
-    const conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
-    await conn.handshake();
-    return conn;
+    pair = await loopbackPair();
   } catch (err) {
     closeQuietly(tcp);
-    throw new LinkTlsError(`TLS with ${peer.name}: ${(err as Error).message}`);
+    throw err;
+  }
+  const [near, far] = pair;
+  const cut = () => {
+    closeQuietly(tcp);
+    closeQuietly(far);
+  };
+  // Either direction ending ends both.
+  void Promise.race([relayPipe(tcp, far, 0), relayPipe(far, tcp, 0)]).finally(cut);
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    cut();
+  }, timeoutMs);
+  const abort = () => cut();
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    const conn = await Deno.startTls(near, { hostname: peer.name, caCerts: [ca] });
+    try {
+      await conn.handshake();
+    } catch (err) {
+      closeQuietly(conn);
+      throw err;
+    }
+    if (late) {
+      closeQuietly(conn);
+      throw new Error("late");
+    }
+    return conn;
+  } catch (err) {
+    cut();
+    closeQuietly(near);
+    const why = late ? `handshake timeout (${timeoutMs} ms)` : (err as Error).message;
+    throw new LinkTlsError(`TLS with ${peer.name}: ${why}`);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", abort);
+  }
+}
+
+/**
+ * Two connected loopback TCP sockets (ours at both ends): a listener on an ephemeral port takes
+ * the one connection we make to it, and closes.
+ */
+async function loopbackPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const near = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const port = (near.localAddr as Deno.NetAddr).port;
+    // Someone else (a local user) may connect first: theirs is closed, ours taken.
+    for (;;) {
+      const far = await listener.accept();
+      if ((far.remoteAddr as Deno.NetAddr).port === port) {
+        near.setNoDelay(true);
+        far.setNoDelay(true);
+        return [near, far];
+      }
+      closeQuietly(far);
+    }
+  } finally {
+    closeQuietly(listener);
   }
 }
 

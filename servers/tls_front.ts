@@ -32,7 +32,7 @@
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { relayPipe } from "./http_front.ts";
-import { closeQuietly } from "./io.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 import type { TlsFiles } from "./tls.ts";
 
 /**
@@ -48,6 +48,8 @@ export const TLS_PENDING_MAX = Math.max(
 
 /** Descriptors the front holds per connection (the remote's socket, the relay's dialled end). */
 const FRONT_FDS = 2;
+/** The first read of a connection (a ClientHello fits). */
+const FIRST_READ = 16 * 1024;
 
 /** One relayed connection. */
 interface Relay {
@@ -193,16 +195,23 @@ export class TlsFront {
     let port: number | undefined;
     try {
       (client as Deno.TcpConn).setNoDelay(true);
+      // Nothing is relayed before the first bytes: a silent socket costs one descriptor, and
+      // closing it at its deadline or for a newcomer is immediate.
+      const first = new Uint8Array(FIRST_READ);
+      const n = await client.read(first);
+      if (n === null || r.ended) return;
+      r.bytesIn += n;
       const up = await Deno.connect({ hostname: "127.0.0.1", port: this.#privatePort });
       upstream = up;
       if (r.ended) return;
       up.setNoDelay(true);
-      port = (upstream.localAddr as Deno.NetAddr).port;
+      port = (up.localAddr as Deno.NetAddr).port;
       this.#byPort.set(port, r);
+      await writeAll(up, first.subarray(0, n));
       // Either direction ending ends both (TLS has its own close_notify).
       await Promise.race([
-        relayPipe(client, upstream, 0, (n) => (r.bytesIn += n)),
-        relayPipe(upstream, client, 0),
+        relayPipe(client, up, 0, (n) => (r.bytesIn += n)),
+        relayPipe(up, client, 0),
       ]);
     } catch {
       // the private listener is gone: stopping
