@@ -10,11 +10,14 @@
  *   TLS port gets no CHALLENGE;
  * - a certificate that names another server, or comes from another CA, is refused by the
  *   dialler, which logs why;
- * - a server process under `ulimit -n 256` keeps serving clients while 245 connections to its
- *   link port never start TLS (before: they were never closed, took every descriptor, and every
- *   client got `? server busy: too many open connections`); a TLS connection that sends no HELLO
- *   is closed at the 3 s handshake deadline; once the silent ones go, the link port handshakes;
- *   with every handshake slot held, SIGTERM still stops it.
+ * - a server process under `ulimit -n 256` keeps serving clients, and its neighbour links and
+ *   records flow both ways, while 245 connections to its link port never start TLS and 20 send
+ *   one byte a second, each coming back when closed (before: 16 of them held every handshake
+ *   place for good and the neighbour never linked; earlier still, they took every descriptor); a
+ *   TLS connection that sends no HELLO is closed at the 3 s handshake deadline; with the link
+ *   port full of silent connections, SIGTERM still stops it;
+ * - a dial to a port that accepts and never answers TLS gives up at its deadline and leaves no
+ *   socket behind (before: no deadline, since closing a socket in a TLS handshake frees nothing).
  */
 
 import assert from "node:assert/strict";
