@@ -16,7 +16,9 @@
  *   TLS handshake at once; at the cap a new connection is taken, and the pending connection that
  *   has sent the fewest bytes (the oldest of those) is closed to make room. A neighbour sends its
  *   whole ClientHello at once and finishes within a round trip or two, so silent and trickling
- *   sockets give way first, however many come back;
+ *   sockets give way first, however many come back; while twice that many are not yet closed,
+ *   the port accepts nothing (a storm of reconnects waits in the kernel's backlog, on no
+ *   descriptor of ours);
  * - a connection through TLS is the server's, as before (the herd handshake has its own 3 s);
  *   the relay carries it for its life.
  *
@@ -69,6 +71,20 @@ interface Relay {
 
 /** The process's connections before the end of their TLS handshake, on every link port. */
 const pending = new Set<Relay>();
+/**
+ * Connections not (yet) through TLS whose sockets are still open: the pending ones and those
+ * being closed. Past twice the cap the link ports accept nothing until some are gone (the rest
+ * wait in the kernel's backlog), so a storm of reconnects cannot hold more descriptors than that
+ * while the connections it displaces are closed.
+ */
+const unsettled = { count: 0, wake: [] as (() => void)[] };
+
+function settled(): void {
+  unsettled.count--;
+  const wake = unsettled.wake;
+  unsettled.wake = [];
+  for (const w of wake) w();
+}
 
 /** The pending connection that has sent the fewest bytes, the oldest of those. */
 function leastAdvanced(): Relay | undefined {
@@ -147,9 +163,13 @@ export class TlsFront {
   async #run(): Promise<void> {
     const relays = new Set<Promise<void>>();
     for await (const conn of acceptConnections(this.#public, this.#opts.onError)) {
+      unsettled.count++;
       const p = this.#relay(conn);
       relays.add(p);
       p.finally(() => relays.delete(p));
+      while (unsettled.count >= 2 * TLS_PENDING_MAX) {
+        await new Promise<void>((resolve) => unsettled.wake.push(resolve));
+      }
     }
     for (const r of this.#relays) r.end();
     await Promise.allSettled([...relays]);
@@ -167,7 +187,10 @@ export class TlsFront {
       this.#saidCap = true;
       leastAdvanced()?.end();
     } else if (pending.size < TLS_PENDING_MAX / 2) this.#saidCap = false;
-    if (!descriptors.tryAcquire("hard", FRONT_FDS)) return closeQuietly(client);
+    if (!descriptors.tryAcquire("hard", FRONT_FDS)) {
+      closeQuietly(client);
+      return settled();
+    }
     const addr = client.remoteAddr as Deno.NetAddr;
     let upstream: Deno.Conn | undefined;
     const r: Relay = {
@@ -219,6 +242,7 @@ export class TlsFront {
       clearTimeout(timer);
       r.end();
       this.#relays.delete(r);
+      if (!r.admitted) settled();
       if (port !== undefined) this.#byPort.delete(port);
       descriptors.release(FRONT_FDS);
     }
@@ -250,6 +274,7 @@ export class TlsFront {
       if (relay === undefined || relay.ended) return closeQuietly(conn);
       relay.admitted = true;
       pending.delete(relay);
+      settled();
       // The server logs and checks the remote's address, not the relay's loopback one.
       Object.defineProperty(conn, "remoteAddr", { value: relay.addr });
       ready.push(conn);
@@ -274,6 +299,8 @@ export class TlsFront {
   async close(): Promise<void> {
     closeQuietly(this.#public);
     closeQuietly(this.#private);
+    // Also wakes the accept loop should it wait for connections to settle.
+    for (const r of this.#relays) r.end();
     await this.#running;
   }
 }
