@@ -12,13 +12,15 @@
  * - accepts back off and retry on errors (servers/descriptors.ts);
  * - each connection counts against the process's descriptor budget (it costs three: the client's
  *   socket and both ends of the relay), and each port may hold only its share of it
- *   (`httpConnectionCap`); past either it gets a 503 JSON error and is closed;
+ *   (`httpConnectionCap`); past either it gets a 503 JSON error and is closed, except that
+ *   when herd clients hold the whole client share, each port still takes two connections from
+ *   the reserve (`HTTP_RESERVED_CONNECTIONS`), so a health check answers a busy herd;
  * - a connection whose client accepts no bytes for `stallMs` is closed for real (the event hub
  *   cuts such a subscriber after the same time);
  * - a connection that got no response byte for `stallMs` is closed too (an idle keep-alive, or a
  *   request never finished: slowloris; the event stream's heartbeat keeps a live page's stream
  *   busier than that), and at the cap a new connection takes the place of the one quiet longest
- *   (a second at least) instead of being turned away: sockets that never finish a request could
+ *   (2.5 s at least: a live stream's frame may come late) instead of being turned away: sockets that never finish a request could
  *   otherwise hold every place, and answer every visitor and health check 503.
  *
  * @module
@@ -45,8 +47,20 @@ export const HTTP_STALL_MS = 30_000;
 /** Pause before the Unix-socket HTTP server listens again after it failed (ms); doubles. */
 const RELISTEN_MS = 100;
 const RELISTEN_MAX_MS = 5_000;
-/** A connection quiet this long (no response byte) may give its place to a new one at the cap. */
-const EVICT_QUIET_MS = 1_000;
+/**
+ * A connection quiet this long (no response byte) may give its place to a new one at the cap.
+ * A live event stream gets a frame at least once a second, so this leaves it a stall of 1.5 s
+ * (the herd's event loop busy, a frame late) before it could be taken for an idle one; at 1 s a
+ * stream lost its place whenever a frame came a little late.
+ */
+const EVICT_QUIET_MS = 2_500;
+/**
+ * Connections each HTTP port may hold beyond the clients' share of descriptors, from the
+ * reserve: when herd clients fill their share, `/healthz` still answers (a liveness probe that
+ * got 503 "server busy" would restart a herd that is only busy). Three descriptors each; at
+ * the bound, a new one takes the place of the reserved connection quiet longest (2.5 s at least).
+ */
+export const HTTP_RESERVED_CONNECTIONS = 2;
 const BUSY_BODY = JSON.stringify({ error: "server busy: too many open connections" });
 const BUSY = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n" +
@@ -82,6 +96,8 @@ export class TcpFront {
   #listener: Deno.Listener;
   #opts: FrontOptions;
   #conns = new Map<Deno.Conn, Relayed>();
+  /** Connections admitted on the reserve (see HTTP_RESERVED_CONNECTIONS). */
+  #reserved = 0;
   #done: Promise<void>;
   #sweep: ReturnType<typeof setInterval>;
 
@@ -114,10 +130,14 @@ export class TcpFront {
     await Promise.allSettled([...relays]);
   }
 
-  /** The connection quiet longest, if it has been quiet EVICT_QUIET_MS; it is marked taken. */
-  #quietest(): Relayed | undefined {
+  /**
+   * The connection quiet longest (of those on the reserve, with `reserved`), if it has been quiet
+   * EVICT_QUIET_MS; it is marked taken.
+   */
+  #quietest(reserved = false): Relayed | undefined {
     let best: Relayed | undefined;
     for (const r of this.#conns.values()) {
+      if (reserved && !r.reserved) continue;
       if (!r.evicted && (best === undefined || r.lastOut < best.lastOut)) best = r;
     }
     if (best === undefined || performance.now() - best.lastOut < EVICT_QUIET_MS) return undefined;
@@ -133,19 +153,31 @@ export class TcpFront {
         await victim.done;
       }
     }
+    let reserved = false;
     if (
-      this.#conns.size >= httpConnectionCap() ||
+      this.#conns.size < httpConnectionCap() &&
       !descriptors.tryAcquire("client", FDS_PER_CONNECTION)
     ) {
-      await writeAll(client, BUSY).catch(() => {});
-      closeQuietly(client);
-      return;
-    }
+      // The clients' share is full: the port's own small reserve.
+      if (this.#reserved >= HTTP_RESERVED_CONNECTIONS) {
+        const victim = this.#quietest(true);
+        if (victim !== undefined) {
+          victim.end();
+          await victim.done;
+        }
+      }
+      reserved = this.#reserved < HTTP_RESERVED_CONNECTIONS &&
+        descriptors.tryAcquire("hard", FDS_PER_CONNECTION);
+      if (!reserved) return this.#busy(client);
+      this.#reserved++;
+    } else if (this.#conns.size >= httpConnectionCap()) return this.#busy(client);
+
     let upstream: Deno.Conn | undefined;
     let finished!: () => void;
     const me: Relayed = {
       lastOut: performance.now(),
       evicted: false,
+      reserved,
       end: () => {
         closeQuietly(client);
         closeQuietly(upstream);
@@ -164,11 +196,16 @@ export class TcpFront {
       // The client's half-close is passed on (whether a response still comes back is Deno.serve's
       // choice: often it does not, as without a front); anything else ending either direction, a
       // stalled client above all, ends both.
-      const inbound = pipe(client, up, 0).then((eof) => {
+      const inbound = relayPipe(client, up, 0).then((eof) => {
         if (eof) return (up as Deno.UnixConn).closeWrite().catch(end);
         end();
       });
-      const outbound = pipe(up, client, this.#opts.stallMs, () => me.lastOut = performance.now());
+      const outbound = relayPipe(
+        up,
+        client,
+        this.#opts.stallMs,
+        () => me.lastOut = performance.now(),
+      );
       await Promise.all([inbound, outbound.finally(end)]);
     } catch {
       // upstream gone: the HTTP server is stopping
@@ -177,8 +214,15 @@ export class TcpFront {
       closeQuietly(client);
       closeQuietly(upstream);
       descriptors.release(FDS_PER_CONNECTION);
+      if (reserved) this.#reserved--;
       finished();
     }
+  }
+
+  /** Answers 503 "server busy" and closes. */
+  async #busy(client: Deno.Conn): Promise<void> {
+    await writeAll(client, BUSY).catch(() => {});
+    closeQuietly(client);
   }
 
   /** Stops accepting and closes every relayed connection. */
@@ -194,6 +238,8 @@ interface Relayed {
   lastOut: number;
   /** Picked to make room for a new connection. */
   evicted: boolean;
+  /** Admitted on the port's reserve, beyond the clients' share. */
+  reserved: boolean;
   /** Closes both ends. */
   end(): void;
   /** Resolves once its descriptors are released. */
@@ -202,20 +248,21 @@ interface Relayed {
 
 /**
  * Copies `from` to `to`; true at EOF, false on an error. With `stallMs`, a write that stays
- * pending that long (the reader accepts nothing) is an error. `onData` runs on every read.
+ * pending that long (the reader accepts nothing) is an error. `onData` runs on every read, with
+ * its byte count. The TLS link port's front (tls_front.ts) relays with it too.
  */
-async function pipe(
+export async function relayPipe(
   from: Deno.Conn,
   to: Deno.Conn,
   stallMs: number,
-  onData?: () => void,
+  onData?: (n: number) => void,
 ): Promise<boolean> {
   const buf = new Uint8Array(RELAY_CHUNK);
   try {
     for (;;) {
       const n = await from.read(buf);
       if (n === null) return true;
-      onData?.();
+      onData?.(n);
       let off = 0;
       while (off < n) {
         const write = to.write(buf.subarray(off, n));

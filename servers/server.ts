@@ -11,7 +11,8 @@ import { LinkStatsReporter } from "./link_stats.ts";
 import { type AtFields, parseLocation } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import type { ServerConfig, TlsConfig } from "./config.ts";
-import { acceptTls, dialTls, listenLinks, loadTlsFiles, type TlsFiles } from "./tls.ts";
+import { dialTls, loadTlsFiles, type TlsFiles } from "./tls.ts";
+import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
@@ -129,10 +130,8 @@ export class HerdServer implements LineHandler {
   #listener: Deno.Listener | undefined;
   #accepting: Promise<void> | undefined;
   /** With TLS: the link port's listener, the PEMs, and the connections that came through it. */
-  #tlsListener: Deno.TlsListener | undefined;
+  #tlsListener: TlsFront | undefined;
   #acceptingTls: Promise<void> | undefined;
-  /** Ends the TLS accept loop's wait for a handshake slot (they are process-wide) at stop. */
-  #tlsStop = new AbortController();
   #tlsFiles: TlsFiles | undefined;
   #secure = new WeakSet<ClientConnection>();
   /**
@@ -233,7 +232,7 @@ export class HerdServer implements LineHandler {
       try {
         this.#tlsListener = this.#listen(
           this.#config.linkPort!,
-          () => listenLinks(this.#config, files),
+          () => this.#listenLinks(files),
         );
       } catch (err) {
         this.#listener.close();
@@ -283,7 +282,6 @@ export class HerdServer implements LineHandler {
     });
     this.#accepting = this.#acceptLoop(this.#listener, false);
     if (this.#tlsListener !== undefined) {
-      this.#tlsStop = new AbortController();
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
     }
     if (this.#linkListener !== undefined) {
@@ -291,6 +289,25 @@ export class HerdServer implements LineHandler {
     }
     for (const link of this.links) link.start();
     this.#linkStats.start();
+  }
+
+  /** The TLS link port: a TCP front relaying to a private TLS listener (tls_front.ts). */
+  #listenLinks(files: TlsFiles): TlsFront {
+    return new TlsFront({
+      hostname: this.host,
+      port: this.#config.linkPort!,
+      files,
+      onError: (message) =>
+        this.bus.emit({
+          kind: "error",
+          t: Date.now(),
+          server: this.name,
+          reason: "accept",
+          message,
+        }),
+      onRejected: (remote, reason) =>
+        this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason }),
+    });
   }
 
   /** Listens with a clear error when the port is taken. */
@@ -326,7 +343,6 @@ export class HerdServer implements LineHandler {
     }
     this.#tlsListener = undefined;
     this.#linkListener = undefined;
-    this.#tlsStop.abort();
     for (const link of this.links) link.stop();
     this.#linkStats.report();
     this.#linkStats.stop();
@@ -368,16 +384,14 @@ export class HerdServer implements LineHandler {
     return this.store.recent(limit);
   }
 
-  async #acceptLoop(listener: Deno.Listener | Deno.TlsListener, secure: boolean): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener | TlsFront, secure: boolean): Promise<void> {
     const pending = new Set<Promise<void>>();
     const failed = (message: string) =>
       this.bus.emit({ kind: "error", t: Date.now(), server: this.name, reason: "accept", message });
     // A TLS link port hands over connections once their TLS handshake is done, in time.
-    const rejected = (remote: string, reason: string) =>
-      this.bus.emit({ kind: "peer.rejected", t: Date.now(), server: this.name, remote, reason });
-    // `secure`: a link port, TLS or (without TLS in the herd) plain.
-    const conns = secure && this.#tlsFiles !== undefined
-      ? acceptTls(listener as Deno.TlsListener, this.#tlsStop.signal, failed, rejected)
+    // `secure`: a link port, TLS (its front) or (without TLS in the herd) plain.
+    const conns = listener instanceof TlsFront
+      ? listener.accepted()
       : acceptConnections(listener, failed);
     for await (const conn of conns) {
       // A bug in serving one connection ends that connection, never the process.

@@ -3,14 +3,15 @@
  * (`linkPort`) with its own certificate; a dialler connects over TCP and starts TLS with the
  * peer's *name* as the expected host name, so the certificate must chain to the herd's CA and
  * name that server (a DNS subject alternative name equal to the server's name, any case).
- * The HMAC handshake still runs on top. Deno has no server-side STARTTLS, hence the separate port.
+ * The HMAC handshake still runs on top. Deno has no server-side STARTTLS, hence the separate port;
+ * the link port's listener is servers/tls_front.ts.
  *
  * @module
  */
 
-import { ConfigError, type ServerConfig, type TlsConfig } from "./config.ts";
-import { acceptConnections, descriptors } from "./descriptors.ts";
+import { ConfigError, type TlsConfig } from "./config.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
+import { relayPipe } from "./http_front.ts";
 import { closeQuietly } from "./io.ts";
 
 /** A server's PEMs, read once. */
@@ -55,158 +56,93 @@ export function loadTlsCa(tls: TlsConfig): string {
   return read(tls.ca, "CA");
 }
 
-/** Listens for TLS links and observers on the server's `linkPort`. */
-export function listenLinks(server: ServerConfig, files: TlsFiles): Deno.TlsListener {
-  return Deno.listenTls({
-    hostname: server.host,
-    port: server.linkPort!,
-    cert: files.cert,
-    key: files.key,
-  });
-}
-
 /**
- * How many accepted connections may be in their TLS handshake at once, process-wide: a quarter
- * of the descriptor reserve (16 under `ulimit -n 256`, 64 under 1024), at least 8. Deno 2.9
- * keeps an accepted socket open while its TLS handshake is pending, even after `close()` (until
- * the remote sends its handshake or goes), so a deadline alone frees nothing: 245 connections
- * that never sent a ClientHello held 245 descriptors and every client was refused. Past this
- * many, the link ports stop accepting; the rest wait in the kernel's backlog, which costs no
- * descriptor.
- */
-export const TLS_HANDSHAKES_MAX = Math.max(
-  8,
-  Math.floor((descriptors.limit - descriptors.clientCap) / 4),
-);
-
-/** The TLS handshakes in progress in this process, and the accept loops waiting for fewer. */
-const inProgress = { count: 0, waiters: [] as (() => void)[] };
-
-/**
- * Resolves true once fewer than {@linkcode TLS_HANDSHAKES_MAX} handshakes are in progress, false
- * if `signal` aborts first. Every waiting loop is woken when one ends (a loop woken first may sit
- * in accept for long), so each link port may take one more: the bound is the cap plus one per
- * link port of the process.
- */
-async function handshakeRoom(signal: AbortSignal): Promise<boolean> {
-  while (!signal.aborted && inProgress.count >= TLS_HANDSHAKES_MAX) {
-    await new Promise<void>((resolve) => {
-      const wake = () => {
-        signal.removeEventListener("abort", abort);
-        resolve();
-      };
-      const abort = () => {
-        inProgress.waiters = inProgress.waiters.filter((w) => w !== wake);
-        resolve();
-      };
-      inProgress.waiters.push(wake);
-      signal.addEventListener("abort", abort, { once: true });
-    });
-  }
-  return !signal.aborted;
-}
-
-function handshakeEnded(): void {
-  inProgress.count--;
-  const waiters = inProgress.waiters;
-  inProgress.waiters = [];
-  for (const wake of waiters) wake();
-}
-
-/**
- * Accepts connections on a TLS link port and yields each once its TLS handshake completed, within
- * {@linkcode HANDSHAKE_TIMEOUT_MS} of its accept (the herd handshake that follows has its own).
- * At most {@linkcode TLS_HANDSHAKES_MAX} handshakes (plus one per link port) are in progress at
- * once in the process: a slot is freed when a handshake ends, not at its deadline, because only then is its socket gone
- * (see there). A handshake that fails, or ends past its deadline or after `signal` aborted, is
- * closed and reported to `onRejected`. Ends when the listener closes (or `signal` aborts while it
- * waits for a slot); handshakes still in progress are then closed whenever they end.
- */
-export async function* acceptTls(
-  listener: Deno.TlsListener,
-  signal: AbortSignal,
-  onError: (message: string) => void,
-  onRejected: (remote: string, reason: string) => void,
-  timeoutMs = HANDSHAKE_TIMEOUT_MS,
-): AsyncGenerator<Deno.TlsConn> {
-  const ready: Deno.TlsConn[] = [];
-  let wake: (() => void) | undefined;
-  let done = false;
-  const handshake = async (conn: Deno.TlsConn) => {
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    const remote = `${addr.hostname}:${addr.port}`;
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      onRejected(remote, `TLS handshake timeout (${timeoutMs} ms)`);
-    }, timeoutMs);
-    try {
-      await conn.handshake();
-      if (late || signal.aborted) closeQuietly(conn);
-      else {
-        ready.push(conn);
-        wake?.();
-      }
-    } catch (err) {
-      if (!late) onRejected(remote, `TLS: ${(err as Error).message}`);
-      closeQuietly(conn);
-    } finally {
-      clearTimeout(timer);
-      handshakeEnded();
-    }
-  };
-  const accepting = (async () => {
-    const conns = acceptConnections(listener, onError);
-    for (;;) {
-      // Said once per wait: while the slots are held neighbours cannot link here, and a silent
-      // log would hide why.
-      if (inProgress.count >= TLS_HANDSHAKES_MAX) {
-        onError(
-          `TLS handshakes at the cap (${TLS_HANDSHAKES_MAX} in progress): no link accepted ` +
-            `until one ends`,
-        );
-      }
-      if (!await handshakeRoom(signal)) break;
-      const next = await conns.next();
-      if (next.done) break;
-      inProgress.count++;
-      handshake(next.value as Deno.TlsConn);
-    }
-    done = true;
-    wake?.();
-  })();
-  while (!done || ready.length > 0) {
-    const conn = ready.shift();
-    if (conn !== undefined && signal.aborted) closeQuietly(conn);
-    else if (conn !== undefined) yield conn;
-    else await new Promise<void>((resolve) => (wake = resolve));
-  }
-  await accepting;
-}
-
-/**
- * Dials `peer`'s TLS link port and completes the TLS handshake, checking that its certificate
- * chains to `ca` and names `peer.name`. Connection errors are thrown as they are; a refused
- * certificate or handshake as {@linkcode LinkTlsError}.
+ * Dials `peer`'s TLS link port and completes the TLS handshake within `timeoutMs`, checking that
+ * its certificate chains to `ca` and names `peer.name`. Connection errors are thrown as they are;
+ * a refused certificate, a failed or late handshake as {@linkcode LinkTlsError}.
+ *
+ * Deno 2.9 keeps a socket whose TLS handshake is pending open even after `close()` (until the
+ * remote answers or goes), so a deadline on a TLS socket to a peer that accepts and never answers
+ * would leak one socket per attempt. So TLS runs over a loopback pair instead, relayed to the TCP
+ * connection we dialled: at the deadline we close the relay's sockets, which are plain, and the
+ * TLS side sees its remote go. The relay carries the link for its life (closing the returned
+ * connection ends it).
  */
 export async function dialTls(
   peer: { name: string; host: string; linkPort?: number },
   ca: string,
   signal?: AbortSignal,
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<Deno.Conn> {
   const hostname = dialHost(peer.host);
   const tcp = await Deno.connect({ hostname, port: peer.linkPort!, signal });
   tcp.setNoDelay(true);
-  // No deadline on the TLS handshake itself: Deno 2.9 keeps the socket open while a handshake
-  // is pending even after close() (seen with a peer that accepts and never answers), so a
-  // deadline would leak a socket per attempt; a hung peer that wakes up completes it instead.
+  let pair: [Deno.TcpConn, Deno.TcpConn];
   try {
-    const conn = await Deno.startTls(tcp, { hostname: peer.name, caCerts: [ca] });
-    await conn.handshake();
-    return conn;
+    pair = await loopbackPair();
   } catch (err) {
     closeQuietly(tcp);
-    throw new LinkTlsError(`TLS with ${peer.name}: ${(err as Error).message}`);
+    throw err;
+  }
+  const [near, far] = pair;
+  const cut = () => {
+    closeQuietly(tcp);
+    closeQuietly(far);
+  };
+  // Either direction ending ends both.
+  void Promise.race([relayPipe(tcp, far, 0), relayPipe(far, tcp, 0)]).finally(cut);
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    cut();
+  }, timeoutMs);
+  const abort = () => cut();
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    const conn = await Deno.startTls(near, { hostname: peer.name, caCerts: [ca] });
+    try {
+      await conn.handshake();
+    } catch (err) {
+      closeQuietly(conn);
+      throw err;
+    }
+    if (late) {
+      closeQuietly(conn);
+      throw new Error("late");
+    }
+    return conn;
+  } catch (err) {
+    cut();
+    closeQuietly(near);
+    const why = late ? `handshake timeout (${timeoutMs} ms)` : (err as Error).message;
+    throw new LinkTlsError(`TLS with ${peer.name}: ${why}`);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", abort);
+  }
+}
+
+/**
+ * Two connected loopback TCP sockets (ours at both ends): a listener on an ephemeral port takes
+ * the one connection we make to it, and closes.
+ */
+async function loopbackPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const near = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const port = (near.localAddr as Deno.NetAddr).port;
+    // Someone else (a local user) may connect first: theirs is closed, ours taken.
+    for (;;) {
+      const far = await listener.accept();
+      if ((far.remoteAddr as Deno.NetAddr).port === port) {
+        near.setNoDelay(true);
+        far.setNoDelay(true);
+        return [near, far];
+      }
+      closeQuietly(far);
+    }
+  } finally {
+    closeQuietly(listener);
   }
 }
 

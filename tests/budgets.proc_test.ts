@@ -396,7 +396,7 @@ Deno.test("descriptors: event streams have their own cap; health, metrics and pa
       await refused.waitUntil((text) => text.includes("}"), 5000);
       assert.match(refused.received, /"error":"too many event streams/);
       // With every stream held and reading: the ops routes and the page answer, again and again.
-      // (A refused stream's connection stays open, quiet, and makes way after 1 s: hence "within".)
+      // (A refused stream's connection stays open, quiet, and makes way after 2.5 s: hence "within".)
       for (let round = 0; round < 3; round++) {
         for (const path of ["/healthz", "/metrics", "/"]) {
           let last = "";

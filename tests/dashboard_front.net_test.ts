@@ -71,3 +71,86 @@ Deno.test("dashboard front: connections that never complete a request do not loc
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("dashboard front: a live event stream quiet for 1.5 s (a stalled event loop) keeps its place at the cap", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herd-front-" });
+  const target = `${dir}/http.sock`;
+  // Streams that send a frame every 250 ms, like the hub's heartbeat, except while `paused`:
+  // what a stream looks like from the front when the herd's event loop stalls.
+  let paused = false;
+  const timers = new Set<ReturnType<typeof setInterval>>();
+  const enc = new TextEncoder();
+  const server = Deno.serve(
+    { transport: "unix", path: target, onListen: () => {} },
+    (req) => {
+      if (new URL(req.url).pathname !== "/events") return new Response("ok");
+      let timer: ReturnType<typeof setInterval>;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(enc.encode(": hello\n\n"));
+          timer = setInterval(() => {
+            if (!paused) controller.enqueue(enc.encode(": beat\n\n"));
+          }, 250);
+          timers.add(timer);
+        },
+        cancel() {
+          clearInterval(timer);
+          timers.delete(timer);
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+  );
+  const front = new TcpFront({
+    hostname: "127.0.0.1",
+    port: 0,
+    target,
+    stallMs: 30_000,
+    onError: () => {},
+  });
+  const port = front.addr.port;
+  const streams: { conn: Deno.Conn; frames: number; closed: boolean; reading: Promise<void> }[] =
+    [];
+  try {
+    const cap = httpConnectionCap();
+    for (let i = 0; i < cap; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(enc.encode(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`));
+      const s = { conn, frames: 0, closed: false, reading: Promise.resolve() };
+      s.reading = (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          while ((await conn.read(buf)) !== null) s.frames++;
+        } catch { /* reset */ }
+        s.closed = true;
+      })();
+      streams.push(s);
+    }
+    const deadline = Date.now() + 10_000;
+    while (streams.some((s) => s.frames < 2) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(streams.every((s) => s.frames >= 2), "every stream is live");
+    paused = true;
+    await new Promise((r) => setTimeout(r, 1_500));
+    // A new connection at the cap: no stream has been quiet long enough to give way to it.
+    const fresh = await rawRequest(port, "/", { ms: 5_000 });
+    paused = false;
+    assert.equal(fresh.status, 503, "a new connection took a live stream's place");
+    const before = streams.map((s) => s.frames);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const cut = streams.filter((s, i) => s.closed || s.frames === before[i]).length;
+    assert.equal(cut, 0, `${cut} of ${cap} live streams were cut after a 1.5 s pause`);
+  } finally {
+    for (const s of streams) {
+      try {
+        s.conn.close();
+      } catch { /* closed by the front */ }
+    }
+    await Promise.all(streams.map((s) => s.reading));
+    for (const t of timers) clearInterval(t);
+    await front.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { ProcessHerd, stablePorts, underUlimit } from "./_helpers/procs.ts";
 import { exchange, TcpClient } from "./_helpers/net.ts";
+import { rawRequest } from "./_helpers/http_raw.ts";
 
 const OPEN_FILES = 256;
 const FLOOD = 300;
@@ -48,6 +49,42 @@ Deno.test("ops endpoint: 300 idle connections to --ops-port under ulimit -n 256 
       if (status !== 200) await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(status, 200, "/healthz on the ops port answers 200 once the flood is gone");
+  } finally {
+    await Promise.all(conns.map((c) => c.close()));
+    await herd.close();
+  }
+});
+
+// Fourth adversarial review: the ops port drew on the clients' descriptor share, so clients
+// filling it made /healthz answer 503 "server busy", and a liveness probe would restart a herd
+// that was only busy.
+Deno.test("ops endpoint: /healthz answers 200 while herd clients fill the client share (ulimit -n 256)", async () => {
+  const [opsPort] = stablePorts(1);
+  const herd = await ProcessHerd.create({
+    topology: { Hill: [] },
+    args: () => ["--ops-port", String(opsPort), "--max-connections", "1000"],
+    wrap: () => underUlimit(OPEN_FILES),
+  });
+  const conns: TcpClient[] = [];
+  try {
+    const hill = await herd.start("Hill");
+    const port = herd.port("Hill");
+    // Clients until the server refuses one for the process's client share.
+    let refused = "";
+    for (let i = 0; i < FLOOD && refused === ""; i++) {
+      const c = await TcpClient.connect(port);
+      conns.push(c);
+      await c.send(`IAMAT fill.${i} +1+1 1700000000\n`);
+      const got = await c.waitUntil((text) => text.includes("\n"), 5_000).catch(() => c.received);
+      if (got.startsWith("? server busy")) refused = got;
+    }
+    assert.match(refused, /^\? server busy: too many open connections/);
+    // Three probes in a row, each answered 200.
+    for (let i = 0; i < 3; i++) {
+      const res = await rawRequest(opsPort, "/healthz", { ms: 5_000 });
+      assert.equal(res.status, 200, `probe ${i} with the client share full: ${res.body}`);
+    }
+    assert.ok(!hill.exited, hill.stderr);
   } finally {
     await Promise.all(conns.map((c) => c.close()));
     await herd.close();

@@ -89,11 +89,16 @@ export function errorAnswer(
 }
 
 /**
- * Replaces every occurrence of each secret (raw and URL-encoded) with `REDACTED`.
+ * Replaces every occurrence of each secret (raw, and URL-encoded with escapes in either case)
+ * with `REDACTED`, and the value of every `key=` query parameter and `X-Goog-Api-Key` header
+ * quoted in the text, however it is encoded: an upstream or proxy that echoes the request may
+ * re-encode it (`%2f` for `%2F`, `+` for a space), and the legacy API carries the key in the
+ * query.
  *
  * @example
  * ```ts
  * redact("GET /x?key=abc123", ["abc123"]); // "GET /x?key=REDACTED"
+ * redact("GET /x?a=1&key=a%2fb", []); // "GET /x?a=1&key=REDACTED"
  * ```
  */
 export function redact(text: string, secrets: readonly string[]): string {
@@ -102,9 +107,16 @@ export function redact(text: string, secrets: readonly string[]): string {
     if (!secret) continue;
     out = out.replaceAll(secret, REDACTED);
     const encoded = encodeURIComponent(secret);
-    if (encoded !== secret) out = out.replaceAll(encoded, REDACTED);
+    if (encoded !== secret) out = out.replace(new RegExp(regExpEscape(encoded), "gi"), REDACTED);
   }
-  return out;
+  return out.replace(QUOTED_KEY, `$1${REDACTED}`);
+}
+
+/** A `key=` query parameter's value, or an `X-Goog-Api-Key` header's (up to a separator). */
+const QUOTED_KEY = /([?&;]key=|x-goog-api-key\s*[:=]\s*)(?!REDACTED)[^&\s"'#<>|,]+/gi;
+
+function regExpEscape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /**

@@ -168,6 +168,14 @@ function hostOf(url: string): string {
   }
 }
 
+/**
+ * The head of Deno's fetch error up to its cause, URL included, in both forms Deno has used:
+ * `error sending request for url (URL): ...` and (2.9) `error sending request from LOCAL for URL
+ * (HOST): ...`. The URL may hold a `)` of its own (a key's), so it is matched up to a space.
+ */
+const SENDING =
+  /^.*?error sending request (?:from \S+ )?for (?:url \(\S+\)|\S+(?: \([^)\s]*\))?):\s*/s;
+
 /** A short reason for a fetch failure, without the URL Deno puts in the message. */
 function describeNetworkError(err: unknown): string {
   const text = errorText(err);
@@ -178,9 +186,12 @@ function describeNetworkError(err: unknown): string {
   if (/connection reset|broken pipe/i.test(text)) return "connection reset";
   if (/certificate|tls|ssl/i.test(text)) return "TLS error";
   if (/are blocked/i.test(text)) return "port blocked";
-  // Unknown: keep the tail of the message, which names the cause, not the URL.
-  const tail = text.replace(/^.*error sending request for url \([^)]*\):\s*/s, "");
-  return tail || "network error";
+  if (/connection closed before message completed|unexpected eof/i.test(text)) {
+    return "connection closed before the answer";
+  }
+  // Unknown: keep the tail of the message, which names the cause, not the URL (whose query
+  // holds the client's position, and for legacy the key).
+  return text.replace(SENDING, "") || "network error";
 }
 
 function errorText(err: unknown): string {
