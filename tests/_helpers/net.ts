@@ -45,7 +45,7 @@ export async function startSeedHerd(overrides: Partial<HerdOptions> = {}): Promi
   await herd.start();
   await waitFor(
     () => herd.snapshot().servers.every((s) => s.links.every((l) => l.up)),
-    5000,
+    20_000, // a bound, not a wait: on a loaded box five servers take seconds to link
     "links up",
   );
   return {
