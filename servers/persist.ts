@@ -740,10 +740,11 @@ class RecordLog implements Persistence {
       const epoch = this.#epoch;
       // Written synchronously into the page cache (a few KiB per 10 ms): an async write was two
       // more ops per commit on the blocking pool, each dup'ing and closing the descriptor. The
-      // fdatasync that makes it durable runs on the process's sync thread.
+      // fdatasync that makes it durable runs off the main thread (with more than one log in the
+      // process, on its sync thread: servers/disk_sync.ts).
       const head = header ? [`E 1 ${epoch}`] : [];
       const written = await writeRecords(this.#out, file, head, records, marks, true);
-      await diskSync.sync(this.#path);
+      await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
       this.#entries += records.length + marks.length + (header === undefined ? 0 : 1);
