@@ -10,7 +10,8 @@
  * docs/reliability.md.
  *
  * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
- * one go and made durable with one `fdatasync`. A link's mark goes in the commit after the one
+ * one go and made durable with one `fdatasync`. The logs of one process commit on one shared tick,
+ * and their `fdatasync`s run on the process's sync thread (servers/disk_sync.ts). A link's mark goes in the commit after the one
  * that synced the records it covers, so it never passes a record that is not on disk. A failed append is cut off again and retried with backoff, everything owed
  * included; `committed()` fails meanwhile, so `--sync-ack` never acknowledges what is not on disk.
  *
