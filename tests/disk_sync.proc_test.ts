@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, PROCS_SECRET, stablePorts } from "./_helpers/procs.ts";
 import { taskEnv, taskFlags } from "./_helpers/task_flags.ts";
+import { waitFor } from "./_helpers/net.ts";
 
 async function straceProblem(): Promise<string | undefined> {
   try {
@@ -170,7 +171,7 @@ straceTest(
       stderr: "piped",
     }).spawn();
     try {
-      for (const port of [a, b]) await listening(port, 30_000);
+      for (const port of [a, b]) await waitFor(() => listening(port), 30_000, `port ${port}`);
       await checkSyncedBeforeReplies(child.pid, async () => {
         for (let i = 0; i < 3; i++) {
           for (const [server, port] of [["Ant", a], ["Bee", b]] as const) {
@@ -193,16 +194,12 @@ straceTest(
   },
 );
 
-/** Waits until something listens on `port`. */
-async function listening(port: number, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      if (performance.now() > deadline) throw new Error(`nothing listens on ${port}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+/** True when something listens on `port`. */
+async function listening(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
   }
 }

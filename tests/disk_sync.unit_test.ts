@@ -113,7 +113,8 @@ Deno.test("disk sync: a file renamed over the path is synced as the new file; re
     sync.release(a.path);
     sync.release(b.path);
     // The last user gone, the thread ends, its descriptors with it.
-    for (let i = 0; i < 100 && openUnder(dir).length > 0; i++) {
+    // (Bounded: 5 s. The tests' waitFor lives in a net-tier helper.)
+    for (let i = 0; i < 500 && openUnder(dir).length > 0; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.deepEqual(openUnder(dir), []);
