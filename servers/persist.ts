@@ -10,7 +10,8 @@
  * docs/reliability.md.
  *
  * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
- * one go and made durable with one `fdatasync`. A link's mark goes in the commit after the one
+ * one go and made durable with one `fdatasync`. The logs of one process commit on one shared tick,
+ * and their `fdatasync`s run on the process's sync thread (servers/disk_sync.ts). A link's mark goes in the commit after the one
  * that synced the records it covers, so it never passes a record that is not on disk. A failed append is cut off again and retried with backoff, everything owed
  * included; `committed()` fails meanwhile, so `--sync-ack` never acknowledges what is not on disk.
  *
@@ -27,6 +28,7 @@ import { validateRecord } from "./record.ts";
 import { writeAll, writeAllSync } from "./io.ts";
 import { Backoff } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
+import { diskSync } from "./disk_sync.ts";
 
 /** Durable storage for one server. */
 export interface Persistence {
@@ -417,6 +419,47 @@ export function openLogPersistence(
   return Promise.resolve(new RecordLog(dir, server, commitMs));
 }
 
+/**
+ * One commit interval's tick, shared by the logs of this process: a log with something to
+ * commit joins the next tick (at most one interval away, as its own timer would have been), and
+ * the tick runs every joined log's commit in one macrotask. The timer runs only while some log
+ * has joined.
+ */
+class CommitTick {
+  #due = new Set<() => void>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly ms: number) {}
+
+  add(commit: () => void): void {
+    this.#due.add(commit);
+    this.#timer ??= setTimeout(() => this.#fire(), this.ms);
+  }
+
+  delete(commit: () => void): void {
+    this.#due.delete(commit);
+    if (this.#due.size > 0 || this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    const due = [...this.#due];
+    this.#due.clear();
+    for (const commit of due) commit();
+  }
+}
+
+const commitTicks = new Map<number, CommitTick>();
+
+/** The process's tick for commit interval `ms`. */
+function commitTick(ms: number): CommitTick {
+  let tick = commitTicks.get(ms);
+  if (tick === undefined) commitTicks.set(ms, tick = new CommitTick(ms));
+  return tick;
+}
+
 class RecordLog implements Persistence {
   readonly #dir: string;
   readonly #server: string;
@@ -459,6 +502,14 @@ class RecordLog implements Persistence {
   #closed = false;
   /** Where appends and compactions encode their entries (they run one at a time). */
   #out = new EntryBuffer();
+  /** This log syncs through the process's sync thread (servers/disk_sync.ts) until closed. */
+  #usesSync = false;
+  /** Waiting for the process's next commit tick (see {@linkcode commitTick}). */
+  #ticking = false;
+  readonly #onTick = () => {
+    this.#ticking = false;
+    this.#commitNow();
+  };
 
   get writable(): boolean {
     return !this.#failing;
@@ -487,6 +538,10 @@ class RecordLog implements Persistence {
     }
     await Deno.mkdir(this.#dir, { recursive: true });
     await this.#claim();
+    if (!this.#usesSync) {
+      this.#usesSync = true;
+      diskSync.use();
+    }
     let data: Replay | undefined;
     let fromKv = false;
     try {
@@ -591,6 +646,11 @@ class RecordLog implements Persistence {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#leaveTick();
+    if (this.#usesSync) {
+      this.#usesSync = false;
+      diskSync.release(this.#path);
+    }
     this.#fail(new Error("the store is closed"));
     this.#file?.close();
     this.#file = undefined;
@@ -625,16 +685,32 @@ class RecordLog implements Persistence {
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined || this.#closed || this.#file === undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#commitNow();
-    }, this.#failing ? this.#backoff.current : this.#commitMs);
+    if (this.#timer !== undefined || this.#ticking || this.#closed || this.#file === undefined) {
+      return;
+    }
+    if (this.#failing) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#commitNow();
+      }, this.#backoff.current);
+      return;
+    }
+    // The logs of this process commit on one shared tick, so their syncs reach the sync thread
+    // in one message (one wake-up) instead of one each at scattered times.
+    this.#ticking = true;
+    commitTick(this.#commitMs).add(this.#onTick);
+  }
+
+  #leaveTick(): void {
+    if (!this.#ticking) return;
+    this.#ticking = false;
+    commitTick(this.#commitMs).delete(this.#onTick);
   }
 
   #commitNow(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#leaveTick();
     // A write that has not started yet takes everything queued by then: one is enough.
     if (this.#writeQueued) return this.#chain;
     this.#writeQueued = true;
@@ -665,10 +741,11 @@ class RecordLog implements Persistence {
       const epoch = this.#epoch;
       // Written synchronously into the page cache (a few KiB per 10 ms): an async write was two
       // more ops per commit on the blocking pool, each dup'ing and closing the descriptor. The
-      // fdatasync that makes it durable stays off the main thread.
+      // fdatasync that makes it durable runs off the main thread (with more than one log in the
+      // process, on its sync thread: servers/disk_sync.ts).
       const head = header ? [`E 1 ${epoch}`] : [];
       const written = await writeRecords(this.#out, file, head, records, marks, true);
-      await file.syncData();
+      await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
       this.#entries += records.length + marks.length + (header === undefined ? 0 : 1);

@@ -11,6 +11,7 @@ import { crc32 } from "node:zlib";
 import { RecordStore, type StoredRecord } from "../servers/store.ts";
 import type { Link } from "../servers/peers.ts";
 import { errorBus, storedRecord as record } from "./_helpers/records.ts";
+import { diskSync } from "../servers/disk_sync.ts";
 
 /** Just what persistence reads of a link: its peer and its mark. */
 function link(peer: string, epoch = "-", seq = 0): Link {
@@ -352,3 +353,38 @@ Deno.test("persist: entries are encoded byte for byte as `<crc32 hex> <payload>\
     ),
   );
 });
+
+Deno.test("persist: the logs of one process commit on one tick, their syncs in one message", () =>
+  withDir(async (dir) => {
+    const { bus } = errorBus();
+    const names = ["Hill", "Jaquez", "Smith"];
+    // A long interval, so the staggered records below surely fall within one.
+    const logs = await Promise.all(names.map((n) => openLogPersistence(dir, n, 1000)));
+    for (const p of logs) await p.load(new RecordStore(), [], bus);
+    const before = diskSync.batches;
+    const started = performance.now();
+    for (const [i, p] of logs.entries()) {
+      p.saved(record(`client-${i}`, 1));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await Promise.all(logs.map((p) => p.committed()));
+    const waited = performance.now() - started;
+    // Each log on its own timer made three commits at three times, three wake-ups of a thread.
+    assert.equal(diskSync.batches - before, 1, "one tick, one message to the sync thread");
+    // Never later than the first record's interval (plus the syncs), never at once.
+    assert.ok(waited >= 1000 && waited < 1000 + 2000, `committed after ${waited} ms`);
+    for (const p of logs) await p.close();
+    for (const [i, n] of names.entries()) {
+      const { store, p } = await reloadAs(dir, n);
+      assert.equal(store.get(`client-${i}`)?.seq, 1, n);
+      await p.close();
+    }
+  }));
+
+/** Loads `dir`'s log for `name` into a fresh store. */
+async function reloadAs(dir: string, name: string) {
+  const p = await openLogPersistence(dir, name);
+  const store = new RecordStore();
+  await p.load(store, [], errorBus().bus);
+  return { p, store };
+}
