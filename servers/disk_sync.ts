@@ -115,7 +115,7 @@ export class DiskSync {
   }
 
   #start(): Worker {
-    const worker = new Worker(new URL("./disk_sync_worker.ts", import.meta.url), {
+    const worker = new Worker(new URL("./disk_sync_worker.js", import.meta.url), {
       type: "module",
       name: "record-log sync",
     });

@@ -1,20 +1,19 @@
 /**
  * The sync thread of servers/disk_sync.ts: `fdatasync`s the files it is asked to, all of one
- * message in parallel, and answers with each one's error (or null) in one message.
+ * message in parallel, and answers with each one's error (or null) in one message
+ * (`SyncMessage` in, `SyncReply` out, as disk_sync.ts declares them).
+ *
+ * JavaScript, like places/offline_worker.js: under `deno test` a TypeScript Worker root is
+ * type-checked when it starts, which held a test process's first commit for seconds.
  *
  * @module
  */
 
-/// <reference no-default-lib="true" />
-/// <reference lib="deno.worker" />
-
-import type { SyncMessage, SyncReply } from "./disk_sync.ts";
-
 /** Our descriptor of each log, and the inode it was opened on. */
-const files = new Map<string, { file: Deno.FsFile; ino: number | null }>();
+const files = new Map();
 
 /** Our descriptor of `path`, opened again when the path now names another file. */
-function fileOf(path: string): Deno.FsFile {
+function fileOf(path) {
   const ino = Deno.statSync(path).ino;
   const held = files.get(path);
   if (held !== undefined && held.ino === ino) return held.file;
@@ -25,17 +24,16 @@ function fileOf(path: string): Deno.FsFile {
   return file;
 }
 
-async function syncOne(path: string): Promise<SyncReply["errors"][number]> {
+async function syncOne(path) {
   try {
     await fileOf(path).syncData();
     return null;
   } catch (err) {
-    const e = err as Error;
-    return { name: e.name ?? "Error", message: e.message ?? String(err) };
+    return { name: err?.name ?? "Error", message: err?.message ?? String(err) };
   }
 }
 
-self.onmessage = async (e: MessageEvent<SyncMessage>) => {
+self.onmessage = async (e) => {
   const m = e.data;
   if ("forget" in m) {
     files.get(m.forget)?.file.close();
@@ -44,8 +42,6 @@ self.onmessage = async (e: MessageEvent<SyncMessage>) => {
   }
   // A path asked for twice in one message is synced once.
   const unique = [...new Set(m.paths)];
-  const results = new Map(
-    await Promise.all(unique.map(async (p) => [p, await syncOne(p)] as const)),
-  );
-  self.postMessage({ id: m.id, errors: m.paths.map((p) => results.get(p)!) } satisfies SyncReply);
+  const results = new Map(await Promise.all(unique.map(async (p) => [p, await syncOne(p)])));
+  self.postMessage({ id: m.id, errors: m.paths.map((p) => results.get(p)) });
 };
