@@ -16,7 +16,8 @@
  * fetched) and `--places offline` (the GeoNames index), each with `--memory` and with the record
  * log (`--data-dir`, holding `restored` records from an earlier run of the same server).
  *
- * Run alone: `deno run -A bench/startup.ts [--runs N] [--restored N]` (prints one JSON line).
+ * Run alone: `deno run -A bench/startup.ts [--runs N] [--restored N] [--root DIR]` (prints one
+ * JSON line); `--root` measures another checkout's main.ts (a before/after pair).
  *
  * @module
  */
@@ -94,6 +95,7 @@ interface Once {
 }
 
 async function once(
+  root: string,
   args: string[],
   port: number,
   ready: RegExp,
@@ -102,7 +104,7 @@ async function once(
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    cwd: ROOT,
+    cwd: root,
     env,
     stdin: "null",
     stdout: "piped",
@@ -150,7 +152,11 @@ async function once(
 }
 
 /** Runs the start-up figure. */
-export async function benchStartup(runs = 5, restored = 20_000): Promise<StartupReport> {
+export async function benchStartup(
+  runs = 5,
+  restored = 20_000,
+  root = ROOT,
+): Promise<StartupReport> {
   const loadavgStart = loadavg();
   const dir = await makeHerdDir(27700);
   const port = dir.ports.Hill;
@@ -187,11 +193,11 @@ export async function benchStartup(runs = 5, restored = 20_000): Promise<Startup
     ["server --places offline (record log)", server("offline", true), /listening on/],
   ];
   try {
-    if (restored > 0) await fillLog(dir.config, `${dir.work}`, dir.secret, port, restored);
+    if (restored > 0) await fillLog(root, dir.config, dir.work, dir.secret, port, restored);
     const out: StartupVariant[] = [];
     for (const [name, args, ready] of variants) {
       const got: Once[] = [];
-      for (let i = 0; i < runs; i++) got.push(await once(args, port, ready, env));
+      for (let i = 0; i < runs; i++) got.push(await once(root, args, port, ready, env));
       const mark = (k: "accept" | "reply" | "listening"): StartMark => ({
         wallMs: Math.round(median(got.map((g) => g[k].wallMs))),
         cpuMs: Math.round(median(got.map((g) => g[k].cpuMs))),
@@ -219,6 +225,7 @@ export async function benchStartup(runs = 5, restored = 20_000): Promise<Startup
 
 /** Gives Hill's record log `count` records: one run that takes them, then stops. */
 async function fillLog(
+  root: string,
   config: string,
   work: string,
   secret: string,
@@ -241,7 +248,7 @@ async function fillLog(
       "--places",
       "offline",
     ],
-    cwd: ROOT,
+    cwd: root,
     env: { HERD_SECRET: secret },
     stdin: "null",
     stdout: "piped",
@@ -278,16 +285,45 @@ async function fillLog(
   }
 }
 
+/**
+ * The figure as markdown (summary.md): per variant the medians, and each as a ratio to the floor's
+ * CPU to accept.
+ */
+export function startupMarkdown(r: StartupReport): string[] {
+  const floor = r.variants[0];
+  const x = (m: StartMark) =>
+    `${m.wallMs} / ${m.cpuMs} (${(m.cpuMs / floor.accept.cpuMs).toFixed(1)}×)`;
+  return [
+    `## Start-up: spawn to accept, to the first reply, to "listening"`,
+    "",
+    `Medians of ${floor.runs} runs, wall ms / CPU ms (CPU as a multiple of the floor's CPU to ` +
+    `accept); the record-log variants restore ${r.restored} records. 1-min load average ` +
+    `${r.loadavgStart} → ${r.loadavgEnd}: compare CPU, not wall.`,
+    "",
+    "| variant | accept | first IAMAT reply | listening | refused connects |",
+    "|---|---|---|---|---|",
+    ...r.variants.map((v) =>
+      `| ${v.name} | ${x(v.accept)} | ${x(v.reply)} | ${x(v.listening)} | ${v.refused} |`
+    ),
+    "",
+  ];
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
       runs: { type: "string", default: "5" },
       restored: { type: "string", default: "20000" },
+      root: { type: "string", default: ROOT },
     },
   });
   try {
-    const report = await benchStartup(Number(values.runs), Number(values.restored));
+    const report = await benchStartup(
+      Number(values.runs),
+      Number(values.restored),
+      values.root.endsWith("/") ? values.root : `${values.root}/`,
+    );
     console.log(JSON.stringify(report));
   } finally {
     for (const c of [...children]) await killChild(c);
