@@ -12,7 +12,7 @@
  */
 
 import { helpFor, OVERVIEW, parseFlags, UsageError } from "./cli/flags.ts";
-import { listenEarly } from "./cli/early_listen.ts";
+import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
@@ -40,11 +40,13 @@ async function main(args: string[]): Promise<number> {
         return await (await import("./cli/dashboard.ts")).runRemoteDashboard(flags);
       }
       if (command === "server") {
-        // The client port first, the herd's modules after (cli/early_listen.ts): a client that
-        // comes during the start waits in the backlog instead of being refused.
+        // The client port first, then the offline index's Worker, then the herd's modules
+        // (cli/early_listen.ts): a client that comes during the start waits in the backlog
+        // instead of being refused.
         const early = flags.positionals.length === 1
           ? await listenEarly(flags.config, flags.positionals[0])
           : undefined;
+        await warmPlacesEarly(flags.places);
         return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
       }
       const { runHerd } = await import("./cli/run.ts");

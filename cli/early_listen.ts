@@ -1,5 +1,8 @@
 /**
- * `server NAME`'s client port, opened before the rest of the program loads. A grader (the CS 131
+ * What `server NAME` starts before the rest of the program loads: its client port, and the
+ * offline Places index's build ({@linkcode warmPlacesEarly}).
+ *
+ * The client port. A grader (the CS 131
  * TA script) starts a server and connects 0.3-0.5 s later without waiting for any line, while
  * loading the herd (zod, prom-client, the Places provider, the logs, the record log) takes longer
  * than that on a busy machine. From the listen on, the kernel queues connections in the backlog;
@@ -16,6 +19,7 @@
  */
 
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
+import type { PlacesKind } from "../servers/places/select.ts";
 
 /** The listener opened early, and the config text it was read from. */
 export interface EarlyListener {
@@ -97,4 +101,30 @@ export async function listenEarly(
       listener = undefined;
     },
   };
+}
+
+/**
+ * Starts building the offline Places index (a Worker: about a second of CPU on another thread)
+ * when the flags and the environment choose the offline provider, so it builds while the rest of
+ * the program loads and the store restores; the provider made later shares it (one index per
+ * process, servers/places/offline.ts). Never throws: a bad choice is reported by the normal start,
+ * a failed build retried by the first search.
+ *
+ * @example
+ * ```ts
+ * await warmPlacesEarly("offline");
+ * ```
+ */
+export async function warmPlacesEarly(places: PlacesKind | undefined): Promise<void> {
+  const variable = "GOOGLE_PLACES_API_KEY";
+  const granted = Deno.permissions.querySync({ name: "env", variable }).state === "granted";
+  const apiKey = granted ? Deno.env.get(variable) : undefined;
+  const { placesKind } = await import("../servers/places/select.ts");
+  try {
+    if (placesKind({ places, apiKey }) !== "offline") return;
+  } catch {
+    return;
+  }
+  const { warmOfflineIndex } = await import("../servers/places/offline.ts");
+  warmOfflineIndex().catch(() => {});
 }
