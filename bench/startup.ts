@@ -39,7 +39,21 @@ import { makeHerdDir } from "./herd_proc.ts";
 /** Spawn to one event: wall and CPU ms. */
 export interface StartMark {
   wallMs: number;
+  /** Every thread of the process (the offline index's Worker included). */
   cpuMs: number;
+  /** The main thread only: what the JS that answers clients spent. */
+  mainCpuMs: number;
+}
+
+/** CPU ms of a process's main thread so far (/proc; NaN when it is gone). */
+function mainThreadCpuMs(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ
+  } catch {
+    return NaN;
+  }
 }
 
 /** One variant's medians over its runs. */
@@ -111,10 +125,14 @@ async function once(
     stderr: "null",
   }).spawn();
   children.add(child);
-  const cpu = () => processCpuMs(child.pid) ?? NaN;
+  const marks = (t: number): StartMark => ({
+    wallMs: t - t0,
+    cpuMs: processCpuMs(child.pid) ?? NaN,
+    mainCpuMs: mainThreadCpuMs(child.pid),
+  });
   let listening: StartMark | undefined;
   const readyAt = watchStdout(child, ready).then((t) => {
-    if (!Number.isNaN(t)) listening = { wallMs: t - t0, cpuMs: cpu() };
+    if (!Number.isNaN(t)) listening = marks(t);
   });
   try {
     let refused = 0;
@@ -129,7 +147,7 @@ async function once(
         await sleep(2);
       }
     }
-    const accept = { wallMs: performance.now() - t0, cpuMs: cpu() };
+    const accept = marks(performance.now());
     const now = Date.now() / 1000;
     await conn.write(encoder.encode(`IAMAT startup.probe +34.068930-118.445127 ${now}\n`));
     const buf = new Uint8Array(4096);
@@ -139,7 +157,7 @@ async function once(
       if (n === null) throw new Error(`port ${port} closed before replying`);
       text += decoder.decode(buf.subarray(0, n));
     }
-    const reply = { wallMs: performance.now() - t0, cpuMs: cpu() };
+    const reply = marks(performance.now());
     conn.close();
     if (!text.startsWith("AT ")) throw new Error(`unexpected reply ${JSON.stringify(text)}`);
     while (listening === undefined && performance.now() < deadline) await sleep(2);
@@ -201,6 +219,7 @@ export async function benchStartup(
       const mark = (k: "accept" | "reply" | "listening"): StartMark => ({
         wallMs: Math.round(median(got.map((g) => g[k].wallMs))),
         cpuMs: Math.round(median(got.map((g) => g[k].cpuMs))),
+        mainCpuMs: Math.round(median(got.map((g) => g[k].mainCpuMs))),
       });
       const v = {
         name,
@@ -210,10 +229,10 @@ export async function benchStartup(
         listening: mark("listening"),
         refused: got.reduce((a, g) => a + g.refused, 0),
       };
+      const f = (m: StartMark) => `${m.wallMs} ms (CPU ${m.cpuMs}, main ${m.mainCpuMs})`;
       progress(
-        `[startup] ${name}: accept ${v.accept.wallMs} ms (${v.accept.cpuMs} ms CPU), reply ` +
-          `${v.reply.wallMs} ms (${v.reply.cpuMs}), listening ${v.listening.wallMs} ms ` +
-          `(${v.listening.cpuMs})`,
+        `[startup] ${name}: accept ${f(v.accept)}, reply ${f(v.reply)}, ` +
+          `listening ${f(v.listening)}`,
       );
       out.push(v);
     }
@@ -292,12 +311,15 @@ async function fillLog(
 export function startupMarkdown(r: StartupReport): string[] {
   const floor = r.variants[0];
   const x = (m: StartMark) =>
-    `${m.wallMs} / ${m.cpuMs} (${(m.cpuMs / floor.accept.cpuMs).toFixed(1)}×)`;
+    `${m.wallMs} / ${m.cpuMs} / ${m.mainCpuMs} (${
+      (m.mainCpuMs / floor.accept.mainCpuMs).toFixed(1)
+    }×)`;
   return [
     `## Start-up: spawn to accept, to the first reply, to "listening"`,
     "",
-    `Medians of ${floor.runs} runs, wall ms / CPU ms (CPU as a multiple of the floor's CPU to ` +
-    `accept); the record-log variants restore ${r.restored} records. 1-min load average ` +
+    `Medians of ${floor.runs} runs, wall ms / CPU ms of all threads / CPU ms of the main thread ` +
+    `(that as a multiple of the floor's to accept); the record-log variants restore ` +
+    `${r.restored} records. 1-min load average ` +
     `${r.loadavgStart} → ${r.loadavgEnd}: compare CPU, not wall.`,
     "",
     "| variant | accept | first IAMAT reply | listening | refused connects |",
