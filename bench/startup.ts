@@ -100,6 +100,20 @@ function watchStdout(child: Deno.ChildProcess, pattern: RegExp): Promise<number>
   });
 }
 
+/** A tracked Deno child (killed on any exit path) whose stdout is read here. */
+function spawnDeno(root: string, args: string[], env: Record<string, string>): Deno.ChildProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  children.add(child);
+  return child;
+}
+
 /** One spawn: the three marks and the refusals before the first accept. */
 interface Once {
   accept: StartMark;
@@ -116,15 +130,7 @@ async function once(
   env: Record<string, string>,
 ): Promise<Once> {
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: root,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  children.add(child);
+  const child = spawnDeno(root, args, env);
   const marks = (t: number): StartMark => ({
     wallMs: t - t0,
     cpuMs: processCpuMs(child.pid) ?? NaN,
@@ -211,7 +217,7 @@ export async function benchStartup(
     ["server --places offline (record log)", server("offline", true), /listening on/],
   ];
   try {
-    if (restored > 0) await fillLog(root, dir.config, dir.work, dir.secret, port, restored);
+    if (restored > 0) await fillLog(root, server("offline", true), env, port, restored);
     const out: StartupVariant[] = [];
     for (const [name, args, ready] of variants) {
       const got: Once[] = [];
@@ -242,38 +248,15 @@ export async function benchStartup(
   }
 }
 
-/** Gives Hill's record log `count` records: one run that takes them, then stops. */
+/** Gives Hill's record log `count` records: one run of `args` (a server) that takes them. */
 async function fillLog(
   root: string,
-  config: string,
-  work: string,
-  secret: string,
+  args: string[],
+  env: Record<string, string>,
   port: number,
   count: number,
 ): Promise<void> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "server",
-      "Hill",
-      "--config",
-      config,
-      "--log-dir",
-      `${work}/logs`,
-      "--data-dir",
-      `${work}/data`,
-      "--places",
-      "offline",
-    ],
-    cwd: root,
-    env: { HERD_SECRET: secret },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  children.add(child);
+  const child = spawnDeno(root, args, env);
   try {
     if (Number.isNaN(await watchStdout(child, /listening on/))) {
       throw new Error("fill: the server exited before listening");
