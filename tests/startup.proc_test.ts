@@ -92,3 +92,41 @@ Deno.test("server: a config the full check refuses still exits 2 with its messag
   // Nothing listens there any more.
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
 });
+
+Deno.test("server: what main.ts loads before the client port listens is no npm package", async () => {
+  // Static code imports only (a type import is erased, a dynamic one loads after the listen):
+  // zod, prom-client, hono and kdbush cost 30-110 ms of CPU each before a client could connect.
+  const root = new URL("../", import.meta.url);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--config", new URL("deno.json", root).pathname, "main.ts"],
+    cwd: root.pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    modules: {
+      specifier: string;
+      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  const main = new URL("main.ts", root).href;
+  const seen = new Set([main]);
+  const queue = [main];
+  while (queue.length > 0) {
+    for (const d of deps.get(queue.pop()!) ?? []) {
+      const to = d.code?.specifier;
+      if (to === undefined || d.isDynamic || seen.has(to)) continue;
+      seen.add(to);
+      queue.push(to);
+    }
+  }
+  const npm = [...seen].filter((s) => s.startsWith("npm:"));
+  assert.deepEqual(npm, [], "npm packages loaded before the listen");
+  assert.ok(
+    !seen.has(new URL("servers/config.ts", root).href),
+    "config.ts (zod) before the listen",
+  );
+  assert.ok(seen.has(new URL("cli/early_listen.ts", root).href), "the early listen is static");
+});
