@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { exchange, TcpClient } from "./_helpers/net.ts";
 import { iamat, ProcessHerd } from "./_helpers/procs.ts";
+import { denoInfo } from "./_helpers/deno_info.ts";
 
 /** Connects, retrying refusals, for up to `ms`; undefined if the port never accepted. */
 async function connectWhenOpen(port: number, ms: number): Promise<TcpClient | undefined> {
@@ -97,19 +98,7 @@ Deno.test("server: what main.ts loads before the client port listens is no npm p
   // Static code imports only (a type import is erased, a dynamic one loads after the listen):
   // zod, prom-client, hono and kdbush cost 30-110 ms of CPU each before a client could connect.
   const root = new URL("../", import.meta.url);
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--config", new URL("deno.json", root).pathname, "main.ts"],
-    cwd: root.pathname,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-    modules: {
-      specifier: string;
-      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
-    }[];
-  };
+  const info = await denoInfo("main.ts");
   const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
   const main = new URL("main.ts", root).href;
   const seen = new Set([main]);
