@@ -12,7 +12,7 @@
  */
 
 import { helpFor, OVERVIEW, parseFlags, UsageError } from "./cli/flags.ts";
-import { ConfigError } from "./servers/config.ts";
+import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
@@ -39,8 +39,17 @@ async function main(args: string[]): Promise<number> {
       if (command === "dashboard") {
         return await (await import("./cli/dashboard.ts")).runRemoteDashboard(flags);
       }
+      if (command === "server") {
+        // The client port first, then the offline index's Worker, then the herd's modules
+        // (cli/early_listen.ts): a client that comes during the start waits in the backlog
+        // instead of being refused.
+        const early = flags.positionals.length === 1
+          ? await listenEarly(flags.config, flags.positionals[0])
+          : undefined;
+        await warmPlacesEarly(flags.places);
+        return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
+      }
       const { runHerd } = await import("./cli/run.ts");
-      if (command === "server") return await runHerd(command, flags);
       // One dashboard per herd: `start` serves it; `server` processes are watched by `dashboard`.
       return await runHerd(command, flags, (await import("./cli/dashboard.ts")).dashboardHooks);
     }
@@ -64,6 +73,8 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (err) {
+    // config.ts (zod) only on this path: `server` listens before loading it.
+    const { ConfigError } = await import("./servers/config.ts");
     if (err instanceof UsageError || err instanceof ConfigError) {
       console.error(`error: ${err.message}`);
       Deno.exit(2);

@@ -11,6 +11,7 @@ import type { HerdReport } from "./herd.ts";
 import type { WhatsatReport } from "./whatsat.ts";
 import type { SseReport } from "./sse.ts";
 import type { CatchupReport } from "./catchup.ts";
+import { startupMarkdown, type StartupReport } from "./startup.ts";
 import type { MemoryReport } from "./memory.ts";
 import type { ProfileReport } from "./profile.ts";
 import { type CompareReport, type SystemKey, SYSTEMS } from "./compare.ts";
@@ -64,6 +65,7 @@ export interface RunResult {
   whatsat?: WhatsatReport | { error: string };
   sse?: SseReport | { error: string };
   catchup?: CatchupReport[] | { error: string };
+  startup?: StartupReport | { error: string };
   memory?: MemoryReport[] | { error: string };
   profile?: ProfileReport | { error: string };
   compare?: CompareReport | { error: string };
@@ -672,6 +674,10 @@ export function summaryMarkdown(r: RunResult): string {
       "",
     );
   } else if (r.catchup) out.push(`Catch-up: error ${(r.catchup as { error: string }).error}`, "");
+
+  const su = ok(r.startup);
+  if (su) out.push(...startupMarkdown(su));
+  else if (r.startup) out.push(`Start-up: error ${(r.startup as { error: string }).error}`, "");
 
   const sse = ok(r.sse);
   if (sse) {

@@ -16,6 +16,8 @@
  *   loopback, at 1 and 32 connections (bench/whatsat.ts);
  * - `sse`: 32-connection IAMAT with 0 and 100 dashboard event-stream readers (bench/sse.ts);
  * - `catchup`: a restarted server catching up on 1M missed records (bench/catchup.ts);
+ * - `startup`: spawn of a `server` process to its port accepting, its first reply and its
+ *   "listening" line, beside a bare Deno listener (bench/startup.ts);
  * - `memory`: RSS of one process with 1M clients known to all five servers (bench/memory.ts);
  *   both in memory only (`--memory`) and again with the record log (servers/persist.ts, the
  *   default deployment and what the targets are judged on) unless `--skip-persist`;
@@ -61,6 +63,7 @@ import {
 import { benchWhatsat } from "./whatsat.ts";
 import { benchSse } from "./sse.ts";
 import { benchCatchup } from "./catchup.ts";
+import { benchStartup } from "./startup.ts";
 import { benchMemory } from "./memory.ts";
 import { benchProfile } from "./profile.ts";
 import { benchCompare } from "./compare.ts";
@@ -103,7 +106,17 @@ function planFor(quick: boolean, genProcs: number): Plan {
 
 // ---------------------------------------------------------------------------------------------
 
-const SECTIONS = ["compare", "echo", "asyncio", "herd", "whatsat", "sse", "catchup", "memory"];
+const SECTIONS = [
+  "compare",
+  "echo",
+  "asyncio",
+  "herd",
+  "whatsat",
+  "sse",
+  "catchup",
+  "startup",
+  "memory",
+];
 const PARTS = [...SECTIONS, "profile"];
 
 const USAGE = `Usage: deno task bench [options]
@@ -342,6 +355,12 @@ async function main(): Promise<void> {
         if (!v["skip-persist"]) out.push(await benchCatchup(logDir, plan.catchupRecords, true));
         return out;
       });
+    }
+    if (only.has("startup")) {
+      result.startup = await part(
+        "startup",
+        () => benchStartup(plan.quick ? 3 : 5, plan.quick ? 5_000 : 20_000),
+      );
     }
     if (only.has("memory")) {
       result.memory = await part("memory", async () => {

@@ -19,7 +19,8 @@ import {
 } from "../servers/places/select.ts";
 import { GOOGLE_ONLY, type HerdFlags, refuseGiven, UsageError } from "./flags.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
-import { type Ops, type ServedOps, serveOps } from "../servers/ops/app.ts";
+import type { Ops, ServedOps } from "../servers/ops/app.ts";
+import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
@@ -62,7 +63,9 @@ function checkPermissions(flags: HerdFlags, servers: readonly ServerConfig[]): v
 }
 
 /**
- * Runs a herd until SIGINT or SIGTERM; returns the exit status.
+ * Runs a herd until SIGINT or SIGTERM; returns the exit status. `early`: the client port `server`
+ * opened before loading this module (cli/early_listen.ts), taken by the server if the validated
+ * config names its address, else closed.
  *
  * @example
  * ```ts
@@ -75,8 +78,22 @@ export async function runHerd(
   mode: "start" | "server",
   flags: HerdFlags,
   hooks: RunHooks = {},
+  early?: EarlyListener,
 ): Promise<number> {
-  const config = await loadConfig(flags.config);
+  try {
+    return await run(mode, flags, hooks, early);
+  } finally {
+    early?.close(); // not taken (another address, or the run failed before listening)
+  }
+}
+
+async function run(
+  mode: "start" | "server",
+  flags: HerdFlags,
+  hooks: RunHooks,
+  early: EarlyListener | undefined,
+): Promise<number> {
+  const config = await loadConfig(flags.config, early?.configText);
   let only: string[] | undefined;
   if (mode === "server") {
     if (flags.positionals.length !== 1) {
@@ -145,6 +162,7 @@ export async function runHerd(
     places,
     secret,
     only,
+    listen: early === undefined ? undefined : (addr) => early.take(addr) ?? Deno.listen(addr),
     openPersistence: flags.dataDir === ""
       ? undefined
       : (name) => openLogPersistence(flags.dataDir, name),
@@ -197,6 +215,8 @@ export async function runHerd(
   let opsServed: ServedOps | undefined;
   if (flags.opsPort !== undefined) {
     try {
+      // Hono is loaded only for an ops port (not before the client port listens).
+      const { serveOps } = await import("../servers/ops/app.ts");
       opsServed = serveOps(ops, flags.opsHost, flags.opsPort);
     } catch (err) {
       console.error((err as Error).message);

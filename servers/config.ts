@@ -9,6 +9,20 @@ import { visit } from "jsonc-parser";
 import { z } from "zod";
 import { MAX_SERVER_NAME } from "./limits.ts";
 import { didYouMean } from "./suggest.ts";
+import { DEFAULT_CONFIG_JSON } from "./seed.ts";
+import { ConfigError } from "./config_error.ts";
+
+export { ConfigError } from "./config_error.ts";
+
+// The seed herd lives in seed.ts (no zod: `server NAME` reads its port before loading this).
+export {
+  DEFAULT_CONFIG_JSON,
+  SEED_LINKS,
+  SEED_NAMES,
+  seedConfigJson,
+  seedNeighbors,
+  type SeedServerJson,
+} from "./seed.ts";
 
 /** One server of the herd. */
 export interface ServerConfig {
@@ -41,75 +55,6 @@ export interface HerdConfig {
   /** When set, every link and observer stream is TLS (see `tls.ts`). */
   tls?: TlsConfig;
 }
-
-/** A config problem; the message is one clear line for the command line. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-/**
- * The seed's herd (docs/protocol.md), the one topology the code, the demo, the benchmarks and
- * the tests share: its five servers in port order...
- */
-export const SEED_NAMES: readonly string[] = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
-
-/** ...and its links (undirected). */
-export const SEED_LINKS: readonly (readonly [string, string])[] = [
-  ["Hill", "Jaquez"],
-  ["Hill", "Smith"],
-  ["Singleton", "Jaquez"],
-  ["Singleton", "Smith"],
-  ["Singleton", "Campbell"],
-  ["Smith", "Campbell"],
-];
-
-/**
- * Each seed server's neighbours (both ends of every link).
- *
- * @example
- * ```ts
- * seedNeighbors().Hill; // ["Jaquez", "Smith"]
- * ```
- */
-export function seedNeighbors(): Record<string, string[]> {
-  return Object.fromEntries(
-    SEED_NAMES.map((n) => [n, SEED_LINKS.flatMap(([a, b]) => a === n ? [b] : b === n ? [a] : [])]),
-  );
-}
-
-/** A seed server's entry in a config file. */
-export interface SeedServerJson {
-  port: number;
-  host?: string;
-  neighbors: string[];
-}
-
-/**
- * The seed herd's config JSON, its servers on `ports` (in {@linkcode SEED_NAMES} order).
- *
- * @example
- * ```ts
- * seedConfigJson([9000, 9001, 9002, 9003, 9004]).servers.Smith.port; // 9002
- * ```
- */
-export function seedConfigJson(
-  ports: readonly number[] = SEED_NAMES.map((_, i) => 12000 + i),
-  host?: string,
-): { servers: Record<string, SeedServerJson> } {
-  const neighbors = seedNeighbors();
-  const servers: Record<string, SeedServerJson> = {};
-  SEED_NAMES.forEach((name, i) => {
-    servers[name] = {
-      port: ports[i],
-      ...(host === undefined ? {} : { host }),
-      neighbors: neighbors[name],
-    };
-  });
-  return { servers };
-}
-
-/** The seed's herd: five servers on ports 12000–12004. */
-export const DEFAULT_CONFIG_JSON: { servers: Record<string, SeedServerJson> } = seedConfigJson();
 
 /** Server names: their length bound is part of the peer line limit (limits.ts). */
 const NAME = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_SERVER_NAME}}$`);
@@ -330,7 +275,8 @@ export function duplicateKey(text: string): string | undefined {
 }
 
 /**
- * Reads and validates a config file; with no path, the default herd.
+ * Reads and validates a config file; with no path, the default herd. `given` is the file's text
+ * when the caller read it already (once: the path may be a pipe, `--config <(...)`).
  *
  * @example
  * ```ts
@@ -338,11 +284,11 @@ export function duplicateKey(text: string): string | undefined {
  * herd.servers.map((s) => s.name); // ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"]
  * ```
  */
-export async function loadConfig(path?: string): Promise<HerdConfig> {
+export async function loadConfig(path?: string, given?: string): Promise<HerdConfig> {
   if (path === undefined) return parseConfig(DEFAULT_CONFIG_JSON);
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = given ?? await Deno.readTextFile(path);
   } catch (err) {
     const why = err instanceof Deno.errors.NotFound ? "no such file" : String(err);
     throw new ConfigError(`cannot read config ${path}: ${why}`);

@@ -88,6 +88,11 @@ export interface ServerOptions extends ConnectionOptions {
    * (servers/record_table.ts; the Herd gives its servers one table). Without it, its own.
    */
   records?: RecordTable;
+  /**
+   * Opens the client port (default `Deno.listen`): `server NAME` hands over the listener it
+   * opened before loading the herd (cli/early_listen.ts).
+   */
+  listen?: (addr: { hostname: string; port: number }) => Deno.TcpListener;
 }
 
 /**
@@ -225,7 +230,7 @@ export class HerdServer implements LineHandler {
     if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
     this.#listener = this.#listen(
       this.port,
-      () => Deno.listen({ hostname: this.host, port: this.port }),
+      () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
     );
     if (this.#tlsFiles !== undefined) {
       const files = this.#tlsFiles;

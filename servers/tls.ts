@@ -9,7 +9,8 @@
  * @module
  */
 
-import { ConfigError, type TlsConfig } from "./config.ts";
+import type { TlsConfig } from "./config.ts";
+import { ConfigError } from "./config_error.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { relayPipe } from "./http_front.ts";
 import { closeQuietly } from "./io.ts";

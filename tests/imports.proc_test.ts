@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { denoInfo } from "./_helpers/deno_info.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -28,18 +29,7 @@ async function importGraph(): Promise<Map<string, string[]>> {
       all,
       files.map((f) => `import ${JSON.stringify(new URL(f, ROOT).href)};\n`).join(""),
     );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", "--config", new URL("deno.json", ROOT).pathname, all],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-      modules: {
-        specifier: string;
-        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
-      }[];
-    };
+    const info = await denoInfo(all);
     const local = (s: string | undefined) =>
       s !== undefined && s.startsWith(ROOT.href) ? s.slice(ROOT.href.length) : undefined;
     const graph = new Map<string, string[]>();

@@ -19,7 +19,7 @@ type Tier = typeof TIERS[number];
 /** What puts a file in a tier, heaviest first: the first that matches decides. */
 const TOUCHES: [Tier, string, RegExp][] = [
   ["browser", "drives Chromium", /_helpers\/browser\.ts"|from "(npm:)?playwright(-core)?[@"]/],
-  ["proc", "starts child processes", /\bDeno\.Command\b|_helpers\/(procs|netns)\.ts"/],
+  ["proc", "starts child processes", /\bDeno\.Command\b|_helpers\/(procs|netns|deno_info)\.ts"/],
   [
     "net",
     "opens sockets",

@@ -90,6 +90,19 @@ function resolve(opts: PlacesOptions): Resolved {
 }
 
 /**
+ * Which provider the same options would build (throws as {@linkcode createPlacesProvider} does).
+ *
+ * @example
+ * ```ts
+ * placesKind({}); // "offline"
+ * placesKind({ apiKey: "…" }); // "new"
+ * ```
+ */
+export function placesKind(opts: PlacesOptions = {}): PlacesKind {
+  return resolve(opts).kind;
+}
+
+/**
  * Builds the configured provider. Google providers get load control (coalescing, concurrency
  * cap, queue deadline, optional cache); the offline one answers in microseconds from memory and
  * has nothing upstream to protect, so it is used bare.

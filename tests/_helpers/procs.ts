@@ -234,6 +234,22 @@ export class ProcessHerd {
     extraArgs: string[] = [],
     config = this.configPath,
   ): Promise<ServerProcess> {
+    const proc = await this.spawn(name, extraArgs, config);
+    try {
+      await proc.waitListening();
+    } catch (err) {
+      await proc.kill();
+      throw err;
+    }
+    return proc;
+  }
+
+  /** {@linkcode ProcessHerd.start} without waiting for "listening on". */
+  async spawn(
+    name: string,
+    extraArgs: string[] = [],
+    config = this.configPath,
+  ): Promise<ServerProcess> {
     if (this.running(name)) throw new Error(`${name} is already running`);
     // The `server` task's own permissions, widened only by this herd's dir and hosts.
     const hosts = [...new Set(this.names.map((n) => this.host(n)))];
@@ -284,12 +300,6 @@ export class ProcessHerd {
     const proc = new ServerProcess(name, child);
     this.procs.set(name, proc);
     this.#started.push(proc);
-    try {
-      await proc.waitListening();
-    } catch (err) {
-      await proc.kill();
-      throw err;
-    }
     return proc;
   }
 

@@ -1,0 +1,121 @@
+/**
+ * Start-up order of `server NAME` (cli/early_listen.ts): the client port accepts before the rest
+ * of the start (modules, config validation, Places, logs, the record log), and what a client sends
+ * meanwhile is answered once the server is ready, correctly: a WHATSAT for a client on disk gets
+ * the stored record (never `?` from a half-restored store) with the same Places JSON as later.
+ *
+ * The start is held at a known point deterministically: the server's log file is a FIFO that no
+ * one reads yet, so opening it (before the servers start) blocks until the test opens it.
+ */
+
+import assert from "node:assert/strict";
+import { exchange, TcpClient } from "./_helpers/net.ts";
+import { iamat, ProcessHerd } from "./_helpers/procs.ts";
+import { denoInfo } from "./_helpers/deno_info.ts";
+
+/** Connects, retrying refusals, for up to `ms`; undefined if the port never accepted. */
+async function connectWhenOpen(port: number, ms: number): Promise<TcpClient | undefined> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    try {
+      return await TcpClient.connect(port);
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return undefined;
+}
+
+Deno.test("server: a client that comes while the start is held is accepted, then answered right", async () => {
+  await using herd = await ProcessHerd.create({ topology: { Solo: [] }, places: "offline" });
+  const port = herd.port("Solo");
+  // A record on disk (--sync-ack: on disk when acknowledged) and the answer a ready server gives.
+  await herd.start("Solo", ["--sync-ack"]);
+  const stored = await iamat(port, "early.disk", "+34.068930-118.445127", "1700000000.5");
+  const ready = await exchange(port, "WHATSAT early.disk 10 3\n", 30_000);
+  assert.ok(ready.startsWith(`${stored}\n{`), ready.slice(0, 200));
+  await herd.kill("Solo");
+
+  const log = `${herd.logDir}/Solo.log`;
+  await Deno.remove(log);
+  const made = await new Deno.Command("mkfifo", { args: [log] }).output();
+  assert.equal(made.code, 0, "mkfifo");
+  const proc = await herd.spawn("Solo");
+  let reader: Deno.FsFile | undefined;
+  let draining: Promise<void> | undefined;
+  try {
+    const client = await connectWhenOpen(port, 20_000);
+    assert.ok(client, "the client port never accepted while the start was held at its log file");
+    await using _c = client;
+    await client.send(
+      "WHATSAT early.disk 10 3\nIAMAT early.new +34.068930-118.445127 1700000001.5\n",
+    );
+    // Still held: the log is not open, so the server cannot have said it listens.
+    assert.ok(!proc.stdout.includes("listening on"), proc.stdout);
+
+    reader = await Deno.open(log, { read: true });
+    const r = reader;
+    draining = (async () => {
+      const buf = new Uint8Array(65536);
+      while ((await r.read(buf).catch(() => null)) !== null) {
+        // the server's log lines: read so its writes never block
+      }
+    })();
+    const [answer, at] = await client.replies(2, 30_000);
+    assert.equal(answer, ready, "the early WHATSAT gets the stored record and the same JSON");
+    assert.match(
+      at,
+      /^AT Solo [+-]\d+\.\d{9} early\.new \+34\.068930-118\.445127 1700000001\.5\n$/,
+    );
+    await proc.waitListening();
+  } finally {
+    await herd.kill("Solo");
+    reader?.close();
+    await draining;
+  }
+});
+
+Deno.test("server: a config the full check refuses still exits 2 with its message, port closed", async () => {
+  await using herd = await ProcessHerd.create({ topology: { Solo: [] } });
+  const port = herd.port("Solo");
+  // The raw JSON names Solo's port (so it is opened early); the schema refuses the typo.
+  const bad = `${herd.dir}/bad.json`;
+  await Deno.writeTextFile(
+    bad,
+    JSON.stringify({ servers: { Solo: { port, neighbours: [] } } }),
+  );
+  const proc = await herd.spawn("Solo", [], bad);
+  const status = await proc.child.status;
+  await proc.kill(); // drains its output
+  assert.equal(status.code, 2, proc.stderr);
+  assert.match(proc.stderr, /^error: config .*bad\.json: .*neighbours/m);
+  assert.ok(!proc.stderr.includes("Uncaught"), proc.stderr);
+  // Nothing listens there any more.
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+});
+
+Deno.test("server: what main.ts loads before the client port listens is no npm package", async () => {
+  // Static code imports only (a type import is erased, a dynamic one loads after the listen):
+  // zod, prom-client, hono and kdbush cost 30-110 ms of CPU each before a client could connect.
+  const root = new URL("../", import.meta.url);
+  const info = await denoInfo("main.ts");
+  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  const main = new URL("main.ts", root).href;
+  const seen = new Set([main]);
+  const queue = [main];
+  while (queue.length > 0) {
+    for (const d of deps.get(queue.pop()!) ?? []) {
+      const to = d.code?.specifier;
+      if (to === undefined || d.isDynamic || seen.has(to)) continue;
+      seen.add(to);
+      queue.push(to);
+    }
+  }
+  const npm = [...seen].filter((s) => s.startsWith("npm:"));
+  assert.deepEqual(npm, [], "npm packages loaded before the listen");
+  assert.ok(
+    !seen.has(new URL("servers/config.ts", root).href),
+    "config.ts (zod) before the listen",
+  );
+  assert.ok(seen.has(new URL("cli/early_listen.ts", root).href), "the early listen is static");
+});
