@@ -128,6 +128,8 @@ export interface LinkHost {
    * (link down).
    */
   catchUpEnded?(link: Link, complete: boolean): void;
+  /** A dial of `link` failed (the neighbour is away, or refused us). */
+  dialFailed?(link: Link): void;
   /**
    * Whether a link other than `link` is up and receiving a catch-up stream (one we did not ask
    * to `HOLD`) that should bring at least `min` records.
@@ -1113,8 +1115,10 @@ export class Link {
       }
       const outcome = await this.#dialOnce();
       // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
-      if (outcome === "failed") backoff.next();
-      else backoff.reset();
+      if (outcome === "failed") {
+        backoff.next();
+        this.#server.dialFailed?.(this);
+      } else backoff.reset();
       wait = backoff.current;
     }
   }

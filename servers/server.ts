@@ -56,6 +56,19 @@ const HANDSHAKE_WINDOW_MS = 1000;
 const READ_AHEAD = 16 * 1024;
 /** A timer this late (ms) means the event loop was stalled. */
 const LATE_MS = 100;
+/**
+ * Longest a just (re)started server's WHATSATs for unknown clients wait for its first catch-up
+ * (links up and a neighbour's stream ended): beyond it a dead herd answers `?` as before.
+ */
+const WARM_UP_MAX_MS = 3_000;
+
+/** A just (re)started server's wait for its first catch-up (see `HerdServer.#warmUp`). */
+interface WarmUp {
+  done: Promise<void>;
+  /** Links whose dial failed since the start. */
+  failed: Set<Link>;
+  end(): void;
+}
 
 /** Why one command got `?`, filled in where that is decided (only while someone listens). */
 interface Outcome {
@@ -145,6 +158,12 @@ export class HerdServer implements LineHandler {
    */
   #linkListener: Deno.Listener | undefined;
   #acceptingLinks: Promise<void> | undefined;
+  /**
+   * Until a neighbour's first catch-up stream to us ends (or WARM_UP_MAX_MS after start), a
+   * WHATSAT for a client we do not know waits for that stream: a server just (re)started has not
+   * heard yet what its herd knows. Undefined once warm, or with no neighbours.
+   */
+  #warmUp: WarmUp | undefined;
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
   #closedInHandshake = new WeakMap<ClientConnection, string>();
   #peerConfigs: Map<string, ServerConfig>;
@@ -292,8 +311,26 @@ export class HerdServer implements LineHandler {
     if (this.#linkListener !== undefined) {
       this.#acceptingLinks = this.#acceptLoop(this.#linkListener, true);
     }
+    this.#warmUp = this.links.length > 0 && this.#opts.whatsatGraceMs > 0
+      ? this.#warming()
+      : undefined;
     for (const link of this.links) link.start();
     this.#linkStats.start();
+  }
+
+  #warming(): WarmUp {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const warm: WarmUp = {
+      done: promise,
+      failed: new Set(),
+      end: () => {
+        clearTimeout(timer);
+        if (this.#warmUp === warm) this.#warmUp = undefined;
+        resolve();
+      },
+    };
+    const timer = setTimeout(warm.end, WARM_UP_MAX_MS);
+    return warm;
   }
 
   /** The TLS link port: a TCP front relaying to a private TLS listener (tls_front.ts). */
@@ -348,6 +385,7 @@ export class HerdServer implements LineHandler {
     }
     this.#tlsListener = undefined;
     this.#linkListener = undefined;
+    this.#warmUp?.end();
     for (const link of this.links) link.stop();
     this.#linkStats.report();
     this.#linkStats.stop();
@@ -916,6 +954,14 @@ export class HerdServer implements LineHandler {
     return waits;
   }
 
+  /** No catch-up is coming once every neighbour's dial failed and none dialled us: warm. */
+  dialFailed(link: Link): void {
+    const warm = this.#warmUp;
+    if (warm === undefined) return;
+    warm.failed.add(link);
+    if (this.links.every((l) => warm.failed.has(l) && !l.up)) warm.end();
+  }
+
   /**
    * A link's catch-up stream ended: what that link held back goes now (`Link.#waitsForPeer`).
    * What other links hold back keeps waiting for their own peers' CAUGHTUP: those peers are
@@ -925,6 +971,8 @@ export class HerdServer implements LineHandler {
    * releases everything, as a live record would.
    */
   catchUpEnded(_link: Link, complete: boolean): void {
+    // A complete stream brought what the herd knew: a just started server is warm.
+    if (complete) this.#warmUp?.end();
     if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
   }
@@ -953,8 +1001,29 @@ export class HerdServer implements LineHandler {
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
     if (known !== undefined) return this.#places(known, cmd, outcome);
-    // A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly,
-    // for a record from a peer or another connection (never from a later command of this one).
+    // Just (re)started, wait for the first catch-up instead: it brings what we missed.
+    const warm = this.#warmUp;
+    if (warm !== undefined) {
+      return Promise.race([
+        this.store.whenKnown(cmd.client, WARM_UP_MAX_MS, conn),
+        warm.done.then(() => undefined),
+      ]).then((r) =>
+        r !== undefined ? this.#places(r, cmd, outcome) : this.#graceWait(cmd, line, conn, outcome)
+      );
+    }
+    return this.#graceWait(cmd, line, conn, outcome);
+  }
+
+  /**
+   * A WHATSAT sent right after an IAMAT elsewhere can beat the flood by a hop; wait briefly, for
+   * a record from a peer or another connection (never from a later command of this one).
+   */
+  #graceWait(
+    cmd: WhatsatCommand,
+    line: string,
+    conn: ClientConnection,
+    outcome: Outcome | undefined,
+  ): string | Promise<string> {
     if (this.#opts.whatsatGraceMs <= 0 || !this.links.some((l) => l.up)) {
       return this.#invalid(line, "unknown-client", outcome);
     }

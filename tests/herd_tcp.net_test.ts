@@ -270,6 +270,33 @@ Deno.test("the AT reply's time difference is the server's receive time minus the
   assert.match(diff, /^\+\d+\.\d{9}$/);
 });
 
+Deno.test("a server restarted empty answers a WHATSAT sent at once from its catch-up, not with ?", async () => {
+  // The CS 131 TA script restarts a server and asks it about a client reported elsewhere half a
+  // second later: before its links are up and its neighbours have streamed what it missed.
+  await using t = await startSeedHerd();
+  for (let i = 0; i < 3; i++) {
+    await t.herd.stopServer("Smith");
+    await exchange(t.port("Hill"), `IAMAT restarted${i} +1+1 1\n`);
+    await t.herd.startServer("Smith");
+    const w = await exchange(t.port("Smith"), `WHATSAT restarted${i} 1 0\n`, 10_000);
+    assert.ok(w.startsWith("AT Hill"), `restart ${i}: ${w}`);
+  }
+  // A client no server knows is still `?`, once the catch-up said so.
+  await t.herd.stopServer("Smith");
+  await t.herd.startServer("Smith");
+  const started = performance.now();
+  const u = await exchange(t.port("Smith"), "WHATSAT nobody.knows 1 0\n", 10_000);
+  assert.deepEqual(u, "? WHATSAT nobody.knows 1 0\n");
+  assert.ok(performance.now() - started < 3_500, "waited past the start-up bound");
+  // With every neighbour away, no catch-up is coming: `?` at once, not after the bound.
+  for (const n of ["Hill", "Singleton", "Campbell", "Smith"]) await t.herd.stopServer(n);
+  await t.herd.startServer("Smith");
+  const alone = performance.now();
+  const a = await exchange(t.port("Smith"), "WHATSAT restarted0 1 0\n", 10_000);
+  assert.deepEqual(a, "? WHATSAT restarted0 1 0\n");
+  assert.ok(performance.now() - alone < 2_000, `${performance.now() - alone} ms with no neighbour`);
+});
+
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
   await using t = await startSeedHerd();
   await t.herd.stopServer("Smith");
