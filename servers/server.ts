@@ -1001,15 +1001,30 @@ export class HerdServer implements LineHandler {
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
     if (known !== undefined) return this.#places(known, cmd, outcome);
-    // Just (re)started, wait for the first catch-up instead: it brings what we missed.
+    // Just (re)started, wait for the first catch-up instead: it brings what we missed. One
+    // wait throughout (a fresh lookup after the catch-up would see this connection's later
+    // IAMATs), ended once the catch-up is over and the usual grace has passed too.
     const warm = this.#warmUp;
     if (warm !== undefined) {
-      return Promise.race([
-        this.store.whenKnown(cmd.client, WARM_UP_MAX_MS, conn),
-        warm.done.then(() => undefined),
-      ]).then((r) =>
-        r !== undefined ? this.#places(r, cmd, outcome) : this.#graceWait(cmd, line, conn, outcome)
-      );
+      const stop = new AbortController();
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      warm.done.then(() => {
+        if (stop.signal.aborted) return;
+        const graceMs = this.links.some((l) => l.up) ? this.#opts.whatsatGraceMs : 0;
+        grace = setTimeout(() => stop.abort(), graceMs);
+      });
+      return this.store.whenKnown(
+        cmd.client,
+        WARM_UP_MAX_MS + this.#opts.whatsatGraceMs,
+        conn,
+        stop.signal,
+      ).then((r) => {
+        stop.abort();
+        clearTimeout(grace);
+        return r === undefined
+          ? this.#invalid(line, "unknown-client", outcome)
+          : this.#places(r, cmd, outcome);
+      });
     }
     return this.#graceWait(cmd, line, conn, outcome);
   }

@@ -303,10 +303,16 @@ export class RecordStore {
    * at once, so asking for a ghost client in bulk costs nothing but the answers. Records
    * offered by `ignore` (the WHATSAT's own connection) do not count: anything that connection
    * stores from now on comes from a later command, and a command never sees a later one's effect.
+   * `signal` ends the wait early (undefined), as its time running out would.
    */
-  whenKnown(client: string, ms: number, ignore?: object): Promise<StoredRecord | undefined> {
+  whenKnown(
+    client: string,
+    ms: number,
+    ignore?: object,
+    signal?: AbortSignal,
+  ): Promise<StoredRecord | undefined> {
     const known = this.get(client);
-    if (known !== undefined || ms <= 0) return Promise.resolve(known);
+    if (known !== undefined || ms <= 0 || signal?.aborted) return Promise.resolve(known);
     let set = this.#waiters.get(client);
     if (this.#waiting >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT) {
       return Promise.resolve(undefined);
@@ -319,10 +325,13 @@ export class RecordStore {
         ignore,
         wake: (r) => {
           clearTimeout(timer);
+          signal?.removeEventListener("abort", giveUp);
           resolve(r);
         },
       };
-      const timer = setTimeout(() => {
+      const giveUp = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", giveUp);
         if (waiters.delete(waiter)) {
           this.#waiting--;
           if (waiters.size === 0 && this.#waiters.get(client) === waiters) {
@@ -330,7 +339,9 @@ export class RecordStore {
           }
         }
         resolve(undefined);
-      }, ms);
+      };
+      const timer = setTimeout(giveUp, ms);
+      signal?.addEventListener("abort", giveUp);
       waiters.add(waiter);
     });
   }

@@ -297,6 +297,25 @@ Deno.test("a server restarted empty answers a WHATSAT sent at once from its catc
   assert.ok(performance.now() - alone < 2_000, `${performance.now() - alone} ms with no neighbour`);
 });
 
+Deno.test("a restarted server's WHATSAT never sees an IAMAT pipelined after it on its connection", async () => {
+  // The warm-up wait (above) must keep the rule that a command never sees a later command of
+  // its own connection: when the catch-up ends first, the WHATSAT is `?` as on a warm server.
+  const pipelined = async (port: number, client: string) => {
+    await using c = await TcpClient.connect(port);
+    await c.send(`WHATSAT ${client} 10 1\nIAMAT ${client} +34.068930-118.445127 1.5\n`);
+    return await c.waitUntil((r) => /^AT /m.test(r), 15_000);
+  };
+  await using t = await startSeedHerd();
+  const warm = await pipelined(t.port("Smith"), "warm.client");
+  assert.ok(warm.startsWith("? WHATSAT warm.client"), warm);
+  await t.herd.stopServer("Smith");
+  // A slow first catch-up: the WHATSAT waits, the IAMAT after it is stored meanwhile.
+  for (const n of ["Hill", "Campbell", "Singleton"]) t.herd.setLink(n, "Smith", { delayMs: 250 });
+  await t.herd.startServer("Smith");
+  const text = await pipelined(t.port("Smith"), "fresh.client");
+  assert.ok(text.startsWith("? WHATSAT fresh.client"), `saw the later IAMAT: ${text}`);
+});
+
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
   await using t = await startSeedHerd();
   await t.herd.stopServer("Smith");
