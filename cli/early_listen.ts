@@ -21,6 +21,11 @@
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
 
+/** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
+const EARLY_MAX = 64;
+/** Bytes read from an early connection to see whether it is a link-port question. */
+const FIRST_READ = 1024;
+
 /** The listener opened early, and the config text it was read from. */
 export interface EarlyListener {
   /** The config file's text (undefined for the built-in config): read once, validated later. */
@@ -30,8 +35,141 @@ export interface EarlyListener {
    * The server's `listen` hook (servers/server.ts ServerOptions.listen).
    */
   take(addr: { hostname: string; port: number }): Deno.TcpListener | undefined;
-  /** Closes the listener unless it was taken. */
+  /**
+   * The plain link port opened early (herds without TLS), once, if it fits `addr` (port 0: any
+   * port the system chose); undefined otherwise. The server's `listenLink` hook.
+   */
+  takeLink(addr: { hostname: string; port: number }): Deno.TcpListener | undefined;
+  /** Closes the listeners unless they were taken. */
   close(): void;
+}
+
+/** An early connection: its first read (started at accept) and whether it was answered here. */
+interface Early {
+  conn: Deno.TcpConn;
+  first: Promise<Uint8Array | null>;
+  answered: boolean;
+}
+
+/**
+ * `conn`, whose first read returns the bytes `first` brings (read before the herd took over),
+ * then reads on as usual; everything else is the connection's own.
+ */
+function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.TcpConn {
+  let pending: Promise<Uint8Array | null> | undefined = first;
+  let rest: Uint8Array | undefined;
+  const read = async (buf: Uint8Array): Promise<number | null> => {
+    if (pending !== undefined) {
+      const bytes = await pending;
+      pending = undefined;
+      if (bytes === null) return null;
+      rest = bytes;
+    }
+    if (rest !== undefined) {
+      const n = Math.min(buf.length, rest.length);
+      buf.set(rest.subarray(0, n));
+      rest = n < rest.length ? rest.subarray(n) : undefined;
+      return n;
+    }
+    return conn.read(buf);
+  };
+  return new Proxy(conn, {
+    get(target, prop) {
+      if (prop === "read") return read;
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+/**
+ * Accepts on `listener` until the herd first accepts on it, so that a neighbour's link-port question
+ * (servers/link_port.ts) is answered at once instead of waiting, unread, in the backlog: a
+ * neighbour holding a connection to our client port is killed with us by `lsof -ti:PORT |
+ * xargs kill` (the CS 131 TA script). Every other connection is handed to the herd with the
+ * bytes read from it ({@linkcode replaying}), in the order it came.
+ */
+function acceptEarly(
+  listener: Deno.TcpListener,
+  name: string,
+  linkPort: () => number | undefined,
+): { take(): Deno.TcpListener; close(): void } {
+  const queue: Early[] = [];
+  let taken = false;
+  let pendingAccept: Promise<Deno.TcpConn> | undefined;
+  const question = `HERD2 LINKPORT ${name}\n`; // wire.ts formatLinkPortQuery
+  const answer = (port: number) => `HERD2 LINKPORT ${name} ${port}\n`; // wire.ts formatLinkPort
+  (async () => {
+    while (!taken && queue.length < EARLY_MAX) {
+      const next = pendingAccept = listener.accept();
+      let conn: Deno.TcpConn;
+      try {
+        conn = await next;
+      } catch {
+        return; // closed, or out of descriptors: the herd's accept loop takes it from here
+      }
+      if (taken) return; // the herd's first accept hands `next` over
+      pendingAccept = undefined;
+      const buf = new Uint8Array(FIRST_READ);
+      const first = conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n), () => null);
+      const early: Early = { conn, first, answered: false };
+      queue.push(early);
+      first.then((bytes) => {
+        const port = linkPort();
+        if (taken || bytes === null || port === undefined) return;
+        if (new TextDecoder().decode(bytes) !== question) return;
+        early.answered = true;
+        queue.splice(queue.indexOf(early), 1);
+        conn.write(new TextEncoder().encode(answer(port))).catch(() => {}).finally(() => {
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        });
+      });
+    }
+  })();
+  return {
+    take() {
+      // Questions are answered here until the herd's first accept: the server takes the
+      // listener before it restores its store, and accepts only after that.
+      const accept = (): Promise<Deno.TcpConn> => {
+        taken = true;
+        for (let e = queue.shift(); e !== undefined; e = queue.shift()) {
+          if (!e.answered) return Promise.resolve(replaying(e.conn, e.first));
+        }
+        if (pendingAccept !== undefined) {
+          const next = pendingAccept;
+          pendingAccept = undefined;
+          return next;
+        }
+        return listener.accept();
+      };
+      return new Proxy(listener, {
+        get(target, prop) {
+          if (prop === "accept") return accept;
+          if (prop === Symbol.asyncIterator) {
+            return async function* () {
+              for (;;) yield await accept();
+            };
+          }
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    },
+    close() {
+      taken = true;
+      for (const e of queue.splice(0)) {
+        try {
+          e.conn.close();
+        } catch {
+          // already closed
+        }
+      }
+    },
+  };
 }
 
 /** A config server entry's address, if the raw JSON gives a usable one. */
@@ -76,7 +214,9 @@ export async function listenEarly(
       json = JSON.parse(configText);
     }
   } catch {
-    return configText === undefined ? undefined : { configText, take: () => undefined, close() {} };
+    return configText === undefined
+      ? undefined
+      : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
   }
   const addr = addressOf(json, name);
   let listener: Deno.TcpListener | undefined;
@@ -87,20 +227,56 @@ export async function listenEarly(
   } catch {
     // Port in use, no permission: the server's own listen says so.
   }
+  // Without TLS, links dial a link port asked for on the client port: it listens early too, so
+  // the question is answered before the herd has loaded (acceptEarly).
+  let link: Deno.TcpListener | undefined;
+  const wantLink = linkPortOf(json, name);
+  try {
+    if (listener !== undefined && addr !== undefined && wantLink !== undefined) {
+      const host = wantLink === 0 ? addr.hostname : `${addr.hostname}:${wantLink}`;
+      if (granted({ name: "net", host })) link = Deno.listen({ ...addr, port: wantLink });
+    }
+  } catch {
+    // In use: the server's own listen says so.
+  }
+  // The port, not the listener: the server takes the link listener before it accepts here.
+  const linkPortNumber = (link?.addr as Deno.NetAddr | undefined)?.port;
+  const early = listener === undefined
+    ? undefined
+    : acceptEarly(listener, name, () => linkPortNumber);
   return {
     configText,
     take(want) {
       if (listener === undefined || addr === undefined) return undefined;
       if (want.hostname !== addr.hostname || want.port !== addr.port) return undefined;
-      const taken = listener;
       listener = undefined;
+      return early!.take();
+    },
+    takeLink(want) {
+      if (link === undefined || addr === undefined || want.hostname !== addr.hostname) return;
+      if (want.port !== 0 && want.port !== (link.addr as Deno.NetAddr).port) return;
+      const taken = link;
+      link = undefined;
       return taken;
     },
     close() {
+      early?.close();
       listener?.close();
       listener = undefined;
+      link?.close();
+      link = undefined;
     },
   };
+}
+
+/** The plain link port server `name` will listen on (0: the system's choice); undefined with TLS. */
+function linkPortOf(json: unknown, name: string): number | undefined {
+  const config = json as { tls?: unknown; servers?: Record<string, { linkPort?: unknown }> };
+  if (config?.tls !== undefined) return undefined;
+  const port = config?.servers?.[name]?.linkPort ?? 0;
+  return Number.isInteger(port) && (port as number) >= 0 && (port as number) <= 65535
+    ? port as number
+    : undefined;
 }
 
 /**

@@ -163,6 +163,9 @@ async function run(
     secret,
     only,
     listen: early === undefined ? undefined : (addr) => early.take(addr) ?? Deno.listen(addr),
+    listenLink: early === undefined
+      ? undefined
+      : (addr) => early.takeLink(addr) ?? Deno.listen(addr),
     openPersistence: flags.dataDir === ""
       ? undefined
       : (name) => openLogPersistence(flags.dataDir, name),

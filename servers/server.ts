@@ -106,6 +106,8 @@ export interface ServerOptions extends ConnectionOptions {
    * opened before loading the herd (cli/early_listen.ts).
    */
   listen?: (addr: { hostname: string; port: number }) => Deno.TcpListener;
+  /** Opens the plain link port (default `Deno.listen`): `server NAME` opened it early too. */
+  listenLink?: (addr: { hostname: string; port: number }) => Deno.TcpListener;
 }
 
 /**
@@ -268,7 +270,7 @@ export class HerdServer implements LineHandler {
       try {
         this.#linkListener = this.#listen(
           linkPort,
-          () => Deno.listen({ hostname: this.host, port: linkPort }),
+          () => (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port: linkPort }),
         );
       } catch (err) {
         this.#listener.close();

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { exchange, TcpClient } from "./_helpers/net.ts";
+import { exchange, portHolders, TcpClient } from "./_helpers/net.ts";
 import { iamat, ProcessHerd } from "./_helpers/procs.ts";
 import { denoInfo } from "./_helpers/deno_info.ts";
 
@@ -72,6 +72,37 @@ Deno.test("server: a client that comes while the start is held is accepted, then
     await herd.kill("Solo");
     reader?.close();
     await draining;
+  }
+});
+
+Deno.test("server: while its start is held, a neighbour's link-port question is answered, so only the server holds its port", async () => {
+  // `lsof -ti:PORT | xargs kill` (the CS 131 TA script) kills every process holding a socket to
+  // PORT. A neighbour's question left unread in a starting server's backlog made lsof name it.
+  // The start is held where the event loop still runs: the record log is a FIFO no one writes,
+  // so its replay waits (an async open) before the server accepts.
+  await using herd = await ProcessHerd.create({ topology: { A: ["B"], B: [] }, places: "offline" });
+  const a = await herd.start("A");
+  await Deno.mkdir(herd.dataDir, { recursive: true });
+  const records = `${herd.dataDir}/B.records`;
+  const made = await new Deno.Command("mkfifo", { args: [records] }).output();
+  assert.equal(made.code, 0, "mkfifo");
+  const b = await herd.spawn("B");
+  try {
+    const port = herd.port("B");
+    // A redials B at most a second apart: over 3 s it asks B's client port more than once.
+    const deadline = performance.now() + 3_000;
+    let listened = 0;
+    while (performance.now() < deadline) {
+      const holders = portHolders(port);
+      assert.ok(!holders.has(a.pid), `A holds a connection to B's client port (${[...holders]})`);
+      if (holders.has(b.pid)) listened++;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(listened > 0, "B's port never listened while its start was held");
+    assert.ok(!b.stdout.includes("listening on"), "the start was not held");
+  } finally {
+    await herd.kill("B");
+    await Deno.remove(records).catch(() => {});
   }
 });
 
