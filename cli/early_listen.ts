@@ -20,6 +20,7 @@
 
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
+import { closeQuietly } from "../servers/io.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
 const EARLY_MAX = 64;
@@ -44,11 +45,10 @@ export interface EarlyListener {
   close(): void;
 }
 
-/** An early connection: its first read (started at accept) and whether it was answered here. */
+/** An early connection and its first read (started at accept). */
 interface Early {
   conn: Deno.TcpConn;
   first: Promise<Uint8Array | null>;
-  answered: boolean;
 }
 
 /**
@@ -92,13 +92,13 @@ function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.
 function acceptEarly(
   listener: Deno.TcpListener,
   name: string,
-  linkPort: () => number | undefined,
+  linkPort: number | undefined,
 ): { take(): Deno.TcpListener; close(): void } {
   const queue: Early[] = [];
   let taken = false;
   let pendingAccept: Promise<Deno.TcpConn> | undefined;
-  const question = `HERD2 LINKPORT ${name}\n`; // wire.ts formatLinkPortQuery
-  const answer = (port: number) => `HERD2 LINKPORT ${name} ${port}\n`; // wire.ts formatLinkPort
+  // The link lines' formats; loaded after the listen (nothing before it but what it needs).
+  const wire = linkPort === undefined ? undefined : import("../servers/wire.ts");
   (async () => {
     while (!taken && queue.length < EARLY_MAX) {
       const next = pendingAccept = listener.accept();
@@ -112,21 +112,16 @@ function acceptEarly(
       pendingAccept = undefined;
       const buf = new Uint8Array(FIRST_READ);
       const first = conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n), () => null);
-      const early: Early = { conn, first, answered: false };
+      const early: Early = { conn, first };
       queue.push(early);
-      first.then((bytes) => {
-        const port = linkPort();
-        if (taken || bytes === null || port === undefined) return;
-        if (new TextDecoder().decode(bytes) !== question) return;
-        early.answered = true;
+      first.then(async (bytes) => {
+        if (wire === undefined || bytes === null) return;
+        const { formatLinkPort, formatLinkPortQuery } = await wire;
+        // Not ours once the herd accepts: it takes the queue, and answers the question itself.
+        if (taken || new TextDecoder().decode(bytes) !== formatLinkPortQuery(name)) return;
         queue.splice(queue.indexOf(early), 1);
-        conn.write(new TextEncoder().encode(answer(port))).catch(() => {}).finally(() => {
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
-        });
+        const answer = new TextEncoder().encode(formatLinkPort(name, linkPort!));
+        conn.write(answer).catch(() => {}).finally(() => closeQuietly(conn));
       });
     }
   })();
@@ -136,9 +131,8 @@ function acceptEarly(
       // listener before it restores its store, and accepts only after that.
       const accept = (): Promise<Deno.TcpConn> => {
         taken = true;
-        for (let e = queue.shift(); e !== undefined; e = queue.shift()) {
-          if (!e.answered) return Promise.resolve(replaying(e.conn, e.first));
-        }
+        const e = queue.shift();
+        if (e !== undefined) return Promise.resolve(replaying(e.conn, e.first));
         if (pendingAccept !== undefined) {
           const next = pendingAccept;
           pendingAccept = undefined;
@@ -161,13 +155,7 @@ function acceptEarly(
     },
     close() {
       taken = true;
-      for (const e of queue.splice(0)) {
-        try {
-          e.conn.close();
-        } catch {
-          // already closed
-        }
-      }
+      for (const e of queue.splice(0)) closeQuietly(e.conn);
     },
   };
 }
@@ -241,9 +229,7 @@ export async function listenEarly(
   }
   // The port, not the listener: the server takes the link listener before it accepts here.
   const linkPortNumber = (link?.addr as Deno.NetAddr | undefined)?.port;
-  const early = listener === undefined
-    ? undefined
-    : acceptEarly(listener, name, () => linkPortNumber);
+  const early = listener === undefined ? undefined : acceptEarly(listener, name, linkPortNumber);
   return {
     configText,
     take(want) {

@@ -249,55 +249,34 @@ export class HerdServer implements LineHandler {
   async #start(): Promise<void> {
     if (this.#listener !== undefined) return;
     if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
-    this.#listener = this.#listen(
+    const listener = this.#listener = this.#listen(
       this.port,
       () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
     );
-    if (this.#tlsFiles !== undefined) {
+    try {
+      // The link port: TLS (its front), or plain (config `linkPort`, else the system's choice).
       const files = this.#tlsFiles;
-      try {
-        this.#tlsListener = this.#listen(
-          this.#config.linkPort!,
-          () => this.#listenLinks(files),
-        );
-      } catch (err) {
-        this.#listener.close();
-        this.#listener = undefined;
-        throw err;
-      }
-    } else {
       const linkPort = this.#config.linkPort ?? 0;
-      try {
+      if (files !== undefined) {
+        this.#tlsListener = this.#listen(linkPort, () => this.#listenLinks(files));
+      } else {
         this.#linkListener = this.#listen(
           linkPort,
           () => (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port: linkPort }),
         );
-      } catch (err) {
-        this.#listener.close();
-        this.#listener = undefined;
-        throw err;
       }
-    }
-    // A restarted server starts from its durable store, or empty (and catches up from peers).
-    // The old store lets go of its records, so the process's shared table does not keep them.
-    this.store.dispose();
-    this.store = new RecordStore(this.#opts.records);
-    this.liveSeq = this.clientSeq = 0;
-    // Marks describe what this store holds, so they go (or come back from disk) with it.
-    for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
-    if (this.#persistence !== undefined) {
-      try {
-        await this.#persistence.load(this.store, this.links, this.bus);
-      } catch (err) {
-        // Not started: no listener left behind claiming a port.
-        this.#listener.close();
-        this.#listener = undefined;
-        this.#tlsListener?.close();
-        this.#tlsListener = undefined;
-        this.#linkListener?.close();
-        this.#linkListener = undefined;
-        throw err;
-      }
+      // A restarted server starts from its durable store, or empty (and catches up from peers).
+      // The old store lets go of its records, so the process's shared table does not keep them.
+      this.store.dispose();
+      this.store = new RecordStore(this.#opts.records);
+      this.liveSeq = this.clientSeq = 0;
+      // Marks describe what this store holds, so they go (or come back from disk) with it.
+      for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
+      await this.#persistence?.load(this.store, this.links, this.bus);
+    } catch (err) {
+      // Not started: no listener left behind claiming a port.
+      this.#closeListeners();
+      throw err;
     }
     this.bus.emit({
       kind: "server.up",
@@ -306,7 +285,7 @@ export class HerdServer implements LineHandler {
       host: this.host,
       port: this.port,
     });
-    this.#accepting = this.#acceptLoop(this.#listener, false);
+    this.#accepting = this.#acceptLoop(listener, false);
     if (this.#tlsListener !== undefined) {
       this.#acceptingTls = this.#acceptLoop(this.#tlsListener, true);
     }
@@ -354,6 +333,12 @@ export class HerdServer implements LineHandler {
     });
   }
 
+  /** Closes the client and link ports' listeners. */
+  #closeListeners(): void {
+    for (const l of [this.#listener, this.#tlsListener, this.#linkListener]) closeQuietly(l);
+    this.#listener = this.#tlsListener = this.#linkListener = undefined;
+  }
+
   /** Listens with a clear error when the port is taken. */
   #listen<L>(port: number, listen: () => L): L {
     try {
@@ -379,14 +364,8 @@ export class HerdServer implements LineHandler {
   }
 
   async #stop(): Promise<void> {
-    const listener = this.#listener;
-    if (listener === undefined) return;
-    this.#listener = undefined;
-    for (const l of [listener, this.#tlsListener, this.#linkListener]) {
-      closeQuietly(l);
-    }
-    this.#tlsListener = undefined;
-    this.#linkListener = undefined;
+    if (this.#listener === undefined) return;
+    this.#closeListeners();
     this.#warmUp?.end();
     for (const link of this.links) link.stop();
     this.#linkStats.report();
