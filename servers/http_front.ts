@@ -342,17 +342,21 @@ export function serveHttp(
       loopbackPort = (s.addr as Deno.NetAddr).port;
     }
     server = s;
+    const listenedAt = performance.now();
     s.finished.catch((err) => {
       if (closing || server !== s) return;
-      onError(`HTTP server failed (${err}); listening again`);
-      retry = setTimeout(relisten, RELISTEN_MS);
+      // One that stayed up a while starts the back-off afresh; one that fails again at once (an
+      // accept out of descriptors) backs off, rather than listening and failing every 100 ms.
+      if (performance.now() - listenedAt > RELISTEN_MAX_MS) pause = RELISTEN_MS;
+      onError(`HTTP server failed (${err}); listening again in ${pause} ms`);
+      retry = setTimeout(relisten, pause);
+      pause = Math.min(pause * 2, RELISTEN_MAX_MS);
     });
   };
   const relisten = () => {
     if (closing) return;
     try {
       listen();
-      pause = RELISTEN_MS;
     } catch (err) {
       onError(`HTTP server cannot listen again (${err}); retrying in ${pause} ms`);
       retry = setTimeout(relisten, pause);
