@@ -246,7 +246,7 @@ export class RemoteHerd {
       // port), with TLS its configured one, its certificate checked against the herd's CA.
       const dial = this.#tlsCa === undefined
         ? dialLinkPort({ name, host: dialHost, port }, undefined, this.#handshakeTimeout)
-        : dialTls(w.config, this.#tlsCa);
+        : dialTls(w.config, this.#tlsCa, undefined, this.#handshakeTimeout);
       conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout, {
         onLate: (late) => closeQuietly(late), // a connection that arrives late is closed
       });
