@@ -26,7 +26,7 @@
  * @module
  */
 
-import { withTimeout } from "./timeout.ts";
+import { relayPipe } from "./relay.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 
@@ -41,7 +41,6 @@ const FDS_PER_CONNECTION = 3;
 export function httpConnectionCap(clientCap = descriptors.clientCap): number {
   return Math.min(256, Math.max(4, Math.floor(clientCap / 4 / FDS_PER_CONNECTION)));
 }
-const RELAY_CHUNK = 64 * 1024;
 /** Default for closing a connection whose client accepts nothing, or that got no byte (ms). */
 export const HTTP_STALL_MS = 30_000;
 /** Pause before the Unix-socket HTTP server listens again after it failed (ms); doubles. */
@@ -244,38 +243,6 @@ interface Relayed {
   end(): void;
   /** Resolves once its descriptors are released. */
   done: Promise<void>;
-}
-
-/**
- * Copies `from` to `to`; true at EOF, false on an error. With `stallMs`, a write that stays
- * pending that long (the reader accepts nothing) is an error. `onData` runs on every read, with
- * its byte count. The TLS link port's front (tls_front.ts) relays with it too.
- */
-export async function relayPipe(
-  from: Deno.Conn,
-  to: Deno.Conn,
-  stallMs: number,
-  onData?: (n: number) => void,
-): Promise<boolean> {
-  const buf = new Uint8Array(RELAY_CHUNK);
-  try {
-    for (;;) {
-      const n = await from.read(buf);
-      if (n === null) return true;
-      onData?.(n);
-      let off = 0;
-      while (off < n) {
-        const write = to.write(buf.subarray(off, n));
-        off += stallMs > 0 ? await withDeadline(write, stallMs) : await write;
-      }
-    }
-  } catch {
-    return false; // reset, closed, or stalled
-  }
-}
-
-function withDeadline(write: Promise<number>, ms: number): Promise<number> {
-  return withTimeout(write, ms, { error: () => new Error("stalled") });
 }
 
 /** Where {@linkcode serveHttp} listens. */

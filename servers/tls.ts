@@ -12,7 +12,7 @@
 import type { TlsConfig } from "./config.ts";
 import { ConfigError } from "./config_error.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
-import { relayPipe } from "./http_front.ts";
+import { relayBoth } from "./relay.ts";
 import { closeQuietly } from "./io.ts";
 
 /** A server's PEMs, read once. */
@@ -91,7 +91,7 @@ export async function dialTls(
     closeQuietly(far);
   };
   // Either direction ending ends both.
-  void Promise.race([relayPipe(tcp, far, 0), relayPipe(far, tcp, 0)]).finally(cut);
+  void relayBoth(tcp, far).finally(cut);
   let late = false;
   const timer = setTimeout(() => {
     late = true;

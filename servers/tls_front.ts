@@ -33,7 +33,7 @@
 
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
-import { relayPipe } from "./http_front.ts";
+import { relayBoth } from "./relay.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import type { TlsFiles } from "./tls.ts";
 
@@ -232,10 +232,7 @@ export class TlsFront {
       this.#byPort.set(port, r);
       await writeAll(up, first.subarray(0, n));
       // Either direction ending ends both (TLS has its own close_notify).
-      await Promise.race([
-        relayPipe(client, up, 0, (n) => (r.bytesIn += n)),
-        relayPipe(up, client, 0),
-      ]);
+      await relayBoth(client, up, (n) => (r.bytesIn += n));
     } catch {
       // the private listener is gone: stopping
     } finally {
