@@ -70,8 +70,6 @@ export class LineReader {
   #conn: Deno.Conn;
   #splitter: LineSplitter;
   #pending: SplitLine[];
-  /** Bytes read since the last LF: the line in progress (the splitter's own limit is the stream's). */
-  #partial = 0;
   overlong = false;
 
   constructor(conn: Deno.Conn, splitter: LineSplitter, pending: SplitLine[]) {
@@ -90,11 +88,10 @@ export class LineReader {
         return undefined;
       }
       if (n === null) return undefined;
-      const got = buf.subarray(0, n);
-      const lf = got.lastIndexOf(0x0a);
-      this.#partial = lf < 0 ? this.#partial + n : n - lf - 1;
-      this.#pending.push(...this.#splitter.push(got));
-      if (this.#pending.length === 0 && this.#partial > HANDSHAKE_LINE_LIMIT) {
+      this.#pending.push(...this.#splitter.push(buf.subarray(0, n)));
+      // The line in progress, as the splitter holds it (its own limit is the stream's, larger).
+      const s = this.#splitter;
+      if (this.#pending.length === 0 && (s.discarding || s.pending > HANDSHAKE_LINE_LIMIT)) {
         this.overlong = true;
         return undefined;
       }
