@@ -12,7 +12,7 @@
  */
 
 import { randomHex } from "../servers/text.ts";
-import { type HostPort, parseHostPort } from "../servers/http_host.ts";
+import { type HostPort, parseHostPort, urlHost } from "../servers/http_host.ts";
 
 /** True for loopback listen addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
@@ -24,11 +24,6 @@ export function isLoopbackHost(host: string): boolean {
 export function isWildcardHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
   return h === "0.0.0.0" || h === "::" || h === "";
-}
-
-/** A host as a URL writes it (`[::1]` for IPv6). */
-function urlHost(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
 /** The URL authority for a host and port (`[::1]:8080` for IPv6). */

@@ -32,6 +32,19 @@ export function parseHostPort(text: string): HostPort | null {
 }
 
 /**
+ * A host as a URL or a `Host` header writes it: an IPv6 address in brackets.
+ *
+ * @example
+ * ```ts
+ * urlHost("::1"); // "[::1]"
+ * urlHost("127.0.0.1"); // "127.0.0.1"
+ * ```
+ */
+export function urlHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/**
  * True when a parsed name is an IP address: a dotted quad of 0-255, or a bracketed IPv6 address.
  *
  * @example

@@ -11,7 +11,7 @@
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
-import { isIpName, parseHostPort } from "../http_host.ts";
+import { isIpName, parseHostPort, urlHost } from "../http_host.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
@@ -159,8 +159,7 @@ export function statusResponse(ops: Ops): Response {
 export function opsHostAllowed(host: string | undefined, listenHost: string): boolean {
   const hp = host === undefined ? null : parseHostPort(host);
   if (hp === null) return false;
-  const bare = listenHost.includes(":") && !listenHost.startsWith("[");
-  const listen = parseHostPort(bare ? `[${listenHost}]` : listenHost);
+  const listen = parseHostPort(urlHost(listenHost));
   return isIpName(hp.name) || hp.name === "localhost" || hp.name === listen?.name;
 }
 
@@ -285,9 +284,8 @@ export function serveOps(ops: Ops, host: string, port: number): ServedOps {
     throw new Error(`ops: cannot listen on ${host}:${port}: ${(err as Error).message}`);
   }
   const real = served.addr.port;
-  const shown = host.includes(":") ? `[${host}]` : host;
   return {
-    url: `http://${shown}:${real}`,
+    url: `http://${urlHost(host)}:${real}`,
     port: real,
     close: () => served.close(),
   };
