@@ -114,13 +114,16 @@ const ELIDED_HEAD = 16;
 /** The fields of an AT line (`AT origin diff client location time`) that may be elided. */
 const ELIDABLE = [2, 4, 5];
 
-/** Whether chars `0..end` of `reply` are an AT line with a field over {@linkcode OUT_FIELD_MAX}. */
+/**
+ * Whether chars `0..end` of `reply` are an AT line with an elidable field (diff, location, time)
+ * over {@linkcode OUT_FIELD_MAX}: a long client ID alone leaves the line as it is.
+ */
 function hasLongField(reply: string, end: number): boolean {
   if (end <= OUT_FIELD_MAX || !reply.startsWith("AT ")) return false;
-  for (let from = 0; from < end;) {
+  for (let from = 0, i = 0; from < end; i++) {
     let space = reply.indexOf(" ", from);
     if (space < 0 || space > end) space = end;
-    if (space - from > OUT_FIELD_MAX) return true;
+    if (space - from > OUT_FIELD_MAX && ELIDABLE.includes(i)) return true;
     from = space + 1;
   }
   return false;
@@ -295,7 +298,8 @@ function logText(e: HerdEvent): string | undefined {
  * ```
  */
 export function formatJsonLogLine(e: HerdEvent): string | undefined {
-  if (logText(e) === undefined) return undefined;
+  // Whether the text format logs it; a reply always is (not built twice just to ask).
+  if (e.kind !== "reply.out" && logText(e) === undefined) return undefined;
   const { t, server, kind, ...fields } = e as HerdEvent & { records?: readonly AtFields[] };
   const out: Record<string, unknown> = { time: stamp(t), server, kind, ...fields };
   if (e.kind === "reply.out") {
