@@ -21,6 +21,7 @@
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
 import { closeQuietly } from "../servers/io.ts";
+import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
 const EARLY_MAX = 64;
@@ -97,8 +98,6 @@ function acceptEarly(
   const queue: Early[] = [];
   let taken = false;
   let pendingAccept: Promise<Deno.TcpConn> | undefined;
-  // The link lines' formats; loaded after the listen (nothing before it but what it needs).
-  const wire = linkPort === undefined ? undefined : import("../servers/wire.ts");
   (async () => {
     while (!taken && queue.length < EARLY_MAX) {
       const next = pendingAccept = listener.accept();
@@ -114,13 +113,12 @@ function acceptEarly(
       const first = conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n), () => null);
       const early: Early = { conn, first };
       queue.push(early);
-      first.then(async (bytes) => {
-        if (wire === undefined || bytes === null) return;
-        const { formatLinkPort, formatLinkPortQuery } = await wire;
+      first.then((bytes) => {
+        if (linkPort === undefined || bytes === null) return;
         // Not ours once the herd accepts: it takes the queue, and answers the question itself.
         if (taken || new TextDecoder().decode(bytes) !== formatLinkPortQuery(name)) return;
         queue.splice(queue.indexOf(early), 1);
-        const answer = new TextEncoder().encode(formatLinkPort(name, linkPort!));
+        const answer = new TextEncoder().encode(formatLinkPort(name, linkPort));
         conn.write(answer).catch(() => {}).finally(() => closeQuietly(conn));
       });
     }

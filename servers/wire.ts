@@ -47,18 +47,9 @@ export const HANDSHAKE_PREFIX = "HERD2 ";
 // ---------------------------------------------------------------------------------------------
 // The handshake.
 
-/**
- * `HERD2 LINKPORT <acceptor>`: asked on a server's client port, the port its links and observers
- * dial (servers/link_port.ts), so that no neighbour holds a connection to the client port.
- *
- * @example
- * ```ts
- * formatLinkPortQuery("Hill"); // "HERD2 LINKPORT Hill\n"
- * ```
- */
-export function formatLinkPortQuery(acceptor: string): string {
-  return `HERD2 LINKPORT ${acceptor}\n`;
-}
+// The link-port question and answer are formatted in a module of their own: `server NAME`
+// answers the question before the rest of the program (this module included) has loaded.
+export { formatLinkPort, formatLinkPortQuery } from "./link_port_lines.ts";
 
 /** The acceptor's name of a `HERD2 LINKPORT <acceptor>` question, or undefined when it is not one. */
 export function parseLinkPortQuery(line: string): string | undefined {
@@ -66,11 +57,6 @@ export function parseLinkPortQuery(line: string): string | undefined {
   return f.length === 3 && f[0] === "HERD2" && f[1] === "LINKPORT" && NAME.test(f[2])
     ? f[2]
     : undefined;
-}
-
-/** The answer to a link-port question: `HERD2 LINKPORT <acceptor> <port>`. */
-export function formatLinkPort(acceptor: string, port: number): string {
-  return `HERD2 LINKPORT ${acceptor} ${port}\n`;
 }
 
 /**
