@@ -981,33 +981,48 @@ export class HerdServer implements LineHandler {
     // The record is taken now (#places reads it before its first await), so a later IAMAT of
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
-    if (known !== undefined) return this.#places(known, cmd, outcome);
-    // Just (re)started, wait for the first catch-up instead: it brings what we missed. One
-    // wait throughout (a fresh lookup after the catch-up would see this connection's later
-    // IAMATs), ended once the catch-up is over and the usual grace has passed too.
     const warm = this.#warmUp;
-    if (warm !== undefined) {
-      const stop = new AbortController();
-      let grace: ReturnType<typeof setTimeout> | undefined;
-      warm.done.then(() => {
-        if (stop.signal.aborted) return;
-        const graceMs = this.links.some((l) => l.up) ? this.#opts.whatsatGraceMs : 0;
-        grace = setTimeout(() => stop.abort(), graceMs);
-      });
-      return this.store.whenKnown(
-        cmd.client,
-        WARM_UP_MAX_MS + this.#opts.whatsatGraceMs,
-        conn,
-        stop.signal,
-      ).then((r) => {
-        stop.abort();
-        clearTimeout(grace);
-        return r === undefined
-          ? this.#invalid(line, "unknown-client", outcome)
-          : this.#places(r, cmd, outcome);
-      });
-    }
+    if (warm !== undefined) return this.#warmWait(warm, known, cmd, line, conn, outcome);
+    if (known !== undefined) return this.#places(known, cmd, outcome);
     return this.#graceWait(cmd, line, conn, outcome);
+  }
+
+  /**
+   * Just (re)started: the first catch-up brings what we missed, so a WHATSAT waits for it, for a
+   * client we do not know and for one we know from disk alike (the herd may hold a newer
+   * record). One wait throughout (a fresh lookup after the catch-up would see this connection's
+   * later IAMATs), ended once the catch-up is over (and, for an unknown client, the usual grace
+   * has passed too).
+   */
+  #warmWait(
+    warm: WarmUp,
+    known: StoredRecord | undefined,
+    cmd: WhatsatCommand,
+    line: string,
+    conn: ClientConnection,
+    outcome: Outcome | undefined,
+  ): Promise<string> {
+    const stop = new AbortController();
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    warm.done.then(() => {
+      if (stop.signal.aborted) return;
+      const graceMs = known === undefined && this.links.some((l) => l.up)
+        ? this.#opts.whatsatGraceMs
+        : 0;
+      grace = setTimeout(() => stop.abort(), graceMs);
+    });
+    const ms = WARM_UP_MAX_MS + this.#opts.whatsatGraceMs;
+    const wait = known === undefined
+      ? this.store.whenKnown(cmd.client, ms, conn, stop.signal)
+      : this.store.whenNewer(cmd.client, ms, conn, stop.signal);
+    return wait.then((r) => {
+      stop.abort();
+      clearTimeout(grace);
+      const record = r ?? known;
+      return record === undefined
+        ? this.#invalid(line, "unknown-client", outcome)
+        : this.#places(record, cmd, outcome);
+    });
   }
 
   /**

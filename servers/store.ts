@@ -312,7 +312,31 @@ export class RecordStore {
     signal?: AbortSignal,
   ): Promise<StoredRecord | undefined> {
     const known = this.get(client);
-    if (known !== undefined || ms <= 0 || signal?.aborted) return Promise.resolve(known);
+    if (known !== undefined) return Promise.resolve(known);
+    return this.#wait(client, ms, ignore, signal);
+  }
+
+  /**
+   * Like {@linkcode whenKnown}, but for a record newer than the one held now: a just restarted
+   * server's WHATSAT for a client it knows from disk waits for what its catch-up brings.
+   * Resolves undefined when none came in `ms` or by `signal` (the held record stands).
+   */
+  whenNewer(
+    client: string,
+    ms: number,
+    ignore?: object,
+    signal?: AbortSignal,
+  ): Promise<StoredRecord | undefined> {
+    return this.#wait(client, ms, ignore, signal);
+  }
+
+  #wait(
+    client: string,
+    ms: number,
+    ignore: object | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<StoredRecord | undefined> {
+    if (ms <= 0 || signal?.aborted) return Promise.resolve(undefined);
     let set = this.#waiters.get(client);
     if (this.#waiting >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT) {
       return Promise.resolve(undefined);

@@ -7,6 +7,7 @@ import { exchange, splitReplies, startSeedHerd, TcpClient, waitFor } from "./_he
 import type { PlacesProvider } from "../servers/places/provider.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { formatTimeDiff } from "../servers/protocol.ts";
+import { openLogPersistence } from "../servers/persist.ts";
 
 const UCLA = "+34.068930-118.445127";
 
@@ -314,6 +315,51 @@ Deno.test("a restarted server's WHATSAT never sees an IAMAT pipelined after it o
   await t.herd.startServer("Smith");
   const text = await pipelined(t.port("Smith"), "fresh.client");
   assert.ok(text.startsWith("? WHATSAT fresh.client"), `saw the later IAMAT: ${text}`);
+});
+
+Deno.test("a restarted server's WHATSAT for a client it knows from disk waits for the newer record its catch-up brings", async () => {
+  // Found by an adversarial review: the warm-up wait covered only clients the restarted server
+  // did not know at all, so one it knew from its record log was answered from the old record.
+  const dir = await Deno.makeTempDir({ prefix: "herd-warm-known-" });
+  try {
+    await using t = await startSeedHerd({
+      openPersistence: (name) => openLogPersistence(dir, name),
+    });
+    const clients = ["moving.client", "moving.pipelined"];
+    for (const c of clients) {
+      const old = (await exchange(t.port("Hill"), `IAMAT ${c} +1+1 1000\n`)).trimEnd();
+      await waitFor(
+        async () => (await exchange(t.port("Smith"), `WHATSAT ${c} 10 0\n`)).startsWith(old),
+        5000,
+        `Smith knows ${c}'s first record`,
+      );
+    }
+    await t.herd.stopServer("Smith");
+    // While Smith is down, the clients move; every other server knows it.
+    const newer = new Map<string, string>();
+    for (const c of clients) {
+      newer.set(c, (await exchange(t.port("Hill"), `IAMAT ${c} +2+2 2000\n`)).trimEnd());
+    }
+    // A first catch-up that takes a little while (a loaded box, a slow neighbour).
+    for (const n of ["Hill", "Campbell", "Singleton"]) t.herd.setLink(n, "Smith", { delayMs: 250 });
+    await t.herd.startServer("Smith");
+    // Asked at once, as the CS 131 script asks a restarted server.
+    const w = await exchange(t.port("Smith"), "WHATSAT moving.client 10 0\n", 10_000);
+    assert.ok(
+      w.startsWith(newer.get("moving.client") + "\n"),
+      `restarted Smith answered from its stale record: ${w.split("\n")[0]}`,
+    );
+    // Still never this connection's later IAMAT, though it is newer than both.
+    await using c = await TcpClient.connect(t.port("Smith"));
+    await c.send("WHATSAT moving.pipelined 10 0\nIAMAT moving.pipelined +3+3 3000\n");
+    const text = await c.waitUntil((r) => /^AT Smith /m.test(r), 15_000);
+    assert.ok(
+      text.startsWith(newer.get("moving.pipelined") + "\n"),
+      `expected the herd's record, got: ${text.split("\n")[0]}`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 });
 
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
