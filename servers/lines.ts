@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { MAX_CLIENT_LINE } from "./limits.ts";
 
-/** Default longest line, in bytes, LF excluded: the client line limit (see limits.ts). */
+/** Default longest line, in bytes, LF (and a CR before it) excluded: the client line limit (limits.ts). */
 export const DEFAULT_LINE_LIMIT = MAX_CLIENT_LINE;
 
 /** How much of an overlong line is kept for the `?` reply. */
@@ -101,6 +101,7 @@ export function binaryEquals(bytes: Uint8Array, start: number, end: number, text
 }
 
 const asciiEncoder = new TextEncoder();
+const CR = 13;
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
@@ -156,7 +157,7 @@ export class LineSplitter {
       const end = lf === -1 ? chunk.length : lf;
       if (
         lf !== -1 && this.#size === 0 && this.#overlongPrefix === undefined &&
-        end - start <= this.#limit
+        (end - start <= this.#limit || (end - start === this.#limit + 1 && chunk[end - 1] === CR))
       ) {
         // Fast path: a whole line inside this chunk needs no copy.
         if (raw !== undefined && chunk[start] === raw && chunk[start + 1] === 0x20) {
@@ -191,7 +192,8 @@ export class LineSplitter {
       if (room > 0) this.#overlongPrefix += bytesToBinary(bytes.subarray(0, room));
       return;
     }
-    if (this.#size + bytes.length > this.#limit) {
+    // One byte over the limit is held: the line's CR, if its LF comes next (#finish checks).
+    if (this.#size + bytes.length > this.#limit + 1) {
       const kept = this.#concat();
       const room = Math.max(0, OVERLONG_PREFIX - kept.length);
       this.#overlongPrefix = bytesToBinary(kept.subarray(0, OVERLONG_PREFIX)) +
@@ -222,10 +224,15 @@ export class LineSplitter {
       this.#overlongPrefix = undefined;
       return { text, overlong: true };
     }
-    const text = this.#size === 0 ? "" : bytesToBinary(this.#concat());
+    const all = this.#size === 0 ? undefined : this.#concat();
     this.#parts = [];
     this.#size = 0;
-    return { text, overlong: false };
+    if (all === undefined) return { text: "", overlong: false };
+    // A CR before the LF is whitespace, not part of the line's length: only it may pass the limit.
+    if (all.length > this.#limit && all[all.length - 1] !== CR) {
+      return { text: bytesToBinary(all.subarray(0, OVERLONG_PREFIX)), overlong: true };
+    }
+    return { text: bytesToBinary(all), overlong: false };
   }
 }
 

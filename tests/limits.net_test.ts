@@ -145,3 +145,26 @@ Deno.test("limits: the largest records fit a peer line and an observer line", ()
     assert.ok(json.length <= MAX_RECORD_JSON, `record JSON ${json.length} > ${MAX_RECORD_JSON}`);
   }
 });
+
+Deno.test("a 64 KiB IAMAT (fields at their caps) gets the same answer with LF and with CRLF", async () => {
+  // Found by an adversarial review: the CR of CRLF counted toward the 64 KiB limit, so the
+  // largest valid IAMAT was refused when sent with CRLF (a CR before the LF is whitespace).
+  await using t = await startSeedHerd();
+  const time = String(Math.floor(Date.now() / 1000));
+  const fieldsTotal = 65_528;
+  const answers: string[] = [];
+  for (const [i, end] of ["\n", "\r\n"].entries()) {
+    const client = `crlf${i}`;
+    const location = "+1." + "1".repeat(fieldsTotal - client.length - time.length - 5) + "+1";
+    const line = `IAMAT ${client} ${location} ${time}`;
+    assert.equal(line.length, 65_536);
+    answers.push((await exchange(t.port("Hill"), line + end, 10_000)).slice(0, 9));
+  }
+  assert.deepEqual(answers, ["AT Hill +", "AT Hill +"]);
+  // One byte more than the limit, CR or not, is still too long.
+  const over = `IAMAT crlf2 +1.${"1".repeat(fieldsTotal - 5 - time.length - 5 + 1)}+1 ${time}`;
+  assert.equal(over.length, 65_537);
+  for (const end of ["\n", "\r\n"]) {
+    assert.match(await exchange(t.port("Hill"), over + end, 10_000), /^\? IAMAT crlf2 /);
+  }
+});

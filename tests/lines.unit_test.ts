@@ -55,6 +55,30 @@ Deno.test("splitter: an overlong line is discarded as it streams; only a prefix 
   assert.deepEqual(s.push(enc.encode("z".repeat(101) + "\n"))[0].overlong, true);
 });
 
+Deno.test("splitter: a CR before the LF does not count toward the limit, in one read or across reads", () => {
+  // A line at the limit sent with CRLF is the same line as with LF (the CR is whitespace); the
+  // CR is kept for the parser. One more byte of anything, the CR included, is over.
+  const enc = new TextEncoder();
+  const at = "z".repeat(100);
+  const cases: [string[], boolean][] = [
+    [[at + "\r\n"], false],
+    [[at, "\r", "\n"], false],
+    [[at + "\r", "\n"], false],
+    [[at + "x\n"], true],
+    [[at, "x\n"], true],
+    [[at + "\r\r\n"], true],
+    [[at + "\rx\n"], true],
+    [[at, "\rx", "\n"], true],
+  ];
+  for (const [reads, overlong] of cases) {
+    const s = new LineSplitter(100);
+    const out = reads.flatMap((r) => s.push(enc.encode(r)));
+    assert.deepEqual(out.length, 1, JSON.stringify(reads));
+    assert.deepEqual(out[0].overlong, overlong, JSON.stringify(reads));
+    if (!overlong) assert.deepEqual(out[0].text, at + "\r");
+  }
+});
+
 Deno.test("splitter: random bytes cut into random reads give the lines a reference split gives", () => {
   // A seeded generator, so a failure can be replayed.
   let seed = 131;
@@ -64,16 +88,21 @@ Deno.test("splitter: random bytes cut into random reads give the lines a referen
   };
   for (let round = 0; round < 200; round++) {
     const limit = 1 + rand(40);
-    // Every byte value, LFs often, lines from empty to well over the limit.
-    const bytes = new Uint8Array(rand(2000)).map(() => rand(6) === 0 ? 10 : rand(256));
+    // Every byte value, LFs and CRs often, lines from empty to well over the limit.
+    const bytes = new Uint8Array(rand(2000)).map(() => {
+      const r = rand(8);
+      return r === 0 ? 10 : r === 1 ? 13 : rand(256);
+    });
     const want: { text: string; overlong: boolean }[] = [];
     let from = 0;
     for (let i = 0; i <= bytes.length; i++) {
       if (i < bytes.length && bytes[i] !== 10) continue;
       if (i === bytes.length && i === from) break;
       const line = [...bytes.subarray(from, i)].map((b) => String.fromCharCode(b)).join("");
+      // A CR ending the line may be the one byte past the limit.
+      const counted = line.endsWith("\r") ? line.length - 1 : line.length;
       want.push(
-        line.length > limit
+        counted > limit
           ? { text: line.slice(0, Math.min(line.length, OVERLONG_PREFIX)), overlong: true }
           : { text: line, overlong: false },
       );
