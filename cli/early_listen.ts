@@ -21,6 +21,7 @@
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
 import { closeQuietly } from "../servers/io.ts";
+import { readConfigText } from "../servers/config_file.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
@@ -196,7 +197,7 @@ export async function listenEarly(
   try {
     if (path !== undefined) {
       if (!granted({ name: "read", path })) return undefined;
-      configText = await Deno.readTextFile(path);
+      configText = await readConfigText(path);
       json = JSON.parse(configText);
     }
   } catch {

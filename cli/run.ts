@@ -22,6 +22,7 @@ import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
+import { errText } from "../servers/text.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
@@ -34,10 +35,10 @@ export interface RunHooks {
 
 /**
  * Refuses, before anything starts, a directory or address that this process's permissions (the
- * deno.json task's, scoped) do not cover: one line naming the flag or server, not a failure
- * half-way through start-up.
+ * deno.json task's, scoped) do not cover, or a directory it cannot make: one line naming the
+ * flag or server, not a failure half-way through start-up.
  */
-function checkPermissions(flags: HerdFlags, servers: readonly ServerConfig[]): void {
+function checkAccess(flags: HerdFlags, servers: readonly ServerConfig[]): void {
   const denied = (d: Deno.PermissionDescriptor) =>
     Deno.permissions.querySync(d).state !== "granted";
   const dirs: [string, string][] = [["--log-dir", flags.logDir]];
@@ -48,6 +49,13 @@ function checkPermissions(flags: HerdFlags, servers: readonly ServerConfig[]): v
         `${flag} ${dir}: no write permission (the task may write only its own dirs; ` +
           `run deno run --allow-write=${dir} ... main.ts, see README)`,
       );
+    }
+    // Made here, so a path that cannot be a directory (a file, a file's child) is one line
+    // naming the flag, not an uncaught error half-way through start-up.
+    try {
+      Deno.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new UsageError(`${flag} ${dir}: cannot use it as a directory: ${errText(err)}`);
     }
   }
   for (const s of servers) {
@@ -112,7 +120,7 @@ async function run(
   // The servers this process runs, and the neighbours they dial.
   const mine = config.servers.filter((s) => only === undefined || only.includes(s.name));
   const dialled = new Set(mine.flatMap((s) => [s.name, ...s.neighbors]));
-  checkPermissions(flags, config.servers.filter((s) => dialled.has(s.name)));
+  checkAccess(flags, config.servers.filter((s) => dialled.has(s.name)));
 
   let secret = Deno.env.get("HERD_SECRET") || config.secret;
   if (!secret) {

@@ -11,6 +11,7 @@ import { MAX_SERVER_NAME } from "./limits.ts";
 import { didYouMean } from "./suggest.ts";
 import { DEFAULT_CONFIG_JSON } from "./seed.ts";
 import { ConfigError } from "./config_error.ts";
+import { readConfigText } from "./config_file.ts";
 
 export { ConfigError } from "./config_error.ts";
 
@@ -288,8 +289,9 @@ export async function loadConfig(path?: string, given?: string): Promise<HerdCon
   if (path === undefined) return parseConfig(DEFAULT_CONFIG_JSON);
   let text: string;
   try {
-    text = given ?? await Deno.readTextFile(path);
+    text = given ?? await readConfigText(path);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const why = err instanceof Deno.errors.NotFound ? "no such file" : String(err);
     throw new ConfigError(`cannot read config ${path}: ${why}`);
   }

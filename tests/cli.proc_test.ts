@@ -279,6 +279,41 @@ function assertUsage(r: { code: number; stderr: string }, re: RegExp, what: stri
   assert.match(lines[0], re, what);
 }
 
+Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
+  // Found by an adversarial review: --log-dir naming a file died with an uncaught mkdir error
+  // and its stack; --config /dev/zero read until the memory ran out.
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/not-a-dir`;
+  await Deno.writeTextFile(file, "");
+  const widen = { write: [dir, "/dev/zero"] };
+  try {
+    for (const command of [["server", "Hill"], ["start", "--no-dashboard"]]) {
+      const what = command[0];
+      assertUsage(
+        await run([...command, "--memory", "--log-dir", file], {}, widen),
+        /^error: --log-dir \S+not-a-dir: cannot use it as a directory/,
+        `${what} --log-dir FILE`,
+      );
+      assertUsage(
+        await run([...command, "--log-dir", dir, "--data-dir", `${file}/sub`], {}, widen),
+        /^error: --data-dir \S+not-a-dir\/sub: cannot use it as a directory/,
+        `${what} --data-dir under a file`,
+      );
+      const child = spawnMain([...command, "--memory", "--config", "/dev/zero"], { widen });
+      const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const out = await child.output();
+      clearTimeout(kill);
+      assertUsage(
+        { code: out.code, stderr: new TextDecoder().decode(out.stderr) },
+        /^error: config \/dev\/zero is larger than 1 MiB/,
+        `${what} --config /dev/zero`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("help per subcommand lists only its flags; --version everywhere", async () => {
   const help = Object.fromEntries(
     await Promise.all(SUBCOMMANDS.map(async (c) => {
