@@ -22,7 +22,8 @@
  * the measured window, the syscalls of each herd's processes (every thread) with `perf stat` on
  * the kernel's syscall tracepoints (a counter in the kernel: the herd runs at full speed, unlike
  * under `strace`), per IAMAT: all of them, and `epoll_wait` (event-loop wake-ups), `sendto`,
- * `recvfrom`, `write`, `futex`, `mmap`, `munmap`, `madvise`.
+ * `recvfrom`, `write` (and `write_eventfd`, those to the runtime's wake-up eventfd), `futex`,
+ * `mmap`, `munmap`, `madvise`.
  * Prints one JSON line at the end.
  *
  * @module
@@ -205,12 +206,22 @@ const SYSCALLS = [
  */
 async function countSyscalls(pids: number[], ms: number): Promise<Record<string, number>> {
   const events = ["raw_syscalls:sys_enter", ...SYSCALLS.map((n) => `syscalls:sys_enter_${n}`)];
+  // The runtime's own wake-ups (a timer armed or fired, work from another thread) are writes to
+  // its eventfd, the first descriptor it opens (4): counted apart when every process has it there.
+  const eventfd = pids.every((p) => {
+    try {
+      return Deno.readLinkSync(`/proc/${p}/fd/4`) === "anon_inode:[eventfd]";
+    } catch {
+      return false;
+    }
+  });
   const out = await new Deno.Command("perf", {
     args: [
       "stat",
       "-x",
       ",",
       ...events.flatMap((e) => ["-e", e]),
+      ...(eventfd ? ["-e", "syscalls:sys_enter_write", "--filter", "fd == 4"] : []),
       "-p",
       pids.join(","),
       "--",
@@ -221,12 +232,12 @@ async function countSyscalls(pids: number[], ms: number): Promise<Record<string,
     stderr: "piped",
   }).output();
   const counts: Record<string, number> = {};
-  // CSV lines: count,unit,event,...
+  // CSV lines: count,unit,event,... in the order asked (the filtered write comes last).
   for (const line of new TextDecoder().decode(out.stderr).split("\n")) {
     const [count, , event] = line.split(",");
     if (event === undefined || !/^\d+$/.test(count)) continue;
-    counts[event === "raw_syscalls:sys_enter" ? "all" : event.replace(/^.*sys_enter_/, "")] =
-      Number(count);
+    const name = event === "raw_syscalls:sys_enter" ? "all" : event.replace(/^.*sys_enter_/, "");
+    counts[name in counts ? `${name}_eventfd` : name] = Number(count);
   }
   return counts;
 }

@@ -5,24 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfig } from "../servers/config.ts";
-import { Herd } from "../servers/herd.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
-import { createOfflineProvider } from "../servers/places/offline.ts";
-import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { pairHerd, TcpClient, waitFor } from "./_helpers/net.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A and B linked, A's writes to B timed; heartbeats far apart, so only records write. */
 async function startPair(writeHoldMs: number) {
-  const [a, b] = freePorts(2);
-  const config = parseConfig({
-    servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } },
-  });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: "link-hold-test-secret-0123456789",
+  const { herd, portA } = pairHerd({
     link: { ...SERVER_DEFAULTS.link, heartbeatMs: 30_000, writeHoldMs },
   });
   const writes: { at: number; records: string[] }[] = [];
@@ -32,7 +22,7 @@ async function startPair(writeHoldMs: number) {
     }
   });
   await herd.start();
-  const client = await TcpClient.connect(a);
+  const client = await TcpClient.connect(portA);
   return {
     writes,
     client,

@@ -4,15 +4,11 @@
 
 import assert from "node:assert/strict";
 import { HeldWrites } from "../servers/link_hold.ts";
+import { countTimers, realSetTimeout } from "./_helpers/timers.ts";
 
 Deno.test("held writes: every link's held write goes when the earliest is due, on one timer", async () => {
   const holds = new HeldWrites();
-  const real = globalThis.setTimeout;
-  let timers = 0;
-  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-    timers++;
-    return real(fn, ms);
-  }) as typeof setTimeout;
+  const timers = countTimers();
   const ran: string[] = [];
   const [a, b, c] = [{}, {}, {}];
   const t0 = performance.now();
@@ -21,13 +17,17 @@ Deno.test("held writes: every link's held write goes when the earliest is due, o
     holds.hold(b, t0 + 40, () => ran.push("b"));
     holds.hold(c, t0 + 20, () => ran.push("c"));
   } finally {
-    globalThis.setTimeout = real;
+    timers.stop();
   }
-  assert.equal(timers, 2, "a timer, and one again for an earlier hold; none for a later one");
+  assert.equal(
+    timers.delays.length,
+    2,
+    "a timer, and one again for an earlier hold; none for a later one",
+  );
   assert.equal(holds.size, 3);
-  await new Promise((r) => real(r, 10));
+  await new Promise((r) => realSetTimeout(r, 10));
   assert.deepEqual(ran, [], "nothing before the earliest is due");
-  await new Promise((r) => real(r, 60));
+  await new Promise((r) => realSetTimeout(r, 60));
   assert.deepEqual(ran.toSorted(), ["a", "b", "c"], "all of them when it is");
   assert.equal(holds.size, 0);
 });
