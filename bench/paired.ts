@@ -16,6 +16,14 @@
  * throughput. `--rate R` offers R IAMATs/s (open loop) instead of the closed loop: both herds
  * then do the same work, and the CPU per IAMAT compares them without the feedback of a closed
  * loop (the herd that falls behind gets less load, and less CPU). `--solo` loads them one after the other instead (alternating which goes first).
+ *
+ * `--procs` runs each herd as five `main.ts server NAME` processes instead of one `start`; the CPU
+ * is then summed over the five, and each process's share is reported too. `--syscalls` counts, over
+ * the measured window, the syscalls of each herd's processes (every thread) with `perf stat` on
+ * the kernel's syscall tracepoints (a counter in the kernel: the herd runs at full speed, unlike
+ * under `strace`), per IAMAT: all of them, and `epoll_wait` (event-loop wake-ups), `sendto`,
+ * `recvfrom`, `write` (and `write_eventfd`, those to the runtime's wake-up eventfd), `futex`,
+ * `mmap`, `munmap`, `madvise`.
  * Prints one JSON line at the end.
  *
  * @module
@@ -55,6 +63,8 @@ const OPTIONS = {
   "b-deno-flags": { type: "string", default: "" },
   solo: { type: "boolean", default: false },
   rate: { type: "string", default: "0" },
+  procs: { type: "boolean", default: false },
+  syscalls: { type: "boolean", default: false },
 } as const;
 const v = flags();
 
@@ -69,7 +79,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 interface Herd {
   label: string;
   tree: string;
-  child: Deno.ChildProcess;
+  /** One `start`, or five `server` processes (`--procs`, in HERD_NAMES order). */
+  children: Deno.ChildProcess[];
   ports: Record<string, number>;
   work: string;
 }
@@ -94,35 +105,38 @@ async function launch(
   await Deno.writeTextFile(`${work}/herd.json`, JSON.stringify(herdConfig(base)));
   const secret = randomHex(32);
   const root = await Deno.realPath(tree);
-  const args = [
+  const args = (cmd: string[]) => [
     "run",
     "-A",
     ...denoFlags,
     "--config",
     `${root}/deno.json`,
     `${root}/main.ts`,
-    "start",
+    ...cmd,
     "--config",
     `${work}/herd.json`,
     "--log-dir",
     `${work}/logs`,
     ...(v.persist ? ["--data-dir", `${work}/data`] : ["--memory"]),
-    "--no-dashboard",
+    // Only `start` serves a dashboard (and takes its flags); `server` refuses them.
+    ...(cmd[0] === "start" ? ["--no-dashboard"] : []),
     "--places",
     "offline",
     ...split(v.flags),
     ...extra,
   ];
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: root,
-    env: { HERD_SECRET: secret },
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
+  const spawn = (cmd: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: args(cmd),
+      cwd: root,
+      env: { HERD_SECRET: secret },
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+  const children = v.procs ? HERD_NAMES.map((n) => spawn(["server", n])) : [spawn(["start"])];
   const ports = Object.fromEntries(HERD_NAMES.map((n, i) => [n, base + i]));
-  const herd = { label, tree: root, child, ports, work };
+  const herd = { label, tree: root, children, ports, work };
   herds.push(herd);
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
@@ -166,26 +180,97 @@ interface Sample {
   p50: number;
   p99: number;
   cpuUsPerReq: number;
+  /** With `--procs`: each process's CPU µs per IAMAT, in HERD_NAMES order. */
+  cpuUsPerReqByProc?: number[];
+  /** With `--syscalls`: syscalls per IAMAT over every process of the herd, by name. */
+  syscallsPerReq?: Record<string, number>;
   errors: number;
+}
+
+/** The syscalls `--syscalls` counts one by one (besides the total). */
+const SYSCALLS = [
+  "epoll_wait",
+  "epoll_pwait",
+  "sendto",
+  "recvfrom",
+  "write",
+  "futex",
+  "mmap",
+  "munmap",
+  "madvise",
+];
+
+/**
+ * Counts syscalls of `pids` (all their threads) for `ms` with `perf stat` on the syscall
+ * tracepoints; name → count, "all" for every syscall.
+ */
+async function countSyscalls(pids: number[], ms: number): Promise<Record<string, number>> {
+  const events = ["raw_syscalls:sys_enter", ...SYSCALLS.map((n) => `syscalls:sys_enter_${n}`)];
+  // The runtime's own wake-ups (a timer armed or fired, work from another thread) are writes to
+  // its eventfd, the first descriptor it opens (4): counted apart when every process has it there.
+  const eventfd = pids.every((p) => {
+    try {
+      return Deno.readLinkSync(`/proc/${p}/fd/4`) === "anon_inode:[eventfd]";
+    } catch {
+      return false;
+    }
+  });
+  const out = await new Deno.Command("perf", {
+    args: [
+      "stat",
+      "-x",
+      ",",
+      ...events.flatMap((e) => ["-e", e]),
+      ...(eventfd ? ["-e", "syscalls:sys_enter_write", "--filter", "fd == 4"] : []),
+      "-p",
+      pids.join(","),
+      "--",
+      "sleep",
+      String(ms / 1000),
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const counts: Record<string, number> = {};
+  // CSV lines: count,unit,event,... in the order asked (the filtered write comes last).
+  for (const line of new TextDecoder().decode(out.stderr).split("\n")) {
+    const [count, , event] = line.split(",");
+    if (event === undefined || !/^\d+$/.test(count)) continue;
+    const name = event === "raw_syscalls:sys_enter" ? "all" : event.replace(/^.*sys_enter_/, "");
+    counts[name in counts ? `${name}_eventfd` : name] = Number(count);
+  }
+  return counts;
 }
 
 /** Loads `herd` from `startAt`, sampling its CPU time over the measured window. */
 async function measure(herd: Herd, startAt: number, tag: string): Promise<Sample> {
-  const pid = herd.child.pid;
+  const pids = herd.children.map((c) => c.pid);
   const from = startAt + warmupMs;
   const to = from + durationMs;
   const cpu = (async () => {
     await sleep(from - Date.now());
-    const c0 = cpuTicks(pid);
+    const c0 = pids.map(cpuTicks);
+    const syscalls = v.syscalls ? countSyscalls(pids, to - Date.now()) : undefined;
     await sleep(to - Date.now());
-    return cpuTicks(pid) - c0;
+    return { ticks: pids.map((p, i) => cpuTicks(p) - c0[i]), syscalls: await syscalls };
   })();
-  const [r, ticks] = await Promise.all([load(herd.ports.Hill, startAt, tag), cpu]);
+  const [r, { ticks, syscalls }] = await Promise.all([load(herd.ports.Hill, startAt, tag), cpu]);
+  const perReq = (n: number, scale: number) =>
+    r.requests > 0 ? Math.round(n * scale / r.requests * 1000) / 1000 : 0;
+  const cpuUs = (t: number) => Math.round(perReq(t, 1e6 / TICK) * 10) / 10;
   return {
     throughput: Math.round(r.throughput),
     p50: r.p50,
     p99: r.p99,
-    cpuUsPerReq: r.requests > 0 ? Math.round((ticks * 1e6) / TICK / r.requests * 10) / 10 : 0,
+    cpuUsPerReq: cpuUs(ticks.reduce((a, b) => a + b, 0)),
+    ...(v.procs ? { cpuUsPerReqByProc: ticks.map(cpuUs) } : {}),
+    ...(syscalls
+      ? {
+        syscallsPerReq: Object.fromEntries(
+          Object.entries(syscalls).map(([k, n]) => [k, perReq(n, 1)]),
+        ),
+      }
+      : {}),
     errors: r.errors,
   };
 }
@@ -232,8 +317,28 @@ try {
         `${sa.cpuUsPerReq} µs/req | B ${sb.throughput} req/s ${sb.p50}/${sb.p99} ms ` +
         `${sb.cpuUsPerReq} µs/req | B/A ${(sb.throughput / sa.throughput).toFixed(2)}`,
     );
+    if (v.procs) {
+      console.error(`  µs/req by process: A ${sa.cpuUsPerReqByProc} | B ${sb.cpuUsPerReqByProc}`);
+    }
+    if (v.syscalls) {
+      const show = (c?: Record<string, number>) =>
+        Object.entries(c ?? {}).map(([k, n]) => `${k} ${n.toFixed(2)}`).join(" ");
+      console.error(`  syscalls/req A: ${show(sa.syscallsPerReq)}`);
+      console.error(`  syscalls/req B: ${show(sb.syscallsPerReq)}`);
+    }
   }
-  const pick = (side: "a" | "b", k: keyof Sample) => median(results.map((r) => r[side][k]));
+  type Scalar = "throughput" | "p50" | "p99" | "cpuUsPerReq";
+  const pick = (side: "a" | "b", k: Scalar) => median(results.map((r) => r[side][k]));
+  // Per-IAMAT syscall counts, the median of each over the rounds.
+  const pickCalls = (side: "a" | "b") =>
+    v.syscalls
+      ? Object.fromEntries(
+        Object.keys(results[0]?.[side].syscallsPerReq ?? {}).map((k) => [
+          k,
+          median(results.map((r) => r[side].syscallsPerReq?.[k] ?? 0)),
+        ]),
+      )
+      : undefined;
   const summary = {
     a: { tree: a.tree, flags: v["a-flags"], denoFlags: v["a-deno-flags"] },
     b: { tree: b.tree, flags: v["b-flags"], denoFlags: v["b-deno-flags"] },
@@ -245,6 +350,7 @@ try {
       rounds,
       rate: Number(v.rate),
       solo: v.solo,
+      procs: v.procs,
     },
     rounds: results,
     median: {
@@ -253,15 +359,19 @@ try {
       aCpuUsPerReq: pick("a", "cpuUsPerReq"),
       bCpuUsPerReq: pick("b", "cpuUsPerReq"),
       throughputRatio: median(results.map((r) => r.b.throughput / r.a.throughput)),
+      aSyscallsPerReq: pickCalls("a"),
+      bSyscallsPerReq: pickCalls("b"),
     },
   };
   console.log(JSON.stringify(summary));
 } finally {
   for (const h of herds) {
-    try {
-      h.child.kill("SIGKILL");
-    } catch { /* gone */ }
-    await h.child.status;
+    for (const child of h.children) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+    }
     await Deno.remove(h.work, { recursive: true }).catch(() => {});
   }
 }

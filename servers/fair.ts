@@ -57,7 +57,7 @@ export class FairShare {
       this.#since = now;
     }
     if (now - this.#since < this.sliceMs) {
-      armTick();
+      armTick(this.sliceMs);
       return undefined;
     }
     return sharedTurn(now).then(this.#resume);
@@ -65,10 +65,18 @@ export class FairShare {
 }
 
 /**
- * Macrotasks seen to run, counted by one shared 0 ms timer that a loop within its slice arms
+ * Macrotasks seen to run, counted by one shared probe timer that a loop within its slice arms
  * when none is pending (and by the yields' own timers). A loop whose reads are always ready
  * never lets it fire; a loop that waits for its reads does. At most one is pending, and none
  * once every loop is idle.
+ *
+ * The probe is due a third of the slice after it is armed (3 ms of 10), not at once: a loop
+ * whose reads wait sees it fire at most a third of a slice plus one gap between its reads after
+ * its slice began, so it still never yields. A timer costs the runtime two writes to its wake-up
+ * eventfd (when it becomes the earliest, and when it fires) and an extra `epoll_wait` each; a
+ * 0 ms probe (due after 1 ms) was re-armed by the first read after it fired, ~1,000 times a
+ * second in a busy process, most of that process's timers and wake-up writes (BENCHMARKS.md,
+ * "Wake-ups of 2026-11-27").
  */
 let ticks = 0;
 let ticking = false;
@@ -78,10 +86,10 @@ function tick(): void {
   ticking = false;
 }
 
-function armTick(): void {
+function armTick(sliceMs: number): void {
   if (ticking) return;
   ticking = true;
-  setTimeout(tick, 0);
+  setTimeout(tick, Math.max(1, Math.floor(sliceMs / 3)));
 }
 
 /**
