@@ -167,6 +167,7 @@ async function run(
     maxFutureS: flags.maxFutureS,
     receiptWaitMs: flags.receiptWaitMs,
     syncAck: flags.syncAck,
+    tcpLinks: flags.tcpLinks,
     places,
     secret,
     only,

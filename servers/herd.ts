@@ -1,7 +1,8 @@
 /**
  * A herd in one process: the servers of a config that run here (all of them for `start`, one for
- * `server NAME`), sharing one event bus and one Places provider. Servers still talk to each
- * other over TCP, never in memory, so one process behaves like five.
+ * `server NAME`), sharing one event bus and one Places provider. The links between them run over
+ * in-memory connections (servers/memory_conn.ts) with the same link code, bytes and handshake as
+ * over TCP; `tcpLinks` keeps them on loopback TCP. Links to servers elsewhere are TCP (or TLS).
  *
  * @module
  */
@@ -20,8 +21,10 @@ import type { LoadControlStats } from "./places/load_control.ts";
 import type { LinkChange, LinkSettings } from "./link_control.ts";
 
 /** Options for a herd. */
-export interface HerdOptions extends Omit<ServerOptions, "persistence"> {
+export interface HerdOptions extends Omit<ServerOptions, "persistence" | "inProcess"> {
   secret: string;
+  /** Links between the servers of this process over loopback TCP, not in memory (`--tcp-links`). */
+  tcpLinks?: boolean;
   /** Names of the servers to run here; default all. */
   only?: readonly string[];
   /** Opens durable storage for a server; absent runs in memory. */
@@ -71,6 +74,7 @@ export class Herd {
     this.config = config;
     this.#opts = opts;
     const auth = new HerdAuth(opts.secret);
+    const inProcess = opts.tcpLinks ? undefined : (name: string) => this.servers.get(name);
     const names = new Set(config.servers.map((s) => s.name));
     for (const name of opts.only ?? []) {
       if (!names.has(name)) throw new Error(`no server named ${name} in the config`);
@@ -84,6 +88,7 @@ export class Herd {
           tls: config.tls,
           // One table for the servers of this process: a record they all hold is held once.
           records: this.records,
+          inProcess,
         }),
       );
     }

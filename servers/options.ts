@@ -80,6 +80,12 @@ export const OPTIONS = {
     commands: HERD,
     help: "reply to an IAMAT only once its record is on disk (slower, stricter)",
   },
+  tcpLinks: {
+    type: "boolean",
+    default: false,
+    commands: ["start"],
+    help: "link the servers of this process over loopback TCP, not in memory (for comparison)",
+  },
   dashboardPort: {
     type: "int",
     arg: "N",

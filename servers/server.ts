@@ -46,6 +46,7 @@ import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts"
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
 import { startObserver } from "./observe.ts";
+import { MemoryConn, memoryConnPair } from "./memory_conn.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import type { Persistence } from "./persist.ts";
 import type { ServerState } from "./snapshot.ts";
@@ -108,6 +109,11 @@ export interface ServerOptions extends ConnectionOptions {
   listen?: (addr: { hostname: string; port: number }) => Deno.TcpListener;
   /** Opens the plain link port (default `Deno.listen`): `server NAME` opened it early too. */
   listenLink?: (addr: { hostname: string; port: number }) => Deno.TcpListener;
+  /**
+   * The neighbours that run in this process (the Herd's servers), by name: links to them run in
+   * memory (servers/memory_conn.ts). Absent, or undefined for a name: TCP (or TLS) as to any.
+   */
+  inProcess?: (name: string) => HerdServer | undefined;
 }
 
 /**
@@ -160,6 +166,13 @@ export class HerdServer implements LineHandler {
    */
   #linkListener: Deno.Listener | undefined;
   #acceptingLinks: Promise<void> | undefined;
+  /**
+   * In-process dials (`dialInProcess`) that came while we start, before our accepts: served
+   * once those begin, as a listener's backlog is. Undefined while accepting or stopped.
+   */
+  #inProcessBacklog: MemoryConn[] | undefined;
+  /** In-process connections being served (until handed to a link, or closed). */
+  #servingInProcess = new Set<Promise<void>>();
   /**
    * Until a neighbour's first catch-up stream to us ends (or WARM_UP_MAX_MS after start), a
    * WHATSAT for a client we do not know waits for that stream: a server just (re)started has not
@@ -253,6 +266,7 @@ export class HerdServer implements LineHandler {
       this.port,
       () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
     );
+    this.#inProcessBacklog = [];
     try {
       // The link port: TLS (its front), or plain (config `linkPort`, else the system's choice).
       const files = this.#tlsFiles;
@@ -297,6 +311,10 @@ export class HerdServer implements LineHandler {
       : undefined;
     for (const link of this.links) link.start();
     this.#linkStats.start();
+    // In-process dials that came while we loaded are served now, as a listener's backlog is.
+    const backlog = this.#inProcessBacklog;
+    this.#inProcessBacklog = undefined;
+    for (const conn of backlog ?? []) this.#serveInProcess(conn);
   }
 
   #warming(): WarmUp {
@@ -333,10 +351,12 @@ export class HerdServer implements LineHandler {
     });
   }
 
-  /** Closes the client and link ports' listeners. */
+  /** Closes the client and link ports' listeners (and refuses in-process dials from now on). */
   #closeListeners(): void {
     for (const l of [this.#listener, this.#tlsListener, this.#linkListener]) closeQuietly(l);
     this.#listener = this.#tlsListener = this.#linkListener = undefined;
+    for (const conn of this.#inProcessBacklog ?? []) closeQuietly(conn);
+    this.#inProcessBacklog = undefined;
   }
 
   /** Listens with a clear error when the port is taken. */
@@ -358,9 +378,33 @@ export class HerdServer implements LineHandler {
    * link port, asked on its client port (its client port itself when it is an older server).
    */
   connectPeer(peer: string, signal?: AbortSignal): Promise<Deno.Conn> {
+    const local = this.#opts.inProcess?.(peer);
+    if (local !== undefined) return local.dialInProcess();
     const config = this.#peerConfigs.get(peer)!;
     if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca, signal);
     return dialLinkPort(config, signal);
+  }
+
+  /**
+   * A neighbour of this process dials us in memory: what connecting to our link port does over
+   * TCP, without the socket. Refused (`ConnectionRefused`) while we are stopped, so its dials
+   * fail and back off as they would against a closed port; while we start, held until we accept.
+   */
+  dialInProcess(): Promise<Deno.Conn> {
+    if (this.#listener === undefined) {
+      return Promise.reject(new Deno.errors.ConnectionRefused(`${this.name} is not running`));
+    }
+    const [dialled, accepted] = memoryConnPair();
+    if (this.#inProcessBacklog !== undefined) this.#inProcessBacklog.push(accepted);
+    else this.#serveInProcess(accepted);
+    return Promise.resolve(dialled);
+  }
+
+  /** Serves an in-process connection as one accepted on the link port (handshake or nothing). */
+  #serveInProcess(conn: MemoryConn): void {
+    const p = this.#serveSafely(conn, true);
+    this.#servingInProcess.add(p);
+    p.finally(() => this.#servingInProcess.delete(p));
   }
 
   async #stop(): Promise<void> {
@@ -375,6 +419,7 @@ export class HerdServer implements LineHandler {
     await this.#accepting;
     await this.#acceptingTls;
     await this.#acceptingLinks;
+    await Promise.allSettled([...this.#servingInProcess]);
     await this.#persistence?.flush();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
   }
@@ -418,21 +463,25 @@ export class HerdServer implements LineHandler {
       ? listener.accepted()
       : acceptConnections(listener, failed);
     for await (const conn of conns) {
-      // A bug in serving one connection ends that connection, never the process.
-      const p = this.#serve(conn, secure).catch((err) => {
-        this.bus.emit({
-          kind: "error",
-          t: Date.now(),
-          server: this.name,
-          reason: "internal",
-          message: `serving a connection failed: ${(err as Error)?.message ?? err}`,
-        });
-        closeQuietly(conn);
-      });
+      const p = this.#serveSafely(conn, secure);
       pending.add(p);
       p.finally(() => pending.delete(p));
     }
     await Promise.allSettled([...pending]);
+  }
+
+  /** A bug in serving one connection ends that connection, never the process. */
+  #serveSafely(conn: Deno.Conn, secure: boolean): Promise<void> {
+    return this.#serve(conn, secure).catch((err) => {
+      this.bus.emit({
+        kind: "error",
+        t: Date.now(),
+        server: this.name,
+        reason: "internal",
+        message: `serving a connection failed: ${(err as Error)?.message ?? err}`,
+      });
+      closeQuietly(conn);
+    });
   }
 
   /** Refuses a connection at once with one line, closing it. */
@@ -485,11 +534,13 @@ export class HerdServer implements LineHandler {
   async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
-    // The process-wide descriptor budget comes first: past it, nothing is admitted.
-    if (!descriptors.tryAcquire("hard")) {
+    // The process-wide descriptor budget comes first: past it, nothing is admitted. An
+    // in-process connection holds no descriptor.
+    const socket = !(conn instanceof MemoryConn);
+    if (socket && !descriptors.tryAcquire("hard")) {
       return this.#refuse(conn, remote, "too many open connections");
     }
-    let counted = true;
+    let counted = socket;
     const release = () => {
       if (counted) descriptors.release();
       counted = false;

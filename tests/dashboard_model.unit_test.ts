@@ -12,6 +12,7 @@ import {
   edgeLabel,
   formatCount,
   graphLinks,
+  unstackLabels,
 } from "../dashboard/islands/_model.ts";
 import type { DashEvent, HerdSnapshot } from "../dashboard/types.ts";
 
@@ -178,4 +179,28 @@ Deno.test("model: a cut link is its own state (named by the end that cut it), de
     ),
     "link to A cut, delay 9 ms",
   );
+});
+
+Deno.test("graph labels: two that would overlap are stacked, apart ones stay where they are", () => {
+  // Two links from one node at a narrow angle: their labels land 9 px apart (the dashboard test
+  // saw "caught up 4 records" over "caught up 2 records" after a restart).
+  const a = { x: 1063, y: 247, anchor: "start" as const, width: 133, lines: 1 };
+  const b = { x: 1072, y: 247, anchor: "start" as const, width: 133, lines: 1 };
+  const far = { x: 500, y: 247, anchor: "end" as const, width: 80, lines: 2 };
+  const [pa, pb, pf] = unstackLabels([a, b, far], 14);
+  assert.deepEqual(pa, a);
+  assert.deepEqual(pf, far, "a label clear of the others does not move");
+  assert.equal(pb.x, b.x);
+  // Boxes run from 11 px above the baseline to 3 px below the last line: b now starts below a.
+  assert.ok(pb.y - 11 > a.y + 3, `moved to ${pb.y}`);
+  // A third on the same spot goes below both; two-line labels take both lines' room.
+  const c = { ...b, x: 1080, lines: 2 };
+  const [, p2, p3] = unstackLabels([a, c, b], 14);
+  assert.ok(p2.y - 11 > a.y + 3);
+  assert.ok(p3.y - 11 > p2.y + 14 + 3, `third at ${p3.y}, second at ${p2.y}`);
+  // Centred and end-anchored labels are measured from their anchor.
+  const mid = { x: 100, y: 50, anchor: "middle" as const, width: 100, lines: 1 };
+  const end = { x: 140, y: 50, anchor: "end" as const, width: 30, lines: 1 };
+  assert.equal(unstackLabels([mid, end])[1].y > 50, true, "end label inside the centred one");
+  assert.equal(unstackLabels([mid, { ...end, x: 180 }])[1].y, 50, "clear of it");
 });

@@ -20,6 +20,7 @@ import {
   type GraphLink,
   graphLinks,
   layoutNodes,
+  unstackLabels,
 } from "./_model.ts";
 
 /** Squeezes a label into a node circle of radius `r` when it would overflow it (~6.2 px a char). */
@@ -37,6 +38,9 @@ const PULSE_MS = 700;
 const MAX_PULSES = 48;
 /** How long an edge shows the size of the catch-up that crossed it. */
 const CATCHUP_SHOWN_MS = 8_000;
+/** An edge label's line (px), and a generous width per character of its 11.5 px bold text. */
+const LABEL_LINE = 14;
+const LABEL_CHAR_W = 7.2;
 
 interface Pulse {
   id: number;
@@ -163,6 +167,24 @@ export default function HerdGraph() {
     const b = pos.get(l.b)!;
     spots.push({ x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 });
   }
+  // The words and catch-up note of each link that has any, placed apart from one another.
+  const labelled = links.flatMap((l) => {
+    const words = edgeWords(l);
+    const caught = catchUps[edgeKey(l.a, l.b)];
+    if (!words && !caught) return [];
+    const note = caught
+      ? `caught up ${caught.records} record${caught.records === 1 ? "" : "s"}`
+      : "";
+    return [{ l, words, caught, note }];
+  });
+  const labelSpots = unstackLabels(
+    labelled.map(({ l, words, note }) => ({
+      ...besideEdge(pos.get(l.a)!, pos.get(l.b)!, spots, EDGE_GAP, -1),
+      width: Math.max(words.length, note.length) * LABEL_CHAR_W,
+      lines: words && note ? 2 : 1,
+    })),
+    LABEL_LINE,
+  );
 
   return (
     <div class="graph-wrap" ref={box}>
@@ -237,17 +259,8 @@ export default function HerdGraph() {
             })}
           </g>
           <g class="edge-labels">
-            {links.map((l) => {
-              const words = edgeWords(l);
-              const caught = catchUps[edgeKey(l.a, l.b)];
-              if (!words && !caught) return null;
-              const { x, y, anchor } = besideEdge(
-                pos.get(l.a)!,
-                pos.get(l.b)!,
-                spots,
-                EDGE_GAP,
-                -1,
-              );
+            {labelled.map(({ l, words, caught, note }, i) => {
+              const { x, y, anchor } = labelSpots[i];
               return (
                 <text
                   key={`${l.a}-${l.b}`}
@@ -261,11 +274,11 @@ export default function HerdGraph() {
                   {caught && (
                     <tspan
                       x={x}
-                      dy={words ? 14 : 0}
+                      dy={words ? LABEL_LINE : 0}
                       class="edge-catchup"
                       data-catchup={caught.records}
                     >
-                      caught up {caught.records} record{caught.records === 1 ? "" : "s"}
+                      {note}
                     </tspan>
                   )}
                 </text>

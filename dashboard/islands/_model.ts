@@ -340,6 +340,54 @@ export function besideEdge(
   };
 }
 
+/** A label to place: where {@linkcode besideEdge} put it, its width and its lines. */
+export interface LabelSpot {
+  x: number;
+  y: number;
+  anchor: "start" | "middle" | "end";
+  width: number;
+  lines: number;
+}
+
+/**
+ * Moves labels down, in order, until none overlaps one placed before it. Two links that meet at
+ * a node at a narrow angle put their labels on the sides that face each other, on one spot (two
+ * "caught up" notes after a restart, each over the other). `lineHeight`: a line of the text; `y`
+ * is each label's first baseline.
+ *
+ * @example
+ * ```ts
+ * const a = { x: 100, y: 50, anchor: "start" as const, width: 120, lines: 1 };
+ * unstackLabels([a, { ...a, x: 110 }]); // the second moves to y 66
+ * ```
+ */
+export function unstackLabels(labels: readonly LabelSpot[], lineHeight = 14): LabelSpot[] {
+  const placed: number[][] = [];
+  return labels.map((l) => {
+    const left = l.anchor === "start"
+      ? l.x
+      : l.anchor === "end"
+      ? l.x - l.width
+      : l.x - l.width / 2;
+    const box = (y: number) => [
+      left,
+      y - lineHeight + 3,
+      left + l.width,
+      y + 3 + (l.lines - 1) * lineHeight,
+    ];
+    let y = l.y;
+    // Each move clears one placed box for good (it only goes down): at most one per box.
+    for (let moves = 0; moves <= placed.length; moves++) {
+      const b = box(y);
+      const hit = placed.find((p) => p[0] < b[2] && b[0] < p[2] && p[1] < b[3] && b[1] < p[3]);
+      if (hit === undefined) break;
+      y = hit[3] + lineHeight - 1;
+    }
+    placed.push(box(y));
+    return { ...l, y };
+  });
+}
+
 /** "1 client", "1,000,000 clients" ("2 matches" with `many`). */
 export function plural(n: number, word: string, many = `${word}s`): string {
   return `${formatCount(n)} ${n === 1 ? word : many}`;

@@ -31,11 +31,13 @@ export interface TestHerd extends AsyncDisposable {
 }
 
 /**
- * Starts the seed herd on free ports, in this process, with the offline Places index, and
- * waits until every link is up.
+ * Starts the seed herd on free ports (or `config`), in this process, with the offline Places
+ * index, and waits until every link is up. Its links run in memory unless `tcpLinks`.
  */
-export async function startSeedHerd(overrides: Partial<HerdOptions> = {}): Promise<TestHerd> {
-  const config = seedConfig(freePorts(5));
+export async function startSeedHerd(
+  overrides: Partial<HerdOptions> = {},
+  config: HerdConfig = seedConfig(freePorts(5)),
+): Promise<TestHerd> {
   const herd = new Herd(config, {
     ...SERVER_DEFAULTS,
     places: createOfflineProvider(),
