@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, PROCS_SECRET, whatsat } from "./_helpers/procs.ts";
-import { linkPortFront, tcpSockets, waitFor } from "./_helpers/net.ts";
+import { linkPortFront, readLine, tcpSockets, waitFor } from "./_helpers/net.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -39,23 +39,6 @@ function connectionsOn(port: number): Set<number> {
 /** Connections on `port` that were not there in `before`. */
 function newConnections(port: number, before: Set<number>): number[] {
   return [...connectionsOn(port)].filter((p) => !before.has(p));
-}
-
-/** One line from `conn` (without LF), or undefined at EOF; bounded by `ms`. */
-async function readLine(conn: Deno.Conn, ms = 5000): Promise<string | undefined> {
-  const timer = setTimeout(() => closeQuietly(conn), ms);
-  const bytes: number[] = [];
-  const buf = new Uint8Array(1);
-  try {
-    for (;;) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return undefined;
-      if (buf[0] === 0x0a) return String.fromCharCode(...bytes);
-      bytes.push(buf[0]);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** `name`'s link port, asked on its client port (a connection of the test's own). */
