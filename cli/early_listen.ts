@@ -221,7 +221,7 @@ export async function listenEarly(
   // the question is answered before the herd has loaded (acceptEarly). Unless configured, it is
   // the one of the last run when that is free: neighbours that knew it dial it without asking.
   const linkPorts = addr !== undefined && wantLink === 0
-    ? await LinkPortMemory.open(stateDir, name, path)
+    ? LinkPortMemory.open(stateDir, name, path)
     : undefined;
   let listener: Deno.TcpListener | undefined;
   let link: Deno.TcpListener | undefined;

@@ -18,7 +18,7 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 
 Deno.test("link port memory: what is remembered is read back by the next run of the same server and config", async () => {
   await withDir(async (dir) => {
-    const first = await LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
+    const first = LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
     assert.equal(first.self, undefined);
     assert.equal(first.peers.size, 0);
     first.rememberSelf(40123);
@@ -27,14 +27,14 @@ Deno.test("link port memory: what is remembered is read back by the next run of 
     first.rememberPeer("Smith", undefined); // forgotten
     await first.flush();
     assert.equal((await Deno.stat(`${dir}/Hill.link-ports`)).mode! & 0o777, 0o600);
-    const again = await LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
+    const again = LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
     assert.equal(again.self, 40123);
     assert.deepEqual([...again.peers], [["Jaquez", 40200]]);
     // Another config, or another server: nothing of it.
-    const other = await LinkPortMemory.open(dir, "Hill", "/etc/other.json");
+    const other = LinkPortMemory.open(dir, "Hill", "/etc/other.json");
     assert.equal(other.self, undefined);
     assert.equal(other.peers.size, 0);
-    assert.equal((await LinkPortMemory.open(dir, "Jaquez", "/etc/herd.json")).self, undefined);
+    assert.equal(LinkPortMemory.open(dir, "Jaquez", "/etc/herd.json").self, undefined);
     // No leftover temporary files.
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(names, ["Hill.link-ports"]);
@@ -61,12 +61,12 @@ Deno.test("link port memory: a bad file is an empty memory (bad JSON, bad ports 
       await Deno.remove(path, { recursive: true }).catch(() => {});
       if (typeof content === "string") await Deno.writeTextFile(path, content);
       else await content();
-      const m = await LinkPortMemory.open(dir, "Hill", config);
+      const m = LinkPortMemory.open(dir, "Hill", config);
       assert.equal(m.self, undefined, what);
       assert.equal(m.peers.size, 0, what);
     }
     // A name that is not a server name reads and writes nothing.
-    const bad = await LinkPortMemory.open(dir, "../Hill", config);
+    const bad = LinkPortMemory.open(dir, "../Hill", config);
     assert.equal(bad.path, undefined);
   });
 });
@@ -76,12 +76,12 @@ Deno.test("link port memory: a write replaces a symlink at the path instead of w
     const victim = `${dir}/victim.txt`;
     await Deno.writeTextFile(victim, "precious\n");
     await Deno.symlink(victim, `${dir}/Hill.link-ports`);
-    const m = await LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
+    const m = LinkPortMemory.open(dir, "Hill", "/etc/herd.json");
     assert.equal(m.self, undefined); // a symlink is not read either
     m.rememberSelf(40123);
     await m.flush();
     assert.equal(await Deno.readTextFile(victim), "precious\n");
     assert.ok((await Deno.lstat(`${dir}/Hill.link-ports`)).isFile);
-    assert.equal((await LinkPortMemory.open(dir, "Hill", "/etc/herd.json")).self, 40123);
+    assert.equal((LinkPortMemory.open(dir, "Hill", "/etc/herd.json")).self, 40123);
   });
 });
