@@ -44,7 +44,7 @@ async function main(args: string[]): Promise<number> {
         // (cli/early_listen.ts): a client that comes during the start waits in the backlog
         // instead of being refused.
         const early = flags.positionals.length === 1
-          ? await listenEarly(flags.config, flags.positionals[0])
+          ? await listenEarly(flags.config, flags.positionals[0], flags.dataDir || flags.logDir)
           : undefined;
         await warmPlacesEarly(flags.places);
         return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);

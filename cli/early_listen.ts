@@ -23,6 +23,7 @@ import type { PlacesKind } from "../servers/places/select.ts";
 import { closeQuietly } from "../servers/io.ts";
 import { readConfigText } from "../servers/config_file.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
+import { LinkPortMemory } from "../servers/link_port_memory.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
 const EARLY_MAX = 64;
@@ -43,6 +44,12 @@ export interface EarlyListener {
    * port the system chose); undefined otherwise. The server's `listenLink` hook.
    */
   takeLink(addr: { hostname: string; port: number }): Deno.TcpListener | undefined;
+  /**
+   * The link ports this server remembers (servers/link_port_memory.ts): its `self` is the port
+   * the early link listener took (the one of the last run when it was free). The server's
+   * `linkPorts` option.
+   */
+  readonly linkPorts?: LinkPortMemory;
   /** Closes the listeners unless they were taken. */
   close(): void;
 }
@@ -173,7 +180,9 @@ function addressOf(json: unknown, name: string): { hostname: string; port: numbe
 
 /**
  * Opens server `name`'s client port from the config at `path` (the built-in seed config without
- * one). Never throws: undefined when it cannot; the config text is kept either way when read.
+ * one), and without TLS its link port: the one it had last time when it is free (remembered in
+ * `stateDir`, servers/link_port_memory.ts), else one the system picks. Never throws: undefined
+ * when it cannot; the config text is kept either way when read.
  *
  * @example
  * ```ts
@@ -188,6 +197,7 @@ function addressOf(json: unknown, name: string): { hostname: string; port: numbe
 export async function listenEarly(
   path: string | undefined,
   name: string,
+  stateDir = "",
 ): Promise<EarlyListener | undefined> {
   // Never a permission prompt here: what is not granted is left to the normal start's checks.
   const granted = (d: Deno.PermissionDescriptor) =>
@@ -206,31 +216,47 @@ export async function listenEarly(
       : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
   }
   const addr = addressOf(json, name);
+  const wantLink = linkPortOf(json, name);
+  // Without TLS, links dial a link port asked for on the client port: it listens early too, so
+  // the question is answered before the herd has loaded (acceptEarly). Unless configured, it is
+  // the one of the last run when that is free: neighbours that knew it dial it without asking.
+  const linkPorts = addr !== undefined && wantLink === 0
+    ? LinkPortMemory.open(stateDir, name, path)
+    : undefined;
   let listener: Deno.TcpListener | undefined;
+  let link: Deno.TcpListener | undefined;
+  const listenLink = (port: number): Deno.TcpListener | undefined => {
+    const host = port === 0 ? addr!.hostname : `${addr!.hostname}:${port}`;
+    if (!granted({ name: "net", host })) return undefined;
+    try {
+      return Deno.listen({ ...addr!, port });
+    } catch {
+      return undefined; // in use: a remembered port gives way; a configured one, the server says so
+    }
+  };
   try {
     if (addr !== undefined && granted({ name: "net", host: `${addr.hostname}:${addr.port}` })) {
+      // The link port before the client port: a neighbour whose dial to the link port it knows
+      // is refused asks the client port, which refuses too until the link port listens.
+      const again = linkPorts?.self;
+      if (again !== undefined && !configuredPorts(json).has(again)) link = listenLink(again);
+      if (wantLink !== undefined) link ??= listenLink(wantLink);
       listener = Deno.listen(addr);
     }
   } catch {
     // Port in use, no permission: the server's own listen says so.
+    link?.close();
+    link = undefined;
   }
-  // Without TLS, links dial a link port asked for on the client port: it listens early too, so
-  // the question is answered before the herd has loaded (acceptEarly).
-  let link: Deno.TcpListener | undefined;
-  const wantLink = linkPortOf(json, name);
-  try {
-    if (listener !== undefined && addr !== undefined && wantLink !== undefined) {
-      const host = wantLink === 0 ? addr.hostname : `${addr.hostname}:${wantLink}`;
-      if (granted({ name: "net", host })) link = Deno.listen({ ...addr, port: wantLink });
-    }
-  } catch {
-    // In use: the server's own listen says so.
+  if (linkPorts !== undefined && link !== undefined) {
+    linkPorts.self = (link.addr as Deno.NetAddr).port;
   }
   // The port, not the listener: the server takes the link listener before it accepts here.
   const linkPortNumber = (link?.addr as Deno.NetAddr | undefined)?.port;
   const early = listener === undefined ? undefined : acceptEarly(listener, name, linkPortNumber);
   return {
     configText,
+    linkPorts,
     take(want) {
       if (listener === undefined || addr === undefined) return undefined;
       if (want.hostname !== addr.hostname || want.port !== addr.port) return undefined;
@@ -262,6 +288,17 @@ function linkPortOf(json: unknown, name: string): number | undefined {
   return Number.isInteger(port) && (port as number) >= 0 && (port as number) <= 65535
     ? port as number
     : undefined;
+}
+
+/** Every client and link port the config names: never taken as a remembered link port. */
+function configuredPorts(json: unknown): Set<number> {
+  const servers = (json as { servers?: Record<string, { port?: unknown; linkPort?: unknown }> })
+    ?.servers;
+  const ports = new Set<number>();
+  for (const s of Object.values(typeof servers === "object" && servers !== null ? servers : {})) {
+    for (const p of [s?.port, s?.linkPort]) if (typeof p === "number") ports.add(p);
+  }
+  return ports;
 }
 
 /**

@@ -23,6 +23,7 @@ import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText } from "../servers/text.ts";
+import { LinkPortMemory } from "../servers/link_port_memory.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
@@ -155,6 +156,10 @@ async function run(
     refuseGiven(flags, GOOGLE_ONLY, "the offline provider is in use (no GOOGLE_PLACES_API_KEY)");
   }
 
+  // A `server` process keeps its plain link port across restarts, and its neighbours' (read by
+  // the early listener when it opened the link port).
+  const linkPorts = only === undefined ? undefined : early?.linkPorts ??
+    LinkPortMemory.open(flags.dataDir || flags.logDir, only[0], flags.config);
   // Process-wide, like the descriptor budget: every server here shares it.
   outputBudget.bytes = flags.replyBudgetMib * 1024 * 1024;
   const herd = new Herd(config, {
@@ -175,6 +180,7 @@ async function run(
     listenLink: early === undefined
       ? undefined
       : (addr) => early.takeLink(addr) ?? Deno.listen(addr),
+    linkPorts: linkPorts === undefined ? undefined : () => linkPorts,
     openPersistence: flags.dataDir === ""
       ? undefined
       : (name) => openLogPersistence(flags.dataDir, name),
@@ -267,6 +273,7 @@ async function run(
   await closeDashboard?.();
   await opsServed?.close();
   await herd.stop();
+  await linkPorts?.flush();
   await closeLogs();
   return 0;
 }

@@ -30,7 +30,7 @@
 
 import { HerdAuth } from "../servers/auth.ts";
 import { dialHandshake } from "../servers/handshake.ts";
-import { dialLinkPort } from "../servers/link_port.ts";
+import { LinkPortBook } from "../servers/link_port.ts";
 import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
 import { EventBus, type HerdEvent } from "../servers/events.ts";
@@ -114,6 +114,8 @@ export class RemoteHerd {
   readonly #maxRecords: number;
   #places: string;
   #running = false;
+  /** The servers' link ports, dialled first on a redial (servers/link_port.ts). */
+  #linkPorts = new LinkPortBook();
 
   constructor(readonly config: HerdConfig, opts: RemoteHerdOptions) {
     this.#auth = new HerdAuth(opts.secret);
@@ -245,7 +247,7 @@ export class RemoteHerd {
       // The server's link port (asked on its client port: no socket of ours stays on that
       // port), with TLS its configured one, its certificate checked against the herd's CA.
       const dial = this.#tlsCa === undefined
-        ? dialLinkPort({ name, host: dialHost, port }, undefined, this.#handshakeTimeout)
+        ? this.#linkPorts.dial({ name, host: dialHost, port }, undefined, this.#handshakeTimeout)
         : dialTls(w.config, this.#tlsCa, undefined, this.#handshakeTimeout);
       conn = await withTimeout<Deno.Conn>(dial, this.#handshakeTimeout, {
         onLate: (late) => closeQuietly(late), // a connection that arrives late is closed
@@ -273,6 +275,7 @@ export class RemoteHerd {
     );
     if (!r.ok) {
       closeQuietly(conn);
+      this.#linkPorts.failed(name);
       this.#backoff(w, `handshake: ${r.reason}`);
       return;
     }

@@ -13,6 +13,11 @@
  * handshake on its client port, as before, so the dialler dials that. The handshake itself
  * (handshake.ts) is the same on either port.
  *
+ * A dialler asks only once per port: it dials the link port it learnt first, and asks again
+ * only when that is refused or the handshake there fails ({@linkcode LinkPortBook}); a server
+ * keeps its link port across restarts (link_port_memory.ts), so redials after a restart open no
+ * connection to its client port at all.
+ *
  * @module
  */
 
@@ -32,7 +37,8 @@ export interface LinkTarget {
 /**
  * Connects to `target`'s link port (asked on its client port first), or to its client port when
  * it is an older server without one. Throws when it cannot be reached, or does not answer the
- * question within `timeoutMs`. `signal` aborts the connects.
+ * question within `timeoutMs`. `signal` aborts the connects. A dialler that dials the same
+ * servers again uses a {@linkcode LinkPortBook}.
  *
  * @example
  * ```ts
@@ -40,13 +46,101 @@ export interface LinkTarget {
  * // then dialHandshake(auth, conn, ...) as on any link connection
  * ```
  */
-export async function dialLinkPort(
+export function dialLinkPort(
   target: LinkTarget,
   signal?: AbortSignal,
   timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<Deno.TcpConn> {
-  const linkPort = await askLinkPort(target, signal, timeoutMs);
-  const conn = await Deno.connect({ hostname: target.host, port: linkPort ?? target.port, signal });
+  return new LinkPortBook().dial(target, signal, timeoutMs);
+}
+
+/**
+ * The link ports a dialler has learnt, by server name: it dials the one it knows first, and asks
+ * the client port only when that is refused, or when the last connection it made there failed
+ * its handshake ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
+ * link port (it keeps it across restarts: servers/link_port_memory.ts) is redialled without any
+ * connection to its client port, which `lsof -ti:PORT | xargs kill` would kill us with. The
+ * handshake is the same whichever way the port was found: a port that is not that server's
+ * never links.
+ *
+ * @example
+ * ```ts
+ * const book = new LinkPortBook();
+ * const conn = await book.dial({ name: "Jaquez", host: "127.0.0.1", port: 12001 });
+ * // the handshake on conn failed:
+ * book.failed("Jaquez"); // the next dial asks the client port again
+ * ```
+ */
+export class LinkPortBook {
+  #ports: Map<string, number>;
+  /** Servers whose last dial connected to the port known before it (not freshly answered). */
+  #fromMemory = new Set<string>();
+  #onChange: ((name: string, port: number | undefined) => void) | undefined;
+
+  /** `known`: ports learnt before (remembered across a restart); `onChange`: each one learnt or forgotten. */
+  constructor(
+    known: Iterable<[string, number]> = [],
+    onChange?: (name: string, port: number | undefined) => void,
+  ) {
+    this.#ports = new Map(known);
+    this.#onChange = onChange;
+  }
+
+  /** The link port known for `name`, if any. */
+  get(name: string): number | undefined {
+    return this.#ports.get(name);
+  }
+
+  /**
+   * Connects to `target`'s link port: the known one first, else (or when refused) the one its
+   * client port names, or its client port at an older server. Throws as {@linkcode dialLinkPort}.
+   */
+  async dial(
+    target: LinkTarget,
+    signal?: AbortSignal,
+    timeoutMs = HANDSHAKE_TIMEOUT_MS,
+  ): Promise<Deno.TcpConn> {
+    const { name, host } = target;
+    this.#fromMemory.delete(name);
+    const known = this.#ports.get(name);
+    if (known !== undefined) {
+      try {
+        const conn = await connect(host, known, signal);
+        this.#fromMemory.add(name);
+        return conn;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        // Refused: it listens elsewhere now (or is down: then so is its client port).
+      }
+    }
+    const linkPort = await askLinkPort(target, signal, timeoutMs);
+    this.#set(name, linkPort);
+    return await connect(host, linkPort ?? target.port, signal);
+  }
+
+  /**
+   * The handshake on the connection {@linkcode LinkPortBook.dial} last returned for `name` failed:
+   * if that was a port known from before, it is forgotten (whatever listens there may not be
+   * that server), and the next dial asks.
+   */
+  failed(name: string): void {
+    if (this.#fromMemory.delete(name)) this.#set(name, undefined);
+  }
+
+  #set(name: string, port: number | undefined): void {
+    if (this.#ports.get(name) === port) return;
+    if (port === undefined) this.#ports.delete(name);
+    else this.#ports.set(name, port);
+    this.#onChange?.(name, port);
+  }
+}
+
+async function connect(
+  hostname: string,
+  port: number,
+  signal: AbortSignal | undefined,
+): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname, port, signal });
   conn.setNoDelay(true);
   return conn;
 }

@@ -20,7 +20,8 @@ import { silenceTimer } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { acceptHandshake } from "./handshake.ts";
-import { dialLinkPort } from "./link_port.ts";
+import { LinkPortBook } from "./link_port.ts";
+import type { LinkPortMemory } from "./link_port_memory.ts";
 import {
   BUSY_LINE,
   formatLinkPort,
@@ -114,6 +115,11 @@ export interface ServerOptions extends ConnectionOptions {
    * memory (servers/memory_conn.ts). Absent, or undefined for a name: TCP (or TLS) as to any.
    */
   inProcess?: (name: string) => HerdServer | undefined;
+  /**
+   * Where server `name` remembers plain link ports across process restarts, its own and its
+   * neighbours' (`server NAME`: servers/link_port_memory.ts); without it, for the process's life.
+   */
+  linkPorts?: (name: string) => LinkPortMemory | undefined;
 }
 
 /**
@@ -166,6 +172,11 @@ export class HerdServer implements LineHandler {
    */
   #linkListener: Deno.Listener | undefined;
   #acceptingLinks: Promise<void> | undefined;
+  /** The plain link port of our last start (listened on again first), and where it is kept. */
+  #lastLinkPort: number | undefined;
+  #linkPortMemory: LinkPortMemory | undefined;
+  /** Our neighbours' link ports, dialled first (servers/link_port.ts). */
+  #linkPortBook: LinkPortBook;
   /**
    * In-process dials (`dialInProcess`) that came while we start, before our accepts: served
    * once those begin, as a listener's backlog is. Undefined while accepting or stopped.
@@ -210,6 +221,12 @@ export class HerdServer implements LineHandler {
     this.#herdNames = new Set(byName.keys());
     this.#peerConfigs = byName;
     this.links = config.neighbors.map((n, i) => new Link(this, i, byName.get(n)!, opts.link));
+    const memory = this.#linkPortMemory = opts.linkPorts?.(config.name);
+    this.#lastLinkPort = memory?.self;
+    this.#linkPortBook = new LinkPortBook(
+      [...memory?.peers ?? []].filter(([n]) => config.neighbors.includes(n)),
+      (n, port) => memory?.rememberPeer(n, port),
+    );
     this.#linkStats = new LinkStatsReporter(this, opts.link.heartbeatMs);
   }
 
@@ -274,10 +291,7 @@ export class HerdServer implements LineHandler {
       if (files !== undefined) {
         this.#tlsListener = this.#listen(linkPort, () => this.#listenLinks(files));
       } else {
-        this.#linkListener = this.#listen(
-          linkPort,
-          () => (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port: linkPort }),
-        );
+        this.#linkListener = this.#listenPlainLink(linkPort);
       }
       // A restarted server starts from its durable store, or empty (and catches up from peers).
       // The old store lets go of its records, so the process's shared table does not keep them.
@@ -332,6 +346,33 @@ export class HerdServer implements LineHandler {
     return warm;
   }
 
+  /**
+   * The plain link port: the configured one, else the one we had last time if it is free (so
+   * neighbours that knew it redial without asking our client port), else the system's choice.
+   */
+  #listenPlainLink(configured: number): Deno.Listener {
+    const listen = (port: number) =>
+      (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port });
+    const again = this.#lastLinkPort;
+    const ours = (p: number) =>
+      [...this.#peerConfigs.values()].some((s) => s.port === p || s.linkPort === p);
+    let listener: Deno.Listener | undefined;
+    if (configured === 0 && again !== undefined && !ours(again)) {
+      try {
+        listener = listen(again);
+      } catch {
+        // Taken since (or never ours to take): a new one; neighbours ask for it.
+      }
+    }
+    listener ??= this.#listen(configured, () => listen(configured));
+    if (configured === 0) {
+      const port = (listener.addr as Deno.NetAddr).port;
+      this.#lastLinkPort = port;
+      this.#linkPortMemory?.rememberSelf(port);
+    }
+    return listener;
+  }
+
   /** The TLS link port: a TCP front relaying to a private TLS listener (tls_front.ts). */
   #listenLinks(files: TlsFiles): TlsFront {
     return new TlsFront({
@@ -382,7 +423,7 @@ export class HerdServer implements LineHandler {
     if (local !== undefined) return local.dialInProcess();
     const config = this.#peerConfigs.get(peer)!;
     if (this.#tlsFiles !== undefined) return dialTls(config, this.#tlsFiles.ca, signal);
-    return dialLinkPort(config, signal);
+    return this.#linkPortBook.dial(config, signal);
   }
 
   /**
@@ -988,6 +1029,8 @@ export class HerdServer implements LineHandler {
 
   /** No catch-up is coming once every neighbour's dial failed and none dialled us: warm. */
   dialFailed(link: Link): void {
+    // A port we knew from before that fails its handshake is asked for again next time.
+    this.#linkPortBook.failed(link.peer);
     const warm = this.#warmUp;
     if (warm === undefined) return;
     warm.failed.add(link);

@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, PROCS_SECRET, whatsat } from "./_helpers/procs.ts";
-import { portHolders, TcpClient, waitFor } from "./_helpers/net.ts";
+import { portHolders, readLine, TcpClient, waitFor } from "./_helpers/net.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -46,23 +46,6 @@ async function waitOwnPortsOnly(herd: ProcessHerd): Promise<void> {
 /** Waits until the server on `port` knows `client` (flooded to it). */
 async function waitKnownAt(port: number, client: string, what: string): Promise<void> {
   await waitFor(async () => (await whatsat(port, client)) !== undefined, 10_000, what);
-}
-
-/** One line from `conn` (without LF), or undefined at EOF; bounded by `ms`. */
-async function readLine(conn: Deno.Conn, ms = 5000): Promise<string | undefined> {
-  const timer = setTimeout(() => closeQuietly(conn), ms);
-  const bytes: number[] = [];
-  const buf = new Uint8Array(1);
-  try {
-    for (;;) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) return undefined;
-      if (buf[0] === 0x0a) return String.fromCharCode(...bytes);
-      bytes.push(buf[0]);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 Deno.test("grader: `lsof -ti:PORT | xargs kill` of one server stops that server only; the herd floods and relinks after its restart", async () => {

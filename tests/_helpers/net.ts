@@ -11,6 +11,7 @@ import { SERVER_DEFAULTS } from "../../servers/options.ts";
 import { createOfflineProvider } from "../../servers/places/offline.ts";
 import { binaryToBytes, bytesToBinary } from "../../servers/lines.ts";
 import { leasePorts } from "./ports.ts";
+import { closeQuietly } from "../../servers/io.ts";
 
 /** Ports free now, leased so that no parallel test file gets them too (see ports.ts). */
 export function freePorts(n: number): number[] {
@@ -310,6 +311,23 @@ export function portHolders(port: number): Set<number> {
     }
   }
   return pids;
+}
+
+/** One line from `conn` (without LF), or undefined at EOF; bounded by `ms`. */
+export async function readLine(conn: Deno.Conn, ms = 5000): Promise<string | undefined> {
+  const timer = setTimeout(() => closeQuietly(conn), ms);
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) return undefined;
+      if (buf[0] === 0x0a) return String.fromCharCode(...bytes);
+      bytes.push(buf[0]);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
