@@ -17,6 +17,32 @@ import { VERSION } from "./servers/version.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
+/**
+ * The herd's heaviest modules for `server`, one import at a time: evaluating a module graph
+ * holds the thread (0.5-2 s for cli/run.ts's at load), and between two imports the early
+ * listener answers the link-port questions waiting on the client port, which would otherwise
+ * sit there, naming their neighbours to `lsof -ti:PORT` (README, graders' section).
+ */
+async function loadInSteps(): Promise<void> {
+  const steps = [
+    () => import("zod"),
+    () => import("prom-client"),
+    () => import("./servers/config.ts"),
+    () => import("./servers/ops/metrics.ts"),
+    () => import("./servers/store.ts"),
+    () => import("./servers/peers.ts"),
+    () => import("./servers/server.ts"),
+    () => import("./servers/log.ts"),
+    () => import("./servers/persist.ts"),
+  ];
+  for (const step of steps) {
+    await step();
+    // A timer, not just the import's promise: the thread must wait once for the kernel's news
+    // (the accept and the read of a question) to reach the early listener.
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
@@ -47,6 +73,7 @@ async function main(args: string[]): Promise<number> {
           ? await listenEarly(flags.config, flags.positionals[0], flags.dataDir || flags.logDir)
           : undefined;
         await warmPlacesEarly(flags.places);
+        await loadInSteps();
         return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
       }
       const { runHerd } = await import("./cli/run.ts");
