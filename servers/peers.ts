@@ -168,6 +168,8 @@ const RECORD_BYTE = 0x52;
 const FIELD_AT = new Int32Array(8);
 /** The held writes of every link of this process, on one timer (`LinkOptions.writeHoldMs`). */
 const heldWrites = new HeldWrites();
+/** Origins (server names) a link remembers to take an `R` line's origin without decoding it. */
+const ORIGINS_KEPT = 8;
 /** Largest record batch buffer a link keeps for its next writes (bigger ones are one-offs). */
 const MAX_BATCH_BUF = 64 * 1024;
 
@@ -754,12 +756,9 @@ export class Link {
     const intake: Intake = {};
     let bad: string | undefined;
     for (const line of lines) {
-      // The client's record, when an undecoded `R` line's lookup found it (null: not looked up).
-      let known: StoredRecord | undefined | null = null;
       if (line.end !== undefined) {
-        const got = this.#onRecordBytes(bytes!, line.start!, line.end, intake);
-        if (got === true) continue;
-        known = got;
+        // An `R` line left undecoded: taken from its bytes unless it is not in the plain form.
+        if (this.#onRecordBytes(bytes!, line.start!, line.end, intake)) continue;
         line.text = bytes!.toString("latin1", line.start, line.end);
       }
       if (line.overlong) {
@@ -779,9 +778,12 @@ export class Link {
         break;
       }
       switch (m.type) {
-        case RECORD:
-          this.#onRecord(m.seq, m.record, line.text, intake, known);
+        case RECORD: {
+          const held = this.#server.store.get(m.record.client);
+          const same = held !== undefined && sameRecord(held, m.record);
+          if (!this.#onRecord(m.seq, m.record, held, same, intake)) this.#badRecord(line.text);
           break;
+        }
         case SKIP:
           this.#onSkip(m.seq, intake);
           break;
@@ -836,90 +838,110 @@ export class Link {
     return true;
   }
 
+  /** The origins of this link's latest `R` lines, most recent first (see {@linkcode Link.#origin}). */
+  #origins: string[] = [];
+
   /**
-   * `R`, read from the bytes, true when taken: a record we hold byte for byte (half of what a
-   * link carries, and nearly all of a restarted server's second catch-up stream) is compared in
-   * place, nothing decoded but its client; a valid new one has its fields decoded one by one,
-   * with no line string or split. Otherwise what #onRecord needs after the line is decoded:
-   * the client's record (undefined when none), or null when the line is not in the plain form.
+   * `R` in the plain form (seven fields, single spaces: {@linkcode recordFieldsAt}), read from the
+   * bytes; false when the line is in another form (the caller decodes and parses it). A record we
+   * hold byte for byte (half of what a link carries) is compared in place, nothing decoded but
+   * its client; another one has its fields decoded one by one, with no line string or split.
+   * Either goes to the one intake, {@linkcode Link.#onRecord}.
    */
-  #onRecordBytes(
-    bytes: Buffer,
-    start: number,
-    end: number,
-    intake: Intake,
-  ): StoredRecord | undefined | null | true {
+  #onRecordBytes(bytes: Buffer, start: number, end: number, intake: Intake): boolean {
     const at = FIELD_AT;
     const seq = recordFieldsAt(bytes, start, end, at);
-    if (seq < 0) return null;
+    if (seq < 0) return false;
     const client = bytes.toString("latin1", at[4], at[5] - 1);
-    const known = this.#server.store.get(client);
+    const held = this.#server.store.get(client);
+    let ok: boolean;
     if (
-      known !== undefined && binaryEquals(bytes, at[6], end, known.time) &&
-      binaryEquals(bytes, at[5], at[6] - 1, known.location) &&
-      binaryEquals(bytes, at[2], at[3] - 1, known.origin) &&
-      binaryEquals(bytes, at[3], at[4] - 1, known.diff)
+      held !== undefined && binaryEquals(bytes, at[6], end, held.time) &&
+      binaryEquals(bytes, at[5], at[6] - 1, held.location) &&
+      binaryEquals(bytes, at[2], at[3] - 1, held.origin) &&
+      binaryEquals(bytes, at[3], at[4] - 1, held.diff)
     ) {
-      intake.records = true;
-      if (seq > this.mark.seq) this.mark.seq = seq;
-      const { origin, diff, location, time } = known;
-      this.#onDuplicate(seq, known, { origin, diff, client, location, time }, intake);
-      return true;
+      const { origin, diff, location, time } = held;
+      ok = this.#onRecord(seq, { origin, diff, client, location, time }, held, true, intake);
+    } else {
+      // The client string is the one just looked up: the store's lookups reuse its hash.
+      const record: PeerRecord = {
+        origin: this.#origin(bytes, at[2], at[3] - 1),
+        diff: bytes.toString("latin1", at[3], at[4] - 1),
+        client,
+        location: bytes.toString("latin1", at[5], at[6] - 1),
+        time: bytes.toString("latin1", at[6], end),
+        lat: 0,
+        lng: 0,
+        flat: true,
+      };
+      ok = this.#onRecord(seq, record, held, false, intake);
     }
-    // The client string is the one just looked up: the store's lookups reuse its hash.
-    const record: PeerRecord = {
-      origin: bytes.toString("latin1", at[2], at[3] - 1),
-      diff: bytes.toString("latin1", at[3], at[4] - 1),
-      client,
-      location: bytes.toString("latin1", at[5], at[6] - 1),
-      time: bytes.toString("latin1", at[6], end),
-      lat: 0,
-      lng: 0,
-      flat: true,
-    };
-    const coords = validateRecord(record);
-    // An invalid record is skipped by #onRecord, which quotes its line.
-    if (coords === undefined) return known;
-    intake.records = true;
-    if (seq > this.mark.seq) this.mark.seq = seq;
-    record.lat = coords.lat;
-    record.lng = coords.lng;
-    this.#onNew(seq, record, intake);
+    if (!ok) this.#badRecord(bytes.toString("latin1", start, end));
     return true;
   }
 
   /**
-   * `R`: a record to store (validated first), and to receipt. `known` is the client's stored
-   * record when the caller looked it up already (null: not looked up).
+   * The origin field `[from, to)` of an `R` line as a string: one of the few server names this
+   * link has brought lately when the bytes are one of them (no decode), else decoded.
+   */
+  #origin(bytes: Buffer, from: number, to: number): string {
+    const known = this.#origins;
+    for (let i = 0; i < known.length; i++) {
+      if (binaryEquals(bytes, from, to, known[i])) return known[i];
+    }
+    const origin = bytes.toString("latin1", from, to);
+    if (known.length === ORIGINS_KEPT) known.pop();
+    known.unshift(origin);
+    return origin;
+  }
+
+  /**
+   * `R`: the one intake of a record read from a link, however its line was read. `held` is the
+   * client's stored record (undefined when none); `same` whether the line is that record byte for
+   * byte. A new record is validated and queued for the store, a held one counted (see
+   * {@linkcode Link.#onDuplicate}); false when the record is invalid, skipped (receipted as it
+   * is): the caller quotes its line.
    */
   #onRecord(
     seq: number | undefined,
-    fields: AtFields,
-    text: string,
+    fields: AtFields | PeerRecord,
+    held: StoredRecord | undefined,
+    same: boolean,
     intake: Intake,
-    known: StoredRecord | undefined | null = null,
-  ): void {
+  ): boolean {
     intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
     // record's sequence number still counts: resending it would not mend it.
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
-    // Half of what a link carries is a record this server already holds, byte for byte (it
-    // came the other way round the herd): it was validated when stored, so skip that.
-    const held = known === null ? this.#server.store.get(fields.client) : known;
-    const duplicate = held !== undefined && sameRecord(held, fields);
-    if (duplicate && seq !== undefined) return this.#onDuplicate(seq, held, fields, intake);
-    if (duplicate) {
-      this.#server.store.heldBy(held, this.index);
-      if (this.#peerCaughtUp) this.#waiting.receipted(held.seq, held.seq);
+    if (same && seq !== undefined) {
+      this.#onDuplicate(seq, held!, fields, intake);
+      return true;
     }
-    const at = duplicate ? NOT_PARSED : validateRecord(fields);
+    if (same) {
+      this.#server.store.heldBy(held!, this.index);
+      if (this.#peerCaughtUp) this.#waiting.receipted(held!.seq, held!.seq);
+    }
+    // A record we hold byte for byte was validated when stored: not again.
+    const at = same ? NOT_PARSED : validateRecord(fields);
     if (seq === undefined || at === undefined) {
-      this.#skipped(`bad record ${JSON.stringify(text.slice(0, 80))}`);
       // Receipted as it is: nothing more will come of it, so nobody should wait for it.
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);
-      return;
+      return false;
     }
-    this.#onNew(seq, { ...fields, lat: at.lat, lng: at.lng }, intake);
+    if ((fields as PeerRecord).flat === true) {
+      // The bytes' own record: filled in, not copied.
+      const record = fields as PeerRecord;
+      record.lat = at.lat;
+      record.lng = at.lng;
+      this.#onNew(seq, record, intake);
+    } else this.#onNew(seq, { ...fields, lat: at.lat, lng: at.lng }, intake);
+    return true;
+  }
+
+  /** Reports an invalid record's line, skipped. */
+  #badRecord(line: string): void {
+    this.#skipped(`bad record ${JSON.stringify(line.slice(0, 80))}`);
   }
 
   /** A record to offer the store (valid, or a duplicate), receipted in read order. */

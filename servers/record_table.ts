@@ -104,7 +104,14 @@ export class RecordTable {
    * go): the listed one when it is byte for byte this record, else a new one (listed when newer).
    */
   hold(fields: OfferedFields): SharedRecord {
-    const listed = this.#byClient.get(fields.client);
+    return this.holdListed(fields, this.#byClient.get(fields.client));
+  }
+
+  /**
+   * {@linkcode hold}, given what {@linkcode listed} returned for the client just before (a store
+   * looks the client up once for its own record and the body).
+   */
+  holdListed(fields: OfferedFields, listed: SharedRecord | undefined): SharedRecord {
     if (listed === undefined) {
       const slot = this.#freeSlots.pop() ?? this.#slots++;
       const client = fields.flat === true ? fields.client : own(fields.client);

@@ -182,16 +182,24 @@ export class RecordStore {
     source?: object,
   ): { result: OfferResult; record?: StoredRecord } {
     const held = this.#held;
-    const slot = held.slotOf(fields.client);
-    if (slot >= 0) {
-      const order = compareRecords(fields, held.body(slot)!);
+    // One lookup of the client in the table, for this store's record and the body to keep.
+    const listed = this.#records.listed(fields.client);
+    const ours = listed === undefined ? undefined : held.body(listed.slot);
+    if (ours !== undefined) {
+      const order = compareRecords(fields, ours);
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
-    const record = new Held(this.#records.hold(fields), ++this.#seq, via, linkBit(via));
+    const record = new Held(
+      this.#records.holdListed(fields, listed),
+      ++this.#seq,
+      via,
+      linkBit(via),
+    );
     this.#keep(record);
     if (this.#log.length > 2 * held.size + LOG_SLACK) this.#compact();
-    const waiting = this.#waiters.get(record.client);
+    // Most offers find nobody waiting: no lookup then.
+    const waiting = this.#waiting === 0 ? undefined : this.#waiters.get(record.client);
     if (waiting !== undefined) {
       // Waiters from the connection that stored this record keep waiting (see whenKnown).
       for (const w of waiting) {

@@ -414,6 +414,102 @@ Deno.test("catch-up: a line one byte off the record we hold, in any field, is no
   assert.equal(store.get("kiwj")?.time, fields[4]);
 });
 
+Deno.test("catch-up: a stream in the plain form and the same stream in another form leave the same records: newer wins, stale, duplicate and invalid ones skipped", async () => {
+  // The one intake (peers.ts #onRecord) takes plain lines from the bytes (origins of recent lines
+  // kept, not decoded) and other forms from their parsed text: both must follow the record rules.
+  // Origins: more than a link keeps, some the prefix of another; clients, times and locations
+  // repeat, so records replace, lose to and repeat each other.
+  const origins = [
+    "H",
+    "Hi",
+    "Hil",
+    "Hill",
+    "Hilly",
+    "Jaquez",
+    "Smith",
+    "Singleton",
+    "Q",
+    "Campbell",
+  ];
+  const clients = ["apple", "banana", "cherry", "date"];
+  let seed = 7;
+  const next = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648) >>> 16) % n;
+  const records: AtFields[] = [];
+  for (let i = 0; i < 120; i++) {
+    const repeat = records.length > 0 && next(5) === 0;
+    records.push(
+      repeat ? records[next(records.length)] : {
+        origin: origins[next(origins.length)],
+        diff: `+0.${String(1000000000 + next(3)).slice(1)}`,
+        client: clients[next(clients.length)],
+        location: ["+34.068930-118.445127", "+34.068931-118.445127"][next(2)],
+        time: ["1700000000.5", "1700000000.50", "1700000001", "1699999999.9"][next(4)],
+      },
+    );
+  }
+  // Invalid records among them: skipped, and quoted.
+  const invalid = [
+    { ...records[3], location: "+91.000000-118.445127" },
+    { ...records[4], diff: "+0.1" },
+  ];
+  records.splice(40, 0, invalid[0]);
+  records.splice(80, 0, invalid[1]);
+  // What the rules give, record by record: the newest per client, and how many were new.
+  const expected = new Map<string, AtFields>();
+  let stored = 0;
+  for (const r of records) {
+    if (invalid.includes(r)) continue;
+    const held = expected.get(r.client);
+    if (held === undefined || compareRecords(r, held) > 0) {
+      expected.set(r.client, r);
+      stored++;
+    }
+  }
+  const lines = records.map((r, i) => formatRecord(i + 1, r));
+  for (const form of ["plain", "other"]) {
+    await using m = await startM(false, true);
+    const events: HerdEvent[] = [];
+    const off = m.herd.bus.subscribe((e) => events.push(e));
+    try {
+      const store = m.herd.servers.get("M")!.store;
+      // Another form: a run of spaces after `R` (parsed from the line's text).
+      const text = form === "plain"
+        ? lines.join("")
+        : lines.map((l) => l.replace("R ", "R  ")).join("");
+      const fMark = m.f.received.length;
+      // In pieces, so the records come in more than one read.
+      for (let at = 0; at < text.length; at += 1500) await m.f.send(text.slice(at, at + 1500));
+      await m.f.waitUntil(
+        (t) =>
+          t.slice(fMark).includes(` ${records.length}\n`) && /\nA 1 /.test("\n" + t.slice(fMark)),
+        10_000,
+      );
+      await waitFor(() => store.headSeq >= stored, 10_000, "records stored");
+      const held = new Map(clients.flatMap((c) => {
+        const r = store.get(c);
+        if (r === undefined) return [];
+        const { origin, diff, client, location, time } = recordFields(r);
+        return [[c, { origin, diff, client, location, time }]];
+      }));
+      assert.deepEqual(held, expected, form);
+      assert.equal(store.headSeq, stored, form);
+      const skipped = events.filter((e) => e.kind === "error" && e.reason === "record-invalid");
+      assert.deepEqual(
+        skipped.map((e) => e.kind === "error" && e.message),
+        invalid.map((r) => {
+          const line = lines[records.indexOf(r)].slice(0, -1);
+          return `skipped from F: bad record ${
+            JSON.stringify(form === "plain" ? line : line.replace("R ", "R  "))
+          }`;
+        }),
+        form,
+      );
+    } finally {
+      off();
+    }
+  }
+});
+
 /**
  * M (empty, or holding `records` from a client) with F and G played by the test, each dialling
  * M and sending `syncs[name]` as its first lines (nothing more: no CAUGHTUP).

@@ -315,6 +315,24 @@ Deno.test("persist: one name's log in one data dir is opened by one holder at a 
     await third.p.close();
   }));
 
+Deno.test("persist: an entry's CRC is zlib's for every payload length and byte value (the CRC's four-byte steps and their tail)", () => {
+  const out = new EntryBuffer();
+  let expected = "";
+  for (let n = 0; n <= 40; n++) {
+    // Every byte value turns up across the payloads.
+    const payload = Array.from(
+      { length: n },
+      (_, i) => String.fromCharCode((n * 37 + i * 101) & 0xff),
+    )
+      .join("");
+    out.add(payload);
+    const bytes = Uint8Array.from(payload, (c) => c.charCodeAt(0));
+    expected += `${crc32(bytes).toString(16).padStart(8, "0")} ${payload}\n`;
+  }
+  const bytes = out.take();
+  assert.equal(String.fromCharCode(...bytes), expected);
+});
+
 Deno.test("persist: entries are encoded byte for byte as `<crc32 hex> <payload>\\n`, non-ASCII bytes and long lines included", () => {
   // The reference: the payload's bytes (one per char), hashed by zlib.
   const framed = (payload: string) => {
