@@ -58,7 +58,6 @@ import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
-import { HeldWrites } from "./link_hold.ts";
 import { LineDelay, type LinkChange, type LinkSettings, NORMAL_LINK } from "./link_control.ts";
 import {
   bucketCount,
@@ -84,14 +83,6 @@ export interface LinkOptions {
    * the two digests cost more than the duplicates they spare.
    */
   holdMinRecords: number;
-  /**
-   * A busy link's writes go at most once per this many ms (0: one write per turn with
-   * something to send): what comes within it of the link's last write waits for the rest of it
-   * and goes in one write, so one wake-up of the neighbour carries more. A link that has not
-   * written for as long writes at once (an idle herd sends every record without waiting), and
-   * neither a catch-up stream nor a full batch (`batchRecords`) waits.
-   */
-  writeHoldMs: number;
 }
 
 /** Default link tunables. */
@@ -101,7 +92,6 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   backoffMaxMs: 1000,
   batchRecords: 2048,
   holdMinRecords: 4096,
-  writeHoldMs: 0,
 };
 
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
@@ -166,8 +156,6 @@ const NOT_PARSED = { lat: 0, lng: 0 };
 const RECORD_BYTE = 0x52;
 /** Where an `R` line's fields lie ({@linkcode recordFieldsAt}); one for every link: used at once. */
 const FIELD_AT = new Int32Array(8);
-/** The held writes of every link of this process, on one timer (`LinkOptions.writeHoldMs`). */
-const heldWrites = new HeldWrites();
 /** Origins (server names) a link remembers to take an `R` line's origin without decoding it. */
 const ORIGINS_KEPT = 8;
 /** Largest record batch buffer a link keeps for its next writes (bigger ones are one-offs). */
@@ -413,18 +401,7 @@ export class Link {
     const conn = this.#conn;
     if (conn === undefined || this.#pumpingFor === conn || this.#cursor < 0) return;
     this.#pumpingFor = conn;
-    const until = this.#holdUntil();
-    if (until > 0) heldWrites.hold(this, until, () => this.#pump(conn));
-    else queueMicrotask(() => this.#pump(conn));
-  }
-
-  /** Until when a write now is held (`performance.now()` time), 0 when it goes at once. */
-  #holdUntil(): number {
-    const ms = this.#opts.writeHoldMs;
-    if (ms <= 0 || this.#catchingUp) return 0;
-    const until = this.#lastWrite + ms;
-    if (until <= performance.now()) return 0;
-    return this.#server.store.headSeq - this.#cursor >= this.#opts.batchRecords ? 0 : until;
+    queueMicrotask(() => this.#pump(conn));
   }
 
   /**
@@ -506,7 +483,6 @@ export class Link {
     if (conn === undefined) return;
     this.#conn = undefined;
     this.#cursor = -1;
-    heldWrites.release(this);
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     this.#waiting.clear();
@@ -611,16 +587,8 @@ export class Link {
 
   async #pump(conn: Deno.Conn): Promise<void> {
     const s = this.#server;
-    // Set when what came during our write waits for the hold (writeHoldMs) instead.
-    let held = false;
-    let wrote = false;
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
-        if (wrote && this.#holdUntil() > 0) {
-          held = true;
-          break;
-        }
-        wrote = true;
         if (this.#digestDue()) this.#sendDigest();
         const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
         const slice = this.#waitsForPeer()
@@ -694,7 +662,7 @@ export class Link {
     // Records may have arrived while the last write was in flight (unless they wait).
     const more = (this.#cursor < s.store.headSeq && !this.#waitsForPeer()) ||
       this.#controlOwed !== "";
-    if (this.#conn === conn && (more || this.#pongOwed || held)) this.notify();
+    if (this.#conn === conn && (more || this.#pongOwed)) this.notify();
   }
 
   /**

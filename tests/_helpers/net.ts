@@ -60,19 +60,6 @@ export async function startSeedHerd(
   };
 }
 
-/** Servers A and B linked, on free ports, in this process (not started yet). */
-export function pairHerd(overrides: Partial<HerdOptions> = {}): { herd: Herd; portA: number } {
-  const [a, b] = freePorts(2);
-  const config = parseConfig({ servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } } });
-  const herd = new Herd(config, {
-    ...SERVER_DEFAULTS,
-    places: createOfflineProvider(),
-    secret: "test-secret-0123456789",
-    ...overrides,
-  });
-  return { herd, portA: a };
-}
-
 /** Polls `check` every 10 ms until true; throws after `ms`. */
 export async function waitFor(
   check: () => boolean | Promise<boolean>,
