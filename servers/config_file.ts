@@ -26,7 +26,7 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
  */
 export async function readConfigText(path: string): Promise<string> {
   using file = await Deno.open(path);
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
   for (;;) {
     const buf = new Uint8Array(64 * 1024);
@@ -40,11 +40,5 @@ export async function readConfigText(path: string): Promise<string> {
     }
     chunks.push(buf.subarray(0, n));
   }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return new TextDecoder().decode(all);
+  return await new Blob(chunks).text();
 }
