@@ -1,6 +1,7 @@
 /**
- * Links to neighbours: one long-lived TCP connection per link, authenticated both ways with the
- * herd secret, carrying records in batches, kept alive with heartbeats, redialled with capped
+ * Links to neighbours: one long-lived connection per link (TCP or TLS; in memory between two
+ * servers of one process, servers/memory_conn.ts), authenticated both ways with the herd
+ * secret, carrying records in batches, kept alive with heartbeats, redialled with capped
  * exponential backoff and jitter, and reconciled (catch-up) every time it comes up.
  *
  * Each link is a cursor into the server's change log (`store.ts`). Flooding a new record and
