@@ -69,6 +69,8 @@ interface WarmUp {
   done: Promise<void>;
   /** Links whose dial failed since the start. */
   failed: Set<Link>;
+  /** The store's head once the record log was read: records up to it came from disk. */
+  restoredSeq: number;
   end(): void;
 }
 
@@ -336,6 +338,7 @@ export class HerdServer implements LineHandler {
     const warm: WarmUp = {
       done: promise,
       failed: new Set(),
+      restoredSeq: this.store.headSeq,
       end: () => {
         clearTimeout(timer);
         if (this.#warmUp === warm) this.#warmUp = undefined;
@@ -1076,14 +1079,18 @@ export class HerdServer implements LineHandler {
     // the same connection never changes this answer.
     const known = this.store.get(cmd.client);
     const warm = this.#warmUp;
-    if (warm !== undefined) return this.#warmWait(warm, known, cmd, line, conn, outcome);
+    // Only a record from disk may be older than what the herd holds: one stored since the
+    // start (a client's IAMAT, a neighbour's record) is answered at once, as on a warm server.
+    if (warm !== undefined && (known === undefined || known.seq <= warm.restoredSeq)) {
+      return this.#warmWait(warm, known, cmd, line, conn, outcome);
+    }
     if (known !== undefined) return this.#places(known, cmd, outcome);
     return this.#graceWait(cmd, line, conn, outcome);
   }
 
   /**
    * Just (re)started: the first catch-up brings what we missed, so a WHATSAT waits for it, for a
-   * client we do not know and for one we know from disk alike (the herd may hold a newer
+   * client we do not know and for one we know only from disk alike (the herd may hold a newer
    * record). One wait throughout (a fresh lookup after the catch-up would see this connection's
    * later IAMATs), ended once the catch-up is over (and, for an unknown client, the usual grace
    * has passed too).

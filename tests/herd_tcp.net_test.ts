@@ -362,6 +362,25 @@ Deno.test("a restarted server's WHATSAT for a client it knows from disk waits fo
   }
 });
 
+Deno.test("a restarted server answers at once a WHATSAT for a client stored since its start, however slow its catch-up", async () => {
+  // Found by a review: the warm-up wait (above) held every WHATSAT for a known client, a record
+  // this connection's own IAMAT had just stored included, until the first catch-up ended.
+  await using t = await startSeedHerd();
+  await t.herd.stopServer("Smith");
+  for (const n of ["Hill", "Campbell", "Singleton"]) t.herd.setLink(n, "Smith", { delayMs: 1500 });
+  await t.herd.startServer("Smith");
+  await using c = await TcpClient.connect(t.port("Smith"));
+  const sent = performance.now();
+  await c.send("IAMAT here.now +34.068930-118.445127 1.5\nWHATSAT here.now 10 1\n");
+  const text = await c.waitUntil((r) => r.endsWith("}\n\n"), 10_000);
+  const ms = performance.now() - sent;
+  assert.match(text, /^AT Smith \S+ here\.now [^\n]*\nAT Smith /);
+  assert.ok(
+    ms < 1000,
+    `the WHATSAT waited ${Math.round(ms)} ms for a catch-up it needs nothing from`,
+  );
+});
+
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
   await using t = await startSeedHerd();
   await t.herd.stopServer("Smith");
