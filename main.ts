@@ -26,7 +26,6 @@ const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 async function loadInSteps(): Promise<void> {
   const steps = [
     () => import("zod"),
-    () => import("prom-client"),
     () => import("./servers/config.ts"),
     () => import("./servers/ops/metrics.ts"),
     () => import("./servers/store.ts"),

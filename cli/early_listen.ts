@@ -4,7 +4,7 @@
  *
  * The client port. A grader (the CS 131
  * TA script) starts a server and connects 0.3-0.5 s later without waiting for any line, while
- * loading the herd (zod, prom-client, the Places provider, the logs, the record log) takes longer
+ * loading the herd (zod, the Places provider, the logs, the record log) takes longer
  * than that on a busy machine. From the listen on, the kernel queues connections in the backlog;
  * the server accepts them once it is ready (its store restored, servers/server.ts), so an early
  * client is answered late, never refused, and never from a half-restored store.

@@ -132,7 +132,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
     startedAt: Date.now(),
   };
   const metrics = ops.metrics;
-  registerHubMetrics(metrics.registry, hub);
+  registerHubMetrics(metrics, hub);
   const clients = new ClientIndex(herd);
   const trails = new ClientTrails(herd.bus);
   const series = new ServerSeries(herd);

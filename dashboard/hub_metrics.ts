@@ -4,12 +4,12 @@
  * @module
  */
 
-import type client from "prom-client";
 import type { EventHub } from "./hub.ts";
-import { collectedMetric } from "../servers/ops/metrics.ts";
+import { collectedMetric, type MetricsExposition } from "../servers/ops/metrics.ts";
 
 /**
- * Registers the hub's gauges and counters on `registry` (replacing those of an earlier hub).
+ * Registers the hub's gauges and counters on `metrics`' registry (replacing those of an earlier
+ * hub) when it is made: prom-client loads at the first scrape, not with the dashboard.
  *
  * @example
  * ```ts
@@ -17,11 +17,10 @@ import { collectedMetric } from "../servers/ops/metrics.ts";
  * import type { EventHub } from "./hub.ts";
  * declare const metrics: HerdMetrics;
  * declare const hub: EventHub;
- * registerHubMetrics(metrics.registry, hub);
+ * registerHubMetrics(metrics, hub);
  * ```
  */
-export function registerHubMetrics(registry: client.Registry, hub: EventHub): void {
-  const registers = [registry];
+export function registerHubMetrics(metrics: MetricsExposition, hub: EventHub): void {
   const series: [
     string,
     string,
@@ -50,8 +49,10 @@ export function registerHubMetrics(registry: client.Registry, hub: EventHub): vo
       (s) => s.refused,
     ],
   ];
-  for (const [name, help, type, value] of series) {
-    registry.removeSingleMetric(name);
-    collectedMetric(type, name, help, registers, () => value(hub.stats()));
-  }
+  metrics.extend((registry, client) => {
+    for (const [name, help, type, value] of series) {
+      registry.removeSingleMetric(name);
+      collectedMetric(client, type, name, help, [registry], () => value(hub.stats()));
+    }
+  });
 }

@@ -7,8 +7,15 @@
  * @module
  */
 
-import client from "prom-client";
-import type { MetricsExposition } from "../servers/ops/metrics.ts";
+import type client from "prom-client";
+import {
+  buildInfo,
+  LazyRegistry,
+  loadPromClient,
+  type MetricsExposition,
+  PROMETHEUS_CONTENT_TYPE,
+  type RegistryExtension,
+} from "../servers/ops/metrics.ts";
 
 /** Where the servers' reports come from (a `RemoteHerd`). */
 export interface MetricsReports {
@@ -28,29 +35,34 @@ export interface MetricsReports {
  * ```
  */
 export class RemoteMetrics implements MetricsExposition {
-  readonly registry: client.Registry = new client.Registry();
+  readonly #registry: LazyRegistry;
   readonly #reports: MetricsReports;
 
   constructor(reports: MetricsReports, version: string) {
     this.#reports = reports;
-    new client.Gauge({
-      name: "herd_build_info",
-      help: "The herd's version (always 1).",
-      labelNames: ["version"],
-      registers: [this.registry],
-    }).set({ version }, 1);
+    this.#registry = new LazyRegistry((registry, client) => buildInfo(client, [registry], version));
+  }
+
+  registry(): Promise<client.Registry> {
+    return this.#registry.get();
+  }
+
+  extend(add: RegistryExtension): void {
+    this.#registry.extend(add);
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    return PROMETHEUS_CONTENT_TYPE;
   }
 
   async render(): Promise<string> {
+    const registry = await this.#registry.get();
+    const client = await loadPromClient();
     // Each server's samples carry its `server` label, so aggregating is a union.
     const servers = client.AggregatorRegistry.aggregate(
       this.#reports.metricsJson() as Parameters<typeof client.AggregatorRegistry.aggregate>[0],
     );
-    return await client.Registry.merge([servers as client.Registry, this.registry]).metrics();
+    return await client.Registry.merge([servers as client.Registry, registry]).metrics();
   }
 
   close(): void {}

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { EventBus } from "../servers/events.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
+import client from "prom-client";
 import { parseExposition } from "./_helpers/prom.ts";
 
 function metrics(): { bus: EventBus; m: HerdMetrics } {
@@ -132,5 +133,44 @@ Deno.test("metrics: series appear in the order of their first count, each label 
     'herd_receipts_late_total{server="Hill",peer="Jaquez"} 1',
     'herd_receipts_late_total{server="Hill",peer="Smith"} 1',
   ]);
+  m.close();
+});
+
+Deno.test("metrics: counts from before the registry is made are in the first scrape", async () => {
+  // prom-client and the registry come at the first scrape (servers/ops/metrics.ts): every count
+  // and every series added before then must be in it, as if they had been there all along.
+  const { bus, m } = metrics();
+  bus.emit({ kind: "client.connect", t: 0, server: "Hill", conn: 1, remote: "127.0.0.1:1" });
+  bus.emit({ kind: "persist.commit", t: 0, server: "Hill", records: 1, seconds: 0.002, ok: true });
+  let added = 0;
+  m.extend((registry, client) => {
+    added++;
+    new client.Gauge({ name: "early_extension", help: "x", registers: [registry] }).set(7);
+  });
+  assert.equal(added, 0, "nothing is made before a scrape asks");
+  assert.equal(m.contentType, client.Registry.PROMETHEUS_CONTENT_TYPE);
+  const first = parseExposition(await m.render());
+  assert.equal(added, 1);
+  assert.equal(first.value("herd_client_connections_total", { server: "Hill" }), 1);
+  assert.equal(first.value("herd_persist_commit_duration_seconds_count", { server: "Hill" }), 1);
+  assert.equal(
+    first.value("herd_persist_commit_duration_seconds_bucket", { server: "Hill", le: "0.0025" }),
+    1,
+  );
+  assert.equal(first.value("early_extension", {}), 7);
+  assert.equal(first.value("herd_build_info", { version: "unknown" }), 1);
+  // One registry: the accessor's is the one rendered, and a later extension goes on it at once.
+  const registry = await m.registry();
+  assert.equal(registry, await m.registry());
+  assert.equal((await registry.getSingleMetricAsString("early_extension")).includes(" 7"), true);
+  m.extend((r, c) => {
+    added++;
+    new c.Gauge({ name: "late_extension", help: "x", registers: [r] }).set(3);
+  });
+  assert.equal(added, 2);
+  bus.emit({ kind: "client.connect", t: 0, server: "Hill", conn: 2, remote: "127.0.0.1:2" });
+  const second = parseExposition(await m.render());
+  assert.equal(second.value("herd_client_connections_total", { server: "Hill" }), 2);
+  assert.equal(second.value("late_extension", {}), 3);
   m.close();
 });

@@ -4,6 +4,11 @@
  * happened before anyone subscribed), the Places load-control counters, `herd_build_info`, and
  * optionally prom-client's process and runtime metrics.
  *
+ * prom-client itself loads at the first scrape ({@linkcode loadPromClient}), not with this module:
+ * its evaluation (100 ms idle, 250-500 ms on a loaded box) was the largest single block of a
+ * `server` process's start, one the early listener (cli/early_listen.ts) cannot answer through.
+ * Counting needs none of it: the families below keep plain numbers from the first event.
+ *
  * Labels are server and peer names and closed sets of reasons only (never client names or
  * free text: a label must not take unbounded values). Known series start at 0, so a rate is
  * defined from the first scrape. The list, with the renames from the old hand-written
@@ -12,7 +17,7 @@
  * @module
  */
 
-import client from "prom-client";
+import type client from "prom-client";
 import type { CommandVerb, ErrorReason, EventBus, HerdEvent } from "../events.ts";
 import type { HerdSnapshot } from "../snapshot.ts";
 import type { LoadControlStats } from "../places/load_control.ts";
@@ -114,18 +119,49 @@ const COMMAND_OUTCOMES: [CommandVerb, "invalid" | "error", InvalidReason | Failu
 
 type Labels = Record<string, string>;
 
+/** The prom-client module, as {@linkcode loadPromClient} gives it. */
+export type PromClient = typeof client;
+
+/**
+ * The Prometheus text format's content type: prom-client's `Registry.PROMETHEUS_CONTENT_TYPE`
+ * (tests/ops_metrics.unit_test.ts compares them), known without loading prom-client.
+ */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+let promClient: Promise<PromClient> | undefined;
+
+/**
+ * prom-client, loaded on first need (one load per process).
+ *
+ * @example
+ * ```ts
+ * const client = await loadPromClient();
+ * new client.Registry();
+ * ```
+ */
+export function loadPromClient(): Promise<PromClient> {
+  return promClient ??= import("prom-client").then((m) => m.default);
+}
+
+/**
+ * What a process adds to a metrics registry when it exists (the dashboard's hub series): run
+ * once the registry is made, or at once if it already is.
+ */
+export type RegistryExtension = (registry: client.Registry, client: PromClient) => void;
+
 /**
  * An unlabelled gauge or counter whose value is read at scrape time from whoever keeps it (a
  * running total for a counter).
  *
  * @example
  * ```ts
- * import client from "prom-client";
+ * const client = await loadPromClient();
  * const registry = new client.Registry();
- * collectedMetric("gauge", "herd_dashboard_subscribers", "Open streams.", [registry], () => 3);
+ * collectedMetric(client, "gauge", "herd_dashboard_subscribers", "Open streams.", [registry], () => 3);
  * ```
  */
 export function collectedMetric(
+  client: PromClient,
   type: "gauge" | "counter",
   name: string,
   help: string,
@@ -198,9 +234,20 @@ class SeriesTable<S> {
  */
 class CounterFamily {
   readonly #series = new SeriesTable((labels) => ({ labels, value: 0 }));
+  readonly #name: string;
+  readonly #help: string;
+  readonly #labelNames: string[];
 
-  constructor(name: string, help: string, labelNames: string[], registers: client.Registry[]) {
+  constructor(name: string, help: string, labelNames: string[]) {
+    this.#name = name;
+    this.#help = help;
+    this.#labelNames = labelNames;
+  }
+
+  /** Its prom-client counter, on `registers` (once, when the registry is made). */
+  register(client: PromClient, registers: client.Registry[]): void {
     const series = this.#series.order;
+    const [name, help, labelNames] = [this.#name, this.#help, this.#labelNames];
     new client.Counter({
       name,
       help,
@@ -236,14 +283,19 @@ interface HistogramSeries {
 class HistogramFamily {
   readonly #series: SeriesTable<HistogramSeries>;
   readonly #bounds: readonly number[];
+  readonly #name: string;
+  readonly #help: string;
+  readonly #labelNames: string[];
 
   constructor(
     name: string,
     help: string,
     labelNames: string[],
-    registers: client.Registry[],
     buckets: readonly number[] = LATENCY_BUCKETS,
   ) {
+    this.#name = name;
+    this.#help = help;
+    this.#labelNames = labelNames;
     this.#bounds = buckets;
     this.#series = new SeriesTable((labels) => ({
       labels,
@@ -251,7 +303,13 @@ class HistogramFamily {
       sum: 0,
       count: 0,
     }));
+  }
+
+  /** Its prom-client histogram, on `registers` (once, when the registry is made). */
+  register(client: PromClient, registers: client.Registry[]): void {
     const series = this.#series.order;
+    const buckets = this.#bounds;
+    const [name, help, labelNames] = [this.#name, this.#help, this.#labelNames];
     new client.Histogram({
       name,
       help,
@@ -287,9 +345,46 @@ class HistogramFamily {
   }
 }
 
+/**
+ * A registry made on first need: prom-client loads, the owner's metrics are built on it, then
+ * the extensions added so far. Series counted before then are in it: the owners keep their
+ * counts in plain numbers, which the prom-client metrics read at scrape time.
+ */
+export class LazyRegistry {
+  readonly #build: RegistryExtension;
+  readonly #extensions: RegistryExtension[] = [];
+  #made: Promise<client.Registry> | undefined;
+  #ready: { registry: client.Registry; client: PromClient } | undefined;
+
+  constructor(build: RegistryExtension) {
+    this.#build = build;
+  }
+
+  /** The registry (the same one every call), made on the first call. */
+  get(): Promise<client.Registry> {
+    return this.#made ??= loadPromClient().then((client) => {
+      const registry = new client.Registry();
+      this.#build(registry, client);
+      for (const add of this.#extensions.splice(0)) add(registry, client);
+      this.#ready = { registry, client };
+      return registry;
+    });
+  }
+
+  /** Runs `add` on the registry once it is made (at once if it is). */
+  extend(add: RegistryExtension): void {
+    if (this.#ready === undefined) this.#extensions.push(add);
+    else add(this.#ready.registry, this.#ready.client);
+  }
+}
+
 /** What the ops routes serve metrics from: a registry and its rendering. */
 export interface MetricsExposition {
-  readonly registry: client.Registry;
+  /** The registry, made (prom-client loaded) on the first call or scrape. */
+  registry(): Promise<client.Registry>;
+  /** Adds series to the registry when it is made (see {@linkcode LazyRegistry.extend}). */
+  extend(add: RegistryExtension): void;
+  /** The text format's content type, {@linkcode PROMETHEUS_CONTENT_TYPE}. */
   readonly contentType: string;
   render(): Promise<string>;
   close(): void;
@@ -310,7 +405,7 @@ export interface MetricsExposition {
  * ```
  */
 export class HerdMetrics implements MetricsExposition {
-  readonly registry: client.Registry = new client.Registry();
+  readonly #registry: LazyRegistry;
   readonly #source: MetricsSource;
   readonly #off: () => void;
   /** Servers whose series were started at 0. */
@@ -341,11 +436,18 @@ export class HerdMetrics implements MetricsExposition {
 
   constructor(source: MetricsSource, opts: MetricsOptions = {}) {
     this.#source = source;
-    const registers = [this.registry];
-    const counter = (name: string, help: string, labelNames: string[]) =>
-      new CounterFamily(name, help, labelNames, registers);
-    const histogram = (name: string, help: string, labelNames: string[]) =>
-      new HistogramFamily(name, help, labelNames, registers);
+    // prom-client's metrics are made with the registry, in this order; counting starts now.
+    const families: (CounterFamily | HistogramFamily)[] = [];
+    const counter = (name: string, help: string, labelNames: string[]) => {
+      const family = new CounterFamily(name, help, labelNames);
+      families.push(family);
+      return family;
+    };
+    const histogram = (name: string, help: string, labelNames: string[]) => {
+      const family = new HistogramFamily(name, help, labelNames);
+      families.push(family);
+      return family;
+    };
 
     this.#commands = counter(
       "herd_commands_total",
@@ -437,38 +539,49 @@ export class HerdMetrics implements MetricsExposition {
       "Group commits that failed (retried with backoff), per server.",
       ["server"],
     );
-    this.#gauges(registers);
-    this.#placesGauges(registers);
-    new client.Gauge({
-      name: "herd_build_info",
-      help: "The herd's version (always 1).",
-      labelNames: ["version"],
-      registers,
-    }).set({ version: opts.version ?? "unknown" }, 1);
+    const version = opts.version ?? "unknown";
+    this.#registry = new LazyRegistry((registry, client) => {
+      const registers = [registry];
+      for (const family of families) family.register(client, registers);
+      this.#gauges(client, registers);
+      this.#placesGauges(client, registers);
+      buildInfo(client, registers, version);
+    });
     this.#processMetrics = opts.processMetrics ?? false;
     this.#startAll();
     this.#off = source.bus.subscribe((e) => this.observe(e));
   }
 
+  /** The registry (prom-client loads on the first call). */
+  registry(): Promise<client.Registry> {
+    return this.#registry.get();
+  }
+
+  extend(add: RegistryExtension): void {
+    this.#registry.extend(add);
+  }
+
   /** The exposition's content type (text format 0.0.4). */
   get contentType(): string {
-    return this.registry.contentType;
+    return PROMETHEUS_CONTENT_TYPE;
   }
 
   /** The exposition text. */
   async render(): Promise<string> {
+    const registry = await this.#registry.get();
     if (this.#processMetrics) {
       // Only a process that is scraped pays for them: their event-loop sampler is a timer that,
       // on a loaded 2-core box, delayed client reads enough for 30 KB pipelined lines to hit the
       // partial-line timeout (tests/observer_snapshot_test.ts). Sampled each second.
       this.#processMetrics = false;
-      client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
-      honestProcessMetrics(this.registry);
+      const client = await loadPromClient();
+      client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
+      honestProcessMetrics(client, registry);
     }
     this.#scrape = localSnapshot(this.#source);
     try {
       this.#startAll();
-      return await this.registry.metrics();
+      return await registry.metrics();
     } finally {
       this.#scrape = undefined;
     }
@@ -482,12 +595,13 @@ export class HerdMetrics implements MetricsExposition {
   async exportServer(
     server: string,
   ): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
+    const registry = await this.#registry.get();
     this.#scrape = localSnapshot(this.#source);
     const out = [];
     let families;
     try {
       this.#startAll();
-      families = await this.registry.getMetricsAsJSON();
+      families = await registry.getMetricsAsJSON();
     } finally {
       this.#scrape = undefined;
     }
@@ -622,7 +736,7 @@ export class HerdMetrics implements MetricsExposition {
   }
 
   /** Gauges read from the snapshot at scrape time. */
-  #gauges(registers: client.Registry[]): void {
+  #gauges(client: PromClient, registers: client.Registry[]): void {
     const servers = () => this.#servers();
     type Row = [Labels, number];
     const gauge = (
@@ -705,13 +819,13 @@ export class HerdMetrics implements MetricsExposition {
   }
 
   /** The Places load-control counters (`servers/places/load_control.ts`), read at scrape time. */
-  #placesGauges(registers: client.Registry[]): void {
+  #placesGauges(client: PromClient, registers: client.Registry[]): void {
     const source = this.#source;
     const read = (key: keyof LoadControlStats) => () => source.placesStats?.()?.[key] ?? 0;
     const gauge = (name: string, help: string, value: () => number) =>
-      collectedMetric("gauge", name, help, registers, value);
+      collectedMetric(client, "gauge", name, help, registers, value);
     const counter = (name: string, help: string, value: () => number) =>
-      collectedMetric("counter", name, help, registers, value);
+      collectedMetric(client, "counter", name, help, registers, value);
     gauge("herd_places_active", "Places upstream requests in flight now.", read("active"));
     gauge("herd_places_queued", "Places queries waiting for a slot now.", read("queued"));
     gauge("herd_places_active_peak", "Most Places requests in flight at once.", read("peakActive"));
@@ -745,7 +859,7 @@ export class HerdMetrics implements MetricsExposition {
  * `Deno.memoryUsage()` instead (no permission needed); descriptor gauges that cannot be read are
  * left out rather than shown as 0.
  */
-function honestProcessMetrics(registry: client.Registry): void {
+function honestProcessMetrics(client: PromClient, registry: client.Registry): void {
   let procReadable = true;
   try {
     Deno.readDirSync("/proc/self/fd");
@@ -766,4 +880,22 @@ function honestProcessMetrics(registry: client.Registry): void {
       this.set(Deno.memoryUsage().rss);
     },
   });
+}
+
+/**
+ * `herd_build_info{version} 1`, on `registers`.
+ *
+ * @example
+ * ```ts
+ * const client = await loadPromClient();
+ * buildInfo(client, [new client.Registry()], "1.0.0");
+ * ```
+ */
+export function buildInfo(client: PromClient, registers: client.Registry[], version: string): void {
+  new client.Gauge({
+    name: "herd_build_info",
+    help: "The herd's version (always 1).",
+    labelNames: ["version"],
+    registers,
+  }).set({ version }, 1);
 }
