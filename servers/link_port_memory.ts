@@ -87,7 +87,14 @@ export class LinkPortMemory {
     try {
       if (granted({ name: "read", path })) {
         const info = Deno.lstatSync(path);
-        if (info.isFile && info.size <= MAX_FILE_BYTES) {
+        // Only a file of ours that nobody else may write (we write it 0600): in a shared dir,
+        // a file planted or rewritten by another user is not ours to trust.
+        // (Deno.uid() needs --allow-sys, which the `server` task does not grant: then the
+        // mode alone decides.)
+        const uid = granted({ name: "sys", kind: "uid" }) ? Deno.uid() : null;
+        const ours = info.uid === null || uid === null || info.uid === uid;
+        const guarded = info.mode === null || (info.mode & 0o022) === 0;
+        if (info.isFile && ours && guarded && info.size <= MAX_FILE_BYTES) {
           const json = JSON.parse(Deno.readTextFileSync(path));
           if (json?.config === id) {
             if (isPort(json.self)) self = json.self;

@@ -33,7 +33,10 @@ interface PendingRead {
 }
 
 interface PendingWrite {
+  /** What is left to put of the write. */
   p: Uint8Array;
+  /** The write's whole length, its result once every byte is in. */
+  length: number;
   resolve: (n: number) => void;
   reject: (err: Error) => void;
 }
@@ -105,11 +108,17 @@ class Pipe {
     p.set(this.#buf.subarray(this.#start, this.#start + n));
     this.#start += n;
     if (this.#start === this.#end) this.#start = this.#end = 0;
+    // The first waiting write stays first until all of it is in: no other write's bytes come
+    // between two parts of one write.
     while (this.#writers.length > 0 && this.pending < this.bound) {
       const w = this.#writers[0];
       const put = this.put(w.p);
+      if (put < w.p.length) {
+        w.p = w.p.subarray(put);
+        break;
+      }
       this.#writers.shift();
-      w.resolve(put);
+      w.resolve(w.length);
     }
     return n;
   }
@@ -215,12 +224,17 @@ export class MemoryConn implements Deno.Conn<Deno.NetAddr> {
     const pipe = this.#out;
     if (pipe.eof || pipe.readerGone) return Promise.reject(brokenPipe());
     if (p.length === 0) return Promise.resolve(0);
-    // Behind waiting writes, never beside them: a write's bytes stay together and in order.
+    // Behind waiting writes, never beside them, and whole (resolved with its full length once
+    // every byte is in): a write's bytes stay together and in order, whoever else writes.
+    let rest = p;
     if (!pipe.writersWaiting) {
       const n = pipe.put(p);
-      if (n > 0) return Promise.resolve(n);
+      if (n === p.length) return Promise.resolve(n);
+      rest = p.subarray(n);
     }
-    return new Promise((resolve, reject) => pipe.wait({ p, resolve, reject }));
+    return new Promise((resolve, reject) =>
+      pipe.wait({ p: rest, length: p.length, resolve, reject })
+    );
   }
 
   /** EOF for the peer once it has read what we sent. */

@@ -65,6 +65,22 @@ Deno.test("link port memory: a bad file is an empty memory (bad JSON, bad ports 
       assert.equal(m.self, undefined, what);
       assert.equal(m.peers.size, 0, what);
     }
+    // A good file that others may write, or that another user owns, is not trusted either
+    // (found by a review: in a shared log dir another user could plant one).
+    const good = JSON.stringify({ config, self: 40123, peers: { Jaquez: 40200 } });
+    await Deno.remove(path, { recursive: true }).catch(() => {});
+    await Deno.writeTextFile(path, good, { mode: 0o644 });
+    await Deno.chmod(path, 0o644);
+    assert.equal(LinkPortMemory.open(dir, "Hill", config).self, 40123, "0644, ours: read");
+    await Deno.chmod(path, 0o666);
+    assert.equal(LinkPortMemory.open(dir, "Hill", config).self, undefined, "world-writable");
+    await Deno.chmod(path, 0o620);
+    assert.equal(LinkPortMemory.open(dir, "Hill", config).self, undefined, "group-writable");
+    if (Deno.uid() === 0) {
+      await Deno.chmod(path, 0o600);
+      await Deno.chown(path, 65534, 65534);
+      assert.equal(LinkPortMemory.open(dir, "Hill", config).self, undefined, "another owner");
+    }
     // A name that is not a server name reads and writes nothing.
     const bad = LinkPortMemory.open(dir, "../Hill", config);
     assert.equal(bad.path, undefined);

@@ -83,17 +83,41 @@ Deno.test("memory conn: a reader that stops reading holds the writer at the boun
     accepted += await w;
   }
   assert.ok(blocked !== undefined, "a write past the bound waits");
-  assert.equal(accepted, bound, "exactly the bound is accepted, not a byte more");
+  assert.equal(accepted, 6 * chunk.length, "the writes that fit whole are done");
   // A second writer queues behind the first: nothing grows while the reader sleeps.
   const second = a.write(bytes("after"));
   assert.equal(await settled(second), false);
+  // What is held is exactly the bound (the waiting write's first part), not a byte more.
+  const held = new Uint8Array(4 * bound);
+  assert.equal(await b.read(held), bound);
   // The reader drains: the writers go on, in order, and every byte arrives once.
-  const all = await readBytes(b, bound + chunk.length + 5);
-  assert.equal(await blocked, chunk.length);
+  const total = 7 * chunk.length + 5;
+  const rest = await readBytes(b, total - bound);
+  assert.equal(await blocked, chunk.length, "a write resolves whole, once all of it is in");
   assert.equal(await second, 5);
-  assert.equal(all.length, bound + chunk.length + 5);
-  assert.ok(all.subarray(0, bound + chunk.length).every((x) => x === 7));
-  assert.equal(text(all.subarray(bound + chunk.length)), "after");
+  const all = new Uint8Array(total);
+  all.set(held.subarray(0, bound));
+  all.set(rest, bound);
+  assert.ok(all.subarray(0, 7 * chunk.length).every((x) => x === 7));
+  assert.equal(text(all.subarray(7 * chunk.length)), "after");
+  a.close();
+  b.close();
+});
+
+Deno.test("memory conn: two writes waiting on a full pipe arrive each whole, in order", async () => {
+  // Found by a review: the first waiting write got the room a read made, was resolved with
+  // part of its bytes and left the queue, so the rest of it (writeAll's next write) went in
+  // behind the second write: A×30 B×10 A×20.
+  const [a, b] = memoryConnPair(100);
+  await a.write(new Uint8Array(100).fill(0x2e));
+  const first = writeAll(a, new Uint8Array(50).fill(0x41));
+  const second = writeAll(a, new Uint8Array(10).fill(0x42));
+  // Reads of 30 bytes: each frees less room than the first write needs.
+  let got = "";
+  const small = new Uint8Array(30);
+  while (got.length < 160) got += text(small.subarray(0, (await b.read(small))!));
+  await Promise.all([first, second]);
+  assert.equal(got.slice(100), "A".repeat(50) + "B".repeat(10));
   a.close();
   b.close();
 });
