@@ -14,6 +14,7 @@
 import { helpFor, OVERVIEW, parseFlags, UsageError } from "./cli/flags.ts";
 import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
+import { ConfigError } from "./servers/config_error.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -99,8 +100,6 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (err) {
-    // config.ts (zod) only on this path: `server` listens before loading it.
-    const { ConfigError } = await import("./servers/config.ts");
     if (err instanceof UsageError || err instanceof ConfigError) {
       console.error(`error: ${err.message}`);
       Deno.exit(2);
