@@ -26,8 +26,14 @@ export function stablePorts(n: number): number[] {
   return leasePorts(n);
 }
 
-/** The herd secret of a {@linkcode ProcessHerd} unless its options give another. */
-export const PROCS_SECRET = "procs-test-secret-0123456789";
+/**
+ * The herd secret of a {@linkcode ProcessHerd} unless its options give another: one per test
+ * process. The secret is what makes servers one herd, so test herds running side by side (deno
+ * test --parallel) with one shared secret and the same server names could link to each other:
+ * a server that remembers a neighbour's link port from an earlier run (link_port_memory.ts)
+ * reached another test's server of that name on that port, and the two herds' records mixed.
+ */
+export const PROCS_SECRET = `procs-test-secret-${crypto.randomUUID()}`;
 
 function assertNoUncaught(procs: readonly ServerProcess[]): void {
   for (const p of procs) {
