@@ -689,7 +689,11 @@ Deno.test("start: a dashboard port that is taken (by the herd's own server or an
         reader.releaseLock();
         const url = new URL(out.match(/Dashboard: (http:\/\/\S+)/)![1]);
         assert.notEqual(Number(url.port), dashPort);
-        assert.match(stderr, new RegExp(`dashboard: port ${dashPort} on 127\\.0\\.0\\.1`));
+        // stderr is another pipe, read by its own loop: its line may come after stdout's.
+        const said = new RegExp(`dashboard: port ${dashPort} on 127\\.0\\.0\\.1`);
+        await waitFor(() => said.test(stderr), 10_000, `the dashboard's line on stderr: ${stderr}`)
+          .catch(() => {});
+        assert.match(stderr, said);
         assert.match(stderr, holder);
         // The herd serves on both ports, and the dashboard answers where it said it is.
         for (const p of [own, other]) {
