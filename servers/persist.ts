@@ -835,7 +835,10 @@ class RecordLog implements Persistence {
     const tmpPath = `${this.#path}.tmp`;
     let tmp: Deno.FsFile | undefined;
     try {
-      tmp = await Deno.open(tmpPath, { read: true, write: true, create: true, truncate: true });
+      // Whatever sits at the temp path (a crash's leftover, or a planted symlink) is unlinked,
+      // not opened: the new file is created exclusively, so no write goes through a link.
+      await Deno.remove(tmpPath).catch(() => {});
+      tmp = await Deno.open(tmpPath, { read: true, write: true, createNew: true });
       const records = [...(this.#store?.values() ?? [])].sort((a, b) => a.seq - b.seq);
       const marks = [...this.#durableMarks];
       const epoch = this.#epoch;

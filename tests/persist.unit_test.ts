@@ -241,6 +241,34 @@ Deno.test("persist: the log is compacted once it holds far more than the live re
     for (const r of store.values()) assert.equal(r.time, "1621464856");
   }));
 
+Deno.test("persist: compaction never writes through a symlink or file left at its temp path", () =>
+  withDir(async (dir) => {
+    // Someone who can write the data dir plants `Hill.records.tmp` -> a file of theirs (or of the
+    // herd's user): compaction must not truncate or fill the target, and must still compact.
+    const victim = `${dir}/victim.txt`;
+    await Deno.writeTextFile(victim, "keep me\n");
+    await Deno.symlink(victim, `${dir}/Hill.records.tmp`);
+    const first = await reload(dir);
+    let seq = 0;
+    for (let round = 0; round < 30; round++) {
+      for (let k = 0; k < 1000; k++) {
+        const r = record(`c${k}`, ++seq, { time: `${1621464827 + round}` });
+        first.store.offer(r, -1);
+        first.p.saved(first.store.get(r.client)!);
+      }
+      await first.p.committed();
+    }
+    await first.p.close();
+    assert.equal(await Deno.readTextFile(victim), "keep me\n");
+    const info = await Deno.lstat(`${dir}/Hill.records`);
+    assert.ok(info.isFile, "the log is a plain file, not the planted link");
+    const entries = (await Deno.readTextFile(`${dir}/Hill.records`)).split("\n").length - 1;
+    assert.ok(entries < 2 * 1000 + 10_002, `not compacted: ${entries} entries`);
+    const { p, store } = await reload(dir);
+    await p.close();
+    assert.equal(store.size, 1000);
+  }));
+
 Deno.test("persist: a Deno KV store of an earlier version is imported once (both layouts)", () =>
   withDir(async (dir) => {
     const kv = await Deno.openKv(`${dir}/Hill.kv`);
