@@ -22,6 +22,7 @@ import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
 import { closeQuietly } from "../servers/io.ts";
 import { readConfigText } from "../servers/config_file.ts";
+import { ConfigError } from "../servers/config_error.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
 
@@ -210,7 +211,9 @@ export async function listenEarly(
       configText = await readConfigText(path);
       json = JSON.parse(configText);
     }
-  } catch {
+  } catch (err) {
+    // Too big, or nothing to read in time: the start would read it again and fail the same way.
+    if (err instanceof ConfigError) throw err;
     return configText === undefined
       ? undefined
       : { configText, take: () => undefined, takeLink: () => undefined, close() {} };

@@ -243,6 +243,11 @@ export function parseFlags(command: Subcommand, args: string[]): HerdFlags {
           : (raw as string).split(",").map((h) => h.trim()).filter((h) => h !== "");
         break;
       case "string":
+        // `--log-dir ""` would be the filesystem's root, `--dashboard-host ""` an error only
+        // once the herd had started: an empty value is a mistake unless it means something.
+        if (raw === "" && !spec.empty) {
+          throw new UsageError(`--${flagName(name)} needs a ${spec.arg}, got ""`);
+        }
         out[name] = raw ?? spec.default;
     }
   }

@@ -58,6 +58,12 @@ function checkAccess(flags: HerdFlags, servers: readonly ServerConfig[]): void {
     } catch (err) {
       throw new UsageError(`${flag} ${dir}: cannot use it as a directory: ${errText(err)}`);
     }
+    // A dir that exists but takes no file (sysfs, a read-only mount, no permission in it).
+    try {
+      Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".herd-probe-" }));
+    } catch (err) {
+      throw new UsageError(`${flag} ${dir}: cannot write in it: ${errText(err)}`);
+    }
   }
   for (const s of servers) {
     for (const port of [s.port, s.linkPort ?? s.port]) {

@@ -12,9 +12,17 @@ import { ConfigError } from "./config_error.ts";
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /**
+ * Longest the whole read may take: a FIFO nobody writes to blocks its open for ever, and one
+ * that never ends its input blocks a read (`--config <(cmd)` is a FIFO too, and is answered in
+ * far less).
+ */
+export const CONFIG_READ_MS = 5_000;
+
+/**
  * The text of the config file at `path`, decoded as UTF-8.
  *
- * @throws {ConfigError} when the file holds more than {@linkcode MAX_CONFIG_BYTES} bytes.
+ * @throws {ConfigError} when the file holds more than {@linkcode MAX_CONFIG_BYTES} bytes, or
+ * is not read whole within {@linkcode CONFIG_READ_MS}.
  * @throws the open's or read's own error (e.g. `Deno.errors.NotFound`) otherwise.
  *
  * @example
@@ -25,6 +33,28 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
  * ```
  */
 export async function readConfigText(path: string): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConfigError(
+            `config ${path}: nothing to read in ${CONFIG_READ_MS / 1000} s ` +
+              `(a FIFO nobody writes to?)`,
+          ),
+        ),
+      CONFIG_READ_MS,
+    );
+  });
+  try {
+    // The open or read left behind on a timeout stays blocked; the process exits 2 anyway.
+    return await Promise.race([readAll(path), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readAll(path: string): Promise<string> {
   using file = await Deno.open(path);
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;

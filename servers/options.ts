@@ -34,7 +34,13 @@ export type OptionSpec =
     /** The flag sets the value to false (`--no-dashboard` → `dashboard: false`). */
     negate?: boolean;
   }
-  | Common & { type: "string"; arg: string; default?: string }
+  | Common & {
+    type: "string";
+    arg: string;
+    default?: string;
+    /** `""` means something (`--data-dir ''`: records in memory); else an empty value is refused. */
+    empty?: boolean;
+  }
   | Common & { type: "int"; arg: string; default?: number; min: number; max: number }
   | Common & { type: "choice"; choices: readonly string[]; default?: string }
   | Common & { type: "list"; arg: string; default: readonly string[] };
@@ -65,6 +71,7 @@ export const OPTIONS = {
     type: "string",
     arg: "DIR",
     default: "./data",
+    empty: true,
     commands: HERD,
     help: "durable records, one store per server ('' = off)",
   },

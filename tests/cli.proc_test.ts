@@ -569,6 +569,61 @@ Deno.test("--log-format json: one object per line, escaped, no secret; SIGHUP re
   }
 });
 
+Deno.test("an empty value, a dir nobody may write in, or a config FIFO with no writer: one line, exit 2", async () => {
+  // Found by an adversarial review: `--log-dir ""` died with an uncaught "Empty path" and its
+  // stack under the task's permissions, and with every permission logged to /Hill.log;
+  // `--dashboard-host ""` failed only after the herd had started; a data dir where no file can be
+  // made (sysfs, a read-only mount) gave the bare OS error; a FIFO config nobody writes hung.
+  const dir = await Deno.makeTempDir();
+  const fifo = `${dir}/herd.json`;
+  await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  const all = { write: ["/"] };
+  try {
+    for (const command of [["server", "Hill"], ["start", "--no-dashboard"]]) {
+      const what = command[0];
+      for (const widen of [{}, all]) {
+        assertUsage(
+          await run([...command, "--memory", "--log-dir", ""], {}, widen),
+          /^error: --log-dir needs a DIR, got ""/,
+          `${what} --log-dir "" (${widen === all ? "every permission" : "the task's"})`,
+        );
+      }
+      // Every permission (sysfs needs them all): the probe file, not a permission check, fails.
+      const sys = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "main.ts", ...command, "--log-dir", dir, "--data-dir", "/sys/kernel"],
+        cwd: ROOT,
+        env: OPEN_FILES,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assertUsage(
+        { code: sys.code, stderr: new TextDecoder().decode(sys.stderr) },
+        /^error: --data-dir \/sys\/kernel: cannot write in it: /,
+        `${what} --data-dir /sys/kernel`,
+      );
+      assertUsage(
+        await run([...command, "--memory", "--log-dir", dir, "--config", fifo], {}, all),
+        /^error: config \S+herd\.json: nothing to read in 5 s/,
+        `${what} --config FIFO`,
+      );
+    }
+    assertUsage(
+      await run(["start", "--memory", "--log-dir", dir, "--dashboard-host", ""], {}, all),
+      /^error: --dashboard-host needs a HOST, got ""/,
+      "start --dashboard-host",
+    );
+    assertUsage(
+      await run(["server", "Hill", "--memory", "--ops-port", "0", "--ops-host", ""], {}, all),
+      /^error: --ops-host needs a HOST, got ""/,
+      "server --ops-host",
+    );
+    await assert.rejects(Deno.lstat("/Hill.log"), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the server task's scoped permissions: a dir or host outside them is one line, exit 2", async () => {
   const dir = await Deno.makeTempDir();
   const far = await writeConfig({ servers: { Far: { port: 5000, host: "10.255.0.1" } } });
