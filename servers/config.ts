@@ -12,6 +12,7 @@ import { didYouMean } from "./suggest.ts";
 import { DEFAULT_CONFIG_JSON } from "./seed.ts";
 import { ConfigError } from "./config_error.ts";
 import { readConfigText } from "./config_file.ts";
+import { jsonFault } from "./json_where.ts";
 
 export { ConfigError } from "./config_error.ts";
 
@@ -298,8 +299,13 @@ export async function loadConfig(path?: string, given?: string): Promise<HerdCon
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`config ${path} is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    // Where, not V8's message: that quotes the bytes around the fault (a secret, maybe).
+    const at = jsonFault(text);
+    const where = at === undefined
+      ? "unexpected input"
+      : `unexpected ${at.end ? "end" : "character"} at line ${at.line}, column ${at.column}`;
+    throw new ConfigError(`config ${path} is not valid JSON: ${where}`);
   }
   try {
     const twice = duplicateKey(text);

@@ -56,3 +56,36 @@ Deno.test("config: a deeply nested file (valid JSON) is a clear ConfigError, not
     await Deno.remove(path);
   }
 });
+
+Deno.test("config: a file that is not JSON is reported by line and column, never quoting it", async () => {
+  // V8's JSON.parse message for an unexpected token quotes ~10 bytes around it: a secret whose
+  // quotes were forgotten was printed in part (found by an adversarial review).
+  const secret = "Zq7Wx9Kv3Lp5Rt8Yh2Mn";
+  const cases: [string, RegExp][] = [
+    [`{"secret": ${secret}, "servers": {}}`, /: unexpected character at line 1, column 12$/],
+    [
+      `{\n  "servers": {},\n  "secret": ${secret}\n}`,
+      /: unexpected character at line 3, column 13$/,
+    ],
+    [`{"secret": "${secret}",}`, /line 1, column \d+/],
+    [`{"secret": "${secret}"} ${secret}`, /: unexpected character at line 1, column 36$/],
+    [`{"secret": "${secret}`, /: unexpected end at line 1, column 33$/],
+    [`{"secret": tru}`, /: unexpected character at line 1, column 15$/],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [text, where] of cases) {
+      const path = `${dir}/herd.json`;
+      await Deno.writeTextFile(path, text);
+      const err = await loadConfig(path).then(() => undefined, (e) => e);
+      assert.ok(err instanceof ConfigError, `${text}: ${err}`);
+      assert.match(err.message, /is not valid JSON/);
+      assert.match(err.message, where, text);
+      for (let i = 0; i + 4 <= secret.length; i++) {
+        assert.ok(!err.message.includes(secret.slice(i, i + 4)), `quoted: ${err.message}`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
