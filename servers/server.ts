@@ -683,18 +683,20 @@ export class HerdServer implements LineHandler {
     } catch (err) {
       reply = this.#failed(line.text, err, outcome);
     }
-    if (typeof reply !== "string") {
-      reply = reply.catch((err) => this.#failed(line.text, err, outcome));
-    }
-    if (log) {
-      const done = (r: string) => {
+    const done = log
+      ? (r: string) => {
         this.#emitReply(conn.id, r, outcome!.places);
         this.#emitCommand(cmd, line.text, conn.id, outcome!, started);
-      };
-      if (typeof reply === "string") done(reply);
-      else reply.then(done);
-    }
-    return reply;
+        return r;
+      }
+      : undefined;
+    if (typeof reply === "string") return done === undefined ? reply : done(reply);
+    // One reaction for a reply that waits: its events, or its failure and then its events (not
+    // a `catch` and a `then`, two promises and two reactions per IAMAT).
+    return reply.then(done, (err) => {
+      const r = this.#failed(line.text, err, outcome);
+      return done === undefined ? r : done(r);
+    });
   }
 
   /** The `command` event of an answered command, and an `invalid` event when it was. */
@@ -797,11 +799,14 @@ export class HerdServer implements LineHandler {
     started: number,
   ): string | Promise<string> {
     const waits: Promise<unknown>[] = [];
-    if (this.#opts.syncAck && this.#persistence !== undefined) {
-      waits.push(this.#persistence.committed());
-    }
+    const durable = this.#opts.syncAck && this.#persistence !== undefined;
+    if (durable) waits.push(this.#persistence!.committed());
     if (record !== undefined) {
       const receipts = this.#receipts(record, null, started);
+      // Only the receipts to wait for (the default): one promise, resolved with the reply.
+      if (receipts !== undefined && !durable) {
+        return new Promise((resolve) => receipts.onSettled(() => resolve(text)));
+      }
       if (receipts !== undefined) waits.push(new Promise<void>((r) => receipts.onSettled(r)));
       else if (this.links.some((l) => l.up)) waits.push(Promise.resolve());
     }
