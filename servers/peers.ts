@@ -26,7 +26,7 @@ import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
 import { Buffer } from "node:buffer";
-import { binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { binaryAt, binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import {
   CAUGHTUP,
   DIGEST,
@@ -835,7 +835,8 @@ export class Link {
     const at = FIELD_AT;
     const seq = recordFieldsAt(bytes, start, end, at);
     if (seq < 0) return false;
-    const client = bytes.toString("latin1", at[4], at[5] - 1);
+    // Short fields (a client ID, a time difference) are decoded in JavaScript: binaryAt.
+    const client = binaryAt(bytes, at[4], at[5] - 1);
     const held = this.#server.store.get(client);
     let ok: boolean;
     if (
@@ -850,7 +851,7 @@ export class Link {
       // The client string is the one just looked up: the store's lookups reuse its hash.
       const record: PeerRecord = {
         origin: this.#origin(bytes, at[2], at[3] - 1),
-        diff: bytes.toString("latin1", at[3], at[4] - 1),
+        diff: binaryAt(bytes, at[3], at[4] - 1),
         client,
         location: bytes.toString("latin1", at[5], at[6] - 1),
         time: bytes.toString("latin1", at[6], end),
