@@ -26,7 +26,7 @@ import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
 import { Buffer } from "node:buffer";
-import { binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
+import { binaryAt, binaryEquals, binaryToBytes, LineSplitter, type SplitLine } from "./lines.ts";
 import {
   CAUGHTUP,
   DIGEST,
@@ -58,7 +58,7 @@ import { closeQuietly, writeAll } from "./io.ts";
 import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
-import { ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
+import { type ReceiptCountdown, ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
 import { LineDelay, type LinkChange, type LinkSettings, NORMAL_LINK } from "./link_control.ts";
 import {
   bucketCount,
@@ -112,7 +112,7 @@ export interface LinkHost {
     records: PeerRecord[],
     link: Link,
     known?: readonly AtFields[],
-  ): (Promise<unknown> | undefined)[];
+  ): (ReceiptCountdown | undefined)[];
   /** Whether this server sends receipts (`A` lines) for what it reads (--receipt-wait-ms > 0). */
   readonly receipts: boolean;
   /** Called when a link's mark (what it has received) advances, for persistence. */
@@ -224,6 +224,8 @@ export class Link {
   #pumpingFor: Deno.Conn | undefined;
   #lastWrite = 0;
   #lastRead = 0;
+  /** When the current read completed (`performance.now()`; #lastRead is moved for our own lag). */
+  #readAt = 0;
   #lastBeat = 0;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   #wakeDialer: (() => void) | undefined;
@@ -307,6 +309,14 @@ export class Link {
   /** True while the link is connected and authenticated. */
   get up(): boolean {
     return this.#conn !== undefined;
+  }
+
+  /**
+   * When the read being handled completed (a `performance.now()` time): the receipt waits of the
+   * records it brought are bounded from then, with no clock read per record.
+   */
+  get readAt(): number {
+    return this.#readAt;
   }
 
   /** True while the link is up and its receipts are waited for (it is not late: receipts.ts). */
@@ -449,7 +459,11 @@ export class Link {
     this.#conn = conn;
     this.#connOurs = dir === "out";
     this.#cursor = -1;
-    this.#lastRead = this.#lastWrite = this.#lastBeat = performance.now();
+    this.#lastRead =
+      this.#lastWrite =
+      this.#lastBeat =
+      this.#readAt =
+        performance.now();
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
@@ -696,7 +710,7 @@ export class Link {
       while (this.#conn === conn) {
         const n = await conn.read(buf);
         if (n === null) break;
-        this.#lastRead = performance.now();
+        this.#lastRead = this.#readAt = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n), RECORD_BYTE), bytes)) return;
         this.#pingIfDue(conn, performance.now());
         // A catch-up stream always has data: let the other links and the timers have a turn.
@@ -821,7 +835,8 @@ export class Link {
     const at = FIELD_AT;
     const seq = recordFieldsAt(bytes, start, end, at);
     if (seq < 0) return false;
-    const client = bytes.toString("latin1", at[4], at[5] - 1);
+    // Short fields (a client ID, a time difference) are decoded in JavaScript: binaryAt.
+    const client = binaryAt(bytes, at[4], at[5] - 1);
     const held = this.#server.store.get(client);
     let ok: boolean;
     if (
@@ -836,7 +851,7 @@ export class Link {
       // The client string is the one just looked up: the store's lookups reuse its hash.
       const record: PeerRecord = {
         origin: this.#origin(bytes, at[2], at[3] - 1),
-        diff: bytes.toString("latin1", at[3], at[4] - 1),
+        diff: binaryAt(bytes, at[3], at[4] - 1),
         client,
         location: bytes.toString("latin1", at[5], at[6] - 1),
         time: bytes.toString("latin1", at[6], end),
@@ -1070,7 +1085,7 @@ export class Link {
   #take(conn: Deno.Conn, intake: Intake): void {
     const s = this.#server;
     const { batch, known, seqs } = intake;
-    let waits: (Promise<unknown> | undefined)[] = [];
+    let waits: (ReceiptCountdown | undefined)[] = [];
     if (batch !== undefined || known !== undefined) {
       const read = (batch?.length ?? 0) + (known?.length ?? 0);
       this.recordsReceived += read;

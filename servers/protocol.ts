@@ -10,7 +10,7 @@
  */
 
 import { MAX_CLIENT_ID } from "./limits.ts";
-import { type AtFields, parseLocation, recordFieldsFit, TIME } from "./record.ts";
+import { type AtFields, isTime, parseLocation, recordFieldsFit, TIME } from "./record.ts";
 import type { InvalidReason } from "./reasons.ts";
 
 /** The protocol's whitespace: space, tab, CR, LF, form feed, vertical tab (not NBSP, not `\s`). */
@@ -135,7 +135,7 @@ export function parseCommand(line: string): Command {
   if (verb === "IAMAT") {
     // The caps hold whatever line limit a server runs with, so every record fits a peer line.
     if (!recordFieldsFit(client, a, b)) return invalid("field-too-long");
-    if (!TIME.test(b)) return invalid("bad-time");
+    if (!isTime(b)) return invalid("bad-time");
     const loc = parseLocation(a);
     if (!loc) return invalid("bad-location");
     return { verb, client, location: a, time: b, lat: loc.lat, lng: loc.lng };

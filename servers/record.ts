@@ -32,12 +32,75 @@ export interface AtFields {
   time: string;
 }
 
-/** A protocol time: unsigned decimal seconds, any number of fraction digits. */
+/**
+ * A protocol time: unsigned decimal seconds, any number of fraction digits. {@linkcode isTime}
+ * tells the same without a regular expression.
+ */
 export const TIME = /^(\d+)(?:\.(\d+))?$/;
-/** One field: no protocol whitespace. */
-const FIELD = /^[^ \t\r\n\f\v]+$/;
-/** A time difference as the herd formats it. */
-const DIFF = /^[+-]\d+\.\d{9}$/;
+
+/**
+ * True when `s` is a protocol time (`TIME`: digits, then optionally `.` and digits). A scanner:
+ * with {@linkcode isField} and {@linkcode isDiff} it checks every new record a peer sends (four
+ * a record, 16 an IAMAT in the seed herd), where regular expressions cost ~3% of the thread.
+ *
+ * @example
+ * ```ts
+ * isTime("1700000000.5"); // true
+ * isTime("1700000000."); // false
+ * ```
+ */
+export function isTime(s: string): boolean {
+  const n = s.length;
+  let i = 0;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  if (i === 0) return false;
+  if (i === n) return true;
+  if (s.charCodeAt(i) !== 46) return false;
+  const fracStart = ++i;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  return i > fracStart && i === n;
+}
+
+/**
+ * True when `s` is one field: at least one char, none of them protocol whitespace (space, tab,
+ * LF, VT, FF, CR: what `[^ \t\r\n\f\v]+` allows).
+ *
+ * @example
+ * ```ts
+ * isField("kiwi.cs.ucla.edu"); // true
+ * isField("a b"); // false
+ * ```
+ */
+export function isField(s: string): boolean {
+  const n = s.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || (c >= 9 && c <= 13)) return false;
+  }
+  return true;
+}
+
+/**
+ * True when `s` is a time difference as the herd formats it: a sign, digits, `.`, exactly nine
+ * digits (`[+-]\d+\.\d{9}`).
+ *
+ * @example
+ * ```ts
+ * isDiff("+0.263873386"); // true
+ * isDiff("+0.26"); // false
+ * ```
+ */
+export function isDiff(s: string): boolean {
+  const n = s.length;
+  if (n < 12) return false;
+  const sign = s.charCodeAt(0);
+  if (sign !== 43 && sign !== 45) return false;
+  const dot = n - 10;
+  if (s.charCodeAt(dot) !== 46) return false;
+  for (let i = 1; i < n; i++) if (i !== dot && !isDigit(s.charCodeAt(i))) return false;
+  return true;
+}
 
 /**
  * Parses ISO 6709 `±lat±lng` in decimal degrees, checking the ranges exactly.
@@ -211,9 +274,9 @@ export function compareRecords(a: AtFields, b: AtFields): number {
 export function validateRecord(r: AtFields): { lat: number; lng: number } | undefined {
   if (r.origin.length > MAX_SERVER_NAME || r.diff.length > MAX_DIFF) return undefined;
   if (!recordFieldsFit(r.client, r.location, r.time)) return undefined;
-  if (!FIELD.test(r.origin) || !DIFF.test(r.diff)) return undefined;
-  if (!FIELD.test(r.client)) return undefined;
-  if (!TIME.test(r.time)) return undefined;
+  if (!isField(r.origin) || !isDiff(r.diff)) return undefined;
+  if (!isField(r.client)) return undefined;
+  if (!isTime(r.time)) return undefined;
   return parseLocation(r.location);
 }
 

@@ -19,6 +19,7 @@ import { errText } from "./text.ts";
 import { silenceTimer } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
+import { ReceiptCountdown } from "./receipts.ts";
 import { acceptHandshake } from "./handshake.ts";
 import { LinkPortBook } from "./link_port.ts";
 import type { LinkPortMemory } from "./link_port_memory.ts";
@@ -669,7 +670,8 @@ export class HerdServer implements LineHandler {
         line: line.text,
       });
     }
-    const started = log ? performance.now() : 0;
+    // Also where the receipt waits of an IAMAT's record start (#receipts).
+    const started = performance.now();
     const outcome: Outcome | undefined = log
       ? { reason: cmd.verb === "INVALID" ? cmd.reason : undefined }
       : undefined;
@@ -677,22 +679,24 @@ export class HerdServer implements LineHandler {
     // A bug or a bad stored record must cost one `?` reply and an `error` event, never the
     // process: nothing reachable from a client line may throw or reject past this point.
     try {
-      reply = this.#reply(cmd, line.text, conn, outcome);
+      reply = this.#reply(cmd, line.text, conn, outcome, started);
     } catch (err) {
       reply = this.#failed(line.text, err, outcome);
     }
-    if (typeof reply !== "string") {
-      reply = reply.catch((err) => this.#failed(line.text, err, outcome));
-    }
-    if (log) {
-      const done = (r: string) => {
+    const done = log
+      ? (r: string) => {
         this.#emitReply(conn.id, r, outcome!.places);
         this.#emitCommand(cmd, line.text, conn.id, outcome!, started);
-      };
-      if (typeof reply === "string") done(reply);
-      else reply.then(done);
-    }
-    return reply;
+        return r;
+      }
+      : undefined;
+    if (typeof reply === "string") return done === undefined ? reply : done(reply);
+    // One reaction for a reply that waits: its events, or its failure and then its events (not
+    // a `catch` and a `then`, two promises and two reactions per IAMAT).
+    return reply.then(done, (err) => {
+      const r = this.#failed(line.text, err, outcome);
+      return done === undefined ? r : done(r);
+    });
   }
 
   /** The `command` event of an answered command, and an `invalid` event when it was. */
@@ -738,6 +742,7 @@ export class HerdServer implements LineHandler {
     line: string,
     conn: ClientConnection,
     outcome: Outcome | undefined,
+    started: number,
   ): string | Promise<string> {
     switch (cmd.verb) {
       case "IAMAT": {
@@ -756,7 +761,7 @@ export class HerdServer implements LineHandler {
           time: cmd.time,
         };
         const record = this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
-        return this.#afterAccept(record, formatAt(fields) + "\n", line, outcome);
+        return this.#afterAccept(record, formatAt(fields) + "\n", line, outcome, started);
       }
       case "WHATSAT":
         return this.#whatsat(cmd, line, conn, outcome);
@@ -791,14 +796,18 @@ export class HerdServer implements LineHandler {
     text: string,
     line: string,
     outcome: Outcome | undefined,
+    started: number,
   ): string | Promise<string> {
     const waits: Promise<unknown>[] = [];
-    if (this.#opts.syncAck && this.#persistence !== undefined) {
-      waits.push(this.#persistence.committed());
-    }
+    const durable = this.#opts.syncAck && this.#persistence !== undefined;
+    if (durable) waits.push(this.#persistence!.committed());
     if (record !== undefined) {
-      const receipts = this.#receipts(record, null);
-      if (receipts !== undefined) waits.push(receipts);
+      const receipts = this.#receipts(record, null, started);
+      // Only the receipts to wait for (the default): one promise, resolved with the reply.
+      if (receipts !== undefined && !durable) {
+        return new Promise((resolve) => receipts.onSettled(() => resolve(text)));
+      }
+      if (receipts !== undefined) waits.push(new Promise<void>((r) => receipts.onSettled(r)));
       else if (this.links.some((l) => l.up)) waits.push(Promise.resolve());
     }
     if (waits.length === 0) return text;
@@ -814,37 +823,40 @@ export class HerdServer implements LineHandler {
   /**
    * Waits (bounded) for every up link but `except` to receipt `record`; undefined when there is
    * nothing to wait for. A receipt that does not come in time is reported and not waited for.
+   * `started`: when the record's line was read (a `performance.now()` time, taken per read, not
+   * per record): the waits are bounded from then.
    */
-  #receipts(record: StoredRecord, except: Link | null): Promise<void> | undefined {
+  #receipts(
+    record: StoredRecord,
+    except: Link | null,
+    started: number,
+  ): ReceiptCountdown | undefined {
     const ms = this.#opts.receiptWaitMs;
     if (ms <= 0) return undefined;
     let links: Link[] | undefined;
     // A late link (a receipt timed out, none since) is not waited for: see receipts.ts.
     for (const l of this.links) if (l !== except && l.awaited) (links ??= []).push(l);
     if (links === undefined) return undefined;
-    const started = performance.now();
     const waiting = links;
-    // One promise per record, counted down by the links' callbacks (not one per link).
-    return new Promise((resolve) => {
-      let left = waiting.length;
-      let late: boolean[] | undefined;
-      waiting.forEach((l, i) =>
-        l.onReceipt(record.seq, started + ms, (receipted) => {
-          if (!receipted) (late ??= [])[i] = true;
-          if (--left > 0) return;
-          resolve();
-          if (late === undefined) return;
-          this.bus.emit({
-            kind: "receipt.late",
-            t: Date.now(),
-            server: this.name,
-            client: record.client,
-            peers: waiting.filter((_, j) => late![j]).map((l) => l.peer),
-            waitedMs: performance.now() - started,
-          });
-        })
-      );
-    });
+    // One countdown per record, ticked by the links' callbacks (no promise, no link's own).
+    const countdown = new ReceiptCountdown(waiting.length);
+    let late: boolean[] | undefined;
+    waiting.forEach((l, i) =>
+      l.onReceipt(record.seq, started + ms, (receipted) => {
+        if (!receipted) (late ??= [])[i] = true;
+        countdown.tick();
+        if (!countdown.settled || late === undefined) return;
+        this.bus.emit({
+          kind: "receipt.late",
+          t: Date.now(),
+          server: this.name,
+          client: record.client,
+          peers: waiting.filter((_, j) => late![j]).map((l) => l.peer),
+          waitedMs: performance.now() - started,
+        });
+      })
+    );
+    return countdown;
   }
 
   #emitReply(conn: number, reply: string, places: Outcome["places"]): void {
@@ -1009,7 +1021,7 @@ export class HerdServer implements LineHandler {
     records: PeerRecord[],
     link: Link,
     known?: readonly AtFields[],
-  ): (Promise<unknown> | undefined)[] {
+  ): (ReceiptCountdown | undefined)[] {
     const catchUp = link.receivingCatchUp;
     if (this.bus.active) {
       this.bus.emit({
@@ -1022,10 +1034,13 @@ export class HerdServer implements LineHandler {
         ...(known === undefined ? {} : { duplicates: known.length }),
       });
     }
-    const waits: (Promise<unknown> | undefined)[] = [];
+    const waits: (ReceiptCountdown | undefined)[] = [];
+    const readAt = link.readAt;
     for (const r of records) {
       const stored = this.#accept(r, link, r.lat, r.lng, catchUp);
-      waits.push(stored === undefined || catchUp ? undefined : this.#receipts(stored, link));
+      waits.push(
+        stored === undefined || catchUp ? undefined : this.#receipts(stored, link, readAt),
+      );
     }
     return waits;
   }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
+  binaryAt,
   binaryEquals,
   binaryToBytes,
   bytesToBinary,
@@ -143,6 +145,23 @@ Deno.test("splitter: with a raw tag, whole tagged lines come out undecoded with 
   const long = s.push(binaryToBytes(`R ${"x".repeat(100)}\nR 4\n`), 0x52);
   assert.equal(long[0].overlong, true);
   assert.equal(long[1].end, long[1].start! + 3);
+});
+
+Deno.test("binaryAt decodes any bytes at any offset as toString('latin1') does, short fields and long", () => {
+  const bytes = Buffer.alloc(256);
+  let seed = 3;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let round = 0; round < 20_000; round++) {
+    for (let i = 0; i < 64; i++) bytes[i] = Math.floor(next() * 256);
+    const start = Math.floor(next() * 32);
+    const end = start + Math.floor(next() * 30); // 0..29 bytes: both sides of the 16-byte cut
+    const got = binaryAt(bytes, start, end);
+    assert.deepEqual(got, bytes.toString("latin1", start, end), `[${start}, ${end})`);
+    // Its own string, not a view of the scratch codes: a later decode does not change it.
+    const again = binaryAt(bytes, 0, end - start);
+    assert.deepEqual(got, bytes.toString("latin1", start, end));
+    assert.deepEqual(again.length, end - start);
+  }
 });
 
 Deno.test("binaryEquals compares bytes with a binary string's chars, lengths first", () => {

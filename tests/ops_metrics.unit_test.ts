@@ -114,6 +114,88 @@ Deno.test("metrics: counts kept between scrapes are neither lost nor counted twi
   m.close();
 });
 
+Deno.test("metrics: the counts of every update land in the series started at 0, one series per label set", async () => {
+  const { bus, m } = metrics();
+  const record = {
+    origin: "Hill",
+    diff: "+0.000100000",
+    client: "k",
+    location: "+1+2",
+    time: "1700000000",
+  };
+  const t = 1_700_000_000_500;
+  for (let i = 0; i < 3; i++) {
+    bus.emit({
+      kind: "command",
+      t,
+      server: "Hill",
+      conn: 1,
+      verb: "IAMAT",
+      result: "ok",
+      reason: "",
+      seconds: 0.002,
+    });
+    bus.emit({ kind: "location.accepted", t, server: "Hill", record, from: null, lat: 1, lng: 2 });
+    bus.emit({
+      kind: "location.accepted",
+      t,
+      server: "Hill",
+      record,
+      from: "Jaquez",
+      lat: 1,
+      lng: 2,
+    });
+    for (const from of [null, "Jaquez"]) {
+      bus.emit({ kind: "location.dropped", t, server: "Hill", record, from, reason: "duplicate" });
+    }
+    bus.emit({
+      kind: "propagation.sent",
+      t,
+      server: "Hill",
+      to: "Jaquez",
+      records: [record, record],
+    });
+    bus.emit({
+      kind: "propagation.received",
+      t,
+      server: "Hill",
+      from: "Jaquez",
+      records: [record],
+      catchUp: true,
+      duplicates: 1,
+    });
+  }
+  const text = await m.render();
+  const series = (name: string) =>
+    text.split("\n").filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  assert.deepEqual(
+    series("herd_commands_total").filter((l) => l.includes('verb="IAMAT",result="ok"')),
+    ['herd_commands_total{server="Hill",verb="IAMAT",result="ok",reason=""} 3'],
+  );
+  assert.deepEqual(series("herd_updates_accepted_total"), [
+    'herd_updates_accepted_total{server="Hill",from="client"} 3',
+    'herd_updates_accepted_total{server="Hill",from="Jaquez"} 3',
+  ]);
+  assert.deepEqual(series("herd_updates_dropped_total"), [
+    'herd_updates_dropped_total{server="Hill",from="client",reason="stale"} 0',
+    'herd_updates_dropped_total{server="Hill",from="client",reason="duplicate"} 3',
+    'herd_updates_dropped_total{server="Hill",from="Jaquez",reason="duplicate"} 6',
+  ]);
+  assert.deepEqual(series("herd_updates_propagated_total"), [
+    'herd_updates_propagated_total{server="Hill",peer="Jaquez"} 6',
+  ]);
+  assert.deepEqual(series("herd_updates_received_total"), [
+    'herd_updates_received_total{server="Hill",peer="Jaquez"} 3',
+  ]);
+  assert.deepEqual(series("herd_iamat_duration_seconds_count"), [
+    'herd_iamat_duration_seconds_count{server="Hill"} 3',
+  ]);
+  assert.deepEqual(series("herd_propagation_delay_seconds_count"), [
+    'herd_propagation_delay_seconds_count{server="Hill"} 3',
+  ]);
+  m.close();
+});
+
 Deno.test("metrics: series appear in the order of their first count, each label set apart", async () => {
   const { bus, m } = metrics();
   for (const peer of ["Smith", "Jaquez"]) {

@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { ReceiptQueue, ReceiptWaiters } from "../servers/receipts.ts";
+import { ReceiptCountdown, ReceiptQueue, ReceiptWaiters } from "../servers/receipts.ts";
 
-Deno.test("receipts: ready records are receipted in ranges that cover the skipped numbers between them", async () => {
+Deno.test("receipts: ready records are receipted in ranges that cover the skipped numbers between them", () => {
   let wakes = 0;
   const q = new ReceiptQueue(() => wakes++);
   q.reset(0);
@@ -14,32 +14,55 @@ Deno.test("receipts: ready records are receipted in ranges that cover the skippe
   q.add(5);
   assert.deepEqual(q.take(), "A 1 5\n");
   assert.deepEqual(q.take(), "", "nothing twice");
-  let release!: () => void;
-  q.add(8, new Promise<void>((r) => (release = r)));
+  const onward = new ReceiptCountdown(1);
+  q.add(8, onward);
   q.add(9);
   q.add(12);
   // The record waiting on its onward receipts does not hold up the ones after it.
   assert.deepEqual(q.take(), "A 9 12\n");
-  release();
-  await Promise.resolve();
-  await Promise.resolve();
+  assert.deepEqual(wakes, 0);
+  onward.tick();
   assert.deepEqual(wakes, 1, "the link is told to send");
   assert.deepEqual(q.take(), "A 6 8\n");
   q.add(13);
   assert.deepEqual(q.take(), "A 13 13\n");
 });
 
-Deno.test("receipts: entries of a connection that was replaced never wake the new one", async () => {
+Deno.test("receipts: entries of a connection that was replaced never wake the new one", () => {
   let wakes = 0;
   const q = new ReceiptQueue(() => wakes++);
-  let release!: () => void;
-  q.add(4, new Promise<void>((r) => (release = r)));
+  const onward = new ReceiptCountdown(1);
+  q.add(4, onward);
   q.reset(0);
-  release();
-  await Promise.resolve();
-  await Promise.resolve();
+  onward.tick();
   assert.deepEqual(wakes, 0);
   assert.deepEqual(q.take(), "");
+});
+
+Deno.test("receipts: a record's countdown settles once, after the last of its links; one settled before it is queued is ready at once", () => {
+  const c = new ReceiptCountdown(3);
+  let settled = 0;
+  c.onSettled(() => settled++);
+  c.tick();
+  c.tick();
+  assert.deepEqual([c.settled, settled], [false, 0], "two of three links answered");
+  c.tick();
+  assert.deepEqual([c.settled, settled], [true, 1]);
+  let later = 0;
+  c.onSettled(() => later++);
+  assert.deepEqual(later, 1, "a listener added once settled is called at once");
+
+  // Every link answered while the record was offered (a late link answers at once): the
+  // receipt is ready as it is queued, with no wake-up.
+  let wakes = 0;
+  const q = new ReceiptQueue(() => wakes++);
+  q.reset(0);
+  const done = new ReceiptCountdown(1);
+  done.tick();
+  q.add(2, done);
+  q.add(3, new ReceiptCountdown(0));
+  assert.deepEqual(q.take(), "A 1 3\n");
+  assert.deepEqual(wakes, 0);
 });
 
 Deno.test("receipt waiters: resolved by a covering range, out of order; timed out after the bound; released when the link drops", async () => {

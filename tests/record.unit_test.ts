@@ -5,7 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { compareTimes, parseLocation, validateRecord } from "../servers/record.ts";
+import {
+  compareTimes,
+  isDiff,
+  isField,
+  isTime,
+  parseLocation,
+  validateRecord,
+} from "../servers/record.ts";
 
 Deno.test("times compare exactly as decimals", () => {
   assert.deepEqual(compareTimes("1.50", "1.5"), 0);
@@ -70,6 +77,41 @@ Deno.test("peer records are validated field by field", () => {
   assert.deepEqual(validateRecord({ ...ok, location: "+100+2" }), undefined);
   assert.deepEqual(validateRecord({ ...ok, time: "3." }), undefined);
   assert.deepEqual(validateRecord({ ...ok, client: "a b" }), undefined);
+});
+
+Deno.test("the field scanners agree with the rules written as regular expressions", () => {
+  // The grammar of each field, as the regular expressions the scanners replaced.
+  const rules: [string, (s: string) => boolean, RegExp][] = [
+    ["time", isTime, /^(\d+)(?:\.(\d+))?$/],
+    ["field", isField, /^[^ \t\r\n\f\v]+$/],
+    ["diff", isDiff, /^[+-]\d+\.\d{9}$/],
+  ];
+  let seed = 5;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = (items: string[]) => items[Math.floor(next() * items.length)];
+  // Near misses of every rule: digits, signs, dots, each kind of whitespace, bytes past ASCII.
+  const chars = ["0", "9", "5", ".", "+", "-", "a", " ", "\t", "\n", "\v", "\f", "\r", "\x00"];
+  const more = ["\x08", "\x0e", "\x1f", "\x85", "\xa0", "\xff", "/", ":", "\u0660", "\u2028"];
+  const seeds = ["", "1", "1.", ".5", "1700000000.5", "+0.263873386", "-12.000000000", "kiwi"];
+  const count = new Map<string, number>();
+  for (let i = 0; i < 60_000; i++) {
+    let text = pick(seeds);
+    const edits = Math.floor(next() * 4);
+    for (let e = 0; e < edits; e++) {
+      const at = Math.floor(next() * (text.length + 1));
+      const c = next() < 0.8 ? pick(chars) : pick(more);
+      text = text.slice(0, at) + c + text.slice(at + (next() < 0.4 ? 1 : 0));
+    }
+    if (next() < 0.1) text = text.repeat(2);
+    for (const [name, scan, rule] of rules) {
+      const want = rule.test(text);
+      if (want) count.set(name, (count.get(name) ?? 0) + 1);
+      assert.deepEqual(scan(text), want, `${name} ${JSON.stringify(text)}`);
+    }
+  }
+  for (const [name] of rules) {
+    assert.ok((count.get(name) ?? 0) > 2_000, `only ${count.get(name)} valid ${name}s generated`);
+  }
 });
 
 Deno.test("compareTimes agrees with exact bigint arithmetic on random decimals", () => {
