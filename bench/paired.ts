@@ -98,10 +98,15 @@ const herds: Herd[] = [];
  * (`nonvoluntary_ctxt_switches`). Tells "the herd was slow" from "the herd was not on a CPU".
  */
 function jsThread(pid: number): { runNs: number; waitNs: number; preempted: number } {
-  const [run, wait] = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`).split(" ");
-  const status = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/status`);
-  const preempted = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(status)?.[1] ?? 0);
-  return { runNs: Number(run), waitNs: Number(wait), preempted };
+  try {
+    const [run, wait] = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`).split(" ");
+    const status = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/status`);
+    const preempted = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(status)?.[1] ?? 0);
+    return { runNs: Number(run), waitNs: Number(wait), preempted };
+  } catch {
+    // A kernel without schedstats (or a process gone): the columns read 0, the round goes on.
+    return { runNs: 0, waitNs: 0, preempted: 0 };
+  }
 }
 
 function cpuTicks(pid: number): number {
