@@ -13,7 +13,10 @@
  * Each round reports, per herd: IAMAT throughput, p50/p99 (ms, by the client), and the herd
  * process's CPU time (user + system, from /proc/PID/stat) over the measured window divided by
  * the requests answered in it: CPU µs per IAMAT, which the machine's load moves far less than
- * throughput. `--rate R` offers R IAMATs/s (open loop) instead of the closed loop: both herds
+ * throughput. Also, from the scheduler (`/proc/PID/task/PID/schedstat`, `status`), the herd's
+ * JavaScript thread over the window: the share on a CPU (busy), the share runnable but waiting
+ * for a CPU (run queue), and preemptions per IAMAT. A p99 that moves while CPU per IAMAT stays is
+ * read against these: a thread near saturation, or one that waited for the CPU, queues requests. `--rate R` offers R IAMATs/s (open loop) instead of the closed loop: both herds
  * then do the same work, and the CPU per IAMAT compares them without the feedback of a closed
  * loop (the herd that falls behind gets less load, and less CPU). `--solo` loads them one after the other instead (alternating which goes first).
  *
@@ -88,6 +91,23 @@ interface Herd {
 }
 
 const herds: Herd[] = [];
+
+/**
+ * The JavaScript thread of `pid` (its main thread, tid = pid) as the scheduler saw it: ns on a
+ * CPU, ns runnable but waiting for one (`/proc/.../schedstat`), and the times it was preempted
+ * (`nonvoluntary_ctxt_switches`). Tells "the herd was slow" from "the herd was not on a CPU".
+ */
+function jsThread(pid: number): { runNs: number; waitNs: number; preempted: number } {
+  try {
+    const [run, wait] = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`).split(" ");
+    const status = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/status`);
+    const preempted = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(status)?.[1] ?? 0);
+    return { runNs: Number(run), waitNs: Number(wait), preempted };
+  } catch {
+    // A kernel without schedstats (or a process gone): the columns read 0, the round goes on.
+    return { runNs: 0, waitNs: 0, preempted: 0 };
+  }
+}
 
 function cpuTicks(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -184,6 +204,13 @@ interface Sample {
   cpuUsPerReq: number;
   /** With `--procs`: each process's CPU µs per IAMAT, in HERD_NAMES order. */
   cpuUsPerReqByProc?: number[];
+  /**
+   * The herd's JavaScript thread(s) over the window (summed over the processes with `--procs`):
+   * share of the window on a CPU, share runnable but waiting for one, preemptions per IAMAT.
+   */
+  jsBusy: number;
+  jsRunQueue: number;
+  jsPreemptedPerReq: number;
   /** With `--syscalls`: syscalls per IAMAT over every process of the herd, by name. */
   syscallsPerReq?: Record<string, number>;
   errors: number;
@@ -252,11 +279,25 @@ async function measure(herd: Herd, startAt: number, tag: string): Promise<Sample
   const cpu = (async () => {
     await sleep(from - Date.now());
     const c0 = pids.map(cpuTicks);
+    const j0 = pids.map(jsThread), t0 = performance.now();
     const syscalls = v.syscalls ? countSyscalls(pids, to - Date.now()) : undefined;
     await sleep(to - Date.now());
-    return { ticks: pids.map((p, i) => cpuTicks(p) - c0[i]), syscalls: await syscalls };
+    const windowNs = (performance.now() - t0) * 1e6;
+    const js = pids.map(jsThread).reduce((sum, j, i) => ({
+      runNs: sum.runNs + j.runNs - j0[i].runNs,
+      waitNs: sum.waitNs + j.waitNs - j0[i].waitNs,
+      preempted: sum.preempted + j.preempted - j0[i].preempted,
+    }), { runNs: 0, waitNs: 0, preempted: 0 });
+    return {
+      ticks: pids.map((p, i) => cpuTicks(p) - c0[i]),
+      syscalls: await syscalls,
+      js: { ...js, windowNs },
+    };
   })();
-  const [r, { ticks, syscalls }] = await Promise.all([load(herd.ports.Hill, startAt, tag), cpu]);
+  const [r, { ticks, syscalls, js }] = await Promise.all([
+    load(herd.ports.Hill, startAt, tag),
+    cpu,
+  ]);
   const perReq = (n: number, scale: number) =>
     r.requests > 0 ? Math.round(n * scale / r.requests * 1000) / 1000 : 0;
   const cpuUs = (t: number) => Math.round(perReq(t, 1e6 / TICK) * 10) / 10;
@@ -266,6 +307,9 @@ async function measure(herd: Herd, startAt: number, tag: string): Promise<Sample
     p99: r.p99,
     cpuUsPerReq: cpuUs(ticks.reduce((a, b) => a + b, 0)),
     ...(v.procs ? { cpuUsPerReqByProc: ticks.map(cpuUs) } : {}),
+    jsBusy: Math.round(js.runNs / js.windowNs * 1000) / 1000,
+    jsRunQueue: Math.round(js.waitNs / js.windowNs * 1000) / 1000,
+    jsPreemptedPerReq: perReq(js.preempted, 1),
     ...(syscalls
       ? {
         syscallsPerReq: Object.fromEntries(
@@ -276,6 +320,8 @@ async function measure(herd: Herd, startAt: number, tag: string): Promise<Sample
     errors: r.errors,
   };
 }
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -319,6 +365,10 @@ try {
         `${sa.cpuUsPerReq} µs/req | B ${sb.throughput} req/s ${sb.p50}/${sb.p99} ms ` +
         `${sb.cpuUsPerReq} µs/req | B/A ${(sb.throughput / sa.throughput).toFixed(2)}`,
     );
+    const sched = (x: Sample) =>
+      `JS thread busy ${pct(x.jsBusy)}, waiting for a CPU ${pct(x.jsRunQueue)}, ` +
+      `preempted ${x.jsPreemptedPerReq.toFixed(2)}/req`;
+    console.error(`  A: ${sched(sa)} | B: ${sched(sb)}`);
     if (v.procs) {
       console.error(`  µs/req by process: A ${sa.cpuUsPerReqByProc} | B ${sb.cpuUsPerReqByProc}`);
     }
@@ -329,7 +379,14 @@ try {
       console.error(`  syscalls/req B: ${show(sb.syscallsPerReq)}`);
     }
   }
-  type Scalar = "throughput" | "p50" | "p99" | "cpuUsPerReq";
+  type Scalar =
+    | "throughput"
+    | "p50"
+    | "p99"
+    | "cpuUsPerReq"
+    | "jsBusy"
+    | "jsRunQueue"
+    | "jsPreemptedPerReq";
   const pick = (side: "a" | "b", k: Scalar) => median(results.map((r) => r[side][k]));
   // Per-IAMAT syscall counts, the median of each over the rounds.
   const pickCalls = (side: "a" | "b") =>
@@ -360,6 +417,16 @@ try {
       b: { throughput: pick("b", "throughput"), p50: pick("b", "p50"), p99: pick("b", "p99") },
       aCpuUsPerReq: pick("a", "cpuUsPerReq"),
       bCpuUsPerReq: pick("b", "cpuUsPerReq"),
+      aJs: {
+        busy: pick("a", "jsBusy"),
+        runQueue: pick("a", "jsRunQueue"),
+        preemptedPerReq: pick("a", "jsPreemptedPerReq"),
+      },
+      bJs: {
+        busy: pick("b", "jsBusy"),
+        runQueue: pick("b", "jsRunQueue"),
+        preemptedPerReq: pick("b", "jsPreemptedPerReq"),
+      },
       throughputRatio: median(results.map((r) => r.b.throughput / r.a.throughput)),
       aSyscallsPerReq: pickCalls("a"),
       bSyscallsPerReq: pickCalls("b"),
