@@ -60,16 +60,18 @@ const READ_AHEAD = 16 * 1024;
 /** A timer this late (ms) means the event loop was stalled. */
 const LATE_MS = 100;
 /**
- * Longest a just (re)started server's WHATSATs for unknown clients wait for its first catch-up
- * (links up and a neighbour's stream ended): beyond it a dead herd answers `?` as before.
+ * Longest a just (re)started server's WHATSATs wait for its warm-up (every neighbour's catch-up
+ * stream ended, or its dial failed): beyond it a dead herd answers `?` as before.
  */
 const WARM_UP_MAX_MS = 3_000;
 
-/** A just (re)started server's wait for its first catch-up (see `HerdServer.#warmUp`). */
+/** A just (re)started server's wait for its neighbours' catch-up (see `HerdServer.#warmUp`). */
 interface WarmUp {
   done: Promise<void>;
   /** Links whose dial failed since the start. */
   failed: Set<Link>;
+  /** Links whose catch-up stream to us completed (CAUGHTUP) since the start. */
+  caughtUp: Set<Link>;
   /** The store's head once the record log was read: records up to it came from disk. */
   restoredSeq: number;
   end(): void;
@@ -188,9 +190,11 @@ export class HerdServer implements LineHandler {
   /** In-process connections being served (until handed to a link, or closed). */
   #servingInProcess = new Set<Promise<void>>();
   /**
-   * Until a neighbour's first catch-up stream to us ends (or WARM_UP_MAX_MS after start), a
-   * WHATSAT for a client we do not know waits for that stream: a server just (re)started has not
-   * heard yet what its herd knows. Undefined once warm, or with no neighbours.
+   * Until every neighbour has caught us up (or WARM_UP_MAX_MS after start), a WHATSAT for a
+   * client we do not know, or know only from disk, waits: a server just (re)started has not heard
+   * yet what its herd knows. Every neighbour, not the first to finish: that one may be restarted
+   * too and know no more than we do (two neighbours dropped together). Undefined once warm, or
+   * with no neighbours.
    */
   #warmUp: WarmUp | undefined;
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
@@ -339,6 +343,7 @@ export class HerdServer implements LineHandler {
     const warm: WarmUp = {
       done: promise,
       failed: new Set(),
+      caughtUp: new Set(),
       restoredSeq: this.store.headSeq,
       end: () => {
         clearTimeout(timer);
@@ -1045,14 +1050,24 @@ export class HerdServer implements LineHandler {
     return waits;
   }
 
-  /** No catch-up is coming once every neighbour's dial failed and none dialled us: warm. */
+  /** A neighbour whose dial failed (and that has not dialled us) has no catch-up for us. */
   dialFailed(link: Link): void {
     // A port we knew from before that fails its handshake is asked for again next time.
     this.#linkPortBook.failed(link.peer);
     const warm = this.#warmUp;
     if (warm === undefined) return;
     warm.failed.add(link);
-    if (this.links.every((l) => warm.failed.has(l) && !l.up)) warm.end();
+    this.#endWarmUpIfSettled(warm);
+  }
+
+  /**
+   * Warm once every neighbour has completed a catch-up stream to us since the start, or is down
+   * with nothing coming (its dial failed since the start, or the link is cut). A link that came
+   * up after its dial failed is waited for again (within WARM_UP_MAX_MS).
+   */
+  #endWarmUpIfSettled(warm: WarmUp): void {
+    const settled = (l: Link) => warm.caughtUp.has(l) || (!l.up && (warm.failed.has(l) || l.cut));
+    if (this.links.every(settled)) warm.end();
   }
 
   /**
@@ -1063,9 +1078,13 @@ export class HerdServer implements LineHandler {
    * back to it: BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)"). A stream that broke off
    * releases everything, as a live record would.
    */
-  catchUpEnded(_link: Link, complete: boolean): void {
-    // A complete stream brought what the herd knew: a just started server is warm.
-    if (complete) this.#warmUp?.end();
+  catchUpEnded(link: Link, complete: boolean): void {
+    // A complete stream brought what that neighbour knew; warm once every neighbour's has.
+    const warm = this.#warmUp;
+    if (complete && warm !== undefined) {
+      warm.caughtUp.add(link);
+      this.#endWarmUpIfSettled(warm);
+    }
     if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
   }
@@ -1104,11 +1123,12 @@ export class HerdServer implements LineHandler {
   }
 
   /**
-   * Just (re)started: the first catch-up brings what we missed, so a WHATSAT waits for it, for a
-   * client we do not know and for one we know only from disk alike (the herd may hold a newer
-   * record). One wait throughout (a fresh lookup after the catch-up would see this connection's
-   * later IAMATs), ended once the catch-up is over (and, for an unknown client, the usual grace
-   * has passed too).
+   * Just (re)started: the neighbours' catch-up brings what we missed, so a WHATSAT waits for it,
+   * for a client we do not know and for one we know only from disk alike (the herd may hold a
+   * newer record). One wait throughout (a fresh lookup after the catch-up would see this
+   * connection's later IAMATs), ended once the warm-up is over (and, for an unknown client, the
+   * usual grace has passed too). A known client's wait is under no waiter cap (store.ts
+   * `whenNewer`): past one it would be answered from the record on disk, before the catch-up.
    */
   #warmWait(
     warm: WarmUp,
