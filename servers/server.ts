@@ -16,7 +16,7 @@ import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
-import { silenceTimer } from "./timeout.ts";
+import { silenceTimer, untilAborted } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { ReceiptCountdown } from "./receipts.ts";
@@ -64,6 +64,12 @@ const LATE_MS = 100;
  * stream ended, or its dial failed): beyond it a dead herd answers `?` as before.
  */
 const WARM_UP_MAX_MS = 3_000;
+/**
+ * How long a start retries a listen whose port is in use, and how often: an old process of the
+ * server may still be exiting (the CS 131 TA scripts restart a server ~1 s after killing it).
+ */
+const LISTEN_RETRY_MS = 3_000;
+const LISTEN_RETRY_STEP_MS = 50;
 
 /** A just (re)started server's wait for its neighbours' catch-up (see `HerdServer.#warmUp`). */
 interface WarmUp {
@@ -205,6 +211,10 @@ export class HerdServer implements LineHandler {
   #nextConn = 1;
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
+  /** Aborted to end the start in progress at once (`cancelStart`); undefined when none runs. */
+  #starting: AbortController | undefined;
+  /** A store load a cancelled start left running: the next start waits for it first. */
+  #abandonedLoad: Promise<void> | undefined;
   #linkStats: LinkStatsReporter;
   /** This server's metrics as JSON, for its observer streams (set by the process, if it has them). */
   metricsExport?: () => Promise<unknown>;
@@ -278,28 +288,67 @@ export class HerdServer implements LineHandler {
     return this.#serialised(() => this.#start());
   }
 
-  /** Closes the listener, every connection and every link. */
+  /**
+   * Closes the listener, every connection and every link. Asked for during a start, it ends that
+   * start at once first (`cancelStart`).
+   */
   stop(): Promise<void> {
+    this.cancelStart();
     return this.#serialised(() => this.#stop());
+  }
+
+  /**
+   * Ends a start in progress at once: its ports close now, and it no longer waits for its listen
+   * or its store's load (seconds under load); it resolves with the server stopped. Nothing was
+   * accepted yet, so nothing acknowledged is lost. No-op when no start runs.
+   */
+  cancelStart(): void {
+    this.#starting?.abort();
   }
 
   async #start(): Promise<void> {
     if (this.#listener !== undefined) return;
-    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
-    const listener = this.#listener = this.#listen(
-      this.port,
-      () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
-    );
-    this.#inProcessBacklog = [];
+    const starting = this.#starting = new AbortController();
     try {
+      await this.#startListening(starting.signal);
+    } finally {
+      this.#starting = undefined;
+    }
+  }
+
+  async #startListening(cancelled: AbortSignal): Promise<void> {
+    // A load a cancelled start left behind fills the store it was given: let it finish first.
+    await this.#abandonedLoad;
+    this.#abandonedLoad = undefined;
+    if (cancelled.aborted) return;
+    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
+    const closeNow = () => this.#closeListeners();
+    cancelled.addEventListener("abort", closeNow);
+    const retryUntil = performance.now() + LISTEN_RETRY_MS;
+    try {
+      const listener = await this.#listen(
+        this.port,
+        () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
+        retryUntil,
+        cancelled,
+      );
+      if (listener === undefined) return;
+      this.#listener = listener;
+      this.#inProcessBacklog = [];
       // The link port: TLS (its front), or plain (config `linkPort`, else the system's choice).
       const files = this.#tlsFiles;
       const linkPort = this.#config.linkPort ?? 0;
       if (files !== undefined) {
-        this.#tlsListener = this.#listen(linkPort, () => this.#listenLinks(files));
+        this.#tlsListener = await this.#listen(
+          linkPort,
+          () => this.#listenLinks(files),
+          retryUntil,
+          cancelled,
+        );
       } else {
-        this.#linkListener = this.#listenPlainLink(linkPort);
+        this.#linkListener = await this.#listenPlainLink(linkPort, retryUntil, cancelled);
       }
+      if (cancelled.aborted) return void this.#closeListeners();
       // A restarted server starts from its durable store, or empty (and catches up from peers).
       // The old store lets go of its records, so the process's shared table does not keep them.
       this.store.dispose();
@@ -307,12 +356,22 @@ export class HerdServer implements LineHandler {
       this.liveSeq = this.clientSeq = 0;
       // Marks describe what this store holds, so they go (or come back from disk) with it.
       for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
-      await this.#persistence?.load(this.store, this.links, this.bus);
+      const loading = this.#persistence?.load(this.store, this.links, this.bus);
+      if (loading !== undefined) {
+        await untilAborted(loading, cancelled);
+        if (cancelled.aborted) {
+          this.#abandonedLoad = loading.catch(() => {});
+          return;
+        }
+      }
     } catch (err) {
       // Not started: no listener left behind claiming a port.
       this.#closeListeners();
       throw err;
+    } finally {
+      cancelled.removeEventListener("abort", closeNow);
     }
+    const listener = this.#listener;
     this.bus.emit({
       kind: "server.up",
       t: Date.now(),
@@ -358,8 +417,13 @@ export class HerdServer implements LineHandler {
   /**
    * The plain link port: the configured one, else the one we had last time if it is free (so
    * neighbours that knew it redial without asking our client port), else the system's choice.
+   * Undefined when the start was cancelled meanwhile.
    */
-  #listenPlainLink(configured: number): Deno.Listener {
+  async #listenPlainLink(
+    configured: number,
+    retryUntil: number,
+    cancelled: AbortSignal,
+  ): Promise<Deno.Listener | undefined> {
     const listen = (port: number) =>
       (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port });
     const again = this.#lastLinkPort;
@@ -373,7 +437,8 @@ export class HerdServer implements LineHandler {
         // Taken since (or never ours to take): a new one; neighbours ask for it.
       }
     }
-    listener ??= this.#listen(configured, () => listen(configured));
+    listener ??= await this.#listen(configured, () => listen(configured), retryUntil, cancelled);
+    if (listener === undefined) return undefined;
     if (configured === 0) {
       const port = (listener.addr as Deno.NetAddr).port;
       this.#lastLinkPort = port;
@@ -409,17 +474,32 @@ export class HerdServer implements LineHandler {
     this.#inProcessBacklog = undefined;
   }
 
-  /** Listens with a clear error when the port is taken. */
-  #listen<L>(port: number, listen: () => L): L {
-    try {
-      return listen();
-    } catch (err) {
-      if (err instanceof Deno.errors.AddrInUse) {
-        throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+  /**
+   * Listens; a port in use is tried again every LISTEN_RETRY_STEP_MS until `retryUntil` (an old
+   * process of ours may still be exiting), then a clear error. Undefined once `cancelled`.
+   */
+  async #listen<L>(
+    port: number,
+    listen: () => L,
+    retryUntil: number,
+    cancelled: AbortSignal,
+  ): Promise<L | undefined> {
+    for (;;) {
+      if (cancelled.aborted) return undefined;
+      try {
+        return listen();
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse)) {
+          throw new Error(
+            `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+          );
+        }
+        if (performance.now() >= retryUntil) {
+          throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+        }
       }
-      throw new Error(
-        `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
-      );
+      const step = new Promise((r) => setTimeout(r, LISTEN_RETRY_STEP_MS));
+      await untilAborted(step, cancelled);
     }
   }
 
