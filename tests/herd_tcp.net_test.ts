@@ -515,26 +515,51 @@ Deno.test("every WHATSAT during a restarted server's warm-up gets the newer reco
 
 Deno.test("4,096 WHATSATs for unknown clients during the warm-up do not make a known client's answer stale", async () => {
   // Anyone can fill the waiter cap with clients nobody knows (each waits up to the warm-up's
-  // bound): a known client's WHATSAT after them still waits for the catch-up.
+  // bound): a known client's WHATSAT after them still waits. The neighbours' catch-up is slower
+  // than the warm-up's 3 s bound, so within it the newer record comes only from a client of
+  // Smith's, sent once the WHATSAT waits: no race with the catch-up, however loaded the box.
   await withDurableHerd("herd-warm-ghosts-", async (t) => {
-    // The catch-up brings the newer record after ~2 s (two writes each delayed 1 s), within the
-    // warm-up's 3 s bound; the ghosts take ~1 s to send at load 15.
-    const newer = await restartBehind(t, 1000);
+    await reportEverywhere(t, "moving.client", "+1+1", "1000", ["Smith"]);
+    for (const n of ["Hill", "Campbell", "Singleton"]) {
+      t.herd.setLink(n, "Smith", { delayMs: 10_000 });
+    }
     const smith = t.herd.servers.get("Smith")!;
-    // 128 connections x 32 in flight: every ghost waits at once.
-    const ghosts = Array.from({ length: 128 }, (_, c) =>
-      exchange(
-        t.port("Smith"),
-        Array.from({ length: 32 }, (_, i) => `WHATSAT ghost.${c}.${i} 1 0\n`).join(""),
-        20_000,
-      ));
-    await waitFor(() => smith.store.waiting >= 4096, 10_000, "4,096 ghosts waiting");
-    // Else this would test nothing: the known WHATSAT must come before the catch-up.
-    assert.ok(!smith.store.get("moving.client")!.location.startsWith("+2"), "caught up already");
-    const w = await exchange(t.port("Smith"), "WHATSAT moving.client 10 0\n", 10_000);
-    assert.ok(w.startsWith(newer + "\n"), `answered past the cap: ${w.split("\n")[0]} (${newer})`);
-    for (const text of await Promise.all(ghosts)) {
-      assert.ok(splitReplies(text).every((r) => r.startsWith("? WHATSAT ghost.")), text);
+    for (let attempt = 1;; attempt++) {
+      await t.herd.stopServer("Smith");
+      await t.herd.startServer("Smith");
+      const started = performance.now();
+      // 128 connections x 32 in flight: every ghost waits at once.
+      const ghosts = Array.from({ length: 128 }, (_, c) =>
+        exchange(
+          t.port("Smith"),
+          Array.from({ length: 32 }, (_, i) => `WHATSAT ghost.${c}.${i} 1 0\n`).join(""),
+          20_000,
+        ));
+      await waitFor(() => smith.store.waiting >= 4096, 20_000, "4,096 ghosts waiting");
+      if (performance.now() - started > 2_000 && attempt < 3) {
+        // Too slow a box to be well inside the warm-up: the known WHATSAT would come after it.
+        await Promise.all(ghosts);
+        continue;
+      }
+      await using c = await TcpClient.connect(t.port("Smith"));
+      await c.send("WHATSAT moving.client 10 0\n");
+      // It waits (one waiter more), or (past a cap) was answered at once.
+      await waitFor(
+        () => smith.store.waiting > 4096 || c.received.length > 0,
+        5_000,
+        "the known WHATSAT waits or is answered",
+      );
+      const newer = (await exchange(t.port("Smith"), "IAMAT moving.client +2+2 2000\n")).trimEnd();
+      assert.match(newer, /^AT Smith \S+ moving\.client \+2\+2 2000$/);
+      const w = await c.waitUntil((r) => r.endsWith("\n\n"), 10_000);
+      assert.ok(
+        w.startsWith(newer + "\n"),
+        `answered past the cap: ${w.split("\n")[0]} (${newer})`,
+      );
+      for (const text of await Promise.all(ghosts)) {
+        assert.ok(splitReplies(text).every((r) => r.startsWith("? WHATSAT ghost.")), text);
+      }
+      return;
     }
   });
 });
