@@ -205,9 +205,17 @@ async function run(
   });
   // The signals are listened for before the servers listen: clients, logrotate and operators may
   // come before "listening" (the servers answer while start waits for the Places index), and the
-  // signals' default action kills. A stop asked for during start stops once it is done.
+  // signals' default action kills. A stop asked for during start frees the ports at once (the
+  // early listener's and the servers') and ends the start (it no longer waits for a store's load
+  // or the Places index); then the normal stop runs for whatever had started.
+  let stopAsked = false;
   const stopped = new Promise<void>((resolve) => {
-    const stop = () => resolve();
+    const stop = () => {
+      stopAsked = true;
+      early?.close();
+      herd.cancelStart();
+      resolve();
+    };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
@@ -218,6 +226,12 @@ async function run(
   const closeLogs = async () => {
     if (hup) Deno.removeSignalListener("SIGHUP", reopen);
     await logs.close();
+  };
+  const stopHerd = async () => {
+    await herd.stop();
+    await linkPorts?.flush();
+    await closeLogs();
+    return 0;
   };
   try {
     await herd.start();
@@ -230,10 +244,14 @@ async function run(
   const deadline = Date.now() + 3000;
   const local = (peer: string) => herd.servers.has(peer);
   while (
-    Date.now() < deadline &&
+    !stopAsked && Date.now() < deadline &&
     [...herd.servers.values()].some((s) => s.links.some((l) => local(l.peer) && !l.up))
   ) {
     await new Promise((r) => setTimeout(r, 10));
+  }
+  if (stopAsked) {
+    console.log("Stopping...");
+    return await stopHerd();
   }
   // Before "listening": whoever waits for that line can scrape at once.
   let opsServed: ServedOps | undefined;
@@ -278,8 +296,5 @@ async function run(
   console.log("Stopping...");
   await closeDashboard?.();
   await opsServed?.close();
-  await herd.stop();
-  await linkPorts?.flush();
-  await closeLogs();
-  return 0;
+  return await stopHerd();
 }

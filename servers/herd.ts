@@ -16,6 +16,7 @@ import { RecordTable } from "./record_table.ts";
 import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./record.ts";
+import { untilAborted } from "./timeout.ts";
 import type { StoredRecord } from "./store.ts";
 import type { LoadControlStats } from "./places/load_control.ts";
 import type { LinkChange, LinkSettings } from "./link_control.ts";
@@ -69,6 +70,8 @@ export class Herd {
   #opts: HerdOptions;
   /** Opened once per server (a promise, so concurrent starts share one open). */
   #persistence = new Map<string, Promise<Persistence>>();
+  /** Aborted by `cancelStart` (and `stop`): the start in progress starts no more servers. */
+  #starting: AbortController | undefined;
 
   constructor(config: HerdConfig, opts: HerdOptions) {
     this.config = config;
@@ -94,24 +97,45 @@ export class Herd {
     }
   }
 
-  /** Starts every local server; on failure stops those already started and rethrows. */
+  /**
+   * Starts every local server; on failure stops those already started and rethrows. Cut short by
+   * {@linkcode Herd.cancelStart}: it then resolves with the servers it did not finish stopped.
+   */
   async start(): Promise<void> {
+    const starting = this.#starting = new AbortController();
+    const cancelled = starting.signal;
     // The Places provider's preparation (the offline index, built in a Worker: 0.4-0.7 s of
     // CPU) runs while the servers open their stores, listen and dial (a restarted server's
-    // catch-up starts meanwhile); the first WHATSAT after start never waits for it.
-    const warming = this.#opts.places.warm?.();
+    // catch-up starts meanwhile); the first WHATSAT after start never waits for it, nor a stop.
+    const warming = this.#opts.places.warm?.() ?? Promise.resolve();
     try {
-      for (const name of this.servers.keys()) await this.startServer(name);
+      for (const name of this.servers.keys()) {
+        if (cancelled.aborted) break;
+        await this.#startServer(name, cancelled);
+      }
     } catch (err) {
-      await warming;
+      await untilAborted(warming, cancelled);
       await this.stop();
       throw err;
+    } finally {
+      if (this.#starting === starting) this.#starting = undefined;
     }
-    await warming;
+    await untilAborted(warming, cancelled);
+  }
+
+  /**
+   * Ends a {@linkcode Herd.start} in progress at once (a SIGTERM during start): the server
+   * starting closes its ports and stops waiting for its store, the rest do not start, and the
+   * Places index is not waited for. Servers already started keep running until `stop`.
+   */
+  cancelStart(): void {
+    this.#starting?.abort();
+    for (const server of this.servers.values()) server.cancelStart();
   }
 
   /** Stops every local server and closes durable stores. */
   async stop(): Promise<void> {
+    this.cancelStart();
     await Promise.all([...this.servers.keys()].map((n) => this.stopServer(n)));
     await Promise.all([...this.#persistence.values()].map(async (p) => (await p).close()));
     this.#persistence.clear();
@@ -119,7 +143,11 @@ export class Herd {
   }
 
   /** Starts one local server (its durable store is opened once and kept). */
-  async startServer(name: string): Promise<void> {
+  startServer(name: string): Promise<void> {
+    return this.#startServer(name);
+  }
+
+  async #startServer(name: string, cancelled?: AbortSignal): Promise<void> {
     const server = this.#server(name);
     const open = this.#opts.openPersistence;
     if (open !== undefined && !this.#persistence.has(name)) {
@@ -129,6 +157,7 @@ export class Herd {
       opening.catch(() => this.#persistence.delete(name));
     }
     server.setPersistence(await this.#persistence.get(name));
+    if (cancelled?.aborted) return;
     await server.start();
   }
 

@@ -16,7 +16,7 @@ import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
-import { silenceTimer } from "./timeout.ts";
+import { silenceTimer, untilAborted } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { ReceiptCountdown } from "./receipts.ts";
@@ -60,16 +60,24 @@ const READ_AHEAD = 16 * 1024;
 /** A timer this late (ms) means the event loop was stalled. */
 const LATE_MS = 100;
 /**
- * Longest a just (re)started server's WHATSATs for unknown clients wait for its first catch-up
- * (links up and a neighbour's stream ended): beyond it a dead herd answers `?` as before.
+ * Longest a just (re)started server's WHATSATs wait for its warm-up (every neighbour's catch-up
+ * stream ended, or its dial failed): beyond it a dead herd answers `?` as before.
  */
 const WARM_UP_MAX_MS = 3_000;
+/**
+ * How long a start retries a listen whose port is in use, and how often: an old process of the
+ * server may still be exiting (the CS 131 TA scripts restart a server ~1 s after killing it).
+ */
+const LISTEN_RETRY_MS = 3_000;
+const LISTEN_RETRY_STEP_MS = 50;
 
-/** A just (re)started server's wait for its first catch-up (see `HerdServer.#warmUp`). */
+/** A just (re)started server's wait for its neighbours' catch-up (see `HerdServer.#warmUp`). */
 interface WarmUp {
   done: Promise<void>;
   /** Links whose dial failed since the start. */
   failed: Set<Link>;
+  /** Links whose catch-up stream to us completed (CAUGHTUP) since the start. */
+  caughtUp: Set<Link>;
   /** The store's head once the record log was read: records up to it came from disk. */
   restoredSeq: number;
   end(): void;
@@ -188,9 +196,11 @@ export class HerdServer implements LineHandler {
   /** In-process connections being served (until handed to a link, or closed). */
   #servingInProcess = new Set<Promise<void>>();
   /**
-   * Until a neighbour's first catch-up stream to us ends (or WARM_UP_MAX_MS after start), a
-   * WHATSAT for a client we do not know waits for that stream: a server just (re)started has not
-   * heard yet what its herd knows. Undefined once warm, or with no neighbours.
+   * Until every neighbour has caught us up (or WARM_UP_MAX_MS after start), a WHATSAT for a
+   * client we do not know, or know only from disk, waits: a server just (re)started has not heard
+   * yet what its herd knows. Every neighbour, not the first to finish: that one may be restarted
+   * too and know no more than we do (two neighbours dropped together). Undefined once warm, or
+   * with no neighbours.
    */
   #warmUp: WarmUp | undefined;
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
@@ -201,6 +211,10 @@ export class HerdServer implements LineHandler {
   #nextConn = 1;
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
+  /** Aborted to end the start in progress at once (`cancelStart`); undefined when none runs. */
+  #starting: AbortController | undefined;
+  /** A store load a cancelled start left running: the next start waits for it first. */
+  #abandonedLoad: Promise<void> | undefined;
   #linkStats: LinkStatsReporter;
   /** This server's metrics as JSON, for its observer streams (set by the process, if it has them). */
   metricsExport?: () => Promise<unknown>;
@@ -274,28 +288,67 @@ export class HerdServer implements LineHandler {
     return this.#serialised(() => this.#start());
   }
 
-  /** Closes the listener, every connection and every link. */
+  /**
+   * Closes the listener, every connection and every link. Asked for during a start, it ends that
+   * start at once first (`cancelStart`).
+   */
   stop(): Promise<void> {
+    this.cancelStart();
     return this.#serialised(() => this.#stop());
+  }
+
+  /**
+   * Ends a start in progress at once: its ports close now, and it no longer waits for its listen
+   * or its store's load (seconds under load); it resolves with the server stopped. Nothing was
+   * accepted yet, so nothing acknowledged is lost. No-op when no start runs.
+   */
+  cancelStart(): void {
+    this.#starting?.abort();
   }
 
   async #start(): Promise<void> {
     if (this.#listener !== undefined) return;
-    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
-    const listener = this.#listener = this.#listen(
-      this.port,
-      () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
-    );
-    this.#inProcessBacklog = [];
+    const starting = this.#starting = new AbortController();
     try {
+      await this.#startListening(starting.signal);
+    } finally {
+      this.#starting = undefined;
+    }
+  }
+
+  async #startListening(cancelled: AbortSignal): Promise<void> {
+    // A load a cancelled start left behind fills the store it was given: let it finish first.
+    await this.#abandonedLoad;
+    this.#abandonedLoad = undefined;
+    if (cancelled.aborted) return;
+    if (this.#opts.tls !== undefined) this.#tlsFiles = loadTlsFiles(this.#opts.tls, this.name);
+    const closeNow = () => this.#closeListeners();
+    cancelled.addEventListener("abort", closeNow);
+    const retryUntil = performance.now() + LISTEN_RETRY_MS;
+    try {
+      const listener = await this.#listen(
+        this.port,
+        () => (this.#opts.listen ?? Deno.listen)({ hostname: this.host, port: this.port }),
+        retryUntil,
+        cancelled,
+      );
+      if (listener === undefined) return;
+      this.#listener = listener;
+      this.#inProcessBacklog = [];
       // The link port: TLS (its front), or plain (config `linkPort`, else the system's choice).
       const files = this.#tlsFiles;
       const linkPort = this.#config.linkPort ?? 0;
       if (files !== undefined) {
-        this.#tlsListener = this.#listen(linkPort, () => this.#listenLinks(files));
+        this.#tlsListener = await this.#listen(
+          linkPort,
+          () => this.#listenLinks(files),
+          retryUntil,
+          cancelled,
+        );
       } else {
-        this.#linkListener = this.#listenPlainLink(linkPort);
+        this.#linkListener = await this.#listenPlainLink(linkPort, retryUntil, cancelled);
       }
+      if (cancelled.aborted) return void this.#closeListeners();
       // A restarted server starts from its durable store, or empty (and catches up from peers).
       // The old store lets go of its records, so the process's shared table does not keep them.
       this.store.dispose();
@@ -303,12 +356,22 @@ export class HerdServer implements LineHandler {
       this.liveSeq = this.clientSeq = 0;
       // Marks describe what this store holds, so they go (or come back from disk) with it.
       for (const link of this.links) link.mark = { epoch: "-", seq: 0 };
-      await this.#persistence?.load(this.store, this.links, this.bus);
+      const loading = this.#persistence?.load(this.store, this.links, this.bus);
+      if (loading !== undefined) {
+        await untilAborted(loading, cancelled);
+        if (cancelled.aborted) {
+          this.#abandonedLoad = loading.catch(() => {});
+          return;
+        }
+      }
     } catch (err) {
       // Not started: no listener left behind claiming a port.
       this.#closeListeners();
       throw err;
+    } finally {
+      cancelled.removeEventListener("abort", closeNow);
     }
+    const listener = this.#listener;
     this.bus.emit({
       kind: "server.up",
       t: Date.now(),
@@ -339,6 +402,7 @@ export class HerdServer implements LineHandler {
     const warm: WarmUp = {
       done: promise,
       failed: new Set(),
+      caughtUp: new Set(),
       restoredSeq: this.store.headSeq,
       end: () => {
         clearTimeout(timer);
@@ -353,8 +417,13 @@ export class HerdServer implements LineHandler {
   /**
    * The plain link port: the configured one, else the one we had last time if it is free (so
    * neighbours that knew it redial without asking our client port), else the system's choice.
+   * Undefined when the start was cancelled meanwhile.
    */
-  #listenPlainLink(configured: number): Deno.Listener {
+  async #listenPlainLink(
+    configured: number,
+    retryUntil: number,
+    cancelled: AbortSignal,
+  ): Promise<Deno.Listener | undefined> {
     const listen = (port: number) =>
       (this.#opts.listenLink ?? Deno.listen)({ hostname: this.host, port });
     const again = this.#lastLinkPort;
@@ -368,7 +437,8 @@ export class HerdServer implements LineHandler {
         // Taken since (or never ours to take): a new one; neighbours ask for it.
       }
     }
-    listener ??= this.#listen(configured, () => listen(configured));
+    listener ??= await this.#listen(configured, () => listen(configured), retryUntil, cancelled);
+    if (listener === undefined) return undefined;
     if (configured === 0) {
       const port = (listener.addr as Deno.NetAddr).port;
       this.#lastLinkPort = port;
@@ -404,17 +474,32 @@ export class HerdServer implements LineHandler {
     this.#inProcessBacklog = undefined;
   }
 
-  /** Listens with a clear error when the port is taken. */
-  #listen<L>(port: number, listen: () => L): L {
-    try {
-      return listen();
-    } catch (err) {
-      if (err instanceof Deno.errors.AddrInUse) {
-        throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+  /**
+   * Listens; a port in use is tried again every LISTEN_RETRY_STEP_MS until `retryUntil` (an old
+   * process of ours may still be exiting), then a clear error. Undefined once `cancelled`.
+   */
+  async #listen<L>(
+    port: number,
+    listen: () => L,
+    retryUntil: number,
+    cancelled: AbortSignal,
+  ): Promise<L | undefined> {
+    for (;;) {
+      if (cancelled.aborted) return undefined;
+      try {
+        return listen();
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse)) {
+          throw new Error(
+            `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+          );
+        }
+        if (performance.now() >= retryUntil) {
+          throw new Error(`${this.name}: port ${port} on ${this.host} is already in use`);
+        }
       }
-      throw new Error(
-        `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
-      );
+      const step = new Promise((r) => setTimeout(r, LISTEN_RETRY_STEP_MS));
+      await untilAborted(step, cancelled);
     }
   }
 
@@ -1045,14 +1130,24 @@ export class HerdServer implements LineHandler {
     return waits;
   }
 
-  /** No catch-up is coming once every neighbour's dial failed and none dialled us: warm. */
+  /** A neighbour whose dial failed (and that has not dialled us) has no catch-up for us. */
   dialFailed(link: Link): void {
     // A port we knew from before that fails its handshake is asked for again next time.
     this.#linkPortBook.failed(link.peer);
     const warm = this.#warmUp;
     if (warm === undefined) return;
     warm.failed.add(link);
-    if (this.links.every((l) => warm.failed.has(l) && !l.up)) warm.end();
+    this.#endWarmUpIfSettled(warm);
+  }
+
+  /**
+   * Warm once every neighbour has completed a catch-up stream to us since the start, or is down
+   * with nothing coming (its dial failed since the start, or the link is cut). A link that came
+   * up after its dial failed is waited for again (within WARM_UP_MAX_MS).
+   */
+  #endWarmUpIfSettled(warm: WarmUp): void {
+    const settled = (l: Link) => warm.caughtUp.has(l) || (!l.up && (warm.failed.has(l) || l.cut));
+    if (this.links.every(settled)) warm.end();
   }
 
   /**
@@ -1063,9 +1158,13 @@ export class HerdServer implements LineHandler {
    * back to it: BENCHMARKS.md, "Catch-up of 2026-11-27 (second pass)"). A stream that broke off
    * releases everything, as a live record would.
    */
-  catchUpEnded(_link: Link, complete: boolean): void {
-    // A complete stream brought what the herd knew: a just started server is warm.
-    if (complete) this.#warmUp?.end();
+  catchUpEnded(link: Link, complete: boolean): void {
+    // A complete stream brought what that neighbour knew; warm once every neighbour's has.
+    const warm = this.#warmUp;
+    if (complete && warm !== undefined) {
+      warm.caughtUp.add(link);
+      this.#endWarmUpIfSettled(warm);
+    }
     if (!complete) this.liveSeq = this.store.headSeq;
     for (const link of this.links) link.notify();
   }
@@ -1104,11 +1203,12 @@ export class HerdServer implements LineHandler {
   }
 
   /**
-   * Just (re)started: the first catch-up brings what we missed, so a WHATSAT waits for it, for a
-   * client we do not know and for one we know only from disk alike (the herd may hold a newer
-   * record). One wait throughout (a fresh lookup after the catch-up would see this connection's
-   * later IAMATs), ended once the catch-up is over (and, for an unknown client, the usual grace
-   * has passed too).
+   * Just (re)started: the neighbours' catch-up brings what we missed, so a WHATSAT waits for it,
+   * for a client we do not know and for one we know only from disk alike (the herd may hold a
+   * newer record). One wait throughout (a fresh lookup after the catch-up would see this
+   * connection's later IAMATs), ended once the warm-up is over (and, for an unknown client, the
+   * usual grace has passed too). A known client's wait is under no waiter cap (store.ts
+   * `whenNewer`): past one it would be answered from the record on disk, before the catch-up.
    */
   #warmWait(
     warm: WarmUp,

@@ -88,6 +88,8 @@ export function recordFields(r: AtFields): AtFields {
 interface Waiter {
   ignore: object | undefined;
   wake: (r: StoredRecord) => void;
+  /** Counted under the caps (`#capped`): a wait for an unknown client. */
+  capped: boolean;
 }
 
 /** What the store decided about an offered record. */
@@ -134,6 +136,8 @@ export class RecordStore {
   /** WHATSATs waiting for a client's first record: a Set each, so adding and removing is O(1). */
   #waiters = new Map<string, Set<Waiter>>();
   #waiting = 0;
+  /** Of `#waiting`, those under the caps (`whenKnown`'s). */
+  #capped = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
   epoch: string = crypto.randomUUID().slice(0, 8);
   #records: RecordTable;
@@ -206,6 +210,7 @@ export class RecordStore {
         if (source !== undefined && w.ignore === source) continue;
         waiting.delete(w);
         this.#waiting--;
+        if (w.capped) this.#capped--;
         w.wake(record);
       }
       if (waiting.size === 0 && this.#waiters.get(record.client) === waiting) {
@@ -321,13 +326,18 @@ export class RecordStore {
   ): Promise<StoredRecord | undefined> {
     const known = this.get(client);
     if (known !== undefined) return Promise.resolve(known);
-    return this.#wait(client, ms, ignore, signal);
+    return this.#wait(client, ms, ignore, signal, true);
   }
 
   /**
    * Like {@linkcode whenKnown}, but for a record newer than the one held now: a just restarted
    * server's WHATSAT for a client it knows from disk waits for what its catch-up brings.
    * Resolves undefined when none came in `ms` or by `signal` (the held record stands).
+   *
+   * Not under the caps: past one, a WHATSAT would be answered at once from a record the herd
+   * may have replaced (anyone could fill the caps with unknown clients first). Its memory is
+   * bounded all the same: a known client's record, and at most a connection's commands in
+   * flight (connection.ts MAX_IN_FLIGHT) times the connection budget, for at most `ms`.
    */
   whenNewer(
     client: string,
@@ -335,7 +345,7 @@ export class RecordStore {
     ignore?: object,
     signal?: AbortSignal,
   ): Promise<StoredRecord | undefined> {
-    return this.#wait(client, ms, ignore, signal);
+    return this.#wait(client, ms, ignore, signal, false);
   }
 
   #wait(
@@ -343,17 +353,22 @@ export class RecordStore {
     ms: number,
     ignore: object | undefined,
     signal: AbortSignal | undefined,
+    capped: boolean,
   ): Promise<StoredRecord | undefined> {
     if (ms <= 0 || signal?.aborted) return Promise.resolve(undefined);
     let set = this.#waiters.get(client);
-    if (this.#waiting >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT) {
+    if (
+      capped && (this.#capped >= MAX_WAITERS || (set?.size ?? 0) >= MAX_WAITERS_PER_CLIENT)
+    ) {
       return Promise.resolve(undefined);
     }
     if (set === undefined) this.#waiters.set(client, set = new Set());
     const waiters = set;
     this.#waiting++;
+    if (capped) this.#capped++;
     return new Promise((resolve) => {
       const waiter: Waiter = {
+        capped,
         ignore,
         wake: (r) => {
           clearTimeout(timer);
@@ -366,6 +381,7 @@ export class RecordStore {
         signal?.removeEventListener("abort", giveUp);
         if (waiters.delete(waiter)) {
           this.#waiting--;
+          if (capped) this.#capped--;
           if (waiters.size === 0 && this.#waiters.get(client) === waiters) {
             this.#waiters.delete(client);
           }
@@ -383,7 +399,10 @@ export class RecordStore {
     return this.#log.length;
   }
 
-  /** WHATSATs waiting for an unknown client, across all clients (for tests and metrics). */
+  /**
+   * WHATSATs waiting for a record, across all clients (for tests and metrics): for an unknown
+   * client, and (during a warm-up) for a newer record of a known one.
+   */
   get waiting(): number {
     return this.#waiting;
   }

@@ -100,3 +100,30 @@ export function silenceTimer(ms: number, onDue: () => void, lateMs = 100): { cle
   arm();
   return { clear: () => clearTimeout(timer) };
 }
+
+/**
+ * `p`'s value, or undefined as soon as `signal` aborts (whichever comes first): a wait that a
+ * stop cuts short. `p` goes on; a rejection after the abort is dropped.
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController();
+ * const slow = new Promise<number>((r) => setTimeout(() => r(1), 10_000));
+ * stop.abort();
+ * await untilAborted(slow, stop.signal); // undefined, at once
+ * ```
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  return new Promise<T | undefined>((resolve, reject) => {
+    const abort = () => resolve(undefined);
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+    p.then((v) => {
+      signal.removeEventListener("abort", abort);
+      resolve(v);
+    }, (err) => {
+      signal.removeEventListener("abort", abort);
+      reject(err);
+    });
+  });
+}

@@ -146,6 +146,60 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
   }
 });
 
+Deno.test("start: SIGTERM while one server's start is held stops at once, status 0, what the others acknowledged on disk", async () => {
+  // A stop asked for during start waited for the start to end (a store's load, the Places
+  // index: seconds under load; here forever). Alpha starts first and accepts; Beta's record
+  // log is a FIFO no one writes, so its load waits.
+  const ports = freePorts(2);
+  const config = await writeConfig({
+    servers: { Alpha: { port: ports[0], neighbors: ["Beta"] }, Beta: { port: ports[1] } },
+  });
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/data`);
+  const made = await new Deno.Command("mkfifo", { args: [`${dir}/data/Beta.records`] }).output();
+  assert.equal(made.code, 0, "mkfifo");
+  const child = spawnMain(
+    ["start", "--config", config, "--log-dir", `${dir}/logs`, "--data-dir", `${dir}/data`],
+    { widen: { write: [dir] } },
+  );
+  try {
+    let acked = "";
+    await waitFor(
+      async () => {
+        acked = await exchange(ports[0], "IAMAT held.start +1+1 1\n").catch(() => "");
+        return acked.startsWith("AT Alpha");
+      },
+      60_000,
+      "Alpha answers while Beta's start is held",
+    );
+    child.kill("SIGTERM");
+    const sent = performance.now();
+    const status = await Promise.race([
+      child.status,
+      new Promise<undefined>((r) => setTimeout(r, 5_000)),
+    ]);
+    const ms = Math.round(performance.now() - sent);
+    assert.ok(status !== undefined, "still running 5 s after SIGTERM");
+    console.log(`exited ${ms} ms after SIGTERM`);
+    assert.equal(status.code, 0);
+    // Nothing of either server listens any more.
+    for (const port of ports) await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+    const stored = await Deno.readTextFile(`${dir}/data/Alpha.records`);
+    assert.ok(stored.includes("held.start"), "Alpha's acknowledged record is on its disk");
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    await child.stderr.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
+
 Deno.test("a port already in use is reported by server name and port", async () => {
   const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (busy.addr as Deno.NetAddr).port;

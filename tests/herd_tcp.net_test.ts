@@ -394,3 +394,172 @@ Deno.test("a stopped server's neighbours keep serving; restarted, it catches up"
     "Smith catches up",
   );
 });
+
+/** A seed herd with durable stores in a temp dir, for restart tests; the dir goes at the end. */
+async function withDurableHerd(
+  prefix: string,
+  body: (t: Awaited<ReturnType<typeof startSeedHerd>>) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await using t = await startSeedHerd({
+      openPersistence: (name) => openLogPersistence(dir, name),
+    });
+    await body(t);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** IAMATs `client` at Hill and waits until every one of `at` answers that record. */
+async function reportEverywhere(
+  t: Awaited<ReturnType<typeof startSeedHerd>>,
+  client: string,
+  location: string,
+  time: string,
+  at: readonly string[],
+): Promise<string> {
+  const line = (await exchange(t.port("Hill"), `IAMAT ${client} ${location} ${time}\n`)).trimEnd();
+  for (const n of at) {
+    await waitFor(
+      async () => (await exchange(t.port(n), `WHATSAT ${client} 10 0\n`)).startsWith(line + "\n"),
+      5000,
+      `${n} knows ${line}`,
+    );
+  }
+  return line;
+}
+
+Deno.test("two neighbours restarted together: the WHATSAT at one waits for the informed neighbours, not the other restarted one", async () => {
+  // Found by an adversarial review: the warm-up ended at the first complete catch-up stream,
+  // whoever sent it; the other restarted server (itself warming up, never told of the update)
+  // streamed first, and the WHATSAT was answered from the stale record on disk.
+  await withDurableHerd("herd-warm-pair-", async (t) => {
+    await reportEverywhere(t, "pair.client", "+1+1", "1000", ["Smith", "Campbell"]);
+    // Seed topology: Smith's neighbours are Hill, Singleton and Campbell; Campbell's are
+    // Singleton and Smith. Both go down (the TA script's "drop Smith Campbell").
+    await t.herd.stopServer("Smith");
+    await t.herd.stopServer("Campbell");
+    const newer = await reportEverywhere(t, "pair.client", "+2+2", "2000", ["Singleton"]);
+    // The informed neighbours are a little slower than the restarted one (a loaded box).
+    t.herd.setLink("Hill", "Smith", { delayMs: 400 });
+    t.herd.setLink("Singleton", "Smith", { delayMs: 400 });
+    t.herd.setLink("Singleton", "Campbell", { delayMs: 400 });
+    await t.herd.startServer("Campbell");
+    await t.herd.startServer("Smith");
+    const w = await exchange(t.port("Smith"), "WHATSAT pair.client 10 0\n", 10_000);
+    assert.ok(
+      w.startsWith(newer + "\n"),
+      `restarted Smith answered from its stale record: ${w.split("\n")[0]} (herd has: ${newer})`,
+    );
+  });
+});
+
+Deno.test("the warm-up ends once every neighbour streamed or failed its dial, well before its bound", async () => {
+  // Control for the test above: waiting for every neighbour costs only the streams' own time.
+  await using t = await startSeedHerd();
+  const unknown = async (what: string) => {
+    const sent = performance.now();
+    const u = await exchange(t.port("Smith"), "WHATSAT nobody.at.all 1 0\n", 10_000);
+    const ms = performance.now() - sent;
+    assert.deepEqual(u, "? WHATSAT nobody.at.all 1 0\n");
+    // The bound is 3 s plus the 250 ms grace.
+    assert.ok(ms < 2_000, `${what}: waited ${Math.round(ms)} ms, as for the bound`);
+  };
+  await t.herd.stopServer("Smith");
+  await t.herd.stopServer("Campbell");
+  await t.herd.startServer("Campbell");
+  await t.herd.startServer("Smith");
+  await unknown("every neighbour up and streaming");
+  // Campbell stays down: its dial fails, nothing is waited for from it.
+  await t.herd.stopServer("Smith");
+  await t.herd.stopServer("Campbell");
+  await t.herd.startServer("Smith");
+  await unknown("one neighbour down");
+});
+
+/** Restarts Smith with a slow first catch-up after `moving.client` moved while it was down. */
+async function restartBehind(t: Awaited<ReturnType<typeof startSeedHerd>>, delayMs: number) {
+  await reportEverywhere(t, "moving.client", "+1+1", "1000", ["Smith"]);
+  await t.herd.stopServer("Smith");
+  const newer = await reportEverywhere(t, "moving.client", "+2+2", "2000", []);
+  for (const n of ["Hill", "Campbell", "Singleton"]) t.herd.setLink(n, "Smith", { delayMs });
+  await t.herd.startServer("Smith");
+  return newer;
+}
+
+Deno.test("every WHATSAT during a restarted server's warm-up gets the newer record, not only the first 256", async () => {
+  // Found by an adversarial review: the warm-up wait for a known client shared the waiter caps
+  // (store.ts MAX_WAITERS_PER_CLIENT, MAX_WAITERS); past one it answered the record from disk.
+  await withDurableHerd("herd-warm-cap-", async (t) => {
+    const newer = await restartBehind(t, 400);
+    // 12 clients x 25 pipelined WHATSATs for the one client (each connection has at most 32 in
+    // flight, connection.ts): 300 waiters, past the per-client cap of 256.
+    const CONNS = 12, EACH = 25;
+    const texts = await Promise.all(
+      Array.from(
+        { length: CONNS },
+        () => exchange(t.port("Smith"), "WHATSAT moving.client 10 0\n".repeat(EACH), 15_000),
+      ),
+    );
+    const firstLines = texts.flatMap((text) => splitReplies(text).map((r) => r.split("\n")[0]));
+    assert.equal(firstLines.length, CONNS * EACH);
+    const stale = firstLines.filter((l) => !l.startsWith(newer));
+    assert.equal(
+      stale.length,
+      0,
+      `${stale.length} of ${firstLines.length} stale, e.g. ${stale[0]}`,
+    );
+  });
+});
+
+Deno.test("4,096 WHATSATs for unknown clients during the warm-up do not make a known client's answer stale", async () => {
+  // Anyone can fill the waiter cap with clients nobody knows (each waits up to the warm-up's
+  // bound): a known client's WHATSAT after them still waits. The neighbours' catch-up is slower
+  // than the warm-up's 3 s bound, so within it the newer record comes only from a client of
+  // Smith's, sent once the WHATSAT waits: no race with the catch-up, however loaded the box.
+  await withDurableHerd("herd-warm-ghosts-", async (t) => {
+    await reportEverywhere(t, "moving.client", "+1+1", "1000", ["Smith"]);
+    for (const n of ["Hill", "Campbell", "Singleton"]) {
+      t.herd.setLink(n, "Smith", { delayMs: 10_000 });
+    }
+    const smith = t.herd.servers.get("Smith")!;
+    for (let attempt = 1;; attempt++) {
+      await t.herd.stopServer("Smith");
+      await t.herd.startServer("Smith");
+      const started = performance.now();
+      // 128 connections x 32 in flight: every ghost waits at once.
+      const ghosts = Array.from({ length: 128 }, (_, c) =>
+        exchange(
+          t.port("Smith"),
+          Array.from({ length: 32 }, (_, i) => `WHATSAT ghost.${c}.${i} 1 0\n`).join(""),
+          20_000,
+        ));
+      await waitFor(() => smith.store.waiting >= 4096, 20_000, "4,096 ghosts waiting");
+      if (performance.now() - started > 2_000 && attempt < 3) {
+        // Too slow a box to be well inside the warm-up: the known WHATSAT would come after it.
+        await Promise.all(ghosts);
+        continue;
+      }
+      await using c = await TcpClient.connect(t.port("Smith"));
+      await c.send("WHATSAT moving.client 10 0\n");
+      // It waits (one waiter more), or (past a cap) was answered at once.
+      await waitFor(
+        () => smith.store.waiting > 4096 || c.received.length > 0,
+        5_000,
+        "the known WHATSAT waits or is answered",
+      );
+      const newer = (await exchange(t.port("Smith"), "IAMAT moving.client +2+2 2000\n")).trimEnd();
+      assert.match(newer, /^AT Smith \S+ moving\.client \+2\+2 2000$/);
+      const w = await c.waitUntil((r) => r.endsWith("\n\n"), 10_000);
+      assert.ok(
+        w.startsWith(newer + "\n"),
+        `answered past the cap: ${w.split("\n")[0]} (${newer})`,
+      );
+      for (const text of await Promise.all(ghosts)) {
+        assert.ok(splitReplies(text).every((r) => r.startsWith("? WHATSAT ghost.")), text);
+      }
+      return;
+    }
+  });
+});

@@ -75,6 +75,36 @@ Deno.test("server: a client that comes while the start is held is accepted, then
   }
 });
 
+/**
+ * Spawns `name` with its record log a FIFO no one writes: its start waits in the replay (an
+ * async open, the event loop free), after the signal handlers are installed.
+ */
+async function spawnHeld(herd: ProcessHerd, name: string) {
+  await Deno.mkdir(herd.dataDir, { recursive: true });
+  const records = `${herd.dataDir}/${name}.records`;
+  const made = await new Deno.Command("mkfifo", { args: [records] }).output();
+  assert.equal(made.code, 0, "mkfifo");
+  return { proc: await herd.spawn(name), records };
+}
+
+/** Waits until process `pid` has a file whose path ends with `/<file>` open. */
+async function opened(pid: number, file: string, what: string): Promise<void> {
+  await waitFor(
+    () => {
+      for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`).endsWith(`/${file}`)) return true;
+        } catch {
+          // closed since the listing
+        }
+      }
+      return false;
+    },
+    30_000,
+    what,
+  );
+}
+
 Deno.test("server: while its start is held, a neighbour's link-port question is answered, so only the server holds its port", async () => {
   // `lsof -ti:PORT | xargs kill` (the CS 131 TA script) kills every process holding a socket to
   // PORT. A neighbour's question left unread in a starting server's backlog made lsof name it.
@@ -82,30 +112,13 @@ Deno.test("server: while its start is held, a neighbour's link-port question is 
   // so its replay waits (an async open) before the server accepts.
   await using herd = await ProcessHerd.create({ topology: { A: ["B"], B: [] }, places: "offline" });
   const a = await herd.start("A");
-  await Deno.mkdir(herd.dataDir, { recursive: true });
-  const records = `${herd.dataDir}/B.records`;
-  const made = await new Deno.Command("mkfifo", { args: [records] }).output();
-  assert.equal(made.code, 0, "mkfifo");
-  const b = await herd.spawn("B");
+  const { proc: b, records } = await spawnHeld(herd, "B");
   try {
     const port = herd.port("B");
     // B's start reaches its record log (B.lock is claimed just before the replay that waits):
     // from there on its event loop is free. While it was still loading its modules, a question
     // could wait that long (a second or more on a loaded box): JavaScript loads on that thread.
-    await waitFor(
-      () => {
-        for (const fd of Deno.readDirSync(`/proc/${b.pid}/fd`)) {
-          try {
-            if (Deno.readLinkSync(`/proc/${b.pid}/fd/${fd.name}`).endsWith("/B.lock")) return true;
-          } catch {
-            // closed since the listing
-          }
-        }
-        return false;
-      },
-      30_000,
-      "B's start reaches its record log",
-    );
+    await opened(b.pid, "B.lock", "B's start reaches its record log");
     // A redials B at most a second apart: over 3 s it asks B's client port more than once. A
     // question being answered holds the port for a moment (a sample may catch it, more so on a
     // loaded box); one left unread held it for every sample until A gave up, seconds later.
@@ -127,6 +140,70 @@ Deno.test("server: while its start is held, a neighbour's link-port question is 
   } finally {
     await herd.kill("B");
     await Deno.remove(records).catch(() => {});
+  }
+});
+
+Deno.test("server: SIGTERM while its start is held frees its ports and exits promptly, status 0", async () => {
+  // Found by an adversarial review: a stop asked for during start waited for the start to end
+  // (seconds at load), so `lsof -ti:PORT | xargs kill` left the server holding its port and the
+  // TA script's restart a second later found it taken. The start is held (the record log a FIFO
+  // no one writes: its replay waits, after the signal handlers are installed) as a loaded box
+  // holds it for seconds.
+  await using herd = await ProcessHerd.create({ topology: { A: ["B"], B: [] }, places: "offline" });
+  const { proc: b, records } = await spawnHeld(herd, "B");
+  try {
+    const port = herd.port("B");
+    await opened(b.pid, "B.lock", "B's start reaches its record log");
+    assert.ok(portHolders(port).has(b.pid), "B's client port listens (early listener)");
+    // What `lsof -ti:PORT | xargs kill` does.
+    Deno.kill(b.pid, "SIGTERM");
+    const sent = performance.now();
+    let closed: number | undefined;
+    while (performance.now() - sent < 3_000) {
+      if (!portHolders(port).has(b.pid)) {
+        closed = performance.now() - sent;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(
+      closed !== undefined,
+      `B still held its client port 3 s after SIGTERM (exited: ${b.exited}; stdout ${
+        JSON.stringify(b.stdout.slice(-200))
+      })`,
+    );
+    await waitFor(() => b.exited, 3_000, "B exits after SIGTERM");
+    console.log(`port free ${Math.round(closed)} ms after SIGTERM`);
+    const status = await b.child.status;
+    assert.equal(status.code, 0, `exit status as for a normal stop: ${b.stderr}`);
+    assert.ok(!b.stdout.includes("listening on"), "the start was not held");
+    assert.ok(!b.stderr.includes("Uncaught"), b.stderr);
+  } finally {
+    await herd.kill("B");
+    await Deno.remove(records).catch(() => {});
+  }
+});
+
+Deno.test("server: a client port still held by an old process is listened on once it is freed", async () => {
+  // The TA scripts restart a server ~1 s after killing it: the old process may still hold the
+  // port. The start retries its listen (about 3 s) instead of exiting 1 at once.
+  await using herd = await ProcessHerd.create({ topology: { Solo: [] }, places: "offline" });
+  const port = herd.port("Solo");
+  const old = Deno.listen({ hostname: "127.0.0.1", port });
+  let open: Deno.TcpListener | undefined = old;
+  try {
+    const proc = await herd.spawn("Solo");
+    // Its log files open just before the servers listen.
+    await opened(proc.pid, "Solo.log", "Solo opens its log");
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.ok(!proc.exited, `gave up while the port was taken: ${proc.stderr}`);
+    old.close();
+    open = undefined;
+    await proc.waitListening(30_000);
+    const at = await iamat(port, "after.retry", "+34.068930-118.445127", "1700000000.5");
+    assert.match(at, /^AT Solo \S+ after\.retry /);
+  } finally {
+    open?.close();
   }
 });
 
