@@ -219,19 +219,24 @@ function crc32hex(payload: string): string {
   return ((~c) >>> 0).toString(16).padStart(8, "0");
 }
 
+/** 1,000 clients stored 30 times each, a commit per round: enough to compact the log. */
+async function churn(dir: string): Promise<void> {
+  const first = await reload(dir);
+  let seq = 0;
+  for (let round = 0; round < 30; round++) {
+    for (let k = 0; k < 1000; k++) {
+      const r = record(`c${k}`, ++seq, { time: `${1621464827 + round}` });
+      first.store.offer(r, -1);
+      first.p.saved(first.store.get(r.client)!);
+    }
+    await first.p.committed();
+  }
+  await first.p.close();
+}
+
 Deno.test("persist: the log is compacted once it holds far more than the live records", () =>
   withDir(async (dir) => {
-    const first = await reload(dir);
-    let seq = 0;
-    for (let round = 0; round < 30; round++) {
-      for (let k = 0; k < 1000; k++) {
-        const r = record(`c${k}`, ++seq, { time: `${1621464827 + round}` });
-        first.store.offer(r, -1);
-        first.p.saved(first.store.get(r.client)!);
-      }
-      await first.p.committed();
-    }
-    await first.p.close();
+    await churn(dir);
     const text = await Deno.readTextFile(`${dir}/Hill.records`);
     const entries = text.split("\n").length - 1;
     assert.ok(entries < 2 * 1000 + 10_002, `not compacted: ${entries} entries`);
@@ -248,17 +253,7 @@ Deno.test("persist: compaction never writes through a symlink or file left at it
     const victim = `${dir}/victim.txt`;
     await Deno.writeTextFile(victim, "keep me\n");
     await Deno.symlink(victim, `${dir}/Hill.records.tmp`);
-    const first = await reload(dir);
-    let seq = 0;
-    for (let round = 0; round < 30; round++) {
-      for (let k = 0; k < 1000; k++) {
-        const r = record(`c${k}`, ++seq, { time: `${1621464827 + round}` });
-        first.store.offer(r, -1);
-        first.p.saved(first.store.get(r.client)!);
-      }
-      await first.p.committed();
-    }
-    await first.p.close();
+    await churn(dir);
     assert.equal(await Deno.readTextFile(victim), "keep me\n");
     const info = await Deno.lstat(`${dir}/Hill.records`);
     assert.ok(info.isFile, "the log is a plain file, not the planted link");
