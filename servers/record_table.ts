@@ -65,7 +65,8 @@ export interface OfferedFields extends AtFields {
 /**
  * Client → the newest body handed out for it while any store holds a record of it, and the
  * client's slot: every store finds its own record of a client at that index of an array
- * ({@linkcode HeldRecords}), so the five stores need no Map of their own.
+ * ({@linkcode HeldRecords}), so the five stores need no index of their own. The clients are
+ * listed in a `ClientIndex` below, not a `Map`.
  *
  * @example
  * ```ts
@@ -297,8 +298,8 @@ function grown<T extends Float64Array | Int32Array>(column: T, slot: number): T 
 
 /**
  * One store's records by client, in columns indexed by the table's client slots (read through
- * the table's one Map for all stores): per slot the body this store holds (an older one than
- * the table lists while the store is behind), its sequence number, the link it came on and the
+ * the table's one client index for all stores): per slot the body this store holds (an older one
+ * than the table lists while the store is behind), its sequence number, the link it came on and the
  * links known to hold it. A `Held` object per record and a slot pointing at it took 64 B of
  * heap a record (Deno's V8 has no pointer compression); these columns take 24 B, 16 of them in
  * typed arrays whose untouched pages are never resident.
