@@ -249,6 +249,14 @@ export class RecordStore {
   }
 
   /**
+   * Whether `record`, handed out by this store, is no longer its record of the client (a newer
+   * change replaced it, or the store let go of it). A record from elsewhere never is.
+   */
+  superseded(record: StoredRecord): boolean {
+    return record instanceof Held && this.#held.seq(record.body.slot) !== record.seq;
+  }
+
+  /**
    * Link `via` sent us `record` (one we hold) again: the peer holds it, so its stream need not
    * carry it. During a catch-up from two neighbours, each sends nearly every record, and without
    * this each got the other's stream forwarded back (BENCHMARKS.md, "Catch-up").
