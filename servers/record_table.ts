@@ -173,7 +173,9 @@ const MIN_INDEX = 1024;
  * doubling, ~1.3 µs a client at 1,000,000 entries; here a miss is one probe of an `Int32Array`
  * (each position keeps its key's hash, so a mismatch never loads the string), and growing
  * rehashes from the kept hashes (BENCHMARKS.md, "Catch-up of 2026-11-27 (sixth pass)"). The
- * hash is seeded per table, so client IDs cannot be chosen to collide.
+ * hash starts from a random seed per table (as V8 seeds its own), so IDs that collide cannot be
+ * computed ahead of time and sent to pile up in one probe run; every char counts (V8 hashes
+ * only the length of a string over 16,383 chars).
  */
 class ClientIndex {
   /** Per position: the slot plus one (0: empty). */
