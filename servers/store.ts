@@ -249,11 +249,12 @@ export class RecordStore {
   }
 
   /**
-   * Whether `record`, handed out by this store, is no longer its record of the client (a newer
-   * change replaced it, or the store let go of it). A record from elsewhere never is.
+   * Whether this store holds a newer record of the client than `record`, which it handed out. A
+   * record from elsewhere never is, nor one the store let go of (a restart disposes of the store
+   * before the record log flushes what it owes).
    */
   superseded(record: StoredRecord): boolean {
-    return record instanceof Held && this.#held.seq(record.body.slot) !== record.seq;
+    return record instanceof Held && this.#held.seq(record.body.slot) > record.seq;
   }
 
   /**

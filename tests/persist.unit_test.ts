@@ -459,3 +459,24 @@ Deno.test("persist: a client stored again before the commit is written once, its
     assert.equal(again.store.get("a")!.time, "3");
     assert.deepEqual(again.errors, []);
   }));
+
+Deno.test("persist: a record queued before its store let go of it (a restart's flush) is still written", () =>
+  withDir(async (dir) => {
+    const { p, store } = await reload(dir);
+    const r = {
+      origin: "Hill",
+      diff: "+0.100000000",
+      client: "kept",
+      location: "+34.068930-118.445127",
+      time: "1700000000.5",
+    };
+    p.saved(store.offer(r, -1).record!);
+    // A restart disposes of the old store before the record log flushes what it still owes.
+    store.dispose();
+    await p.committed();
+    await p.close();
+    const again = await reload(dir);
+    await again.p.close();
+    assert.deepEqual(again.errors, []);
+    assert.equal(again.store.get("kept")?.time, "1700000000.5");
+  }));
