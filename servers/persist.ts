@@ -495,7 +495,12 @@ class RecordLog implements Persistence {
   #store: RecordStore | undefined;
   #links: readonly Link[] = [];
   #bus: EventBus | undefined;
-  #pending = new Map<string, StoredRecord>();
+  /**
+   * Records queued for the next commit, in the order they were stored. A client's older records
+   * among them are skipped when written (`RecordStore.superseded`): one `Map.set` per record to
+   * keep only the newest cost a catch-up more than the check.
+   */
+  #pending: StoredRecord[] = [];
   #pendingMarks = new Map<string, Mark>();
   /** Marks whose records are synced: the next append writes them. */
   #readyMarks = new Map<string, Mark>();
@@ -543,7 +548,7 @@ class RecordLog implements Persistence {
       await this.flush();
       this.#file.close();
       this.#file = undefined;
-      this.#pending.clear();
+      this.#pending = [];
       this.#pendingMarks.clear();
       this.#readyMarks.clear();
       this.#failing = false;
@@ -625,9 +630,9 @@ class RecordLog implements Persistence {
   }
 
   saved(record: StoredRecord): void {
-    this.#pending.set(record.client, record);
+    this.#pending.push(record);
     this.#queued++;
-    if (this.#pending.size >= EARLY_COMMIT && !this.#failing) this.#commitNow();
+    if (this.#pending.length >= EARLY_COMMIT && !this.#failing) this.#commitNow();
     else this.#schedule();
   }
 
@@ -738,13 +743,16 @@ class RecordLog implements Persistence {
     const file = this.#file;
     if (file === undefined) return;
     const upTo = this.#queued;
-    const records = [...this.#pending.values()];
+    const store = this.#store;
+    const records = store === undefined
+      ? this.#pending
+      : this.#pending.filter((r) => !store.superseded(r));
     // Marks are written one commit after the records they cover: only once those are synced, so
     // no crash or power cut can leave a mark on disk without its records.
     const marks = [...this.#readyMarks];
     const covered = [...this.#pendingMarks];
+    this.#pending = [];
     if (records.length + marks.length + covered.length === 0) return this.#wake(upTo);
-    this.#pending = new Map();
     this.#readyMarks = new Map();
     this.#pendingMarks = new Map();
     const started = performance.now();
@@ -774,8 +782,9 @@ class RecordLog implements Persistence {
       this.#committedEvent(records.length, started, true);
       this.#wake(upTo);
     } catch (err) {
-      // Requeue under anything newer, cut the partial append off, and retry later.
-      for (const r of records) if (!this.#pending.has(r.client)) this.#pending.set(r.client, r);
+      // Requeue before anything newer (what it superseded is skipped then), cut the partial
+      // append off, and retry later.
+      this.#pending = records.concat(this.#pending);
       this.#readyMarks = new Map(marks);
       for (const [peer, m] of covered) {
         if (!this.#pendingMarks.has(peer)) this.#pendingMarks.set(peer, m);
@@ -789,7 +798,7 @@ class RecordLog implements Persistence {
           "disk-write",
           `cannot write ${this.#path}: ${
             (err as Error).message
-          }; ${this.#pending.size} record(s) ` +
+          }; ${this.#pending.length} record(s) ` +
             `owed, retrying (--sync-ack IAMATs are answered "?" meanwhile)`,
         );
       }

@@ -65,7 +65,8 @@ export interface OfferedFields extends AtFields {
 /**
  * Client → the newest body handed out for it while any store holds a record of it, and the
  * client's slot: every store finds its own record of a client at that index of an array
- * ({@linkcode HeldRecords}), so the five stores need no Map of their own.
+ * ({@linkcode HeldRecords}), so the five stores need no index of their own. The clients are
+ * listed in a `ClientIndex` below, not a `Map`.
  *
  * @example
  * ```ts
@@ -79,7 +80,7 @@ export interface OfferedFields extends AtFields {
  * ```
  */
 export class RecordTable {
-  #byClient = new Map<string, SharedRecord>();
+  #byClient = new ClientIndex();
   #origins = new Map<string, string>();
   #freeSlots: number[] = [];
   #slots = 0;
@@ -117,7 +118,7 @@ export class RecordTable {
       const client = fields.flat === true ? fields.client : own(fields.client);
       const body = this.#body(fields, client, slot);
       body.refs = 1;
-      this.#byClient.set(body.client, body);
+      this.#byClient.add(body);
       return body;
     }
     listed.refs++;
@@ -126,7 +127,7 @@ export class RecordTable {
     if (compareRecords(body, listed) > 0) {
       body.refs = listed.refs;
       listed.refs = 0;
-      this.#byClient.set(body.client, body);
+      this.#byClient.replace(body);
     }
     return body;
   }
@@ -135,7 +136,7 @@ export class RecordTable {
   release(body: SharedRecord): void {
     const listed = this.#byClient.get(body.client);
     if (listed !== undefined && --listed.refs === 0) {
-      this.#byClient.delete(body.client);
+      this.#byClient.delete(listed);
       this.#freeSlots.push(listed.slot);
     }
   }
@@ -161,6 +162,131 @@ export class RecordTable {
   }
 }
 
+/** The client index's first capacity (a power of two); it doubles past half full. */
+const MIN_INDEX = 1024;
+
+/**
+ * The listed bodies by client: an open-addressing hash table (linear probing, at most half
+ * full) of slot numbers in typed arrays, the bodies by slot. A catch-up stream brings a million
+ * new clients: with a `Map` each of them cost a miss lookup and an insert walking V8's hash
+ * chains (a cache miss per entry and per key string) and the rehash of every key at each
+ * doubling, ~1.3 µs a client at 1,000,000 entries; here a miss is one probe of an `Int32Array`
+ * (each position keeps its key's hash, so a mismatch never loads the string), and growing
+ * rehashes from the kept hashes (BENCHMARKS.md, "Catch-up of 2026-11-27 (sixth pass)"). The
+ * hash starts from a random seed per table (as V8 seeds its own), so IDs that collide cannot be
+ * computed ahead of time and sent to pile up in one probe run; every char counts (V8 hashes
+ * only the length of a string over 16,383 chars).
+ */
+class ClientIndex {
+  /** Per position: the slot plus one (0: empty). */
+  #pos = new Int32Array(MIN_INDEX);
+  /** Per position: the hash of the client there. */
+  #hash = new Int32Array(MIN_INDEX);
+  #mask = MIN_INDEX - 1;
+  /** The listed body of each slot. */
+  #bySlot: (SharedRecord | undefined)[] = [];
+  /** Each listed slot's hash (growing rehashes from these, not from the strings). */
+  #slotHash = new Int32Array(0);
+  #size = 0;
+  #seed = crypto.getRandomValues(new Int32Array(1))[0];
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** FNV-1a over the chars from the table's seed, then murmur3's finaliser. */
+  #hashOf(s: string): number {
+    let h = this.#seed ^ 0x811c9dc5;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  }
+
+  get(client: string): SharedRecord | undefined {
+    const h = this.#hashOf(client);
+    const pos = this.#pos;
+    const hashes = this.#hash;
+    const mask = this.#mask;
+    for (let i = h & mask;; i = (i + 1) & mask) {
+      const p = pos[i];
+      if (p === 0) return undefined;
+      if (hashes[i] === h) {
+        const body = this.#bySlot[p - 1]!;
+        if (body.client === client) return body;
+      }
+    }
+  }
+
+  /** Lists `body`, whose client is not listed. */
+  add(body: SharedRecord): void {
+    const slot = body.slot;
+    const bySlot = this.#bySlot;
+    // Grown one by one, never written past the end: a gap would turn it into a dictionary.
+    while (bySlot.length <= slot) bySlot.push(undefined);
+    bySlot[slot] = body;
+    if (slot >= this.#slotHash.length) {
+      const bigger = new Int32Array(Math.max(MIN_INDEX, 2 * this.#slotHash.length, slot + 1));
+      bigger.set(this.#slotHash);
+      this.#slotHash = bigger;
+    }
+    const h = this.#hashOf(body.client);
+    this.#slotHash[slot] = h;
+    this.#put(slot, h);
+    if (++this.#size * 2 > this.#pos.length) this.#grow();
+  }
+
+  /** Lists `body` in place of the listed body of its client (the same slot). */
+  replace(body: SharedRecord): void {
+    this.#bySlot[body.slot] = body;
+  }
+
+  /** Unlists `body`, the listed body of its client. */
+  delete(body: SharedRecord): void {
+    const slot = body.slot;
+    const pos = this.#pos;
+    const hashes = this.#hash;
+    const mask = this.#mask;
+    let i = this.#slotHash[slot] & mask;
+    while (pos[i] !== slot + 1) i = (i + 1) & mask;
+    // Backward-shift deletion: entries after the hole that probed past it move into it, so no
+    // probe ever stops early at it.
+    for (let j = (i + 1) & mask; pos[j] !== 0; j = (j + 1) & mask) {
+      const home = hashes[j] & mask;
+      const between = i <= j ? home > i && home <= j : home > i || home <= j;
+      if (between) continue;
+      pos[i] = pos[j];
+      hashes[i] = hashes[j];
+      i = j;
+    }
+    pos[i] = 0;
+    this.#bySlot[slot] = undefined;
+    this.#size--;
+  }
+
+  #put(slot: number, h: number): void {
+    const pos = this.#pos;
+    const mask = this.#mask;
+    let i = h & mask;
+    while (pos[i] !== 0) i = (i + 1) & mask;
+    pos[i] = slot + 1;
+    this.#hash[i] = h;
+  }
+
+  #grow(): void {
+    const size = this.#pos.length * 2;
+    this.#pos = new Int32Array(size);
+    this.#hash = new Int32Array(size);
+    this.#mask = size - 1;
+    const bySlot = this.#bySlot;
+    for (let slot = 0; slot < bySlot.length; slot++) {
+      if (bySlot[slot] !== undefined) this.#put(slot, this.#slotHash[slot]);
+    }
+  }
+}
+
 /** A column's first size; it doubles when a slot past its end is written. */
 const MIN_COLUMN = 64;
 
@@ -174,8 +300,8 @@ function grown<T extends Float64Array | Int32Array>(column: T, slot: number): T 
 
 /**
  * One store's records by client, in columns indexed by the table's client slots (read through
- * the table's one Map for all stores): per slot the body this store holds (an older one than
- * the table lists while the store is behind), its sequence number, the link it came on and the
+ * the table's one client index for all stores): per slot the body this store holds (an older one
+ * than the table lists while the store is behind), its sequence number, the link it came on and the
  * links known to hold it. A `Held` object per record and a slot pointing at it took 64 B of
  * heap a record (Deno's V8 has no pointer compression); these columns take 24 B, 16 of them in
  * typed arrays whose untouched pages are never resident.

@@ -249,6 +249,15 @@ export class RecordStore {
   }
 
   /**
+   * Whether this store holds a newer record of the client than `record`, which it handed out. A
+   * record from elsewhere never is, nor one the store let go of (a restart disposes of the store
+   * before the record log flushes what it owes).
+   */
+  superseded(record: StoredRecord): boolean {
+    return record instanceof Held && this.#held.seq(record.body.slot) > record.seq;
+  }
+
+  /**
    * Link `via` sent us `record` (one we hold) again: the peer holds it, so its stream need not
    * carry it. During a catch-up from two neighbours, each sends nearly every record, and without
    * this each got the other's stream forwarded back (BENCHMARKS.md, "Catch-up").

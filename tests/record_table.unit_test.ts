@@ -172,3 +172,57 @@ Deno.test("record table: a store's columns answer for the current record only (v
   assert.equal(again.get("z")!.seq, 1);
   assert.deepEqual(again.readAfter(0, 10).records.map((r) => r.client), ["z"]);
 });
+
+Deno.test("record table: its client index finds exactly the clients some store holds (churn, growth, removals)", () => {
+  // The index is an open-addressing table with removals that shift entries back: clients come
+  // and go at random (a few hundred at a time, so the index stays small and its probe runs wrap
+  // around and are cut by removals), then grow past several doublings; every client the model
+  // holds must be found with its own body, and no other.
+  let seed = 11;
+  const rand = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) % n;
+  const table = new RecordTable();
+  const held = new Map<string, ReturnType<RecordTable["hold"]>>();
+  const pool = (n: number) => `client-${n}`;
+  const check = (upTo: number) => {
+    assert.equal(table.size, held.size);
+    for (let n = 0; n < upTo; n++) {
+      const body = table.listed(pool(n));
+      const want = held.get(pool(n));
+      assert.equal(body, want, pool(n));
+      if (body !== undefined) assert.equal(body.client, pool(n));
+    }
+  };
+  for (let step = 0; step < 20_000; step++) {
+    const c = pool(rand(900));
+    const body = held.get(c);
+    if (body === undefined) held.set(c, table.hold(rec(c, "1")));
+    else if (rand(2) === 0) {
+      table.release(body);
+      held.delete(c);
+    } else {
+      // A newer record of a held client: listed in the old one's place, same slot.
+      table.release(body);
+      const newer = table.hold(rec(c, String(step + 2)));
+      // Held by nobody now but the new one: a new listing (the slot may be reused).
+      held.set(c, newer);
+    }
+    if (step % 2_000 === 0) check(900);
+  }
+  check(900);
+  for (let n = 0; n < 20_000; n++) {
+    const c = pool(n);
+    if (!held.has(c)) held.set(c, table.hold(rec(c, "1")));
+  }
+  check(20_000);
+  // Byte-identical records are one body; a newer one replaces the listing in place.
+  const a = table.hold(rec(pool(5), "1"));
+  assert.equal(a, held.get(pool(5)));
+  const b = table.hold(rec(pool(5), "99999"));
+  assert.equal(table.listed(pool(5)), b);
+  assert.equal(b.slot, a.slot);
+  for (const body of held.values()) table.release(body);
+  table.release(a);
+  table.release(b);
+  assert.equal(table.size, 0);
+  for (let n = 0; n < 20_000; n++) assert.equal(table.listed(pool(n)), undefined);
+});
