@@ -70,7 +70,12 @@ async function main(args: string[]): Promise<number> {
         // (cli/early_listen.ts): a client that comes during the start waits in the backlog
         // instead of being refused.
         const early = flags.positionals.length === 1
-          ? await listenEarly(flags.config, flags.positionals[0], flags.dataDir || flags.logDir)
+          ? await listenEarly(
+            flags.config,
+            flags.positionals[0],
+            flags.dataDir || flags.logDir,
+            flags.opsPort === undefined ? [] : [flags.opsPort],
+          )
           : undefined;
         await warmPlacesEarly(flags.places);
         await loadInSteps();

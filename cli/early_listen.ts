@@ -182,8 +182,10 @@ function addressOf(json: unknown, name: string): { hostname: string; port: numbe
 /**
  * Opens server `name`'s client port from the config at `path` (the built-in seed config without
  * one), and without TLS its link port: the one it had last time when it is free (remembered in
- * `stateDir`, servers/link_port_memory.ts), else one the system picks. Never throws: undefined
- * when it cannot; the config text is kept either way when read.
+ * `stateDir`, servers/link_port_memory.ts) when free and not one of `taken` (ports the flags ask
+ * for, such as `--ops-port`), else one the system picks. Never throws: undefined when it cannot;
+ * the config text is kept either way when read. (A config too big, or not read in time, is the
+ * one error: the start would fail the same way.)
  *
  * @example
  * ```ts
@@ -199,6 +201,7 @@ export async function listenEarly(
   path: string | undefined,
   name: string,
   stateDir = "",
+  taken: readonly number[] = [],
 ): Promise<EarlyListener | undefined> {
   // Never a permission prompt here: what is not granted is left to the normal start's checks.
   const granted = (d: Deno.PermissionDescriptor) =>
@@ -224,7 +227,7 @@ export async function listenEarly(
   // the question is answered before the herd has loaded (acceptEarly). Unless configured, it is
   // the one of the last run when that is free: neighbours that knew it dial it without asking.
   const linkPorts = addr !== undefined && wantLink === 0
-    ? LinkPortMemory.open(stateDir, name, path)
+    ? LinkPortMemory.open(stateDir, name, path, taken)
     : undefined;
   let listener: Deno.TcpListener | undefined;
   let link: Deno.TcpListener | undefined;

@@ -165,7 +165,12 @@ async function run(
   // A `server` process keeps its plain link port across restarts, and its neighbours' (read by
   // the early listener when it opened the link port).
   const linkPorts = only === undefined ? undefined : early?.linkPorts ??
-    LinkPortMemory.open(flags.dataDir || flags.logDir, only[0], flags.config);
+    LinkPortMemory.open(
+      flags.dataDir || flags.logDir,
+      only[0],
+      flags.config,
+      flags.opsPort === undefined ? [] : [flags.opsPort],
+    );
   // Process-wide, like the descriptor budget: every server here shares it.
   outputBudget.bytes = flags.replyBudgetMib * 1024 * 1024;
   const herd = new Herd(config, {

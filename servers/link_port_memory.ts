@@ -75,8 +75,15 @@ export class LinkPortMemory {
    * Reads server `name`'s memory in `dir` for the config at `config` (its path; undefined: the
    * built-in one). Never throws: an unreadable or foreign file is an empty memory. Synchronous:
    * a few hundred bytes, read before the client port listens (no trip through the I/O threads).
+   * Our own port is forgotten when it is one of `taken` (ports this run's flags ask for, such as
+   * `--ops-port`: a flag wins over a memory).
    */
-  static open(dir: string, name: string, config?: string): LinkPortMemory {
+  static open(
+    dir: string,
+    name: string,
+    config?: string,
+    taken: readonly number[] = [],
+  ): LinkPortMemory {
     const id = configId(config);
     if (!NAME.test(name) || dir === "") {
       return new LinkPortMemory(undefined, id, undefined, new Map());
@@ -97,7 +104,7 @@ export class LinkPortMemory {
         if (info.isFile && ours && guarded && info.size <= MAX_FILE_BYTES) {
           const json = JSON.parse(Deno.readTextFileSync(path));
           if (json?.config === id) {
-            if (isPort(json.self)) self = json.self;
+            if (isPort(json.self) && !taken.includes(json.self)) self = json.self;
             const known = typeof json.peers === "object" && json.peers !== null ? json.peers : {};
             for (const [peer, port] of Object.entries(known).slice(0, MAX_PEERS)) {
               if (NAME.test(peer) && isPort(port)) peers.set(peer, port);

@@ -120,6 +120,23 @@ Deno.test("link port memory: after a restart of either end, the link comes back 
   }
 });
 
+Deno.test("link port memory: a remembered link port asked for as the ops port goes to the ops endpoint, and the link takes another", async () => {
+  await using herd = await ProcessHerd.create({ topology: PAIR });
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const remembered = await askLinkPort(herd.port("Hill"), "Hill");
+  await herd.kill("Hill");
+  // The operator picks a port for metrics that happens to be the one Hill's link had: the flag
+  // wins (Hill ran, and exited 1 as its ops port was already its own link's).
+  await herd.start("Hill", ["--ops-port", String(remembered)]);
+  await herd.waitLinksUp();
+  const health = await fetch(`http://127.0.0.1:${remembered}/healthz`);
+  assert.equal(health.status, 200, "the ops endpoint answers on the port asked for");
+  await health.body?.cancel();
+  const now = await askLinkPort(herd.port("Hill"), "Hill");
+  assert.notEqual(now, remembered, "the link port gave way");
+});
+
 Deno.test("link port memory: a remembered port taken by another process gives way to a new one, and a dialler that knew the old one asks again", async () => {
   await using herd = await ProcessHerd.create({ topology: PAIR });
   await herd.startAll();
