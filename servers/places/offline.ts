@@ -22,6 +22,7 @@ import { around } from "geokdbush";
 import { checkQuery, emptyAnswer, errorAnswer } from "./bodies.ts";
 import { errText } from "../text.ts";
 import { cacheFileName, readIndexCache, writeIndexCache } from "./offline_cache.ts";
+import type { BuiltIndex, PackedPlaces } from "./offline_cache.ts";
 import type { LegacyPlace, PlacesAnswer, PlacesProvider, PlacesQuery } from "./provider.ts";
 
 /**
@@ -32,28 +33,9 @@ export const GEONAMES_ATTRIBUTION: string =
   'Place data from <a href="https://www.geonames.org/">GeoNames</a>, licensed under ' +
   '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>';
 
-/**
- * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
- * builds them without a copy (135k objects would be cloned, ~30 MB of garbage here).
- */
-export interface PackedPlaces {
-  lng: Float64Array;
-  lat: Float64Array;
-  population: Float64Array;
-  cityId: Float64Array;
-  /** 1 for PPLX (a section of a populated place: Google's "neighborhood"). */
-  neighborhood: Uint8Array;
-  /** UTF-8 of each place's name, country and admin code, NUL-separated, back to back. */
-  text: Uint8Array;
-  /** Where each place's text starts in `text` (one more entry: the end). */
-  textAt: Uint32Array;
-}
-
-/** What offline_worker.js hands over: the kd-tree's data (`KDBush.from`) and the places. */
-export interface BuiltIndex {
-  tree: ArrayBuffer;
-  places: PackedPlaces;
-}
+// The arrays' shapes live with the file that stores them (offline_cache.ts), which offline.ts
+// imports: defined here, they would make an import circle.
+export type { BuiltIndex, PackedPlaces } from "./offline_cache.ts";
 
 /**
  * GeoNames feature codes left out: abandoned (PPLQ), destroyed (PPLW) and historical (PPLH)

@@ -21,7 +21,29 @@
 
 import { crc32 } from "node:zlib";
 import KDBush from "kdbush";
-import type { BuiltIndex, PackedPlaces } from "./offline.ts";
+
+/**
+ * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
+ * builds them without a copy (135k objects would be cloned, ~30 MB of garbage here).
+ */
+export interface PackedPlaces {
+  lng: Float64Array;
+  lat: Float64Array;
+  population: Float64Array;
+  cityId: Float64Array;
+  /** 1 for PPLX (a section of a populated place: Google's "neighborhood"). */
+  neighborhood: Uint8Array;
+  /** UTF-8 of each place's name, country and admin code, NUL-separated, back to back. */
+  text: Uint8Array;
+  /** Where each place's text starts in `text` (one more entry: the end). */
+  textAt: Uint32Array;
+}
+
+/** What offline_worker.js hands over: the kd-tree's data (`KDBush.from`) and the places. */
+export interface BuiltIndex {
+  tree: ArrayBuffer;
+  places: PackedPlaces;
+}
 
 /** Bumped whenever the layout above or the meaning of an array changes. */
 export const CACHE_LAYOUT = 1;
