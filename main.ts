@@ -77,7 +77,7 @@ async function main(args: string[]): Promise<number> {
             flags.opsPort === undefined ? [] : [flags.opsPort],
           )
           : undefined;
-        await warmPlacesEarly(flags.places);
+        await warmPlacesEarly(flags.places, flags.dataDir || flags.logDir);
         await loadInSteps();
         return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
       }

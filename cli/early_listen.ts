@@ -312,14 +312,18 @@ function configuredPorts(json: unknown): Set<number> {
  * when the flags and the environment choose the offline provider, so it builds while the rest of
  * the program loads and the store restores; the provider made later shares it (one index per
  * process, servers/places/offline.ts). Never throws: a bad choice is reported by the normal start,
- * a failed build retried by the first search.
+ * a failed build retried by the first search. `stateDir` (the data dir, else the log dir) keeps
+ * the built index on disk for the next start (servers/places/offline_cache.ts).
  *
  * @example
  * ```ts
- * await warmPlacesEarly("offline");
+ * await warmPlacesEarly("offline", "./data");
  * ```
  */
-export async function warmPlacesEarly(places: PlacesKind | undefined): Promise<void> {
+export async function warmPlacesEarly(
+  places: PlacesKind | undefined,
+  stateDir?: string,
+): Promise<void> {
   const variable = "GOOGLE_PLACES_API_KEY";
   const granted = Deno.permissions.querySync({ name: "env", variable }).state === "granted";
   const apiKey = granted ? Deno.env.get(variable) : undefined;
@@ -330,5 +334,5 @@ export async function warmPlacesEarly(places: PlacesKind | undefined): Promise<v
     return;
   }
   const { warmOfflineIndex } = await import("../servers/places/offline.ts");
-  warmOfflineIndex().catch(() => {});
+  warmOfflineIndex(stateDir).catch(() => {});
 }

@@ -24,6 +24,7 @@ import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
+import { warmOfflineIndex } from "../servers/places/offline.ts";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
@@ -160,6 +161,9 @@ async function run(
   }
   if (places.name === "offline") {
     refuseGiven(flags, GOOGLE_ONLY, "the offline provider is in use (no GOOGLE_PLACES_API_KEY)");
+    // Read from (or built and kept in) the state dir; `server` started it already (main.ts), and
+    // the provider's own warm in Herd.start shares this one.
+    warmOfflineIndex(flags.dataDir || flags.logDir).catch(() => {});
   }
 
   // A `server` process keeps its plain link port across restarts, and its neighbours' (read by

@@ -11,6 +11,8 @@
  * server or per query. A Worker builds it (offline_worker.js) and hands over flat arrays without
  * a copy, so the build runs on another core beside the servers' start: `Herd.start` starts it
  * (the provider's `warm`) first and waits for it last; a search before it is built waits.
+ * Given a state dir (the data dir, else the log dir), the built arrays are kept there
+ * (offline_cache.ts) and read back by the next process instead of built again.
  *
  * @module
  */
@@ -19,6 +21,8 @@ import KDBush from "kdbush";
 import { around } from "geokdbush";
 import { checkQuery, emptyAnswer, errorAnswer } from "./bodies.ts";
 import { errText } from "../text.ts";
+import { cacheFileName, readIndexCache, writeIndexCache } from "./offline_cache.ts";
+import type { BuiltIndex, PackedPlaces } from "./offline_cache.ts";
 import type { LegacyPlace, PlacesAnswer, PlacesProvider, PlacesQuery } from "./provider.ts";
 
 /**
@@ -29,31 +33,19 @@ export const GEONAMES_ATTRIBUTION: string =
   'Place data from <a href="https://www.geonames.org/">GeoNames</a>, licensed under ' +
   '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>';
 
-/**
- * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
- * builds them without a copy (135k objects would be cloned, ~30 MB of garbage here).
- */
-export interface PackedPlaces {
-  lng: Float64Array;
-  lat: Float64Array;
-  population: Float64Array;
-  cityId: Float64Array;
-  /** 1 for PPLX (a section of a populated place: Google's "neighborhood"). */
-  neighborhood: Uint8Array;
-  /** UTF-8 of each place's name, country and admin code, NUL-separated, back to back. */
-  text: Uint8Array;
-  /** Where each place's text starts in `text` (one more entry: the end). */
-  textAt: Uint32Array;
-}
+// The arrays' shapes live with the file that stores them (offline_cache.ts), which offline.ts
+// imports: defined here, they would make an import circle.
+export type { BuiltIndex, PackedPlaces } from "./offline_cache.ts";
 
-/** What offline_worker.js hands over: the kd-tree's data (`KDBush.from`) and the places. */
-export interface BuiltIndex {
-  tree: ArrayBuffer;
-  places: PackedPlaces;
-}
+/**
+ * GeoNames feature codes left out: abandoned (PPLQ), destroyed (PPLW) and historical (PPLH)
+ * places are not "nearby places" anyone can visit today. Sent to the Worker, and part of the
+ * cache file's key.
+ */
+const EXCLUDED_FEATURES: readonly string[] = ["PPLQ", "PPLW", "PPLH"];
 
 /** The built index: the kd-tree and the places its ids point into. */
-interface OfflineIndex {
+export interface OfflineIndex {
   tree: KDBush;
   places: PackedPlaces;
 }
@@ -64,23 +56,65 @@ export interface OfflineIndexInfo {
   places: number;
   /** Time it took to load and index them (0 when already built), ms. */
   buildMs: number;
+  /** Whether this process read it from the cache file rather than building it. */
+  fromCache: boolean;
 }
 
 let indexPromise: Promise<OfflineIndex> | undefined;
 let lastBuildMs = 0;
+let lastFromCache = false;
 
-/** The shared index, built on first use. A failed build is retried by the next caller. */
-function loadIndex(): Promise<OfflineIndex> {
-  indexPromise ??= buildInWorker().catch((err) => {
+/**
+ * The shared index, read from `cacheDir`'s cache file or built on first use (the first caller's
+ * dir decides). A failed build is retried by the next caller.
+ */
+function loadIndex(cacheDir?: string): Promise<OfflineIndex> {
+  indexPromise ??= readOrBuild(cacheDir).catch((err) => {
     indexPromise = undefined;
     throw err;
   });
   return indexPromise;
 }
 
-/** Runs offline_worker.js, takes its arrays, and ends it. */
-async function buildInWorker(): Promise<OfflineIndex> {
+/**
+ * The index from the cache file when it is valid, else built and (re)written there. Without a
+ * dir, or with one this process may not read or write, it is built as without a cache.
+ */
+async function readOrBuild(cacheDir: string | undefined): Promise<OfflineIndex> {
   const start = performance.now();
+  const name = cacheDir ? await cacheFileName(EXCLUDED_FEATURES) : "";
+  const cached = cacheDir ? await readIndexCache(`${cacheDir}/${name}`) : undefined;
+  lastFromCache = cached !== undefined;
+  const built = cached ?? await buildOfflineIndex();
+  if (cacheDir && !cached) await writeIndexCache(cacheDir, name, built).catch(() => {});
+  lastBuildMs = performance.now() - start;
+  return openIndex(built);
+}
+
+/**
+ * The index's arrays over a built or cached index (no copy).
+ *
+ * @example
+ * ```ts
+ * const index = openIndex(await buildOfflineIndex());
+ * searchIndex(index, { lat: 34.07, lng: -118.45, radiusKm: 5, bound: 3 });
+ * ```
+ */
+export function openIndex(built: BuiltIndex): OfflineIndex {
+  return { tree: KDBush.from(built.tree), places: built.places };
+}
+
+/**
+ * Builds the index afresh, ignoring the shared one and any cache: runs offline_worker.js, takes
+ * its arrays, and ends it.
+ *
+ * @example
+ * ```ts
+ * const built = await buildOfflineIndex();
+ * built.places.lng.length; // ~135k
+ * ```
+ */
+export async function buildOfflineIndex(): Promise<BuiltIndex> {
   const worker = new Worker(new URL("./offline_worker.js", import.meta.url), { type: "module" });
   try {
     const built = await new Promise<BuiltIndex>((resolve, reject) => {
@@ -92,9 +126,9 @@ async function buildInWorker(): Promise<OfflineIndex> {
         e.preventDefault();
         reject(new Error(e.message));
       };
+      worker.postMessage({ excluded: EXCLUDED_FEATURES });
     });
-    lastBuildMs = performance.now() - start;
-    return { tree: KDBush.from(built.tree), places: built.places };
+    return built;
   } finally {
     worker.terminate();
   }
@@ -102,17 +136,23 @@ async function buildInWorker(): Promise<OfflineIndex> {
 
 /**
  * Builds the shared offline index now (if not built yet) and reports its size and build time.
+ * `cacheDir`: where the process keeps state (the data dir, else the log dir); the index is read
+ * from its cache file there when valid, and written there when built.
  *
  * @example
  * ```ts
- * const { places, buildMs } = await warmOfflineIndex();
+ * const { places, buildMs } = await warmOfflineIndex("./data");
  * console.log(`offline index: ${places} places in ${buildMs.toFixed(0)} ms`);
  * ```
  */
-export async function warmOfflineIndex(): Promise<OfflineIndexInfo> {
+export async function warmOfflineIndex(cacheDir?: string): Promise<OfflineIndexInfo> {
   const built = indexPromise !== undefined;
-  const index = await loadIndex();
-  return { places: index.places.lng.length, buildMs: built ? 0 : lastBuildMs };
+  const index = await loadIndex(cacheDir);
+  return {
+    places: index.places.lng.length,
+    buildMs: built ? 0 : lastBuildMs,
+    fromCache: lastFromCache,
+  };
 }
 
 /**
@@ -127,7 +167,21 @@ export async function warmOfflineIndex(): Promise<OfflineIndexInfo> {
  */
 export async function searchOffline(query: PlacesQuery): Promise<LegacyPlace[]> {
   if (query.bound <= 0) return [];
-  const { tree, places } = await loadIndex();
+  return searchIndex(await loadIndex(), query);
+}
+
+/**
+ * {@linkcode searchOffline} over a given index (one built or read apart from the shared one).
+ *
+ * @example
+ * ```ts
+ * const index = openIndex(await buildOfflineIndex());
+ * searchIndex(index, { lat: 34.07, lng: -118.45, radiusKm: 5, bound: 3 }).length; // 3
+ * ```
+ */
+export function searchIndex(index: OfflineIndex, query: PlacesQuery): LegacyPlace[] {
+  if (query.bound <= 0) return [];
+  const { tree, places } = index;
   // All candidates inside the radius, nearest first; ranking by prominence happens after, so a
   // big city near the edge beats a village next door (as Google's default ranking would).
   const ids = around(tree, query.lng, query.lat, Infinity, query.radiusKm);

@@ -1,0 +1,71 @@
+/**
+ * The offline index's cache file across processes: the first process builds and writes it, the
+ * next reads it; a corrupted or symlinked file is rebuilt and rewritten; a process that may not
+ * write the dir still answers (and writes nothing).
+ */
+
+import assert from "node:assert/strict";
+import { ROOT } from "./_helpers/task_flags.ts";
+import { cacheFileName, readIndexCache } from "../servers/places/offline_cache.ts";
+
+const OFFLINE = new URL("../servers/places/offline.ts", import.meta.url).href;
+
+/** Runs a process that warms the index with `dir` as its state dir and answers one search. */
+async function warm(dir: string, write = true): Promise<{ fromCache: boolean; names: string[] }> {
+  const script = `
+    import { searchOffline, warmOfflineIndex } from ${JSON.stringify(OFFLINE)};
+    const info = await warmOfflineIndex(${JSON.stringify(dir)});
+    const found = await searchOffline({ lat: 34.06893, lng: -118.445127, radiusKm: 10, bound: 3 });
+    console.log(JSON.stringify({ fromCache: info.fromCache, names: found.map((p) => p.name) }));
+  `;
+  const perms = write ? ["--allow-read", `--allow-write=${dir}`] : ["--allow-read"];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...perms, "--lock=tests/deno.lock", "-"],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = out.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const { code, stdout, stderr } = await out.output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
+const UCLA_TOP3 = ["Santa Monica", "Sherman Oaks", "Venice"];
+
+Deno.test("places cache (processes): built and written once, then read; a corrupted or symlinked file is rebuilt and rewritten; no write permission still answers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "places-cache-proc-" });
+  const path = `${dir}/${await cacheFileName(["PPLQ", "PPLW", "PPLH"])}`;
+  const valid = async () => (await readIndexCache(path)) !== undefined;
+  try {
+    assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
+    assert.ok(await valid(), "the first process did not write the cache");
+    assert.deepEqual(await warm(dir), { fromCache: true, names: UCLA_TOP3 });
+
+    // Corrupted: a byte in the middle flipped.
+    const bytes = await Deno.readFile(path);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await Deno.writeFile(path, bytes);
+    assert.ok(!(await valid()));
+    assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
+    assert.ok(await valid(), "the corrupted file was not rewritten");
+
+    // Symlinked to a valid file elsewhere: not read, replaced by a file of its own.
+    const target = `${dir}/target.bin`;
+    await Deno.rename(path, target);
+    await Deno.symlink(target, path);
+    assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
+    assert.ok(!(await Deno.lstat(path)).isSymlink, "the symlink was not replaced");
+    assert.ok(await valid());
+
+    // No write permission, no file: builds, answers, writes nothing.
+    await Deno.remove(path);
+    assert.deepEqual(await warm(dir, false), { fromCache: false, names: UCLA_TOP3 });
+    await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
