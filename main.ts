@@ -11,7 +11,7 @@
  * @module
  */
 
-import { helpFor, OVERVIEW, parseFlags, UsageError } from "./cli/flags.ts";
+import { helpFor, OVERVIEW, parseFlags, portsClaimed, stateDir, UsageError } from "./cli/flags.ts";
 import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
@@ -73,11 +73,11 @@ async function main(args: string[]): Promise<number> {
           ? await listenEarly(
             flags.config,
             flags.positionals[0],
-            flags.dataDir || flags.logDir,
-            flags.opsPort === undefined ? [] : [flags.opsPort],
+            stateDir(flags),
+            portsClaimed(flags),
           )
           : undefined;
-        await warmPlacesEarly(flags.places, flags.dataDir || flags.logDir);
+        await warmPlacesEarly(flags.places, stateDir(flags));
         await loadInSteps();
         return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
       }

@@ -182,8 +182,8 @@ function addressOf(json: unknown, name: string): { hostname: string; port: numbe
 /**
  * Opens server `name`'s client port from the config at `path` (the built-in seed config without
  * one), and without TLS its link port: the one it had last time when it is free (remembered in
- * `stateDir`, servers/link_port_memory.ts) when free and not one of `taken` (ports the flags ask
- * for, such as `--ops-port`), else one the system picks. Never throws: undefined when it cannot;
+ * `stateDir`, servers/link_port_memory.ts) when free and neither one of `taken` (ports the
+ * flags claim, such as `--ops-port`) nor one the config names, else one the system picks. Never throws: undefined when it cannot;
  * the config text is kept either way when read. (A config too big, or not read in time, is the
  * one error: the start would fail the same way.)
  *
@@ -227,7 +227,7 @@ export async function listenEarly(
   // the question is answered before the herd has loaded (acceptEarly). Unless configured, it is
   // the one of the last run when that is free: neighbours that knew it dial it without asking.
   const linkPorts = addr !== undefined && wantLink === 0
-    ? LinkPortMemory.open(stateDir, name, path, taken)
+    ? LinkPortMemory.open(stateDir, name, path, [...taken, ...configuredPorts(json)])
     : undefined;
   let listener: Deno.TcpListener | undefined;
   let link: Deno.TcpListener | undefined;
@@ -245,7 +245,7 @@ export async function listenEarly(
       // The link port before the client port: a neighbour whose dial to the link port it knows
       // is refused asks the client port, which refuses too until the link port listens.
       const again = linkPorts?.self;
-      if (again !== undefined && !configuredPorts(json).has(again)) link = listenLink(again);
+      if (again !== undefined) link = listenLink(again);
       if (wantLink !== undefined) link ??= listenLink(wantLink);
       listener = Deno.listen(addr);
     }

@@ -56,6 +56,32 @@ export type HerdFlags = OptionValues & {
   given: ReadonlySet<OptionName>;
 };
 
+/**
+ * Where a herd process keeps its small state files (remembered link ports, the offline Places
+ * index): the data dir, else (`--memory`) the log dir.
+ *
+ * @example
+ * ```ts
+ * stateDir(parseHerdFlags(["--memory", "--log-dir", "/tmp/logs"])); // "/tmp/logs"
+ * ```
+ */
+export function stateDir(flags: HerdFlags): string {
+  return flags.dataDir || flags.logDir;
+}
+
+/**
+ * The ports this run's flags claim for themselves (the ops endpoint's): never taken as a
+ * remembered link port.
+ *
+ * @example
+ * ```ts
+ * portsClaimed(parseHerdFlags(["--ops-port", "9100"])); // [9100]
+ * ```
+ */
+export function portsClaimed(flags: HerdFlags): number[] {
+  return flags.opsPort === undefined ? [] : [flags.opsPort];
+}
+
 const NAMES = Object.keys(OPTIONS) as OptionName[];
 
 /** The usage lines of each subcommand. */

@@ -17,7 +17,14 @@ import {
   describeProvider,
   type PlacesOptions,
 } from "../servers/places/select.ts";
-import { GOOGLE_ONLY, type HerdFlags, refuseGiven, UsageError } from "./flags.ts";
+import {
+  GOOGLE_ONLY,
+  type HerdFlags,
+  portsClaimed,
+  refuseGiven,
+  stateDir,
+  UsageError,
+} from "./flags.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
@@ -163,18 +170,13 @@ async function run(
     refuseGiven(flags, GOOGLE_ONLY, "the offline provider is in use (no GOOGLE_PLACES_API_KEY)");
     // Read from (or built and kept in) the state dir; `server` started it already (main.ts), and
     // the provider's own warm in Herd.start shares this one.
-    warmOfflineIndex(flags.dataDir || flags.logDir).catch(() => {});
+    warmOfflineIndex(stateDir(flags)).catch(() => {});
   }
 
   // A `server` process keeps its plain link port across restarts, and its neighbours' (read by
   // the early listener when it opened the link port).
   const linkPorts = only === undefined ? undefined : early?.linkPorts ??
-    LinkPortMemory.open(
-      flags.dataDir || flags.logDir,
-      only[0],
-      flags.config,
-      flags.opsPort === undefined ? [] : [flags.opsPort],
-    );
+    LinkPortMemory.open(stateDir(flags), only[0], flags.config, portsClaimed(flags));
   // Process-wide, like the descriptor budget: every server here shares it.
   outputBudget.bytes = flags.replyBudgetMib * 1024 * 1024;
   const herd = new Herd(config, {

@@ -75,8 +75,8 @@ export class LinkPortMemory {
    * Reads server `name`'s memory in `dir` for the config at `config` (its path; undefined: the
    * built-in one). Never throws: an unreadable or foreign file is an empty memory. Synchronous:
    * a few hundred bytes, read before the client port listens (no trip through the I/O threads).
-   * Our own port is forgotten when it is one of `taken` (ports this run's flags ask for, such as
-   * `--ops-port`: a flag wins over a memory).
+   * Our own port is forgotten when it is one of `taken` (ports claimed elsewhere in this run: the
+   * config's client and link ports, `--ops-port`; a claim wins over a memory).
    */
   static open(
     dir: string,
