@@ -33,6 +33,19 @@ function spawnMain(
   }).spawn();
 }
 
+/** Ends `child` with `signal` unless it exited, waits for it, and drops output nobody read. */
+async function endChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGKILL"): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch {
+    // already exited
+  }
+  await child.status;
+  // A stream a test still reads (locked) refuses the cancel: its reader ends it.
+  await child.stdout.cancel().catch(() => {});
+  await child.stderr.cancel().catch(() => {});
+}
+
 async function run(args: string[], env: Record<string, string> = {}, widen: Widen = {}) {
   const out = await spawnMain(args, { env, widen }).output();
   const dec = new TextDecoder();
@@ -134,12 +147,7 @@ Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and S
       assert.match(beta, /RECV from Alpha 1 record\(s\)\n/);
       assert.match(beta, /ACCEPT from Alpha AT Alpha \S+ cli \+1\+1 1\n/);
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-      await child.stderr.cancel().catch(() => {});
+      await endChild(child);
       await Deno.remove(dir, { recursive: true });
       await Deno.remove(config);
     }
@@ -187,14 +195,7 @@ Deno.test("start: SIGTERM while one server's start is held stops at once, status
     const stored = await Deno.readTextFile(`${dir}/data/Alpha.records`);
     assert.ok(stored.includes("held.start"), "Alpha's acknowledged record is on its disk");
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
-    await child.stderr.cancel().catch(() => {});
+    await endChild(child);
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(config);
   }
@@ -812,13 +813,7 @@ Deno.test("start: a dashboard port that is taken (by the herd's own server or an
         assert.deepEqual(res.status, 200);
         await res.body?.cancel();
       } finally {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // already exited
-        }
-        await child.status;
-        await child.stdout.cancel().catch(() => {});
+        await endChild(child, "SIGTERM");
         await errDone.catch(() => {});
       }
     }
