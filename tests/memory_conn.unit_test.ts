@@ -20,6 +20,13 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
+/** What one read of `conn` returns, as text (EOF: null). */
+async function readOnce(conn: Deno.Conn): Promise<string | null> {
+  const buf = new Uint8Array(1024);
+  const n = await conn.read(buf);
+  return n === null ? null : text(buf.subarray(0, n));
+}
+
 /** Reads until `n` bytes came or EOF. */
 async function readBytes(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -38,12 +45,9 @@ Deno.test("memory conn: bytes both ways, in order, copied at the write", async (
   const write = a.write(buf);
   buf.fill(0); // the writer reuses its buffer once the write returned
   assert.equal(await write, 12);
-  const got = new Uint8Array(64);
-  const n = await b.read(got);
-  assert.equal(text(got.subarray(0, n!)), "HERD2 HELLO\n");
+  assert.equal(await readOnce(b), "HERD2 HELLO\n");
   await writeAll(b, bytes("WELCOME\n"));
-  const m = await a.read(got);
-  assert.equal(text(got.subarray(0, m!)), "WELCOME\n");
+  assert.equal(await readOnce(a), "WELCOME\n");
   a.close();
   b.close();
 });
@@ -139,12 +143,11 @@ Deno.test("memory conn: close is EOF for the peer after its bytes; its writes th
   const [a, b] = memoryConnPair();
   await a.write(bytes("last words\n"));
   a.close();
-  const buf = new Uint8Array(64);
-  const n = await b.read(buf);
-  assert.equal(text(buf.subarray(0, n!)), "last words\n");
-  assert.equal(await b.read(buf), null);
+  assert.equal(await readOnce(b), "last words\n");
+  assert.equal(await readOnce(b), null);
   await assert.rejects(b.write(bytes("x")), Deno.errors.BrokenPipe);
   // The closed end: every call fails as on a closed socket.
+  const buf = new Uint8Array(64);
   await assert.rejects(a.read(buf), Deno.errors.BadResource);
   await assert.rejects(a.write(buf), Deno.errors.BadResource);
   assert.throws(() => a.close(), Deno.errors.BadResource);
@@ -181,9 +184,7 @@ Deno.test("memory conn: closeWrite is EOF for the peer, which can still answer",
   const got = await readBytes(b, 1024);
   assert.equal(text(got), "IAMAT x +1+1 1\n");
   await b.write(bytes("AT ...\n"));
-  const buf = new Uint8Array(64);
-  const n = await a.read(buf);
-  assert.equal(text(buf.subarray(0, n!)), "AT ...\n");
+  assert.equal(await readOnce(a), "AT ...\n");
   a.close();
   b.close();
 });
