@@ -32,6 +32,7 @@ import { VERSION } from "../servers/version.ts";
 import { errText } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
+import { getHeapStatistics } from "node:v8";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
@@ -40,6 +41,21 @@ const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
 export interface RunHooks {
   /** Called once the herd is up, with the process's ops state; returns a closer. */
   onStarted?(herd: Herd, flags: HerdFlags, ops: Ops): Promise<(() => Promise<void>) | undefined>;
+}
+
+/** What V8's heap limit holds besides records: its young generation (96 MiB) and our own. */
+const HEAP_RESERVE = 128 * 1024 * 1024;
+
+/**
+ * The record budget in bytes: `--max-records-mib`, else half of what V8's heap limit leaves after
+ * {@linkcode HEAP_RESERVE} (~2 GiB of a 4 GiB heap), so records, counted as record_table.ts does,
+ * never take the heap to the limit, where V8 ends the whole process. The other half is for
+ * everything else: lines, replies, copies of a record in flight, garbage awaiting collection.
+ */
+function recordBudgetBytes(mib: number | undefined): number {
+  if (mib !== undefined) return mib * 1024 * 1024;
+  const room = getHeapStatistics().heap_size_limit - HEAP_RESERVE;
+  return Math.max(16 * 1024 * 1024, Math.floor(room / 2));
 }
 
 /**
@@ -188,6 +204,7 @@ async function run(
     whatsatGraceMs: flags.whatsatGraceMs,
     maxFutureS: flags.maxFutureS,
     receiptWaitMs: flags.receiptWaitMs,
+    maxRecordBytes: recordBudgetBytes(flags.maxRecordsMib),
     syncAck: flags.syncAck,
     tcpLinks: flags.tcpLinks,
     places,

@@ -103,7 +103,8 @@ export interface LocationDroppedEvent extends Base {
   kind: "location.dropped";
   record: AtFields;
   from: string | null;
-  reason: "stale" | "duplicate";
+  /** `full`: newer, but the process's record budget had no room (--max-records-mib). */
+  reason: "stale" | "duplicate" | "full";
   /** Arrived in a catch-up stream after a link came up. */
   catchUp?: boolean;
   /** The client connection that sent it (a client's IAMAT; the log budget charges it). */
@@ -246,7 +247,12 @@ export type ErrorReason =
   /** Accepting a connection failed (out of descriptors, above all); retried after a pause. */
   | "accept"
   /** A log file cannot be written (full disk); its lines are counted and dropped until it can. */
-  | "log-write";
+  | "log-write"
+  /**
+   * The process's record budget (--max-records-mib) is reached: new clients' IAMATs get `?` and
+   * peers' records of new clients past its margin are dropped. Once per server until it has room.
+   */
+  | "records-full";
 
 /** Something went wrong that is worth a log line (never contains a secret). */
 export interface ErrorEvent extends Base {

@@ -12,7 +12,7 @@ import type { AtFields } from "./record.ts";
 import { HerdAuth } from "./auth.ts";
 import type { HerdConfig } from "./config.ts";
 import { HerdServer, type ServerOptions } from "./server.ts";
-import { RecordTable } from "./record_table.ts";
+import { recordBudget, RecordTable } from "./record_table.ts";
 import type { HerdSnapshot } from "./snapshot.ts";
 import type { Persistence } from "./persist.ts";
 import { compareRecords, parseLocation } from "./record.ts";
@@ -30,6 +30,11 @@ export interface HerdOptions extends Omit<ServerOptions, "persistence" | "inProc
   only?: readonly string[];
   /** Opens durable storage for a server; absent runs in memory. */
   openPersistence?: (server: string) => Promise<Persistence>;
+  /**
+   * Bytes of records the servers of this process may hold together (record_table.ts
+   * `RecordBudget`; `--max-records-mib`); absent: no bound.
+   */
+  maxRecordBytes?: number;
 }
 
 /** `Herd.setLink` on a pair of servers that is not a link (of this process). */
@@ -66,7 +71,7 @@ export class Herd {
   readonly config: HerdConfig;
   readonly servers: Map<string, HerdServer> = new Map();
   /** The record bodies its servers share (servers/record_table.ts). */
-  readonly records: RecordTable = new RecordTable();
+  readonly records: RecordTable;
   #opts: HerdOptions;
   /** Opened once per server (a promise, so concurrent starts share one open). */
   #persistence = new Map<string, Promise<Persistence>>();
@@ -76,6 +81,9 @@ export class Herd {
   constructor(config: HerdConfig, opts: HerdOptions) {
     this.config = config;
     this.#opts = opts;
+    this.records = new RecordTable(
+      opts.maxRecordBytes === undefined ? undefined : recordBudget(opts.maxRecordBytes),
+    );
     const auth = new HerdAuth(opts.secret);
     const inProcess = opts.tcpLinks ? undefined : (name: string) => this.servers.get(name);
     const names = new Set(config.servers.map((s) => s.name));

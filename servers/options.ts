@@ -186,6 +186,15 @@ export const OPTIONS = {
     commands: HERD,
     help: "reply MiB buffered per process before pausing, then cutting, the biggest holders",
   },
+  maxRecordsMib: {
+    type: "int",
+    arg: "N",
+    min: 1,
+    max: 1_048_576,
+    commands: HERD,
+    help:
+      "MiB of records a process holds; past it new clients' IAMATs get ? (default: half the JS heap)",
+  },
   whatsatGraceMs: {
     type: "int",
     arg: "N",

@@ -48,11 +48,15 @@ export const INVALID_REASONS: readonly InvalidReason[] = [
   "unknown-client",
 ];
 
-/** Why a valid command still got `?`: a bug (`internal`), or --sync-ack and a failing disk. */
-export type FailureReason = "internal" | "not-durable";
+/**
+ * Why a valid command still got `?`: a bug (`internal`), --sync-ack and a failing disk
+ * (`not-durable`), or an IAMAT the process's record budget has no room for (`full`:
+ * --max-records-mib; a new client, or a record that grows).
+ */
+export type FailureReason = "internal" | "not-durable" | "full";
 
 /** Every {@linkcode FailureReason}. */
-export const FAILURE_REASONS: readonly FailureReason[] = ["internal", "not-durable"];
+export const FAILURE_REASONS: readonly FailureReason[] = ["internal", "not-durable", "full"];
 
 /** Why a peer (or observer) connection was refused: the kinds of `peer.rejected` reasons. */
 export type PeerRejectReason =

@@ -63,6 +63,43 @@ export interface OfferedFields extends AtFields {
 }
 
 /**
+ * What one client costs the process beyond its record's text, as the budget counts it: its body
+ * object and strings' headers, its place in the client index, every store's columns and change
+ * log entries (measured: 1,000,000 clients in the five stores of `start` take ~0.9 GiB RSS with
+ * ~80 chars of text each). An estimate, not a measurement per client.
+ */
+export const CLIENT_OVERHEAD = 512;
+
+/** The bytes a record's text takes in the budget (the origin is one string per server name). */
+function textBytes(r: AtFields): number {
+  return r.diff.length + r.client.length + r.location.length + r.time.length;
+}
+
+/**
+ * The records a process may hold, in bytes as {@linkcode RecordTable.bytes} counts them. Clients
+ * send `soft`: past it a new client's IAMAT (or one that grows its record) is refused. Peers send
+ * up to `hard`, a margin above: every server refuses clients at about the same point, so records
+ * another server accepted just before it filled up still arrive; past `hard` they are dropped
+ * too. Nothing ever takes a server's heap to V8's limit, where the whole process dies.
+ */
+export interface RecordBudget {
+  soft: number;
+  hard: number;
+}
+
+/**
+ * The budget for `maxBytes` of records (hard limit a quarter above it).
+ *
+ * @example
+ * ```ts
+ * recordBudget(1024 * 1024); // { soft: 1048576, hard: 1310720 }
+ * ```
+ */
+export function recordBudget(maxBytes: number): RecordBudget {
+  return { soft: maxBytes, hard: Math.floor(maxBytes * 1.25) };
+}
+
+/**
  * Client → the newest body handed out for it while any store holds a record of it, and the
  * client's slot: every store finds its own record of a client at that index of an array
  * ({@linkcode HeldRecords}), so the five stores need no index of their own. The clients are
@@ -84,10 +121,41 @@ export class RecordTable {
   #origins = new Map<string, string>();
   #freeSlots: number[] = [];
   #slots = 0;
+  /** The listed bodies' text plus {@linkcode CLIENT_OVERHEAD} per listed client. */
+  #bytes = 0;
+  /** Where {@linkcode fits} draws the line; unbounded unless given. */
+  readonly budget: RecordBudget;
+
+  constructor(budget: RecordBudget = { soft: Infinity, hard: Infinity }) {
+    this.budget = budget;
+  }
 
   /** Clients some store holds. */
   get size(): number {
     return this.#byClient.size;
+  }
+
+  /**
+   * What the newest record of every listed client takes, as the budget counts it: its text plus
+   * {@linkcode CLIENT_OVERHEAD}. Older copies a store behind the others still holds are not
+   * counted (a catch-up replaces them).
+   */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Whether holding `fields` keeps the table within its budget (`soft` for a client's record,
+   * `hard` for a peer's), given what {@linkcode listed} returned for its client. A record that
+   * adds no client and no text always fits: a client already known keeps updating.
+   */
+  fits(fields: AtFields, listed: SharedRecord | undefined, fromClient: boolean): boolean {
+    const grows = listed === undefined
+      ? CLIENT_OVERHEAD + textBytes(fields)
+      : textBytes(fields) - textBytes(listed);
+    // Only a newer record is listed (counted) in place of the listed one.
+    if (grows <= 0 || (listed !== undefined && compareRecords(fields, listed) <= 0)) return true;
+    return this.#bytes + grows <= (fromClient ? this.budget.soft : this.budget.hard);
   }
 
   /** Slots ever handed out (the length stores' arrays grow to); freed ones are reused. */
@@ -119,6 +187,7 @@ export class RecordTable {
       const body = this.#body(fields, client, slot);
       body.refs = 1;
       this.#byClient.add(body);
+      this.#bytes += CLIENT_OVERHEAD + textBytes(body);
       return body;
     }
     listed.refs++;
@@ -128,6 +197,7 @@ export class RecordTable {
       body.refs = listed.refs;
       listed.refs = 0;
       this.#byClient.replace(body);
+      this.#bytes += textBytes(body) - textBytes(listed);
     }
     return body;
   }
@@ -138,6 +208,7 @@ export class RecordTable {
     if (listed !== undefined && --listed.refs === 0) {
       this.#byClient.delete(listed);
       this.#freeSlots.push(listed.slot);
+      this.#bytes -= CLIENT_OVERHEAD + textBytes(listed);
     }
   }
 

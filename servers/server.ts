@@ -70,6 +70,10 @@ const WARM_UP_MAX_MS = 3_000;
  */
 const LISTEN_RETRY_MS = 3_000;
 const LISTEN_RETRY_STEP_MS = 50;
+/** A full record budget's `error` event is repeated at most this often (per server and kind). */
+const FULL_REPEAT_MS = 60_000;
+/** What `#accept` returns for a newer record the record budget had no room for. */
+const FULL = Symbol("full");
 
 /** A just (re)started server's wait for its neighbours' catch-up (see `HerdServer.#warmUp`). */
 interface WarmUp {
@@ -205,6 +209,8 @@ export class HerdServer implements LineHandler {
   #warmUp: WarmUp | undefined;
   /** Connections the handshake closed (busy, bad proof, ...), with why: they still get a DISCONNECT. */
   #closedInHandshake = new WeakMap<ClientConnection, string>();
+  /** When a full record budget was last reported: for a client's record, for a peer's. */
+  #fullSaid = [-Infinity, -Infinity];
   #peerConfigs: Map<string, ServerConfig>;
   #conns = new Set<ClientConnection>();
   #observers = new Set<{ close(): void }>();
@@ -798,7 +804,7 @@ export class HerdServer implements LineHandler {
       ? cmd.claimed ?? "other"
       : "other";
     const reason = outcome.reason;
-    const failed = reason === "internal" || reason === "not-durable";
+    const failed = reason === "internal" || reason === "not-durable" || reason === "full";
     const t = Date.now();
     this.bus.emit({
       kind: "command",
@@ -846,6 +852,10 @@ export class HerdServer implements LineHandler {
           time: cmd.time,
         };
         const record = this.#accept(fields, null, cmd.lat, cmd.lng, false, conn);
+        if (record === FULL) {
+          if (outcome !== undefined) outcome.reason = "full";
+          return formatInvalid(line);
+        }
         return this.#afterAccept(record, formatAt(fields) + "\n", line, outcome, started);
       }
       case "WHATSAT":
@@ -1047,8 +1057,9 @@ export class HerdServer implements LineHandler {
   }
 
   /**
-   * Stores a record if newer, reports it, and floods it; returns it when it was new. `conn` is
-   * the client connection that sent it.
+   * Stores a record if newer, reports it, and floods it; returns it when it was new, and
+   * {@linkcode FULL} when it was newer but the record budget had no room. `conn` is the client
+   * connection that sent it.
    */
   #accept(
     fields: AtFields,
@@ -1057,9 +1068,10 @@ export class HerdServer implements LineHandler {
     lng?: number,
     catchUp = false,
     conn?: ClientConnection,
-  ): StoredRecord | undefined {
+  ): StoredRecord | typeof FULL | undefined {
     const { result, record } = this.store.offer(fields, from === null ? -1 : from.index, conn);
     const bus = this.bus;
+    if (result === "full") this.#full(from === null);
     if (result !== "new") {
       if (bus.active) {
         bus.emit({
@@ -1073,7 +1085,7 @@ export class HerdServer implements LineHandler {
           conn: conn?.id,
         });
       }
-      return undefined;
+      return result === "full" ? FULL : undefined;
     }
     if (!catchUp) this.liveSeq = record!.seq;
     if (from === null) this.clientSeq = record!.seq;
@@ -1094,6 +1106,27 @@ export class HerdServer implements LineHandler {
       });
     }
     return record;
+  }
+
+  /**
+   * The record budget refused a record: an `error` event says so, at most once a minute per
+   * server and kind (a client's, a peer's), so a full herd under load logs a line, not a flood.
+   */
+  #full(fromClient: boolean): void {
+    const now = Date.now();
+    const at = fromClient ? 0 : 1;
+    if (now - this.#fullSaid[at] < FULL_REPEAT_MS) return;
+    this.#fullSaid[at] = now;
+    const mib = (this.store.budget / (1024 * 1024)).toFixed(1);
+    this.bus.emit({
+      kind: "error",
+      t: now,
+      server: this.name,
+      reason: "records-full",
+      message: fromClient
+        ? `record budget of ${mib} MiB reached: IAMATs of new clients get ?`
+        : `record budget of ${mib} MiB and its margin reached: peers' records of new clients dropped`,
+    });
   }
 
   /**
@@ -1124,7 +1157,9 @@ export class HerdServer implements LineHandler {
     for (const r of records) {
       const stored = this.#accept(r, link, r.lat, r.lng, catchUp);
       waits.push(
-        stored === undefined || catchUp ? undefined : this.#receipts(stored, link, readAt),
+        stored === undefined || stored === FULL || catchUp
+          ? undefined
+          : this.#receipts(stored, link, readAt),
       );
     }
     return waits;

@@ -92,8 +92,11 @@ interface Waiter {
   capped: boolean;
 }
 
-/** What the store decided about an offered record. */
-export type OfferResult = "new" | "stale" | "duplicate";
+/**
+ * What the store decided about an offered record. `full`: newer, but the process's record budget
+ * has no room for it (servers/record_table.ts `RecordBudget`).
+ */
+export type OfferResult = "new" | "stale" | "duplicate" | "full";
 
 /** A slice of the change log, from {@linkcode RecordStore.readAfter}. */
 export interface LogSlice {
@@ -148,6 +151,11 @@ export class RecordStore {
     this.#held = new HeldRecords(records);
   }
 
+  /** The soft record budget of the process, in bytes (`Infinity`: none). */
+  get budget(): number {
+    return this.#records.budget.soft;
+  }
+
   /** How many clients are known. */
   get size(): number {
     return this.#held.size;
@@ -194,6 +202,7 @@ export class RecordStore {
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
+    if (!this.#records.fits(fields, listed, via === -1)) return { result: "full" };
     const record = new Held(
       this.#records.holdListed(fields, listed),
       ++this.#seq,

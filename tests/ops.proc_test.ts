@@ -21,7 +21,7 @@ import {
   serveOps,
 } from "../servers/ops/app.ts";
 import { VERSION } from "../servers/version.ts";
-import { INVALID_REASONS } from "../servers/reasons.ts";
+import { FAILURE_REASONS, INVALID_REASONS } from "../servers/reasons.ts";
 import type { InvalidEvent } from "../servers/events.ts";
 import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
 import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
@@ -112,7 +112,7 @@ Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.req
     for (const s of m.all("herd_commands_total")) {
       assert.ok(
         s.labels.reason === "" || INVALID_REASONS.includes(s.labels.reason as never) ||
-          s.labels.reason === "internal" || s.labels.reason === "not-durable",
+          FAILURE_REASONS.includes(s.labels.reason as never),
         s.labels.reason,
       );
     }

@@ -179,6 +179,7 @@ Deno.test("metrics: the counts of every update land in the series started at 0, 
   assert.deepEqual(series("herd_updates_dropped_total"), [
     'herd_updates_dropped_total{server="Hill",from="client",reason="stale"} 0',
     'herd_updates_dropped_total{server="Hill",from="client",reason="duplicate"} 3',
+    'herd_updates_dropped_total{server="Hill",from="client",reason="full"} 0',
     'herd_updates_dropped_total{server="Hill",from="Jaquez",reason="duplicate"} 6',
   ]);
   assert.deepEqual(series("herd_updates_propagated_total"), [

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { formatAt } from "../servers/protocol.ts";
 import { type AtFields, compareRecords } from "../servers/record.ts";
-import { RecordTable } from "../servers/record_table.ts";
+import { CLIENT_OVERHEAD, recordBudget, RecordTable } from "../servers/record_table.ts";
 import { RecordStore } from "../servers/store.ts";
 
 const rec = (client: string, time: string, more: Partial<AtFields> = {}): AtFields => ({
@@ -225,4 +225,61 @@ Deno.test("record table: its client index finds exactly the clients some store h
   table.release(b);
   assert.equal(table.size, 0);
   for (let n = 0; n < 20_000; n++) assert.equal(table.listed(pool(n)), undefined);
+});
+
+const textOf = (r: AtFields) => r.diff.length + r.client.length + r.location.length + r.time.length;
+
+Deno.test("record budget: the table counts each listed client's text plus its overhead, once however many stores hold it", () => {
+  const table = new RecordTable();
+  const stores = [0, 1, 2].map(() => new RecordStore(table));
+  const a = rec("a", "1");
+  for (const s of stores) s.offer(a, -1);
+  assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(a));
+  // A newer, longer record of the same client: only the growth is added, when it is listed.
+  const longer = rec("a", "2", { location: "+34.0689301234-118.4451271234" });
+  stores[0].offer(longer, -1);
+  assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(longer));
+  for (const s of stores.slice(1)) s.offer(longer, 0);
+  const b = rec("bb", "1");
+  stores[2].offer(b, -1);
+  assert.equal(table.bytes, 2 * CLIENT_OVERHEAD + textOf(longer) + textOf(b));
+  // Let go by every store: nothing counted for it.
+  for (const s of stores) s.dispose();
+  assert.equal(table.bytes, 0);
+  assert.equal(table.size, 0);
+});
+
+Deno.test("record budget: past the soft limit a client's new client is refused, a known client still updates, a peer's record fits until the hard limit", () => {
+  const one = CLIENT_OVERHEAD + textOf(rec("c0", "1"));
+  // Room for three clients from clients; a quarter more (one client) from peers.
+  const table = new RecordTable(recordBudget(4 * one - 1));
+  assert.equal(table.budget.hard, Math.floor((4 * one - 1) * 1.25));
+  const origin = new RecordStore(table);
+  for (let i = 0; i < 3; i++) assert.equal(origin.offer(rec(`c${i}`, "1"), -1).result, "new");
+  assert.equal(origin.offer(rec("c3", "1"), -1).result, "full");
+  assert.equal(origin.get("c3"), undefined);
+  // A known client keeps updating, at the same size or smaller.
+  assert.equal(origin.offer(rec("c0", "2"), -1).result, "new");
+  assert.equal(
+    origin.offer(rec("c1", "2", { location: "+34.068930-118.445128" }), -1).result,
+    "new",
+  );
+  assert.equal(origin.offer(rec("c1", "3", { location: "+1+2" }), -1).result, "new");
+  assert.equal(origin.offer(rec("c1", "4"), -1).result, "new");
+  // ...but not to a record that grows past the budget.
+  const fat = rec("c2", "2", { location: "+34." + "0".repeat(4 * one) + "-118.5" });
+  assert.equal(origin.offer(fat, -1).result, "full");
+  assert.equal(origin.get("c2")!.time, "1");
+  // A peer's record of a new client: within the margin.
+  assert.equal(origin.offer(rec("p0", "1"), 0).result, "new");
+  assert.equal(origin.offer(rec("p1", "1"), 0).result, "full");
+  assert.ok(table.bytes <= table.budget.hard);
+  // Another store of the process takes what is listed already, whatever the budget.
+  const other = new RecordStore(table);
+  for (const c of ["c0", "c1", "c2", "p0"]) {
+    assert.equal(other.offer(origin.get(c)!, 1).result, "new", c);
+  }
+  // Stale and duplicate records are what they were, full or not.
+  assert.equal(origin.offer(rec("c0", "1"), -1).result, "stale");
+  assert.equal(origin.offer(origin.get("c0")!, -1).result, "duplicate");
 });

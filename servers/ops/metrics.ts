@@ -101,6 +101,7 @@ const ERROR_REASONS = Object.keys(
     observer: 0,
     accept: 0,
     "log-write": 0,
+    "records-full": 0,
   } satisfies Record<ErrorReason, 0>,
 );
 
@@ -114,6 +115,7 @@ const COMMAND_OUTCOMES: [CommandVerb, "invalid" | "error", InvalidReason | Failu
   ["other", "invalid", "too-long"],
   ["IAMAT", "error", "internal"],
   ["IAMAT", "error", "not-durable"],
+  ["IAMAT", "error", "full"],
   ["WHATSAT", "error", "internal"],
 ];
 
@@ -771,7 +773,7 @@ export class HerdMetrics implements MetricsExposition {
     this.#whatsat.zero(s);
     this.#propagationDelay.zero(s);
     this.#accepted.inc({ ...s, from: "client" }, 0);
-    for (const reason of ["stale", "duplicate"]) {
+    for (const reason of ["stale", "duplicate", "full"]) {
       this.#dropped.inc({ ...s, from: "client", reason }, 0);
     }
     this.#connTotal.inc(s, 0);
