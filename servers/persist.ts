@@ -770,7 +770,7 @@ class RecordLog implements Persistence {
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
-      this.#entries += records.length + marks.length + (header === undefined ? 0 : 1);
+      this.#entries += records.length + marks.length + (header ? 1 : 0);
       for (const [peer, m] of marks) this.#durableMarks.set(peer, m);
       this.#readyMarks = new Map(covered);
       if (covered.length > 0) this.#schedule();
