@@ -10,11 +10,13 @@
  * symlink at the path is replaced, never followed). Nothing in it is trusted beyond a first try:
  * our own port is only listened on (taken: the system picks another), a neighbour's only dialled
  * (the handshake proves who answers; a failure forgets it). A file that does not parse, or was
- * written for another config, is ignored. Imports nothing: cli/early_listen.ts reads it before
- * the rest of the program loads.
+ * written for another config, is ignored. Imports only own_file.ts (which imports nothing):
+ * cli/early_listen.ts reads it before the rest of the program loads.
  *
  * @module
  */
+
+import { granted, ownFile } from "./own_file.ts";
 
 /** Largest file read (a few dozen names and ports fit many times over). */
 const MAX_FILE_BYTES = 64 * 1024;
@@ -26,8 +28,6 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 function isPort(p: unknown): p is number {
   return Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535;
 }
-
-const granted = (d: Deno.PermissionDescriptor) => Deno.permissions.querySync(d).state === "granted";
 
 /**
  * A server's remembered link ports. {@linkcode LinkPortMemory.open} reads the file;
@@ -93,15 +93,9 @@ export class LinkPortMemory {
     const peers = new Map<string, number>();
     try {
       if (granted({ name: "read", path })) {
-        const info = Deno.lstatSync(path);
         // Only a file of ours that nobody else may write (we write it 0600): in a shared dir,
         // a file planted or rewritten by another user is not ours to trust.
-        // (Deno.uid() needs --allow-sys, which the `server` task does not grant: then the
-        // mode alone decides.)
-        const uid = granted({ name: "sys", kind: "uid" }) ? Deno.uid() : null;
-        const ours = info.uid === null || uid === null || info.uid === uid;
-        const guarded = info.mode === null || (info.mode & 0o022) === 0;
-        if (info.isFile && ours && guarded && info.size <= MAX_FILE_BYTES) {
+        if (ownFile(Deno.lstatSync(path), dir, MAX_FILE_BYTES)) {
           const json = JSON.parse(Deno.readTextFileSync(path));
           if (json?.config === id) {
             if (isPort(json.self) && !taken.includes(json.self)) self = json.self;

@@ -1,7 +1,7 @@
 /**
  * The offline index's cache file across processes: the first process builds and writes it, the
- * next reads it; a corrupted or symlinked file is rebuilt and rewritten; a process that may not
- * write the dir still answers (and writes nothing).
+ * next reads it; a corrupted, symlinked or another user's file is rebuilt and rewritten; a process
+ * that may not write the dir still answers (and writes nothing).
  */
 
 import assert from "node:assert/strict";
@@ -34,9 +34,24 @@ async function warm(dir: string, write = true): Promise<{ fromCache: boolean; na
   return JSON.parse(new TextDecoder().decode(stdout));
 }
 
+/**
+ * Gives `path` to user 65534 (needs root). Elsewhere says so loudly, and fails under `CI=true`,
+ * where the suite runs as root.
+ */
+async function chownToNobody(path: string): Promise<boolean> {
+  try {
+    await Deno.chown(path, 65534, 65534);
+    return true;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.PermissionDenied) || Deno.env.get("CI") === "true") throw err;
+    console.warn("SKIPPED: another user's cache file (chown needs root)");
+    return false;
+  }
+}
+
 const UCLA_TOP3 = ["Santa Monica", "Sherman Oaks", "Venice"];
 
-Deno.test("places cache (processes): built and written once, then read; a corrupted or symlinked file is rebuilt and rewritten; no write permission still answers", async () => {
+Deno.test("places cache (processes): built and written once, then read; a corrupted, symlinked or another user's file is rebuilt and rewritten; no write permission still answers", async () => {
   const dir = await Deno.makeTempDir({ prefix: "places-cache-proc-" });
   const path = `${dir}/${await cacheFileName(["PPLQ", "PPLW", "PPLH"])}`;
   const valid = async () => (await readIndexCache(path)) !== undefined;
@@ -60,6 +75,14 @@ Deno.test("places cache (processes): built and written once, then read; a corrup
     assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
     assert.ok(!(await Deno.lstat(path)).isSymlink, "the symlink was not replaced");
     assert.ok(await valid());
+
+    // Another user's file (a valid index, 0600) is not read, whatever it holds: the process has
+    // no --allow-sys, so its own user is that of a file it creates (servers/own_file.ts).
+    if (await chownToNobody(path)) {
+      assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
+      assert.equal((await Deno.lstat(path)).uid, Deno.uid(), "another user's file was kept");
+      assert.ok(await valid());
+    }
 
     // No write permission, no file: builds, answers, writes nothing.
     await Deno.remove(path);

@@ -220,3 +220,36 @@ Deno.test("places cache: a symlink, or a file others may write, is not read; wri
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+const NOBODY = 65534;
+
+Deno.test("places cache: a well-formed file another user owns (0644, in a sticky shared dir) is not read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "adv9-shared-" });
+  try {
+    await Deno.chmod(dir, 0o1777);
+    const built = await buildOfflineIndex();
+    const bytes = encodeIndex(built);
+    // A forged place name, same length, CRC recomputed: a well-formed lie.
+    const textStart = bytes.length - built.places.text.byteLength;
+    bytes.set(new TextEncoder().encode("EVIL"), textStart);
+    new DataView(bytes.buffer).setUint32(24, crc32(bytes.subarray(40)), true);
+    const path = `${dir}/places-index-planted.bin`;
+    await Deno.writeFile(path, bytes, { mode: 0o644 });
+    await Deno.chmod(path, 0o644);
+    await Deno.chown(path, NOBODY, NOBODY);
+    assert.equal((await Deno.lstat(path)).uid, NOBODY);
+    assert.notEqual(Deno.uid(), NOBODY);
+
+    const read = await readIndexCache(path);
+    const name = read === undefined
+      ? ""
+      : new TextDecoder().decode(read.places.text.subarray(0, 4));
+    // assert.ok, not equal: a failed equal would print 135k-element arrays (gigabytes).
+    assert.ok(
+      read === undefined,
+      `read another user's file: the first place is now named "${name}"`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

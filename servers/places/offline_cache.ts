@@ -21,6 +21,7 @@
 
 import { crc32 } from "node:zlib";
 import KDBush from "kdbush";
+import { granted, ownFile } from "../own_file.ts";
 
 /**
  * The places, as flat arrays indexed by the tree's ids: typed arrays cross from the Worker that
@@ -190,10 +191,6 @@ function wellFormed(treeData: ArrayBuffer, places: PackedPlaces): boolean {
   return true;
 }
 
-function granted(desc: Deno.PermissionDescriptor): boolean {
-  return Deno.permissions.querySync(desc).state === "granted";
-}
-
 /**
  * Reads the cached index at `path`: `undefined` when there is none, it is not a plain file of
  * ours (a symlink, writable by others, too large) or its content is wrong. Never throws.
@@ -207,8 +204,10 @@ export async function readIndexCache(path: string): Promise<BuiltIndex | undefin
   try {
     if (!granted({ name: "read", path })) return undefined;
     const info = await Deno.lstat(path);
-    const guarded = info.mode === null || (info.mode & 0o022) === 0;
-    if (!info.isFile || !guarded || info.size > MAX_FILE_BYTES) return undefined;
+    // Another user's file (planted in a shared dir, with a CRC that matches) is not our index.
+    const slash = path.lastIndexOf("/");
+    const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
+    if (!ownFile(info, dir, MAX_FILE_BYTES)) return undefined;
     using file = await Deno.open(path, { read: true });
     // The file opened must be the one checked (not swapped for a symlink in between).
     const opened = await file.stat();
