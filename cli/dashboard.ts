@@ -7,7 +7,7 @@
 
 import type { RunHooks } from "./run.ts";
 import type { HerdFlags } from "./flags.ts";
-import { loadConfig } from "../servers/config.ts";
+import { herdSecret, loadConfig } from "../servers/config.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
 import { UsageError } from "./flags.ts";
@@ -88,7 +88,7 @@ export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
     );
   }
   const config = await loadConfig(flags.config);
-  const secret = Deno.env.get("HERD_SECRET") || config.secret;
+  const secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   if (!secret) {
     throw new UsageError(
       'dashboard needs the herd secret (HERD_SECRET or "secret" in the config) to observe servers',

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConfigError, loadConfig, type ServerConfig } from "../servers/config.ts";
+import { ConfigError, herdSecret, loadConfig, type ServerConfig } from "../servers/config.ts";
 import { generateSecret } from "../servers/auth.ts";
 import { Herd } from "../servers/herd.ts";
 import { openLogs } from "../servers/log.ts";
@@ -153,7 +153,7 @@ async function run(
   const dialled = new Set(mine.flatMap((s) => [s.name, ...s.neighbors]));
   checkAccess(flags, config.servers.filter((s) => dialled.has(s.name)));
 
-  let secret = Deno.env.get("HERD_SECRET") || config.secret;
+  let secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   if (!secret) {
     if (mode === "start") {
       secret = generateSecret();

@@ -78,6 +78,33 @@ const ServerSchema = z.strictObject({
   }),
 });
 
+/** The shortest herd secret taken, from the config or HERD_SECRET. */
+export const MIN_SECRET = 8;
+
+/**
+ * The herd secret: HERD_SECRET (`env`) when set, else the config's; undefined when neither is.
+ * HERD_SECRET overrides the config, so it meets the config's rule too: a shorter one is a
+ * {@linkcode ConfigError} (one line, exit 2), never a herd keyed by a character or two.
+ *
+ * @example
+ * ```ts
+ * herdSecret("a-long-enough-secret", undefined); // "a-long-enough-secret"
+ * herdSecret(undefined, "from-the-config"); // "from-the-config"
+ * ```
+ */
+export function herdSecret(
+  env: string | undefined,
+  fromConfig: string | undefined,
+): string | undefined {
+  if (!env) return fromConfig;
+  if (env.length < MIN_SECRET) {
+    throw new ConfigError(
+      `HERD_SECRET must be at least ${MIN_SECRET} characters (it has ${env.length})`,
+    );
+  }
+  return env;
+}
+
 /**
  * The config file's shape, strict at every level. Rules across fields (known neighbours, no port
  * used twice, `linkPort` with `tls`, at least one server) are checked by {@linkcode parseConfig}.
@@ -88,8 +115,8 @@ export const ConfigSchema = z.strictObject({
   servers: z.record(z.string().regex(NAME), ServerSchema).meta({
     description: `server name (1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-') -> server`,
   }),
-  secret: z.string().min(8).optional().meta({
-    description: "the herd secret (at least 8 characters); HERD_SECRET overrides it",
+  secret: z.string().min(MIN_SECRET).optional().meta({
+    description: `the herd secret (at least ${MIN_SECRET} characters); HERD_SECRET overrides it`,
   }),
   tls: z.strictObject({
     ca: z.string().min(1).meta({ description: "the herd's CA certificate (PEM path)" }),
@@ -153,7 +180,7 @@ function issueLine(json: unknown, issues: readonly z.core.$ZodIssue[]): string {
     }${described ? ` (${described})` : ""}`;
   }
   if (path.length === 1 && path[0] === "secret") {
-    return '"secret" must be a string of at least 8 characters';
+    return `"secret" must be a string of at least ${MIN_SECRET} characters`;
   }
   return `${where(path)}: ${issue.message}`;
 }

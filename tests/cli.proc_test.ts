@@ -334,6 +334,35 @@ function assertUsage(r: { code: number; stderr: string }, re: RegExp, what: stri
   assert.match(lines[0], re, what);
 }
 
+Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, for server, start and dashboard", async () => {
+  // Found by an adversarial review (adv9): the config refused a short "secret", but HERD_SECRET,
+  // which overrides it, was taken at any length (`HERD_SECRET=x` linked with a one-byte key).
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = `${dir}/herd.json`;
+    const [port] = freePorts(1);
+    await Deno.writeTextFile(config, JSON.stringify({ servers: { Hill: { port } } }));
+    const common = ["--config", config, "--log-dir", dir];
+    const commands = [
+      ["server", "Hill", ...common, "--memory"],
+      ["start", ...common, "--memory", "--no-dashboard"],
+      ["dashboard", "--config", config, "--dashboard-port", "0"],
+    ];
+    for (const args of commands) {
+      const child = spawnMain(args, { env: { HERD_SECRET: "x" }, widen: { write: [dir] } });
+      // Before the fix each of them started and served: ended after 10 s, the test fails.
+      const timer = setTimeout(() => endChild(child, "SIGTERM"), 10_000);
+      const out = await child.output().finally(() => clearTimeout(timer));
+      const dec = new TextDecoder();
+      const r = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+      assertUsage(r, /^error: HERD_SECRET must be at least 8 characters \(it has 1\)$/, args[0]);
+      assert.ok(!r.stdout.includes("listening"), r.stdout);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
   // Found by an adversarial review: --log-dir naming a file died with an uncaught mkdir error
   // and its stack; --config /dev/zero read until the memory ran out.
