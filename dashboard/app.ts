@@ -276,7 +276,8 @@ export async function serveDashboard(
   dash.setListenAddress(opts.host, addr.port);
   const shownHost = isWildcardHost(opts.host) ? "127.0.0.1" : opts.host;
   const url = `http://${authority(shownHost, addr.port)}`;
-  const openUrl = dash.token ? `${url}/?token=${dash.token}` : `${url}/`;
+  // Encoded: a token may hold `#`, `&`, `+`, `%`, spaces or control bytes.
+  const openUrl = dash.token ? `${url}/?token=${encodeURIComponent(dash.token)}` : `${url}/`;
   if (!opts.quiet) {
     console.error(`dashboard: ${openUrl}`);
     if (dash.token) {

@@ -18,7 +18,7 @@ import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
-import { taskFlags } from "./_helpers/task_flags.ts";
+import { ROOT, taskFlags } from "./_helpers/task_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -426,4 +426,69 @@ Deno.test("--dashboard-allowed-hosts: a bad entry is one line and exit 2", async
     err,
     'error: --dashboard-allowed-hosts: bad entry "evil example" (want host or host:port)',
   );
+});
+
+// Found by an adversarial review (adv9): the token went into the printed URL raw.
+Deno.test("dashboard: the URL printed with a token holding '#', '&', '+', '%' and a space opens the dashboard", async () => {
+  const [hill, web] = freePorts(2);
+  const config = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({ servers: { Hill: { port: hill, neighbors: [] } } }),
+  );
+  const token = "a#b c+d&e%zz";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...taskFlags("dashboard"),
+      "main.ts",
+      "dashboard",
+      "--config",
+      config,
+      "--dashboard-port",
+      String(web),
+    ],
+    cwd: ROOT,
+    env: {
+      HERD_OPEN_FILES: "1024",
+      HERD_SECRET: "dashboard-token-url-secret-0123456789",
+      HERD_DASHBOARD_TOKEN: token,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      out += value;
+    }
+  })();
+  try {
+    await waitFor(() => /Dashboard: \S/.test(out), 60_000, "the dashboard's URL line");
+    await new Promise((r) => setTimeout(r, 200));
+    const printed = out.match(/Dashboard: (.*)\n/)![1];
+    const url = new URL(printed);
+    assert.equal(
+      url.searchParams.get("token"),
+      token,
+      `the printed URL ${JSON.stringify(printed)} carries token ${
+        JSON.stringify(url.searchParams.get("token"))
+      }`,
+    );
+    const res = await fetch(url);
+    await res.body?.cancel();
+    assert.equal(res.status, 200, `GET ${printed} answered ${res.status}`);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await reading.catch(() => {});
+    await child.stderr.cancel().catch(() => {});
+    await Deno.remove(config);
+  }
 });
