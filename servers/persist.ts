@@ -21,7 +21,8 @@
 import { crc32 } from "node:zlib";
 import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
-import type { RecordStore, StoredRecord } from "./store.ts";
+import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
+import { SharedRecord } from "./record_table.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
@@ -122,8 +123,17 @@ export class EntryBuffer {
     this.#end();
   }
 
-  /** Appends a record's entry: `R <seq> <origin> <diff> <client> <location> <time>`. */
-  record(r: StoredRecord): void {
+  /**
+   * Appends a record's entry: `R <seq> <origin> <diff> <client> <location> <time>`. With `tails`
+   * (a process whose logs hold the same record bodies), the part after the seq is encoded and
+   * hashed once for all of them: see {@linkcode RecordTails}.
+   */
+  record(r: StoredRecord, tails?: RecordTails): void {
+    const i = tails === undefined ? -1 : tails.find(r);
+    if (i >= 0) {
+      this.#shared(r.seq, i, tails!);
+      return;
+    }
     const seq = String(r.seq);
     const { origin, diff, client, location, time } = r;
     this.#begin(
@@ -138,6 +148,34 @@ export class EntryBuffer {
     this.#field(location);
     this.#field(time);
     this.#end();
+  }
+
+  /** A record's entry from its seq and its body's tail kept at `i` (same bytes as `record`). */
+  #shared(seq: number, i: number, tails: RecordTails): void {
+    const digits = String(seq);
+    const n = tails.length(i);
+    this.#begin(2 + digits.length + n);
+    const b = this.#buf;
+    const start = this.#start;
+    b[start + 9] = 82; // R
+    b[start + 10] = 32;
+    this.#len = start + 11;
+    this.#text(digits);
+    // The CRC register over `R <seq>`, then carried across the tail's bytes in one step.
+    const t = CRC_TABLES;
+    let c = -1;
+    let at = this.#len;
+    for (let k = start + 9; k < at; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
+    b.set(tails.bytes(i), at);
+    at += n;
+    c = ~tails.carry(c, i);
+    for (let k = 7; k >= 0; k--) {
+      b[start + k] = HEX[c & 15];
+      c >>>= 4;
+    }
+    b[start + 8] = 32;
+    b[at++] = 10;
+    this.#len = at;
   }
 
   /** A space, then `s`. */
@@ -188,6 +226,142 @@ export class EntryBuffer {
     b[this.#len++] = 10;
   }
 }
+
+/** Tails longer than this are encoded per log (a long location is rare; it is not kept). */
+const TAIL_MAX = 1024;
+/** Tails kept, direct-mapped by the body's client slot (a commit interval's records fit). */
+const TAIL_SLOTS = 4096;
+/** Bytes of the ring the kept tails' bytes are in (the oldest are overwritten). */
+const TAIL_RING = 1 << 20;
+/** Tail lengths whose carry table is kept (4 KiB each); others are hashed byte by byte. */
+const CARRY_TABLES_MAX = 256;
+
+/**
+ * Record entries shared by the logs of one process. In `start` every server logs every record,
+ * and the five stores hold one body per record (servers/record_table.ts): each log encoded and
+ * hashed the same ~70 bytes again. An entry is `R <seq>` and a tail that only the body decides
+ * (` <origin> <diff> <client> <location> <time>`), so the tail's bytes and its CRC register are
+ * kept per body, and each log writes its own seq and carries the CRC across the tail: CRC-32 is
+ * linear, so the register after the tail is the register before it advanced over as many zero
+ * bytes (a table per tail length: four lookups), XOR the tail's own register from 0. Same bytes
+ * in every file as encoding each entry whole. The bytes sit in one ring, not an array per tail:
+ * a typed array over 64 bytes is a native allocation, which cost more than the encoding saved.
+ */
+export class RecordTails {
+  #bodies: (SharedRecord | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
+  /** Per kept tail: where its bytes start (a count of ring bytes ever written), length, CRC. */
+  #at = new Float64Array(TAIL_SLOTS);
+  #len = new Int32Array(TAIL_SLOTS);
+  #crc = new Int32Array(TAIL_SLOTS);
+  #views: (Uint8Array | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
+  /** The kept tails' bytes; `#written` bytes were ever put in it. */
+  #ring = new Uint8Array(TAIL_RING);
+  #written = 0;
+  #carry = new Map<number, Int32Array>();
+  /** Tails reused, and tails made, since made (for tests and profiles). */
+  hits = 0;
+  made = 0;
+
+  /**
+   * Where `r`'s tail is kept, made at the first log that asks: its slot, or -1 for a record that
+   * is not a shared body (or too long to keep).
+   */
+  find(r: StoredRecord): number {
+    const body = recordFields(r);
+    if (!(body instanceof SharedRecord)) return -1;
+    const i = body.slot & (TAIL_SLOTS - 1);
+    // Kept and not overwritten since: the ring is far larger than one tail.
+    if (this.#bodies[i] === body && this.#written - this.#at[i] <= TAIL_RING) {
+      this.hits++;
+      return i;
+    }
+    const { origin, diff, client, location, time } = body;
+    const n = 5 + origin.length + diff.length + client.length + location.length + time.length;
+    if (n > TAIL_MAX) return -1;
+    // A tail never wraps: it starts over at the ring's beginning when it would not fit.
+    let at = this.#written % TAIL_RING;
+    if (at + n > TAIL_RING) {
+      this.#written += TAIL_RING - at;
+      at = 0;
+    }
+    this.made++;
+    this.#bodies[i] = body;
+    this.#at[i] = this.#written;
+    this.#len[i] = n;
+    this.#written += n;
+    const b = this.#ring;
+    const end = at + n;
+    at = put(b, at, origin);
+    at = put(b, at, diff);
+    at = put(b, at, client);
+    at = put(b, at, location);
+    put(b, at, time);
+    const t = CRC_TABLES;
+    let c = 0;
+    for (let k = end - n; k < end; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
+    this.#crc[i] = c;
+    this.#views[i] = b.subarray(end - n, end);
+    return i;
+  }
+
+  /** The bytes of the tail kept at `i` (a view of the ring: a native copy, no allocation). */
+  bytes(i: number): Uint8Array {
+    return this.#views[i]!;
+  }
+
+  /** The length of the tail kept at `i`. */
+  length(i: number): number {
+    return this.#len[i];
+  }
+
+  /** The CRC register `c` (after `R <seq>`) carried across the tail kept at `i`. */
+  carry(c: number, i: number): number {
+    const n = this.#len[i];
+    let m = this.#carry.get(n);
+    if (m === undefined) {
+      if (this.#carry.size >= CARRY_TABLES_MAX) {
+        const t = CRC_TABLES;
+        for (let k = 0; k < n; k++) c = t[c & 0xff] ^ (c >>> 8);
+        return c ^ this.#crc[i];
+      }
+      this.#carry.set(n, m = carryTable(n));
+    }
+    return m[c & 0xff] ^ m[256 + ((c >>> 8) & 0xff)] ^ m[512 + ((c >>> 16) & 0xff)] ^
+      m[768 + (c >>> 24)] ^ this.#crc[i];
+  }
+}
+
+/** A space and `s` into `b` at `at`; returns where it ended. */
+function put(b: Uint8Array, at: number, s: string): number {
+  b[at++] = 32;
+  for (let k = 0; k < s.length; k++) b[at++] = s.charCodeAt(k);
+  return at;
+}
+
+/**
+ * The linear map "advance the CRC register over `n` zero bytes" as four tables of 256: entry
+ * `256k + v` is the image of byte value `v` in the register's k-th byte.
+ */
+function carryTable(n: number): Int32Array {
+  const t = CRC_TABLES;
+  const basis = new Int32Array(32);
+  for (let j = 0; j < 32; j++) {
+    let c = 1 << j;
+    for (let k = 0; k < n; k++) c = t[c & 0xff] ^ (c >>> 8);
+    basis[j] = c;
+  }
+  const m = new Int32Array(1024);
+  for (let k = 0; k < 4; k++) {
+    for (let v = 1; v < 256; v++) {
+      m[256 * k + v] = m[256 * k + (v & (v - 1))] ^ basis[8 * k + 31 - Math.clz32(v & -v)];
+    }
+  }
+  return m;
+}
+
+/** The tails of this process's record logs, used while more than one is open. */
+const processTails = new RecordTails();
+let logsOpen = 0;
 
 /** What a replayed file held. */
 interface Replay {
@@ -380,6 +554,7 @@ async function writeRecords(
   records: readonly StoredRecord[],
   marks: readonly [string, Mark][],
   sync = false,
+  tails?: RecordTails,
 ): Promise<number> {
   let written = 0;
   const put = async () => {
@@ -390,7 +565,7 @@ async function writeRecords(
   };
   for (const payload of head) out.add(payload);
   for (const r of records) {
-    out.record(r);
+    out.record(r, tails);
     if (out.length >= CHUNK) await put();
   }
   for (const [peer, m] of marks) out.add(`M ${peer} ${m.epoch} ${m.seq}`);
@@ -560,6 +735,7 @@ class RecordLog implements Persistence {
     if (!this.#usesSync) {
       this.#usesSync = true;
       diskSync.use();
+      logsOpen++;
     }
     let data: Replay | undefined;
     let fromKv = false;
@@ -669,6 +845,7 @@ class RecordLog implements Persistence {
     if (this.#usesSync) {
       this.#usesSync = false;
       diskSync.release(this.#path);
+      logsOpen--;
     }
     this.#fail(new Error("the store is closed"));
     this.#file?.close();
@@ -766,7 +943,10 @@ class RecordLog implements Persistence {
       // fdatasync that makes it durable runs off the main thread (with more than one log in the
       // process, on its sync thread: servers/disk_sync.ts).
       const head = header ? [`E 1 ${epoch}`] : [];
-      const written = await writeRecords(this.#out, file, head, records, marks, true);
+      // Each record's tail encoded once for the process's logs (not in a `server` process:
+      // nothing to share there, and a catch-up would only fill the cache).
+      const tails = logsOpen > 1 ? processTails : undefined;
+      const written = await writeRecords(this.#out, file, head, records, marks, true, tails);
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
