@@ -21,8 +21,8 @@
 import { crc32 } from "node:zlib";
 import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
-import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
-import { SharedRecord } from "./record_table.ts";
+import type { RecordStore, StoredRecord } from "./store.ts";
+import { processRecordBytes, RecordBytes } from "./record_bytes.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
@@ -153,7 +153,8 @@ export class EntryBuffer {
   /** A record's entry from its seq and its body's tail kept at `i` (same bytes as `record`). */
   #shared(seq: number, i: number, tails: RecordTails): void {
     const digits = String(seq);
-    const n = tails.length(i);
+    const bytes = tails.tails.bytes(i);
+    const n = bytes.length;
     this.#begin(2 + digits.length + n);
     const b = this.#buf;
     const start = this.#start;
@@ -166,7 +167,7 @@ export class EntryBuffer {
     let c = -1;
     let at = this.#len;
     for (let k = start + 9; k < at; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
-    b.set(tails.bytes(i), at);
+    b.set(bytes, at);
     at += n;
     c = ~tails.carry(c, i);
     for (let k = 7; k >= 0; k--) {
@@ -227,96 +228,41 @@ export class EntryBuffer {
   }
 }
 
-/** Tails longer than this are encoded per log (a long location is rare; it is not kept). */
-const TAIL_MAX = 1024;
-/** Tails kept, direct-mapped by the body's client slot (a commit interval's records fit). */
-const TAIL_SLOTS = 4096;
-/** Bytes of the ring the kept tails' bytes are in (the oldest are overwritten). */
-const TAIL_RING = 1 << 20;
 /** Tail lengths whose carry table is kept (4 KiB each); others are hashed byte by byte. */
 const CARRY_TABLES_MAX = 256;
 
 /**
- * Record entries shared by the logs of one process. In `start` every server logs every record,
- * and the five stores hold one body per record (servers/record_table.ts): each log encoded and
- * hashed the same ~70 bytes again. An entry is `R <seq>` and a tail that only the body decides
- * (` <origin> <diff> <client> <location> <time>`), so the tail's bytes and its CRC register are
- * kept per body, and each log writes its own seq and carries the CRC across the tail: CRC-32 is
- * linear, so the register after the tail is the register before it advanced over as many zero
- * bytes (a table per tail length: four lookups), XOR the tail's own register from 0. Same bytes
- * in every file as encoding each entry whole. The bytes sit in one ring, not an array per tail:
- * a typed array over 64 bytes is a native allocation, which cost more than the encoding saved.
+ * Record entries shared by the logs of one process. An entry is `R <seq>` and the record body's
+ * tail (servers/record_bytes.ts), so each log copies the tail's bytes kept for the process and
+ * writes its own seq, and carries the CRC across the tail: CRC-32 is linear, so the register
+ * after the tail is the register before it advanced over as many zero bytes (a table per tail
+ * length: four lookups), XOR the tail's own register from 0, hashed once per tail. Same bytes in
+ * every file as encoding each entry whole.
  */
 export class RecordTails {
-  #bodies: (SharedRecord | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
-  /** Per kept tail: where its bytes start (a count of ring bytes ever written), length, CRC. */
-  #at = new Float64Array(TAIL_SLOTS);
-  #len = new Int32Array(TAIL_SLOTS);
-  #crc = new Int32Array(TAIL_SLOTS);
-  #views: (Uint8Array | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
-  /** The kept tails' bytes; `#written` bytes were ever put in it. */
-  #ring = new Uint8Array(TAIL_RING);
-  #written = 0;
+  /** Per kept tail: its CRC register from 0, and the view it was hashed from. */
+  #crc: number[] = [];
+  #hashed: (Uint8Array | undefined)[] = [];
   #carry = new Map<number, Int32Array>();
-  /** Tails reused, and tails made, since made (for tests and profiles). */
-  hits = 0;
-  made = 0;
 
-  /**
-   * Where `r`'s tail is kept, made at the first log that asks: its slot, or -1 for a record that
-   * is not a shared body (or too long to keep).
-   */
+  constructor(readonly tails: RecordBytes = new RecordBytes()) {}
+
+  /** Where `r`'s tail is kept (see {@linkcode RecordBytes.find}), or -1. */
   find(r: StoredRecord): number {
-    const body = recordFields(r);
-    if (!(body instanceof SharedRecord)) return -1;
-    const i = body.slot & (TAIL_SLOTS - 1);
-    // Kept and not overwritten since: the ring is far larger than one tail.
-    if (this.#bodies[i] === body && this.#written - this.#at[i] <= TAIL_RING) {
-      this.hits++;
-      return i;
-    }
-    const { origin, diff, client, location, time } = body;
-    const n = 5 + origin.length + diff.length + client.length + location.length + time.length;
-    if (n > TAIL_MAX) return -1;
-    // A tail never wraps: it starts over at the ring's beginning when it would not fit.
-    let at = this.#written % TAIL_RING;
-    if (at + n > TAIL_RING) {
-      this.#written += TAIL_RING - at;
-      at = 0;
-    }
-    this.made++;
-    this.#bodies[i] = body;
-    this.#at[i] = this.#written;
-    this.#len[i] = n;
-    this.#written += n;
-    const b = this.#ring;
-    const end = at + n;
-    at = put(b, at, origin);
-    at = put(b, at, diff);
-    at = put(b, at, client);
-    at = put(b, at, location);
-    put(b, at, time);
-    const t = CRC_TABLES;
-    let c = 0;
-    for (let k = end - n; k < end; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
-    this.#crc[i] = c;
-    this.#views[i] = b.subarray(end - n, end);
-    return i;
-  }
-
-  /** The bytes of the tail kept at `i` (a view of the ring: a native copy, no allocation). */
-  bytes(i: number): Uint8Array {
-    return this.#views[i]!;
-  }
-
-  /** The length of the tail kept at `i`. */
-  length(i: number): number {
-    return this.#len[i];
+    return this.tails.find(r);
   }
 
   /** The CRC register `c` (after `R <seq>`) carried across the tail kept at `i`. */
   carry(c: number, i: number): number {
-    const n = this.#len[i];
+    const bytes = this.tails.bytes(i);
+    const n = bytes.length;
+    if (this.#hashed[i] !== bytes) {
+      const t = CRC_TABLES;
+      let h = 0;
+      for (let k = 0; k < n; k++) h = t[(h ^ bytes[k]) & 0xff] ^ (h >>> 8);
+      this.#crc[i] = h;
+      this.#hashed[i] = bytes;
+    }
     let m = this.#carry.get(n);
     if (m === undefined) {
       if (this.#carry.size >= CARRY_TABLES_MAX) {
@@ -329,13 +275,6 @@ export class RecordTails {
     return m[c & 0xff] ^ m[256 + ((c >>> 8) & 0xff)] ^ m[512 + ((c >>> 16) & 0xff)] ^
       m[768 + (c >>> 24)] ^ this.#crc[i];
   }
-}
-
-/** A space and `s` into `b` at `at`; returns where it ended. */
-function put(b: Uint8Array, at: number, s: string): number {
-  b[at++] = 32;
-  for (let k = 0; k < s.length; k++) b[at++] = s.charCodeAt(k);
-  return at;
 }
 
 /**
@@ -360,7 +299,7 @@ function carryTable(n: number): Int32Array {
 }
 
 /** The tails of this process's record logs, used while more than one is open. */
-const processTails = new RecordTails();
+const processTails = new RecordTails(processRecordBytes);
 let logsOpen = 0;
 
 /** What a replayed file held. */

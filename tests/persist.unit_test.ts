@@ -542,7 +542,7 @@ Deno.test("persist: records whose bodies the stores of a process share are writt
     assert.equal(bytes.length, expected.length);
   }
   // The tails were shared (6,000 clients over 4,096 slots: some were evicted before reuse).
-  assert.ok(tails.hits > 2 * 6000, `${tails.hits} tails reused`);
+  assert.ok(tails.tails.hits > 2 * 6000, `${tails.tails.hits} tails reused`);
 });
 
 Deno.test("persist: the five record logs of one process, written with shared tails, hold zlib-framed entries that replay to each store's records", () =>
