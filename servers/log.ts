@@ -34,6 +34,7 @@ import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
 import { writeAllSync } from "./io.ts";
 import { LogBudget, type MuteNote, type Note } from "./log_budget.ts";
+import { processRecordBytes, type RecordBytes } from "./record_bytes.ts";
 
 const FLUSH_MS = 50;
 const FLUSH_BYTES = 256 * 1024;
@@ -352,7 +353,7 @@ export function formatMuteLine(n: MuteNote, t: number, server: string, json: boo
  * exactly as {@linkcode formatLogLine} would write it; returns false for other kinds, or when a
  * piece needed escaping (nothing is added then). The rest go through `formatLogLine`'s text.
  */
-function putHot(file: LogFile, e: HerdEvent): boolean {
+function putHot(file: LogFile, e: HerdEvent, tails: RecordBytes | undefined): boolean {
   switch (e.kind) {
     case "line.in":
       file.begin(e.t);
@@ -382,7 +383,7 @@ function putHot(file: LogFile, e: HerdEvent): boolean {
         file.put(e.from);
         file.put(" ");
       }
-      putAt(file, e.record);
+      putAt(file, e.record, tails);
       return file.end();
     case "location.dropped":
       if (e.catchUp) return false;
@@ -391,7 +392,7 @@ function putHot(file: LogFile, e: HerdEvent): boolean {
       file.put(e.reason);
       if (e.from === null) {
         file.put(" client ");
-        putAt(file, e.record);
+        putAt(file, e.record, tails);
       } else {
         file.put(" from ");
         file.put(e.from);
@@ -427,8 +428,17 @@ function putHot(file: LogFile, e: HerdEvent): boolean {
   return false;
 }
 
-/** {@linkcode formatAt} of `r`, put piece by piece. */
-function putAt(file: LogFile, r: AtFields): void {
+/**
+ * {@linkcode formatAt} of `r`, put piece by piece; with `tails` (a process of several servers,
+ * each logging the same record), its fields' bytes kept for the process when they need no escape.
+ */
+function putAt(file: LogFile, r: AtFields, tails: RecordBytes | undefined): void {
+  const i = tails === undefined ? -1 : tails.find(r);
+  if (i >= 0 && tails!.plain(i)) {
+    file.put("AT");
+    file.putBytes(tails!.bytes(i));
+    return;
+  }
   file.put("AT ");
   file.put(r.origin);
   file.put(" ");
@@ -542,6 +552,17 @@ class LogFile {
       buf[at++] = c;
     }
     this.#at = at;
+  }
+
+  /** Copies `bytes` (printable ASCII but backslash) into the line begun; see `begin`. */
+  putBytes(bytes: Uint8Array): void {
+    const at = this.#at;
+    if (at < 0 || at + bytes.length >= this.#buf.length) {
+      this.#at = -1;
+      return;
+    }
+    this.#buf.set(bytes, at);
+    this.#at = at + bytes.length;
   }
 
   /** Completes the line begun; false (nothing added) when a piece needed escaping or room. */
@@ -689,6 +710,8 @@ export async function openLogs(
   await Deno.mkdir(dir, { recursive: true });
   const files = new Map<string, { file: LogFile; budget: LogBudget; note: Note }>();
   const json = opts.format === "json";
+  // Several servers log each record's ACCEPT line: its fields' bytes are encoded once.
+  const tails = servers.length > 1 ? processRecordBytes : undefined;
   const format = json ? formatJsonLogLine : formatLogLine;
   for (const name of servers) {
     const failed = (message: string) => {
@@ -718,7 +741,7 @@ export async function openLogs(
     const { file, budget, note } = entry;
     if (!budget.admit(e, note)) return;
     if (!json) {
-      if (putHot(file, e)) return;
+      if (putHot(file, e, tails)) return;
       const text = logText(e);
       if (text !== undefined) file.addText(e.t, text);
       return;

@@ -712,9 +712,10 @@ export class Link {
         if (n === null) break;
         this.#lastRead = this.#readAt = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n), RECORD_BYTE), bytes)) return;
-        this.#pingIfDue(conn, performance.now());
+        const now = performance.now();
+        this.#pingIfDue(conn, now);
         // A catch-up stream always has data: let the other links and the timers have a turn.
-        const turn = fair.turn();
+        const turn = fair.turn(now);
         if (turn !== undefined) await turn;
       }
     } catch (err) {

@@ -22,6 +22,7 @@ import { crc32 } from "node:zlib";
 import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
+import { processRecordBytes, RecordBytes } from "./record_bytes.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
@@ -122,8 +123,17 @@ export class EntryBuffer {
     this.#end();
   }
 
-  /** Appends a record's entry: `R <seq> <origin> <diff> <client> <location> <time>`. */
-  record(r: StoredRecord): void {
+  /**
+   * Appends a record's entry: `R <seq> <origin> <diff> <client> <location> <time>`. With `tails`
+   * (a process whose logs hold the same record bodies), the part after the seq is encoded and
+   * hashed once for all of them: see {@linkcode RecordTails}.
+   */
+  record(r: StoredRecord, tails?: RecordTails): void {
+    const i = tails === undefined ? -1 : tails.find(r);
+    if (i >= 0) {
+      this.#shared(r.seq, i, tails!);
+      return;
+    }
     const seq = String(r.seq);
     const { origin, diff, client, location, time } = r;
     this.#begin(
@@ -138,6 +148,35 @@ export class EntryBuffer {
     this.#field(location);
     this.#field(time);
     this.#end();
+  }
+
+  /** A record's entry from its seq and its body's tail kept at `i` (same bytes as `record`). */
+  #shared(seq: number, i: number, tails: RecordTails): void {
+    const digits = String(seq);
+    const bytes = tails.tails.bytes(i);
+    const n = bytes.length;
+    this.#begin(2 + digits.length + n);
+    const b = this.#buf;
+    const start = this.#start;
+    b[start + 9] = 82; // R
+    b[start + 10] = 32;
+    this.#len = start + 11;
+    this.#text(digits);
+    // The CRC register over `R <seq>`, then carried across the tail's bytes in one step.
+    const t = CRC_TABLES;
+    let c = -1;
+    let at = this.#len;
+    for (let k = start + 9; k < at; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
+    b.set(bytes, at);
+    at += n;
+    c = ~tails.carry(c, i);
+    for (let k = 7; k >= 0; k--) {
+      b[start + k] = HEX[c & 15];
+      c >>>= 4;
+    }
+    b[start + 8] = 32;
+    b[at++] = 10;
+    this.#len = at;
   }
 
   /** A space, then `s`. */
@@ -188,6 +227,80 @@ export class EntryBuffer {
     b[this.#len++] = 10;
   }
 }
+
+/** Tail lengths whose carry table is kept (4 KiB each); others are hashed byte by byte. */
+const CARRY_TABLES_MAX = 256;
+
+/**
+ * Record entries shared by the logs of one process. An entry is `R <seq>` and the record body's
+ * tail (servers/record_bytes.ts), so each log copies the tail's bytes kept for the process and
+ * writes its own seq, and carries the CRC across the tail: CRC-32 is linear, so the register
+ * after the tail is the register before it advanced over as many zero bytes (a table per tail
+ * length: four lookups), XOR the tail's own register from 0, hashed once per tail. Same bytes in
+ * every file as encoding each entry whole.
+ */
+export class RecordTails {
+  /** Per kept tail: its CRC register from 0, and the view it was hashed from. */
+  #crc: number[] = [];
+  #hashed: (Uint8Array | undefined)[] = [];
+  #carry = new Map<number, Int32Array>();
+
+  constructor(readonly tails: RecordBytes = new RecordBytes()) {}
+
+  /** Where `r`'s tail is kept (see {@linkcode RecordBytes.find}), or -1. */
+  find(r: StoredRecord): number {
+    return this.tails.find(r);
+  }
+
+  /** The CRC register `c` (after `R <seq>`) carried across the tail kept at `i`. */
+  carry(c: number, i: number): number {
+    const bytes = this.tails.bytes(i);
+    const n = bytes.length;
+    if (this.#hashed[i] !== bytes) {
+      const t = CRC_TABLES;
+      let h = 0;
+      for (let k = 0; k < n; k++) h = t[(h ^ bytes[k]) & 0xff] ^ (h >>> 8);
+      this.#crc[i] = h;
+      this.#hashed[i] = bytes;
+    }
+    let m = this.#carry.get(n);
+    if (m === undefined) {
+      if (this.#carry.size >= CARRY_TABLES_MAX) {
+        const t = CRC_TABLES;
+        for (let k = 0; k < n; k++) c = t[c & 0xff] ^ (c >>> 8);
+        return c ^ this.#crc[i];
+      }
+      this.#carry.set(n, m = carryTable(n));
+    }
+    return m[c & 0xff] ^ m[256 + ((c >>> 8) & 0xff)] ^ m[512 + ((c >>> 16) & 0xff)] ^
+      m[768 + (c >>> 24)] ^ this.#crc[i];
+  }
+}
+
+/**
+ * The linear map "advance the CRC register over `n` zero bytes" as four tables of 256: entry
+ * `256k + v` is the image of byte value `v` in the register's k-th byte.
+ */
+function carryTable(n: number): Int32Array {
+  const t = CRC_TABLES;
+  const basis = new Int32Array(32);
+  for (let j = 0; j < 32; j++) {
+    let c = 1 << j;
+    for (let k = 0; k < n; k++) c = t[c & 0xff] ^ (c >>> 8);
+    basis[j] = c;
+  }
+  const m = new Int32Array(1024);
+  for (let k = 0; k < 4; k++) {
+    for (let v = 1; v < 256; v++) {
+      m[256 * k + v] = m[256 * k + (v & (v - 1))] ^ basis[8 * k + 31 - Math.clz32(v & -v)];
+    }
+  }
+  return m;
+}
+
+/** The tails of this process's record logs, used while more than one is open. */
+const processTails = new RecordTails(processRecordBytes);
+let logsOpen = 0;
 
 /** What a replayed file held. */
 interface Replay {
@@ -380,6 +493,7 @@ async function writeRecords(
   records: readonly StoredRecord[],
   marks: readonly [string, Mark][],
   sync = false,
+  tails?: RecordTails,
 ): Promise<number> {
   let written = 0;
   const put = async () => {
@@ -390,7 +504,7 @@ async function writeRecords(
   };
   for (const payload of head) out.add(payload);
   for (const r of records) {
-    out.record(r);
+    out.record(r, tails);
     if (out.length >= CHUNK) await put();
   }
   for (const [peer, m] of marks) out.add(`M ${peer} ${m.epoch} ${m.seq}`);
@@ -560,6 +674,7 @@ class RecordLog implements Persistence {
     if (!this.#usesSync) {
       this.#usesSync = true;
       diskSync.use();
+      logsOpen++;
     }
     let data: Replay | undefined;
     let fromKv = false;
@@ -669,6 +784,7 @@ class RecordLog implements Persistence {
     if (this.#usesSync) {
       this.#usesSync = false;
       diskSync.release(this.#path);
+      logsOpen--;
     }
     this.#fail(new Error("the store is closed"));
     this.#file?.close();
@@ -766,7 +882,10 @@ class RecordLog implements Persistence {
       // fdatasync that makes it durable runs off the main thread (with more than one log in the
       // process, on its sync thread: servers/disk_sync.ts).
       const head = header ? [`E 1 ${epoch}`] : [];
-      const written = await writeRecords(this.#out, file, head, records, marks, true);
+      // Each record's tail encoded once for the process's logs (not in a `server` process:
+      // nothing to share there, and a catch-up would only fill the cache).
+      const tails = logsOpen > 1 ? processTails : undefined;
+      const written = await writeRecords(this.#out, file, head, records, marks, true, tails);
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;

@@ -115,3 +115,17 @@ Deno.test("fair: a loop whose reads wait arms the shared probe at most once per 
   assert.ok(probes.length <= ms / 10 + 1, `${probes.length} probes in ${ms.toFixed(1)} ms`);
   assert.ok(probes.length >= 2, "the probe kept running while the loop did");
 });
+
+Deno.test("fair: a loop that passes its own clock reading gets the same turns", async () => {
+  const fair = new FairShare(30);
+  assert.equal(fair.turn(performance.now()), undefined, "within its slice");
+  busy(40);
+  const turn = fair.turn(performance.now());
+  assert.ok(turn !== undefined, "past its slice, the loop yields");
+  await turn;
+  assert.equal(fair.turn(performance.now()), undefined, "a new slice starts after the turn");
+  // A reading from before the slice began (taken before the turn) does not end the new slice.
+  busy(40);
+  const stale = performance.now() - 1000;
+  assert.equal(fair.turn(stale), undefined);
+});

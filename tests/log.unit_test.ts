@@ -12,6 +12,8 @@ import { EventBus, type HerdEvent } from "../servers/events.ts";
 import { formatJsonLogLine, formatLogLine, openLogs } from "../servers/log.ts";
 import type { AtFields } from "../servers/record.ts";
 import { bytesToBinary } from "../servers/lines.ts";
+import { RecordStore } from "../servers/store.ts";
+import { RecordTable } from "../servers/record_table.ts";
 
 /** A small seeded generator, so a failure can be replayed. */
 function rng(seed: number): () => number {
@@ -188,4 +190,52 @@ Deno.test("logs: OUT lines elide long AT fields and summarise a WHATSAT's body, 
     JSON.parse(formatJsonLogLine({ ...base, reply: short + "\n" })!).reply,
     short + "\n",
   );
+});
+
+Deno.test("logs: the ACCEPT and stale-client DROP lines of records the servers of a process share are exactly formatLogLine's, fields to escape included", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "log-unit-" });
+  try {
+    const bus = new EventBus();
+    const names = ["A", "B", "C"];
+    const logs = await openLogs(bus, dir, names);
+    const table = new RecordTable();
+    const stores = names.map(() => new RecordStore(table));
+    const r = rng(13);
+    const want: Record<string, string[]> = { A: [], B: [], C: [] };
+    const t = 1764210000000;
+    for (let i = 0; i < 6_000; i++) {
+      // Fields from the random pieces (escapes, high bytes, chars above 0xff), now and then one
+      // too long to be kept for the process; most clients come back with a newer record.
+      const fields = {
+        origin: text(r),
+        diff: "+0.000123456",
+        client: i % 500 === 0 ? "k".repeat(1500) : `${text(r)}-${i % 700}`,
+        // A char above 0xff whose low byte is printable ("A"): escaped as its UTF-8 bytes.
+        location: r() < 0.05 ? `\u0141${text(r)}` : text(r),
+        time: `${i}.${text(r)}`,
+      };
+      names.forEach((server, k) => {
+        const record = stores[k].offer(fields, -1).record!;
+        const from = k === 0 ? null : names[k - 1];
+        const events: HerdEvent[] = [
+          { kind: "location.accepted", t, server, record, from, lat: 1, lng: 2 },
+          { kind: "location.dropped", t, server, record, from: null, reason: "stale" },
+        ];
+        for (const e of events) {
+          bus.emit(e);
+          want[server].push(formatLogLine(e)! + "\n");
+        }
+      });
+    }
+    await logs.close();
+    for (const name of names) {
+      const got = bytesToBinary(await Deno.readFile(`${dir}/${name}.log`)).split("\n");
+      const expected = want[name].join("").split("\n");
+      const k = got.findIndex((l, j) => l !== expected[j]);
+      assert.equal(k, -1, `${name}.log, line ${k + 1}: ${got[k]} for ${expected[k]}`);
+      assert.equal(got.length, expected.length, `${name}.log`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

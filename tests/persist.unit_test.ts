@@ -6,9 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { EntryBuffer, openLogPersistence } from "../servers/persist.ts";
+import { EntryBuffer, openLogPersistence, RecordTails } from "../servers/persist.ts";
 import { crc32 } from "node:zlib";
 import { RecordStore, type StoredRecord } from "../servers/store.ts";
+import { RecordTable } from "../servers/record_table.ts";
 import type { Link } from "../servers/peers.ts";
 import { errorBus, storedRecord as record } from "./_helpers/records.ts";
 import { diskSync } from "../servers/disk_sync.ts";
@@ -479,4 +480,108 @@ Deno.test("persist: a record queued before its store let go of it (a restart's f
     await again.p.close();
     assert.deepEqual(again.errors, []);
     assert.equal(again.store.get("kept")?.time, "1700000000.5");
+  }));
+
+/** `<crc32 hex> <payload>\n` as zlib hashes the payload's bytes (one per char). */
+function framedEntry(payload: string): string {
+  const bytes = Uint8Array.from(payload, (c) => c.charCodeAt(0));
+  return `${crc32(bytes).toString(16).padStart(8, "0")} ${payload}\n`;
+}
+
+/** A deterministic pseudo-random source (tests must fail the same way twice). */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+}
+
+Deno.test("persist: records whose bodies the stores of a process share are written byte for byte as encoded whole, in every store's log", () => {
+  const rand = lcg(13);
+  // Field text of any byte but space and LF (entries are space-separated lines), any length:
+  // more tail lengths than the carry tables kept, some tails too long to keep.
+  const text = (max: number) =>
+    Array.from({ length: 1 + Math.floor(rand() * max) }, () => {
+      const c = 0x21 + Math.floor(rand() * (0x100 - 0x21));
+      return String.fromCharCode(c);
+    }).join("");
+  const table = new RecordTable();
+  const stores = Array.from({ length: 5 }, () => new RecordStore(table));
+  const fields = Array.from({ length: 6000 }, (_, i) => ({
+    origin: ["Hill", "Jaquez", "Smith"][i % 3],
+    diff: "+0." + Math.floor(rand() * 1e9),
+    client: text(i % 50 === 0 ? 300 : 40),
+    location: i % 97 === 0 ? "+1." + "7".repeat(2000) + "+2" : "+34.068930-118.445127",
+    time: `${1_700_000_000 + i}.${text(9)}`,
+  }));
+  // Every store takes every record, in its own order (its own seqs); store 4 also a newer
+  // record of some clients (another body at the same slot).
+  const offered: StoredRecord[][] = stores.map(() => []);
+  stores.forEach((store, s) => {
+    const order = s % 2 === 0 ? fields : [...fields].reverse();
+    for (const f of order) {
+      const r = store.offer(s === 4 && rand() < 0.2 ? { ...f, time: f.time + "9" } : f, -1).record;
+      if (r !== undefined) offered[s].push(r);
+    }
+  });
+  const tails = new RecordTails();
+  for (const records of offered) {
+    const shared = new EntryBuffer();
+    let expected = "";
+    for (const r of records) {
+      shared.record(r, tails);
+      expected += framedEntry(
+        `R ${r.seq} ${r.origin} ${r.diff} ${r.client} ${r.location} ${r.time}`,
+      );
+    }
+    const bytes = shared.take();
+    const wrong = bytes.findIndex((b, i) => b !== expected.charCodeAt(i));
+    assert.equal(
+      wrong,
+      -1,
+      `byte ${wrong} differs: ${JSON.stringify(expected.slice(wrong - 40, wrong + 40))}`,
+    );
+    assert.equal(bytes.length, expected.length);
+  }
+  // The tails were shared (6,000 clients over 4,096 slots: some were evicted before reuse).
+  assert.ok(tails.tails.hits > 2 * 6000, `${tails.tails.hits} tails reused`);
+});
+
+Deno.test("persist: the five record logs of one process, written with shared tails, hold zlib-framed entries that replay to each store's records", () =>
+  withDir(async (dir) => {
+    const { bus, errors } = errorBus();
+    const names = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+    const table = new RecordTable();
+    const logs = [];
+    for (const name of names) {
+      const p = await openLogPersistence(dir, name);
+      const store = new RecordStore(table);
+      await p.load(store, [], bus);
+      logs.push({ name, p, store });
+    }
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 500; i++) {
+        const f = record(`client-${i}.example`, 0, { time: `${1_700_000_000 + round}.${i}` });
+        for (const { p, store } of logs) {
+          const r = store.offer(f, -1).record!;
+          p.saved(r);
+        }
+      }
+      for (const { p } of logs) await p.flush();
+    }
+    for (const { name, p, store } of logs) {
+      await p.close();
+      const text = new TextDecoder("latin1").decode(await Deno.readFile(`${dir}/${name}.records`));
+      const lines = text.split("\n").slice(0, -1);
+      assert.equal(lines.length, 1 + 1500, name);
+      for (const line of lines) assert.equal(line + "\n", framedEntry(line.slice(9)), name);
+      const again = await openLogPersistence(dir, name);
+      const fresh = new RecordStore();
+      await again.load(fresh, [], bus);
+      assert.deepEqual(
+        [...fresh.values()].map((r) => JSON.stringify(r)).sort(),
+        [...store.values()].map((r) => JSON.stringify(r)).sort(),
+        name,
+      );
+      await again.close();
+    }
+    assert.deepEqual(errors, []);
   }));
