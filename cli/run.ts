@@ -35,7 +35,6 @@ import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { getHeapStatistics } from "node:v8";
 
 /** The secret `server` falls back to without HERD_SECRET: anyone who reads this can join. */
-const FRONT = Deno.env.get("HERD_FRONT") === "1";
 const INSECURE_SECRET = "proxy-herd-insecure-default-secret";
 
 /** What a run needs besides flags: hooks for the dashboard, kept out of the herd. */
@@ -211,11 +210,7 @@ async function run(
     places,
     secret,
     only,
-    listen: FRONT
-      ? (addr) => Deno.listen({ hostname: addr.hostname, port: 0 })
-      : early === undefined
-      ? undefined
-      : (addr) => early.take(addr) ?? Deno.listen(addr),
+    listen: early === undefined ? undefined : (addr) => early.take(addr) ?? Deno.listen(addr),
     listenLink: early === undefined
       ? undefined
       : (addr) => early.takeLink(addr) ?? Deno.listen(addr),
@@ -272,15 +267,6 @@ async function run(
     await closeLogs();
     console.error((err as Error).message);
     return 1;
-  }
-  if (FRONT) {
-    const { startFront } = await import("../servers/front.ts");
-    await startFront(herd, {
-      lineLimit: SERVER_DEFAULTS.lineLimit,
-      partialLineMs: flags.partialLineMs,
-      idleTimeoutMs: flags.idleTimeoutMs,
-      maxPendingReplies: flags.maxPendingReplies,
-    });
   }
   // In one process every neighbour is local: report ready once the links are up (bounded).
   const deadline = Date.now() + 3000;
