@@ -7,8 +7,9 @@
  * formatted by `wire.ts`)
  * `STATE <json>` (its part of the snapshot),
  * then `RECORDS <json>` lines (the snapshot's records, in chunks), then one `EVENT <json>` line
- * per event. The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary strings,
- * as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
+ * per event, but one `location.batch` for the records a catch-up read stored (see
+ * docs/protocol.md). The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary
+ * strings, as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
  * A slow observer is cut loose once 4 MiB wait for it; it reconnects and gets a fresh STATE.
  *
  * @module
