@@ -11,7 +11,9 @@
  *
  * The end is read from Campbell's own log, which costs it nothing while it streams: each link logs
  * `SYNC <peer> ... received R` when its neighbour's stream has ended (CAUGHTUP), with every record
- * of that stream held; the end is the time of the last such line of a stream that brought records.
+ * of that stream held; the end is the time of the last such line of a stream that brought records,
+ * and with the record log no earlier than the record log file's last write (its mtime) when that
+ * line has been seen, so every record is written too.
  * Once both links have ended, one observer STATE checks that Campbell holds all N, and a run where
  * it does not has no figure (`failure` says why, loudly in the progress output). The old way,
  * polling Campbell's observer STATE every 100 ms (each poll an observer: a STATE, a snapshot of
@@ -247,6 +249,9 @@ export async function benchCatchup(
     const held = (await recordCounts(dir, [VICTIM]))[VICTIM];
     observer?.close();
     let doneMs = polled === null || pollMs > 0 ? polled : streamsEnded(syncs, spawnedWall);
+    // With the record log, held is not yet written: the end is no earlier than the log's last
+    // write seen then (an upper bound: the marks' commit follows the last records').
+    if (doneMs !== null && writtenMs !== null) doneMs = Math.max(doneMs, writtenMs);
     let failure: string | undefined;
     if (doneMs === null) failure = `no end seen within ${Math.round(deadline - ready)} ms`;
     else if (held === null || held < target) {
