@@ -4,11 +4,23 @@
  *
  * Five `main.ts server NAME` processes (one per server, `--memory` unless `persist`); once their
  * links are up, Campbell is SIGKILLed; N distinct clients are bulk-loaded into the other four
- * (bench/bulk.ts, a quarter each) until all four hold all N; then Campbell is started again and
- * its observer STATE line is polled every 100 ms until it holds N. One of Campbell's neighbours
- * (Smith, Singleton) streams it its whole change log (docs/protocol.md, SYNC); the other holds
- * its stream and then sends only what their digests say Campbell lacks (`HOLD`, `DIGEST`), so it
- * reads about N records and keeps N.
+ * (bench/bulk.ts, a quarter each) until all four hold all N; then Campbell is started again.
+ * One of Campbell's neighbours (Smith, Singleton) streams it its whole change log
+ * (docs/protocol.md, SYNC); the other holds its stream and then sends only what their digests say
+ * Campbell lacks (`HOLD`, `DIGEST`), so it reads about N records and keeps N.
+ *
+ * The end is read from Campbell's own log, which costs it nothing while it streams: each link logs
+ * `SYNC <peer> ... received R` when its neighbour's stream has ended (CAUGHTUP), with every record
+ * of that stream held; the end is the time of the last such line of a stream that brought records,
+ * and with the record log no earlier than the record log file's last write (its mtime) when that
+ * line has been seen, so every record is written too.
+ * Once both links have ended, one observer STATE checks that Campbell holds all N, and a run where
+ * it does not has no figure (`failure` says why, loudly in the progress output). The old way,
+ * polling Campbell's observer STATE every 100 ms (each poll an observer: a STATE, a snapshot of
+ * 2,000 records and a JSON line per record accepted while it is open), slowed the catch-up it
+ * measured by ~1 s per 1M (BENCHMARKS.md); `BENCH_CATCHUP_STATE_POLL_MS=100` still runs it, for
+ * comparison. `BENCH_CATCHUP_OBSERVER=1` keeps one observer on Campbell from its ready line, as a
+ * dashboard watching the restart would, and reports the bytes it got.
  *
  * Reported: the time from spawning Campbell to its holding all N (what an operator waits), split
  * into start-up (spawn → its ready line: Deno start, offline Places index, listen) and catch-up
@@ -18,7 +30,7 @@
  *
  * Run alone: `deno run -A bench/run.ts --only catchup [--quick] [--skip-persist]`. With
  * `BENCH_CATCHUP_PROFILE=1` the restarted server runs under the sampling profiler from its first
- * line (`--inspect-wait`) until it holds every record: `<logs>/catchup[+log]-Campbell.cpuprofile`
+ * line (`--inspect-wait`) until its first stream has ended: `<logs>/catchup[+log]-Campbell.cpuprofile`
  * (open in DevTools or speedscope), and its top functions by self time are printed.
  *
  * @module
@@ -38,6 +50,7 @@ import {
 import type { Proc } from "./common.ts";
 import type { BulkResult } from "./bulk.ts";
 import {
+  type HerdDir,
   launchServer,
   makeHerdDir,
   recordCounts,
@@ -45,7 +58,7 @@ import {
   waitForHerdLinks,
   waitForRecords,
 } from "./herd_proc.ts";
-import { serverState } from "./observer.ts";
+import { observerDrain, serverState } from "./observer.ts";
 import { Inspector, topSelfTime } from "./inspector.ts";
 
 /** The restarted server. */
@@ -68,11 +81,22 @@ export interface CatchupReport {
   catchupMs: number | null;
   /** Spawn → holding every record: the figure the target is judged on. */
   totalMs: number | null;
-  /** Records it held at the end. */
+  /** Records it held at the end (one STATE once every stream had ended). */
   held: number | null;
+  /**
+   * With the record log: spawn → its file's last write when the end was seen (the last records'
+   * commit, or the marks' one commit after it): an upper bound on "every record written".
+   */
+  writtenMs?: number | null;
+  /** How the end was taken: the `SYNC` log lines, or (the old way) STATE polls. */
+  endMethod?: string;
+  /** Why there is no end: none seen, or fewer records held than the target. */
+  failure?: string;
+  /** Bytes an observer attached for the catch-up received (`BENCH_CATCHUP_OBSERVER=1`). */
+  observerBytes?: number | null;
   /** `SYNC <peer> sent S received R in M ms` lines the restarted process logged. */
   syncLines: string[];
-  /** Spawn → both links' catch-up streams ended (seen in the log, to within ~200 ms). */
+  /** Spawn → both links' catch-up streams ended (their `SYNC` lines' times). */
   syncDoneMs: number | null;
   /** The restarted server's link events (LINK UP/DOWN, SYNC, PEER REJECTED, ERROR), in order. */
   linkEvents: string[];
@@ -162,6 +186,7 @@ export async function benchCatchup(
     };
     const cpuBefore = neighboursCpu();
     const spawned = performance.now();
+    const spawnedWall = Date.now(); // the log's times are wall-clock
     const launched = launchServer(dir, VICTIM, `${logDir}/${label}-${VICTIM}-2.log`, {
       ...opts,
       denoFlags: profiling ? [`--inspect-wait=127.0.0.1:${inspectPort}`] : [],
@@ -170,22 +195,31 @@ export async function benchCatchup(
     const inspector = profiling
       ? await Inspector.connect(inspectPort, 20_000, (i) => i.startProfile(250))
       : undefined;
+    const pollMs = Number(Deno.env.get("BENCH_CATCHUP_STATE_POLL_MS") ?? 0);
     const restarted = await launched;
     procs.set(VICTIM, restarted);
     const ready = performance.now();
-    let held: number | null = null;
-    let doneAt: number | null = null;
+    // Optional: one observer on the restarted server for the whole catch-up, as a dashboard
+    // watching the restart would be (`BENCH_CATCHUP_OBSERVER=1`; its bytes are counted).
+    const observer = Deno.env.get("BENCH_CATCHUP_OBSERVER") === "1"
+      ? await observerDrain(dir.ports[VICTIM], VICTIM, dir.secret)
+      : undefined;
     const deadline = ready + Math.max(60_000, records / 10);
-    while (performance.now() < deadline) {
-      const s = await serverState(dir.ports[VICTIM], VICTIM, dir.secret, 5000);
-      held = s?.records ?? held;
-      if (held !== null && held >= target) {
-        doneAt = performance.now();
-        break;
-      }
-      await sleep(100);
-    }
+    const scanner = new LinkEventScanner(logFile, logStart);
+    // Polled: the first poll that sees every record. Else the restarted server's own log says
+    // when each stream ended; the CPU and RSS figures are taken once the first has.
+    const polled = pollMs > 0
+      ? await endByStatePolls(dir, target, deadline, pollMs, spawned)
+      : await firstSync(scanner, deadline);
     const rssVictim = processMemory(restarted.child.pid)?.rss ?? null;
+    // The record log's last write so far: the commit of the last records (and the marks after
+    // them, one commit later), an upper bound on when every record was written.
+    const writtenMs = persist
+      ? await Deno.stat(`${dir.work}/data/${VICTIM}.records`).then(
+        (st) => st.mtime === null ? null : st.mtime.getTime() - spawnedWall,
+        () => null,
+      )
+      : null;
     const cpuVictimMs = processCpuMs(restarted.child.pid);
     const cpuAfter = neighboursCpu();
     const cpuNeighboursMs = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
@@ -200,18 +234,33 @@ export async function benchCatchup(
         progress(`  ${t.ms.toFixed(0).padStart(6)} ms  ${t.functionName} ${t.where}`);
       }
     }
-    // Each link logs `SYNC` once the neighbour's catch-up stream has ended (CAUGHTUP); the
-    // second neighbour's stream is mostly duplicates and may end after all records are held.
-    const links = 2;
-    const scanner = new LinkEventScanner(logFile, logStart);
-    let events: string[] = [];
-    const synced = () => new Set(events.flatMap((l) => /SYNC (\S+)/.exec(l)?.[1] ?? [])).size;
+    // Every link logs `SYNC` once the neighbour's catch-up stream has ended (CAUGHTUP); the
+    // second neighbour's stream is mostly held back and may end after all records are held.
     const syncDeadline = performance.now() + 30_000;
-    while (synced() < links && performance.now() < syncDeadline) {
-      events = await scanner.scan();
-      if (synced() < links) await sleep(200);
+    while (syncedPeers(scanner).size < LINKS && performance.now() < syncDeadline) {
+      await scanner.scan();
+      if (syncedPeers(scanner).size < LINKS) await sleep(200);
     }
-    const syncDoneMs = synced() >= links ? Math.round(performance.now() - spawned) : null;
+    const syncs = scanner.syncs();
+    const syncDoneMs = syncedPeers(scanner).size >= LINKS
+      ? Math.max(...syncs.map((x) => x.at)) - spawnedWall
+      : null;
+    // The end is only an end when every missed record is held: one STATE after it says so.
+    const held = (await recordCounts(dir, [VICTIM]))[VICTIM];
+    observer?.close();
+    let doneMs = polled === null || pollMs > 0 ? polled : streamsEnded(syncs, spawnedWall);
+    // With the record log, held is not yet written: the end is no earlier than the log's last
+    // write seen then (an upper bound: the marks' commit follows the last records').
+    if (doneMs !== null && writtenMs !== null) doneMs = Math.max(doneMs, writtenMs);
+    let failure: string | undefined;
+    if (doneMs === null) failure = `no end seen within ${Math.round(deadline - ready)} ms`;
+    else if (held === null || held < target) {
+      failure = `the catch-up streams ended but ${VICTIM} holds ${held} of ${target} records`;
+      doneMs = null;
+    }
+    if (failure !== undefined) progress(`[${label}] FAILED: ${failure}`);
+    const startupMs = Math.round(ready - spawned);
+    const events = scanner.events();
     const syncLines = events.filter((l) => / SYNC /.test(` ${l}`));
     const report: CatchupReport = {
       records,
@@ -220,10 +269,14 @@ export async function benchCatchup(
       load,
       othersMs,
       target,
-      startupMs: Math.round(ready - spawned),
-      catchupMs: doneAt === null ? null : Math.round(doneAt - ready),
-      totalMs: doneAt === null ? null : Math.round(doneAt - spawned),
+      startupMs,
+      catchupMs: doneMs === null ? null : Math.max(0, doneMs - startupMs),
+      totalMs: doneMs,
       held,
+      writtenMs,
+      endMethod: pollMs > 0 ? `STATE polled every ${pollMs} ms` : "SYNC log lines",
+      failure,
+      observerBytes: observer?.bytes() ?? null,
       syncLines,
       syncDoneMs,
       linkEvents: events,
@@ -234,9 +287,6 @@ export async function benchCatchup(
       loadavgStart,
       loadavgEnd: loadavg(),
     };
-    if (doneAt === null) {
-      report.held = (await recordCounts(dir, [VICTIM]))[VICTIM] ?? held;
-    }
     return report;
   } finally {
     await Promise.all([...procs.values()].map((p) => p.stop()));
@@ -291,10 +341,79 @@ class LinkEventScanner {
     return this.events();
   }
 
+  /** The `SYNC` lines so far, in log order. */
+  syncs(): SyncLine[] {
+    const out: SyncLine[] = [];
+    for (const l of [...this.lines].sort()) {
+      const m = / SYNC (\S+) sent \d+ received (\d+) /.exec(l);
+      const at = Date.parse(l.slice(0, l.indexOf(" ")));
+      if (m !== null && Number.isFinite(at)) out.push({ peer: m[1], received: Number(m[2]), at });
+    }
+    return out;
+  }
+
   events(): string[] {
     // Lines start with their ISO time: sorting puts them in log order. The date goes.
     return [...this.lines].sort().map((l) => l.slice(11));
   }
+}
+
+/** Links of the restarted server (Smith, Singleton): each streams it a catch-up. */
+const LINKS = 2;
+
+/** A `SYNC <peer> sent S received R in M ms` log line: when (epoch ms) and how many came in. */
+interface SyncLine {
+  peer: string;
+  received: number;
+  at: number;
+}
+
+function syncedPeers(scanner: LinkEventScanner): Set<string> {
+  return new Set(scanner.syncs().map((x) => x.peer));
+}
+
+/** Scans the log until a stream that brought records has ended; false at `deadline`. */
+async function firstSync(scanner: LinkEventScanner, deadline: number): Promise<number | null> {
+  while (performance.now() < deadline) {
+    await scanner.scan();
+    const syncs = scanner.syncs();
+    if (syncs.some((x) => x.received > 0) || syncedPeers(scanner).size >= LINKS) return 0;
+    await sleep(100);
+  }
+  return null;
+}
+
+/**
+ * When the last stream that brought records ended (its `SYNC` line's time), in ms from the spawn.
+ * A link logs `SYNC` at the CAUGHTUP line after its last record, in the same read's handling as
+ * the records read with it (peers.ts `#handle`): every record it brought is held by then, and no
+ * record comes from elsewhere (the load is over). A stream that brought none (the neighbour
+ * whose stream was held and then found nothing to send) does not end the catch-up.
+ */
+function streamsEnded(syncs: SyncLine[], spawnedWall: number): number | null {
+  if (syncs.length === 0) return null;
+  const feeding = syncs.filter((x) => x.received > 0);
+  return Math.max(...(feeding.length > 0 ? feeding : syncs).map((x) => x.at)) - spawnedWall;
+}
+
+/**
+ * The old end: the restarted server's observer STATE every `pollMs` until it holds `target`
+ * (ms from `spawned`, or null at `deadline`). Each poll is an observer: a STATE, a snapshot of
+ * 2,000 records and the events while it is open, which the catch-up pays for (BENCHMARKS.md).
+ */
+async function endByStatePolls(
+  dir: HerdDir,
+  target: number,
+  deadline: number,
+  pollMs: number,
+  spawned: number,
+): Promise<number | null> {
+  while (performance.now() < deadline) {
+    const s = await serverState(dir.ports[VICTIM], VICTIM, dir.secret, 5000);
+    if (s !== null && s.records >= target) return Math.round(performance.now() - spawned);
+    await sleep(pollMs);
+  }
+  return null;
 }
 
 /** Log line kinds about links (servers/log.ts), with the spaces around them. */

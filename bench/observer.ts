@@ -120,6 +120,35 @@ export async function observerWatcher(
   };
 }
 
+/**
+ * An observer that reads and drops everything `server` sends (a dashboard watching it would get
+ * the same bytes), counting them; nothing is parsed, so the bench spends little on it.
+ */
+export async function observerDrain(
+  port: number,
+  server: string,
+  secret: string,
+): Promise<{ bytes(): number; close(): void }> {
+  const { conn, head } = await dialObserver(port, server, secret);
+  let bytes = head.length;
+  (async () => {
+    const buf = new Uint8Array(256 * 1024);
+    try {
+      for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) bytes += n;
+    } catch {
+      // closed by close() or by the server
+    }
+  })();
+  return {
+    bytes: () => bytes,
+    close: () => {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    },
+  };
+}
+
 /** A server's state as its STATE line gives it (servers/server.ts `ServerState`). */
 export interface ObservedState {
   name: string;

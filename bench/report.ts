@@ -669,7 +669,11 @@ export function summaryMarkdown(r: RunResult): string {
       ...cus.map((c) =>
         `Restarted ${c.victim}'s link events (${
           c.persistence ? "memory + record log" : "memory only"
-        }): ${(c.linkEvents ?? c.syncLines).join("; ")}.`
+        }): ${(c.linkEvents ?? c.syncLines).join("; ")}.${
+          c.endMethod === undefined ? "" : ` End taken from: ${c.endMethod}.`
+        }${c.failure === undefined ? "" : ` **FAILED: ${c.failure}.**`}${
+          c.writtenMs == null ? "" : ` Record log last written ${cpuS(c.writtenMs)} after spawn.`
+        }`
       ),
       "",
     );

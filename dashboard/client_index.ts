@@ -109,6 +109,9 @@ export class ClientIndex {
     this.#herd = herd;
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.offer(e.record, e.lat, e.lng);
+      else if (e.kind === "location.batch") {
+        for (const r of e.records) this.offer(r, r.lat, r.lng);
+      }
     });
     if (typeof herd.allRecords === "function") {
       this.#listable = true;

@@ -33,7 +33,7 @@ import { dialHandshake } from "../servers/handshake.ts";
 import { LinkPortBook } from "../servers/link_port.ts";
 import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
-import { EventBus, type HerdEvent } from "../servers/events.ts";
+import { EventBus, type HerdEvent, type LocationBatchEvent } from "../servers/events.ts";
 import { LineSplitter, type SplitLine } from "../servers/lines.ts";
 import type { HerdSnapshot, RecordSnapshot, ServerState } from "../servers/snapshot.ts";
 import { compareRecords, parseLocation } from "../servers/record.ts";
@@ -439,6 +439,8 @@ export class RemoteHerd {
   }
 
   #onEvent(w: Watch, e: HerdEvent): void {
+    // Malformed, it is skipped as malformed JSON is (its records feed the map and counts).
+    if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
     if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
       // Observers get a batch's size and its first client IDs only (observe.ts): restore the
       // count, so metrics and the feed count every record.
@@ -476,11 +478,19 @@ export class RemoteHerd {
           if (l) Object.assign(l, { cut: e.cut, delayMs: e.delayMs });
           break;
         }
-        case "location.accepted":
-          if (!w.known.has(e.record.client)) {
+        case "location.accepted": {
+          // A server of this version says what it holds; an older one's count is kept here.
+          const held = (e as { held?: unknown }).held;
+          if (typeof held === "number" && Number.isSafeInteger(held)) s.records = held;
+          else if (!w.known.has(e.record.client)) {
             w.known.add(e.record.client);
             if (w.knownComplete) s.records++;
           }
+          break;
+        }
+        case "location.batch":
+          // A catch-up read (servers that send it say what they hold with every location event).
+          s.records = e.held;
           break;
         case "server.down":
           s.running = false;
@@ -491,7 +501,19 @@ export class RemoteHerd {
       }
     }
     if (e.kind === "location.accepted") this.#merge(e.record);
+    if (e.kind === "location.batch") { for (const r of e.records) this.#merge(r); }
     if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
     this.bus.emit(e);
   }
+}
+
+/** A `location.batch` from the wire with the fields the view uses, of the right types. */
+function wellFormedBatch(e: LocationBatchEvent): boolean {
+  const str = (v: unknown) => typeof v === "string";
+  return Number.isSafeInteger(e.count) && Number.isSafeInteger(e.held) && str(e.from) &&
+    Array.isArray(e.records) &&
+    e.records.every((r) =>
+      typeof r === "object" && r !== null && str(r.client) && str(r.origin) && str(r.diff) &&
+      str(r.location) && str(r.time) && Number.isFinite(r.lat) && Number.isFinite(r.lng)
+    );
 }

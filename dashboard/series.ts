@@ -45,9 +45,9 @@ export class ServerSeries {
     this.#now = opts.now ?? Date.now;
     this.#t = this.#now();
     this.#off = herd.bus.subscribe((e) => {
-      if (e.kind === "location.accepted") {
-        this.#counts.set(e.server, (this.#counts.get(e.server) ?? 0) + 1);
-      }
+      // A remote herd's catch-up read comes as one batch of `count` records.
+      const n = e.kind === "location.accepted" ? 1 : e.kind === "location.batch" ? e.count : 0;
+      if (n > 0) this.#counts.set(e.server, (this.#counts.get(e.server) ?? 0) + n);
     });
     this.#timer = setInterval(() => this.tick(), this.#step);
     // The dashboard's lifetime is bound to its HTTP server, not to this timer.

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { EventBus, LocationAcceptedEvent } from "../servers/events.ts";
+import { batchAccepted, type EventBus, type LocationAcceptedEvent } from "../servers/events.ts";
 import { type AtFields, compareRecords } from "../servers/record.ts";
 import type { Hop, TrailPoint } from "./types.ts";
 
@@ -45,6 +45,7 @@ export class ClientTrails {
     this.#hops = Math.max(1, opts.hops ?? 64);
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.#accepted(e);
+      else if (e.kind === "location.batch") { for (const a of batchAccepted(e)) this.#accepted(a); }
     });
   }
 

@@ -98,6 +98,40 @@ export interface LocationAcceptedEvent extends Base {
   /** Arrived in a catch-up stream after a link came up. */
   catchUp?: boolean;
 }
+/**
+ * Records one read of a catch-up stream stored: how many, the first few of them, and what the
+ * server holds after. An observer gets this in place of that read's `location.accepted` events
+ * (servers/observe.ts), so a restart watched by a dashboard costs one JSON line per read, not one
+ * per record; a remote dashboard's bus carries it as it came. A server's own bus never has it.
+ */
+export interface LocationBatchEvent extends Base {
+  kind: "location.batch";
+  from: string;
+  /** Records stored (each a `location.accepted` at the server). */
+  count: number;
+  /** The first of them (at most a few), with their coordinates. */
+  records: (AtFields & { lat: number; lng: number })[];
+  /** Records the server held after storing them. */
+  held: number;
+}
+
+/**
+ * The `location.accepted` events a batch stands for, of the records it names (the rest are
+ * counted only).
+ */
+export function batchAccepted(e: LocationBatchEvent): LocationAcceptedEvent[] {
+  return e.records.map(({ lat, lng, ...record }) => ({
+    kind: "location.accepted",
+    t: e.t,
+    server: e.server,
+    record,
+    from: e.from,
+    lat,
+    lng,
+    catchUp: true,
+  }));
+}
+
 /** A record was not stored because the server already had it or something newer. */
 export interface LocationDroppedEvent extends Base {
   kind: "location.dropped";
@@ -273,6 +307,7 @@ export type HerdEvent =
   | CommandEvent
   | InvalidEvent
   | LocationAcceptedEvent
+  | LocationBatchEvent
   | LocationDroppedEvent
   | PropagationSentEvent
   | PropagationReceivedEvent

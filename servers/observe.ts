@@ -7,14 +7,15 @@
  * formatted by `wire.ts`)
  * `STATE <json>` (its part of the snapshot),
  * then `RECORDS <json>` lines (the snapshot's records, in chunks), then one `EVENT <json>` line
- * per event. The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary strings,
- * as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
+ * per event, but one `location.batch` for the records a catch-up read stored (see
+ * docs/protocol.md). The JSON is pure ASCII (`\u00XX` escapes), and its text fields are binary
+ * strings, as on the wire. Every line is within `MAX_OBSERVER_LINE` (limits.ts).
  * A slow observer is cut loose once 4 MiB wait for it; it reconnects and gets a fresh STATE.
  *
  * @module
  */
 
-import type { EventBus, HerdEvent } from "./events.ts";
+import type { EventBus, HerdEvent, LocationBatchEvent } from "./events.ts";
 import type { ServerState } from "./snapshot.ts";
 import type { StoredRecord } from "./store.ts";
 import { binaryToBytes } from "./lines.ts";
@@ -42,6 +43,8 @@ export interface Observable {
   /** The Places provider's name ("offline", "new", "legacy"). */
   readonly places: string;
   state(): ServerState;
+  /** Its records (location events carry the count: a remote view of it stays exact). */
+  readonly store: { readonly size: number };
   recentRecords(limit: number): StoredRecord[];
   /** The server's metrics as JSON, when its process keeps them. */
   metricsExport?: () => Promise<unknown>;
@@ -53,14 +56,15 @@ export interface Observable {
  * `MAX_OBSERVER_LINE` whatever the batch holds (a catch-up batch can hold 2,048 records of
  * 64 KiB). `remote_herd.ts` restores the record count.
  */
-function observedEvent(e: HerdEvent): unknown {
+function observedEvent(e: HerdEvent, held: number): unknown {
+  if (e.kind === "location.accepted") return { ...e, held };
   if (e.kind !== "propagation.sent" && e.kind !== "propagation.received") return e;
   const { records, ...rest } = e;
   const named = records.slice(0, BATCH_CLIENTS).map((r) => ({ client: r.client }));
   return { ...rest, records: named, count: records.length };
 }
 
-/** Client IDs an observed batch event names (the dashboard shows five). */
+/** Client IDs an observed batch event names (the dashboard shows five), records a `location.batch` carries. */
 const BATCH_CLIENTS = 8;
 
 /**
@@ -176,12 +180,53 @@ export function startObserver(
     if (!writing) queueMicrotask(pump);
   };
 
+  // The records a catch-up read stored, gathered into one `location.batch` (flushed after the
+  // read's handling, or before any other event so the order holds): a restart's million records
+  // cost the observer a line per read, not a JSON line each.
+  let batch: LocationBatchEvent | undefined;
+  /** The batch's named records' JSON at worst (`\u00XX` per byte): bounded by a chunk. */
+  let sampled = 0;
+  const flushBatch = () => {
+    if (batch === undefined) return;
+    batch.held = server.store.size;
+    send(formatEvent(batch));
+    batch = undefined;
+  };
+
   const off = server.bus.subscribe((e: HerdEvent) => {
     if (
       e.server !== server.name || e.kind === "line.in" || e.kind === "reply.out" ||
       e.kind === "command" || e.kind === "persist.commit"
     ) return;
-    send(formatEvent(observedEvent(e)));
+    if (e.kind === "location.accepted" && e.catchUp === true && e.from !== null) {
+      if (batch !== undefined && batch.from !== e.from) flushBatch();
+      if (batch === undefined) {
+        const { t, from } = e;
+        batch = {
+          kind: "location.batch",
+          t,
+          server: server.name,
+          from,
+          count: 0,
+          records: [],
+          held: 0,
+        };
+        sampled = 0;
+        queueMicrotask(flushBatch);
+      }
+      batch.t = e.t;
+      batch.count++;
+      // The line stays within MAX_OBSERVER_LINE: a chunk plus the record that crossed it.
+      if (batch.records.length < BATCH_CLIENTS && sampled < OBSERVER_CHUNK) {
+        const { client, origin, diff, location, time } = e.record;
+        batch.records.push({ client, origin, diff, location, time, lat: e.lat, lng: e.lng });
+        sampled += 6 *
+          (client.length + origin.length + diff.length + location.length + time.length);
+      }
+      return;
+    }
+    flushBatch();
+    send(formatEvent(observedEvent(e, server.store.size)));
   });
   // Not now: the caller has not registered this stream yet.
   queueMicrotask(pump);

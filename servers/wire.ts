@@ -533,7 +533,10 @@ export function recordFieldsAt(
 export const STATE = "STATE";
 /** `RECORDS <json array>`: a chunk of the snapshot's records, oldest change first. */
 export const RECORDS = "RECORDS";
-/** `EVENT <json>`: one event (a batch event carries `count` and its first client IDs only). */
+/**
+ * `EVENT <json>`: one event (a batch event carries `count` and its first client IDs only; a
+ * catch-up read's records are one `location.batch`).
+ */
 export const EVENT = "EVENT";
 /**
  * `METRICS <json array>`: the server's own metrics (prom-client JSON), at the start and every

@@ -433,6 +433,8 @@ export function describe(e: DashEvent): string {
       return `${e.record.client} at ${e.record.location} ${
         e.from ? `from ${e.from}` : "from client"
       } (origin ${e.record.origin})`;
+    case "location.batch": // a remote herd's catch-up read (not streamed: see STREAM_KINDS)
+      return `${plural(e.count, "record")} caught up from ${e.from}`;
     case "location.dropped":
       return `${e.record.client} ${e.reason}${e.from ? ` from ${e.from}` : ""}`;
     case "propagation.sent":
