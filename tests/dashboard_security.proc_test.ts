@@ -18,7 +18,7 @@ import { freePorts, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { type DashboardOptions, serveDashboard, type ServedDashboard } from "../dashboard/app.ts";
 import { DemoHerd } from "../dashboard/dev/demo_herd.ts";
-import { ROOT, taskFlags } from "./_helpers/task_flags.ts";
+import { spawnDashboard, taskFlags } from "./_helpers/task_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -437,26 +437,11 @@ Deno.test("dashboard: the URL printed with a token holding '#', '&', '+', '%' an
     JSON.stringify({ servers: { Hill: { port: hill, neighbors: [] } } }),
   );
   const token = "a#b c+d&e%zz";
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...taskFlags("dashboard"),
-      "main.ts",
-      "dashboard",
-      "--config",
-      config,
-      "--dashboard-port",
-      String(web),
-    ],
-    cwd: ROOT,
-    env: {
-      HERD_OPEN_FILES: "1024",
-      HERD_SECRET: "dashboard-token-url-secret-0123456789",
-      HERD_DASHBOARD_TOKEN: token,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnDashboard(config, web, {
+    HERD_OPEN_FILES: "1024",
+    HERD_SECRET: "dashboard-token-url-secret-0123456789",
+    HERD_DASHBOARD_TOKEN: token,
+  });
   let out = "";
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const reading = (async () => {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { freePorts, waitFor } from "./_helpers/net.ts";
 import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
 import { exchange } from "./_helpers/net.ts";
-import { taskFlags } from "./_helpers/task_flags.ts";
+import { spawnDashboard } from "./_helpers/task_flags.ts";
 
 const RECORDS = 200;
 const DIGITS = 30_000;
@@ -33,23 +33,7 @@ Deno.test("observer: `deno task dashboard` on five server processes holding 200 
     const replies = await exchange(herd.port("Hill"), lines.join(""), 60_000);
     assert.deepEqual(replies.split("\n").filter((l) => l.startsWith("AT Hill ")).length, RECORDS);
 
-    dash = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...taskFlags("dashboard"),
-        "main.ts",
-        "dashboard",
-        "--config",
-        herd.configPath,
-        "--dashboard-port",
-        String(web),
-      ],
-      cwd: new URL("..", import.meta.url).pathname,
-      env: { HERD_SECRET: PROCS_SECRET },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    dash = spawnDashboard(herd.configPath, web, { HERD_SECRET: PROCS_SECRET }, "null");
     const errDone = (async () => {
       const d = new TextDecoder();
       for await (const chunk of dash!.stderr) dashErr += d.decode(chunk, { stream: true });

@@ -60,3 +60,39 @@ export async function taskEnv(task: string): Promise<Record<string, string>> {
   const out = await new Deno.Command("sh", { args: ["-c", "ulimit -n"], stdout: "piped" }).output();
   return { HERD_OPEN_FILES: new TextDecoder().decode(out.stdout).trim() };
 }
+
+/**
+ * Spawns `main.ts dashboard --config CONFIG --dashboard-port PORT` as `deno task dashboard` would
+ * (its permissions, cwd the project), with `env` added to the task's.
+ *
+ * @example
+ * ```ts
+ * declare const config: string;
+ * const child = spawnDashboard(config, 8000, { HERD_SECRET: "a-secret-of-the-herd" });
+ * child.kill();
+ * ```
+ */
+export function spawnDashboard(
+  config: string,
+  port: number,
+  env: Record<string, string>,
+  stdout: "piped" | "null" = "piped",
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...taskFlags("dashboard"),
+      "main.ts",
+      "dashboard",
+      "--config",
+      config,
+      "--dashboard-port",
+      String(port),
+    ],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout,
+    stderr: "piped",
+  }).spawn();
+}
