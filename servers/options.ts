@@ -193,7 +193,7 @@ export const OPTIONS = {
     max: 1_048_576,
     commands: HERD,
     help:
-      "MiB of records a process holds; past it new clients' IAMATs get ? (default: half the JS heap)",
+      "MiB of records a process holds; past it new clients' IAMATs get ? (default: about half the JS heap limit)",
   },
   whatsatGraceMs: {
     type: "int",
