@@ -18,6 +18,7 @@ import {
   type PlacesOptions,
 } from "../servers/places/select.ts";
 import {
+  checkDashboardToken,
   GOOGLE_ONLY,
   type HerdFlags,
   portsClaimed,
@@ -49,7 +50,8 @@ const HEAP_RESERVE = 128 * 1024 * 1024;
 /**
  * The record budget in bytes: `--max-records-mib`, else half of what V8's heap limit leaves after
  * {@linkcode HEAP_RESERVE} (~2 GiB of a 4 GiB heap), so records, counted as record_table.ts does,
- * never take the heap to the limit, where V8 ends the whole process. The other half is for
+ * never take the heap to the limit, where V8 ends the whole process. Peers' records may reach a
+ * quarter more (record_table.ts `RecordBudget`); the rest, over a third of the room, is for
  * everything else: lines, replies, copies of a record in flight, garbage awaiting collection.
  */
 function recordBudgetBytes(mib: number | undefined): number {
@@ -154,6 +156,7 @@ async function run(
   checkAccess(flags, config.servers.filter((s) => dialled.has(s.name)));
 
   let secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
+  if (mode === "start") checkDashboardToken();
   if (!secret) {
     if (mode === "start") {
       secret = generateSecret();

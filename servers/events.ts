@@ -283,8 +283,9 @@ export type ErrorReason =
   /** A log file cannot be written (full disk); its lines are counted and dropped until it can. */
   | "log-write"
   /**
-   * The process's record budget (--max-records-mib) is reached: new clients' IAMATs get `?` and
-   * peers' records of new clients past its margin are dropped. Once per server until it has room.
+   * The process's record budget (--max-records-mib) is reached: IAMATs that would add a client
+   * or grow what the process holds get `?`, and peers' records of new clients past its margin are
+   * dropped. At most once a minute per server, for clients' and for peers' records.
    */
   | "records-full";
 

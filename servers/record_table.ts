@@ -25,6 +25,8 @@ export class SharedRecord implements AtFields {
    * (this body or an older one). Unused on other bodies.
    */
   refs = 0;
+  /** Stores that hold this very body (its text is counted in the budget while any does). */
+  holders = 0;
   constructor(
     readonly origin: string,
     readonly diff: string,
@@ -77,10 +79,11 @@ function textBytes(r: AtFields): number {
 
 /**
  * The records a process may hold, in bytes as {@linkcode RecordTable.bytes} counts them. Clients
- * send `soft`: past it a new client's IAMAT (or one that grows its record) is refused. Peers send
- * up to `hard`, a margin above: every server refuses clients at about the same point, so records
- * another server accepted just before it filled up still arrive; past `hard` they are dropped
- * too. Nothing ever takes a server's heap to V8's limit, where the whole process dies.
+ * send `soft`: past it a new client's IAMAT (or one that grows what the process holds) is refused.
+ * Peers send up to `hard`, a margin above: every server refuses clients at about the same point,
+ * so records another server accepted just before it filled up still arrive; past `hard` they are
+ * dropped too. Records are the part of a server's heap that clients can grow without end; the
+ * budget bounds them (the rest, lines and replies in flight, has bounds of its own).
  */
 export interface RecordBudget {
   soft: number;
@@ -121,7 +124,7 @@ export class RecordTable {
   #origins = new Map<string, string>();
   #freeSlots: number[] = [];
   #slots = 0;
-  /** The listed bodies' text plus {@linkcode CLIENT_OVERHEAD} per listed client. */
+  /** The text of every body a store holds, plus {@linkcode CLIENT_OVERHEAD} per listed client. */
   #bytes = 0;
   /** Where {@linkcode fits} draws the line; unbounded unless given. */
   readonly budget: RecordBudget;
@@ -136,25 +139,36 @@ export class RecordTable {
   }
 
   /**
-   * What the newest record of every listed client takes, as the budget counts it: its text plus
-   * {@linkcode CLIENT_OVERHEAD}. Older copies a store behind the others still holds are not
-   * counted (a catch-up replaces them).
+   * What the records of this process take, as the budget counts it: the text of every body some
+   * store holds (an older one that a store behind the others still holds included: a stopped
+   * server's, or one across a cut link), plus {@linkcode CLIENT_OVERHEAD} per client.
    */
   get bytes(): number {
     return this.#bytes;
   }
 
   /**
-   * Whether holding `fields` keeps the table within its budget (`soft` for a client's record,
-   * `hard` for a peer's), given what {@linkcode listed} returned for its client. A record that
-   * adds no client and no text always fits: a client already known keeps updating.
+   * Whether a store that holds `ours` for the client (undefined: none) may take `fields` instead
+   * and keep the table within its budget (`soft` for a client's record, `hard` for a peer's),
+   * given what {@linkcode listed} returned for the client. A record that adds no client and no
+   * text always fits: a known client keeps updating at the same size or less.
    */
-  fits(fields: AtFields, listed: SharedRecord | undefined, fromClient: boolean): boolean {
-    const grows = listed === undefined
+  fits(
+    fields: AtFields,
+    listed: SharedRecord | undefined,
+    ours: SharedRecord | undefined,
+    fromClient: boolean,
+  ): boolean {
+    // Byte for byte the listed body: shared, no new text.
+    const adds = listed === undefined
       ? CLIENT_OVERHEAD + textBytes(fields)
-      : textBytes(fields) - textBytes(listed);
-    // Only a newer record is listed (counted) in place of the listed one.
-    if (grows <= 0 || (listed !== undefined && compareRecords(fields, listed) <= 0)) return true;
+      : sameRecord(listed, fields)
+      ? 0
+      : textBytes(fields);
+    // What this store lets go of is freed if nobody else holds it.
+    const frees = ours !== undefined && ours.holders === 1 ? textBytes(ours) : 0;
+    const grows = adds - frees;
+    if (grows <= 0) return true;
     return this.#bytes + grows <= (fromClient ? this.budget.soft : this.budget.hard);
   }
 
@@ -187,28 +201,34 @@ export class RecordTable {
       const body = this.#body(fields, client, slot);
       body.refs = 1;
       this.#byClient.add(body);
-      this.#bytes += CLIENT_OVERHEAD + textBytes(body);
-      return body;
+      this.#bytes += CLIENT_OVERHEAD;
+      return this.#held(body);
     }
     listed.refs++;
-    if (sameRecord(listed, fields)) return listed;
+    if (sameRecord(listed, fields)) return this.#held(listed);
     const body = this.#body(fields, listed.client, listed.slot);
     if (compareRecords(body, listed) > 0) {
       body.refs = listed.refs;
       listed.refs = 0;
       this.#byClient.replace(body);
-      this.#bytes += textBytes(body) - textBytes(listed);
     }
+    return this.#held(body);
+  }
+
+  /** One more store holds `body`: its text counts from the first. */
+  #held(body: SharedRecord): SharedRecord {
+    if (body.holders++ === 0) this.#bytes += textBytes(body);
     return body;
   }
 
   /** A store let go of `body`: the client is forgotten (its slot freed) once no store holds it. */
   release(body: SharedRecord): void {
+    if (--body.holders === 0) this.#bytes -= textBytes(body);
     const listed = this.#byClient.get(body.client);
     if (listed !== undefined && --listed.refs === 0) {
       this.#byClient.delete(listed);
       this.#freeSlots.push(listed.slot);
-      this.#bytes -= CLIENT_OVERHEAD + textBytes(listed);
+      this.#bytes -= CLIENT_OVERHEAD;
     }
   }
 

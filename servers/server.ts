@@ -1124,7 +1124,7 @@ export class HerdServer implements LineHandler {
       server: this.name,
       reason: "records-full",
       message: fromClient
-        ? `record budget of ${mib} MiB reached: IAMATs of new clients get ?`
+        ? `record budget of ${mib} MiB reached: IAMATs that add a client or grow a record get ?`
         : `record budget of ${mib} MiB and its margin reached: peers' records of new clients dropped`,
     });
   }

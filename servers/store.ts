@@ -202,7 +202,7 @@ export class RecordStore {
       if (order === 0) return { result: "duplicate" };
       if (order < 0) return { result: "stale" };
     }
-    if (!this.#records.fits(fields, listed, via === -1)) return { result: "full" };
+    if (!this.#records.fits(fields, listed, ours, via === -1)) return { result: "full" };
     const record = new Held(
       this.#records.holdListed(fields, listed),
       ++this.#seq,

@@ -229,17 +229,19 @@ Deno.test("record table: its client index finds exactly the clients some store h
 
 const textOf = (r: AtFields) => r.diff.length + r.client.length + r.location.length + r.time.length;
 
-Deno.test("record budget: the table counts each listed client's text plus its overhead, once however many stores hold it", () => {
+Deno.test("record budget: the table counts each held body's text once however many stores hold it, plus each client's overhead", () => {
   const table = new RecordTable();
   const stores = [0, 1, 2].map(() => new RecordStore(table));
   const a = rec("a", "1");
   for (const s of stores) s.offer(a, -1);
   assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(a));
-  // A newer, longer record of the same client: only the growth is added, when it is listed.
+  // A newer, longer record of the same client at one store: counted beside the old one, which
+  // the other stores still hold, until they too let go of it.
   const longer = rec("a", "2", { location: "+34.0689301234-118.4451271234" });
   stores[0].offer(longer, -1);
-  assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(longer));
+  assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(a) + textOf(longer));
   for (const s of stores.slice(1)) s.offer(longer, 0);
+  assert.equal(table.bytes, CLIENT_OVERHEAD + textOf(longer));
   const b = rec("bb", "1");
   stores[2].offer(b, -1);
   assert.equal(table.bytes, 2 * CLIENT_OVERHEAD + textOf(longer) + textOf(b));
@@ -282,4 +284,34 @@ Deno.test("record budget: past the soft limit a client's new client is refused, 
   // Stale and duplicate records are what they were, full or not.
   assert.equal(origin.offer(rec("c0", "1"), -1).result, "stale");
   assert.equal(origin.offer(origin.get("c0")!, -1).result, "duplicate");
+});
+
+Deno.test("record budget: a body a store behind still holds stays counted, so a client that moves on cannot free the budget while the old bytes stay", () => {
+  // Found by a review: a stopped server (or a cut link) kept the fat records it had, the client
+  // moved on with small ones at another server, and only the newest body was counted: 1,881 fat
+  // clients (108 MiB held) fitted in a 1 MiB budget, and in `start` that ended the process.
+  const table = new RecordTable(recordBudget(1024 * 1024));
+  const ahead = new RecordStore(table);
+  const behind = new RecordStore(table);
+  const fat = "+34." + "0".repeat(60_000) + "-118.5";
+  let accepted = 0;
+  for (let i = 0; i < 100; i++) {
+    const big = rec(`c${i}`, "1", { location: fat });
+    if (ahead.offer(big, -1).result !== "new") break;
+    accepted++;
+    assert.equal(behind.offer(big, 0).result, "new");
+    assert.equal(ahead.offer(rec(`c${i}`, "2"), -1).result, "new");
+  }
+  let held = 0;
+  for (const r of behind.values()) held += textOf(r);
+  assert.ok(
+    held <= table.budget.soft,
+    `${accepted} fat clients: ${held} bytes held by the store behind`,
+  );
+  assert.ok(table.bytes >= held, `counted ${table.bytes} of ${held}`);
+  // Once the store behind lets go, what it held is no longer counted.
+  behind.dispose();
+  let live = 0;
+  for (const r of ahead.values()) live += textOf(r);
+  assert.equal(table.bytes, accepted * CLIENT_OVERHEAD + live);
 });
