@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseAllowedHosts } from "../dashboard/security.ts";
+import { parseAllowedHosts, tokenProblem } from "../dashboard/security.ts";
 import {
   flagName,
   type OptionName,
@@ -55,6 +55,26 @@ export type HerdFlags = OptionValues & {
   /** The options given on the command line (not defaulted). */
   given: ReadonlySet<OptionName>;
 };
+
+/**
+ * Refuses an unusable `HERD_DASHBOARD_TOKEN` (dashboard/security.ts `tokenProblem`) before
+ * anything starts: one line, exit 2, not a dashboard whose every control request is refused.
+ *
+ * @example
+ * ```ts
+ * checkDashboardToken(); // throws UsageError for HERD_DASHBOARD_TOKEN="two words"
+ * ```
+ */
+export function checkDashboardToken(): void {
+  let token: string | undefined;
+  try {
+    token = Deno.env.get("HERD_DASHBOARD_TOKEN");
+  } catch {
+    return; // not readable: not used either
+  }
+  const problem = token ? tokenProblem(token) : undefined;
+  if (problem !== undefined) throw new UsageError(`HERD_DASHBOARD_TOKEN ${problem}`);
+}
 
 /**
  * Where a herd process keeps its small state files (remembered link ports, the offline Places

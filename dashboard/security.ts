@@ -171,3 +171,20 @@ export function checkControl(req: Request, opts: GuardOptions): Refusal | null {
   }
   return null;
 }
+
+/**
+ * Why `token` cannot be the dashboard's control token, or undefined when it can: it travels as
+ * `Authorization: Bearer <token>` and in the printed URL, so it must be printable ASCII without
+ * spaces (a space split it there, and header values lose their edges' blanks).
+ *
+ * @example
+ * ```ts
+ * tokenProblem("s3cret-token"); // undefined
+ * tokenProblem("two words"); // "must be printable ASCII without spaces ..."
+ * ```
+ */
+export function tokenProblem(token: string): string | undefined {
+  return /^[\x21-\x7e]+$/.test(token)
+    ? undefined
+    : "must be printable ASCII without spaces (it is sent as `Authorization: Bearer <token>`)";
+}

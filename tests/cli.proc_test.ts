@@ -52,6 +52,18 @@ async function run(args: string[], env: Record<string, string> = {}, widen: Wide
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/**
+ * {@linkcode run} for a command that should refuse to start: one that starts after all is ended
+ * after 10 s (SIGTERM), so the test fails on its output instead of waiting for ever.
+ */
+async function runRefused(args: string[], env: Record<string, string>, widen: Widen = {}) {
+  const child = spawnMain(args, { env, widen });
+  const timer = setTimeout(() => endChild(child, "SIGTERM"), 10_000);
+  const out = await child.output().finally(() => clearTimeout(timer));
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
 async function writeConfig(json: unknown): Promise<string> {
   const path = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(path, typeof json === "string" ? json : JSON.stringify(json));
@@ -349,14 +361,40 @@ Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, 
       ["dashboard", "--config", config, "--dashboard-port", "0"],
     ];
     for (const args of commands) {
-      const child = spawnMain(args, { env: { HERD_SECRET: "x" }, widen: { write: [dir] } });
-      // Before the fix each of them started and served: ended after 10 s, the test fails.
-      const timer = setTimeout(() => endChild(child, "SIGTERM"), 10_000);
-      const out = await child.output().finally(() => clearTimeout(timer));
-      const dec = new TextDecoder();
-      const r = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+      // Before the fix each of them started and served (ended after 10 s: the test failed).
+      const r = await runRefused(args, { HERD_SECRET: "x" }, { write: [dir] });
       assertUsage(r, /^error: HERD_SECRET must be at least 8 characters \(it has 1\)$/, args[0]);
       assert.ok(!r.stdout.includes("listening"), r.stdout);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and exit 2, for start and dashboard", async () => {
+  // Found by a review: such a token was taken, and every control request was refused (it is
+  // sent as `Authorization: Bearer <token>`, where a space ends it).
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = `${dir}/herd.json`;
+    const [port] = freePorts(1);
+    await Deno.writeTextFile(config, JSON.stringify({ servers: { Hill: { port } } }));
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    for (const token of ["two words", "tab\there", "ctl\x01"]) {
+      for (
+        const args of [
+          ["start", "--config", config, "--log-dir", dir, "--memory"],
+          ["dashboard", "--config", config, "--dashboard-port", "0"],
+        ]
+      ) {
+        const r = await runRefused(args, { ...env, HERD_DASHBOARD_TOKEN: token }, { write: [dir] });
+        assertUsage(
+          r,
+          /^error: HERD_DASHBOARD_TOKEN must be printable ASCII without spaces/,
+          args[0],
+        );
+        assert.ok(!r.stderr.includes(token), "the token is not echoed");
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
