@@ -159,17 +159,14 @@ export class RecordTable {
     ours: SharedRecord | undefined,
     fromClient: boolean,
   ): boolean {
-    // Byte for byte the listed body: shared, no new text.
-    const adds = listed === undefined
-      ? CLIENT_OVERHEAD + textBytes(fields)
-      : sameRecord(listed, fields)
-      ? 0
-      : textBytes(fields);
+    const limit = fromClient ? this.budget.soft : this.budget.hard;
     // What this store lets go of is freed if nobody else holds it.
     const frees = ours !== undefined && ours.holders === 1 ? textBytes(ours) : 0;
-    const grows = adds - frees;
-    if (grows <= 0) return true;
-    return this.#bytes + grows <= (fromClient ? this.budget.soft : this.budget.hard);
+    const grows = (listed === undefined ? CLIENT_OVERHEAD : 0) + textBytes(fields) - frees;
+    if (grows <= 0 || this.#bytes + grows <= limit) return true;
+    // Only near the limit (holdListed compares again when it shares the body): byte for byte the
+    // listed body adds no text, so it always fits.
+    return listed !== undefined && sameRecord(listed, fields);
   }
 
   /** Slots ever handed out (the length stores' arrays grow to); freed ones are reused. */
