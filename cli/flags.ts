@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseAllowedHosts, tokenProblem } from "../dashboard/security.ts";
+import { envToken, parseAllowedHosts, tokenProblem } from "../dashboard/security.ts";
 import {
   flagName,
   type OptionName,
@@ -66,13 +66,8 @@ export type HerdFlags = OptionValues & {
  * ```
  */
 export function checkDashboardToken(): void {
-  let token: string | undefined;
-  try {
-    token = Deno.env.get("HERD_DASHBOARD_TOKEN");
-  } catch {
-    return; // not readable: not used either
-  }
-  const problem = token ? tokenProblem(token) : undefined;
+  const token = envToken();
+  const problem = token === undefined ? undefined : tokenProblem(token);
   if (problem !== undefined) throw new UsageError(`HERD_DASHBOARD_TOKEN ${problem}`);
 }
 

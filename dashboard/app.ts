@@ -35,6 +35,7 @@ import {
   authority,
   checkControl,
   checkHost,
+  envToken,
   generateToken,
   type GuardOptions,
   isLoopbackHost,
@@ -88,15 +89,6 @@ export interface DashboardApp {
   setListenAddress(host: string, port: number): void;
   /** Ends every event stream and leaves the bus. */
   close(): void;
-}
-
-/** `HERD_DASHBOARD_TOKEN` when set (and readable), else undefined. */
-export function envToken(): string | undefined {
-  try {
-    return Deno.env.get("HERD_DASHBOARD_TOKEN") || undefined;
-  } catch {
-    return undefined; // no --allow-env
-  }
 }
 
 /** The token a dashboard on `host` needs: the given one, none on loopback, else a fresh one. */

@@ -173,6 +173,22 @@ export function checkControl(req: Request, opts: GuardOptions): Refusal | null {
 }
 
 /**
+ * `HERD_DASHBOARD_TOKEN` when set (and readable), else undefined.
+ *
+ * @example
+ * ```ts
+ * envToken(); // undefined unless HERD_DASHBOARD_TOKEN is set
+ * ```
+ */
+export function envToken(): string | undefined {
+  try {
+    return Deno.env.get("HERD_DASHBOARD_TOKEN") || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/**
  * Why `token` cannot be the dashboard's control token, or undefined when it can: it travels as
  * `Authorization: Bearer <token>` and in the printed URL, so it must be printable ASCII without
  * spaces (a space split it there, and header values lose their edges' blanks).
