@@ -58,6 +58,19 @@ export type FailureReason = "internal" | "not-durable" | "full";
 /** Every {@linkcode FailureReason}. */
 export const FAILURE_REASONS: readonly FailureReason[] = ["internal", "not-durable", "full"];
 
+/**
+ * Whether a `?` was for a valid command that failed ({@linkcode FailureReason}), not an invalid one.
+ *
+ * @example
+ * ```ts
+ * isFailure("full"); // true
+ * isFailure("bad-time"); // false
+ * ```
+ */
+export function isFailure(reason: string | undefined): reason is FailureReason {
+  return FAILURE_REASONS.includes(reason as FailureReason);
+}
+
 /** Why a peer (or observer) connection was refused: the kinds of `peer.rejected` reasons. */
 export type PeerRejectReason =
   | "malformed"

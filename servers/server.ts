@@ -6,7 +6,7 @@
  */
 
 import type { CommandVerb, EventBus, LinkStats } from "./events.ts";
-import type { FailureReason, InvalidReason } from "./reasons.ts";
+import { type FailureReason, type InvalidReason, isFailure } from "./reasons.ts";
 import { LinkStatsReporter } from "./link_stats.ts";
 import { type AtFields, parseLocation } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
@@ -804,7 +804,7 @@ export class HerdServer implements LineHandler {
       ? cmd.claimed ?? "other"
       : "other";
     const reason = outcome.reason;
-    const failed = reason === "internal" || reason === "not-durable" || reason === "full";
+    const failed = isFailure(reason);
     const t = Date.now();
     this.bus.emit({
       kind: "command",
