@@ -346,14 +346,23 @@ function assertUsage(r: { code: number; stderr: string }, re: RegExp, what: stri
   assert.match(lines[0], re, what);
 }
 
-Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, for server, start and dashboard", async () => {
-  // Found by an adversarial review (adv9): the config refused a short "secret", but HERD_SECRET,
-  // which overrides it, was taken at any length (`HERD_SECRET=x` linked with a one-byte key).
+/** Runs `fn` with a temp dir holding `herd.json`, one server (Hill) on a free port; removes it. */
+async function withOneServer(fn: (dir: string, config: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
     const config = `${dir}/herd.json`;
     const [port] = freePorts(1);
     await Deno.writeTextFile(config, JSON.stringify({ servers: { Hill: { port } } }));
+    await fn(dir, config);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, for server, start and dashboard", async () => {
+  // Found by an adversarial review (adv9): the config refused a short "secret", but HERD_SECRET,
+  // which overrides it, was taken at any length (`HERD_SECRET=x` linked with a one-byte key).
+  await withOneServer(async (dir, config) => {
     const common = ["--config", config, "--log-dir", dir];
     const commands = [
       ["server", "Hill", ...common, "--memory"],
@@ -366,19 +375,13 @@ Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, 
       assertUsage(r, /^error: HERD_SECRET must be at least 8 characters \(it has 1\)$/, args[0]);
       assert.ok(!r.stdout.includes("listening"), r.stdout);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and exit 2, for start and dashboard", async () => {
   // Found by a review: such a token was taken, and every control request was refused (it is
   // sent as `Authorization: Bearer <token>`, where a space ends it).
-  const dir = await Deno.makeTempDir();
-  try {
-    const config = `${dir}/herd.json`;
-    const [port] = freePorts(1);
-    await Deno.writeTextFile(config, JSON.stringify({ servers: { Hill: { port } } }));
+  await withOneServer(async (dir, config) => {
     const env = { HERD_SECRET: "a-secret-of-this-test" };
     for (const token of ["two words", "tab\there", "ctl\x01"]) {
       for (
@@ -396,9 +399,7 @@ Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and
         assert.ok(!r.stderr.includes(token), "the token is not echoed");
       }
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
