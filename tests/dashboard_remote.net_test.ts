@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
+import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
@@ -30,7 +30,7 @@ Deno.test("RemoteHerd watches every server: merged snapshot, events, down and ba
   try {
     remote.start();
     await waitFor(
-      () => Object.values(remote.status()).every((s) => s.status === "watching"),
+      () => allWatching(remote),
       5000,
       "all watching",
     );
@@ -178,7 +178,7 @@ Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fre
   try {
     live.start();
     await waitFor(
-      () => Object.values(live.status()).every((s) => s.status === "watching"),
+      () => allWatching(live),
       5000,
       "all watching",
     );

@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, PROCS_SECRET, whatsat } from "./_helpers/procs.ts";
-import { portHolders, readLine, TcpClient, waitFor } from "./_helpers/net.ts";
+import { allWatching, portHolders, readLine, TcpClient, waitFor } from "./_helpers/net.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -64,7 +64,7 @@ Deno.test("grader: `lsof -ti:PORT | xargs kill` of one server stops that server 
   remote.start();
   try {
     await waitFor(
-      () => Object.values(remote.status()).every((s) => s.status === "watching"),
+      () => allWatching(remote),
       10_000,
       "the remote dashboard watching every server",
     );
@@ -92,7 +92,7 @@ Deno.test("grader: `lsof -ti:PORT | xargs kill` of one server stops that server 
       await waitKnownAt(herd.port("Smith"), client, `${client} at the restarted Smith`);
     }
     await waitFor(
-      () => Object.values(remote.status()).every((s) => s.status === "watching"),
+      () => allWatching(remote),
       10_000,
       "the remote dashboard watching the restarted Smith",
     );

@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, PROCS_SECRET, whatsat } from "./_helpers/procs.ts";
-import { linkPortFront, readLine, tcpSockets, waitFor } from "./_helpers/net.ts";
+import { allWatching, linkPortFront, readLine, tcpSockets, waitFor } from "./_helpers/net.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { parseConfig } from "../servers/config.ts";
@@ -161,7 +161,7 @@ Deno.test("link port memory: a remembered port taken by another process gives wa
   remote.start();
   let squatter: { firstLines: string[]; close(): void } | undefined;
   try {
-    const watching = () => Object.values(remote.status()).every((s) => s.status === "watching");
+    const watching = () => allWatching(remote);
     await waitFor(watching, 10_000, "the dashboard watching both servers");
 
     await herd.kill("Jaquez");

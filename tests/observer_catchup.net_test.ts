@@ -21,7 +21,7 @@ import { parseObserverLine } from "../servers/wire.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { ServerSeries } from "../dashboard/series.ts";
-import { freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+import { allWatching, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 
 const SECRET = "observer-catchup-secret-0123456789";
 const UCLA = "+34.068930-118.445127";
@@ -135,7 +135,7 @@ Deno.test("observer: a remote dashboard watching a catch-up keeps the server's c
   try {
     remote.start();
     await waitFor(
-      () => Object.values(remote.status()).every((s) => s.status === "watching"),
+      () => allWatching(remote),
       5000,
       "watching",
     );

@@ -75,6 +75,11 @@ export async function waitFor(
   }
 }
 
+/** True once a remote dashboard (`RemoteHerd`) watches every server it knows of. */
+export function allWatching(remote: { status(): Record<string, { status: string }> }): boolean {
+  return Object.values(remote.status()).every((s) => s.status === "watching");
+}
+
 /**
  * A raw TCP client that reads into a buffer, so tests can wait for exact byte counts or
  * terminators with a deadline.
