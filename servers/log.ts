@@ -436,7 +436,7 @@ function putAt(file: LogFile, r: AtFields, tails: RecordBytes | undefined): void
   const i = tails === undefined ? -1 : tails.find(r);
   if (i >= 0 && tails!.plain(i)) {
     file.put("AT");
-    file.putBytes(tails!.bytes(i));
+    file.putTail(tails!, i);
     return;
   }
   file.put("AT ");
@@ -554,15 +554,14 @@ class LogFile {
     this.#at = at;
   }
 
-  /** Copies `bytes` (printable ASCII but backslash) into the line begun; see `begin`. */
-  putBytes(bytes: Uint8Array): void {
+  /** Copies the tail kept at `i` (printable ASCII but backslash) into the line begun; see `begin`. */
+  putTail(tails: RecordBytes, i: number): void {
     const at = this.#at;
-    if (at < 0 || at + bytes.length >= this.#buf.length) {
+    if (at < 0 || at + tails.length(i) >= this.#buf.length) {
       this.#at = -1;
       return;
     }
-    this.#buf.set(bytes, at);
-    this.#at = at + bytes.length;
+    this.#at = tails.copyTo(i, this.#buf, at);
   }
 
   /** Completes the line begun; false (nothing added) when a piece needed escaping or room. */

@@ -22,7 +22,7 @@ import { crc32 } from "node:zlib";
 import type { EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
-import { processRecordBytes, RecordBytes } from "./record_bytes.ts";
+import { processRecordBytes, RecordBytes, TAIL_SLOTS } from "./record_bytes.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
 import { validateRecord } from "./record.ts";
@@ -153,8 +153,7 @@ export class EntryBuffer {
   /** A record's entry from its seq and its body's tail kept at `i` (same bytes as `record`). */
   #shared(seq: number, i: number, tails: RecordTails): void {
     const digits = String(seq);
-    const bytes = tails.tails.bytes(i);
-    const n = bytes.length;
+    const n = tails.tails.length(i);
     this.#begin(2 + digits.length + n);
     const b = this.#buf;
     const start = this.#start;
@@ -167,8 +166,7 @@ export class EntryBuffer {
     let c = -1;
     let at = this.#len;
     for (let k = start + 9; k < at; k++) c = t[(c ^ b[k]) & 0xff] ^ (c >>> 8);
-    b.set(bytes, at);
-    at += n;
+    at = tails.tails.copyTo(i, b, at);
     c = ~tails.carry(c, i);
     for (let k = 7; k >= 0; k--) {
       b[start + k] = HEX[c & 15];
@@ -240,9 +238,9 @@ const CARRY_TABLES_MAX = 256;
  * every file as encoding each entry whole.
  */
 export class RecordTails {
-  /** Per kept tail: its CRC register from 0, and the view it was hashed from. */
-  #crc: number[] = [];
-  #hashed: (Uint8Array | undefined)[] = [];
+  /** Per kept tail: its CRC register from 0, and the stamp of the tail it was hashed from. */
+  #crc = new Int32Array(TAIL_SLOTS);
+  #hashed = new Float64Array(TAIL_SLOTS).fill(-1);
   #carry = new Map<number, Int32Array>();
 
   constructor(readonly tails: RecordBytes = new RecordBytes()) {}
@@ -254,14 +252,17 @@ export class RecordTails {
 
   /** The CRC register `c` (after `R <seq>`) carried across the tail kept at `i`. */
   carry(c: number, i: number): number {
-    const bytes = this.tails.bytes(i);
-    const n = bytes.length;
-    if (this.#hashed[i] !== bytes) {
+    const tails = this.tails;
+    const n = tails.length(i);
+    const stamp = tails.stamp(i);
+    if (this.#hashed[i] !== stamp) {
       const t = CRC_TABLES;
+      const ring = tails.ring;
+      const start = tails.start(i);
       let h = 0;
-      for (let k = 0; k < n; k++) h = t[(h ^ bytes[k]) & 0xff] ^ (h >>> 8);
+      for (let k = start; k < start + n; k++) h = t[(h ^ ring[k]) & 0xff] ^ (h >>> 8);
       this.#crc[i] = h;
-      this.#hashed[i] = bytes;
+      this.#hashed[i] = stamp;
     }
     let m = this.#carry.get(n);
     if (m === undefined) {

@@ -6,8 +6,11 @@
  * record log entry `R <seq>` and the tail) are kept for the bodies seen last, by the body's client
  * slot, so every server after the first copies them with one native copy.
  *
- * The bytes sit in one ring, viewed per tail: a typed array of its own over 64 bytes is a native
- * allocation, which cost more than the encoding it saved; a view into the ring is not.
+ * The bytes sit in one ring: a typed array of its own over 64 bytes is a native allocation, which
+ * cost more than the encoding it saved. A tail is viewed only when asked for, never kept: a view
+ * kept per tail lived until its slot was reused, long enough to be promoted, and ~100 B of old
+ * space garbage per record was ~100 MB over a million (BENCHMARKS.md, "Memory of 2026-11-27
+ * (third pass)").
  *
  * @module
  */
@@ -19,7 +22,7 @@ import { SharedRecord } from "./record_table.ts";
 /** Tails longer than this are not kept (a long location is rare; each user encodes it). */
 const TAIL_MAX = 1024;
 /** Tails kept, direct-mapped by the body's client slot (a commit interval's records fit). */
-const TAIL_SLOTS = 4096;
+export const TAIL_SLOTS = 4096;
 /** Bytes of the ring the kept tails' bytes are in (the oldest are overwritten). */
 const TAIL_RING = 1 << 20;
 
@@ -44,10 +47,12 @@ export class RecordBytes {
   #bodies: (SharedRecord | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
   /** Per kept tail: where its bytes start (a count of ring bytes ever written). */
   #at = new Float64Array(TAIL_SLOTS);
-  #views: (Uint8Array | undefined)[] = new Array(TAIL_SLOTS).fill(undefined);
+  /** Per kept tail: its length in bytes (at most TAIL_MAX). */
+  #length = new Uint16Array(TAIL_SLOTS);
   /** 1 when every byte of the tail is printable ASCII but backslash (a log line keeps it as is). */
   #plain = new Uint8Array(TAIL_SLOTS);
-  #ring = new Uint8Array(TAIL_RING);
+  /** The bytes of the kept tails: tail `i` is `length(i)` bytes from `start(i)`. */
+  readonly ring: Uint8Array = new Uint8Array(TAIL_RING);
   #written = 0;
   /** The tail being made has a char to escape. */
   #escapes = false;
@@ -81,7 +86,7 @@ export class RecordBytes {
     this.#bodies[i] = body;
     this.#at[i] = this.#written;
     this.#written += n;
-    const b = this.#ring;
+    const b = this.ring;
     const start = at;
     this.#escapes = false;
     at = this.#put(b, at, origin);
@@ -90,7 +95,7 @@ export class RecordBytes {
     at = this.#put(b, at, location);
     at = this.#put(b, at, time);
     this.#plain[i] = this.#escapes ? 0 : 1;
-    this.#views[i] = b.subarray(start, at);
+    this.#length[i] = at - start;
     return i;
   }
 
@@ -108,9 +113,35 @@ export class RecordBytes {
     return at;
   }
 
-  /** The bytes of the tail kept at `i` (a view of the ring), valid until the next `find`. */
+  /** Where the tail kept at `i` starts in {@linkcode ring} (valid until the next `find`). */
+  start(i: number): number {
+    return this.#at[i] % TAIL_RING;
+  }
+
+  /** The length in bytes of the tail kept at `i`. */
+  length(i: number): number {
+    return this.#length[i];
+  }
+
+  /** Which tail is kept at `i`: a number no other tail made by this object had. */
+  stamp(i: number): number {
+    return this.#at[i];
+  }
+
+  /** Copies the tail kept at `i` into `dst` at `at` (room checked by the caller); returns its end. */
+  copyTo(i: number, dst: Uint8Array, at: number): number {
+    const ring = this.ring;
+    const start = this.#at[i] % TAIL_RING;
+    const end = start + this.#length[i];
+    // A byte loop: a subarray view per copy is an allocation, more than ~70 bytes cost to copy.
+    for (let k = start; k < end; k++) dst[at++] = ring[k];
+    return at;
+  }
+
+  /** The bytes of the tail kept at `i`, a view of the ring (valid until the next `find`). */
   bytes(i: number): Uint8Array {
-    return this.#views[i]!;
+    const start = this.start(i);
+    return this.ring.subarray(start, start + this.#length[i]);
   }
 
   /** Whether the tail kept at `i` is printable ASCII without a backslash (chars, not bytes). */
