@@ -2,13 +2,13 @@
  * A store's change log as two typed columns: per change, the client slot it stored
  * (servers/record_table.ts) and its sequence number, in ascending sequence order. 12 B a
  * change, outside the JS heap, where an array of record objects took 8 B of heap a change and
- * kept every superseded record object alive until the next compaction.
+ * kept every superseded record object alive until the next compaction. The columns grow by
+ * chunks (servers/chunked.ts), never by copying.
  *
  * @module
  */
 
-/** The columns' first size; they double when full. */
-const MIN_CAPACITY = 64;
+import { ChunkedNumbers } from "./chunked.ts";
 
 /**
  * Changes in sequence order; an entry is current while its slot still holds that sequence
@@ -26,8 +26,8 @@ const MIN_CAPACITY = 64;
  * ```
  */
 export class ChangeLog {
-  #slots = new Int32Array(MIN_CAPACITY);
-  #seqs = new Float64Array(MIN_CAPACITY);
+  #slots = new ChunkedNumbers(Int32Array);
+  #seqs = new ChunkedNumbers(Float64Array);
   #length = 0;
 
   /** Entries in the log. */
@@ -37,20 +37,19 @@ export class ChangeLog {
 
   /** The client slot of entry `i` (below {@linkcode length}). */
   slot(i: number): number {
-    return this.#slots[i];
+    return this.#slots.get(i);
   }
 
   /** The sequence number of entry `i` (below {@linkcode length}). */
   seq(i: number): number {
-    return this.#seqs[i];
+    return this.#seqs.get(i);
   }
 
   /** Appends a change; `seq` must be above every sequence number in the log. */
   append(slot: number, seq: number): void {
     const n = this.#length;
-    if (n === this.#slots.length) this.#resize(n * 2);
-    this.#slots[n] = slot;
-    this.#seqs[n] = seq;
+    this.#slots.set(n, slot);
+    this.#seqs.set(n, seq);
     this.#length = n + 1;
   }
 
@@ -61,45 +60,37 @@ export class ChangeLog {
     let hi = this.#length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (seqs[mid] <= seq) lo = mid + 1;
+      if (seqs.get(mid) <= seq) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
   /**
-   * Keeps only the entries `current` says are, in order. The columns shrink when a quarter of
-   * them would do, so a log that once held many changes does not keep their room.
+   * Keeps only the entries `current` says are, in order. The chunks past the kept entries are
+   * let go, so a log that once held many changes does not keep their room.
    */
   retain(current: (slot: number, seq: number) => boolean): void {
     const slots = this.#slots;
     const seqs = this.#seqs;
     let kept = 0;
     for (let i = 0; i < this.#length; i++) {
-      if (!current(slots[i], seqs[i])) continue;
-      slots[kept] = slots[i];
-      seqs[kept] = seqs[i];
+      const slot = slots.get(i);
+      const seq = seqs.get(i);
+      if (!current(slot, seq)) continue;
+      slots.set(kept, slot);
+      seqs.set(kept, seq);
       kept++;
     }
     this.#length = kept;
-    if (slots.length > MIN_CAPACITY && kept * 4 < slots.length) {
-      this.#resize(Math.max(MIN_CAPACITY, kept * 2));
-    }
+    slots.truncate(kept);
+    seqs.truncate(kept);
   }
 
   /** Forgets every entry and the room they took. */
   clear(): void {
-    this.#slots = new Int32Array(MIN_CAPACITY);
-    this.#seqs = new Float64Array(MIN_CAPACITY);
+    this.#slots = new ChunkedNumbers(Int32Array);
+    this.#seqs = new ChunkedNumbers(Float64Array);
     this.#length = 0;
-  }
-
-  #resize(capacity: number): void {
-    const slots = new Int32Array(capacity);
-    const seqs = new Float64Array(capacity);
-    slots.set(this.#slots.subarray(0, this.#length));
-    seqs.set(this.#seqs.subarray(0, this.#length));
-    this.#slots = slots;
-    this.#seqs = seqs;
   }
 }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { ChunkedArray, ChunkedNumbers } from "./chunked.ts";
 import { type AtFields, compareRecords, sameRecord } from "./record.ts";
 
 /** One record's text fields, shared by every store of this process that holds that record. */
@@ -272,9 +273,9 @@ class ClientIndex {
   #hash = new Int32Array(MIN_INDEX);
   #mask = MIN_INDEX - 1;
   /** The listed body of each slot. */
-  #bySlot: (SharedRecord | undefined)[] = [];
+  #bySlot = new ChunkedArray<SharedRecord>();
   /** Each listed slot's hash (growing rehashes from these, not from the strings). */
-  #slotHash = new Int32Array(0);
+  #slotHash = new ChunkedNumbers(Int32Array);
   #size = 0;
   #seed = crypto.getRandomValues(new Int32Array(1))[0];
 
@@ -302,7 +303,7 @@ class ClientIndex {
       const p = pos[i];
       if (p === 0) return undefined;
       if (hashes[i] === h) {
-        const body = this.#bySlot[p - 1]!;
+        const body = this.#bySlot.get(p - 1)!;
         if (body.client === client) return body;
       }
     }
@@ -311,24 +312,16 @@ class ClientIndex {
   /** Lists `body`, whose client is not listed. */
   add(body: SharedRecord): void {
     const slot = body.slot;
-    const bySlot = this.#bySlot;
-    // Grown one by one, never written past the end: a gap would turn it into a dictionary.
-    while (bySlot.length <= slot) bySlot.push(undefined);
-    bySlot[slot] = body;
-    if (slot >= this.#slotHash.length) {
-      const bigger = new Int32Array(Math.max(MIN_INDEX, 2 * this.#slotHash.length, slot + 1));
-      bigger.set(this.#slotHash);
-      this.#slotHash = bigger;
-    }
+    this.#bySlot.set(slot, body);
     const h = this.#hashOf(body.client);
-    this.#slotHash[slot] = h;
+    this.#slotHash.set(slot, h);
     this.#put(slot, h);
     if (++this.#size * 2 > this.#pos.length) this.#grow();
   }
 
   /** Lists `body` in place of the listed body of its client (the same slot). */
   replace(body: SharedRecord): void {
-    this.#bySlot[body.slot] = body;
+    this.#bySlot.set(body.slot, body);
   }
 
   /** Unlists `body`, the listed body of its client. */
@@ -337,7 +330,7 @@ class ClientIndex {
     const pos = this.#pos;
     const hashes = this.#hash;
     const mask = this.#mask;
-    let i = this.#slotHash[slot] & mask;
+    let i = this.#slotHash.get(slot) & mask;
     while (pos[i] !== slot + 1) i = (i + 1) & mask;
     // Backward-shift deletion: entries after the hole that probed past it move into it, so no
     // probe ever stops early at it.
@@ -350,7 +343,7 @@ class ClientIndex {
       i = j;
     }
     pos[i] = 0;
-    this.#bySlot[slot] = undefined;
+    this.#bySlot.set(slot, undefined);
     this.#size--;
   }
 
@@ -369,21 +362,10 @@ class ClientIndex {
     this.#hash = new Int32Array(size);
     this.#mask = size - 1;
     const bySlot = this.#bySlot;
-    for (let slot = 0; slot < bySlot.length; slot++) {
-      if (bySlot[slot] !== undefined) this.#put(slot, this.#slotHash[slot]);
+    for (let slot = 0; slot < bySlot.capacity; slot++) {
+      if (bySlot.get(slot) !== undefined) this.#put(slot, this.#slotHash.get(slot));
     }
   }
-}
-
-/** A column's first size; it doubles when a slot past its end is written. */
-const MIN_COLUMN = 64;
-
-function grown<T extends Float64Array | Int32Array>(column: T, slot: number): T {
-  let size = Math.max(column.length, MIN_COLUMN);
-  while (size <= slot) size *= 2;
-  const bigger = new (column.constructor as { new (n: number): T })(size);
-  bigger.set(column);
-  return bigger;
 }
 
 /**
@@ -392,15 +374,15 @@ function grown<T extends Float64Array | Int32Array>(column: T, slot: number): T 
  * than the table lists while the store is behind), its sequence number, the link it came on and the
  * links known to hold it. A `Held` object per record and a slot pointing at it took 64 B of
  * heap a record (Deno's V8 has no pointer compression); these columns take 24 B, 16 of them in
- * typed arrays whose untouched pages are never resident.
+ * typed arrays, and grow by chunks (servers/chunked.ts).
  */
 export class HeldRecords {
   #table: RecordTable;
-  #bodies: (SharedRecord | undefined)[] = [];
+  #bodies = new ChunkedArray<SharedRecord>();
   /** 0 where this store holds nothing (sequence numbers start at 1). */
-  #seqs = new Float64Array(0);
-  #vias = new Int32Array(0);
-  #held = new Int32Array(0);
+  #seqs = new ChunkedNumbers(Float64Array);
+  #vias = new ChunkedNumbers(Int32Array);
+  #held = new ChunkedNumbers(Int32Array);
   #size = 0;
 
   constructor(table: RecordTable) {
@@ -414,32 +396,32 @@ export class HeldRecords {
   /** The slot of this store's record of `client`, or -1 when it holds none. */
   slotOf(client: string): number {
     const listed = this.#table.listed(client);
-    return listed === undefined || this.#bodies[listed.slot] === undefined ? -1 : listed.slot;
+    return listed === undefined || this.#bodies.get(listed.slot) === undefined ? -1 : listed.slot;
   }
 
   /** The body held at `slot` (undefined where this store holds nothing). */
   body(slot: number): SharedRecord | undefined {
-    return this.#bodies[slot];
+    return this.#bodies.get(slot);
   }
 
   /** The sequence number of the record held at `slot`; 0 where none is. */
   seq(slot: number): number {
-    return slot < this.#seqs.length ? this.#seqs[slot] : 0;
+    return this.#seqs.get(slot);
   }
 
   /** The link index the record at `slot` came on (-1: a client). */
   via(slot: number): number {
-    return this.#vias[slot];
+    return this.#vias.get(slot);
   }
 
   /** Bits of the links known to hold the record at `slot`. */
   held(slot: number): number {
-    return this.#held[slot];
+    return this.#held.get(slot);
   }
 
   /** Adds link bits to the record at `slot`. */
   addHeld(slot: number, bits: number): void {
-    this.#held[slot] |= bits;
+    this.#held.or(slot, bits);
   }
 
   /**
@@ -448,35 +430,29 @@ export class HeldRecords {
    */
   set(body: SharedRecord, seq: number, via: number, held: number): SharedRecord | undefined {
     const slot = body.slot;
-    const bodies = this.#bodies;
-    // Grown one by one, never written past the end: a gap would turn it into a dictionary.
-    while (bodies.length <= slot) bodies.push(undefined);
-    const old = bodies[slot];
+    const old = this.#bodies.get(slot);
     if (old === undefined) this.#size++;
-    bodies[slot] = body;
-    if (slot >= this.#seqs.length) {
-      this.#seqs = grown(this.#seqs, slot);
-      this.#vias = grown(this.#vias, slot);
-      this.#held = grown(this.#held, slot);
-    }
-    this.#seqs[slot] = seq;
-    this.#vias[slot] = via;
-    this.#held[slot] = held;
+    this.#bodies.set(slot, body);
+    this.#seqs.set(slot, seq);
+    this.#vias.set(slot, via);
+    this.#held.set(slot, held);
     return old;
   }
 
   /** The slots this store holds a record at. */
   *slots(): IterableIterator<number> {
     const bodies = this.#bodies;
-    for (let slot = 0; slot < bodies.length; slot++) if (bodies[slot] !== undefined) yield slot;
+    for (let slot = 0; slot < bodies.capacity; slot++) {
+      if (bodies.get(slot) !== undefined) yield slot;
+    }
   }
 
   /** Forgets every record (the caller released them). */
   clear(): void {
-    this.#bodies = [];
-    this.#seqs = new Float64Array(0);
-    this.#vias = new Int32Array(0);
-    this.#held = new Int32Array(0);
+    this.#bodies = new ChunkedArray<SharedRecord>();
+    this.#seqs = new ChunkedNumbers(Float64Array);
+    this.#vias = new ChunkedNumbers(Int32Array);
+    this.#held = new ChunkedNumbers(Int32Array);
     this.#size = 0;
   }
 }
