@@ -48,7 +48,13 @@ export class OutputBudget {
   bytes: number;
   cutAfterMs: number;
   #total = 0;
+  /**
+   * Connections that held bytes since they opened (removed when they close, not each time they
+   * write everything: a set that shrinks and grows again reallocates its table, a few times per
+   * reply). `#holding` counts those that hold bytes now.
+   */
   #holders = new Set<OutputHolder>();
+  #holding = 0;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   /** Connections cut so far (for tests and metrics). */
   cuts = 0;
@@ -68,8 +74,12 @@ export class OutputBudget {
     if (delta === 0) return;
     const wasOver = this.over;
     this.#total += delta;
-    if (h.held > 0) this.#holders.add(h);
-    else this.#holders.delete(h);
+    const was = h.held - delta > 0;
+    const now = h.held > 0;
+    if (now && !was) {
+      this.#holding++;
+      this.#holders.add(h);
+    } else if (was && !now) this.#holding--;
     if (this.over && this.#sweeper === undefined) {
       this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
       Deno.unrefTimer(this.#sweeper);
@@ -83,8 +93,8 @@ export class OutputBudget {
 
   /** A connection that closed (its `held` now 0): the `held` bytes it had are released. */
   remove(h: OutputHolder, held: number): void {
-    this.#holders.delete(h);
     this.add(h, -held);
+    this.#holders.delete(h);
   }
 
   /** True while the buffered bytes are over budget. */
@@ -94,7 +104,7 @@ export class OutputBudget {
 
   /** True when `h` must stop being read: over budget, and it holds at least an even share. */
   paused(h: OutputHolder): boolean {
-    return this.over && h.held > 0 && h.held >= this.bytes / Math.max(1, this.#holders.size);
+    return this.over && h.held > 0 && h.held >= this.bytes / Math.max(1, this.#holding);
   }
 
   /** Cuts stalled paused holders, largest first, until back under budget. */
