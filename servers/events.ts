@@ -272,6 +272,11 @@ export type ErrorReason =
   | "disk-read"
   /** Records failed their checksum or validation (stored, or from a peer) and were skipped. */
   | "record-invalid"
+  /**
+   * The record log does not end with a clean stop (the server was killed, or stopped with records
+   * owed): it takes a fresh epoch and resyncs fully with its neighbours.
+   */
+  | "unclean-stop"
   /** A bug: a command, handshake or link step threw; it cost that one line or connection. */
   | "internal"
   /** A Places answer was rejected or could not be formatted. */

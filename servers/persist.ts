@@ -4,9 +4,10 @@
  *
  * The file is a sequence of entries, one per line: `<crc32 as 8 hex digits> <payload>\n`, with
  * the CRC-32 of the payload's bytes, so a torn tail (a crash mid-write) or a flipped byte is
- * detected. Payloads: `E 1 <epoch>` (the store epoch, first), `R <seq> <origin> <diff> <client>
- * <location> <time>` (a record; protocol fields hold no whitespace), `M <peer> <epoch> <seq>` (a
- * link's mark). The layout and how each of its limits and faults is handled are in
+ * detected. Payloads: `E 1 <epoch>` (the store epoch, first; a later one replaces it), `R <seq>
+ * <origin> <diff> <client> <location> <time>` (a record; protocol fields hold no whitespace),
+ * `M <peer> <epoch> <seq>` (a link's mark), `C 1` (a clean stop with nothing owed: last, or the
+ * next start takes a fresh epoch, see {@linkcode RecordLog.load}). The layout and how each of its limits and faults is handled are in
  * docs/reliability.md.
  *
  * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
@@ -68,6 +69,8 @@ const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 1000;
 /** While writes keep failing, the error is reported again at most this often. */
 const REPORT_EVERY_MS = 10_000;
+/** The entry a clean stop ends the log with. */
+const CLEAN_STOP = "C 1";
 /** Compaction runs when the file holds more entries than twice the live ones plus this. */
 const COMPACT_SLACK = 10_000;
 /** Queued records that start a commit before the interval is up. */
@@ -314,6 +317,8 @@ interface Replay {
   bad: number;
   /** Length of the valid prefix (a torn tail after it is cut). */
   good: number;
+  /** The last entry is `C 1`: the server stopped cleanly with nothing owed. */
+  clean: boolean;
 }
 
 /** Parses a seq: a positive safe integer, or undefined. */
@@ -325,7 +330,15 @@ function parseSeq(text: string): number | undefined {
 
 /** A replay of nothing yet. */
 function emptyReplay(): Replay {
-  return { epoch: undefined, records: new Map(), marks: new Map(), entries: 0, bad: 0, good: 0 };
+  return {
+    epoch: undefined,
+    records: new Map(),
+    marks: new Map(),
+    entries: 0,
+    bad: 0,
+    good: 0,
+    clean: false,
+  };
 }
 
 /**
@@ -393,6 +406,7 @@ function replayLines(out: Replay, bytes: Uint8Array, base: number): number {
       continue;
     }
     const f = bytesToBinary(payload).split(" ");
+    out.clean = false;
     if (f[0] === "R" && f.length === 7) {
       const seq = parseSeq(f[1]);
       const r = {
@@ -414,6 +428,8 @@ function replayLines(out: Replay, bytes: Uint8Array, base: number): number {
       out.marks.set(f[1], { epoch: f[2], seq: Number(f[3]) });
     } else if (f[0] === "E" && f.length === 3 && f[1] === "1") {
       out.epoch = f[2];
+    } else if (f[0] === "C" && f.length === 2 && f[1] === "1") {
+      out.clean = true;
     } else {
       out.bad++;
     }
@@ -461,6 +477,8 @@ async function importKv(path: string): Promise<Replay | undefined> {
       entries: 0,
       bad: 0,
       good: 0,
+      // Deno KV committed each record on its own: nothing was sent that is not on disk.
+      clean: true,
     };
     for await (const e of kv.list({ prefix: ["r"] }, { batchSize: 1000 })) {
       out.entries++;
@@ -607,6 +625,8 @@ class RecordLog implements Persistence {
   #atEnd = false;
   #entries = 0;
   #epoch = "";
+  /** The store's epoch is not on disk yet (a fresh one after an unclean stop): the next commit writes it. */
+  #epochOwed = false;
   #store: RecordStore | undefined;
   #links: readonly Link[] = [];
   #bus: EventBus | undefined;
@@ -710,6 +730,12 @@ class RecordLog implements Persistence {
     this.#store = store;
     this.#links = links;
     const lost = data.bad > 0 || (data.entries > 0 && data.epoch === undefined);
+    // Records are flooded before their commit, so a server killed (or a disk that failed) with
+    // records owed may have sent its neighbours records it no longer has, and would number its
+    // next records with their sequence numbers: a neighbour's mark says it has them, so it would
+    // never get the new ones, nor send back the lost ones (adv10b #1). A fresh epoch makes every
+    // neighbour resend its whole log to us (skipping nothing) and take ours from the start.
+    const unclean = !lost && data.entries > 0 && !data.clean;
     if (lost) {
       // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
       // epoch and no marks make every neighbour resend its whole log both ways at the next
@@ -722,7 +748,16 @@ class RecordLog implements Persistence {
       );
       this.#durableMarks = new Map();
     } else {
-      if (data.epoch !== undefined) store.epoch = data.epoch;
+      if (unclean) {
+        // The store's own fresh epoch stays; the next commit writes it. Marks stay: they are
+        // about the neighbours' epochs, and were written only once what they cover was on disk.
+        this.#epochOwed = true;
+        this.#report(
+          "unclean-stop",
+          `${this.#path} does not end with a clean stop (killed, or records owed at the stop): ` +
+            `a fresh epoch, so the neighbours resend their logs and take ours again`,
+        );
+      } else if (data.epoch !== undefined) store.epoch = data.epoch;
       this.#durableMarks = data.marks;
       for (const link of links) {
         const m = data.marks.get(link.peer);
@@ -778,6 +813,7 @@ class RecordLog implements Persistence {
 
   async close(): Promise<void> {
     await this.flush();
+    await this.#markClean();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -869,7 +905,9 @@ class RecordLog implements Persistence {
     const marks = [...this.#readyMarks];
     const covered = [...this.#pendingMarks];
     this.#pending = [];
-    if (records.length + marks.length + covered.length === 0) return this.#wake(upTo);
+    if (records.length + marks.length + covered.length === 0 && !this.#epochOwed) {
+      return this.#wake(upTo);
+    }
     this.#readyMarks = new Map();
     this.#pendingMarks = new Map();
     const started = performance.now();
@@ -882,7 +920,7 @@ class RecordLog implements Persistence {
       // more ops per commit on the blocking pool, each dup'ing and closing the descriptor. The
       // fdatasync that makes it durable runs off the main thread (with more than one log in the
       // process, on its sync thread: servers/disk_sync.ts).
-      const head = header ? [`E 1 ${epoch}`] : [];
+      const head = header || this.#epochOwed ? [`E 1 ${epoch}`] : [];
       // Each record's tail encoded once for the process's logs (not in a `server` process:
       // nothing to share there, and a catch-up would only fill the cache).
       const tails = logsOpen > 1 ? processTails : undefined;
@@ -890,7 +928,8 @@ class RecordLog implements Persistence {
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
-      this.#entries += records.length + marks.length + (header ? 1 : 0);
+      this.#entries += records.length + marks.length + head.length;
+      this.#epochOwed = false;
       for (const [peer, m] of marks) this.#durableMarks.set(peer, m);
       this.#readyMarks = new Map(covered);
       if (covered.length > 0) this.#schedule();
@@ -930,6 +969,30 @@ class RecordLog implements Persistence {
       return;
     }
     if (this.#compactDue()) await this.#compact();
+  }
+
+  /**
+   * Ends the log with `C 1` when nothing is owed (every record and mark on disk), durably: the
+   * next start keeps the epoch. Otherwise, or when it cannot be written, the next start takes a
+   * fresh one (see `load`).
+   */
+  async #markClean(): Promise<void> {
+    const file = this.#file;
+    const owed = this.#pending.length > 0 || this.#readyMarks.size > 0 ||
+      this.#pendingMarks.size > 0 || this.#epochOwed || this.#durable < this.#queued;
+    if (file === undefined || this.#failing || owed) return;
+    try {
+      if (!this.#atEnd) file.seekSync(this.#size, Deno.SeekMode.Start);
+      this.#atEnd = false;
+      const written = await writeRecords(this.#out, file, [CLEAN_STOP], [], [], true);
+      await diskSync.sync(this.#path, file);
+      this.#size += written;
+      this.#atEnd = true;
+      this.#entries++;
+    } catch {
+      // Not written: the next start resyncs fully, which is always safe.
+      await file.truncate(this.#size).catch(() => {});
+    }
   }
 
   /** Resolves the waiters covered by a write that made everything up to `upTo` durable. */
@@ -996,7 +1059,10 @@ class RecordLog implements Persistence {
     bus.emit({ kind: "persist.commit", t: Date.now(), server: this.#server, records, seconds, ok });
   }
 
-  #report(reason: "disk-write" | "disk-read" | "record-invalid", message: string): void {
+  #report(
+    reason: "disk-write" | "disk-read" | "record-invalid" | "unclean-stop",
+    message: string,
+  ): void {
     const event = { kind: "error" as const, t: Date.now(), server: this.#server, reason, message };
     if (this.#bus !== undefined) this.#bus.emit(event);
     else console.error(`${this.#server}: ${message}`);

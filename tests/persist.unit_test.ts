@@ -154,7 +154,12 @@ Deno.test("persist: a log of many read chunks replays whole, lines across chunk 
     assert.equal(second.store.headSeq, n + 1);
     assert.equal(second.store.get("client-7.example")?.time, "1621464828.5");
     assert.equal(second.store.get(`client-${n}.example`)?.seq, n);
-    assert.equal((await Deno.stat(path)).size, good, "the torn tail was cut");
+    // The torn tail was cut, and the second clean stop added its entry after the first's.
+    assert.equal(
+      (await Deno.stat(path)).size,
+      good + framedEntry("C 1").length,
+      "the torn tail was cut",
+    );
     // The change log came back in sequence order (the updated record last).
     const seqs = second.store.readAfter(0, 2 * n).records.map((r) => r.seq);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
@@ -571,7 +576,8 @@ Deno.test("persist: the five record logs of one process, written with shared tai
       await p.close();
       const text = new TextDecoder("latin1").decode(await Deno.readFile(`${dir}/${name}.records`));
       const lines = text.split("\n").slice(0, -1);
-      assert.equal(lines.length, 1 + 1500, name);
+      assert.equal(lines.length, 1 + 1500 + 1, name); // the epoch, the records, the clean stop
+      assert.equal(lines.at(-1), framedEntry("C 1").slice(0, -1), name);
       for (const line of lines) assert.equal(line + "\n", framedEntry(line.slice(9)), name);
       const again = await openLogPersistence(dir, name);
       const fresh = new RecordStore();
@@ -584,4 +590,42 @@ Deno.test("persist: the five record logs of one process, written with shared tai
       await again.close();
     }
     assert.deepEqual(errors, []);
+  }));
+
+Deno.test("persist: a log that does not end with a clean stop takes a fresh epoch (written at once) and keeps its records and marks", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir, ["Jaquez"]);
+    for (let i = 1; i <= 3; i++) first.p.saved(record(`c${i}`, i));
+    await first.p.committed();
+    first.links[0].mark = { epoch: "jaquez-epoch", seq: 7 };
+    first.p.markMoved(first.links[0]);
+    await first.p.flush();
+    // The file as a kill -9 leaves it: everything committed, no clean stop after it.
+    const killed = `${dir}/killed`;
+    await Deno.mkdir(killed);
+    await Deno.copyFile(`${dir}/Hill.records`, `${killed}/Hill.records`);
+    await first.p.close();
+
+    // Stopped cleanly: the same epoch, no complaint.
+    const clean = await reload(dir, ["Jaquez"]);
+    await clean.p.close();
+    assert.deepEqual(clean.errors, []);
+    assert.equal(clean.store.epoch, first.store.epoch);
+
+    const back = await reload(killed, ["Jaquez"]);
+    assert.deepEqual(back.errors.map((e) => e.reason), ["unclean-stop"]);
+    assert.notEqual(back.store.epoch, first.store.epoch);
+    assert.equal(back.store.size, 3);
+    assert.equal(back.store.headSeq, 3); // numbering goes on; the new epoch says it is new
+    assert.deepEqual(back.links[0].mark, { epoch: "jaquez-epoch", seq: 7 });
+    // The next commit writes the new epoch even with nothing else to write: a second kill now
+    // must not bring the old one back.
+    await back.p.flush();
+    const entries = (await Deno.readTextFile(`${killed}/Hill.records`)).split("\n");
+    assert.ok(entries.includes(framedEntry(`E 1 ${back.store.epoch}`).slice(0, -1)));
+    await back.p.close();
+    const again = await reload(killed, ["Jaquez"]);
+    await again.p.close();
+    assert.deepEqual(again.errors, []);
+    assert.equal(again.store.epoch, back.store.epoch);
   }));

@@ -102,6 +102,7 @@ const ERROR_REASONS = Object.keys(
     accept: 0,
     "log-write": 0,
     "records-full": 0,
+    "unclean-stop": 0,
   } satisfies Record<ErrorReason, 0>,
 );
 

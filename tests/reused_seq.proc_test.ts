@@ -1,0 +1,89 @@
+/**
+ * adv10b #1: a server that came back behind what its neighbour got from it (a restored or stale
+ * data dir, or a crash inside its commit window) and accepts more new records than it lost
+ * BEFORE its link to that neighbour is up (the neighbour is stopped, partitioned, or slow to
+ * link while clients hammer the restarted server) is not detected at `SYNC`: its head is no
+ * longer behind the neighbour's mark (peers.ts #onSync: `m.head < this.mark.seq`). The
+ * neighbour then asks for what comes after its old mark, so the new records that reused the
+ * lost sequence numbers never reach it, and the lost ones never come back: acknowledged
+ * writes missing for good on one side or the other.
+ */
+
+import assert from "node:assert/strict";
+import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts";
+
+/** Copies a server's record log from one dir to another. */
+async function copyLog(from: string, to: string, server: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  await Deno.copyFile(`${from}/${server}.records`, `${to}/${server}.records`);
+}
+
+for (const how of ["neighbour stopped (SIGSTOP)", "neighbour down (kill -9)"] as const) {
+  Deno.test(`a server back behind its neighbour's mark that takes writes before relinking (${how}): both sides converge`, async () => {
+    const topology = { Ant: ["Bee"], Bee: ["Ant"] };
+    const herd = await ProcessHerd.create({ topology });
+    const expected = new Map<string, string>();
+    try {
+      await herd.startAll();
+      await herd.waitLinksUp();
+      for (let k = 0; k < 3; k++) {
+        expected.set(
+          `base.${k}`,
+          await iamat(herd.port("Ant"), `base.${k}`, "+1+1", `170000000${k}`),
+        );
+      }
+      await waitKnown(herd, ["Bee"], expected, 5000);
+      // Ant's disk as it is now: what a stale data dir, a restored backup or a crash inside the
+      // commit window leaves behind.
+      await herd.kill("Ant");
+      const backup = `${herd.dir}/backup`;
+      await copyLog(herd.dataDir, backup, "Ant");
+      await herd.start("Ant");
+      await herd.waitLinksUp();
+      // Six records Ant acknowledges and floods to Bee, which stores them and its mark.
+      for (let k = 0; k < 6; k++) {
+        expected.set(
+          `lost.${k}`,
+          await iamat(herd.port("Ant"), `lost.${k}`, "+2+2", `170000010${k}`),
+        );
+      }
+      await waitKnown(herd, ["Bee"], expected, 5000);
+      await new Promise((r) => setTimeout(r, 300)); // Bee's mark for Ant reaches its disk
+      await herd.kill("Ant");
+      await copyLog(backup, herd.dataDir, "Ant");
+
+      // Bee is unreachable while Ant comes back and takes ten new records (more than it lost).
+      const bee = herd.procs.get("Bee")!;
+      if (how === "neighbour stopped (SIGSTOP)") Deno.kill(bee.pid, "SIGSTOP");
+      else await herd.kill("Bee");
+      try {
+        await herd.start("Ant");
+        for (let k = 0; k < 10; k++) {
+          expected.set(
+            `new.${k}`,
+            await iamat(herd.port("Ant"), `new.${k}`, "+3+3", `170000020${k}`),
+          );
+        }
+      } finally {
+        if (how === "neighbour stopped (SIGSTOP)") Deno.kill(bee.pid, "SIGCONT");
+      }
+      if (how === "neighbour down (kill -9)") await herd.start("Bee");
+      await herd.waitLinksUp(15_000);
+      try {
+        await waitKnown(herd, ["Ant", "Bee"], expected, 10_000);
+      } catch (err) {
+        const ant = await whatsatMany(herd.port("Ant"), [...expected.keys()]);
+        const beeHas = await whatsatMany(herd.port("Bee"), [...expected.keys()]);
+        const missing = (m: Map<string, string | undefined>) =>
+          [...expected].filter(([c, at]) => m.get(c) !== at).map(([c]) => c);
+        assert.fail(
+          `10 s after relinking, Ant lacks [${missing(ant).join(", ")}] and Bee lacks [${
+            missing(beeHas).join(", ")
+          }] (${(err as Error).message.slice(0, 200)})`,
+        );
+      }
+    } finally {
+      await herd.close();
+    }
+  });
+}
