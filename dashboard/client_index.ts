@@ -15,7 +15,7 @@
  */
 
 import type { EventBus } from "../servers/events.ts";
-import { displayText } from "../servers/events.ts";
+import { displayClip } from "../servers/events.ts";
 import { type AtFields, compareRecords, parseLocation } from "../servers/record.ts";
 import { recordFields } from "../servers/store.ts";
 import { CELL, MAP_H, MAP_W, MAX_ZOOM, projectExact, SPLIT } from "./islands/_geo.ts";
@@ -47,11 +47,11 @@ export type Box = readonly [number, number, number, number];
 export function clientRow(r: AtFields): ClientRow & { diff: string } {
   const p = parseLocation(r.location);
   return {
-    client: displayText(r.client),
-    origin: displayText(r.origin),
-    diff: r.diff,
-    time: displayText(r.time),
-    location: displayText(r.location),
+    client: displayClip(r.client),
+    origin: displayClip(r.origin),
+    diff: displayClip(r.diff),
+    time: displayClip(r.time),
+    location: displayClip(r.location),
     lat: p?.lat ?? NaN,
     lng: p?.lng ?? NaN,
   };
@@ -333,12 +333,12 @@ export class ClientIndex {
           x: round(X[i]),
           y: round(Y[i]),
           n: 1,
-          client: displayText(r.client),
+          client: displayClip(r.client),
           rec: {
-            origin: displayText(r.origin),
-            diff: r.diff,
-            location: displayText(r.location),
-            time: displayText(r.time),
+            origin: displayClip(r.origin),
+            diff: displayClip(r.diff),
+            location: displayClip(r.location),
+            time: displayClip(r.time),
           },
         });
       }

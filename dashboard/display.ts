@@ -4,7 +4,7 @@
  * @module
  */
 
-import { displayText } from "../servers/events.ts";
+import { displayClip } from "../servers/events.ts";
 import type { HerdSnapshot, InitialData } from "./types.ts";
 import type { Dashboard } from "./context.ts";
 
@@ -25,11 +25,11 @@ export function displaySnapshot(s: HerdSnapshot, records = true): HerdSnapshot {
     })),
     records: records
       ? s.records.map((r) => ({
-        client: displayText(r.client),
-        origin: displayText(r.origin),
-        diff: r.diff,
-        location: displayText(r.location),
-        time: displayText(r.time),
+        client: displayClip(r.client),
+        origin: displayClip(r.origin),
+        diff: displayClip(r.diff),
+        location: displayClip(r.location),
+        time: displayClip(r.time),
         lat: r.lat,
         lng: r.lng,
       }))

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { displayText, type EventBus, type HerdEvent } from "../servers/events.ts";
+import { DISPLAY_MAX, displayClip, type EventBus, type HerdEvent } from "../servers/events.ts";
 import { HTTP_STALL_MS, httpConnectionCap } from "../servers/http_front.ts";
 import {
   type DashEvent,
@@ -121,7 +121,7 @@ export function toDashEvent(e: HerdEvent, id: number): DashEvent {
       const { records, ...rest } = e;
       const clients: string[] = [];
       for (let i = 0; i < records.length && i < SUMMARY_CLIENTS; i++) {
-        clients.push(displayText(records[i].client));
+        clients.push(displayClip(records[i].client));
       }
       return { ...rest, count: records.length, clients, id } as DashEvent;
     }
@@ -131,24 +131,45 @@ export function toDashEvent(e: HerdEvent, id: number): DashEvent {
       return {
         ...e,
         record: {
-          origin: displayText(r.origin),
-          diff: r.diff,
-          client: displayText(r.client),
-          location: displayText(r.location),
-          time: displayText(r.time),
+          origin: displayClip(r.origin),
+          diff: displayClip(r.diff),
+          client: displayClip(r.client),
+          location: displayClip(r.location),
+          time: displayClip(r.time),
         },
         id,
       };
     }
     case "whatsat":
-      return { ...e, client: displayText(e.client), id };
+      return { ...e, client: displayClip(e.client), id };
     case "line.in":
     case "invalid":
-      return { ...e, line: displayText(e.line), id };
+      return { ...e, line: displayClip(e.line), id };
     case "reply.out":
-      return { ...e, reply: displayText(e.reply), id };
+      return { ...e, reply: displayClip(e.reply), id };
     default:
       return { ...e, id };
+  }
+}
+
+/** True when `e` carries text longer than a page shows ({@linkcode displayClip} cuts it). */
+function longText(e: HerdEvent): boolean {
+  switch (e.kind) {
+    case "location.accepted":
+    case "location.dropped": {
+      const r = e.record;
+      return r.origin.length + r.diff.length + r.client.length + r.location.length +
+          r.time.length > DISPLAY_MAX;
+    }
+    case "whatsat":
+      return e.client.length > DISPLAY_MAX;
+    case "line.in":
+    case "invalid":
+      return e.line.length > DISPLAY_MAX;
+    case "reply.out":
+      return e.reply.length > DISPLAY_MAX;
+    default:
+      return false;
   }
 }
 
@@ -227,7 +248,8 @@ export class EventHub {
     // Conversion is deferred to the first reader, except for batches: holding their record
     // arrays in the ring would make its memory depend on batch sizes.
     const batch = e.kind === "propagation.sent" || e.kind === "propagation.received";
-    const entry: Entry = batch ? { id, ev: toDashEvent(e, id) } : { id, raw: e };
+    // So are events with long text: the ring keeps what a page shows of it, not 64 KiB lines.
+    const entry: Entry = batch || longText(e) ? { id, ev: toDashEvent(e, id) } : { id, raw: e };
     this.#ring[id % this.#cap] = entry;
     this.#stats.eventsIn++;
     if (e.kind === "whatsat") {

@@ -394,6 +394,29 @@ export function displayText(binary: string): string {
   return utf8.decode(bytes);
 }
 
+/** Bytes of a wire text the dashboard shows at most (a client ID's limit is 256). */
+export const DISPLAY_MAX = 300;
+
+/**
+ * {@linkcode displayText} of at most the first `max` bytes, with how many more there were: what
+ * a page shows of a line, a reply or a record's field. A client may send 64 KiB lines and
+ * locations of thousands of digits; whole, 10,000 kept events or 2,000 records in one reply were
+ * gigabytes on the herd's heap (adv10a #1, #2).
+ *
+ * @example
+ * ```ts
+ * displayClip("IAMAT " + "x".repeat(1000), 10); // "IAMAT xxxx… (+996 bytes)"
+ * displayClip("IAMAT kiwi"); // "IAMAT kiwi"
+ * ```
+ */
+export function displayClip(binary: string, max = DISPLAY_MAX): string {
+  if (binary.length <= max) return displayText(binary);
+  // Decoded from a copy of the bytes: a slice of the line would be a view that keeps it whole.
+  const bytes = new Uint8Array(max);
+  for (let i = 0; i < max; i++) bytes[i] = binary.charCodeAt(i);
+  return `${utf8.decode(bytes)}… (+${binary.length - max} bytes)`;
+}
+
 /**
  * JSON with every non-ASCII char escaped (`\u00e9`), so the text survives any byte channel
  * unchanged: binary strings stay binary strings, Unicode stays Unicode, on the other side of
