@@ -160,6 +160,12 @@ export class RecordTable {
     ours: SharedRecord | undefined,
     fromClient: boolean,
   ): boolean {
+    // A known client's record no longer than its listed one adds nothing once every store has
+    // it (the listed body is let go then). In `start` the other stores hold the old body until
+    // the flood reaches them, so counting only what this store frees refused a same-size update
+    // at the edge (adv10a #3). Only growth beyond the newest body is checked: a client that
+    // shrank its record cannot grow it back past what older bodies still held take.
+    if (listed !== undefined && textBytes(fields) <= textBytes(listed)) return true;
     const limit = fromClient ? this.budget.soft : this.budget.hard;
     // What this store lets go of is freed if nobody else holds it.
     const frees = ours !== undefined && ours.holders === 1 ? textBytes(ours) : 0;
