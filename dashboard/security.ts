@@ -188,19 +188,28 @@ export function envToken(): string | undefined {
   }
 }
 
+/** The shortest control token taken from the environment (the herd secret's rule). */
+export const MIN_TOKEN = 8;
+
 /**
  * Why `token` cannot be the dashboard's control token, or undefined when it can: it travels as
  * `Authorization: Bearer <token>` and in the printed URL, so it must be printable ASCII without
- * spaces (a space split it there, and header values lose their edges' blanks).
+ * spaces (a space split it there, and header values lose their edges' blanks), and it guards
+ * control requests beyond loopback with no rate limit, so it must not be guessable in a few
+ * tries: at least {@linkcode MIN_TOKEN} characters (a generated one has 32).
  *
  * @example
  * ```ts
  * tokenProblem("s3cret-token"); // undefined
  * tokenProblem("two words"); // "must be printable ASCII without spaces ..."
+ * tokenProblem("a"); // "must be at least 8 characters (it has 1)"
  * ```
  */
 export function tokenProblem(token: string): string | undefined {
-  return /^[\x21-\x7e]+$/.test(token)
-    ? undefined
-    : "must be printable ASCII without spaces (it is sent as `Authorization: Bearer <token>`)";
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    return "must be printable ASCII without spaces (it is sent as `Authorization: Bearer <token>`)";
+  }
+  return token.length < MIN_TOKEN
+    ? `must be at least ${MIN_TOKEN} characters (it has ${token.length})`
+    : undefined;
 }

@@ -402,6 +402,41 @@ Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and
   });
 });
 
+Deno.test("a HERD_DASHBOARD_TOKEN under 8 characters is one line and exit 2, for start and dashboard", async () => {
+  // Found by an adversarial review (adv10a #4): a one-character token was taken, and beyond
+  // loopback it alone guarded control requests (stop a server, cut links), with no rate limit.
+  await withOneServer(async (dir, config) => {
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    for (const token of ["a", "seven77"]) {
+      for (
+        const args of [
+          [
+            "start",
+            "--config",
+            config,
+            "--log-dir",
+            dir,
+            "--memory",
+            "--dashboard-host",
+            "0.0.0.0",
+          ],
+          ["dashboard", "--config", config, "--dashboard-port", "0"],
+        ]
+      ) {
+        const r = await runRefused(args, { ...env, HERD_DASHBOARD_TOKEN: token }, { write: [dir] });
+        assertUsage(
+          r,
+          new RegExp(
+            `^error: HERD_DASHBOARD_TOKEN must be at least 8 characters \\(it has ${token.length}\\)$`,
+          ),
+          args[0],
+        );
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+    }
+  });
+});
+
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
   // Found by an adversarial review: --log-dir naming a file died with an uncaught mkdir error
   // and its stack; --config /dev/zero read until the memory ran out.
