@@ -10,7 +10,7 @@ import type { HerdFlags } from "./flags.ts";
 import { herdSecret, loadConfig } from "../servers/config.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
-import { checkDashboardToken, UsageError } from "./flags.ts";
+import { checkDashboardToken, checkListenHost, UsageError } from "./flags.ts";
 import type { Ops } from "../servers/ops/app.ts";
 
 /** The dashboard's port was taken; the message names the port (and the holder when known). */
@@ -90,6 +90,7 @@ export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
   const config = await loadConfig(flags.config);
   const secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   checkDashboardToken();
+  checkListenHost("--dashboard-host", flags.dashboardHost);
   if (!secret) {
     throw new UsageError(
       'dashboard needs the herd secret (HERD_SECRET or "secret" in the config) to observe servers',

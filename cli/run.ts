@@ -19,6 +19,7 @@ import {
 } from "../servers/places/select.ts";
 import {
   checkDashboardToken,
+  checkListenHost,
   GOOGLE_ONLY,
   type HerdFlags,
   portsClaimed,
@@ -157,6 +158,8 @@ async function run(
 
   let secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   if (mode === "start") checkDashboardToken();
+  if (mode === "start" && flags.dashboard) checkListenHost("--dashboard-host", flags.dashboardHost);
+  if (flags.opsPort !== undefined) checkListenHost("--ops-host", flags.opsHost);
   if (!secret) {
     if (mode === "start") {
       secret = generateSecret();

@@ -437,6 +437,38 @@ Deno.test("a HERD_DASHBOARD_TOKEN under 8 characters is one line and exit 2, for
   });
 });
 
+Deno.test("a --dashboard-host or --ops-host nothing can listen on is one line naming the flag and exit 2, before any server listens", async () => {
+  // Found by an adversarial review (adv10a #5): start brought its servers up, printed
+  // "listening", then ended with a bare resolver error and exit 1.
+  await withOneServer(async (dir, config) => {
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    const base = ["--config", config, "--log-dir", dir, "--memory"];
+    const cases: [string[], string][] = [
+      [
+        ["start", ...base, "--dashboard-host", "999.1.1.1", "--dashboard-port", "0"],
+        "--dashboard-host",
+      ],
+      [
+        ["start", ...base, "--no-dashboard", "--ops-host", "999.1.1.1", "--ops-port", "0"],
+        "--ops-host",
+      ],
+      [
+        ["dashboard", "--config", config, "--dashboard-host", "999.1.1.1", "--dashboard-port", "0"],
+        "--dashboard-host",
+      ],
+    ];
+    for (const [args, flag] of cases) {
+      const r = await runRefused(args, env, { write: [dir] });
+      assertUsage(
+        r,
+        new RegExp(`^error: ${flag} "999\\.1\\.1\\.1": cannot listen there`),
+        args.join(" "),
+      );
+      assert.ok(!r.stdout.includes("listening"), r.stdout);
+    }
+  });
+});
+
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
   // Found by an adversarial review: --log-dir naming a file died with an uncaught mkdir error
   // and its stack; --config /dev/zero read until the memory ran out.
