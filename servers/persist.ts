@@ -813,6 +813,15 @@ class RecordLog implements Persistence {
 
   async close(): Promise<void> {
     await this.flush();
+    if (this.#pending.length > 0) {
+      // Said where the operator sees it even when the log is on the same full disk (adv10b #5).
+      const message =
+        `stopping with ${this.#pending.length} record(s) not on disk (${this.#path} ` +
+        `cannot be written): the next start takes a fresh epoch, and the neighbours that got ` +
+        `them give them back`;
+      this.#report("disk-write", message);
+      if (this.#bus !== undefined) console.error(`${this.#server}: ${message}`);
+    }
     await this.#markClean();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);

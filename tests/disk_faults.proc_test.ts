@@ -474,6 +474,61 @@ tmpfsTest(
 );
 
 tmpfsTest(
+  "disk: a stop with records owed says so, writes no clean stop, and the next start takes a fresh epoch",
+  async () => {
+    // Found by an adversarial review (adv10b #5): the stop was silent, exit 0, "DOWN stopped".
+    const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
+    await mountTmpfs(dir, "1m");
+    const bus = new EventBus();
+    const errors: ErrorEvent[] = [];
+    bus.subscribe((e) => e.kind === "error" && errors.push(e));
+    const p = await openLogPersistence(dir, "Hill");
+    try {
+      const store = new RecordStore();
+      await p.load(store, [], bus);
+      const epoch = store.epoch;
+      p.saved({
+        origin: "Hill",
+        diff: "+0.100000000",
+        client: "c1",
+        location: "+1+1",
+        time: "1621464827.5",
+        seq: 1,
+        via: -1,
+      });
+      await p.flush(); // on disk: c1
+      await fill(`${dir}/filler`);
+      p.saved({
+        origin: "Hill",
+        diff: "+0.100000000",
+        client: "c2",
+        location: "+1+1",
+        time: "1." + "5".repeat(20_000),
+        seq: 2,
+        via: -1,
+      });
+      await p.close();
+      const stop = errors.find((e) => /stopping with/.test(e.message));
+      assert.ok(stop, `no stop error among ${errors.map((e) => e.message).join(" | ")}`);
+      assert.match(stop.message, /stopping with 1 record\(s\) not on disk/);
+      await Deno.remove(`${dir}/filler`);
+      errors.length = 0;
+      const again = await openLogPersistence(dir, "Hill");
+      const back = new RecordStore();
+      await again.load(back, [], bus);
+      await again.close();
+      assert.deepEqual([...back.values()].map((r) => r.client), ["c1"]);
+      assert.deepEqual(errors.map((e) => e.reason), ["unclean-stop"]);
+      assert.notEqual(back.epoch, epoch, "a fresh epoch: the neighbours resend what was owed");
+    } finally {
+      await p.close().catch(() => {});
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
+
+tmpfsTest(
   "disk: a failed write makes /healthz 503 with the reason and shows in /metrics, until it heals",
   async () => {
     const herd = await ProcessHerd.create({ topology: { Solo: [] } });
