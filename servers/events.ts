@@ -277,6 +277,11 @@ export type ErrorReason =
    * owed): it takes a fresh epoch and resyncs fully with its neighbours.
    */
   | "unclean-stop"
+  /**
+   * Connections from one neighbour keep replacing a live one: two processes seem to serve its
+   * name. The live connection is kept for a while (once a minute).
+   */
+  | "peer-conflict"
   /** A bug: a command, handshake or link step threw; it cost that one line or connection. */
   | "internal"
   /** A Places answer was rejected or could not be formatted. */

@@ -153,6 +153,15 @@ export interface PeerRecord extends AtFields {
 
 /** The coordinates of a duplicate: it is not stored again, so they are never parsed. */
 const NOT_PARSED = { lat: 0, lng: 0 };
+/** A connection that read within this long is live: a new one replacing it counts (`#keepLive`). */
+const TWIN_LIVE_MS = 1500;
+/** This many replacements of a live connection within TWIN_WINDOW_MS: two processes, one name. */
+const TWIN_REPLACEMENTS = 3;
+const TWIN_WINDOW_MS = 10_000;
+/** How long the live connection is then kept, doubling up to the max while it goes on. */
+const TWIN_HOLD_MS = 10_000;
+const TWIN_HOLD_MAX_MS = 60_000;
+
 /** `R`: the first byte of the lines a link reads from its read buffer's bytes (#onRecordBytes). */
 const RECORD_BYTE = 0x52;
 /** Where an `R` line's fields lie ({@linkcode recordFieldsAt}); one for every link: used at once. */
@@ -238,6 +247,12 @@ export class Link {
   #peerCaughtUp = false;
   /** While the cursor is below this, records that came from the peer are sent back too. */
   #resendUpTo = 0;
+  /** When new connections replaced a live one (`performance.now()`), the last few. */
+  #liveReplaced: number[] = [];
+  /** Until then a live connection is kept and new ones are closed (see `#keepLive`). */
+  #keepUntil = 0;
+  #keepFor = TWIN_HOLD_MS;
+  #twinReportedAt = -Infinity;
   /**
    * An `S` the peer is owed (0 for none): the cursor passed records it has, with nothing to send.
    * It rides in the link's next write instead of taking one of its own (see #pump).
@@ -431,7 +446,7 @@ export class Link {
    * once: nothing can slip in between the decision to accept and the link being up.
    */
   adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], welcome = ""): void {
-    if (!this.#running || this.#settings.cut) {
+    if (!this.#running || this.#settings.cut || this.#keepLive()) {
       conn.close();
       return;
     }
@@ -443,6 +458,10 @@ export class Link {
 
   /** A whole handshake, dialled by us, completed: the neighbour chose this connection. */
   #adoptOwn(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
+    if (this.#keepLive()) {
+      conn.close();
+      return;
+    }
     this.#drop("replaced by a new connection");
     this.#attach(conn, splitter, rest, "out");
   }
@@ -493,6 +512,41 @@ export class Link {
   }
 
   /** Closes the current connection (if any) and reports the link down. */
+  /**
+   * True when a new connection must not replace the live one. A connection replaces the link's
+   * older one (a neighbour that restarted may have left a half-open one behind), but one that
+   * still reads is not half-open: when that happens {@linkcode TWIN_REPLACEMENTS} times within
+   * {@linkcode TWIN_WINDOW_MS}, two processes answer for the neighbour's name (a stray copy, a
+   * second config), and each replacement brought the other's epoch and a resend of the whole
+   * log both ways, several times a second for as long as both ran (adv10b #2). The live one is
+   * then kept for a while (doubling to a minute), and an error says so once a minute.
+   */
+  #keepLive(): boolean {
+    if (this.#conn === undefined) return false;
+    const now = performance.now();
+    if (now - this.#lastRead > TWIN_LIVE_MS) return false; // half-open, or gone quiet: replace it
+    if (now < this.#keepUntil) return true;
+    const recent = this.#liveReplaced.filter((t) => now - t < TWIN_WINDOW_MS);
+    recent.push(now);
+    this.#liveReplaced = recent;
+    if (recent.length < TWIN_REPLACEMENTS) {
+      if (recent.length === 1) this.#keepFor = TWIN_HOLD_MS;
+      return false;
+    }
+    this.#liveReplaced = [];
+    this.#keepUntil = now + this.#keepFor;
+    if (now - this.#twinReportedAt >= 60_000) {
+      this.#twinReportedAt = now;
+      this.#error(
+        "peer-conflict",
+        `connections from ${this.peer} keep replacing a live one (two processes serving ` +
+          `${this.peer}?): keeping the current one for ${Math.round(this.#keepFor / 1000)} s`,
+      );
+    }
+    this.#keepFor = Math.min(TWIN_HOLD_MAX_MS, this.#keepFor * 2);
+    return true;
+  }
+
   #drop(reason: string): void {
     const conn = this.#conn;
     if (conn === undefined) return;

@@ -103,6 +103,7 @@ const ERROR_REASONS = Object.keys(
     "log-write": 0,
     "records-full": 0,
     "unclean-stop": 0,
+    "peer-conflict": 0,
   } satisfies Record<ErrorReason, 0>,
 );
 
