@@ -49,7 +49,12 @@ export interface Persistence {
   markMoved(link: Link): void;
   /** Tries to write everything queued now (never rejects: a failure is reported and retried). */
   flush(): Promise<void>;
-  /** Flushes and closes the store. */
+  /**
+   * The server stopped: flushes, and when nothing is owed ends the log with a clean stop, so the
+   * next load keeps the epoch. The store stays open (the server may start again).
+   */
+  stopped(): Promise<void>;
+  /** Flushes and closes the store (a clean stop, as {@linkcode Persistence.stopped}). */
   close(): Promise<void>;
 }
 
@@ -627,6 +632,8 @@ class RecordLog implements Persistence {
   #epoch = "";
   /** The store's epoch is not on disk yet (a fresh one after an unclean stop): the next commit writes it. */
   #epochOwed = false;
+  /** The log ends with a clean stop now (nothing written after it). */
+  #cleanMarked = false;
   #store: RecordStore | undefined;
   #links: readonly Link[] = [];
   #bus: EventBus | undefined;
@@ -778,6 +785,20 @@ class RecordLog implements Persistence {
       if ((await this.#file.stat()).size !== this.#size) await this.#file.truncate(this.#size);
       this.#atEnd = false;
     }
+    if (data.clean) {
+      // The clean stop vouches for the stop before this start only: records are flooded before
+      // their commit, so a kill before our first commit must not find it still last. The epoch
+      // goes after it now, synced, before the server takes a record.
+      this.#epochOwed = true;
+      await this.#commitNow();
+      if (this.#epochOwed) {
+        // Not written (a full disk): a fresh epoch then, which the commits that do get written
+        // carry; a replay of this file alone finds the old one, which the neighbours no longer
+        // hold marks for either way.
+        store.epoch = crypto.randomUUID().slice(0, 8);
+        this.#epoch = store.epoch;
+      }
+    }
   }
 
   saved(record: StoredRecord): void {
@@ -812,17 +833,7 @@ class RecordLog implements Persistence {
   }
 
   async close(): Promise<void> {
-    await this.flush();
-    if (this.#pending.length > 0) {
-      // Said where the operator sees it even when the log is on the same full disk (adv10b #5).
-      const message =
-        `stopping with ${this.#pending.length} record(s) not on disk (${this.#path} ` +
-        `cannot be written): the next start takes a fresh epoch, and the neighbours that got ` +
-        `them give them back`;
-      this.#report("disk-write", message);
-      if (this.#bus !== undefined) console.error(`${this.#server}: ${message}`);
-    }
-    await this.#markClean();
+    await this.stopped();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -838,6 +849,20 @@ class RecordLog implements Persistence {
     // Closing the descriptor lets go of the lock (as the kernel does when a process dies).
     this.#lock?.close();
     this.#lock = undefined;
+  }
+
+  async stopped(): Promise<void> {
+    await this.flush();
+    if (this.#pending.length > 0) {
+      // Said where the operator sees it even when the log is on the same full disk (adv10b #5).
+      const message =
+        `stopping with ${this.#pending.length} record(s) not on disk (${this.#path} ` +
+        `cannot be written): the next start takes a fresh epoch, and the neighbours that got ` +
+        `them give them back`;
+      this.#report("disk-write", message);
+      if (this.#bus !== undefined) console.error(`${this.#server}: ${message}`);
+    }
+    await this.#markClean();
   }
 
   /**
@@ -939,6 +964,7 @@ class RecordLog implements Persistence {
       this.#atEnd = true;
       this.#entries += records.length + marks.length + head.length;
       this.#epochOwed = false;
+      this.#cleanMarked = false;
       for (const [peer, m] of marks) this.#durableMarks.set(peer, m);
       this.#readyMarks = new Map(covered);
       if (covered.length > 0) this.#schedule();
@@ -989,7 +1015,7 @@ class RecordLog implements Persistence {
     const file = this.#file;
     const owed = this.#pending.length > 0 || this.#readyMarks.size > 0 ||
       this.#pendingMarks.size > 0 || this.#epochOwed || this.#durable < this.#queued;
-    if (file === undefined || this.#failing || owed) return;
+    if (file === undefined || this.#failing || owed || this.#cleanMarked) return;
     try {
       if (!this.#atEnd) file.seekSync(this.#size, Deno.SeekMode.Start);
       this.#atEnd = false;
@@ -998,6 +1024,7 @@ class RecordLog implements Persistence {
       this.#size += written;
       this.#atEnd = true;
       this.#entries++;
+      this.#cleanMarked = true;
     } catch {
       // Not written: the next start resyncs fully, which is always safe.
       await file.truncate(this.#size).catch(() => {});
@@ -1053,6 +1080,7 @@ class RecordLog implements Persistence {
       this.#size = written;
       this.#atEnd = true;
       this.#entries = 1 + records.length + marks.length;
+      this.#cleanMarked = false;
     } catch (err) {
       tmp?.close();
       await Deno.remove(tmpPath).catch(() => {});

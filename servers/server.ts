@@ -556,7 +556,8 @@ export class HerdServer implements LineHandler {
     await this.#acceptingTls;
     await this.#acceptingLinks;
     await Promise.allSettled([...this.#servingInProcess]);
-    await this.#persistence?.flush();
+    // A clean stop: the next start of this server (here, or after the process) keeps its epoch.
+    await this.#persistence?.stopped();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
   }
 

@@ -120,7 +120,10 @@ Deno.test("persist: a torn tail is cut and appending goes on after it", () =>
     const second = await reload(dir);
     assert.deepEqual(second.errors, [], "a torn tail is expected after a crash, not an error");
     assert.equal(second.store.size, 2);
-    assert.equal((await Deno.stat(path)).size, good);
+    // Cut, and the epoch written after the first run's clean stop (so a kill now finds no clean
+    // stop last).
+    const epochLine = framedEntry(`E 1 ${second.store.epoch}`);
+    assert.equal((await Deno.stat(path)).size, good + epochLine.length);
     second.p.saved(record("c", 3));
     await second.p.close();
     const third = await reload(dir);
@@ -154,10 +157,10 @@ Deno.test("persist: a log of many read chunks replays whole, lines across chunk 
     assert.equal(second.store.headSeq, n + 1);
     assert.equal(second.store.get("client-7.example")?.time, "1621464828.5");
     assert.equal(second.store.get(`client-${n}.example`)?.seq, n);
-    // The torn tail was cut, and the second clean stop added its entry after the first's.
+    // The torn tail was cut; the second start wrote its epoch, and its clean stop after it.
     assert.equal(
       (await Deno.stat(path)).size,
-      good + framedEntry("C 1").length,
+      good + framedEntry(`E 1 ${second.store.epoch}`).length + framedEntry("C 1").length,
       "the torn tail was cut",
     );
     // The change log came back in sequence order (the updated record last).
