@@ -357,6 +357,9 @@ export class ClientConnection implements OutputHolder {
   }
 
   #push(text: string): void {
+    // A reply that finished after the connection closed (a WHATSAT in its grace wait, a Places
+    // lookup) goes nowhere: counted, it stayed in the process's output budget for good.
+    if (this.#closed) return;
     this.#out.push(text);
     this.#outBytes += text.length;
     outputBudget.add(this, text.length);
