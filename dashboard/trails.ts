@@ -8,7 +8,12 @@
  * @module
  */
 
-import { batchAccepted, type EventBus, type LocationAcceptedEvent } from "../servers/events.ts";
+import {
+  batchAccepted,
+  displayClip,
+  type EventBus,
+  type LocationAcceptedEvent,
+} from "../servers/events.ts";
 import { type AtFields, compareRecords } from "../servers/record.ts";
 import type { Hop, TrailPoint } from "./types.ts";
 
@@ -61,7 +66,8 @@ export class ClientTrails {
     if (track === undefined) {
       this.#tracks.set(r.client, {
         newest: r,
-        trail: [{ lat: e.lat, lng: e.lng, time: r.time, t: e.t }],
+        // What a page shows of the time (a client may send 64 KiB of digits; review11 #4).
+        trail: [{ lat: e.lat, lng: e.lng, time: displayClip(r.time), t: e.t }],
         hops: [hop],
       });
       if (this.#tracks.size > this.#clients) {
@@ -78,7 +84,7 @@ export class ClientTrails {
     }
     track.newest = r;
     track.hops = [hop];
-    track.trail.push({ lat: e.lat, lng: e.lng, time: r.time, t: e.t });
+    track.trail.push({ lat: e.lat, lng: e.lng, time: displayClip(r.time), t: e.t });
     if (track.trail.length > this.#trail) track.trail.shift();
     // Re-insert: most recently updated last.
     this.#tracks.delete(r.client);

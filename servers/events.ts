@@ -416,10 +416,14 @@ export const DISPLAY_MAX = 300;
  */
 export function displayClip(binary: string, max = DISPLAY_MAX): string {
   if (binary.length <= max) return displayText(binary);
+  // Cut where a UTF-8 character starts (back over at most 3 continuation bytes), so no
+  // character is split into U+FFFD.
+  let cut = max;
+  for (let k = 0; k < 3 && cut > 0 && (binary.charCodeAt(cut) & 0xc0) === 0x80; k++) cut--;
   // Decoded from a copy of the bytes: a slice of the line would be a view that keeps it whole.
-  const bytes = new Uint8Array(max);
-  for (let i = 0; i < max; i++) bytes[i] = binary.charCodeAt(i);
-  return `${utf8.decode(bytes)}… (+${binary.length - max} bytes)`;
+  const bytes = new Uint8Array(cut);
+  for (let i = 0; i < cut; i++) bytes[i] = binary.charCodeAt(i);
+  return `${utf8.decode(bytes)}… (+${binary.length - cut} bytes)`;
 }
 
 /**
