@@ -164,8 +164,13 @@ export class RecordTable {
     // it (the listed body is let go then). In `start` the other stores hold the old body until
     // the flood reaches them, so counting only what this store frees refused a same-size update
     // at the edge (adv10a #3). Only growth beyond the newest body is checked: a client that
-    // shrank its record cannot grow it back past what older bodies still held take.
-    if (listed !== undefined && textBytes(fields) <= textBytes(listed)) return true;
+    // shrank its record cannot grow it back past what older bodies still held take. Never past
+    // the hard limit: with links cut each store may keep its own same-size body (review11 #5).
+    // Up to the hard limit: with links cut, each store may hold its own same-size body.
+    if (
+      listed !== undefined && textBytes(fields) <= textBytes(listed) &&
+      this.#bytes + textBytes(fields) <= this.budget.hard
+    ) return true;
     const limit = fromClient ? this.budget.soft : this.budget.hard;
     // What this store lets go of is freed if nobody else holds it.
     const frees = ours !== undefined && ours.holders === 1 ? textBytes(ours) : 0;
