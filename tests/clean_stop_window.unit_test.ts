@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #1) (unit form): after a clean start the log ends with `C 1` until the first commit.
+ * Found by a review of this session's changes (review11 #1) (unit form): after a clean start the log ends with `C 1` until the first commit.
  * A kill -9 in that window (a record taken and flooded, not yet committed: the commit is up to
  * 10 ms away, and records are flooded before it) leaves a log that the next start takes for a
  * clean stop: the old epoch is kept, and the next record reuses the sequence number the

@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #4): the dashboard's client trails (dashboard/trails.ts) keep and serve whole record
+ * Found by a review of this session's changes (review11 #4): the dashboard's client trails (dashboard/trails.ts) keep and serve whole record
  * fields. Each trail point keeps the record's `time` as it came (up to ~64 KiB of digits), 12
  * points per client for 10,000 clients, outside the record budget (the superseded records' times
  * are pinned by the trail after the stores let them go), and GET /api/client serves them whole:

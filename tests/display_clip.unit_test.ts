@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #5): displayClip cuts at DISPLAY_MAX bytes, not at a character boundary: a client ID
+ * Found by a review of this session's changes (review11 #5): displayClip cuts at DISPLAY_MAX bytes, not at a character boundary: a client ID
  * or line whose 300th byte falls inside a UTF-8 character is shown with a U+FFFD where the
  * character was, a character the client never sent.
  */

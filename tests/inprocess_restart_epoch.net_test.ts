@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #2): a server of `start` stopped and started in the process (the dashboard's
+ * Found by a review of this session's changes (review11 #2): a server of `start` stopped and started in the process (the dashboard's
  * stop/start, Herd.stopServer/startServer) flushes its log at the stop but never writes `C 1`
  * (only RecordLog.close does). Its next load sees a log without a clean stop, reports
  * "unclean-stop" and takes a fresh epoch, so both neighbours resend their whole logs to it and

@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #3): a reply that completes after its connection closed is still counted in the
+ * Found by a review of this session's changes (review11 #3): a reply that completes after its connection closed is still counted in the
  * process's output budget, for good. ClientConnection.close() releases what the connection held
  * and zeroes it, but a WHATSAT still in flight (its grace wait for an unknown client, or a Places
  * lookup) resolves later and #releaseSlots -> #push adds its reply to `outputBudget` (total and

@@ -1,5 +1,5 @@
 /**
- * Found by a review of the clean-stop change (review11 #6): RecordTable.fits now lets any known client's record no longer than its newest
+ * Found by a review of this session's changes (review11 #6): RecordTable.fits now lets any known client's record no longer than its newest
  * one through unchecked (f5697a0, adv10a #3). docs/protocol.md says the process holds at most
  * --max-records-mib of records, "an older copy that a stopped or cut-off server still holds
  * included", and peers' records a quarter above it at most. With the servers of `start` cut off
