@@ -102,6 +102,13 @@ const HOLD_MAX_MS = 60_000;
 export interface LinkHost {
   readonly name: string;
   readonly store: RecordStore;
+  /** The store's head when it was loaded at this start (records numbered since came later). */
+  readonly loadHead?: number;
+  /**
+   * A peer holds records of this store's epoch that the store does not: take a fresh epoch and
+   * bring every link back up with it (see `Link.#onSync`).
+   */
+  renewEpoch?(peer: string, mark: number): void;
   readonly bus: EventBus;
   readonly auth: HerdAuth;
   /**
@@ -295,6 +302,8 @@ export class Link {
   #controlOwed = "";
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
+  /** The highest of our sequence numbers the peer was told of in this run (records or `S`). */
+  #sentMax = 0;
   /** When the link's state (down / syncing / up) last changed. */
   #since = Date.now();
   /** Run-time cut and delay (link_control.ts); kept across stop/start of the server. */
@@ -398,6 +407,7 @@ export class Link {
     this.#running = true;
     // The server's store may be a new one (a restart): nothing of it was sent yet.
     this.#sentThrough = 0;
+    this.#sentMax = 0;
     this.#since = Date.now();
     this.#dialLoop(++this.#generation);
   }
@@ -545,6 +555,11 @@ export class Link {
     }
     this.#keepFor = Math.min(TWIN_HOLD_MAX_MS, this.#keepFor * 2);
     return true;
+  }
+
+  /** Closes the connection (if any); the link dials again as when it went down. */
+  reconnect(reason: string): void {
+    this.#drop(reason);
   }
 
   #drop(reason: string): void {
@@ -703,6 +718,7 @@ export class Link {
           this.#batchBuf = bytes;
         }
         this.#cursor = this.#sentThrough = slice.lastSeq;
+        if (slice.lastSeq > this.#sentMax) this.#sentMax = slice.lastSeq;
         if (slice.records.length > 0) {
           this.recordsSent += slice.records.length;
           if (this.#catchingUp) this.#syncSent += slice.records.length;
@@ -743,6 +759,7 @@ export class Link {
   #skipTo(seq: number): void {
     this.#waiting.receipted(this.#cursor + 1, seq);
     this.#cursor = this.#sentThrough = seq;
+    if (seq > this.#sentMax) this.#sentMax = seq;
     this.#owedSkip = seq;
   }
 
@@ -1030,6 +1047,17 @@ export class Link {
    */
   #onSync(m: Sync): void {
     const s = this.#server;
+    // The peer got records of this epoch numbered past anything this store held at its start
+    // or has sent it since: it was restored from an older copy of its data dir (or lost its
+    // last records otherwise). Its next records would reuse those numbers, which the peer's
+    // mark says it has (adv10b #1, review11 #1). A fresh epoch, and every link again.
+    if (
+      s.renewEpoch !== undefined && s.loadHead !== undefined && m.yourEpoch === s.store.epoch &&
+      m.mark > Math.max(s.loadHead, this.#sentMax)
+    ) {
+      s.renewEpoch(this.peer, m.mark);
+      return;
+    }
     this.#peerHead = m.head;
     this.#expected = m.epoch === this.mark.epoch ? Math.max(0, m.head - this.mark.seq) : m.head;
     const lost = (this.mark.epoch !== "-" && m.epoch !== this.mark.epoch) ||

@@ -47,6 +47,8 @@ export interface Persistence {
   readonly writable: boolean;
   /** Queues a link's mark for the next commit. */
   markMoved(link: Link): void;
+  /** The store took a fresh epoch while running: written with the next commit, at once. */
+  epochRenewed(epoch: string): void;
   /** Tries to write everything queued now (never rejects: a failure is reported and retried). */
   flush(): Promise<void>;
   /**
@@ -824,6 +826,12 @@ class RecordLog implements Persistence {
   markMoved(link: Link): void {
     this.#pendingMarks.set(link.peer, { ...link.mark });
     this.#schedule();
+  }
+
+  epochRenewed(epoch: string): void {
+    this.#epoch = epoch;
+    this.#epochOwed = true;
+    this.#commitNow();
   }
 
   async flush(): Promise<void> {

@@ -163,6 +163,8 @@ export class HerdServer implements LineHandler {
   readonly auth: HerdAuth;
   readonly links: Link[];
   store: RecordStore;
+  /** The store's head when it was loaded at this start (peers.ts `LinkHost.loadHead`). */
+  loadHead = 0;
   /**
    * The newest record stored from a client or from a link past its catch-up: our streams to
    * neighbours that are still catching us up never hold it back (peers.ts, `#waitsForPeer`).
@@ -370,6 +372,7 @@ export class HerdServer implements LineHandler {
           return;
         }
       }
+      this.loadHead = this.store.headSeq;
     } catch (err) {
       // Not started: no listener left behind claiming a port.
       this.#closeListeners();
@@ -559,6 +562,29 @@ export class HerdServer implements LineHandler {
     // A clean stop: the next start of this server (here, or after the process) keeps its epoch.
     await this.#persistence?.stopped();
     this.bus.emit({ kind: "server.down", t: Date.now(), server: this.name });
+  }
+
+  /**
+   * A neighbour holds records of this store's epoch numbered past what the store had at its
+   * start (a data dir restored from an older copy): the next records would reuse their numbers.
+   * A fresh epoch, on disk at once, and every link comes back up with it: each neighbour then
+   * resends its whole log (the lost records with it) and takes ours from the start.
+   */
+  renewEpoch(peer: string, mark: number): void {
+    const had = this.loadHead;
+    this.store.epoch = crypto.randomUUID().slice(0, 8);
+    this.loadHead = this.store.headSeq;
+    this.#persistence?.epochRenewed(this.store.epoch);
+    this.bus.emit({
+      kind: "error",
+      t: Date.now(),
+      server: this.name,
+      reason: "unclean-stop",
+      message: `${peer} got records numbered up to ${mark} in this epoch, and this store had ` +
+        `${had} at its start (a data dir restored from an older copy?): a fresh epoch, resyncing ` +
+        `fully with every neighbour`,
+    });
+    for (const link of this.links) link.reconnect("epoch renewed");
   }
 
   /** Sets (or clears) the durable store used from the next start on. */
