@@ -11,6 +11,7 @@ import { freePorts, waitFor } from "./_helpers/net.ts";
 import { ProcessHerd, PROCS_SECRET } from "./_helpers/procs.ts";
 import { exchange } from "./_helpers/net.ts";
 import { spawnDashboard } from "./_helpers/task_flags.ts";
+import { DISPLAY_MAX } from "../servers/events.ts";
 
 const RECORDS = 200;
 const DIGITS = 30_000;
@@ -62,8 +63,13 @@ Deno.test("observer: `deno task dashboard` on five server processes holding 200 
       throw new Error(`${err.message}; last: ${last}; dashboard stderr: ${dashErr}`);
     });
     const state = await (await fetch(`http://127.0.0.1:${web}/api/state`)).json();
+    // The page shows 300 bytes of each and how many more (displayClip): the count says the
+    // dashboard got the whole location over the observer link.
     const locations = new Set<number>(
-      state.records.map((r: { location: string }) => r.location.length),
+      state.records.map((r: { location: string }) => {
+        const more = /… \(\+(\d+) bytes\)$/.exec(r.location);
+        return more === null ? r.location.length : DISPLAY_MAX + Number(more[1]);
+      }),
     );
     assert.ok([...locations].every((n) => n > DIGITS), "the records arrive whole");
     herd.assertHealthy();
