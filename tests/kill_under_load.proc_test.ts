@@ -1,5 +1,5 @@
 /**
- * adv10b #1, the natural way: no backup restored, only kill -9 under load (default mode, no
+ * Found by an adversarial review (adv10b #1), the natural way: no backup restored, only kill -9 under load (default mode, no
  * --sync-ack) and a restart at once while the clients keep sending. The killed server loses the
  * records of its last commit window (documented: they "come back from its neighbours when it
  * restarts") and takes new records, reusing those sequence numbers, before its link is up again
