@@ -177,17 +177,6 @@ const FIELD_AT = new Int32Array(8);
 const ORIGINS_KEPT = 8;
 /** Largest record batch buffer a link keeps for its next writes (bigger ones are one-offs). */
 const MAX_BATCH_BUF = 64 * 1024;
-/** A link's read buffer: this size while reads are small (every link has one). */
-const READ_BUF = 64 * 1024;
-/**
- * ...and up to this while reads fill it (a catch-up stream, a burst): each read costs a storing
- * turn, a receipt write to the peer and a yield check whatever it carries, and a 1M-record
- * catch-up in 64 KiB reads paid that ~1,700 times (BENCHMARKS.md, "Catch-up of 2026-11-27
- * (eighth pass)").
- */
-const BIG_READ_BUF = 256 * 1024;
-/** Small reads in a row that take a grown read buffer back to {@linkcode READ_BUF}. */
-const SMALL_READS_TO_SHRINK = 64;
 
 /** What one read's lines add up to: records to store, and what to receipt, in order. */
 interface Intake {
@@ -233,8 +222,6 @@ export class Link {
   recordsSent = 0;
   /** Records read from this link since start. */
   recordsReceived = 0;
-  /** Bytes of the read buffer the link reads into now (it grows while reads fill it). */
-  readBufferBytes = READ_BUF;
   /** What we last received from the peer (kept across reconnects; persisted by the server). */
   mark: LinkMark = { epoch: "-", seq: 0 };
 
@@ -784,11 +771,9 @@ export class Link {
   }
 
   async #readLoop(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): Promise<void> {
-    let buf = new Uint8Array(READ_BUF);
+    const buf = new Uint8Array(64 * 1024);
     // A Buffer over the same bytes: `R` lines are read from them (#onRecordBytes).
-    let bytes = Buffer.from(buf.buffer);
-    let small = 0;
-    this.readBufferBytes = READ_BUF;
+    const bytes = Buffer.from(buf.buffer);
     const fair = new FairShare();
     let reason = "closed by peer";
     try {
@@ -798,18 +783,6 @@ export class Link {
         if (n === null) break;
         this.#lastRead = this.#readAt = performance.now();
         if (!this.#handle(conn, splitter.push(buf.subarray(0, n), RECORD_BYTE), bytes)) return;
-        // The splitter copied any partial line: the next read may go to another buffer.
-        let size = buf.length;
-        if (n === size) {
-          size = BIG_READ_BUF;
-          small = 0;
-        } else if (n >= READ_BUF / 4) small = 0;
-        else if (size > READ_BUF && ++small >= SMALL_READS_TO_SHRINK) size = READ_BUF;
-        if (size !== buf.length) {
-          buf = new Uint8Array(size);
-          bytes = Buffer.from(buf.buffer);
-          this.readBufferBytes = size;
-        }
         const now = performance.now();
         this.#pingIfDue(conn, now);
         // A catch-up stream always has data: let the other links and the timers have a turn.
