@@ -863,7 +863,7 @@ export class Link {
         case CAUGHTUP:
           // The records read before it are the stream's last: stored as the catch-up's (one
           // batch, counted in its SYNC line), not as live ones: a stream's last read may carry
-          // thousands of them.
+          // hundreds of them.
           this.#take(conn, intake);
           intake = {};
           this.#onCaughtUp();

@@ -367,8 +367,8 @@ Deno.test("catch-up: a stream's copies of records we hold are receipted and coun
 });
 
 Deno.test("catch-up: the records read with the CAUGHTUP, before it, are the stream's: counted in its SYNC, stored as catch-up ones", async () => {
-  // A stream's last read carries its last records and its CAUGHTUP (a read of up to 256 KiB:
-  // thousands of them). They were stored after the CAUGHTUP's handling, as live records, and
+  // A stream's last read carries its last records and its CAUGHTUP (a read of up to 64 KiB:
+  // hundreds of them). They were stored after the CAUGHTUP's handling, as live records, and
   // left out of the SYNC line's count.
   await using m = await startM(false, true);
   const events: HerdEvent[] = [];
