@@ -8,6 +8,8 @@
  * - {@linkcode startReplicatedRedis}: the five nodes, replication up.
  * - {@linkcode redisMemory}: RSS of the five with N GEOADD members (the herd's 1M clients × 5).
  * - {@linkcode redisCatchup}: a replica restarted empty, until its link is up and it holds all N.
+ * - {@linkcode redisResync}: the five nodes started, N members loaded, one replica's resync, all
+ *   stopped: the catch-up part's Redis figure, measured in the same run beside ours.
  *
  * The primary runs with `repl-diskless-sync-delay 0`: Redis's default waits 5 s for more replicas
  * before a full sync, which would be counted against Redis in the catch-up figure.
@@ -18,6 +20,7 @@
 import { loudly } from "./native.ts";
 import {
   freePortBase,
+  loadavg,
   mib,
   type Proc,
   processMemory,
@@ -201,9 +204,8 @@ async function zcard(port: number): Promise<number> {
 }
 
 /**
- * Loads `members` GEOADD members (`m<i>.bench.example`, the herd's bulk client names, at distinct
- * locations) on the primary, in server-side loops of 50,000, and waits until every replica holds
- * them. The RSS of the five nodes is read 2 s after that (as the herd's memory figure is).
+ * Loads `members` members ({@linkcode loadMembers}) into the five nodes and reads their RSS 2 s
+ * after every replica holds them (as the herd's memory figure is).
  */
 export async function redisMemory(r: ReplicatedRedis, members: number): Promise<RedisMemoryReport> {
   const nodes = [r.primary, ...r.replicas];
@@ -211,6 +213,26 @@ export async function redisMemory(r: ReplicatedRedis, members: number): Promise<
   await sleep(500);
   const rss = () => nodes.map((n) => processMemory(n.proc.child.pid)?.rss ?? 0);
   const rssBefore = rss().reduce((a, b) => a + b, 0);
+  const loadMs = await loadMembers(r, members);
+  await sleep(2000);
+  const after = rss();
+  progress(`[redis] ${members} members x5: ${mib(after.reduce((a, b) => a + b, 0))} MiB RSS`);
+  return {
+    members,
+    rssBefore,
+    rssAfter: after.reduce((a, b) => a + b, 0),
+    perNode: Object.fromEntries(nodes.map((n, i) => [n.name, after[i]])),
+    loadMs,
+  };
+}
+
+/**
+ * Loads `members` GEOADD members (`m<i>.bench.example`, the herd's bulk client names, at distinct
+ * locations) on the primary, in server-side loops of 50,000, and waits until every replica holds
+ * them: the ms that took.
+ */
+async function loadMembers(r: ReplicatedRedis, members: number): Promise<number> {
+  const nodes = [r.primary, ...r.replicas];
   const script = "local b, n = tonumber(ARGV[1]), tonumber(ARGV[2]) " +
     "for i = b, b + n - 1 do redis.call('GEOADD', KEYS[1], -120 + (i % 100000) / 10000, " +
     "30 + math.floor(i / 100000) / 100, 'm' .. i .. '.bench.example') end return n";
@@ -228,17 +250,7 @@ export async function redisMemory(r: ReplicatedRedis, members: number): Promise<
     if (performance.now() > deadline) throw new Error(`replicas hold ${counts.join(", ")}`);
     await sleep(100);
   }
-  const loadMs = Math.round(performance.now() - t0);
-  await sleep(2000);
-  const after = rss();
-  progress(`[redis] ${members} members x5: ${mib(after.reduce((a, b) => a + b, 0))} MiB RSS`);
-  return {
-    members,
-    rssBefore,
-    rssAfter: after.reduce((a, b) => a + b, 0),
-    perNode: Object.fromEntries(nodes.map((n, i) => [n.name, after[i]])),
-    loadMs,
-  };
+  return Math.round(performance.now() - t0);
 }
 
 /**
@@ -276,4 +288,37 @@ export async function redisCatchup(
     await sleep(20);
   }
   return { members, linkUpMs, totalMs: null, held };
+}
+
+/** {@linkcode redisResync}'s figure: the replica's resync, with the box's load around it. */
+export interface RedisResyncReport extends RedisCatchupReport {
+  /** Loading the members on the primary until every replica held them, ms. */
+  loadMs: number;
+  loadavgStart: number;
+  loadavgEnd: number;
+}
+
+/**
+ * The catch-up part's Redis figure (issue 13: our catch-up of N missed records "≤ a Redis
+ * replica's resync in the same run"): a primary and four replicas started, `members` members
+ * loaded, the last replica restarted empty ({@linkcode redisCatchup}), all stopped. Throws when
+ * Redis cannot be had (after {@linkcode ensureRedis} has said so loudly).
+ */
+export async function redisResync(logDir: string, members: number): Promise<RedisResyncReport> {
+  const loadavgStart = loadavg();
+  if (!(await ensureRedis())) throw new Error("redis-server missing: the Redis resync is SKIPPED");
+  const r = await startReplicatedRedis(logDir);
+  try {
+    progress(`[catchup] Redis: ${members} members on five nodes, then a replica restarted empty`);
+    const loadMs = await loadMembers(r, members);
+    const c = await redisCatchup(r, logDir);
+    progress(
+      `[catchup] Redis replica resync of ${c.members}: ${
+        c.totalMs === null ? `not done (held ${c.held})` : `${c.totalMs} ms`
+      } (link up ${c.linkUpMs} ms)`,
+    );
+    return { ...c, loadMs, loadavgStart, loadavgEnd: loadavg() };
+  } finally {
+    await r.stop();
+  }
 }

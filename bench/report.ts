@@ -15,6 +15,7 @@ import { startupMarkdown, type StartupReport } from "./startup.ts";
 import type { MemoryReport } from "./memory.ts";
 import type { ProfileReport } from "./profile.ts";
 import { type CompareReport, type SystemKey, SYSTEMS } from "./compare.ts";
+import type { RedisCatchupReport, RedisResyncReport } from "./redis.ts";
 
 export function printTable(points: Point[]): void {
   const rows = [
@@ -65,6 +66,8 @@ export interface RunResult {
   whatsat?: WhatsatReport | { error: string };
   sse?: SseReport | { error: string };
   catchup?: CatchupReport[] | { error: string };
+  /** The catch-up part's Redis replica resync of as many members (older runs: none). */
+  catchupRedis?: RedisResyncReport | { error: string };
   startup?: StartupReport | { error: string };
   memory?: MemoryReport[] | { error: string };
   profile?: ProfileReport | { error: string };
@@ -160,37 +163,7 @@ export function judgeTargets(r: RunResult): Target[] {
       : "not measured",
     met: mem && mem.clients >= 1_000_000 && mem.complete ? mem.rssAfter <= 1 * GiB : null,
   });
-  const cu = ok(r.catchup)?.find((c) => c.persistence);
-  const rcu = ok(cmp?.redis.catchup);
-  const redisMs = rcu?.totalMs ?? null;
-  t.push({
-    name: "Catch-up of 1M missed records, persistence on",
-    target: "≤ 5 s and ≤ a Redis replica's resync",
-    measured: cu
-      ? (cu.totalMs === null
-        ? `not caught up (held ${cu.held} of ${cu.target})`
-        : `${(cu.totalMs / 1000).toFixed(2)} s from restart (${
-          (cu.startupMs / 1000).toFixed(2)
-        } s start-up + ${((cu.catchupMs ?? 0) / 1000).toFixed(2)} s catch-up) for ${
-          fmtInt(cu.target)
-        } records${
-          cu.target < cu.records ? ` (of ${fmtInt(cu.records)} planned: the load lost some)` : ""
-        }`) +
-        (rcu
-          ? `; Redis replica restarted empty: ${
-            redisMs === null ? "did not finish" : `${(redisMs / 1000).toFixed(2)} s`
-          } for ${fmtInt(rcu.members)}`
-          : "; Redis not measured") +
-        (cu.records < 1_000_000 ? " (quick scale)" : "")
-      : r.catchup
-      ? "not measured (run without --skip-persist)"
-      : "not measured",
-    // Judged on what the others agreed on: a load that lost more than a few is no 1M run.
-    met: cu && cu.records >= 1_000_000 && cu.target >= cu.records * 0.999
-      ? cu.totalMs !== null && cu.totalMs <= 5000 &&
-        (redisMs === null || cu.totalMs <= redisMs) && rcu !== undefined
-      : null,
-  });
+  t.push(...catchupTargets(r));
   const sse = ok(r.sse);
   t.push({
     name: "Cost of 100 dashboard SSE subscribers (issue 6)",
@@ -203,6 +176,61 @@ export function judgeTargets(r: RunResult): Target[] {
     met: sse ? sse.dropPercent <= 20 : null,
   });
   return t;
+}
+
+/**
+ * The catch-up target's two halves, each judged on its own: ≤ 5 s, and ≤ a Redis replica's
+ * resync of as many members in the same run (the catch-up part's own, else the compare part's).
+ */
+function catchupTargets(r: RunResult): Target[] {
+  const cu = ok(r.catchup)?.find((c) => c.persistence);
+  const own = ok(r.catchupRedis);
+  const cmp = ok(ok(r.compare)?.redis.catchup);
+  // The resync of at least as many members as ours caught up on; a smaller one is no baseline.
+  const rcu: RedisCatchupReport | undefined = [own, cmp].find((x) =>
+    x !== undefined && cu !== undefined && x.members >= cu.target
+  );
+  const ours = cu
+    ? (cu.totalMs === null
+      ? `not caught up (held ${cu.held} of ${cu.target})`
+      : `${(cu.totalMs / 1000).toFixed(2)} s from restart (${
+        (cu.startupMs / 1000).toFixed(2)
+      } s start-up + ${((cu.catchupMs ?? 0) / 1000).toFixed(2)} s catch-up) for ${
+        fmtInt(cu.target)
+      } records${
+        cu.target < cu.records ? ` (of ${fmtInt(cu.records)} planned: the load lost some)` : ""
+      }`) + (cu.records < 1_000_000 ? " (quick scale)" : "")
+    : r.catchup
+    ? "not measured (run without --skip-persist)"
+    : "not measured";
+  // Judged on what the others agreed on: a load that lost more than a few is no 1M run.
+  const whole = cu !== undefined && cu.records >= 1_000_000 && cu.target >= cu.records * 0.999;
+  const done = cu?.totalMs ?? null;
+  const redisMs = rcu?.totalMs ?? null;
+  const redisSays = rcu
+    ? `Redis replica restarted empty${rcu === own ? " (this part)" : " (compare part)"}: ${
+      redisMs === null ? "did not finish" : `${(redisMs / 1000).toFixed(2)} s`
+    } for ${fmtInt(rcu.members)} members`
+    : r.catchupRedis && "error" in r.catchupRedis
+    ? `Redis resync failed or skipped: ${r.catchupRedis.error}`
+    : "Redis not measured";
+  return [
+    {
+      name: "Catch-up of 1M missed records, persistence on",
+      target: "≤ 5 s",
+      measured: ours,
+      met: whole ? done !== null && done <= 5000 : null,
+    },
+    {
+      name: "Catch-up of 1M missed records, persistence on, against Redis",
+      target: "≤ a Redis replica's resync of as many members in the same run",
+      measured: `${ours}; ${redisSays}`,
+      // Not judged without a Redis figure; a resync that never finished is beaten by any end.
+      met: whole && rcu !== undefined
+        ? done !== null && (redisMs === null || done <= redisMs)
+        : null,
+    },
+  ];
 }
 
 function pct(v: number): string {
@@ -678,6 +706,22 @@ export function summaryMarkdown(r: RunResult): string {
       "",
     );
   } else if (r.catchup) out.push(`Catch-up: error ${(r.catchup as { error: string }).error}`, "");
+  const rr = ok(r.catchupRedis);
+  if (rr) {
+    out.push(
+      `Redis, the same run: a primary and four replicas (AOF everysec) with ${
+        fmtInt(rr.members)
+      } members (loaded in ${(rr.loadMs / 1000).toFixed(1)} s), the last replica restarted ` +
+        `empty: link up after ${
+          rr.linkUpMs === null ? "never" : `${(rr.linkUpMs / 1000).toFixed(2)} s`
+        }, all held after **${
+          rr.totalMs === null ? `never (held ${rr.held})` : `${(rr.totalMs / 1000).toFixed(2)} s`
+        }** (load average ${rr.loadavgStart} → ${rr.loadavgEnd}).`,
+      "",
+    );
+  } else if (r.catchupRedis) {
+    out.push(`**Redis resync: ${(r.catchupRedis as { error: string }).error}**`, "");
+  }
 
   const su = ok(r.startup);
   if (su) out.push(...startupMarkdown(su));

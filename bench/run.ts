@@ -15,7 +15,8 @@
  * - `whatsat`: WHATSAT 50 km / 20 results in Los Angeles, offline index and fake Google on
  *   loopback, at 1 and 32 connections (bench/whatsat.ts);
  * - `sse`: 32-connection IAMAT with 0 and 100 dashboard event-stream readers (bench/sse.ts);
- * - `catchup`: a restarted server catching up on 1M missed records (bench/catchup.ts);
+ * - `catchup`: a restarted server catching up on 1M missed records (bench/catchup.ts), then a
+ *   Redis replica restarted empty resyncing as many members (bench/redis.ts `redisResync`);
  * - `startup`: spawn of a `server` process to its port accepting, its first reply and its
  *   "listening" line, beside a bare Deno listener (bench/startup.ts);
  * - `memory`: RSS of one process with 1M clients known to all five servers (bench/memory.ts);
@@ -67,6 +68,7 @@ import { benchStartup } from "./startup.ts";
 import { benchMemory } from "./memory.ts";
 import { benchProfile } from "./profile.ts";
 import { benchCompare } from "./compare.ts";
+import { redisResync } from "./redis.ts";
 
 function planFor(quick: boolean, genProcs: number): Plan {
   return quick
@@ -355,6 +357,11 @@ async function main(): Promise<void> {
         if (!v["skip-persist"]) out.push(await benchCatchup(logDir, plan.catchupRecords, true));
         return out;
       });
+      // The target's second half: a Redis replica's resync of as many members, in this run.
+      result.catchupRedis = await part(
+        "catchup-redis",
+        () => redisResync(logDir, plan.catchupRecords),
+      );
     }
     if (only.has("startup")) {
       result.startup = await part(

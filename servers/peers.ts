@@ -658,9 +658,9 @@ export class Link {
     if (this.#heldSince >= 0) return true;
     if (this.#holdAsked && !this.#catchingUp && !this.#peerCaughtUp) {
       // We asked the peer to HOLD: until its CAUGHTUP (after its answer to our DIGEST, which
-      // says what it holds) nothing goes to it but a client's record and what precedes it. The
-      // last records of another neighbour's catch-up, read with its CAUGHTUP, count as live
-      // (server.ts) and would take every record before them along: a whole catch-up sent back.
+      // says what it holds) nothing goes to it but a client's record and what precedes it. A
+      // live record from another neighbour would take every record before it along: a whole
+      // catch-up sent back.
       const client = this.#server.clientSeq;
       return client !== undefined && client <= this.#cursor;
     }
@@ -808,7 +808,7 @@ export class Link {
    * records of one read are stored together, then receipted in the order they were read.
    */
   #handle(conn: Deno.Conn, lines: SplitLine[], bytes?: Buffer): boolean {
-    const intake: Intake = {};
+    let intake: Intake = {};
     let bad: string | undefined;
     for (const line of lines) {
       if (line.end !== undefined) {
@@ -861,6 +861,11 @@ export class Link {
           this.#onSync(m);
           break;
         case CAUGHTUP:
+          // The records read before it are the stream's last: stored as the catch-up's (one
+          // batch, counted in its SYNC line), not as live ones: a stream's last read may carry
+          // hundreds of them.
+          this.#take(conn, intake);
+          intake = {};
           this.#onCaughtUp();
           break;
         case HOLD:

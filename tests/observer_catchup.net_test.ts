@@ -90,8 +90,9 @@ Deno.test("observer: a catch-up's records come as one location.batch per read, c
     );
     const batches = events.filter((e) => e.kind === "location.batch");
     const received = events.filter((e) => e.kind === "propagation.received" && e.catchUp);
-    // The records of the read that brought CAUGHTUP are live ones by then (peers.ts `#handle`):
-    // one `location.accepted` each, after the `sync.done`. Before, every record had its line.
+    // The records read before CAUGHTUP are the stream's (peers.ts `#handle`, even in the read
+    // that brings it): batches; a live record would have its line after the `sync.done`.
+    // Before batches, every record had its line.
     const synced = events.findIndex((e) => e.kind === "sync.done");
     const accepted = events.filter((e) => e.kind === "location.accepted");
     const early = events.slice(0, synced).filter((e) => e.kind === "location.accepted");

@@ -366,6 +366,39 @@ Deno.test("catch-up: a stream's copies of records we hold are receipted and coun
   }
 });
 
+Deno.test("catch-up: the records read with the CAUGHTUP, before it, are the stream's: counted in its SYNC, stored as catch-up ones", async () => {
+  // A stream's last read carries its last records and its CAUGHTUP (a read of up to 64 KiB:
+  // hundreds of them). They were stored after the CAUGHTUP's handling, as live records, and
+  // left out of the SYNC line's count.
+  await using m = await startM(false, true);
+  const events: HerdEvent[] = [];
+  const off = m.herd.bus.subscribe((e) => events.push(e));
+  try {
+    await m.f.send(`${fruitLines}CAUGHTUP ${FRUIT.length}\n`);
+    await waitFor(() => events.some((e) => e.kind === "sync.done"), 10_000, "the SYNC");
+    const done = events.find((e) => e.kind === "sync.done")!;
+    assert.equal(done.kind === "sync.done" && done.received, FRUIT.length);
+    const accepted = events.filter((e) => e.kind === "location.accepted");
+    assert.deepEqual(
+      accepted.map((e) => e.kind === "location.accepted" && e.catchUp),
+      FRUIT.map(() => true),
+    );
+    // Stored before the catch-up's end was told.
+    assert.ok(events.indexOf(accepted.at(-1)!) < events.indexOf(done));
+    // A record after the CAUGHTUP is live.
+    await m.f.send(`${formatRecord(FRUIT.length + 1, { ...fruitRecords[0], client: "lime" })}`);
+    await waitFor(
+      () => events.filter((e) => e.kind === "location.accepted").length > FRUIT.length,
+      10_000,
+      "lime",
+    );
+    const lime = events.filter((e) => e.kind === "location.accepted").at(-1)!;
+    assert.equal(lime.kind === "location.accepted" && lime.catchUp, false);
+  } finally {
+    off();
+  }
+});
+
 Deno.test("catch-up: a line one byte off the record we hold, in any field, is no duplicate; a held record in another spacing is one", async () => {
   // Records are read from the bytes of a link's reads and compared in place with the stored one
   // (peers.ts #onRecordBytes): every other form, and every difference, must be judged as before.
@@ -593,9 +626,8 @@ Deno.test("HOLD: M announces HOLD/DIGEST, asks a second neighbour that announced
 Deno.test("DIGEST: once the first stream ends the held neighbour gets M's digest, and at its CAUGHTUP only what differs from its own digest", async () => {
   await using m = await startMWith({ F: "SYNC eF 1000 - 0\n\n\n", G: "SYNC eG 1000 - 0\n\n\n" });
   await m.g.waitUntil((t) => /\nHOLD\n/.test(t), 5000);
-  // F's stream: every fruit, and its end in the same read (records read with a CAUGHTUP count
-  // as live ones, which take every record before them along: not to G, which was asked to
-  // HOLD). M's digest goes to G.
+  // F's stream: every fruit, and its end in the same read (they are stored as the stream's
+  // records before the CAUGHTUP; none goes to G, which was asked to HOLD). M's digest goes to G.
   await m.f.send(`${fruitLines}CAUGHTUP ${FRUIT.length}\n`);
   await m.g.waitUntil((t) => digestIn(t) !== undefined, 10_000);
   const mine = digestIn(m.g.received)!;
