@@ -6,9 +6,9 @@
  * the CRC-32 of the payload's bytes, so a torn tail (a crash mid-write) or a flipped byte is
  * detected. Payloads: `E 1 <epoch>` (the store epoch, first; a later one replaces it), `R <seq>
  * <origin> <diff> <client> <location> <time>` (a record; protocol fields hold no whitespace),
- * `M <peer> <epoch> <seq>` (a link's mark), `C 1` (a clean stop with nothing owed: last, or the
- * next start takes a fresh epoch, see {@linkcode RecordLog.load}). The layout and how each of its limits and faults is handled are in
- * docs/reliability.md.
+ * `M <peer> <epoch> <seq>` (a link's mark), `C 1` (a clean stop with nothing owed: when it is
+ * not last, the next start takes a fresh epoch). The layout and how each of its limits and
+ * faults is handled are in docs/reliability.md.
  *
  * Writes are group-committed: what is queued within one commit interval (10 ms) is appended in
  * one go and made durable with one `fdatasync`. The logs of one process commit on one shared tick,
