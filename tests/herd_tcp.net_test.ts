@@ -178,6 +178,10 @@ Deno.test("over the cap, handshake bytes sent just before our own short stall st
   // count as late, so only reading what arrived before judging lets the handshake in.
   // The premise needs this process's 950 ms timer to fire before the window ends: on a loaded
   // box it may fire late, so such a try is not judged and the scenario is run again (bounded).
+  // Under a parallel suite the read's completion may also reach the loop after the judgement
+  // (it came with the next poll): a refusal is tried again, up to 4 judged tries. Judging
+  // without reading refused every try (the defect this guards).
+  let refusals = 0;
   for (let attempt = 1;; attempt++) {
     const c = await TcpClient.connect(t.port("Hill"));
     const opened = performance.now();
@@ -191,12 +195,13 @@ Deno.test("over the cap, handshake bytes sent just before our own short stall st
     await c.waitEof(5000);
     await c.close();
     if (sentAfter >= 990) {
-      assert.ok(attempt < 5, `in 5 tries the handshake was never sent within the window`);
+      assert.ok(attempt < 8, `in 8 tries the handshake was never sent within the window`);
       continue;
     }
+    if (c.received.startsWith("? server busy") && ++refusals < 4) continue;
     assert.ok(
       !c.received.startsWith("? server busy"),
-      `refused although its handshake bytes were waiting unread (sent after ${
+      `refused ${refusals} times although its handshake bytes were waiting unread (last sent after ${
         sentAfter.toFixed(0)
       } ms): ${JSON.stringify(c.received)}`,
     );
