@@ -15,7 +15,6 @@ import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts"
 import { TcpClient } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore } from "../servers/store.ts";
-import { type ErrorEvent, EventBus } from "../servers/events.ts";
 import { formatLogLine, openLogs } from "../servers/log.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import { parseExposition } from "./_helpers/prom.ts";
@@ -176,6 +175,12 @@ function tmpfsTest(name: string, fn: () => Promise<void>): void {
       await fn();
     },
   });
+}
+
+/** Unmounts (lazily) the tmpfs on `dir` and removes the dir; for a test's `finally`. */
+async function unmountTmpfs(dir: string): Promise<void> {
+  await new Deno.Command("umount", { args: ["-l", dir] }).output();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
 /** Mounts a tmpfs of `size` (e.g. "4m") on `dir`. */
@@ -413,13 +418,11 @@ tmpfsTest(
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
     await mountTmpfs(dir, "1m");
-    const bus = new EventBus();
+    const { bus, errors } = errorBus();
     const metrics = new HerdMetrics({
       bus,
       snapshot: () => ({ servers: [], records: [], places: "offline" }),
     });
-    const errors: ErrorEvent[] = [];
-    bus.subscribe((e) => e.kind === "error" && errors.push(e));
     const p = await openLogPersistence(dir, "Hill");
     try {
       await p.load(new RecordStore(), [], bus);
@@ -467,8 +470,7 @@ tmpfsTest(
     } finally {
       await p.close().catch(() => {});
       metrics.close();
-      await new Deno.Command("umount", { args: ["-l", dir] }).output();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await unmountTmpfs(dir);
     }
   },
 );
@@ -479,34 +481,16 @@ tmpfsTest(
     // Found by an adversarial review (adv10b #5): the stop was silent, exit 0, "DOWN stopped".
     const dir = await Deno.makeTempDir({ prefix: "herd-tmpfs-" });
     await mountTmpfs(dir, "1m");
-    const bus = new EventBus();
-    const errors: ErrorEvent[] = [];
-    bus.subscribe((e) => e.kind === "error" && errors.push(e));
+    const { bus, errors } = errorBus();
     const p = await openLogPersistence(dir, "Hill");
     try {
       const store = new RecordStore();
       await p.load(store, [], bus);
       const epoch = store.epoch;
-      p.saved({
-        origin: "Hill",
-        diff: "+0.100000000",
-        client: "c1",
-        location: "+1+1",
-        time: "1621464827.5",
-        seq: 1,
-        via: -1,
-      });
+      p.saved(storedRecord("c1", 1));
       await p.flush(); // on disk: c1
       await fill(`${dir}/filler`);
-      p.saved({
-        origin: "Hill",
-        diff: "+0.100000000",
-        client: "c2",
-        location: "+1+1",
-        time: "1." + "5".repeat(20_000),
-        seq: 2,
-        via: -1,
-      });
+      p.saved(storedRecord("c2", 2, { time: "1." + "5".repeat(20_000) }));
       await p.close();
       const stop = errors.find((e) => /stopping with/.test(e.message));
       assert.ok(stop, `no stop error among ${errors.map((e) => e.message).join(" | ")}`);
@@ -522,8 +506,7 @@ tmpfsTest(
       assert.notEqual(back.epoch, epoch, "a fresh epoch: the neighbours resend what was owed");
     } finally {
       await p.close().catch(() => {});
-      await new Deno.Command("umount", { args: ["-l", dir] }).output();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await unmountTmpfs(dir);
     }
   },
 );
@@ -582,9 +565,7 @@ tmpfsTest(
     // moment of a full disk ended a server's log silently. (Found by the adversarial review.)
     const dir = await Deno.makeTempDir({ prefix: "herd-logdisk-" });
     await mountTmpfs(dir, "1m");
-    const bus = new EventBus();
-    const errors: ErrorEvent[] = [];
-    bus.subscribe((e) => e.kind === "error" && errors.push(e));
+    const { bus, errors } = errorBus();
     const logs = await openLogs(bus, dir, ["Hill"]);
     const say = (line: string) =>
       bus.emit({ kind: "line.in", server: "Hill", conn: 1, line, t: Date.now() });
@@ -616,8 +597,7 @@ tmpfsTest(
       assert.deepEqual(errors.length, 1, "no second failure reported");
     } finally {
       await logs.close();
-      await new Deno.Command("umount", { args: ["-l", dir] }).output();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await unmountTmpfs(dir);
     }
   },
 );
