@@ -166,15 +166,14 @@ export class RecordTable {
     // at the edge (adv10a #3). Only growth beyond the newest body is checked: a client that
     // shrank its record cannot grow it back past what older bodies still held take. Never past
     // the hard limit: with links cut each store may keep its own same-size body (review11 #5).
-    // Up to the hard limit: with links cut, each store may hold its own same-size body.
+    const text = textBytes(fields);
     if (
-      listed !== undefined && textBytes(fields) <= textBytes(listed) &&
-      this.#bytes + textBytes(fields) <= this.budget.hard
+      listed !== undefined && text <= textBytes(listed) && this.#bytes + text <= this.budget.hard
     ) return true;
     const limit = fromClient ? this.budget.soft : this.budget.hard;
     // What this store lets go of is freed if nobody else holds it.
     const frees = ours !== undefined && ours.holders === 1 ? textBytes(ours) : 0;
-    const grows = (listed === undefined ? CLIENT_OVERHEAD : 0) + textBytes(fields) - frees;
+    const grows = (listed === undefined ? CLIENT_OVERHEAD : 0) + text - frees;
     if (grows <= 0 || this.#bytes + grows <= limit) return true;
     // Only near the limit (holdListed compares again when it shares the body): byte for byte the
     // listed body adds no text, so it always fits.
