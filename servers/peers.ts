@@ -521,7 +521,6 @@ export class Link {
     this.#readLoop(conn, splitter, rest);
   }
 
-  /** Closes the current connection (if any) and reports the link down. */
   /**
    * True when a new connection must not replace the live one. A connection replaces the link's
    * older one (a neighbour that restarted may have left a half-open one behind), but one that
@@ -562,6 +561,7 @@ export class Link {
     this.#drop(reason);
   }
 
+  /** Closes the current connection (if any) and reports the link down. */
   #drop(reason: string): void {
     const conn = this.#conn;
     if (conn === undefined) return;

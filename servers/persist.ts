@@ -20,9 +20,9 @@
  */
 
 import { crc32 } from "node:zlib";
-import type { EventBus } from "./events.ts";
+import type { ErrorReason, EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
-import type { RecordStore, StoredRecord } from "./store.ts";
+import { freshEpoch, type RecordStore, type StoredRecord } from "./store.ts";
 import { processRecordBytes, RecordBytes, TAIL_SLOTS } from "./record_bytes.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
@@ -797,7 +797,7 @@ class RecordLog implements Persistence {
         // Not written (a full disk): a fresh epoch then, which the commits that do get written
         // carry; a replay of this file alone finds the old one, which the neighbours no longer
         // hold marks for either way.
-        store.epoch = crypto.randomUUID().slice(0, 8);
+        store.epoch = freshEpoch();
         this.#epoch = store.epoch;
       }
     }
@@ -1104,10 +1104,7 @@ class RecordLog implements Persistence {
     bus.emit({ kind: "persist.commit", t: Date.now(), server: this.#server, records, seconds, ok });
   }
 
-  #report(
-    reason: "disk-write" | "disk-read" | "record-invalid" | "unclean-stop",
-    message: string,
-  ): void {
+  #report(reason: ErrorReason, message: string): void {
     const event = { kind: "error" as const, t: Date.now(), server: this.#server, reason, message };
     if (this.#bus !== undefined) this.#bus.emit(event);
     else console.error(`${this.#server}: ${message}`);

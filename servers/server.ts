@@ -42,7 +42,7 @@ import {
   tooFarAhead,
   type WhatsatCommand,
 } from "./protocol.ts";
-import { RecordStore, type StoredRecord } from "./store.ts";
+import { freshEpoch, RecordStore, type StoredRecord } from "./store.ts";
 import type { RecordTable } from "./record_table.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
@@ -572,7 +572,7 @@ export class HerdServer implements LineHandler {
    */
   renewEpoch(peer: string, mark: number): void {
     const had = this.loadHead;
-    this.store.epoch = crypto.randomUUID().slice(0, 8);
+    this.store.epoch = freshEpoch();
     this.loadHead = this.store.headSeq;
     this.#persistence?.epochRenewed(this.store.epoch);
     this.bus.emit({

@@ -121,6 +121,19 @@ export const MAX_WAITERS_PER_CLIENT = 256;
 export const MAX_WAITERS = 4096;
 
 /**
+ * A new store epoch: a fresh store's, or one taken when the store's numbers can no longer be
+ * trusted by its neighbours (an unclean stop, a restored data dir: servers/persist.ts, server.ts).
+ *
+ * @example
+ * ```ts
+ * freshEpoch().length; // 8
+ * ```
+ */
+export function freshEpoch(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/**
  * Records by client ID with a change log.
  *
  * @example
@@ -142,7 +155,7 @@ export class RecordStore {
   /** Of `#waiting`, those under the caps (`whenKnown`'s). */
   #capped = 0;
   /** Identifies this store's sequence space; a fresh store (restart without data) gets a new one. */
-  epoch: string = crypto.randomUUID().slice(0, 8);
+  epoch: string = freshEpoch();
   #records: RecordTable;
 
   /** `records`: where record bodies are shared with other stores (none unless given). */
