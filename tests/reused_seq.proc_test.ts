@@ -39,15 +39,17 @@ for (const { saved, how } of CASES) {
     const topology = { Ant: ["Bee"], Bee: ["Ant"] };
     const herd = await ProcessHerd.create({ topology });
     const expected = new Map<string, string>();
+    /** `n` IAMATs to Ant of clients `<batch>.k`, each AT reply remembered as acknowledged. */
+    const ack = async (batch: string, n: number, location: string, timeBase: string) => {
+      for (let k = 0; k < n; k++) {
+        const client = `${batch}.${k}`;
+        expected.set(client, await iamat(herd.port("Ant"), client, location, `${timeBase}${k}`));
+      }
+    };
     try {
       await herd.startAll();
       await herd.waitLinksUp();
-      for (let k = 0; k < 3; k++) {
-        expected.set(
-          `base.${k}`,
-          await iamat(herd.port("Ant"), `base.${k}`, "+1+1", `170000000${k}`),
-        );
-      }
+      await ack("base", 3, "+1+1", "170000000");
       await waitKnown(herd, ["Bee"], expected, 5000);
       // Ant's disk as it is now: what a stale data dir, a restored backup or a crash inside the
       // commit window leaves behind.
@@ -62,12 +64,7 @@ for (const { saved, how } of CASES) {
       await herd.start("Ant");
       await herd.waitLinksUp();
       // Six records Ant acknowledges and floods to Bee, which stores them and its mark.
-      for (let k = 0; k < 6; k++) {
-        expected.set(
-          `lost.${k}`,
-          await iamat(herd.port("Ant"), `lost.${k}`, "+2+2", `170000010${k}`),
-        );
-      }
+      await ack("lost", 6, "+2+2", "170000010");
       await waitKnown(herd, ["Bee"], expected, 5000);
       await new Promise((r) => setTimeout(r, 300)); // Bee's mark for Ant reaches its disk
       await herd.kill("Ant");
@@ -79,12 +76,7 @@ for (const { saved, how } of CASES) {
       else await herd.kill("Bee");
       try {
         await herd.start("Ant");
-        for (let k = 0; k < 10; k++) {
-          expected.set(
-            `new.${k}`,
-            await iamat(herd.port("Ant"), `new.${k}`, "+3+3", `170000020${k}`),
-          );
-        }
+        await ack("new", 10, "+3+3", "170000020");
       } finally {
         if (how === "neighbour stopped (SIGSTOP)") Deno.kill(bee.pid, "SIGCONT");
       }
