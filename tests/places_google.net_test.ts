@@ -197,6 +197,42 @@ Deno.test("new: a wrong key is INVALID_REQUEST; a key echoed back by Google is r
   });
 });
 
+Deno.test("new: a malformed photo, attribution or field costs only itself, never the answer (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    const place = { id: "ChIJ_OK", displayName: { text: "Kept" } };
+    fake.mode = "body";
+    fake.body = {
+      places: [
+        { ...place, photos: [null, 7, "x", { name: "places/p/photos/1", widthPx: 10 }] },
+        { ...place, photos: [{ authorAttributions: "not a list" }] },
+        { ...place, photos: [{ authorAttributions: [null, 3, { uri: 5, displayName: {} }] }] },
+        {
+          ...place,
+          photos: [{ authorAttributions: [{ uri: "https://a.test/?q=<&>", displayName: 9 }] }],
+        },
+        { ...place, priceLevel: "constructor", types: ["cafe", 3, null] },
+      ],
+    };
+    const { body } = checked(await newProvider(fake).search({ ...UCLA, bound: 20 }));
+    // Before: one bad photo threw in the translation, and the whole answer became
+    // UNKNOWN_ERROR "Places provider failed".
+    assert.equal(body.status, "OK");
+    assert.equal(body.results.length, 5);
+    for (const r of body.results) assert.equal(r.name, "Kept");
+    assert.deepEqual(body.results[0].photos, [
+      { html_attributions: [], photo_reference: "places/p/photos/1", width: 10 },
+    ]);
+    assert.deepEqual(body.results[1].photos, [{ html_attributions: [] }]);
+    assert.deepEqual(body.results[2].photos, [{ html_attributions: [""] }]);
+    assert.deepEqual(body.results[3].photos, [{
+      html_attributions: ['<a href="https://a.test/?q=&lt;&amp;&gt;"></a>'],
+    }]);
+    // A price level naming an Object.prototype member is no price level.
+    assert.ok(!Object.hasOwn(body.results[4], "price_level"));
+    assert.deepEqual(body.results[4].types, ["cafe"]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Legacy Nearby Search
 
