@@ -468,6 +468,39 @@ Deno.test("load control: optional cache with TTL; failures are not cached", asyn
   });
 });
 
+Deno.test("load control: the cache is bounded in bytes, not only in entries (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    // Answers of ~0.9 MiB each (20 results with long names, under the 1 MiB body cap): 10,000
+    // cached entries of them were ~9 GB. Past the cache's byte budget (64 MiB) the oldest go.
+    fake.mode = "body";
+    fake.body = {
+      html_attributions: [],
+      results: Array.from({ length: 20 }, (_, i) => ({ name: `${i}`.padEnd(46_000, "x") })),
+      status: "OK",
+    };
+    const provider = withLoadControl(legacyProvider(fake, 5000), {
+      timeoutMs: 5000,
+      cacheTtlSeconds: 3600,
+    });
+    try {
+      const first = { ...UCLA, bound: 20 };
+      assert.equal((await provider.search(first)).body.results.length, 20);
+      assert.equal((await provider.search(first)).cached, true);
+      for (let i = 1; i <= 80; i++) {
+        assert.equal((await provider.search({ ...first, lat: i / 100 })).body.status, "OK");
+      }
+      const before = fake.requests.length;
+      const again = await provider.search(first);
+      assert.equal(again.cached, false, "80 answers of 0.9 MiB all kept in the cache");
+      assert.equal(fake.requests.length, before + 1);
+      // The newest are still cached: the bound evicts the oldest, it does not turn the cache off.
+      assert.equal((await provider.search({ ...first, lat: 0.8 })).cached, true);
+    } finally {
+      provider.close!();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Selection
 
