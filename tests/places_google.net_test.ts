@@ -303,6 +303,26 @@ Deno.test("legacy: Google's own error status is kept; HTTP and body failures map
   });
 });
 
+Deno.test("legacy: a status that is no Google status word is UNKNOWN_ERROR, not passed on (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    const provider = legacyProvider(fake);
+    fake.mode = "body";
+    // A hostile upstream chose the status: 100 KB of it went into the reply, every event of the
+    // dashboard's feed (10,000 kept) and a new metrics series per distinct value.
+    for (const status of ["Z".repeat(100_000), "ok", "NOT OK", "OK\n", "", "X".repeat(33)]) {
+      fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status };
+      const { body } = checked(await provider.search(UCLA));
+      assert.equal(body.status, "UNKNOWN_ERROR", JSON.stringify(status.slice(0, 20)));
+      assert.deepEqual(body.results, []);
+    }
+    // Google's own words are kept, OK or not (NOT_FOUND is one legacy documents).
+    fake.body = { html_attributions: [], results: [], status: "NOT_FOUND" };
+    assert.equal(checked(await provider.search(UCLA)).body.status, "NOT_FOUND");
+    fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status: "OK" };
+    assert.equal(checked(await provider.search(UCLA)).body.results.length, UCLA.bound);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Failures shared by both providers
 
