@@ -315,6 +315,28 @@ Deno.test("legacy: a status that is no Google status word is UNKNOWN_ERROR, not 
       assert.equal(body.status, "UNKNOWN_ERROR", JSON.stringify(status.slice(0, 20)));
       assert.deepEqual(body.results, []);
     }
+    // An error_message is text: anything else (100 KB of it went into the feed's events too)
+    // is replaced, or dropped when there is no failure to explain.
+    const junk = { deep: ["y".repeat(100_000)] };
+    fake.body = {
+      html_attributions: [],
+      results: [],
+      status: "REQUEST_DENIED",
+      error_message: junk,
+    };
+    assert.equal(
+      checked(await provider.search(UCLA)).body.error_message,
+      "Places API answered REQUEST_DENIED",
+    );
+    fake.body = {
+      html_attributions: [],
+      results: FAKE_LEGACY_RESULTS,
+      status: "OK",
+      error_message: junk,
+    };
+    const ok = checked(await provider.search(UCLA)).body;
+    assert.equal(ok.results.length, UCLA.bound);
+    assert.ok(!("error_message" in ok));
     // Google's own words are kept, OK or not (NOT_FOUND is one legacy documents).
     fake.body = { html_attributions: [], results: [], status: "NOT_FOUND" };
     assert.equal(checked(await provider.search(UCLA)).body.status, "NOT_FOUND");

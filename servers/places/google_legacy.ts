@@ -157,6 +157,9 @@ export function translateLegacyResponse(
   } else if (status !== "OK" && status !== "ZERO_RESULTS") {
     // The protocol promises a short error_message with every failure.
     body.error_message = `Places API answered ${status}`;
+  } else {
+    // Not text (it goes into the `whatsat` event too, and an upstream chose its size).
+    delete body.error_message;
   }
   return { body: redactDeep(body, secrets) };
 }
