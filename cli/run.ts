@@ -31,7 +31,7 @@ import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
-import { errText } from "../servers/text.ts";
+import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { getHeapStatistics } from "node:v8";
@@ -271,7 +271,7 @@ async function run(
     await herd.start();
   } catch (err) {
     await closeLogs();
-    console.error((err as Error).message);
+    console.error(oneLine((err as Error).message));
     return 1;
   }
   // In one process every neighbour is local: report ready once the links are up (bounded).
@@ -295,7 +295,7 @@ async function run(
       const { serveOps } = await import("../servers/ops/app.ts");
       opsServed = serveOps(ops, flags.opsHost, flags.opsPort);
     } catch (err) {
-      console.error((err as Error).message);
+      console.error(oneLine((err as Error).message));
       await herd.stop();
       await closeLogs();
       return 1;
@@ -319,7 +319,7 @@ async function run(
     if (opsServed !== undefined) console.log(`Ops: ${opsServed.url}/metrics /healthz /status`);
     closeDashboard = await hooks.onStarted?.(herd, flags, ops);
   } catch (err) {
-    console.error((err as Error).message);
+    console.error(oneLine((err as Error).message));
     await opsServed?.close();
     await herd.stop();
     await closeLogs();
