@@ -158,6 +158,12 @@ async function run(
 
   let secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   if (mode === "start") checkDashboardToken();
+  // A config host nothing can listen on is the config's error (exit 2), found before any server
+  // of this process listens, not after the ones before it came up (exit 1).
+  for (const host of new Set(mine.map((s) => s.host))) {
+    const named = mine.filter((s) => s.host === host).map((s) => s.name).join(", ");
+    checkListenHost(`config: server ${named}: host`, host);
+  }
   if (mode === "start" && flags.dashboard) checkListenHost("--dashboard-host", flags.dashboardHost);
   if (flags.opsPort !== undefined) checkListenHost("--ops-host", flags.opsHost);
   if (!secret) {

@@ -496,6 +496,31 @@ Deno.test("a --dashboard-host or --ops-host nothing can listen on is one line na
   });
 });
 
+Deno.test("a config host nothing can listen on is one line naming the server and exit 2, before any server listens (adversarial review)", async () => {
+  // As the --dashboard-host case above, for the config's own "host": start brought up the
+  // servers before it, then ended with exit 1.
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = `${dir}/herd.json`;
+    const [good, bad] = freePorts(2);
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        servers: {
+          Good: { port: good, neighbors: ["Bad"] },
+          Bad: { port: bad, host: "999.1.1.1" },
+        },
+      }),
+    );
+    const args = ["start", "--config", config, "--log-dir", dir, "--memory", "--no-dashboard"];
+    const r = await runRefused(args, { HERD_SECRET: "a-secret-of-this-test" }, { write: [dir] });
+    assertUsage(r, /server Bad: host "999\.1\.1\.1": cannot listen there/, args.join(" "));
+    assert.ok(!r.stdout.includes("listening"), r.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {
   // Found by an adversarial review: --log-dir naming a file died with an uncaught mkdir error
   // and its stack; --config /dev/zero read until the memory ran out.
