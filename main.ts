@@ -15,6 +15,7 @@ import { helpFor, OVERVIEW, parseFlags, portsClaimed, stateDir, UsageError } fro
 import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
+import { oneLine } from "./servers/text.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -106,13 +107,13 @@ if (import.meta.main) {
     Deno.exit(await main(Deno.args));
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
-      console.error(`error: ${err.message}`);
+      console.error(`error: ${oneLine(err.message)}`);
       Deno.exit(2);
     }
     if (err instanceof Deno.errors.NotCapable) {
       // The task's permissions are scoped (deno.json); a path or host outside them needs a wider
       // `deno run` command line (README: Logs, permissions and the command line).
-      console.error(`error: ${err.message.split("\n")[0]}`);
+      console.error(`error: ${oneLine(err.message.split("\n")[0])}`);
       Deno.exit(2);
     }
     throw err;

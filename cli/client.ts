@@ -13,6 +13,7 @@
 import { loadConfig } from "../servers/config.ts";
 import { binaryToBytes, bytesToBinary } from "../servers/lines.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
+import { oneLine } from "../servers/text.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
 
 /** Resolves a target to host and port. */
@@ -155,7 +156,7 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   try {
     conn = await Deno.connect(addr);
   } catch (err) {
-    console.error(`error: cannot connect to ${where}: ${netError(err)}`);
+    console.error(oneLine(`error: cannot connect to ${where}: ${netError(err)}`));
     return 2;
   }
   const splitter = new ReplySplitter();
@@ -197,7 +198,7 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   try {
     await Promise.all([send(), receive()]);
   } catch (err) {
-    console.error(`error: connection to ${where} failed: ${netError(err)}`);
+    console.error(oneLine(`error: connection to ${where} failed: ${netError(err)}`));
     return 2;
   } finally {
     closeQuietly(conn);

@@ -12,6 +12,7 @@ import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
 import { checkDashboardToken, checkListenHost, UsageError } from "./flags.ts";
 import type { Ops } from "../servers/ops/app.ts";
+import { oneLine } from "../servers/text.ts";
 
 /** The dashboard's port was taken; the message names the port (and the holder when known). */
 class PortTaken extends Error {}
@@ -103,7 +104,7 @@ export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
     dash = await serve(herd, flags);
   } catch (err) {
     await herd.stop();
-    console.error((err as Error).message);
+    console.error(oneLine((err as Error).message));
     return 1;
   }
   console.log(

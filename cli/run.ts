@@ -31,7 +31,7 @@ import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { VERSION } from "../servers/version.ts";
-import { errText } from "../servers/text.ts";
+import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { getHeapStatistics } from "node:v8";
@@ -158,6 +158,12 @@ async function run(
 
   let secret = herdSecret(Deno.env.get("HERD_SECRET"), config.secret);
   if (mode === "start") checkDashboardToken();
+  // A config host nothing can listen on is the config's error (exit 2), found before any server
+  // of this process listens, not after the ones before it came up (exit 1).
+  for (const host of new Set(mine.map((s) => s.host))) {
+    const named = mine.filter((s) => s.host === host).map((s) => s.name).join(", ");
+    checkListenHost(`config: server ${named}: host`, host);
+  }
   if (mode === "start" && flags.dashboard) checkListenHost("--dashboard-host", flags.dashboardHost);
   if (flags.opsPort !== undefined) checkListenHost("--ops-host", flags.opsHost);
   if (!secret) {
@@ -271,7 +277,7 @@ async function run(
     await herd.start();
   } catch (err) {
     await closeLogs();
-    console.error((err as Error).message);
+    console.error(oneLine((err as Error).message));
     return 1;
   }
   // In one process every neighbour is local: report ready once the links are up (bounded).
@@ -295,7 +301,7 @@ async function run(
       const { serveOps } = await import("../servers/ops/app.ts");
       opsServed = serveOps(ops, flags.opsHost, flags.opsPort);
     } catch (err) {
-      console.error((err as Error).message);
+      console.error(oneLine((err as Error).message));
       await herd.stop();
       await closeLogs();
       return 1;
@@ -319,7 +325,7 @@ async function run(
     if (opsServed !== undefined) console.log(`Ops: ${opsServed.url}/metrics /healthz /status`);
     closeDashboard = await hooks.onStarted?.(herd, flags, ops);
   } catch (err) {
-    console.error((err as Error).message);
+    console.error(oneLine((err as Error).message));
     await opsServed?.close();
     await herd.stop();
     await closeLogs();

@@ -1,6 +1,6 @@
 /**
- * Small text conversions used across the herd and the dashboard: hex, and an error as one line
- * of text. Pure; no secrets are formatted here that the caller did not pass in.
+ * Small text conversions used across the herd and the dashboard: hex, an error as text, and
+ * text made safe as one line of a terminal. Pure; no secrets are formatted here that the caller did not pass in.
  *
  * @module
  */
@@ -48,4 +48,26 @@ export function randomHex(bytes: number): string {
 export function errText(err: unknown, withName = false): string {
   if (!(err instanceof Error)) return String(err);
   return withName ? `${err.name}: ${err.message}` : err.message;
+}
+
+/**
+ * `text` as one line for a terminal: control characters (LF, CR, ESC, ... C1 and the Unicode
+ * line separators; not tab) escaped as in JSON. Error messages quote what they were given (a
+ * name, a path, a flag): raw, a name with LF made two lines, and ESC reached the terminal.
+ *
+ * @example
+ * ```ts
+ * oneLine("no server named A\nB\x1b[2J"); // "no server named A\\nB\\u001b[2J"
+ * ```
+ */
+export function oneLine(text: string): string {
+  return text.replace(CONTROL, escapeControl);
+}
+
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+
+function escapeControl(c: string): string {
+  if (c === "\n") return "\\n";
+  if (c === "\r") return "\\r";
+  return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
 }

@@ -109,6 +109,33 @@ Deno.test("bad flags and configs print one clear line and exit 2", async () => {
   }
 });
 
+Deno.test("a control character in an argument, a path or a config name is escaped: one line, no terminal escape (adversarial review)", async () => {
+  // Each message quoted what it was given raw: a name with LF made two lines, and ESC reached
+  // the terminal (ESC [2J clears it).
+  const evil = "Z\n\x1b[2J\rX";
+  const seen = /Z\\n\\u001b\[2J\\rX/;
+  const cases: string[][] = [
+    ["server", evil],
+    ["start", `--bogus${evil}`],
+    ["start", "--config", `/nonexistent/${evil}.json`],
+    ["client", evil, "IAMAT"],
+  ];
+  const path = await writeConfig({ servers: { A: { port: 9000, neighbors: [evil] } } });
+  cases.push(["start", "--config", path, "--no-dashboard", "--memory"]);
+  try {
+    for (const args of cases) {
+      const r = await run(args, { GOOGLE_PLACES_API_KEY: "" });
+      const what = JSON.stringify(args);
+      assert.deepEqual(r.code, 2, `${what}: ${r.stderr}`);
+      assert.deepEqual(r.stderr.trim().split("\n").length, 1, `one line for ${what}: ${r.stderr}`);
+      assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stderr), `a control byte for ${what}`);
+      assert.match(r.stderr, seen, what);
+    }
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("start: one line per server, serves, and stops cleanly on SIGINT and SIGTERM", async () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const ports = freePorts(2);
@@ -467,6 +494,31 @@ Deno.test("a --dashboard-host or --ops-host nothing can listen on is one line na
       assert.ok(!r.stdout.includes("listening"), r.stdout);
     }
   });
+});
+
+Deno.test("a config host nothing can listen on is one line naming the server and exit 2, before any server listens (adversarial review)", async () => {
+  // As the --dashboard-host case above, for the config's own "host": start brought up the
+  // servers before it, then ended with exit 1.
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = `${dir}/herd.json`;
+    const [good, bad] = freePorts(2);
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        servers: {
+          Good: { port: good, neighbors: ["Bad"] },
+          Bad: { port: bad, host: "999.1.1.1" },
+        },
+      }),
+    );
+    const args = ["start", "--config", config, "--log-dir", dir, "--memory", "--no-dashboard"];
+    const r = await runRefused(args, { HERD_SECRET: "a-secret-of-this-test" }, { write: [dir] });
+    assertUsage(r, /server Bad: host "999\.1\.1\.1": cannot listen there/, args.join(" "));
+    assert.ok(!r.stdout.includes("listening"), r.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a dir flag naming a file, or a config that never ends, is one line and exit 2", async () => {

@@ -51,6 +51,42 @@ Deno.test("metrics: a label value from outside is escaped and reads back exactly
   m.close();
 });
 
+Deno.test("metrics: Places statuses from outside make a bounded number of series (adversarial review)", async () => {
+  const { bus, m } = metrics();
+  const whatsat = (status: string) =>
+    bus.emit({
+      kind: "whatsat",
+      t: 0,
+      server: "Hill",
+      client: "c",
+      radiusKm: 1,
+      bound: 1,
+      provider: "legacy",
+      status,
+      count: 0,
+      latencyMs: 1,
+      coalesced: false,
+    });
+  whatsat("OK");
+  // An upstream that answers a new status word each time: one series each, for good, before.
+  for (let i = 0; i < 1000; i++) whatsat(`STATUS_${i}`);
+  whatsat("OK");
+  whatsat("ZERO_RESULTS");
+  const text = await m.render();
+  const series = text.split("\n").filter((l) => l.startsWith("herd_places_requests_total{"));
+  assert.ok(series.length <= 40, `${series.length} series of herd_places_requests_total`);
+  const e = parseExposition(text);
+  const value = (status: string) =>
+    e.value("herd_places_requests_total", { server: "Hill", provider: "legacy", status });
+  assert.equal(value("OK"), 2);
+  assert.equal(value("ZERO_RESULTS"), 1);
+  // Every query is still counted: the ones past the bound under "other".
+  const total = series.reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+  assert.equal(total, 1003);
+  assert.ok(value("other")! > 0);
+  m.close();
+});
+
 Deno.test("metrics: histogram buckets are cumulative; known series start at 0", async () => {
   const { bus, m } = metrics();
   for (const seconds of [0.0005, 0.0015, 5]) {

@@ -197,6 +197,42 @@ Deno.test("new: a wrong key is INVALID_REQUEST; a key echoed back by Google is r
   });
 });
 
+Deno.test("new: a malformed photo, attribution or field costs only itself, never the answer (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    const place = { id: "ChIJ_OK", displayName: { text: "Kept" } };
+    fake.mode = "body";
+    fake.body = {
+      places: [
+        { ...place, photos: [null, 7, "x", { name: "places/p/photos/1", widthPx: 10 }] },
+        { ...place, photos: [{ authorAttributions: "not a list" }] },
+        { ...place, photos: [{ authorAttributions: [null, 3, { uri: 5, displayName: {} }] }] },
+        {
+          ...place,
+          photos: [{ authorAttributions: [{ uri: "https://a.test/?q=<&>", displayName: 9 }] }],
+        },
+        { ...place, priceLevel: "constructor", types: ["cafe", 3, null] },
+      ],
+    };
+    const { body } = checked(await newProvider(fake).search({ ...UCLA, bound: 20 }));
+    // Before: one bad photo threw in the translation, and the whole answer became
+    // UNKNOWN_ERROR "Places provider failed".
+    assert.equal(body.status, "OK");
+    assert.equal(body.results.length, 5);
+    for (const r of body.results) assert.equal(r.name, "Kept");
+    assert.deepEqual(body.results[0].photos, [
+      { html_attributions: [], photo_reference: "places/p/photos/1", width: 10 },
+    ]);
+    assert.deepEqual(body.results[1].photos, [{ html_attributions: [] }]);
+    assert.deepEqual(body.results[2].photos, [{ html_attributions: [""] }]);
+    assert.deepEqual(body.results[3].photos, [{
+      html_attributions: ['<a href="https://a.test/?q=&lt;&amp;&gt;"></a>'],
+    }]);
+    // A price level naming an Object.prototype member is no price level.
+    assert.ok(!Object.hasOwn(body.results[4], "price_level"));
+    assert.deepEqual(body.results[4].types, ["cafe"]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Legacy Nearby Search
 
@@ -264,6 +300,48 @@ Deno.test("legacy: Google's own error status is kept; HTTP and body failures map
         status,
       });
     }
+  });
+});
+
+Deno.test("legacy: a status that is no Google status word is UNKNOWN_ERROR, not passed on (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    const provider = legacyProvider(fake);
+    fake.mode = "body";
+    // A hostile upstream chose the status: 100 KB of it went into the reply, every event of the
+    // dashboard's feed (10,000 kept) and a new metrics series per distinct value.
+    for (const status of ["Z".repeat(100_000), "ok", "NOT OK", "OK\n", "", "X".repeat(33)]) {
+      fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status };
+      const { body } = checked(await provider.search(UCLA));
+      assert.equal(body.status, "UNKNOWN_ERROR", JSON.stringify(status.slice(0, 20)));
+      assert.deepEqual(body.results, []);
+    }
+    // An error_message is text: anything else (100 KB of it went into the feed's events too)
+    // is replaced, or dropped when there is no failure to explain.
+    const junk = { deep: ["y".repeat(100_000)] };
+    fake.body = {
+      html_attributions: [],
+      results: [],
+      status: "REQUEST_DENIED",
+      error_message: junk,
+    };
+    assert.equal(
+      checked(await provider.search(UCLA)).body.error_message,
+      "Places API answered REQUEST_DENIED",
+    );
+    fake.body = {
+      html_attributions: [],
+      results: FAKE_LEGACY_RESULTS,
+      status: "OK",
+      error_message: junk,
+    };
+    const ok = checked(await provider.search(UCLA)).body;
+    assert.equal(ok.results.length, UCLA.bound);
+    assert.ok(!("error_message" in ok));
+    // Google's own words are kept, OK or not (NOT_FOUND is one legacy documents).
+    fake.body = { html_attributions: [], results: [], status: "NOT_FOUND" };
+    assert.equal(checked(await provider.search(UCLA)).body.status, "NOT_FOUND");
+    fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status: "OK" };
+    assert.equal(checked(await provider.search(UCLA)).body.results.length, UCLA.bound);
   });
 });
 
@@ -429,6 +507,39 @@ Deno.test("load control: optional cache with TTL; failures are not cached", asyn
     checked(await provider.search(q));
     assert.equal(fake.requests.length, 4);
     provider.close!();
+  });
+});
+
+Deno.test("load control: the cache is bounded in bytes, not only in entries (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    // Answers of ~0.9 MiB each (20 results with long names, under the 1 MiB body cap): 10,000
+    // cached entries of them were ~9 GB. Past the cache's byte budget (64 MiB) the oldest go.
+    fake.mode = "body";
+    fake.body = {
+      html_attributions: [],
+      results: Array.from({ length: 20 }, (_, i) => ({ name: `${i}`.padEnd(46_000, "x") })),
+      status: "OK",
+    };
+    const provider = withLoadControl(legacyProvider(fake, 5000), {
+      timeoutMs: 5000,
+      cacheTtlSeconds: 3600,
+    });
+    try {
+      const first = { ...UCLA, bound: 20 };
+      assert.equal((await provider.search(first)).body.results.length, 20);
+      assert.equal((await provider.search(first)).cached, true);
+      for (let i = 1; i <= 80; i++) {
+        assert.equal((await provider.search({ ...first, lat: i / 100 })).body.status, "OK");
+      }
+      const before = fake.requests.length;
+      const again = await provider.search(first);
+      assert.equal(again.cached, false, "80 answers of 0.9 MiB all kept in the cache");
+      assert.equal(fake.requests.length, before + 1);
+      // The newest are still cached: the bound evicts the oldest, it does not turn the cache off.
+      assert.equal((await provider.search({ ...first, lat: 0.8 })).cached, true);
+    } finally {
+      provider.close!();
+    }
   });
 });
 

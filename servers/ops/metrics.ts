@@ -449,6 +449,19 @@ export interface MetricsExposition {
   close(): void;
 }
 
+/** Places statuses Google documents: always label values of their own. */
+const GOOGLE_STATUSES = new Set([
+  "OK",
+  "ZERO_RESULTS",
+  "INVALID_REQUEST",
+  "OVER_QUERY_LIMIT",
+  "REQUEST_DENIED",
+  "UNKNOWN_ERROR",
+  "NOT_FOUND",
+]);
+/** Other Places statuses with series of their own; later ones are counted as `other`. */
+const MAX_OTHER_STATUSES = 16;
+
 /**
  * The metrics of the herd servers in this process (or, for a remote dashboard, of the servers
  * it watches).
@@ -469,6 +482,8 @@ export class HerdMetrics implements MetricsExposition {
   readonly #off: () => void;
   /** Servers whose series were started at 0. */
   readonly #started = new Set<string>();
+  /** Places statuses outside Google's own seen so far, each a label value (see placesStatus). */
+  readonly #otherStatuses = new Set<string>();
   /** prom-client's process metrics, started by the first scrape (see render). */
   #processMetrics: boolean;
   /** The servers' state for the scrape in progress (one snapshot per scrape, not per gauge). */
@@ -734,7 +749,7 @@ export class HerdMetrics implements MetricsExposition {
         this.#errors.inc({ server, reason: e.reason });
         break;
       case "whatsat":
-        this.#places.inc({ server, provider: e.provider, status: e.status });
+        this.#places.inc({ server, provider: e.provider, status: this.#placesStatus(e.status) });
         this.#placesLatency.observe({ server, provider: e.provider }, e.latencyMs / 1000);
         break;
       case "persist.commit":
@@ -745,6 +760,18 @@ export class HerdMetrics implements MetricsExposition {
         this.#start(server);
         break;
     }
+  }
+
+  /**
+   * A Places status as a label value. The status comes from upstream (a proxy, or whatever
+   * `--places-url` names): past Google's own and a few others, every new one is `other`, or
+   * an upstream that answers a new status each time makes a series each, for good.
+   */
+  #placesStatus(status: string): string {
+    if (GOOGLE_STATUSES.has(status) || this.#otherStatuses.has(status)) return status;
+    if (this.#otherStatuses.size >= MAX_OTHER_STATUSES) return "other";
+    this.#otherStatuses.add(status);
+    return status;
   }
 
   /** Starts the known series of every server in the snapshot at 0 (once per server). */

@@ -44,6 +44,23 @@ export function jsonTooDeep(text: string, max: number): boolean {
   return false;
 }
 
+/**
+ * True when `s` can be a Places status: a word of capitals and underscores, at most 32 chars
+ * (`OK`, `ZERO_RESULTS`, `OVER_QUERY_LIMIT`, ...). A status from upstream that is not one is
+ * not passed on.
+ *
+ * @example
+ * ```ts
+ * isStatusWord("ZERO_RESULTS"); // true
+ * isStatusWord("ok"); // false
+ * ```
+ */
+export function isStatusWord(s: string): boolean {
+  return STATUS_WORD.test(s);
+}
+
+const STATUS_WORD = /^[A-Z][A-Z_]{0,31}$/;
+
 /** What every redacted secret is replaced with. */
 export const REDACTED = "REDACTED";
 

@@ -11,6 +11,7 @@ import {
   checkQuery,
   emptyAnswer,
   errorAnswer,
+  isStatusWord,
   plainNumber,
   radiusMetres,
   redactDeep,
@@ -131,11 +132,16 @@ export function translateLegacyResponse(
     // Google's own status where it gave a non-OK one; otherwise one derived from HTTP.
     const message = googleErrorMessage(json, secrets) ??
       `Places API answered HTTP ${out.httpStatus}`;
-    const useGoogle = status !== undefined && status !== "OK" && /^[A-Z_]+$/.test(status);
+    const useGoogle = status !== undefined && status !== "OK" && isStatusWord(status);
     return errorAnswer(useGoogle ? status : statusForHttp(out.httpStatus), message, secrets);
   }
   if (!obj || status === undefined || (obj.results !== undefined && !Array.isArray(obj.results))) {
     return errorAnswer("UNKNOWN_ERROR", "Places API answer is not a Nearby Search response");
+  }
+  // The status goes into the reply, every event and a metrics label: only a status word
+  // (Google's are at most 16 chars), never text an upstream chose (100 KB of it was kept).
+  if (!isStatusWord(status)) {
+    return errorAnswer("UNKNOWN_ERROR", "Places API answer has no valid status");
   }
   const results = Array.isArray(obj.results) ? obj.results as LegacyPlace[] : [];
   const body: LegacyNearbyResponse = {
@@ -151,6 +157,9 @@ export function translateLegacyResponse(
   } else if (status !== "OK" && status !== "ZERO_RESULTS") {
     // The protocol promises a short error_message with every failure.
     body.error_message = `Places API answered ${status}`;
+  } else {
+    // Not text (it goes into the `whatsat` event too, and an upstream chose its size).
+    delete body.error_message;
   }
   return { body: redactDeep(body, secrets) };
 }

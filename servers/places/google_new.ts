@@ -244,7 +244,7 @@ export function toLegacyPlace(p: NewApiPlace): LegacyPlace {
   if (typeof p.rating === "number") out.rating = p.rating;
   if (typeof p.userRatingCount === "number") out.user_ratings_total = p.userRatingCount;
   if (typeof p.businessStatus === "string") out.business_status = p.businessStatus;
-  if (typeof p.priceLevel === "string" && p.priceLevel in PRICE_LEVELS) {
+  if (typeof p.priceLevel === "string" && Object.hasOwn(PRICE_LEVELS, p.priceLevel)) {
     out.price_level = PRICE_LEVELS[p.priceLevel];
   }
   if (typeof p.currentOpeningHours?.openNow === "boolean") {
@@ -256,8 +256,15 @@ export function toLegacyPlace(p: NewApiPlace): LegacyPlace {
   if (typeof p.iconMaskBaseUri === "string") out.icon_mask_base_uri = p.iconMaskBaseUri;
   const plus = plusCode(p.plusCode);
   if (plus) out.plus_code = plus;
-  if (Array.isArray(p.photos) && p.photos.length > 0) out.photos = p.photos.map(toLegacyPhoto);
+  // Only `p` itself is known to be an object: a malformed photo (or attribution) is skipped,
+  // it must not throw away the whole answer.
+  const photos = Array.isArray(p.photos) ? p.photos.filter(isObject).map(toLegacyPhoto) : [];
+  if (photos.length > 0) out.photos = photos;
   return out;
+}
+
+function isObject<T>(v: T): v is T & object {
+  return v !== null && typeof v === "object";
 }
 
 function latLng(v: LatLng | undefined): { lat: number; lng: number } | undefined {
@@ -280,12 +287,14 @@ function plusCode(v: NewApiPlace["plusCode"]): Record<string, string> | undefine
  * way back to a legacy token. Author attributions become Google-style `<a href>` strings.
  */
 function toLegacyPhoto(photo: NewApiPhoto): Record<string, unknown> {
+  const authors = Array.isArray(photo.authorAttributions) ? photo.authorAttributions : [];
   const out: Record<string, unknown> = {
-    html_attributions: (photo.authorAttributions ?? []).map((a) =>
-      a.uri
-        ? `<a href="${escapeHtml(a.uri)}">${escapeHtml(a.displayName ?? "")}</a>`
-        : escapeHtml(a.displayName ?? "")
-    ),
+    html_attributions: authors.filter(isObject).map((a) => {
+      const name = typeof a.displayName === "string" ? escapeHtml(a.displayName) : "";
+      return typeof a.uri === "string" && a.uri
+        ? `<a href="${escapeHtml(a.uri)}">${name}</a>`
+        : name;
+    }),
   };
   if (typeof photo.heightPx === "number") out.height = photo.heightPx;
   if (typeof photo.widthPx === "number") out.width = photo.widthPx;

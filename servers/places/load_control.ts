@@ -8,7 +8,8 @@
  *   FIFO queue (default 10000; beyond it, `OVER_QUERY_LIMIT` at once);
  * - one deadline per query (default 5000 ms) that counts queue time: a query still queued at its
  *   deadline answers `UNKNOWN_ERROR` without ever being sent; a running one is aborted;
- * - an optional answer cache (TTL in seconds, default 0 = off) for `OK`/`ZERO_RESULTS` answers.
+ * - an optional answer cache (TTL in seconds, default 0 = off) for `OK`/`ZERO_RESULTS` answers,
+ *   bounded in entries and in bytes (an upstream decides how big its answers are).
  *
  * Answers (and their bodies) may be shared between callers: treat them as read-only.
  *
@@ -30,6 +31,12 @@ export interface LoadControlOptions {
   cacheTtlSeconds?: number;
   /** Most cached answers kept (default 10000); the oldest go first. */
   maxCacheEntries?: number;
+  /**
+   * Most bytes of cached answers (their JSON text; default 64 MiB); the oldest go first, and an
+   * answer larger than this is not cached. A body may be up to 1 MiB: by count alone, 10000 of
+   * them were ~10 GB.
+   */
+  maxCacheBytes?: number;
   /** Clock for cache expiry, ms (tests inject one; deadlines always use the real clock). */
   now?: () => number;
 }
@@ -59,6 +66,9 @@ export interface LoadControlledProvider extends PlacesProvider {
   /** A snapshot of the counters. */
   stats(): LoadControlStats;
 }
+
+/** Default bound on the bytes of cached answers (see {@linkcode LoadControlOptions}). */
+const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 
 /** A queued query with less time than this left is timed out rather than sent. */
 const MIN_USEFUL_MS = 10;
@@ -102,10 +112,12 @@ export function withLoadControl(
   const timeoutMs = opts.timeoutMs ?? 5000;
   const ttlMs = Math.max(0, (opts.cacheTtlSeconds ?? 0) * 1000);
   const maxCacheEntries = Math.max(1, opts.maxCacheEntries ?? 10000);
+  const maxCacheBytes = Math.max(0, opts.maxCacheBytes ?? DEFAULT_CACHE_BYTES);
   const now = opts.now ?? (() => performance.now());
 
   const pending = new Map<string, Job>();
-  const cache = new Map<string, { answer: PlacesAnswer; expires: number }>();
+  const cache = new Map<string, { answer: PlacesAnswer; expires: number; bytes: number }>();
+  let cacheBytes = 0;
   // FIFO with a head index: shift() on a 10000-entry array would be O(n) per dequeue.
   let queue: Job[] = [];
   let head = 0;
@@ -139,19 +151,30 @@ export function withLoadControl(
   }
 
   function remember(key: string, answer: PlacesAnswer): void {
-    cache.delete(key);
-    cache.set(key, { answer, expires: now() + ttlMs });
-    if (cache.size > maxCacheEntries) {
+    forget(key);
+    // Measured once per upstream answer (the cost of one more serialisation, never per hit).
+    const bytes = JSON.stringify(answer.body).length + key.length;
+    if (bytes > maxCacheBytes) return;
+    cache.set(key, { answer, expires: now() + ttlMs, bytes });
+    cacheBytes += bytes;
+    while (cache.size > maxCacheEntries || cacheBytes > maxCacheBytes) {
       // Map iteration is insertion order: the first key is the oldest entry.
-      cache.delete(cache.keys().next().value!);
+      forget(cache.keys().next().value!);
     }
+  }
+
+  function forget(key: string): void {
+    const entry = cache.get(key);
+    if (entry === undefined) return;
+    cache.delete(key);
+    cacheBytes -= entry.bytes;
   }
 
   function cached(key: string): PlacesAnswer | undefined {
     const entry = cache.get(key);
     if (!entry) return undefined;
     if (entry.expires > now()) return entry.answer;
-    cache.delete(key);
+    forget(key);
     return undefined;
   }
 
@@ -275,6 +298,7 @@ export function withLoadControl(
       queue = [];
       head = 0;
       cache.clear();
+      cacheBytes = 0;
       inner.close?.();
     },
   };

@@ -28,7 +28,9 @@ export type FakeMode =
   /** HTTP 400 whose error message quotes the API key back, to test redaction. */
   | "echoKey"
   /** `redirectStatus` (a 3xx) with `Location: redirectTo`. */
-  | "redirect";
+  | "redirect"
+  /** HTTP 200 with `body` as JSON, whatever the API (hostile or malformed answers). */
+  | "body";
 
 /** One request as the fake received it. */
 export interface RecordedRequest {
@@ -53,6 +55,8 @@ export interface FakeGoogle extends AsyncDisposable {
   /** For mode "redirect": the status (default 307) and the Location (a URL). */
   redirectStatus: number;
   redirectTo: string;
+  /** For mode "body": the JSON value answered. */
+  body: unknown;
   /** Every request received, in order. */
   requests: RecordedRequest[];
   /** Requests being handled now, and the most seen at once. */
@@ -156,6 +160,7 @@ export function startFakeGoogle(apiKey: string): FakeGoogle {
     delayMs: 0,
     redirectStatus: 307,
     redirectTo: "",
+    body: {},
     requests: [],
     inFlight: 0,
     maxInFlight: 0,
@@ -231,6 +236,8 @@ export function startFakeGoogle(apiKey: string): FakeGoogle {
           results: [],
           status: "ZERO_RESULTS",
         });
+      case "body":
+        return json(200, fake.body);
       case "ok":
         break;
     }
