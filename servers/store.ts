@@ -293,6 +293,18 @@ export class RecordStore {
   }
 
   /**
+   * Whether this store holds `record` (one that `other`, a store of this process sharing our
+   * record table, handed out) or a newer record of its client: what our receipt of it would
+   * vouch for, known without it. False for stores with tables of their own (their slots differ).
+   * A neighbour in this process reads it to skip sending what we already hold (peers.ts).
+   */
+  holdsAtLeast(record: StoredRecord, other: RecordStore): boolean {
+    if (!(record instanceof Held) || other.#records !== this.#records) return false;
+    const ours = this.#held.body(record.body.slot);
+    return ours !== undefined && (ours === record.body || compareRecords(record.body, ours) <= 0);
+  }
+
+  /**
    * Adds every current record to `digest` (digest.ts); returns the head it was taken at: changes
    * after it are not in it.
    */
