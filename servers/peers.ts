@@ -21,7 +21,7 @@
 
 import type { ErrorReason, EventBus, LinkStats } from "./events.ts";
 import { RttProbe } from "./link_stats.ts";
-import { type AtFields, sameRecord, validateRecord } from "./record.ts";
+import { type AtFields, parseLocation, sameRecord, validateRecord } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
@@ -53,7 +53,7 @@ import {
   SYNC,
   type Sync,
 } from "./wire.ts";
-import type { RecordStore, StoredRecord } from "./store.ts";
+import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
@@ -943,6 +943,7 @@ export class Link {
     const client = binaryAt(bytes, at[4], at[5] - 1);
     const held = this.#server.store.get(client);
     let ok: boolean;
+    let newest: AtFields | undefined;
     if (
       held !== undefined && binaryEquals(bytes, at[6], end, held.time) &&
       binaryEquals(bytes, at[5], at[6] - 1, held.location) &&
@@ -951,6 +952,29 @@ export class Link {
     ) {
       const { origin, diff, location, time } = held;
       ok = this.#onRecord(seq, { origin, diff, client, location, time }, held, true, intake);
+    } else if (
+      // In `start` the table's newest record of the client is often this very one: another
+      // server of this process stored it moments ago and it floods on. Its strings are shared and
+      // it was validated when stored: no decode, no validation (only its coordinates).
+      (newest = this.#server.store.newest(client)) !== undefined &&
+      (held === undefined || newest !== recordFields(held)) &&
+      binaryEquals(bytes, at[6], end, newest.time) &&
+      binaryEquals(bytes, at[5], at[6] - 1, newest.location) &&
+      binaryEquals(bytes, at[2], at[3] - 1, newest.origin) &&
+      binaryEquals(bytes, at[3], at[4] - 1, newest.diff)
+    ) {
+      const { origin, diff, location, time } = newest;
+      const record: PeerRecord = {
+        origin,
+        diff,
+        client,
+        location,
+        time,
+        lat: 0,
+        lng: 0,
+        flat: true,
+      };
+      ok = this.#onRecord(seq, record, held, false, intake, true);
     } else {
       // The client string is the one just looked up: the store's lookups reuse its hash.
       const record: PeerRecord = {
@@ -989,7 +1013,8 @@ export class Link {
    * client's stored record (undefined when none); `same` whether the line is that record byte for
    * byte. A new record is validated and queued for the store, a held one counted (see
    * {@linkcode Link.#onDuplicate}); false when the record is invalid, skipped (receipted as it
-   * is): the caller quotes its line.
+   * is): the caller quotes its line. `valid`: the fields are a record another store of this
+   * process holds (validated when stored).
    */
   #onRecord(
     seq: number | undefined,
@@ -997,6 +1022,7 @@ export class Link {
     held: StoredRecord | undefined,
     same: boolean,
     intake: Intake,
+    valid = false,
   ): boolean {
     intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
@@ -1010,8 +1036,9 @@ export class Link {
       this.#server.store.heldBy(held!, this.index);
       if (this.#peerCaughtUp) this.#waiting.receipted(held!.seq, held!.seq);
     }
-    // A record we hold byte for byte was validated when stored: not again.
-    const at = same ? NOT_PARSED : validateRecord(fields);
+    // A record we hold byte for byte was validated when stored: not again; nor one that another
+    // store of this process holds (`valid`): its coordinates only.
+    const at = same ? NOT_PARSED : valid ? parseLocation(fields.location) : validateRecord(fields);
     if (seq === undefined || at === undefined) {
       // Receipted as it is: nothing more will come of it, so nobody should wait for it.
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);

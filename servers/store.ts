@@ -185,6 +185,15 @@ export class RecordStore {
     return slot < 0 ? undefined : this.#view(slot);
   }
 
+  /**
+   * The newest record of `client` that any store sharing this store's record table holds (this
+   * store's own when the table is its alone), if any. Every record there was validated when it
+   * was stored: a link that reads one byte for byte need not validate it again (peers.ts).
+   */
+  newest(client: string): AtFields | undefined {
+    return this.#records.listed(client);
+  }
+
   /** All current records (in no particular order). */
   *values(): IterableIterator<StoredRecord> {
     for (const slot of this.#held.slots()) yield this.#view(slot);
