@@ -941,9 +941,10 @@ export class Link {
     if (seq < 0) return false;
     // Short fields (a client ID, a time difference) are decoded in JavaScript: binaryAt.
     const client = binaryAt(bytes, at[4], at[5] - 1);
-    const held = this.#server.store.get(client);
+    // One lookup of the client: the table's newest record of it, and ours by its slot.
+    const newest = this.#server.store.newest(client);
+    const held = newest === undefined ? undefined : this.#server.store.heldOf(newest);
     let ok: boolean;
-    let newest: AtFields | undefined;
     if (
       held !== undefined && binaryEquals(bytes, at[6], end, held.time) &&
       binaryEquals(bytes, at[5], at[6] - 1, held.location) &&
@@ -956,8 +957,7 @@ export class Link {
       // In `start` the table's newest record of the client is often this very one: another
       // server of this process stored it moments ago and it floods on. Its strings are shared and
       // it was validated when stored: no decode, no validation (only its coordinates).
-      (newest = this.#server.store.newest(client)) !== undefined &&
-      (held === undefined || newest !== recordFields(held)) &&
+      newest !== undefined && (held === undefined || newest !== recordFields(held)) &&
       binaryEquals(bytes, at[6], end, newest.time) &&
       binaryEquals(bytes, at[5], at[6] - 1, newest.location) &&
       binaryEquals(bytes, at[2], at[3] - 1, newest.origin) &&

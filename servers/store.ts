@@ -190,8 +190,16 @@ export class RecordStore {
    * store's own when the table is its alone), if any. Every record there was validated when it
    * was stored: a link that reads one byte for byte need not validate it again (peers.ts).
    */
-  newest(client: string): AtFields | undefined {
+  newest(client: string): SharedRecord | undefined {
     return this.#records.listed(client);
+  }
+
+  /**
+   * This store's record of the client of `newest` (what {@linkcode newest} returned), if any:
+   * {@linkcode get} without looking the client up again.
+   */
+  heldOf(newest: SharedRecord): StoredRecord | undefined {
+    return this.#held.body(newest.slot) === undefined ? undefined : this.#view(newest.slot);
   }
 
   /** All current records (in no particular order). */

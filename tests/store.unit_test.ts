@@ -123,3 +123,22 @@ Deno.test("store: holdsAtLeast tells a store of the same table whether it holds 
   // Plain fields (not a record this process's table handed out) are never vouched for.
   assert.equal(peer.holdsAtLeast({ ...rec, seq: 1, via: -1 }, ours), false);
 });
+
+Deno.test("store: newest is the table's newest record of a client, heldOf this store's own by its slot", () => {
+  const table = new RecordTable();
+  const a = new RecordStore(table);
+  const b = new RecordStore(table);
+  const rec = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
+  assert.equal(a.newest("k"), undefined);
+  a.offer(rec, -1);
+  b.offer({ ...rec, time: "11" }, 0);
+  assert.equal(a.newest("k")!.time, "11", "b's newer record, shared through the table");
+  assert.equal(a.heldOf(a.newest("k")!)!.time, "10", "a's own record of k");
+  assert.equal(b.heldOf(b.newest("k")!)!.time, "11");
+  const c = new RecordStore(table);
+  assert.equal(c.heldOf(c.newest("k")!), undefined, "c holds nothing of k");
+  // A store with a table of its own: its own record is the newest it knows.
+  const apart = new RecordStore();
+  apart.offer(rec, -1);
+  assert.equal(apart.newest("k")!.time, "10");
+});
