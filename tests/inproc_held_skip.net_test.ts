@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { startSeedHerd, TcpClient, type TestHerd, waitFor } from "./_helpers/net.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import type { HerdEvent } from "../servers/events.ts";
+import { openLogPersistence } from "../servers/persist.ts";
 
 /** Sends `IAMAT`s for `clients` at `port` one at a time, each after the last one's reply. */
 async function report(port: number, clients: string[], time: string): Promise<void> {
@@ -82,4 +83,48 @@ Deno.test("in-process skip: a catch-up stream whose first batches the peer holds
   const syncDone = events[done] as Extract<HerdEvent, { kind: "sync.done" }>;
   assert.deepEqual(late, [], `fresh records read from Smith after its CAUGHTUP`);
   assert.ok(syncDone.received >= fresh.length, `Smith's catch-up brought ${syncDone.received}`);
+});
+
+Deno.test("in-process skip: a WHATSAT at a restarted server waits for the record only one neighbour has, behind records it holds already", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "review12-warm-" });
+  const t = await startSeedHerd({
+    link: { ...SERVER_DEFAULTS.link, batchRecords: 4 },
+    openPersistence: (name) => openLogPersistence(dir, name),
+  });
+  try {
+    await report(t.port("Hill"), ["mover"], "1700000000.5");
+    await waitFor(() => heldEverywhere(t, ["mover"]), 10_000, "mover everywhere");
+    await t.herd.stopServer("Campbell");
+    // Reach Singleton and Smith while Campbell is down: both stream them to it at its start.
+    const mid = Array.from({ length: 8 }, (_, i) => `mid-${i}`);
+    await report(t.port("Hill"), mid, "1700000001.5");
+    await waitFor(() => heldEverywhere(t, mid), 10_000, "mid records at the running servers");
+    // Then, of Campbell's neighbours, only Smith hears of more clients, and of the mover's move.
+    t.herd.setLink("Singleton", "Jaquez", { cut: true });
+    t.herd.setLink("Singleton", "Smith", { cut: true });
+    const only = Array.from({ length: 3000 }, (_, i) => `only-${i}`);
+    const c = await TcpClient.connect(t.port("Hill"));
+    await c.send(only.map((id) => `IAMAT ${id} +1+1 1700000001.5\n`).join(""));
+    await c.send("IAMAT mover +10.000000-020.000000 1700000002.5\n");
+    await c.replies(only.length + 1, 60_000);
+    await c.close();
+    const moved = () => t.herd.servers.get("Smith")!.store.get("mover")?.location;
+    await waitFor(() => moved() === "+10.000000-020.000000", 10_000, "the move at Smith");
+    // Smith hears Campbell's SYNC late: Singleton's stream (the mid records) is stored by then.
+    const campbell = t.herd.servers.get("Campbell")!;
+    campbell.links.find((l) => l.peer === "Smith")!.control({ delayMs: 400 });
+    const starting = t.herd.startServer("Campbell");
+    // As the grading script does: a WHATSAT right after the restart finds the newest record.
+    await waitFor(() => campbell.running, 10_000, "Campbell listening");
+    const w = await TcpClient.connect(t.port("Campbell"));
+    await w.send("WHATSAT mover 10 0\n");
+    const [answer] = await w.replies(1, 10_000);
+    await w.close();
+    await starting;
+    assert.ok(answer.startsWith("AT Hill"), answer);
+    assert.equal(answer.split("\n")[0].split(" ")[4], "+10.000000-020.000000", answer);
+  } finally {
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
