@@ -128,3 +128,59 @@ Deno.test("in-process skip: a WHATSAT at a restarted server waits for the record
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("in-process skip: a server restarted from an older copy of its data dir gets back what it lost, though its neighbours' stores held it when it was skipped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "review12-restore-" });
+  const t = await startSeedHerd({ openPersistence: (name) => openLogPersistence(dir, name) });
+  try {
+    const first = Array.from({ length: 20 }, (_, i) => `first-${i}`);
+    await report(t.port("Hill"), first, "1700000000.5");
+    await waitFor(() => heldEverywhere(t, first), 10_000, "first records everywhere");
+    // An older copy of Campbell's data dir, taken while it is stopped (clean).
+    await t.herd.stopServer("Campbell");
+    const saved = new Map<string, Uint8Array>();
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isFile && e.name.startsWith("Campbell")) {
+        saved.set(e.name, Deno.readFileSync(`${dir}/${e.name}`));
+      }
+    }
+    assert.ok(saved.size > 0, "Campbell's files");
+    await t.herd.startServer("Campbell");
+    await waitFor(() => heldEverywhere(t, first), 10_000, "Campbell back");
+    // Records Campbell stores and its neighbours see it hold (the flood to it, and what it
+    // floods on: both skip what the other holds), then lost with the restore.
+    const second = Array.from({ length: 20 }, (_, i) => `second-${i}`);
+    await report(t.port("Campbell"), second.slice(0, 10), "1700000001.5");
+    await report(t.port("Hill"), second.slice(10), "1700000001.5");
+    await waitFor(() => heldEverywhere(t, second), 10_000, "second records everywhere");
+    // Moves of the first clients, at Smith: Campbell holds the new records after this.
+    await report(t.port("Smith"), first.slice(0, 5), "1700000002.5");
+    await waitFor(
+      () => t.herd.servers.get("Campbell")!.store.get("first-0")?.time === "1700000002.5",
+      10_000,
+      "moves at Campbell",
+    );
+    await t.herd.stopServer("Campbell");
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isFile && e.name.startsWith("Campbell")) Deno.removeSync(`${dir}/${e.name}`);
+    }
+    for (const [name, bytes] of saved) Deno.writeFileSync(`${dir}/${name}`, bytes);
+    await t.herd.startServer("Campbell");
+    const campbell = t.herd.servers.get("Campbell")!;
+    await waitFor(
+      () =>
+        second.every((c) => campbell.store.get(c) !== undefined) &&
+        first.slice(0, 5).every((c) => campbell.store.get(c)?.time === "1700000002.5"),
+      15_000,
+      "Campbell given back what the restore lost",
+    ).catch((err) => {
+      const lacks = second.filter((c) => campbell.store.get(c) === undefined);
+      throw new Error(`${err.message}: lacks ${lacks.join(" ")}`);
+    });
+    // And its own records (the ones it took from clients) are everywhere still.
+    assert.ok(heldEverywhere(t, [...first, ...second]));
+  } finally {
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
