@@ -98,9 +98,12 @@ async function writers(
         if (!reply.startsWith("AT ")) continue;
         run.clients.add(client);
         if (!wasHealthy || !healthy(t) || late() !== lateBefore) continue;
-        // A stale IAMAT (another server took a newer report of the shared client first) is
-        // answered at once, not after the newer record's flood: nothing is promised for it.
-        if (!stored.has(reply.trim())) continue;
+        // The shared client is checked for convergence only. Its reports race each other from
+        // different servers, and a record that a newer one overtook (a stale IAMAT, answered at
+        // once; a record replaced before it was sent, whose receipt the newer one's stands for;
+        // a neighbour holding the newer one) is answered before the newer one's flood has
+        // reached every server: the neighbour's receipt vouches for it, not for its onward links.
+        if (kind === 2 || !stored.has(reply.trim())) continue;
         run.checked++;
         const mine = fieldsOf(reply);
         for (const s of t.herd.servers.values()) {
