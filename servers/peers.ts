@@ -684,7 +684,8 @@ export class Link {
           ? { records: [], lastSeq: this.#cursor }
           : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);
         const local = slice.records.length === 0 ? undefined : s.peerStore?.(this.peer);
-        if (local !== undefined) this.#withoutHeld(slice.records, local);
+        // A batch the peer holds whole is not the end of the log: more may follow it.
+        const heldWhole = local !== undefined && this.#withoutHeld(slice.records, local);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#controlOwed + this.#toReceipt.take();
         this.#controlOwed = "";
@@ -705,6 +706,9 @@ export class Link {
           // after a reconnect. Alone it cost a write, a read and the peer's `A` for it: 8 of the
           // 24 writes of one update at one connection (BENCHMARKS.md, "Optimisations").
           if (slice.lastSeq !== this.#cursor) this.#skipTo(slice.lastSeq);
+          // Read on past a batch the peer holds whole: ending here would end a catch-up stream
+          // (its CAUGHTUP) before the records after that batch.
+          if (text === "" && heldWhole) continue;
           if (text === "") break;
           await this.#send(conn, text + this.#owed());
           continue;
@@ -764,9 +768,10 @@ export class Link {
    * record; its onward links are waited for by whoever delivered it first, and that wait reaches
    * the record's origin). The flood's copies that cross (3 of 7 record lines per update in the
    * seed herd, each an encode, a parse, a DROP line and a receipt) are not sent; the `S` after the
-   * batch, or alone, moves the peer's mark past them as for records it sent us.
+   * batch, or alone, moves the peer's mark past them as for records it sent us. True when it took
+   * out every record of a batch (not the end of the log: the pump reads on).
    */
-  #withoutHeld(records: StoredRecord[], peer: RecordStore): void {
+  #withoutHeld(records: StoredRecord[], peer: RecordStore): boolean {
     const store = this.#server.store;
     let kept = 0;
     for (let i = 0; i < records.length; i++) {
@@ -774,7 +779,9 @@ export class Link {
       if (peer.holdsAtLeast(r, store)) this.#waiting.receipted(r.seq, r.seq);
       else records[kept++] = r;
     }
+    const whole = kept === 0 && records.length > 0;
     records.length = kept;
+    return whole;
   }
 
   /**
