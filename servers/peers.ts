@@ -21,7 +21,7 @@
 
 import type { ErrorReason, EventBus, LinkStats } from "./events.ts";
 import { RttProbe } from "./link_stats.ts";
-import { type AtFields, sameRecord, validateRecord } from "./record.ts";
+import { type AtFields, parseLocation, sameRecord, validateRecord } from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
@@ -53,7 +53,7 @@ import {
   SYNC,
   type Sync,
 } from "./wire.ts";
-import type { RecordStore, StoredRecord } from "./store.ts";
+import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
@@ -143,6 +143,11 @@ export interface LinkHost {
    * to `HOLD`) that should bring at least `min` records.
    */
   catchUpElsewhere?(link: Link, min: number): boolean;
+  /**
+   * The store of neighbour `peer` when it runs in this process (`start`), else undefined: what it
+   * holds is known without asking, and not sent (see `Link.#withoutHeld`).
+   */
+  peerStore?(peer: string): RecordStore | undefined;
   /**
    * Opens a connection to a neighbour (TLS links); without it, plain TCP to its port. `signal`
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
@@ -678,6 +683,9 @@ export class Link {
         const slice = this.#waitsForPeer()
           ? { records: [], lastSeq: this.#cursor }
           : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);
+        const local = slice.records.length === 0 ? undefined : s.peerStore?.(this.peer);
+        // A batch the peer holds whole is not the end of the log: more may follow it.
+        const heldWhole = local !== undefined && this.#withoutHeld(slice.records, local);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#controlOwed + this.#toReceipt.take();
         this.#controlOwed = "";
@@ -698,6 +706,9 @@ export class Link {
           // after a reconnect. Alone it cost a write, a read and the peer's `A` for it: 8 of the
           // 24 writes of one update at one connection (BENCHMARKS.md, "Optimisations").
           if (slice.lastSeq !== this.#cursor) this.#skipTo(slice.lastSeq);
+          // Read on past a batch the peer holds whole: ending here would end a catch-up stream
+          // (its CAUGHTUP) before the records after that batch.
+          if (text === "" && heldWhole) continue;
           if (text === "") break;
           await this.#send(conn, text + this.#owed());
           continue;
@@ -748,6 +759,29 @@ export class Link {
     const more = (this.#cursor < s.store.headSeq && !this.#waitsForPeer()) ||
       this.#controlOwed !== "";
     if (this.#conn === conn && (more || this.#pongOwed)) this.notify();
+  }
+
+  /**
+   * Takes out of `records` those that `peer` (the neighbour's store, in this process) holds
+   * already, or a newer record of their client: it got them from another neighbour. Each is
+   * receipted at once, for what the peer's receipt would vouch for is true now (it holds the
+   * record; its onward links are waited for by whoever delivered it first, and that wait reaches
+   * the record's origin). The flood's copies that cross (3 of 7 record lines per update in the
+   * seed herd, each an encode, a parse, a DROP line and a receipt) are not sent; the `S` after the
+   * batch, or alone, moves the peer's mark past them as for records it sent us. True when it took
+   * out every record of a batch (not the end of the log: the pump reads on).
+   */
+  #withoutHeld(records: StoredRecord[], peer: RecordStore): boolean {
+    const store = this.#server.store;
+    let kept = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (peer.holdsAtLeast(r, store)) this.#waiting.receipted(r.seq, r.seq);
+      else records[kept++] = r;
+    }
+    const whole = kept === 0 && records.length > 0;
+    records.length = kept;
+    return whole;
   }
 
   /**
@@ -914,7 +948,9 @@ export class Link {
     if (seq < 0) return false;
     // Short fields (a client ID, a time difference) are decoded in JavaScript: binaryAt.
     const client = binaryAt(bytes, at[4], at[5] - 1);
-    const held = this.#server.store.get(client);
+    // One lookup of the client: the table's newest record of it, and ours by its slot.
+    const newest = this.#server.store.newest(client);
+    const held = newest === undefined ? undefined : this.#server.store.heldOf(newest);
     let ok: boolean;
     if (
       held !== undefined && binaryEquals(bytes, at[6], end, held.time) &&
@@ -924,6 +960,28 @@ export class Link {
     ) {
       const { origin, diff, location, time } = held;
       ok = this.#onRecord(seq, { origin, diff, client, location, time }, held, true, intake);
+    } else if (
+      // In `start` the table's newest record of the client is often this very one: another
+      // server of this process stored it moments ago and it floods on. Its strings are shared and
+      // it was validated when stored: no decode, no validation (only its coordinates).
+      newest !== undefined && (held === undefined || newest !== recordFields(held)) &&
+      binaryEquals(bytes, at[6], end, newest.time) &&
+      binaryEquals(bytes, at[5], at[6] - 1, newest.location) &&
+      binaryEquals(bytes, at[2], at[3] - 1, newest.origin) &&
+      binaryEquals(bytes, at[3], at[4] - 1, newest.diff)
+    ) {
+      const { origin, diff, location, time } = newest;
+      const record: PeerRecord = {
+        origin,
+        diff,
+        client,
+        location,
+        time,
+        lat: 0,
+        lng: 0,
+        flat: true,
+      };
+      ok = this.#onRecord(seq, record, held, false, intake, true);
     } else {
       // The client string is the one just looked up: the store's lookups reuse its hash.
       const record: PeerRecord = {
@@ -962,7 +1020,8 @@ export class Link {
    * client's stored record (undefined when none); `same` whether the line is that record byte for
    * byte. A new record is validated and queued for the store, a held one counted (see
    * {@linkcode Link.#onDuplicate}); false when the record is invalid, skipped (receipted as it
-   * is): the caller quotes its line.
+   * is): the caller quotes its line. `valid`: the fields are a record another store of this
+   * process holds (validated when stored).
    */
   #onRecord(
     seq: number | undefined,
@@ -970,6 +1029,7 @@ export class Link {
     held: StoredRecord | undefined,
     same: boolean,
     intake: Intake,
+    valid = false,
   ): boolean {
     intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
@@ -983,8 +1043,9 @@ export class Link {
       this.#server.store.heldBy(held!, this.index);
       if (this.#peerCaughtUp) this.#waiting.receipted(held!.seq, held!.seq);
     }
-    // A record we hold byte for byte was validated when stored: not again.
-    const at = same ? NOT_PARSED : validateRecord(fields);
+    // A record we hold byte for byte was validated when stored: not again; nor one that another
+    // store of this process holds (`valid`): its coordinates only.
+    const at = same ? NOT_PARSED : valid ? parseLocation(fields.location) : validateRecord(fields);
     if (seq === undefined || at === undefined) {
       // Receipted as it is: nothing more will come of it, so nobody should wait for it.
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);

@@ -512,6 +512,11 @@ export class HerdServer implements LineHandler {
     }
   }
 
+  /** The store of neighbour `peer` when it runs in this process with in-memory links. */
+  peerStore(peer: string): RecordStore | undefined {
+    return this.#opts.inProcess?.(peer)?.store;
+  }
+
   /**
    * Opens a link to a neighbour: TLS to its link port when the herd uses TLS, else its plain
    * link port, asked on its client port (its client port itself when it is an older server).

@@ -185,6 +185,23 @@ export class RecordStore {
     return slot < 0 ? undefined : this.#view(slot);
   }
 
+  /**
+   * The newest record of `client` that any store sharing this store's record table holds (this
+   * store's own when the table is its alone), if any. Every record there was validated when it
+   * was stored: a link that reads one byte for byte need not validate it again (peers.ts).
+   */
+  newest(client: string): SharedRecord | undefined {
+    return this.#records.listed(client);
+  }
+
+  /**
+   * This store's record of the client of `newest` (what {@linkcode newest} returned), if any:
+   * {@linkcode get} without looking the client up again.
+   */
+  heldOf(newest: SharedRecord): StoredRecord | undefined {
+    return this.#held.body(newest.slot) === undefined ? undefined : this.#view(newest.slot);
+  }
+
   /** All current records (in no particular order). */
   *values(): IterableIterator<StoredRecord> {
     for (const slot of this.#held.slots()) yield this.#view(slot);
@@ -290,6 +307,18 @@ export class RecordStore {
     const slot = this.#held.slotOf(record.client);
     // Only while it is still this store's record of the client.
     if (slot >= 0 && this.#held.seq(slot) === record.seq) this.#held.addHeld(slot, bit);
+  }
+
+  /**
+   * Whether this store holds `record` (one that `other`, a store of this process sharing our
+   * record table, handed out) or a newer record of its client: what our receipt of it would
+   * vouch for, known without it. False for stores with tables of their own (their slots differ).
+   * A neighbour in this process reads it to skip sending what we already hold (peers.ts).
+   */
+  holdsAtLeast(record: StoredRecord, other: RecordStore): boolean {
+    if (!(record instanceof Held) || other.#records !== this.#records) return false;
+    const ours = this.#held.body(record.body.slot);
+    return ours !== undefined && (ours === record.body || compareRecords(record.body, ours) <= 0);
   }
 
   /**

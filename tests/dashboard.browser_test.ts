@@ -402,12 +402,28 @@ browserTest(
       );
       assert.deepEqual(crossed, 0, "records crossed the cut link");
 
+      // Something only Hill holds, for the restore to carry: links in memory do not send what the
+      // neighbour holds, so the record that went around is not sent again over the restored link.
+      // With Hill–Smith cut too, an IAMAT at Hill stays at Hill.
+      h.herd.setLink("Hill", "Smith", { cut: true });
+      const stayed = "stayed.browser.test";
+      assert.match(
+        await exchange(h.port("Hill"), `IAMAT ${stayed} +48.85-002.35 ${clientTime()}\n`),
+        /^AT Hill/,
+      );
+
       // Restore from the same button: up again, and the catch-up over it is shown on the edge.
       await page.click(control);
       await page.waitForSelector('[data-link="Hill-Jaquez"][data-state="up"]', { timeout: 15_000 });
       await page.waitForSelector('[data-edge-label="Hill-Jaquez"] [data-catchup]', {
         timeout: 10_000,
       });
+      await waitFor(
+        () => h.herd.servers.get("Jaquez")!.store.get(stayed) !== undefined,
+        10_000,
+        "the record only Hill held, at Jaquez",
+      );
+      h.herd.setLink("Hill", "Smith", { cut: false });
       await page.waitForFunction(
         () =>
           (globalThis as unknown as { __herdLive: LiveHandle }).__herdLive.feed.value.some((e) =>

@@ -12,6 +12,7 @@ import {
   exchange,
   freePorts,
   startSeedHerd,
+  TcpClient,
   tcpSockets,
   type TestHerd,
   waitFor,
@@ -87,6 +88,42 @@ for (const mode of MODES) {
       assert.equal(linkSockets(linkPorts), want, "no link changed transport meanwhile");
     } finally {
       await t.close();
+    }
+  });
+
+  Deno.test(`in-process links, ${mode.name}: every server holds a record when its AT reply is read, and in memory a neighbour that holds it is not sent it`, async () => {
+    await using t = await startSeedHerd({ tcpLinks: mode.tcpLinks });
+    let copies = 0;
+    let linesSent = 0;
+    const off = t.herd.bus.subscribe((e) => {
+      if (e.kind === "location.dropped" && e.from !== null) copies++;
+      if (e.kind === "propagation.sent") linesSent += e.records.length;
+    });
+    const c = await TcpClient.connect(t.port("Hill"));
+    try {
+      const n = 200;
+      for (let i = 0; i < n; i++) {
+        await c.send(`IAMAT held-${i} +34.068930-118.445127 ${1_700_000_000 + i}.5\n`);
+        await c.replies(i + 1, 10_000);
+        // Read-your-writes: the reply waited for the whole herd (receipts, or knowing a
+        // neighbour of this process holds it), so every store has it now.
+        const missing = [...t.herd.servers.values()].filter((s) => !s.store.get(`held-${i}`));
+        assert.deepEqual(missing.map((s) => s.name), [], `held-${i} everywhere at its reply`);
+      }
+      await waitFor(() => linesSent >= 4 * n, 5000, "the flood's lines");
+      await new Promise((r) => setTimeout(r, 200));
+      // Over TCP each update's flood crosses itself: Singleton and Campbell get copies they hold
+      // (7 record lines for 4 new copies). In memory a link does not send what the neighbour
+      // holds: what is left are the copies written before the neighbour stored its first.
+      if (mode.tcpLinks) {
+        assert.ok(copies >= 2 * n, `${copies} copies of ${n} updates over TCP`);
+      } else {
+        assert.ok(copies <= 1.5 * n, `${copies} copies of ${n} updates dropped as held already`);
+        assert.ok(linesSent <= 5.5 * n, `${linesSent} record lines for ${n} updates`);
+      }
+    } finally {
+      off();
+      c.conn.close();
     }
   });
 

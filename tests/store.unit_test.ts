@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { formatAt } from "../servers/protocol.ts";
 import { compareDiffs, compareRecords } from "../servers/record.ts";
 import { RecordStore } from "../servers/store.ts";
+import { RecordTable } from "../servers/record_table.ts";
 
 Deno.test("store: newer wins, stale and duplicates stop, ties break the same everywhere", () => {
   const base = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
@@ -96,4 +97,48 @@ Deno.test("store: time differences compare as signed decimals", () => {
     }
   }
   assert.equal(compareDiffs("-0.000000000", "+0.000000000"), 0);
+});
+
+Deno.test("store: holdsAtLeast tells a store of the same table whether it holds a record or a newer one", () => {
+  const table = new RecordTable();
+  const ours = new RecordStore(table);
+  const peer = new RecordStore(table);
+  const rec = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
+  const mine = ours.offer(rec, -1).record!;
+  assert.equal(peer.holdsAtLeast(mine, ours), false, "the peer holds nothing of k");
+  peer.offer({ ...rec, time: "9" }, 0);
+  assert.equal(peer.holdsAtLeast(mine, ours), false, "an older record of k is not ours");
+  peer.offer({ ...rec }, 0);
+  assert.equal(peer.holdsAtLeast(mine, ours), true, "the very record (one shared body)");
+  peer.offer({ ...rec, time: "11" }, 0);
+  assert.equal(peer.holdsAtLeast(mine, ours), true, "a newer record of k");
+  // The same tie rule as offer: the same report with a larger diff is older.
+  const tie = new RecordStore(table);
+  tie.offer({ ...rec, diff: "+0.2" }, 0);
+  assert.equal(tie.holdsAtLeast(mine, ours), false, "a later receipt of the same report is older");
+  // A store with a table of its own (another process's slots) never answers for ours.
+  const apart = new RecordStore();
+  apart.offer({ ...rec, time: "12" }, 0);
+  assert.equal(apart.holdsAtLeast(mine, ours), false);
+  // Plain fields (not a record this process's table handed out) are never vouched for.
+  assert.equal(peer.holdsAtLeast({ ...rec, seq: 1, via: -1 }, ours), false);
+});
+
+Deno.test("store: newest is the table's newest record of a client, heldOf this store's own by its slot", () => {
+  const table = new RecordTable();
+  const a = new RecordStore(table);
+  const b = new RecordStore(table);
+  const rec = { origin: "Hill", diff: "+0.1", client: "k", location: "+1+1", time: "10" };
+  assert.equal(a.newest("k"), undefined);
+  a.offer(rec, -1);
+  b.offer({ ...rec, time: "11" }, 0);
+  assert.equal(a.newest("k")!.time, "11", "b's newer record, shared through the table");
+  assert.equal(a.heldOf(a.newest("k")!)!.time, "10", "a's own record of k");
+  assert.equal(b.heldOf(b.newest("k")!)!.time, "11");
+  const c = new RecordStore(table);
+  assert.equal(c.heldOf(c.newest("k")!), undefined, "c holds nothing of k");
+  // A store with a table of its own: its own record is the newest it knows.
+  const apart = new RecordStore();
+  apart.offer(rec, -1);
+  assert.equal(apart.newest("k")!.time, "10");
 });
