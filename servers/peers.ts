@@ -676,6 +676,7 @@ export class Link {
 
   async #pump(conn: Deno.Conn): Promise<void> {
     const s = this.#server;
+    let fair: FairShare | undefined;
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
         if (this.#digestDue()) this.#sendDigest();
@@ -707,8 +708,13 @@ export class Link {
           // 24 writes of one update at one connection (BENCHMARKS.md, "Optimisations").
           if (slice.lastSeq !== this.#cursor) this.#skipTo(slice.lastSeq);
           // Read on past a batch the peer holds whole: ending here would end a catch-up stream
-          // (its CAUGHTUP) before the records after that batch.
-          if (text === "" && heldWhole) continue;
+          // (its CAUGHTUP) before the records after that batch. A long run of those (a restarted
+          // neighbour that holds most of a catch-up) is scanned in turns, not in one piece.
+          if (text === "" && heldWhole) {
+            const turn = (fair ??= new FairShare()).turn();
+            if (turn !== undefined) await turn;
+            continue;
+          }
           if (text === "") break;
           await this.#send(conn, text + this.#owed());
           continue;

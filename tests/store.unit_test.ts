@@ -142,3 +142,43 @@ Deno.test("store: newest is the table's newest record of a client, heldOf this s
   apart.offer(rec, -1);
   assert.equal(apart.newest("k")!.time, "10");
 });
+
+Deno.test("store: stores sharing a table decide new, stale and duplicate exactly as stores of their own (random offers)", () => {
+  // Shared bodies let a store skip comparing times when offered the table's newest body; the
+  // decisions must be those of stores that share nothing.
+  let seed = 12345;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const table = new RecordTable();
+  const shared = [0, 1, 2].map(() => new RecordStore(table));
+  const apart = [0, 1, 2].map(() => new RecordStore());
+  const pool: { origin: string; diff: string; client: string; location: string; time: string }[] =
+    [];
+  for (let i = 0; i < 20_000; i++) {
+    // Half the offers are copies of an earlier record (a flood's relays), half fresh ones.
+    const fields = pool.length > 0 && rand(2) === 0 ? { ...pool[rand(pool.length)] } : {
+      origin: ["Hill", "Smith", "Jaquez"][rand(3)],
+      diff: ["+0.1", "+0.2", "-0.1", "+0.10"][rand(4)],
+      client: `c${rand(6)}`,
+      location: ["+1+1", "+2+2"][rand(2)],
+      time: ["10", "10.0", "11", "9.5", "12"][rand(5)],
+    };
+    if (rand(2) === 0) pool.push(fields);
+    const s = rand(3);
+    const via = rand(3) - 1;
+    const a = shared[s].offer(fields, via).result;
+    const b = apart[s].offer({ ...fields }, via).result;
+    assert.equal(a, b, `offer ${i} to store ${s}: ${JSON.stringify(fields)}`);
+  }
+  for (let s = 0; s < 3; s++) {
+    for (const r of apart[s].values()) {
+      const mine = shared[s].get(r.client)!;
+      assert.deepEqual(
+        [mine.origin, mine.diff, mine.location, mine.time],
+        [r.origin, r.diff, r.location, r.time],
+      );
+    }
+  }
+});
