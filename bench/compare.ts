@@ -99,9 +99,24 @@ export interface CompareReport {
     catchup?: RedisCatchupReport | { error: string };
     skipped?: string;
   };
+  /**
+   * Load each system that runs JavaScript got before the first round, unmeasured (ms; see
+   * {@linkcode JIT_WARMUP_MS}).
+   */
+  warmupRunMs: number;
   loadavgStart: number;
   loadavgEnd: number;
 }
+
+/**
+ * The closed-loop load at 32 connections each Deno system (the Deno echoes and both herds) gets
+ * before the first round, not measured: V8 compiles the hot paths after they ran a while, and five
+ * `server` processes each warm their own isolate on a fifth of the work. Measured (procs12, one
+ * herd of five processes alone, record log on, 1.5 s windows after 0.3 s, back to back): 6,161,
+ * 8,231, then 10,215-13,424 req/s from the third window on, so the `--quick` plan (two 1.5 s
+ * rounds) measured the five processes while they were still compiling.
+ */
+export const JIT_WARMUP_MS = { quick: 4000, full: 6000 } as const;
 
 const TAG = () => randomHex(3);
 
@@ -146,6 +161,7 @@ export async function benchCompare(plan: Plan, logDir: string): Promise<CompareR
     points: [],
     halfPeak: {},
     redis: {},
+    warmupRunMs: 0,
     loadavgStart,
     loadavgEnd: 0,
   };
@@ -199,6 +215,14 @@ export async function benchCompare(plan: Plan, logDir: string): Promise<CompareR
       loadPoint(plan, native, s, connections, rate);
     const c = plan.halfPeakConnections;
     const rounds = plan.quick ? 2 : 3;
+    const warmupRunMs = plan.quick ? JIT_WARMUP_MS.quick : JIT_WARMUP_MS.full;
+    for (
+      const s of systems.filter((s) => s.key !== "cEcho" && s.key !== "cEcho2" && s.key !== "redis")
+    ) {
+      progress(`[compare] warming up ${SYSTEMS[s.key]}: ${warmupRunMs} ms at ${c} connections`);
+      await loadPoint({ ...plan, durationMs: warmupRunMs, warmupMs: 0 }, native, s, c, 0);
+    }
+    report.warmupRunMs = warmupRunMs;
     for (let i = 0; i < rounds; i++) {
       progress(`[compare] round ${i + 1}/${rounds}, ${c} connections: ${systems.length} systems`);
       const round: CompareRound = { points: {}, loadavg: loadavg() };

@@ -424,6 +424,10 @@ function compareMarkdown(c: CompareReport): string[] {
 /** The compare part on the console: every point, then the ratios. */
 export function printCompare(c: CompareReport): void {
   console.log(`\ncompare (${c.generator}):`);
+  // Older reports (before the warm-up) have no field: said as 0.
+  console.log(
+    `each Deno system warmed up ${c.warmupRunMs ?? 0} ms before the rounds (not measured)`,
+  );
   printTable([
     ...c.rounds.flatMap((r) => Object.values(r.points)),
     ...c.points,

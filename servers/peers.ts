@@ -256,6 +256,11 @@ export class Link {
   #syncSent = 0;
   #syncReceived = 0;
   #catchingUp = false;
+  /**
+   * Our stream's last sequence number before its `CAUGHTUP` on this connection (Infinity until
+   * then): the peer reads our records after it as live ones (see {@linkcode Link.#crossed}).
+   */
+  #liveAfter = Infinity;
   #peerCaughtUp = false;
   /** While the cursor is below this, records that came from the peer are sent back too. */
   #resendUpTo = 0;
@@ -501,6 +506,7 @@ export class Link {
     this.#syncStart = performance.now();
     this.#syncSent = this.#syncReceived = 0;
     this.#catchingUp = true;
+    this.#liveAfter = Infinity;
     this.#peerCaughtUp = false;
     this.#owedSkip = 0;
     this.#toReceipt.reset(0);
@@ -752,6 +758,7 @@ export class Link {
       }
       if (this.#catchingUp && this.#heldSince < 0 && this.#conn === conn) {
         this.#catchingUp = false;
+        this.#liveAfter = this.#cursor;
         this.#send(conn, this.#owed() + formatCaughtUp(this.#syncSent));
       }
     } catch (err) {
@@ -1037,7 +1044,6 @@ export class Link {
     intake: Intake,
     valid = false,
   ): boolean {
-    intake.records = true;
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
     // record's sequence number still counts: resending it would not mend it.
     if (seq !== undefined && seq > this.mark.seq) this.mark.seq = seq;
@@ -1045,6 +1051,7 @@ export class Link {
       this.#onDuplicate(seq, held!, fields, intake);
       return true;
     }
+    intake.records = true;
     if (same) {
       this.#server.store.heldBy(held!, this.index);
       if (this.#peerCaughtUp) this.#waiting.receipted(held!.seq, held!.seq);
@@ -1081,8 +1088,13 @@ export class Link {
 
   /** An `R` of a record we hold byte for byte (`known`; `fields` are its AT fields as read). */
   #onDuplicate(seq: number, known: StoredRecord, fields: AtFields, intake: Intake): void {
+    // Asked before heldBy marks the peer as holding it (our stream would skip it from now on).
+    const crossed = this.#peerCaughtUp && this.#crossed(known);
     // The peer holds it: our stream to it skips it (a resend after it lost records does not).
     this.#server.store.heldBy(known, this.index);
+    // Our receipt of it goes in our next write; a write of its own only when the peer may wait
+    // for it (see #crossed).
+    if (!crossed) intake.records = true;
     if (!this.#peerCaughtUp) {
       // A catch-up stream's copy of what we hold: a restarted server reads nearly every record
       // from each of its neighbours, and half of what it reads is this. Nothing to store, log
@@ -1098,6 +1110,23 @@ export class Link {
     this.#waiting.receipted(known.seq, known.seq);
     // Offered as any record (the store counts it a duplicate, its event says so).
     this.#onNew(seq, { ...fields, lat: NOT_PARSED.lat, lng: NOT_PARSED.lng }, intake);
+  }
+
+  /**
+   * True when our own copy of `known` (a record we hold, that the peer just sent us byte for
+   * byte) already went to the peer as a live record on this connection: past our `CAUGHTUP`, at
+   * or before our cursor, and not skipped by our stream (it did not come over this link, the peer
+   * was not known to hold it, no digest bucket covered it). The two copies crossed: the peer
+   * settles its wait for our receipt when it reads ours (the shortcut of #onDuplicate, at its
+   * end), so our `A` for its copy need not take a write of its own: it rides in our next one.
+   * Each update crosses on about two links of the seed herd, and at one connection those `A`
+   * lines were 4 of the 16 link writes per IAMAT (BENCHMARKS.md, "Five processes of 2026-11-27").
+   */
+  #crossed(known: StoredRecord): boolean {
+    const bit = this.index >= 0 && this.index < 31 ? 1 << this.index : 0;
+    return bit !== 0 && known.via !== this.index && ((known.held ?? 0) & bit) === 0 &&
+      known.seq > this.#liveAfter && known.seq <= this.#cursor &&
+      (this.#matched === undefined || known.seq > this.#matched.upTo);
   }
 
   /** `S`: the peer skipped records up to `seq` (they came from us): our mark moves on. */

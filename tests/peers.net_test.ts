@@ -179,8 +179,35 @@ Deno.test("receipts on a link: a neighbour that sends us the very record we wait
   // stream only carries what G holds, which is all G's receipt would have said.
   await m.g.send(`${RECORD}\n`);
   await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
-  // And G's record, a duplicate at M, is receipted at once as before.
-  await m.g.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(gMark)), 10_000);
+  // And G's record, a duplicate at M, is receipted: in M's next write to G, since M's own copy
+  // went to G (the copies crossed: see the next test), here the one G's second copy asks for.
+  await m.g.send(`${RECORD.replace("R 1 ", "R 2 ")}\n`);
+  await m.g.waitUntil((t) => /\nA 1 2\n/.test("\n" + t.slice(gMark)), 10_000);
+  assert.deepEqual(m.late, [], "no receipt was waited out");
+});
+
+Deno.test("receipts on a link: when M's copy and the peer's cross, M's `A` for the peer's copy rides in M's next write, never alone", async () => {
+  await using m = await startM();
+  const { fMark, gMark } = await floodFromF(m);
+  // G got the same record elsewhere and sends it to M: the two copies crossed. G settles its
+  // wait for M's receipt on reading M's copy (the test above, at G's end), so M's `A` for G's
+  // copy takes no write of its own...
+  await m.g.send(`${RECORD}\n`);
+  await m.f.waitUntil((t) => /\nA 1 1\n/.test("\n" + t.slice(fMark)), 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  const crossed = after(m.g, gMark).replaceAll("PING\n", "");
+  assert.match(crossed, /^R 1 F \+0\.100000000 kiwi [^\n]*\n$/, `M wrote G more: ${crossed}`);
+  // ...but it is not lost: it rides in M's next write to G (a record F floods).
+  const next = m.g.received.length;
+  await m.f.send(`${PAPAYA}\n`);
+  await m.g.waitUntil((t) => t.slice(next).includes(" papaya "), 10_000);
+  assert.match(after(m.g, next).replaceAll("PING\n", ""), /^A 1 1\nR 2 F [^\n]* papaya /);
+  // A copy of a record M did not send G since G sent it (kiwi again: M knows G holds it, its
+  // stream skips it) takes a write at once, as any line G may wait on; papaya's crossed copy
+  // rides in it.
+  const again = m.g.received.length;
+  await m.g.send(`${PAPAYA.replace("R 2 ", "R 3 ")}\n${RECORD.replace("R 1 ", "R 4 ")}\n`);
+  await m.g.waitUntil((t) => /\nA 2 4\n/.test("\n" + t.slice(again)), 10_000);
   assert.deepEqual(m.late, [], "no receipt was waited out");
 });
 
