@@ -789,8 +789,12 @@ export class Link {
     let kept = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
-      if (peer.holdsAtLeast(r, store)) this.#waiting.receipted(r.seq, r.seq);
-      else records[kept++] = r;
+      if (peer.holdsAtLeast(r, store)) {
+        this.#waiting.receipted(r.seq, r.seq);
+        // Known held by the peer, as if it had sent it: a copy of it the peer streams us later
+        // did not cross ours (#crossed), and its receipt must not wait for our next write.
+        store.heldBy(r, this.index);
+      } else records[kept++] = r;
     }
     const whole = kept === 0 && records.length > 0;
     records.length = kept;

@@ -184,3 +184,34 @@ Deno.test("in-process skip: a server restarted from an older copy of its data di
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("in-process skip: a neighbour's copy that arrives after ours was skipped is receipted in a write of its own, not left for our next one", async () => {
+  // Smith's copy reaches Singleton late (its lines to Singleton are delayed); Singleton has the
+  // record from Jaquez by then and skipped its own copy to Smith (Smith holds it). Smith waits for
+  // Singleton's receipt of its copy, and Singleton's copy never went: the receipt must go at
+  // once (not ride in a next write that may not come before the wait runs out).
+  await using t = await startSeedHerd({ receiptWaitMs: 400 });
+  const late: HerdEvent[] = [];
+  const off = t.herd.bus.subscribe((e) => {
+    if (e.kind === "receipt.late") late.push(e);
+  });
+  const smith = t.herd.servers.get("Smith")!;
+  smith.links.find((l) => l.peer === "Singleton")!.control({ delayMs: 40 });
+  const c = await TcpClient.connect(t.port("Hill"));
+  try {
+    const took: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      await c.send(`IAMAT crossed-${i} +34.068930-118.445127 ${1_700_000_000 + i}.5\n`);
+      await c.replies(i + 1, 5000);
+      took.push(performance.now() - t0);
+      // Nothing else in flight: the next write from Singleton to Smith is not coming.
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(late.map((e) => e.kind), [], "no receipt ran late");
+    assert.ok(Math.max(...took) < 300, `replies took ${took.map((x) => x.toFixed(0))} ms`);
+  } finally {
+    off();
+    c.conn.close();
+  }
+});
