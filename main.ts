@@ -16,6 +16,7 @@ import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
 import { lateImport } from "./cli/late_import.ts";
+import { watchParent } from "./cli/parent_watch.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -68,6 +69,8 @@ async function main(args: string[]): Promise<number> {
         console.log(VERSION_LINE);
         return 0;
       }
+      // Under `deno task`, stop with the task runner (a SIGKILL to it is not passed on).
+      if (command !== "client") watchParent();
       // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
       // so each runs with only the permissions its task grants (deno.json).
       if (command === "client") {
