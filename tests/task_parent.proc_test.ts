@@ -97,6 +97,54 @@ Deno.test("deno task server: a SIGKILL to the task runner stops the server; its 
   }
 });
 
+/** The runner's children whose command line runs main.ts (the server it spawned). */
+function mainChildren(runner: number): number[] {
+  const pids: number[] = [];
+  try {
+    for (const t of Deno.readDirSync(`/proc/${runner}/task`)) {
+      const kids = Deno.readTextFileSync(`/proc/${runner}/task/${t.name}/children`);
+      for (const k of kids.split(" ").filter((x) => x !== "")) {
+        const cmd = Deno.readTextFileSync(`/proc/${k}/cmdline`);
+        if (cmd.includes("main.ts")) pids.push(Number(k));
+      }
+    }
+  } catch {
+    // the runner or a child went while we looked
+  }
+  return pids;
+}
+
+Deno.test("deno task server: a runner killed right after it spawned the server (before the server looks) still stops it", async () => {
+  const s = await oneServer();
+  const seen = new Set<number>();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const runner = spawnTask(s);
+      // The server process exists (exec'd), tens of ms before its code first runs.
+      let server: number | undefined;
+      await waitFor(() => (server = mainChildren(runner.pid)[0]) !== undefined, 30_000, "spawn");
+      seen.add(server!);
+      runner.kill("SIGKILL");
+      await runner.status;
+      await waitFor(
+        () => !alive(server!),
+        10_000,
+        `server process ${server} gone (round ${round})`,
+      );
+    }
+  } finally {
+    for (const pid of seen) {
+      if (!alive(pid)) continue;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await cleanUp(s);
+  }
+});
+
 Deno.test("a server started with deno run from a shell that exits keeps serving", async () => {
   const s = await oneServer();
   try {
