@@ -16,8 +16,18 @@ import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
 import { oneLine } from "./servers/text.ts";
+import { lateImport } from "./cli/late_import.ts";
+import { watchParent } from "./cli/parent_watch.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
+
+/** Loads a module of this tree when called (cli/late_import.ts: not read before main.ts runs). */
+function late<T>(path: string): Promise<T> {
+  return lateImport<T>(new URL(path, import.meta.url));
+}
+type Run = typeof import("./cli/run.ts");
+type Dashboard = typeof import("./cli/dashboard.ts");
+type Client = typeof import("./cli/client.ts");
 
 /**
  * The herd's heaviest modules for `server`, one import at a time: evaluating a module graph
@@ -27,14 +37,14 @@ const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
  */
 async function loadInSteps(): Promise<void> {
   const steps = [
-    () => import("zod"),
-    () => import("./servers/config.ts"),
-    () => import("./servers/ops/metrics.ts"),
-    () => import("./servers/store.ts"),
-    () => import("./servers/peers.ts"),
-    () => import("./servers/server.ts"),
-    () => import("./servers/log.ts"),
-    () => import("./servers/persist.ts"),
+    () => lateImport("zod"),
+    () => late("./servers/config.ts"),
+    () => late("./servers/ops/metrics.ts"),
+    () => late("./servers/store.ts"),
+    () => late("./servers/peers.ts"),
+    () => late("./servers/server.ts"),
+    () => late("./servers/log.ts"),
+    () => late("./servers/persist.ts"),
   ];
   for (const step of steps) {
     await step();
@@ -60,11 +70,15 @@ async function main(args: string[]): Promise<number> {
         console.log(VERSION_LINE);
         return 0;
       }
+      // Under `deno task`, stop with the task runner (a SIGKILL to it is not passed on).
+      if (command !== "client") watchParent();
       // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
       // so each runs with only the permissions its task grants (deno.json).
-      if (command === "client") return await (await import("./cli/client.ts")).runClient(flags);
+      if (command === "client") {
+        return await (await late<Client>("./cli/client.ts")).runClient(flags);
+      }
       if (command === "dashboard") {
-        return await (await import("./cli/dashboard.ts")).runRemoteDashboard(flags);
+        return await (await late<Dashboard>("./cli/dashboard.ts")).runRemoteDashboard(flags);
       }
       if (command === "server") {
         // The client port first, then the offline index's Worker, then the herd's modules
@@ -80,11 +94,15 @@ async function main(args: string[]): Promise<number> {
           : undefined;
         await warmPlacesEarly(flags.places, stateDir(flags));
         await loadInSteps();
-        return await (await import("./cli/run.ts")).runHerd(command, flags, {}, early);
+        return await (await late<Run>("./cli/run.ts")).runHerd(command, flags, {}, early);
       }
-      const { runHerd } = await import("./cli/run.ts");
+      const { runHerd } = await late<Run>("./cli/run.ts");
       // One dashboard per herd: `start` serves it; `server` processes are watched by `dashboard`.
-      return await runHerd(command, flags, (await import("./cli/dashboard.ts")).dashboardHooks);
+      return await runHerd(
+        command,
+        flags,
+        (await late<Dashboard>("./cli/dashboard.ts")).dashboardHooks,
+      );
     }
     case "--version":
     case "-V":

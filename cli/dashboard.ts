@@ -11,6 +11,7 @@ import { herdSecret, loadConfig } from "../servers/config.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
 import { checkDashboardToken, checkListenHost, UsageError } from "./flags.ts";
+import { onParentGone } from "./parent_watch.ts";
 import type { Ops } from "../servers/ops/app.ts";
 import { oneLine } from "../servers/text.ts";
 
@@ -114,6 +115,7 @@ export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
   await new Promise<void>((resolve) => {
     Deno.addSignalListener("SIGINT", () => resolve());
     Deno.addSignalListener("SIGTERM", () => resolve());
+    onParentGone(() => resolve()); // the `deno task` runner was killed (cli/parent_watch.ts)
   });
   await dash.close();
   await herd.stop();

@@ -25,6 +25,7 @@ import { readConfigText } from "../servers/config_file.ts";
 import { ConfigError } from "../servers/config_error.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
+import { lateImport } from "./late_import.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
 const EARLY_MAX = 64;
@@ -327,12 +328,17 @@ export async function warmPlacesEarly(
   const variable = "GOOGLE_PLACES_API_KEY";
   const granted = Deno.permissions.querySync({ name: "env", variable }).state === "granted";
   const apiKey = granted ? Deno.env.get(variable) : undefined;
-  const { placesKind } = await import("../servers/places/select.ts");
+  // Late (cli/late_import.ts): read after the listen, not before main.ts runs.
+  const { placesKind } = await lateImport<typeof import("../servers/places/select.ts")>(
+    new URL("../servers/places/select.ts", import.meta.url),
+  );
   try {
     if (placesKind({ places, apiKey }) !== "offline") return;
   } catch {
     return;
   }
-  const { warmOfflineIndex } = await import("../servers/places/offline.ts");
+  const { warmOfflineIndex } = await lateImport<typeof import("../servers/places/offline.ts")>(
+    new URL("../servers/places/offline.ts", import.meta.url),
+  );
   warmOfflineIndex(stateDir).catch(() => {});
 }

@@ -30,6 +30,7 @@ import {
 import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
+import { onParentGone } from "./parent_watch.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
@@ -258,6 +259,7 @@ async function run(
     };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
+    onParentGone(stop); // the `deno task` runner was killed (cli/parent_watch.ts)
   });
   // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths.
   const reopen = () => logs.reopen();

@@ -8,7 +8,7 @@
 
 import type { ConnectionOptions } from "./connection.ts";
 import { DEFAULT_LINE_LIMIT } from "./lines.ts";
-import { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./peers.ts";
+import { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
 /** The subcommands of main.ts. */
 export type Subcommand = "start" | "server" | "dashboard" | "client";

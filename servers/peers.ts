@@ -67,33 +67,9 @@ import {
   DigestReader,
   type MatchedBuckets,
 } from "./digest.ts";
+import type { LinkOptions } from "./link_options.ts";
 
-/** Tunables for links. */
-export interface LinkOptions {
-  /** Send a heartbeat after this long without writing; a link silent 3× this long is dead. */
-  heartbeatMs: number;
-  /** First redial delay (jittered ±25%); doubles while the neighbour stays away. */
-  backoffMinMs: number;
-  /** Redial delay cap. */
-  backoffMaxMs: number;
-  /** Records per batch written to the socket. */
-  batchRecords: number;
-  /**
-   * Fewest records a neighbour's catch-up stream must bring (and a quarter of its head at least)
-   * for us to ask it to `HOLD` while another neighbour streams us the same records: below that,
-   * the two digests cost more than the duplicates they spare.
-   */
-  holdMinRecords: number;
-}
-
-/** Default link tunables. */
-export const DEFAULT_LINK_OPTIONS: LinkOptions = {
-  heartbeatMs: 1000,
-  backoffMinMs: 25,
-  backoffMaxMs: 1000,
-  batchRecords: 2048,
-  holdMinRecords: 4096,
-};
+export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;

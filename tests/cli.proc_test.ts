@@ -894,6 +894,22 @@ Deno.test("the server task's scoped permissions: a dir or host outside them is o
   }
 });
 
+Deno.test("without --allow-read, the client is one line naming the flag, exit 2", async () => {
+  // main.ts loads each subcommand's modules when it runs (cli/late_import.ts), which Deno lets a
+  // program do only with read access: an uncaught TypeError and its stack otherwise.
+  for (const args of [["client", "127.0.0.1:1", "now"]]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", "main.ts", ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const r = { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    assertUsage(r, /^error: .*run with --allow-read/, args[0]);
+  }
+});
+
 Deno.test("deno task build --if-stale (run by start) reuses an up-to-date bundle", async () => {
   // `deno task test` has just built it; the inputs are unchanged, so nothing is rebuilt.
   const manifest = `${ROOT}dashboard/static/build/manifest.json`;
