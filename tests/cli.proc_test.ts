@@ -405,6 +405,42 @@ Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, 
   });
 });
 
+Deno.test("a blank or space-padded secret, from HERD_SECRET or the config, is one line and exit 2, for server, start and dashboard", async () => {
+  // Found by an adversarial review (adv12a): 8 spaces passed "at least 8 characters" and keyed a
+  // herd anyone could guess; a secret with a space or LF at an end (a copy-paste) differed from
+  // the same secret typed elsewhere, and the links failed later as "bad proof".
+  await withOneServer(async (dir, config) => {
+    const server = JSON.parse(await Deno.readTextFile(config));
+    const withSecret = `${dir}/secret.json`;
+    const common = ["--log-dir", dir];
+    const commands = (file: string) => [
+      ["server", "Hill", "--config", file, ...common, "--memory"],
+      ["start", "--config", file, ...common, "--memory", "--no-dashboard"],
+      ["dashboard", "--config", file, "--dashboard-port", "0"],
+    ];
+    const cases: [string, RegExp][] = [
+      [" ".repeat(8), /must have at least 8 characters other than whitespace \(it has 0\)$/],
+      ["a      b", /must have at least 8 characters other than whitespace \(it has 2\)$/],
+      ["\t".repeat(12), /must have at least 8 characters other than whitespace \(it has 0\)$/],
+      [" a-long-secret", /must not start or end with whitespace$/],
+      ["a-long-secret\n", /must not start or end with whitespace$/],
+    ];
+    for (const [secret, re] of cases) {
+      for (const args of commands(config)) {
+        const r = await runRefused(args, { HERD_SECRET: secret }, { write: [dir] });
+        assertUsage(r, new RegExp(`^error: HERD_SECRET ${re.source}`), `env ${args[0]}`);
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+      await Deno.writeTextFile(withSecret, JSON.stringify({ ...server, secret }));
+      for (const args of commands(withSecret)) {
+        const r = await runRefused(args, {}, { write: [dir] });
+        assertUsage(r, new RegExp(`"secret" ${re.source}`), `config ${args[0]}`);
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+    }
+  });
+});
+
 Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and exit 2, for start and dashboard", async () => {
   // Found by a review: such a token was taken, and every control request was refused (it is
   // sent as `Authorization: Bearer <token>`, where a space ends it).
