@@ -443,8 +443,14 @@ export class RemoteHerd {
     if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
     if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
       // Observers get a batch's size and its first client IDs only (observe.ts): restore the
-      // count, so metrics and the feed count every record.
+      // count, so metrics and the feed count every record. A count no link batch has (or no
+      // list) is skipped as malformed: the array was built at any length the line said
+      // (10^7: ~80 MB per event; 2^32 dropped the stream).
       const count = (e as { count?: unknown }).count;
+      if (
+        !Array.isArray(e.records) ||
+        (count !== undefined && (!Number.isSafeInteger(count) || (count as number) > MAX_BATCH))
+      ) return;
       if (typeof count === "number" && count > e.records.length) {
         const named = e.records;
         e = { ...e, records: Array.from({ length: count }, (_, i) => named[i] ?? UNNAMED) };
@@ -506,6 +512,12 @@ export class RemoteHerd {
     this.bus.emit(e);
   }
 }
+
+/**
+ * The most records a link batch rebuilt from an observed event may count: far above any a server
+ * sends (its batches hold 2,048 records by default).
+ */
+const MAX_BATCH = 65_536;
 
 /** A `location.batch` from the wire with the fields the view uses, of the right types. */
 function wellFormedBatch(e: LocationBatchEvent): boolean {

@@ -207,3 +207,62 @@ Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fre
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, the stream kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): the observer sends a batch's size as `count`, and
+  // the dashboard rebuilt an array of that length, whatever the line said: count 10^7 took
+  // ~80 MB per event; 2^32 threw "Invalid array length" and dropped the stream; 1e300 hangs.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  const dropped: string[] = []; // the sizes of the batches the dashboard passed on
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    // A server's batch as the observer sends it: the first client IDs and the size (observe.ts
+    // takes the size from `records.length`: a sparse array stands for a huge batch here).
+    for (const count of [10_000_000, 3_000]) {
+      const records = new Array(count);
+      records[0] = { client: "big", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+      hill.bus.emit({
+        kind: "propagation.received",
+        t: Date.now(),
+        server: "Hill",
+        from: "Jaquez",
+        records,
+        catchUp: false,
+      });
+    }
+    // A normal event after them arrives on the same stream.
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the huge batches",
+    );
+    for (const e of seen) {
+      if (e.kind === "propagation.received" && e.server === "Hill") {
+        dropped.push(String(e.records.length));
+        assert.ok(e.records.length <= 65_536, `${e.records.length} records rebuilt`);
+      }
+    }
+    // The huge batch skipped, the ordinary one restored to its size.
+    assert.deepEqual(dropped, ["3000"]);
+    assert.equal(remote.status().Hill.status, "watching");
+    assert.equal(remote.status().Hill.error, undefined);
+    // No reconnect: the only server.up after is the one emitted above.
+    assert.equal(ups(), upsBefore + 1, `stream redialled (${dropped.join(", ")})`);
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
