@@ -357,7 +357,7 @@ export class RemoteHerd {
       connections: s.connections ?? 0,
       records: s.records ?? 0,
       neighbors: s.neighbors ?? w.config.neighbors,
-      links: (s.links ?? []).map((l) => ({
+      links: (s.links ?? []).filter((l) => this.#watches.has(l?.peer)).map((l) => ({
         peer: l.peer,
         up: l.up,
         // Cut and delayed links show as such (changing them needs the herd's own process).
@@ -470,7 +470,9 @@ export class RemoteHerd {
           const up = e.kind === "link.up";
           const l = s.links.find((x) => x.peer === e.peer);
           if (l) l.up = up;
-          else s.links.push({ peer: e.peer, up });
+          // Links join servers of the config: a peer outside it (any name a line says, each
+          // one a link more in every snapshot, without bound) is no link of this herd.
+          else if (this.#watches.has(e.peer)) s.links.push({ peer: e.peer, up });
           break;
         }
         case "link.stats": {

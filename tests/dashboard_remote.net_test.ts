@@ -266,3 +266,48 @@ Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, 
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: link events name servers of the config only; others add no link (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): every `link.up` naming a new peer added a link to
+  // the server's state, kept and sent in every snapshot: a stream of made-up names grew it
+  // without bound.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const links = () => remote.snapshot().servers.find((s) => s.name === "Hill")!.links;
+    const before = links().map((l) => l.peer).sort();
+    for (let i = 0; i < 1000; i++) {
+      hill.bus.emit({
+        kind: "link.up",
+        t: Date.now(),
+        server: "Hill",
+        peer: `ghost-${i}`,
+        direction: "out",
+      });
+    }
+    hill.bus.emit({
+      kind: "link.down",
+      t: Date.now(),
+      server: "Hill",
+      peer: before[0],
+      reason: "test",
+    });
+    await waitFor(
+      () => links().some((l) => l.peer === before[0] && !l.up),
+      5000,
+      "the real link.down",
+    );
+    assert.deepEqual(links().map((l) => l.peer).sort(), before);
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
