@@ -247,7 +247,8 @@ export function startObserver(
   sendMetrics();
   const metricsTimer = setInterval(sendMetrics, METRICS_EVERY_MS);
 
-  // Anything the observer sends (or its EOF) ends the stream.
+  // Observers only listen: what one sends is read and dropped (so it can never fill a buffer
+  // of ours); its EOF, or a reset, ends the stream.
   (async () => {
     const buf = new Uint8Array(256);
     try {
