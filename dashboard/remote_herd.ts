@@ -348,28 +348,39 @@ export class RemoteHerd {
   #onState(w: Watch, st: ObservedState): void {
     if (typeof st.places === "string") this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
-    const s = st.server;
+    // A member's STATE is checked field by field, as its events are: a wrong type kept no
+    // stream up (`links: "x"` threw, and the server was redialled for ever) or showed NaN.
+    const s: Partial<Record<keyof ServerState, unknown>> =
+      typeof st?.server === "object" && st.server !== null ? st.server : {};
+    const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : 0;
+    const links = Array.isArray(s.links) ? s.links as ServerState["links"] : [];
     w.state = {
-      name: s.name ?? w.config.name,
-      host: s.host ?? w.config.host,
-      port: s.port ?? w.config.port,
+      // The stream is this config server's (the handshake named it): its name and address.
+      name: w.config.name,
+      host: w.config.host,
+      port: w.config.port,
       running: s.running !== false,
-      connections: s.connections ?? 0,
-      records: s.records ?? 0,
-      neighbors: s.neighbors ?? w.config.neighbors,
-      links: (s.links ?? []).filter((l) => this.#watches.has(l?.peer)).map((l) => ({
-        peer: l.peer,
-        up: l.up,
-        // Cut and delayed links show as such (changing them needs the herd's own process).
-        ...(l.cut === true ? { cut: true } : {}),
-        ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
-      })),
+      connections: count(s.connections),
+      records: count(s.records),
+      neighbors: Array.isArray(s.neighbors)
+        ? s.neighbors.filter((n): n is string => typeof n === "string" && this.#watches.has(n))
+        : w.config.neighbors,
+      links: links.filter((l) => typeof l === "object" && l !== null && this.#watches.has(l.peer))
+        .map((l) => ({
+          peer: l.peer,
+          up: l.up === true,
+          // Cut and delayed links show as such (changing them needs the herd's own process).
+          ...(l.cut === true ? { cut: true } : {}),
+          ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
+        })),
     };
     w.status = "watching";
     w.backoff.reset();
     w.lastError = undefined;
     w.known = new Set();
-    const recs = st.records ?? [];
+    const recs = Array.isArray(st.records)
+      ? st.records.filter((r) => typeof r?.client === "string")
+      : [];
     // Newest first on the wire; merged oldest first so the newest stay when trimming.
     for (let i = recs.length - 1; i >= 0; i--) {
       w.known.add(recs[i].client);

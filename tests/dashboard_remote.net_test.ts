@@ -311,3 +311,46 @@ Deno.test("RemoteHerd: link events name servers of the config only; others add n
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the config's name and numbers, never NaN (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): `links: "x"` threw in the STATE handler, so the
+  // server was redialled for ever and never shown as watched; a string count showed as NaN.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  // What Hill's observers are told it is (a member's process could say anything).
+  (hill as unknown as { state(): unknown }).state = () => ({
+    name: "Impostor",
+    host: "<b>x</b>",
+    port: "80",
+    running: true,
+    connections: "many",
+    records: -5,
+    neighbors: ["Jaquez", 7, "ghost"],
+    links: "x",
+  });
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching, Hill included");
+    const s = remote.snapshot().servers.find((x) => x.name === "Hill");
+    const config = t.config.servers.find((x) => x.name === "Hill")!;
+    assert.deepEqual(s, {
+      name: "Hill",
+      host: config.host,
+      port: config.port,
+      running: true,
+      connections: 0,
+      records: 0,
+      neighbors: ["Jaquez"],
+      links: [],
+    });
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
