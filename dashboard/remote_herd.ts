@@ -450,8 +450,10 @@ export class RemoteHerd {
   }
 
   #onEvent(w: Watch, e: HerdEvent): void {
-    // Malformed, it is skipped as malformed JSON is (its records feed the map and counts).
+    // Malformed, it is skipped as malformed JSON is (its records feed the map and counts; a
+    // field of the wrong type kept in the view made every snapshot after it throw).
     if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
+    if (e.kind === "location.accepted" && !wellFormedRecord(e.record)) return;
     if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
       // Observers get a batch's size and its first client IDs only (observe.ts): restore the
       // count, so metrics and the feed count every record. A count no link batch has (or no
@@ -537,8 +539,12 @@ function wellFormedBatch(e: LocationBatchEvent): boolean {
   const str = (v: unknown) => typeof v === "string";
   return Number.isSafeInteger(e.count) && Number.isSafeInteger(e.held) && str(e.from) &&
     Array.isArray(e.records) &&
-    e.records.every((r) =>
-      typeof r === "object" && r !== null && str(r.client) && str(r.origin) && str(r.diff) &&
-      str(r.location) && str(r.time) && Number.isFinite(r.lat) && Number.isFinite(r.lng)
-    );
+    e.records.every((r) => wellFormedRecord(r) && Number.isFinite(r.lat) && Number.isFinite(r.lng));
+}
+
+/** A record from the wire whose five fields are text, as the view and every page need them. */
+function wellFormedRecord(r: unknown): boolean {
+  if (typeof r !== "object" || r === null) return false;
+  const f = r as Record<string, unknown>;
+  return ["client", "origin", "diff", "location", "time"].every((k) => typeof f[k] === "string");
 }

@@ -354,3 +354,54 @@ Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the co
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: an event whose record has fields of the wrong types is skipped; the stream and the view are kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): a `location.accepted` whose record had a number for
+  // `origin` was merged into the view, and every snapshot of it after threw (displayClip of a
+  // number); one with no record threw in the handler and dropped the stream.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    const bad = [
+      { client: "evil", origin: 5, diff: "+0", location: "+1+1", time: "1" },
+      { client: 7, origin: "Hill", diff: "+0", location: "+1+1", time: "1" },
+      null,
+    ];
+    for (const record of bad) {
+      hill.bus.emit({
+        kind: "location.accepted",
+        t: Date.now(),
+        server: "Hill",
+        from: null,
+        record,
+        lat: 1,
+        lng: 1,
+      } as unknown as HerdEvent);
+    }
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the malformed ones",
+    );
+    assert.equal(ups(), upsBefore + 1, "the stream was not redialled");
+    assert.ok(!seen.some((e) => e.kind === "location.accepted" && e.server === "Hill"));
+    const snap = remote.snapshot(); // threw before the fix
+    assert.ok(!snap.records.some((r) => r.client === "evil"));
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
