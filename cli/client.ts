@@ -88,6 +88,12 @@ export function replyJson(reply: string): Record<string, unknown> {
 }
 
 /**
+ * The longest reply kept while it arrives: far above the largest a server sends (a WHATSAT's
+ * JSON comes from a Places body of at most 1 MiB).
+ */
+const MAX_REPLY_BYTES = 16 * 1024 * 1024;
+
+/**
  * Splits the reply stream into replies: `? line`, `AT ...` alone (IAMAT), or `AT ...` followed
  * by a JSON body up to a blank line (WHATSAT). An AT line with nothing after it yet is a WHATSAT
  * reply still arriving only when the command it answers was a WHATSAT (`verbs`, in send order).
@@ -117,6 +123,10 @@ class ReplySplitter {
       out.push(this.#buf.slice(0, end));
       this.#buf = this.#buf.slice(end);
       this.verbs.shift();
+    }
+    // A server streaming one endless reply kept every byte (the wait restarts with each one).
+    if (this.#buf.length > MAX_REPLY_BYTES) {
+      throw new Error(`A reply longer than ${MAX_REPLY_BYTES / 1024 / 1024} MiB`);
     }
     return out;
   }
@@ -149,6 +159,11 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   if (target === undefined) {
     throw new UsageError("client needs a TARGET (a server name or HOST:PORT)");
   }
+  // Words joined with one space are not the command the user wrote (a tab or two spaces in it
+  // would change silently): the command is one argument, quoted.
+  if (rest.length > 1) {
+    throw new UsageError(`client takes one COMMAND (quote it), got ${rest.length} arguments`);
+  }
   const addr = await resolveTarget(target, flags.config);
   // A HOST:PORT target is named once; a server name with its address.
   const where = /:\d+$/.test(target) ? target : `${target} (${addr.hostname}:${addr.port})`;
@@ -160,14 +175,34 @@ export async function runClient(flags: HerdFlags): Promise<number> {
     return 2;
   }
   const splitter = new ReplySplitter();
+  // The wait is bounded while the server owes something: a reply to a command sent, or (once
+  // every command is sent) its close. A server that never answers or never closes ends the
+  // client with exit 2 after --timeout-ms of silence; while the user is still typing with
+  // nothing owed, there is no clock.
+  let sentAll = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = false;
+  const rearm = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (flags.timeoutMs > 0 && (sentAll || splitter.verbs.length > 0)) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        closeQuietly(conn);
+      }, flags.timeoutMs);
+    }
+  };
   const sendLine = async (line: string) => {
     const verb = verbOf(line);
-    if (verb !== undefined) splitter.verbs.push(verb);
+    if (verb !== undefined) {
+      splitter.verbs.push(verb);
+      if (timer === undefined) rearm();
+    }
     await writeAll(conn, binaryToBytes(withNow(line) + "\n"));
   };
   const send = async () => {
     if (rest.length > 0) {
-      await sendLine(rest.join(" "));
+      await sendLine(rest[0]);
     } else {
       // Lines from stdin go as they come, so replies print while the user types.
       let pending = "";
@@ -182,6 +217,8 @@ export async function runClient(flags: HerdFlags): Promise<number> {
       if (pending !== "") await sendLine(pending);
     }
     await conn.closeWrite();
+    sentAll = true;
+    rearm();
   };
   let invalid = false;
   const print = async (replies: string[]) => {
@@ -192,16 +229,27 @@ export async function runClient(flags: HerdFlags): Promise<number> {
     }
   };
   const receive = async () => {
-    for await (const chunk of conn.readable) await print(splitter.feed(bytesToBinary(chunk)));
+    for await (const chunk of conn.readable) {
+      const replies = splitter.feed(bytesToBinary(chunk));
+      rearm();
+      await print(replies);
+    }
     await print(splitter.end());
   };
   try {
     await Promise.all([send(), receive()]);
   } catch (err) {
-    console.error(oneLine(`error: connection to ${where} failed: ${netError(err)}`));
-    return 2;
+    if (!timedOut) {
+      console.error(oneLine(`error: connection to ${where} failed: ${netError(err)}`));
+      return 2;
+    }
   } finally {
+    clearTimeout(timer);
     closeQuietly(conn);
+  }
+  if (timedOut) {
+    console.error(oneLine(`error: no reply from ${where} in ${flags.timeoutMs} ms (--timeout-ms)`));
+    return 2;
   }
   return invalid ? 1 : 0;
 }

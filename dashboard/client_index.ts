@@ -15,11 +15,14 @@
  */
 
 import type { EventBus } from "../servers/events.ts";
-import { displayClip } from "../servers/events.ts";
+import { displayClip, displayText } from "../servers/events.ts";
+import { bytesToBinary } from "../servers/lines.ts";
 import { type AtFields, compareRecords, parseLocation } from "../servers/record.ts";
 import { recordFields } from "../servers/store.ts";
 import { CELL, MAP_H, MAP_W, MAX_ZOOM, projectExact, SPLIT } from "./islands/_geo.ts";
 import type { ClientRow, Cluster, ClusterResult, HerdView } from "./types.ts";
+
+const utf8 = new TextEncoder();
 
 export { CELL, MAX_ZOOM };
 /** Most grid cells one cluster request may cover. */
@@ -101,6 +104,8 @@ export class ClientIndex {
   /** Bumped on every change (cluster results are cached per version). */
   #version = 0;
   #closed = false;
+  /** Display form -> ID, for the IDs whose display form is not their UTF-8 (see `find`). */
+  readonly #lossy = new Map<string, string>();
   #cache:
     | { key: string; version: number; at: number; ms: number; result: ClusterResult }
     | undefined;
@@ -206,6 +211,19 @@ export class ClientIndex {
   }
 
   /**
+   * The newest record of the client a page names by its display form (`text`, as typed: UTF-8
+   * of the ID, U+FFFD for bytes that are not UTF-8): the ID whose bytes are `text`'s UTF-8, else
+   * the one whose display form it is. Two IDs that differ only in bytes that are not UTF-8 show
+   * the same text: the one filed last answers for both (the page cannot tell them apart).
+   */
+  find(text: string): AtFields | undefined {
+    const exact = this.get(bytesToBinary(utf8.encode(text)));
+    if (exact !== undefined) return exact;
+    const id = this.#lossy.get(text);
+    return id === undefined ? undefined : this.get(id);
+  }
+
+  /**
    * Files a new ID. Every PENDING_MAX new IDs are sorted into a run of their own, and eight such
    * runs into one (V8's sort merges the sorted runs it finds): each ID is sorted twice, no step
    * takes more than a few tens of milliseconds, a search looks into about 30 runs at a million
@@ -214,6 +232,11 @@ export class ClientIndex {
    * runs all the way up would stall it for a quarter second at times.)
    */
   #file(id: string): void {
+    // Only IDs whose display form loses bytes (rare: bytes that are not UTF-8) are kept here.
+    if (/[^\x00-\x7f]/.test(id)) {
+      const shown = displayText(id);
+      if (bytesToBinary(utf8.encode(shown)) !== id) this.#lossy.set(shown, id);
+    }
     this.#pending.push(id);
     if (this.#pending.length < PENDING_MAX) return;
     const runs = this.#runs;

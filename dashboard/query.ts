@@ -13,10 +13,14 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 
 const encoder = new TextEncoder();
 
+/** The protocol's whitespace (servers/protocol.ts): what no client ID can hold. */
+const PROTOCOL_WS = /[ \t\r\n\f\v]/;
+
 /**
  * A client ID (or a prefix of one) as typed, turned into the herd's binary string (its UTF-8
- * bytes, one char each). At most MAX_CLIENT_ID bytes; no whitespace or control characters
- * (an ID is one protocol field, so it can hold neither). `empty` allows "".
+ * bytes, one char each). At most MAX_CLIENT_ID bytes; none of the protocol's whitespace (an ID
+ * is one protocol field). Anything else an ID may hold is taken: NBSP, U+2028, a control byte
+ * (refusing `\s` and controls made such clients' panels impossible to open). `empty` allows "".
  */
 export function clientParam(name: string, v: string | undefined, empty: boolean): Checked<string> {
   v ??= "";
@@ -25,8 +29,11 @@ export function clientParam(name: string, v: string | undefined, empty: boolean)
   if (bytes.length > MAX_CLIENT_ID) {
     return { ok: false, error: `${name} is longer than ${MAX_CLIENT_ID} bytes` };
   }
-  if (/[\s\x00-\x1f\x7f]/.test(v)) {
-    return { ok: false, error: `${name} cannot hold whitespace or control characters` };
+  if (PROTOCOL_WS.test(v)) {
+    return {
+      ok: false,
+      error: `${name} cannot hold the protocol's whitespace (space, tab, CR, LF, FF, VT)`,
+    };
   }
   return { ok: true, value: bytesToBinary(bytes) };
 }

@@ -348,28 +348,39 @@ export class RemoteHerd {
   #onState(w: Watch, st: ObservedState): void {
     if (typeof st.places === "string") this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
-    const s = st.server;
+    // A member's STATE is checked field by field, as its events are: a wrong type kept no
+    // stream up (`links: "x"` threw, and the server was redialled for ever) or showed NaN.
+    const s: Partial<Record<keyof ServerState, unknown>> =
+      typeof st?.server === "object" && st.server !== null ? st.server : {};
+    const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : 0;
+    const links = Array.isArray(s.links) ? s.links as ServerState["links"] : [];
     w.state = {
-      name: s.name ?? w.config.name,
-      host: s.host ?? w.config.host,
-      port: s.port ?? w.config.port,
+      // The stream is this config server's (the handshake named it): its name and address.
+      name: w.config.name,
+      host: w.config.host,
+      port: w.config.port,
       running: s.running !== false,
-      connections: s.connections ?? 0,
-      records: s.records ?? 0,
-      neighbors: s.neighbors ?? w.config.neighbors,
-      links: (s.links ?? []).map((l) => ({
-        peer: l.peer,
-        up: l.up,
-        // Cut and delayed links show as such (changing them needs the herd's own process).
-        ...(l.cut === true ? { cut: true } : {}),
-        ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
-      })),
+      connections: count(s.connections),
+      records: count(s.records),
+      neighbors: Array.isArray(s.neighbors)
+        ? s.neighbors.filter((n): n is string => typeof n === "string" && this.#watches.has(n))
+        : w.config.neighbors,
+      links: links.filter((l) => typeof l === "object" && l !== null && this.#watches.has(l.peer))
+        .map((l) => ({
+          peer: l.peer,
+          up: l.up === true,
+          // Cut and delayed links show as such (changing them needs the herd's own process).
+          ...(l.cut === true ? { cut: true } : {}),
+          ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
+        })),
     };
     w.status = "watching";
     w.backoff.reset();
     w.lastError = undefined;
     w.known = new Set();
-    const recs = st.records ?? [];
+    const recs = Array.isArray(st.records)
+      ? st.records.filter((r) => typeof r?.client === "string")
+      : [];
     // Newest first on the wire; merged oldest first so the newest stay when trimming.
     for (let i = recs.length - 1; i >= 0; i--) {
       w.known.add(recs[i].client);
@@ -439,12 +450,20 @@ export class RemoteHerd {
   }
 
   #onEvent(w: Watch, e: HerdEvent): void {
-    // Malformed, it is skipped as malformed JSON is (its records feed the map and counts).
+    // Malformed, it is skipped as malformed JSON is (its records feed the map and counts; a
+    // field of the wrong type kept in the view made every snapshot after it throw).
     if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
+    if (e.kind === "location.accepted" && !wellFormedRecord(e.record)) return;
     if (e.kind === "propagation.sent" || e.kind === "propagation.received") {
       // Observers get a batch's size and its first client IDs only (observe.ts): restore the
-      // count, so metrics and the feed count every record.
+      // count, so metrics and the feed count every record. A count no link batch has (or no
+      // list) is skipped as malformed: the array was built at any length the line said
+      // (10^7: ~80 MB per event; 2^32 dropped the stream).
       const count = (e as { count?: unknown }).count;
+      if (
+        !Array.isArray(e.records) ||
+        (count !== undefined && (!Number.isSafeInteger(count) || (count as number) > MAX_BATCH))
+      ) return;
       if (typeof count === "number" && count > e.records.length) {
         const named = e.records;
         e = { ...e, records: Array.from({ length: count }, (_, i) => named[i] ?? UNNAMED) };
@@ -464,7 +483,9 @@ export class RemoteHerd {
           const up = e.kind === "link.up";
           const l = s.links.find((x) => x.peer === e.peer);
           if (l) l.up = up;
-          else s.links.push({ peer: e.peer, up });
+          // Links join servers of the config: a peer outside it (any name a line says, each
+          // one a link more in every snapshot, without bound) is no link of this herd.
+          else if (this.#watches.has(e.peer)) s.links.push({ peer: e.peer, up });
           break;
         }
         case "link.stats": {
@@ -507,13 +528,23 @@ export class RemoteHerd {
   }
 }
 
+/**
+ * The most records a link batch rebuilt from an observed event may count: far above any a server
+ * sends (its batches hold 2,048 records by default).
+ */
+const MAX_BATCH = 65_536;
+
 /** A `location.batch` from the wire with the fields the view uses, of the right types. */
 function wellFormedBatch(e: LocationBatchEvent): boolean {
   const str = (v: unknown) => typeof v === "string";
   return Number.isSafeInteger(e.count) && Number.isSafeInteger(e.held) && str(e.from) &&
     Array.isArray(e.records) &&
-    e.records.every((r) =>
-      typeof r === "object" && r !== null && str(r.client) && str(r.origin) && str(r.diff) &&
-      str(r.location) && str(r.time) && Number.isFinite(r.lat) && Number.isFinite(r.lng)
-    );
+    e.records.every((r) => wellFormedRecord(r) && Number.isFinite(r.lat) && Number.isFinite(r.lng));
+}
+
+/** A record from the wire whose five fields are text, as the view and every page need them. */
+function wellFormedRecord(r: unknown): boolean {
+  if (typeof r !== "object" || r === null) return false;
+  const f = r as Record<string, unknown>;
+  return ["client", "origin", "diff", "location", "time"].every((k) => typeof f[k] === "string");
 }

@@ -78,13 +78,45 @@ const ServerSchema = z.strictObject({
   }),
 });
 
-/** The shortest herd secret taken, from the config or HERD_SECRET. */
+/** The shortest herd secret taken, from the config or HERD_SECRET, not counting whitespace. */
 export const MIN_SECRET = 8;
 
 /**
+ * A secret's shape as a JSON Schema pattern (ECMA-262, as zod and ajv both read it): at least
+ * {@linkcode MIN_SECRET} characters other than whitespace, none at either end.
+ */
+const SECRET_SHAPE = new RegExp(`^(?=(?:\\s*\\S){${MIN_SECRET}})\\S(?:[\\s\\S]*\\S)?$`);
+
+/**
+ * What is wrong with a herd secret, as the end of a line that names where it came from; undefined
+ * when it is fine. Whitespace does not count toward the length (8 spaces is a secret anyone
+ * guesses), and none may be at an end: a copy-paste's trailing space or LF made a secret differ
+ * from the same one typed elsewhere, and links failed later as "bad proof".
+ *
+ * @example
+ * ```ts
+ * secretProblem("        "); // "must have at least 8 characters other than whitespace (it has 0)"
+ * secretProblem("a-long-secret "); // "must not start or end with whitespace"
+ * secretProblem("a long secret"); // undefined
+ * ```
+ */
+export function secretProblem(secret: string): string | undefined {
+  if (secret.length < MIN_SECRET) {
+    return `must be at least ${MIN_SECRET} characters (it has ${secret.length})`;
+  }
+  const solid = secret.replace(/\s/g, "").length;
+  if (solid < MIN_SECRET) {
+    return `must have at least ${MIN_SECRET} characters other than whitespace (it has ${solid})`;
+  }
+  if (/^\s|\s$/.test(secret)) return "must not start or end with whitespace";
+  return undefined;
+}
+
+/**
  * The herd secret: HERD_SECRET (`env`) when set, else the config's; undefined when neither is.
- * HERD_SECRET overrides the config, so it meets the config's rule too: a shorter one is a
- * {@linkcode ConfigError} (one line, exit 2), never a herd keyed by a character or two.
+ * HERD_SECRET overrides the config, so it meets the config's rule too
+ * ({@linkcode secretProblem}): one that does not is a {@linkcode ConfigError} (one line, exit 2),
+ * never a herd keyed by a character or two, or by spaces.
  *
  * @example
  * ```ts
@@ -97,11 +129,8 @@ export function herdSecret(
   fromConfig: string | undefined,
 ): string | undefined {
   if (!env) return fromConfig;
-  if (env.length < MIN_SECRET) {
-    throw new ConfigError(
-      `HERD_SECRET must be at least ${MIN_SECRET} characters (it has ${env.length})`,
-    );
-  }
+  const problem = secretProblem(env);
+  if (problem) throw new ConfigError(`HERD_SECRET ${problem}`);
   return env;
 }
 
@@ -115,8 +144,9 @@ export const ConfigSchema = z.strictObject({
   servers: z.record(z.string().regex(NAME), ServerSchema).meta({
     description: `server name (1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-') -> server`,
   }),
-  secret: z.string().min(MIN_SECRET).optional().meta({
-    description: `the herd secret (at least ${MIN_SECRET} characters); HERD_SECRET overrides it`,
+  secret: z.string().min(MIN_SECRET).regex(SECRET_SHAPE).optional().meta({
+    description: `the herd secret (at least ${MIN_SECRET} characters other than whitespace, ` +
+      "none at either end); HERD_SECRET overrides it",
   }),
   tls: z.strictObject({
     ca: z.string().min(1).meta({ description: "the herd's CA certificate (PEM path)" }),
@@ -180,7 +210,14 @@ function issueLine(json: unknown, issues: readonly z.core.$ZodIssue[]): string {
     }${described ? ` (${described})` : ""}`;
   }
   if (path.length === 1 && path[0] === "secret") {
-    return `"secret" must be a string of at least ${MIN_SECRET} characters`;
+    const given = valueAt(json, path);
+    const problem = typeof given === "string" && given.length >= MIN_SECRET
+      ? secretProblem(given)
+      : undefined;
+    // The problem names counts and ends, never the secret itself.
+    return problem
+      ? `"secret" ${problem}`
+      : `"secret" must be a string of at least ${MIN_SECRET} characters`;
   }
   return `${where(path)}: ${issue.message}`;
 }

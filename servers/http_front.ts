@@ -29,6 +29,8 @@
 import { relayPipe } from "./relay.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { HeadGuard, headTooLarge } from "./http_head.ts";
+import { withTimeout } from "./timeout.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
@@ -195,8 +197,13 @@ export class TcpFront {
       // The client's half-close is passed on (whether a response still comes back is Deno.serve's
       // choice: often it does not, as without a front); anything else ending either direction, a
       // stalled client above all, ends both.
-      const inbound = relayPipe(client, up, 0).then((eof) => {
-        if (eof) return (up as Deno.UnixConn).closeWrite().catch(end);
+      // A request head past servers/http_head.ts's bounds never reaches the HTTP server: once
+      // what it sent is passed on, the client gets our 431.
+      let refused: string | undefined;
+      const inbound = guardedPipe(client, up, (why) => refused = why).then((eof) => {
+        // After a refused head, the requests before it (complete: only those were passed on)
+        // are still answered: the HTTP server sees the end of its input, answers them and closes.
+        if (eof || refused !== undefined) return (up as Deno.UnixConn).closeWrite().catch(end);
         end();
       });
       const outbound = relayPipe(
@@ -204,7 +211,7 @@ export class TcpFront {
         client,
         this.#opts.stallMs,
         () => me.lastOut = performance.now(),
-      );
+      ).then(() => refused === undefined ? undefined : refuse(client, refused, this.#opts.stallMs));
       await Promise.all([inbound, outbound.finally(end)]);
     } catch {
       // upstream gone: the HTTP server is stopping
@@ -228,6 +235,61 @@ export class TcpFront {
   async close(): Promise<void> {
     closeQuietly(this.#listener);
     await this.#done;
+  }
+}
+
+/**
+ * Copies the client's bytes to the HTTP server through a {@linkcode HeadGuard}: true at EOF,
+ * false on an error or a refused head (`onRefused` says why first).
+ */
+async function guardedPipe(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  onRefused: (why: string) => void,
+): Promise<boolean> {
+  const guard = new HeadGuard();
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await from.read(buf);
+      if (n === null) return true;
+      const out = guard.feed(buf.subarray(0, n));
+      if (!Array.isArray(out)) {
+        onRefused(out.refused);
+        return false;
+      }
+      for (const part of out) await writeAll(to, part);
+    }
+  } catch {
+    return false; // reset or closed
+  }
+}
+
+/** Most bytes read and dropped after a 431, so that closing sends no reset over the answer. */
+const DRAIN_BYTES = 4 * 1024 * 1024;
+const DRAIN_MS = 1_000;
+
+/**
+ * Answers a refused head with the 431 and half-closes; reads (and drops) what the client is still
+ * sending for a moment: closing a socket with unread bytes resets it, and a reset can reach the
+ * client before it has read the answer.
+ */
+async function refuse(client: Deno.Conn, why: string, stallMs: number): Promise<void> {
+  try {
+    await withTimeout(writeAll(client, headTooLarge(why)), stallMs);
+    await client.closeWrite();
+    const buf = new Uint8Array(64 * 1024);
+    const until = performance.now() + DRAIN_MS;
+    let drained = 0;
+    while (drained < DRAIN_BYTES) {
+      const left = until - performance.now();
+      if (left <= 0) break;
+      const n = await withTimeout(client.read(buf), left);
+      if (n === null) break;
+      drained += n;
+    }
+  } catch {
+    // gone, stalled or out of time: closed by the caller
   }
 }
 

@@ -33,6 +33,12 @@ import { OBSERVER_CHUNK } from "./limits.ts";
 const MAX_BUFFERED = 4 * 1024 * 1024;
 /** How often an observer gets the server's metrics (`METRICS <json>`), besides at the start. */
 export const METRICS_EVERY_MS = 5000;
+/**
+ * Observer streams one server keeps at once; a new one beyond takes the place of the oldest. Each
+ * may hold MAX_BUFFERED bytes of events for a reader that stopped: without a bound, a member
+ * opening observers it never reads grew the server's heap by 4 MiB each (a dashboard needs one).
+ */
+export const MAX_OBSERVERS = 16;
 /** Records sent in the snapshot (the most recently changed). */
 export const STATE_RECORDS = 2000;
 
@@ -92,7 +98,7 @@ export function startObserver(
   conn: Deno.Conn,
   observer: string,
   onClose: () => void,
-): { close(): void } {
+): { close(why?: string): void } {
   let pending: string[] = [];
   let bytes = 0;
   let writing = false;
@@ -241,7 +247,8 @@ export function startObserver(
   sendMetrics();
   const metricsTimer = setInterval(sendMetrics, METRICS_EVERY_MS);
 
-  // Anything the observer sends (or its EOF) ends the stream.
+  // Observers only listen: what one sends is read and dropped (so it can never fill a buffer
+  // of ours); its EOF, or a reset, ends the stream.
   (async () => {
     const buf = new Uint8Array(256);
     try {
@@ -254,5 +261,5 @@ export function startObserver(
     close();
   })();
 
-  return { close: () => close() };
+  return { close };
 }

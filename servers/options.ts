@@ -267,6 +267,16 @@ export const OPTIONS = {
     commands: ["client"],
     help: "print one JSON object per reply",
   },
+  timeoutMs: {
+    type: "int",
+    arg: "N",
+    default: 30_000,
+    min: 0,
+    max: 86_400_000,
+    commands: ["client"],
+    help: "give up (exit 2) after N ms without a byte from the server while replies are owed, " +
+      "or after the last command until it closes (0 off)",
+  },
   version: {
     type: "boolean",
     default: false,

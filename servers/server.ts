@@ -47,7 +47,7 @@ import type { RecordTable } from "./record_table.ts";
 import type { LegacyNearbyResponse, PlacesProvider } from "./places/provider.ts";
 import { errorAnswer } from "./places/bodies.ts";
 import { formatLegacyJson } from "./places/legacy_json.ts";
-import { startObserver } from "./observe.ts";
+import { MAX_OBSERVERS, startObserver } from "./observe.ts";
 import { MemoryConn, memoryConnPair } from "./memory_conn.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import type { Persistence } from "./persist.ts";
@@ -215,7 +215,7 @@ export class HerdServer implements LineHandler {
   #fullSaid = [-Infinity, -Infinity];
   #peerConfigs: Map<string, ServerConfig>;
   #conns = new Set<ClientConnection>();
-  #observers = new Set<{ close(): void }>();
+  #observers = new Set<{ close(why?: string): void }>();
   #nextConn = 1;
   #persistence: Persistence | undefined;
   #lifecycle: Promise<void> = Promise.resolve();
@@ -1061,6 +1061,12 @@ export class HerdServer implements LineHandler {
       if (link.refusesInbound) return close(BUSY_LINE);
       link.adopt(conn.conn, conn.splitter, r.rest, formatWelcome("peer", this.name, hello.from));
       return true;
+    }
+    // Bounded in number (observe.ts MAX_OBSERVERS): the oldest gives way (a Set keeps order).
+    if (this.#observers.size >= MAX_OBSERVERS) {
+      const oldest = this.#observers.values().next().value!;
+      this.#observers.delete(oldest);
+      oldest.close(`replaced: over ${MAX_OBSERVERS} observers`);
     }
     // startObserver writes the WATCHING line first, and never calls back before it returns.
     const observer = startObserver(

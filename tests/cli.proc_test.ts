@@ -311,6 +311,124 @@ Deno.test("client: one command, stdin lines, and host:port targets", async () =>
   }
 });
 
+/**
+ * A loopback server of this test that reads everything and writes `reply` once it has read a
+ * line, and never closes a connection itself (until the test ends it).
+ */
+function silentServer(reply: string, endless = false) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        // conn.read, not conn.readable: the stream closes the socket at the client's EOF.
+        const buf = new Uint8Array(4096);
+        let replied = false;
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          if (!replied && reply !== "" && buf.subarray(0, n).includes(10)) {
+            replied = true;
+            await conn.write(new TextEncoder().encode(reply));
+            // Then one reply that never ends, until the client goes (bounded: 64 MiB).
+            const more = new Uint8Array(64 * 1024).fill(0x78);
+            for (let i = 0; endless && i < 1024; i++) await conn.write(more);
+          }
+        }
+      })().catch(() => {});
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    accepted: () => conns.length,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // already closed
+        }
+      }
+      await serving;
+    },
+  };
+}
+
+Deno.test("client: several COMMAND words are a usage error; a server that never answers or never closes ends at --timeout-ms (adversarial review)", async () => {
+  // Found by an adversarial review (adv12a): `client Hill IAMAT kiwi ...` unquoted was joined into
+  // one line with single spaces (a tab or two spaces in a quoted field changed silently), and a
+  // server that never closed held the client for ever.
+  const silent = silentServer("");
+  const answers = silentServer("AT X +0.1 a +1+1 1\n");
+  try {
+    const words = await runRefused(
+      ["client", `127.0.0.1:${silent.port}`, "IAMAT", "a", "+1+1", "1"],
+      {},
+    );
+    assertUsage(words, /^error: client takes one COMMAND \(quote it\), got 4 arguments$/, "words");
+    assert.deepEqual(silent.accepted(), 0, "nothing sent for a usage error");
+
+    const t0 = Date.now();
+    const mute = await runRefused(
+      ["client", "--timeout-ms", "300", `127.0.0.1:${silent.port}`, "IAMAT a +1+1 1"],
+      {},
+    );
+    assertUsage(
+      mute,
+      new RegExp(
+        `^error: no reply from 127\\.0\\.0\\.1:${silent.port} in 300 ms \\(--timeout-ms\\)$`,
+      ),
+      "never answers",
+    );
+    assert.deepEqual(mute.stdout, "");
+    // Bounded: before the fix the runner's 10 s SIGTERM ended it (a generous margin for load).
+    assert.ok(Date.now() - t0 < 9_000, `${Date.now() - t0} ms`);
+
+    const open = await runRefused(
+      ["client", "--timeout-ms", "300", `127.0.0.1:${answers.port}`, "IAMAT a +1+1 1"],
+      {},
+    );
+    // The reply is printed as it came; the process still ends, and says why.
+    assert.deepEqual(open.stdout, "AT X +0.1 a +1+1 1\n");
+    assertUsage(
+      open,
+      new RegExp(
+        `^error: no reply from 127\\.0\\.0\\.1:${answers.port} in 300 ms \\(--timeout-ms\\)$`,
+      ),
+      "never closes",
+    );
+    // Stdin lines, too: the wait starts when stdin ends.
+    const child = spawnMain(["client", "--timeout-ms", "300", `127.0.0.1:${silent.port}`], {
+      stdin: "piped",
+    });
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("WHATSAT a 1 1\n"));
+    await w.close();
+    const timer = setTimeout(() => endChild(child, "SIGTERM"), 10_000);
+    const out = await child.output().finally(() => clearTimeout(timer));
+    assert.deepEqual(out.code, 2, new TextDecoder().decode(out.stderr));
+
+    // A reply that never ends is cut at 16 MiB, not kept whole (each byte restarts the wait).
+    const endless = silentServer("AT X +0.1 a +1+1 1\n{", true);
+    try {
+      const r = await runRefused(["client", `127.0.0.1:${endless.port}`, "WHATSAT a 1 1"], {});
+      assertUsage(
+        r,
+        /^error: connection to 127\.0\.0\.1:\d+ failed: a reply longer than 16 MiB$/,
+        "endless",
+      );
+    } finally {
+      await endless.close();
+    }
+
+    const bad = await run(["client", "--timeout-ms", "-1", `127.0.0.1:${silent.port}`, "x"]);
+    assertUsage(bad, /--timeout-ms/, "negative");
+  } finally {
+    await silent.close();
+    await answers.close();
+  }
+});
+
 Deno.test("server processes need no dashboard flag; `dashboard --config` watches them", async () => {
   const [a, b, web] = freePorts(3);
   const config = await writeConfig({
@@ -401,6 +519,42 @@ Deno.test("a HERD_SECRET shorter than the config's rule is one line and exit 2, 
       const r = await runRefused(args, { HERD_SECRET: "x" }, { write: [dir] });
       assertUsage(r, /^error: HERD_SECRET must be at least 8 characters \(it has 1\)$/, args[0]);
       assert.ok(!r.stdout.includes("listening"), r.stdout);
+    }
+  });
+});
+
+Deno.test("a blank or space-padded secret, from HERD_SECRET or the config, is one line and exit 2, for server, start and dashboard", async () => {
+  // Found by an adversarial review (adv12a): 8 spaces passed "at least 8 characters" and keyed a
+  // herd anyone could guess; a secret with a space or LF at an end (a copy-paste) differed from
+  // the same secret typed elsewhere, and the links failed later as "bad proof".
+  await withOneServer(async (dir, config) => {
+    const server = JSON.parse(await Deno.readTextFile(config));
+    const withSecret = `${dir}/secret.json`;
+    const common = ["--log-dir", dir];
+    const commands = (file: string) => [
+      ["server", "Hill", "--config", file, ...common, "--memory"],
+      ["start", "--config", file, ...common, "--memory", "--no-dashboard"],
+      ["dashboard", "--config", file, "--dashboard-port", "0"],
+    ];
+    const cases: [string, RegExp][] = [
+      [" ".repeat(8), /must have at least 8 characters other than whitespace \(it has 0\)$/],
+      ["a      b", /must have at least 8 characters other than whitespace \(it has 2\)$/],
+      ["\t".repeat(12), /must have at least 8 characters other than whitespace \(it has 0\)$/],
+      [" a-long-secret", /must not start or end with whitespace$/],
+      ["a-long-secret\n", /must not start or end with whitespace$/],
+    ];
+    for (const [secret, re] of cases) {
+      for (const args of commands(config)) {
+        const r = await runRefused(args, { HERD_SECRET: secret }, { write: [dir] });
+        assertUsage(r, new RegExp(`^error: HERD_SECRET ${re.source}`), `env ${args[0]}`);
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+      await Deno.writeTextFile(withSecret, JSON.stringify({ ...server, secret }));
+      for (const args of commands(withSecret)) {
+        const r = await runRefused(args, {}, { write: [dir] });
+        assertUsage(r, new RegExp(`"secret" ${re.source}`), `config ${args[0]}`);
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
     }
   });
 });

@@ -20,6 +20,7 @@ const GOOD: unknown[] = [
   { servers: { A: { port: 65535, host: "::1", neighbors: [] } } },
   { servers: { "a.b_c-9": { port: 9000, neighbors: ["B"] }, B: { port: 9001 } } },
   { $schema: "./config.schema.json", servers: { A: { port: 1 } }, secret: "12345678" },
+  { servers: { A: { port: 1 } }, secret: "a long secret, inner spaces are fine" },
   {
     servers: { A: { port: 1, linkPort: 2 } },
     tls: { ca: "ca.pem", cert: "{name}.pem", key: "{name}.key" },
@@ -54,6 +55,9 @@ const BAD: [unknown, RegExp][] = [
   [{ servers: { A: "x" } }, /server A: must be an object/],
   [{ servers: { A: { port: 1 } }, secret: "short" }, /"secret" must be a string of at least 8/],
   [{ servers: { A: { port: 1 } }, secret: 12345678 }, /"secret" must be a string/],
+  [{ servers: { A: { port: 1 } }, secret: " ".repeat(8) }, /"secret" must have at least 8 char/],
+  [{ servers: { A: { port: 1 } }, secret: "a      b" }, /other than whitespace \(it has 2\)/],
+  [{ servers: { A: { port: 1 } }, secret: "a-long-secret\n" }, /must not start or end with/],
   [
     { servers: { A: { port: 1 } }, tls: { ca: "x" } },
     /"tls" must be \{"ca": path, "cert": path, "key": path\}/,

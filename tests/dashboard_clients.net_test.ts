@@ -201,13 +201,14 @@ Deno.test({
           ["/api/clients?limit=0", 400, /^limit must be an integer from 1 to 100$/],
           ["/api/clients?limit=101", 400, /^limit must be/],
           ["/api/clients?limit=ten", 400, /^limit must be/],
-          ["/api/clients?prefix=a%20b", 400, /whitespace or control/],
-          ["/api/clients?prefix=a%01", 400, /whitespace or control/],
+          ["/api/clients?prefix=a%20b", 400, /cannot hold the protocol's whitespace/],
+          ["/api/clients?prefix=a%09", 400, /whitespace/],
           ["/api/clients?prefix=" + "x".repeat(257), 400, /longer than 256 bytes/],
           ["/api/clients?prefix=" + "é".repeat(129), 400, /longer than 256 bytes/],
           ["/api/client", 400, /^id is required$/],
           ["/api/client?id=", 400, /^id is required$/],
-          ["/api/client?id=a%0Ab", 400, /whitespace or control/],
+          ["/api/client?id=a%0Ab", 400, /cannot hold the protocol's whitespace/],
+          ["/api/client?id=a%0Bb", 400, /cannot hold the protocol's whitespace/],
           ["/api/client?id=nobody.here", 404, /^no client nobody\.here$/],
         ];
         for (const [path, status, error] of bad) {
@@ -247,6 +248,47 @@ Deno.test("client search and panel: IDs are the herd's bytes, shown as UTF-8", a
     const c = await get(d, `/api/client?id=${encodeURIComponent("café.example")}`);
     assert.deepEqual(c.status, 200);
     assert.deepEqual((c.body as ClientDetail).newest.client, "café.example");
+  } finally {
+    d.close();
+    await h.close();
+  }
+});
+
+Deno.test("client panel: an ID that is not valid UTF-8, or holds NBSP or a control byte, opens from the form the page shows (adversarial review)", async () => {
+  // Found by an adversarial review (adv12a): the page names a client by its display form (UTF-8,
+  // U+FFFD for bytes that are not), and /api/client looked that form up as UTF-8 bytes: a lone
+  // 0xA0 or 0xFF was 404, NBSP (\xc2\xa0) and \x01 a 400, so their panel never opened.
+  const h = await startSeedHerd();
+  const d = dashboardFor(h);
+  try {
+    const ids = ["u\xa0x", "u\xffy", "u\xc2\xa0z", "u\x01w", "u\xe2\x80\xa8v"];
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.port("Hill") });
+    const time = clientTime();
+    const lines = ids.map((id) => `IAMAT ${id} +1+1 ${time}\n`).join("");
+    await conn.write(Uint8Array.from(lines, (c) => c.charCodeAt(0)));
+    const buf = new Uint8Array(4096);
+    let got = 0;
+    while (got < ids.length) {
+      const n = await conn.read(buf);
+      assert.ok(n !== null);
+      got += buf.subarray(0, n).filter((b) => b === 10).length;
+    }
+    conn.close();
+    await waitFor(
+      async () =>
+        ((await get(d, "/api/clients?prefix=u")).body as SearchResult).total === ids.length,
+      5000,
+      "the clients in the index",
+    );
+    const rows = ((await get(d, "/api/clients?prefix=u")).body as SearchResult).clients;
+    const shown = rows.map((r) => r.client);
+    assert.deepEqual(shown.length, ids.length, shown.join(" "));
+    for (const id of shown) {
+      const c = await get(d, `/api/client?id=${encodeURIComponent(id)}`);
+      assert.deepEqual(c.status, 200, `${JSON.stringify(id)}: ${JSON.stringify(c.body)}`);
+      assert.deepEqual((c.body as ClientDetail).newest.client, id);
+      assert.ok((c.body as ClientDetail).holdings.some((x) => x.state === "current"), id);
+    }
   } finally {
     d.close();
     await h.close();

@@ -207,3 +207,201 @@ Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fre
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, the stream kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): the observer sends a batch's size as `count`, and
+  // the dashboard rebuilt an array of that length, whatever the line said: count 10^7 took
+  // ~80 MB per event; 2^32 threw "Invalid array length" and dropped the stream; 1e300 hangs.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  const dropped: string[] = []; // the sizes of the batches the dashboard passed on
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    // A server's batch as the observer sends it: the first client IDs and the size (observe.ts
+    // takes the size from `records.length`: a sparse array stands for a huge batch here).
+    for (const count of [10_000_000, 3_000]) {
+      const records = new Array(count);
+      records[0] = { client: "big", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+      hill.bus.emit({
+        kind: "propagation.received",
+        t: Date.now(),
+        server: "Hill",
+        from: "Jaquez",
+        records,
+        catchUp: false,
+      });
+    }
+    // A normal event after them arrives on the same stream.
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the huge batches",
+    );
+    for (const e of seen) {
+      if (e.kind === "propagation.received" && e.server === "Hill") {
+        dropped.push(String(e.records.length));
+        assert.ok(e.records.length <= 65_536, `${e.records.length} records rebuilt`);
+      }
+    }
+    // The huge batch skipped, the ordinary one restored to its size.
+    assert.deepEqual(dropped, ["3000"]);
+    assert.equal(remote.status().Hill.status, "watching");
+    assert.equal(remote.status().Hill.error, undefined);
+    // No reconnect: the only server.up after is the one emitted above.
+    assert.equal(ups(), upsBefore + 1, `stream redialled (${dropped.join(", ")})`);
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: link events name servers of the config only; others add no link (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): every `link.up` naming a new peer added a link to
+  // the server's state, kept and sent in every snapshot: a stream of made-up names grew it
+  // without bound.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const links = () => remote.snapshot().servers.find((s) => s.name === "Hill")!.links;
+    const before = links().map((l) => l.peer).sort();
+    for (let i = 0; i < 1000; i++) {
+      hill.bus.emit({
+        kind: "link.up",
+        t: Date.now(),
+        server: "Hill",
+        peer: `ghost-${i}`,
+        direction: "out",
+      });
+    }
+    hill.bus.emit({
+      kind: "link.down",
+      t: Date.now(),
+      server: "Hill",
+      peer: before[0],
+      reason: "test",
+    });
+    await waitFor(
+      () => links().some((l) => l.peer === before[0] && !l.up),
+      5000,
+      "the real link.down",
+    );
+    assert.deepEqual(links().map((l) => l.peer).sort(), before);
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the config's name and numbers, never NaN (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): `links: "x"` threw in the STATE handler, so the
+  // server was redialled for ever and never shown as watched; a string count showed as NaN.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  // What Hill's observers are told it is (a member's process could say anything).
+  (hill as unknown as { state(): unknown }).state = () => ({
+    name: "Impostor",
+    host: "<b>x</b>",
+    port: "80",
+    running: true,
+    connections: "many",
+    records: -5,
+    neighbors: ["Jaquez", 7, "ghost"],
+    links: "x",
+  });
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching, Hill included");
+    const s = remote.snapshot().servers.find((x) => x.name === "Hill");
+    const config = t.config.servers.find((x) => x.name === "Hill")!;
+    assert.deepEqual(s, {
+      name: "Hill",
+      host: config.host,
+      port: config.port,
+      running: true,
+      connections: 0,
+      records: 0,
+      neighbors: ["Jaquez"],
+      links: [],
+    });
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: an event whose record has fields of the wrong types is skipped; the stream and the view are kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv12c): a `location.accepted` whose record had a number for
+  // `origin` was merged into the view, and every snapshot of it after threw (displayClip of a
+  // number); one with no record threw in the handler and dropped the stream.
+  const t = await startSeedHerd();
+  const remote = new RemoteHerd(t.config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    const bad = [
+      { client: "evil", origin: 5, diff: "+0", location: "+1+1", time: "1" },
+      { client: 7, origin: "Hill", diff: "+0", location: "+1+1", time: "1" },
+      null,
+    ];
+    for (const record of bad) {
+      hill.bus.emit({
+        kind: "location.accepted",
+        t: Date.now(),
+        server: "Hill",
+        from: null,
+        record,
+        lat: 1,
+        lng: 1,
+      } as unknown as HerdEvent);
+    }
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the malformed ones",
+    );
+    assert.equal(ups(), upsBefore + 1, "the stream was not redialled");
+    assert.ok(!seen.some((e) => e.kind === "location.accepted" && e.server === "Hill"));
+    const snap = remote.snapshot(); // threw before the fix
+    assert.ok(!snap.records.some((r) => r.client === "evil"));
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});

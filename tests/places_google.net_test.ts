@@ -35,6 +35,8 @@ function checked(answer: PlacesAnswer): PlacesAnswer {
   assert.ok(Array.isArray(body.results));
   assert.equal(typeof body.status, "string");
   if (body.status !== "OK") assert.deepEqual(body.results, []);
+  // PLACES_API.md: OK means "at least one result"; an empty list is ZERO_RESULTS, every provider.
+  else assert.ok(body.results.length > 0, "OK with no results");
   if (body.status !== "OK" && body.status !== "ZERO_RESULTS") {
     assert.equal(typeof body.error_message, "string");
     assert.ok(body.error_message!.length <= 200);
@@ -342,6 +344,22 @@ Deno.test("legacy: a status that is no Google status word is UNKNOWN_ERROR, not 
     assert.equal(checked(await provider.search(UCLA)).body.status, "NOT_FOUND");
     fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status: "OK" };
     assert.equal(checked(await provider.search(UCLA)).body.results.length, UCLA.bound);
+  });
+});
+
+Deno.test("legacy: OK with no results is ZERO_RESULTS, as the New and offline providers answer (adversarial review)", async () => {
+  await withFake(async (fake) => {
+    const provider = legacyProvider(fake);
+    fake.mode = "body";
+    // PLACES_API.md: OK is "no errors; at least one result". An upstream's OK with an empty or
+    // missing list was passed on as OK, where the New provider says ZERO_RESULTS for the same.
+    for (const results of [[], undefined]) {
+      fake.body = { html_attributions: [], results, status: "OK", next_page_token: "T" };
+      const { body } = checked(await provider.search(UCLA));
+      assert.deepEqual(body, { html_attributions: [], results: [], status: "ZERO_RESULTS" });
+    }
+    fake.body = { html_attributions: [], results: FAKE_LEGACY_RESULTS, status: "ZERO_RESULTS" };
+    assert.deepEqual(checked(await provider.search(UCLA)).body.results, []);
   });
 });
 

@@ -144,6 +144,9 @@ export function translateLegacyResponse(
     return errorAnswer("UNKNOWN_ERROR", "Places API answer has no valid status");
   }
   const results = Array.isArray(obj.results) ? obj.results as LegacyPlace[] : [];
+  // PLACES_API.md: OK means "at least one result". An OK with none is answered as the New and
+  // offline providers answer an empty search (bound 0 never gets here).
+  if (status === "OK" && results.length === 0) return emptyAnswer();
   const body: LegacyNearbyResponse = {
     ...obj,
     html_attributions: Array.isArray(obj.html_attributions)

@@ -14,15 +14,17 @@ import type { ClientDetail, Holding } from "../../types.ts";
 
 export const handler: RouteModule["handler"] = {
   GET(c, d) {
-    const id = clientParam("id", c.req.query("id"), false);
-    if (!id.ok) return jsonError(c, 400, id.error);
-    const newest = d.clients.get(id.value);
+    const given = clientParam("id", c.req.query("id"), false);
+    if (!given.ok) return jsonError(c, 400, given.error);
+    // The page names a client by its display form: found through it, then by its real bytes.
+    const newest = d.clients.find(c.req.query("id")!);
     if (newest === undefined) return jsonError(c, 404, `no client ${c.req.query("id")}`);
-    const seen = d.trails.get(id.value);
+    const id = newest.client;
+    const seen = d.trails.get(id);
     const path = seen !== undefined && compareRecords(seen.newest, newest) === 0 ? seen.hops : [];
     let holdings: Holding[];
     if (typeof d.herd.holdings === "function") {
-      holdings = d.herd.holdings(id.value).map((h) => ({
+      holdings = d.herd.holdings(id).map((h) => ({
         server: h.server,
         running: h.running,
         record: h.record && clientRow(h.record),

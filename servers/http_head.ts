@@ -1,0 +1,159 @@
+/**
+ * Bounds the request heads our HTTP ports pass on (servers/http_front.ts): `Deno.serve` (hyper)
+ * answers a head past its own limits with a bare `400` and no body (a 100,000-byte header), or
+ * closes the connection with no answer at all (~400 KB), and has no option to change either
+ * (hyper's limits are fixed in Deno: denoland/deno#21047). The front sees the bytes first: it
+ * holds each request head until it is complete and refuses one over {@linkcode MAX_HEAD_BYTES}
+ * or {@linkcode MAX_HEAD_LINES} with our own `431` JSON error, before hyper sees any of it.
+ *
+ * Only heads are held; a body (`content-length`) passes through as it comes. A head that asks
+ * for anything this does not follow (`transfer-encoding`, an upgrade, an unreadable length)
+ * turns the guard off for the rest of that connection: hyper's own limits apply there.
+ *
+ * @module
+ */
+
+/** The largest request head passed on (bytes, request line and CRLFs included). */
+export const MAX_HEAD_BYTES = 16 * 1024;
+/** The most lines a request head may have (hyper's own limit is 100 headers). */
+export const MAX_HEAD_LINES = 100;
+
+const LF = 10;
+const CR = 13;
+const latin1 = new TextDecoder("latin1");
+
+/** Why a head was refused, for the 431's JSON error. */
+export type HeadRefusal = { refused: string };
+
+/**
+ * One connection's inbound bytes, head by head.
+ *
+ * @example
+ * ```ts
+ * const guard = new HeadGuard();
+ * guard.feed(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n")); // [] (held)
+ * guard.feed(new TextEncoder().encode("\r\n")); // [the whole head]
+ * ```
+ */
+export class HeadGuard {
+  /** The head being gathered (bytes held back). */
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  /** Lines of the current head seen so far. */
+  #lines = 0;
+  /** Body bytes still to pass through before the next head. */
+  #body = 0;
+  /** The guard is off for this connection (see the module doc). */
+  #off = false;
+  /** The last two bytes seen in the head (a head's end may straddle chunks). */
+  #tail = 0;
+
+  constructor(readonly maxBytes = MAX_HEAD_BYTES, readonly maxLines = MAX_HEAD_LINES) {}
+
+  /** Takes bytes from the client; returns what may go on now, or why the head is refused. */
+  feed(chunk: Uint8Array): Uint8Array[] | HeadRefusal {
+    const out: Uint8Array[] = [];
+    let rest = chunk;
+    while (rest.length > 0) {
+      if (this.#off) {
+        out.push(rest);
+        break;
+      }
+      if (this.#body > 0) {
+        const n = Math.min(this.#body, rest.length);
+        out.push(rest.subarray(0, n));
+        this.#body -= n;
+        rest = rest.subarray(n);
+        continue;
+      }
+      // In a head: find its end (an empty line: LF, optional CR, LF).
+      let end = -1;
+      for (let i = 0; i < rest.length; i++) {
+        const b = rest[i];
+        if (b === LF) {
+          if ((this.#tail & 0xff) === LF || (this.#tail === ((LF << 8) | CR))) {
+            end = i + 1;
+            break;
+          }
+          this.#lines++;
+        }
+        this.#tail = ((this.#tail << 8) | b) & 0xffff;
+        if (this.#heldBytes + i + 1 > this.maxBytes) {
+          return { refused: `request head larger than ${this.maxBytes} bytes` };
+        }
+        if (this.#lines > this.maxLines) {
+          return { refused: `request head of more than ${this.maxLines} lines` };
+        }
+      }
+      if (end === -1) {
+        // Held: copied, as the caller reuses its read buffer.
+        this.#held.push(rest.slice());
+        this.#heldBytes += rest.length;
+        break;
+      }
+      const head = this.#take(rest.subarray(0, end));
+      out.push(head);
+      this.#next(head);
+      rest = rest.subarray(end);
+    }
+    return out;
+  }
+
+  /** The held bytes plus `last`, as one array; the hold is emptied. */
+  #take(last: Uint8Array): Uint8Array {
+    const head = new Uint8Array(this.#heldBytes + last.length);
+    let off = 0;
+    for (const part of this.#held) {
+      head.set(part, off);
+      off += part.length;
+    }
+    head.set(last, off);
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#lines = 0;
+    this.#tail = 0;
+    return head;
+  }
+
+  /** Reads what follows a complete head: a body to pass through, or the guard off. */
+  #next(head: Uint8Array): void {
+    const text = latin1.decode(head);
+    // Blank lines before a request line (allowed by RFC 9112) are a "head" of their own.
+    if (/^[\r\n]*$/.test(text)) return;
+    const fields = text.split(/\r?\n/).slice(1);
+    const lengths: string[] = [];
+    for (const f of fields) {
+      const m = /^([^:]*):[ \t]*(.*?)[ \t]*$/.exec(f);
+      if (m === null) continue;
+      const name = m[1].toLowerCase();
+      if (name === "content-length") lengths.push(m[2]);
+      else if (name === "transfer-encoding" || name === "upgrade") this.#off = true;
+    }
+    if (this.#off) return;
+    if (lengths.length === 0) return;
+    if (lengths.length > 1 || !/^\d{1,15}$/.test(lengths[0])) {
+      // hyper refuses such a request itself; nothing after it is a head we could find.
+      this.#off = true;
+      return;
+    }
+    this.#body = Number(lengths[0]);
+  }
+}
+
+/**
+ * The `431` a refused head gets: a JSON error like every other error of our HTTP ports, and the
+ * connection closed after it.
+ *
+ * @example
+ * ```ts
+ * new TextDecoder().decode(headTooLarge("request head larger than 16384 bytes")).split("\r\n")[0];
+ * // "HTTP/1.1 431 Request Header Fields Too Large"
+ * ```
+ */
+export function headTooLarge(message: string): Uint8Array {
+  const body = JSON.stringify({ error: message });
+  return new TextEncoder().encode(
+    "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n" +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,61 @@
+/**
+ * servers/http_head.ts's HeadGuard, fed in every split: what it passes on is exactly what came,
+ * heads whole, bodies as they come; a head over the bounds is refused wherever it is cut.
+ */
+
+import assert from "node:assert/strict";
+import { HeadGuard, type HeadRefusal } from "../servers/http_head.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder("latin1");
+
+/** Feeds `text` in pieces of `step` bytes; the bytes passed on, or the refusal. */
+function run(guard: HeadGuard, text: string, step: number): string | HeadRefusal {
+  const bytes = enc.encode(text);
+  let out = "";
+  for (let i = 0; i < bytes.length; i += step) {
+    const r = guard.feed(bytes.subarray(i, i + step));
+    if (!Array.isArray(r)) return r;
+    for (const part of r) out += dec.decode(part);
+  }
+  return out;
+}
+
+Deno.test("head guard: passes every byte on, whatever the split; holds only an unfinished head", () => {
+  const body = "x\r\n\r\ny".repeat(50);
+  const stream = "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" +
+    `POST /p HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+    "GET /lf HTTP/1.1\nHost: a\n\n" +
+    "GET /mixed HTTP/1.1\r\nHost: a\n\r\n";
+  for (const step of [1, 2, 3, 7, 64, stream.length]) {
+    assert.equal(run(new HeadGuard(), stream, step), stream, `step ${step}`);
+  }
+  const guard = new HeadGuard();
+  assert.deepEqual(guard.feed(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n")), []);
+  const rest = guard.feed(enc.encode("\r\n"));
+  assert.ok(Array.isArray(rest));
+  assert.equal(rest.map((p) => dec.decode(p)).join(""), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+});
+
+Deno.test("head guard: a head over the byte or line bound is refused at any split; chunked turns it off", () => {
+  for (const step of [1, 100, 100_000]) {
+    const big = run(
+      new HeadGuard(1000, 10),
+      `GET / HTTP/1.1\r\nX: ${"y".repeat(1000)}\r\n\r\n`,
+      step,
+    );
+    assert.deepEqual(big, { refused: "request head larger than 1000 bytes" }, `step ${step}`);
+    const lines = run(
+      new HeadGuard(1000, 10),
+      `GET / HTTP/1.1\r\n${"A: b\r\n".repeat(11)}\r\n`,
+      step,
+    );
+    assert.deepEqual(lines, { refused: "request head of more than 10 lines" }, `step ${step}`);
+    // Exactly at the bounds: passed on.
+    const fits = `GET / HTTP/1.1\r\n${"A: b\r\n".repeat(9)}\r\n`;
+    assert.equal(run(new HeadGuard(fits.length, 10), fits, step), fits);
+  }
+  // After a head this does not follow (chunked), bytes pass unguarded: hyper's limits apply.
+  const chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + "z".repeat(5000);
+  assert.equal(run(new HeadGuard(1000, 10), chunked, 100), chunked);
+});
