@@ -36,8 +36,12 @@ export type HeadRefusal = { refused: string };
  * ```
  */
 export class HeadGuard {
-  /** The head being gathered (bytes held back). */
-  #held: Uint8Array[] = [];
+  /**
+   * The head being gathered (bytes held back), in one buffer grown by doubling up to the bound:
+   * a head trickled a byte per read would otherwise hold an array object per byte (~13 KB of
+   * heap each), not its own size.
+   */
+  #held = new Uint8Array(0);
   #heldBytes = 0;
   /** Lines of the current head seen so far. */
   #lines = 0;
@@ -87,8 +91,7 @@ export class HeadGuard {
       }
       if (end === -1) {
         // Held: copied, as the caller reuses its read buffer.
-        this.#held.push(rest.slice());
-        this.#heldBytes += rest.length;
+        this.#hold(rest);
         break;
       }
       const head = this.#take(rest.subarray(0, end));
@@ -99,16 +102,26 @@ export class HeadGuard {
     return out;
   }
 
-  /** The held bytes plus `last`, as one array; the hold is emptied. */
+  /** Appends `part` to the held bytes (never past the byte bound: `feed` refuses first). */
+  #hold(part: Uint8Array): void {
+    const need = this.#heldBytes + part.length;
+    if (need > this.#held.length) {
+      const grown = new Uint8Array(
+        Math.min(this.maxBytes, Math.max(need, 256, this.#held.length * 2)),
+      );
+      grown.set(this.#held.subarray(0, this.#heldBytes));
+      this.#held = grown;
+    }
+    this.#held.set(part, this.#heldBytes);
+    this.#heldBytes = need;
+  }
+
+  /** The held bytes plus `last`, as one array; the hold is emptied (and its buffer let go). */
   #take(last: Uint8Array): Uint8Array {
     const head = new Uint8Array(this.#heldBytes + last.length);
-    let off = 0;
-    for (const part of this.#held) {
-      head.set(part, off);
-      off += part.length;
-    }
-    head.set(last, off);
-    this.#held = [];
+    head.set(this.#held.subarray(0, this.#heldBytes));
+    head.set(last, this.#heldBytes);
+    this.#held = new Uint8Array(0);
     this.#heldBytes = 0;
     this.#lines = 0;
     this.#tail = 0;

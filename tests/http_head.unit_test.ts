@@ -59,3 +59,22 @@ Deno.test("head guard: a head over the byte or line bound is refused at any spli
   const chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + "z".repeat(5000);
   assert.equal(run(new HeadGuard(1000, 10), chunked, 100), chunked);
 });
+
+Deno.test("head guard: a head trickled a byte at a time holds about its own size, not a copy per read", () => {
+  // A slowloris client sends one byte per segment: every read is one byte. Each held read was a
+  // Uint8Array of its own (~13 KB of heap per byte held: 64 such heads of 16,000 bytes grew the
+  // heap by ~200 MB); the bound on a head is meant to bound what a connection holds.
+  const bytes = new Uint8Array(64 * 1024).fill(65);
+  const guards: HeadGuard[] = [];
+  const before = Deno.memoryUsage();
+  for (let g = 0; g < 64; g++) {
+    const guard = new HeadGuard();
+    guards.push(guard);
+    for (let i = 0; i < 16_000; i++) assert.deepEqual(guard.feed(bytes.subarray(i, i + 1)), []);
+  }
+  const after = Deno.memoryUsage();
+  const grown = after.heapUsed + after.external - before.heapUsed - before.external;
+  // 64 heads of 16 KiB are 1 MiB; the bound leaves room for the collector's timing.
+  assert.ok(grown < 32 * 2 ** 20, `64 trickled heads grew the heap by ${grown >> 20} MiB`);
+  assert.equal(guards.length, 64);
+});
