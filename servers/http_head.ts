@@ -136,10 +136,12 @@ export class HeadGuard {
     const fields = text.split(/\r?\n/).slice(1);
     const lengths: string[] = [];
     for (const f of fields) {
-      const m = /^([^:]*):[ \t]*(.*?)[ \t]*$/.exec(f);
-      if (m === null) continue;
-      const name = m[1].toLowerCase();
-      if (name === "content-length") lengths.push(m[2]);
+      // By index, not a regex: `:[ \t]*(.*?)[ \t]*$` backtracked on a value of spaces between
+      // two letters (16 KB: ~0.3 s of the JS thread per head, and heads may be pipelined).
+      const colon = f.indexOf(":");
+      if (colon === -1) continue;
+      const name = f.slice(0, colon).toLowerCase();
+      if (name === "content-length") lengths.push(trimBlanks(f.slice(colon + 1)));
       else if (name === "transfer-encoding" || name === "upgrade") this.#off = true;
     }
     if (this.#off) return;
@@ -151,6 +153,15 @@ export class HeadGuard {
     }
     this.#body = Number(lengths[0]);
   }
+}
+
+/** `text` without its leading and trailing spaces and tabs (a field value's OWS, RFC 9110). */
+function trimBlanks(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text[start] === " " || text[start] === "\t")) start++;
+  while (end > start && (text[end - 1] === " " || text[end - 1] === "\t")) end--;
+  return text.slice(start, end);
 }
 
 /**
