@@ -7,8 +7,9 @@
  * or {@linkcode MAX_HEAD_LINES} with our own `431` JSON error, before hyper sees any of it.
  *
  * Only heads are held; a body (`content-length`) passes through as it comes. A head that asks
- * for anything this does not follow (`transfer-encoding`, an upgrade, an unreadable length)
- * turns the guard off for the rest of that connection: hyper's own limits apply there.
+ * for anything this does not follow (`transfer-encoding`, an upgrade, an unreadable length, the
+ * HTTP/2 preface) turns the guard off for the rest of that connection: hyper's own limits apply
+ * there.
  *
  * @module
  */
@@ -131,6 +132,13 @@ export class HeadGuard {
   /** Reads what follows a complete head: a body to pass through, or the guard off. */
   #next(head: Uint8Array): void {
     const text = latin1.decode(head);
+    // HTTP/2 with prior knowledge (h2c, RFC 9113 3.3): the preface's first part looks like a
+    // head; binary frames follow, which hold no empty line to end a "head" (held, they hung the
+    // connection). hyper's HTTP/2 limits apply there.
+    if (text.startsWith("PRI * HTTP/2.0\r\n")) {
+      this.#off = true;
+      return;
+    }
     // Blank lines before a request line (allowed by RFC 9112) are a "head" of their own.
     if (/^[\r\n]*$/.test(text)) return;
     const fields = text.split(/\r?\n/).slice(1);

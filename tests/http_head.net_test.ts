@@ -124,3 +124,26 @@ Deno.test("http front: a request head too big or with too many lines is a 431 JS
     await served.close();
   }
 });
+
+Deno.test("http front: HTTP/2 with prior knowledge (h2c) is answered, not held as an unfinished head", async () => {
+  // After the preface, HTTP/2 sends binary frames with no empty line in them: the head guard
+  // held them for good and the request hung until the stall timeout (it was served before the
+  // guard).
+  const served = serveHttp(() => Response.json({ ok: true }), {
+    hostname: "127.0.0.1",
+    port: 0,
+    label: "test",
+  });
+  const client = Deno.createHttpClient({ http1: false, http2: true });
+  try {
+    const r = await fetch(`http://127.0.0.1:${served.addr.port}/x`, {
+      client,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { ok: true });
+  } finally {
+    client.close();
+    await served.close();
+  }
+});
