@@ -16,7 +16,7 @@ import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
 import { oneLine } from "./servers/text.ts";
-import { lateImport } from "./cli/late_import.ts";
+import { lateImport, ModuleLoadError } from "./cli/late_import.ts";
 import { watchParent } from "./cli/parent_watch.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
@@ -124,7 +124,7 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ModuleLoadError) {
       console.error(`error: ${oneLine(err.message)}`);
       Deno.exit(2);
     }

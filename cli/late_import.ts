@@ -36,5 +36,23 @@ export function lateImport<T>(specifier: string | URL): Promise<T> {
       );
     }
   }
-  return import(specifier instanceof URL ? specifier.href : specifier);
+  const href = specifier instanceof URL ? specifier.href : specifier;
+  return import(href).catch((err: unknown) => {
+    // A module read, resolved or fetched only now fails after main.ts runs (an npm package not
+    // cached on an offline machine): one line naming it, not an uncaught TypeError and its stack.
+    if (err instanceof Deno.errors.NotCapable) throw err;
+    const path = specifier instanceof URL && specifier.protocol === "file:"
+      ? decodeURIComponent(specifier.pathname)
+      : href;
+    // Deno's message has the importing line in colour ("at file:...:8:23"): the cause only.
+    const why = String((err as Error)?.message ?? err).replace(/\x1b\[[0-9;]*m/g, "")
+      .split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("at "))
+      .join("; ");
+    throw new ModuleLoadError(`cannot load ${path}: ${why}`);
+  });
+}
+
+/** A module that {@linkcode lateImport} could not load (main.ts: one line, exit 2). */
+export class ModuleLoadError extends Error {
+  override name = "ModuleLoadError";
 }

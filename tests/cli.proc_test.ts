@@ -1180,3 +1180,30 @@ Deno.test("start: a dashboard port that is taken (by the herd's own server or an
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a module that cannot be loaded (npm package not cached, offline) is one line and exit 2, not a stack trace", async () => {
+  // The subcommands' modules load late (cli/late_import.ts), after main.ts runs: a failed load
+  // was an uncaught TypeError with a stack, exit 1. An empty DENO_DIR and --cached-only is a
+  // machine without the packages and without the registry.
+  const denoDir = await Deno.makeTempDir({ prefix: "cli_no_cache_" });
+  try {
+    for (const args of [["client", "127.0.0.1:1", "IAMAT a +1+1 1"], ["server", "--help"]]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--cached-only", ...taskFlags(args[0]), "main.ts", ...args],
+        cwd: ROOT,
+        env: { ...OPEN_FILES, DENO_DIR: denoDir, NO_COLOR: "1" },
+        stdin: "null",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      if (args[1] === "--help") {
+        // Nothing late is needed for --help: it still works.
+        assert.equal(out.code, 0, err);
+        continue;
+      }
+      assert.equal(out.code, 2, err);
+      assert.match(err, /^error: cannot load [^\n]*cli\/client\.ts: [^\n]*cache[^\n]*\n$/);
+    }
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+});
