@@ -9,8 +9,19 @@ import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts
 import type { HerdEvent } from "../servers/events.ts";
 import { RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
+import type { HerdConfig } from "../servers/config.ts";
 
 const SECRET = "test-secret-0123456789";
+
+/** A remote view of `config`'s servers as the dashboard's, redialling fast. */
+function watcher(config: HerdConfig): RemoteHerd {
+  return new RemoteHerd(config, {
+    secret: SECRET,
+    observer: "test-dash",
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  });
+}
 
 function nowTime(): string {
   const ms = Date.now();
@@ -19,12 +30,7 @@ function nowTime(): string {
 
 Deno.test("RemoteHerd watches every server: merged snapshot, events, down and back up", async () => {
   const t = await startSeedHerd();
-  const remote = new RemoteHerd(t.config, {
-    secret: SECRET,
-    observer: "test-dash",
-    minBackoffMs: 50,
-    maxBackoffMs: 200,
-  });
+  const remote = watcher(t.config);
   const seen: HerdEvent[] = [];
   remote.bus.subscribe((e) => seen.push(e));
   try {
@@ -164,13 +170,7 @@ Deno.test("RemoteHerd: unreachable servers show stopped; the dashboard refuses s
 
 Deno.test("RemoteHerd shows a link cut where the servers run: live, and in a fresh STATE", async () => {
   const t = await startSeedHerd();
-  const watch = () =>
-    new RemoteHerd(t.config, {
-      secret: SECRET,
-      observer: "test-dash",
-      minBackoffMs: 50,
-      maxBackoffMs: 200,
-    });
+  const watch = () => watcher(t.config);
   const hillToJaquez = (r: RemoteHerd) =>
     r.snapshot().servers.find((s) => s.name === "Hill")!.links.find((l) => l.peer === "Jaquez")!;
   const live = watch();
@@ -213,12 +213,7 @@ Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, 
   // the dashboard rebuilt an array of that length, whatever the line said: count 10^7 took
   // ~80 MB per event; 2^32 threw "Invalid array length" and dropped the stream; 1e300 hangs.
   const t = await startSeedHerd();
-  const remote = new RemoteHerd(t.config, {
-    secret: SECRET,
-    observer: "test-dash",
-    minBackoffMs: 50,
-    maxBackoffMs: 200,
-  });
+  const remote = watcher(t.config);
   const seen: HerdEvent[] = [];
   remote.bus.subscribe((e) => seen.push(e));
   const dropped: string[] = []; // the sizes of the batches the dashboard passed on
@@ -272,12 +267,7 @@ Deno.test("RemoteHerd: link events name servers of the config only; others add n
   // the server's state, kept and sent in every snapshot: a stream of made-up names grew it
   // without bound.
   const t = await startSeedHerd();
-  const remote = new RemoteHerd(t.config, {
-    secret: SECRET,
-    observer: "test-dash",
-    minBackoffMs: 50,
-    maxBackoffMs: 200,
-  });
+  const remote = watcher(t.config);
   try {
     remote.start();
     await waitFor(() => allWatching(remote), 5000, "all watching");
@@ -328,12 +318,7 @@ Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the co
     neighbors: ["Jaquez", 7, "ghost"],
     links: "x",
   });
-  const remote = new RemoteHerd(t.config, {
-    secret: SECRET,
-    observer: "test-dash",
-    minBackoffMs: 50,
-    maxBackoffMs: 200,
-  });
+  const remote = watcher(t.config);
   try {
     remote.start();
     await waitFor(() => allWatching(remote), 5000, "all watching, Hill included");
@@ -360,12 +345,7 @@ Deno.test("RemoteHerd: an event whose record has fields of the wrong types is sk
   // `origin` was merged into the view, and every snapshot of it after threw (displayClip of a
   // number); one with no record threw in the handler and dropped the stream.
   const t = await startSeedHerd();
-  const remote = new RemoteHerd(t.config, {
-    secret: SECRET,
-    observer: "test-dash",
-    minBackoffMs: 50,
-    maxBackoffMs: 200,
-  });
+  const remote = watcher(t.config);
   const seen: HerdEvent[] = [];
   remote.bus.subscribe((e) => seen.push(e));
   try {
