@@ -309,7 +309,11 @@ export class RecordStore {
   heldBy(record: StoredRecord, via: number): void {
     const bit = linkBit(via);
     record.held = (record.held ?? 0) | bit;
-    const slot = this.#held.slotOf(record.client);
+    // A view this store handed out names its slot: no lookup of the client (the pump marks each
+    // record the in-process neighbour holds, peers.ts `#withoutHeld`).
+    const slot = record instanceof Held && this.#held.body(record.body.slot) === record.body
+      ? record.body.slot
+      : this.#held.slotOf(record.client);
     // Only while it is still this store's record of the client.
     if (slot >= 0 && this.#held.seq(slot) === record.seq) this.#held.addHeld(slot, bit);
   }
