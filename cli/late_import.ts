@@ -23,10 +23,12 @@
  * ```
  */
 export function lateImport<T>(specifier: string | URL): Promise<T> {
-  if (specifier instanceof URL && specifier.protocol === "file:") {
+  const href = specifier instanceof URL ? specifier.href : specifier;
+  const file = specifier instanceof URL && specifier.protocol === "file:";
+  const path = file ? decodeURIComponent(specifier.pathname) : href;
+  if (file) {
     // Deno asks for read access to a module it did not see ahead; without it, one line naming
     // the flag (main.ts prints NotCapable as `error: ...`, exit 2), not an uncaught TypeError.
-    const path = decodeURIComponent(specifier.pathname);
     if (Deno.permissions.querySync({ name: "read", path: specifier }).state !== "granted") {
       return Promise.reject(
         new Deno.errors.NotCapable(
@@ -36,14 +38,10 @@ export function lateImport<T>(specifier: string | URL): Promise<T> {
       );
     }
   }
-  const href = specifier instanceof URL ? specifier.href : specifier;
   return import(href).catch((err: unknown) => {
     // A module read, resolved or fetched only now fails after main.ts runs (an npm package not
     // cached on an offline machine): one line naming it, not an uncaught TypeError and its stack.
     if (err instanceof Deno.errors.NotCapable) throw err;
-    const path = specifier instanceof URL && specifier.protocol === "file:"
-      ? decodeURIComponent(specifier.pathname)
-      : href;
     // Deno's message has the importing line in colour ("at file:...:8:23"): the cause only.
     const why = String((err as Error)?.message ?? err).replace(/\x1b\[[0-9;]*m/g, "")
       .split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("at "))
