@@ -1,7 +1,8 @@
 /**
  * The offline index's cache file across processes: the first process builds and writes it, the
- * next reads it; a corrupted, symlinked or another user's file is rebuilt and rewritten; a process
- * that may not write the dir still answers (and writes nothing).
+ * next reads it and removes temp files killed writers left; a corrupted, symlinked or another
+ * user's file is rebuilt and rewritten; a process that may not write the dir still answers (and
+ * writes nothing).
  */
 
 import assert from "node:assert/strict";
@@ -59,6 +60,19 @@ Deno.test("places cache (processes): built and written once, then read; a corrup
     assert.deepEqual(await warm(dir), { fromCache: false, names: UCLA_TOP3 });
     assert.ok(await valid(), "the first process did not write the cache");
     assert.deepEqual(await warm(dir), { fromCache: true, names: UCLA_TOP3 });
+
+    // A writer killed before its rename left its temp file (10 MB each): the next start removes
+    // it once no live write can own it; a fresh one (a concurrent writer's) stays.
+    const stale = `${path}.0f8fad5b-d9cb-469f-a165-70867728950e.tmp`;
+    const fresh = `${path}.1f8fad5b-d9cb-469f-a165-70867728950e.tmp`;
+    await Deno.writeFile(stale, new Uint8Array(1024));
+    await Deno.writeFile(fresh, new Uint8Array(1024));
+    const minutesAgo = new Date(Date.now() - 5 * 60_000);
+    await Deno.utime(stale, minutesAgo, minutesAgo);
+    assert.deepEqual(await warm(dir), { fromCache: true, names: UCLA_TOP3 });
+    await assert.rejects(Deno.lstat(stale), Deno.errors.NotFound, "a killed writer's temp stayed");
+    await Deno.lstat(fresh);
+    await Deno.remove(fresh);
 
     // Corrupted: a byte in the middle flipped.
     const bytes = await Deno.readFile(path);

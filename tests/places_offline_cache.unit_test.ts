@@ -22,6 +22,7 @@ import {
   decodeIndex,
   encodeIndex,
   readIndexCache,
+  sweepIndexCache,
   writeIndexCache,
 } from "../servers/places/offline_cache.ts";
 import { formatLegacyJson } from "../servers/places/legacy_json.ts";
@@ -249,6 +250,62 @@ Deno.test("places cache: a well-formed file another user owns (0644, in a sticky
       read === undefined,
       `read another user's file: the first place is now named "${name}"`,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("places cache: the sweep removes killed writers' temp files and other builds' old indexes, nothing else", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "places-cache-sweep-" });
+  try {
+    const keep = "places-index-0123456789ab.bin";
+    const uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    const hour = 3600_000;
+    const files = {
+      keep,
+      staleTemp: `${keep}.${uuid}.tmp`,
+      freshTemp: `${keep}.${uuid.replace("0f", "1f")}.tmp`,
+      otherStaleTemp: `places-index-ba9876543210.bin.${uuid}.tmp`,
+      otherOld: "places-index-ba9876543210.bin",
+      otherRecent: "places-index-cccccccccccc.bin",
+      unrelatedOld: "places-index-notours.bin",
+      userFile: "records.log",
+    };
+    const now = Date.now();
+    const ages: Record<string, number> = {
+      keep: 48 * hour,
+      staleTemp: 5 * 60_000,
+      freshTemp: 1_000,
+      otherStaleTemp: 5 * 60_000,
+      otherOld: 48 * hour,
+      otherRecent: hour,
+      unrelatedOld: 48 * hour,
+      userFile: 48 * hour,
+    };
+    for (const [what, name] of Object.entries(files)) {
+      await Deno.writeFile(`${dir}/${name}`, new Uint8Array(8));
+      const at = new Date(now - ages[what]);
+      await Deno.utime(`${dir}/${name}`, at, at);
+    }
+    // A symlink named like a stale temp file, pointing at a file outside: neither is touched.
+    const outside = await Deno.makeTempFile();
+    const link = `places-index-dddddddddddd.bin.${uuid}.tmp`;
+    await Deno.symlink(outside, `${dir}/${link}`);
+
+    await sweepIndexCache(dir, keep, now);
+    const left = [];
+    for await (const entry of Deno.readDir(dir)) left.push(entry.name);
+    assert.deepEqual(
+      left.sort(),
+      [files.keep, files.freshTemp, files.otherRecent, files.unrelatedOld, files.userFile, link]
+        .sort(),
+    );
+    await Deno.stat(outside);
+    await Deno.remove(outside);
+
+    // A dir that is gone, or not a dir: no throw.
+    await sweepIndexCache(`${dir}/missing`, keep, now);
+    await sweepIndexCache(`${dir}/${files.userFile}`, keep, now);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -21,7 +21,12 @@ import KDBush from "kdbush";
 import { around } from "geokdbush";
 import { checkQuery, emptyAnswer, errorAnswer } from "./bodies.ts";
 import { errText } from "../text.ts";
-import { cacheFileName, readIndexCache, writeIndexCache } from "./offline_cache.ts";
+import {
+  cacheFileName,
+  readIndexCache,
+  sweepIndexCache,
+  writeIndexCache,
+} from "./offline_cache.ts";
 import type { BuiltIndex, PackedPlaces } from "./offline_cache.ts";
 import type { LegacyPlace, PlacesAnswer, PlacesProvider, PlacesQuery } from "./provider.ts";
 
@@ -87,6 +92,7 @@ async function readOrBuild(cacheDir: string | undefined): Promise<OfflineIndex> 
   lastFromCache = cached !== undefined;
   const built = cached ?? await buildOfflineIndex();
   if (cacheDir && !cached) await writeIndexCache(cacheDir, name, built).catch(() => {});
+  if (cacheDir) await sweepIndexCache(cacheDir, name);
   lastBuildMs = performance.now() - start;
   return openIndex(built);
 }

@@ -77,6 +77,40 @@ export async function cacheFileName(excludedFeatures: readonly string[]): Promis
   return `places-index-${hex}.bin`;
 }
 
+/** A temp file of a writer killed before its rename: no live write takes this long. */
+export const STALE_TEMP_MS = 60_000;
+/** An index of another data set or layout version: kept this long in case that build runs again. */
+export const STALE_OTHER_MS = 24 * 3600_000;
+const OURS = /^places-index-[0-9a-f]{12}\.bin(\.[0-9a-f-]{36}\.tmp)?$/;
+
+/**
+ * Removes what earlier processes left in `dir` beside the index named `keep`: temp files of
+ * writers killed before their rename (each the index's ~10 MB; older than
+ * {@linkcode STALE_TEMP_MS}, so a concurrent writer's file is left alone) and index files of
+ * another data set or layout version not touched for {@linkcode STALE_OTHER_MS}. Only plain files
+ * named as this module names them; symlinks and anything else are left. Never throws.
+ *
+ * @example
+ * ```ts
+ * await sweepIndexCache("./logs", await cacheFileName(["PPLH"]));
+ * ```
+ */
+export async function sweepIndexCache(dir: string, keep: string, now = Date.now()): Promise<void> {
+  try {
+    if (!granted({ name: "write", path: dir })) return;
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || entry.name === keep || !OURS.test(entry.name)) continue;
+      const path = `${dir}/${entry.name}`;
+      const info = await Deno.lstat(path).catch(() => undefined);
+      const age = now - (info?.mtime?.getTime() ?? now);
+      const stale = entry.name.endsWith(".tmp") ? STALE_TEMP_MS : STALE_OTHER_MS;
+      if (info?.isFile && age > stale) await Deno.remove(path).catch(() => {});
+    }
+  } catch {
+    // A dir we may not list: nothing to sweep.
+  }
+}
+
 /** Where each section lies, from the header's counts; `total` is the whole file's size. */
 function layout(n: number, treeBytes: number, textBytes: number) {
   const pad8 = (x: number) => Math.ceil(x / 8) * 8;
