@@ -11,7 +11,7 @@
  */
 
 import { loadConfig } from "../servers/config.ts";
-import { binaryToBytes, bytesToBinary } from "../servers/lines.ts";
+import { binaryToBytes, bytesToBinary, utf8ToBinary } from "../servers/lines.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
 import { oneLine } from "../servers/text.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
@@ -202,7 +202,11 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   };
   const send = async () => {
     if (rest.length > 0) {
-      await sendLine(rest[0]);
+      // argv is text: sent as its UTF-8 bytes, as a terminal's stdin sends it (char by char, a
+      // code's low byte made 日 0xE5 and U+010A a line feed), its lines as stdin's.
+      const lines = utf8ToBinary(rest[0]).split("\n");
+      if (lines.at(-1) === "") lines.pop();
+      for (const line of lines) await sendLine(line);
     } else {
       // Lines from stdin go as they come, so replies print while the user types.
       let pending = "";
