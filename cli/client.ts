@@ -50,13 +50,17 @@ function nowField(): string {
  * ```
  */
 export function withNow(line: string): string {
-  const m = /^(\s*IAMAT\s+\S+\s+\S+\s+)now(\s*)$/.exec(line);
+  // The protocol's whitespace, not \s: in a binary string the UTF-8 of à, Р or Š holds 0xA0,
+  // which \s takes for NBSP.
+  const m =
+    /^([ \t\r\f\v]*IAMAT[ \t\r\f\v]+[^ \t\r\n\f\v]+[ \t\r\f\v]+[^ \t\r\n\f\v]+[ \t\r\f\v]+)now([ \t\r\f\v]*)$/
+      .exec(line);
   return m ? m[1] + nowField() + m[2] : line;
 }
 
 /** The first field of a command line: what kind of reply to expect. */
 function verbOf(line: string): string | undefined {
-  return /^[ \t\r\f\v]*(\S+)/.exec(line)?.[1];
+  return /^[ \t\r\f\v]*([^ \t\r\n\f\v]+)/.exec(line)?.[1];
 }
 
 /** One reply as `--json` prints it. */

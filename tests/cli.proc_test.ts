@@ -395,6 +395,13 @@ Deno.test("client: a COMMAND argument goes as its UTF-8 bytes, as stdin does; it
       ["nope", "WHATSAT x 1 1"],
     );
     assert.deepEqual(new TextDecoder().decode(received.at(-1)!), "nope\nWHATSAT x 1 1\n");
+    // `now` is found by the protocol's fields: byte 0xA0 (in à, Р, Š as UTF-8) is no separator
+    // (JavaScript's \s took it for one, and the time went as `now`).
+    for (const id of ["aàb", "РУ", "Šx"]) {
+      await run(["client", target, `IAMAT ${id} +1+1 now`]);
+      const sent = new TextDecoder().decode(received.at(-1)!);
+      assert.match(sent, new RegExp(`^IAMAT ${id} \\+1\\+1 \\d{10,}\\.\\d{9}\\n$`), id);
+    }
   } finally {
     listener.close();
     await serving.catch(() => {});
