@@ -69,7 +69,8 @@ export function replyJson(reply: string): Record<string, unknown> {
   const lf = text.indexOf("\n");
   const first = lf === -1 ? text : text.slice(0, lf);
   if (first.startsWith("? ")) return { ok: false, reply: first, invalid: first.slice(2) };
-  const at = /^AT (\S+) (\S+) (\S+) (\S+) (\S+)$/.exec(first);
+  // Fields as the server writes them, one space apart: an ID may hold NBSP or U+3000 (`\S`).
+  const at = /^AT ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$/.exec(first);
   if (at === null) return { ok: false, reply: first };
   const out: Record<string, unknown> = {
     ok: true,

@@ -928,6 +928,13 @@ Deno.test("client: exit 1 on '?', 2 on a refused connection, --json, and 'now'",
     assert.deepEqual([c.ok, c.client, c.places.status], [true, "kiwi", "OK"]);
     assert.ok(c.places.results.length >= 1 && c.places.results.length <= 2);
     assert.deepEqual([d.ok, d.client, d.time], [true, "j2", "1"]);
+    // An ID holding what JavaScript (not the protocol) calls whitespace is still one field: an
+    // AT reply, parsed (adversarial review: `\S` made it `ok: false` with no fields).
+    for (const id of ["東京\u3000駅", "a\u00a0b", "x\u2028y"]) {
+      const r = await run(["client", "--json", `127.0.0.1:${port}`, `IAMAT ${id} +1+1 1`]);
+      const o = JSON.parse(r.stdout);
+      assert.deepEqual([r.code, o.ok, o.server, o.client, o.time], [0, true, "Echo", id, "1"], id);
+    }
 
     // A refused connection: one clean line naming the address once, exit 2.
     for (const target of [`127.0.0.1:${closed}`]) {
