@@ -11,7 +11,7 @@
  */
 
 import { loadConfig } from "../servers/config.ts";
-import { binaryToBytes, bytesToBinary } from "../servers/lines.ts";
+import { binaryToBytes, bytesToBinary, utf8ToBinary } from "../servers/lines.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
 import { oneLine } from "../servers/text.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
@@ -50,13 +50,17 @@ function nowField(): string {
  * ```
  */
 export function withNow(line: string): string {
-  const m = /^(\s*IAMAT\s+\S+\s+\S+\s+)now(\s*)$/.exec(line);
+  // The protocol's whitespace, not \s: in a binary string the UTF-8 of à, Р or Š holds 0xA0,
+  // which \s takes for NBSP.
+  const m =
+    /^([ \t\r\f\v]*IAMAT[ \t\r\f\v]+[^ \t\r\n\f\v]+[ \t\r\f\v]+[^ \t\r\n\f\v]+[ \t\r\f\v]+)now([ \t\r\f\v]*)$/
+      .exec(line);
   return m ? m[1] + nowField() + m[2] : line;
 }
 
 /** The first field of a command line: what kind of reply to expect. */
 function verbOf(line: string): string | undefined {
-  return /^[ \t\r\f\v]*(\S+)/.exec(line)?.[1];
+  return /^[ \t\r\f\v]*([^ \t\r\n\f\v]+)/.exec(line)?.[1];
 }
 
 /** One reply as `--json` prints it. */
@@ -65,7 +69,8 @@ export function replyJson(reply: string): Record<string, unknown> {
   const lf = text.indexOf("\n");
   const first = lf === -1 ? text : text.slice(0, lf);
   if (first.startsWith("? ")) return { ok: false, reply: first, invalid: first.slice(2) };
-  const at = /^AT (\S+) (\S+) (\S+) (\S+) (\S+)$/.exec(first);
+  // Fields as the server writes them, one space apart: an ID may hold NBSP or U+3000 (`\S`).
+  const at = /^AT ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$/.exec(first);
   if (at === null) return { ok: false, reply: first };
   const out: Record<string, unknown> = {
     ok: true,
@@ -202,7 +207,11 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   };
   const send = async () => {
     if (rest.length > 0) {
-      await sendLine(rest[0]);
+      // argv is text: sent as its UTF-8 bytes, as a terminal's stdin sends it (char by char, a
+      // code's low byte made 日 0xE5 and U+010A a line feed), its lines as stdin's.
+      const lines = utf8ToBinary(rest[0]).split("\n");
+      if (lines.at(-1) === "") lines.pop();
+      for (const line of lines) await sendLine(line);
     } else {
       // Lines from stdin go as they come, so replies print while the user types.
       let pending = "";

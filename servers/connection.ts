@@ -16,6 +16,7 @@ import { formatInvalid } from "./protocol.ts";
 import { HANDSHAKE_PREFIX } from "./wire.ts";
 import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
+import { inputBudget } from "./connection_input.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { silenceTimer } from "./timeout.ts";
 import { nowNs } from "./clock.ts";
@@ -121,6 +122,8 @@ export class ClientConnection implements OutputHolder {
   /** Admitted for a handshake only (see run()): why it closes when it is not one. */
   #handshakeOnly: string | undefined;
   #sliceStart = 0;
+  /** Bytes of the unfinished line counted against the process's input budget. */
+  #inputHeld = 0;
   /** Why the connection ended, for the disconnect event. */
   reason = "closed by client";
 
@@ -223,6 +226,12 @@ export class ClientConnection implements OutputHolder {
           break;
         }
         const lines = this.splitter.push(input.subarray(0, n));
+        this.#holdInput();
+        if (inputBudget.refuses(this.#inputHeld)) {
+          inputBudget.cuts++;
+          this.close("unfinished line over the process's input budget");
+          break;
+        }
         if (this.#firstLine && handshakeOnly !== undefined && lines.length === 0) {
           helloBytes += n;
           if (helloBytes > HANDSHAKE_LINE_LIMIT) {
@@ -273,6 +282,9 @@ export class ClientConnection implements OutputHolder {
       }
     } finally {
       clearTimeout(helloDeadline);
+      // Handed over or closed: a link's lines are its own business.
+      inputBudget.add(-this.#inputHeld);
+      this.#inputHeld = 0;
       this.#clearPartial();
       this.#idleTimer?.clear();
       if (!this.#handedOver) this.close();
@@ -438,10 +450,19 @@ export class ClientConnection implements OutputHolder {
     this.#partialTimer = silenceTimer(ms, () => {
       this.#partialTimer = undefined;
       const line = this.splitter.flush();
+      this.#holdInput();
       if (line === undefined || this.#closed) return;
       this.#handle([line], 0, true);
       this.#flush();
     }, Math.max(LATE_TIMER_MS, ms / 2));
+  }
+
+  /** Counts the splitter's unfinished line (as it is now) against the input budget. */
+  #holdInput(): void {
+    if (this.#closed) return;
+    const held = this.splitter.pending;
+    inputBudget.add(held - this.#inputHeld);
+    this.#inputHeld = held;
   }
 
   #clearPartial(): void {

@@ -18,7 +18,10 @@ export const OVERLONG_PREFIX = 1024;
 
 /** One line out of the splitter. */
 export interface SplitLine {
-  /** The line without its LF, or the kept prefix of an overlong line. */
+  /**
+   * The line without its LF, or the kept prefix of an overlong line: up to OVERLONG_PREFIX bytes
+   * from its first byte that is not whitespace ("" for an overlong blank line).
+   */
   text: string;
   /** True when the line was longer than the limit and only its prefix is in `text`. */
   overlong: boolean;
@@ -222,16 +225,12 @@ export class LineSplitter {
     if (bytes.length === 0) return;
     if (this.#overlongPrefix !== undefined) {
       // Discarding as it streams; only the echo prefix is topped up.
-      const room = OVERLONG_PREFIX - this.#overlongPrefix.length;
-      if (room > 0) this.#overlongPrefix += bytesToBinary(bytes.subarray(0, room));
+      this.#overlongPrefix = keepPrefix(this.#overlongPrefix, bytes);
       return;
     }
     // One byte over the limit is held: the line's CR, if its LF comes next (#finish checks).
     if (this.#size + bytes.length > this.#limit + 1) {
-      const kept = this.#held();
-      const room = Math.max(0, OVERLONG_PREFIX - kept.length);
-      this.#overlongPrefix = bytesToBinary(kept.subarray(0, OVERLONG_PREFIX)) +
-        bytesToBinary(bytes.subarray(0, room));
+      this.#overlongPrefix = keepPrefix(keepPrefix("", this.#held()), bytes);
       this.#reset();
       return;
     }
@@ -270,11 +269,32 @@ export class LineSplitter {
     // Decoded (copied) before the buffer is reused. A CR before the LF is whitespace, not part of
     // the line's length: only it may pass the limit.
     const line = all.length > this.#limit && all[all.length - 1] !== CR
-      ? { text: bytesToBinary(all.subarray(0, OVERLONG_PREFIX)), overlong: true }
+      ? { text: keepPrefix("", all), overlong: true }
       : { text: bytesToBinary(all), overlong: false };
     this.#reset();
     return line;
   }
+}
+
+/**
+ * Tops up an overlong line's echo prefix (`kept`) with `bytes`, to OVERLONG_PREFIX bytes. The
+ * prefix starts at the line's first byte that is not protocol whitespace: the `?` reply echoes
+ * the line trimmed, so 1 KiB of leading blanks used to leave nothing of the command in it; and
+ * an overlong line of whitespace only keeps nothing, so it is a blank line (no reply).
+ */
+function keepPrefix(kept: string, bytes: Uint8Array): string {
+  let from = 0;
+  if (kept === "") {
+    while (from < bytes.length && isProtocolSpace(bytes[from])) from++;
+  }
+  const room = OVERLONG_PREFIX - kept.length;
+  if (room <= 0 || from === bytes.length) return kept;
+  return kept + bytesToBinary(bytes.subarray(from, from + room));
+}
+
+/** Space, tab, CR, LF, VT, FF: the protocol's whitespace. */
+function isProtocolSpace(b: number): boolean {
+  return b === 32 || (b >= 9 && b <= 13);
 }
 
 const utf8Encoder = new TextEncoder();

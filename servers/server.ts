@@ -782,7 +782,10 @@ export class HerdServer implements LineHandler {
 
   handleLine(line: SplitLine, conn: ClientConnection): string | Promise<string> | null {
     const bus = this.bus;
-    const cmd = line.overlong ? invalidCommand(line.text, "too-long") : parseCommand(line.text);
+    // An overlong line keeps nothing of its leading whitespace: "" was a blank one (lines.ts).
+    const cmd = line.overlong && line.text !== ""
+      ? invalidCommand(line.text, "too-long")
+      : parseCommand(line.text);
     // A blank line is no command and gets no reply: not logged either (a flood of newlines made
     // 35 times its size in log).
     if (cmd.verb === "BLANK") return null;

@@ -354,6 +354,60 @@ function silentServer(reply: string, endless = false) {
   };
 }
 
+Deno.test("client: a COMMAND argument goes as its UTF-8 bytes, as stdin does; its lines as lines (adversarial review)", async () => {
+  // argv is text: each char used to become one byte (its code's low 8 bits), so `日本é` left as
+  // 0xE5 0x2C 0xE9, U+4E20 became a space and U+010A a line feed: a second command.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received: Uint8Array[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      // Answers each line `? <line>` (as a herd server answers what it cannot parse).
+      const chunks: Uint8Array[] = [];
+      let pending = new Uint8Array(0);
+      for await (const chunk of conn.readable) {
+        chunks.push(chunk);
+        const all = new Uint8Array(pending.length + chunk.length);
+        all.set(pending);
+        all.set(chunk, pending.length);
+        let from = 0;
+        for (let lf; (lf = all.indexOf(10, from)) !== -1; from = lf + 1) {
+          const reply = new Uint8Array([0x3f, 0x20, ...all.subarray(from, lf), 10]);
+          await conn.write(reply).catch(() => {});
+        }
+        pending = all.slice(from);
+      }
+      received.push(new Uint8Array(chunks.flatMap((c) => [...c])));
+    }
+  })();
+  const target = `127.0.0.1:${listener.addr.port}`;
+  try {
+    const enc = new TextEncoder();
+    for (const command of ["IAMAT 日本é +1+1 1", "IAMAT a\u010ab +1+1 1", "WHATSAT a\u4e20b 1 1"]) {
+      const out = await run(["client", target, command]);
+      assert.deepEqual(out.stdout, `? ${command}\n`, command);
+      assert.deepEqual(out.code, 1, command);
+      assert.deepEqual([...received.at(-1)!], [...enc.encode(command + "\n")], command);
+    }
+    // Two lines in one argument are two commands, each answered and printed, as from stdin.
+    const two = await run(["client", "--json", target, "nope\nWHATSAT x 1 1"]);
+    assert.deepEqual(
+      two.stdout.trim().split("\n").map((l) => JSON.parse(l).invalid),
+      ["nope", "WHATSAT x 1 1"],
+    );
+    assert.deepEqual(new TextDecoder().decode(received.at(-1)!), "nope\nWHATSAT x 1 1\n");
+    // `now` is found by the protocol's fields: byte 0xA0 (in à, Р, Š as UTF-8) is no separator
+    // (JavaScript's \s took it for one, and the time went as `now`).
+    for (const id of ["aàb", "РУ", "Šx"]) {
+      await run(["client", target, `IAMAT ${id} +1+1 now`]);
+      const sent = new TextDecoder().decode(received.at(-1)!);
+      assert.match(sent, new RegExp(`^IAMAT ${id} \\+1\\+1 \\d{10,}\\.\\d{9}\\n$`), id);
+    }
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
 Deno.test("client: several COMMAND words are a usage error; a server that never answers or never closes ends at --timeout-ms (adversarial review)", async () => {
   // Found by an adversarial review (adv12a): `client Hill IAMAT kiwi ...` unquoted was joined into
   // one line with single spaces (a tab or two spaces in a quoted field changed silently), and a
@@ -874,6 +928,13 @@ Deno.test("client: exit 1 on '?', 2 on a refused connection, --json, and 'now'",
     assert.deepEqual([c.ok, c.client, c.places.status], [true, "kiwi", "OK"]);
     assert.ok(c.places.results.length >= 1 && c.places.results.length <= 2);
     assert.deepEqual([d.ok, d.client, d.time], [true, "j2", "1"]);
+    // An ID holding what JavaScript (not the protocol) calls whitespace is still one field: an
+    // AT reply, parsed (adversarial review: `\S` made it `ok: false` with no fields).
+    for (const id of ["東京\u3000駅", "a\u00a0b", "x\u2028y"]) {
+      const r = await run(["client", "--json", `127.0.0.1:${port}`, `IAMAT ${id} +1+1 1`]);
+      const o = JSON.parse(r.stdout);
+      assert.deepEqual([r.code, o.ok, o.server, o.client, o.time], [0, true, "Echo", id, "1"], id);
+    }
 
     // A refused connection: one clean line naming the address once, exit 2.
     for (const target of [`127.0.0.1:${closed}`]) {

@@ -282,3 +282,41 @@ Deno.test("an IAMAT without LF is timed when its bytes arrived, not when the par
     );
   }
 });
+
+Deno.test("input budget: unfinished lines held past the process's budget are closed; ordinary clients are served (adversarial review)", async () => {
+  // 2,500 connections that had each sent 64 KB without a LF held 119 MB of unfinished lines:
+  // the line limit bounds one connection only.
+  const { inputBudget } = await import("../servers/connection_input.ts");
+  const saved = inputBudget.bytes;
+  inputBudget.bytes = 1024 * 1024;
+  const cutsBefore = inputBudget.cuts;
+  await using s = startLineServer({ partialLineMs: 500 });
+  const hogs: TcpClient[] = [];
+  try {
+    // 40 unfinished lines of 60 KB: 2.4 MB against a 1 MiB budget.
+    for (let i = 0; i < 40; i++) {
+      const c = await TcpClient.connect(s.port);
+      hogs.push(c);
+      await c.send(`HOG${i} ` + "x".repeat(60_000));
+    }
+    await waitFor(() => hogs.filter((c) => c.eof).length >= 20, 10_000, "hogs closed");
+    // Held now: no more than the budget plus the one line that crossed it.
+    assert.ok(inputBudget.total <= 1024 * 1024 + 64 * 1024, `held ${inputBudget.total}`);
+    assert.ok(inputBudget.cuts - cutsBefore >= 20);
+    // An ordinary client holds a few bytes: served while the budget is full.
+    const c = await TcpClient.connect(s.port);
+    await c.send("PING one\nPI");
+    await c.send("NG two\n");
+    await c.waitUntil((r) => r === "PING 8\nPING 8\n", 5_000);
+    await c.close();
+    // A hog that keeps its connection finishes its line: answered.
+    const alive = hogs.find((h) => !h.eof)!;
+    await alive.send("\n");
+    await alive.waitUntil((r) => /^HOG\d+ 6000\d\n$/.test(r), 5_000);
+  } finally {
+    for (const c of hogs) await c.close();
+    inputBudget.bytes = saved;
+  }
+  // Everything held is given back when the connections go.
+  await waitFor(() => inputBudget.total === 0, 5_000, "input released");
+});

@@ -706,6 +706,12 @@ Deno.test("POST /api/command: one command over real TCP, the raw reply", async (
       (await post(d.url, "/api/command", { server: "Smith", line: "A\nB" })).status,
       400,
     );
+    // What JavaScript's trim() drops but the protocol does not call whitespace is a command:
+    // the server answers it (adversarial review: NBSP, U+3000, U+FEFF got "empty command").
+    for (const line of ["\u00a0", "\u3000", "\ufeff"]) {
+      const r = await post(d.url, "/api/command", { server: "Smith", line });
+      assert.deepEqual([r.status, r.json.reply], [200, `? ${line}\n`], JSON.stringify(line));
+    }
     assert.deepEqual((await post(d.url, "/api/command", "{not json")).status, 400);
     assert.deepEqual((await post(d.url, "/api/command", { server: 1, line: "X" })).status, 400);
     await herd.stopServer("Smith");

@@ -8,7 +8,7 @@
  * each line deserves, and the test checks, for every half-closed session:
  * - every complete non-blank line gets exactly one reply, in order, and nothing else arrives;
  * - an invalid line of at most 64 KiB gets exactly `? ` + the line trimmed of protocol
- *   whitespace; an overlong one `? ` + a trimmed prefix of it;
+ *   whitespace; an overlong one `? ` + a prefix of it trimmed (from its first non-blank byte);
  * - a valid IAMAT gets `AT <server> <diff> <client> <location> <time>` with a well-formed,
  *   plausible diff, and is stored: a later WHATSAT answers with the newest record;
  * - a valid WHATSAT for a known client gets that AT line plus legacy JSON ending `}\n\n`, and
@@ -80,9 +80,12 @@ type Expect =
   | { kind: "whatsat"; client: string; bound: number; invalid: string };
 
 function expectFor(line: string): Expect {
-  if (line.length > LIMIT) return { kind: "exact", reply: `? ${trim(line.slice(0, PREFIX))}\n` };
   const f = fields(line);
   if (f.length === 0) return { kind: "none" };
+  if (line.length > LIMIT) {
+    // The echo starts at the command, past its leading whitespace.
+    return { kind: "exact", reply: `? ${trim(trim(line).slice(0, PREFIX))}\n` };
+  }
   const invalid = `? ${trim(line)}\n`;
   if (f.length === 4 && f[1].length <= 256) {
     const [verb, client, a, b] = f;

@@ -118,6 +118,26 @@ Deno.test("limits: over-limit client ID and fields get `?`, whatever the line li
   }
 });
 
+Deno.test("limits: an overlong line is echoed from its first non-whitespace byte; an overlong blank line gets no reply (adversarial review)", async () => {
+  const t = await startSeedHerd({ whatsatGraceMs: 0 });
+  try {
+    const port = t.port("Hill");
+    const command = `IAMAT kiwi ${"x".repeat(70 * 1024)}`;
+    const session = [
+      // Leading whitespace past the 1 KiB echo: the reply used to be a bare `? `.
+      " \t\f\v\r".repeat(600) + command,
+      // Blank, 70 KiB of it: no reply (it got `? `).
+      " ".repeat(70 * 1024),
+      "\t\r".repeat(40 * 1024),
+      "HI",
+    ].join("\n") + "\n";
+    const reply = await exchange(port, session, 10_000);
+    assert.deepEqual(reply, `? ${command.slice(0, 1024)}\n? HI\n`);
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("limits: the largest records fit a peer line and an observer line", () => {
   const now = BigInt(Date.now()) * 1_000_000n;
   const worst = [

@@ -57,6 +57,38 @@ Deno.test("splitter: an overlong line is discarded as it streams; only a prefix 
   assert.deepEqual(s.push(enc.encode("z".repeat(101) + "\n"))[0].overlong, true);
 });
 
+Deno.test("splitter: an overlong line's prefix starts at its first non-whitespace byte; an overlong blank line has none (adversarial review)", () => {
+  // The `?` reply echoes the command trimmed of whitespace: 2,000 leading spaces used to fill the
+  // kept prefix, so the reply was `? ` with nothing of the command; 70,000 spaces, a blank line,
+  // got `? ` instead of no reply.
+  const enc = new TextEncoder();
+  const ws = " \t\r\f\v";
+  const lead = Array.from({ length: 2000 }, (_, i) => ws[i % ws.length]).join("");
+  const body = "IAMAT kiwi " + "x".repeat(300);
+  for (const split of [1, 7, 1999, 2000, 2001, 5000]) {
+    const bytes = enc.encode(lead + body + "\n" + " \t".repeat(400) + "\n" + ws.repeat(300) + "\n");
+    const s = new LineSplitter(100);
+    const out = [
+      ...s.push(bytes.subarray(0, split)),
+      ...s.push(bytes.subarray(split)),
+    ];
+    assert.deepEqual(out.length, 3, `split ${split}`);
+    assert.deepEqual(out[0], { text: body, overlong: true }, `split ${split}`);
+    // Whitespace only, however long: nothing kept, so the line is blank.
+    assert.deepEqual(out[1], { text: "", overlong: true }, `split ${split}`);
+    assert.deepEqual(out[2], { text: "", overlong: true }, `split ${split}`);
+  }
+  // The same at the end of input (EOF or the partial-line timer), and when the overlong line is
+  // only found at its LF (the limit's one spare byte held).
+  const s = new LineSplitter(100);
+  s.push(enc.encode(" ".repeat(3000) + "WHATSAT"));
+  assert.deepEqual(s.flush(), { text: "WHATSAT", overlong: true });
+  s.push(enc.encode(" ".repeat(100)));
+  assert.deepEqual(s.push(enc.encode("y\n")), [{ text: "y", overlong: true }]);
+  s.push(enc.encode(" ".repeat(101)));
+  assert.deepEqual(s.push(enc.encode("\n")), [{ text: "", overlong: true }]);
+});
+
 Deno.test("splitter: a CR before the LF does not count toward the limit, in one read or across reads", () => {
   // A line at the limit sent with CRLF is the same line as with LF (the CR is whitespace); the
   // CR is kept for the parser. One more byte of anything, the CR included, is over.
@@ -105,7 +137,7 @@ Deno.test("splitter: random bytes cut into random reads give the lines a referen
       const counted = line.endsWith("\r") ? line.length - 1 : line.length;
       want.push(
         counted > limit
-          ? { text: line.slice(0, Math.min(line.length, OVERLONG_PREFIX)), overlong: true }
+          ? { text: line.replace(/^[ \t\r\f\v]+/, "").slice(0, OVERLONG_PREFIX), overlong: true }
           : { text: line, overlong: false },
       );
       from = i + 1;

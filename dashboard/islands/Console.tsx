@@ -31,7 +31,8 @@ export default function Console() {
 
   async function send(ev: Event) {
     ev.preventDefault();
-    if (!line.trim() || !server) return;
+    // Blank by the protocol's whitespace (trim() also drops NBSP, which the server answers).
+    if (/^[ \t\r\n\f\v]*$/.test(line) || !server) return;
     setSending(true);
     const res = await control<{ reply: string; ms: number }>("/api/command", { server, line });
     setSending(false);

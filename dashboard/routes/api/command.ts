@@ -24,7 +24,11 @@ export const handler: RouteModule["handler"] = {
     }
     if (/[\r\n]/.test(line.replace(/[\r\n]+$/, ""))) return jsonError(c, 400, "one line only");
     const cmd = line.replace(/[\r\n]+$/, "");
-    if (!cmd.trim()) return jsonError(c, 400, "empty command (a blank line gets no reply)");
+    // Blank by the protocol's whitespace, not trim()'s (which drops NBSP, U+3000, U+FEFF: lines
+    // the server answers with `?`).
+    if (/^[ \t\r\f\v]*$/.test(cmd)) {
+      return jsonError(c, 400, "empty command (a blank line gets no reply)");
+    }
     if (cmd.length > MAX_LINE) return jsonError(c, 413, "command too long");
     const s = d.herd.snapshot().servers.find((x) => x.name === server);
     if (!s) return jsonError(c, 404, `no server named ${server}`);
