@@ -752,11 +752,15 @@ class RecordLog implements Persistence {
       // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
       // epoch and no marks make every neighbour resend its whole log both ways at the next
       // SYNC, so whatever the skipped entries held comes back from the herd.
+      const where = fromKv ? `${this.#server}.kv` : this.#path;
       this.#report(
         "record-invalid",
-        `${data.bad} unreadable or invalid stored entr${data.bad === 1 ? "y" : "ies"} in ${
-          fromKv ? `${this.#server}.kv` : this.#path
-        } skipped; resyncing fully with the neighbours`,
+        data.bad > 0
+          ? `${data.bad} unreadable or invalid stored entr${
+            data.bad === 1 ? "y" : "ies"
+          } in ${where} skipped; resyncing fully with the neighbours`
+          // Whole entries, but the epoch they were written under is gone (the file lost its head).
+          : `${where} holds records or marks but no epoch entry; resyncing fully with the neighbours`,
       );
       this.#durableMarks = new Map();
     } else {

@@ -657,3 +657,23 @@ Deno.test("persist: a server stopped cleanly before its first record restarts wi
     assert.deepEqual(kept.errors, []);
     assert.equal(kept.store.epoch, old.store.epoch);
   }));
+
+Deno.test("persist: records without their epoch entry are reported as such (not as 0 unreadable entries) and force a full resync", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir, ["Jaquez"]);
+    first.p.saved(record("c1", 1));
+    await first.p.committed();
+    await first.p.close();
+    // The head (the `E` entry) gone, every other entry whole.
+    const lines = (await Deno.readTextFile(`${dir}/Hill.records`)).split("\n");
+    await Deno.writeTextFile(
+      `${dir}/Hill.records`,
+      lines.filter((l) => !l.includes(" E 1 ")).join("\n"),
+    );
+    const back = await reload(dir, ["Jaquez"]);
+    await back.p.close();
+    assert.deepEqual(back.errors.map((e) => e.reason), ["record-invalid"]);
+    assert.match(back.errors[0].message, /holds records or marks but no epoch entry/);
+    assert.notEqual(back.store.epoch, first.store.epoch);
+    assert.equal(back.store.size, 1);
+  }));
