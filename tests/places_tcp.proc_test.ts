@@ -747,7 +747,9 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
           await a.send("WHATSAT kiwi 10 5\nIAMAT second +1+1 1700000001\n");
           await waitFor(() => fake.requests.length === 1, 2000, "the WHATSAT reaches Google");
 
-          // Another connection to the same server, and one to another server: IAMAT < 200 ms.
+          // Another connection to the same server, and one to another server: answered well
+          // before the hang ends (half of it: a loaded 2-core box took 351 ms once; blocked
+          // behind the WHATSAT it would take the whole 1.5 s).
           for (const name of ["Hill", "Singleton"]) {
             const c = await TcpClient.connect(t.port(name));
             others.push(c);
@@ -755,7 +757,10 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
             await c.send(`IAMAT other-${name} +1+1 ${TIME}\n`);
             await c.replies(1, 1000);
             const ms = performance.now() - t1;
-            assert.ok(ms < 200, `IAMAT at ${name} took ${ms.toFixed(1)} ms behind a hung WHATSAT`);
+            assert.ok(
+              ms < HANG / 2,
+              `IAMAT at ${name} took ${ms.toFixed(1)} ms behind a hung WHATSAT`,
+            );
           }
 
           // Another client's WHATSAT (a different query) is answered while A's still hangs.
@@ -765,7 +770,7 @@ Deno.test("a hung upstream delays neither an IAMAT on another connection nor oth
           const t2 = performance.now();
           const other = checkLayout(await ask(d, "WHATSAT kiwi 5 2", 1000), at);
           assert.deepEqual(other.status, "OK");
-          assert.ok(performance.now() - t2 < 500, "other client's WHATSAT answered promptly");
+          assert.ok(performance.now() - t2 < HANG / 2, "other client's WHATSAT answered promptly");
           assert.deepEqual(
             a.received,
             at + "\n",
