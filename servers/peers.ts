@@ -73,6 +73,8 @@ export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
+/** Longest a digest after a `HOLD` waits for the record log's write of what we hold (#digestDue). */
+const DIGEST_WRITE_WAIT_MS = 2_000;
 
 /** What a link needs from the server that owns it. */
 export interface LinkHost {
@@ -119,6 +121,11 @@ export interface LinkHost {
    * to `HOLD`) that should bring at least `min` records.
    */
   catchUpElsewhere?(link: Link, min: number): boolean;
+  /**
+   * Resolves once the records stored so far are written to the record log (their commit, then
+   * their marks'); undefined without one. A digest after a `HOLD` waits for it.
+   */
+  recordsWritten?(): Promise<void> | undefined;
   /**
    * The store of neighbour `peer` when it runs in this process (`start`), else undefined: what it
    * holds is known without asking, and not sent (see `Link.#withoutHeld`).
@@ -275,6 +282,11 @@ export class Link {
   /** Our digest as sent after a `HOLD`, and our head then: the peer's answer is compared to it. */
   #ourDigest: BucketDigest | undefined;
   #ourDigestHead = 0;
+  /**
+   * Our digest waits for the records stored so far to be written (see {@linkcode Link.#digestDue}):
+   * undefined until it is due, then the connection it waited on, then "written".
+   */
+  #digestWait: Deno.Conn | "written" | undefined;
   /**
    * Since when (`performance.now()`; -1: not) our catch-up stream waits for the peer: for its
    * answer to our SYNC (`GO` or `HOLD`), then, after `HOLD`, for its `DIGEST`.
@@ -493,6 +505,7 @@ export class Link {
     this.#expected = this.#heldSince = -1;
     this.#holdAsked = false;
     this.#ourDigest = this.#matched = undefined;
+    this.#digestWait = undefined;
     this.#peerDigest = new DigestReader();
     this.#controlOwed = "";
     this.#since = Date.now();
@@ -746,7 +759,7 @@ export class Link {
     }
     // Records may have arrived while the last write was in flight (unless they wait).
     const more = (this.#cursor < s.store.headSeq && !this.#waitsForPeer()) ||
-      this.#controlOwed !== "";
+      this.#controlOwed !== "" || this.#digestDue();
     if (this.#conn === conn && (more || this.#pongOwed)) this.notify();
   }
 
@@ -1182,8 +1195,32 @@ export class Link {
    * ended, or broke off: the digest says what we hold either way), and the peer's has not ended.
    */
   #digestDue(): boolean {
-    return this.#holdAsked && this.#ourDigest === undefined && !this.#peerCaughtUp &&
+    const due = this.#holdAsked && this.#ourDigest === undefined && !this.#peerCaughtUp &&
       this.#server.catchUpElsewhere?.(this, 0) !== true;
+    if (!due || this.#digestWait === "written") return due;
+    // Hashing every record takes the main thread ~0.3 s per 1M, and it comes the moment the
+    // other stream ends: first the records that stream brought are written to the record log
+    // (their commit and its marks), which would otherwise wait behind the digest. Bounded: a
+    // stalled disk delays the digest by at most DIGEST_WRITE_WAIT_MS.
+    const conn = this.#conn;
+    if (this.#digestWait === conn) return false;
+    const written = this.#server.recordsWritten?.();
+    if (written === undefined || conn === undefined) {
+      this.#digestWait = "written";
+      return true;
+    }
+    this.#digestWait = conn;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    Promise.race([
+      written,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, DIGEST_WRITE_WAIT_MS))),
+    ]).catch(() => {}).then(() => {
+      clearTimeout(timer);
+      if (this.#digestWait !== conn) return;
+      this.#digestWait = "written";
+      this.notify();
+    });
+    return false;
   }
 
   /** Sends our store's digest (the peer answers with its own, and then streams what differs). */

@@ -117,9 +117,22 @@ export function parseLocation(text: string): { lat: number; lng: number } | unde
   // sends, and a match with six captures allocates an array and six strings each time.
   const mid = scanCoordinate(text, 0, 90);
   if (mid < 0) return undefined;
+  const lat = scanned;
   if (scanCoordinate(text, mid, 180) !== text.length) return undefined;
-  return { lat: Number(text.slice(0, mid)), lng: Number(text.slice(mid)) };
+  return {
+    lat: Number.isNaN(lat) ? Number(text.slice(0, mid)) : lat,
+    lng: Number.isNaN(scanned) ? Number(text.slice(mid)) : scanned,
+  };
 }
+
+/** Powers of ten that doubles hold exactly (10^0 to 10^22). */
+const EXACT_POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
+
+/**
+ * The value of the coordinate {@linkcode scanCoordinate} last accepted, or NaN when it has more
+ * digits than the exact way below allows (the caller then parses the text).
+ */
+let scanned = NaN;
 
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
@@ -152,6 +165,17 @@ function scanCoordinate(text: string, start: number, limit: number): number {
   if (value > limit) return -1;
   if (value === limit) {
     for (let k = fracStart; k < i; k++) if (text.charCodeAt(k) !== 48) return -1;
+  }
+  // The value as `Number` would parse it, without a slice or a string parse: its digits (at
+  // most 15: an integer below 2^53) over a power of ten up to 10^22 are two exact doubles, and
+  // IEEE division rounds their quotient correctly, as `Number` does (Clinger's fast path).
+  const frac = i - fracStart;
+  if (intEnd - first + frac > 15) scanned = NaN;
+  else {
+    let m = value;
+    for (let k = fracStart; k < i; k++) m = m * 10 + text.charCodeAt(k) - 48;
+    const v = frac === 0 ? m : m / EXACT_POW10[frac];
+    scanned = sign === 45 ? -v : v;
   }
   return i;
 }

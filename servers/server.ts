@@ -1257,6 +1257,11 @@ export class HerdServer implements LineHandler {
     return this.links.some((l) => l !== link && l.catchUpExpected >= min);
   }
 
+  /** What the records stored so far take to be written: the record log's flush (none without one). */
+  recordsWritten(): Promise<void> | undefined {
+    return this.#persistence?.flush();
+  }
+
   /** A link's mark moved: persist it with the records it covers. */
   markAdvanced(link: Link): void {
     this.#persistence?.markMoved(link);

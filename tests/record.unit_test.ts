@@ -70,6 +70,33 @@ Deno.test("location parse agrees with the rule written as a regular expression",
   assert.ok(valid > 10_000, `only ${valid} valid locations generated`);
 });
 
+Deno.test("location values are exactly what Number parses of their text, however many digits", () => {
+  // parseLocation computes a coordinate's value while it scans (its digits over a power of ten
+  // when both are exact doubles), and parses the text only past 15 digits: the two must agree
+  // to the last bit, sign of zero included, on both sides of that line.
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(next() * 10)).join("");
+  const coordinate = (limit: number) => {
+    const int = String(Math.floor(next() * limit)).padStart(1 + Math.floor(next() * 3), "0");
+    const n = Math.floor(next() * 26);
+    return (next() < 0.5 ? "+" : "-") + int + (n === 0 ? "" : "." + digits(n));
+  };
+  const edges = ["-0+0", "-0.000-00.0", "+89.999999999999999999+179.99999999999", "-0.1+0.3"];
+  let fallbacks = 0;
+  for (let i = 0; i < 30_000; i++) {
+    const lat = i < edges.length ? "" : coordinate(90);
+    const text = i < edges.length ? edges[i] : lat + coordinate(180);
+    const mid = i < edges.length ? text.slice(1).search(/[+-]/) + 1 : lat.length;
+    const got = parseLocation(text);
+    assert.ok(got, text);
+    assert.ok(Object.is(got.lat, Number(text.slice(0, mid))), `${text} lat ${got.lat}`);
+    assert.ok(Object.is(got.lng, Number(text.slice(mid))), `${text} lng ${got.lng}`);
+    if (text.length - mid > 17) fallbacks++;
+  }
+  assert.ok(fallbacks > 1_000, `only ${fallbacks} long coordinates generated`);
+});
+
 Deno.test("peer records are validated field by field", () => {
   const ok = { origin: "Hill", diff: "-0.500000000", client: "k", location: "+1+2", time: "3" };
   assert.ok(validateRecord(ok));
