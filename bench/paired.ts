@@ -5,10 +5,15 @@
  * together see the same drift, so their ratio is what a change is judged by.
  *
  *     deno run -A bench/paired.ts --a /tmp/base --b . [--rounds 5] [--connections 32] \
- *       [--duration-ms 4000] [--warmup-ms 500] [--persist] [--flags="--receipt-wait-ms 0"] \
+ *       [--duration-ms 4000] [--warmup-ms 500] [--prewarm-ms 0] [--persist] [--flags="--receipt-wait-ms 0"] \
  *       [--a-flags ...] [--b-flags ...] [--a-deno-flags ...] [--b-deno-flags ...] [--rate R] [--solo]
  *
  * `--a-deno-flags` / `--b-deno-flags` go to that herd's `deno run` (e.g. `--v8-flags=...`).
+ *
+ * `--prewarm-ms N` loads both herds at once for N ms, not measured, before round 1: a herd's
+ * first ~20 s of load include V8 compiling its hot code on worker threads (a fifth of five
+ * `server` processes' CPU per IAMAT in the first seconds), so without it the early rounds
+ * measure the JIT as much as the herd (BENCHMARKS.md, "Five processes of 2026-11-28").
  *
  * Each round reports, per herd: IAMAT throughput, p50/p99 (ms, by the client), and the herd
  * process's CPU time (user + system, from /proc/PID/stat) over the measured window divided by
@@ -60,6 +65,7 @@ const OPTIONS = {
   connections: { type: "string", default: "32" },
   "duration-ms": { type: "string", default: "4000" },
   "warmup-ms": { type: "string", default: "500" },
+  "prewarm-ms": { type: "string", default: "0" },
   persist: { type: "boolean", default: false },
   flags: { type: "string", default: "" },
   "a-flags": { type: "string", default: "" },
@@ -78,6 +84,11 @@ const rounds = Number(v.rounds);
 const connections = Number(v.connections);
 const durationMs = Number(v["duration-ms"]);
 const warmupMs = Number(v["warmup-ms"]);
+const prewarmMs = Number(v["prewarm-ms"]);
+if (!Number.isSafeInteger(prewarmMs) || prewarmMs < 0) {
+  console.error(`paired: --prewarm-ms wants an integer >= 0, got '${v["prewarm-ms"]}'`);
+  Deno.exit(2);
+}
 const TICK = 100; // USER_HZ: /proc/PID/stat counts CPU time in 1/100 s
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -171,7 +182,12 @@ async function launch(
   throw new Error(`herd ${label} (${root}) did not come up with every link`);
 }
 
-async function load(port: number, startAt: number, tag: string): Promise<LoadResult> {
+async function load(
+  port: number,
+  startAt: number,
+  tag: string,
+  window = { durationMs, warmupMs },
+): Promise<LoadResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -182,9 +198,9 @@ async function load(port: number, startAt: number, tag: string): Promise<LoadRes
       "--connections",
       String(connections),
       "--duration-ms",
-      String(durationMs),
+      String(window.durationMs),
       "--warmup-ms",
-      String(warmupMs),
+      String(window.warmupMs),
       "--start-at",
       String(startAt),
       "--tag",
@@ -337,6 +353,17 @@ try {
       v["b-flags"]
     }`,
   );
+  if (prewarmMs > 0) {
+    // Unmeasured load on both herds at once before round 1: V8 compiles the hot code on its
+    // worker threads for the first ~10-20 s of load, and five processes each warm up on a fifth
+    // of the work (BENCHMARKS.md, "Five processes of 2026-11-28").
+    console.error(`prewarm: ${prewarmMs} ms of load on both herds, not measured`);
+    const startAt = Date.now() + 1000;
+    const window = { durationMs: prewarmMs, warmupMs: 0 };
+    await Promise.all(
+      [a, b].map((h, i) => load(h.ports.Hill, startAt, `pw${i}x${Date.now() % 1e6}`, window)),
+    );
+  }
   const results: { a: Sample; b: Sample; load: number }[] = [];
   for (let i = 0; i < rounds; i++) {
     const load1 = Math.round(Deno.loadavg()[0] * 10) / 10;
@@ -406,6 +433,7 @@ try {
       persist: v.persist,
       connections,
       durationMs,
+      prewarmMs,
       rounds,
       rate: Number(v.rate),
       solo: v.solo,

@@ -35,11 +35,10 @@ import {
   type Command,
   formatAt,
   formatInvalid,
-  formatTimeDiff,
   formatWhatsatReply,
+  iamatDiff,
   invalidCommand,
   parseCommand,
-  tooFarAhead,
   type WhatsatCommand,
 } from "./protocol.ts";
 import { freshEpoch, RecordStore, type StoredRecord } from "./store.ts";
@@ -879,12 +878,11 @@ export class HerdServer implements LineHandler {
         const now = conn.receivedNs();
         // Only the receiving server checks: a peer's record is taken as its origin accepted it,
         // so servers with skewed clocks never disagree about it.
-        if (tooFarAhead(cmd.time, now, this.#opts.maxFutureS)) {
-          return this.#invalid(line, "future-time", outcome);
-        }
+        const diff = iamatDiff(now, cmd.time, this.#opts.maxFutureS);
+        if (diff === undefined) return this.#invalid(line, "future-time", outcome);
         const fields: AtFields = {
           origin: this.name,
-          diff: formatTimeDiff(now, cmd.time),
+          diff,
           client: cmd.client,
           location: cmd.location,
           time: cmd.time,

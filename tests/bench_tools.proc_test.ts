@@ -226,3 +226,23 @@ Deno.test("bench: --help prints usage; a bad flag exits 2 with one line", async 
     assert.match(err, /^bench: /);
   }
 });
+
+Deno.test("paired: a bad --prewarm-ms (or another bad flag) exits 2 with one line, before any herd starts", async () => {
+  for (
+    const args of [["--prewarm-ms", "x"], ["--prewarm-ms=-5"], ["--prewarm-ms", "1.5"], ["--bogus"]]
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "bench/paired.ts", ...args],
+      cwd: new URL("../", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr).trim();
+    assert.deepEqual(out.code, 2, `${args.join(" ")}: exit ${out.code}: ${err}`);
+    assert.deepEqual(err.split("\n").length, 1, err);
+    assert.match(
+      err,
+      args[0] === "--bogus" ? /^paired: / : /^paired: --prewarm-ms wants an integer >= 0/,
+    );
+  }
+});

@@ -4,6 +4,7 @@ import {
   formatInvalid,
   formatTimeDiff,
   formatWhatsatReply,
+  iamatDiff,
   parseCommand,
   splitFields,
   tooFarAhead,
@@ -131,6 +132,48 @@ Deno.test("time difference: exact, signed, nine digits, from integer nanoseconds
   // 19-digit timestamps stay exact (a float would lose the last digits).
   assert.deepEqual(formatTimeDiff(1621464827959498504n, "1621464827.959498503"), "+0.000000001");
   assert.deepEqual(formatTimeDiff(99999999999999999999n, "0"), "+99999999999.999999999");
+});
+
+Deno.test("iamatDiff is tooFarAhead, then formatTimeDiff, in one: 40,000 random and edge times", () => {
+  // The fast path (at most 15 whole digits, 9 fraction digits) against the exact BigInt paths.
+  let seed = 0x1234567;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const digits = (n: number) => Array.from({ length: n }, () => String(rand(10))).join("");
+  const reference = (r: bigint, t: string, max: number) =>
+    tooFarAhead(t, r, max) ? undefined : formatTimeDiff(r, t);
+  const clocks = [0n, 1n, 999_999_999n, 1_000_000_000n, 1764288000123456789n, 10n ** 23n];
+  const bounds = [0, 1, 86400, 1e15, 2 ** 53 - 1];
+  let checked = 0;
+  const check = (r: bigint, t: string, max: number) => {
+    assert.deepEqual(iamatDiff(r, t, max), reference(r, t, max), `${r} ${t} ${max}`);
+    checked++;
+  };
+  for (let i = 0; i < 40_000; i++) {
+    const r = rand(3) === 0
+      ? clocks[rand(clocks.length)]
+      : 1764288000000000000n + BigInt(rand(2_000_000_000)) * BigInt(rand(1_000_000_000));
+    const max = bounds[rand(bounds.length)];
+    const whole = rand(4) === 0
+      ? "0".repeat(rand(3)) + digits(1 + rand(19))
+      : String(r / 10n ** 9n + BigInt(rand(200_000)) - 100_000n);
+    const frac = rand(4) === 0 ? "" : "." + digits(1 + rand(12));
+    check(r, (whole.startsWith("-") ? "0" : whole) + frac, max);
+  }
+  // Exactly at the bound, a nanosecond either side, and the same second.
+  for (const r of [1764288000123456789n, 1764288000000000000n, 5_000_000_000n]) {
+    for (const max of [0, 1, 86400]) {
+      for (const dn of [-1n, 0n, 1n]) {
+        const c = r + BigInt(max) * 1_000_000_000n + dn;
+        const t = `${c / 10n ** 9n}.${String(c % 10n ** 9n).padStart(9, "0")}`;
+        check(r, t, max);
+        check(r, t.replace(/0+$/, "").replace(/\.$/, ""), max);
+      }
+    }
+  }
+  assert.ok(checked > 40_000);
 });
 
 Deno.test("AT and WHATSAT layouts", () => {
