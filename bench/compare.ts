@@ -104,6 +104,8 @@ export interface CompareReport {
    * {@linkcode JIT_WARMUP_MS}).
    */
   warmupRunMs: number;
+  /** The same for the two herds (see {@linkcode HERD_WARMUP_MS}); absent in older reports. */
+  herdWarmupMs?: number;
   loadavgStart: number;
   loadavgEnd: number;
 }
@@ -117,6 +119,15 @@ export interface CompareReport {
  * rounds) measured the five processes while they were still compiling.
  */
 export const JIT_WARMUP_MS = { quick: 4000, full: 6000 } as const;
+
+/**
+ * The herds' warm-up instead (both, so neither is measured colder than the other): perf14 measured
+ * five processes at 139 µs of CPU per IAMAT after 3 s of load, 30 of it V8's compiler threads
+ * (40+ compilations per process in a 5 s window after 3 s), and 91 µs after 20 s
+ * (BENCHMARKS.md, "Five processes of 2026-11-28"): a herd that serves for minutes runs the
+ * latter. Redis and the C echo have nothing to compile.
+ */
+export const HERD_WARMUP_MS = { quick: 12_000, full: 20_000 } as const;
 
 const TAG = () => randomHex(3);
 
@@ -216,13 +227,16 @@ export async function benchCompare(plan: Plan, logDir: string): Promise<CompareR
     const c = plan.halfPeakConnections;
     const rounds = plan.quick ? 2 : 3;
     const warmupRunMs = plan.quick ? JIT_WARMUP_MS.quick : JIT_WARMUP_MS.full;
+    const herdWarmupMs = plan.quick ? HERD_WARMUP_MS.quick : HERD_WARMUP_MS.full;
     for (
       const s of systems.filter((s) => s.key !== "cEcho" && s.key !== "cEcho2" && s.key !== "redis")
     ) {
-      progress(`[compare] warming up ${SYSTEMS[s.key]}: ${warmupRunMs} ms at ${c} connections`);
-      await loadPoint({ ...plan, durationMs: warmupRunMs, warmupMs: 0 }, native, s, c, 0);
+      const ms = s.key === "start" || s.key === "servers" ? herdWarmupMs : warmupRunMs;
+      progress(`[compare] warming up ${SYSTEMS[s.key]}: ${ms} ms at ${c} connections`);
+      await loadPoint({ ...plan, durationMs: ms, warmupMs: 0 }, native, s, c, 0);
     }
     report.warmupRunMs = warmupRunMs;
+    report.herdWarmupMs = herdWarmupMs;
     for (let i = 0; i < rounds; i++) {
       progress(`[compare] round ${i + 1}/${rounds}, ${c} connections: ${systems.length} systems`);
       const round: CompareRound = { points: {}, loadavg: loadavg() };

@@ -426,7 +426,9 @@ export function printCompare(c: CompareReport): void {
   console.log(`\ncompare (${c.generator}):`);
   // Older reports (before the warm-up) have no field: said as 0.
   console.log(
-    `each Deno system warmed up ${c.warmupRunMs ?? 0} ms before the rounds (not measured)`,
+    `each Deno system warmed up ${c.warmupRunMs ?? 0} ms before the rounds, the herds ${
+      c.herdWarmupMs ?? c.warmupRunMs ?? 0
+    } ms (not measured)`,
   );
   printTable([
     ...c.rounds.flatMap((r) => Object.values(r.points)),
