@@ -342,3 +342,20 @@ Deno.test("input budget: a final unterminated line taken at EOF leaves the budge
   }
   await waitFor(() => inputBudget.total === 0, 5_000, "input released");
 });
+
+Deno.test("input budget: a line the partial-line timer takes leaves the budget while the connection stays (review14)", async () => {
+  const { inputBudget } = await import("../servers/connection_input.ts");
+  await using s = startLineServer({ partialLineMs: 100 });
+  const c = await TcpClient.connect(s.port);
+  try {
+    await c.send("y".repeat(30_000));
+    await c.waitUntil((r) => r === "y".repeat(30_000) + " 30000\n", 5_000);
+    assert.equal(inputBudget.total, 0);
+    // The connection goes on: its next line is read and answered as usual.
+    await c.send("z".repeat(20_000) + "\n");
+    await c.waitUntil((r) => r.endsWith("z".repeat(20_000) + " 20000\n"), 5_000);
+    assert.equal(inputBudget.total, 0);
+  } finally {
+    await c.close();
+  }
+});
