@@ -217,6 +217,8 @@ export class ClientConnection implements OutputHolder {
         if (n === null) {
           // Half-close: a final unterminated line is still a command.
           const last = this.splitter.flush();
+          // Taken: no longer unfinished input, though the replies may take long to settle.
+          this.#holdInput();
           if (last !== undefined) this.#handle([last], 0, true);
           this.#flush();
           await new Promise<void>((resolve) => {

@@ -320,3 +320,42 @@ Deno.test("input budget: unfinished lines held past the process's budget are clo
   // Everything held is given back when the connections go.
   await waitFor(() => inputBudget.total === 0, 5_000, "input released");
 });
+
+Deno.test("input budget: a final unterminated line taken at EOF leaves the budget while earlier replies are still owed (review14)", async () => {
+  // At EOF the splitter hands over its last line at once, but the connection stays until every
+  // reply is written: the line's bytes stayed counted as unfinished input all that time (a
+  // client that half-closes behind a slow command held phantom budget, which closes others).
+  const { inputBudget } = await import("../servers/connection_input.ts");
+  await using s = startLineServer({ partialLineMs: 0 });
+  const c = await TcpClient.connect(s.port);
+  try {
+    await c.send("HOLD\n" + "x".repeat(40_000));
+    await waitFor(() => s.held() === 1 && inputBudget.total === 40_000, 5_000, "line held");
+    await c.conn.closeWrite();
+    // The final line is answered (behind the HOLD); nothing of it is unfinished any more.
+    await waitFor(() => inputBudget.total === 0, 5_000, "the final line out of the budget");
+    s.release();
+    const want = "HOLD 4\n" + "x".repeat(40_000) + " 40000\n";
+    await c.waitUntil((r) => r === want, 5_000);
+  } finally {
+    await c.close();
+  }
+  await waitFor(() => inputBudget.total === 0, 5_000, "input released");
+});
+
+Deno.test("input budget: a line the partial-line timer takes leaves the budget while the connection stays (review14)", async () => {
+  const { inputBudget } = await import("../servers/connection_input.ts");
+  await using s = startLineServer({ partialLineMs: 100 });
+  const c = await TcpClient.connect(s.port);
+  try {
+    await c.send("y".repeat(30_000));
+    await c.waitUntil((r) => r === "y".repeat(30_000) + " 30000\n", 5_000);
+    assert.equal(inputBudget.total, 0);
+    // The connection goes on: its next line is read and answered as usual.
+    await c.send("z".repeat(20_000) + "\n");
+    await c.waitUntil((r) => r.endsWith("z".repeat(20_000) + " 20000\n"), 5_000);
+    assert.equal(inputBudget.total, 0);
+  } finally {
+    await c.close();
+  }
+});

@@ -192,6 +192,16 @@ browserTest(
           undefined,
           { timeout: 5000 },
         );
+        // A line of NBSP is no blank line to the protocol (trim() took it for one, and the
+        // console sent nothing): the server's "?" for it shows (review14).
+        await page.fill('[data-testid="console-line"]', "\u00a0");
+        await page.click('[data-testid="console-send"]');
+        await page.waitForFunction(
+          () =>
+            document.querySelector('[data-testid="console-reply"]')?.textContent === "? \u00a0\n",
+          undefined,
+          { timeout: 5000 },
+        );
       });
 
       await t.step(
