@@ -32,6 +32,8 @@
  * `BENCH_CATCHUP_PROFILE=1` the restarted server runs under the sampling profiler from its first
  * line (`--inspect-wait`) until its first stream has ended: `<logs>/catchup[+log]-Campbell.cpuprofile`
  * (open in DevTools or speedscope), and its top functions by self time are printed.
+ * `BENCH_CATCHUP_DENO_FLAGS` (space-separated) go to the restarted server's `deno run`, e.g.
+ * `--v8-flags=--trace-gc`: its output is in `<logs>/catchup[+log]-Campbell-2.log`.
  *
  * @module
  */
@@ -189,7 +191,10 @@ export async function benchCatchup(
     const spawnedWall = Date.now(); // the log's times are wall-clock
     const launched = launchServer(dir, VICTIM, `${logDir}/${label}-${VICTIM}-2.log`, {
       ...opts,
-      denoFlags: profiling ? [`--inspect-wait=127.0.0.1:${inspectPort}`] : [],
+      denoFlags: [
+        ...(profiling ? [`--inspect-wait=127.0.0.1:${inspectPort}`] : []),
+        ...(Deno.env.get("BENCH_CATCHUP_DENO_FLAGS")?.split(" ").filter((f) => f !== "") ?? []),
+      ],
     });
     // The profiler starts before the child runs its first line (it waits for the inspector).
     const inspector = profiling
