@@ -33,7 +33,7 @@ import { dialHandshake } from "../servers/handshake.ts";
 import { LinkPortBook } from "../servers/link_port.ts";
 import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
-import { EventBus, type HerdEvent, type LocationBatchEvent } from "../servers/events.ts";
+import { EventBus, type LocationBatchEvent } from "../servers/events.ts";
 import { LineSplitter, type SplitLine } from "../servers/lines.ts";
 import type { HerdSnapshot, RecordSnapshot, ServerState } from "../servers/snapshot.ts";
 import { compareRecords, parseLocation } from "../servers/record.ts";
@@ -46,6 +46,7 @@ import {
   parseObserverLine,
 } from "../servers/wire.ts";
 import { closeQuietly } from "../servers/io.ts";
+import { boundedEvent } from "./observed_event.ts";
 import { Backoff, jittered } from "../servers/backoff.ts";
 import { withTimeout } from "../servers/timeout.ts";
 import { errText } from "../servers/text.ts";
@@ -449,7 +450,12 @@ export class RemoteHerd {
     return out;
   }
 
-  #onEvent(w: Watch, e: HerdEvent): void {
+  #onEvent(w: Watch, observed: unknown): void {
+    // Rebuilt to its bounded shape first: text cut, no stray nested values, this server's own
+    // (a member could send any JSON up to the line limit, and the hub keeps 10,000 events).
+    const bounded = boundedEvent(observed, w.config.name);
+    if (bounded === undefined) return;
+    let e = bounded;
     // Malformed, it is skipped as malformed JSON is (its records feed the map and counts; a
     // field of the wrong type kept in the view made every snapshot after it throw).
     if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
@@ -489,14 +495,25 @@ export class RemoteHerd {
           break;
         }
         case "link.stats": {
-          const { kind: _k, t: _t, server: _s, ...stats } = e;
+          // Its known fields of the right types only: every snapshot (and page) shows them.
           const l = s.links.find((x) => x.peer === e.peer);
-          if (l) Object.assign(l, stats, { up: e.state !== "down" });
+          if (l) {
+            const num = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+            if (e.state === "down" || e.state === "syncing" || e.state === "up") l.state = e.state;
+            if (num(e.rttMs) || e.rttMs === null) l.rttMs = e.rttMs;
+            if (num(e.behind)) l.behind = e.behind;
+            if (num(e.unacked)) l.unacked = e.unacked;
+            if (num(e.since)) l.since = e.since;
+            l.up = e.state !== "down";
+          }
           break;
         }
         case "link.control": {
           const l = s.links.find((x) => x.peer === e.peer);
-          if (l) Object.assign(l, { cut: e.cut, delayMs: e.delayMs });
+          if (l) {
+            l.cut = e.cut === true;
+            l.delayMs = typeof e.delayMs === "number" && Number.isFinite(e.delayMs) ? e.delayMs : 0;
+          }
           break;
         }
         case "location.accepted": {

@@ -385,3 +385,67 @@ Deno.test("RemoteHerd: an event whose record has fields of the wrong types is sk
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: an observed event carries no text or value beyond its shape; a dashboard keeps it small (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): events other than location, WHATSAT and invalid-line
+  // events went from a member's stream to the bus, and into the dashboard's ring of 10,000
+  // events, whole: a 200 KB `remote`, `reason` or extra field (any member may send any JSON up to
+  // the observer line limit, ~500 KB) was kept per event, so 10,000 of them held gigabytes.
+  const t = await startSeedHerd();
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    const big = "x".repeat(200_000);
+    const now = Date.now();
+    const record = { client: "fat", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+    const hostile = [
+      { kind: "client.connect", t: now, server: "Hill", conn: 1, remote: big },
+      { kind: "client.disconnect", t: now, server: "Hill", conn: 1, remote: "r", reason: big },
+      { kind: "link.down", t: now, server: "Hill", peer: "Jaquez", reason: big },
+      { kind: "error", t: now, server: "Hill", reason: "internal", message: big },
+      { kind: "server.down", t: now, server: "Hill", junk: { deep: [big] } },
+      {
+        kind: "sync.done",
+        t: now,
+        server: "Hill",
+        peer: "Jaquez",
+        sent: 1,
+        received: 1,
+        ms: 1,
+        junk: big,
+      },
+      {
+        kind: "location.accepted",
+        t: now,
+        server: "Hill",
+        from: null,
+        lat: 1,
+        lng: 1,
+        record: { ...record, junk: big },
+      },
+      { kind: "receipt.late", t: now, server: "Hill", client: "c", peers: [big], waitedMs: 1 },
+    ];
+    for (const e of hostile) hill.bus.emit(e as unknown as HerdEvent);
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the hostile ones",
+    );
+    for (const e of seen) {
+      const size = JSON.stringify(e).length;
+      assert.ok(size < 8_192, `a ${e.kind} event of ${size} bytes reached the bus`);
+    }
+    assert.equal(ups(), upsBefore + 1, "the stream was not redialled");
+    assert.equal(remote.status().Hill.status, "watching");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
