@@ -47,6 +47,7 @@ import {
 } from "../servers/wire.ts";
 import { closeQuietly } from "../servers/io.ts";
 import { boundedEvent } from "./observed_event.ts";
+import { boundedMetrics } from "./observed_metrics.ts";
 import { Backoff, jittered } from "../servers/backoff.ts";
 import { withTimeout } from "../servers/timeout.ts";
 import { errText } from "../servers/text.ts";
@@ -327,7 +328,8 @@ export class RemoteHerd {
             clearTimeout(handshakeTimer);
           } else if (m?.type === "RECORDS") this.#onRecords(w, m.records);
           else if (m?.type === "EVENT") this.#onEvent(w, m.event);
-          else if (m?.type === "METRICS") w.metrics = m.metrics;
+          // Well-formed families of this server's own samples only (observed_metrics.ts).
+          else if (m?.type === "METRICS") w.metrics = boundedMetrics(m.metrics, w.config.name);
         }
         if (splitter.discarding) {
           error = "line too long";

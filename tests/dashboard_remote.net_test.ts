@@ -449,3 +449,56 @@ Deno.test("RemoteHerd: an observed event carries no text or value beyond its sha
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a member's malformed or foreign METRICS never break the dashboard's /metrics (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a server's METRICS line went to prom-client's
+  // aggregator as it came: one `null` family (or one without an aggregator) made every scrape of
+  // the remote dashboard a 500; a name outside Prometheus' syntax broke the exposition for every
+  // scraper; a sample labelled with another server was summed into that server's series.
+  const t = await startSeedHerd();
+  const family = (name: string, server: string, value: number) => ({
+    name,
+    help: "h",
+    type: "gauge",
+    aggregator: "sum",
+    values: [{ value, labels: { server } }],
+  });
+  const hill = t.herd.servers.get("Hill")!;
+  const jaquez = t.herd.servers.get("Jaquez")!;
+  hill.metricsExport = () =>
+    Promise.resolve([
+      null,
+      {},
+      { name: "herd_x", type: "gauge", values: [] },
+      { ...family("bad name{", "Hill", 1), help: "h\n# EVIL" },
+      family("herd_records", "Jaquez", 999), // another server's series
+      family("herd_build_info", "Hill", 5), // the dashboard's own family
+      {
+        ...family("herd_bad_label", "Hill", 1),
+        values: [{ value: 1, labels: { server: "Hill", "a-b": "x" } }],
+      },
+      family("herd_client_connections", "Hill", 3),
+    ]);
+  jaquez.metricsExport = () => Promise.resolve([family("herd_records", "Jaquez", 7)]);
+  const remote = watcher(t.config);
+  remote.start();
+  const d = await serveDashboard(remote, { host: "127.0.0.1", port: 0, quiet: true });
+  try {
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    await waitFor(() => remote.metricsJson().length >= 2, 5000, "both reports");
+    const res = await fetch(`${d.url}/metrics`);
+    const text = await res.text();
+    assert.equal(res.status, 200, text.slice(0, 300));
+    assert.match(text, /^herd_records\{server="Jaquez"\} 7$/m);
+    assert.match(text, /^herd_client_connections\{server="Hill"\} 3$/m);
+    assert.doesNotMatch(text, /EVIL|bad name|a-b|herd_bad_label|999/);
+    for (const line of text.split("\n")) {
+      if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
+      assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$/, `exposition line ${line}`);
+    }
+  } finally {
+    await d.close();
+    await remote.stop();
+    await t.close();
+  }
+});
