@@ -381,9 +381,7 @@ export class RemoteHerd {
     w.backoff.reset();
     w.lastError = undefined;
     w.known = new Set();
-    const recs = Array.isArray(st.records)
-      ? st.records.filter((r) => typeof r?.client === "string")
-      : [];
+    const recs = Array.isArray(st.records) ? st.records.filter(wellFormedRecord) : [];
     // Newest first on the wire; merged oldest first so the newest stay when trimming.
     for (let i = recs.length - 1; i >= 0; i--) {
       w.known.add(recs[i].client);
@@ -417,7 +415,9 @@ export class RemoteHerd {
   /** One chunk of a streamed snapshot, oldest change first. */
   #onRecords(w: Watch, recs: ObservedRecord[]): void {
     for (const r of recs) {
-      if (typeof r?.client !== "string") continue;
+      // Five text fields, as an event's record: a number kept for `origin` made every snapshot
+      // after it throw, one for `location` dropped the stream (redialled for ever).
+      if (!wellFormedRecord(r)) continue;
       w.known.add(r.client);
       this.#merge(r);
     }
@@ -562,7 +562,7 @@ function wellFormedBatch(e: LocationBatchEvent): boolean {
 }
 
 /** A record from the wire whose five fields are text, as the view and every page need them. */
-function wellFormedRecord(r: unknown): boolean {
+function wellFormedRecord(r: unknown): r is ObservedRecord {
   if (typeof r !== "object" || r === null) return false;
   const f = r as Record<string, unknown>;
   return ["client", "origin", "diff", "location", "time"].every((k) => typeof f[k] === "string");

@@ -502,3 +502,46 @@ Deno.test("RemoteHerd: a member's malformed or foreign METRICS never break the d
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: snapshot records of the wrong types are skipped; the stream, the view and the page are kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a record in a member's RECORDS chunk was checked for
+  // a text `client` only (adv12c checked those of events), so a number for `origin` was kept and
+  // every /api/state and page load after it was a 500; a number for `location` threw in the
+  // reader and the stream was redialled for ever.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const good = { client: "fine", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+  const bad = [
+    { client: "evil1", origin: 5, diff: "+0", location: "+1+1", time: "1" },
+    { client: "evil2", origin: "Hill", diff: "+0", location: 7, time: "1" },
+    { client: "evil3", origin: "Hill", diff: [], location: "+1+1", time: { a: 1 } },
+    good,
+  ];
+  (hill as unknown as { recentRecords(): unknown[] }).recentRecords = () => [...bad].reverse();
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  remote.start();
+  const d = await serveDashboard(remote, { host: "127.0.0.1", port: 0, quiet: true });
+  try {
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    await waitFor(
+      () => remote.snapshot().records.some((r) => r.client === "fine"),
+      5000,
+      "the good record",
+    );
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    await new Promise((r) => setTimeout(r, 300)); // a redial would show as another server.up
+    assert.equal(ups(), 1, "Hill's stream was redialled");
+    assert.ok(!remote.snapshot().records.some((r) => r.client.startsWith("evil")));
+    for (const path of ["/api/state", "/"]) {
+      const res = await fetch(`${d.url}${path}`);
+      const body = await res.text();
+      assert.equal(res.status, 200, `${path}: ${body.slice(0, 200)}`);
+    }
+  } finally {
+    await d.close();
+    await remote.stop();
+    await t.close();
+  }
+});
