@@ -349,7 +349,7 @@ export class RemoteHerd {
   }
 
   #onState(w: Watch, st: ObservedState): void {
-    if (typeof st.places === "string") this.#places = st.places;
+    if (isProvider(st.places)) this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
     // A member's STATE is checked field by field, as its events are: a wrong type kept no
     // stream up (`links: "x"` threw, and the server was redialled for ever) or showed NaN.
@@ -542,7 +542,7 @@ export class RemoteHerd {
     }
     if (e.kind === "location.accepted") this.#merge(e.record);
     if (e.kind === "location.batch") { for (const r of e.records) this.#merge(r); }
-    if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
+    if (e.kind === "whatsat" && isProvider(e.provider)) this.#places = e.provider;
     this.bus.emit(e);
   }
 }
@@ -552,6 +552,14 @@ export class RemoteHerd {
  * sends (its batches hold 2,048 records by default).
  */
 const MAX_BATCH = 65_536;
+
+/**
+ * A Places provider's name as a server states it (`offline`, `new`, `legacy`): shown in every
+ * snapshot, so a member's 200 KB `places` was in every /api/state and page (adv15).
+ */
+function isProvider(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= 64;
+}
 
 /** A `location.batch` from the wire with the fields the view uses, of the right types. */
 function wellFormedBatch(e: LocationBatchEvent): boolean {

@@ -545,3 +545,46 @@ Deno.test("RemoteHerd: snapshot records of the wrong types are skipped; the stre
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a Places provider's name from a member is shown only when it is a name (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): STATE's `places` (and a WHATSAT event's `provider`)
+  // was shown whatever its length: 200 KB in every snapshot, /api/state and page.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  Object.defineProperty(hill, "places", { value: "p".repeat(200_000) });
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    assert.ok(remote.snapshot().places.length <= 64, `${remote.snapshot().places.length}`);
+    const whatsat = (provider: string) => ({
+      kind: "whatsat",
+      t: Date.now(),
+      server: "Hill",
+      client: "c",
+      radiusKm: 1,
+      bound: 1,
+      provider,
+      status: "OK",
+      count: 0,
+      latencyMs: 1,
+      coalesced: false,
+    });
+    hill.bus.emit(whatsat("q".repeat(200_000)) as unknown as HerdEvent);
+    hill.bus.emit(whatsat("legacy") as unknown as HerdEvent);
+    await waitFor(() => remote.snapshot().places === "legacy", 5000, "the provider's name");
+    hill.bus.emit(whatsat("q".repeat(200_000)) as unknown as HerdEvent);
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.host === "x"),
+      5000,
+      "the event after",
+    );
+    assert.equal(remote.snapshot().places, "legacy");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
