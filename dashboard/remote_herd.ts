@@ -384,7 +384,7 @@ export class RemoteHerd {
     const recs = Array.isArray(st.records) ? st.records.filter(wellFormedRecord) : [];
     // Newest first on the wire; merged oldest first so the newest stay when trimming.
     for (let i = recs.length - 1; i >= 0; i--) {
-      w.known.add(recs[i].client);
+      know(w, recs[i].client);
       this.#merge(recs[i]);
     }
     w.snapshotLeft = typeof st.snapshot === "number" ? st.snapshot : 0;
@@ -418,7 +418,7 @@ export class RemoteHerd {
       // Five text fields, as an event's record: a number kept for `origin` made every snapshot
       // after it throw, one for `location` dropped the stream (redialled for ever).
       if (!wellFormedRecord(r)) continue;
-      w.known.add(r.client);
+      know(w, r.client);
       this.#merge(r);
     }
     w.snapshotLeft -= recs.length;
@@ -443,6 +443,11 @@ export class RemoteHerd {
       const oldest = this.#records.keys().next().value;
       if (oldest !== undefined) this.#records.delete(oldest);
     }
+  }
+
+  /** How many client IDs this view keeps for a server's record count (tests: it is bounded). */
+  knownClients(name: string): number {
+    return this.#watches.get(name)?.known.size ?? 0;
   }
 
   /** Each server's own metrics (prom-client JSON), as last reported; servers that never did are left out. */
@@ -522,8 +527,7 @@ export class RemoteHerd {
           // A server of this version says what it holds; an older one's count is kept here.
           const held = (e as { held?: unknown }).held;
           if (typeof held === "number" && Number.isSafeInteger(held)) s.records = held;
-          else if (!w.known.has(e.record.client)) {
-            w.known.add(e.record.client);
+          else if (!w.known.has(e.record.client) && know(w, e.record.client)) {
             if (w.knownComplete) s.records++;
           }
           break;
@@ -552,6 +556,24 @@ export class RemoteHerd {
  * sends (its batches hold 2,048 records by default).
  */
 const MAX_BATCH = 65_536;
+
+/**
+ * Most client IDs kept per server to count its records when it does not say (`held`: servers
+ * before it): far above a snapshot's (observe.ts STATE_RECORDS, 2,000). Each RECORDS line or
+ * location event of a new client added one, so a member sending them without end grew the
+ * dashboard's heap without bound (adv15); past it the count is the last one known.
+ */
+export const MAX_KNOWN_CLIENTS = 20_000;
+
+/** Adds `client` to what `w` is known to hold; false (and no longer complete) when full. */
+function know(w: Watch, client: string): boolean {
+  if (w.known.size >= MAX_KNOWN_CLIENTS) {
+    w.knownComplete = false;
+    return false;
+  }
+  w.known.add(client);
+  return true;
+}
 
 /**
  * A Places provider's name as a server states it (`offline`, `new`, `legacy`): shown in every

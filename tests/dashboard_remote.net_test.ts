@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
-import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { MAX_KNOWN_CLIENTS, RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
 import type { HerdConfig } from "../servers/config.ts";
 
@@ -583,6 +583,42 @@ Deno.test("RemoteHerd: a Places provider's name from a member is shown only when
       "the event after",
     );
     assert.equal(remote.snapshot().places, "legacy");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: the client IDs kept to count a server's records are bounded, however many a member sends (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): every client of a RECORDS line (at any time, not
+  // only in the snapshot) or of a location event without `held` went into a set per server,
+  // never trimmed: a member sending them without end grew the dashboard's heap without bound.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const many = MAX_KNOWN_CLIENTS + 5_000;
+  const records = Array.from({ length: many }, (_, i) => ({
+    client: `k${i}`,
+    origin: "Hill",
+    diff: "+0",
+    location: "+1+1",
+    time: `${i}`,
+  }));
+  (hill as unknown as { recentRecords(): unknown[] }).recentRecords = () => records;
+  const remote = watcher(t.config);
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 10_000, "all watching");
+    // The snapshot's last record (the newest) arrives last.
+    await waitFor(
+      () => remote.snapshot().records.some((r) => r.client === "k0"),
+      10_000,
+      "the whole snapshot",
+    );
+    assert.ok(
+      remote.knownClients("Hill") <= MAX_KNOWN_CLIENTS,
+      `${remote.knownClients("Hill")} client IDs kept`,
+    );
+    assert.equal(remote.status().Hill.status, "watching");
   } finally {
     await remote.stop();
     await t.close();
