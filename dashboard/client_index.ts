@@ -39,6 +39,23 @@ const PENDING_MAX = 4_096;
 const RUNS_MERGED = 8;
 /** Most results one search returns. */
 export const MAX_SEARCH = 100;
+/**
+ * Record bytes (text, plus {@linkcode CLIENT_OVERHEAD} a client) the index of a view that cannot
+ * list its records (a remote herd) holds. An in-process herd's records are its own, shared and
+ * bounded by its record budget; a remote view's come from the servers' streams, a copy of every
+ * server's, and nothing bounded them (adv15: a member's 3,000 location events of 60 KB took
+ * +184 MB of the dashboard's heap, and any number more). Past it a new client is not indexed
+ * (the total is a lower bound there anyway); a known client's record still changes within it.
+ */
+export const REMOTE_INDEX_BYTES = 256 * 1024 * 1024;
+/** Bytes counted per client besides its text: the map entry, the slots, the sorted list. */
+const CLIENT_OVERHEAD = 128;
+
+/** A record's size as the index counts it. */
+function recordBytes(r: AtFields): number {
+  return r.client.length + r.origin.length + r.diff.length + r.location.length + r.time.length +
+    CLIENT_OVERHEAD;
+}
 
 /** The whole map, in map units. */
 export const WORLD_BOX: readonly [number, number, number, number] = [0, 0, MAP_W, MAP_H];
@@ -110,8 +127,19 @@ export class ClientIndex {
     | { key: string; version: number; at: number; ms: number; result: ClusterResult }
     | undefined;
 
-  constructor(herd: HerdView, bus: EventBus = herd.bus) {
+  /** Bytes of records held (views that cannot list theirs only) and the bound on them. */
+  #bytes = 0;
+  readonly #maxBytes: number;
+
+  constructor(
+    herd: HerdView,
+    bus: EventBus = herd.bus,
+    opts: { maxBytes?: number } = {},
+  ) {
     this.#herd = herd;
+    this.#maxBytes = typeof herd.allRecords === "function"
+      ? Infinity
+      : opts.maxBytes ?? REMOTE_INDEX_BYTES;
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.offer(e.record, e.lat, e.lng);
       else if (e.kind === "location.batch") {
@@ -176,6 +204,11 @@ export class ClientIndex {
       const p = parseLocation(r.location);
       lat = p?.lat ?? NaN;
       lng = p?.lng ?? NaN;
+    }
+    if (this.#maxBytes !== Infinity) {
+      const more = recordBytes(r) - (slot === undefined ? 0 : recordBytes(this.#recs[slot]));
+      if (this.#bytes + more > this.#maxBytes) return false;
+      this.#bytes += more;
     }
     // The shared fields, not a store's view of them (56 B more a client at a million).
     r = recordFields(r);

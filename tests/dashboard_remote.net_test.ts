@@ -9,6 +9,7 @@ import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts
 import type { HerdEvent } from "../servers/events.ts";
 import { MAX_KNOWN_CLIENTS, RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
+import { ClientIndex } from "../dashboard/client_index.ts";
 import type { HerdConfig } from "../servers/config.ts";
 
 const SECRET = "test-secret-0123456789";
@@ -620,6 +621,52 @@ Deno.test("RemoteHerd: the client IDs kept to count a server's records are bound
     );
     assert.equal(remote.status().Hill.status, "watching");
   } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: the dashboard's client index holds a bounded copy of what members send (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): the index of a remote view kept every record of
+  // every stream whole, bounded by nothing (a server's own records are bounded by its record
+  // budget; the dashboard's copy of them all, or a member's made-up ones, were not): 3,000
+  // location events of 60 KB took +184 MB of the dashboard's heap, and any number more.
+  const t = await startSeedHerd();
+  const remote = watcher(t.config);
+  const maxBytes = 1024 * 1024;
+  const index = new ClientIndex(remote, remote.bus, { maxBytes });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const fat = "+1.0" + "0".repeat(60_000) + "+1";
+    const accepted = (client: string, location: string, time: string) => ({
+      kind: "location.accepted",
+      t: Date.now(),
+      server: "Hill",
+      from: null,
+      lat: 1,
+      lng: 1,
+      record: { client, origin: "Hill", diff: "+0", location, time },
+    });
+    hill.bus.emit(accepted("early", "+1+1", "1") as unknown as HerdEvent);
+    for (let i = 0; i < 60; i++) {
+      hill.bus.emit(accepted(`fat${i}`, fat, "1") as unknown as HerdEvent);
+    }
+    // A client known before the bound was reached still moves.
+    hill.bus.emit(accepted("early", "+2+2", "2") as unknown as HerdEvent);
+    await waitFor(
+      () => seen.some((e) => e.kind === "location.accepted" && e.record.time === "2"),
+      5000,
+      "the last event",
+    );
+    assert.ok(index.size < 20, `${index.size} clients indexed within ${maxBytes} bytes`);
+    assert.equal(index.get("early")?.location, "+2+2");
+    assert.equal(index.exact, false);
+  } finally {
+    index.close();
     await remote.stop();
     await t.close();
   }
