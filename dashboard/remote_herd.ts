@@ -357,6 +357,7 @@ export class RemoteHerd {
       typeof st?.server === "object" && st.server !== null ? st.server : {};
     const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : 0;
     const links = Array.isArray(s.links) ? s.links as ServerState["links"] : [];
+    const peers = new Set<string>();
     w.state = {
       // The stream is this config server's (the handshake named it): its name and address.
       name: w.config.name,
@@ -365,10 +366,17 @@ export class RemoteHerd {
       running: s.running !== false,
       connections: count(s.connections),
       records: count(s.records),
+      // Each server of the config once: 10,000 copies of one name were 10,000 links in every
+      // snapshot and page (adv15).
       neighbors: Array.isArray(s.neighbors)
-        ? s.neighbors.filter((n): n is string => typeof n === "string" && this.#watches.has(n))
+        ? [...new Set(s.neighbors)].filter((n): n is string =>
+          typeof n === "string" && this.#watches.has(n)
+        )
         : w.config.neighbors,
-      links: links.filter((l) => typeof l === "object" && l !== null && this.#watches.has(l.peer))
+      links: links.filter((l) =>
+        typeof l === "object" && l !== null && this.#watches.has(l.peer) && !peers.has(l.peer) &&
+        !!peers.add(l.peer)
+      )
         .map((l) => ({
           peer: l.peer,
           up: l.up === true,

@@ -671,3 +671,28 @@ Deno.test("RemoteHerd: the dashboard's client index holds a bounded copy of what
     await t.close();
   }
 });
+
+Deno.test("RemoteHerd: a STATE naming a server many times shows it once (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a STATE's links and neighbours were filtered to the
+  // config's servers but not deduplicated: 10,000 copies of one name were 10,000 links in every
+  // snapshot, /api/state and page.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const real = hill.state.bind(hill);
+  (hill as unknown as { state(): unknown }).state = () => ({
+    ...real(),
+    neighbors: Array(10_000).fill("Jaquez"),
+    links: Array(10_000).fill({ peer: "Jaquez", up: true }),
+  });
+  const remote = watcher(t.config);
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const s = remote.snapshot().servers.find((x) => x.name === "Hill")!;
+    assert.deepEqual(s.neighbors, ["Jaquez"]);
+    assert.deepEqual(s.links.map((l) => l.peer), ["Jaquez"]);
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
