@@ -40,6 +40,18 @@ const RUNS_MERGED = 8;
 /** Most results one search returns. */
 export const MAX_SEARCH = 100;
 /**
+ * Share of the (herd's) thread cluster passes may take, over time: a pass is 15-80 ms at a
+ * million clients, and one cached view does not stop a visitor asking for a new view box each
+ * time (adv15: back to back, passes held the herd's thread all the time). Past it a pass is
+ * refused ({@linkcode ClustersBusyError}: the route's 503) until the share is earned back.
+ */
+export const CLUSTER_SHARE = 0.25;
+/** Pass time that may be spent at once before the share applies (ms). */
+const CLUSTER_BURST_MS = 250;
+
+/** A cluster pass was refused: passes have taken their share of the thread (see CLUSTER_SHARE). */
+export class ClustersBusyError extends Error {}
+/**
  * Record bytes (text, plus {@linkcode CLIENT_OVERHEAD} a client) the index of a view that cannot
  * list its records (a remote herd) holds. An in-process herd's records are its own, shared and
  * bounded by its record budget; a remote view's come from the servers' streams, a copy of every
@@ -126,6 +138,9 @@ export class ClientIndex {
   #cache:
     | { key: string; version: number; at: number; ms: number; result: ClusterResult }
     | undefined;
+  /** Pass time that may be spent now (ms; a token bucket filled at CLUSTER_SHARE). */
+  #passBudget = CLUSTER_BURST_MS;
+  #passBudgetAt = performance.now();
 
   /** Bytes of records held (views that cannot list theirs only) and the bound on them. */
   #bytes = 0;
@@ -337,6 +352,17 @@ export class ClientIndex {
       if (hit.version === this.#version) return hit.result;
       if (hit.ms >= SLOW_PASS_MS && now - hit.at < CACHE_MS) return { ...hit.result, stale: true };
     }
+    this.#passBudget = Math.min(
+      CLUSTER_BURST_MS,
+      this.#passBudget + (now - this.#passBudgetAt) * CLUSTER_SHARE,
+    );
+    this.#passBudgetAt = now;
+    if (this.#passBudget <= 0) {
+      throw new ClustersBusyError(
+        `map clusters are busy (passes over ${this.#recs.length} clients take their share of ` +
+          "the herd's time); try again in a second",
+      );
+    }
     const cells = cols * rows;
     const n = new Uint32Array(cells);
     const sx = new Float64Array(cells);
@@ -407,7 +433,9 @@ export class ClientIndex {
       cell,
       clusters,
     };
-    this.#cache = { key, version: this.#version, at: now, ms: performance.now() - now, result };
+    const ms = performance.now() - now;
+    this.#passBudget -= ms;
+    this.#cache = { key, version: this.#version, at: now, ms, result };
     return result;
   }
 
