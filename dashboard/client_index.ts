@@ -39,6 +39,35 @@ const PENDING_MAX = 4_096;
 const RUNS_MERGED = 8;
 /** Most results one search returns. */
 export const MAX_SEARCH = 100;
+/**
+ * Share of the (herd's) thread cluster passes may take, over time: a pass is 15-80 ms at a
+ * million clients, and one cached view does not stop a visitor asking for a new view box each
+ * time (adv15: back to back, passes held the herd's thread all the time). Past it a pass is
+ * refused ({@linkcode ClustersBusyError}: the route's 503) until the share is earned back.
+ */
+export const CLUSTER_SHARE = 0.25;
+/** Pass time that may be spent at once before the share applies (ms). */
+const CLUSTER_BURST_MS = 250;
+
+/** A cluster pass was refused: passes have taken their share of the thread (see CLUSTER_SHARE). */
+export class ClustersBusyError extends Error {}
+/**
+ * Record bytes (text, plus {@linkcode CLIENT_OVERHEAD} a client) the index of a view that cannot
+ * list its records (a remote herd) holds. An in-process herd's records are its own, shared and
+ * bounded by its record budget; a remote view's come from the servers' streams, a copy of every
+ * server's, and nothing bounded them (adv15: a member's 3,000 location events of 60 KB took
+ * +184 MB of the dashboard's heap, and any number more). Past it a new client is not indexed
+ * (the total is a lower bound there anyway); a known client's record still changes within it.
+ */
+export const REMOTE_INDEX_BYTES = 256 * 1024 * 1024;
+/** Bytes counted per client besides its text: the map entry, the slots, the sorted list. */
+const CLIENT_OVERHEAD = 128;
+
+/** A record's size as the index counts it. */
+function recordBytes(r: AtFields): number {
+  return r.client.length + r.origin.length + r.diff.length + r.location.length + r.time.length +
+    CLIENT_OVERHEAD;
+}
 
 /** The whole map, in map units. */
 export const WORLD_BOX: readonly [number, number, number, number] = [0, 0, MAP_W, MAP_H];
@@ -109,9 +138,23 @@ export class ClientIndex {
   #cache:
     | { key: string; version: number; at: number; ms: number; result: ClusterResult }
     | undefined;
+  /** Pass time that may be spent now (ms; a token bucket filled at CLUSTER_SHARE). */
+  #passBudget = CLUSTER_BURST_MS;
+  #passBudgetAt = performance.now();
 
-  constructor(herd: HerdView, bus: EventBus = herd.bus) {
+  /** Bytes of records held (views that cannot list theirs only) and the bound on them. */
+  #bytes = 0;
+  readonly #maxBytes: number;
+
+  constructor(
+    herd: HerdView,
+    bus: EventBus = herd.bus,
+    opts: { maxBytes?: number } = {},
+  ) {
     this.#herd = herd;
+    this.#maxBytes = typeof herd.allRecords === "function"
+      ? Infinity
+      : opts.maxBytes ?? REMOTE_INDEX_BYTES;
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.offer(e.record, e.lat, e.lng);
       else if (e.kind === "location.batch") {
@@ -176,6 +219,11 @@ export class ClientIndex {
       const p = parseLocation(r.location);
       lat = p?.lat ?? NaN;
       lng = p?.lng ?? NaN;
+    }
+    if (this.#maxBytes !== Infinity) {
+      const more = recordBytes(r) - (slot === undefined ? 0 : recordBytes(this.#recs[slot]));
+      if (this.#bytes + more > this.#maxBytes) return false;
+      this.#bytes += more;
     }
     // The shared fields, not a store's view of them (56 B more a client at a million).
     r = recordFields(r);
@@ -304,6 +352,17 @@ export class ClientIndex {
       if (hit.version === this.#version) return hit.result;
       if (hit.ms >= SLOW_PASS_MS && now - hit.at < CACHE_MS) return { ...hit.result, stale: true };
     }
+    this.#passBudget = Math.min(
+      CLUSTER_BURST_MS,
+      this.#passBudget + (now - this.#passBudgetAt) * CLUSTER_SHARE,
+    );
+    this.#passBudgetAt = now;
+    if (this.#passBudget <= 0) {
+      throw new ClustersBusyError(
+        `map clusters are busy (passes over ${this.#recs.length} clients take their share of ` +
+          "the herd's time); try again in a second",
+      );
+    }
     const cells = cols * rows;
     const n = new Uint32Array(cells);
     const sx = new Float64Array(cells);
@@ -374,7 +433,9 @@ export class ClientIndex {
       cell,
       clusters,
     };
-    this.#cache = { key, version: this.#version, at: now, ms: performance.now() - now, result };
+    const ms = performance.now() - now;
+    this.#passBudget -= ms;
+    this.#cache = { key, version: this.#version, at: now, ms, result };
     return result;
   }
 

@@ -48,7 +48,7 @@ export interface RouteModule {
 /** A JSON error body with a status: `{"error": "..."}`. */
 export function jsonError(
   c: Context,
-  status: 400 | 401 | 403 | 404 | 409 | 413 | 500 | 502,
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 500 | 502 | 503,
   error: string,
 ): Response {
   return c.json({ error }, status);

@@ -33,7 +33,7 @@ import { dialHandshake } from "../servers/handshake.ts";
 import { LinkPortBook } from "../servers/link_port.ts";
 import { dialTls, loadTlsCa } from "../servers/tls.ts";
 import type { HerdConfig, ServerConfig } from "../servers/config.ts";
-import { EventBus, type HerdEvent, type LocationBatchEvent } from "../servers/events.ts";
+import { EventBus, type LocationBatchEvent } from "../servers/events.ts";
 import { LineSplitter, type SplitLine } from "../servers/lines.ts";
 import type { HerdSnapshot, RecordSnapshot, ServerState } from "../servers/snapshot.ts";
 import { compareRecords, parseLocation } from "../servers/record.ts";
@@ -46,6 +46,8 @@ import {
   parseObserverLine,
 } from "../servers/wire.ts";
 import { closeQuietly } from "../servers/io.ts";
+import { boundedEvent } from "./observed_event.ts";
+import { boundedMetrics } from "./observed_metrics.ts";
 import { Backoff, jittered } from "../servers/backoff.ts";
 import { withTimeout } from "../servers/timeout.ts";
 import { errText } from "../servers/text.ts";
@@ -326,7 +328,8 @@ export class RemoteHerd {
             clearTimeout(handshakeTimer);
           } else if (m?.type === "RECORDS") this.#onRecords(w, m.records);
           else if (m?.type === "EVENT") this.#onEvent(w, m.event);
-          else if (m?.type === "METRICS") w.metrics = m.metrics;
+          // Well-formed families of this server's own samples only (observed_metrics.ts).
+          else if (m?.type === "METRICS") w.metrics = boundedMetrics(m.metrics, w.config.name);
         }
         if (splitter.discarding) {
           error = "line too long";
@@ -346,7 +349,7 @@ export class RemoteHerd {
   }
 
   #onState(w: Watch, st: ObservedState): void {
-    if (typeof st.places === "string") this.#places = st.places;
+    if (isProvider(st.places)) this.#places = st.places;
     const wasUp = w.state?.running === true && w.status === "watching";
     // A member's STATE is checked field by field, as its events are: a wrong type kept no
     // stream up (`links: "x"` threw, and the server was redialled for ever) or showed NaN.
@@ -354,6 +357,7 @@ export class RemoteHerd {
       typeof st?.server === "object" && st.server !== null ? st.server : {};
     const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : 0;
     const links = Array.isArray(s.links) ? s.links as ServerState["links"] : [];
+    const peers = new Set<string>();
     w.state = {
       // The stream is this config server's (the handshake named it): its name and address.
       name: w.config.name,
@@ -362,10 +366,17 @@ export class RemoteHerd {
       running: s.running !== false,
       connections: count(s.connections),
       records: count(s.records),
+      // Each server of the config once: 10,000 copies of one name were 10,000 links in every
+      // snapshot and page (adv15).
       neighbors: Array.isArray(s.neighbors)
-        ? s.neighbors.filter((n): n is string => typeof n === "string" && this.#watches.has(n))
+        ? [...new Set(s.neighbors)].filter((n): n is string =>
+          typeof n === "string" && this.#watches.has(n)
+        )
         : w.config.neighbors,
-      links: links.filter((l) => typeof l === "object" && l !== null && this.#watches.has(l.peer))
+      links: links.filter((l) =>
+        typeof l === "object" && l !== null && this.#watches.has(l.peer) && !peers.has(l.peer) &&
+        !!peers.add(l.peer)
+      )
         .map((l) => ({
           peer: l.peer,
           up: l.up === true,
@@ -378,12 +389,10 @@ export class RemoteHerd {
     w.backoff.reset();
     w.lastError = undefined;
     w.known = new Set();
-    const recs = Array.isArray(st.records)
-      ? st.records.filter((r) => typeof r?.client === "string")
-      : [];
+    const recs = Array.isArray(st.records) ? st.records.filter(wellFormedRecord) : [];
     // Newest first on the wire; merged oldest first so the newest stay when trimming.
     for (let i = recs.length - 1; i >= 0; i--) {
-      w.known.add(recs[i].client);
+      know(w, recs[i].client);
       this.#merge(recs[i]);
     }
     w.snapshotLeft = typeof st.snapshot === "number" ? st.snapshot : 0;
@@ -414,8 +423,10 @@ export class RemoteHerd {
   /** One chunk of a streamed snapshot, oldest change first. */
   #onRecords(w: Watch, recs: ObservedRecord[]): void {
     for (const r of recs) {
-      if (typeof r?.client !== "string") continue;
-      w.known.add(r.client);
+      // Five text fields, as an event's record: a number kept for `origin` made every snapshot
+      // after it throw, one for `location` dropped the stream (redialled for ever).
+      if (!wellFormedRecord(r)) continue;
+      know(w, r.client);
       this.#merge(r);
     }
     w.snapshotLeft -= recs.length;
@@ -442,6 +453,11 @@ export class RemoteHerd {
     }
   }
 
+  /** How many client IDs this view keeps for a server's record count (tests: it is bounded). */
+  knownClients(name: string): number {
+    return this.#watches.get(name)?.known.size ?? 0;
+  }
+
   /** Each server's own metrics (prom-client JSON), as last reported; servers that never did are left out. */
   metricsJson(): unknown[][] {
     const out: unknown[][] = [];
@@ -449,7 +465,12 @@ export class RemoteHerd {
     return out;
   }
 
-  #onEvent(w: Watch, e: HerdEvent): void {
+  #onEvent(w: Watch, observed: unknown): void {
+    // Rebuilt to its bounded shape first: text cut, no stray nested values, this server's own
+    // (a member could send any JSON up to the line limit, and the hub keeps 10,000 events).
+    const bounded = boundedEvent(observed, w.config.name);
+    if (bounded === undefined) return;
+    let e = bounded;
     // Malformed, it is skipped as malformed JSON is (its records feed the map and counts; a
     // field of the wrong type kept in the view made every snapshot after it throw).
     if (e.kind === "location.batch" && !wellFormedBatch(e)) return;
@@ -489,22 +510,32 @@ export class RemoteHerd {
           break;
         }
         case "link.stats": {
-          const { kind: _k, t: _t, server: _s, ...stats } = e;
+          // Its known fields of the right types only: every snapshot (and page) shows them.
           const l = s.links.find((x) => x.peer === e.peer);
-          if (l) Object.assign(l, stats, { up: e.state !== "down" });
+          if (l) {
+            const num = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+            if (e.state === "down" || e.state === "syncing" || e.state === "up") l.state = e.state;
+            if (num(e.rttMs) || e.rttMs === null) l.rttMs = e.rttMs;
+            if (num(e.behind)) l.behind = e.behind;
+            if (num(e.unacked)) l.unacked = e.unacked;
+            if (num(e.since)) l.since = e.since;
+            l.up = e.state !== "down";
+          }
           break;
         }
         case "link.control": {
           const l = s.links.find((x) => x.peer === e.peer);
-          if (l) Object.assign(l, { cut: e.cut, delayMs: e.delayMs });
+          if (l) {
+            l.cut = e.cut === true;
+            l.delayMs = typeof e.delayMs === "number" && Number.isFinite(e.delayMs) ? e.delayMs : 0;
+          }
           break;
         }
         case "location.accepted": {
           // A server of this version says what it holds; an older one's count is kept here.
           const held = (e as { held?: unknown }).held;
           if (typeof held === "number" && Number.isSafeInteger(held)) s.records = held;
-          else if (!w.known.has(e.record.client)) {
-            w.known.add(e.record.client);
+          else if (!w.known.has(e.record.client) && know(w, e.record.client)) {
             if (w.knownComplete) s.records++;
           }
           break;
@@ -523,7 +554,7 @@ export class RemoteHerd {
     }
     if (e.kind === "location.accepted") this.#merge(e.record);
     if (e.kind === "location.batch") { for (const r of e.records) this.#merge(r); }
-    if (e.kind === "whatsat" && e.provider) this.#places = e.provider;
+    if (e.kind === "whatsat" && isProvider(e.provider)) this.#places = e.provider;
     this.bus.emit(e);
   }
 }
@@ -534,6 +565,32 @@ export class RemoteHerd {
  */
 const MAX_BATCH = 65_536;
 
+/**
+ * Most client IDs kept per server to count its records when it does not say (`held`: servers
+ * before it): far above a snapshot's (observe.ts STATE_RECORDS, 2,000). Each RECORDS line or
+ * location event of a new client added one, so a member sending them without end grew the
+ * dashboard's heap without bound (adv15); past it the count is the last one known.
+ */
+export const MAX_KNOWN_CLIENTS = 20_000;
+
+/** Adds `client` to what `w` is known to hold; false (and no longer complete) when full. */
+function know(w: Watch, client: string): boolean {
+  if (w.known.size >= MAX_KNOWN_CLIENTS) {
+    w.knownComplete = false;
+    return false;
+  }
+  w.known.add(client);
+  return true;
+}
+
+/**
+ * A Places provider's name as a server states it (`offline`, `new`, `legacy`): shown in every
+ * snapshot, so a member's 200 KB `places` was in every /api/state and page (adv15).
+ */
+function isProvider(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= 64;
+}
+
 /** A `location.batch` from the wire with the fields the view uses, of the right types. */
 function wellFormedBatch(e: LocationBatchEvent): boolean {
   const str = (v: unknown) => typeof v === "string";
@@ -543,7 +600,7 @@ function wellFormedBatch(e: LocationBatchEvent): boolean {
 }
 
 /** A record from the wire whose five fields are text, as the view and every page need them. */
-function wellFormedRecord(r: unknown): boolean {
+function wellFormedRecord(r: unknown): r is ObservedRecord {
   if (typeof r !== "object" || r === null) return false;
   const f = r as Record<string, unknown>;
   return ["client", "origin", "diff", "location", "time"].every((k) => typeof f[k] === "string");

@@ -58,9 +58,15 @@ export class RemoteMetrics implements MetricsExposition {
   async render(): Promise<string> {
     const registry = await this.#registry.get();
     const client = await loadPromClient();
-    // Each server's samples carry its `server` label, so aggregating is a union.
+    // Each server's samples carry its `server` label, so aggregating is a union. A family this
+    // dashboard has itself (herd_build_info, its hub's) stays its own: merging two registries
+    // that both hold a name throws, and a server's report made every scrape a 500 so (adv15).
+    const own = (name: unknown) => registry.getSingleMetric(String(name)) !== undefined;
+    const reports = this.#reports.metricsJson().map((families) =>
+      families.filter((f) => !own((f as { name?: unknown }).name))
+    );
     const servers = client.AggregatorRegistry.aggregate(
-      this.#reports.metricsJson() as Parameters<typeof client.AggregatorRegistry.aggregate>[0],
+      reports as Parameters<typeof client.AggregatorRegistry.aggregate>[0],
     );
     return await client.Registry.merge([servers as client.Registry, registry]).metrics();
   }

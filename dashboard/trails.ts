@@ -2,8 +2,8 @@
  * What the dashboard remembers about recently active clients, from the herd's events: a short
  * trail of each one's positions, and the propagation path of its newest record (which server
  * stored it, from which, and when). The herd keeps only the newest record; this history is the
- * dashboard's own, and bounded: at most `clients` clients (least recently updated dropped first),
- * `trail` positions and `hops` steps each.
+ * dashboard's own, and bounded: at most `clients` clients and `bytes` of their newest records
+ * (least recently updated dropped first), `trail` positions and `hops` steps each.
  *
  * @module
  */
@@ -25,6 +25,17 @@ export interface TrailOptions {
   trail?: number;
   /** Propagation steps per record. Default 64. */
   hops?: number;
+  /**
+   * Text of the newest records kept (bytes). Default 64 MiB. A remote view's records are copies
+   * from its streams, up to 64 KiB each: 10,000 of them were 640 MB, bounded by nothing else
+   * (adv15).
+   */
+  bytes?: number;
+}
+
+/** A record's text, as the byte bound counts it. */
+function textBytes(r: AtFields): number {
+  return r.client.length + r.origin.length + r.diff.length + r.location.length + r.time.length;
 }
 
 interface Track {
@@ -42,12 +53,15 @@ export class ClientTrails {
   readonly #clients: number;
   readonly #trail: number;
   readonly #hops: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
   readonly #off: () => void;
 
   constructor(bus: EventBus, opts: TrailOptions = {}) {
     this.#clients = Math.max(1, opts.clients ?? 10_000);
     this.#trail = Math.max(1, opts.trail ?? 12);
     this.#hops = Math.max(1, opts.hops ?? 64);
+    this.#maxBytes = opts.bytes ?? 64 * 1024 * 1024;
     this.#off = bus.subscribe((e) => {
       if (e.kind === "location.accepted") this.#accepted(e);
       else if (e.kind === "location.batch") { for (const a of batchAccepted(e)) this.#accepted(a); }
@@ -70,10 +84,8 @@ export class ClientTrails {
         trail: [{ lat: e.lat, lng: e.lng, time: displayClip(r.time), t: e.t }],
         hops: [hop],
       });
-      if (this.#tracks.size > this.#clients) {
-        // A Map iterates in insertion order: the first key is the least recently updated.
-        this.#tracks.delete(this.#tracks.keys().next().value!);
-      }
+      this.#bytes += textBytes(r);
+      this.#trim();
       return;
     }
     const order = compareRecords(r, track.newest);
@@ -82,6 +94,7 @@ export class ClientTrails {
       if (track.hops.length < this.#hops) track.hops.push(hop);
       return;
     }
+    this.#bytes += textBytes(r) - textBytes(track.newest);
     track.newest = r;
     track.hops = [hop];
     track.trail.push({ lat: e.lat, lng: e.lng, time: displayClip(r.time), t: e.t });
@@ -89,6 +102,20 @@ export class ClientTrails {
     // Re-insert: most recently updated last.
     this.#tracks.delete(r.client);
     this.#tracks.set(r.client, track);
+    this.#trim();
+  }
+
+  /** Drops the least recently updated clients past either bound (the newest stays). */
+  #trim(): void {
+    while (
+      this.#tracks.size > 1 &&
+      (this.#tracks.size > this.#clients || this.#bytes > this.#maxBytes)
+    ) {
+      // A Map iterates in insertion order: the first entry is the least recently updated.
+      const [client, oldest] = this.#tracks.entries().next().value!;
+      this.#tracks.delete(client);
+      this.#bytes -= textBytes(oldest.newest);
+    }
   }
 
   /** The client's history (binary-string ID), if remembered. */

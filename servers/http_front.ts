@@ -29,7 +29,7 @@
 import { relayPipe } from "./relay.ts";
 import { acceptConnections, descriptors } from "./descriptors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
-import { HeadGuard, headTooLarge } from "./http_head.ts";
+import { HeadGuard, type HeadRefusal, headTooLarge } from "./http_head.ts";
 import { withTimeout } from "./timeout.ts";
 
 /** Descriptors one relayed connection holds. */
@@ -199,7 +199,7 @@ export class TcpFront {
       // stalled client above all, ends both.
       // A request head past servers/http_head.ts's bounds never reaches the HTTP server: once
       // what it sent is passed on, the client gets our 431.
-      let refused: string | undefined;
+      let refused: HeadRefusal | undefined;
       const inbound = guardedPipe(client, up, (why) => refused = why).then((eof) => {
         // After a refused head, the requests before it (complete: only those were passed on)
         // are still answered: the HTTP server sees the end of its input, answers them and closes.
@@ -245,7 +245,7 @@ export class TcpFront {
 async function guardedPipe(
   from: Deno.Conn,
   to: Deno.Conn,
-  onRefused: (why: string) => void,
+  onRefused: (why: HeadRefusal) => void,
 ): Promise<boolean> {
   const guard = new HeadGuard();
   const buf = new Uint8Array(64 * 1024);
@@ -255,7 +255,7 @@ async function guardedPipe(
       if (n === null) return true;
       const out = guard.feed(buf.subarray(0, n));
       if (!Array.isArray(out)) {
-        onRefused(out.refused);
+        onRefused(out);
         return false;
       }
       for (const part of out) await writeAll(to, part);
@@ -270,13 +270,13 @@ const DRAIN_BYTES = 4 * 1024 * 1024;
 const DRAIN_MS = 1_000;
 
 /**
- * Answers a refused head with the 431 and half-closes; reads (and drops) what the client is still
+ * Answers a refused head with its 431 (or 400) and half-closes; reads (and drops) what the client is still
  * sending for a moment: closing a socket with unread bytes resets it, and a reset can reach the
  * client before it has read the answer.
  */
-async function refuse(client: Deno.Conn, why: string, stallMs: number): Promise<void> {
+async function refuse(client: Deno.Conn, why: HeadRefusal, stallMs: number): Promise<void> {
   try {
-    await withTimeout(writeAll(client, headTooLarge(why)), stallMs);
+    await withTimeout(writeAll(client, headTooLarge(why.refused, why.status)), stallMs);
     await client.closeWrite();
     const buf = new Uint8Array(64 * 1024);
     const until = performance.now() + DRAIN_MS;

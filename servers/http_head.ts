@@ -26,8 +26,20 @@ const LF = 10;
 const CR = 13;
 const latin1 = new TextDecoder("latin1");
 
-/** Why a head was refused, for the 431's JSON error. */
-export type HeadRefusal = { refused: string };
+/**
+ * Why a head was refused, for the JSON error: `431` for a head over the bounds, `400` for bytes
+ * no HTTP/1 request starts with (a TLS ClientHello above all).
+ */
+export type HeadRefusal = { refused: string; status: 400 | 431 };
+
+/**
+ * True for a byte an HTTP/1 request may start with: a method's token character (RFC 9110 5.6.2),
+ * or CR/LF (blank lines may come before the request line, RFC 9112 2.2).
+ */
+function startsRequest(b: number): boolean {
+  return (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) ||
+    b === CR || b === LF || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(b));
+}
 
 /**
  * One connection's inbound bytes, head by head.
@@ -76,6 +88,18 @@ export class HeadGuard {
       }
       // In a head: find its end (an empty line: LF, optional CR, LF).
       let end = -1;
+      // A head that cannot be a request is refused at its first byte: a TLS ClientHello
+      // (`https://` to this port) holds no empty line, and was held as an unfinished head until
+      // the stall timeout (30 s), answered by nothing (adv15).
+      if (this.#heldBytes === 0 && !startsRequest(rest[0])) {
+        const hex = rest[0].toString(16).padStart(2, "0");
+        return {
+          refused: `not an HTTP/1 request (first byte 0x${hex}${
+            rest[0] === 0x16 ? ": TLS? this port speaks plain HTTP" : ""
+          })`,
+          status: 400,
+        };
+      }
       for (let i = 0; i < rest.length; i++) {
         const b = rest[i];
         if (b === LF) {
@@ -87,10 +111,10 @@ export class HeadGuard {
         }
         this.#tail = ((this.#tail << 8) | b) & 0xffff;
         if (this.#heldBytes + i + 1 > this.maxBytes) {
-          return { refused: `request head larger than ${this.maxBytes} bytes` };
+          return { refused: `request head larger than ${this.maxBytes} bytes`, status: 431 };
         }
         if (this.#lines > this.maxLines) {
-          return { refused: `request head of more than ${this.maxLines} lines` };
+          return { refused: `request head of more than ${this.maxLines} lines`, status: 431 };
         }
       }
       if (end === -1) {
@@ -185,10 +209,11 @@ function trimBlanks(text: string): string {
  * // "HTTP/1.1 431 Request Header Fields Too Large"
  * ```
  */
-export function headTooLarge(message: string): Uint8Array {
+export function headTooLarge(message: string, status: 400 | 431 = 431): Uint8Array {
   const body = JSON.stringify({ error: message });
+  const reason = status === 431 ? "Request Header Fields Too Large" : "Bad Request";
   return new TextEncoder().encode(
-    "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n" +
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
       `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
   );
 }

@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
-import { RemoteHerd } from "../dashboard/remote_herd.ts";
+import { MAX_KNOWN_CLIENTS, RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
+import { ClientIndex } from "../dashboard/client_index.ts";
 import type { HerdConfig } from "../servers/config.ts";
 
 const SECRET = "test-secret-0123456789";
@@ -380,6 +381,316 @@ Deno.test("RemoteHerd: an event whose record has fields of the wrong types is sk
     assert.ok(!seen.some((e) => e.kind === "location.accepted" && e.server === "Hill"));
     const snap = remote.snapshot(); // threw before the fix
     assert.ok(!snap.records.some((r) => r.client === "evil"));
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: an observed event carries no text or value beyond its shape; a dashboard keeps it small (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): events other than location, WHATSAT and invalid-line
+  // events went from a member's stream to the bus, and into the dashboard's ring of 10,000
+  // events, whole: a 200 KB `remote`, `reason` or extra field (any member may send any JSON up to
+  // the observer line limit, ~500 KB) was kept per event, so 10,000 of them held gigabytes.
+  const t = await startSeedHerd();
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    const upsBefore = ups();
+    const big = "x".repeat(200_000);
+    const now = Date.now();
+    const record = { client: "fat", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+    const hostile = [
+      { kind: "client.connect", t: now, server: "Hill", conn: 1, remote: big },
+      { kind: "client.disconnect", t: now, server: "Hill", conn: 1, remote: "r", reason: big },
+      { kind: "link.down", t: now, server: "Hill", peer: "Jaquez", reason: big },
+      { kind: "error", t: now, server: "Hill", reason: "internal", message: big },
+      { kind: "server.down", t: now, server: "Hill", junk: { deep: [big] } },
+      {
+        kind: "sync.done",
+        t: now,
+        server: "Hill",
+        peer: "Jaquez",
+        sent: 1,
+        received: 1,
+        ms: 1,
+        junk: big,
+      },
+      {
+        kind: "location.accepted",
+        t: now,
+        server: "Hill",
+        from: null,
+        lat: 1,
+        lng: 1,
+        record: { ...record, junk: big },
+      },
+      { kind: "receipt.late", t: now, server: "Hill", client: "c", peers: [big], waitedMs: 1 },
+    ];
+    for (const e of hostile) hill.bus.emit(e as unknown as HerdEvent);
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.server === "Hill" && e.host === "x"),
+      5000,
+      "the event after the hostile ones",
+    );
+    for (const e of seen) {
+      const size = JSON.stringify(e).length;
+      assert.ok(size < 8_192, `a ${e.kind} event of ${size} bytes reached the bus`);
+    }
+    assert.equal(ups(), upsBefore + 1, "the stream was not redialled");
+    assert.equal(remote.status().Hill.status, "watching");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: a member's malformed or foreign METRICS never break the dashboard's /metrics (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a server's METRICS line went to prom-client's
+  // aggregator as it came: one `null` family (or one without an aggregator) made every scrape of
+  // the remote dashboard a 500; a name outside Prometheus' syntax broke the exposition for every
+  // scraper; a sample labelled with another server was summed into that server's series.
+  const t = await startSeedHerd();
+  const family = (name: string, server: string, value: number) => ({
+    name,
+    help: "h",
+    type: "gauge",
+    aggregator: "sum",
+    values: [{ value, labels: { server } }],
+  });
+  const hill = t.herd.servers.get("Hill")!;
+  const jaquez = t.herd.servers.get("Jaquez")!;
+  hill.metricsExport = () =>
+    Promise.resolve([
+      null,
+      {},
+      { name: "herd_x", type: "gauge", values: [] },
+      { ...family("bad name{", "Hill", 1), help: "h\n# EVIL" },
+      family("herd_records", "Jaquez", 999), // another server's series
+      family("herd_build_info", "Hill", 5), // the dashboard's own family
+      {
+        ...family("herd_bad_label", "Hill", 1),
+        values: [{ value: 1, labels: { server: "Hill", "a-b": "x" } }],
+      },
+      family("herd_client_connections", "Hill", 3),
+    ]);
+  jaquez.metricsExport = () => Promise.resolve([family("herd_records", "Jaquez", 7)]);
+  const remote = watcher(t.config);
+  remote.start();
+  const d = await serveDashboard(remote, { host: "127.0.0.1", port: 0, quiet: true });
+  try {
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    await waitFor(() => remote.metricsJson().length >= 2, 5000, "both reports");
+    const res = await fetch(`${d.url}/metrics`);
+    const text = await res.text();
+    assert.equal(res.status, 200, text.slice(0, 300));
+    assert.match(text, /^herd_records\{server="Jaquez"\} 7$/m);
+    assert.match(text, /^herd_client_connections\{server="Hill"\} 3$/m);
+    assert.doesNotMatch(text, /EVIL|bad name|a-b|herd_bad_label|999/);
+    for (const line of text.split("\n")) {
+      if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
+      assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$/, `exposition line ${line}`);
+    }
+  } finally {
+    await d.close();
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: snapshot records of the wrong types are skipped; the stream, the view and the page are kept (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a record in a member's RECORDS chunk was checked for
+  // a text `client` only (adv12c checked those of events), so a number for `origin` was kept and
+  // every /api/state and page load after it was a 500; a number for `location` threw in the
+  // reader and the stream was redialled for ever.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const good = { client: "fine", origin: "Hill", diff: "+0", location: "+1+1", time: "1" };
+  const bad = [
+    { client: "evil1", origin: 5, diff: "+0", location: "+1+1", time: "1" },
+    { client: "evil2", origin: "Hill", diff: "+0", location: 7, time: "1" },
+    { client: "evil3", origin: "Hill", diff: [], location: "+1+1", time: { a: 1 } },
+    good,
+  ];
+  (hill as unknown as { recentRecords(): unknown[] }).recentRecords = () => [...bad].reverse();
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  remote.start();
+  const d = await serveDashboard(remote, { host: "127.0.0.1", port: 0, quiet: true });
+  try {
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    await waitFor(
+      () => remote.snapshot().records.some((r) => r.client === "fine"),
+      5000,
+      "the good record",
+    );
+    const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
+    await new Promise((r) => setTimeout(r, 300)); // a redial would show as another server.up
+    assert.equal(ups(), 1, "Hill's stream was redialled");
+    assert.ok(!remote.snapshot().records.some((r) => r.client.startsWith("evil")));
+    for (const path of ["/api/state", "/"]) {
+      const res = await fetch(`${d.url}${path}`);
+      const body = await res.text();
+      assert.equal(res.status, 200, `${path}: ${body.slice(0, 200)}`);
+    }
+  } finally {
+    await d.close();
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: a Places provider's name from a member is shown only when it is a name (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): STATE's `places` (and a WHATSAT event's `provider`)
+  // was shown whatever its length: 200 KB in every snapshot, /api/state and page.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  Object.defineProperty(hill, "places", { value: "p".repeat(200_000) });
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    assert.ok(remote.snapshot().places.length <= 64, `${remote.snapshot().places.length}`);
+    const whatsat = (provider: string) => ({
+      kind: "whatsat",
+      t: Date.now(),
+      server: "Hill",
+      client: "c",
+      radiusKm: 1,
+      bound: 1,
+      provider,
+      status: "OK",
+      count: 0,
+      latencyMs: 1,
+      coalesced: false,
+    });
+    hill.bus.emit(whatsat("q".repeat(200_000)) as unknown as HerdEvent);
+    hill.bus.emit(whatsat("legacy") as unknown as HerdEvent);
+    await waitFor(() => remote.snapshot().places === "legacy", 5000, "the provider's name");
+    hill.bus.emit(whatsat("q".repeat(200_000)) as unknown as HerdEvent);
+    hill.bus.emit({ kind: "server.up", t: Date.now(), server: "Hill", host: "x", port: 1 });
+    await waitFor(
+      () => seen.some((e) => e.kind === "server.up" && e.host === "x"),
+      5000,
+      "the event after",
+    );
+    assert.equal(remote.snapshot().places, "legacy");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: the client IDs kept to count a server's records are bounded, however many a member sends (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): every client of a RECORDS line (at any time, not
+  // only in the snapshot) or of a location event without `held` went into a set per server,
+  // never trimmed: a member sending them without end grew the dashboard's heap without bound.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const many = MAX_KNOWN_CLIENTS + 5_000;
+  const records = Array.from({ length: many }, (_, i) => ({
+    client: `k${i}`,
+    origin: "Hill",
+    diff: "+0",
+    location: "+1+1",
+    time: `${i}`,
+  }));
+  (hill as unknown as { recentRecords(): unknown[] }).recentRecords = () => records;
+  const remote = watcher(t.config);
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 10_000, "all watching");
+    // The snapshot's last record (the newest) arrives last.
+    await waitFor(
+      () => remote.snapshot().records.some((r) => r.client === "k0"),
+      10_000,
+      "the whole snapshot",
+    );
+    assert.ok(
+      remote.knownClients("Hill") <= MAX_KNOWN_CLIENTS,
+      `${remote.knownClients("Hill")} client IDs kept`,
+    );
+    assert.equal(remote.status().Hill.status, "watching");
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: the dashboard's client index holds a bounded copy of what members send (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): the index of a remote view kept every record of
+  // every stream whole, bounded by nothing (a server's own records are bounded by its record
+  // budget; the dashboard's copy of them all, or a member's made-up ones, were not): 3,000
+  // location events of 60 KB took +184 MB of the dashboard's heap, and any number more.
+  const t = await startSeedHerd();
+  const remote = watcher(t.config);
+  const maxBytes = 1024 * 1024;
+  const index = new ClientIndex(remote, remote.bus, { maxBytes });
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const hill = t.herd.servers.get("Hill")!;
+    const fat = "+1.0" + "0".repeat(60_000) + "+1";
+    const accepted = (client: string, location: string, time: string) => ({
+      kind: "location.accepted",
+      t: Date.now(),
+      server: "Hill",
+      from: null,
+      lat: 1,
+      lng: 1,
+      record: { client, origin: "Hill", diff: "+0", location, time },
+    });
+    hill.bus.emit(accepted("early", "+1+1", "1") as unknown as HerdEvent);
+    for (let i = 0; i < 60; i++) {
+      hill.bus.emit(accepted(`fat${i}`, fat, "1") as unknown as HerdEvent);
+    }
+    // A client known before the bound was reached still moves.
+    hill.bus.emit(accepted("early", "+2+2", "2") as unknown as HerdEvent);
+    await waitFor(
+      () => seen.some((e) => e.kind === "location.accepted" && e.record.time === "2"),
+      5000,
+      "the last event",
+    );
+    assert.ok(index.size < 20, `${index.size} clients indexed within ${maxBytes} bytes`);
+    assert.equal(index.get("early")?.location, "+2+2");
+    assert.equal(index.exact, false);
+  } finally {
+    index.close();
+    await remote.stop();
+    await t.close();
+  }
+});
+
+Deno.test("RemoteHerd: a STATE naming a server many times shows it once (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a STATE's links and neighbours were filtered to the
+  // config's servers but not deduplicated: 10,000 copies of one name were 10,000 links in every
+  // snapshot, /api/state and page.
+  const t = await startSeedHerd();
+  const hill = t.herd.servers.get("Hill")!;
+  const real = hill.state.bind(hill);
+  (hill as unknown as { state(): unknown }).state = () => ({
+    ...real(),
+    neighbors: Array(10_000).fill("Jaquez"),
+    links: Array(10_000).fill({ peer: "Jaquez", up: true }),
+  });
+  const remote = watcher(t.config);
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    const s = remote.snapshot().servers.find((x) => x.name === "Hill")!;
+    assert.deepEqual(s.neighbors, ["Jaquez"]);
+    assert.deepEqual(s.links.map((l) => l.peer), ["Jaquez"]);
   } finally {
     await remote.stop();
     await t.close();

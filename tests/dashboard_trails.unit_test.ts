@@ -34,3 +34,28 @@ Deno.test("trails: bounded clients, positions and steps; an older record never r
     trails.close();
   }
 });
+
+Deno.test("trails: bounded in the bytes of the records kept, not only in clients (adversarial review)", () => {
+  // Found by an adversarial review (adv15): each track keeps its client's newest record whole; a
+  // remote view's records are copies from its streams, up to 64 KiB each, so 10,000 clients
+  // held 640 MB, bounded by nothing else.
+  const bus = new EventBus();
+  const trails = new ClientTrails(bus, { clients: 10_000, bytes: 1024 * 1024 });
+  const fat = (client: string, time: string): HerdEvent => {
+    const e = event("Hill", client, time);
+    return e.kind === "location.accepted"
+      ? { ...e, record: { ...e.record, location: "+1.0" + "0".repeat(60_000) + "+1" } }
+      : e;
+  };
+  try {
+    for (let i = 0; i < 100; i++) bus.emit(fat(`f${i}`, "1"));
+    assert.ok(trails.size <= 17, `${trails.size} fat records kept within 1 MiB`);
+    assert.notEqual(trails.get("f99"), undefined, "the newest is kept");
+    assert.equal(trails.get("f0"), undefined, "the least recently updated went first");
+    // Small records fit in their thousands: the bound is on bytes, not on a count.
+    for (let i = 0; i < 5_000; i++) bus.emit(accepted("Hill", `s${i}`, "1", null));
+    assert.ok(trails.size >= 5_000, `${trails.size}`);
+  } finally {
+    trails.close();
+  }
+});

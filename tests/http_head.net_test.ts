@@ -147,3 +147,55 @@ Deno.test("http front: HTTP/2 with prior knowledge (h2c) is answered, not held a
     await served.close();
   }
 });
+
+Deno.test("http front: TLS (or any byte no request starts with) to an HTTP port gets a 400 JSON error at once, not a wait for a head (adversarial review)", async () => {
+  // Found by an adversarial review (adv15): a ClientHello (`https://` to the dashboard or to
+  // --ops-port) holds no empty line, so the front held it as an unfinished head until the stall
+  // timeout: `curl -k https://...` waited 31 s and got nothing, and the connection held a place.
+  const served = serveHttp(() => Response.json({ ok: true }), {
+    hostname: "127.0.0.1",
+    port: 0,
+    label: "test",
+  });
+  const port = served.addr.port;
+  try {
+    // The start of a TLS 1.2/1.3 ClientHello record, an SSLv2-style hello, a NUL.
+    const hello = Uint8Array.from([
+      0x16,
+      0x03,
+      0x01,
+      0x02,
+      0x00,
+      0x01,
+      0x00,
+      0x01,
+      0xfc,
+      0x03,
+      0x03,
+    ]);
+    for (const bytes of [hello, Uint8Array.from([0x80, 0x2e, 0x01]), Uint8Array.from([0])]) {
+      const started = performance.now();
+      const [r, ...more] = responses(await exchangeRaw(port, bytes));
+      assert.equal(r?.status, 400, `${bytes[0]}: ${JSON.stringify(r)}`);
+      assert.match(JSON.parse(r.body).error, /^not an HTTP\/1 request/);
+      assert.deepEqual(more, []);
+      // Not the stall timeout (30 s): at once, with room for a loaded machine.
+      assert.ok(performance.now() - started < 8_000);
+    }
+    // A real TLS client fails its handshake instead of waiting.
+    const tls = await Deno.connectTls({ hostname: "127.0.0.1", port });
+    const timer = setTimeout(() => tls.close(), 8_000);
+    await assert.rejects(tls.handshake());
+    clearTimeout(timer);
+    try {
+      tls.close();
+    } catch {
+      // closed
+    }
+    // Requests (blank lines before the request line included) are served as before.
+    const ok = `\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`;
+    assert.equal(responses(await exchangeRaw(port, enc.encode(ok)))[0]?.status, 200);
+  } finally {
+    await served.close();
+  }
+});

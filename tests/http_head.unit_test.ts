@@ -44,13 +44,21 @@ Deno.test("head guard: a head over the byte or line bound is refused at any spli
       `GET / HTTP/1.1\r\nX: ${"y".repeat(1000)}\r\n\r\n`,
       step,
     );
-    assert.deepEqual(big, { refused: "request head larger than 1000 bytes" }, `step ${step}`);
+    assert.deepEqual(
+      big,
+      { refused: "request head larger than 1000 bytes", status: 431 },
+      `step ${step}`,
+    );
     const lines = run(
       new HeadGuard(1000, 10),
       `GET / HTTP/1.1\r\n${"A: b\r\n".repeat(11)}\r\n`,
       step,
     );
-    assert.deepEqual(lines, { refused: "request head of more than 10 lines" }, `step ${step}`);
+    assert.deepEqual(
+      lines,
+      { refused: "request head of more than 10 lines", status: 431 },
+      `step ${step}`,
+    );
     // Exactly at the bounds: passed on.
     const fits = `GET / HTTP/1.1\r\n${"A: b\r\n".repeat(9)}\r\n`;
     assert.equal(run(new HeadGuard(fits.length, 10), fits, step), fits);

@@ -2,10 +2,11 @@
  * `GET /api/clusters?z=Z&bbox=x0,y0,x1,y1`: the herd's clients grouped on a grid for zoom level Z
  * (cells 32/2^Z map units wide) inside the view box (map units of the 960×500 map; default the
  * whole map), with the exact total. 400 with a JSON error for a bad zoom or box, or a box too
- * large for its zoom level (more than 20,000 cells).
+ * large for its zoom level (more than 20,000 cells); 503 (`Retry-After: 1`) while cluster passes
+ * have taken their share of the herd's time (client_index.ts CLUSTER_SHARE).
  */
 
-import { CELL, MAX_ZOOM, WORLD_BOX } from "../../client_index.ts";
+import { CELL, ClustersBusyError, MAX_ZOOM, WORLD_BOX } from "../../client_index.ts";
 import type { ClusterResult } from "../../types.ts";
 import { jsonError, type RouteModule } from "../../context.ts";
 import { boxParam, intParam } from "../../query.ts";
@@ -38,6 +39,10 @@ export const handler: RouteModule["handler"] = {
       return c.json(result, 200, { "cache-control": "no-store" });
     } catch (err) {
       if (err instanceof RangeError) return jsonError(c, 400, err.message);
+      if (err instanceof ClustersBusyError) {
+        c.header("retry-after", "1");
+        return jsonError(c, 503, err.message);
+      }
       throw err;
     }
   },
