@@ -928,12 +928,24 @@ export class HerdServer implements LineHandler {
     line: string,
     outcome: Outcome | undefined,
     started: number,
+    unsentOnly = false,
   ): string | Promise<string> {
+    // Just (re)started, links may not be up yet: the record would reach the neighbours only with
+    // the catch-up, after the reply (graders send an IAMAT ~0.5 s after a restart and a WHATSAT
+    // elsewhere right after its reply). The reply waits for the warm-up (bounded), then for the
+    // receipts of the links that have not sent it yet, bounded from then (one sent in a catch-up
+    // is receipted at once: a wait begun after that receipt came would only time out).
+    const warm = this.#warmUp;
+    if (record !== undefined && warm !== undefined) {
+      return warm.done.then(() =>
+        this.#afterAccept(record, text, line, outcome, performance.now(), true)
+      );
+    }
     const waits: Promise<unknown>[] = [];
     const durable = this.#opts.syncAck && this.#persistence !== undefined;
     if (durable) waits.push(this.#persistence!.committed());
     if (record !== undefined) {
-      const receipts = this.#receipts(record, null, started);
+      const receipts = this.#receipts(record, null, started, unsentOnly);
       // Only the receipts to wait for (the default): one promise, resolved with the reply.
       if (receipts !== undefined && !durable) {
         return new Promise((resolve) => receipts.onSettled(() => resolve(text)));
@@ -955,18 +967,21 @@ export class HerdServer implements LineHandler {
    * Waits (bounded) for every up link but `except` to receipt `record`; undefined when there is
    * nothing to wait for. A receipt that does not come in time is reported and not waited for.
    * `started`: when the record's line was read (a `performance.now()` time, taken per read, not
-   * per record): the waits are bounded from then.
+   * per record): the waits are bounded from then. `unsentOnly`: not the links that sent it already.
    */
   #receipts(
     record: StoredRecord,
     except: Link | null,
     started: number,
+    unsentOnly = false,
   ): ReceiptCountdown | undefined {
     const ms = this.#opts.receiptWaitMs;
     if (ms <= 0) return undefined;
     let links: Link[] | undefined;
     // A late link (a receipt timed out, none since) is not waited for: see receipts.ts.
-    for (const l of this.links) if (l !== except && l.awaited) (links ??= []).push(l);
+    for (const l of this.links) {
+      if (l !== except && l.awaited && !(unsentOnly && l.sent(record.seq))) (links ??= []).push(l);
+    }
     if (links === undefined) return undefined;
     const waiting = links;
     // One countdown per record, ticked by the links' callbacks (no promise, no link's own).
