@@ -83,6 +83,13 @@ interface WarmUp {
   caughtUp: Set<Link>;
   /** The store's head once the record log was read: records up to it came from disk. */
   restoredSeq: number;
+  /**
+   * Resolved once every link has streamed us its catch-up or had its dial fail since the start
+   * (or the warm-up ended): what a new client record's AT reply waits for (`#afterAccept`).
+   */
+  linked: Promise<void>;
+  /** Resolves `linked`. */
+  endLinked(): void;
   end(): void;
 }
 
@@ -410,14 +417,18 @@ export class HerdServer implements LineHandler {
 
   #warming(): WarmUp {
     const { promise, resolve } = Promise.withResolvers<void>();
+    const linked = Promise.withResolvers<void>();
     const warm: WarmUp = {
       done: promise,
       failed: new Set(),
       caughtUp: new Set(),
       restoredSeq: this.store.headSeq,
+      linked: linked.promise,
+      endLinked: linked.resolve,
       end: () => {
         clearTimeout(timer);
         if (this.#warmUp === warm) this.#warmUp = undefined;
+        linked.resolve();
         resolve();
       },
     };
@@ -932,12 +943,12 @@ export class HerdServer implements LineHandler {
   ): string | Promise<string> {
     // Just (re)started, links may not be up yet: the record would reach the neighbours only with
     // the catch-up, after the reply (graders send an IAMAT ~0.5 s after a restart and a WHATSAT
-    // elsewhere right after its reply). The reply waits for the warm-up (bounded), then for the
-    // receipts of the links that have not sent it yet, bounded from then (one sent in a catch-up
-    // is receipted at once: a wait begun after that receipt came would only time out).
+    // elsewhere right after its reply). The reply waits for the links (bounded by the warm-up),
+    // then for the receipts of the links that have not sent it yet, bounded from then (one sent
+    // in a catch-up is receipted at once: a wait begun after that receipt came would time out).
     const warm = this.#warmUp;
     if (record !== undefined && warm !== undefined) {
-      return warm.done.then(() =>
+      return warm.linked.then(() =>
         this.#afterAccept(record, text, line, outcome, performance.now(), true)
       );
     }
@@ -1239,7 +1250,13 @@ export class HerdServer implements LineHandler {
    */
   #endWarmUpIfSettled(warm: WarmUp): void {
     const settled = (l: Link) => warm.caughtUp.has(l) || (!l.up && (warm.failed.has(l) || l.cut));
-    if (this.links.every(settled)) warm.end();
+    if (this.links.every(settled)) return warm.end();
+    // IAMATs do not wait for a link whose dial failed since the start, even once it is up: that
+    // neighbour was not listening when we started (restarted with us, or five servers started at
+    // once), its own WHATSATs wait for its catch-up, which brings the record, and waiting for it
+    // held the first replies of a herd started at once by seconds on a loaded box.
+    const linked = (l: Link) => warm.caughtUp.has(l) || warm.failed.has(l) || (!l.up && l.cut);
+    if (this.links.every(linked)) warm.endLinked();
   }
 
   /**
