@@ -3,7 +3,7 @@
  * an IAMAT to one of them and a WHATSAT to another right after its AT reply. A restarted server
  * answers clients before its links are up again; the record reaches the neighbours with the
  * link's catch-up, tens of ms later (hundreds on a loaded box). The AT reply must not come before
- * that, or the WHATSAT elsewhere finds the client's previous location (soak15: 24 of 30 grader-style
+ * that, or the WHATSAT elsewhere finds the client's previous location (soak15: 25 of 30 grader-style
  * cases at load ~27).
  */
 
