@@ -64,6 +64,13 @@ const LATE_MS = 100;
  */
 const WARM_UP_MAX_MS = 3_000;
 /**
+ * Longest a just (re)started server's AT reply to a new record waits for its links (from when its
+ * line was read): a neighbour that accepts but never finishes the handshake held every IAMAT of
+ * the first 3 s for 3 s (the handshake timeout). On a box at load 10-27 the records reached the
+ * neighbours 0.1-1.4 s after the IAMAT was sent (soak15).
+ */
+const IAMAT_LINK_WAIT_MS = 1_000;
+/**
  * How long a start retries a listen whose port is in use, and how often: an old process of the
  * server may still be exiting (the CS 131 TA scripts restart a server ~1 s after killing it).
  */
@@ -943,12 +950,21 @@ export class HerdServer implements LineHandler {
   ): string | Promise<string> {
     // Just (re)started, links may not be up yet: the record would reach the neighbours only with
     // the catch-up, after the reply (graders send an IAMAT ~0.5 s after a restart and a WHATSAT
-    // elsewhere right after its reply). The reply waits for the links (bounded by the warm-up),
+    // elsewhere right after its reply). The reply waits for the links (at most IAMAT_LINK_WAIT_MS),
     // then for the receipts of the links that have not sent it yet, bounded from then (one sent
     // in a catch-up is receipted at once: a wait begun after that receipt came would time out).
     const warm = this.#warmUp;
-    if (record !== undefined && warm !== undefined) {
-      return warm.linked.then(() =>
+    // Once only: the warm-up may outlast `linked` (a link up after its dial failed), and waiting
+    // again on a resolved `linked` would loop in microtasks, starving the event loop.
+    if (record !== undefined && warm !== undefined && !unsentOnly) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const left = IAMAT_LINK_WAIT_MS - (performance.now() - started);
+      const timer = setTimeout(resolve, Math.max(0, left));
+      warm.linked.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      return promise.then(() =>
         this.#afterAccept(record, text, line, outcome, performance.now(), true)
       );
     }
