@@ -341,6 +341,11 @@ export class Link {
     return this.#readAt;
   }
 
+  /** Whether our record `seq` went out on this link already (so its receipt may be in, too). */
+  sent(seq: number): boolean {
+    return this.#sentThrough >= seq;
+  }
+
   /** True while the link is up and its receipts are waited for (it is not late: receipts.ts). */
   get awaited(): boolean {
     return this.#conn !== undefined && !this.#waiting.late;

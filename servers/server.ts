@@ -64,6 +64,13 @@ const LATE_MS = 100;
  */
 const WARM_UP_MAX_MS = 3_000;
 /**
+ * Longest a just (re)started server's AT reply to a new record waits for its links (from when its
+ * line was read): a neighbour that accepts but never finishes the handshake held every IAMAT of
+ * the first 3 s for 3 s (the handshake timeout). On a box at load 10-27 the records reached the
+ * neighbours 0.1-1.4 s after the IAMAT was sent (soak15).
+ */
+const IAMAT_LINK_WAIT_MS = 1_000;
+/**
  * How long a start retries a listen whose port is in use, and how often: an old process of the
  * server may still be exiting (the CS 131 TA scripts restart a server ~1 s after killing it).
  */
@@ -83,6 +90,13 @@ interface WarmUp {
   caughtUp: Set<Link>;
   /** The store's head once the record log was read: records up to it came from disk. */
   restoredSeq: number;
+  /**
+   * Resolved once every link has streamed us its catch-up or had its dial fail since the start
+   * (or the warm-up ended): what a new client record's AT reply waits for (`#afterAccept`).
+   */
+  linked: Promise<void>;
+  /** Resolves `linked`. */
+  endLinked(): void;
   end(): void;
 }
 
@@ -410,14 +424,18 @@ export class HerdServer implements LineHandler {
 
   #warming(): WarmUp {
     const { promise, resolve } = Promise.withResolvers<void>();
+    const linked = Promise.withResolvers<void>();
     const warm: WarmUp = {
       done: promise,
       failed: new Set(),
       caughtUp: new Set(),
       restoredSeq: this.store.headSeq,
+      linked: linked.promise,
+      endLinked: linked.resolve,
       end: () => {
         clearTimeout(timer);
         if (this.#warmUp === warm) this.#warmUp = undefined;
+        linked.resolve();
         resolve();
       },
     };
@@ -928,12 +946,33 @@ export class HerdServer implements LineHandler {
     line: string,
     outcome: Outcome | undefined,
     started: number,
+    unsentOnly = false,
   ): string | Promise<string> {
+    // Just (re)started, links may not be up yet: the record would reach the neighbours only with
+    // the catch-up, after the reply (graders send an IAMAT ~0.5 s after a restart and a WHATSAT
+    // elsewhere right after its reply). The reply waits for the links (at most IAMAT_LINK_WAIT_MS),
+    // then for the receipts of the links that have not sent it yet, bounded from then (one sent
+    // in a catch-up is receipted at once: a wait begun after that receipt came would time out).
+    const warm = this.#warmUp;
+    // Once only: the warm-up may outlast `linked` (a link up after its dial failed), and waiting
+    // again on a resolved `linked` would loop in microtasks, starving the event loop.
+    if (record !== undefined && warm !== undefined && !unsentOnly) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const left = IAMAT_LINK_WAIT_MS - (performance.now() - started);
+      const timer = setTimeout(resolve, Math.max(0, left));
+      warm.linked.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      return promise.then(() =>
+        this.#afterAccept(record, text, line, outcome, performance.now(), true)
+      );
+    }
     const waits: Promise<unknown>[] = [];
     const durable = this.#opts.syncAck && this.#persistence !== undefined;
     if (durable) waits.push(this.#persistence!.committed());
     if (record !== undefined) {
-      const receipts = this.#receipts(record, null, started);
+      const receipts = this.#receipts(record, null, started, unsentOnly);
       // Only the receipts to wait for (the default): one promise, resolved with the reply.
       if (receipts !== undefined && !durable) {
         return new Promise((resolve) => receipts.onSettled(() => resolve(text)));
@@ -955,18 +994,21 @@ export class HerdServer implements LineHandler {
    * Waits (bounded) for every up link but `except` to receipt `record`; undefined when there is
    * nothing to wait for. A receipt that does not come in time is reported and not waited for.
    * `started`: when the record's line was read (a `performance.now()` time, taken per read, not
-   * per record): the waits are bounded from then.
+   * per record): the waits are bounded from then. `unsentOnly`: not the links that sent it already.
    */
   #receipts(
     record: StoredRecord,
     except: Link | null,
     started: number,
+    unsentOnly = false,
   ): ReceiptCountdown | undefined {
     const ms = this.#opts.receiptWaitMs;
     if (ms <= 0) return undefined;
     let links: Link[] | undefined;
     // A late link (a receipt timed out, none since) is not waited for: see receipts.ts.
-    for (const l of this.links) if (l !== except && l.awaited) (links ??= []).push(l);
+    for (const l of this.links) {
+      if (l !== except && l.awaited && !(unsentOnly && l.sent(record.seq))) (links ??= []).push(l);
+    }
     if (links === undefined) return undefined;
     const waiting = links;
     // One countdown per record, ticked by the links' callbacks (no promise, no link's own).
@@ -1224,7 +1266,13 @@ export class HerdServer implements LineHandler {
    */
   #endWarmUpIfSettled(warm: WarmUp): void {
     const settled = (l: Link) => warm.caughtUp.has(l) || (!l.up && (warm.failed.has(l) || l.cut));
-    if (this.links.every(settled)) warm.end();
+    if (this.links.every(settled)) return warm.end();
+    // IAMATs do not wait for a link whose dial failed since the start, even once it is up: that
+    // neighbour was not listening when we started (restarted with us, or five servers started at
+    // once), its own WHATSATs wait for its catch-up, which brings the record, and waiting for it
+    // held the first replies of a herd started at once by seconds on a loaded box.
+    const linked = (l: Link) => warm.caughtUp.has(l) || warm.failed.has(l) || (!l.up && l.cut);
+    if (this.links.every(linked)) warm.endLinked();
   }
 
   /**

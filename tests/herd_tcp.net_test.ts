@@ -374,16 +374,22 @@ Deno.test("a restarted server answers at once a WHATSAT for a client stored sinc
   await t.herd.stopServer("Smith");
   for (const n of ["Hill", "Campbell", "Singleton"]) t.herd.setLink(n, "Smith", { delayMs: 1500 });
   await t.herd.startServer("Smith");
+  // Two connections: the IAMAT's own AT reply waits for the warm-up, so that its record has
+  // reached the neighbours (restart_flood.net_test.ts), and a WHATSAT behind it on the same
+  // connection is answered after it, in order. The record is stored at once all the same.
   await using c = await TcpClient.connect(t.port("Smith"));
+  await using q = await TcpClient.connect(t.port("Smith"));
   const sent = performance.now();
-  await c.send("IAMAT here.now +34.068930-118.445127 1.5\nWHATSAT here.now 10 1\n");
-  const text = await c.waitUntil((r) => r.endsWith("}\n\n"), 10_000);
+  await c.send("IAMAT here.now +34.068930-118.445127 1.5\n");
+  await q.send("WHATSAT here.now 10 1\n");
+  const text = await q.waitUntil((r) => r.endsWith("}\n\n"), 10_000);
   const ms = performance.now() - sent;
-  assert.match(text, /^AT Smith \S+ here\.now [^\n]*\nAT Smith /);
+  assert.match(text, /^AT Smith \S+ here\.now /);
   assert.ok(
     ms < 1000,
     `the WHATSAT waited ${Math.round(ms)} ms for a catch-up it needs nothing from`,
   );
+  assert.match(await c.waitUntil((r) => r.endsWith("\n"), 10_000), /^AT Smith \S+ here\.now /);
 });
 
 Deno.test("a stopped server's neighbours keep serving; restarted, it catches up", async () => {
