@@ -14,7 +14,8 @@
  * (handshake.ts) is the same on either port.
  *
  * A dialler asks only once per port: it dials the link port it learnt first, and asks again
- * only when that is refused or the handshake there fails ({@linkcode LinkPortBook}); a server
+ * only when that is refused or the handshake there fails with an answer that is not that server's
+ * (or no answer for 30 s: {@linkcode LinkPortBook.failed}); a server
  * keeps its link port across restarts (link_port_memory.ts), so redials after a restart open no
  * connection to its client port at all.
  *
@@ -26,6 +27,12 @@ import { closeQuietly, writeAll } from "./io.ts";
 import { closeAfter } from "./timeout.ts";
 import { HANDSHAKE_TIMEOUT_MS, LineReader } from "./handshake.ts";
 import { formatLinkPortQuery, parseLinkPort } from "./wire.ts";
+
+/**
+ * How long a known link port may fail its handshakes without any answer (a server still loading
+ * after it bound it, or stopped) before the dialler asks the client port whether it moved.
+ */
+export const SILENT_PATIENCE_MS = 30_000;
 
 /** Where a server is dialled: its address, its client port and its name. */
 export interface LinkTarget {
@@ -57,7 +64,7 @@ export function dialLinkPort(
 /**
  * The link ports a dialler has learnt, by server name: it dials the one it knows first, and asks
  * the client port only when that is refused, or when the last connection it made there failed
- * its handshake ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
+ * its handshake with an answer that is not that server's ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
  * link port (it keeps it across restarts: servers/link_port_memory.ts) is redialled without any
  * connection to its client port, which `lsof -ti:PORT | xargs kill` would kill us with. The
  * handshake is the same whichever way the port was found: a port that is not that server's
@@ -75,15 +82,27 @@ export class LinkPortBook {
   #ports: Map<string, number>;
   /** Servers whose last dial connected to the port known before it (not freshly answered). */
   #fromMemory = new Set<string>();
+  /** Servers whose last dial failed (not followed by a successful one). */
+  #lastFailed = new Set<string>();
+  /** When a known port's handshakes started failing without an answer, by server. */
+  #silentSince = new Map<string, number>();
   #onChange: ((name: string, port: number | undefined) => void) | undefined;
 
-  /** `known`: ports learnt before (remembered across a restart); `onChange`: each one learnt or forgotten. */
+  #silentPatienceMs: number;
+
+  /**
+   * `known`: ports learnt before (remembered across a restart); `onChange`: each one learnt or
+   * forgotten; `silentPatienceMs`: how long a known port may fail without an answer before it
+   * is asked about ({@linkcode SILENT_PATIENCE_MS}).
+   */
   constructor(
     known: Iterable<[string, number]> = [],
     onChange?: (name: string, port: number | undefined) => void,
+    silentPatienceMs = SILENT_PATIENCE_MS,
   ) {
     this.#ports = new Map(known);
     this.#onChange = onChange;
+    this.#silentPatienceMs = silentPatienceMs;
   }
 
   /** The link port known for `name`, if any. */
@@ -102,6 +121,8 @@ export class LinkPortBook {
   ): Promise<Deno.TcpConn> {
     const { name, host } = target;
     this.#fromMemory.delete(name);
+    // The dial before this one linked (or there was none): any silence before it is over.
+    if (!this.#lastFailed.delete(name)) this.#silentSince.delete(name);
     const known = this.#ports.get(name);
     if (known !== undefined) {
       try {
@@ -119,12 +140,26 @@ export class LinkPortBook {
   }
 
   /**
-   * The handshake on the connection {@linkcode LinkPortBook.dial} last returned for `name` failed:
-   * if that was a port known from before, it is forgotten (whatever listens there may not be
-   * that server), and the next dial asks.
+   * The dial of `name` failed, or the handshake on the connection {@linkcode LinkPortBook.dial}
+   * last returned for it: if that was a port known from before, it is forgotten (whatever
+   * listens there may not be that server), and the next dial asks. Unless the failure was
+   * `inconclusive` (handshake.ts: no answer at all, or one that proved the secret): a restarted
+   * server's link port listens before it is ready to answer, over 3 s at load 20, and a
+   * stopped one's backlog holds connections unanswered; asking its client port then would
+   * connect to it (the race link_port_memory.proc_test.ts saw). Only a port silent for
+   * {@linkcode SILENT_PATIENCE_MS} is asked about, as another process's listener may say nothing.
    */
-  failed(name: string): void {
-    if (this.#fromMemory.delete(name)) this.#set(name, undefined);
+  failed(name: string, inconclusive = false): void {
+    this.#lastFailed.add(name);
+    if (!this.#fromMemory.delete(name)) return;
+    if (inconclusive) {
+      const now = performance.now();
+      const since = this.#silentSince.get(name) ?? now;
+      this.#silentSince.set(name, since);
+      if (now - since < this.#silentPatienceMs) return;
+    }
+    this.#silentSince.delete(name);
+    this.#set(name, undefined);
   }
 
   #set(name: string, port: number | undefined): void {

@@ -1,0 +1,85 @@
+/**
+ * servers/link_port.ts `LinkPortBook`: which failures of a known link port make the dialler ask
+ * the client port again. A handshake that got no answer (a restarted server's link port listens
+ * before it is ready; a stopped one's backlog holds the HELLO) keeps the port for the patience;
+ * an answer that is not the server's forgets it at once. Real sockets on loopback; the
+ * handshake's outcome is what the caller reports (`failed`).
+ */
+
+import assert from "node:assert/strict";
+import { LinkPortBook } from "../servers/link_port.ts";
+import { leasePorts } from "./_helpers/ports.ts";
+import { linkPortFront } from "./_helpers/net.ts";
+
+/** A listener that accepts and holds connections, saying nothing. */
+function silentListener(port: number): { close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) held.push(conn);
+  })().catch(() => {});
+  return {
+    close() {
+      listener.close();
+      for (const c of held) c.close();
+    },
+  };
+}
+
+/** Dials `book` for Jaquez and returns the port it connected to. */
+async function dialedPort(book: LinkPortBook, client: number): Promise<number> {
+  const conn = await book.dial({ name: "Jaquez", host: "127.0.0.1", port: client });
+  try {
+    return (conn.remoteAddr as Deno.NetAddr).port;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("link port book: a known port that answers nothing is kept for the patience, then asked about; a wrong answer forgets it at once", async () => {
+  const [known, client, fresh] = leasePorts(3);
+  const silent = silentListener(known);
+  const front = linkPortFront(client, "Jaquez", fresh);
+  const freshListener = Deno.listen({ hostname: "127.0.0.1", port: fresh });
+  try {
+    // Silences within the patience (a minute here: however loaded the box) keep the port.
+    const patient = new LinkPortBook([["Jaquez", known]], undefined, 60_000);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await dialedPort(patient, client), known);
+      patient.failed("Jaquez", true);
+      assert.equal(patient.get("Jaquez"), known, `forgotten at silence ${i + 1}`);
+    }
+
+    // Silent past the patience: asked about.
+    const patience = 100;
+    const book = new LinkPortBook([["Jaquez", known]], undefined, patience);
+    assert.equal(await dialedPort(book, client), known);
+    book.failed("Jaquez", true);
+    await new Promise((r) => setTimeout(r, patience + 50));
+    assert.equal(await dialedPort(book, client), known);
+    book.failed("Jaquez", true);
+    assert.equal(book.get("Jaquez"), undefined, "silent past the patience, and still kept");
+    assert.equal(await dialedPort(book, client), fresh, "the next dial did not ask");
+
+    // A dial that linked (no failure reported) ends the silence: the patience starts again.
+    const linked = new LinkPortBook([["Jaquez", known]], undefined, patience);
+    await dialedPort(linked, client);
+    linked.failed("Jaquez", true);
+    await new Promise((r) => setTimeout(r, patience + 50));
+    await dialedPort(linked, client); // linked: no failure
+    await dialedPort(linked, client);
+    linked.failed("Jaquez", true);
+    assert.equal(linked.get("Jaquez"), known, "an old silence counted against a new one");
+
+    // An answer that is not Jaquez's (a refused HELLO, a bad proof): asked about at once.
+    const wrong = new LinkPortBook([["Jaquez", known]], undefined, patience);
+    assert.equal(await dialedPort(wrong, client), known);
+    wrong.failed("Jaquez", false);
+    assert.equal(wrong.get("Jaquez"), undefined);
+    assert.equal(await dialedPort(wrong, client), fresh);
+  } finally {
+    silent.close();
+    front.close();
+    freshListener.close();
+  }
+});
