@@ -17,7 +17,9 @@
  * only when that is refused or the handshake there fails with an answer that is not that server's
  * (or no answer for 30 s: {@linkcode LinkPortBook.failed}); a server
  * keeps its link port across restarts (link_port_memory.ts), so redials after a restart open no
- * connection to its client port at all.
+ * connection to its client port at all. A server that came up between the known port's refusal
+ * and the client port's connect is dialled on the known port again before anything is asked:
+ * that client-port connection closes at once, unused.
  *
  * @module
  */
@@ -134,7 +136,24 @@ export class LinkPortBook {
         // Refused: it listens elsewhere now (or is down: then so is its client port).
       }
     }
-    const linkPort = await askLinkPort(target, signal, timeoutMs);
+    const front = await Deno.connect({ hostname: host, port: target.port, signal });
+    if (known !== undefined) {
+      // The client port is up. If the server came up since its known port refused us (it binds
+      // that one first: cli/early_listen.ts), the known port takes us now: we leave the client
+      // port at once, with nothing said (no question, no connection held while it is answered).
+      try {
+        const conn = await connect(host, known, signal);
+        closeQuietly(front);
+        this.#fromMemory.add(name);
+        return conn;
+      } catch (err) {
+        if (signal?.aborted) {
+          closeQuietly(front);
+          throw err;
+        }
+      }
+    }
+    const linkPort = await askLinkPort(front, target.name, timeoutMs);
     this.#set(name, linkPort);
     return await connect(host, linkPort ?? target.port, signal);
   }
@@ -181,24 +200,24 @@ async function connect(
 }
 
 /**
- * Asks `target`'s client port for its link port, closing that connection before it returns.
- * Undefined: an older server (any answer but a link port, or a close without one).
+ * Asks server `name` on `conn`, a connection to its client port, for its link port, closing
+ * that connection before it returns. Undefined: an older server (any answer but a link port, or
+ * a close without one).
  */
 async function askLinkPort(
-  target: LinkTarget,
-  signal: AbortSignal | undefined,
+  conn: Deno.TcpConn,
+  name: string,
   timeoutMs: number,
 ): Promise<number | undefined> {
-  const conn = await Deno.connect({ hostname: target.host, port: target.port, signal });
   const timer = closeAfter(conn, timeoutMs);
   try {
     conn.setNoDelay(true);
-    await writeAll(conn, binaryToBytes(formatLinkPortQuery(target.name)));
+    await writeAll(conn, binaryToBytes(formatLinkPortQuery(name)));
     const line = await new LineReader(conn, new LineSplitter(), []).next();
     if (timer.expired) {
-      throw new Error(`no answer from ${target.name} about its link port in ${timeoutMs} ms`);
+      throw new Error(`no answer from ${name} about its link port in ${timeoutMs} ms`);
     }
-    return line === undefined ? undefined : parseLinkPort(line, target.name);
+    return line === undefined ? undefined : parseLinkPort(line, name);
   } finally {
     timer.clear();
     closeQuietly(conn);

@@ -83,3 +83,50 @@ Deno.test("link port book: a known port that answers nothing is kept for the pat
     freshListener.close();
   }
 });
+
+Deno.test("link port book: a server that comes up between its known port's refusal and the client port's connect is linked on the known port, and asked nothing", async () => {
+  // The server binds its link port, then its client port (cli/early_listen.ts). Bound right
+  // after the dial starts, both come up after the known port's connect was refused (that
+  // syscall is made as the dial starts) and before the client port's.
+  let fronted = 0;
+  let asked = 0;
+  for (let i = 0; i < 20; i++) {
+    const [known, client] = leasePorts(2);
+    const book = new LinkPortBook([["Jaquez", known]]);
+    const dial = book.dial({ name: "Jaquez", host: "127.0.0.1", port: client });
+    const link = Deno.listen({ hostname: "127.0.0.1", port: known });
+    const front = Deno.listen({ hostname: "127.0.0.1", port: client });
+    const served = (async () => {
+      for await (const conn of front) {
+        fronted++;
+        const buf = new Uint8Array(256);
+        // Anything written (the question) is read; a dialler that leaves says nothing.
+        if ((await conn.read(buf).catch(() => null)) !== null) {
+          asked++;
+          await conn.write(new TextEncoder().encode(`HERD2 LINKPORT Jaquez ${known}\n`))
+            .catch(() => {});
+        }
+        conn.close();
+      }
+    })().catch(() => {});
+    const accepted = link.accept();
+    try {
+      const conn = await dial;
+      assert.equal((conn.remoteAddr as Deno.NetAddr).port, known);
+      conn.close();
+      (await accepted).close();
+      // A connection to the front is accepted before the listener goes (bounded: most dials
+      // never go there).
+      const seen = fronted;
+      for (let t = 0; t < 10 && fronted === seen; t++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      link.close();
+      front.close();
+      await served;
+    }
+  }
+  assert.ok(fronted > 0, "the race never happened: the known port always took the first dial");
+  assert.equal(asked, 0, `asked the client port in ${asked} of ${fronted} races`);
+});
