@@ -8,6 +8,10 @@
 
 import assert from "node:assert/strict";
 import { LinkPortBook } from "../servers/link_port.ts";
+import { dialHandshake } from "../servers/handshake.ts";
+import { HerdAuth } from "../servers/auth.ts";
+import { LineSplitter } from "../servers/lines.ts";
+import { closeQuietly } from "../servers/io.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { linkPortFront } from "./_helpers/net.ts";
 
@@ -129,4 +133,47 @@ Deno.test("link port book: a server that comes up between its known port's refus
   }
   assert.ok(fronted > 0, "the race never happened: the known port always took the first dial");
   assert.equal(asked, 0, `asked the client port in ${asked} of ${fronted} races`);
+});
+
+Deno.test("link port book: what the handshake tells it: no answer (a close, a reset, a timeout) is inconclusive; another process's answer is not", async () => {
+  const auth = new HerdAuth("book-test-secret-123");
+  /** A dial's handshake against a listener that treats each connection with `serve`. */
+  const handshakeWith = async (serve: (conn: Deno.Conn) => Promise<void>) => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const served = (async () => {
+      const conn = await listener.accept();
+      await serve(conn).catch(() => {});
+      closeQuietly(conn);
+    })();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    try {
+      return await dialHandshake(auth, conn, new LineSplitter(), "peer", "Hill", "Jaquez", 500);
+    } finally {
+      closeQuietly(conn); // the handshake's timeout may have closed it
+      listener.close();
+      await served;
+    }
+  };
+  const readLine = async (conn: Deno.Conn) => {
+    await conn.read(new Uint8Array(1024));
+  };
+  // A dying server's listener: the connection is closed unanswered.
+  const closed = await handshakeWith(async () => {});
+  assert.ok(!closed.ok && closed.inconclusive === true, JSON.stringify(closed));
+  // A server still loading, or stopped: nothing within the timeout.
+  const silent = await handshakeWith((conn) => readLine(conn).then(() => readLine(conn)));
+  assert.ok(!silent.ok && silent.inconclusive === true, JSON.stringify(silent));
+  // Another process: a client port's `?`, or a challenge that proves nothing.
+  const refused = await handshakeWith(async (conn) => {
+    await readLine(conn);
+    await conn.write(new TextEncoder().encode("? HERD2 HELLO peer Hill Jaquez x\n"));
+  });
+  assert.ok(!refused.ok && refused.inconclusive !== true, JSON.stringify(refused));
+  const forged = await handshakeWith(async (conn) => {
+    await readLine(conn);
+    const fake = `HERD2 CHALLENGE Jaquez Hill ${"0".repeat(32)} ${"0".repeat(64)}\n`;
+    await conn.write(new TextEncoder().encode(fake));
+    await readLine(conn);
+  });
+  assert.ok(!forged.ok && forged.inconclusive !== true, JSON.stringify(forged));
 });
