@@ -1408,7 +1408,8 @@ export class Link {
         return "up";
       }
       if (!r.ok && r.busy) return "busy";
-      this.#dialInconclusive = !r.ok && r.inconclusive === true;
+      // Linked but dropped (stopped, or the link is cut): the port proved itself all the same.
+      this.#dialInconclusive = r.ok || r.inconclusive === true;
       if (!r.ok && r.reason !== "connection lost") {
         s.bus.emit({
           kind: "peer.rejected",
