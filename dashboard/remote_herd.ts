@@ -277,7 +277,7 @@ export class RemoteHerd {
     );
     if (!r.ok) {
       closeQuietly(conn);
-      this.#linkPorts.failed(name);
+      this.#linkPorts.failed(name, r.inconclusive);
       this.#backoff(w, `handshake: ${r.reason}`);
       return;
     }

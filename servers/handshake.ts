@@ -113,7 +113,17 @@ export class LineReader {
 /** A handshake's outcome: the lines read past it, or why it failed. */
 export type HandshakeResult =
   | { ok: true; rest: SplitLine[] }
-  | { ok: false; reason: string; busy?: boolean };
+  | {
+    ok: false;
+    reason: string;
+    busy?: boolean;
+    /**
+     * (Dialler.) Nothing the other end sent says it is not `peer`: it answered nothing (a
+     * stopped or still loading server's backlog holds the HELLO), or it proved the secret
+     * before the failure. A link port known from before is kept then (servers/link_port.ts).
+     */
+    inconclusive?: boolean;
+  };
 
 async function send(conn: Deno.Conn, text: string): Promise<boolean> {
   try {
@@ -153,7 +163,11 @@ export async function dialHandshake(
   try {
     const nonceD = newNonce();
     if (!(await send(conn, formatHello({ role, from: me, to: peer, nonce: nonceD })))) {
-      return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
+      return {
+        ok: false,
+        reason: timer.expired ? "handshake timeout" : "connection lost",
+        inconclusive: true,
+      };
     }
     const reader = new LineReader(conn, splitter, []);
     const challenge = await reader.next();
@@ -165,6 +179,7 @@ export async function dialHandshake(
           : timer.expired
           ? `handshake timeout (no challenge from ${peer})`
           : "connection lost",
+        inconclusive: !reader.overlong,
       };
     }
     if (isBusy(challenge)) return { ok: false, reason: "busy", busy: true };
@@ -182,7 +197,11 @@ export async function dialHandshake(
     }
     const mac = await auth.sign(proofText(role, "dialler", me, peer, nonceD, nonceA));
     if (!(await send(conn, formatProof(mac)))) {
-      return { ok: false, reason: timer.expired ? "handshake timeout" : "connection lost" };
+      return {
+        ok: false,
+        reason: timer.expired ? "handshake timeout" : "connection lost",
+        inconclusive: true,
+      };
     }
     const welcome = await reader.next();
     if (welcome !== undefined && isBusy(welcome)) return { ok: false, reason: "busy", busy: true };
@@ -194,6 +213,7 @@ export async function dialHandshake(
           : timer.expired
           ? `handshake timeout (no answer to our proof from ${peer})`
           : `${peer} closed after our proof (it refused it)`,
+        inconclusive: true, // it proved the secret: it is `peer`
       };
     }
     if (!isWelcome(welcome, role, peer, me)) {

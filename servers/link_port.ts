@@ -14,9 +14,12 @@
  * (handshake.ts) is the same on either port.
  *
  * A dialler asks only once per port: it dials the link port it learnt first, and asks again
- * only when that is refused or the handshake there fails ({@linkcode LinkPortBook}); a server
+ * only when that is refused or the handshake there fails with an answer that is not that server's
+ * (or no answer for 30 s: {@linkcode LinkPortBook.failed}); a server
  * keeps its link port across restarts (link_port_memory.ts), so redials after a restart open no
- * connection to its client port at all.
+ * connection to its client port at all. A server that came up between the known port's refusal
+ * and the client port's connect is dialled on the known port again before anything is asked:
+ * that client-port connection closes at once, unused.
  *
  * @module
  */
@@ -26,6 +29,12 @@ import { closeQuietly, writeAll } from "./io.ts";
 import { closeAfter } from "./timeout.ts";
 import { HANDSHAKE_TIMEOUT_MS, LineReader } from "./handshake.ts";
 import { formatLinkPortQuery, parseLinkPort } from "./wire.ts";
+
+/**
+ * How long a known link port may fail its handshakes without any answer (a server still loading
+ * after it bound it, or stopped) before the dialler asks the client port whether it moved.
+ */
+export const SILENT_PATIENCE_MS = 30_000;
 
 /** Where a server is dialled: its address, its client port and its name. */
 export interface LinkTarget {
@@ -57,7 +66,7 @@ export function dialLinkPort(
 /**
  * The link ports a dialler has learnt, by server name: it dials the one it knows first, and asks
  * the client port only when that is refused, or when the last connection it made there failed
- * its handshake ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
+ * its handshake with an answer that is not that server's ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
  * link port (it keeps it across restarts: servers/link_port_memory.ts) is redialled without any
  * connection to its client port, which `lsof -ti:PORT | xargs kill` would kill us with. The
  * handshake is the same whichever way the port was found: a port that is not that server's
@@ -75,15 +84,27 @@ export class LinkPortBook {
   #ports: Map<string, number>;
   /** Servers whose last dial connected to the port known before it (not freshly answered). */
   #fromMemory = new Set<string>();
+  /** Servers whose last dial failed (not followed by a successful one). */
+  #lastFailed = new Set<string>();
+  /** When a known port's handshakes started failing without an answer, by server. */
+  #silentSince = new Map<string, number>();
   #onChange: ((name: string, port: number | undefined) => void) | undefined;
 
-  /** `known`: ports learnt before (remembered across a restart); `onChange`: each one learnt or forgotten. */
+  #silentPatienceMs: number;
+
+  /**
+   * `known`: ports learnt before (remembered across a restart); `onChange`: each one learnt or
+   * forgotten; `silentPatienceMs`: how long a known port may fail without an answer before it
+   * is asked about ({@linkcode SILENT_PATIENCE_MS}).
+   */
   constructor(
     known: Iterable<[string, number]> = [],
     onChange?: (name: string, port: number | undefined) => void,
+    silentPatienceMs = SILENT_PATIENCE_MS,
   ) {
     this.#ports = new Map(known);
     this.#onChange = onChange;
+    this.#silentPatienceMs = silentPatienceMs;
   }
 
   /** The link port known for `name`, if any. */
@@ -102,6 +123,8 @@ export class LinkPortBook {
   ): Promise<Deno.TcpConn> {
     const { name, host } = target;
     this.#fromMemory.delete(name);
+    // The dial before this one linked (or there was none): any silence before it is over.
+    if (!this.#lastFailed.delete(name)) this.#silentSince.delete(name);
     const known = this.#ports.get(name);
     if (known !== undefined) {
       try {
@@ -113,18 +136,49 @@ export class LinkPortBook {
         // Refused: it listens elsewhere now (or is down: then so is its client port).
       }
     }
-    const linkPort = await askLinkPort(target, signal, timeoutMs);
+    const front = await Deno.connect({ hostname: host, port: target.port, signal });
+    if (known !== undefined) {
+      // The client port is up. If the server came up since its known port refused us (it binds
+      // that one first: cli/early_listen.ts), the known port takes us now: we leave the client
+      // port at once, with nothing said (no question, no connection held while it is answered).
+      try {
+        const conn = await connect(host, known, signal);
+        closeQuietly(front);
+        this.#fromMemory.add(name);
+        return conn;
+      } catch (err) {
+        if (signal?.aborted) {
+          closeQuietly(front);
+          throw err;
+        }
+      }
+    }
+    const linkPort = await askLinkPort(front, target.name, timeoutMs);
     this.#set(name, linkPort);
     return await connect(host, linkPort ?? target.port, signal);
   }
 
   /**
-   * The handshake on the connection {@linkcode LinkPortBook.dial} last returned for `name` failed:
-   * if that was a port known from before, it is forgotten (whatever listens there may not be
-   * that server), and the next dial asks.
+   * The dial of `name` failed, or the handshake on the connection {@linkcode LinkPortBook.dial}
+   * last returned for it: if that was a port known from before, it is forgotten (whatever
+   * listens there may not be that server), and the next dial asks. Unless the failure was
+   * `inconclusive` (handshake.ts: no answer at all, or one that proved the secret): a restarted
+   * server's link port listens before it is ready to answer, over 3 s at load 20, and a
+   * stopped one's backlog holds connections unanswered; asking its client port then would
+   * connect to it (the race link_port_memory.proc_test.ts saw). Only a port silent for
+   * {@linkcode SILENT_PATIENCE_MS} is asked about, as another process's listener may say nothing.
    */
-  failed(name: string): void {
-    if (this.#fromMemory.delete(name)) this.#set(name, undefined);
+  failed(name: string, inconclusive = false): void {
+    this.#lastFailed.add(name);
+    if (!this.#fromMemory.delete(name)) return;
+    if (inconclusive) {
+      const now = performance.now();
+      const since = this.#silentSince.get(name) ?? now;
+      this.#silentSince.set(name, since);
+      if (now - since < this.#silentPatienceMs) return;
+    }
+    this.#silentSince.delete(name);
+    this.#set(name, undefined);
   }
 
   #set(name: string, port: number | undefined): void {
@@ -146,24 +200,24 @@ async function connect(
 }
 
 /**
- * Asks `target`'s client port for its link port, closing that connection before it returns.
- * Undefined: an older server (any answer but a link port, or a close without one).
+ * Asks server `name` on `conn`, a connection to its client port, for its link port, closing
+ * that connection before it returns. Undefined: an older server (any answer but a link port, or
+ * a close without one).
  */
 async function askLinkPort(
-  target: LinkTarget,
-  signal: AbortSignal | undefined,
+  conn: Deno.TcpConn,
+  name: string,
   timeoutMs: number,
 ): Promise<number | undefined> {
-  const conn = await Deno.connect({ hostname: target.host, port: target.port, signal });
   const timer = closeAfter(conn, timeoutMs);
   try {
     conn.setNoDelay(true);
-    await writeAll(conn, binaryToBytes(formatLinkPortQuery(target.name)));
+    await writeAll(conn, binaryToBytes(formatLinkPortQuery(name)));
     const line = await new LineReader(conn, new LineSplitter(), []).next();
     if (timer.expired) {
-      throw new Error(`no answer from ${target.name} about its link port in ${timeoutMs} ms`);
+      throw new Error(`no answer from ${name} about its link port in ${timeoutMs} ms`);
     }
-    return line === undefined ? undefined : parseLinkPort(line, target.name);
+    return line === undefined ? undefined : parseLinkPort(line, name);
   } finally {
     timer.clear();
     closeQuietly(conn);

@@ -114,8 +114,11 @@ export interface LinkHost {
    * (link down).
    */
   catchUpEnded?(link: Link, complete: boolean): void;
-  /** A dial of `link` failed (the neighbour is away, or refused us). */
-  dialFailed?(link: Link): void;
+  /**
+   * A dial of `link` failed (the neighbour is away, or refused us). `inconclusive`: its
+   * handshake failed without saying the other end is not that neighbour (handshake.ts).
+   */
+  dialFailed?(link: Link, inconclusive: boolean): void;
   /**
    * Whether a link other than `link` is up and receiving a catch-up stream (one we did not ask
    * to `HOLD`) that should bring at least `min` records.
@@ -220,6 +223,8 @@ export class Link {
   #connOurs = false;
   /** True from our dial's connect until its handshake ends. */
   #dialing = false;
+  /** The last failed dial's handshake said nothing against the other end being our peer. */
+  #dialInconclusive = false;
   #running = false;
   /** Bumped by each start(): a dial loop from before a stop/start ends instead of doubling up. */
   #generation = 0;
@@ -1361,7 +1366,7 @@ export class Link {
       // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
       if (outcome === "failed") {
         backoff.next();
-        this.#server.dialFailed?.(this);
+        this.#server.dialFailed?.(this, this.#dialInconclusive);
       } else backoff.reset();
       wait = backoff.current;
     }
@@ -1371,6 +1376,7 @@ export class Link {
   async #dialOnce(): Promise<"up" | "busy" | "failed"> {
     const s = this.#server;
     this.#dialing = true;
+    this.#dialInconclusive = false;
     let conn: Deno.Conn | undefined;
     // A connect unanswered for a heartbeat interval goes nowhere (a SYN lost in a cut is
     // retried by the kernel 1 s later, then 2, 4 s...): give up, so that the next backoff dial
@@ -1407,6 +1413,8 @@ export class Link {
         return "up";
       }
       if (!r.ok && r.busy) return "busy";
+      // Linked but dropped (stopped, or the link is cut): the port proved itself all the same.
+      this.#dialInconclusive = r.ok || r.inconclusive === true;
       if (!r.ok && r.reason !== "connection lost") {
         s.bus.emit({
           kind: "peer.rejected",

@@ -1250,9 +1250,9 @@ export class HerdServer implements LineHandler {
   }
 
   /** A neighbour whose dial failed (and that has not dialled us) has no catch-up for us. */
-  dialFailed(link: Link): void {
+  dialFailed(link: Link, inconclusive: boolean): void {
     // A port we knew from before that fails its handshake is asked for again next time.
-    this.#linkPortBook.failed(link.peer);
+    this.#linkPortBook.failed(link.peer, inconclusive);
     const warm = this.#warmUp;
     if (warm === undefined) return;
     warm.failed.add(link);

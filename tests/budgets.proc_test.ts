@@ -21,6 +21,13 @@ const FLOOD = 300;
 /** RSS growth allowed under 400 non-reading pipeliners (docs/reliability.md). */
 const RSS_GROWTH_BOUND = 256 * 1024 * 1024;
 
+/** CPU time (user + system, all threads) process `pid` has used, in ms (/proc: 10 ms ticks). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // from field 3, the state
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /** Opens `n` connections to a port (those the kernel completes; not necessarily accepted). */
 async function flood(port: number, n: number): Promise<TcpClient[]> {
   const conns: TcpClient[] = [];
@@ -267,13 +274,17 @@ Deno.test("memory: 400 pipeliners that never read: a normal client is answered w
     await iamat(port, "memory.hog", "+34.068930-118.445127", "1621464827.5");
     await iamat(port, "memory.normal", "+34.068930-118.445127", "1621464827.5");
     normal = await TcpClient.connect(port);
-    const roundTrip = async () => {
+    // A round trip's wall time, and the CPU time Hill had meanwhile: at load 25 Hill may be off
+    // the CPU for over a second, which is not its unfairness (a server that serves the hogs
+    // first burns a second of CPU before it answers).
+    const timed = async () => {
       const before = normal!.received.length;
-      const t0 = performance.now();
+      const [t0, cpu0] = [performance.now(), await cpuMs(hill.pid)];
       await normal!.send(`WHATSAT memory.normal 10 1\n`);
       await normal!.waitUntil((text) => text.length > before && text.endsWith("}\n\n"), 10_000);
-      return performance.now() - t0;
+      return { wall: performance.now() - t0, cpu: (await cpuMs(hill.pid)) - cpu0 };
     };
+    const roundTrip = async () => (await timed()).wall;
     await roundTrip();
     const rss0 = (await hill.rss())!;
 
@@ -290,10 +301,13 @@ Deno.test("memory: 400 pipeliners that never read: a normal client is answered w
     assert.ok(burst < 10_000, `the round trip during the connection burst took ${burst} ms`);
     let rssMax = rss0;
     const latencies: number[] = [];
+    let slowest = { wall: 0, cpu: 0 };
     // Four seconds: the hogs keep the server's core busy, and other tests share the machine.
     const until = performance.now() + 4000;
     while (performance.now() < until) {
-      latencies.push(await roundTrip());
+      const r = await timed();
+      latencies.push(r.wall);
+      if (Math.min(r.wall, r.cpu) > Math.min(slowest.wall, slowest.cpu)) slowest = r;
       rssMax = Math.max(rssMax, (await hill.rss()) ?? 0);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -301,11 +315,14 @@ Deno.test("memory: 400 pipeliners that never read: a normal client is answered w
     console.log(
       `RSS ${(rss0 / MiB).toFixed(0)} -> max ${(rssMax / MiB).toFixed(0)} MiB; normal client: ${
         burst.toFixed(0)
-      } ms in the burst, then ${latencies.map((l) => l.toFixed(0)).join(" ")} ms`,
+      } ms in the burst, then ${
+        latencies.map((l) => l.toFixed(0)).join(" ")
+      } ms (slowest: ${slowest.cpu} ms of Hill's CPU)`,
     );
+    // Within 1 s, or within 1 s of Hill's CPU time when the box kept Hill off the CPU.
     assert.ok(
-      Math.max(...latencies) < 1000,
-      `a normal round trip took ${Math.max(...latencies)} ms`,
+      Math.min(slowest.wall, slowest.cpu) < 1000,
+      `a normal round trip took ${slowest.wall.toFixed(0)} ms, ${slowest.cpu} ms of Hill's CPU`,
     );
     assert.ok(
       rssMax - rss0 < RSS_GROWTH_BOUND,

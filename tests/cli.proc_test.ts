@@ -879,6 +879,39 @@ Deno.test("deno task bench --help prints its usage", async () => {
   assertUsage(await denoTask(["bench", "--quik"]), /--quik/, "bench --quik");
 });
 
+Deno.test("client: a WHATSAT reply in many pieces (its blank line split across reads, a 2 MiB body in 64 KiB writes) is printed whole", async () => {
+  // The body is kept in pieces until its blank line comes (joined and searched whole at every
+  // read, a 16 MiB reply took 14-18 s at load 12); pieces must not lose or reorder a byte.
+  const body = `{"results":[${`"${"y".repeat(1000)}",`.repeat(2048)}"end"]}`;
+  const pieces = ["AT X +0.1 a +1+1 1\n{", body.slice(1), "\n", "\n"];
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = await listener.accept();
+    try {
+      const buf = new Uint8Array(4096);
+      await conn.read(buf); // the command line
+      const enc = new TextEncoder();
+      for (const piece of pieces) {
+        for (let i = 0; i < piece.length; i += 64 * 1024) {
+          await conn.write(enc.encode(piece.slice(i, i + 64 * 1024)));
+          await new Promise((r) => setTimeout(r, 1)); // separate reads at the client
+        }
+      }
+      await conn.read(buf); // until the client leaves
+    } finally {
+      conn.close();
+    }
+  })();
+  try {
+    const r = await run(["client", `127.0.0.1:${listener.addr.port}`, "WHATSAT a 1 1"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `AT X +0.1 a +1+1 1\n${body}\n\n`);
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
 Deno.test("client: exit 1 on '?', 2 on a refused connection, --json, and 'now'", async () => {
   const [port, closed] = freePorts(2);
   const dir = await Deno.makeTempDir();

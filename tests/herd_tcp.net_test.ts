@@ -546,9 +546,18 @@ Deno.test("4,096 WHATSATs for unknown clients during the warm-up do not make a k
           Array.from({ length: 32 }, (_, i) => `WHATSAT ghost.${c}.${i} 1 0\n`).join(""),
           20_000,
         ));
-      await waitFor(() => smith.store.waiting >= 4096, 20_000, "4,096 ghosts waiting");
-      if (performance.now() - started > 2_000 && attempt < 3) {
-        // Too slow a box to be well inside the warm-up: the known WHATSAT would come after it.
+      // The ghosts must all wait well inside the warm-up's 3 s bound; past it they are answered
+      // and the cap never fills. A box too loaded for that (load 20: >20 s once) proves nothing
+      // this round: the ghosts are answered at the warm-up's end, and Smith restarts.
+      const full = () => smith.store.waiting >= 4096;
+      const late = () => performance.now() - started > 2_000;
+      await waitFor(() => full() || late(), 20_000, "4,096 ghosts waiting, or 2 s gone");
+      if (!full() || late()) {
+        if (attempt === 8) {
+          throw new Error(
+            `4,096 ghosts never waited within 2 s of Smith's start (${attempt} tries)`,
+          );
+        }
         await Promise.all(ghosts);
         continue;
       }

@@ -120,6 +120,28 @@ Deno.test("link port memory: after a restart of either end, the link comes back 
   }
 });
 
+Deno.test("link port memory: a neighbour too slow to answer on its link port (stopped 10 s, as a start at load 20) is waited for there, never asked on its client port", async () => {
+  await using herd = await ProcessHerd.create({ topology: PAIR });
+  await herd.startAll();
+  await herd.waitLinksUp();
+  const jaquez = herd.port("Jaquez");
+  const linkPort = await askLinkPort(jaquez, "Jaquez");
+  const before = connectionsOn(jaquez);
+  const pid = herd.procs.get("Jaquez")!.pid;
+  // Stopped, Jaquez still listens: Hill's redials land in its link port's backlog and their
+  // handshakes time out (3 s each), as they do while a restarted server loads on a busy box.
+  Deno.kill(pid, "SIGSTOP");
+  try {
+    await waitFor(async () => !(await herd.links("Hill")).get("Jaquez"), 15_000, "link down");
+    await new Promise((r) => setTimeout(r, 10_000));
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  await herd.waitLinksUp();
+  assert.deepEqual(newConnections(jaquez, before), [], "Hill connected to Jaquez's client port");
+  assert.equal(await askLinkPort(jaquez, "Jaquez"), linkPort);
+});
+
 Deno.test("link port memory: a remembered link port asked for as the ops port goes to the ops endpoint, and the link takes another", async () => {
   await using herd = await ProcessHerd.create({ topology: PAIR });
   await herd.startAll();

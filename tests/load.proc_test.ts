@@ -179,6 +179,8 @@ interface LoadRun {
   refusedLogged: number;
   /** No idle connection was closed or written to while the server was full. */
   idleUntouched: boolean;
+  /** The longest gap between the idle connections' keep-alives until the check (a stalled test). */
+  keepAliveGapMs: number;
   /** The pipeliner's replies, or why they did not all come. */
   pipelined: string[];
   pipelineError?: unknown;
@@ -287,7 +289,7 @@ async function runLoad(): Promise<LoadRun> {
     } catch (err) {
       refusalError = err;
     }
-    const { untouched: idleUntouched } = await idle.ask({ op: "idle.check" });
+    const { untouched: idleUntouched, keepAliveGapMs } = await idle.ask({ op: "idle.check" });
 
     // Memory and reads: once the server has worked through what it did read (a loaded one may
     // still be at it when the pushes stall), and again 2 s later, while the slow readers keep
@@ -394,6 +396,7 @@ async function runLoad(): Promise<LoadRun> {
       refusalError,
       refusedLogged,
       idleUntouched,
+      keepAliveGapMs,
       pipelined,
       pipelineError,
       idleOpen,
@@ -452,7 +455,9 @@ Deno.test("load: a full server refuses more connections clearly, and logs each r
   for (const [i, { reply, gone }] of run.refusals.entries()) {
     if (gone) {
       assert.fail(
-        `refusal ${i}: got ${JSON.stringify(reply)}; last to leave: ${gone.join("; ")}`,
+        `refusal ${i}: got ${JSON.stringify(reply)}; keep-alives at most ${
+          run.keepAliveGapMs.toFixed(0)
+        } ms apart; last to leave: ${gone.join("; ")}`,
       );
     }
   }
@@ -471,7 +476,10 @@ Deno.test("load: a pipeliner's 5,000 unread WHATSATs are all answered, in order,
 
 Deno.test("load: idle connections are left alone while kept alive, closed after --idle-timeout-ms, then there is room", async () => {
   const run = await load();
-  assert.ok(run.idleUntouched, "idle connections untouched");
+  assert.ok(
+    run.idleUntouched,
+    `idle connections untouched (keep-alives at most ${run.keepAliveGapMs.toFixed(0)} ms apart)`,
+  );
   assert.equal(
     run.idleOpen,
     0,

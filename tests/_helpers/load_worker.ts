@@ -32,7 +32,12 @@ export type LoadReply =
   | { op: "normal" }
   | { op: "normal.stop"; latencies: number[]; error?: string }
   | { op: "idle"; openMs: number }
-  | { op: "idle.check"; untouched: boolean }
+  | {
+    op: "idle.check";
+    untouched: boolean;
+    /** The longest time between two keep-alives so far (this thread's stalls, if any). */
+    keepAliveGapMs: number;
+  }
   | {
     op: "idle.stop";
     /** Still open after `waitMs`. */
@@ -83,6 +88,7 @@ interface Watched {
 const idle: Watched[] = [];
 let keepAlive: ReturnType<typeof setInterval> | undefined;
 let lastKeepAlive = 0;
+let keepAliveGap = 0;
 
 function watch(conn: Deno.TcpConn): Watched {
   const w: Watched = { conn, received: 0, closedAt: undefined, done: Promise.resolve() };
@@ -105,7 +111,9 @@ function watch(conn: Deno.TcpConn): Watched {
 async function openIdle(port: number, count: number): Promise<number> {
   keepAlive = setInterval(() => {
     for (const w of idle) if (w.closedAt === undefined) w.conn.write(BLANK).catch(() => {});
-    lastKeepAlive = performance.now();
+    const now = performance.now();
+    if (lastKeepAlive > 0) keepAliveGap = Math.max(keepAliveGap, now - lastKeepAlive);
+    lastKeepAlive = now;
   }, 500);
   const t0 = performance.now();
   for (let i = 0; i < count; i += 100) {
@@ -156,6 +164,7 @@ async function answer(req: LoadRequest): Promise<LoadReply> {
       return {
         op: "idle.check",
         untouched: idle.every((w) => w.closedAt === undefined && w.received === 0),
+        keepAliveGapMs: keepAliveGap,
       };
     case "idle.stop":
       return await stopIdle(req.waitMs);
