@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { allWatching, exchange, startSeedHerd, waitFor } from "./_helpers/net.ts";
+import { allWatching, exchange, startSeedHerd, type TestHerd, waitFor } from "./_helpers/net.ts";
 import type { HerdEvent } from "../servers/events.ts";
 import { MAX_KNOWN_CLIENTS, RemoteHerd } from "../dashboard/remote_herd.ts";
 import { serveDashboard } from "../dashboard/app.ts";
@@ -22,6 +22,27 @@ function watcher(config: HerdConfig): RemoteHerd {
     minBackoffMs: 50,
     maxBackoffMs: 200,
   });
+}
+
+/**
+ * A seed herd and a {@linkcode watcher} of it that records every event in `seen`: `fn` runs once
+ * every server is watched; both stop after it, whatever it threw.
+ */
+async function withWatchedHerd(
+  fn: (w: { t: TestHerd; remote: RemoteHerd; seen: HerdEvent[] }) => Promise<void>,
+): Promise<void> {
+  const t = await startSeedHerd();
+  const remote = watcher(t.config);
+  const seen: HerdEvent[] = [];
+  remote.bus.subscribe((e) => seen.push(e));
+  try {
+    remote.start();
+    await waitFor(() => allWatching(remote), 5000, "all watching");
+    await fn({ t, remote, seen });
+  } finally {
+    await remote.stop();
+    await t.close();
+  }
 }
 
 function nowTime(): string {
@@ -345,13 +366,7 @@ Deno.test("RemoteHerd: an event whose record has fields of the wrong types is sk
   // Found by an adversarial review (adv12c): a `location.accepted` whose record had a number for
   // `origin` was merged into the view, and every snapshot of it after threw (displayClip of a
   // number); one with no record threw in the handler and dropped the stream.
-  const t = await startSeedHerd();
-  const remote = watcher(t.config);
-  const seen: HerdEvent[] = [];
-  remote.bus.subscribe((e) => seen.push(e));
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await withWatchedHerd(async ({ t, remote, seen }) => {
     const hill = t.herd.servers.get("Hill")!;
     const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
     const upsBefore = ups();
@@ -381,10 +396,7 @@ Deno.test("RemoteHerd: an event whose record has fields of the wrong types is sk
     assert.ok(!seen.some((e) => e.kind === "location.accepted" && e.server === "Hill"));
     const snap = remote.snapshot(); // threw before the fix
     assert.ok(!snap.records.some((r) => r.client === "evil"));
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: an observed event carries no text or value beyond its shape; a dashboard keeps it small (adversarial review)", async () => {
@@ -392,13 +404,7 @@ Deno.test("RemoteHerd: an observed event carries no text or value beyond its sha
   // events went from a member's stream to the bus, and into the dashboard's ring of 10,000
   // events, whole: a 200 KB `remote`, `reason` or extra field (any member may send any JSON up to
   // the observer line limit, ~500 KB) was kept per event, so 10,000 of them held gigabytes.
-  const t = await startSeedHerd();
-  const remote = watcher(t.config);
-  const seen: HerdEvent[] = [];
-  remote.bus.subscribe((e) => seen.push(e));
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await withWatchedHerd(async ({ t, remote, seen }) => {
     const hill = t.herd.servers.get("Hill")!;
     const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
     const upsBefore = ups();
@@ -445,10 +451,7 @@ Deno.test("RemoteHerd: an observed event carries no text or value beyond its sha
     }
     assert.equal(ups(), upsBefore + 1, "the stream was not redialled");
     assert.equal(remote.status().Hill.status, "watching");
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: a member's malformed or foreign METRICS never break the dashboard's /metrics (adversarial review)", async () => {
