@@ -199,6 +199,10 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   if (rest.length > 1) {
     throw new UsageError(`client takes one COMMAND (quote it), got ${rest.length} arguments`);
   }
+  // A blank line gets no reply: the client would send nothing and exit 0 as if it had worked.
+  if (rest.length === 1 && rest[0].split("\n").every((l) => verbOf(l) === undefined)) {
+    throw new UsageError("client's COMMAND is blank (a blank line gets no reply)");
+  }
   const addr = await resolveTarget(target, flags.config);
   // A HOST:PORT target is named once; a server name with its address.
   const where = /:\d+$/.test(target) ? target : `${target} (${addr.hostname}:${addr.port})`;

@@ -425,6 +425,16 @@ Deno.test("client: several COMMAND words are a usage error; a server that never 
     );
     assertUsage(words, /^error: client takes one COMMAND \(quote it\), got 4 arguments$/, "words");
     assert.deepEqual(silent.accepted(), 0, "nothing sent for a usage error");
+    // A blank COMMAND (protocol whitespace only, or empty) sent nothing and exited 0.
+    for (const blank of ["", " \t", "\n \n"]) {
+      const r = await runRefused(["client", `127.0.0.1:${silent.port}`, blank], {});
+      assertUsage(
+        r,
+        /^error: client's COMMAND is blank \(a blank line gets no reply\)$/,
+        JSON.stringify(blank),
+      );
+    }
+    assert.deepEqual(silent.accepted(), 0, "nothing sent for a blank COMMAND");
 
     const t0 = Date.now();
     const mute = await runRefused(
