@@ -25,20 +25,22 @@ function watcher(config: HerdConfig): RemoteHerd {
 }
 
 /**
- * A seed herd and a {@linkcode watcher} of it that records every event in `seen`: `fn` runs once
- * every server is watched; both stop after it, whatever it threw.
+ * Watches the herd `t` with a {@linkcode watcher} that records every event in `seen`: `fn` runs
+ * once every server is watched (within `watchMs`); the watcher and the herd stop after it,
+ * whatever it threw.
  */
-async function withWatchedHerd(
-  fn: (w: { t: TestHerd; remote: RemoteHerd; seen: HerdEvent[] }) => Promise<void>,
+async function watching(
+  t: TestHerd,
+  fn: (w: { remote: RemoteHerd; seen: HerdEvent[] }) => void | Promise<void>,
+  watchMs = 5000,
 ): Promise<void> {
-  const t = await startSeedHerd();
   const remote = watcher(t.config);
   const seen: HerdEvent[] = [];
   remote.bus.subscribe((e) => seen.push(e));
   try {
     remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
-    await fn({ t, remote, seen });
+    await waitFor(() => allWatching(remote), watchMs, "all watching");
+    await fn({ remote, seen });
   } finally {
     await remote.stop();
     await t.close();
@@ -235,13 +237,8 @@ Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, 
   // the dashboard rebuilt an array of that length, whatever the line said: count 10^7 took
   // ~80 MB per event; 2^32 threw "Invalid array length" and dropped the stream; 1e300 hangs.
   const t = await startSeedHerd();
-  const remote = watcher(t.config);
-  const seen: HerdEvent[] = [];
-  remote.bus.subscribe((e) => seen.push(e));
-  const dropped: string[] = []; // the sizes of the batches the dashboard passed on
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await watching(t, async ({ remote, seen }) => {
+    const dropped: string[] = []; // the sizes of the batches the dashboard passed on
     const hill = t.herd.servers.get("Hill")!;
     const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
     const upsBefore = ups();
@@ -278,10 +275,7 @@ Deno.test("RemoteHerd: a batch event's count is bounded; a huge one is skipped, 
     assert.equal(remote.status().Hill.error, undefined);
     // No reconnect: the only server.up after is the one emitted above.
     assert.equal(ups(), upsBefore + 1, `stream redialled (${dropped.join(", ")})`);
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: link events name servers of the config only; others add no link (adversarial review)", async () => {
@@ -289,10 +283,7 @@ Deno.test("RemoteHerd: link events name servers of the config only; others add n
   // the server's state, kept and sent in every snapshot: a stream of made-up names grew it
   // without bound.
   const t = await startSeedHerd();
-  const remote = watcher(t.config);
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await watching(t, async ({ remote }) => {
     const hill = t.herd.servers.get("Hill")!;
     const links = () => remote.snapshot().servers.find((s) => s.name === "Hill")!.links;
     const before = links().map((l) => l.peer).sort();
@@ -318,10 +309,7 @@ Deno.test("RemoteHerd: link events name servers of the config only; others add n
       "the real link.down",
     );
     assert.deepEqual(links().map((l) => l.peer).sort(), before);
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the config's name and numbers, never NaN (adversarial review)", async () => {
@@ -340,10 +328,7 @@ Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the co
     neighbors: ["Jaquez", 7, "ghost"],
     links: "x",
   });
-  const remote = watcher(t.config);
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching, Hill included");
+  await watching(t, ({ remote }) => {
     const s = remote.snapshot().servers.find((x) => x.name === "Hill");
     const config = t.config.servers.find((x) => x.name === "Hill")!;
     assert.deepEqual(s, {
@@ -356,17 +341,15 @@ Deno.test("RemoteHerd: a STATE of the wrong types keeps the stream, shows the co
       neighbors: ["Jaquez"],
       links: [],
     });
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: an event whose record has fields of the wrong types is skipped; the stream and the view are kept (adversarial review)", async () => {
   // Found by an adversarial review (adv12c): a `location.accepted` whose record had a number for
   // `origin` was merged into the view, and every snapshot of it after threw (displayClip of a
   // number); one with no record threw in the handler and dropped the stream.
-  await withWatchedHerd(async ({ t, remote, seen }) => {
+  const t = await startSeedHerd();
+  await watching(t, async ({ remote, seen }) => {
     const hill = t.herd.servers.get("Hill")!;
     const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
     const upsBefore = ups();
@@ -404,7 +387,8 @@ Deno.test("RemoteHerd: an observed event carries no text or value beyond its sha
   // events went from a member's stream to the bus, and into the dashboard's ring of 10,000
   // events, whole: a 200 KB `remote`, `reason` or extra field (any member may send any JSON up to
   // the observer line limit, ~500 KB) was kept per event, so 10,000 of them held gigabytes.
-  await withWatchedHerd(async ({ t, remote, seen }) => {
+  const t = await startSeedHerd();
+  await watching(t, async ({ remote, seen }) => {
     const hill = t.herd.servers.get("Hill")!;
     const ups = () => seen.filter((e) => e.kind === "server.up" && e.server === "Hill").length;
     const upsBefore = ups();
@@ -556,12 +540,7 @@ Deno.test("RemoteHerd: a Places provider's name from a member is shown only when
   const t = await startSeedHerd();
   const hill = t.herd.servers.get("Hill")!;
   Object.defineProperty(hill, "places", { value: "p".repeat(200_000) });
-  const remote = watcher(t.config);
-  const seen: HerdEvent[] = [];
-  remote.bus.subscribe((e) => seen.push(e));
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await watching(t, async ({ remote, seen }) => {
     assert.ok(remote.snapshot().places.length <= 64, `${remote.snapshot().places.length}`);
     const whatsat = (provider: string) => ({
       kind: "whatsat",
@@ -587,10 +566,7 @@ Deno.test("RemoteHerd: a Places provider's name from a member is shown only when
       "the event after",
     );
     assert.equal(remote.snapshot().places, "legacy");
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
 
 Deno.test("RemoteHerd: the client IDs kept to count a server's records are bounded, however many a member sends (adversarial review)", async () => {
@@ -608,10 +584,7 @@ Deno.test("RemoteHerd: the client IDs kept to count a server's records are bound
     time: `${i}`,
   }));
   (hill as unknown as { recentRecords(): unknown[] }).recentRecords = () => records;
-  const remote = watcher(t.config);
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 10_000, "all watching");
+  await watching(t, async ({ remote }) => {
     // The snapshot's last record (the newest) arrives last.
     await waitFor(
       () => remote.snapshot().records.some((r) => r.client === "k0"),
@@ -623,10 +596,7 @@ Deno.test("RemoteHerd: the client IDs kept to count a server's records are bound
       `${remote.knownClients("Hill")} client IDs kept`,
     );
     assert.equal(remote.status().Hill.status, "watching");
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  }, 10_000);
 });
 
 Deno.test("RemoteHerd: the dashboard's client index holds a bounded copy of what members send (adversarial review)", async () => {
@@ -687,15 +657,9 @@ Deno.test("RemoteHerd: a STATE naming a server many times shows it once (adversa
     neighbors: Array(10_000).fill("Jaquez"),
     links: Array(10_000).fill({ peer: "Jaquez", up: true }),
   });
-  const remote = watcher(t.config);
-  try {
-    remote.start();
-    await waitFor(() => allWatching(remote), 5000, "all watching");
+  await watching(t, ({ remote }) => {
     const s = remote.snapshot().servers.find((x) => x.name === "Hill")!;
     assert.deepEqual(s.neighbors, ["Jaquez"]);
     assert.deepEqual(s.links.map((l) => l.peer), ["Jaquez"]);
-  } finally {
-    await remote.stop();
-    await t.close();
-  }
+  });
 });
