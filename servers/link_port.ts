@@ -66,7 +66,8 @@ export function dialLinkPort(
 /**
  * The link ports a dialler has learnt, by server name: it dials the one it knows first, and asks
  * the client port only when that is refused, or when the last connection it made there failed
- * its handshake with an answer that is not that server's ({@linkcode LinkPortBook.failed}). So a neighbour that comes back on the same
+ * its handshake with an answer that is not that server's ({@linkcode LinkPortBook.failed}). So a
+ * neighbour that comes back on the same
  * link port (it keeps it across restarts: servers/link_port_memory.ts) is redialled without any
  * connection to its client port, which `lsof -ti:PORT | xargs kill` would kill us with. The
  * handshake is the same whichever way the port was found: a port that is not that server's

@@ -55,6 +55,7 @@ import {
 } from "./wire.ts";
 import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { withTimeout } from "./timeout.ts";
 import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
@@ -1220,12 +1221,7 @@ export class Link {
       return true;
     }
     this.#digestWait = conn;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    Promise.race([
-      written,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, DIGEST_WRITE_WAIT_MS))),
-    ]).catch(() => {}).then(() => {
-      clearTimeout(timer);
+    withTimeout(written, DIGEST_WRITE_WAIT_MS).catch(() => {}).then(() => {
       if (this.#digestWait !== conn) return;
       this.#digestWait = "written";
       this.notify();

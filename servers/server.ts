@@ -16,7 +16,7 @@ import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
-import { silenceTimer, untilAborted } from "./timeout.ts";
+import { silenceTimer, untilAborted, withTimeout } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { ReceiptCountdown } from "./receipts.ts";
@@ -957,14 +957,8 @@ export class HerdServer implements LineHandler {
     // Once only: the warm-up may outlast `linked` (a link up after its dial failed), and waiting
     // again on a resolved `linked` would loop in microtasks, starving the event loop.
     if (record !== undefined && warm !== undefined && !unsentOnly) {
-      const { promise, resolve } = Promise.withResolvers<void>();
       const left = IAMAT_LINK_WAIT_MS - (performance.now() - started);
-      const timer = setTimeout(resolve, Math.max(0, left));
-      warm.linked.then(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      return promise.then(() =>
+      return withTimeout(warm.linked, Math.max(0, left)).catch(() => {}).then(() =>
         this.#afterAccept(record, text, line, outcome, performance.now(), true)
       );
     }
