@@ -12,6 +12,7 @@
 
 import { loadConfig } from "../servers/config.ts";
 import { binaryToBytes, bytesToBinary, utf8ToBinary } from "../servers/lines.ts";
+import { isBlankLine } from "../servers/protocol.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
 import { oneLine } from "../servers/text.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
@@ -200,7 +201,7 @@ export async function runClient(flags: HerdFlags): Promise<number> {
     throw new UsageError(`client takes one COMMAND (quote it), got ${rest.length} arguments`);
   }
   // A blank line gets no reply: the client would send nothing and exit 0 as if it had worked.
-  if (rest.length === 1 && rest[0].split("\n").every((l) => verbOf(l) === undefined)) {
+  if (rest.length === 1 && rest[0].split("\n").every(isBlankLine)) {
     throw new UsageError("client's COMMAND is blank (a blank line gets no reply)");
   }
   const addr = await resolveTarget(target, flags.config);

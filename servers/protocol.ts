@@ -114,6 +114,20 @@ function decimalIsZero(intPart: string, frac: string | undefined): boolean {
 }
 
 /**
+ * True for a line of the protocol's whitespace only (space, tab, CR, LF, FF, VT; not NBSP, which
+ * `trim()` also drops): a blank line, which gets no reply.
+ *
+ * @example
+ * ```ts
+ * isBlankLine(" \t"); // true
+ * isBlankLine("\u00a0"); // false: the server answers it with `?`
+ * ```
+ */
+export function isBlankLine(line: string): boolean {
+  return WS_ONLY.test(line);
+}
+
+/**
  * Parses one client line (a binary string without its LF).
  *
  * @example
@@ -124,7 +138,7 @@ function decimalIsZero(intPart: string, frac: string | undefined): boolean {
  * ```
  */
 export function parseCommand(line: string): Command {
-  if (WS_ONLY.test(line)) return { verb: "BLANK" };
+  if (isBlankLine(line)) return { verb: "BLANK" };
   const fields = splitFields(line);
   const verb = fields[0];
   if (verb !== "IAMAT" && verb !== "WHATSAT") return invalidCommand(line, "unknown-verb");

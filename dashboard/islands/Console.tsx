@@ -5,6 +5,7 @@
 
 import { useState } from "preact/hooks";
 import { control, IS_BROWSER, setToken, token, useInitial, useSnapshot } from "./_live.ts";
+import { isBlankLine } from "../../servers/protocol.ts";
 
 interface Exchange {
   id: number;
@@ -32,7 +33,7 @@ export default function Console() {
   async function send(ev: Event) {
     ev.preventDefault();
     // Blank by the protocol's whitespace (trim() also drops NBSP, which the server answers).
-    if (/^[ \t\r\n\f\v]*$/.test(line) || !server) return;
+    if (isBlankLine(line) || !server) return;
     setSending(true);
     const res = await control<{ reply: string; ms: number }>("/api/command", { server, line });
     setSending(false);

@@ -6,6 +6,7 @@
 
 import { sendCommand } from "../../command.ts";
 import { jsonError, type RouteModule } from "../../context.ts";
+import { isBlankLine } from "../../../servers/protocol.ts";
 
 /** Longest command accepted (the herd's own line limit is 64 KiB). */
 const MAX_LINE = 64 * 1024;
@@ -26,7 +27,7 @@ export const handler: RouteModule["handler"] = {
     const cmd = line.replace(/[\r\n]+$/, "");
     // Blank by the protocol's whitespace, not trim()'s (which drops NBSP, U+3000, U+FEFF: lines
     // the server answers with `?`).
-    if (/^[ \t\r\f\v]*$/.test(cmd)) {
+    if (isBlankLine(cmd)) {
       return jsonError(c, 400, "empty command (a blank line gets no reply)");
     }
     if (cmd.length > MAX_LINE) return jsonError(c, 413, "command too long");
