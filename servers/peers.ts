@@ -36,6 +36,7 @@ import {
   formatDigest,
   formatSkip,
   formatSync,
+  formatTree,
   GO,
   GO_LINE,
   HOLD,
@@ -52,6 +53,9 @@ import {
   SKIP,
   SYNC,
   type Sync,
+  TREE,
+  TREES_LINE,
+  WARN,
 } from "./wire.ts";
 import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
@@ -140,6 +144,20 @@ export interface LinkHost {
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
    */
   connectPeer?(peer: string, signal?: AbortSignal): Promise<Deno.Conn>;
+  /**
+   * Our config's topology hash (flood_tree.ts), announced to peers that know `TREE`; absent: we
+   * never use the trees (every record floods on every link).
+   */
+  readonly treeHash?: string;
+  /**
+   * The origins whose records `link` does not carry now (its peer is not our child in their
+   * trees, the herd is healthy and the link agrees on the trees), or undefined: flood them all.
+   */
+  treeSkips?(link: Link): ReadonlySet<string> | undefined;
+  /** Something that `Link.treeReady` depends on changed (up, down, caught up, TREE, cut). */
+  floodChanged?(link: Link): void;
+  /** A `WARN` line arrived on `link`. */
+  warned?(server: string, n: number, link: Link): void;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -304,6 +322,10 @@ export class Link {
   #matched: MatchedBuckets | undefined;
   /** HOLD or DIGEST lines for the pump's next write. */
   #controlOwed = "";
+  /** The peer's topology hash (its `TREE` line on this connection), if it sent one. */
+  #peerTree: string | undefined;
+  /** This connection's stream skipped a record by the trees (see {@linkcode Link.#crossed}). */
+  #treeSkipped = false;
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
   /** The highest of our sequence numbers the peer was told of in this run (records or `S`). */
@@ -357,6 +379,26 @@ export class Link {
     return this.#conn !== undefined && !this.#waiting.late;
   }
 
+  /**
+   * True when this link is fit for the trees: up, both catch-up streams done, not cut or
+   * delayed at this end, and the peer sent a `TREE` hash equal to ours (a peer from before the
+   * trees, or with another topology, never is: the herd then floods as before).
+   */
+  get treeReady(): boolean {
+    const hash = this.#server.treeHash;
+    return this.#conn !== undefined && hash !== undefined && this.#peerTree === hash &&
+      this.#peerCaughtUp && !this.#catchingUp && !this.#settings.cut &&
+      this.#settings.delayMs === 0;
+  }
+
+  /** Sends `line` (a `WARN`) in the next write, to a peer that knows it (false otherwise). */
+  sendControl(line: string): boolean {
+    if (this.#conn === undefined || this.#emptyLines < 3 || this.#cursor < 0) return false;
+    this.#controlOwed += line;
+    this.notify();
+    return true;
+  }
+
   /** This link's state, round trip and backlog (for /status, metrics and `link.stats`). */
   stats(): LinkStats {
     const up = this.#conn !== undefined;
@@ -402,6 +444,7 @@ export class Link {
       delayMs: next.delayMs,
     });
     if (next.cut && !wasCut) this.#drop("link cut");
+    s.floodChanged?.(this);
     // Wakes a dialler parked by the cut (or waiting out its backoff) to look again.
     if (wasCut !== next.cut) {
       if (this.#dialTimer !== undefined) clearTimeout(this.#dialTimer);
@@ -519,6 +562,8 @@ export class Link {
     this.#digestWait = undefined;
     this.#peerDigest = new DigestReader();
     this.#controlOwed = "";
+    this.#peerTree = undefined;
+    this.#treeSkipped = false;
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
@@ -527,7 +572,8 @@ export class Link {
     // The empty lines after SYNC announce that we answer PINGs with PONG, and know HOLD/DIGEST.
     this.#send(
       conn,
-      welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE + DIGESTS_LINE,
+      welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE + DIGESTS_LINE +
+        (s.treeHash === undefined ? "" : TREES_LINE),
     );
     this.#readLoop(conn, splitter, rest);
   }
@@ -588,6 +634,7 @@ export class Link {
     // Records from its unfinished catch-up stream no longer wait for it to end.
     if (!this.#peerCaughtUp) s.catchUpEnded?.(this, false);
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
+    s.floodChanged?.(this);
     this.#closedSignal?.();
   }
 
@@ -691,8 +738,13 @@ export class Link {
           ? { records: [], lastSeq: this.#cursor }
           : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);
         const local = slice.records.length === 0 ? undefined : s.peerStore?.(this.peer);
+        // The trees: only live records (not a catch-up, nor a resend to a peer that lost some).
+        const skips = slice.records.length === 0 || this.#catchingUp || skip !== this.index
+          ? undefined
+          : s.treeSkips?.(this);
         // A batch the peer holds whole is not the end of the log: more may follow it.
-        const heldWhole = local !== undefined && this.#withoutHeld(slice.records, local);
+        const heldWhole = (local !== undefined || skips !== undefined) &&
+          this.#withoutHeld(slice.records, local, skips);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#controlOwed + this.#toReceipt.take();
         this.#controlOwed = "";
@@ -760,6 +812,7 @@ export class Link {
         this.#catchingUp = false;
         this.#liveAfter = this.#cursor;
         this.#send(conn, this.#owed() + formatCaughtUp(this.#syncSent));
+        s.floodChanged?.(this);
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
@@ -784,16 +837,26 @@ export class Link {
    * batch, or alone, moves the peer's mark past them as for records it sent us. True when it took
    * out every record of a batch (not the end of the log: the pump reads on).
    */
-  #withoutHeld(records: StoredRecord[], peer: RecordStore): boolean {
+  #withoutHeld(
+    records: StoredRecord[],
+    peer: RecordStore | undefined,
+    skips: ReadonlySet<string> | undefined,
+  ): boolean {
     const store = this.#server.store;
     let kept = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
-      if (peer.holdsAtLeast(r, store)) {
+      if (peer !== undefined && peer.holdsAtLeast(r, store)) {
         this.#waiting.receipted(r.seq, r.seq);
         // Known held by the peer, as if it had sent it: a copy of it the peer streams us later
         // did not cross ours (#crossed), and its receipt must not wait for our next write.
         store.heldBy(r, this.index);
+      } else if (skips !== undefined && skips.has(r.origin)) {
+        // Not our child in the record's tree: its parent there delivers it, and the receipt our
+        // wait needs comes through that parent's side (the origin waits on each of its children,
+        // and each child on its own). Not marked held: the peer may not have it yet.
+        this.#waiting.receipted(r.seq, r.seq);
+        this.#treeSkipped = true;
       } else records[kept++] = r;
     }
     const whole = kept === 0 && records.length > 0;
@@ -872,10 +935,15 @@ export class Link {
         continue;
       }
       if (line.text === "") {
-        // The peer answers our PINGs (its first empty line after SYNC), and knows HOLD and
-        // DIGEST (its second).
+        // The peer answers our PINGs (its first empty line after SYNC), knows HOLD and DIGEST
+        // (its second), and TREE and WARN (its third).
         this.#peerPongs = true;
-        if (++this.#emptyLines === 2) this.#onDigestsAnnounced();
+        const empty = ++this.#emptyLines;
+        if (empty === 2) this.#onDigestsAnnounced();
+        else if (empty === 3 && this.#server.treeHash !== undefined) {
+          this.#controlOwed += formatTree(this.#server.treeHash);
+          this.notify();
+        }
         continue;
       }
       const m = parseLinkLine(line.text);
@@ -929,6 +997,13 @@ export class Link {
           break;
         case DIGEST:
           if (!this.#onDigest(m)) bad = `out-of-order DIGEST ${m.first}/${m.buckets}`;
+          break;
+        case TREE:
+          this.#peerTree = m.hash;
+          this.#server.floodChanged?.(this);
+          break;
+        case WARN:
+          this.#server.warned?.(m.server, m.n, this);
           break;
       }
       if (bad !== undefined) break;
@@ -1128,7 +1203,9 @@ export class Link {
    */
   #crossed(known: StoredRecord): boolean {
     const bit = this.index >= 0 && this.index < 31 ? 1 << this.index : 0;
-    return bit !== 0 && known.via !== this.index && ((known.held ?? 0) & bit) === 0 &&
+    // A stream that skipped records by the trees did not send every record up to its cursor.
+    return bit !== 0 && !this.#treeSkipped && known.via !== this.index &&
+      ((known.held ?? 0) & bit) === 0 &&
       known.seq > this.#liveAfter && known.seq <= this.#cursor &&
       (this.#matched === undefined || known.seq > this.#matched.upTo);
   }
@@ -1275,6 +1352,7 @@ export class Link {
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
     this.#server.catchUpEnded?.(this, true);
+    this.#server.floodChanged?.(this);
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({
