@@ -6,7 +6,10 @@
 
 import assert from "node:assert/strict";
 import { freePorts, startSeedHerd, TcpClient, type TestHerd, waitFor } from "./_helpers/net.ts";
-import { parseConfig } from "../servers/config.ts";
+import { parseConfig, seedConfigJson } from "../servers/config.ts";
+import { Herd } from "../servers/herd.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
 
 /** Every server uses the trees. */
 function treesEverywhere(t: TestHerd): boolean {
@@ -137,5 +140,103 @@ Deno.test("flood trees, seed herd over TCP: each link cut in turn, each server s
       .map((r) => r.client);
     await waitFor(() => heldByAllRunning(t, missed).length === 0, 10_000, `${name} caught up`);
     assert.equal(all.length, 5);
+  }
+});
+
+/** A herd of `names` with `links` (undirected), over loopback TCP. */
+function topology(names: string[], links: [string, string][]) {
+  const ports = freePorts(names.length);
+  const servers: Record<string, { port: number; neighbors: string[] }> = {};
+  names.forEach((n, i) => (servers[n] = { port: ports[i], neighbors: [] }));
+  for (const [a, b] of links) servers[a].neighbors.push(b);
+  return parseConfig({ servers });
+}
+
+const NAMES = ["A", "B", "C", "D", "E"];
+const TOPOLOGIES: Record<string, [string, string][]> = {
+  ring: [["A", "B"], ["B", "C"], ["C", "D"], ["D", "E"], ["E", "A"]],
+  line: [["A", "B"], ["B", "C"], ["C", "D"], ["D", "E"]],
+  star: [["C", "A"], ["C", "B"], ["C", "D"], ["C", "E"]],
+  // Two cycles sharing a link, with a chord.
+  mesh: [["A", "B"], ["A", "C"], ["B", "C"], ["B", "D"], ["C", "E"], ["D", "E"], ["A", "E"]],
+};
+
+for (const [shape, links] of Object.entries(TOPOLOGIES)) {
+  Deno.test(`flood trees, a ${shape} over TCP: 4 record lines per update from any server; a cut link floods as before`, async () => {
+    await using t = await startSeedHerd({ tcpLinks: true }, topology(NAMES, links));
+    await waitFor(() => treesEverywhere(t), 20_000, "trees in use");
+    for (const name of NAMES) {
+      const before = linesSent(t);
+      const lines = Array.from(
+        { length: 10 },
+        (_, i) => `IAMAT ${shape}.${name}.${i} +1+1 ${1_700_000_000 + i}\n`,
+      );
+      const c = await TcpClient.connect(t.port(name));
+      try {
+        for (const [i, line] of lines.entries()) {
+          await c.send(line);
+          await c.replies(i + 1, 10_000);
+        }
+      } finally {
+        c.conn.close();
+      }
+      const clients = lines.map((_, i) => `${shape}.${name}.${i}`);
+      assert.deepEqual(heldByAllRunning(t, clients), [], "everywhere at the replies");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((linesSent(t) - before) / lines.length, 4, `from ${name}`);
+    }
+    // Cut the first link that leaves the rest connected (every link but a line's or a star's).
+    const [a, b] = links[0];
+    if (shape === "ring" || shape === "mesh") {
+      await floodAround(t, `${shape}-cut`, () => void t.herd.setLink(a, b, { cut: true }));
+    }
+  });
+}
+
+Deno.test("flood trees: servers whose configs differ, or one with --full-flood (as an older server), flood every link", async () => {
+  const ports = freePorts(5);
+  const seed = parseConfig(seedConfigJson(ports));
+  // Campbell's config names one more server, linked to nobody: another topology hash.
+  const other = seedConfigJson(ports);
+  const extended = parseConfig({
+    servers: { ...other.servers, Zed: { port: freePorts(1)[0], neighbors: [] } },
+  });
+  for (const odd of ["config", "full-flood"] as const) {
+    const herds = seed.servers.map((s) => {
+      const mine = s.name === "Campbell" && odd === "config" ? extended : seed;
+      return new Herd(mine, {
+        ...SERVER_DEFAULTS,
+        places: createOfflineProvider(),
+        secret: "test-secret-0123456789",
+        only: [s.name],
+        floodTrees: !(s.name === "Campbell" && odd === "full-flood"),
+      });
+    });
+    const servers = herds.map((h) => [...h.servers.values()][0]);
+    try {
+      await Promise.all(herds.map((h) => h.start()));
+      await waitFor(() => servers.every((s) => s.links.every((l) => l.up)), 20_000, "links up");
+      // Long enough for the trees to be used, were they trusted (3 heartbeats of quiet).
+      await new Promise((r) => setTimeout(r, 4000));
+      assert.deepEqual(servers.filter((s) => s.treesInUse).map((s) => s.name), [], odd);
+      const sent = () =>
+        servers.reduce((n, s) => n + s.links.reduce((m, l) => m + l.recordsSent, 0), 0);
+      const before = sent();
+      const c = await TcpClient.connect(seed.servers[0].port);
+      try {
+        for (let i = 0; i < 20; i++) {
+          await c.send(`IAMAT odd-${odd}-${i} +1+1 ${1_700_000_000 + i}\n`);
+          await c.replies(i + 1, 10_000);
+          const missing = servers.filter((s) => s.store.get(`odd-${odd}-${i}`) === undefined);
+          assert.deepEqual(missing.map((s) => s.name), [], "everywhere at its reply");
+        }
+      } finally {
+        c.conn.close();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok((sent() - before) / 20 >= 6, `${(sent() - before) / 20} lines per update`);
+    } finally {
+      await Promise.all(herds.map((h) => h.stop()));
+    }
   }
 });

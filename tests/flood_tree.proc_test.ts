@@ -101,8 +101,9 @@ Deno.test("flood trees, five processes: each server SIGKILLed in turn while the 
   for (const [k, killed] of herd.names.entries()) {
     assert.ok(await settlesAt(herd, opsPorts, 4.5, `k${k}.warm`) <= 4.5, "the trees in use");
     // Records in flight when it dies: a pipelined burst at every server, then the kill.
-    const bursts = herd.names.map(async (s) => {
-      const c = await TcpClient.connect(herd.port(s));
+    const clients = await Promise.all(herd.names.map((s) => TcpClient.connect(herd.port(s))));
+    const bursts = herd.names.map(async (s, j) => {
+      const c = clients[j];
       try {
         await c.send(
           Array.from({ length: 50 }, (_, i) => `IAMAT k${k}.${s}.${i} +1+1 ${1_700_000_000 + i}\n`)

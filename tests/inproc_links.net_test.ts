@@ -92,7 +92,8 @@ for (const mode of MODES) {
   });
 
   Deno.test(`in-process links, ${mode.name}: every server holds a record when its AT reply is read, and in memory a neighbour that holds it is not sent it`, async () => {
-    await using t = await startSeedHerd({ tcpLinks: mode.tcpLinks });
+    // The full flood, as before the trees (tests/flood_tree.net_test.ts counts those).
+    await using t = await startSeedHerd({ tcpLinks: mode.tcpLinks, floodTrees: false });
     let copies = 0;
     let linesSent = 0;
     const off = t.herd.bus.subscribe((e) => {
