@@ -76,6 +76,12 @@ import type { LinkOptions } from "./link_options.ts";
 
 export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
+/**
+ * A link whose live records wait this long for any receipt is not fit for the flood's trees
+ * (`Link.treeReady`): a black-holed path is seen in about a second, not the heartbeat's 3 s, and
+ * an overloaded herd (receipts late beyond --receipt-wait-ms, not stalled) keeps its trees.
+ */
+const STALL_MS = 1000;
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
 /** Longest a digest after a `HOLD` waits for the record log's write of what we hold (#digestDue). */
@@ -326,6 +332,11 @@ export class Link {
   #peerTree: string | undefined;
   /** This connection's stream skipped a record by the trees (see {@linkcode Link.#crossed}). */
   #treeSkipped = false;
+  /** Since when (`performance.now()`; -1: not) live records we sent wait for a receipt. */
+  #liveSentSince = -1;
+  /** Our newest live record sent on this connection, and the highest the peer receipted. */
+  #liveSentTo = 0;
+  #receiptedTo = 0;
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
   /** The highest of our sequence numbers the peer was told of in this run (records or `S`). */
@@ -381,14 +392,25 @@ export class Link {
 
   /**
    * True when this link is fit for the trees: up, both catch-up streams done, not cut or
-   * delayed at this end, and the peer sent a `TREE` hash equal to ours (a peer from before the
+   * delayed at this end, not stalled (live records sent with no receipt read for
+   * {@linkcode STALL_MS}: a black-holed link, a frozen peer; records would wait behind it where
+   * the full flood goes round it, until the heartbeat gives up), and the peer sent a `TREE` hash equal to ours (a peer from before the
    * trees, or with another topology, never is: the herd then floods as before).
    */
   get treeReady(): boolean {
     const hash = this.#server.treeHash;
     return this.#conn !== undefined && hash !== undefined && this.#peerTree === hash &&
       this.#peerCaughtUp && !this.#catchingUp && !this.#settings.cut &&
-      this.#settings.delayMs === 0;
+      this.#settings.delayMs === 0 && !this.#stalled();
+  }
+
+  /**
+   * True when live records we sent have waited over {@linkcode STALL_MS} with no receipt read
+   * since: the peer or the path is gone without a word (its heartbeat drops the link only after
+   * 3 heartbeats), or far too slow for the trees.
+   */
+  #stalled(): boolean {
+    return this.#liveSentSince >= 0 && performance.now() - this.#liveSentSince > STALL_MS;
   }
 
   /** Sends `line` (a `WARN`) in the next write, to a peer that knows it (false otherwise). */
@@ -564,6 +586,8 @@ export class Link {
     this.#controlOwed = "";
     this.#peerTree = undefined;
     this.#treeSkipped = false;
+    this.#liveSentSince = -1;
+    this.#liveSentTo = this.#receiptedTo = 0;
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
@@ -795,6 +819,10 @@ export class Link {
         this.#cursor = this.#sentThrough = slice.lastSeq;
         if (slice.lastSeq > this.#sentMax) this.#sentMax = slice.lastSeq;
         if (slice.records.length > 0) {
+          if (!this.#catchingUp && s.receipts) {
+            this.#liveSentTo = lastRecordSeq;
+            if (this.#liveSentSince < 0) this.#liveSentSince = performance.now();
+          }
           this.recordsSent += slice.records.length;
           if (this.#catchingUp) this.#syncSent += slice.records.length;
           s.bus.emit({
@@ -964,6 +992,9 @@ export class Link {
         case RECEIPT:
           this.#waiting.resume();
           this.#waiting.receipted(m.from, m.to);
+          // The peer receipts: not stalled (see #stalled); a clock for what it still owes.
+          if (m.to > this.#receiptedTo) this.#receiptedTo = m.to;
+          this.#liveSentSince = this.#receiptedTo >= this.#liveSentTo ? -1 : performance.now();
           break;
         case PING:
           // Liveness (the read loop noted the read); answered only to a peer that announced it

@@ -287,7 +287,10 @@ export class HerdServer implements LineHandler {
       (n, port) => memory?.rememberPeer(n, port),
     );
     this.#linkStats = new LinkStatsReporter(this, opts.link.heartbeatMs);
-    if (opts.floodTrees !== false) this.#trees = new FloodTrees(peers, config.name);
+    // The trees need receipts: a stalled link is seen by them (peers.ts `treeReady`).
+    if (opts.floodTrees !== false && opts.receiptWaitMs > 0) {
+      this.#trees = new FloodTrees(peers, config.name);
+    }
   }
 
   /** Our config's topology hash (flood_tree.ts); undefined with --full-flood. */
@@ -514,7 +517,7 @@ export class HerdServer implements LineHandler {
       const hb = this.#opts.link.heartbeatMs;
       this.#health = new FloodHealth(this.name, floodHealthTimes(hb), performance.now());
       this.#treeFrom = Infinity;
-      this.#healthTimer = setInterval(() => this.#floodTick(), Math.max(50, hb / 2));
+      this.#healthTimer = setInterval(() => this.#floodTick(), Math.max(50, hb / 4));
     }
     for (const link of this.links) link.start();
     this.#linkStats.start();
