@@ -23,38 +23,40 @@ function linesSent(t: TestHerd): number {
   return n;
 }
 
-Deno.test("flood trees, seed herd over TCP: about one record line per server", async () => {
-  await using t = await startSeedHerd({ tcpLinks: true });
-  await waitFor(() => treesEverywhere(t), 20_000, "trees in use");
-  const before = linesSent(t);
-  const late: string[] = [];
-  const off = t.herd.bus.subscribe((e) => {
-    if (e.kind === "receipt.late") late.push(`${e.server}<-${e.peers.join("+")}`);
-    if (e.kind === "link.down") late.push(`down ${e.server}-${e.peer}`);
-  });
-  const c = await TcpClient.connect(t.port("Hill"));
-  try {
-    const n = 200;
-    for (let i = 0; i < n; i++) {
-      await c.send(`IAMAT tree-${i} +34.068930-118.445127 ${1_700_000_000 + i}.5\n`);
-      await c.replies(i + 1, 10_000);
-      const missing = [...t.herd.servers.values()].filter((s) => !s.store.get(`tree-${i}`));
-      assert.deepEqual(
-        missing.map((s) => s.name),
-        [],
-        `tree-${i} everywhere at its reply (${late.join(", ")})`,
-      );
+for (const tcpLinks of [true, false]) {
+  Deno.test(`flood trees, seed herd ${tcpLinks ? "over TCP" : "in memory"}: about one record line per server`, async () => {
+    await using t = await startSeedHerd({ tcpLinks });
+    await waitFor(() => treesEverywhere(t), 20_000, "trees in use");
+    const before = linesSent(t);
+    const late: string[] = [];
+    const off = t.herd.bus.subscribe((e) => {
+      if (e.kind === "receipt.late") late.push(`${e.server}<-${e.peers.join("+")}`);
+      if (e.kind === "link.down") late.push(`down ${e.server}-${e.peer}`);
+    });
+    const c = await TcpClient.connect(t.port("Hill"));
+    try {
+      const n = 200;
+      for (let i = 0; i < n; i++) {
+        await c.send(`IAMAT tree-${i} +34.068930-118.445127 ${1_700_000_000 + i}.5\n`);
+        await c.replies(i + 1, 10_000);
+        const missing = [...t.herd.servers.values()].filter((s) => !s.store.get(`tree-${i}`));
+        assert.deepEqual(
+          missing.map((s) => s.name),
+          [],
+          `tree-${i} everywhere at its reply (${late.join(", ")})`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const per = (linesSent(t) - before) / n;
+      console.log("lines per update", per);
+      assert.ok(per <= 4.5, `${per} record lines per update`);
+      assert.ok(treesEverywhere(t), "still healthy");
+    } finally {
+      off();
+      c.conn.close();
     }
-    await new Promise((r) => setTimeout(r, 300));
-    const per = (linesSent(t) - before) / n;
-    console.log("lines per update", per);
-    assert.ok(per <= 4.5, `${per} record lines per update`);
-    assert.ok(treesEverywhere(t), "still healthy");
-  } finally {
-    off();
-    c.conn.close();
-  }
-});
+  });
+}
 
 /** Sends one IAMAT per line to `port` over one connection and reads every reply. */
 async function iamats(port: number, lines: string[]): Promise<string[]> {
