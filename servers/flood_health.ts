@@ -117,12 +117,4 @@ export class FloodHealth {
     }
     return seq;
   }
-
-  /** Marks the herd degraded at `now` (a warning of ours, or our trouble seen between updates). */
-  degrade(now: number): boolean {
-    this.#troubleAt = now;
-    if (!this.#healthy) return false;
-    this.#healthy = false;
-    return true;
-  }
 }

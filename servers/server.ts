@@ -254,7 +254,7 @@ export class HerdServer implements LineHandler {
   #healthTimer: ReturnType<typeof setInterval> | undefined;
   /** When we last sent a `WARN` (`performance.now()`). */
   #warnedAt = -Infinity;
-  /** Records numbered after this may have been skipped by the trees (since the herd turned healthy). */
+  /** Records after this may have been skipped by the trees (since the herd turned healthy). */
   #treeFrom = Infinity;
   /** Records numbered again since start because the herd turned degraded (`#treeDegraded`). */
   recordsFloodedAgain = 0;
@@ -328,8 +328,8 @@ export class HerdServer implements LineHandler {
   }
 
   /**
-   * Every half heartbeat, and whenever a link changes: a link of ours in trouble sends a `WARN`
-   * (at most one per half heartbeat), and the herd's health is updated.
+   * Every quarter heartbeat, and whenever a link changes: a link of ours in trouble sends a
+   * `WARN` (at most one per half heartbeat), and the herd's health is updated.
    */
   #floodTick(): void {
     const h = this.#health;
