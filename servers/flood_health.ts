@@ -12,8 +12,10 @@
  * Records sent along a tree just before a failure was known may have been skipped towards a
  * server the failure cut off. So when a server turns from healthy to degraded it floods again
  * every record it stored within the window (`windowMs`, longer than the slowest detection of a
- * dead link: a black-holed one is dropped after 3 heartbeats): each server does, so whatever the
- * trees skipped reaches every server still reachable (servers/server.ts `#treeDegraded`).
+ * dead link: a closed one at once, a black-holed one stalls after 1 s without a receipt and is
+ * dropped after 3 heartbeats): each server does, so whatever the trees skipped reaches every
+ * server still reachable (servers/server.ts `#treeDegraded`). It costs one more full flood of the
+ * window's records, mostly copies: a failure under load is a burst of work.
  *
  * @module
  */
@@ -28,7 +30,7 @@ export interface FloodHealthTimes {
 
 /** The times for a heartbeat interval (links.heartbeatMs). */
 export function floodHealthTimes(heartbeatMs: number): FloodHealthTimes {
-  return { quietMs: 3 * heartbeatMs, windowMs: Math.max(10_000, 10 * heartbeatMs) };
+  return { quietMs: 3 * heartbeatMs, windowMs: Math.max(5_000, 5 * heartbeatMs) };
 }
 
 /**
