@@ -394,8 +394,9 @@ export class Link {
    * True when this link is fit for the trees: up, both catch-up streams done, not cut or
    * delayed at this end, not stalled (live records sent with no receipt read for
    * {@linkcode STALL_MS}: a black-holed link, a frozen peer; records would wait behind it where
-   * the full flood goes round it, until the heartbeat gives up), and the peer sent a `TREE` hash equal to ours (a peer from before the
-   * trees, or with another topology, never is: the herd then floods as before).
+   * the full flood goes round it, until the heartbeat gives up), and the peer sent a `TREE` hash
+   * equal to ours (a peer from before the trees, or with another topology, never is: the herd
+   * then floods as before).
    */
   get treeReady(): boolean {
     const hash = this.#server.treeHash;
