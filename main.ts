@@ -18,7 +18,7 @@ import { ConfigError } from "./servers/config_error.ts";
 import { oneLine } from "./servers/text.ts";
 import { lateImport, ModuleLoadError } from "./cli/late_import.ts";
 import { watchParent } from "./cli/parent_watch.ts";
-import { surviveFileSizeLimit } from "./cli/file_size_limit.ts";
+import { listenForHangups, surviveFileSizeLimit } from "./cli/signals.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -74,8 +74,10 @@ async function main(args: string[]): Promise<number> {
       // Under `deno task`, stop with the task runner (a SIGKILL to it is not passed on).
       if (command !== "client") {
         watchParent();
-        // A log at `ulimit -f` must cost its lines, not the process (cli/file_size_limit.ts).
+        // Neither a log at `ulimit -f` nor a logrotate SIGHUP before the logs are open may end
+        // the process (cli/signals.ts).
         surviveFileSizeLimit();
+        if (command !== "dashboard") listenForHangups();
       }
       // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
       // so each runs with only the permissions its task grants (deno.json).

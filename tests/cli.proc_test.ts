@@ -1315,3 +1315,41 @@ Deno.test("a module that cannot be loaded (npm package not cached, offline) is o
     await Deno.remove(denoDir, { recursive: true });
   }
 });
+
+Deno.test("server: a SIGHUP while it starts (logrotate) does not end it", async () => {
+  const [port] = freePorts(1);
+  const dir = await Deno.makeTempDir();
+  const config = await writeConfig({ servers: { Rotated: { port } } });
+  // The offline index: the longest start there is, and the client port open all along.
+  const server = spawnMain(
+    ["server", "Rotated", "--config", config, "--memory", "--log-dir", dir],
+    { widen: { write: [dir] }, env: { HERD_SECRET: "cli-hup-secret-0123456789" } },
+  );
+  try {
+    // The client port takes connections long before the server is ready (cli/early_listen.ts):
+    // a logrotate that sends SIGHUP then found no listener, and SIGHUP's default action ended
+    // the process (the client below got a reset).
+    await waitFor(
+      async () => {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      "client port open",
+    );
+    server.kill("SIGHUP");
+    const reply = await exchange(port, "IAMAT rotated +1+1 1\n", 60_000).catch((e) => `${e}`);
+    assert.match(reply, /^AT Rotated /);
+    server.kill("SIGTERM");
+    const { code } = await server.status;
+    assert.deepEqual(code, 0);
+  } finally {
+    await endChild(server);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
