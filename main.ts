@@ -19,6 +19,7 @@ import { oneLine } from "./servers/text.ts";
 import { lateImport, ModuleLoadError } from "./cli/late_import.ts";
 import { watchParent } from "./cli/parent_watch.ts";
 import { listenForHangups, surviveFileSizeLimit } from "./cli/signals.ts";
+import { keepRunningOnUncaught } from "./cli/last_resort.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -78,6 +79,8 @@ async function main(args: string[]): Promise<number> {
         // the process (cli/signals.ts).
         surviveFileSizeLimit();
         if (command !== "dashboard") listenForHangups();
+        // A bug nobody caught costs a line, not every server and connection of the process.
+        keepRunningOnUncaught();
       }
       // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
       // so each runs with only the permissions its task grants (deno.json).
@@ -141,6 +144,9 @@ if (import.meta.main) {
       console.error(`error: ${oneLine(err.message.split("\n")[0])}`);
       Deno.exit(2);
     }
-    throw err;
+    // Said and ended here: rethrown, it would reach the last resort (cli/last_resort.ts) as an
+    // unhandled rejection, and a start that failed would go on with nothing running.
+    console.error(`error: Uncaught ${(err as Error)?.stack ?? err}`);
+    Deno.exit(1);
   }
 }
