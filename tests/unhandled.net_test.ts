@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { exchange, freePorts, TcpClient } from "./_helpers/net.ts";
+import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
 import { parseConfig } from "../servers/config.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
@@ -172,5 +172,61 @@ Deno.test("unhandled: a provider's body too deep to format is answered in the er
   } finally {
     off();
     await a.herd.stop();
+  }
+});
+
+/** Things a buggy subscriber might throw, some of which do not even convert to text. */
+const THROWN: (() => unknown)[] = [
+  () => new Error("subscriber bug\x1b[2J\nsecond line"),
+  () => Symbol("thrown symbol"),
+  () => Object.create(null),
+  () => ({
+    toString: () => {
+      throw new Error("toString bug");
+    },
+  }),
+];
+
+Deno.test("unhandled: a subscriber that throws anything on every event costs no reply, no record, no flood", async () => {
+  const [a, b] = freePorts(2);
+  const config = parseConfig({ servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } } });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: "unhandled-test-secret-0123456789",
+    whatsatGraceMs: 0,
+  });
+  let n = 0;
+  herd.bus.subscribe(() => {
+    throw THROWN[n++ % THROWN.length]();
+  });
+  const printed: string[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args.map(String).join(" "));
+  try {
+    await herd.start();
+    await waitFor(() => herd.servers.get("A")!.links.every((l) => l.up), 10_000, "link up");
+    const now = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 20; i++) {
+      const reply = await exchange(a, `IAMAT thrown.${i} +34.068930-118.445127 ${now}\n`);
+      assert.match(reply, new RegExp(`^AT A \\S+ thrown\\.${i} `), reply);
+    }
+    // Flooded all the same: B has every record.
+    for (let i = 0; i < 20; i++) {
+      await waitFor(
+        () => herd.servers.get("B")!.store.get(`thrown.${i}`) !== undefined,
+        10_000,
+        `thrown.${i} at B`,
+      );
+    }
+    assert.match(await exchange(b, "WHATSAT thrown.0 10 1\n"), /^AT A /);
+    assert.ok(n > 100, `only ${n} events`);
+    // Said, not once per event (stderr writes block when nobody drains them), one line each.
+    assert.ok(printed.length > 0 && printed.length <= 12, `${printed.length} lines for ${n}`);
+    for (const line of printed) assert.ok(!/[\x00-\x1f]/.test(line), JSON.stringify(line));
+    assert.match(printed[0], /subscriber bug/);
+  } finally {
+    console.error = consoleError;
+    await herd.stop();
   }
 });
