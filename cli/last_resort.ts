@@ -14,8 +14,9 @@
  * so a bug that fires on every command cannot flood stderr (whose writes block when nobody
  * drains it).
  *
- * It hides no data loss: a record log that cannot write reports that itself and /healthz says
- * so (servers/persist.ts); what this catches is reported here and left to the operator.
+ * It hides nothing: after any such error `/healthz` is unhealthy (its reasons say how many), so a
+ * monitor restarts a process a bug may have left in an unknown state (a restart recovers the
+ * records from disk and the neighbours); a record log that cannot write reports that itself.
  *
  * A rejection of main.ts's own start-up is not one of these: main.ts catches it and exits.
  *
@@ -33,6 +34,21 @@ const MAX_MESSAGE = 300;
 const SECRET_VARIABLES = ["HERD_SECRET", "GOOGLE_PLACES_API_KEY", "HERD_DASHBOARD_TOKEN"];
 
 let installed = false;
+/** Uncaught exceptions and rejections seen so far, said or not. */
+let seen = 0;
+
+/**
+ * How many uncaught exceptions and rejections the last resort has survived in this process
+ * (`/healthz` is unhealthy after any: servers/ops/app.ts).
+ *
+ * @example
+ * ```ts
+ * uncaughtSoFar(); // 0
+ * ```
+ */
+export function uncaughtSoFar(): number {
+  return seen;
+}
 
 /**
  * Installs the last resort for the process (once; later calls do nothing). `print` receives each
@@ -53,6 +69,7 @@ export function keepRunningOnUncaught(print: (line: string) => void = console.er
   let untold = 0;
   let quietUntil = 0;
   const report = (kind: string, error: unknown) => {
+    seen++;
     const now = performance.now();
     if (said >= BURST && now < quietUntil) {
       untold++;

@@ -32,6 +32,7 @@ import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { onParentGone } from "./parent_watch.ts";
 import { onHangup } from "./signals.ts";
+import { uncaughtSoFar } from "./last_resort.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
@@ -240,6 +241,7 @@ async function run(
     metrics,
     version: VERSION,
     startedAt: Date.now(),
+    uncaught: uncaughtSoFar,
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {

@@ -19,7 +19,7 @@ async function runGuarded(body: string, env: Record<string, string> = {}) {
     const module = new URL("../cli/last_resort.ts", import.meta.url).href;
     await Deno.writeTextFile(
       script,
-      `import { keepRunningOnUncaught } from ${JSON.stringify(module)};\n` +
+      `import { keepRunningOnUncaught, uncaughtSoFar } from ${JSON.stringify(module)};\n` +
         `keepRunningOnUncaught();\n${body}\n`,
     );
     const out = await new Deno.Command(Deno.execPath(), {
@@ -48,13 +48,13 @@ Deno.test("last resort: a throwing timer, abort listener and a lost rejection co
       throw new Error("GET https://maps.example/x?location=1,2&key=${KEY}&radius=5 failed");
     }, 40);
     setTimeout(() => { throw new Error("token ${"ab12".repeat(16)} leaked"); }, 50);
-    setTimeout(() => console.log("still running"), 200);
+    setTimeout(() => console.log("still running", uncaughtSoFar()), 200);
     `,
     { HERD_SECRET: SECRET, GOOGLE_PLACES_API_KEY: KEY },
   );
   // Before: the first of them ended the process (exit 1, a stack trace, "still running" never).
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, "still running\n");
+  assert.equal(r.stdout, "still running 5\n", "five survived, five counted (/healthz says so)");
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 5, r.stderr);
   for (const l of lines) {

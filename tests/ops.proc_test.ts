@@ -201,6 +201,26 @@ Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.req
   }
 });
 
+Deno.test("ops app: /healthz is unhealthy once the last resort survived an uncaught error", async () => {
+  const t = await startPair();
+  try {
+    let uncaught = 0;
+    const app = createOpsApp({ ...t.ops, uncaught: () => uncaught });
+    const health = () => app.request("/healthz", { headers: { host: "127.0.0.1:9100" } });
+    assert.equal((await health()).status, 200);
+    // What cli/last_resort.ts counts: a bug's state is unknown, so a monitor should restart.
+    uncaught = 2;
+    const res = await health();
+    assert.equal(res.status, 503);
+    const body: OpsHealth = await res.json();
+    assert.equal(body.status, "unhealthy");
+    assert.equal(body.reasons.length, 1, body.reasons.join("; "));
+    assert.match(body.reasons[0], /^2 uncaught error\(s\) survived at the last resort/);
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("ops endpoint over HTTP: other methods get 405 JSON with Allow, OPTIONS 204; HEAD is the GET's head, its length included", async () => {
   const t = await startPair();
   const served = serveOps(t.ops, "127.0.0.1", 0);

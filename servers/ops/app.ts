@@ -67,6 +67,12 @@ export interface Ops {
   version: string;
   /** `Date.now()` when the process started. */
   startedAt: number;
+  /**
+   * Exceptions nothing caught that the process's last resort said and survived
+   * (cli/last_resort.ts): any makes it unhealthy, so a monitor restarts a process a bug left in
+   * an unknown state instead of it serving on unseen.
+   */
+  uncaught?: () => number;
 }
 
 /**
@@ -104,7 +110,7 @@ export function opsStatus(ops: Ops): OpsStatus {
 }
 
 /**
- * The health verdict: every server listening and its store writable.
+ * The health verdict: every server listening and its store writable, and no uncaught error.
  *
  * @example
  * ```ts
@@ -121,6 +127,13 @@ export function opsHealth(ops: Ops): OpsHealth {
     if (s.writable === false) reasons.push(`${s.server} cannot write its store`);
   }
   if (servers.length === 0) reasons.push("no servers");
+  const uncaught = ops.uncaught?.() ?? 0;
+  if (uncaught > 0) {
+    reasons.push(
+      `${uncaught} uncaught error(s) survived at the last resort (stderr says which): a bug ` +
+        `may have left this process degraded`,
+    );
+  }
   return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers };
 }
 
