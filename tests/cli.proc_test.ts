@@ -1353,3 +1353,41 @@ Deno.test("server: a SIGHUP while it starts (logrotate) does not end it", async 
     await Deno.remove(config);
   }
 });
+
+Deno.test("client: stdout closed by its reader (`| head`) is said as such, not as a failed connection", async () => {
+  // A server that answers each line with a 64 KiB reply, for as long as the client sends.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reply = new TextEncoder().encode(`? ${"x".repeat(64 * 1024)}\n`);
+  const serving = (async () => {
+    const conn = await listener.accept();
+    try {
+      const buf = new Uint8Array(4096);
+      while ((await conn.read(buf)) !== null) await conn.write(reply);
+    } catch {
+      // the client left
+    } finally {
+      conn.close();
+    }
+  })();
+  const child = spawnMain(["client", `127.0.0.1:${listener.addr.port}`], { stdin: "piped" });
+  try {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("WHATSAT a 1 1\n".repeat(64)));
+    await writer.close().catch(() => {});
+    // Read a little, then close stdout as `head -c` does.
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    const status = await child.status;
+    const stderr = new TextDecoder().decode(
+      await new Response(child.stderr).arrayBuffer(),
+    );
+    // Before: "error: connection to 127.0.0.1:P failed: broken pipe" (the server was fine).
+    assert.equal(status.code, 2, stderr);
+    assert.match(stderr, /^error: cannot write the replies: stdout is closed \(broken pipe\)\n$/);
+  } finally {
+    await endChild(child);
+    listener.close();
+    await serving;
+  }
+});
