@@ -1360,12 +1360,19 @@ export class Link {
           continue;
         }
       }
-      const outcome = await this.#dialOnce();
-      // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
-      if (outcome === "failed") {
+      try {
+        const outcome = await this.#dialOnce();
+        // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
+        if (outcome === "failed") {
+          backoff.next();
+          this.#server.dialFailed?.(this, this.#dialInconclusive);
+        } else backoff.reset();
+      } catch (err) {
+        // A bug in one dial costs that dial, reported: nobody awaits this loop, so a throw here
+        // was an unhandled rejection (the end of the process) and a link that never redialled.
+        this.#error("internal", `dialling ${this.peer}: ${err}`);
         backoff.next();
-        this.#server.dialFailed?.(this, this.#dialInconclusive);
-      } else backoff.reset();
+      }
       wait = backoff.current;
     }
   }

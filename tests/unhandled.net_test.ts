@@ -230,3 +230,39 @@ Deno.test("unhandled: a subscriber that throws anything on every event costs no 
     await herd.stop();
   }
 });
+
+Deno.test("unhandled: a bug in one dial costs that dial (an error event), never the link's redials", async () => {
+  const [a, b] = freePorts(2);
+  const config = parseConfig({ servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } } });
+  const opts = {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: "unhandled-test-secret-0123456789",
+    whatsatGraceMs: 0,
+  };
+  const herdA = new Herd(config, { ...opts, only: ["A"] });
+  const herdB = new Herd(config, { ...opts, only: ["B"] });
+  const errors: string[] = [];
+  herdA.bus.subscribe((e) => {
+    if (e.kind === "error") errors.push(e.message);
+  });
+  // A bug where a failed dial is reported (B is not up yet): before, it rejected the link's dial
+  // loop, which nobody awaits: an unhandled rejection (the end of the process), and no redial.
+  const serverA = herdA.servers.get("A")!;
+  const dialFailed = serverA.dialFailed.bind(serverA);
+  let bugs = 0;
+  serverA.dialFailed = (link, inconclusive) => {
+    if (bugs++ < 3) throw new Error("injected dial bug");
+    dialFailed(link, inconclusive);
+  };
+  try {
+    await herdA.start();
+    await waitFor(() => bugs >= 3, 10_000, "three failed dials");
+    await herdB.start();
+    await waitFor(() => serverA.links[0].up, 10_000, "A-B up after the bugs");
+    assert.ok(errors.some((m) => /injected dial bug/.test(m)), errors.join("; "));
+  } finally {
+    await herdB.stop();
+    await herdA.stop();
+  }
+});
