@@ -13,6 +13,9 @@ import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { createGoogleLegacyProvider } from "../servers/places/google_legacy.ts";
 import type { PlacesProvider } from "../servers/places/provider.ts";
+import { openLogPersistence } from "../servers/persist.ts";
+import { RecordStore, type StoredRecord } from "../servers/store.ts";
+import { errorBus, storedRecord } from "./_helpers/records.ts";
 
 const KEY = "unhandled-test-key-0123456789";
 
@@ -264,5 +267,44 @@ Deno.test("unhandled: a bug in one dial costs that dial (an error event), never 
   } finally {
     await herdB.stop();
     await herdA.stop();
+  }
+});
+
+/** A store whose first `superseded` check throws: a bug met inside one record-log commit. */
+class BuggyStore extends RecordStore {
+  bugs = 1;
+  override superseded(record: StoredRecord): boolean {
+    if (this.bugs-- > 0) throw new Error("injected commit bug");
+    return super.superseded(record);
+  }
+}
+
+Deno.test("unhandled: a bug in one record-log commit costs that commit, never the ones after it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unhandled_commit_" });
+  try {
+    const { bus, errors } = errorBus();
+    const store = new BuggyStore();
+    const log = await openLogPersistence(dir, "Hill");
+    await log.load(store, [], bus);
+    const a = storedRecord("bug.a", 1);
+    store.restore(a);
+    log.saved(a);
+    // That commit meets the bug. Before, the commit chain stayed rejected: this flush and every
+    // one after it rejected, and the commit timers' own (nobody awaits them) were unhandled
+    // rejections: the end of the process, and no record written again.
+    await log.flush().catch(() => {});
+    const b = storedRecord("bug.b", 2);
+    store.restore(b);
+    log.saved(b);
+    await log.flush();
+    await log.close();
+    assert.ok(errors.some((e) => /injected commit bug/.test(e.message)), "the bug is reported");
+    const again = new RecordStore();
+    const reopened = await openLogPersistence(dir, "Hill");
+    await reopened.load(again, [], errorBus().bus);
+    await reopened.close();
+    assert.ok(again.get("bug.a") !== undefined && again.get("bug.b") !== undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
