@@ -18,6 +18,8 @@ import { ConfigError } from "./servers/config_error.ts";
 import { oneLine } from "./servers/text.ts";
 import { lateImport, ModuleLoadError } from "./cli/late_import.ts";
 import { watchParent } from "./cli/parent_watch.ts";
+import { listenForHangups, surviveFileSizeLimit } from "./cli/signals.ts";
+import { keepRunningOnUncaught } from "./cli/last_resort.ts";
 
 const VERSION_LINE = `proxy-herd ${VERSION} (deno ${Deno.version.deno})`;
 
@@ -71,7 +73,15 @@ async function main(args: string[]): Promise<number> {
         return 0;
       }
       // Under `deno task`, stop with the task runner (a SIGKILL to it is not passed on).
-      if (command !== "client") watchParent();
+      if (command !== "client") {
+        watchParent();
+        // Neither a log at `ulimit -f` nor a logrotate SIGHUP before the logs are open may end
+        // the process (cli/signals.ts).
+        surviveFileSizeLimit();
+        if (command !== "dashboard") listenForHangups();
+        // A bug nobody caught costs a line, not every server and connection of the process.
+        keepRunningOnUncaught();
+      }
       // Each subcommand loads only its own modules: the client no herd, `server` no dashboard,
       // so each runs with only the permissions its task grants (deno.json).
       if (command === "client") {
@@ -134,6 +144,9 @@ if (import.meta.main) {
       console.error(`error: ${oneLine(err.message.split("\n")[0])}`);
       Deno.exit(2);
     }
-    throw err;
+    // Said and ended here: rethrown, it would reach the last resort (cli/last_resort.ts) as an
+    // unhandled rejection, and a start that failed would go on with nothing running.
+    console.error(`error: Uncaught ${(err as Error)?.stack ?? err}`);
+    Deno.exit(1);
   }
 }

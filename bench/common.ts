@@ -296,6 +296,14 @@ export interface Point {
   max: number;
   errors: number;
   errorSamples: string[];
+  /**
+   * Native generator only: p50 / p99 (ms) from each request's actual send. In open loop a
+   * request waits to be sent while its connection waits for a late reply; p50 / p99 count from
+   * when it was due, these without that queue (BENCHMARKS.md, "Five processes of 2026-11-28,
+   * second pass").
+   */
+  sentP50?: number;
+  sentP99?: number;
   /** Herd points: flooding counters over this point (null when the herd has no counters). */
   flood?: FloodStats | null;
   /** Herd points: did every server end up with each client's newest record? */

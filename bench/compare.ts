@@ -336,6 +336,8 @@ async function loadPoint(
     p50: r.p50,
     p99: r.p99,
     p999: r.p999,
+    sentP50: r.sentP50,
+    sentP99: r.sentP99,
     max: r.max,
     errors: r.errors + r.closed,
     errorSamples: r.errorSample ? [r.errorSample] : [],

@@ -19,6 +19,12 @@
  * latency from when it was due (no coordinated omission). Only replies completed inside the
  * measured window (after the warm-up) count. Latencies go into log buckets 1% wide.
  *
+ * `sentP50` / `sentP99` are the same replies' latencies from when each request was actually
+ * written: the server's answer time alone. In closed loop they equal `p50` / `p99`; in open
+ * loop the gap is the queue of requests that waited for a late reply on their connection (one
+ * outstanding per connection: at R req/s over N connections, a reply later than N/R s delays
+ * the next request's send).
+ *
  * Exits 2 with one line on bad flags, 1 when it cannot connect.
  */
 #define _GNU_SOURCE
@@ -48,6 +54,7 @@ typedef struct {
   uint64_t n;        /* requests sent on this connection, for {n} */
   int64_t due_ns;    /* open loop: when the next request is due */
   int64_t sent_ns;   /* when the outstanding request counts from */
+  int64_t wrote_ns;  /* when it was actually written (sent_ns or later, in open loop) */
   int outstanding;
   int dead;
   size_t got;        /* bytes of the reply line read so far */
@@ -60,6 +67,7 @@ typedef struct {
   int count;
   pthread_t thread;
   uint64_t hist[BUCKETS];
+  uint64_t sent_hist[BUCKETS]; /* the same replies, from the actual write */
   uint64_t done, errors, closed;
   double max_ms;
   char error_sample[128];
@@ -99,6 +107,16 @@ static int bucket_of(double us) {
 
 /* Upper edge of bucket b in ms. */
 static double bucket_ms(int b) { return b == 0 ? 0.001 : pow(1.01, b) / 1000.0; }
+
+/* The q-quantile (0..1) of `done` latencies in hist, in ms (the bucket's upper edge). */
+static double quantile(const uint64_t *hist, uint64_t done, double q) {
+  uint64_t want = (uint64_t)ceil(q * (double)done), seen = 0;
+  for (int b = 0; b < BUCKETS && done > 0; b++) {
+    seen += hist[b];
+    if (seen >= want) return bucket_ms(b);
+  }
+  return 0;
+}
 
 /* Formats the request of connection c into out; returns its length. */
 static size_t format_line(conn_t *c, char *out) {
@@ -144,6 +162,7 @@ static int send_request(worker_t *w, conn_t *c, int64_t counts_from) {
   }
   c->n++;
   c->sent_ns = counts_from;
+  c->wrote_ns = mono_ns();
   c->outstanding = 1;
   c->got = 0;
   return 0;
@@ -159,6 +178,8 @@ static void on_reply(worker_t *w, conn_t *c, int64_t now) {
   double ms = (double)(now - c->sent_ns) / 1e6;
   if (ms < 0) ms = 0;
   w->hist[bucket_of(ms * 1000)]++;
+  double from_write_ms = (double)(now - c->wrote_ns) / 1e6;
+  w->sent_hist[bucket_of((from_write_ms < 0 ? 0 : from_write_ms) * 1000)]++;
   if (ms > w->max_ms) w->max_ms = ms;
   w->done++;
 }
@@ -361,35 +382,31 @@ int main(int argc, char **argv) {
     at += ws[t].count;
     pthread_create(&ws[t].thread, NULL, run_worker, &ws[t]);
   }
-  static uint64_t hist[BUCKETS];
+  static uint64_t hist[BUCKETS], sent_hist[BUCKETS];
   uint64_t done = 0, errors = 0, closed = 0;
   double max_ms = 0;
   const char *sample = "";
   for (int t = 0; t < threads; t++) {
     pthread_join(ws[t].thread, NULL);
-    for (int b = 0; b < BUCKETS; b++) hist[b] += ws[t].hist[b];
+    for (int b = 0; b < BUCKETS; b++) {
+      hist[b] += ws[t].hist[b];
+      sent_hist[b] += ws[t].sent_hist[b];
+    }
     done += ws[t].done;
     errors += ws[t].errors;
     closed += ws[t].closed;
     if (ws[t].max_ms > max_ms) max_ms = ws[t].max_ms;
     if (!sample[0] && ws[t].error_sample[0]) sample = ws[t].error_sample;
   }
-  double q[3] = {0.5, 0.99, 0.999}, v[3] = {0, 0, 0};
-  for (int k = 0; k < 3; k++) {
-    uint64_t want = (uint64_t)ceil(q[k] * (double)done), seen = 0;
-    for (int b = 0; b < BUCKETS && done > 0; b++) {
-      seen += hist[b];
-      if (seen >= want) {
-        v[k] = bucket_ms(b);
-        break;
-      }
-    }
-  }
+  double v[3] = {quantile(hist, done, 0.5), quantile(hist, done, 0.99),
+                 quantile(hist, done, 0.999)};
   printf("{\"connections\":%d,\"threads\":%d,\"rate\":%.0f,\"durationMs\":%lld,"
          "\"requests\":%llu,\"throughput\":%.0f,\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,"
+         "\"sentP50\":%.3f,\"sentP99\":%.3f,"
          "\"max\":%.3f,\"errors\":%llu,\"closed\":%llu,\"errorSample\":\"",
          connections, threads, rate, (long long)duration_ms, (unsigned long long)done,
-         (double)done * 1000.0 / (double)duration_ms, v[0], v[1], v[2], max_ms,
+         (double)done * 1000.0 / (double)duration_ms, v[0], v[1], v[2],
+         quantile(sent_hist, done, 0.5), quantile(sent_hist, done, 0.99), max_ms,
          (unsigned long long)errors, (unsigned long long)closed);
   for (const char *p = sample; *p; p++) {
     if (*p == '"' || *p == '\\') putchar('\\');

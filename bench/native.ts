@@ -22,6 +22,12 @@ export interface NativeLoad extends
   > {
   threads: number;
   durationMs: number;
+  /**
+   * The same replies' p50 / p99 (ms) from when each request was actually written: in open loop,
+   * without the wait of a request whose connection still waited for a late reply.
+   */
+  sentP50: number;
+  sentP99: number;
   /** Connections the server closed. */
   closed: number;
   errorSample: string;

@@ -175,6 +175,12 @@ class ReplySplitter {
   }
 }
 
+/**
+ * Writing the replies to our stdout failed (its reader closed it, as `| head` does; or a full
+ * disk under `>`): the connection was fine, and the message must not blame it.
+ */
+class StdoutFailed extends Error {}
+
 /** A network error as a short phrase: "connection refused", not "Connection refused (os error 111)". */
 function netError(err: unknown): string {
   const text = String((err as Error)?.message ?? err).replace(/ \(os error \d+\)$/, "");
@@ -269,7 +275,15 @@ export async function runClient(flags: HerdFlags): Promise<number> {
     for (const r of replies) {
       if (r.startsWith("? ")) invalid = true;
       const text = flags.json ? JSON.stringify(replyJson(r)) + "\n" : r;
-      await writeAll(Deno.stdout, flags.json ? new TextEncoder().encode(text) : binaryToBytes(r));
+      try {
+        await writeAll(Deno.stdout, flags.json ? new TextEncoder().encode(text) : binaryToBytes(r));
+      } catch (err) {
+        throw new StdoutFailed(
+          err instanceof Deno.errors.BrokenPipe
+            ? "stdout is closed (broken pipe)"
+            : `stdout: ${netError(err)}`,
+        );
+      }
     }
   };
   const receive = async () => {
@@ -283,6 +297,10 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   try {
     await Promise.all([send(), receive()]);
   } catch (err) {
+    if (err instanceof StdoutFailed) {
+      console.error(oneLine(`error: cannot write the replies: ${err.message}`));
+      return 2;
+    }
     if (!timedOut) {
       console.error(oneLine(`error: connection to ${where} failed: ${netError(err)}`));
       return 2;

@@ -31,6 +31,8 @@ import { HerdMetrics } from "../servers/ops/metrics.ts";
 import type { Ops, ServedOps } from "../servers/ops/app.ts";
 import type { EarlyListener } from "./early_listen.ts";
 import { onParentGone } from "./parent_watch.ts";
+import { onHangup } from "./signals.ts";
+import { uncaughtSoFar } from "./last_resort.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
@@ -240,6 +242,7 @@ async function run(
     metrics,
     version: VERSION,
     startedAt: Date.now(),
+    uncaught: uncaughtSoFar,
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
   const logs = await openLogs(herd.bus, flags.logDir, [...herd.servers.keys()], {
@@ -262,12 +265,11 @@ async function run(
     Deno.addSignalListener("SIGTERM", stop);
     onParentGone(stop); // the `deno task` runner was killed (cli/parent_watch.ts)
   });
-  // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths.
-  const reopen = () => logs.reopen();
-  const hup = Deno.build.os !== "windows"; // Windows has no SIGHUP
-  if (hup) Deno.addSignalListener("SIGHUP", reopen);
+  // logrotate renames the files, then sends SIGHUP: new lines go to new files at the old paths
+  // (one that came before the logs were open reopens them now: cli/signals.ts).
+  onHangup(() => logs.reopen());
   const closeLogs = async () => {
-    if (hup) Deno.removeSignalListener("SIGHUP", reopen);
+    onHangup(undefined);
     await logs.close();
   };
   const stopHerd = async () => {

@@ -17,7 +17,7 @@ import { HANDSHAKE_PREFIX } from "./wire.ts";
 import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { inputBudget } from "./connection_input.ts";
-import { closeQuietly, writeAll } from "./io.ts";
+import { closeQuietly } from "./io.ts";
 import { silenceTimer } from "./timeout.ts";
 import { nowNs } from "./clock.ts";
 
@@ -406,7 +406,7 @@ export class ClientConnection implements OutputHolder {
       buf = new Uint8Array(text.length);
       if (text.length <= MAX_WRITE_BUF) this.#writeBuf = buf;
     }
-    writeAll(this.conn, binaryInto(text, buf)).then(
+    this.#writeOut(binaryInto(text, buf)).then(
       () => {
         this.#writing = false;
         this.#progressAt = performance.now();
@@ -426,6 +426,17 @@ export class ClientConnection implements OutputHolder {
         this.close("write failed");
       },
     );
+  }
+
+  /**
+   * Writes every byte, stamping progress after each partial write: a client that reads its
+   * replies slowly is making progress, one that never reads is not (see the idle timer).
+   */
+  async #writeOut(bytes: Uint8Array): Promise<void> {
+    for (let off = 0; off < bytes.length;) {
+      off += await this.conn.write(bytes.subarray(off));
+      this.#progressAt = performance.now();
+    }
   }
 
   /** Wakes the read loop (backpressure lifted) or the EOF path (everything written). */
@@ -491,11 +502,15 @@ export class ClientConnection implements OutputHolder {
       if (this.#closed) return;
       // The client is silent only while we wait to read from it with nothing of ours pending:
       // not while we work through its commands, wait for a turn or for replies to drain or be
-      // written. Its silence starts when we began reading or our last write finished.
+      // written. Its silence starts when we began reading or our last write progressed.
+      const now = performance.now();
+      // A write that has not moved for a whole period is the client's doing (it does not read
+      // its replies): without this, such a client held its connection (and its bytes) forever.
+      if (this.#writing && now - this.#progressAt >= ms) return this.close("write stalled");
       const busy = !this.#reading || this.#slots.length > 0 || this.#out.length > 0 ||
         this.#writing;
-      const quiet = performance.now() - Math.max(this.#readingSince, this.#progressAt);
-      if (busy) this.#idleFor(ms);
+      const quiet = now - Math.max(this.#readingSince, this.#progressAt);
+      if (busy) this.#idleFor(this.#writing ? ms - (now - this.#progressAt) : ms);
       else if (quiet < ms) this.#idleFor(ms - quiet);
       else this.close("idle timeout");
     }, LATE_TIMER_MS);

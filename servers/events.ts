@@ -14,6 +14,7 @@
 
 import type { FailureReason, InvalidReason } from "./reasons.ts";
 import type { AtFields } from "./record.ts";
+import { oneLine } from "./text.ts";
 
 interface Base {
   /** Wall-clock time of the event, ms since the epoch. */
@@ -352,6 +353,10 @@ export type Subscriber = (event: HerdEvent) => void;
  */
 export class EventBus {
   #subscribers: Subscriber[] = [];
+  /** Subscriber failures said so far, those since left unsaid, and until when to say none. */
+  #failuresSaid = 0;
+  #failuresUnsaid = 0;
+  #quietUntil = 0;
 
   /** Adds a subscriber; returns the function that removes it. */
   subscribe(fn: Subscriber): () => void {
@@ -374,11 +379,45 @@ export class EventBus {
       try {
         subs[i](event);
       } catch (err) {
-        console.error(`event subscriber failed on ${event.kind}: ${err}`);
+        this.#subscriberFailed(event.kind, err);
       }
     }
   }
+
+  /**
+   * Says a subscriber's failure on stderr: one line, the first {@linkcode FAILURES_SAID}, then
+   * one a minute with the count of the others (a subscriber that fails on every event wrote a
+   * line per event, and stderr's writes block when nobody drains them). Never throws: what was
+   * thrown may not even convert to text (a Symbol, an object without a prototype), and a throw
+   * from here reached the server code that emitted (a start, a store's update).
+   */
+  #subscriberFailed(kind: string, err: unknown): void {
+    const now = performance.now();
+    if (this.#failuresSaid >= FAILURES_SAID && now < this.#quietUntil) {
+      this.#failuresUnsaid++;
+      return;
+    }
+    if (++this.#failuresSaid >= FAILURES_SAID) this.#quietUntil = now + FAILURES_QUIET_MS;
+    const unsaid = this.#failuresUnsaid;
+    this.#failuresUnsaid = 0;
+    try {
+      let text: string;
+      try {
+        text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      } catch {
+        text = "(a value that cannot be shown)";
+      }
+      const more = unsaid > 0 ? ` (${unsaid} more failure(s) since not shown)` : "";
+      console.error(oneLine(`event subscriber failed on ${kind}: ${text.slice(0, 300)}${more}`));
+    } catch {
+      // stderr itself failed: nothing more to do
+    }
+  }
 }
+
+/** Subscriber failures said at once; beyond them, one per {@linkcode FAILURES_QUIET_MS}. */
+const FAILURES_SAID = 10;
+const FAILURES_QUIET_MS = 60_000;
 
 const utf8 = new TextDecoder("utf-8");
 

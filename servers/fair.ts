@@ -61,7 +61,7 @@ export class FairShare {
       this.#since = now;
     }
     if (now - this.#since < this.sliceMs) {
-      armTick(this.sliceMs);
+      armTick();
       return undefined;
     }
     return sharedTurn(now).then(this.#resume);
@@ -69,18 +69,18 @@ export class FairShare {
 }
 
 /**
- * Macrotasks seen to run, counted by one shared probe timer that a loop within its slice arms
- * when none is pending (and by the yields' own timers). A loop whose reads are always ready
- * never lets it fire; a loop that waits for its reads does. At most one is pending, and none
- * once every loop is idle.
+ * Macrotasks seen to run, counted by one shared probe that a loop within its slice arms when none
+ * is pending (and by the yields' own timers). A loop whose reads are always ready never lets it
+ * run; a loop that waits for its reads does. At most one is pending, and none once every loop is
+ * idle.
  *
- * The probe is due a third of the slice after it is armed (3 ms of 10), not at once: a loop
- * whose reads wait sees it fire at most a third of a slice plus one gap between its reads after
- * its slice began, so it still never yields. A timer costs the runtime two writes to its wake-up
- * eventfd (when it becomes the earliest, and when it fires) and an extra `epoll_wait` each; a
- * 0 ms probe (due after 1 ms) was re-armed by the first read after it fired, ~1,000 times a
- * second in a busy process, most of that process's timers and wake-up writes (BENCHMARKS.md,
- * "Wake-ups of 2026-11-27").
+ * The probe is an immediate: it runs once the event loop gets past the I/O it is handling, in
+ * the same wake-up, so it costs no wake-up of its own (~1-2 µs). It was a timer due a third of the
+ * slice after it was armed (and a 0 ms timer before that: "Wake-ups of 2026-11-27"): under an
+ * open loop at half of peak, each `server` process woke for ~1,000 reads a second and the probe
+ * fired ~200 times a second, a runtime wake-up (two eventfd writes and an `epoll_wait`) for each
+ * one that fell while the process slept (BENCHMARKS.md, "Five processes of 2026-11-28, second
+ * pass").
  */
 let ticks = 0;
 let ticking = false;
@@ -90,10 +90,10 @@ function tick(): void {
   ticking = false;
 }
 
-function armTick(sliceMs: number): void {
+function armTick(): void {
   if (ticking) return;
   ticking = true;
-  setTimeout(tick, Math.max(1, Math.floor(sliceMs / 3)));
+  setImmediate(tick);
 }
 
 /**

@@ -163,7 +163,7 @@ export const OPTIONS = {
     min: 0,
     max: 86_400_000,
     commands: HERD,
-    help: "close idle client connections after N ms (0 off)",
+    help: "close idle client connections, and those not reading their replies, after N ms (0 off)",
   },
   maxConnections: {
     type: "int",

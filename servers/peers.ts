@@ -532,7 +532,7 @@ export class Link {
    */
   adopt(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[], welcome = ""): void {
     if (!this.#running || this.#settings.cut || this.#keepLive()) {
-      conn.close();
+      closeQuietly(conn);
       return;
     }
     this.#drop("replaced by a new connection");
@@ -544,7 +544,9 @@ export class Link {
   /** A whole handshake, dialled by us, completed: the neighbour chose this connection. */
   #adoptOwn(conn: Deno.Conn, splitter: LineSplitter, rest: SplitLine[]): void {
     if (this.#keepLive()) {
-      conn.close();
+      // Quietly: the handshake's deadline may have closed it as its last line came in, and a
+      // close that throws here rejected the dial loop (nobody awaits it).
+      closeQuietly(conn);
       return;
     }
     this.#drop("replaced by a new connection");
@@ -1468,12 +1470,19 @@ export class Link {
           continue;
         }
       }
-      const outcome = await this.#dialOnce();
-      // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
-      if (outcome === "failed") {
+      try {
+        const outcome = await this.#dialOnce();
+        // Only a neighbour that stays away slows the redial; a busy one is there and dialling us.
+        if (outcome === "failed") {
+          backoff.next();
+          this.#server.dialFailed?.(this, this.#dialInconclusive);
+        } else backoff.reset();
+      } catch (err) {
+        // A bug in one dial costs that dial, reported: nobody awaits this loop, so a throw here
+        // was an unhandled rejection (the end of the process) and a link that never redialled.
+        this.#error("internal", `dialling ${this.peer}: ${err}`);
         backoff.next();
-        this.#server.dialFailed?.(this, this.#dialInconclusive);
-      } else backoff.reset();
+      }
       wait = backoff.current;
     }
   }

@@ -935,8 +935,27 @@ class RecordLog implements Persistence {
     // A write that has not started yet takes everything queued by then: one is enough.
     if (this.#writeQueued) return this.#chain;
     this.#writeQueued = true;
-    this.#chain = this.#chain.then(() => this.#write());
+    this.#chain = this.#chain.then(() => this.#write()).catch((err) => this.#writeBug(err));
     return this.#chain;
+  }
+
+  /**
+   * `#write` handles the disk's failures itself; one that throws all the same is a bug. It costs
+   * that commit (reported, its waiters failed, retried after the backoff), never the commits after
+   * it: the chain stayed rejected, so every flush failed and the commit timers' own (nobody
+   * awaits them) were unhandled rejections.
+   */
+  #writeBug(err: unknown): void {
+    this.#writeQueued = false;
+    const error = err instanceof Error ? err : new Error("a commit threw a non-Error value");
+    this.#report("internal", `record log ${this.#path}: commit failed: ${error.message}`);
+    this.#fail(error);
+    if (this.#closed || this.#pending.length === 0) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#commitNow();
+    }, this.#backoff.next());
   }
 
   /** One group commit: append what is queued, then fdatasync. Never throws. */

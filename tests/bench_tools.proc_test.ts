@@ -182,6 +182,65 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "bench tools: loadgen's open loop reports latency from the due time and, apart, from the actual send",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    // Every reply 30 ms late; one connection asked for 100 req/s (one due every 10 ms): each
+    // request goes out when the previous reply came, ever later than it was due. The latency
+    // from the due time grows with that queue; from the send it stays the server's 30 ms.
+    const slow = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const conns: Deno.Conn[] = [];
+    const serving = (async () => {
+      for await (const conn of slow) {
+        conns.push(conn);
+        (async () => {
+          const buf = new Uint8Array(4096);
+          try {
+            while ((await conn.read(buf)) !== null) {
+              await new Promise((r) => setTimeout(r, 30));
+              await conn.write(new TextEncoder().encode("ok\n"));
+            }
+          } catch { /* closed at the end */ }
+        })();
+      }
+    })();
+    try {
+      const port = (slow.addr as Deno.NetAddr).port;
+      const open = await runLoadgen({
+        port,
+        connections: 1,
+        durationMs: 1000,
+        rate: 100,
+        line: "x {n}",
+      });
+      assert.ok(open.requests >= 5, JSON.stringify(open));
+      assert.ok(open.sentP50 >= 29, `from the send, p50 ${open.sentP50} ms: the server's 30 ms`);
+      // A loaded box delays the 30 ms timers too, and the queue behind them grows the more.
+      assert.ok(
+        open.sentP99 * 2 < open.p99,
+        `from send ${open.sentP99} ms, from due ${open.p99} ms`,
+      );
+      // Closed loop: each request counts from its own send, so the two agree (one 1% bucket).
+      const closed = await runLoadgen({ port, connections: 1, durationMs: 300, line: "x {n}" });
+      assert.ok(
+        closed.sentP50 <= closed.p50 && closed.sentP50 >= closed.p50 / 1.02,
+        JSON.stringify(closed),
+      );
+    } finally {
+      slow.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await serving.catch(() => {});
+    }
+  },
+});
+
+Deno.test({
   name: "bench tools: bad loadgen flags exit 2 with one line; unreachable port exits 1",
   ignore,
   async fn() {

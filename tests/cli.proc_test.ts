@@ -1315,3 +1315,79 @@ Deno.test("a module that cannot be loaded (npm package not cached, offline) is o
     await Deno.remove(denoDir, { recursive: true });
   }
 });
+
+Deno.test("server: a SIGHUP while it starts (logrotate) does not end it", async () => {
+  const [port] = freePorts(1);
+  const dir = await Deno.makeTempDir();
+  const config = await writeConfig({ servers: { Rotated: { port } } });
+  // The offline index: the longest start there is, and the client port open all along.
+  const server = spawnMain(
+    ["server", "Rotated", "--config", config, "--memory", "--log-dir", dir],
+    { widen: { write: [dir] }, env: { HERD_SECRET: "cli-hup-secret-0123456789" } },
+  );
+  try {
+    // The client port takes connections long before the server is ready (cli/early_listen.ts):
+    // a logrotate that sends SIGHUP then found no listener, and SIGHUP's default action ended
+    // the process (the client below got a reset).
+    await waitFor(
+      async () => {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      "client port open",
+    );
+    server.kill("SIGHUP");
+    const reply = await exchange(port, "IAMAT rotated +1+1 1\n", 60_000).catch((e) => `${e}`);
+    assert.match(reply, /^AT Rotated /);
+    server.kill("SIGTERM");
+    const { code } = await server.status;
+    assert.deepEqual(code, 0);
+  } finally {
+    await endChild(server);
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(config);
+  }
+});
+
+Deno.test("client: stdout closed by its reader (`| head`) is said as such, not as a failed connection", async () => {
+  // A server that answers each line with a 64 KiB reply, for as long as the client sends.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reply = new TextEncoder().encode(`? ${"x".repeat(64 * 1024)}\n`);
+  const serving = (async () => {
+    const conn = await listener.accept();
+    try {
+      const buf = new Uint8Array(4096);
+      while ((await conn.read(buf)) !== null) await conn.write(reply);
+    } catch {
+      // the client left
+    } finally {
+      conn.close();
+    }
+  })();
+  const child = spawnMain(["client", `127.0.0.1:${listener.addr.port}`], { stdin: "piped" });
+  try {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("WHATSAT a 1 1\n".repeat(64)));
+    await writer.close().catch(() => {});
+    // Read a little, then close stdout as `head -c` does.
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    const status = await child.status;
+    const stderr = new TextDecoder().decode(
+      await new Response(child.stderr).arrayBuffer(),
+    );
+    // Before: "error: connection to 127.0.0.1:P failed: broken pipe" (the server was fine).
+    assert.equal(status.code, 2, stderr);
+    assert.match(stderr, /^error: cannot write the replies: stdout is closed \(broken pipe\)\n$/);
+  } finally {
+    await endChild(child);
+    listener.close();
+    await serving;
+  }
+});

@@ -29,6 +29,7 @@ function startLineServer(opts: Partial<ConnectionOptions>, slowMs = 15) {
     handleLine(line: SplitLine): string | Promise<string> | null {
       if (line.text === "") return null;
       if (line.text.startsWith("SLOW")) busy(slowMs);
+      if (line.text.startsWith("BIG")) return "b".repeat(256 * 1024 - 1) + "\n";
       const reply = `${line.text.split(" ")[0]} ${line.text.length}\n`;
       if (line.text.startsWith("HOLD")) {
         return new Promise((resolve) => held.push(() => resolve(reply)));
@@ -57,6 +58,8 @@ function startLineServer(opts: Partial<ConnectionOptions>, slowMs = 15) {
     /** Answers the `HOLD` lines so far. */
     release: () => held.splice(0).forEach((answer) => answer()),
     held: () => held.length,
+    /** Connections still open. */
+    open: () => conns.size,
     async [Symbol.asyncDispose]() {
       listener.close();
       await accepting;
@@ -182,6 +185,38 @@ Deno.test("idle timeout: a keep-alive that arrived just before our own short sta
   await c.waitEof(5000);
   assert.ok(performance.now() - opened >= 500, "the keep-alive restarted the idle clock");
   await c.close();
+});
+
+Deno.test("idle timeout: a client that never reads its replies is closed once our write stalls", async () => {
+  // 256 replies of 256 KiB (64 MiB) fill both sockets' buffers (loopback's receive buffer
+  // grows to tcp_rmem's maximum, 32 MiB on Debian): the write stops moving. Before,
+  // a write in flight counted as our own work, so such a client held its connection forever.
+  await using server = startLineServer({ idleTimeoutMs: 400 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await conn.write(new TextEncoder().encode("BIG\n".repeat(256)));
+  await waitFor(() => server.open() === 0, 15_000, "the stalled writer closed");
+  conn.close();
+});
+
+Deno.test("idle timeout: a client that reads its replies slowly is not closed", async () => {
+  // 64 MiB of replies, more than both sockets' buffers hold, read 1 MiB every 20 ms (longer in
+  // all than the period): each partial write moves as the client reads, so it is never judged
+  // stalled. The kernel wakes a writer once a third of its send buffer (4 MiB) is free.
+  await using server = startLineServer({ idleTimeoutMs: 1000 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await conn.write(new TextEncoder().encode("BIG\n".repeat(256)));
+  const buf = new Uint8Array(1024 * 1024);
+  let got = 0;
+  const want = 256 * 256 * 1024;
+  const deadline = performance.now() + 60_000;
+  while (got < want && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    const n = await conn.read(buf);
+    if (n === null) break;
+    got += n;
+  }
+  assert.equal(got, want, "every reply byte arrived before the connection closed");
+  conn.close();
 });
 
 /** Connects `n` hogs that keep the shared turn queue busy (`lines` SLOW lines each). */

@@ -175,9 +175,12 @@ Deno.test("client index: cluster passes over many clients take at most their sha
     }
     const elapsed = performance.now() - started;
     assert.ok(busy > 0, "no pass was refused");
-    // The share, the burst and the pass that overdrew the budget.
+    // The share, the burst and the pass that overdrew the budget, plus a tenth of the time for
+    // what the index's own clock does not see: this test's stamps are outside its window, and on
+    // a loaded box a preemption or a collection there lands in `spent` only (923 ms in 2,001 at
+    // load 22). Before the share, passes took the whole thread (~2,000 ms of 2,000).
     assert.ok(
-      spent <= elapsed * CLUSTER_SHARE + 250 + longest,
+      spent <= elapsed * (CLUSTER_SHARE + 0.1) + 250 + longest,
       `${spent.toFixed(0)} ms of passes in ${elapsed.toFixed(0)} ms`,
     );
     // A view already answered is answered again from the cache, busy or not.

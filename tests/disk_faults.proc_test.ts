@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts";
-import { TcpClient } from "./_helpers/net.ts";
+import { TcpClient, waitFor } from "./_helpers/net.ts";
 import { openLogPersistence } from "../servers/persist.ts";
 import { RecordStore } from "../servers/store.ts";
 import { formatLogLine, openLogs } from "../servers/log.ts";
@@ -601,3 +601,42 @@ tmpfsTest(
     }
   },
 );
+
+/** The file-size limit (`ulimit -f`, KiB) of the next test: well above Deno's own cache files. */
+const FILE_LIMIT_KIB = 256 * 1024;
+
+Deno.test("disk: a log at the process's file-size limit (ulimit -f) costs log lines, never the process", async () => {
+  const herd = await ProcessHerd.create({
+    topology: { Hill: [] },
+    wrap: () => ["bash", "-c", `ulimit -f ${FILE_LIMIT_KIB} && exec "$0" "$@"`],
+    args: () => ["--sync-ack"],
+  });
+  try {
+    // A log that already fills the limit but for a few lines (sparse: no disk used). Before,
+    // the first write past the limit raised SIGXFSZ, whose default action ends the process
+    // without a word: every client cut off, nothing logged.
+    await Deno.mkdir(herd.logDir, { recursive: true });
+    const logPath = `${herd.logDir}/Hill.log`;
+    await Deno.writeFile(logPath, new Uint8Array());
+    await Deno.truncate(logPath, FILE_LIMIT_KIB * 1024 - 300);
+    const hill = await herd.start("Hill");
+    const port = herd.port("Hill");
+    const seconds = `${Math.floor(Date.now() / 1000)}`;
+    const want = new Map<string, string>();
+    for (let i = 0; i < 20; i++) {
+      const c = `fsize.${i}`;
+      want.set(c, await iamat(port, c, "+34.068930-118.445127", seconds));
+    }
+    // The log's failure is reported (one line), and the server goes on answering.
+    await waitFor(() => hill.exited || /File too large/.test(hill.stderr), 10_000, "report");
+    assert.ok(!hill.exited, `the server died: ${hill.stderr.slice(-500)}`);
+    want.set("fsize.after", await iamat(port, "fsize.after", "+1+1", seconds));
+    const known = await whatsatMany(port, [...want.keys()]);
+    for (const [c, at] of want) assert.equal(known.get(c), at, c);
+    // The records are on disk all the same (--sync-ack acknowledged them): a restart has them.
+    await herd.restart("Hill");
+    await assertHas(herd, "Hill", want);
+  } finally {
+    await herd.close();
+  }
+});

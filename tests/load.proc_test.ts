@@ -31,8 +31,13 @@ import { closeQuietly } from "../servers/io.ts";
 const IDLE = 1900;
 const SLOW = 10;
 const MAX_CONNECTIONS = IDLE + SLOW + 2; // + the pipeliner and the normal client
-/** Long enough that a server stalled for seconds by this test's own load closes no live one. */
-const IDLE_TIMEOUT_MS = 5000;
+/**
+ * Long enough that a server stalled for seconds by this test's own load closes no live one, and
+ * that the slow readers (whose writes stall: the same timeout closes them) outlive the measures.
+ */
+const IDLE_TIMEOUT_MS = 30_000;
+/** How long idle connections may take to close: a late timer waits a second period. */
+const IDLE_WAIT_MS = 2 * IDLE_TIMEOUT_MS + 10_000;
 const WARM_UP = 50; // connections before the load
 const OFFERED = 16 * 1024 * 1024; // per slow reader
 const PIPELINED = 5000;
@@ -189,6 +194,8 @@ interface LoadRun {
   closedAfter: number[];
   /** The reply to a new client once the idle connections were closed. */
   afterIdle: string | Error;
+  /** Slow readers the server closed as `write stalled` by the end. */
+  stalledCut: number;
   latencies: number[];
   normalError?: unknown;
 }
@@ -339,15 +346,24 @@ async function runLoad(): Promise<LoadRun> {
     }
 
     // Idle connections: stop the keep-alives; the server closes them after the idle timeout.
+    // (A timer that fires late waits one more period: the 1,900 fall due together.)
     const { open: idleOpen, closedAfter } = await idle.ask(
-      { op: "idle.stop", waitMs: IDLE_TIMEOUT_MS + 10_000 },
-      IDLE_TIMEOUT_MS + 40_000,
+      { op: "idle.stop", waitMs: IDLE_WAIT_MS },
+      IDLE_WAIT_MS + 30_000,
     );
     idleOpened = false;
     // Room again?
     const afterIdle = await exchange(port, "IAMAT after.idle +1+1 1700000000\n").catch((err) =>
       err instanceof Error ? err : new Error(String(err))
     );
+
+    // By now (past the idle timeout since they stalled) the slow readers are closed: a client
+    // that does not read its replies is not kept for ever.
+    const endLog = await herd.log("Solo");
+    const stalledCut = slow.filter((conn) => {
+      const id = ids.get((conn.localAddr as Deno.NetAddr).port)!;
+      return new RegExp(` DISCONNECT #${id} \\S+ \\(write stalled\\)`).test(endLog);
+    }).length;
 
     const { latencies, error } = await normal.ask({ op: "normal.stop" });
     normalRunning = false;
@@ -402,6 +418,7 @@ async function runLoad(): Promise<LoadRun> {
       idleOpen,
       closedAfter,
       afterIdle,
+      stalledCut,
       latencies,
       normalError,
     };
@@ -447,6 +464,8 @@ Deno.test("load: slow readers are stopped: the server stops reading them and its
     run.rss2 - run.rss1 < 32 * MB,
     `RSS still grew ${((run.rss2 - run.rss1) / MB).toFixed(0)} MiB while stalled`,
   );
+  // And once their writes have not moved for the idle timeout, they are closed.
+  assert.equal(run.stalledCut, SLOW, "slow readers closed as `write stalled`");
 });
 
 Deno.test("load: a full server refuses more connections clearly, and logs each refusal", async () => {
@@ -483,7 +502,7 @@ Deno.test("load: idle connections are left alone while kept alive, closed after 
   assert.equal(
     run.idleOpen,
     0,
-    `${run.idleOpen} idle connections still open ${IDLE_TIMEOUT_MS + 10_000} ms after going idle`,
+    `${run.idleOpen} idle connections still open ${IDLE_WAIT_MS} ms after going idle`,
   );
   assert.ok(
     run.closedAfter[0] >= IDLE_TIMEOUT_MS - 250,

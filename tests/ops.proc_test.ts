@@ -13,8 +13,10 @@ import { parseConfig } from "../servers/config.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { HerdMetrics } from "../servers/ops/metrics.ts";
+import { Hono } from "hono";
 import {
   createOpsApp,
+  jsonErrors,
   type Ops,
   type OpsHealth,
   type OpsStatus,
@@ -199,6 +201,51 @@ Deno.test("ops app: /metrics, /healthz and /status answer from the herd (app.req
   } finally {
     await t.close();
   }
+});
+
+Deno.test("ops app: /healthz is unhealthy once the last resort survived an uncaught error", async () => {
+  const t = await startPair();
+  try {
+    let uncaught = 0;
+    const app = createOpsApp({ ...t.ops, uncaught: () => uncaught });
+    const health = () => app.request("/healthz", { headers: { host: "127.0.0.1:9100" } });
+    assert.equal((await health()).status, 200);
+    // What cli/last_resort.ts counts: a bug's state is unknown, so a monitor should restart.
+    uncaught = 2;
+    const res = await health();
+    assert.equal(res.status, 503);
+    const body: OpsHealth = await res.json();
+    assert.equal(body.status, "unhealthy");
+    assert.equal(body.reasons.length, 1, body.reasons.join("; "));
+    assert.match(body.reasons[0], /^2 uncaught error\(s\) survived at the last resort/);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("ops app: a handler that throws is one escaped line on stderr and a JSON 500", async () => {
+  const app = new Hono();
+  jsonErrors(app, "test");
+  app.get("/*", () => {
+    throw new Error("thrown\x1b[2J\nsecond line");
+  });
+  const printed: string[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args.map(String).join(" "));
+  try {
+    // The path is the client's, its percent-escapes decoded: it reached the terminal as ESC.
+    const res = await app.request("/x%1b%5b2Jy");
+    assert.equal(res.status, 500);
+    assert.deepEqual(await res.json(), { error: "internal error" });
+  } finally {
+    console.error = consoleError;
+  }
+  assert.equal(printed.length, 1, printed.join("\n"));
+  assert.ok(!/[\x00-\x1f]/.test(printed[0]), JSON.stringify(printed[0]));
+  assert.match(
+    printed[0],
+    /^test: GET \/x\\u001b\[2Jy: Error: thrown\\u001b\[2J\\nsecond line$/,
+  );
 });
 
 Deno.test("ops endpoint over HTTP: other methods get 405 JSON with Allow, OPTIONS 204; HEAD is the GET's head, its length included", async () => {

@@ -6,13 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { exchange, freePorts, TcpClient } from "./_helpers/net.ts";
+import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
 import { Herd } from "../servers/herd.ts";
 import { parseConfig } from "../servers/config.ts";
 import { SERVER_DEFAULTS } from "../servers/options.ts";
 import { createOfflineProvider } from "../servers/places/offline.ts";
 import { createGoogleLegacyProvider } from "../servers/places/google_legacy.ts";
 import type { PlacesProvider } from "../servers/places/provider.ts";
+import { openLogPersistence } from "../servers/persist.ts";
+import { RecordStore, type StoredRecord } from "../servers/store.ts";
+import { errorBus, storedRecord } from "./_helpers/records.ts";
 
 const KEY = "unhandled-test-key-0123456789";
 
@@ -172,5 +175,136 @@ Deno.test("unhandled: a provider's body too deep to format is answered in the er
   } finally {
     off();
     await a.herd.stop();
+  }
+});
+
+/** Things a buggy subscriber might throw, some of which do not even convert to text. */
+const THROWN: (() => unknown)[] = [
+  () => new Error("subscriber bug\x1b[2J\nsecond line"),
+  () => Symbol("thrown symbol"),
+  () => Object.create(null),
+  () => ({
+    toString: () => {
+      throw new Error("toString bug");
+    },
+  }),
+];
+
+Deno.test("unhandled: a subscriber that throws anything on every event costs no reply, no record, no flood", async () => {
+  const [a, b] = freePorts(2);
+  const config = parseConfig({ servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } } });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: "unhandled-test-secret-0123456789",
+    whatsatGraceMs: 0,
+  });
+  let n = 0;
+  herd.bus.subscribe(() => {
+    throw THROWN[n++ % THROWN.length]();
+  });
+  const printed: string[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args.map(String).join(" "));
+  try {
+    await herd.start();
+    await waitFor(() => herd.servers.get("A")!.links.every((l) => l.up), 10_000, "link up");
+    const now = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 20; i++) {
+      const reply = await exchange(a, `IAMAT thrown.${i} +34.068930-118.445127 ${now}\n`);
+      assert.match(reply, new RegExp(`^AT A \\S+ thrown\\.${i} `), reply);
+    }
+    // Flooded all the same: B has every record.
+    for (let i = 0; i < 20; i++) {
+      await waitFor(
+        () => herd.servers.get("B")!.store.get(`thrown.${i}`) !== undefined,
+        10_000,
+        `thrown.${i} at B`,
+      );
+    }
+    assert.match(await exchange(b, "WHATSAT thrown.0 10 1\n"), /^AT A /);
+    assert.ok(n > 100, `only ${n} events`);
+    // Said, not once per event (stderr writes block when nobody drains them), one line each.
+    assert.ok(printed.length > 0 && printed.length <= 12, `${printed.length} lines for ${n}`);
+    for (const line of printed) assert.ok(!/[\x00-\x1f]/.test(line), JSON.stringify(line));
+    assert.match(printed[0], /subscriber bug/);
+  } finally {
+    console.error = consoleError;
+    await herd.stop();
+  }
+});
+
+Deno.test("unhandled: a bug in one dial costs that dial (an error event), never the link's redials", async () => {
+  const [a, b] = freePorts(2);
+  const config = parseConfig({ servers: { A: { port: a, neighbors: ["B"] }, B: { port: b } } });
+  const opts = {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: "unhandled-test-secret-0123456789",
+    whatsatGraceMs: 0,
+  };
+  const herdA = new Herd(config, { ...opts, only: ["A"] });
+  const herdB = new Herd(config, { ...opts, only: ["B"] });
+  const errors: string[] = [];
+  herdA.bus.subscribe((e) => {
+    if (e.kind === "error") errors.push(e.message);
+  });
+  // A bug where a failed dial is reported (B is not up yet): before, it rejected the link's dial
+  // loop, which nobody awaits: an unhandled rejection (the end of the process), and no redial.
+  const serverA = herdA.servers.get("A")!;
+  const dialFailed = serverA.dialFailed.bind(serverA);
+  let bugs = 0;
+  serverA.dialFailed = (link, inconclusive) => {
+    if (bugs++ < 3) throw new Error("injected dial bug");
+    dialFailed(link, inconclusive);
+  };
+  try {
+    await herdA.start();
+    await waitFor(() => bugs >= 3, 10_000, "three failed dials");
+    await herdB.start();
+    await waitFor(() => serverA.links[0].up, 10_000, "A-B up after the bugs");
+    assert.ok(errors.some((m) => /injected dial bug/.test(m)), errors.join("; "));
+  } finally {
+    await herdB.stop();
+    await herdA.stop();
+  }
+});
+
+/** A store whose first `superseded` check throws: a bug met inside one record-log commit. */
+class BuggyStore extends RecordStore {
+  bugs = 1;
+  override superseded(record: StoredRecord): boolean {
+    if (this.bugs-- > 0) throw new Error("injected commit bug");
+    return super.superseded(record);
+  }
+}
+
+Deno.test("unhandled: a bug in one record-log commit costs that commit, never the ones after it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "unhandled_commit_" });
+  try {
+    const { bus, errors } = errorBus();
+    const store = new BuggyStore();
+    const log = await openLogPersistence(dir, "Hill");
+    await log.load(store, [], bus);
+    const a = storedRecord("bug.a", 1);
+    store.restore(a);
+    log.saved(a);
+    // That commit meets the bug. Before, the commit chain stayed rejected: this flush and every
+    // one after it rejected, and the commit timers' own (nobody awaits them) were unhandled
+    // rejections: the end of the process, and no record written again.
+    await log.flush().catch(() => {});
+    const b = storedRecord("bug.b", 2);
+    store.restore(b);
+    log.saved(b);
+    await log.flush();
+    await log.close();
+    assert.ok(errors.some((e) => /injected commit bug/.test(e.message)), "the bug is reported");
+    const again = new RecordStore();
+    const reopened = await openLogPersistence(dir, "Hill");
+    await reopened.load(again, [], errorBus().bus);
+    await reopened.close();
+    assert.ok(again.get("bug.a") !== undefined && again.get("bug.b") !== undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

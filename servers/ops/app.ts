@@ -12,6 +12,7 @@ import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
 import { isIpName, parseHostPort, urlHost } from "../http_host.ts";
+import { oneLine } from "../text.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
@@ -67,6 +68,12 @@ export interface Ops {
   version: string;
   /** `Date.now()` when the process started. */
   startedAt: number;
+  /**
+   * Exceptions nothing caught that the process's last resort said and survived
+   * (cli/last_resort.ts): any makes it unhealthy, so a monitor restarts a process a bug left in
+   * an unknown state instead of it serving on unseen.
+   */
+  uncaught?: () => number;
 }
 
 /**
@@ -104,7 +111,7 @@ export function opsStatus(ops: Ops): OpsStatus {
 }
 
 /**
- * The health verdict: every server listening and its store writable.
+ * The health verdict: every server listening and its store writable, and no uncaught error.
  *
  * @example
  * ```ts
@@ -121,6 +128,13 @@ export function opsHealth(ops: Ops): OpsHealth {
     if (s.writable === false) reasons.push(`${s.server} cannot write its store`);
   }
   if (servers.length === 0) reasons.push("no servers");
+  const uncaught = ops.uncaught?.() ?? 0;
+  if (uncaught > 0) {
+    reasons.push(
+      `${uncaught} uncaught error(s) survived at the last resort (stderr says which): a bug ` +
+        `may have left this process degraded`,
+    );
+  }
   return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers };
 }
 
@@ -175,7 +189,8 @@ export function opsHostAllowed(host: string | undefined, listenHost: string): bo
  */
 export function jsonErrors(app: Hono, label: string): void {
   app.onError((err, c) => {
-    console.error(`${label}: ${c.req.method} ${c.req.path}: ${err}`);
+    // One line: the path is the client's (percent-escapes decoded), the message may quote it.
+    console.error(oneLine(`${label}: ${c.req.method} ${c.req.path}: ${err}`.slice(0, 1000)));
     return c.json({ error: "internal error" }, 500);
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
