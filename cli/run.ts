@@ -222,6 +222,7 @@ async function run(
     maxRecordBytes: recordBudgetBytes(flags.maxRecordsMib),
     syncAck: flags.syncAck,
     tcpLinks: flags.tcpLinks,
+    floodTrees: !flags.fullFlood,
     places,
     secret,
     only,

@@ -87,6 +87,12 @@ export const OPTIONS = {
     commands: HERD,
     help: "reply to an IAMAT only once its record is on disk (slower, stricter)",
   },
+  fullFlood: {
+    type: "boolean",
+    default: false,
+    commands: HERD,
+    help: "send every record on every link, never along the flood's trees (for comparison)",
+  },
   tcpLinks: {
     type: "boolean",
     default: false,

@@ -36,6 +36,7 @@ import {
   formatDigest,
   formatSkip,
   formatSync,
+  formatTree,
   GO,
   GO_LINE,
   HOLD,
@@ -52,6 +53,9 @@ import {
   SKIP,
   SYNC,
   type Sync,
+  TREE,
+  TREES_LINE,
+  WARN,
 } from "./wire.ts";
 import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
@@ -72,6 +76,12 @@ import type { LinkOptions } from "./link_options.ts";
 
 export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
+/**
+ * A link whose live records wait this long for any receipt is not fit for the flood's trees
+ * (`Link.treeReady`): a black-holed path is seen in about a second, not the heartbeat's 3 s, and
+ * an overloaded herd (receipts late beyond --receipt-wait-ms, not stalled) keeps its trees.
+ */
+const STALL_MS = 1000;
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
 /** Longest a digest after a `HOLD` waits for the record log's write of what we hold (#digestDue). */
@@ -140,6 +150,20 @@ export interface LinkHost {
    * aborts the TCP connect (a dial into a cut must not wait out the kernel's SYN retries).
    */
   connectPeer?(peer: string, signal?: AbortSignal): Promise<Deno.Conn>;
+  /**
+   * Our config's topology hash (flood_tree.ts), announced to peers that know `TREE`; absent: we
+   * never use the trees (every record floods on every link).
+   */
+  readonly treeHash?: string;
+  /**
+   * The origins whose records `link` does not carry now (its peer is not our child in their
+   * trees, the herd is healthy and the link agrees on the trees), or undefined: flood them all.
+   */
+  treeSkips?(link: Link): ReadonlySet<string> | undefined;
+  /** Something that `Link.treeReady` depends on changed (up, down, caught up, TREE, cut). */
+  floodChanged?(link: Link): void;
+  /** A `WARN` line arrived on `link`. */
+  warned?(server: string, n: number, link: Link): void;
 }
 
 /** A record read from a link, with the coordinates its validation already parsed. */
@@ -304,6 +328,15 @@ export class Link {
   #matched: MatchedBuckets | undefined;
   /** HOLD or DIGEST lines for the pump's next write. */
   #controlOwed = "";
+  /** The peer's topology hash (its `TREE` line on this connection), if it sent one. */
+  #peerTree: string | undefined;
+  /** This connection's stream skipped a record by the trees (see {@linkcode Link.#crossed}). */
+  #treeSkipped = false;
+  /** Since when (`performance.now()`; -1: not) live records we sent wait for a receipt. */
+  #liveSentSince = -1;
+  /** Our newest live record sent on this connection, and the highest the peer receipted. */
+  #liveSentTo = 0;
+  #receiptedTo = 0;
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
   /** The highest of our sequence numbers the peer was told of in this run (records or `S`). */
@@ -357,6 +390,38 @@ export class Link {
     return this.#conn !== undefined && !this.#waiting.late;
   }
 
+  /**
+   * True when this link is fit for the trees: up, both catch-up streams done, not cut or
+   * delayed at this end, not stalled (live records sent with no receipt read for
+   * {@linkcode STALL_MS}: a black-holed link, a frozen peer; records would wait behind it where
+   * the full flood goes round it, until the heartbeat gives up), and the peer sent a `TREE` hash
+   * equal to ours (a peer from before the trees, or with another topology, never is: the herd
+   * then floods as before).
+   */
+  get treeReady(): boolean {
+    const hash = this.#server.treeHash;
+    return this.#conn !== undefined && hash !== undefined && this.#peerTree === hash &&
+      this.#peerCaughtUp && !this.#catchingUp && !this.#settings.cut &&
+      this.#settings.delayMs === 0 && !this.#stalled();
+  }
+
+  /**
+   * True when live records we sent have waited over {@linkcode STALL_MS} with no receipt read
+   * since: the peer or the path is gone without a word (its heartbeat drops the link only after
+   * 3 heartbeats), or far too slow for the trees.
+   */
+  #stalled(): boolean {
+    return this.#liveSentSince >= 0 && performance.now() - this.#liveSentSince > STALL_MS;
+  }
+
+  /** Sends `line` (a `WARN`) in the next write, to a peer that knows it (false otherwise). */
+  sendControl(line: string): boolean {
+    if (this.#conn === undefined || this.#emptyLines < 3 || this.#cursor < 0) return false;
+    this.#controlOwed += line;
+    this.notify();
+    return true;
+  }
+
   /** This link's state, round trip and backlog (for /status, metrics and `link.stats`). */
   stats(): LinkStats {
     const up = this.#conn !== undefined;
@@ -402,6 +467,7 @@ export class Link {
       delayMs: next.delayMs,
     });
     if (next.cut && !wasCut) this.#drop("link cut");
+    s.floodChanged?.(this);
     // Wakes a dialler parked by the cut (or waiting out its backoff) to look again.
     if (wasCut !== next.cut) {
       if (this.#dialTimer !== undefined) clearTimeout(this.#dialTimer);
@@ -521,6 +587,10 @@ export class Link {
     this.#digestWait = undefined;
     this.#peerDigest = new DigestReader();
     this.#controlOwed = "";
+    this.#peerTree = undefined;
+    this.#treeSkipped = false;
+    this.#liveSentSince = -1;
+    this.#liveSentTo = this.#receiptedTo = 0;
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
@@ -529,7 +599,8 @@ export class Link {
     // The empty lines after SYNC announce that we answer PINGs with PONG, and know HOLD/DIGEST.
     this.#send(
       conn,
-      welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE + DIGESTS_LINE,
+      welcome + formatSync({ ...sync, mark: this.mark.seq }) + PONGS_LINE + DIGESTS_LINE +
+        (s.treeHash === undefined ? "" : TREES_LINE),
     );
     this.#readLoop(conn, splitter, rest);
   }
@@ -590,6 +661,7 @@ export class Link {
     // Records from its unfinished catch-up stream no longer wait for it to end.
     if (!this.#peerCaughtUp) s.catchUpEnded?.(this, false);
     s.bus.emit({ kind: "link.down", t: Date.now(), server: s.name, peer: this.peer, reason });
+    s.floodChanged?.(this);
     this.#closedSignal?.();
   }
 
@@ -693,8 +765,13 @@ export class Link {
           ? { records: [], lastSeq: this.#cursor }
           : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);
         const local = slice.records.length === 0 ? undefined : s.peerStore?.(this.peer);
+        // The trees: only live records (not a catch-up, nor a resend to a peer that lost some).
+        const skips = slice.records.length === 0 || this.#catchingUp || skip !== this.index
+          ? undefined
+          : s.treeSkips?.(this);
         // A batch the peer holds whole is not the end of the log: more may follow it.
-        const heldWhole = local !== undefined && this.#withoutHeld(slice.records, local);
+        const heldWhole = (local !== undefined || skips !== undefined) &&
+          this.#withoutHeld(slice.records, local, skips);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
         let text = this.#controlOwed + this.#toReceipt.take();
         this.#controlOwed = "";
@@ -745,6 +822,10 @@ export class Link {
         this.#cursor = this.#sentThrough = slice.lastSeq;
         if (slice.lastSeq > this.#sentMax) this.#sentMax = slice.lastSeq;
         if (slice.records.length > 0) {
+          if (!this.#catchingUp && s.receipts) {
+            this.#liveSentTo = lastRecordSeq;
+            if (this.#liveSentSince < 0) this.#liveSentSince = performance.now();
+          }
           this.recordsSent += slice.records.length;
           if (this.#catchingUp) this.#syncSent += slice.records.length;
           s.bus.emit({
@@ -762,6 +843,7 @@ export class Link {
         this.#catchingUp = false;
         this.#liveAfter = this.#cursor;
         this.#send(conn, this.#owed() + formatCaughtUp(this.#syncSent));
+        s.floodChanged?.(this);
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
@@ -786,16 +868,26 @@ export class Link {
    * batch, or alone, moves the peer's mark past them as for records it sent us. True when it took
    * out every record of a batch (not the end of the log: the pump reads on).
    */
-  #withoutHeld(records: StoredRecord[], peer: RecordStore): boolean {
+  #withoutHeld(
+    records: StoredRecord[],
+    peer: RecordStore | undefined,
+    skips: ReadonlySet<string> | undefined,
+  ): boolean {
     const store = this.#server.store;
     let kept = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
-      if (peer.holdsAtLeast(r, store)) {
+      if (peer !== undefined && peer.holdsAtLeast(r, store)) {
         this.#waiting.receipted(r.seq, r.seq);
         // Known held by the peer, as if it had sent it: a copy of it the peer streams us later
         // did not cross ours (#crossed), and its receipt must not wait for our next write.
         store.heldBy(r, this.index);
+      } else if (skips !== undefined && skips.has(r.origin)) {
+        // Not our child in the record's tree: its parent there delivers it, and the receipt our
+        // wait needs comes through that parent's side (the origin waits on each of its children,
+        // and each child on its own). Not marked held: the peer may not have it yet.
+        this.#waiting.receipted(r.seq, r.seq);
+        this.#treeSkipped = true;
       } else records[kept++] = r;
     }
     const whole = kept === 0 && records.length > 0;
@@ -874,10 +966,15 @@ export class Link {
         continue;
       }
       if (line.text === "") {
-        // The peer answers our PINGs (its first empty line after SYNC), and knows HOLD and
-        // DIGEST (its second).
+        // The peer answers our PINGs (its first empty line after SYNC), knows HOLD and DIGEST
+        // (its second), and TREE and WARN (its third).
         this.#peerPongs = true;
-        if (++this.#emptyLines === 2) this.#onDigestsAnnounced();
+        const empty = ++this.#emptyLines;
+        if (empty === 2) this.#onDigestsAnnounced();
+        else if (empty === 3 && this.#server.treeHash !== undefined) {
+          this.#controlOwed += formatTree(this.#server.treeHash);
+          this.notify();
+        }
         continue;
       }
       const m = parseLinkLine(line.text);
@@ -898,6 +995,9 @@ export class Link {
         case RECEIPT:
           this.#waiting.resume();
           this.#waiting.receipted(m.from, m.to);
+          // The peer receipts: not stalled (see #stalled); a clock for what it still owes.
+          if (m.to > this.#receiptedTo) this.#receiptedTo = m.to;
+          this.#liveSentSince = this.#receiptedTo >= this.#liveSentTo ? -1 : performance.now();
           break;
         case PING:
           // Liveness (the read loop noted the read); answered only to a peer that announced it
@@ -931,6 +1031,13 @@ export class Link {
           break;
         case DIGEST:
           if (!this.#onDigest(m)) bad = `out-of-order DIGEST ${m.first}/${m.buckets}`;
+          break;
+        case TREE:
+          this.#peerTree = m.hash;
+          this.#server.floodChanged?.(this);
+          break;
+        case WARN:
+          this.#server.warned?.(m.server, m.n, this);
           break;
       }
       if (bad !== undefined) break;
@@ -1130,7 +1237,9 @@ export class Link {
    */
   #crossed(known: StoredRecord): boolean {
     const bit = this.index >= 0 && this.index < 31 ? 1 << this.index : 0;
-    return bit !== 0 && known.via !== this.index && ((known.held ?? 0) & bit) === 0 &&
+    // A stream that skipped records by the trees did not send every record up to its cursor.
+    return bit !== 0 && !this.#treeSkipped && known.via !== this.index &&
+      ((known.held ?? 0) & bit) === 0 &&
       known.seq > this.#liveAfter && known.seq <= this.#cursor &&
       (this.#matched === undefined || known.seq > this.#matched.upTo);
   }
@@ -1277,6 +1386,7 @@ export class Link {
   #onCaughtUp(): void {
     this.#peerCaughtUp = true;
     this.#server.catchUpEnded?.(this, true);
+    this.#server.floodChanged?.(this);
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({

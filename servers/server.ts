@@ -20,12 +20,15 @@ import { silenceTimer, untilAborted, withTimeout } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
 import { ReceiptCountdown } from "./receipts.ts";
+import { FloodTrees } from "./flood_tree.ts";
+import { FloodHealth, floodHealthTimes } from "./flood_health.ts";
 import { acceptHandshake } from "./handshake.ts";
 import { LinkPortBook } from "./link_port.ts";
 import type { LinkPortMemory } from "./link_port_memory.ts";
 import {
   BUSY_LINE,
   formatLinkPort,
+  formatWarn,
   formatWelcome,
   HANDSHAKE_TAG,
   parseHello,
@@ -123,6 +126,11 @@ export interface ServerOptions extends ConnectionOptions {
   maxConnections: number;
   /** Reply to an IAMAT only once its record is on disk (with persistence). */
   syncAck?: boolean;
+  /**
+   * Send a record only along its origin's tree while the herd is healthy (flood_tree.ts,
+   * flood_health.ts); false: on every link, always (`--full-flood`). Default true.
+   */
+  floodTrees?: boolean;
   link: LinkOptions;
   /** TLS for links and observers (the herd config's `tls`). */
   tls?: TlsConfig;
@@ -239,6 +247,17 @@ export class HerdServer implements LineHandler {
   /** A store load a cancelled start left running: the next start waits for it first. */
   #abandonedLoad: Promise<void> | undefined;
   #linkStats: LinkStatsReporter;
+  /** The flood's trees as this server computes them from the config (none with --full-flood). */
+  #trees: FloodTrees | undefined;
+  /** Whether the herd is healthy enough for the trees (renewed at each start). */
+  #health: FloodHealth | undefined;
+  #healthTimer: ReturnType<typeof setInterval> | undefined;
+  /** When we last sent a `WARN` (`performance.now()`). */
+  #warnedAt = -Infinity;
+  /** Records after this may have been skipped by the trees (since the herd turned healthy). */
+  #treeFrom = Infinity;
+  /** Records numbered again since start because the herd turned degraded (`#treeDegraded`). */
+  recordsFloodedAgain = 0;
   /** This server's metrics as JSON, for its observer streams (set by the process, if it has them). */
   metricsExport?: () => Promise<unknown>;
 
@@ -268,6 +287,87 @@ export class HerdServer implements LineHandler {
       (n, port) => memory?.rememberPeer(n, port),
     );
     this.#linkStats = new LinkStatsReporter(this, opts.link.heartbeatMs);
+    // The trees need receipts: a stalled link is seen by them (peers.ts `treeReady`).
+    if (opts.floodTrees !== false && opts.receiptWaitMs > 0) {
+      this.#trees = new FloodTrees(peers, config.name);
+    }
+  }
+
+  /** Our config's topology hash (flood_tree.ts); undefined with --full-flood. */
+  get treeHash(): string | undefined {
+    return this.#trees?.hash;
+  }
+
+  /** True while this server sends records along the flood's trees (the herd is healthy). */
+  get treesInUse(): boolean {
+    return this.#health?.healthy === true;
+  }
+
+  /** See `LinkHost.treeSkips`: while healthy, the origins `link` does not carry. */
+  treeSkips(link: Link): ReadonlySet<string> | undefined {
+    return this.#health?.healthy === true && link.treeReady
+      ? this.#trees!.skips(link.peer)
+      : undefined;
+  }
+
+  /** A link's fitness for the trees may have changed: look at the herd's health at once. */
+  floodChanged(_link: Link): void {
+    this.#floodTick();
+  }
+
+  /** A `WARN` came: pass it on once, and stop using the trees (flood_health.ts). */
+  warned(server: string, n: number, from: Link): void {
+    const h = this.#health;
+    // Only the herd's names: one number kept per name, so a peer cannot grow the map at will.
+    if (h === undefined || !this.#herdNames.has(server)) return;
+    const was = h.healthy;
+    if (!h.warned(server, n, performance.now())) return;
+    const line = formatWarn(server, n);
+    for (const l of this.links) if (l !== from) l.sendControl(line);
+    if (was) this.#treeDegraded(performance.now());
+  }
+
+  /**
+   * Every quarter heartbeat, and whenever a link changes: a link of ours in trouble sends a
+   * `WARN` (at most one per half heartbeat), and the herd's health is updated.
+   */
+  #floodTick(): void {
+    const h = this.#health;
+    if (h === undefined || this.#healthTimer === undefined) return;
+    const now = performance.now();
+    const trouble = this.links.some((l) => !l.treeReady);
+    if (trouble && now - this.#warnedAt >= this.#opts.link.heartbeatMs / 2) {
+      this.#warnedAt = now;
+      const line = formatWarn(this.name, h.nextWarning());
+      for (const l of this.links) l.sendControl(line);
+    }
+    const turn = h.update(trouble, now, this.store.headSeq);
+    if (turn === "healthy") {
+      // A link whose stream is behind may skip records stored before now: from its cursor on.
+      let from = this.store.headSeq;
+      for (const l of this.links) from = Math.min(from, this.store.headSeq - l.stats().behind);
+      this.#treeFrom = from;
+    } else if (turn === "degraded") this.#treeDegraded(now);
+  }
+
+  /**
+   * The herd turned degraded: the records our links may have skipped by the trees within the
+   * window (flood_health.ts) are numbered again, so every link's stream (and a catch-up after a
+   * reconnect) carries them to every neighbour not known to hold them.
+   */
+  #treeDegraded(now: number): void {
+    const from = Math.max(this.#treeFrom, this.#health!.windowStart(now));
+    this.#treeFrom = Infinity;
+    if (from >= this.store.headSeq) return;
+    const persistence = this.#persistence;
+    const n = this.store.restamp(
+      from,
+      persistence === undefined ? undefined : (r) => {
+        persistence.saved(r);
+      },
+    );
+    this.recordsFloodedAgain += n;
+    if (n > 0) { for (const link of this.links) link.notify(); }
   }
 
   /** True while listening. */
@@ -414,6 +514,12 @@ export class HerdServer implements LineHandler {
       ? this.#warming()
       : undefined;
     this.#servingSince = performance.now();
+    if (this.#trees !== undefined) {
+      const hb = this.#opts.link.heartbeatMs;
+      this.#health = new FloodHealth(this.name, floodHealthTimes(hb), performance.now());
+      this.#treeFrom = Infinity;
+      this.#healthTimer = setInterval(() => this.#floodTick(), Math.max(50, hb / 4));
+    }
     for (const link of this.links) link.start();
     this.#linkStats.start();
     // In-process dials that came while we loaded are served now, as a listener's backlog is.
@@ -575,6 +681,8 @@ export class HerdServer implements LineHandler {
     if (this.#listener === undefined) return;
     this.#closeListeners();
     this.#warmUp?.end();
+    if (this.#healthTimer !== undefined) clearInterval(this.#healthTimer);
+    this.#healthTimer = undefined;
     for (const link of this.links) link.stop();
     this.#linkStats.report();
     this.#linkStats.stop();

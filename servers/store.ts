@@ -367,6 +367,31 @@ export class RecordStore {
     return { records, lastSeq };
   }
 
+  /**
+   * Numbers again every current record changed after `afterSeq` (in order, each its next
+   * sequence number, its `via` and held bits kept), so that every link's stream carries it again
+   * to the neighbours not known to hold it; `each` sees each one (the record log writes it).
+   * Returns how many. The flood's trees use it when the herd turns degraded (server.ts).
+   */
+  restamp(afterSeq: number, each?: (record: StoredRecord) => void): number {
+    const log = this.#log;
+    const held = this.#held;
+    const end = log.length;
+    let n = 0;
+    for (let i = log.firstAfter(afterSeq); i < end; i++) {
+      const slot = log.slot(i);
+      if (held.seq(slot) !== log.seq(i)) continue;
+      const seq = ++this.#seq;
+      // The same body: nothing to hold or release in the table.
+      held.set(held.body(slot)!, seq, held.via(slot), held.held(slot));
+      log.append(slot, seq);
+      n++;
+      each?.(this.#view(slot));
+    }
+    if (log.length > 2 * held.size + LOG_SLACK) this.#compact();
+    return n;
+  }
+
   /** Up to `limit` current records, most recently changed first. */
   recent(limit: number): StoredRecord[] {
     const out: StoredRecord[] = [];

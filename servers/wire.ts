@@ -262,6 +262,19 @@ export const GO = "GO";
  * answer to a whole one is the receiver's own, with the same salt and bucket count.
  */
 export const DIGEST = "DIGEST";
+/**
+ * `TREE <hash>`: "my config's topology hashes to this" (flood_tree.ts): a link whose two ends
+ * agree carries a record only to a child in its origin's tree while the herd is healthy. Sent
+ * only to a peer that announced it (a third empty line after SYNC).
+ */
+export const TREE = "TREE";
+/**
+ * `WARN <server> <n>`: "`server` has a link that is down, catching up, cut, delayed or not
+ * agreeing on the trees" (n grows at each of its warnings): the herd floods every record on
+ * every link until the warnings stop (flood_health.ts). Passed on once per new `n`; sent only to
+ * a peer that announced TREE.
+ */
+export const WARN = "WARN";
 
 /** The heartbeat line. */
 export const PING_LINE = `${PING}\n`;
@@ -271,6 +284,8 @@ export const PONG_LINE = `${PONG}\n`;
 export const PONGS_LINE = "\n";
 /** Sent once after PONGS_LINE: "I know HOLD and DIGEST" (older servers ignore empty lines). */
 export const DIGESTS_LINE = "\n";
+/** Sent once after DIGESTS_LINE: "I know TREE and WARN". */
+export const TREES_LINE = "\n";
 /** The HOLD line. */
 export const HOLD_LINE = `${HOLD}\n`;
 /** The GO line. */
@@ -422,7 +437,23 @@ export type LinkMessage =
   | { type: typeof CAUGHTUP }
   | { type: typeof HOLD }
   | { type: typeof GO }
-  | ({ type: typeof DIGEST } & DigestPart);
+  | ({ type: typeof DIGEST } & DigestPart)
+  | { type: typeof TREE; hash: string }
+  | { type: typeof WARN; server: string; n: number };
+
+/** Formats a TREE line. */
+export function formatTree(hash: string): string {
+  return `${TREE} ${hash}\n`;
+}
+
+/** Formats a WARN line. */
+export function formatWarn(server: string, n: number): string {
+  return `${WARN} ${server} ${n}\n`;
+}
+
+const TREE_HASH = /^[0-9a-f]{16}$/;
+/** A server name as a config allows it (config.ts), bounded. */
+const WARN_SERVER = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
  * The message in a link line, or undefined when the line is not a message at all (the peer
@@ -467,6 +498,13 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
       return f.length === 1 ? { type: HOLD } : undefined;
     case GO:
       return f.length === 1 ? { type: GO } : undefined;
+    case TREE:
+      return f.length === 2 && TREE_HASH.test(f[1]) ? { type: TREE, hash: f[1] } : undefined;
+    case WARN:
+      return f.length === 3 && WARN_SERVER.test(f[1]) && INTEGER.test(f[2]) &&
+          Number.isSafeInteger(Number(f[2]))
+        ? { type: WARN, server: f[1], n: Number(f[2]) }
+        : undefined;
     case DIGEST: {
       if (f.length !== 5 || !SALT.test(f[1]) || !INTEGER.test(f[2]) || !INTEGER.test(f[3])) {
         return undefined;

@@ -95,8 +95,13 @@ for (const mode of MODES) {
     // The reply's wait for receipts is bounded (--receipt-wait-ms, 50 ms by default): a box that
     // keeps a server off the CPU longer (the full suite at load 11-15) lets the reply go first
     // by design (`receipt.late`), and the late link is then not waited for until it receipts
-    // again. Read-your-writes is asserted where receipts come: 2 s of room.
-    await using t = await startSeedHerd({ tcpLinks: mode.tcpLinks, receiptWaitMs: 2000 });
+    // again. Read-your-writes is asserted where receipts come: 2 s of room. The full flood, as
+    // before the trees (tests/flood_tree.net_test.ts counts those).
+    await using t = await startSeedHerd({
+      tcpLinks: mode.tcpLinks,
+      receiptWaitMs: 2000,
+      floodTrees: false,
+    });
     let copies = 0;
     let linesSent = 0;
     const off = t.herd.bus.subscribe((e) => {
