@@ -21,7 +21,13 @@
 
 import type { ErrorReason, EventBus, LinkStats } from "./events.ts";
 import { RttProbe } from "./link_stats.ts";
-import { type AtFields, parseLocation, sameRecord, validateRecord } from "./record.ts";
+import {
+  type AtFields,
+  parseLocation,
+  sameRecord,
+  validateRecord,
+  validFieldsAt,
+} from "./record.ts";
 import type { HerdAuth } from "./auth.ts";
 import { dialHandshake } from "./handshake.ts";
 import { LinkTlsError } from "./tls.ts";
@@ -1109,6 +1115,22 @@ export class Link {
       };
       ok = this.#onRecord(seq, record, held, false, intake, true);
     } else {
+      // Checked in its bytes first (validFieldsAt: validateRecord's answer), so a new record's
+      // fields are decoded once and not scanned again; an invalid one is decoded and checked as
+      // text, which reports it the same way.
+      const coords = validFieldsAt(
+        bytes,
+        at[2],
+        at[3] - 1,
+        at[3],
+        at[4] - 1,
+        at[4],
+        at[5] - 1,
+        at[5],
+        at[6] - 1,
+        at[6],
+        end,
+      );
       // The client string is the one just looked up: the store's lookups reuse its hash.
       const record: PeerRecord = {
         origin: this.#origin(bytes, at[2], at[3] - 1),
@@ -1116,11 +1138,11 @@ export class Link {
         client,
         location: bytes.toString("latin1", at[5], at[6] - 1),
         time: bytes.toString("latin1", at[6], end),
-        lat: 0,
-        lng: 0,
+        lat: coords === undefined ? 0 : coords.lat,
+        lng: coords === undefined ? 0 : coords.lng,
         flat: true,
       };
-      ok = this.#onRecord(seq, record, held, false, intake);
+      ok = this.#onRecord(seq, record, held, false, intake, coords !== undefined);
     }
     if (!ok) this.#badRecord(bytes.toString("latin1", start, end));
     return true;
@@ -1147,7 +1169,8 @@ export class Link {
    * byte. A new record is validated and queued for the store, a held one counted (see
    * {@linkcode Link.#onDuplicate}); false when the record is invalid, skipped (receipted as it
    * is): the caller quotes its line. `valid`: the fields are a record another store of this
-   * process holds (validated when stored).
+   * process holds (validated when stored). `checked`: `fields` is a {@linkcode PeerRecord}
+   * validated in its bytes, its coordinates set.
    */
   #onRecord(
     seq: number | undefined,
@@ -1156,6 +1179,7 @@ export class Link {
     same: boolean,
     intake: Intake,
     valid = false,
+    checked = false,
   ): boolean {
     // At or below the mark: a resend of the whole log (we lost records, see SYNC). An invalid
     // record's sequence number still counts: resending it would not mend it.
@@ -1171,13 +1195,18 @@ export class Link {
     }
     // A record we hold byte for byte was validated when stored: not again; nor one that another
     // store of this process holds (`valid`): its coordinates only.
-    const at = same ? NOT_PARSED : valid ? parseLocation(fields.location) : validateRecord(fields);
+    const at = same || checked
+      ? NOT_PARSED
+      : valid
+      ? parseLocation(fields.location)
+      : validateRecord(fields);
     if (seq === undefined || at === undefined) {
       // Receipted as it is: nothing more will come of it, so nobody should wait for it.
       if (seq !== undefined) (intake.seqs ??= []).push(seq, -1);
       return false;
     }
-    if ((fields as PeerRecord).flat === true) {
+    if (checked) this.#onNew(seq, fields as PeerRecord, intake);
+    else if ((fields as PeerRecord).flat === true) {
       // The bytes' own record: filled in, not copied.
       const record = fields as PeerRecord;
       record.lat = at.lat;

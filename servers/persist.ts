@@ -22,11 +22,12 @@
 import { crc32 } from "node:zlib";
 import type { ErrorReason, EventBus } from "./events.ts";
 import type { Link } from "./peers.ts";
-import { freshEpoch, type RecordStore, type StoredRecord } from "./store.ts";
+import { freshEpoch, recordFields, type RecordStore, type StoredRecord } from "./store.ts";
+import { RecordQueue } from "./record_queue.ts";
 import { processRecordBytes, RecordBytes, TAIL_SLOTS } from "./record_bytes.ts";
 import { bytesToBinary } from "./lines.ts";
 import { INTEGER } from "./protocol.ts";
-import { validateRecord } from "./record.ts";
+import { type AtFields, validateRecord } from "./record.ts";
 import { writeAll, writeAllSync } from "./io.ts";
 import { Backoff } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
@@ -139,13 +140,18 @@ export class EntryBuffer {
    * hashed once for all of them: see {@linkcode RecordTails}.
    */
   record(r: StoredRecord, tails?: RecordTails): void {
-    const i = tails === undefined ? -1 : tails.find(r);
+    this.entry(recordFields(r), r.seq, tails);
+  }
+
+  /** {@linkcode record} for a record given as its AT fields (a store's shared body) and seq. */
+  entry(fields: AtFields, seqNumber: number, tails?: RecordTails): void {
+    const i = tails === undefined ? -1 : tails.find(fields);
     if (i >= 0) {
-      this.#shared(r.seq, i, tails!);
+      this.#shared(seqNumber, i, tails!);
       return;
     }
-    const seq = String(r.seq);
-    const { origin, diff, client, location, time } = r;
+    const seq = String(seqNumber);
+    const { origin, diff, client, location, time } = fields;
     this.#begin(
       7 + seq.length + origin.length + diff.length + client.length + location.length +
         time.length,
@@ -256,7 +262,7 @@ export class RecordTails {
   constructor(readonly tails: RecordBytes = new RecordBytes()) {}
 
   /** Where `r`'s tail is kept (see {@linkcode RecordBytes.find}), or -1. */
-  find(r: StoredRecord): number {
+  find(r: AtFields): number {
     return this.tails.find(r);
   }
 
@@ -516,7 +522,7 @@ async function writeRecords(
   out: EntryBuffer,
   file: Deno.FsFile,
   head: string[],
-  records: readonly StoredRecord[],
+  records: RecordQueue | undefined,
   marks: readonly [string, Mark][],
   sync = false,
   tails?: RecordTails,
@@ -529,8 +535,10 @@ async function writeRecords(
     written += bytes.length;
   };
   for (const payload of head) out.add(payload);
-  for (const r of records) {
-    out.record(r, tails);
+  const fields = records?.fields ?? [];
+  const seqs = records?.seqs ?? [];
+  for (let i = 0; i < seqs.length; i++) {
+    out.entry(fields[i], seqs[i], tails);
     if (out.length >= CHUNK) await put();
   }
   for (const [peer, m] of marks) out.add(`M ${peer} ${m.epoch} ${m.seq}`);
@@ -642,9 +650,10 @@ class RecordLog implements Persistence {
   /**
    * Records queued for the next commit, in the order they were stored. A client's older records
    * among them are skipped when written (`RecordStore.superseded`): one `Map.set` per record to
-   * keep only the newest cost a catch-up more than the check.
+   * keep only the newest cost a catch-up more than the check. No view per record is kept
+   * ({@linkcode RecordQueue}).
    */
-  #pending: StoredRecord[] = [];
+  #pending = new RecordQueue();
   #pendingMarks = new Map<string, Mark>();
   /** Marks whose records are synced: the next append writes them. */
   #readyMarks = new Map<string, Mark>();
@@ -692,7 +701,7 @@ class RecordLog implements Persistence {
       await this.flush();
       this.#file.close();
       this.#file = undefined;
-      this.#pending = [];
+      this.#pending = new RecordQueue();
       this.#pendingMarks.clear();
       this.#readyMarks.clear();
       this.#failing = false;
@@ -965,14 +974,13 @@ class RecordLog implements Persistence {
     if (file === undefined) return;
     const upTo = this.#queued;
     const store = this.#store;
-    const records = store === undefined
-      ? this.#pending
-      : this.#pending.filter((r) => !store.superseded(r));
+    const records = this.#pending.take(
+      store === undefined ? undefined : (fields, seq) => store.supersededAt(fields, seq),
+    );
     // Marks are written one commit after the records they cover: only once those are synced, so
     // no crash or power cut can leave a mark on disk without its records.
     const marks = [...this.#readyMarks];
     const covered = [...this.#pendingMarks];
-    this.#pending = [];
     if (records.length + marks.length + covered.length === 0 && !this.#epochOwed) {
       return this.#wake(upTo);
     }
@@ -1012,7 +1020,7 @@ class RecordLog implements Persistence {
     } catch (err) {
       // Requeue before anything newer (what it superseded is skipped then), cut the partial
       // append off, and retry later.
-      this.#pending = records.concat(this.#pending);
+      this.#pending.requeue(records);
       this.#readyMarks = new Map(marks);
       for (const [peer, m] of covered) {
         if (!this.#pendingMarks.has(peer)) this.#pendingMarks.set(peer, m);
@@ -1056,7 +1064,7 @@ class RecordLog implements Persistence {
       // An empty log (stopped before its first record) gets its epoch first: `C 1` alone read
       // as entries without an epoch, a log that had lost something, at the next start.
       const head = this.#size === 0 ? [`E 1 ${this.#epoch}`, CLEAN_STOP] : [CLEAN_STOP];
-      const written = await writeRecords(this.#out, file, head, [], [], true);
+      const written = await writeRecords(this.#out, file, head, undefined, [], true);
       await diskSync.sync(this.#path, file);
       this.#size += written;
       this.#atEnd = true;
@@ -1104,7 +1112,9 @@ class RecordLog implements Persistence {
       // not opened: the new file is created exclusively, so no write goes through a link.
       await Deno.remove(tmpPath).catch(() => {});
       tmp = await Deno.open(tmpPath, { read: true, write: true, createNew: true });
-      const records = [...(this.#store?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+      const records = new RecordQueue();
+      const held = [...(this.#store?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+      for (const r of held) records.push(r);
       const marks = [...this.#durableMarks];
       const epoch = this.#epoch;
       const written = await writeRecords(this.#out, tmp, [`E 1 ${epoch}`], records, marks);

@@ -305,6 +305,116 @@ export function validateRecord(r: AtFields): { lat: number; lng: number } | unde
 }
 
 /**
+ * {@linkcode validateRecord} for a record still in its bytes, one byte per char (as the fields
+ * decode: `binaryAt`), each field `[from, to)` of `bytes` and free of protocol whitespace
+ * already (a link's plain `R` line: wire.ts `recordFieldsAt`), so only the rest is checked: the
+ * caps, the diff, the time and the location, whose coordinates it returns. The same answer as
+ * `validateRecord` of the decoded fields, without decoding any: a link checks every new record
+ * of a catch-up (1,000,000 after a restart) before it decodes it (BENCHMARKS.md, "Catch-up of
+ * 2026-11-28 (branch `catchup16`)").
+ *
+ * @example
+ * ```ts
+ * const b = new TextEncoder().encode("Hill +0.500000000 k +1+2 3");
+ * validFieldsAt(b, 0, 4, 5, 17, 18, 19, 20, 24, 25, 26); // { lat: 1, lng: 2 }
+ * ```
+ */
+export function validFieldsAt(
+  bytes: Uint8Array,
+  origin: number,
+  originEnd: number,
+  diff: number,
+  diffEnd: number,
+  client: number,
+  clientEnd: number,
+  location: number,
+  locationEnd: number,
+  time: number,
+  timeEnd: number,
+): { lat: number; lng: number } | undefined {
+  const clientLength = clientEnd - client;
+  const locationLength = locationEnd - location;
+  const timeLength = timeEnd - time;
+  if (originEnd - origin > MAX_SERVER_NAME || diffEnd - diff > MAX_DIFF) return undefined;
+  if (
+    clientLength > MAX_CLIENT_ID || locationLength > MAX_LOCATION || timeLength > MAX_TIME ||
+    clientLength + locationLength + timeLength > MAX_RECORD_FIELDS
+  ) return undefined;
+  if (!isDiffAt(bytes, diff, diffEnd) || !isTimeAt(bytes, time, timeEnd)) return undefined;
+  const mid = scanCoordinateAt(bytes, location, locationEnd, 90);
+  if (mid < 0) return undefined;
+  const lat = scanned;
+  if (scanCoordinateAt(bytes, mid, locationEnd, 180) !== locationEnd) return undefined;
+  const lng = scanned;
+  if (Number.isNaN(lat) || Number.isNaN(lng)) {
+    // More digits than the exact way takes (rare): parsed as text, as parseLocation does.
+    let text = "";
+    for (let i = location; i < locationEnd; i++) text += String.fromCharCode(bytes[i]);
+    return parseLocation(text);
+  }
+  return { lat, lng };
+}
+
+/** {@linkcode isDiff} of `bytes[from, to)`. */
+function isDiffAt(bytes: Uint8Array, from: number, to: number): boolean {
+  if (to - from < 12) return false;
+  const sign = bytes[from];
+  if (sign !== 43 && sign !== 45) return false;
+  const dot = to - 10;
+  if (bytes[dot] !== 46) return false;
+  for (let i = from + 1; i < to; i++) if (i !== dot && !isDigit(bytes[i])) return false;
+  return true;
+}
+
+/** {@linkcode isTime} of `bytes[from, to)`. */
+function isTimeAt(bytes: Uint8Array, from: number, to: number): boolean {
+  let i = from;
+  while (i < to && isDigit(bytes[i])) i++;
+  if (i === from) return false;
+  if (i === to) return true;
+  if (bytes[i] !== 46) return false;
+  const fracStart = ++i;
+  while (i < to && isDigit(bytes[i])) i++;
+  return i > fracStart && i === to;
+}
+
+/** {@linkcode scanCoordinate} of the coordinate at `start` in `bytes[, end)`. */
+function scanCoordinateAt(bytes: Uint8Array, start: number, end: number, limit: number): number {
+  if (start >= end) return -1;
+  const sign = bytes[start];
+  if (sign !== 43 && sign !== 45) return -1;
+  let i = start + 1;
+  const intStart = i;
+  while (i < end && isDigit(bytes[i])) i++;
+  const intEnd = i;
+  if (intEnd === intStart) return -1;
+  let fracStart = i;
+  if (i < end && bytes[i] === 46) {
+    fracStart = ++i;
+    while (i < end && isDigit(bytes[i])) i++;
+    if (i === fracStart) return -1;
+  }
+  let first = intStart;
+  while (first < intEnd - 1 && bytes[first] === 48) first++;
+  if (intEnd - first > 3) return -1; // 1000 or more
+  let value = 0;
+  for (let k = first; k < intEnd; k++) value = value * 10 + bytes[k] - 48;
+  if (value > limit) return -1;
+  if (value === limit) {
+    for (let k = fracStart; k < i; k++) if (bytes[k] !== 48) return -1;
+  }
+  const frac = i - fracStart;
+  if (intEnd - first + frac > 15) scanned = NaN;
+  else {
+    let m = value;
+    for (let k = fracStart; k < i; k++) m = m * 10 + bytes[k] - 48;
+    const v = frac === 0 ? m : m / EXACT_POW10[frac];
+    scanned = sign === 45 ? -v : v;
+  }
+  return i;
+}
+
+/**
  * True when a record's client fields are within the caps of limits.ts: each field alone, and
  * the three together (what one client line can carry).
  *

@@ -11,7 +11,7 @@
 
 import { ChangeLog } from "./change_log.ts";
 import { type AtFields, compareRecords, sameRecord } from "./record.ts";
-import { HeldRecords, RecordTable, type SharedRecord } from "./record_table.ts";
+import { HeldRecords, RecordTable, SharedRecord } from "./record_table.ts";
 import type { BucketDigest, MatchedBuckets } from "./digest.ts";
 
 /** A stored record: the AT fields plus where it sits in this server's change log. */
@@ -293,12 +293,13 @@ export class RecordStore {
   }
 
   /**
-   * Whether this store holds a newer record of the client than `record`, which it handed out. A
+   * Whether this store holds a newer record of the client than the record of `seq` it handed out,
+   * given as its fields ({@linkcode recordFields}: its shared body; no view need be kept). A
    * record from elsewhere never is, nor one the store let go of (a restart disposes of the store
    * before the record log flushes what it owes).
    */
-  superseded(record: StoredRecord): boolean {
-    return record instanceof Held && this.#held.seq(record.body.slot) > record.seq;
+  supersededAt(fields: AtFields, seq: number): boolean {
+    return fields instanceof SharedRecord && this.#held.seq(fields.slot) > seq;
   }
 
   /**

@@ -12,7 +12,9 @@ import {
   isTime,
   parseLocation,
   validateRecord,
+  validFieldsAt,
 } from "../servers/record.ts";
+import { MAX_CLIENT_ID, MAX_DIFF, MAX_RECORD_FIELDS, MAX_SERVER_NAME } from "../servers/limits.ts";
 
 Deno.test("times compare exactly as decimals", () => {
   assert.deepEqual(compareTimes("1.50", "1.5"), 0);
@@ -104,6 +106,89 @@ Deno.test("peer records are validated field by field", () => {
   assert.deepEqual(validateRecord({ ...ok, location: "+100+2" }), undefined);
   assert.deepEqual(validateRecord({ ...ok, time: "3." }), undefined);
   assert.deepEqual(validateRecord({ ...ok, client: "a b" }), undefined);
+});
+
+Deno.test("a record checked in its bytes is valid exactly when its decoded fields are, with the same coordinates", () => {
+  // validFieldsAt runs on the bytes of a link's plain R line (fields non-empty, no whitespace):
+  // it must accept exactly what validateRecord accepts of the same fields decoded (one char per
+  // byte), coordinates included to the last bit, or a peer could store what a client could not
+  // send (or lose what it could).
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
+  const digits = (n: number) => Array.from({ length: n }, () => Math.floor(next() * 10)).join("");
+  // Near-misses of each field's grammar, and bytes above 0x7f.
+  const junk = ["x", ".", "+", "-", "0", "9", "\xff", "\x80", "..", "e5", "_"];
+  const mutate = (s: string) => {
+    if (next() < 0.7) return s;
+    const i = Math.floor(next() * (s.length + 1));
+    const r = next();
+    if (r < 0.4) return s.slice(0, i) + pick(junk) + s.slice(i);
+    if (r < 0.8 && s.length > 1) return s.slice(0, i) + s.slice(i + 1);
+    return s.slice(0, i) + pick(junk) + s.slice(i + 1);
+  };
+  const coordinate = (limit: number) =>
+    pick(["+", "-"]) +
+    String(Math.floor(next() * (limit + 2))).padStart(1 + Math.floor(next() * 3), "0") +
+    (next() < 0.2 ? "" : "." + digits(1 + Math.floor(next() * 20)));
+  const long = (n: number) => "1".repeat(n);
+  const cases: string[][] = [
+    // At and past each cap.
+    ["O".repeat(MAX_SERVER_NAME), "+0.000000000", "k", "+1+2", "3"],
+    ["O".repeat(MAX_SERVER_NAME + 1), "+0.000000000", "k", "+1+2", "3"],
+    ["Hill", "+" + long(MAX_DIFF - 11) + ".000000000", "k", "+1+2", "3"],
+    ["Hill", "+" + long(MAX_DIFF - 10) + ".000000000", "k", "+1+2", "3"],
+    ["Hill", "+0.000000000", "k".repeat(MAX_CLIENT_ID), "+1+2", "3"],
+    ["Hill", "+0.000000000", "k".repeat(MAX_CLIENT_ID + 1), "+1+2", "3"],
+    ["Hill", "+0.000000000", "k", "+1+2", long(MAX_RECORD_FIELDS - 5)],
+    ["Hill", "+0.000000000", "k", "+1+2", long(MAX_RECORD_FIELDS - 4)],
+    ["Hill", "+0.000000000", "k", "+90+180", "3"],
+    ["Hill", "+0.000000000", "k", "+90.0000001+180", "3"],
+    ["Hill", "+0.000000000", "k", "-0+0", "3"],
+  ];
+  let valid = 0;
+  for (let i = 0; i < 40_000; i++) {
+    const f = i < cases.length ? cases[i] : [
+      mutate(pick(["Hill", "Singleton", "a.b"])),
+      mutate(pick(["+", "-"]) + digits(1 + Math.floor(next() * 3)) + "." + digits(9)),
+      mutate("k" + digits(1 + Math.floor(next() * 8))),
+      mutate(coordinate(90) + coordinate(180)),
+      mutate(
+        digits(1 + Math.floor(next() * 12)) +
+          (next() < 0.5 ? "" : "." + digits(1 + Math.floor(next() * 9))),
+      ),
+    ];
+    if (f.some((x) => x === "")) continue;
+    const [origin, diff, client, location, time] = f;
+    const line = f.join(" ");
+    const bytes = new Uint8Array(line.length);
+    for (let k = 0; k < line.length; k++) bytes[k] = line.charCodeAt(k);
+    const at = [0];
+    for (const x of f) at.push(at[at.length - 1] + x.length + 1);
+    const got = validFieldsAt(
+      bytes,
+      at[0],
+      at[1] - 1,
+      at[1],
+      at[2] - 1,
+      at[2],
+      at[3] - 1,
+      at[3],
+      at[4] - 1,
+      at[4],
+      at[5] - 1,
+    );
+    const want = validateRecord({ origin, diff, client, location, time });
+    assert.equal(got === undefined, want === undefined, line.slice(0, 120));
+    if (want !== undefined) {
+      valid++;
+      assert.ok(Object.is(got!.lat, want.lat) && Object.is(got!.lng, want.lng), line.slice(0, 120));
+    }
+  }
+  assert.ok(
+    valid > 5_000 && valid < 35_000,
+    `${valid} valid of 40,000: the cases do not probe both sides`,
+  );
 });
 
 Deno.test("the field scanners agree with the rules written as regular expressions", () => {
