@@ -14,7 +14,8 @@ import { createOfflineProvider } from "../servers/places/offline.ts";
 import { createGoogleLegacyProvider } from "../servers/places/google_legacy.ts";
 import type { PlacesProvider } from "../servers/places/provider.ts";
 import { openLogPersistence } from "../servers/persist.ts";
-import { RecordStore, type StoredRecord } from "../servers/store.ts";
+import { RecordStore } from "../servers/store.ts";
+import type { AtFields } from "../servers/record.ts";
 import { errorBus, storedRecord } from "./_helpers/records.ts";
 
 const KEY = "unhandled-test-key-0123456789";
@@ -270,12 +271,12 @@ Deno.test("unhandled: a bug in one dial costs that dial (an error event), never 
   }
 });
 
-/** A store whose first `superseded` check throws: a bug met inside one record-log commit. */
+/** A store whose first `supersededAt` check throws: a bug met inside one record-log commit. */
 class BuggyStore extends RecordStore {
   bugs = 1;
-  override superseded(record: StoredRecord): boolean {
+  override supersededAt(fields: AtFields, seq: number): boolean {
     if (this.bugs-- > 0) throw new Error("injected commit bug");
-    return super.superseded(record);
+    return super.supersededAt(fields, seq);
   }
 }
 
