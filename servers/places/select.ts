@@ -83,6 +83,15 @@ function resolve(opts: PlacesOptions): Resolved {
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new Error("Places base URL must be http or https");
     }
+    // Only the origin is used, and an origin holds no user:password: dropped silently, a proxy's
+    // credentials were never sent and every query failed as the proxy's 407 (adv16). Refused
+    // without quoting them: this message reaches the terminal.
+    if (url.username !== "" || url.password !== "") {
+      throw new Error(
+        "Places base URL must not hold user:password@ (they would not be sent); " +
+          "use a proxy that needs no credentials",
+      );
+    }
     // Only the origin is replaced: Google's paths and parameters are appended to it.
     baseUrl = url.origin;
   }
