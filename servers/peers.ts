@@ -85,9 +85,10 @@ export interface LinkHost {
   readonly loadHead?: number;
   /**
    * A peer holds records of this store's epoch that the store does not: take a fresh epoch and
-   * bring every link back up with it (see `Link.#onSync`).
+   * bring every link back up with it (see `Link.#onSync`). False when it did not (renewed once
+   * since the start already: the claim is false).
    */
-  renewEpoch?(peer: string, mark: number): void;
+  renewEpoch?(peer: string, mark: number): boolean;
   readonly bus: EventBus;
   readonly auth: HerdAuth;
   /**
@@ -1160,8 +1161,7 @@ export class Link {
       s.renewEpoch !== undefined && s.loadHead !== undefined && m.yourEpoch === s.store.epoch &&
       m.mark > Math.max(s.loadHead, this.#sentMax)
     ) {
-      s.renewEpoch(this.peer, m.mark);
-      return;
+      if (s.renewEpoch(this.peer, m.mark)) return;
     }
     this.#peerHead = m.head;
     this.#expected = m.epoch === this.mark.epoch ? Math.max(0, m.head - this.mark.seq) : m.head;

@@ -1,0 +1,96 @@
+/**
+ * An authenticated peer that lies (it holds the herd secret, so it passes the handshake): what it
+ * says may cost its own link, never the herd's other links or the server's thread. Found by an
+ * adversarial review (adv16). Garbage lines and invalid records are in tests/peer_auth.net_test.ts.
+ */
+
+import assert from "node:assert/strict";
+import { HerdAuth } from "../servers/auth.ts";
+import { parseConfig } from "../servers/config.ts";
+import type { HerdEvent } from "../servers/events.ts";
+import { newNonce } from "../servers/handshake.ts";
+import { proofText } from "../servers/wire.ts";
+import { Herd } from "../servers/herd.ts";
+import { SERVER_DEFAULTS } from "../servers/options.ts";
+import { createOfflineProvider } from "../servers/places/offline.ts";
+import { exchange, freePorts, TcpClient, waitFor } from "./_helpers/net.ts";
+
+const SECRET = "peer-hostile-test-secret-0123456789";
+
+/** M and N (linked, in this process) and F, a neighbour of M that the test plays. */
+async function startMN(): Promise<{
+  herd: Herd;
+  m: number;
+  events: HerdEvent[];
+  [Symbol.asyncDispose](): Promise<void>;
+}> {
+  const [m, n, f] = freePorts(3);
+  const config = parseConfig({
+    servers: { M: { port: m, neighbors: ["N", "F"] }, N: { port: n }, F: { port: f } },
+  });
+  const herd = new Herd(config, {
+    ...SERVER_DEFAULTS,
+    places: createOfflineProvider(),
+    secret: SECRET,
+    only: ["M", "N"],
+    whatsatGraceMs: 0,
+  });
+  const events: HerdEvent[] = [];
+  herd.bus.subscribe((e) => void events.push(e));
+  await herd.start();
+  return { herd, m, events, [Symbol.asyncDispose]: () => herd.stop() };
+}
+
+/** Links to M as F with the herd's secret; returns the connection and M's SYNC fields. */
+async function connectAsF(m: number): Promise<{ c: TcpClient; sync: string[] }> {
+  const auth = new HerdAuth(SECRET);
+  const c = await TcpClient.connect(m);
+  const nonceD = newNonce();
+  await c.send(`HERD2 HELLO peer F M ${nonceD}\n`);
+  const first = await c.waitUntil((t) => t.includes("\n"), 3000);
+  const nonceA = first.slice(0, first.indexOf("\n")).split(" ")[4];
+  await c.send(
+    `HERD2 PROOF ${await auth.sign(proofText("peer", "dialler", "F", "M", nonceD, nonceA))}\n`,
+  );
+  const text = await c.waitUntil((t) => /\nSYNC [^\n]*\n/.test(t), 3000);
+  return { c, sync: /\nSYNC ([^\n]*)\n/.exec(text)![1].split(" ") };
+}
+
+Deno.test("hostile peer: a SYNC claiming records of M's epoch it was never sent renews the epoch at most once, not at every connection", async () => {
+  // Before: each such SYNC line (one handshake and 40 bytes) gave M a fresh epoch and brought
+  // every link of M down and up, each neighbour resending its whole store both ways: 5 lines,
+  // 5 renewals and 5 full resyncs of M-N.
+  await using s = await startMN();
+  const { c: filler } = await connectAsF(s.m);
+  let batch = "SYNC fe 0 - 0\n";
+  for (let i = 1; i <= 500; i++) batch += `R ${i} F +0.100000000 h${i} +10+20 1700000000\n`;
+  await filler.send(batch);
+  const n = s.herd.servers.get("N")!;
+  await waitFor(() => n.store.size === 500, 10_000, "N holds F's records");
+  await filler.close();
+  const renewals = () =>
+    s.events.filter((e) => e.kind === "error" && e.reason === "unclean-stop").length;
+  const mnDowns = () =>
+    s.events.filter((e) => e.kind === "link.down" && e.server === "N" && e.peer === "M").length;
+  for (let k = 0; k < 5; k++) {
+    const { c, sync } = await connectAsF(s.m);
+    await c.send(`SYNC fe${k} 0 ${sync[0]} 999999999\n`);
+    // M answers the next PING of ours only once it read the SYNC (lines are read in order).
+    await c.send("\nPING\n");
+    await c.waitUntil((t) => t.includes("\nPONG\n") || /link down|epoch/.test(t), 5000)
+      .catch(() => {});
+    await c.close();
+  }
+  await waitFor(
+    () => s.herd.servers.get("M")!.links.every((l) => l.peer === "F" || l.up),
+    5000,
+    "M-N up",
+  );
+  assert.equal(renewals(), 1, "one renewal, not one per lying SYNC");
+  assert.ok(mnDowns() <= 1, `M-N went down ${mnDowns()} times`);
+  const ignored = s.events.filter((e) =>
+    e.kind === "error" && /claims records numbered up to 999999999/.test(e.message)
+  );
+  assert.equal(ignored.length, 4, "each later claim is reported");
+  assert.match(await exchange(s.m, "WHATSAT h1 10 0\n"), /^AT F \+0\.100000000 h1 /);
+});
