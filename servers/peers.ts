@@ -299,6 +299,10 @@ export class Link {
    * answer to our SYNC (`GO` or `HOLD`), then, after `HOLD`, for its `DIGEST`.
    */
   #heldSince = -1;
+  /** The peer sent `HOLD` on this connection (it then owes us its digest, and we it ours). */
+  #holdReceived = false;
+  /** We answered a digest of the peer's with ours on this connection (once only). */
+  #digestAnswered = false;
   /** The peer's `DIGEST` lines so far. */
   #peerDigest = new DigestReader();
   /** Buckets the peer holds as we do: our stream skips our records in them (digest.ts). */
@@ -515,7 +519,7 @@ export class Link {
     this.#peerPongs = this.#pongOwed = this.#pingOwed = false;
     this.#emptyLines = 0;
     this.#expected = this.#heldSince = -1;
-    this.#holdAsked = false;
+    this.#holdAsked = this.#holdReceived = this.#digestAnswered = false;
     this.#ourDigest = this.#matched = undefined;
     this.#digestWait = undefined;
     this.#peerDigest = new DigestReader();
@@ -921,6 +925,7 @@ export class Link {
           this.#onCaughtUp();
           break;
         case HOLD:
+          this.#holdReceived = true;
           // Only a catch-up stream still running waits (its CAUGHTUP is not written yet).
           if (this.#catchingUp && this.#heldSince < 0) this.#heldSince = performance.now();
           break;
@@ -1254,6 +1259,10 @@ export class Link {
     if (ours !== undefined && ours.salt === theirs.salt && ours.buckets === theirs.buckets) {
       this.#matched = ours.matched(theirs, this.#ourDigestHead);
     } else {
+      // Ours is owed once, to a peer that held our stream: each costs a pass over the store (~0.3
+      // s per 1M records), and a peer repeating unasked digests held the thread (adv16).
+      if (!this.#holdReceived || this.#digestAnswered) return false;
+      this.#digestAnswered = true;
       const mine = new BucketDigest(theirs.buckets, theirs.salt);
       this.#matched = mine.matched(theirs, this.#server.store.digest(mine));
       this.#controlOwed += formatDigest(mine);

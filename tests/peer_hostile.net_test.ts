@@ -94,3 +94,35 @@ Deno.test("hostile peer: a SYNC claiming records of M's epoch it was never sent 
   assert.equal(ignored.length, 4, "each later claim is reported");
   assert.match(await exchange(s.m, "WHATSAT h1 10 0\n"), /^AT F \+0\.100000000 h1 /);
 });
+
+Deno.test("hostile peer: a DIGEST M does not owe an answer to drops the link, unanswered; after a HOLD, one is answered", async () => {
+  // Before: every whole DIGEST (one line of 37 bytes, buckets 1) was answered with M's own,
+  // each a pass over M's store: 50 lines held M's thread 1.3 s at 200,000 records (adv16).
+  await using s = await startMN();
+  const digest = (salt: number) =>
+    `DIGEST ${salt.toString(16).padStart(8, "0")} 1 0 ${"0".repeat(16)}\n`;
+  const rejected = () =>
+    s.events.filter((e) => e.kind === "peer.rejected" && /out-of-order DIGEST/.test(e.reason))
+      .length;
+  // Unasked (no HOLD from us): dropped at the first, none answered.
+  {
+    const { c } = await connectAsF(s.m);
+    await c.send(`SYNC fe 0 - 0\n\n\n${digest(1)}${digest(2)}${digest(3)}`);
+    const text = await c.waitEof(5000);
+    assert.doesNotMatch(text, /\nDIGEST /, "no digest of M's for an unasked one");
+    assert.equal(rejected(), 1);
+  }
+  // After our HOLD: the first is answered with M's own (same salt), a second drops the link.
+  {
+    const { c } = await connectAsF(s.m);
+    await c.send(`SYNC fe2 0 - 0\n\n\nHOLD\n${digest(7)}`);
+    await c.waitUntil((t) => /\nDIGEST 00000007 1 0 [0-9a-f]{16}\n/.test(t), 5000);
+    await c.send(digest(8));
+    const text = await c.waitEof(5000);
+    assert.doesNotMatch(text, /\nDIGEST 00000008 /, "the second is not answered");
+    assert.equal(rejected(), 2);
+  }
+  // M serves on, and links again.
+  const { c } = await connectAsF(s.m);
+  await c.close();
+});
