@@ -126,3 +126,24 @@ Deno.test("hostile peer: a DIGEST M does not owe an answer to drops the link, un
   const { c } = await connectAsF(s.m);
   await c.close();
 });
+
+Deno.test("hostile peer: a sequence number past 2^53 in S, A or SYNC is no message: the link drops, and M's next SYNC stays well formed", async () => {
+  // Before: `S 10^23` set M's mark for F to 1e23, and M's next SYNC to F read `... fe 1e+23`,
+  // which a real F takes for garbage: it dropped the link at every redial (adv16).
+  await using s = await startMN();
+  const huge = "99999999999999999999999";
+  for (const line of [`S ${huge}`, `A 1 ${huge}`, `SYNC fe ${huge} - 0`, `SYNC fe 0 - ${huge}`]) {
+    const { c } = await connectAsF(s.m);
+    const sync = line.startsWith("SYNC")
+      ? ""
+      : "SYNC fe 1 - 0\nR 1 F +0.100000000 q1 +1+1 1700000000\n";
+    await c.send(`${sync}${line}\n`);
+    await c.waitEof(5000);
+    const rejected = s.events.findLast((e) => e.kind === "peer.rejected");
+    assert.ok(rejected?.kind === "peer.rejected", line);
+    assert.equal(rejected.reason, `unexpected ${JSON.stringify(line)}`, line);
+  }
+  const { c, sync } = await connectAsF(s.m);
+  assert.match(sync.join(" "), /^[0-9a-f]+ \d+ fe 1$/, "M's mark for F is the last real one");
+  await c.close();
+});
