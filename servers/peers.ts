@@ -74,6 +74,8 @@ export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
+/** Skipped-record reports a link makes at once (then one a second; see `Link.#skipped`). */
+const SKIP_REPORTS = 100;
 /** Longest a digest after a `HOLD` waits for the record log's write of what we hold (#digestDue). */
 const DIGEST_WRITE_WAIT_MS = 2_000;
 
@@ -917,6 +919,12 @@ export class Link {
           this.#onSync(m);
           break;
         case CAUGHTUP:
+          // One per connection, as we send it: each was a `sync.done` event and a log line, so
+          // a peer repeating it (11 bytes) wrote 59 bytes of log each, without end (adv16).
+          if (this.#peerCaughtUp) {
+            bad = "a second CAUGHTUP";
+            break;
+          }
           // The records read before it are the stream's last: stored as the catch-up's (one
           // batch, counted in its SYNC line), not as live ones: a stream's last read may carry
           // hundreds of them.
@@ -1318,10 +1326,35 @@ export class Link {
     }
   }
 
-  /** Reports a peer line that was skipped (an invalid record); the link stays up. */
+  /**
+   * Reports a peer line that was skipped (an invalid record); the link stays up. At most
+   * {@linkcode SKIP_REPORTS} at once, then one a second, the rest counted in the next report: a
+   * peer streaming invalid records made an `ERROR` log line each, 3.5 log bytes per byte sent,
+   * without end (adv16).
+   */
   #skipped(what: string): void {
-    this.#error("record-invalid", `skipped from ${this.peer}: ${what}`);
+    const now = performance.now();
+    this.#skipReports = Math.min(
+      SKIP_REPORTS,
+      this.#skipReports + (now - this.#skipReportAt) / 1000,
+    );
+    this.#skipReportAt = now;
+    if (this.#skipReports < 1) {
+      this.#skipsUnreported++;
+      return;
+    }
+    this.#skipReports--;
+    const more = this.#skipsUnreported === 0
+      ? ""
+      : ` (and ${this.#skipsUnreported} more before it, not reported one by one)`;
+    this.#skipsUnreported = 0;
+    this.#error("record-invalid", `skipped from ${this.peer}: ${what}${more}`);
   }
+  /** Skipped-line reports this link may make now (a token bucket: one more a second). */
+  #skipReports = SKIP_REPORTS;
+  #skipReportAt = 0;
+  /** Skipped lines not reported since the last report. */
+  #skipsUnreported = 0;
 
   /** Emits an `error` event (bounded: a message may quote the peer's bytes). */
   #error(reason: ErrorReason, message: string): void {

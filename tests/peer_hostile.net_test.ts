@@ -147,3 +147,38 @@ Deno.test("hostile peer: a sequence number past 2^53 in S, A or SYNC is no messa
   assert.match(sync.join(" "), /^[0-9a-f]+ \d+ fe 1$/, "M's mark for F is the last real one");
   await c.close();
 });
+
+Deno.test("hostile peer: a second CAUGHTUP drops the link; invalid records are reported 100 at once, then one a second with a count", async () => {
+  // Before: each CAUGHTUP line (11 bytes) was a sync.done event and a 59-byte log line, and each
+  // invalid record an ERROR line, for as long as the peer went on (adv16).
+  await using s = await startMN();
+  const count = (pred: (e: HerdEvent) => boolean) => s.events.filter(pred).length;
+  {
+    const { c } = await connectAsF(s.m);
+    await c.send(`SYNC fe 0 - 0\n${"CAUGHTUP 0\n".repeat(1000)}`);
+    await c.waitEof(5000);
+    assert.equal(count((e) => e.kind === "sync.done" && e.peer === "F"), 1);
+    assert.equal(
+      count((e) => e.kind === "peer.rejected" && e.reason === "a second CAUGHTUP"),
+      1,
+    );
+  }
+  const skipped = () =>
+    s.events.filter((e) => e.kind === "error" && e.reason === "record-invalid")
+      .map((e) => e.kind === "error" ? e.message : "");
+  const { c } = await connectAsF(s.m);
+  let text = "SYNC fe2 0 - 0\n";
+  for (let i = 1; i <= 1000; i++) text += `R ${i} F +0.1 bad${i} +99+1 1\n`;
+  await c.send(`${text}R 1001 F +0.100000000 good1 +1+1 1700000000\n`);
+  const m = s.herd.servers.get("M")!;
+  await waitFor(() => m.store.get("good1") !== undefined, 10_000, "the good record after them");
+  const burst = skipped().length;
+  assert.ok(burst >= 100 && burst < 200, `${burst} reports`);
+  // A second later (at least), the next one is reported with the count of those left out.
+  await new Promise((r) => setTimeout(r, 1100));
+  await c.send("R 1002 F +0.1 late +99+1 1\n");
+  await waitFor(() => skipped().length > burst, 5000, "the next report");
+  assert.match(skipped().at(-1)!, /bad record "R 1002 F .*\(and \d+ more before it, not reported/);
+  assert.ok(m.links.find((l) => l.peer === "F")!.up, "the link stays up");
+  await c.close();
+});
