@@ -233,7 +233,7 @@ export const OPTIONS = {
     arg: "URL",
     commands: HERD,
     help:
-      "replace Google's origin (a proxy, or a fake in tests; Google providers only; no user:password@)",
+      "replace Google's origin (a proxy, or a fake in tests; Google providers only; no user:password@, ?query or #fragment)",
   },
   placesTimeoutMs: {
     type: "int",

@@ -658,7 +658,7 @@ Deno.test("a HERD_CLOCK_OFFSET_MS that is not a whole number of ms is one line a
   });
 });
 
-Deno.test("--places-url with user:password@ is refused in one line, exit 2, without quoting them (adversarial review)", async () => {
+Deno.test("--places-url with user:password@ (not quoted back), a ?query or a #fragment is refused in one line, exit 2 (adversarial review)", async () => {
   // Found by an adversarial review (adv16): only the URL's origin is used, so the credentials
   // were dropped silently and a proxy that needs them answered every query 407. No HERD_SECRET:
   // the refusal is still one line (the "no herd secret" warning came first, a second line).
@@ -682,6 +682,15 @@ Deno.test("--places-url with user:password@ is refused in one line, exit 2, with
         assertUsage(r, /^error: Places base URL must not hold user:password@/, `${api} ${url}`);
         assert.ok(!r.stderr.includes("hunter2") && !r.stderr.includes("only-user"), r.stderr);
         assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+      for (const url of ["http://127.0.0.1:9/?token=abc", "http://127.0.0.1:9/#frag"]) {
+        const args = ["server", "Hill", "--config", config, "--log-dir", dir, "--memory"];
+        const r = await runRefused(
+          [...args, "--places", api, "--places-url", url],
+          { GOOGLE_PLACES_API_KEY: "a-test-key" },
+          { write: [dir] },
+        );
+        assertUsage(r, /^error: Places base URL must not hold a \?query or #fragment/, url);
       }
     }
   });

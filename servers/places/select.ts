@@ -92,6 +92,12 @@ function resolve(opts: PlacesOptions): Resolved {
           "use a proxy that needs no credentials",
       );
     }
+    // Likewise a query or fragment (a proxy's token, say) would be dropped without a word.
+    if (url.search !== "" || url.hash !== "") {
+      throw new Error(
+        "Places base URL must not hold a ?query or #fragment (only its origin is used)",
+      );
+    }
     // Only the origin is replaced: Google's paths and parameters are appended to it.
     baseUrl = url.origin;
   }
