@@ -696,6 +696,27 @@ Deno.test("--places-url with user:password@ (not quoted back), a ?query or a #fr
   });
 });
 
+Deno.test("a GOOGLE_PLACES_API_KEY with a space or a control byte inside is one line and exit 2, never quoted (adversarial review)", async () => {
+  // Found by an adversarial review (adv16): such a key was taken, and every WHATSAT answered
+  // UNKNOWN_ERROR "Invalid header value" (new) or sent a broken query (legacy).
+  await withOneServer(async (dir, config) => {
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    for (const key of ["ab\ncd-key-part", "ab cd-key-part", "ab\x01cd-key-part"]) {
+      for (const api of ["new", "legacy"]) {
+        const args = ["server", "Hill", "--config", config, "--log-dir", dir, "--memory"];
+        const r = await runRefused(
+          [...args, "--places", api, "--places-url", "http://127.0.0.1:9"],
+          { ...env, GOOGLE_PLACES_API_KEY: key },
+          { write: [dir] },
+        );
+        assertUsage(r, /^error: GOOGLE_PLACES_API_KEY must be printable ASCII without spaces/, api);
+        assert.ok(!r.stderr.includes("key-part"), "the key is not quoted");
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+    }
+  });
+});
+
 Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and exit 2, for start and dashboard", async () => {
   // Found by a review: such a token was taken, and every control request was refused (it is
   // sent as `Authorization: Bearer <token>`, where a space ends it).

@@ -56,6 +56,14 @@ function resolve(opts: PlacesOptions): Resolved {
         `or use the offline provider`,
     );
   }
+  // A key goes in a header (new) or the query (legacy): a space or control byte in it failed
+  // every WHATSAT ("Invalid header value") of a server that started fine (adv16). Google's keys
+  // are printable ASCII; the message never quotes the key.
+  if (kind !== "offline" && /[^\x21-\x7e]/.test(apiKey)) {
+    throw new Error(
+      "GOOGLE_PLACES_API_KEY must be printable ASCII without spaces or control characters",
+    );
+  }
   const timeoutMs = opts.timeoutMs ?? 5000;
   const concurrency = opts.concurrency ?? 16;
   const cacheTtlSeconds = opts.cacheTtlSeconds ?? 0;
