@@ -11,7 +11,15 @@
  * @module
  */
 
-import { helpFor, OVERVIEW, parseFlags, portsClaimed, stateDir, UsageError } from "./cli/flags.ts";
+import {
+  checkClockOffset,
+  helpFor,
+  OVERVIEW,
+  parseFlags,
+  portsClaimed,
+  stateDir,
+  UsageError,
+} from "./cli/flags.ts";
 import { listenEarly, warmPlacesEarly } from "./cli/early_listen.ts";
 import { VERSION } from "./servers/version.ts";
 import { ConfigError } from "./servers/config_error.ts";
@@ -72,6 +80,8 @@ async function main(args: string[]): Promise<number> {
         console.log(VERSION_LINE);
         return 0;
       }
+      // Before any port is taken: a skew the user set but we cannot read is refused.
+      if (command !== "client") checkClockOffset();
       // Under `deno task`, stop with the task runner (a SIGKILL to it is not passed on).
       if (command !== "client") {
         watchParent();

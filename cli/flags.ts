@@ -18,6 +18,7 @@ import {
   type Subcommand,
 } from "../servers/options.ts";
 import { didYouMean } from "../servers/suggest.ts";
+import { CLOCK_OFFSET_VARIABLE, clockOffsetText, parseClockOffset } from "../servers/clock.ts";
 
 /** A usage problem: printed as one line, exit status 2. */
 export class UsageError extends Error {
@@ -69,6 +70,23 @@ export function checkDashboardToken(): void {
   const token = envToken();
   const problem = token === undefined ? undefined : tokenProblem(token);
   if (problem !== undefined) throw new UsageError(`HERD_DASHBOARD_TOKEN ${problem}`);
+}
+
+/**
+ * Refuses a `HERD_CLOCK_OFFSET_MS` that is not a whole number of ms: one line, exit 2. Found by an
+ * adversarial review (adv16): `abc` (or `1e3`, `5.5`) was ignored, and the server ran at its real
+ * clock while the user believed it skewed.
+ *
+ * @example
+ * ```ts
+ * checkClockOffset(); // throws UsageError for HERD_CLOCK_OFFSET_MS=abc
+ * ```
+ */
+export function checkClockOffset(): void {
+  const text = clockOffsetText();
+  if (text === undefined) return;
+  const parsed = parseClockOffset(text);
+  if ("problem" in parsed) throw new UsageError(`${CLOCK_OFFSET_VARIABLE} ${parsed.problem}`);
 }
 
 /**

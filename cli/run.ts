@@ -169,17 +169,6 @@ async function run(
   }
   if (mode === "start" && flags.dashboard) checkListenHost("--dashboard-host", flags.dashboardHost);
   if (flags.opsPort !== undefined) checkListenHost("--ops-host", flags.opsHost);
-  if (!secret) {
-    if (mode === "start") {
-      secret = generateSecret();
-    } else {
-      console.error(
-        'WARNING: no herd secret (set HERD_SECRET or "secret" in the config). Using a built-in ' +
-          "default that is public: anyone who can reach these ports can join the herd.",
-      );
-      secret = INSECURE_SECRET;
-    }
-  }
 
   const placesOpts: PlacesOptions = {
     places: flags.places,
@@ -202,6 +191,19 @@ async function run(
     // Read from (or built and kept in) the state dir; `server` started it already (main.ts), and
     // the provider's own warm in Herd.start shares this one.
     warmOfflineIndex(stateDir(flags)).catch(() => {});
+  }
+
+  // After every check of the flags: a usage error is one line, not this warning and the error.
+  if (!secret) {
+    if (mode === "start") {
+      secret = generateSecret();
+    } else {
+      console.error(
+        'WARNING: no herd secret (set HERD_SECRET or "secret" in the config). Using a built-in ' +
+          "default that is public: anyone who can reach these ports can join the herd.",
+      );
+      secret = INSECURE_SECRET;
+    }
   }
 
   // A `server` process keeps its plain link port across restarts, and its neighbours' (read by

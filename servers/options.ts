@@ -238,7 +238,8 @@ export const OPTIONS = {
     type: "string",
     arg: "URL",
     commands: HERD,
-    help: "replace Google's origin (a proxy, or a fake in tests; Google providers only)",
+    help:
+      "replace Google's origin (a proxy, or a fake in tests; Google providers only; no user:password@, ?query or #fragment)",
   },
   placesTimeoutMs: {
     type: "int",

@@ -90,6 +90,8 @@ export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 const STALL_MS = 1000;
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
+/** Skipped-record reports a link makes at once (then one a second; see `Link.#skipped`). */
+const SKIP_REPORTS = 100;
 /** Longest a digest after a `HOLD` waits for the record log's write of what we hold (#digestDue). */
 const DIGEST_WRITE_WAIT_MS = 2_000;
 
@@ -101,9 +103,10 @@ export interface LinkHost {
   readonly loadHead?: number;
   /**
    * A peer holds records of this store's epoch that the store does not: take a fresh epoch and
-   * bring every link back up with it (see `Link.#onSync`).
+   * bring every link back up with it (see `Link.#onSync`). False when it did not (renewed once
+   * since the start already: the claim is false).
    */
-  renewEpoch?(peer: string, mark: number): void;
+  renewEpoch?(peer: string, mark: number): boolean;
   readonly bus: EventBus;
   readonly auth: HerdAuth;
   /**
@@ -328,6 +331,10 @@ export class Link {
    * answer to our SYNC (`GO` or `HOLD`), then, after `HOLD`, for its `DIGEST`.
    */
   #heldSince = -1;
+  /** The peer sent `HOLD` on this connection (it then owes us its digest, and we it ours). */
+  #holdReceived = false;
+  /** We answered a digest of the peer's with ours on this connection (once only). */
+  #digestAnswered = false;
   /** The peer's `DIGEST` lines so far. */
   #peerDigest = new DigestReader();
   /** Buckets the peer holds as we do: our stream skips our records in them (digest.ts). */
@@ -588,7 +595,7 @@ export class Link {
     this.#peerPongs = this.#pongOwed = this.#pingOwed = false;
     this.#emptyLines = 0;
     this.#expected = this.#heldSince = -1;
-    this.#holdAsked = false;
+    this.#holdAsked = this.#holdReceived = this.#digestAnswered = false;
     this.#ourDigest = this.#matched = undefined;
     this.#digestWait = undefined;
     this.#peerDigest = new DigestReader();
@@ -1020,6 +1027,12 @@ export class Link {
           this.#onSync(m);
           break;
         case CAUGHTUP:
+          // One per connection, as we send it: each was a `sync.done` event and a log line, so
+          // a peer repeating it (11 bytes) wrote 59 bytes of log each, without end (adv16).
+          if (this.#peerCaughtUp) {
+            bad = "a second CAUGHTUP";
+            break;
+          }
           // The records read before it are the stream's last: stored as the catch-up's (one
           // batch, counted in its SYNC line), not as live ones: a stream's last read may carry
           // hundreds of them.
@@ -1028,6 +1041,7 @@ export class Link {
           this.#onCaughtUp();
           break;
         case HOLD:
+          this.#holdReceived = true;
           // Only a catch-up stream still running waits (its CAUGHTUP is not written yet).
           if (this.#catchingUp && this.#heldSince < 0) this.#heldSince = performance.now();
           break;
@@ -1300,8 +1314,7 @@ export class Link {
       s.renewEpoch !== undefined && s.loadHead !== undefined && m.yourEpoch === s.store.epoch &&
       m.mark > Math.max(s.loadHead, this.#sentMax)
     ) {
-      s.renewEpoch(this.peer, m.mark);
-      return;
+      if (s.renewEpoch(this.peer, m.mark)) return;
     }
     this.#peerHead = m.head;
     this.#expected = m.epoch === this.mark.epoch ? Math.max(0, m.head - this.mark.seq) : m.head;
@@ -1394,6 +1407,10 @@ export class Link {
     if (ours !== undefined && ours.salt === theirs.salt && ours.buckets === theirs.buckets) {
       this.#matched = ours.matched(theirs, this.#ourDigestHead);
     } else {
+      // Ours is owed once, to a peer that held our stream: each costs a pass over the store (~0.3
+      // s per 1M records), and a peer repeating unasked digests held the thread (adv16).
+      if (!this.#holdReceived || this.#digestAnswered) return false;
+      this.#digestAnswered = true;
       const mine = new BucketDigest(theirs.buckets, theirs.salt);
       this.#matched = mine.matched(theirs, this.#server.store.digest(mine));
       this.#controlOwed += formatDigest(mine);
@@ -1450,10 +1467,35 @@ export class Link {
     }
   }
 
-  /** Reports a peer line that was skipped (an invalid record); the link stays up. */
+  /**
+   * Reports a peer line that was skipped (an invalid record); the link stays up. At most
+   * {@linkcode SKIP_REPORTS} at once, then one a second, the rest counted in the next report: a
+   * peer streaming invalid records made an `ERROR` log line each, 3.5 log bytes per byte sent,
+   * without end (adv16).
+   */
   #skipped(what: string): void {
-    this.#error("record-invalid", `skipped from ${this.peer}: ${what}`);
+    const now = performance.now();
+    this.#skipReports = Math.min(
+      SKIP_REPORTS,
+      this.#skipReports + (now - this.#skipReportAt) / 1000,
+    );
+    this.#skipReportAt = now;
+    if (this.#skipReports < 1) {
+      this.#skipsUnreported++;
+      return;
+    }
+    this.#skipReports--;
+    const more = this.#skipsUnreported === 0
+      ? ""
+      : ` (and ${this.#skipsUnreported} more before it, not reported one by one)`;
+    this.#skipsUnreported = 0;
+    this.#error("record-invalid", `skipped from ${this.peer}: ${what}${more}`);
   }
+  /** Skipped-line reports this link may make now (a token bucket: one more a second). */
+  #skipReports = SKIP_REPORTS;
+  #skipReportAt = 0;
+  /** Skipped lines not reported since the last report. */
+  #skipsUnreported = 0;
 
   /** Emits an `error` event (bounded: a message may quote the peer's bytes). */
   #error(reason: ErrorReason, message: string): void {

@@ -186,6 +186,8 @@ export class HerdServer implements LineHandler {
   store: RecordStore;
   /** The store's head when it was loaded at this start (peers.ts `LinkHost.loadHead`). */
   loadHead = 0;
+  /** Whether {@linkcode HerdServer.renewEpoch} renewed the epoch since this start. */
+  #epochRenewed = false;
   /**
    * The newest record stored from a client or from a link past its catch-up: our streams to
    * neighbours that are still catching us up never hold it back (peers.ts, `#waitsForPeer`).
@@ -488,6 +490,7 @@ export class HerdServer implements LineHandler {
         }
       }
       this.loadHead = this.store.headSeq;
+      this.#epochRenewed = false;
     } catch (err) {
       // Not started: no listener left behind claiming a port.
       this.#closeListeners();
@@ -703,7 +706,22 @@ export class HerdServer implements LineHandler {
    * A fresh epoch, on disk at once, and every link comes back up with it: each neighbour then
    * resends its whole log (the lost records with it) and takes ours from the start.
    */
-  renewEpoch(peer: string, mark: number): void {
+  renewEpoch(peer: string, mark: number): boolean {
+    // Once per start: the epoch renewed here was born here, so no neighbour can hold records of
+    // it we never sent, and a peer that claims some is lying. One SYNC line each made the herd
+    // resend every store both ways, for ever (adv16).
+    if (this.#epochRenewed) {
+      this.bus.emit({
+        kind: "error",
+        t: Date.now(),
+        server: this.name,
+        reason: "record-invalid",
+        message: `${peer} claims records numbered up to ${mark} in this server's epoch, renewed ` +
+          `since this start and never sent that far: ignored`,
+      });
+      return false;
+    }
+    this.#epochRenewed = true;
     const had = this.loadHead;
     this.store.epoch = freshEpoch();
     this.loadHead = this.store.headSeq;
@@ -718,6 +736,7 @@ export class HerdServer implements LineHandler {
         `fully with every neighbour`,
     });
     for (const link of this.links) link.reconnect("epoch renewed");
+    return true;
   }
 
   /** Sets (or clears) the durable store used from the next start on. */

@@ -456,6 +456,15 @@ const TREE_HASH = /^[0-9a-f]{16}$/;
 const WARN_SERVER = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
+ * Whether a field is a sequence number: digits whose value is a safe integer. A larger one (an
+ * `S 10^23`) became a mark printed `1e+23` in our next SYNC, which the peer takes for garbage and
+ * drops the link over, at every redial (adv16).
+ */
+function isSeq(text: string): boolean {
+  return INTEGER.test(text) && Number.isSafeInteger(Number(text));
+}
+
+/**
  * The message in a link line, or undefined when the line is not a message at all (the peer
  * misbehaved). An `R` line with seven fields is a message even when its fields are invalid:
  * the receiver validates and skips it, and the link goes on.
@@ -479,9 +488,9 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
       };
     }
     case SKIP:
-      return f.length === 2 && INTEGER.test(f[1]) ? { type: SKIP, seq: Number(f[1]) } : undefined;
+      return f.length === 2 && isSeq(f[1]) ? { type: SKIP, seq: Number(f[1]) } : undefined;
     case RECEIPT:
-      return f.length === 3 && INTEGER.test(f[1]) && INTEGER.test(f[2])
+      return f.length === 3 && isSeq(f[1]) && isSeq(f[2])
         ? { type: RECEIPT, from: Number(f[1]), to: Number(f[2]) }
         : undefined;
     case PING:
@@ -489,7 +498,7 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
     case PONG:
       return f.length === 1 ? { type: PONG } : undefined;
     case SYNC:
-      return f.length === 5 && INTEGER.test(f[2]) && INTEGER.test(f[4])
+      return f.length === 5 && isSeq(f[2]) && isSeq(f[4])
         ? { type: SYNC, epoch: f[1], head: Number(f[2]), yourEpoch: f[3], mark: Number(f[4]) }
         : undefined;
     case CAUGHTUP:

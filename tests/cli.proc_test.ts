@@ -627,6 +627,96 @@ Deno.test("a blank or space-padded secret, from HERD_SECRET or the config, is on
   });
 });
 
+Deno.test("a HERD_CLOCK_OFFSET_MS that is not a whole number of ms is one line and exit 2, for server, start and dashboard (adversarial review)", async () => {
+  // Found by an adversarial review (adv16): `abc`, `1e3` or `5.5` was ignored and the server ran
+  // at its real clock (`server` and `start` printed "listening"; the test waited them out).
+  await withOneServer(async (dir, config) => {
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    const commands = [
+      ["server", "Hill", "--config", config, "--log-dir", dir, "--memory"],
+      ["start", "--config", config, "--log-dir", dir, "--memory", "--no-dashboard"],
+      ["dashboard", "--config", config, "--dashboard-port", "0"],
+    ];
+    const cases: [string, RegExp][] = [
+      ["abc", /must be a whole number of ms, e\.g\. -300000 \(got "abc"\)$/],
+      ["1e3", /must be a whole number of ms, e\.g\. -300000 \(got "1e3"\)$/],
+      ["5.5", /must be a whole number of ms/],
+      [" 5", /must be a whole number of ms/],
+      ["99999999999999999999", /must be within ±316224000000 ms \(ten years\)/],
+    ];
+    for (const [value, re] of cases) {
+      for (const args of commands) {
+        const r = await runRefused(args, { ...env, HERD_CLOCK_OFFSET_MS: value }, { write: [dir] });
+        assertUsage(
+          r,
+          new RegExp(`^error: HERD_CLOCK_OFFSET_MS ${re.source}`),
+          `${value} ${args[0]}`,
+        );
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+    }
+  });
+});
+
+Deno.test("--places-url with user:password@ (not quoted back), a ?query or a #fragment is refused in one line, exit 2 (adversarial review)", async () => {
+  // Found by an adversarial review (adv16): only the URL's origin is used, so the credentials
+  // were dropped silently and a proxy that needs them answered every query 407. No HERD_SECRET:
+  // the refusal is still one line (the "no herd secret" warning came first, a second line).
+  await withOneServer(async (dir, config) => {
+    for (const api of ["new", "legacy"]) {
+      for (const url of ["http://user:hunter2-pw@127.0.0.1:9", "https://only-user@proxy.example"]) {
+        const args = [
+          "server",
+          "Hill",
+          "--config",
+          config,
+          "--log-dir",
+          dir,
+          "--memory",
+          "--places",
+          api,
+          "--places-url",
+          url,
+        ];
+        const r = await runRefused(args, { GOOGLE_PLACES_API_KEY: "a-test-key" }, { write: [dir] });
+        assertUsage(r, /^error: Places base URL must not hold user:password@/, `${api} ${url}`);
+        assert.ok(!r.stderr.includes("hunter2") && !r.stderr.includes("only-user"), r.stderr);
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+      for (const url of ["http://127.0.0.1:9/?token=abc", "http://127.0.0.1:9/#frag"]) {
+        const args = ["server", "Hill", "--config", config, "--log-dir", dir, "--memory"];
+        const r = await runRefused(
+          [...args, "--places", api, "--places-url", url],
+          { GOOGLE_PLACES_API_KEY: "a-test-key" },
+          { write: [dir] },
+        );
+        assertUsage(r, /^error: Places base URL must not hold a \?query or #fragment/, url);
+      }
+    }
+  });
+});
+
+Deno.test("a GOOGLE_PLACES_API_KEY with a space or a control byte inside is one line and exit 2, never quoted (adversarial review)", async () => {
+  // Found by an adversarial review (adv16): such a key was taken, and every WHATSAT answered
+  // UNKNOWN_ERROR "Invalid header value" (new) or sent a broken query (legacy).
+  await withOneServer(async (dir, config) => {
+    const env = { HERD_SECRET: "a-secret-of-this-test" };
+    for (const key of ["ab\ncd-key-part", "ab cd-key-part", "ab\x01cd-key-part"]) {
+      for (const api of ["new", "legacy"]) {
+        const args = ["server", "Hill", "--config", config, "--log-dir", dir, "--memory"];
+        const r = await runRefused(
+          [...args, "--places", api, "--places-url", "http://127.0.0.1:9"],
+          { ...env, GOOGLE_PLACES_API_KEY: key },
+          { write: [dir] },
+        );
+        assertUsage(r, /^error: GOOGLE_PLACES_API_KEY must be printable ASCII without spaces/, api);
+        assert.ok(!r.stderr.includes("key-part"), "the key is not quoted");
+        assert.ok(!r.stdout.includes("listening"), r.stdout);
+      }
+    }
+  });
+});
+
 Deno.test("a HERD_DASHBOARD_TOKEN with a space or a control byte is one line and exit 2, for start and dashboard", async () => {
   // Found by a review: such a token was taken, and every control request was refused (it is
   // sent as `Authorization: Bearer <token>`, where a space ends it).

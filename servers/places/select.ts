@@ -56,6 +56,14 @@ function resolve(opts: PlacesOptions): Resolved {
         `or use the offline provider`,
     );
   }
+  // A key goes in a header (new) or the query (legacy): a space or control byte in it failed
+  // every WHATSAT ("Invalid header value") of a server that started fine (adv16). Google's keys
+  // are printable ASCII; the message never quotes the key.
+  if (kind !== "offline" && /[^\x21-\x7e]/.test(apiKey)) {
+    throw new Error(
+      "GOOGLE_PLACES_API_KEY must be printable ASCII without spaces or control characters",
+    );
+  }
   const timeoutMs = opts.timeoutMs ?? 5000;
   const concurrency = opts.concurrency ?? 16;
   const cacheTtlSeconds = opts.cacheTtlSeconds ?? 0;
@@ -82,6 +90,21 @@ function resolve(opts: PlacesOptions): Resolved {
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new Error("Places base URL must be http or https");
+    }
+    // Only the origin is used, and an origin holds no user:password: dropped silently, a proxy's
+    // credentials were never sent and every query failed as the proxy's 407 (adv16). Refused
+    // without quoting them: this message reaches the terminal.
+    if (url.username !== "" || url.password !== "") {
+      throw new Error(
+        "Places base URL must not hold user:password@ (they would not be sent); " +
+          "use a proxy that needs no credentials",
+      );
+    }
+    // Likewise a query or fragment (a proxy's token, say) would be dropped without a word.
+    if (url.search !== "" || url.hash !== "") {
+      throw new Error(
+        "Places base URL must not hold a ?query or #fragment (only its origin is used)",
+      );
     }
     // Only the origin is replaced: Google's paths and parameters are appended to it.
     baseUrl = url.origin;
