@@ -242,20 +242,27 @@ export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
   const config = checked.data;
   const names = Object.keys(config.servers);
   if (names.length === 0) throw new ConfigError("config names no servers");
+  const folded = new Map<string, string>();
+  for (const name of names) {
+    // TLS tells servers apart by their certificates' names, which compare without case.
+    const twin = folded.get(name.toLowerCase());
+    if (twin !== undefined) {
+      throw new ConfigError(`server ${name}: differs from ${twin} only in case`);
+    }
+    folded.set(name.toLowerCase(), name);
+  }
   const links = new Map<string, Set<string>>(names.map((n) => [n, new Set()]));
-  const ports = new Map<string, string>();
+  const ports = new PortBook();
   const servers: ServerConfig[] = [];
   for (const name of names) {
     const s = config.servers[name];
     const port = s.port;
     const host = s.host ?? "127.0.0.1";
-    const key = `${host}:${port}`;
-    const other = ports.get(key) ?? ports.get(String(port));
+    const other = ports.user(host, port);
     if (other !== undefined) {
       throw new ConfigError(`server ${name}: port ${port} is already used by ${other}`);
     }
-    ports.set(key, name);
-    ports.set(String(port), name);
+    ports.add(host, port, name);
     for (const n of s.neighbors ?? []) {
       if (!links.has(n)) {
         throw new ConfigError(
@@ -274,12 +281,11 @@ export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
           `server ${name}: with "tls", "linkPort" must be a port (1-65535), got undefined`,
         );
       }
-      const clash = ports.get(`${host}:${linkPort}`) ?? ports.get(String(linkPort));
+      const clash = ports.user(host, linkPort);
       if (clash !== undefined) {
         throw new ConfigError(`server ${name}: link port ${linkPort} is already used by ${clash}`);
       }
-      ports.set(`${host}:${linkPort}`, name);
-      ports.set(String(linkPort), name);
+      ports.add(host, linkPort, name);
     }
     servers.push({ name, host, port, neighbors: [], ...(linkPort ? { linkPort } : {}) });
   }
@@ -289,6 +295,38 @@ export function parseConfig(json: unknown, baseDir?: string): HerdConfig {
     secret: config.secret,
     ...(config.tls === undefined ? {} : { tls: resolveTls(config.tls, baseDir) }),
   };
+}
+
+/**
+ * The ports a config's servers listen on, by host. Two servers may share a port number on two
+ * addresses (a herd across hosts, each on 12000); not on one address, nor beside a server that
+ * listens on every address. `localhost` is taken for 127.0.0.1, an address in brackets without
+ * them; other names are compared as written (the listen fails clearly if two resolve alike).
+ */
+class PortBook {
+  #byPort = new Map<number, { host: string; name: string }[]>();
+
+  /** The server already on `port` at `host` (or on every address), if any. */
+  user(host: string, port: number): string | undefined {
+    const h = hostKey(host);
+    return this.#byPort.get(port)?.find((u) => u.host === h || isWildcard(u.host) || isWildcard(h))
+      ?.name;
+  }
+
+  add(host: string, port: number, name: string): void {
+    const list = this.#byPort.get(port) ?? [];
+    list.push({ host: hostKey(host), name });
+    this.#byPort.set(port, list);
+  }
+}
+
+function hostKey(host: string): string {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" ? "127.0.0.1" : h;
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
 }
 
 function resolveTls(t: TlsConfig, baseDir: string | undefined): TlsConfig {

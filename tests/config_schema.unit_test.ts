@@ -116,6 +116,39 @@ Deno.test("rules across fields are the validator's alone: the schema passes them
   }
 });
 
+Deno.test("ports: one number on two addresses is fine; on one address, or beside every address, it clashes", () => {
+  // Found by an adversarial review (adv16): the port number alone was compared, so a herd across
+  // hosts, each server on 12000, could not be configured.
+  const ok = [
+    { A: { host: "10.0.0.1", port: 12000 }, B: { host: "10.0.0.2", port: 12000 } },
+    { A: { host: "127.0.0.1", port: 13200 }, B: { host: "127.0.0.2", port: 13200 } },
+    {
+      A: { host: "10.0.0.1", port: 1, linkPort: 2 },
+      B: { host: "10.0.0.2", port: 2, linkPort: 1 },
+    },
+  ];
+  for (const servers of ok) {
+    assert.equal(parseConfig({ servers }).servers.length, 2, JSON.stringify(servers));
+  }
+  const clash: [Record<string, unknown>, RegExp][] = [
+    [{ A: { port: 9000 }, B: { host: "127.0.0.1", port: 9000 } }, /B: port 9000 .* by A/],
+    [{ A: { host: "localhost", port: 9000 }, B: { port: 9000 } }, /B: port 9000 .* by A/],
+    [{ A: { host: "0.0.0.0", port: 9000 }, B: { host: "10.0.0.2", port: 9000 } }, /by A/],
+    [{ A: { host: "10.0.0.1", port: 9000 }, B: { host: "::", port: 9000 } }, /by A/],
+    [{ A: { host: "::1", port: 9000 }, B: { host: "[::1]", port: 9000 } }, /by A/],
+    [{ A: { port: 1, linkPort: 2 }, B: { port: 3, linkPort: 2 } }, /B: link port 2 .* by A/],
+  ];
+  for (const [servers, re] of clash) assert.throws(() => parseConfig({ servers }), re);
+});
+
+Deno.test("names that differ only in case are refused", () => {
+  // TLS compares certificate names without case: A's certificate would pass as a's.
+  assert.throws(
+    () => parseConfig({ servers: { Hill: { port: 1 }, hill: { port: 2 } } }),
+    /server hill: differs from Hill only in case/,
+  );
+});
+
 Deno.test("the example configs name the schema, pass it and load", async () => {
   for (const name of ["config.example.json", "config.tls.example.json"]) {
     const url = new URL(`../docs/${name}`, import.meta.url);
