@@ -20,6 +20,14 @@
  * @module
  */
 
+/**
+ * A warning's copies all arrive within this (each server passes it on once, at once): later, its
+ * number is forgotten.
+ */
+const WARN_FORGET_MS = 30_000;
+/** Warning numbers kept per server (a real one warns every half heartbeat: 60 in 30 s). */
+const WARN_SEEN_MAX = 256;
+
 /** The tunables, from the link heartbeat. */
 export interface FloodHealthTimes {
   /** How long after the last `WARN` the herd counts as degraded. */
@@ -48,8 +56,12 @@ export function floodHealthTimes(heartbeatMs: number): FloodHealthTimes {
 export class FloodHealth {
   readonly name: string;
   #times: FloodHealthTimes;
-  /** The newest warning number seen per server (the server's own included). */
-  #last = new Map<string, number>();
+  /**
+   * The warnings seen lately per server (n → when, oldest first): a copy come round again is not
+   * passed on. A set, not the newest n: a forged `WARN Hill <huge n>` must not make every later
+   * real warning of Hill look old (nor must a clock set back across a restart).
+   */
+  #seen = new Map<string, Map<number, number>>();
   /** When the herd last looked unhealthy to us (our trouble or a warning). */
   #troubleAt: number;
   #healthy = false;
@@ -74,9 +86,17 @@ export class FloodHealth {
    */
   warned(server: string, n: number, now: number): boolean {
     if (server === this.name) return false;
-    const last = this.#last.get(server);
-    if (last !== undefined && n <= last) return false;
-    this.#last.set(server, n);
+    let seen = this.#seen.get(server);
+    if (seen === undefined) this.#seen.set(server, seen = new Map());
+    for (const [k, t] of seen) {
+      if (t > now - WARN_FORGET_MS) break;
+      seen.delete(k);
+    }
+    if (seen.has(n)) return false;
+    // Bounded per name (the caller admits only the herd's names): a peer sending new numbers in
+    // a loop pushes out old ones, whose late copies are then passed on once more, no more.
+    if (seen.size >= WARN_SEEN_MAX) seen.delete(seen.keys().next().value!);
+    seen.set(n, now);
     this.#troubleAt = now;
     this.#healthy = false;
     return true;
