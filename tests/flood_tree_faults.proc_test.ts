@@ -1,0 +1,119 @@
+/**
+ * The flood's trees under process faults, five real `server` processes (record log on): a server
+ * frozen (SIGSTOP) or stopped (SIGTERM), two killed at once, while the trees are in use, then
+ * IAMATs at every survivor at once: every survivor answers each within a bound, and the faulted
+ * servers, back, catch up. The time to everywhere is printed (the full flood: milliseconds; the
+ * trees: a frozen server is seen by its stall, ~1-1.5 s).
+ */
+
+import assert from "node:assert/strict";
+import { iamat, ProcessHerd, waitKnown } from "./_helpers/procs.ts";
+import { freePorts } from "./_helpers/net.ts";
+import { parseExposition } from "./_helpers/prom.ts";
+
+/** Record lines the running part of the herd has sent so far. */
+async function linesSent(herd: ProcessHerd, opsPorts: Map<string, number>): Promise<number> {
+  let n = 0;
+  for (const [name, port] of opsPorts) {
+    if (!herd.running(name)) continue;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const s of parseExposition(text).all("herd_updates_propagated_total", { server: name })) {
+      n += s.value;
+    }
+  }
+  return n;
+}
+
+/** Waits (bounded) until 10 sequential IAMATs at `at` cost at most 4.5 record lines each. */
+async function treesInUse(
+  herd: ProcessHerd,
+  opsPorts: Map<string, number>,
+  at: string,
+  tag: string,
+): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  for (let round = 0;; round++) {
+    const before = await linesSent(herd, opsPorts);
+    for (let i = 0; i < 10; i++) {
+      await iamat(herd.port(at), `${tag}.${round}.${i}`, "+1+1", `${1_700_000_000 + i}`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    if ((await linesSent(herd, opsPorts)) - before <= 45) return;
+    assert.ok(performance.now() < deadline, "the trees in use within 30 s");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** One IAMAT at each of `servers` at once; the AT lines by client. */
+async function iamatsAt(herd: ProcessHerd, servers: string[], tag: string) {
+  const lines = await Promise.all(
+    servers.map((s) => iamat(herd.port(s), `${tag}.${s}`, "+2+2", "1700000001")),
+  );
+  return new Map(servers.map((s, i) => [`${tag}.${s}`, lines[i]]));
+}
+
+async function seedHerd(): Promise<[ProcessHerd, Map<string, number>]> {
+  const herd = await ProcessHerd.create();
+  const ports = freePorts(5);
+  const opsPorts = new Map(herd.names.map((n, i) => [n, ports[i]]));
+  await Promise.all(herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n))])));
+  await herd.waitLinksUp();
+  return [herd, opsPorts];
+}
+
+Deno.test("flood trees, five processes: each server SIGSTOPped in turn while the trees are in use: IAMATs at every other reach every other within 4 s, and it catches up after SIGCONT", async () => {
+  const [herd, opsPorts] = await seedHerd();
+  await using _ = herd;
+  const times: string[] = [];
+  for (const frozen of herd.names) {
+    const others = herd.names.filter((n) => n !== frozen);
+    await treesInUse(herd, opsPorts, others[0], `stop.${frozen}.warm`);
+    const pid = herd.procs.get(frozen)!.pid;
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      const expected = await iamatsAt(herd, others, `stop.${frozen}`);
+      const ms = await waitKnown(herd, others, expected, 4000);
+      times.push(`${frozen} frozen: ${ms.toFixed(0)} ms`);
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    await herd.waitLinksUp(20_000);
+    const expected = await iamatsAt(herd, others, `cont.${frozen}`);
+    await waitKnown(herd, herd.names, expected, 10_000);
+  }
+  console.log(`  known at every other server: ${times.join(", ")}`);
+  herd.assertHealthy();
+});
+
+Deno.test("flood trees, five processes: SIGTERM of each in turn, then two SIGKILLed at once (four pairs), while the trees are in use: every survivor gets every IAMAT", async () => {
+  const [herd, opsPorts] = await seedHerd();
+  await using _ = herd;
+  const times: string[] = [];
+  const faults: [string, string[]][] = [
+    ...herd.names.map((n): [string, string[]] => ["SIGTERM", [n]]),
+    // Pairs whose loss leaves the other three linked.
+    ["SIGKILL", ["Hill", "Campbell"]],
+    ["SIGKILL", ["Jaquez", "Campbell"]],
+    ["SIGKILL", ["Hill", "Jaquez"]],
+    ["SIGKILL", ["Campbell", "Singleton"]],
+  ];
+  for (const [signal, victims] of faults) {
+    const survivors = herd.names.filter((n) => !victims.includes(n));
+    await treesInUse(herd, opsPorts, survivors[0], `${signal}.${victims.join("+")}.warm`);
+    await Promise.all(victims.map(async (v) => {
+      const p = herd.procs.get(v)!;
+      p.child.kill(signal as Deno.Signal);
+      await p.child.status;
+    }));
+    await new Promise((r) => setTimeout(r, 20));
+    const tag = `${signal}.${victims.join("+")}`;
+    const expected = await iamatsAt(herd, survivors, tag);
+    const ms = await waitKnown(herd, survivors, expected, 4000);
+    times.push(`${tag}: ${ms.toFixed(0)} ms`);
+    for (const v of victims) await herd.start(v, ["--ops-port", String(opsPorts.get(v))]);
+    await herd.waitLinksUp(20_000);
+    await waitKnown(herd, victims, expected, 10_000);
+  }
+  console.log(`  known at every survivor: ${times.join(", ")}`);
+});
