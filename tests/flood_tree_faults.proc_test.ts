@@ -180,3 +180,35 @@ Deno.test("flood trees, five processes: read-your-writes from every origin while
   // Printed, not asserted: a stall on a loaded box may turn the herd to the full flood a while.
   console.log(`  ${per.toFixed(2)} record lines per update over the run (trees: 4, full: 6-8)`);
 });
+
+Deno.test("flood trees, five processes: Smith flapping (SIGKILLed once it listens, ~1 s, five times) while IAMATs flow at the others: each known at every other server within 4 s, and at Smith after", async () => {
+  const [herd, opsPorts] = await seedHerd();
+  await using _ = herd;
+  await treesInUse(herd, opsPorts, "Hill", "flap.warm");
+  const others = herd.names.filter((n) => n !== "Smith");
+  const all = new Map<string, string>();
+  let stop = false;
+  const flow = (async () => {
+    for (let round = 0; !stop; round++) {
+      const got = await iamatsAt(herd, others, `flap.${round}`);
+      for (const [c, l] of got) all.set(c, l);
+      await waitKnown(herd, others, got, 4000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  try {
+    for (let i = 0; i < 5; i++) {
+      await herd.kill("Smith");
+      await new Promise((r) => setTimeout(r, 300));
+      await herd.start("Smith", ["--ops-port", String(opsPorts.get("Smith"))]);
+      await new Promise((r) => setTimeout(r, 700));
+    }
+  } finally {
+    stop = true;
+    await flow;
+  }
+  await herd.waitLinksUp(20_000);
+  await waitKnown(herd, herd.names, all, 10_000);
+  // And back on the trees.
+  await treesInUse(herd, opsPorts, "Campbell", "flap.after");
+});
