@@ -27,6 +27,17 @@ async function linesSent(herd: ProcessHerd, opsPorts: Map<string, number>): Prom
   return n;
 }
 
+/** Bytes of the files under `dir`. */
+async function bytesUnder(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) n += await bytesUnder(path);
+    else if (e.isFile) n += (await Deno.stat(path)).size;
+  }
+  return n;
+}
+
 /** IAMATs the herd took from clients so far. */
 async function clientUpdates(opsPorts: Map<string, number>): Promise<number> {
   let n = 0;
@@ -330,4 +341,46 @@ Deno.test({
     }
     assert.deepEqual(await net.leftovers(), [], "namespaces or links left behind");
   },
+});
+
+Deno.test("flood trees, five processes: a turn's re-send of thousands of records is durable and keeps each client's newest: every server SIGKILLed right after it, restarted from its record log, holds every client's last IAMAT", async () => {
+  const [herd, opsPorts] = await seedHerd();
+  await using _ = herd;
+  await treesInUse(herd, opsPorts, "Hill", "durable.warm");
+  // 4,000 IAMATs at Hill and at Singleton, 2,000 clients each updated twice (the second newer).
+  const expected = new Map<string, string>();
+  await Promise.all(["Hill", "Singleton"].map(async (at) => {
+    const c = await TcpClient.connect(herd.port(at));
+    try {
+      let n = 0;
+      for (let round = 0; round < 2; round++) {
+        for (let b = 0; b < 4; b++) {
+          const clients = Array.from({ length: 500 }, (_, i) => `dur.${at}.${b * 500 + i}`);
+          await c.send(
+            clients.map((cl) => `IAMAT ${cl} +${round + 1}+1 ${1_700_000_000 + round}\n`).join(""),
+          );
+          const replies = (await c.replies(n + 500, 20_000)).slice(n);
+          n += 500;
+          clients.forEach((cl, i) => expected.set(cl, replies[i].trimEnd()));
+        }
+      }
+    } finally {
+      c.conn.close();
+    }
+  }));
+  // Campbell dies: every server turns to the full flood and numbers its window again (each
+  // writes it to its record log); then the rest die too, before any settles.
+  await new Promise((r) => setTimeout(r, 1000)); // the record logs' writes of the IAMATs
+  const before = await bytesUnder(herd.dataDir);
+  await herd.kill("Campbell");
+  await new Promise((r) => setTimeout(r, 500));
+  // The re-send is in the record logs (no other writes since): at least the 4,000 clients again.
+  const grew = (await bytesUnder(herd.dataDir)) - before;
+  console.log(`  record logs grew ${grew} bytes at the turn`);
+  assert.ok(grew > 4000 * 40, `the turn's re-send written (${grew} bytes)`);
+  await herd.killAll();
+  await Promise.all(herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n))])));
+  await herd.waitLinksUp(30_000);
+  const ms = await waitKnown(herd, herd.names, expected, 20_000);
+  console.log(`  ${expected.size} clients' newest everywhere ${ms.toFixed(0)} ms after relinking`);
 });
