@@ -81,8 +81,8 @@ export class FloodHealth {
   }
 
   /**
-   * A server's warning (`WARN server n`) arrived: true when it is new (pass it on). Our own,
-   * come back around a cycle, is not.
+   * A server's warning (`WARN server n`) arrived: true when it is new and kept (pass it on). A
+   * new one counts as trouble even when not kept. Our own, come back around a cycle, is not.
    */
   warned(server: string, n: number, now: number): boolean {
     if (server === this.name) return false;
@@ -93,12 +93,13 @@ export class FloodHealth {
       seen.delete(k);
     }
     if (seen.has(n)) return false;
-    // Bounded per name (the caller admits only the herd's names): a peer sending new numbers in
-    // a loop pushes out old ones, whose late copies are then passed on once more, no more.
-    if (seen.size >= WARN_SEEN_MAX) seen.delete(seen.keys().next().value!);
-    seen.set(n, now);
     this.#troubleAt = now;
     this.#healthy = false;
+    // Bounded per name (the caller admits only the herd's names). Full (a peer sending new
+    // numbers in a loop): not kept, so not passed on; pushing out an older one instead would
+    // pass that one's late copies on again, and again: a storm that never ends.
+    if (seen.size >= WARN_SEEN_MAX) return false;
+    seen.set(n, now);
     return true;
   }
 
