@@ -230,7 +230,7 @@ const unavailable = await netnsUnavailable();
 
 Deno.test({
   name:
-    "flood trees, five hosts in network namespaces: a slow host (Smith at 32 kbit/s, no loss) on the trees' path does not hold records back for long: Hill's IAMATs reach Campbell (Hill→Smith→Campbell) within 4 s, as round it",
+    "flood trees, five hosts in network namespaces: a slow host (Smith at 32 kbit/s, no loss) on the trees' path does not hold records back for long: Hill's IAMATs reach Campbell (Hill→Smith→Campbell) within 6 s (seen: 2.2-3.6 s), as round it",
   ignore: unavailable !== undefined && !IN_CI,
   async fn() {
     if (unavailable !== undefined) {
@@ -329,9 +329,9 @@ Deno.test({
       console.log(
         `  ${lags.length} IAMATs; at Campbell after the AT reply: worst ${
           worst.toFixed(0)
-        } ms, ${unknown} never (40 s), ${lags.filter((l) => l > 4000).length} over 4 s`,
+        } ms, ${unknown} never (40 s), ${lags.filter((l) => l > 6000).length} over 6 s`,
       );
-      assert.ok(worst <= 4000, `an IAMAT at Hill reached Campbell ${worst.toFixed(0)} ms late`);
+      assert.ok(worst <= 6000, `an IAMAT at Hill reached Campbell ${worst.toFixed(0)} ms late`);
     } finally {
       try {
         await herd?.close();
