@@ -20,6 +20,14 @@
  * @module
  */
 
+/**
+ * A warning's copies all arrive within this (each server passes it on once, at once): later, its
+ * number is forgotten.
+ */
+const WARN_FORGET_MS = 30_000;
+/** Warning numbers kept per server (a real one warns every half heartbeat: 60 in 30 s). */
+const WARN_SEEN_MAX = 256;
+
 /** The tunables, from the link heartbeat. */
 export interface FloodHealthTimes {
   /** How long after the last `WARN` the herd counts as degraded. */
@@ -48,8 +56,12 @@ export function floodHealthTimes(heartbeatMs: number): FloodHealthTimes {
 export class FloodHealth {
   readonly name: string;
   #times: FloodHealthTimes;
-  /** The newest warning number seen per server (the server's own included). */
-  #last = new Map<string, number>();
+  /**
+   * The warnings seen lately per server (n → when, oldest first): a copy come round again is not
+   * passed on. A set, not the newest n: a forged `WARN Hill <huge n>` must not make every later
+   * real warning of Hill look old (nor must a clock set back across a restart).
+   */
+  #seen = new Map<string, Map<number, number>>();
   /** When the herd last looked unhealthy to us (our trouble or a warning). */
   #troubleAt: number;
   #healthy = false;
@@ -69,16 +81,25 @@ export class FloodHealth {
   }
 
   /**
-   * A server's warning (`WARN server n`) arrived: true when it is new (pass it on). Our own,
-   * come back around a cycle, is not.
+   * A server's warning (`WARN server n`) arrived: true when it is new and kept (pass it on). A
+   * new one counts as trouble even when not kept. Our own, come back around a cycle, is not.
    */
   warned(server: string, n: number, now: number): boolean {
     if (server === this.name) return false;
-    const last = this.#last.get(server);
-    if (last !== undefined && n <= last) return false;
-    this.#last.set(server, n);
+    let seen = this.#seen.get(server);
+    if (seen === undefined) this.#seen.set(server, seen = new Map());
+    for (const [k, t] of seen) {
+      if (t > now - WARN_FORGET_MS) break;
+      seen.delete(k);
+    }
+    if (seen.has(n)) return false;
     this.#troubleAt = now;
     this.#healthy = false;
+    // Bounded per name (the caller admits only the herd's names). Full (a peer sending new
+    // numbers in a loop): not kept, so not passed on; pushing out an older one instead would
+    // pass that one's late copies on again, and again: a storm that never ends.
+    if (seen.size >= WARN_SEEN_MAX) return false;
+    seen.set(n, now);
     return true;
   }
 

@@ -320,13 +320,14 @@ export class HerdServer implements LineHandler {
   /** A `WARN` came: pass it on once, and stop using the trees (flood_health.ts). */
   warned(server: string, n: number, from: Link): void {
     const h = this.#health;
-    // Only the herd's names: one number kept per name, so a peer cannot grow the map at will.
+    // Only the herd's names: numbers kept per name, so a peer cannot grow the map at will.
     if (h === undefined || !this.#herdNames.has(server)) return;
     const was = h.healthy;
-    if (!h.warned(server, n, performance.now())) return;
-    const line = formatWarn(server, n);
-    for (const l of this.links) if (l !== from) l.sendControl(line);
-    if (was) this.#treeDegraded(performance.now());
+    if (h.warned(server, n, performance.now())) {
+      const line = formatWarn(server, n);
+      for (const l of this.links) if (l !== from) l.sendControl(line);
+    }
+    if (was && !h.healthy) this.#treeDegraded(performance.now());
   }
 
   /**

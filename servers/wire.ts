@@ -270,9 +270,10 @@ export const DIGEST = "DIGEST";
 export const TREE = "TREE";
 /**
  * `WARN <server> <n>`: "`server` has a link that is down, catching up, cut, delayed or not
- * agreeing on the trees" (n grows at each of its warnings): the herd floods every record on
- * every link until the warnings stop (flood_health.ts). Passed on once per new `n`; sent only to
- * a peer that announced TREE.
+ * agreeing on the trees" (n differs at each of its warnings): the herd floods every record on
+ * every link until the warnings stop (flood_health.ts). Passed on once per `server n` not seen in
+ * the last 30 s (any n: a forged large one hides nothing; at most 256 kept per server, and past that
+ * none passed on); sent only to a peer that announced TREE.
  */
 export const WARN = "WARN";
 

@@ -73,14 +73,29 @@ Deno.test("FloodHealth: healthy after a quiet time, degraded at trouble or a new
   assert.equal(h.warned("Smith", 10, 900), true);
   assert.equal(h.healthy, false);
   assert.equal(h.warned("Smith", 10, 901), false, "the same warning again");
-  assert.equal(h.warned("Smith", 9, 902), false, "an older one");
-  assert.equal(h.warned("Hill", 99, 903), false, "our own");
+  // Another number, smaller or not, is another warning: a forged `WARN Smith <huge n>` must not
+  // make Smith's later real ones look old (nor a clock set back across a restart).
+  assert.equal(h.warned("Smith", Number.MAX_SAFE_INTEGER, 902), true, "a larger one");
+  assert.equal(h.warned("Smith", 9, 903), true, "a smaller one");
+  assert.equal(h.warned("Smith", 9, 904), false, "that one again");
+  assert.equal(h.warned("Hill", 99, 905), false, "our own");
   assert.equal(h.update(false, 1100, 9), undefined);
-  assert.equal(h.update(false, 1201, 9), "healthy");
+  assert.equal(h.update(false, 1206, 9), "healthy");
   // The window: the head last seen at or before now − windowMs.
-  assert.equal(h.windowStart(1201), 5);
+  assert.equal(h.windowStart(1206), 5);
   assert.equal(h.windowStart(1801), 9);
   assert.equal(new FloodHealth("X", { quietMs: 1, windowMs: 1000 }).windowStart(10), 0);
+  // A number is forgotten after 30 s (its copies came round long before); memory stays bounded.
+  assert.equal(h.warned("Smith", 9, 30_904), true, "forgotten, new again");
+  // Bounded: past 256 numbers of one server, a new one counts (trouble) but is not kept or
+  // passed on; none is pushed out (its late copies would be passed on again: a storm for ever).
+  for (let n = 0; n < 10_000; n++) h.warned("Jaquez", n, 31_000);
+  assert.equal(h.warned("Jaquez", 0, 31_001), false, "the first kept");
+  assert.equal(h.warned("Jaquez", 9_999, 31_002), false, "past the bound: not passed on");
+  assert.equal(h.update(false, 31_400, 9), "healthy");
+  assert.equal(h.warned("Jaquez", 20_000, 40_000), false, "still full: not passed on...");
+  assert.equal(h.healthy, false, "...but trouble");
+  assert.equal(h.warned("Jaquez", 20_001, 61_001), true, "forgotten after 30 s: kept again");
 });
 
 Deno.test("RecordStore.restamp: the window's current records numbered again, in order, nothing else", () => {
