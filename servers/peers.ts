@@ -70,6 +70,7 @@ import { Backoff, jittered } from "./backoff.ts";
 import { FairShare } from "./fair.ts";
 import { MAX_PEER_LINE } from "./limits.ts";
 import { type ReceiptCountdown, ReceiptQueue, ReceiptWaiters } from "./receipts.ts";
+import { ReceiptLag } from "./receipt_lag.ts";
 import { LineDelay, type LinkChange, type LinkSettings, NORMAL_LINK } from "./link_control.ts";
 import {
   bucketCount,
@@ -88,6 +89,15 @@ export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
  * an overloaded herd (receipts late beyond --receipt-wait-ms, not stalled) keeps its trees.
  */
 const STALL_MS = 1000;
+/**
+ * ...and one whose oldest unreceipted live record has waited this long: a path that receipts,
+ * but slower than records come, kept them waiting 2-3.6 s and more where the full flood went
+ * round it (review16), and a lag past the 5 s window the turn to the full flood sends again
+ * could lose what the trees skipped if the slow relay then died. Well above what an overloaded
+ * but working herd lags (receipts late by tens to hundreds of ms), so load alone does not turn
+ * the herd to the full flood and its re-send.
+ */
+const LAG_MS = 3000;
 /** Longest our catch-up stream waits for a peer's answer (`GO`) or, after `HOLD`, its `DIGEST`. */
 const HOLD_MAX_MS = 60_000;
 /** Skipped-record reports a link makes at once (then one a second; see `Link.#skipped`). */
@@ -345,11 +355,8 @@ export class Link {
   #peerTree: string | undefined;
   /** This connection's stream skipped a record by the trees (see {@linkcode Link.#crossed}). */
   #treeSkipped = false;
-  /** Since when (`performance.now()`; -1: not) live records we sent wait for a receipt. */
-  #liveSentSince = -1;
-  /** Our newest live record sent on this connection, and the highest the peer receipted. */
-  #liveSentTo = 0;
-  #receiptedTo = 0;
+  /** How far this connection's receipts lag behind the live records we sent (#stalled). */
+  #lag = new ReceiptLag({ gapMs: STALL_MS, lagMs: LAG_MS });
   /** The last change-log entry sent on this link (kept while down, for `behind`). */
   #sentThrough = 0;
   /** The highest of our sequence numbers the peer was told of in this run (records or `S`). */
@@ -406,7 +413,8 @@ export class Link {
   /**
    * True when this link is fit for the trees: up, both catch-up streams done, not cut or
    * delayed at this end, not stalled (live records sent with no receipt read for
-   * {@linkcode STALL_MS}: a black-holed link, a frozen peer; records would wait behind it where
+   * {@linkcode STALL_MS}: a black-holed link, a frozen peer; or the oldest unreceipted one sent
+   * over {@linkcode LAG_MS} ago: a path slower than the records; records would wait behind it where
    * the full flood goes round it, until the heartbeat gives up), and the peer sent a `TREE` hash
    * equal to ours (a peer from before the trees, or with another topology, never is: the herd
    * then floods as before).
@@ -420,11 +428,11 @@ export class Link {
 
   /**
    * True when live records we sent have waited over {@linkcode STALL_MS} with no receipt read
-   * since: the peer or the path is gone without a word (its heartbeat drops the link only after
-   * 3 heartbeats), or far too slow for the trees.
+   * since (the peer or the path is gone without a word: its heartbeat drops the link only after
+   * 3 heartbeats), or the oldest of them over {@linkcode LAG_MS} (too slow for the trees).
    */
   #stalled(): boolean {
-    return this.#liveSentSince >= 0 && performance.now() - this.#liveSentSince > STALL_MS;
+    return this.#lag.stalled(performance.now());
   }
 
   /** Sends `line` (a `WARN`) in the next write, to a peer that knows it (false otherwise). */
@@ -602,8 +610,7 @@ export class Link {
     this.#controlOwed = "";
     this.#peerTree = undefined;
     this.#treeSkipped = false;
-    this.#liveSentSince = -1;
-    this.#liveSentTo = this.#receiptedTo = 0;
+    this.#lag.reset();
     this.#since = Date.now();
     const s = this.#server;
     s.bus.emit({ kind: "link.up", t: Date.now(), server: s.name, peer: this.peer, direction: dir });
@@ -836,8 +843,7 @@ export class Link {
         if (slice.lastSeq > this.#sentMax) this.#sentMax = slice.lastSeq;
         if (slice.records.length > 0) {
           if (!this.#catchingUp && s.receipts) {
-            this.#liveSentTo = lastRecordSeq;
-            if (this.#liveSentSince < 0) this.#liveSentSince = performance.now();
+            this.#lag.sent(lastRecordSeq, performance.now());
           }
           this.recordsSent += slice.records.length;
           if (this.#catchingUp) this.#syncSent += slice.records.length;
@@ -1009,8 +1015,7 @@ export class Link {
           this.#waiting.resume();
           this.#waiting.receipted(m.from, m.to);
           // The peer receipts: not stalled (see #stalled); a clock for what it still owes.
-          if (m.to > this.#receiptedTo) this.#receiptedTo = m.to;
-          this.#liveSentSince = this.#receiptedTo >= this.#liveSentTo ? -1 : performance.now();
+          this.#lag.receipted(m.to, performance.now());
           break;
         case PING:
           // Liveness (the read loop noted the read); answered only to a peer that announced it
