@@ -384,6 +384,14 @@ export class RemoteHerd {
           ...(l.cut === true ? { cut: true } : {}),
           ...(typeof l.delayMs === "number" && l.delayMs > 0 ? { delayMs: l.delayMs } : {}),
         })),
+      ...(typeof s.flood === "object" && s.flood !== null
+        ? {
+          flood: {
+            trees: (s.flood as { trees?: unknown }).trees === true,
+            floodedAgain: count((s.flood as { floodedAgain?: unknown }).floodedAgain),
+          },
+        }
+        : {}),
     };
     w.status = "watching";
     w.backoff.reset();

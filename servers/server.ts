@@ -756,6 +756,9 @@ export class HerdServer implements LineHandler {
       records: this.store.size,
       neighbors: this.#config.neighbors,
       links: this.links.map((l) => ({ up: l.up, ...l.stats(), ...linkControlState(l) })),
+      ...(this.#trees === undefined
+        ? {}
+        : { flood: { trees: this.treesInUse, floodedAgain: this.recordsFloodedAgain } }),
     };
   }
 

@@ -28,6 +28,12 @@ export interface ServerState {
       Omit<LinkStats, "peer">
     >
   )[];
+  /**
+   * The flood (docs/protocol.md, "The flood's trees"): whether this server sends records along
+   * the trees now, and how many records it numbered again at turns to the full flood since it
+   * started. Absent from servers older than the trees, and with --full-flood.
+   */
+  flood?: { trees: boolean; floodedAgain: number };
 }
 
 /** One stored location record as a snapshot shows it (text fields are binary strings). */

@@ -26,6 +26,30 @@ async function linesSent(opsPorts: Map<string, number>): Promise<number> {
   return n;
 }
 
+/** Each named process's flood gauges (absent with --full-flood): trees in use, records re-sent. */
+async function floodGauges(
+  opsPorts: Map<string, number>,
+  names: readonly string[],
+): Promise<Map<string, { trees?: number; resent?: number }>> {
+  const out = new Map<string, { trees?: number; resent?: number }>();
+  for (const name of names) {
+    const text = await (await fetch(`http://127.0.0.1:${opsPorts.get(name)}/metrics`)).text();
+    const m = parseExposition(text);
+    out.set(name, {
+      trees: m.all("herd_flood_trees_in_use", { server: name })[0]?.value,
+      resent: m.all("herd_flood_records_resent", { server: name })[0]?.value,
+    });
+  }
+  return out;
+}
+
+/** The records every named process re-sent so far. */
+async function resentSum(opsPorts: Map<string, number>, names: readonly string[]): Promise<number> {
+  let n = 0;
+  for (const g of (await floodGauges(opsPorts, names)).values()) n += g.resent ?? 0;
+  return n;
+}
+
 /**
  * Record lines per update of `n` sequential IAMATs at `server` (one connection, each reply read
  * before the next), after the flood settled.
@@ -86,6 +110,10 @@ Deno.test("flood trees, five processes: a healthy seed herd sends about 4 record
     await using _ = herd;
     const per = await settlesAt(herd, opsPorts, 4.5, "tree");
     assert.ok(per <= 4.5, `${per} record lines per update with the trees`);
+    // And each process says so on /metrics.
+    for (const [name, g] of await floodGauges(opsPorts, herd.names)) {
+      assert.deepEqual(g, { trees: 1, resent: 0 }, name);
+    }
   }
   {
     const [herd, opsPorts] = await seedHerd(["--full-flood"]);
@@ -93,6 +121,9 @@ Deno.test("flood trees, five processes: a healthy seed herd sends about 4 record
     await new Promise((r) => setTimeout(r, 5000)); // as long as the trees take to be used
     const per = await linesPerUpdate(herd, opsPorts, "Hill", "full");
     assert.ok(per >= 6, `${per} record lines per update with --full-flood`);
+    for (const [name, g] of await floodGauges(opsPorts, herd.names)) {
+      assert.deepEqual(g, { trees: undefined, resent: undefined }, name);
+    }
   }
 });
 
@@ -102,6 +133,7 @@ Deno.test("flood trees, five processes: each server SIGKILLed in turn while the 
   const everything = new Map<string, string>();
   for (const [k, killed] of herd.names.entries()) {
     assert.ok(await settlesAt(herd, opsPorts, 4.5, `k${k}.warm`) <= 4.5, "the trees in use");
+    const resentBefore = await resentSum(opsPorts, herd.names.filter((n) => n !== killed));
     // Records in flight when it dies: a pipelined burst at every server, then the kill.
     const clients = await Promise.all(herd.names.map((s) => TcpClient.connect(herd.port(s))));
     const bursts = herd.names.map(async (s, j) => {
@@ -134,6 +166,9 @@ Deno.test("flood trees, five processes: each server SIGKILLed in turn while the 
     }
     const survivorsOwn = new Map([...expected].filter(([c]) => !c.startsWith(`k${k}.${killed}.`)));
     await waitKnown(herd, survivors, survivorsOwn, 5000);
+    // The turn to the full flood re-sent the window's records (the warm-up's, at least).
+    const resentAfter = await resentSum(opsPorts, survivors);
+    assert.ok(resentAfter > resentBefore, `re-sent ${resentBefore} -> ${resentAfter}`);
     await herd.start(killed, ["--ops-port", String(opsPorts.get(killed))]);
     await herd.waitLinksUp(20_000);
     await waitKnown(herd, [killed], survivorsOwn, 10_000);

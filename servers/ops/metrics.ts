@@ -858,6 +858,25 @@ export class HerdMetrics implements MetricsExposition {
       ["server"],
       perServer((s) => s.running ? 1 : 0),
     );
+    const flooding = (
+      snap: HerdSnapshot,
+      f: (fl: { trees: boolean; floodedAgain: number }) => number,
+    ) =>
+      snap.servers.flatMap((s): Row[] =>
+        s.flood === undefined ? [] : [[{ server: s.name }, f(s.flood)]]
+      );
+    gauge(
+      "herd_flood_trees_in_use",
+      "1 while the server sends records along the flood's trees (the herd is healthy), 0 while it floods every link.",
+      ["server"],
+      (snap) => flooding(snap, (fl) => fl.trees ? 1 : 0),
+    );
+    gauge(
+      "herd_flood_records_resent",
+      "Records the server numbered again, since it started, at turns from the trees to the full flood.",
+      ["server"],
+      (snap) => flooding(snap, (fl) => fl.floodedAgain),
+    );
     gauge(
       "herd_client_connections",
       "Open client connections.",
