@@ -11,20 +11,9 @@ import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown } from "./_helpers/procs.ts";
 import { freePorts, TcpClient } from "./_helpers/net.ts";
 import { parseExposition } from "./_helpers/prom.ts";
-import { IN_CI, netnsUnavailable, TestNet } from "./_helpers/netns.ts";
+import { netnsTest } from "./_helpers/netns.ts";
+import { linesSent, netSeedHerd, treesInUse } from "./_helpers/flood.ts";
 import { SEED_NAMES } from "../servers/seed.ts";
-
-/** Record lines the whole herd has sent (the sum of every process's propagation counter). */
-async function linesSent(opsPorts: Map<string, number>): Promise<number> {
-  let n = 0;
-  for (const [name, port] of opsPorts) {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (const s of parseExposition(text).all("herd_updates_propagated_total", { server: name })) {
-      n += s.value;
-    }
-  }
-  return n;
-}
 
 /** Each named process's flood gauges (absent with --full-flood): trees in use, records re-sent. */
 async function floodGauges(
@@ -61,7 +50,7 @@ async function linesPerUpdate(
   tag: string,
   n = 40,
 ): Promise<number> {
-  const before = await linesSent(opsPorts);
+  const before = await linesSent(herd, opsPorts);
   const c = await TcpClient.connect(herd.port(server));
   try {
     for (let i = 0; i < n; i++) {
@@ -72,7 +61,7 @@ async function linesPerUpdate(
     c.conn.close();
   }
   await new Promise((r) => setTimeout(r, 500));
-  return ((await linesSent(opsPorts)) - before) / n;
+  return ((await linesSent(herd, opsPorts)) - before) / n;
 }
 
 /** Waits (bounded) until a round of updates costs at most `most` lines each; returns the last. */
@@ -176,55 +165,15 @@ Deno.test("flood trees, five processes: each server SIGKILLed in turn while the 
   await waitKnown(herd, herd.names, everything, 10_000);
 });
 
-const unavailable = await netnsUnavailable();
-
-Deno.test({
-  name:
-    "flood trees, five hosts in network namespaces: a host black-holed (iptables DROP, no RST) while the trees are in use: IAMATs at its neighbour reach everyone else within the stall bound, not the heartbeat's",
-  ignore: unavailable !== undefined && !IN_CI,
-  async fn() {
-    if (unavailable !== undefined) {
-      throw new Error(`network namespaces are required under CI: ${unavailable}`);
-    }
-    const net = await TestNet.create(SEED_NAMES);
-    let herd: ProcessHerd | undefined;
+netnsTest(
+  "flood trees, five hosts in network namespaces: a host black-holed (iptables DROP, no RST) while the trees are in use: IAMATs at its neighbour reach everyone else within the stall bound, not the heartbeat's",
+  SEED_NAMES,
+  async (net) => {
+    const { herd, opsPorts } = await netSeedHerd(net);
+    const h = herd;
     try {
-      const ports = freePorts(5);
-      const opsPorts = new Map(SEED_NAMES.map((n, i) => [n, ports[i]]));
-      herd = await ProcessHerd.create({
-        host: (n) => net.address(n),
-        wrap: (n) => net.wrap(n),
-        args: (n) => ["--ops-port", String(opsPorts.get(n)), "--ops-host", net.address(n)],
-      });
-      const h = herd;
-      await h.startAll();
-      await h.waitLinksUp(20_000);
-      const sent = async () => {
-        let n = 0;
-        for (const [name, port] of opsPorts) {
-          const text = await (await fetch(`http://${net.address(name)}:${port}/metrics`)).text();
-          for (const s of parseExposition(text).all("herd_updates_propagated_total")) n += s.value;
-        }
-        return n;
-      };
       // The trees in use: Jaquez's updates cost 4 lines.
-      const deadline = performance.now() + 30_000;
-      for (let round = 0;; round++) {
-        const before = await sent();
-        for (let i = 0; i < 10; i++) {
-          await iamat(
-            h.port("Jaquez"),
-            `warm${round}.${i}`,
-            "+1+1",
-            "1700000000",
-            h.host("Jaquez"),
-          );
-        }
-        await new Promise((r) => setTimeout(r, 300));
-        if ((await sent()) - before <= 45) break;
-        assert.ok(performance.now() < deadline, "the trees in use within 30 s");
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      await treesInUse(h, opsPorts, "Jaquez", "warm");
       // Jaquez's tree goes to Smith through Hill: black-hole Hill, then IAMATs at Jaquez.
       await net.partition([["Hill"], ["Jaquez", "Smith", "Campbell", "Singleton"]]);
       const since = performance.now();
@@ -246,12 +195,7 @@ Deno.test({
       await waitKnown(h, SEED_NAMES, expected, 10_000);
       h.assertHealthy();
     } finally {
-      try {
-        await herd?.close();
-      } finally {
-        await net.close();
-      }
+      await herd.close();
     }
-    assert.deepEqual(await net.leftovers(), [], "namespaces or links left behind");
   },
-});
+);

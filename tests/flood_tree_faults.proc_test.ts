@@ -8,24 +8,12 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts";
-import { IN_CI, netnsUnavailable, TestNet } from "./_helpers/netns.ts";
+import { netnsTest } from "./_helpers/netns.ts";
+import { linesSent, netSeedHerd, treesInUse } from "./_helpers/flood.ts";
 import { SEED_NAMES } from "../servers/seed.ts";
 import { freePorts, TcpClient } from "./_helpers/net.ts";
 import { readYourWrites } from "./_helpers/ryw.ts";
 import { parseExposition } from "./_helpers/prom.ts";
-
-/** Record lines the running part of the herd has sent so far. */
-async function linesSent(herd: ProcessHerd, opsPorts: Map<string, number>): Promise<number> {
-  let n = 0;
-  for (const [name, port] of opsPorts) {
-    if (!herd.running(name)) continue;
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (const s of parseExposition(text).all("herd_updates_propagated_total", { server: name })) {
-      n += s.value;
-    }
-  }
-  return n;
-}
 
 /** Bytes of the files under `dir`. */
 async function bytesUnder(dir: string): Promise<number> {
@@ -51,26 +39,6 @@ async function clientUpdates(opsPorts: Map<string, number>): Promise<number> {
     ) n += s.value;
   }
   return n;
-}
-
-/** Waits (bounded) until 10 sequential IAMATs at `at` cost at most 4.5 record lines each. */
-async function treesInUse(
-  herd: ProcessHerd,
-  opsPorts: Map<string, number>,
-  at: string,
-  tag: string,
-): Promise<void> {
-  const deadline = performance.now() + 30_000;
-  for (let round = 0;; round++) {
-    const before = await linesSent(herd, opsPorts);
-    for (let i = 0; i < 10; i++) {
-      await iamat(herd.port(at), `${tag}.${round}.${i}`, "+1+1", `${1_700_000_000 + i}`);
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    if ((await linesSent(herd, opsPorts)) - before <= 45) return;
-    assert.ok(performance.now() < deadline, "the trees in use within 30 s");
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** One IAMAT at each of `servers` at once; the AT lines by client. */
@@ -226,48 +194,15 @@ Deno.test("flood trees, five processes: Smith flapping (SIGKILLed once it listen
   await treesInUse(herd, opsPorts, "Campbell", "flap.after");
 });
 
-const unavailable = await netnsUnavailable();
-
-Deno.test({
-  name:
-    "flood trees, five hosts in network namespaces: a slow host (Smith at 32 kbit/s, no loss) on the trees' path does not hold records back for long: Hill's IAMATs reach Campbell (Hill→Smith→Campbell) within 6 s (seen: 2.2-3.6 s), as round it",
-  ignore: unavailable !== undefined && !IN_CI,
-  async fn() {
-    if (unavailable !== undefined) {
-      throw new Error(`network namespaces are required under CI: ${unavailable}`);
-    }
-    const net = await TestNet.create(SEED_NAMES);
-    let herd: ProcessHerd | undefined;
+netnsTest(
+  "flood trees, five hosts in network namespaces: a slow host (Smith at 32 kbit/s, no loss) on the trees' path does not hold records back for long: Hill's IAMATs reach Campbell (Hill→Smith→Campbell) within 6 s (seen: 2.2-3.6 s), as round it",
+  SEED_NAMES,
+  async (net) => {
+    const { herd, opsPorts } = await netSeedHerd(net);
+    const h = herd;
+    const sent = () => linesSent(h, opsPorts);
     try {
-      const ports = freePorts(5);
-      const opsPorts = new Map(SEED_NAMES.map((n, i) => [n, ports[i]]));
-      herd = await ProcessHerd.create({
-        host: (n) => net.address(n),
-        wrap: (n) => net.wrap(n),
-        args: (n) => ["--ops-port", String(opsPorts.get(n)), "--ops-host", net.address(n)],
-      });
-      const h = herd;
-      await h.startAll();
-      await h.waitLinksUp(20_000);
-      const sent = async () => {
-        let n = 0;
-        for (const [name, port] of opsPorts) {
-          const text = await (await fetch(`http://${net.address(name)}:${port}/metrics`)).text();
-          for (const s of parseExposition(text).all("herd_updates_propagated_total")) n += s.value;
-        }
-        return n;
-      };
-      const deadline = performance.now() + 30_000;
-      for (let round = 0;; round++) {
-        const before = await sent();
-        for (let i = 0; i < 10; i++) {
-          await iamat(h.port("Hill"), `warm${round}.${i}`, "+1+1", "1700000000", h.host("Hill"));
-        }
-        await new Promise((r) => setTimeout(r, 300));
-        if ((await sent()) - before <= 45) break;
-        assert.ok(performance.now() < deadline, "the trees in use within 30 s");
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      await treesInUse(h, opsPorts, "Hill", "warm");
       await net.degrade("Smith", { kbit: 32, lossPercent: 0 });
       const sentBefore = await sent();
       // 12 s of IAMATs at Hill, bursts of 10 (~100 a second) (more than Smith's link carries), each timed; a
@@ -333,15 +268,10 @@ Deno.test({
       );
       assert.ok(worst <= 6000, `an IAMAT at Hill reached Campbell ${worst.toFixed(0)} ms late`);
     } finally {
-      try {
-        await herd?.close();
-      } finally {
-        await net.close();
-      }
+      await herd.close();
     }
-    assert.deepEqual(await net.leftovers(), [], "namespaces or links left behind");
   },
-});
+);
 
 Deno.test("flood trees, five processes: a turn's re-send of thousands of records is durable and keeps each client's newest: every server SIGKILLed right after it, restarted from its record log, holds every client's last IAMAT", async () => {
   const [herd, opsPorts] = await seedHerd();

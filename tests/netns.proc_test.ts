@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import { IN_CI, netnsUnavailable, TestNet } from "./_helpers/netns.ts";
+import { netnsTest } from "./_helpers/netns.ts";
 import { iamat, ProcessHerd, whatsatMany } from "./_helpers/procs.ts";
 
 const NAMES = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
@@ -250,23 +250,10 @@ async function waitConverged(herd: ProcessHerd, ledger: Ledger, ms: number): Pro
   }
 }
 
-const unavailable = await netnsUnavailable();
-if (unavailable !== undefined && !IN_CI) {
-  console.warn(
-    `\n!!! NETNS TEST SKIPPED: ${unavailable}. It needs root, iproute2 and iptables ` +
-      `(.ci/run installs them). Under CI it fails instead.\n`,
-  );
-}
-
-Deno.test({
-  name:
-    "netns: five hosts under load; partition 1|4, then 2|3 with a slow lossy link; kill -9 two while partitioned; after healing every acknowledged record is everywhere",
-  ignore: unavailable !== undefined && !IN_CI,
-  async fn() {
-    if (unavailable !== undefined) {
-      throw new Error(`network namespaces are required under CI: ${unavailable}`);
-    }
-    const net = await TestNet.create(NAMES);
+netnsTest(
+  "netns: five hosts under load; partition 1|4, then 2|3 with a slow lossy link; kill -9 two while partitioned; after healing every acknowledged record is everywhere",
+  NAMES,
+  async (net) => {
     let herd: ProcessHerd | undefined;
     let stopped = false;
     let load: Promise<void[]> = Promise.resolve([]);
@@ -373,15 +360,10 @@ Deno.test({
     } finally {
       stopped = true;
       await load.catch(() => {});
-      try {
-        await herd?.close(); // throws when a server printed an uncaught error
-      } finally {
-        await net.close();
-      }
+      await herd?.close(); // throws when a server printed an uncaught error
     }
-    assert.deepEqual(await net.leftovers(), [], "namespaces or links left behind");
   },
-});
+);
 
 /** `n` IAMATs pipelined on one connection; resolves with the number of replies read. */
 async function burst(host: string, port: number, n: number, ms: number): Promise<number> {
@@ -408,16 +390,10 @@ async function burst(host: string, port: number, n: number, ms: number): Promise
   return replies;
 }
 
-Deno.test({
-  name:
-    "netns: a link cut while one end streams a burst into it is seen down at both ends within 5 s, and relinks within 3.5 s of healing however long the cut was",
-  ignore: unavailable !== undefined && !IN_CI,
-  async fn() {
-    if (unavailable !== undefined) {
-      throw new Error(`network namespaces are required under CI: ${unavailable}`);
-    }
-    const pair = ["Hill", "Jaquez"];
-    const net = await TestNet.create(pair);
+netnsTest(
+  "netns: a link cut while one end streams a burst into it is seen down at both ends within 5 s, and relinks within 3.5 s of healing however long the cut was",
+  ["Hill", "Jaquez"],
+  async (net) => {
     let herd: ProcessHerd | undefined;
     try {
       herd = await ProcessHerd.create({
@@ -460,12 +436,7 @@ Deno.test({
           `(${await downTimes(h, link, since)}), up ${relink.toFixed(0)} ms after healing`,
       );
     } finally {
-      try {
-        await herd?.close();
-      } finally {
-        await net.close();
-      }
+      await herd?.close();
     }
-    assert.deepEqual(await net.leftovers(), [], "namespaces or links left behind");
   },
-});
+);

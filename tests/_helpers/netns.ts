@@ -388,3 +388,49 @@ export class TestNet {
     return left;
   }
 }
+
+/**
+ * A test of hosts in network namespaces (one per name in `names`): where namespaces cannot be
+ * made it is skipped, loudly, and under CI it fails instead; `fn` gets the network, closed after
+ * it whatever happens, then checked for namespaces or links left behind.
+ *
+ * @example
+ * ```ts
+ * netnsTest("two hosts can be cut apart", ["A", "B"], async (net) => {
+ *   await net.partition([["A"], ["B"]]);
+ * });
+ * ```
+ */
+export function netnsTest(
+  name: string,
+  names: readonly string[],
+  fn: (net: TestNet) => Promise<void>,
+): void {
+  const unavailable = probed;
+  if (unavailable !== undefined && !IN_CI) {
+    console.warn(
+      `\n!!! NETNS TEST SKIPPED (${name}): ${unavailable}. It needs root, iproute2 and ` +
+        `iptables (.ci/run installs them). Under CI it fails instead.\n`,
+    );
+  }
+  Deno.test({
+    name,
+    ignore: unavailable !== undefined && !IN_CI,
+    async fn() {
+      if (unavailable !== undefined) {
+        throw new Error(`network namespaces are required under CI: ${unavailable}`);
+      }
+      const net = await TestNet.create(names);
+      try {
+        await fn(net);
+      } finally {
+        await net.close();
+      }
+      const left = await net.leftovers();
+      if (left.length > 0) throw new Error(`namespaces or links left behind: ${left.join(", ")}`);
+    },
+  });
+}
+
+/** Why namespaces cannot be made here (probed once per test module that registers such tests). */
+const probed = await netnsUnavailable();
