@@ -8,6 +8,7 @@
  */
 
 import type { HerdView, SeriesData, SeriesTick } from "./types.ts";
+import { errText } from "../servers/text.ts";
 
 /** Tuning knobs. */
 export interface SeriesOptions {
@@ -85,7 +86,7 @@ export class ServerSeries {
       try {
         fn(tick);
       } catch (err) {
-        console.error(`series listener failed: ${err}`);
+        console.error(`series listener failed: ${errText(err, true)}`);
       }
     }
     return tick;

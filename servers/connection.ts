@@ -18,6 +18,7 @@ import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { inputBudget } from "./connection_input.ts";
 import { closeQuietly } from "./io.ts";
+import { errText, oneLine } from "./text.ts";
 import { silenceTimer } from "./timeout.ts";
 import { nowNs } from "./clock.ts";
 
@@ -333,8 +334,9 @@ export class ClientConnection implements OutputHolder {
       try {
         reply = this.#handler.handleLine(line, this);
       } catch (err) {
-        // A bug must not kill the connection or lose the reply slot.
-        console.error(`handler failed: ${err}`);
+        // A bug must not kill the connection or lose the reply slot (nor its report: errText
+        // never throws, whatever was thrown).
+        console.error(`handler failed: ${oneLine(errText(err, true))}`);
         reply = formatInvalid(line.text);
       }
       if (reply === null) continue;
@@ -350,7 +352,7 @@ export class ClientConnection implements OutputHolder {
         reply.then(
           (text) => (slot.text = text),
           (err) => {
-            console.error(`handler failed: ${err}`);
+            console.error(`handler failed: ${oneLine(errText(err, true))}`);
             slot.text = formatInvalid(line.text);
           },
         ).then(() => {

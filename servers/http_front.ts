@@ -31,6 +31,7 @@ import { acceptConnections, descriptors } from "./descriptors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { HeadGuard, type HeadRefusal, headTooLarge } from "./http_head.ts";
 import { withTimeout } from "./timeout.ts";
+import { errText } from "./text.ts";
 
 /** Descriptors one relayed connection holds. */
 const FDS_PER_CONNECTION = 3;
@@ -377,7 +378,7 @@ export function serveHttp(
       // One that stayed up a while starts the back-off afresh; one that fails again at once (an
       // accept out of descriptors) backs off, rather than listening and failing every 100 ms.
       if (performance.now() - listenedAt > RELISTEN_MAX_MS) pause = RELISTEN_MS;
-      onError(`HTTP server failed (${err}); listening again in ${pause} ms`);
+      onError(`HTTP server failed (${errText(err, true)}); listening again in ${pause} ms`);
       retry = setTimeout(relisten, pause);
       pause = Math.min(pause * 2, RELISTEN_MAX_MS);
     });
@@ -387,7 +388,7 @@ export function serveHttp(
     try {
       listen();
     } catch (err) {
-      onError(`HTTP server cannot listen again (${err}); retrying in ${pause} ms`);
+      onError(`HTTP server cannot listen again (${errText(err, true)}); retrying in ${pause} ms`);
       retry = setTimeout(relisten, pause);
       pause = Math.min(pause * 2, RELISTEN_MAX_MS);
     }

@@ -80,6 +80,7 @@ import {
   type MatchedBuckets,
 } from "./digest.ts";
 import type { LinkOptions } from "./link_options.ts";
+import { errText } from "./text.ts";
 
 export { DEFAULT_LINK_OPTIONS, type LinkOptions } from "./link_options.ts";
 
@@ -866,7 +867,7 @@ export class Link {
       }
     } catch (err) {
       // A bug here must cost this connection (it redials and catches up), never the process.
-      this.#error("internal", `link to ${this.peer}: ${err}`);
+      this.#error("internal", `link to ${this.peer}: ${errText(err, true)}`);
       if (this.#conn === conn) this.#drop("send failed");
     } finally {
       if (this.#pumpingFor === conn) this.#pumpingFor = undefined;
@@ -958,7 +959,7 @@ export class Link {
       // A socket error is the network's doing; anything else is a bug handling the peer's
       // lines: it costs this connection (the link redials), and is reported.
       if (!Object.values(Deno.errors).some((E) => err instanceof E)) {
-        this.#error("internal", `link to ${this.peer}: ${err}`);
+        this.#error("internal", `link to ${this.peer}: ${errText(err, true)}`);
       }
     }
     if (this.#conn === conn) this.#drop(reason);
@@ -1556,7 +1557,7 @@ export class Link {
       } catch (err) {
         // A bug in one dial costs that dial, reported: nobody awaits this loop, so a throw here
         // was an unhandled rejection (the end of the process) and a link that never redialled.
-        this.#error("internal", `dialling ${this.peer}: ${err}`);
+        this.#error("internal", `dialling ${this.peer}: ${errText(err, true)}`);
         backoff.next();
       }
       wait = backoff.current;

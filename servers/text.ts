@@ -36,18 +36,24 @@ export function randomHex(bytes: number): string {
 
 /**
  * A thrown value as text: an error's message (with its name when `withName`), anything else
- * as `String` gives it.
+ * as `String` gives it. Never throws: a value with no text form (an object without a
+ * prototype, one whose `toString` throws) is said as such, so a report of a bug is not a bug.
  *
  * @example
  * ```ts
  * errText(new TypeError("bad")); // "bad"
  * errText(new TypeError("bad"), true); // "TypeError: bad"
  * errText("plain"); // "plain"
+ * errText(Object.create(null)); // "(a thrown value with no text form)"
  * ```
  */
 export function errText(err: unknown, withName = false): string {
-  if (!(err instanceof Error)) return String(err);
-  return withName ? `${err.name}: ${err.message}` : err.message;
+  try {
+    if (!(err instanceof Error)) return String(err);
+    return withName ? `${err.name}: ${err.message}` : String(err.message);
+  } catch {
+    return "(a thrown value with no text form)";
+  }
 }
 
 /**

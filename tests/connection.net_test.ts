@@ -30,6 +30,9 @@ function startLineServer(opts: Partial<ConnectionOptions>, slowMs = 15) {
       if (line.text === "") return null;
       if (line.text.startsWith("SLOW")) busy(slowMs);
       if (line.text.startsWith("BIG")) return "b".repeat(256 * 1024 - 1) + "\n";
+      // A bug that throws (or rejects with) a value with no text form.
+      if (line.text === "THROW") throw Object.create(null);
+      if (line.text === "REJECT") return Promise.reject(Object.create(null));
       const reply = `${line.text.split(" ")[0]} ${line.text.length}\n`;
       if (line.text.startsWith("HOLD")) {
         return new Promise((resolve) => held.push(() => resolve(reply)));
@@ -217,6 +220,17 @@ Deno.test("idle timeout: a client that reads its replies slowly is not closed", 
   }
   assert.equal(got, want, "every reply byte arrived before the connection closed");
   conn.close();
+});
+
+Deno.test("a handler that throws or rejects with a value that has no text form costs that line a `?`, never the connection or its later replies", async () => {
+  // Before, the report of the bug (`${err}`) threw in turn: the read loop ended, or the rejected
+  // reply's slot was never filled and every later reply waited behind it for ever.
+  await using server = startLineServer({});
+  const c = await TcpClient.connect(server.port);
+  await c.send("THROW\nV1 abc\nREJECT\nV2 abcd\n");
+  const replies = await c.replies(4, 5000);
+  assert.deepEqual(replies, ["? THROW\n", "V1 6\n", "? REJECT\n", "V2 7\n"]);
+  await c.close();
 });
 
 /** Connects `n` hogs that keep the shared turn queue busy (`lines` SLOW lines each). */

@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
 import { isIpName, parseHostPort, urlHost } from "../http_host.ts";
-import { oneLine } from "../text.ts";
+import { errText, oneLine } from "../text.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
 
@@ -190,7 +190,9 @@ export function opsHostAllowed(host: string | undefined, listenHost: string): bo
 export function jsonErrors(app: Hono, label: string): void {
   app.onError((err, c) => {
     // One line: the path is the client's (percent-escapes decoded), the message may quote it.
-    console.error(oneLine(`${label}: ${c.req.method} ${c.req.path}: ${err}`.slice(0, 1000)));
+    console.error(
+      oneLine(`${label}: ${c.req.method} ${c.req.path}: ${errText(err, true)}`.slice(0, 1000)),
+    );
     return c.json({ error: "internal error" }, 500);
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
