@@ -23,7 +23,7 @@
  * @module
  */
 
-import { oneLine } from "../servers/text.ts";
+import { errText, oneLine } from "../servers/text.ts";
 
 /** Lines said at once; beyond them one per {@linkcode QUIET_MS}, with the count of the others. */
 const BURST = 10;
@@ -109,20 +109,14 @@ export function keepRunningOnUncaught(print: (line: string) => void = console.er
  */
 export function describe(error: unknown, secrets: readonly string[] = envSecrets()): string {
   let name = "";
-  let message: string;
   let where = "";
+  // Never throws, whatever was thrown (a value may not even convert to text).
+  const message = errText(error);
   if (error instanceof Error) {
     name = error.name;
-    message = String(error.message);
     // The first frame in the herd's own code: a file, line and column (no message text).
     const frame = /\n\s+at (?:.*?\()?(file:[^\s)]+)\)?/.exec(error.stack ?? "");
     if (frame) where = ` [at ${frame[1]}]`;
-  } else {
-    try {
-      message = String(error);
-    } catch {
-      message = "(a value that cannot be shown)";
-    }
   }
   let text = message.split("\n")[0];
   for (const s of secrets) if (s.length >= 8) text = text.replaceAll(s, "[redacted]");

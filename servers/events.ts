@@ -14,7 +14,7 @@
 
 import type { FailureReason, InvalidReason } from "./reasons.ts";
 import type { AtFields } from "./record.ts";
-import { oneLine } from "./text.ts";
+import { errText, oneLine } from "./text.ts";
 
 interface Base {
   /** Wall-clock time of the event, ms since the epoch. */
@@ -401,12 +401,7 @@ export class EventBus {
     const unsaid = this.#failuresUnsaid;
     this.#failuresUnsaid = 0;
     try {
-      let text: string;
-      try {
-        text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      } catch {
-        text = "(a value that cannot be shown)";
-      }
+      const text = errText(err, true);
       const more = unsaid > 0 ? ` (${unsaid} more failure(s) since not shown)` : "";
       console.error(oneLine(`event subscriber failed on ${kind}: ${text.slice(0, 300)}${more}`));
     } catch {
