@@ -7,7 +7,7 @@
 
 import { visit } from "jsonc-parser";
 import { z } from "zod";
-import { MAX_SERVER_NAME } from "./limits.ts";
+import { MAX_SERVER_NAME, SERVER_NAME } from "./limits.ts";
 import { didYouMean } from "./suggest.ts";
 import { DEFAULT_CONFIG_JSON } from "./seed.ts";
 import { ConfigError } from "./config_error.ts";
@@ -57,9 +57,6 @@ export interface HerdConfig {
   /** When set, every link and observer stream is TLS (see `tls.ts`). */
   tls?: TlsConfig;
 }
-
-/** Server names: their length bound is part of the peer line limit (limits.ts). */
-const NAME = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_SERVER_NAME}}$`);
 
 const PORT = z.int().min(1).max(65535);
 
@@ -141,7 +138,7 @@ export function herdSecret(
  */
 export const ConfigSchema = z.strictObject({
   $schema: z.string().optional().meta({ description: "this file's JSON Schema, for editors" }),
-  servers: z.record(z.string().regex(NAME), ServerSchema).meta({
+  servers: z.record(z.string().regex(SERVER_NAME), ServerSchema).meta({
     description: `server name (1-${MAX_SERVER_NAME} letters, digits, '_', '.' or '-') -> server`,
   }),
   secret: z.string().min(MIN_SECRET).regex(SECRET_SHAPE).optional().meta({

@@ -16,6 +16,12 @@ export const MAX_CLIENT_ID = 256;
 /** Longest server name (config.ts checks names against it). */
 export const MAX_SERVER_NAME = 64;
 
+/**
+ * A server name as a config allows it: the one shape the config, the handshake, the link-port
+ * memory and `WARN` lines check names against.
+ */
+export const SERVER_NAME = new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_SERVER_NAME}}$`);
+
 /** Bytes of an IAMAT line that are not its three fields: the verb and three separators. */
 const IAMAT_FRAME = "IAMAT ".length + 2;
 

@@ -17,13 +17,14 @@
  */
 
 import { granted, ownFile } from "./own_file.ts";
+import { SERVER_NAME } from "./limits.ts";
 
 /** Largest file read (a few dozen names and ports fit many times over). */
 const MAX_FILE_BYTES = 64 * 1024;
 /** Most neighbours remembered. */
 const MAX_PEERS = 256;
-/** A server name as the config allows it (config.ts NAME); anything else is not read or written. */
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** A server name as the config allows it; anything else is not read or written. */
+const NAME = SERVER_NAME;
 
 function isPort(p: unknown): p is number {
   return Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535;

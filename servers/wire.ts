@@ -31,6 +31,7 @@ import { asciiJson, type HerdEvent } from "./events.ts";
 import type { AtFields } from "./record.ts";
 import { type BucketDigest, type DigestPart, digestParts, MAX_BUCKETS } from "./digest.ts";
 import { INTEGER, splitFields } from "./protocol.ts";
+import { SERVER_NAME } from "./limits.ts";
 import type { ServerState } from "./snapshot.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ export type Role = "peer" | "observer";
 export type Prover = "dialler" | "acceptor";
 
 const NONCE = /^[0-9a-f]{32}$/;
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const NAME = SERVER_NAME;
 
 /**
  * Whether `name` can be sent as a server or observer name in a HELLO (1-64 of `A-Za-z0-9_.-`).
@@ -453,8 +454,6 @@ export function formatWarn(server: string, n: number): string {
 }
 
 const TREE_HASH = /^[0-9a-f]{16}$/;
-/** A server name as a config allows it (config.ts), bounded. */
-const WARN_SERVER = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
  * Whether a field is a sequence number: digits whose value is a safe integer. A larger one (an
@@ -511,8 +510,7 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
     case TREE:
       return f.length === 2 && TREE_HASH.test(f[1]) ? { type: TREE, hash: f[1] } : undefined;
     case WARN:
-      return f.length === 3 && WARN_SERVER.test(f[1]) && INTEGER.test(f[2]) &&
-          Number.isSafeInteger(Number(f[2]))
+      return f.length === 3 && NAME.test(f[1]) && isSeq(f[2])
         ? { type: WARN, server: f[1], n: Number(f[2]) }
         : undefined;
     case DIGEST: {
