@@ -108,11 +108,6 @@ export function eventStreamCap(connections = httpConnectionCap()): number {
   return Math.max(1, Math.floor(connections / 2));
 }
 
-/** True for events the stream carries (everything but line.in / reply.out). */
-export function isStreamed(e: HerdEvent): boolean {
-  return STREAMED.has(e.kind);
-}
-
 /** Converts a bus event to its display form: display text, summarised batches, an id. */
 export function toDashEvent(e: HerdEvent, id: number): DashEvent {
   switch (e.kind) {

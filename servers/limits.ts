@@ -47,12 +47,6 @@ export const MAX_DIFF = 1 + Math.max(MAX_TIME, 11) + 1 + 1 + 9;
 const MAX_SEQ_DIGITS = String(Number.MAX_SAFE_INTEGER).length;
 
 /**
- * Largest record's text (origin, diff and the three client fields): what the store must be able
- * to hold for one record (more than a Deno KV value takes, 64 KiB, when the time is long).
- */
-export const MAX_RECORD_BYTES = MAX_SERVER_NAME + MAX_DIFF + MAX_RECORD_FIELDS;
-
-/**
  * Longest peer line: `R <seq> <origin> <diff> <client> <location> <time>` for the largest
  * record. Links read with this limit, so no record a server stored can ever be "overlong" for a
  * neighbour.

@@ -10,8 +10,8 @@
  * symlink at the path is replaced, never followed). Nothing in it is trusted beyond a first try:
  * our own port is only listened on (taken: the system picks another), a neighbour's only dialled
  * (the handshake proves who answers; a failure forgets it). A file that does not parse, or was
- * written for another config, is ignored. Imports only own_file.ts (which imports nothing):
- * cli/early_listen.ts reads it before the rest of the program loads.
+ * written for another config, is ignored. Imports only own_file.ts and limits.ts (which import
+ * nothing): cli/early_listen.ts reads it before the rest of the program loads.
  *
  * @module
  */

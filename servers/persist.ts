@@ -697,17 +697,7 @@ class RecordLog implements Persistence {
   async load(store: RecordStore, links: readonly Link[], bus: EventBus): Promise<void> {
     this.#bus = bus;
     // A restart in the same process: write what is owed, then replay the file afresh.
-    if (this.#file !== undefined) {
-      await this.flush();
-      this.#file.close();
-      this.#file = undefined;
-      this.#pending = new RecordQueue();
-      this.#pendingMarks.clear();
-      this.#readyMarks.clear();
-      this.#failing = false;
-      this.#backoff.reset();
-      this.#fail(new Error("the server restarted"));
-    }
+    if (this.#file !== undefined) await this.#closeForRestart();
     await Deno.mkdir(this.#dir, { recursive: true });
     await this.#claim();
     if (!this.#usesSync) {
@@ -715,24 +705,7 @@ class RecordLog implements Persistence {
       diskSync.use();
       logsOpen++;
     }
-    let data: Replay | undefined;
-    let fromKv = false;
-    try {
-      data = await replayFile(this.#path);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) {
-        this.#report("disk-read", `cannot read ${this.#path}: ${(err as Error).message}`);
-        throw err;
-      }
-      try {
-        data = await importKv(`${this.#dir}/${this.#server}.kv`);
-      } catch (err) {
-        this.#report("disk-read", `cannot import ${this.#server}.kv: ${(err as Error).message}`);
-        throw err;
-      }
-      fromKv = data !== undefined;
-    }
-    data ??= emptyReplay();
+    const { data, fromKv } = await this.#read();
     const records = [...data.records.values()];
     // The log is written in sequence order: only records updated since the last compaction
     // are out of it (sorting 1M records took ~0.5 s).
@@ -747,48 +720,7 @@ class RecordLog implements Persistence {
     }
     this.#store = store;
     this.#links = links;
-    // Records or marks without the epoch they were written under: the file lost its head. A
-    // clean stop alone is nothing lost (what an empty log's stop left before it wrote an epoch).
-    const lost = data.bad > 0 ||
-      (data.epoch === undefined && (data.records.size > 0 || data.marks.size > 0));
-    // Records are flooded before their commit, so a server killed (or a disk that failed) with
-    // records owed may have sent its neighbours records it no longer has, and would number its
-    // next records with their sequence numbers: a neighbour's mark says it has them, so it would
-    // never get the new ones, nor send back the lost ones (adv10b #1). A fresh epoch makes every
-    // neighbour resend its whole log to us (skipping nothing) and take ours from the start.
-    const unclean = !lost && data.entries > 0 && !data.clean;
-    if (lost) {
-      // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
-      // epoch and no marks make every neighbour resend its whole log both ways at the next
-      // SYNC, so whatever the skipped entries held comes back from the herd.
-      const where = fromKv ? `${this.#server}.kv` : this.#path;
-      this.#report(
-        "record-invalid",
-        data.bad > 0
-          ? `${data.bad} unreadable or invalid stored entr${
-            data.bad === 1 ? "y" : "ies"
-          } in ${where} skipped; resyncing fully with the neighbours`
-          // Whole entries, but the epoch they were written under is gone (the file lost its head).
-          : `${where} holds records or marks but no epoch entry; resyncing fully with the neighbours`,
-      );
-      this.#durableMarks = new Map();
-    } else {
-      if (unclean) {
-        // The store's own fresh epoch stays; the next commit writes it. Marks stay: they are
-        // about the neighbours' epochs, and were written only once what they cover was on disk.
-        this.#epochOwed = true;
-        this.#report(
-          "unclean-stop",
-          `${this.#path} does not end with a clean stop (killed, or records owed at the stop): ` +
-            `a fresh epoch, so the neighbours resend their logs and take ours again`,
-        );
-      } else if (data.epoch !== undefined) store.epoch = data.epoch;
-      this.#durableMarks = data.marks;
-      for (const link of links) {
-        const m = data.marks.get(link.peer);
-        if (m !== undefined) link.mark = { ...m };
-      }
-    }
+    const lost = this.#adoptEpochAndMarks(data, fromKv, store, links);
     this.#epoch = store.epoch;
     this.#entries = data.entries;
     this.#size = data.good;
@@ -817,6 +749,94 @@ class RecordLog implements Persistence {
         this.#epoch = store.epoch;
       }
     }
+  }
+
+  /** Before a restart's replay: what is owed written, the file closed, every queue emptied. */
+  async #closeForRestart(): Promise<void> {
+    await this.flush();
+    this.#file!.close();
+    this.#file = undefined;
+    this.#pending = new RecordQueue();
+    this.#pendingMarks.clear();
+    this.#readyMarks.clear();
+    this.#failing = false;
+    this.#backoff.reset();
+    this.#fail(new Error("the server restarted"));
+  }
+
+  /** The record log replayed, else the old Deno KV store imported (`fromKv`), else nothing. */
+  async #read(): Promise<{ data: Replay; fromKv: boolean }> {
+    try {
+      return { data: await replayFile(this.#path), fromKv: false };
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        this.#report("disk-read", `cannot read ${this.#path}: ${(err as Error).message}`);
+        throw err;
+      }
+    }
+    let data: Replay | undefined;
+    try {
+      data = await importKv(`${this.#dir}/${this.#server}.kv`);
+    } catch (err) {
+      this.#report("disk-read", `cannot import ${this.#server}.kv: ${(err as Error).message}`);
+      throw err;
+    }
+    return { data: data ?? emptyReplay(), fromKv: data !== undefined };
+  }
+
+  /**
+   * The store's epoch and the links' marks from a replay, or none when something was lost (a
+   * fresh epoch then: returns true); an unclean stop keeps the marks but owes a fresh epoch.
+   */
+  #adoptEpochAndMarks(
+    data: Replay,
+    fromKv: boolean,
+    store: RecordStore,
+    links: readonly Link[],
+  ): boolean {
+    // Records or marks without the epoch they were written under: the file lost its head. A
+    // clean stop alone is nothing lost (what an empty log's stop left before it wrote an epoch).
+    const lost = data.bad > 0 ||
+      (data.epoch === undefined && (data.records.size > 0 || data.marks.size > 0));
+    // Records are flooded before their commit, so a server killed (or a disk that failed) with
+    // records owed may have sent its neighbours records it no longer has, and would number its
+    // next records with their sequence numbers: a neighbour's mark says it has them, so it would
+    // never get the new ones, nor send back the lost ones (adv10b #1). A fresh epoch makes every
+    // neighbour resend its whole log to us (skipping nothing) and take ours from the start.
+    const unclean = !lost && data.entries > 0 && !data.clean;
+    if (lost) {
+      // Something on disk was unreadable, and marks written after it claim it arrived. A fresh
+      // epoch and no marks make every neighbour resend its whole log both ways at the next
+      // SYNC, so whatever the skipped entries held comes back from the herd.
+      const where = fromKv ? `${this.#server}.kv` : this.#path;
+      this.#report(
+        "record-invalid",
+        data.bad > 0
+          ? `${data.bad} unreadable or invalid stored entr${
+            data.bad === 1 ? "y" : "ies"
+          } in ${where} skipped; resyncing fully with the neighbours`
+          // Whole entries, but the epoch they were written under is gone (the file lost its head).
+          : `${where} holds records or marks but no epoch entry; resyncing fully with the neighbours`,
+      );
+      this.#durableMarks = new Map();
+      return true;
+    }
+    if (unclean) {
+      // The store's own fresh epoch stays; the next commit writes it. Marks stay: they are
+      // about the neighbours' epochs, and were written only once what they cover was on disk.
+      this.#epochOwed = true;
+      this.#report(
+        "unclean-stop",
+        `${this.#path} does not end with a clean stop (killed, or records owed at the stop): ` +
+          `a fresh epoch, so the neighbours resend their logs and take ours again`,
+      );
+    } else if (data.epoch !== undefined) store.epoch = data.epoch;
+    this.#durableMarks = data.marks;
+    for (const link of links) {
+      const m = data.marks.get(link.peer);
+      if (m !== undefined) link.mark = { ...m };
+    }
+    return false;
   }
 
   saved(record: StoredRecord): void {

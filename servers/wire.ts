@@ -480,10 +480,9 @@ export function parseLinkLine(line: string): LinkMessage | undefined {
   switch (f[0]) {
     case RECORD: {
       if (f.length !== 7) return undefined;
-      const seq = Number(f[1]);
       return {
         type: RECORD,
-        seq: INTEGER.test(f[1]) && Number.isSafeInteger(seq) ? seq : undefined,
+        seq: isSeq(f[1]) ? Number(f[1]) : undefined,
         record: { origin: f[2], diff: f[3], client: f[4], location: f[5], time: f[6] },
       };
     }

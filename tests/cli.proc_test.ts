@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { exchange, freePorts, waitFor } from "./_helpers/net.ts";
 import { ROOT, taskEnv, taskFlags, type Widen } from "./_helpers/task_flags.ts";
+import { outputText } from "./_helpers/procs.ts";
 
 const SUBCOMMANDS = ["start", "server", "client", "dashboard"];
 const OPEN_FILES = await taskEnv("server");
@@ -47,25 +48,22 @@ async function endChild(child: Deno.ChildProcess, signal: Deno.Signal = "SIGKILL
 }
 
 async function run(args: string[], env: Record<string, string> = {}, widen: Widen = {}) {
-  const out = await spawnMain(args, { env, widen }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return outputText(await spawnMain(args, { env, widen }).output());
 }
 
-/**
- * {@linkcode run} for a command that should refuse to start: one that starts after all is ended
- * after 10 s (SIGTERM), so the test fails on its output instead of waiting for ever.
- */
 /** When the runner gives up on a child (SIGTERM, exit 143). */
 const RUNNER_KILL_MS = 30_000;
 
+/**
+ * {@linkcode run} for a command that should refuse to start: one that starts after all is ended
+ * after {@linkcode RUNNER_KILL_MS} (SIGTERM), so the test fails on its output instead of waiting
+ * for ever.
+ */
 async function runRefused(args: string[], env: Record<string, string>, widen: Widen = {}) {
   const child = spawnMain(args, { env, widen });
   // A safety net, not a bound under test: a process start took over 10 s once at load 20.
   const timer = setTimeout(() => endChild(child, "SIGTERM"), RUNNER_KILL_MS);
-  const out = await child.output().finally(() => clearTimeout(timer));
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return outputText(await child.output().finally(() => clearTimeout(timer)));
 }
 
 async function writeConfig(json: unknown): Promise<string> {
@@ -959,15 +957,15 @@ Deno.test("config: an unknown key is refused with a did-you-mean hint", async ()
 
 /** Runs `deno task ARGS` as a user would (cwd: the project). */
 async function denoTask(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return outputText(
+    await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+  );
 }
 
 Deno.test("deno task bench --help prints its usage", async () => {

@@ -9,10 +9,10 @@
 
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown } from "./_helpers/procs.ts";
-import { freePorts, TcpClient } from "./_helpers/net.ts";
+import { TcpClient } from "./_helpers/net.ts";
 import { parseExposition } from "./_helpers/prom.ts";
 import { netnsTest } from "./_helpers/netns.ts";
-import { linesSent, netSeedHerd, treesInUse } from "./_helpers/flood.ts";
+import { linesSent, netSeedHerd, opsSeedHerd, treesInUse } from "./_helpers/flood.ts";
 import { SEED_NAMES } from "../servers/seed.ts";
 
 /** Each named process's flood gauges (absent with --full-flood): trees in use, records re-sent. */
@@ -81,21 +81,9 @@ async function settlesAt(
   return per;
 }
 
-/** Starts the seed herd, each process with an ops port. */
-async function seedHerd(extra: string[] = []): Promise<[ProcessHerd, Map<string, number>]> {
-  const herd = await ProcessHerd.create();
-  const ports = freePorts(5);
-  const opsPorts = new Map(herd.names.map((n, i) => [n, ports[i]]));
-  await Promise.all(
-    herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n)), ...extra])),
-  );
-  await herd.waitLinksUp();
-  return [herd, opsPorts];
-}
-
 Deno.test("flood trees, five processes: a healthy seed herd sends about 4 record lines per update, --full-flood 7-8", async () => {
   {
-    const [herd, opsPorts] = await seedHerd();
+    const [herd, opsPorts] = await opsSeedHerd();
     await using _ = herd;
     const per = await settlesAt(herd, opsPorts, 4.5, "tree");
     assert.ok(per <= 4.5, `${per} record lines per update with the trees`);
@@ -105,7 +93,7 @@ Deno.test("flood trees, five processes: a healthy seed herd sends about 4 record
     }
   }
   {
-    const [herd, opsPorts] = await seedHerd(["--full-flood"]);
+    const [herd, opsPorts] = await opsSeedHerd(["--full-flood"]);
     await using _ = herd;
     await new Promise((r) => setTimeout(r, 5000)); // as long as the trees take to be used
     const per = await linesPerUpdate(herd, opsPorts, "Hill", "full");
@@ -117,7 +105,7 @@ Deno.test("flood trees, five processes: a healthy seed herd sends about 4 record
 });
 
 Deno.test("flood trees, five processes: each server SIGKILLed in turn while the trees are in use: every survivor gets every IAMAT, and the killed one catches up", async () => {
-  const [herd, opsPorts] = await seedHerd();
+  const [herd, opsPorts] = await opsSeedHerd();
   await using _ = herd;
   const everything = new Map<string, string>();
   for (const [k, killed] of herd.names.entries()) {

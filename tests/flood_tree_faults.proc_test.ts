@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import { iamat, ProcessHerd, waitKnown, whatsatMany } from "./_helpers/procs.ts";
 import { netnsTest } from "./_helpers/netns.ts";
-import { linesSent, netSeedHerd, treesInUse } from "./_helpers/flood.ts";
+import { linesSent, netSeedHerd, opsSeedHerd, treesInUse } from "./_helpers/flood.ts";
 import { SEED_NAMES } from "../servers/seed.ts";
-import { freePorts, TcpClient } from "./_helpers/net.ts";
+import { TcpClient } from "./_helpers/net.ts";
 import { readYourWrites } from "./_helpers/ryw.ts";
 import { parseExposition } from "./_helpers/prom.ts";
 
@@ -49,17 +49,8 @@ async function iamatsAt(herd: ProcessHerd, servers: string[], tag: string) {
   return new Map(servers.map((s, i) => [`${tag}.${s}`, lines[i]]));
 }
 
-async function seedHerd(): Promise<[ProcessHerd, Map<string, number>]> {
-  const herd = await ProcessHerd.create();
-  const ports = freePorts(5);
-  const opsPorts = new Map(herd.names.map((n, i) => [n, ports[i]]));
-  await Promise.all(herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n))])));
-  await herd.waitLinksUp();
-  return [herd, opsPorts];
-}
-
 Deno.test("flood trees, five processes: each server SIGSTOPped in turn while the trees are in use: IAMATs at every other reach every other within 4 s, and it catches up after SIGCONT", async () => {
-  const [herd, opsPorts] = await seedHerd();
+  const [herd, opsPorts] = await opsSeedHerd();
   await using _ = herd;
   const times: string[] = [];
   for (const frozen of herd.names) {
@@ -84,7 +75,7 @@ Deno.test("flood trees, five processes: each server SIGSTOPped in turn while the
 });
 
 Deno.test("flood trees, five processes: SIGTERM of each in turn, then two SIGKILLed at once (four pairs), while the trees are in use: every survivor gets every IAMAT", async () => {
-  const [herd, opsPorts] = await seedHerd();
+  const [herd, opsPorts] = await opsSeedHerd();
   await using _ = herd;
   const times: string[] = [];
   const faults: [string, string[]][] = [
@@ -117,12 +108,8 @@ Deno.test("flood trees, five processes: SIGTERM of each in turn, then two SIGKIL
 
 Deno.test("flood trees, five processes: read-your-writes from every origin while the trees are in use, under a background load at every server: 0 stale", async () => {
   // The receipt bound generous, as in tests/timing.proc_test.ts: a loaded 2-core box.
-  const herd = await ProcessHerd.create({ args: () => ["--receipt-wait-ms", "2000"] });
+  const [herd, opsPorts] = await opsSeedHerd([], { args: () => ["--receipt-wait-ms", "2000"] });
   await using _ = herd;
-  const ports = freePorts(5);
-  const opsPorts = new Map(herd.names.map((n, i) => [n, ports[i]]));
-  await Promise.all(herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n))])));
-  await herd.waitLinksUp();
   await treesInUse(herd, opsPorts, "Hill", "ryw.warm");
   // Background: pipelined bursts of 50 IAMATs of fresh clients at every server, until the end.
   let stop = false;
@@ -163,7 +150,7 @@ Deno.test("flood trees, five processes: read-your-writes from every origin while
 });
 
 Deno.test("flood trees, five processes: Smith flapping (SIGKILLed once it listens, ~1 s, five times) while IAMATs flow at the others: each known at every other server within 4 s, and at Smith after", async () => {
-  const [herd, opsPorts] = await seedHerd();
+  const [herd, opsPorts] = await opsSeedHerd();
   await using _ = herd;
   await treesInUse(herd, opsPorts, "Hill", "flap.warm");
   const others = herd.names.filter((n) => n !== "Smith");
@@ -274,7 +261,7 @@ netnsTest(
 );
 
 Deno.test("flood trees, five processes: a turn's re-send of thousands of records is durable and keeps each client's newest: every server SIGKILLed right after it, restarted from its record log, holds every client's last IAMAT", async () => {
-  const [herd, opsPorts] = await seedHerd();
+  const [herd, opsPorts] = await opsSeedHerd();
   await using _ = herd;
   await treesInUse(herd, opsPorts, "Hill", "durable.warm");
   // 4,000 IAMATs at Hill and at Singleton, 2,000 clients each updated twice (the second newer).

@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { outputText } from "./_helpers/procs.ts";
 
 const SECRET = "last-resort-secret-0123456789";
 const KEY = "last-resort-places-key-42";
@@ -29,8 +30,7 @@ async function runGuarded(body: string, env: Record<string, string> = {}) {
       stdout: "piped",
       stderr: "piped",
     }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    return outputText(out);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

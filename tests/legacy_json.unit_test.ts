@@ -117,10 +117,21 @@ Deno.test("legacy JSON: error and ZERO_RESULTS samples round-trip", () => {
   assert.equal(formatLegacyJson(JSON.parse(ZERO)), ZERO);
 });
 
+/** The spec beside the checkout (the project's shared/spec), or undefined on a clone alone. */
+const SPEC = specPath();
+if (SPEC === undefined) {
+  // The spec is not part of the repository: without it this one check cannot run. Said, not
+  // passed over in silence.
+  console.error(
+    "legacy_json.unit_test.ts: shared/spec/PLACES_API.md not found beside the checkout: " +
+      "the embedded samples are NOT checked against the spec (ignored)",
+  );
+}
+
 Deno.test("legacy JSON: the embedded sample is still the spec's (when the spec is beside us)", {
-  ignore: !specPath(),
+  ignore: SPEC === undefined,
 }, () => {
-  const spec = Deno.readTextFileSync(specPath()!);
+  const spec = Deno.readTextFileSync(SPEC!);
   const blocks = [...spec.matchAll(/```json\n([\s\S]*?)\n```/g)].map((m) => m[1]);
   assert.ok(blocks.includes(SAMPLE), "PLACES_API.md sample changed: update SAMPLE");
   assert.ok(blocks.includes(DENIED));

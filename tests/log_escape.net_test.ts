@@ -77,7 +77,11 @@ Deno.test("logs: hostile client bytes are escaped, one line per event, reversibl
   }
   assert.ok(back.some((b) => b.includes(` ACCEPT client AT Hill `) && b.includes(` ${client} `)));
   assert.ok(back.some((b) => / OUT #\d+ \? hello\rworld /.test(b)), "the ? reply, reversibly");
-  for (const b of back.filter((b) => / (SEND to|ACCEPT from) /.test(b))) {
+  // The four other servers each accepted it from a neighbour: the loop below is never empty.
+  const propagation = back.filter((b) => / (SEND to|ACCEPT from) /.test(b));
+  assert.ok(propagation.filter((b) => / SEND to /.test(b)).length >= 1, "a SEND line");
+  assert.ok(propagation.filter((b) => / ACCEPT from /.test(b)).length >= 4, "4 ACCEPT lines");
+  for (const b of propagation) {
     assert.ok(b.includes(client), `propagation line names the client ID: ${JSON.stringify(b)}`);
   }
   assert.ok(!all.some((l) => l.startsWith("2026-01-01T00:00:00.000Z")), "no forged line");

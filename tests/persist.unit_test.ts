@@ -11,7 +11,7 @@ import { crc32 } from "node:zlib";
 import { RecordStore, type StoredRecord } from "../servers/store.ts";
 import { RecordTable } from "../servers/record_table.ts";
 import type { Link } from "../servers/peers.ts";
-import { errorBus, storedRecord as record } from "./_helpers/records.ts";
+import { errorBus, recordAt, storedRecord as record } from "./_helpers/records.ts";
 import { diskSync } from "../servers/disk_sync.ts";
 
 /** Just what persistence reads of a link: its peer and its mark. */
@@ -442,16 +442,9 @@ async function reloadAs(dir: string, name: string) {
 Deno.test("persist: a client stored again before the commit is written once, its newest record, and the log stays in change order", () =>
   withDir(async (dir) => {
     const { p, store } = await reload(dir);
-    const at = (client: string, time: string) => ({
-      origin: "Hill",
-      diff: "+0.100000000",
-      client,
-      location: "+34.068930-118.445127",
-      time,
-    });
     // What a server does: each record the store takes is queued (its view), then replaced.
     for (const [client, time] of [["a", "1"], ["b", "1"], ["a", "2"], ["c", "1"], ["a", "3"]]) {
-      p.saved(store.offer(at(client, time), -1).record!);
+      p.saved(store.offer(recordAt(client, time), -1).record!);
     }
     await p.committed();
     const lines = (await Deno.readTextFile(`${dir}/Hill.records`)).split("\n")

@@ -7,14 +7,7 @@
 import assert from "node:assert/strict";
 import { RecordQueue } from "../servers/record_queue.ts";
 import { recordFields, RecordStore } from "../servers/store.ts";
-
-const at = (client: string, time: string) => ({
-  origin: "Hill",
-  diff: "+0.100000000",
-  client,
-  location: "+34.068930-118.445127",
-  time,
-});
+import { recordAt as at } from "./_helpers/records.ts";
 
 Deno.test("record queue: keeps each record's shared body and seq, skips what the store superseded, and puts a failed commit back first", () => {
   const store = new RecordStore();

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { iamat, ProcessHerd } from "./procs.ts";
+import { iamat, ProcessHerd, type ProcessHerdOptions } from "./procs.ts";
 import { freePorts } from "./net.ts";
 import { parseExposition } from "./prom.ts";
 import type { TestNet } from "./netns.ts";
@@ -48,6 +48,24 @@ export async function treesInUse(
     assert.ok(performance.now() < deadline, "the trees in use within 30 s");
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/**
+ * The seed herd as five local processes, started and linked, each with an ops port (`extra`:
+ * more flags for this start; `options.args`: flags for every start).
+ */
+export async function opsSeedHerd(
+  extra: string[] = [],
+  options: ProcessHerdOptions = {},
+): Promise<[ProcessHerd, Map<string, number>]> {
+  const herd = await ProcessHerd.create(options);
+  const ports = freePorts(5);
+  const opsPorts = new Map(herd.names.map((n, i) => [n, ports[i]]));
+  await Promise.all(
+    herd.names.map((n) => herd.start(n, ["--ops-port", String(opsPorts.get(n)), ...extra])),
+  );
+  await herd.waitLinksUp();
+  return [herd, opsPorts];
 }
 
 /** The seed herd in `net`'s namespaces, started and linked, each process with an ops port. */

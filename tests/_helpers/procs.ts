@@ -11,6 +11,14 @@ import { seedNeighbors } from "../../servers/config.ts";
 import { leasePorts } from "./ports.ts";
 import { taskEnv, taskFlags } from "./task_flags.ts";
 
+/** A finished command's exit code and its output as text. */
+export function outputText(
+  out: Deno.CommandOutput,
+): { code: number; stdout: string; stderr: string } {
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
 /** The seed's links (undirected), as neighbour lists. */
 export const SEED_TOPOLOGY: Record<string, string[]> = seedNeighbors();
 

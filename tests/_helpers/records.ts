@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { AtFields } from "../../servers/record.ts";
 import type { StoredRecord } from "../../servers/store.ts";
 import { type ErrorEvent, EventBus } from "../../servers/events.ts";
 
@@ -31,6 +32,19 @@ export function storedRecord(
     via: -1,
     ...over,
   };
+}
+
+/**
+ * A valid record of `client` at `time`, as a client's IAMAT at Hill gives it (for a store's
+ * `offer`).
+ *
+ * @example
+ * ```ts
+ * recordAt("kiwi", "3").diff; // "+0.100000000"
+ * ```
+ */
+export function recordAt(client: string, time: string): AtFields {
+  return { origin: "Hill", diff: "+0.100000000", client, location: "+34.068930-118.445127", time };
 }
 
 /**
