@@ -41,6 +41,12 @@ export interface Coalesced {
 
 type Propagation = Extract<DashEvent, { kind: "propagation.sent" | "propagation.received" }>;
 
+/** A client's location slot, and the servers whose newest event for it was seen. */
+interface Client {
+  slot: number;
+  servers: string[];
+}
+
 interface Slot {
   entry: Entry;
   /** A propagation summary with later batches added (a copy: the ring's event is shared). */
@@ -63,8 +69,8 @@ export function coalesce(
   dash: (e: Entry) => DashEvent,
 ): Coalesced {
   const slots: Slot[] = [];
-  const accepted = new Map<string, number>();
-  const dropped = new Map<string, number>();
+  const accepted = new Map<string, Client>();
+  const dropped = new Map<string, Client>();
   const links = new Map<string, number>();
   let merged = 0;
   let skippedTo = 0;
@@ -74,15 +80,18 @@ export function coalesce(
     const ev = e.ev ?? e.raw!;
     if (ev.kind === "location.accepted" || ev.kind === "location.dropped") {
       const byClient = ev.kind === "location.accepted" ? accepted : dropped;
-      const i = byClient.get(ev.record.client);
-      if (i !== undefined) {
+      const c = byClient.get(ev.record.client);
+      if (c !== undefined) {
         merged++;
-        // Newest first, so an older event wins only with a better record (a server that took
-        // the newer record first, while another was still taking the one before).
-        if (
-          ev.kind === "location.accepted" && compareRecords(ev.record, recordOf(slots[i].entry)) > 0
-        ) {
-          slots[i] = { entry: e };
+        // Newest first, so an older event wins only with a better record: one from a server
+        // that took the newer record first, while another was still taking the one before. A
+        // server takes only records better than the one it holds, so only the newest event of
+        // each server needs comparing.
+        if (ev.kind === "location.accepted" && !c.servers.includes(ev.server)) {
+          c.servers.push(ev.server);
+          if (compareRecords(ev.record, recordOf(slots[c.slot].entry)) > 0) {
+            slots[c.slot] = { entry: e };
+          }
         }
         continue;
       }
@@ -90,7 +99,7 @@ export function coalesce(
         skippedTo = id;
         break;
       }
-      byClient.set(ev.record.client, slots.length);
+      byClient.set(ev.record.client, { slot: slots.length, servers: [ev.server] });
     } else if (ev.kind === "propagation.sent" || ev.kind === "propagation.received") {
       const p = dash(e) as Propagation;
       const key = `${p.kind === "propagation.sent" ? `>${p.to}` : `<${p.from}`}\0${p.server}\0${

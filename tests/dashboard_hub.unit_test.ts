@@ -192,8 +192,9 @@ Deno.test("hub: a busy tick is coalesced: each client's best location, one summa
     emit(propagation("Hill", "Jaquez", [`c${n}`, "x"]));
     emit(propagation("Jaquez", "Hill", ["y"]));
   }
-  // A server that took report 19 of c0 before another took report 18: the newer record wins.
-  emit(report("Smith", "c0", 18));
+  // One server took a client's report 2 before another took its report 1: the newer one wins.
+  emit(report("Hill", "late", 2));
+  emit(report("Jaquez", "late", 1));
   emit({ kind: "client.disconnect", t: 0, server: "Hill", conn: 1, remote: "x", reason: "eof" });
   hub.flush();
   const msgs = messages(sink.text);
@@ -201,10 +202,11 @@ Deno.test("hub: a busy tick is coalesced: each client's best location, one summa
   const frame = msgs[1].data as DashEvent[];
   assert.deepEqual(msgs[1].id, String(emitted), "the frame carries the newest id");
   const locs = frame.filter((e) => e.kind === "location.accepted");
-  assert.deepEqual(locs.length, 10, "one location per client");
+  assert.deepEqual(locs.length, 11, "one location per client");
   for (const e of locs) {
     if (e.kind !== "location.accepted") continue;
-    assert.deepEqual(e.record.time, "1019.5", `${e.record.client}: its newest report`);
+    const want = e.record.client === "late" ? "1002.5" : "1019.5";
+    assert.deepEqual(e.record.time, want, `${e.record.client}: its newest report`);
   }
   const sent = frame.filter((e) => e.kind === "propagation.sent");
   assert.deepEqual(sent.length, 2, "one summary per link and direction");
