@@ -4,9 +4,12 @@
  *
  * Each subscriber is only a cursor into the ring (the id of the last event it was sent), so a
  * subscriber costs no memory per event: at every flush tick (100 ms) the hub writes one frame
- * holding every event after the cursor (at most `maxFrame`: a subscriber further behind skips
- * ahead and gets a gap notice, so a herd faster than a browser can follow costs each browser at
- * most `maxFrame` events a tick). A subscriber whose cursor has fallen
+ * holding every event after the cursor; a busy tick (more than `coalesceOver` events) is
+ * coalesced (dashboard/coalesce.ts: each client's best location, one propagation summary per
+ * link, with an `event: merged` count), since no person reads thousands of events a second and a
+ * hundred browsers each sent them all cost the herd tens of megabytes a second. At most
+ * `maxFrame` events go in a frame: a subscriber further behind skips ahead and gets a gap notice.
+ * Level subscribers share one string a tick, written once each. A subscriber whose cursor has fallen
  * out of the ring is told about the gap (`event: gap`) and continues from the oldest event kept.
  * A subscriber whose stream accepts nothing for `stallMs` is cut loose (its stream errored); its
  * browser reconnects with `Last-Event-ID` and gets the events, or a gap notice. The herd never
