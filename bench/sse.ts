@@ -20,6 +20,7 @@ import {
   measure,
   type Plan,
   type Point,
+  processCpuMs,
   progress,
   ROOT,
   stablePortBase,
@@ -43,6 +44,14 @@ export interface SseReport {
   readers: ReadersResult | null;
   /** Dashboard counters (from /metrics) while the readers were connected. */
   hub: Record<string, number>;
+  /**
+   * The herd process's CPU (all threads) per IAMAT answered, in µs, for each point: without
+   * readers, with them, and without again. CPU hardly moves with the machine's load, so on a
+   * shared box this says what the readers cost the herd better than the throughput does.
+   */
+  herdCpuUs: { without: number[]; with: number };
+  /** The readers' own process's CPU ms while the load ran (it shares the herd's CPUs). */
+  readersCpuMs: number | null;
   loadavgStart: number;
   loadavgEnd: number;
 }
@@ -78,8 +87,21 @@ export async function benchSse(plan: Plan, logDir: string): Promise<SseReport> {
     const port = dir.ports.Hill;
     const n = plan.sseSubscribers;
     const without: Point[] = [];
+    const herdCpuUs = { without: [] as number[], with: 0 };
+    // The herd's CPU over a point (warm-up included) per request it answered in that time.
+    const cpuPoint = async (series: string): Promise<[Point, number]> => {
+      const before = processCpuMs(herd.pid) ?? NaN;
+      const point = (await measure(plan, series, port, "iamat", 32))[0];
+      const ms = (processCpuMs(herd.pid) ?? NaN) - before;
+      const answered = point.throughput * (plan.warmupMs + plan.durationMs) / 1000;
+      return [point, Math.round((ms * 1000) / answered * 10) / 10];
+    };
     progress(`[sse] IAMAT x 32 connections, dashboard on, no event-stream readers`);
-    without.push((await measure(plan, "dashboard, 0 readers", port, "iamat", 32))[0]);
+    {
+      const [p, cpu] = await cpuPoint("dashboard, 0 readers");
+      without.push(p);
+      herdCpuUs.without.push(cpu);
+    }
 
     progress(`[sse] ${n} event-stream readers`);
     const readersLog = `${logDir}/sse-readers.log`;
@@ -102,9 +124,15 @@ export async function benchSse(plan: Plan, logDir: string): Promise<SseReport> {
     let withPoint: Point;
     let hub: Record<string, number>;
     let result: ReadersResult | null = null;
+    let readersCpuMs: number | null = null;
     try {
       progress(`[sse] IAMAT x 32 connections with ${n} readers`);
-      withPoint = (await measure(plan, `dashboard, ${n} readers`, port, "iamat", 32))[0];
+      const readersBefore = processCpuMs(readers.child.pid);
+      [withPoint, herdCpuUs.with] = await cpuPoint(`dashboard, ${n} readers`);
+      const readersAfter = processCpuMs(readers.child.pid);
+      if (readersBefore !== null && readersAfter !== null) {
+        readersCpuMs = readersAfter - readersBefore;
+      }
       hub = await hubMetrics(dashboardPort);
     } finally {
       await readers.stop();
@@ -117,7 +145,9 @@ export async function benchSse(plan: Plan, logDir: string): Promise<SseReport> {
     }
     if (!plan.quick) {
       progress(`[sse] IAMAT x 32 connections, no readers again`);
-      without.push((await measure(plan, "dashboard, 0 readers (after)", port, "iamat", 32))[0]);
+      const [p, cpu] = await cpuPoint("dashboard, 0 readers (after)");
+      without.push(p);
+      herdCpuUs.without.push(cpu);
     }
     const base = without.reduce((a, p) => a + p.throughput, 0) / without.length;
     const ratio = Math.round((withPoint.throughput / base) * 1000) / 1000;
@@ -129,6 +159,8 @@ export async function benchSse(plan: Plan, logDir: string): Promise<SseReport> {
       dropPercent: Math.round((1 - ratio) * 1000) / 10,
       readers: result,
       hub,
+      herdCpuUs,
+      readersCpuMs,
       loadavgStart,
       loadavgEnd: loadavg(),
     };

@@ -4,9 +4,12 @@
  *
  * Each subscriber is only a cursor into the ring (the id of the last event it was sent), so a
  * subscriber costs no memory per event: at every flush tick (100 ms) the hub writes one frame
- * holding every event after the cursor (at most `maxFrame`: a subscriber further behind skips
- * ahead and gets a gap notice, so a herd faster than a browser can follow costs each browser at
- * most `maxFrame` events a tick). A subscriber whose cursor has fallen
+ * holding every event after the cursor; a busy tick (more than `coalesceOver` events) is
+ * coalesced (dashboard/coalesce.ts: each client's best location, one propagation summary per
+ * link, with an `event: merged` count), since no person reads thousands of events a second and a
+ * hundred browsers each sent them all cost the herd tens of megabytes a second. At most
+ * `maxFrame` events go in a frame: a subscriber further behind skips ahead and gets a gap notice.
+ * Level subscribers share one string a tick, written once each. A subscriber whose cursor has fallen
  * out of the ring is told about the gap (`event: gap`) and continues from the oldest event kept.
  * A subscriber whose stream accepts nothing for `stallMs` is cut loose (its stream errored); its
  * browser reconnects with `Last-Event-ID` and gets the events, or a gap notice. The herd never
@@ -17,10 +20,12 @@
 
 import { DISPLAY_MAX, displayClip, type EventBus, type HerdEvent } from "../servers/events.ts";
 import { HTTP_STALL_MS, httpConnectionCap } from "../servers/http_front.ts";
+import { coalesce, type Entry } from "./coalesce.ts";
 import {
   type DashEvent,
   type GapNotice,
   type HelloNotice,
+  type MergedNotice,
   STREAM_KINDS,
   SUMMARY_CLIENTS,
 } from "./types.ts";
@@ -39,6 +44,12 @@ export interface HubOptions {
    * the state on gaps), and a hundred browsers cost the herd little.
    */
   maxFrame?: number;
+  /**
+   * A tick with more new events than this is coalesced (dashboard/coalesce.ts: each client's best
+   * location, one propagation summary per link) rather than sent event by event. Default 100:
+   * 1,000 events a second, past what a person can read in the feed.
+   */
+  coalesceOver?: number;
   /** A subscriber that accepts nothing for this long is cut loose. Default 30 000. */
   stallMs?: number;
   /** WHATSAT events kept for the Places log. Default 200. */
@@ -70,19 +81,13 @@ export interface HubStats {
   subscribers: number;
   frames: number;
   eventsSent: number;
+  /** Events folded into another in a busy tick's frame (not sent on their own). */
+  merged: number;
   gaps: number;
   cut: number;
   eventsIn: number;
   /** Streams refused because {@linkcode EventHub.maxStreams} were open. */
   refused: number;
-}
-
-interface Entry {
-  id: number;
-  /** The bus event, converted on first use (propagation batches are summarised at once). */
-  raw?: HerdEvent;
-  ev?: DashEvent;
-  json?: string;
 }
 
 interface Sub {
@@ -94,6 +99,12 @@ interface Sub {
 }
 
 const STREAMED = new Set<string>(STREAM_KINDS);
+
+/** One flush tick's text for an event range, and whether it skipped events (a gap). */
+interface Tick {
+  text: string;
+  gap: boolean;
+}
 
 /** A subscriber (and, in servers/http_front.ts, any connection) accepting nothing this long is cut. */
 export const DEFAULT_STALL_MS = HTTP_STALL_MS;
@@ -187,6 +198,7 @@ export class EventHub {
   readonly #flushMs: number;
   readonly #heartbeatMs: number;
   readonly #maxFrame: number;
+  readonly #coalesceOver: number;
   readonly #stallMs: number;
   /** See {@linkcode HubOptions.maxStreams}. */
   readonly maxStreams: number;
@@ -195,9 +207,9 @@ export class EventHub {
   readonly #off: () => void;
   #next = 1;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #stats = { frames: 0, eventsSent: 0, gaps: 0, cut: 0, eventsIn: 0, refused: 0 };
-  /** Frames built in the current flush tick, by event range. */
-  readonly #frames = new Map<string, string>();
+  #stats = { frames: 0, eventsSent: 0, merged: 0, gaps: 0, cut: 0, eventsIn: 0, refused: 0 };
+  /** What a subscriber gets for an event range, built once per flush tick. */
+  readonly #frames = new Map<string, Tick>();
 
   constructor(bus: EventBus, opts: HubOptions = {}) {
     this.#cap = Math.max(1, opts.capacity ?? 10_000);
@@ -206,6 +218,7 @@ export class EventHub {
     this.#flushMs = opts.flushMs ?? 100;
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.#maxFrame = opts.maxFrame ?? 300;
+    this.#coalesceOver = opts.coalesceOver ?? 100;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.maxStreams = Math.max(1, opts.maxStreams ?? eventStreamCap());
     this.#now = opts.now ?? Date.now;
@@ -364,67 +377,77 @@ export class EventHub {
       return;
     }
     sub.blockedSince = 0;
-    // Separate writes for the gap notice and the frame: each is the same string for every level
-    // subscriber in this tick, so sseBody encodes it once.
-    const out: string[] = [];
+    let text = "";
     const last = this.lastId;
     if (sub.cursor < last) {
-      // More than a frame behind (out of the ring, or a herd faster than a browser can use):
-      // skip to the newest frame's worth and say what was skipped. The page refetches the state.
-      const keep = Math.max(this.firstId - 1, last - this.#maxFrame);
-      if (sub.cursor < keep) {
-        out.push(this.#gap(sub.cursor + 1, keep));
-        sub.cursor = keep;
-        this.#stats.gaps++;
-      }
-      const frame = this.#frame(sub.cursor, last);
-      if (frame !== "") out.push(frame);
+      const tick = this.#tick(sub.cursor, last);
+      if (tick.gap) this.#stats.gaps++;
+      text = tick.text;
       sub.cursor = last;
     } else if (now - sub.lastWrite >= this.#heartbeatMs) {
-      out.push(`: heartbeat ${now}\n\n`);
+      text = `: heartbeat ${now}\n\n`;
     }
-    if (out.length === 0) return;
+    if (text === "") return;
     try {
-      for (const text of out) sub.sink.write(text);
+      sub.sink.write(text);
       sub.lastWrite = now;
     } catch {
       this.#drop(sub, false);
     }
   }
 
-  /** The gap notice for skipped ids `from..to`, shared within a tick like frames. */
-  #gap(from: number, to: number): string {
-    const key = `gap:${from}:${to}`;
-    let text = this.#frames.get(key);
-    if (text === undefined) {
-      const gap: GapNotice = { from, to };
-      text = sseMessage(JSON.stringify(gap), "gap", to);
-      this.#frames.set(key, text);
-    }
-    return text;
-  }
-
   /**
-   * The data message for events after `from` through `to`. Subscribers that are level share
-   * one string per flush tick (and `sseBody` one encoding of it), so a hundred browsers cost
+   * What a subscriber whose cursor is `from` gets for events through `to`: a gap notice, a
+   * merged notice and the data frame, as one string (one write). Subscribers that are level
+   * share it within a flush tick (and `sseBody` one encoding of it), so a hundred browsers cost
    * about what one does, plus the socket writes.
    */
-  #frame(from: number, to: number): string {
+  #tick(from: number, to: number): Tick {
     const key = `${from}:${to}`;
     const cached = this.#frames.get(key);
     if (cached !== undefined) return cached;
-    const parts: string[] = [];
-    for (let id = from + 1; id <= to; id++) {
-      const e = this.#entry(id);
-      if (!e) continue;
-      e.json ??= JSON.stringify(this.#dash(e));
-      parts.push(e.json);
+    let gapTo = 0;
+    let merged = 0;
+    let parts: string[];
+    if (to - from <= this.#coalesceOver) {
+      // A quiet tick: every event as it is (the newest frame's worth when out of the ring).
+      const keep = Math.max(this.firstId - 1, to - this.#maxFrame, from);
+      if (keep > from) gapTo = keep;
+      parts = [];
+      for (let id = keep + 1; id <= to; id++) {
+        const e = this.#entry(id);
+        if (!e) continue;
+        e.json ??= JSON.stringify(this.#dash(e));
+        parts.push(e.json);
+      }
+    } else {
+      const lowest = Math.max(from + 1, this.firstId);
+      const c = coalesce(lowest, to, this.#maxFrame, (id) => this.#entry(id), (e) => this.#dash(e));
+      parts = c.parts;
+      merged = c.merged;
+      gapTo = c.skippedTo || lowest - 1;
+      if (gapTo <= from) gapTo = 0;
     }
-    const text = parts.length > 0 ? sseMessage(`[${parts.join(",")}]`, undefined, to) : "";
-    if (parts.length > 0) this.#stats.frames++;
-    this.#stats.eventsSent += parts.length;
-    this.#frames.set(key, text);
-    return text;
+    let text = "";
+    // More than a frame behind (out of the ring, or more than a frame even coalesced): the
+    // oldest are skipped and the page told (it refetches the state).
+    if (gapTo > 0) {
+      const gap: GapNotice = { from: from + 1, to: gapTo };
+      text += sseMessage(JSON.stringify(gap), "gap", gapTo);
+    }
+    if (merged > 0) {
+      const notice: MergedNotice = { from: (gapTo || from) + 1, to, merged };
+      text += sseMessage(JSON.stringify(notice), "merged");
+      this.#stats.merged += merged;
+    }
+    if (parts.length > 0) {
+      text += sseMessage(`[${parts.join(",")}]`, undefined, to);
+      this.#stats.frames++;
+      this.#stats.eventsSent += parts.length;
+    }
+    const tick = { text, gap: gapTo > 0 };
+    this.#frames.set(key, tick);
+    return tick;
   }
 
   /**

@@ -36,6 +36,12 @@ export function registerHubMetrics(metrics: MetricsExposition, hub: EventHub): v
     ],
     ["herd_dashboard_frames_total", "Event-stream frames written.", "counter", (s) => s.frames],
     [
+      "herd_dashboard_merged_total",
+      "Events folded into another in a busy tick's event-stream frame.",
+      "counter",
+      (s) => s.merged,
+    ],
+    [
       "herd_dashboard_gaps_total",
       "Gap notices sent to subscribers that fell behind.",
       "counter",

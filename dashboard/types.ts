@@ -49,6 +49,8 @@ export interface HerdView {
 /** A propagation event as shown: a count and the first few clients instead of every record. */
 type Summarised<E> = Omit<E, "records"> & {
   count: number;
+  /** Batches added up into this one (a busy tick's frame: dashboard/coalesce.ts); absent: 1. */
+  batches?: number;
   /** Up to {@linkcode SUMMARY_CLIENTS} client names (display text). */
   clients: string[];
 };
@@ -213,6 +215,17 @@ export interface SeriesTick {
 export interface GapNotice {
   from: number;
   to: number;
+}
+
+/**
+ * `event: merged`: in a busy tick, `merged` of the events `from..to` were folded into others
+ * (each client's best location, one propagation summary per link: dashboard/coalesce.ts); the
+ * frame after it carries the rest. Nothing the page's counts depend on is merged.
+ */
+export interface MergedNotice {
+  from: number;
+  to: number;
+  merged: number;
 }
 
 /** The `hello` message an SSE stream starts with. */

@@ -284,6 +284,46 @@ browserTest(
         },
       );
 
+      // After the resume check, whose feed has no holes: a merged burst leaves some.
+      await t.step(
+        "a burst: the stream merges it, the feed says so, the map gets every last report",
+        async () => {
+          // 300 reports in one write: ~1,500 location events in a tick or two, more than a page can
+          // use, so the stream sends each client's best one (dashboard/coalesce.ts).
+          const lines: string[] = [];
+          const last: Record<string, string> = {};
+          for (let n = 0; n < 100; n++) {
+            for (let c = 0; c < 3; c++) {
+              const time = clientTime(n);
+              last[`burst${c}.test`] = time;
+              lines.push(
+                `IAMAT burst${c}.test +${10 + c}.${String(n).padStart(6, "0")}+20.000000 ${time}\n`,
+              );
+            }
+          }
+          const replies = await exchange(h.port("Hill"), lines.join(""), 5000);
+          assert.deepEqual(replies.split("\n").filter((l) => l.startsWith("AT Hill ")).length, 300);
+          await page.waitForSelector('[data-testid="feed-merged"]', { timeout: 3000 });
+          await page.waitForFunction(
+            (want) => {
+              const live = (globalThis as unknown as {
+                __herdLive: {
+                  snapshot: { value: { records: { client: string; time: string }[] } };
+                };
+              }).__herdLive;
+              return Object.entries(want).every(([c, time]) =>
+                live.snapshot.value.records.some((r) => r.client === c && r.time === time)
+              );
+            },
+            last,
+            { timeout: 3000 },
+          );
+          for (const c of Object.keys(last)) {
+            await page.waitForSelector(`[data-client="${c}"]`, { timeout: 2000 });
+          }
+        },
+      );
+
       await t.step("screenshot, phone width and dark mode", async () => {
         // Some life for the picture: clients around the world and a few queries.
         const spots = [

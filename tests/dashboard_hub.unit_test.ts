@@ -2,7 +2,8 @@
 
 import assert from "node:assert/strict";
 import { accepted } from "./_helpers/events.ts";
-import { EventBus } from "../servers/events.ts";
+import { EventBus, type HerdEvent } from "../servers/events.ts";
+import type { DashEvent } from "../dashboard/types.ts";
 import { EventHub, parseEventId, sseBody, type SubscriberSink } from "../dashboard/hub.ts";
 
 class FakeSink implements SubscriberSink {
@@ -139,5 +140,132 @@ Deno.test("hub: a notice (the sparklines' series) goes to every ready subscriber
   assert.deepEqual(busy.text, before);
   // Not an event: ids and resume points are unchanged.
   assert.deepEqual(hub.lastId, 0);
+  hub.close();
+});
+
+/** `location.accepted` of `client`'s report number `n` at `server` (times grow with `n`). */
+function report(server: string, client: string, n: number): HerdEvent {
+  return accepted(server, client, `${1000 + n}.5`);
+}
+
+function propagation(server: string, to: string, clients: string[]): HerdEvent {
+  const records = clients.map((client) => ({
+    origin: server,
+    diff: "+0.1",
+    client,
+    location: "+1+2",
+    time: "1.5",
+  }));
+  return { kind: "propagation.sent", t: 0, server, to, records };
+}
+
+/** The SSE messages in `text`: event name (data frames: ""), id and parsed data. */
+function messages(text: string): { event: string; id?: string; data: unknown }[] {
+  return text.split("\n\n").filter((b) => b.includes("data: ")).map((block) => {
+    const m: { event: string; id?: string; data: unknown } = { event: "", data: null };
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) m.event = line.slice(7);
+      else if (line.startsWith("id: ")) m.id = line.slice(4);
+      else if (line.startsWith("data: ")) m.data = JSON.parse(line.slice(6));
+    }
+    return m;
+  });
+}
+
+Deno.test("hub: a busy tick is coalesced: each client's best location, one summary per link", () => {
+  const bus = new EventBus();
+  const hub = new EventHub(bus);
+  const sink = new FakeSink();
+  hub.subscribe(sink);
+  sink.text = "";
+  const servers = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+  let emitted = 0;
+  const emit = (e: HerdEvent) => {
+    bus.emit(e);
+    emitted++;
+  };
+  emit({ kind: "client.connect", t: 0, server: "Hill", conn: 1, remote: "127.0.0.1:1" });
+  for (let n = 0; n < 20; n++) {
+    for (let c = 0; c < 10; c++) {
+      for (const s of servers) emit(report(s, `c${c}`, n));
+    }
+    emit(propagation("Hill", "Jaquez", [`c${n}`, "x"]));
+    emit(propagation("Jaquez", "Hill", ["y"]));
+  }
+  // One server took a client's report 2 before another took its report 1: the newer one wins.
+  emit(report("Hill", "late", 2));
+  emit(report("Jaquez", "late", 1));
+  emit({ kind: "client.disconnect", t: 0, server: "Hill", conn: 1, remote: "x", reason: "eof" });
+  hub.flush();
+  const msgs = messages(sink.text);
+  assert.deepEqual(msgs.map((m) => m.event), ["merged", ""], "one merged notice, one frame");
+  const frame = msgs[1].data as DashEvent[];
+  assert.deepEqual(msgs[1].id, String(emitted), "the frame carries the newest id");
+  const locs = frame.filter((e) => e.kind === "location.accepted");
+  assert.deepEqual(locs.length, 11, "one location per client");
+  for (const e of locs) {
+    if (e.kind !== "location.accepted") continue;
+    const want = e.record.client === "late" ? "1002.5" : "1019.5";
+    assert.deepEqual(e.record.time, want, `${e.record.client}: its newest report`);
+  }
+  const sent = frame.filter((e) => e.kind === "propagation.sent");
+  assert.deepEqual(sent.length, 2, "one summary per link and direction");
+  const hj = sent.find((e) => e.server === "Hill")!;
+  assert.ok(hj.kind === "propagation.sent");
+  assert.deepEqual([hj.count, hj.batches, hj.clients.length], [40, 20, 5]);
+  // Events the page counts from (connections, links, servers) are never merged.
+  assert.deepEqual(
+    frame.filter((e) => e.kind.startsWith("client.")).map((e) => e.kind),
+    ["client.connect", "client.disconnect"],
+  );
+  const ids = frame.map((e) => e.id);
+  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "ids in order");
+  assert.deepEqual(msgs[0].data, { from: 1, to: emitted, merged: emitted - frame.length });
+  assert.deepEqual(hub.stats().merged, emitted - frame.length);
+  assert.deepEqual(hub.stats().gaps, 0);
+  // A quiet tick is sent event by event: one report seen at every server is five events.
+  sink.text = "";
+  for (const s of servers) bus.emit(report(s, "c0", 30));
+  hub.flush();
+  const quiet = messages(sink.text);
+  assert.deepEqual(quiet.map((m) => m.event), [""]);
+  assert.deepEqual((quiet[0].data as DashEvent[]).map((e) => e.server), servers);
+  hub.close();
+});
+
+Deno.test("hub: a hundred level subscribers of a busy herd get one small frame a tick each", () => {
+  // 32 clients reporting as fast as they can to five servers (the SSE benchmark's load): what a
+  // tick holds is far more than a page can use; each browser gets each client's newest place.
+  const bus = new EventBus();
+  const hub = new EventHub(bus);
+  const sinks = Array.from({ length: 100 }, () => new FakeSink());
+  const writes = sinks.map(() => 0);
+  sinks.forEach((s, i) => {
+    const write = s.write.bind(s);
+    s.write = (t: string) => {
+      writes[i]++;
+      write(t);
+    };
+    hub.subscribe(s);
+    s.text = "";
+  });
+  writes.fill(0);
+  const servers = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+  for (let n = 0; n < 60; n++) {
+    for (let c = 0; c < 32; c++) {
+      for (const s of servers) bus.emit(report(s, `bench-${c}`, n));
+    }
+    for (const s of servers) bus.emit(propagation(s, "Hill", ["bench-1"]));
+  }
+  hub.flush();
+  for (let i = 0; i < sinks.length; i++) {
+    // 32 locations and a few summaries: about 10 KB (sent event by event: 300 events, ~75 KB).
+    assert.ok(sinks[i].text.length < 16_000, `${sinks[i].text.length} bytes in a tick`);
+    assert.ok(!sinks[i].text.includes("event: gap"), "nothing skipped");
+    assert.deepEqual(writes[i], 1, "one write a tick");
+  }
+  const frame = messages(sinks[0].text).find((m) => m.event === "")!.data as DashEvent[];
+  assert.deepEqual(frame.filter((e) => e.kind === "location.accepted").length, 32);
+  assert.deepEqual(hub.stats().frames, 1, "the frame is built once for all");
   hub.close();
 });

@@ -105,6 +105,22 @@ Deno.test("model: describe() has words for every streamed kind", () => {
     ),
     "→ B: 7 records (a, b, …)",
   );
+  // A busy tick's summary of several batches (dashboard/coalesce.ts) says how many.
+  assert.deepEqual(
+    describe(
+      {
+        kind: "propagation.received",
+        t: 0,
+        server: "B",
+        from: "A",
+        count: 1200,
+        batches: 12,
+        clients: ["a"],
+        id: 3,
+      } as DashEvent,
+    ),
+    "← A: 1,200 records in 12 batches (a, …)",
+  );
 });
 
 Deno.test("model: edges carry round trip and records behind when the herd reports them", () => {

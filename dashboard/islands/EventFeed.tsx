@@ -1,11 +1,13 @@
 /**
  * The live event feed: newest first, filterable by server and by kind, pausable (a paused feed
- * keeps counting what arrives and shows it on resume).
+ * keeps counting what arrives and shows it on resume). Under load the stream sends each client's
+ * newest location and one propagation summary per link a tick; the toolbar says how many events
+ * were merged so.
  */
 
 import { useMemo, useState } from "preact/hooks";
 import type { DashEvent } from "../types.ts";
-import { useFeed, useSnapshot } from "./_live.ts";
+import { IS_BROWSER, mergedCount, useFeed, useSnapshot } from "./_live.ts";
 import { clock, describe, formatCount, KIND_GROUPS } from "./_model.ts";
 
 const SHOWN = 250;
@@ -28,6 +30,7 @@ export default function EventFeed() {
   const [server, setServer] = useState("");
   const [group, setGroup] = useState("");
   const [paused, setPaused] = useState<DashEvent[] | null>(null);
+  const merged = IS_BROWSER ? mergedCount.value : 0;
 
   const source = paused ?? feed;
   const waiting = paused
@@ -80,6 +83,15 @@ export default function EventFeed() {
         >
           {paused ? `Resume${waiting ? ` (${formatCount(waiting)} new)` : ""}` : "Pause"}
         </button>
+        {merged > 0 && (
+          <span
+            class="muted"
+            data-testid="feed-merged"
+            title="A busy herd: the stream sends each client's newest location and one summary per link a tick"
+          >
+            {formatCount(merged)} merged
+          </span>
+        )}
       </div>
       <ol class="feed-list" data-testid="feed-list" aria-live="off">
         {rows.length === 0 && (

@@ -22,6 +22,7 @@ import type {
   HelloNotice,
   HerdSnapshot,
   InitialData,
+  MergedNotice,
   SeriesData,
   SeriesTick,
 } from "../types.ts";
@@ -58,6 +59,11 @@ export const selected = signal<string | null>(null);
 export const detail = signal<ClientDetail | null>(null);
 /** Events lost to gaps (the stream told us; the state was refetched). */
 export const gapCount = signal(0);
+/**
+ * Events a busy herd's stream folded into others (each client's best location, one propagation
+ * summary per link a tick): nothing the map or the counts need is lost, the feed shows fewer.
+ */
+export const mergedCount = signal(0);
 
 type Listener = (events: DashEvent[]) => void;
 const listeners = new Set<Listener>();
@@ -235,7 +241,8 @@ function followSelected(events: DashEvent[]): void {
 const REFRESH_KINDS = new Set(["location.accepted", "server.up", "sync.done"]);
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
-function receive(events: DashEvent[]): void {
+/** `frameId`: the frame's SSE id (its last event's, or a merged one's, when the last was merged). */
+function receive(events: DashEvent[], frameId: number): void {
   if (events.length === 0) return;
   if (refreshTimer === undefined && events.some((e) => REFRESH_KINDS.has(e.kind))) {
     // Catch up the counts soon after a change, at most about twice a second.
@@ -253,7 +260,7 @@ function receive(events: DashEvent[]): void {
       const all = whatsats.value.concat(w);
       whatsats.value = all.length > WHATSAT_MAX ? all.slice(all.length - WHATSAT_MAX) : all;
     }
-    lastId.value = events[events.length - 1].id;
+    lastId.value = Math.max(events[events.length - 1].id, frameId || 0);
   });
   followSelected(events);
   for (const fn of listeners) {
@@ -313,6 +320,14 @@ function connect(after: number): void {
       refresh(true);
     }
   });
+  es.addEventListener("merged", (m) => {
+    try {
+      const n: MergedNotice = JSON.parse((m as MessageEvent).data);
+      mergedCount.value += n.merged;
+    } catch (err) {
+      console.error("bad merged message", err);
+    }
+  });
   es.addEventListener("series", (m) => {
     try {
       addTick(JSON.parse((m as MessageEvent).data));
@@ -323,7 +338,7 @@ function connect(after: number): void {
   });
   es.onmessage = (m) => {
     try {
-      receive(JSON.parse(m.data));
+      receive(JSON.parse(m.data), Number(m.lastEventId));
     } catch (err) {
       console.error("bad event frame", err);
     }
@@ -371,6 +386,7 @@ export function start(init: InitialData): void {
     snapshot,
     series,
     clientTotal,
+    mergedCount,
     selected,
     detail,
     hellos,

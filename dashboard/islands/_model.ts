@@ -438,9 +438,13 @@ export function describe(e: DashEvent): string {
     case "location.dropped":
       return `${e.record.client} ${e.reason}${e.from ? ` from ${e.from}` : ""}`;
     case "propagation.sent":
-      return `→ ${e.to}: ${plural(e.count, "record")}${listed(e.clients, e.count)}`;
+      return `→ ${e.to}: ${plural(e.count, "record")}${batches(e.batches)}${
+        listed(e.clients, e.count)
+      }`;
     case "propagation.received":
-      return `← ${e.from}: ${plural(e.count, "record")}${listed(e.clients, e.count)}`;
+      return `← ${e.from}: ${plural(e.count, "record")}${batches(e.batches)}${
+        listed(e.clients, e.count)
+      }`;
     case "link.up":
       return `link to ${e.peer} up (${e.direction === "out" ? "dialled" : "accepted"})`;
     case "link.down":
@@ -482,6 +486,11 @@ export function describe(e: DashEvent): string {
     case "reply.out":
       return e.reply;
   }
+}
+
+/** " in 12 batches" for a busy tick's summary of several batches (dashboard/coalesce.ts). */
+function batches(n: number | undefined): string {
+  return n !== undefined && n > 1 ? ` in ${formatCount(n)} batches` : "";
 }
 
 function listed(clients: string[], count: number): string {
