@@ -46,8 +46,10 @@ export interface HubOptions {
   maxFrame?: number;
   /**
    * A tick with more new events than this is coalesced (dashboard/coalesce.ts: each client's best
-   * location, one propagation summary per link) rather than sent event by event. Default 100:
-   * 1,000 events a second, past what a person can read in the feed.
+   * location, one propagation summary per link) rather than sent event by event. Default: the
+   * frame cap, so a tick that would have fitted a frame is never merged (a browser's resume
+   * after a second's drop gets every event), and one that would have been cut short is merged
+   * instead of skipped.
    */
   coalesceOver?: number;
   /** A subscriber that accepts nothing for this long is cut loose. Default 30 000. */
@@ -218,7 +220,7 @@ export class EventHub {
     this.#flushMs = opts.flushMs ?? 100;
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.#maxFrame = opts.maxFrame ?? 300;
-    this.#coalesceOver = opts.coalesceOver ?? 100;
+    this.#coalesceOver = opts.coalesceOver ?? this.#maxFrame;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.maxStreams = Math.max(1, opts.maxStreams ?? eventStreamCap());
     this.#now = opts.now ?? Date.now;

@@ -233,6 +233,36 @@ Deno.test("hub: a busy tick is coalesced: each client's best location, one summa
   hub.close();
 });
 
+Deno.test("hub: a tick or a resume backlog that fits a frame is sent whole, nothing merged", () => {
+  // A browser that reconnects after a second's drop resumes with Last-Event-ID: every event it
+  // missed comes back as long as they fit a frame (300); only a tick past that is merged.
+  const bus = new EventBus();
+  const hub = new EventHub(bus);
+  const servers = ["Hill", "Jaquez", "Smith", "Campbell", "Singleton"];
+  // 250 location events: 10 reports of 5 clients, each seen at the five servers.
+  for (let n = 0; n < 10; n++) {
+    for (let c = 0; c < 5; c++) for (const s of servers) bus.emit(report(s, `c${c}`, n));
+  }
+  const resumed = new FakeSink();
+  hub.subscribe(resumed, 0);
+  const live = new FakeSink();
+  hub.subscribe(live);
+  live.text = "";
+  for (let n = 10; n < 60; n++) for (const s of servers) bus.emit(report(s, "c0", n));
+  hub.flush();
+  for (const [sink, first, last] of [[resumed, 1, 500], [live, 251, 500]] as const) {
+    const msgs = messages(sink.text).filter((m) => m.event !== "hello");
+    assert.ok(
+      msgs.every((m) => m.event === ""),
+      `no merged or gap notice: ${sink.text.slice(0, 200)}`,
+    );
+    const ids = msgs.flatMap((m) => (m.data as DashEvent[]).map((e) => e.id));
+    assert.deepEqual(ids, Array.from({ length: last - first + 1 }, (_, i) => first + i));
+  }
+  assert.deepEqual(hub.stats().merged, 0);
+  hub.close();
+});
+
 Deno.test("hub: a hundred level subscribers of a busy herd get one small frame a tick each", () => {
   // 32 clients reporting as fast as they can to five servers (the SSE benchmark's load): what a
   // tick holds is far more than a page can use; each browser gets each client's newest place.
