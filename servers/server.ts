@@ -16,6 +16,7 @@ import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
+import { hostPort } from "./http_host.ts";
 import { silenceTimer, untilAborted, withTimeout } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
@@ -630,7 +631,9 @@ export class HerdServer implements LineHandler {
       } catch (err) {
         if (!(err instanceof Deno.errors.AddrInUse)) {
           throw new Error(
-            `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+            `${this.name}: cannot listen on ${hostPort(this.host, port)}: ${
+              (err as Error).message
+            }`,
           );
         }
         if (performance.now() >= retryUntil) {
@@ -852,7 +855,7 @@ export class HerdServer implements LineHandler {
 
   async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
-    const remote = `${addr.hostname}:${addr.port}`;
+    const remote = hostPort(addr.hostname, addr.port);
     // The process-wide descriptor budget comes first: past it, nothing is admitted. An
     // in-process connection holds no descriptor.
     const socket = !(conn instanceof MemoryConn);

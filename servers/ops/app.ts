@@ -11,7 +11,7 @@
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
-import { isIpName, parseHostPort, urlHost } from "../http_host.ts";
+import { hostPort, isIpName, parseHostPort, urlHost } from "../http_host.ts";
 import { errText, oneLine } from "../text.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
@@ -94,7 +94,7 @@ export function opsStatus(ops: Ops): OpsStatus {
     places: snap.places,
     servers: snap.servers.map((s) => ({
       name: s.name,
-      address: `${s.host}:${s.port}`,
+      address: hostPort(s.host, s.port),
       running: s.running,
       records: s.records,
       connections: s.connections,
@@ -298,7 +298,7 @@ export function serveOps(ops: Ops, host: string, port: number): ServedOps {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new Error(`ops: port ${port} on ${host} is already in use`);
     }
-    throw new Error(`ops: cannot listen on ${host}:${port}: ${(err as Error).message}`);
+    throw new Error(`ops: cannot listen on ${hostPort(host, port)}: ${(err as Error).message}`);
   }
   const real = served.addr.port;
   return {
