@@ -1325,14 +1325,15 @@ export class HerdServer implements LineHandler {
    * server and kind (a client's, a peer's), so a full herd under load logs a line, not a flood.
    */
   #full(fromClient: boolean): void {
-    const now = Date.now();
+    // Monotonic: a wall clock stepped back an hour would silence the report for that hour.
+    const now = performance.now();
     const at = fromClient ? 0 : 1;
     if (now - this.#fullSaid[at] < FULL_REPEAT_MS) return;
     this.#fullSaid[at] = now;
     const mib = (this.store.budget / (1024 * 1024)).toFixed(1);
     this.bus.emit({
       kind: "error",
-      t: now,
+      t: Date.now(),
       server: this.name,
       reason: "records-full",
       message: fromClient
