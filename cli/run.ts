@@ -252,6 +252,7 @@ async function run(
     metrics,
     version: VERSION,
     startedAt: Date.now(),
+    startedMono: performance.now(),
     uncaught: uncaughtSoFar,
   };
   herd.exportMetrics((name) => metrics.exportServer(name));

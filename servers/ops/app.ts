@@ -69,6 +69,11 @@ export interface Ops {
   /** `Date.now()` when the process started. */
   startedAt: number;
   /**
+   * `performance.now()` at the same moment: the uptime is counted from it, so a wall-clock step
+   * neither makes it negative nor adds the step to it. Without it, from `startedAt`.
+   */
+  startedMono?: number;
+  /**
    * Exceptions nothing caught that the process's last resort said and survived
    * (cli/last_resort.ts): any makes it unhealthy, so a monitor restarts a process a bug left in
    * an unknown state instead of it serving on unseen.
@@ -89,7 +94,11 @@ export function opsStatus(ops: Ops): OpsStatus {
   const snap: HerdSnapshot = localSnapshot(ops.source);
   return {
     version: ops.version,
-    uptimeSeconds: Math.round((Date.now() - ops.startedAt) / 100) / 10,
+    uptimeSeconds: Math.round(
+      (ops.startedMono === undefined
+        ? Date.now() - ops.startedAt
+        : performance.now() - ops.startedMono) / 100,
+    ) / 10,
     startedAt: new Date(ops.startedAt).toISOString(),
     places: snap.places,
     servers: snap.servers.map((s) => ({
