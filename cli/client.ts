@@ -15,6 +15,7 @@ import { binaryToBytes, bytesToBinary, utf8ToBinary } from "../servers/lines.ts"
 import { isBlankLine } from "../servers/protocol.ts";
 import { closeQuietly, writeAll } from "../servers/io.ts";
 import { oneLine } from "../servers/text.ts";
+import { hostPort } from "../servers/http_host.ts";
 import { type HerdFlags, UsageError } from "./flags.ts";
 
 /** Resolves a target to host and port. */
@@ -212,7 +213,7 @@ export async function runClient(flags: HerdFlags): Promise<number> {
   }
   const addr = await resolveTarget(target, flags.config);
   // A HOST:PORT target is named once; a server name with its address.
-  const where = /:\d+$/.test(target) ? target : `${target} (${addr.hostname}:${addr.port})`;
+  const where = /:\d+$/.test(target) ? target : `${target} (${hostPort(addr.hostname, addr.port)})`;
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect(addr);

@@ -14,6 +14,7 @@ import { checkDashboardToken, checkListenHost, UsageError } from "./flags.ts";
 import { onParentGone } from "./parent_watch.ts";
 import type { Ops } from "../servers/ops/app.ts";
 import { oneLine } from "../servers/text.ts";
+import { hostPort } from "../servers/http_host.ts";
 
 /** The dashboard's port was taken; the message names the port (and the holder when known). */
 class PortTaken extends Error {}
@@ -109,7 +110,7 @@ export async function runRemoteDashboard(flags: HerdFlags): Promise<number> {
     return 1;
   }
   console.log(
-    `Watching ${config.servers.map((s) => `${s.name} (${s.host}:${s.port})`).join(", ")}`,
+    `Watching ${config.servers.map((s) => `${s.name} (${hostPort(s.host, s.port)})`).join(", ")}`,
   );
   console.log(`Dashboard: ${dash.openUrl}`);
   await new Promise<void>((resolve) => {

@@ -25,6 +25,7 @@ import { readConfigText } from "../servers/config_file.ts";
 import { ConfigError } from "../servers/config_error.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
+import { hostPort, urlHost } from "../servers/http_host.ts";
 import { lateImport } from "./late_import.ts";
 
 /** Most connections accepted before the herd takes over; the rest wait in the kernel's backlog. */
@@ -233,7 +234,7 @@ export async function listenEarly(
   let listener: Deno.TcpListener | undefined;
   let link: Deno.TcpListener | undefined;
   const listenLink = (port: number): Deno.TcpListener | undefined => {
-    const host = port === 0 ? addr!.hostname : `${addr!.hostname}:${port}`;
+    const host = port === 0 ? urlHost(addr!.hostname) : hostPort(addr!.hostname, port);
     if (!granted({ name: "net", host })) return undefined;
     try {
       return Deno.listen({ ...addr!, port });
@@ -242,7 +243,9 @@ export async function listenEarly(
     }
   };
   try {
-    if (addr !== undefined && granted({ name: "net", host: `${addr.hostname}:${addr.port}` })) {
+    // `[::1]:P` and `[::1]`: the descriptor throws on `::1:P` and `::1` (for an IPv6 host the
+    // early listen was skipped, so clients were refused until the whole start was done).
+    if (addr !== undefined && granted({ name: "net", host: hostPort(addr.hostname, addr.port) })) {
       // The link port before the client port: a neighbour whose dial to the link port it knows
       // is refused asks the client port, which refuses too until the link port listens.
       const again = linkPorts?.self;

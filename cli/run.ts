@@ -36,6 +36,7 @@ import { uncaughtSoFar } from "./last_resort.ts";
 import { VERSION } from "../servers/version.ts";
 import { errText, oneLine } from "../servers/text.ts";
 import { LinkPortMemory } from "../servers/link_port_memory.ts";
+import { hostPort } from "../servers/http_host.ts";
 import { warmOfflineIndex } from "../servers/places/offline.ts";
 import { getHeapStatistics } from "node:v8";
 
@@ -97,7 +98,14 @@ function checkAccess(flags: HerdFlags, servers: readonly ServerConfig[]): void {
   }
   for (const s of servers) {
     for (const port of [s.port, s.linkPort ?? s.port]) {
-      if (denied({ name: "net", host: `${s.host}:${port}` })) {
+      // In brackets for IPv6: the descriptor takes `[::1]:12000`, and throws on `::1:12000`.
+      let no: boolean;
+      try {
+        no = denied({ name: "net", host: hostPort(s.host, port) });
+      } catch (err) {
+        throw new UsageError(`server ${s.name}: host ${s.host} is not an address: ${errText(err)}`);
+      }
+      if (no) {
         throw new UsageError(
           `server ${s.name}: no net permission for ${s.host} (the task grants loopback and ` +
             `wildcard addresses only; run deno run --allow-net=${s.host},... main.ts, see README)`,
@@ -244,6 +252,7 @@ async function run(
     metrics,
     version: VERSION,
     startedAt: Date.now(),
+    startedMono: performance.now(),
     uncaught: uncaughtSoFar,
   };
   herd.exportMetrics((name) => metrics.exportServer(name));
@@ -288,10 +297,10 @@ async function run(
     return 1;
   }
   // In one process every neighbour is local: report ready once the links are up (bounded).
-  const deadline = Date.now() + 3000;
+  const deadline = performance.now() + 3000;
   const local = (peer: string) => herd.servers.has(peer);
   while (
-    !stopAsked && Date.now() < deadline &&
+    !stopAsked && performance.now() < deadline &&
     [...herd.servers.values()].some((s) => s.links.some((l) => local(l.peer) && !l.up))
   ) {
     await new Promise((r) => setTimeout(r, 10));
@@ -316,7 +325,7 @@ async function run(
   }
   for (const s of herd.servers.values()) {
     console.log(
-      `${s.name} listening on ${s.host}:${s.port} (neighbours: ${
+      `${s.name} listening on ${hostPort(s.host, s.port)} (neighbours: ${
         s.links.map((l) => l.peer).join(", ") || "none"
       })`,
     );

@@ -122,6 +122,7 @@ export function createDashboard(herd: HerdView, opts: DashboardOptions): Dashboa
       : new HerdMetrics(herd, { version: VERSION }),
     version: VERSION,
     startedAt: Date.now(),
+    startedMono: performance.now(),
   };
   const metrics = ops.metrics;
   registerHubMetrics(metrics, hub);

@@ -58,7 +58,11 @@ export interface HubOptions {
   whatsatCapacity?: number;
   /** Most event streams open at once; past it a stream is refused. Default {@linkcode eventStreamCap}. */
   maxStreams?: number;
-  /** Milliseconds clock (tests). */
+  /**
+   * Milliseconds clock for the heartbeat and the stall deadline (tests). Default
+   * `performance.now`: monotonic, so a wall-clock step cannot stop the heartbeat (stepped back,
+   * the HTTP front then closed an idle stream as silent) or cut a live subscriber (stepped on).
+   */
   now?: () => number;
 }
 
@@ -223,7 +227,7 @@ export class EventHub {
     this.#coalesceOver = opts.coalesceOver ?? this.#maxFrame;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.maxStreams = Math.max(1, opts.maxStreams ?? eventStreamCap());
-    this.#now = opts.now ?? Date.now;
+    this.#now = opts.now ?? (() => performance.now());
     this.#off = bus.subscribe((e) => this.#onEvent(e));
   }
 
@@ -387,7 +391,7 @@ export class EventHub {
       text = tick.text;
       sub.cursor = last;
     } else if (now - sub.lastWrite >= this.#heartbeatMs) {
-      text = `: heartbeat ${now}\n\n`;
+      text = `: heartbeat ${Math.round(now)}\n\n`;
     }
     if (text === "") return;
     try {

@@ -19,6 +19,7 @@ import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { inputBudget } from "./connection_input.ts";
 import { closeQuietly } from "./io.ts";
 import { errText, oneLine } from "./text.ts";
+import { hostPort } from "./http_host.ts";
 import { silenceTimer } from "./timeout.ts";
 import { nowNs } from "./clock.ts";
 
@@ -132,7 +133,7 @@ export class ClientConnection implements OutputHolder {
     this.conn = conn;
     this.id = id;
     const addr = conn.remoteAddr as Deno.NetAddr;
-    this.remote = `${addr.hostname}:${addr.port}`;
+    this.remote = hostPort(addr.hostname, addr.port);
     this.#handler = handler;
     this.#opts = opts;
     this.splitter = new LineSplitter(opts.lineLimit);

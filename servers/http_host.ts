@@ -45,6 +45,22 @@ export function urlHost(host: string): string {
 }
 
 /**
+ * An address as `host:port` text, an IPv6 address in brackets (`[::1]:12000`, not the ambiguous
+ * `::1:12000`): the one way listen lines, log lines, errors and the clients' remote addresses
+ * write one, and what Deno's net permission descriptor takes.
+ *
+ * @example
+ * ```ts
+ * hostPort("::1", 12000); // "[::1]:12000"
+ * hostPort("[::1]", 12000); // "[::1]:12000"
+ * hostPort("127.0.0.1", 12000); // "127.0.0.1:12000"
+ * ```
+ */
+export function hostPort(host: string, port: number): string {
+  return `${urlHost(host)}:${port}`;
+}
+
+/**
  * True when a parsed name is an IP address: a dotted quad of 0-255, or a bracketed IPv6 address.
  *
  * @example

@@ -33,6 +33,7 @@ import type { AtFields } from "./record.ts";
 import { formatAt } from "./protocol.ts";
 import { binaryInto, binaryToBytes } from "./lines.ts";
 import { writeAllSync } from "./io.ts";
+import { hostPort } from "./http_host.ts";
 import { LogBudget, type MuteNote, type Note } from "./log_budget.ts";
 import { processRecordBytes, type RecordBytes } from "./record_bytes.ts";
 
@@ -207,7 +208,7 @@ function logText(e: HerdEvent): string | undefined {
   let text: string;
   switch (e.kind) {
     case "server.up":
-      text = `UP listening on ${e.host}:${e.port}`;
+      text = `UP listening on ${hostPort(e.host, e.port)}`;
       break;
     case "server.down":
       text = "DOWN stopped";

@@ -16,6 +16,7 @@ import { TlsFront } from "./tls_front.ts";
 import { ClientConnection, type ConnectionOptions, type LineHandler } from "./connection.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { errText } from "./text.ts";
+import { hostPort } from "./http_host.ts";
 import { silenceTimer, untilAborted, withTimeout } from "./timeout.ts";
 import { binaryToBytes, type SplitLine, utf8ToBinary } from "./lines.ts";
 import { Link, type LinkOptions, type PeerRecord } from "./peers.ts";
@@ -630,7 +631,9 @@ export class HerdServer implements LineHandler {
       } catch (err) {
         if (!(err instanceof Deno.errors.AddrInUse)) {
           throw new Error(
-            `${this.name}: cannot listen on ${this.host}:${port}: ${(err as Error).message}`,
+            `${this.name}: cannot listen on ${hostPort(this.host, port)}: ${
+              (err as Error).message
+            }`,
           );
         }
         if (performance.now() >= retryUntil) {
@@ -852,7 +855,7 @@ export class HerdServer implements LineHandler {
 
   async #serve(conn: Deno.Conn, secure: boolean): Promise<void> {
     const addr = conn.remoteAddr as Deno.NetAddr;
-    const remote = `${addr.hostname}:${addr.port}`;
+    const remote = hostPort(addr.hostname, addr.port);
     // The process-wide descriptor budget comes first: past it, nothing is admitted. An
     // in-process connection holds no descriptor.
     const socket = !(conn instanceof MemoryConn);
@@ -1322,14 +1325,15 @@ export class HerdServer implements LineHandler {
    * server and kind (a client's, a peer's), so a full herd under load logs a line, not a flood.
    */
   #full(fromClient: boolean): void {
-    const now = Date.now();
+    // Monotonic: a wall clock stepped back an hour would silence the report for that hour.
+    const now = performance.now();
     const at = fromClient ? 0 : 1;
     if (now - this.#fullSaid[at] < FULL_REPEAT_MS) return;
     this.#fullSaid[at] = now;
     const mib = (this.store.budget / (1024 * 1024)).toFixed(1);
     this.bus.emit({
       kind: "error",
-      t: now,
+      t: Date.now(),
       server: this.name,
       reason: "records-full",
       message: fromClient

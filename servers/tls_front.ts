@@ -35,6 +35,7 @@ import { acceptConnections, descriptors } from "./descriptors.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { relayBoth } from "./relay.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { hostPort } from "./http_host.ts";
 import type { TlsFiles } from "./tls.ts";
 
 /**
@@ -195,7 +196,7 @@ export class TlsFront {
     let upstream: Deno.Conn | undefined;
     const r: Relay = {
       addr,
-      remote: `${addr.hostname}:${addr.port}`,
+      remote: hostPort(addr.hostname, addr.port),
       since: performance.now(),
       bytesIn: 0,
       admitted: false,

@@ -1090,6 +1090,15 @@ Deno.test("client: exit 1 on '?', 2 on a refused connection, --json, and 'now'",
       ),
       "Gone",
     );
+    // On an IPv6 host: the address in brackets, as everywhere ([::1]:P, never ::1:P).
+    const cfg6 = await writeConfig({ servers: { Gone6: { port: closed, host: "::1" } } });
+    const named6 = await run(["client", "--config", cfg6, "Gone6", "IAMAT a +1+1 1"]);
+    await Deno.remove(cfg6);
+    assertUsage(
+      named6,
+      new RegExp(`^error: cannot connect to Gone6 \\(\\[::1\\]:${closed}\\): connection refused$`),
+      "Gone6",
+    );
   } finally {
     server.kill("SIGKILL");
     await server.output();

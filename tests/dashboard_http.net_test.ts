@@ -972,3 +972,13 @@ Deno.test("methods: a route's other methods get 405 with Allow, OPTIONS 204; HEA
     await herd.stop();
   }
 });
+
+Deno.test("GET /: a server on an IPv6 host shows its address in brackets", async () => {
+  const herd = new FakeHerd();
+  herd.snap.servers[0] = { ...herd.snap.servers[0], host: "::1", port: 12000 };
+  herd.snap.servers[1] = { ...herd.snap.servers[1], host: "[::1]", port: 12001 };
+  await using d = await serve(herd);
+  const html = await (await fetch(`${d.url}/`)).text();
+  const cells = [...html.matchAll(/class="mono muted col-address">([^<]*)</g)].map((m) => m[1]);
+  assert.deepEqual(cells, ["[::1]:12000", "[::1]:12001"]);
+});

@@ -299,3 +299,41 @@ Deno.test("hub: a hundred level subscribers of a busy herd get one small frame a
   assert.deepEqual(hub.stats().frames, 1, "the frame is built once for all");
   hub.close();
 });
+
+Deno.test("hub: a wall-clock step neither stops the heartbeat nor cuts a live subscriber", async () => {
+  // A wall clock that the test steps (set before the hub, which may keep a reference to it).
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  const bus = new EventBus();
+  // The hub's own (default) clock; flushes are driven here, the timer's period is far off.
+  const hub = new EventHub(bus, { heartbeatMs: 40, stallMs: 60_000, flushMs: 60_000 });
+  let blocked = false;
+  const idle = new FakeSink();
+  const live = new FakeSink(() => !blocked);
+  try {
+    hub.subscribe(idle);
+    hub.subscribe(live);
+    // The wall clock steps back an hour (an NTP step): the idle stream still gets its heartbeat
+    // (without one the HTTP front closes it as silent).
+    step = -3_600_000;
+    await new Promise((r) => setTimeout(r, 120));
+    hub.flush();
+    assert.match(idle.text, /\n: heartbeat \d+\n\n$/);
+    // It steps on two hours while `live` is blocked for one tick: not taken for a stalled one.
+    step = 3_600_000;
+    blocked = true;
+    hub.flush();
+    step = 7_200_000;
+    hub.flush();
+    assert.ok(live.open, "a subscriber blocked for one tick was cut");
+    blocked = false;
+    bus.emit(accepted("Hill", "after-the-step"));
+    hub.flush();
+    assert.match(live.text, /after-the-step/);
+    assert.deepEqual(hub.stats().cut, 0);
+  } finally {
+    Date.now = wall;
+    hub.close();
+  }
+});

@@ -223,6 +223,27 @@ Deno.test("ops app: /healthz is unhealthy once the last resort survived an uncau
   }
 });
 
+Deno.test("ops app: /status uptime ignores a wall-clock step", async () => {
+  const t = await startPair();
+  const wall = Date.now;
+  try {
+    // As cli/run.ts makes it: both clocks read at start.
+    const app = createOpsApp({ ...t.ops, startedAt: Date.now(), startedMono: performance.now() });
+    const uptime = async () =>
+      ((await (await app.request("/status", { headers: { host: "127.0.0.1:9100" } }))
+        .json()) as OpsStatus).uptimeSeconds;
+    Date.now = () => wall() - 3_600_000; // stepped back an hour
+    const back = await uptime();
+    Date.now = () => wall() + 3_600_000; // then on an hour
+    const on = await uptime();
+    assert.ok(back >= 0 && back < 600, `uptime ${back} s after a step back`);
+    assert.ok(on >= 0 && on < 600, `uptime ${on} s after a step on`);
+  } finally {
+    Date.now = wall;
+    await t.close();
+  }
+});
+
 Deno.test("ops app: a handler that throws is one escaped line on stderr and a JSON 500", async () => {
   const app = new Hono();
   jsonErrors(app, "test");

@@ -49,3 +49,40 @@ Deno.test("record budget (start): a known client's same-size update at the budge
     "known clients' updates of the same size and smaller were refused",
   );
 });
+
+Deno.test("record budget: the records-full report is at most once a minute, whatever the wall clock does", async () => {
+  // A wall clock the test steps, set before the herd (which may keep a reference to Date.now).
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  try {
+    await using h = await startSeedHerd({ maxRecordBytes: BUDGET });
+    const said: string[] = [];
+    const off = h.herd.bus.subscribe((e) => {
+      if (e.kind === "error" && e.reason === "records-full" && e.server === "Hill") {
+        said.push(e.message);
+      }
+    });
+    try {
+      await using c = await TcpClient.connect(h.port("Hill"));
+      const t = Math.floor(wall() / 1000) - 10;
+      let n = 0;
+      let refused = false;
+      for (let i = 0; i < 200 && !refused; i++) {
+        refused = !(await ask(c, `IAMAT big${i} ${BIG} ${t}`, n++)).startsWith("AT ");
+      }
+      assert.ok(refused, "the budget never filled");
+      assert.deepEqual(said.length, 1, "one report when the budget filled");
+      // The wall clock steps on two minutes (no real minute passed): refused again, not reported
+      // again. Stepped back instead, a wall-clock rate limit was silent until the clock caught up.
+      step = 120_000;
+      const again = await ask(c, `IAMAT late ${BIG} ${t}`, n++);
+      assert.ok(again.startsWith("? IAMAT late"), again.slice(0, 40));
+      assert.deepEqual(said.length, 1, "reported again within a minute after a wall-clock step");
+    } finally {
+      off();
+    }
+  } finally {
+    Date.now = wall;
+  }
+});

@@ -14,6 +14,7 @@ import {
   useSnapshot,
 } from "./_live.ts";
 import { formatCount } from "./_model.ts";
+import { hostPort } from "../../servers/http_host.ts";
 import { Sparkline } from "./_spark.tsx";
 
 /** A sign beside each link's name, with its state also in words for screen readers. */
@@ -66,7 +67,7 @@ export default function ServerPanel() {
                   <span class={`dot ${s.running ? "dot-live" : "dot-offline"}`} />
                   <strong>{s.name}</strong>
                 </td>
-                <td class="mono muted col-address">{s.host}:{s.port}</td>
+                <td class="mono muted col-address">{hostPort(s.host, s.port)}</td>
                 <td class="num" data-label="Clients">{formatCount(s.records)}</td>
                 <td class="num" data-label="Conns">{formatCount(s.connections)}</td>
                 <td class="num" data-label="Upd/s">

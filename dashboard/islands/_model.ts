@@ -7,6 +7,7 @@
 
 import type { DashEvent, HerdSnapshot, RecordSnapshot, ServerSnapshot } from "../types.ts";
 import { compareRecords, compareTimes } from "../../servers/record.ts";
+import { hostPort } from "../../servers/http_host.ts";
 
 /** Client times compared exactly, as the herd compares them. */
 export const compareTime = compareTimes;
@@ -420,7 +421,7 @@ export function millis(ms: number): string {
 export function describe(e: DashEvent): string {
   switch (e.kind) {
     case "server.up":
-      return `listening on ${e.host}:${e.port}`;
+      return `listening on ${hostPort(e.host, e.port)}`;
     case "server.down":
       return "stopped";
     case "client.connect":

@@ -11,7 +11,7 @@
 import { Hono } from "hono";
 import type { HerdSnapshot } from "../snapshot.ts";
 import { type ServedHttp, serveHttp } from "../http_front.ts";
-import { isIpName, parseHostPort, urlHost } from "../http_host.ts";
+import { hostPort, isIpName, parseHostPort, urlHost } from "../http_host.ts";
 import { errText, oneLine } from "../text.ts";
 import type { LinkState } from "../events.ts";
 import { localSnapshot, type MetricsExposition, type MetricsSource } from "./metrics.ts";
@@ -69,6 +69,11 @@ export interface Ops {
   /** `Date.now()` when the process started. */
   startedAt: number;
   /**
+   * `performance.now()` at the same moment: the uptime is counted from it, so a wall-clock step
+   * neither makes it negative nor adds the step to it. Without it, from `startedAt`.
+   */
+  startedMono?: number;
+  /**
    * Exceptions nothing caught that the process's last resort said and survived
    * (cli/last_resort.ts): any makes it unhealthy, so a monitor restarts a process a bug left in
    * an unknown state instead of it serving on unseen.
@@ -89,12 +94,16 @@ export function opsStatus(ops: Ops): OpsStatus {
   const snap: HerdSnapshot = localSnapshot(ops.source);
   return {
     version: ops.version,
-    uptimeSeconds: Math.round((Date.now() - ops.startedAt) / 100) / 10,
+    uptimeSeconds: Math.round(
+      (ops.startedMono === undefined
+        ? Date.now() - ops.startedAt
+        : performance.now() - ops.startedMono) / 100,
+    ) / 10,
     startedAt: new Date(ops.startedAt).toISOString(),
     places: snap.places,
     servers: snap.servers.map((s) => ({
       name: s.name,
-      address: `${s.host}:${s.port}`,
+      address: hostPort(s.host, s.port),
       running: s.running,
       records: s.records,
       connections: s.connections,
@@ -298,7 +307,7 @@ export function serveOps(ops: Ops, host: string, port: number): ServedOps {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new Error(`ops: port ${port} on ${host} is already in use`);
     }
-    throw new Error(`ops: cannot listen on ${host}:${port}: ${(err as Error).message}`);
+    throw new Error(`ops: cannot listen on ${hostPort(host, port)}: ${(err as Error).message}`);
   }
   const real = served.addr.port;
   return {
