@@ -287,6 +287,79 @@ export async function listenEarly(
   };
 }
 
+/**
+ * `start`'s client ports, every server's of the config at `path` (the seed's without one), opened
+ * before the herd's and the dashboard's modules load, as `server NAME` opens its one
+ * ({@linkcode listenEarly}): a grader that runs `deno task start` and connects 0.1-0.5 s later
+ * waits in the backlog instead of being refused. Link ports are not opened early: `start` links
+ * its own servers in memory and asks no link port. Never throws but for a config too big or not
+ * read in time; a port it cannot open is left to the server's own listen.
+ *
+ * @example
+ * ```ts
+ * const early = await listenEarlyHerd("herd.json");
+ * const listener = early?.take({ hostname: "127.0.0.1", port: 12000 }) ??
+ *   Deno.listen({ hostname: "127.0.0.1", port: 12000 });
+ * early?.close();
+ * listener.close();
+ * ```
+ */
+export async function listenEarlyHerd(
+  path: string | undefined,
+): Promise<EarlyListener | undefined> {
+  const granted = (d: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(d).state === "granted";
+  let configText: string | undefined;
+  let json: unknown = DEFAULT_CONFIG_JSON;
+  try {
+    if (path !== undefined) {
+      if (!granted({ name: "read", path })) return undefined;
+      configText = await readConfigText(path);
+      json = JSON.parse(configText);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    return configText === undefined
+      ? undefined
+      : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
+  }
+  const servers = (json as { servers?: unknown } | null)?.servers;
+  const names = typeof servers === "object" && servers !== null ? Object.keys(servers) : [];
+  // By address: the listener and its early accepts, until the server of that address takes them.
+  const open = new Map<
+    string,
+    { listener: Deno.TcpListener; early: { take(): Deno.TcpListener; close(): void } }
+  >();
+  for (const name of names) {
+    const addr = addressOf(json, name);
+    const key = addr === undefined ? "" : `${addr.hostname}:${addr.port}`;
+    if (addr === undefined || open.has(key) || !granted({ name: "net", host: key })) continue;
+    try {
+      const listener = Deno.listen(addr);
+      open.set(key, { listener, early: acceptEarly(listener, name, undefined) });
+    } catch {
+      // In use, or no such address: the server's own listen says so.
+    }
+  }
+  return {
+    configText,
+    take(want) {
+      const key = `${want.hostname}:${want.port}`;
+      const entry = open.get(key);
+      open.delete(key);
+      return entry?.early.take();
+    },
+    takeLink: () => undefined,
+    close() {
+      for (const { listener, early } of open.values()) {
+        early.close();
+        closeQuietly(listener);
+      }
+      open.clear();
+    },
+  };
+}
+
 /** The plain link port server `name` will listen on (0: the system's choice); undefined with TLS. */
 function linkPortOf(json: unknown, name: string): number | undefined {
   const config = json as { tls?: unknown; servers?: Record<string, { linkPort?: unknown }> };
