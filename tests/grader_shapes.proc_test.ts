@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import { ProcessHerd } from "./_helpers/procs.ts";
 import { exchange, TcpClient } from "./_helpers/net.ts";
 import { startFakeGoogle } from "./_helpers/fake_google.ts";
+import { leasePorts } from "./_helpers/ports.ts";
+import { ROOT, taskEnv, taskFlags } from "./_helpers/task_flags.ts";
 
 const LOC = "+34.068930-118.445127";
 const KEY = "procs-test-key"; // ProcessHerd's GOOGLE_PLACES_API_KEY
@@ -275,4 +277,103 @@ Deno.test("graders' shapes: Ctrl-C to a server's group, SIGTERM, SIGKILL; restar
     await restarted.waitListening();
   }
   herd.assertHealthy();
+});
+
+Deno.test("graders' shapes: `start` as the one process; Ctrl-C to its group exits 0 and frees every port; restarted on its data, a WHATSAT 0.1 s after the spawn finds every record", async () => {
+  await using fake = startFakeGoogle(KEY);
+  const dir = await Deno.makeTempDir({ prefix: "herd-grader-start-" });
+  const names = Object.keys(TERM_2019);
+  const ports = leasePorts(names.length);
+  const port = (name: string) => ports[names.indexOf(name)];
+  const config = `${dir}/herd.json`;
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      servers: Object.fromEntries(
+        names.map((n) => [n, { port: port(n), neighbors: TERM_2019[n] }]),
+      ),
+    }),
+  );
+  const env = { ...await taskEnv("start"), GOOGLE_PLACES_API_KEY: KEY };
+  const spawn = () =>
+    new Deno.Command("setsid", {
+      args: [
+        Deno.execPath(),
+        "run",
+        ...taskFlags("start"),
+        "main.ts",
+        "start",
+        ...["--config", config, "--log-dir", `${dir}/logs`, "--data-dir", `${dir}/data`],
+        ...["--no-dashboard", "--places", "legacy", "--places-url", fake.origin],
+      ],
+      cwd: ROOT,
+      env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  /** A grader's connection: retried while refused (the port may not listen yet), 20 s at most. */
+  const askSoon = async (name: string, data: string) => {
+    for (let tries = 0; tries < 400; tries++) {
+      try {
+        return await ask(port(name), data);
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    throw new Error(`${name} never answered`);
+  };
+  const stopped = async (child: Deno.ChildProcess) => {
+    const stat = await Deno.readTextFile(`/proc/${child.pid}/stat`);
+    // setsid did not fork: the herd is its group's leader, so -pid reaches it as Ctrl-C does.
+    assert.equal(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]), child.pid);
+    Deno.kill(-child.pid, "SIGINT");
+    const [status, err] = await Promise.all([
+      child.status,
+      new Response(child.stderr).text(),
+    ]);
+    assert.equal(status.code, 0, err);
+    for (const n of names) {
+      await assert.rejects(TcpClient.connect(port(n)), Deno.errors.ConnectionRefused, n);
+    }
+  };
+  let child = spawn();
+  try {
+    const reported: [string, string, string][] = [];
+    for (const [i, name] of ["Welsh", "Hands", "Goloman"].entries()) {
+      const t = timeIn();
+      assert.match(
+        await askSoon(name, `IAMAT keep${i} ${LOC} ${t}\r\n`),
+        atLine(name, `keep${i}`, LOC, t),
+      );
+      reported.push([`keep${i}`, name, t]);
+    }
+    // The farthest server, at once.
+    assertWhatsat(
+      await ask(port("Hands"), "WHATSAT keep0 10 2\n"),
+      "Welsh",
+      "keep0",
+      reported[0][2],
+      2,
+    );
+    for (let round = 0; round < 2; round++) {
+      await stopped(child);
+      child = spawn();
+      await new Promise((r) => setTimeout(r, 100));
+      for (const [i, [client, origin, t]] of reported.entries()) {
+        const at = names[(i + round) % names.length];
+        assertWhatsat(await askSoon(at, `WHATSAT ${client} 50 1\n`), origin, client, t, 1);
+      }
+    }
+    await stopped(child);
+  } finally {
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch {
+      // exited
+    }
+    await child.status;
+    await child.stderr.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
 });
