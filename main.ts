@@ -121,6 +121,9 @@ async function main(args: string[]): Promise<number> {
       const early = flags.positionals.length === 0
         ? await listenEarlyHerd(flags.config)
         : undefined;
+      // In steps, as `server`: between them the early listeners read what clients sent, so an
+      // IAMAT's diff counts from when it came, not from the end of the load.
+      if (early !== undefined) await loadInSteps();
       const { runHerd } = await late<Run>("./cli/run.ts");
       // One dashboard per herd: `start` serves it; `server` processes are watched by `dashboard`.
       return await runHerd(

@@ -20,7 +20,8 @@
 
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
-import { closeQuietly } from "../servers/io.ts";
+import { ARRIVED_NS, closeQuietly } from "../servers/io.ts";
+import { nowNs } from "../servers/clock.ts";
 import { readConfigText } from "../servers/config_file.ts";
 import { ConfigError } from "../servers/config_error.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
@@ -60,15 +61,23 @@ export interface EarlyListener {
 interface Early {
   conn: Deno.TcpConn;
   first: Promise<Uint8Array | null>;
+  /** When the first read's bytes arrived (server clock, ns), once they have. */
+  at: () => bigint | undefined;
 }
 
 /**
  * `conn`, whose first read returns the bytes `first` brings (read before the herd took over),
  * then reads on as usual; everything else is the connection's own.
  */
-function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.TcpConn {
+function replaying(
+  conn: Deno.TcpConn,
+  first: Promise<Uint8Array | null>,
+  at: () => bigint | undefined,
+): Deno.TcpConn {
   let pending: Promise<Uint8Array | null> | undefined = first;
   let rest: Uint8Array | undefined;
+  // When the bytes of the last read arrived, if they were read early (io.ts ARRIVED_NS).
+  let replayed: bigint | undefined;
   const read = async (buf: Uint8Array): Promise<number | null> => {
     if (pending !== undefined) {
       const bytes = await pending;
@@ -80,13 +89,16 @@ function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.
       const n = Math.min(buf.length, rest.length);
       buf.set(rest.subarray(0, n));
       rest = n < rest.length ? rest.subarray(n) : undefined;
+      replayed = at();
       return n;
     }
+    replayed = undefined;
     return conn.read(buf);
   };
   return new Proxy(conn, {
     get(target, prop) {
       if (prop === "read") return read;
+      if (prop === ARRIVED_NS) return () => replayed;
       const v = Reflect.get(target, prop, target);
       return typeof v === "function" ? v.bind(target) : v;
     },
@@ -120,8 +132,13 @@ function acceptEarly(
       if (taken) return; // the herd's first accept hands `next` over
       pendingAccept = undefined;
       const buf = new Uint8Array(FIRST_READ);
-      const first = conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n), () => null);
-      const early: Early = { conn, first };
+      let arrived: bigint | undefined;
+      const first = conn.read(buf).then((n) => {
+        if (n === null) return null;
+        arrived = nowNs();
+        return buf.subarray(0, n);
+      }, () => null);
+      const early: Early = { conn, first, at: () => arrived };
       queue.push(early);
       first.then((bytes) => {
         if (linkPort === undefined || bytes === null) return;
@@ -140,7 +157,7 @@ function acceptEarly(
       const accept = (): Promise<Deno.TcpConn> => {
         taken = true;
         const e = queue.shift();
-        if (e !== undefined) return Promise.resolve(replaying(e.conn, e.first));
+        if (e !== undefined) return Promise.resolve(replaying(e.conn, e.first, e.at));
         if (pendingAccept !== undefined) {
           const next = pendingAccept;
           pendingAccept = undefined;
