@@ -20,7 +20,8 @@
 
 import { DEFAULT_CONFIG_JSON } from "../servers/seed.ts";
 import type { PlacesKind } from "../servers/places/select.ts";
-import { closeQuietly } from "../servers/io.ts";
+import { ARRIVED_NS, closeQuietly } from "../servers/io.ts";
+import { nowNs } from "../servers/clock.ts";
 import { readConfigText } from "../servers/config_file.ts";
 import { ConfigError } from "../servers/config_error.ts";
 import { formatLinkPort, formatLinkPortQuery } from "../servers/link_port_lines.ts";
@@ -61,15 +62,23 @@ export interface EarlyListener {
 interface Early {
   conn: Deno.TcpConn;
   first: Promise<Uint8Array | null>;
+  /** When the first read's bytes arrived (server clock, ns), once they have. */
+  at: () => bigint | undefined;
 }
 
 /**
  * `conn`, whose first read returns the bytes `first` brings (read before the herd took over),
  * then reads on as usual; everything else is the connection's own.
  */
-function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.TcpConn {
+function replaying(
+  conn: Deno.TcpConn,
+  first: Promise<Uint8Array | null>,
+  at: () => bigint | undefined,
+): Deno.TcpConn {
   let pending: Promise<Uint8Array | null> | undefined = first;
   let rest: Uint8Array | undefined;
+  // When the bytes of the last read arrived, if they were read early (io.ts ARRIVED_NS).
+  let replayed: bigint | undefined;
   const read = async (buf: Uint8Array): Promise<number | null> => {
     if (pending !== undefined) {
       const bytes = await pending;
@@ -81,13 +90,16 @@ function replaying(conn: Deno.TcpConn, first: Promise<Uint8Array | null>): Deno.
       const n = Math.min(buf.length, rest.length);
       buf.set(rest.subarray(0, n));
       rest = n < rest.length ? rest.subarray(n) : undefined;
+      replayed = at();
       return n;
     }
+    replayed = undefined;
     return conn.read(buf);
   };
   return new Proxy(conn, {
     get(target, prop) {
       if (prop === "read") return read;
+      if (prop === ARRIVED_NS) return () => replayed;
       const v = Reflect.get(target, prop, target);
       return typeof v === "function" ? v.bind(target) : v;
     },
@@ -121,8 +133,13 @@ function acceptEarly(
       if (taken) return; // the herd's first accept hands `next` over
       pendingAccept = undefined;
       const buf = new Uint8Array(FIRST_READ);
-      const first = conn.read(buf).then((n) => n === null ? null : buf.subarray(0, n), () => null);
-      const early: Early = { conn, first };
+      let arrived: bigint | undefined;
+      const first = conn.read(buf).then((n) => {
+        if (n === null) return null;
+        arrived = nowNs();
+        return buf.subarray(0, n);
+      }, () => null);
+      const early: Early = { conn, first, at: () => arrived };
       queue.push(early);
       first.then((bytes) => {
         if (linkPort === undefined || bytes === null) return;
@@ -141,7 +158,7 @@ function acceptEarly(
       const accept = (): Promise<Deno.TcpConn> => {
         taken = true;
         const e = queue.shift();
-        if (e !== undefined) return Promise.resolve(replaying(e.conn, e.first));
+        if (e !== undefined) return Promise.resolve(replaying(e.conn, e.first, e.at));
         if (pendingAccept !== undefined) {
           const next = pendingAccept;
           pendingAccept = undefined;
@@ -286,6 +303,79 @@ export async function listenEarly(
       listener = undefined;
       link?.close();
       link = undefined;
+    },
+  };
+}
+
+/**
+ * `start`'s client ports, every server's of the config at `path` (the seed's without one), opened
+ * before the herd's and the dashboard's modules load, as `server NAME` opens its one
+ * ({@linkcode listenEarly}): a grader that runs `deno task start` and connects 0.1-0.5 s later
+ * waits in the backlog instead of being refused. Link ports are not opened early: `start` links
+ * its own servers in memory and asks no link port. Never throws but for a config too big or not
+ * read in time; a port it cannot open is left to the server's own listen.
+ *
+ * @example
+ * ```ts
+ * const early = await listenEarlyHerd("herd.json");
+ * const listener = early?.take({ hostname: "127.0.0.1", port: 12000 }) ??
+ *   Deno.listen({ hostname: "127.0.0.1", port: 12000 });
+ * early?.close();
+ * listener.close();
+ * ```
+ */
+export async function listenEarlyHerd(
+  path: string | undefined,
+): Promise<EarlyListener | undefined> {
+  const granted = (d: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(d).state === "granted";
+  let configText: string | undefined;
+  let json: unknown = DEFAULT_CONFIG_JSON;
+  try {
+    if (path !== undefined) {
+      if (!granted({ name: "read", path })) return undefined;
+      configText = await readConfigText(path);
+      json = JSON.parse(configText);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    return configText === undefined
+      ? undefined
+      : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
+  }
+  const servers = (json as { servers?: unknown } | null)?.servers;
+  const names = typeof servers === "object" && servers !== null ? Object.keys(servers) : [];
+  // By address: the listener and its early accepts, until the server of that address takes them.
+  const open = new Map<
+    string,
+    { listener: Deno.TcpListener; early: { take(): Deno.TcpListener; close(): void } }
+  >();
+  for (const name of names) {
+    const addr = addressOf(json, name);
+    const key = addr === undefined ? "" : `${addr.hostname}:${addr.port}`;
+    if (addr === undefined || open.has(key) || !granted({ name: "net", host: key })) continue;
+    try {
+      const listener = Deno.listen(addr);
+      open.set(key, { listener, early: acceptEarly(listener, name, undefined) });
+    } catch {
+      // In use, or no such address: the server's own listen says so.
+    }
+  }
+  return {
+    configText,
+    take(want) {
+      const key = `${want.hostname}:${want.port}`;
+      const entry = open.get(key);
+      open.delete(key);
+      return entry?.early.take();
+    },
+    takeLink: () => undefined,
+    close() {
+      for (const { listener, early } of open.values()) {
+        early.close();
+        closeQuietly(listener);
+      }
+      open.clear();
     },
   };
 }

@@ -17,7 +17,7 @@ import { HANDSHAKE_PREFIX } from "./wire.ts";
 import { HANDSHAKE_LINE_LIMIT, HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
 import { outputBudget, type OutputHolder } from "./output_budget.ts";
 import { inputBudget } from "./connection_input.ts";
-import { closeQuietly } from "./io.ts";
+import { arrivedNs, closeQuietly } from "./io.ts";
 import { errText, oneLine } from "./text.ts";
 import { hostPort } from "./http_host.ts";
 import { silenceTimer } from "./timeout.ts";
@@ -206,7 +206,8 @@ export class ClientConnection implements OutputHolder {
               // The wall clock itself, not the monotonic one offset from it: the two drift by
               // microseconds, and a diff must never go below a client clock that agrees with ours.
               // An EOF brings no bytes: a final unterminated line arrived with its last read.
-              if (n !== null) this.#arrivedNs = nowNs();
+              // Bytes read while the server started arrived then, not at their replay (io.ts).
+              if (n !== null) this.#arrivedNs = arrivedNs(this.conn) ?? nowNs();
             } finally {
               this.#reading = false;
               this.#clearPartial();

@@ -59,3 +59,26 @@ export function closeQuietly(c: { close(): void } | undefined): void {
     // already closed
   }
 }
+
+/**
+ * Where a connection that was read before it was handed over keeps when those bytes arrived:
+ * `server NAME` and `start` accept and read early connections while they load
+ * (cli/early_listen.ts), and replay the bytes to the server later. An IAMAT's diff counts from
+ * when its bytes arrived, not from the replay (docs/protocol.md).
+ */
+export const ARRIVED_NS: unique symbol = Symbol("arrivedNs");
+
+/**
+ * The server-clock time (ns) at which the bytes of `conn`'s last read arrived, when they were
+ * read earlier and replayed ({@linkcode ARRIVED_NS}); undefined when the read just happened.
+ *
+ * @example
+ * ```ts
+ * import { arrivedNs } from "./io.ts";
+ * arrivedNs({}); // undefined: an ordinary connection's bytes arrived with its read
+ * ```
+ */
+export function arrivedNs(conn: object): bigint | undefined {
+  const at = (conn as { [ARRIVED_NS]?: unknown })[ARRIVED_NS];
+  return typeof at === "function" ? at() : undefined;
+}

@@ -77,6 +77,14 @@ const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 1000;
 /** While writes keep failing, the error is reported again at most this often. */
 const REPORT_EVERY_MS = 10_000;
+/**
+ * How long a start waits for a record log's lock that another process holds, and how often it
+ * tries: a server stopped by a signal closes its port first and gives the lock up after its last
+ * flush (up to a second later at load), so a restart in between finds it taken for a moment. The
+ * same 3 s as a port still in use (servers/server.ts).
+ */
+const CLAIM_WAIT_MS = 3_000;
+const CLAIM_STEP_MS = 50;
 /** The entry a clean stop ends the log with. */
 const CLEAN_STOP = "C 1";
 /** Compaction runs when the file holds more entries than twice the live ones plus this. */
@@ -913,7 +921,8 @@ class RecordLog implements Persistence {
    * Takes `<server>.lock` in the data dir, exclusively, for as long as this log is open: two
    * processes serving one name from one data dir appended to one file with colliding sequence
    * numbers, and each lost the other's acknowledged records after a restart. The lock file is
-   * never replaced (the log is, by compaction), and a killed holder's lock goes with it.
+   * never replaced (the log is, by compaction), and a killed holder's lock goes with it. A lock
+   * held is tried again for {@linkcode CLAIM_WAIT_MS} (a stopping process lets it go last).
    */
   async #claim(): Promise<void> {
     if (this.#lock !== undefined) return;
@@ -921,7 +930,10 @@ class RecordLog implements Persistence {
     const lock = await Deno.open(path, { read: true, write: true, create: true });
     let mine = false;
     try {
-      mine = await lock.tryLock(true);
+      const until = performance.now() + CLAIM_WAIT_MS;
+      while (!(mine = await lock.tryLock(true)) && performance.now() < until) {
+        await new Promise((r) => setTimeout(r, CLAIM_STEP_MS));
+      }
     } finally {
       if (!mine) lock.close();
     }
