@@ -122,11 +122,29 @@ export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const secret of secrets) {
     if (!secret) continue;
-    out = out.replaceAll(secret, REDACTED);
+    if (secret.length >= WHOLE_WORD_BELOW) out = out.replaceAll(secret, REDACTED);
+    else out = out.replace(new RegExp(asWord(regExpEscape(secret)), "g"), REDACTED);
     const encoded = encodeURIComponent(secret);
-    if (encoded !== secret) out = out.replace(new RegExp(regExpEscape(encoded), "gi"), REDACTED);
+    if (encoded === secret) continue;
+    const pattern = regExpEscape(encoded);
+    out = out.replace(
+      new RegExp(secret.length >= WHOLE_WORD_BELOW ? pattern : asWord(pattern), "gi"),
+      REDACTED,
+    );
   }
   return out.replace(QUOTED_KEY, `$1${REDACTED}`);
+}
+
+/**
+ * A secret shorter than this is redacted only where it stands as a word of its own: a test key
+ * `K` is not a key inside `"OK"` (it turned Google's status into `OREDACTED`), while a real
+ * key (39 characters) is redacted wherever it appears, inside a longer token too.
+ */
+const WHOLE_WORD_BELOW = 16;
+
+/** `pattern`, not touching a letter, digit, `_` or `-` on either side. */
+function asWord(pattern: string): string {
+  return `(?<![A-Za-z0-9_-])${pattern}(?![A-Za-z0-9_-])`;
 }
 
 /** A `key=` query parameter's value, or an `X-Goog-Api-Key` header's (up to a separator). */
