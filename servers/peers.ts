@@ -219,7 +219,10 @@ interface Intake {
   batch?: PeerRecord[];
   /** Records of a catch-up stream we hold byte for byte: counted, not offered to the store. */
   known?: AtFields[];
-  /** Sequence numbers read, in order, with the index of their record in `batch` (-1 for none). */
+  /**
+   * Sequence numbers read, in order, with the index of their record in `batch` (-1 for none, -2
+   * for an `S` line: nobody waits for its receipt).
+   */
   seqs?: number[];
   /** True once an `R` line was read: the peer may be waiting for its receipt. */
   records?: boolean;
@@ -258,6 +261,8 @@ export class Link {
   recordsSent = 0;
   /** Records read from this link since start. */
   recordsReceived = 0;
+  /** Writes made on this link's connections (each a wake-up of the peer's process). */
+  writes = 0;
   /** What we last received from the peer (kept across reconnects; persisted by the server). */
   mark: LinkMark = { epoch: "-", seq: 0 };
 
@@ -737,6 +742,7 @@ export class Link {
   /** Writes lines (text or bytes); link errors surface in the read loop, which drops the link. */
   #send(conn: Deno.Conn, text: string | Uint8Array): Promise<void> {
     this.#lastWrite = performance.now();
+    this.writes++;
     const bytes = typeof text === "string" ? binaryToBytes(text) : text;
     // A delayed link (or one whose delay just ended) queues, so lines keep their order.
     const delayMs = this.#settings.delayMs;
@@ -794,7 +800,15 @@ export class Link {
         const heldWhole = (local !== undefined || skips !== undefined) &&
           this.#withoutHeld(slice.records, local, skips);
         // Receipts ride in the record stream's writes, so they never interleave with a batch.
-        let text = this.#controlOwed + this.#toReceipt.take();
+        // With no record to send, a write is only for what the peer waits for: receipts of `S`
+        // lines alone (nobody waits for them) and our own `S` wait for the next write. Written
+        // at once, they were a write each way per write (each side's `S` receipted with an `S`
+        // of its own): ~75 writes and wake-ups a second each way on every link off the flood's
+        // trees, and at a leaf two of them before the receipt the origin's reply waited for
+        // (BENCHMARKS.md, "Five processes of 2026-11-28, third pass").
+        const idle = slice.records.length === 0 && this.#controlOwed === "" && !this.#pongOwed &&
+          !this.#pingOwed && !this.#toReceipt.urgent;
+        let text = idle ? "" : this.#controlOwed + this.#toReceipt.take();
         this.#controlOwed = "";
         if (this.#pongOwed) {
           this.#pongOwed = false;
@@ -1296,7 +1310,7 @@ export class Link {
   /** `S`: the peer skipped records up to `seq` (they came from us): our mark moves on. */
   #onSkip(seq: number, intake: Intake): void {
     if (seq > this.mark.seq) this.mark.seq = seq;
-    (intake.seqs ??= []).push(seq, -1);
+    (intake.seqs ??= []).push(seq, -2);
   }
 
   /**
@@ -1466,7 +1480,8 @@ export class Link {
     }
     if (seqs !== undefined && this.#conn === conn && s.receipts) {
       for (let i = 0; i < seqs.length; i += 2) {
-        this.#toReceipt.add(seqs[i], seqs[i + 1] < 0 ? undefined : waits[seqs[i + 1]]);
+        const at = seqs[i + 1];
+        this.#toReceipt.add(seqs[i], at < 0 ? undefined : waits[at], at === -2);
       }
       // An `S` alone is receipted in our next write: nobody waits for it (see #skipTo).
       if (intake.records) this.notify();

@@ -213,6 +213,8 @@ export class ReceiptQueue {
   #base = 0;
   /** Bumped by reset(): entries of an older connection must not trigger sends on a new one. */
   #generation = 0;
+  /** Ready entries not yet receipted that the peer may be waiting for (not `lazy` ones). */
+  #urgent = 0;
   #onReady: () => void;
 
   /** `onReady` is called when a waiting entry becomes ready (send the receipts). */
@@ -225,24 +227,42 @@ export class ReceiptQueue {
     this.#entries = [];
     this.#base = base;
     this.#generation++;
+    this.#urgent = 0;
   }
 
-  /** A line with sequence number `seq` was read; ready at once, or when `pending` settles. */
-  add(seq: number, pending?: ReceiptCountdown): void {
+  /**
+   * True when a receipt the peer may be waiting for is ready and not yet taken: worth a write of
+   * its own. Receipts of `lazy` entries alone are not (they ride in the next write).
+   */
+  get urgent(): boolean {
+    return this.#urgent > 0;
+  }
+
+  /**
+   * A line with sequence number `seq` was read; ready at once, or when `pending` settles.
+   * `lazy`: nobody waits for its receipt (an `S` line: the peer receipted what it skipped itself
+   * when it skipped it), so it makes no write of its own (see `urgent`).
+   */
+  add(seq: number, pending?: ReceiptCountdown, lazy = false): void {
     const e: Received = { seq, ready: pending === undefined || pending.settled, sent: false };
     this.#entries.push(e);
-    if (!e.ready) {
-      const generation = this.#generation;
-      pending!.onSettled(() => {
-        e.ready = true;
-        // After a reset (new connection) this entry is gone: its receipt goes nowhere.
-        if (generation === this.#generation) this.#onReady();
-      });
+    if (e.ready) {
+      if (!lazy) this.#urgent++;
+      return;
     }
+    const generation = this.#generation;
+    pending!.onSettled(() => {
+      e.ready = true;
+      // After a reset (new connection) this entry is gone: its receipt goes nowhere.
+      if (generation !== this.#generation) return;
+      if (!lazy) this.#urgent++;
+      this.#onReady();
+    });
   }
 
   /** The receipt lines for everything ready and not yet receipted ("" when none). */
   take(): string {
+    this.#urgent = 0;
     const es = this.#entries;
     let out = "";
     let prev = this.#base;

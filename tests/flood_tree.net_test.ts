@@ -63,6 +63,44 @@ for (const tcpLinks of [true, false]) {
   });
 }
 
+Deno.test("flood trees, seed herd over TCP: a link off the trees is not written to per record (no S and A ping-pong)", async () => {
+  // An update along Hill's tree takes 8 link writes: a record line to each of the four other
+  // servers, a receipt back from each. Before: each `S` (the mark past records a link skips) was
+  // receipted in a write of its own, which carried an `S` of its own, receipted in turn: the
+  // links off the tree (Smith-Singleton, Campbell-Singleton) wrote to each other on nearly every
+  // record, ~11 writes per update, each a wake-up of the peer's process.
+  await using t = await startSeedHerd({ tcpLinks: true });
+  await waitFor(() => treesEverywhere(t), 20_000, "trees in use");
+  const writes = () => {
+    let n = 0;
+    for (const s of t.herd.servers.values()) for (const l of s.links) n += l.writes;
+    return n;
+  };
+  const c = await TcpClient.connect(t.port("Hill"));
+  try {
+    // Past two heartbeats (a PING or PONG on every link: each carries an `S`), then counted.
+    let warm = 0;
+    for (const until = Date.now() + 2_500; Date.now() < until; warm++) {
+      await c.send(`IAMAT warm-${warm} +34.068930-118.445127 ${1_700_000_000 + warm}.5\n`);
+      await c.replies(warm + 1, 10_000);
+    }
+    const before = writes();
+    const againBefore = floodedAgain(t);
+    const n = 200;
+    for (let i = 0; i < n; i++) {
+      await c.send(`IAMAT ping-pong-${i} +34.068930-118.445127 ${1_700_000_000 + i}.5\n`);
+      await c.replies(warm + i + 1, 10_000);
+    }
+    const per = (writes() - before) / n;
+    console.log(`link writes per update ${per}`);
+    // PINGs and their PONGs add a few over the run; a turn to the full flood (a stall on a box
+    // at load 20+) adds many: not counted.
+    if (floodedAgain(t) === againBefore) assert.ok(per <= 9, `${per} link writes per update`);
+  } finally {
+    c.conn.close();
+  }
+});
+
 /** Sends one IAMAT per line to `port` over one connection and reads every reply. */
 async function iamats(port: number, lines: string[]): Promise<string[]> {
   const c = await TcpClient.connect(port);

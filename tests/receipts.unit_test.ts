@@ -28,6 +28,29 @@ Deno.test("receipts: ready records are receipted in ranges that cover the skippe
   assert.deepEqual(q.take(), "A 13 13\n");
 });
 
+Deno.test("receipts: only a ready receipt someone may wait for is urgent; lazy ones (an `S`) ride along", () => {
+  const q = new ReceiptQueue();
+  q.reset(0);
+  q.add(4, undefined, true);
+  assert.equal(q.urgent, false, "an S alone is worth no write");
+  q.add(6);
+  assert.equal(q.urgent, true, "a record's receipt is");
+  assert.deepEqual(q.take(), "A 1 6\n", "the S's receipt rides with it");
+  assert.equal(q.urgent, false);
+  // A record waiting on its onward links turns urgent when they settle; a lazy one never does.
+  const onward = new ReceiptCountdown(1);
+  q.add(7, onward);
+  q.add(9, undefined, true);
+  assert.equal(q.urgent, false);
+  onward.tick();
+  assert.equal(q.urgent, true);
+  assert.deepEqual(q.take(), "A 7 9\n");
+  // After a reset (a new connection), nothing of the old one is owed.
+  q.add(10);
+  q.reset(20);
+  assert.equal(q.urgent, false);
+});
+
 Deno.test("receipts: entries of a connection that was replaced never wake the new one", () => {
   let wakes = 0;
   const q = new ReceiptQueue(() => wakes++);
