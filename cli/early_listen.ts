@@ -222,24 +222,9 @@ export async function listenEarly(
   stateDir = "",
   taken: readonly number[] = [],
 ): Promise<EarlyListener | undefined> {
-  // Never a permission prompt here: what is not granted is left to the normal start's checks.
-  const granted = (d: Deno.PermissionDescriptor) =>
-    Deno.permissions.querySync(d).state === "granted";
-  let configText: string | undefined;
-  let json: unknown = DEFAULT_CONFIG_JSON;
-  try {
-    if (path !== undefined) {
-      if (!granted({ name: "read", path })) return undefined;
-      configText = await readConfigText(path);
-      json = JSON.parse(configText);
-    }
-  } catch (err) {
-    // Too big, or nothing to read in time: the start would read it again and fail the same way.
-    if (err instanceof ConfigError) throw err;
-    return configText === undefined
-      ? undefined
-      : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
-  }
+  const config = await earlyConfig(path);
+  if (!("json" in config)) return config.instead;
+  const { json, configText } = config;
   const addr = addressOf(json, name);
   const wantLink = linkPortOf(json, name);
   // Without TLS, links dial a link port asked for on the client port: it listens early too, so
@@ -327,22 +312,9 @@ export async function listenEarly(
 export async function listenEarlyHerd(
   path: string | undefined,
 ): Promise<EarlyListener | undefined> {
-  const granted = (d: Deno.PermissionDescriptor) =>
-    Deno.permissions.querySync(d).state === "granted";
-  let configText: string | undefined;
-  let json: unknown = DEFAULT_CONFIG_JSON;
-  try {
-    if (path !== undefined) {
-      if (!granted({ name: "read", path })) return undefined;
-      configText = await readConfigText(path);
-      json = JSON.parse(configText);
-    }
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    return configText === undefined
-      ? undefined
-      : { configText, take: () => undefined, takeLink: () => undefined, close() {} };
-  }
+  const config = await earlyConfig(path);
+  if (!("json" in config)) return config.instead;
+  const { json, configText } = config;
   const servers = (json as { servers?: unknown } | null)?.servers;
   const names = typeof servers === "object" && servers !== null ? Object.keys(servers) : [];
   // By address: the listener and its early accepts, until the server of that address takes them.
@@ -434,4 +406,34 @@ export async function warmPlacesEarly(
     new URL("../servers/places/offline.ts", import.meta.url),
   );
   warmOfflineIndex(stateDir).catch(() => {});
+}
+
+/** Never a permission prompt here: what is not granted is left to the normal start's checks. */
+function granted(d: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(d).state === "granted";
+}
+
+/**
+ * The config's raw JSON (the default config without a path), or what an early listen returns
+ * instead: nothing when the file may not or cannot be read, its text alone when it is not JSON
+ * (the start parses it again and fails with its own message). A file too big or with nothing
+ * to read in time throws its ConfigError, as the start would.
+ */
+async function earlyConfig(
+  path: string | undefined,
+): Promise<{ json: unknown; configText?: string } | { instead: EarlyListener | undefined }> {
+  if (path === undefined) return { json: DEFAULT_CONFIG_JSON };
+  if (!granted({ name: "read", path })) return { instead: undefined };
+  let configText: string | undefined;
+  try {
+    configText = await readConfigText(path);
+    return { json: JSON.parse(configText), configText };
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    return {
+      instead: configText === undefined
+        ? undefined
+        : { configText, take: () => undefined, takeLink: () => undefined, close() {} },
+    };
+  }
 }
