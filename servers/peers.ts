@@ -840,9 +840,7 @@ export class Link {
           continue;
         }
         this.#owedSkip = 0; // the records below carry the peer's mark past it
-        const lastRecordSeq = slice.records.length > 0
-          ? slice.records[slice.records.length - 1].seq
-          : -1;
+        const lastRecordSeq = slice.records[slice.records.length - 1].seq;
         // Encoded straight into bytes (no line strings), in the link's batch buffer: the pump
         // awaits each write before the next, so one buffer serves them all.
         const bytes = encodeRecords(
@@ -856,21 +854,17 @@ export class Link {
         }
         this.#cursor = this.#sentThrough = slice.lastSeq;
         if (slice.lastSeq > this.#sentMax) this.#sentMax = slice.lastSeq;
-        if (slice.records.length > 0) {
-          if (!this.#catchingUp && s.receipts) {
-            this.#lag.sent(lastRecordSeq, performance.now());
-          }
-          this.recordsSent += slice.records.length;
-          if (this.#catchingUp) this.#syncSent += slice.records.length;
-          s.bus.emit({
-            kind: "propagation.sent",
-            t: Date.now(),
-            server: s.name,
-            to: this.peer,
-            records: slice.records,
-            catchUp: this.#catchingUp,
-          });
-        }
+        if (!this.#catchingUp && s.receipts) this.#lag.sent(lastRecordSeq, performance.now());
+        this.recordsSent += slice.records.length;
+        if (this.#catchingUp) this.#syncSent += slice.records.length;
+        s.bus.emit({
+          kind: "propagation.sent",
+          t: Date.now(),
+          server: s.name,
+          to: this.peer,
+          records: slice.records,
+          catchUp: this.#catchingUp,
+        });
         await this.#send(conn, bytes);
       }
       if (this.#catchingUp && this.#heldSince < 0 && this.#conn === conn) {
