@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { TcpClient, waitFor } from "./_helpers/net.ts";
 import { iamat, ProcessHerd, whatsat } from "./_helpers/procs.ts";
+import { type ReleasedLog, releaseHeldLog } from "./_helpers/held_log.ts";
 
 Deno.test("server: hosts ::1, [::1] and localhost start, print [::1]:PORT, and flood over IPv6", async () => {
   // The helper widens --allow-net by the herd's hosts: "[::1]", which the task grants already.
@@ -68,8 +69,7 @@ Deno.test("server: on host ::1 the client port listens early, while the start is
   const made = await new Deno.Command("mkfifo", { args: [log] }).output();
   assert.equal(made.code, 0, "mkfifo");
   const proc = await herd.spawn("Solo", ["--memory", "--config", config]);
-  let reader: Deno.FsFile | undefined;
-  let draining: Promise<void> | undefined;
+  let released: ReleasedLog | undefined;
   try {
     let client: TcpClient | undefined;
     const deadline = performance.now() + 20_000;
@@ -81,21 +81,13 @@ Deno.test("server: on host ::1 the client port listens early, while the start is
     await using _c = client;
     await client.send("IAMAT early.v6 +34.068930-118.445127 1700000001.5\n");
     assert.ok(!proc.stdout.includes("listening on"), proc.stdout);
-    reader = await Deno.open(log, { read: true });
-    const r = reader;
-    draining = (async () => {
-      const buf = new Uint8Array(65536);
-      while ((await r.read(buf).catch(() => null)) !== null) {
-        // the server's log lines: read so its writes never block
-      }
-    })();
+    released = await releaseHeldLog(log);
     const [at] = await client.replies(1, 30_000);
     assert.match(at, /^AT Solo [+-]\d+\.\d{9} early\.v6 \+34\.068930-118\.445127 1700000001\.5\n$/);
     await proc.waitListening();
     assert.match(proc.stdout, new RegExp(`^Solo listening on \\[::1\\]:${port} `, "m"));
   } finally {
     await herd.kill("Solo");
-    reader?.close();
-    await draining;
+    await released?.close();
   }
 });

@@ -14,6 +14,7 @@ import { iamat, ProcessHerd } from "./_helpers/procs.ts";
 import { denoInfo } from "./_helpers/deno_info.ts";
 import { leasePorts } from "./_helpers/ports.ts";
 import { ROOT, taskEnv, taskFlags } from "./_helpers/task_flags.ts";
+import { type ReleasedLog, releaseHeldLog } from "./_helpers/held_log.ts";
 
 /** Connects, retrying refusals, for up to `ms`; undefined if the port never accepted. */
 async function connectWhenOpen(port: number, ms: number): Promise<TcpClient | undefined> {
@@ -43,8 +44,7 @@ Deno.test("server: a client that comes while the start is held is accepted, then
   const made = await new Deno.Command("mkfifo", { args: [log] }).output();
   assert.equal(made.code, 0, "mkfifo");
   const proc = await herd.spawn("Solo");
-  let reader: Deno.FsFile | undefined;
-  let draining: Promise<void> | undefined;
+  let released: ReleasedLog | undefined;
   try {
     const client = await connectWhenOpen(port, 20_000);
     assert.ok(client, "the client port never accepted while the start was held at its log file");
@@ -55,14 +55,7 @@ Deno.test("server: a client that comes while the start is held is accepted, then
     // Still held: the log is not open, so the server cannot have said it listens.
     assert.ok(!proc.stdout.includes("listening on"), proc.stdout);
 
-    reader = await Deno.open(log, { read: true });
-    const r = reader;
-    draining = (async () => {
-      const buf = new Uint8Array(65536);
-      while ((await r.read(buf).catch(() => null)) !== null) {
-        // the server's log lines: read so its writes never block
-      }
-    })();
+    released = await releaseHeldLog(log);
     const [answer, at] = await client.replies(2, 30_000);
     assert.equal(answer, ready, "the early WHATSAT gets the stored record and the same JSON");
     assert.match(
@@ -72,8 +65,7 @@ Deno.test("server: a client that comes while the start is held is accepted, then
     await proc.waitListening();
   } finally {
     await herd.kill("Solo");
-    reader?.close();
-    await draining;
+    await released?.close();
   }
 });
 
@@ -357,8 +349,7 @@ Deno.test("start: every server's client port accepts while the start is held, an
   const reading = (async () => {
     for await (const s of child.stdout.pipeThrough(new TextDecoderStream())) out += s;
   })();
-  let reader: Deno.FsFile | undefined;
-  let draining: Promise<void> | undefined;
+  let released: ReleasedLog | undefined;
   const clients: TcpClient[] = [];
   try {
     for (const [i, port] of ports.entries()) {
@@ -368,14 +359,7 @@ Deno.test("start: every server's client port accepts while the start is held, an
       await client.send(`IAMAT early${i} +34-118 1700000000.${i}\n`);
     }
     assert.ok(!out.includes("listening on"), out);
-    reader = await Deno.open(log, { read: true });
-    const r = reader;
-    draining = (async () => {
-      const buf = new Uint8Array(65536);
-      while ((await r.read(buf).catch(() => null)) !== null) {
-        // the server's log lines: read so its writes never block
-      }
-    })();
+    released = await releaseHeldLog(log);
     for (const [i, client] of clients.entries()) {
       const [at] = await client.replies(1, 30_000);
       assert.match(
@@ -401,8 +385,7 @@ Deno.test("start: every server's client port accepts while the start is held, an
     await child.status;
     await reading.catch(() => {});
     await child.stderr.cancel().catch(() => {});
-    reader?.close();
-    await draining;
+    await released?.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
