@@ -63,7 +63,7 @@ import {
   TREES_LINE,
   WARN,
 } from "./wire.ts";
-import { recordFields, type RecordStore, type StoredRecord } from "./store.ts";
+import { recordFields, type RecordStore, SKIP_NONE, type StoredRecord } from "./store.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import { withTimeout } from "./timeout.ts";
 import { Backoff, jittered } from "./backoff.ts";
@@ -787,7 +787,7 @@ export class Link {
     try {
       while (this.#conn === conn && this.#cursor >= 0) {
         if (this.#digestDue()) this.#sendDigest();
-        const skip = this.#cursor < this.#resendUpTo ? -2 : this.index;
+        const skip = this.#cursor < this.#resendUpTo ? SKIP_NONE : this.index;
         const slice = this.#waitsForPeer()
           ? { records: [], lastSeq: this.#cursor }
           : s.store.readAfter(this.#cursor, this.#opts.batchRecords, skip, this.#matched);

@@ -27,6 +27,9 @@ export interface StoredRecord extends AtFields {
   held?: number;
 }
 
+/** {@linkcode RecordStore.readAfter}'s `skipVia` that skips no link's records (`via` -1 is a client's). */
+export const SKIP_NONE = -2;
+
 /** The bit of link `index` in {@linkcode StoredRecord.held} (0: a link without one). */
 function linkBit(index: number): number {
   return index >= 0 && index < 31 ? 1 << index : 0;
@@ -346,7 +349,12 @@ export class RecordStore {
    * link `skipVia` is known to hold (they arrived over it, or it sent them again: {@linkcode heldBy}),
    * and those changed at or before `matched.upTo` in a bucket the peer holds as we do (digest.ts).
    */
-  readAfter(afterSeq: number, max: number, skipVia = -2, matched?: MatchedBuckets): LogSlice {
+  readAfter(
+    afterSeq: number,
+    max: number,
+    skipVia = SKIP_NONE,
+    matched?: MatchedBuckets,
+  ): LogSlice {
     const log = this.#log;
     const held = this.#held;
     const records: StoredRecord[] = [];
