@@ -324,8 +324,10 @@ export async function listenEarlyHerd(
   >();
   for (const name of names) {
     const addr = addressOf(json, name);
-    const key = addr === undefined ? "" : `${addr.hostname}:${addr.port}`;
-    if (addr === undefined || open.has(key) || !granted({ name: "net", host: key })) continue;
+    if (addr === undefined) continue;
+    // `[::1]:P`, as listenEarly asks: the descriptor throws on `::1:P`.
+    const key = hostPort(addr.hostname, addr.port);
+    if (open.has(key) || !granted({ name: "net", host: key })) continue;
     try {
       const listener = Deno.listen(addr);
       open.set(key, { listener, early: acceptEarly(listener, name, undefined) });
@@ -336,7 +338,7 @@ export async function listenEarlyHerd(
   return {
     configText,
     take(want) {
-      const key = `${want.hostname}:${want.port}`;
+      const key = hostPort(want.hostname, want.port);
       const entry = open.get(key);
       open.delete(key);
       return entry?.early.take();

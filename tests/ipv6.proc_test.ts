@@ -7,8 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { TcpClient, waitFor } from "./_helpers/net.ts";
-import { iamat, ProcessHerd, whatsat } from "./_helpers/procs.ts";
+import { exchange, TcpClient, waitFor } from "./_helpers/net.ts";
+import { iamat, ProcessHerd, ServerProcess, whatsat } from "./_helpers/procs.ts";
+import { leasePorts } from "./_helpers/ports.ts";
 import { type ReleasedLog, releaseHeldLog } from "./_helpers/held_log.ts";
 
 Deno.test("server: hosts ::1, [::1] and localhost start, print [::1]:PORT, and flood over IPv6", async () => {
@@ -89,5 +90,60 @@ Deno.test("server: on host ::1 the client port listens early, while the start is
   } finally {
     await herd.kill("Solo");
     await released?.close();
+  }
+});
+
+Deno.test("start: hosts ::1 and [::1] under an --allow-net of loopback only start and answer", async () => {
+  // A user of non-default hosts runs `deno run --allow-net=HOSTS ... main.ts start` (README).
+  // `start`'s early listen asked the net permission for `::1:PORT`, which throws under a
+  // limited --allow-net: the process died with an uncaught URIError before any server started.
+  const [a, b] = leasePorts(2);
+  const dir = await Deno.makeTempDir({ prefix: "herd-v6-start-" });
+  const config = `${dir}/v6.json`;
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      servers: {
+        Ant: { port: a, host: "::1", neighbors: ["Bee"] },
+        Bee: { port: b, host: "[::1]", neighbors: ["Ant"] },
+      },
+    }),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1,[::1]",
+      "--allow-read",
+      `--allow-write=${dir}`,
+      "--allow-env",
+      "main.ts",
+      "start",
+      "--config",
+      config,
+      "--memory",
+      "--no-dashboard",
+      "--log-dir",
+      dir,
+    ],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { HERD_SECRET: "ipv6-start-test-secret-0123" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const proc = new ServerProcess("Bee", child);
+  try {
+    await proc.waitListening();
+    assert.match(proc.stdout, new RegExp(`^Ant listening on \\[::1\\]:${a} `, "m"));
+    const at = await iamat(a, "v6start", "+34.068930-118.445127", "1700000000.5", "::1");
+    await waitFor(
+      async () => (await exchange(b, "WHATSAT v6start 10 1\n", 3000, "::1")).startsWith(at),
+      15_000,
+      "Bee to know v6start",
+    );
+    assert.doesNotMatch(proc.stderr, /Uncaught|URIError/);
+  } finally {
+    await proc.kill();
+    await Deno.remove(dir, { recursive: true });
   }
 });
