@@ -32,7 +32,6 @@ import { ClientIndex } from "./client_index.ts";
 import { ClientTrails } from "./trails.ts";
 import { ServerSeries } from "./series.ts";
 import {
-  authority,
   checkControl,
   checkHost,
   envToken,
@@ -43,6 +42,7 @@ import {
   parseAllowedHosts,
 } from "./security.ts";
 import type { HerdView } from "./types.ts";
+import { hostPort } from "../servers/http_host.ts";
 
 /** How a dashboard is set up. */
 export interface DashboardOptions {
@@ -268,7 +268,7 @@ export async function serveDashboard(
   const addr = served.addr;
   dash.setListenAddress(opts.host, addr.port);
   const shownHost = isWildcardHost(opts.host) ? "127.0.0.1" : opts.host;
-  const url = `http://${authority(shownHost, addr.port)}`;
+  const url = `http://${hostPort(shownHost, addr.port)}`;
   // Encoded: a token may hold `#`, `&`, `+`, `%`, spaces or control bytes.
   const openUrl = dash.token ? `${url}/?token=${encodeURIComponent(dash.token)}` : `${url}/`;
   if (!opts.quiet) {

@@ -12,7 +12,7 @@
  */
 
 import { randomHex } from "../servers/text.ts";
-import { type HostPort, parseHostPort, urlHost } from "../servers/http_host.ts";
+import { type HostPort, hostPort, parseHostPort, urlHost } from "../servers/http_host.ts";
 
 /** True for loopback listen addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
@@ -24,11 +24,6 @@ export function isLoopbackHost(host: string): boolean {
 export function isWildcardHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
   return h === "0.0.0.0" || h === "::" || h === "";
-}
-
-/** The URL authority for a host and port (`[::1]:8080` for IPv6). */
-export function authority(host: string, port: number): string {
-  return `${urlHost(host)}:${port}`;
 }
 
 /** A fresh random token (128 bits, hex). */
@@ -134,12 +129,12 @@ export function ownOrigins(opts: GuardOptions, requestHost: string | null): Set<
   const { host, port } = opts;
   if (isLoopbackHost(host)) {
     for (const h of ["localhost", "127.0.0.1", "[::1]"]) set.add(`http://${h}:${port}`);
-    set.add(`http://${authority(host, port)}`);
+    set.add(`http://${hostPort(host, port)}`);
   } else if (isWildcardHost(host)) {
     for (const h of ["localhost", "127.0.0.1", "[::1]"]) set.add(`http://${h}:${port}`);
     if (requestHost) set.add(`http://${requestHost.toLowerCase()}`);
   } else {
-    set.add(`http://${authority(host, port)}`);
+    set.add(`http://${hostPort(host, port)}`);
   }
   // A page served under an allowed name has that name as its origin.
   const hp = requestHost === null ? null : parseHostPort(requestHost);

@@ -18,6 +18,7 @@ import {
 } from "../../servers/protocol.ts";
 import type { HerdSnapshot, HerdView, RecordSnapshot } from "../types.ts";
 import { closeQuietly } from "../../servers/io.ts";
+import { hostPort } from "../../servers/http_host.ts";
 import { SEED_LINKS, SEED_NAMES } from "../../servers/config.ts";
 
 /** The default herd's links: the seed's (servers/config.ts). */
@@ -319,9 +320,8 @@ export class DemoHerd implements HerdView {
 
   async #client(s: DemoServer, conn: Deno.TcpConn): Promise<void> {
     const id = ++this.#conn;
-    const remote = `${(conn.remoteAddr as Deno.NetAddr).hostname}:${
-      (conn.remoteAddr as Deno.NetAddr).port
-    }`;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    const remote = hostPort(addr.hostname, addr.port);
     s.conns.add(conn);
     s.connections++;
     this.bus.emit({ kind: "client.connect", t: Date.now(), server: s.name, conn: id, remote });
